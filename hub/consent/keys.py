@@ -1,0 +1,106 @@
+"""The hub's own identity (PROTOCOL.md §1): an Ed25519 key made on first start that never leaves the box.
+
+`hub_id` is the RFC 7638 JWK thumbprint (SHA-256, base64url) of the public key as an OKP JWK
+(RFC 8037 §2). The private key is stored PKCS#8 PEM in `keys/hub.key`, mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding (RFC 4648 §5), as every JOSE field uses it."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Strict inverse of `b64url`: rejects padding and characters outside the alphabet."""
+    if not isinstance(text, str) or "=" in text or any(c in text for c in "+/ \n\r\t"):
+        raise ValueError("not unpadded base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def okp_public_jwk(key: Ed25519PublicKey) -> dict[str, str]:
+    """The public key as an OKP JWK (RFC 8037 §2)."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
+
+
+def jwk_thumbprint(jwk: dict[str, str]) -> str:
+    """RFC 7638 thumbprint: SHA-256 over the required members in lexicographic order, no whitespace."""
+    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or not isinstance(jwk.get("x"), str):
+        raise ValueError("only Ed25519 OKP JWKs are accepted")
+    canonical = json.dumps(
+        {"crv": jwk["crv"], "kty": jwk["kty"], "x": jwk["x"]}, separators=(",", ":"), sort_keys=True
+    )
+    return b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def public_key_from_jwk(jwk: dict[str, str]) -> Ed25519PublicKey:
+    """Parse an Ed25519 OKP JWK; raises ValueError on anything else (no private members accepted)."""
+    if not isinstance(jwk, dict) or "d" in jwk:
+        raise ValueError("expected a public OKP JWK")
+    jwk_thumbprint(jwk)  # validates kty/crv/x
+    raw = b64url_decode(jwk["x"])
+    if len(raw) != 32:
+        raise ValueError("Ed25519 public key must be 32 bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+@dataclass(frozen=True)
+class HubKey:
+    """The device signing key and its derived identity."""
+
+    private_key: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.private_key.public_key()
+
+    @property
+    def public_jwk(self) -> dict[str, str]:
+        return okp_public_jwk(self.public_key)
+
+    @property
+    def hub_id(self) -> str:
+        return jwk_thumbprint(self.public_jwk)
+
+    def sign(self, data: bytes) -> bytes:
+        return self.private_key.sign(data)
+
+    @classmethod
+    def load_or_create(cls, keys_dir: Path) -> tuple[HubKey, bool]:
+        """Load `keys_dir/hub.key`, creating it (0600, atomically) if absent. Returns (key, created)."""
+        path = keys_dir / "hub.key"
+        if path.exists():
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ValueError(f"{path} is not an Ed25519 private key")
+            return cls(key), False
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        write_secret(path, pem)
+        return cls(key), True
+
+
+def write_secret(path: Path, data: bytes) -> None:
+    """Write a secret file with mode 0600 from the first byte on (never world-readable), atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
