@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -41,8 +40,8 @@ def migrations() -> list[tuple[int, str, str]]:
         out.append((version, name, entry.read_text(encoding="utf-8")))
     out.sort()
     versions = [v for v, _, _ in out]
-    if versions != list(range(1, len(versions) + 1)):
-        raise StoreError(f"migrations must be numbered 1..n without gaps, found {versions}")
+    if len(set(versions)) != len(versions):
+        raise StoreError(f"two migrations share a number: {versions}")
     return out
 
 
@@ -107,7 +106,6 @@ class Store:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camhub-db")
         self._closed = False
-        self._lock = threading.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -141,8 +139,7 @@ class Store:
         return await loop.run_in_executor(self._executor, self._call, fn, args)
 
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        with self._lock:
-            return fn(self._conn, *args)
+        return fn(self._conn, *args)
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` from a worker thread that is not the event loop (e.g. a muxer thread)."""
@@ -158,11 +155,10 @@ class Store:
         loop = asyncio.get_running_loop()
 
         def _close() -> None:
-            with self._lock:
-                try:
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                finally:
-                    self._conn.close()
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                self._conn.close()
 
         await loop.run_in_executor(self._executor, _close)
         self._executor.shutdown(wait=True)
