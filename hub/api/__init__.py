@@ -1,0 +1,23 @@
+"""The hub's HTTP API (aiohttp).
+
+Routes are grouped by who may call them, each group in its own module: `public` (no auth: hub
+identity), and, as they land, `owner` (session on the LAN) and `agency` (RFC 9421 signed). Shared
+services live under a typed `web.AppKey`, never a string key.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.api import errors, public
+from hub.services import SERVICES, Services
+
+# Nothing an owner or agency legitimately sends is larger; footage only ever flows outwards.
+MAX_BODY_BYTES = 64 * 1024
+
+
+def make_app(services: Services) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[errors.middleware])
+    app[SERVICES] = services
+    public.setup(app)
+    return app

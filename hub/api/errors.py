@@ -1,0 +1,36 @@
+"""The one place typed errors become HTTP responses, so every error body has the same shape."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from hub.errors import HubError
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, detail: str = "") -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HubError as exc:
+        return error_response(exc.status, exc.code, exc.detail)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, "body_too_large", "request body exceeds the limit")
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        raise
+    except Exception:
+        # Input from the network must never take the daemon down; log with the traceback, answer 500.
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal_error", "")

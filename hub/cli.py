@@ -1,0 +1,118 @@
+"""`camhub ...`: the daemon and the admin commands, each a thin layer over the modules that do the work."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from hub import config as config_mod
+from hub.config import Config, ConfigError
+
+EXIT_CONFIG = 2
+
+log = logging.getLogger("hub")
+
+
+def _setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # aiortc/aioice/zeroconf are chatty at INFO; their warnings still show.
+    for noisy in ("aioice", "aiortc", "zeroconf", "libav"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _load_config(path: str) -> Config:
+    try:
+        return config_mod.load(Path(path))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hub import daemon
+
+    cfg = _load_config(args.config)
+    _setup_logging(cfg.hub.log_level)
+    try:
+        asyncio.run(daemon.serve(cfg))
+    except daemon.StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    print(f"{args.config}: ok ({len(cfg.cameras)} cameras, data dir {cfg.hub.data_dir})")
+    return 0
+
+
+def cmd_pair(args: argparse.Namespace) -> int:
+    """A fresh pairing code for someone with a shell on the box (PROTOCOL.md §1)."""
+    from hub import datadir
+    from hub.consent import pairing
+    from hub.store import Store
+
+    cfg = _load_config(args.config)
+
+    async def issue() -> str:
+        datadir.prepare(cfg)
+        store = await Store.open(cfg.db_path)
+        try:
+            return await store.run(pairing.issue)
+        finally:
+            await store.close()
+
+    code = asyncio.run(issue())
+    print(f"pairing code: {code} (valid for {pairing.LIFETIME_SECONDS // 60} minutes, single use)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hub import demo
+
+    _setup_logging("info")
+    return asyncio.run(demo.run(data_dir=Path(args.data_dir), port=args.port, cameras=args.cameras))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="camhub", description="Local-first camera hub with on-device consent."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run the hub daemon")
+    p.add_argument("--config", required=True, help="TOML config file")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config file and exit")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("pair", help="make a fresh one-time pairing code for the first owner key")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_pair)
+
+    p = sub.add_parser("demo", help="run the hub with simulated cameras on 127.0.0.1")
+    p.add_argument("--data-dir", default="demo-data")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--cameras", type=int, default=2)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

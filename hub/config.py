@@ -1,0 +1,480 @@
+"""Configuration: TOML (stdlib `tomllib`) validated into frozen dataclasses.
+
+Every problem is reported, not just the first, as one line naming the key and what is wrong
+(`cameras.front.url: must be rtsp:// or whip`), so an owner fixing a file sees all of it at once.
+Unknown keys are errors too: a misspelt `retention_dayz` silently ignored would keep footage longer
+than the owner asked.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+T = TypeVar("T")
+
+CAMERA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    name: str = "camhub"
+    data_dir: Path = Path("/var/lib/camhub")
+    bind: str = "127.0.0.1"
+    port: int = 8080
+    # Addresses aiortc may use for ICE host candidates; empty means every non-loopback interface.
+    ice_addresses: tuple[str, ...] = ()
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    enabled: bool = True
+    # Polygons in normalised 0..1 picture coordinates; an empty tuple of zones means the whole picture.
+    zones: tuple[tuple[tuple[float, float], ...], ...] = ()
+    masks: tuple[tuple[tuple[float, float], ...], ...] = ()
+    min_area: float = 0.005
+    pre_roll_seconds: float = 5.0
+    post_roll_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    id: str
+    name: str
+    # An rtsp:// URL the hub pulls from, or None when the camera pushes over WHIP.
+    url: str | None
+    whip: bool = False
+    whip_token: str | None = None
+    sub_url: str | None = None
+    events_url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    record: bool = True
+    retention_days: float | None = None
+    motion: MotionConfig = field(default_factory=MotionConfig)
+
+    def authenticated_url(self, url: str | None = None) -> str | None:
+        """The pull URL with the configured credentials in it (credentials in the URL win)."""
+        url = url if url is not None else self.url
+        if url is None or self.username is None:
+            return url
+        parts = urlsplit(url)
+        if parts.username:
+            return url
+        from urllib.parse import quote
+
+        cred = quote(self.username, safe="")
+        if self.password is not None:
+            cred += ":" + quote(self.password, safe="")
+        return parts._replace(netloc=f"{cred}@{parts.netloc}").geturl()
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    segment_seconds: float = 4.0
+    max_age_days: float = 30.0
+    quota_bytes: int | None = None
+    min_free_percent: float = 5.0
+    encrypt: bool = False
+
+
+@dataclass(frozen=True)
+class ConsentConfig:
+    respond_by_days: float = 7.0
+    clock_skew_seconds: int = 60
+    trust_system_clock: bool = False
+    max_fetches: int = 3
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    enabled: bool = True
+    advertise: bool = True
+    browse: bool = True
+    # Interface addresses zeroconf binds to; empty means all.
+    interfaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    hub: HubConfig
+    cameras: tuple[CameraConfig, ...]
+    storage: StorageConfig
+    consent: ConsentConfig
+    discovery: DiscoveryConfig
+
+    def camera(self, camera_id: str) -> CameraConfig | None:
+        return next((c for c in self.cameras if c.id == camera_id), None)
+
+    @property
+    def segments_dir(self) -> Path:
+        return self.hub.data_dir / "segments"
+
+    @property
+    def events_dir(self) -> Path:
+        return self.hub.data_dir / "events"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.hub.data_dir / "keys"
+
+    @property
+    def db_path(self) -> Path:
+        return self.hub.data_dir / "camhub.sqlite"
+
+
+def load(path: Path) -> Config:
+    """Read and validate a TOML config file. Raises ConfigError listing every problem."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from exc
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8: {exc.reason}"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: invalid TOML: {exc}"]) from exc
+    return parse(data, base_dir=path.parent)
+
+
+def parse(data: dict[str, Any], base_dir: Path | None = None) -> Config:
+    """Validate an already-parsed TOML document."""
+    v = _Validator()
+    v.unknown(data, "", {"hub", "cameras", "storage", "consent", "discovery"})
+    hub = _parse_hub(v, v.table(data, "hub"), base_dir)
+    storage = _parse_storage(v, v.table(data, "storage"))
+    consent = _parse_consent(v, v.table(data, "consent"))
+    discovery = _parse_discovery(v, v.table(data, "discovery"))
+    cameras = _parse_cameras(v, data.get("cameras", []))
+    if v.problems:
+        raise ConfigError(v.problems)
+    return Config(hub=hub, cameras=cameras, storage=storage, consent=consent, discovery=discovery)
+
+
+class _Validator:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def error(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            self.error(key, "must be a table")
+            return {}
+        return value
+
+    def unknown(self, table: dict[str, Any], prefix: str, allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                self.error(f"{prefix}{key}", f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+    def get(
+        self,
+        table: dict[str, Any],
+        prefix: str,
+        key: str,
+        kind: type[T] | tuple[type, ...],
+        default: T,
+        check: Callable[[Any], str | None] | None = None,
+    ) -> T:
+        if key not in table:
+            return default
+        value = table[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python; never accept true where a number is meant.
+        if isinstance(value, bool) and bool not in kinds:
+            ok = False
+        else:
+            ok = isinstance(value, kinds)
+        if not ok:
+            names = " or ".join(_type_name(k) for k in kinds)
+            self.error(f"{prefix}{key}", f"must be {names}, got {_type_name(type(value))}")
+            return default
+        if check is not None:
+            message = check(value)
+            if message:
+                self.error(f"{prefix}{key}", message)
+                return default
+        return value  # type: ignore[return-value]
+
+
+def _type_name(kind: type) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
+    }.get(kind, kind.__name__)
+
+
+def _positive(value: float) -> str | None:
+    return None if value > 0 else "must be greater than 0"
+
+
+def _range(lo: float, hi: float) -> Callable[[float], str | None]:
+    def check(value: float) -> str | None:
+        return None if lo <= value <= hi else f"must be between {lo:g} and {hi:g}"
+
+    return check
+
+
+def _ip(value: str) -> str | None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return "must be an IP address"
+    return None
+
+
+def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubConfig:
+    p = "hub."
+    v.unknown(t, p, {"name", "data_dir", "bind", "port", "ice_addresses", "log_level"})
+    d = HubConfig()
+    name = v.get(t, p, "name", str, d.name, lambda s: None if 0 < len(s) <= 63 else "must be 1-63 characters")
+    data_dir = Path(
+        v.get(t, p, "data_dir", str, str(d.data_dir), lambda s: None if s else "must not be empty")
+    )
+    if not data_dir.is_absolute() and base_dir is not None:
+        data_dir = (base_dir / data_dir).resolve()
+    bind = v.get(t, p, "bind", str, d.bind, _ip)
+    port = v.get(t, p, "port", int, d.port, _range(0, 65535))
+    ice = v.get(t, p, "ice_addresses", list, [])
+    for i, addr in enumerate(ice):
+        if not isinstance(addr, str) or _ip(addr):
+            v.error(f"{p}ice_addresses[{i}]", "must be an IP address")
+    levels = {"debug", "info", "warning", "error"}
+    log_level = v.get(
+        t,
+        p,
+        "log_level",
+        str,
+        d.log_level,
+        lambda s: None if s in levels else f"must be one of {sorted(levels)}",
+    )
+    return HubConfig(
+        name=name,
+        data_dir=data_dir,
+        bind=bind,
+        port=port,
+        ice_addresses=tuple(a for a in ice if isinstance(a, str)),
+        log_level=log_level,
+    )
+
+
+def _parse_storage(v: _Validator, t: dict[str, Any]) -> StorageConfig:
+    p = "storage."
+    v.unknown(t, p, {"segment_seconds", "max_age_days", "quota_gb", "min_free_percent", "encrypt"})
+    d = StorageConfig()
+    quota_gb = v.get(
+        t, p, "quota_gb", (int, float), 0, lambda x: None if x >= 0 else "must be 0 (no quota) or more"
+    )
+    return StorageConfig(
+        segment_seconds=float(v.get(t, p, "segment_seconds", (int, float), d.segment_seconds, _range(1, 60))),
+        max_age_days=float(v.get(t, p, "max_age_days", (int, float), d.max_age_days, _positive)),
+        quota_bytes=int(quota_gb * 1024**3) or None,
+        min_free_percent=float(
+            v.get(t, p, "min_free_percent", (int, float), d.min_free_percent, _range(0, 90))
+        ),
+        encrypt=v.get(t, p, "encrypt", bool, d.encrypt),
+    )
+
+
+def _parse_consent(v: _Validator, t: dict[str, Any]) -> ConsentConfig:
+    p = "consent."
+    v.unknown(t, p, {"respond_by_days", "clock_skew_seconds", "trust_system_clock", "max_fetches"})
+    d = ConsentConfig()
+    return ConsentConfig(
+        respond_by_days=float(v.get(t, p, "respond_by_days", (int, float), d.respond_by_days, _range(1, 90))),
+        clock_skew_seconds=v.get(t, p, "clock_skew_seconds", int, d.clock_skew_seconds, _range(0, 300)),
+        trust_system_clock=v.get(t, p, "trust_system_clock", bool, d.trust_system_clock),
+        max_fetches=v.get(t, p, "max_fetches", int, d.max_fetches, _range(1, 100)),
+    )
+
+
+def _parse_discovery(v: _Validator, t: dict[str, Any]) -> DiscoveryConfig:
+    p = "discovery."
+    v.unknown(t, p, {"enabled", "advertise", "browse", "interfaces"})
+    d = DiscoveryConfig()
+    interfaces = v.get(t, p, "interfaces", list, [])
+    for i, addr in enumerate(interfaces):
+        if not isinstance(addr, str) or _ip(addr):
+            v.error(f"{p}interfaces[{i}]", "must be an IP address")
+    return DiscoveryConfig(
+        enabled=v.get(t, p, "enabled", bool, d.enabled),
+        advertise=v.get(t, p, "advertise", bool, d.advertise),
+        browse=v.get(t, p, "browse", bool, d.browse),
+        interfaces=tuple(a for a in interfaces if isinstance(a, str)),
+    )
+
+
+def _rtsp_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("rtsp", "rtsps") or not parts.hostname:
+        return "must be an rtsp:// URL"
+    return None
+
+
+def _http_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL"
+    return None
+
+
+def _parse_polygons(v: _Validator, key: str, value: Any) -> tuple[tuple[tuple[float, float], ...], ...]:
+    if not isinstance(value, list):
+        v.error(key, "must be a list of polygons")
+        return ()
+    polygons = []
+    for i, poly in enumerate(value):
+        pts: list[tuple[float, float]] = []
+        if not isinstance(poly, list) or len(poly) < 3:
+            v.error(f"{key}[{i}]", "must be a list of at least 3 [x, y] points")
+            continue
+        for j, pt in enumerate(poly):
+            if (
+                not isinstance(pt, list)
+                or len(pt) != 2
+                or not all(isinstance(c, int | float) and not isinstance(c, bool) and 0 <= c <= 1 for c in pt)
+            ):
+                v.error(f"{key}[{i}][{j}]", "must be [x, y] with 0 <= x, y <= 1")
+                break
+            pts.append((float(pt[0]), float(pt[1])))
+        else:
+            polygons.append(tuple(pts))
+    return tuple(polygons)
+
+
+def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
+    if not isinstance(value, list):
+        v.error("cameras", "must be an array of tables ([[cameras]])")
+        return ()
+    cameras: list[CameraConfig] = []
+    seen: set[str] = set()
+    allowed = {
+        "id", "name", "url", "whip_token", "sub_url", "events_url", "username", "password",
+        "record", "retention_days", "motion",
+    }  # fmt: skip
+    for index, t in enumerate(value):
+        if not isinstance(t, dict):
+            v.error(f"cameras[{index}]", "must be a table")
+            continue
+        cam_id = t.get("id")
+        if not isinstance(cam_id, str) or not CAMERA_ID_RE.match(cam_id):
+            v.error(
+                f"cameras[{index}].id",
+                "must be 1-63 characters of a-z, 0-9, '-' or '_', starting alphanumeric",
+            )
+            continue
+        if cam_id in seen:
+            v.error(f"cameras.{cam_id}.id", "duplicate camera id")
+            continue
+        seen.add(cam_id)
+        p = f"cameras.{cam_id}."
+        v.unknown(t, p, allowed)
+        url = v.get(
+            t,
+            p,
+            "url",
+            str,
+            "",
+            lambda s: None if s == "whip" or not _rtsp_url(s) else "must be rtsp:// or whip",
+        )
+        if "url" not in t:
+            v.error(f"{p}url", 'is required (an rtsp:// URL, or "whip" for a camera that pushes)')
+        whip = url == "whip"
+        whip_token = v.get(
+            t,
+            p,
+            "whip_token",
+            str,
+            None,
+            lambda s: None if len(s) >= 16 else "must be at least 16 characters",
+        )
+        if whip and whip_token is None and "whip_token" not in t:
+            v.error(f"{p}whip_token", 'is required when url is "whip"')
+        motion_t = t.get("motion", {})
+        motion = MotionConfig()
+        if not isinstance(motion_t, dict):
+            v.error(f"{p}motion", "must be a table")
+        else:
+            mp = f"{p}motion."
+            v.unknown(
+                motion_t,
+                mp,
+                {"enabled", "zones", "masks", "min_area", "pre_roll_seconds", "post_roll_seconds"},
+            )
+            motion = MotionConfig(
+                enabled=v.get(motion_t, mp, "enabled", bool, motion.enabled),
+                zones=_parse_polygons(v, f"{mp}zones", motion_t.get("zones", [])),
+                masks=_parse_polygons(v, f"{mp}masks", motion_t.get("masks", [])),
+                min_area=float(v.get(motion_t, mp, "min_area", (int, float), motion.min_area, _range(0, 1))),
+                pre_roll_seconds=float(
+                    v.get(
+                        motion_t,
+                        mp,
+                        "pre_roll_seconds",
+                        (int, float),
+                        motion.pre_roll_seconds,
+                        _range(0, 300),
+                    )
+                ),
+                post_roll_seconds=float(
+                    v.get(
+                        motion_t,
+                        mp,
+                        "post_roll_seconds",
+                        (int, float),
+                        motion.post_roll_seconds,
+                        _range(0, 300),
+                    )
+                ),
+            )
+        cameras.append(
+            CameraConfig(
+                id=cam_id,
+                name=v.get(
+                    t,
+                    p,
+                    "name",
+                    str,
+                    cam_id,
+                    lambda s: None if 0 < len(s) <= 100 else "must be 1-100 characters",
+                ),
+                url=None if whip or not url else url,
+                whip=whip,
+                whip_token=whip_token,
+                sub_url=v.get(t, p, "sub_url", str, None, _rtsp_url),
+                events_url=v.get(t, p, "events_url", str, None, _http_url),
+                username=v.get(t, p, "username", str, None),
+                password=v.get(t, p, "password", str, None),
+                record=v.get(t, p, "record", bool, True),
+                retention_days=_opt_float(v.get(t, p, "retention_days", (int, float), None, _positive)),
+                motion=motion,
+            )
+        )
+    return tuple(cameras)
+
+
+def _opt_float(value: float | None) -> float | None:
+    return None if value is None else float(value)

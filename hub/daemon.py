@@ -1,0 +1,119 @@
+"""The daemon: builds every service in order, serves, and tears everything down in reverse.
+
+Start order follows the data flow: data dir → database → hub key → tasks (cameras, retention, audit)
+→ HTTP API → ready. Every step registers its teardown on one AsyncExitStack, so any failure or
+signal unwinds exactly what was started, newest first, and the database closes last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sqlite3
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from hub import datadir
+from hub.api import make_app
+from hub.config import Config
+from hub.consent import pairing
+from hub.consent.keys import HubKey
+from hub.services import Services
+from hub.store import Store, StoreError
+from hub.supervisor import Supervisor
+from hub.systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+# systemd's default TimeoutStopSec is 90 s, but the promise is < 5 s: leave margin for the process exit.
+STOP_TIMEOUT_SECONDS = 3.0
+
+
+class StartupError(Exception):
+    """The hub cannot start (data dir, database, key or listening socket); the message says why."""
+
+
+def _owner_enrolled(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'owner_keys'").fetchone()
+    if row is None:
+        return False
+    return conn.execute("SELECT 1 FROM owner_keys WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
+
+
+def _issue_pairing_code_if_unpaired(conn: sqlite3.Connection) -> str | None:
+    if _owner_enrolled(conn):
+        return None
+    return pairing.issue(conn)
+
+
+@contextlib.asynccontextmanager
+async def running_hub(config: Config, notifier: Notifier | None = None) -> AsyncIterator[Services]:
+    """Start a hub; on exit stop it. Yields the services once the API is serving."""
+    notifier = notifier or Notifier({})
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            datadir.prepare(config)
+            store = await Store.open(config.db_path)
+            stack.push_async_callback(store.close)
+            datadir.secure_db_files(config.db_path)
+            hub_key, created = HubKey.load_or_create(config.keys_dir)
+        except (datadir.DataDirError, StoreError, OSError, ValueError) as exc:
+            raise StartupError(str(exc)) from exc
+        if created:
+            log.info("created hub key hub_id=%s", hub_key.hub_id)
+        code = await store.run(_issue_pairing_code_if_unpaired)
+        if code is not None:
+            # The console is the out-of-band channel the first owner pairs through (PROTOCOL.md §1).
+            log.warning("pairing code: %s", code)
+
+        supervisor = Supervisor()
+        stack.push_async_callback(supervisor.stop, STOP_TIMEOUT_SECONDS)
+        services = Services(config=config, store=store, hub_key=hub_key, supervisor=supervisor)
+
+        app = make_app(services)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, config.hub.bind, config.hub.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {config.hub.bind}:{config.hub.port}: {exc.strerror}"
+            ) from exc
+        host, port = _bound_address(runner, config)
+        services.base_url = f"http://{_url_host(host)}:{port}"
+
+        log.info("camhub ready url=%s hub_id=%s", services.base_url, hub_key.hub_id)
+        notifier.ready(status=f"serving {services.base_url}")
+        stack.push_async_callback(notifier.stopping)
+        yield services
+        log.info("camhub stopping")
+
+
+def _bound_address(runner: web.AppRunner, config: Config) -> tuple[str, int]:
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return address[0], address[1]
+    return config.hub.bind, config.hub.port
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop` is set), then shut down cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with running_hub(config, Notifier()):
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,66 @@
+"""`camhub demo`: the hub plus simulated cameras on 127.0.0.1, for trying camhub without hardware.
+
+The config is generated, not read: data in `--data-dir` (kept between runs, so footage survives a
+restart), the clock trusted (a dev machine keeps time; PROTOCOL.md §6), discovery on loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+from hub import config as config_mod
+from hub import daemon
+from hub.systemd import Notifier
+
+log = logging.getLogger(__name__)
+
+
+def demo_config(data_dir: Path, port: int, camera_urls: dict[str, tuple[str, str, str]]) -> config_mod.Config:
+    """Config for the demo hub; `camera_urls` maps camera id to (main URL, sub URL, events URL)."""
+    cameras = [
+        {
+            "id": cam_id,
+            "name": f"Simulated doorbell {cam_id}",
+            "url": main,
+            "sub_url": sub,
+            "events_url": events,
+        }
+        for cam_id, (main, sub, events) in camera_urls.items()
+    ]
+    return config_mod.parse(
+        {
+            "hub": {
+                "name": "camhub-demo",
+                "data_dir": str(data_dir.resolve()),
+                "bind": "127.0.0.1",
+                "port": port,
+            },
+            "consent": {"trust_system_clock": True},
+            "discovery": {"interfaces": ["127.0.0.1"]},
+            "cameras": cameras,
+        }
+    )
+
+
+async def run(data_dir: Path, port: int, cameras: int) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        cfg = demo_config(data_dir, port, {})
+        if cameras:
+            log.warning("the camera simulator is not available yet; starting the hub alone")
+        async with daemon.running_hub(cfg, Notifier()) as services:
+            print(f"camhub demo: open {services.base_url}/  (hub id {services.hub_key.hub_id})", flush=True)
+            await stop.wait()
+    except daemon.StartupError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return 0

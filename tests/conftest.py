@@ -1,0 +1,112 @@
+"""Shared fixtures: a real hub daemon process on an ephemeral loopback port."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+READY_RE = re.compile(r"camhub ready url=(\S+) hub_id=(\S+)")
+PAIRING_RE = re.compile(r"pairing code: ([0-9A-Z]{4}-[0-9A-Z]{4})")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_config(path: Path, data_dir: Path, port: int, extra: str = "") -> Path:
+    path.write_text(
+        f"""
+[hub]
+name = "test-hub"
+data_dir = "{data_dir}"
+bind = "127.0.0.1"
+port = {port}
+
+[consent]
+trust_system_clock = true
+
+[discovery]
+enabled = false
+{extra}
+"""
+    )
+    return path
+
+
+@dataclass
+class DaemonProcess:
+    proc: subprocess.Popen[str]
+    log_path: Path
+    url: str = ""
+    hub_id: str = ""
+    pairing_code: str | None = None
+    lines: list[str] = field(default_factory=list)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log()
+            if m := PAIRING_RE.search(text):
+                self.pairing_code = m.group(1)
+            if m := READY_RE.search(text):
+                self.url, self.hub_id = m.group(1), m.group(2)
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited with {self.proc.returncode}:\n{text}")
+            time.sleep(0.05)
+        raise AssertionError(f"daemon not ready within {timeout} s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+
+
+def start_daemon(config: Path, log_path: Path, env: dict[str, str] | None = None) -> DaemonProcess:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    log_file = log_path.open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "run", "--config", str(config)],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        env=full_env,
+        text=True,
+    )
+    log_file.close()
+    return DaemonProcess(proc=proc, log_path=log_path)
+
+
+@pytest.fixture
+def hub_config(tmp_path: Path) -> Path:
+    return write_config(tmp_path / "camhub.toml", tmp_path / "data", free_port())
+
+
+@pytest.fixture
+def daemon(hub_config: Path, tmp_path: Path) -> Iterator[DaemonProcess]:
+    d = start_daemon(hub_config, tmp_path / "daemon.log")
+    try:
+        d.wait_ready()
+        yield d
+    finally:
+        if d.proc.poll() is None:
+            d.stop()

@@ -1,0 +1,112 @@
+"""Config validation: every problem reported, one line each, naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub import config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_is_valid() -> None:
+    cfg = config.load(ROOT / "configs" / "camhub.example.toml")
+    assert [c.id for c in cfg.cameras] == ["front-door", "garage"]
+    front = cfg.camera("front-door")
+    assert front is not None and front.retention_days == 14 and front.motion.zones
+    garage = cfg.camera("garage")
+    assert garage is not None and garage.whip and garage.url is None
+
+
+def test_defaults() -> None:
+    cfg = config.parse({})
+    assert cfg.hub.bind == "127.0.0.1"
+    assert cfg.storage.segment_seconds == 4.0
+    assert cfg.consent.respond_by_days == 7.0
+    assert cfg.cameras == ()
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        ({"cameras": [{"id": "front", "url": "http://x/"}]}, "cameras.front.url: must be rtsp:// or whip"),
+        ({"cameras": [{"id": "front"}]}, "cameras.front.url: is required"),
+        ({"cameras": [{"id": "g", "url": "whip"}]}, "cameras.g.whip_token: is required"),
+        ({"cameras": [{"id": "Bad Id", "url": "whip"}]}, "cameras[0].id: must be"),
+        (
+            {"cameras": [{"id": "a", "url": "rtsp://h/"}, {"id": "a", "url": "rtsp://h/"}]},
+            "cameras.a.id: duplicate camera id",
+        ),
+        ({"hub": {"port": "80"}}, "hub.port: must be an integer, got a string"),
+        ({"hub": {"port": 70000}}, "hub.port: must be between 0 and 65535"),
+        ({"hub": {"bind": "localhost"}}, "hub.bind: must be an IP address"),
+        ({"hub": {"colour": "red"}}, "hub.colour: unknown key"),
+        ({"storage": {"segment_seconds": True}}, "storage.segment_seconds: must be an integer or a number"),
+        ({"storage": {"quota_gb": -1}}, "storage.quota_gb: must be 0 (no quota) or more"),
+        ({"consent": {"trust_system_clock": "yes"}}, "consent.trust_system_clock: must be true or false"),
+        ({"discovery": {"interfaces": ["eth0"]}}, "discovery.interfaces[0]: must be an IP address"),
+        (
+            {"cameras": [{"id": "c", "url": "rtsp://h/", "motion": {"zones": [[[0, 0], [2, 0], [1, 1]]]}}]},
+            "cameras.c.motion.zones[0][1]: must be [x, y] with 0 <= x, y <= 1",
+        ),
+        ({"cameras": {"id": "c"}}, "cameras: must be an array of tables"),
+        ({"surprise": {}}, "surprise: unknown key"),
+    ],
+)
+def test_each_problem_names_its_key(doc: dict, expected: str) -> None:
+    with pytest.raises(config.ConfigError) as info:
+        config.parse(doc)
+    assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    with pytest.raises(config.ConfigError) as info:
+        config.parse({"hub": {"port": "x", "bogus": 1}, "cameras": [{"id": "front", "url": "ftp://x"}]})
+    assert len(info.value.problems) == 3
+
+
+def test_quota_and_credentials() -> None:
+    cfg = config.parse(
+        {
+            "storage": {"quota_gb": 1.5},
+            "cameras": [
+                {"id": "c", "url": "rtsp://10.0.0.2:554/main", "username": "ad min", "password": "p@ss"}
+            ],
+        }
+    )
+    assert cfg.storage.quota_bytes == int(1.5 * 1024**3)
+    assert cfg.cameras[0].authenticated_url() == "rtsp://ad%20min:p%40ss@10.0.0.2:554/main"
+
+
+def test_relative_data_dir_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[hub]\ndata_dir = "data"\n')
+    assert config.load(path).hub.data_dir == tmp_path / "data"
+
+
+def test_invalid_toml_is_one_clear_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[hub\n")
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path)
+    assert len(info.value.problems) == 1 and "invalid TOML" in info.value.problems[0]
+
+
+def test_cli_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[hub]\nport = "x"\n[[cameras]]\nid = "front"\nurl = "http://x"\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "run", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "hub.port: must be an integer, got a string",
+        "cameras.front.url: must be rtsp:// or whip",
+    ]

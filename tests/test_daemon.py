@@ -1,0 +1,141 @@
+"""The daemon as a real process: start, serve, stop on signals, data dir permissions, sd_notify."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from hub.consent import pairing
+from hub.consent.keys import jwk_thumbprint
+from hub.store import connect
+from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
+
+
+def _get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        assert resp.status == 200
+        return json.load(resp)
+
+
+def test_serves_hub_identity_and_stops_on_sigterm(daemon: DaemonProcess) -> None:
+    body = _get_json(daemon.url + "/api/v1/hub")
+    assert body["hub_id"] == daemon.hub_id
+    assert body["protocol"] == 1
+    assert jwk_thumbprint(body["public_jwk"]) == body["hub_id"]
+    assert daemon.pairing_code is not None
+
+    started = time.monotonic()
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 5
+    log = daemon.log()
+    assert "camhub stopping" in log
+    for bad in ("Task was destroyed", "Traceback", "was never awaited", "Unclosed"):
+        assert bad not in log
+
+
+def test_sigint_stops_cleanly(daemon: DaemonProcess) -> None:
+    assert daemon.stop(signal.SIGINT) == 0
+    assert "Traceback" not in daemon.log()
+
+
+def test_data_dir_layout_and_permissions(daemon: DaemonProcess, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    daemon.stop()
+    for sub in ("", "segments", "events", "keys"):
+        assert stat.S_IMODE((data / sub).stat().st_mode) == 0o700, sub
+    key = data / "keys" / "hub.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "camhub.sqlite").stat().st_mode) == 0o600
+    conn = connect(data / "camhub.sqlite")
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_hub_key_survives_restart(hub_config: Path, tmp_path: Path) -> None:
+    first = start_daemon(hub_config, tmp_path / "1.log")
+    first.wait_ready()
+    assert first.stop() == 0
+    second = start_daemon(hub_config, tmp_path / "2.log")
+    second.wait_ready()
+    try:
+        assert second.hub_id == first.hub_id
+    finally:
+        assert second.stop() == 0
+
+
+def test_pairing_code_from_the_log_is_the_valid_one(daemon: DaemonProcess, tmp_path: Path) -> None:
+    daemon.stop()
+    conn = connect(tmp_path / "data" / "camhub.sqlite")
+    guard = pairing.PairingGuard()
+    assert daemon.pairing_code is not None
+    assert not guard.redeem(conn, "AAAA-AAAA")
+    assert guard.redeem(conn, daemon.pairing_code.lower())
+    assert not guard.redeem(conn, daemon.pairing_code), "single use"
+
+
+def test_port_in_use_fails_with_a_clear_message(tmp_path: Path) -> None:
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        cfg = write_config(tmp_path / "c.toml", tmp_path / "data", port)
+        d = start_daemon(cfg, tmp_path / "d.log")
+        assert d.proc.wait(30) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in d.log()
+    assert "Traceback" not in d.log()
+
+
+def test_sd_notify_datagrams(tmp_path: Path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(sock_path))
+        sock.settimeout(20)
+        cfg = write_config(tmp_path / "c.toml", tmp_path / "data", free_port())
+        # 200 ms watchdog: the daemon must ping every 100 ms.
+        d = start_daemon(
+            cfg, tmp_path / "d.log", env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"}
+        )
+        try:
+            messages: list[str] = []
+            while not any(m.startswith("READY=1") for m in messages):
+                messages.append(sock.recv(4096).decode())
+            watchdogs = 0
+            while watchdogs < 3:
+                if sock.recv(4096).decode() == "WATCHDOG=1":
+                    watchdogs += 1
+            d.wait_ready()
+            assert d.stop() == 0
+            rest = []
+            sock.settimeout(2)
+            try:
+                while True:
+                    rest.append(sock.recv(4096).decode())
+            except TimeoutError:
+                pass
+            assert "STOPPING=1" in rest
+        finally:
+            if d.proc.poll() is None:
+                d.stop()
+    ready = next(m for m in messages if m.startswith("READY=1"))
+    assert "STATUS=serving http://127.0.0.1:" in ready
+
+
+def test_no_notify_socket_no_datagrams(daemon: DaemonProcess) -> None:
+    # Nothing to observe on a socket; the guarantee is that the daemon runs without NOTIFY_SOCKET.
+    assert "NOTIFY_SOCKET" not in os.environ
+    assert _get_json(daemon.url + "/api/v1/hub")["hub_id"] == daemon.hub_id
+
+
+def test_unknown_route_gets_json_404(daemon: DaemonProcess) -> None:
+    req = urllib.request.Request(daemon.url + "/api/v1/nope")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=10)
+    assert info.value.code == 404
+    assert json.load(info.value)["error"] == "not_found"

@@ -1,0 +1,59 @@
+"""Task ownership: crashed tasks restart, others keep running, stop leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hub.supervisor import Supervisor
+
+
+async def test_crashed_task_is_restarted_and_others_keep_running() -> None:
+    sup = Supervisor(min_backoff=0.01, max_backoff=0.02)
+    runs = 0
+    crashed_twice = asyncio.Event()
+    ticks = 0
+
+    async def flaky() -> None:
+        nonlocal runs
+        runs += 1
+        if runs <= 2:
+            raise RuntimeError("camera firmware bug")
+        crashed_twice.set()
+        await asyncio.Event().wait()
+
+    async def steady() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    sup.spawn("camera:flaky", flaky)
+    sup.spawn("camera:steady", steady)
+    await asyncio.wait_for(crashed_twice.wait(), 10)
+    assert sup.restarts["camera:flaky"] == 2
+    assert ticks > 0
+    assert sorted(sup.running()) == ["camera:flaky", "camera:steady"]
+    await sup.stop()
+    assert sup.running() == []
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert others == []
+
+
+async def test_task_that_ignores_cancellation_is_abandoned_within_timeout() -> None:
+    sup = Supervisor()
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                continue
+
+    sup.spawn("stubborn", stubborn, restart=False)
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await sup.stop(timeout=0.2)
+    assert loop.time() - started < 2
+    release.set()
