@@ -55,8 +55,6 @@ def camera_info(instance: str, cam_id: str, address: str, port: int) -> AsyncSer
     )
 
 
-
-
 async def test_browser_lists_advertised_camera(advertiser: AsyncZeroconf, discovery: Discovery) -> None:
     tag = uuid.uuid4().hex[:8]
     info = camera_info(f"door-{tag}", f"cam-{tag}", "127.0.0.1", 8554)
