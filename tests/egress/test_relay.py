@@ -1,0 +1,120 @@
+"""PacketRelay: viewers start at a keyframe, a slow viewer skips ahead without holding anyone back."""
+
+from __future__ import annotations
+
+import asyncio
+from fractions import Fraction
+
+import pytest
+
+from hub.ingest.relay import PacketRelay, RelayClosed, RelayHub
+from hub.ingest.source import CodecParams, MediaPacket
+
+TB = Fraction(1, 90_000)
+PARAMS = CodecParams("h264", 640, 360, TB, b"")
+GOP = 10
+
+
+def packet(n: int, *, gop: int = GOP) -> MediaPacket:
+    key = n % gop == 0
+    return MediaPacket(
+        data=b"\x00\x00\x00\x01" + bytes([0x65 if key else 0x41]) + n.to_bytes(4, "big"),
+        pts=n * 6000,
+        dts=n * 6000,
+        time_base=TB,
+        is_keyframe=key,
+        arrival=1000.0 + n / 15,
+        duration=6000,
+        params=PARAMS,
+    )
+
+
+def seq(p: MediaPacket) -> int:
+    return int.from_bytes(p.data[-4:], "big")
+
+
+def drain(sub) -> list[int]:  # type: ignore[no-untyped-def]
+    out = []
+    while (p := sub.get_nowait()) is not None:
+        out.append(seq(p))
+    return out
+
+
+async def test_late_subscriber_starts_at_the_cached_keyframe() -> None:
+    relay = PacketRelay("cam")
+    for n in range(25):  # keyframes at 0, 10, 20
+        relay.publish(packet(n))
+    sub = relay.subscribe()
+    assert relay.cached_packets == 5
+    assert drain(sub) == [20, 21, 22, 23, 24]
+    relay.publish(packet(25))
+    first = await asyncio.wait_for(sub.get(), 1)
+    assert seq(first) == 25
+    assert relay.params == PARAMS
+
+
+async def test_subscriber_before_any_keyframe_waits_for_one() -> None:
+    relay = PacketRelay("cam")
+    sub = relay.subscribe()
+    for n in range(5, 12):
+        relay.publish(packet(n))
+    assert drain(sub) == [10, 11]
+
+
+async def test_slow_subscriber_skips_to_next_keyframe_without_blocking_others() -> None:
+    relay = PacketRelay("cam", queue_packets=8)
+    slow = relay.subscribe()
+    fast = relay.subscribe()
+    got_fast: list[int] = []
+    for n in range(35):
+        relay.publish(packet(n))  # never awaits: a full queue cannot block the publisher
+        got_fast += drain(fast)
+    assert got_fast == list(range(35))
+    backlog = drain(slow)
+    assert slow.skips >= 1
+    # The slow viewer's backlog begins at a keyframe and is contiguous from there.
+    assert backlog[0] % GOP == 0
+    assert backlog == list(range(backlog[0], 35))
+    assert len(backlog) <= slow.maxsize
+
+
+async def test_cache_bound_falls_back_to_waiting_for_a_keyframe() -> None:
+    relay = PacketRelay("cam", max_gop_packets=4)
+    for n in range(8):
+        relay.publish(packet(n))
+    assert relay.cached_packets == 0
+    sub = relay.subscribe()
+    for n in range(8, 11):
+        relay.publish(packet(n))
+    assert drain(sub) == [10]
+
+
+async def test_unsubscribe_and_close_end_subscribers() -> None:
+    relay = PacketRelay("cam")
+    a = relay.subscribe()
+    b = relay.subscribe()
+    waiter = asyncio.create_task(b.get())
+    await asyncio.sleep(0)
+    a.close()
+    a.close()  # idempotent
+    assert relay.subscriber_count == 1
+    with pytest.raises(RelayClosed):
+        await a.get()
+    relay.close()
+    with pytest.raises(RelayClosed):
+        await asyncio.wait_for(waiter, 1)
+    assert [p async for p in b] == []
+    with pytest.raises(RelayClosed):
+        relay.subscribe()
+    relay.publish(packet(0))  # ignored after close
+    assert relay.published == 0
+
+
+async def test_relay_hub_makes_one_relay_per_camera() -> None:
+    hub = RelayHub()
+    a = hub.add("front")
+    assert hub.add("front") is a
+    assert hub.get("back") is None
+    hub.close()
+    assert a.closed
+    assert hub.get("front") is None
