@@ -1,0 +1,1 @@
+"""Camera → packets. Every source implements `hub.ingest.source.PacketSource` (open, packets, close)."""

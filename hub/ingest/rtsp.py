@@ -1,0 +1,399 @@
+"""Pull sources read with PyAV/FFmpeg: RTSP cameras, and recorded files replayed at live pace.
+
+FFmpeg calls block (connect, `av_read_frame`), so each source demuxes in its own named thread
+(`camhub-rtsp-<camera>`) and hands packets to the event loop through a bounded queue — the shape of
+aiortc's `contrib/media.py` player. The loop never waits on FFmpeg.
+
+Stalls: PyAV's `timeout=(open_s, read_s)` arms FFmpeg's interrupt callback around every blocking
+call, and the RTSP demuxer's own `timeout` option (socket I/O, microseconds; it replaced `stimeout`,
+which FFmpeg 5 removed) covers the TCP socket. Either way a silent camera raises `SourceStalled`
+within `read_timeout_s`.
+
+Close: `close()` sets a flag the demux thread checks after every packet (≤ one frame period while
+streaming) and whose wait for queue space is interruptible; a read blocked on a silent camera ends at
+the read timeout. `close()` waits for the thread to exit, so no thread outlives its source.
+
+Packets are normalised to the `hub.ingest.source` contract: Annex B (MP4-style length-prefixed input
+goes through FFmpeg's `h264_mp4toannexb` / `hevc_mp4toannexb` bitstream filter), timestamps filled and
+made monotonic by `TimestampFixer`, codec parameters re-learned when the in-band SPS changes (a
+resolution switch; one keyframe is decoded to read the new size — never a transcode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+
+from hub.ingest.source import (
+    CodecParams,
+    MediaPacket,
+    PacketSource,
+    SourceEnded,
+    SourceError,
+    SourceOpenError,
+    SourceStalled,
+    TimestampFixer,
+    _nal_types,
+)
+
+log = logging.getLogger(__name__)
+
+_END = object()
+_ANNEXB_PREFIXES = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
+_PS_TYPES = {"h264": {7, 8}, "hevc": {32, 33, 34}}
+
+
+class AvSource(PacketSource):
+    """A PyAV input demuxed in a dedicated thread. Use `RtspSource` or `FileSource`."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        url: str,
+        *,
+        options: dict[str, str] | None = None,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
+        queue_size: int = 64,
+        max_jump_s: float = 2.0,
+        realtime: bool = False,
+        loop_input: bool = False,
+    ) -> None:
+        self.camera_id = camera_id
+        self.url = url
+        self._options = dict(options or {})
+        self._open_timeout_s = open_timeout_s
+        self._read_timeout_s = read_timeout_s
+        self._max_jump_s = max_jump_s
+        self._realtime = realtime
+        self._loop_input = loop_input
+        self._params: CodecParams | None = None
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._slots = threading.Semaphore(queue_size)
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opened: asyncio.Future[CodecParams] | None = None
+        self._exited: asyncio.Future[None] | None = None
+        self.packets_read = 0
+        self.corrupt_packets = 0
+        self.timestamps_fixed = 0
+
+    @property
+    def params(self) -> CodecParams:
+        if self._params is None:
+            raise SourceError(f"{self.camera_id}: source not open")
+        return self._params
+
+    async def open(self) -> CodecParams:
+        if self._thread is not None:
+            raise SourceError(f"{self.camera_id}: open() called twice")
+        self._loop = asyncio.get_running_loop()
+        self._opened = self._loop.create_future()
+        self._exited = self._loop.create_future()
+        self._thread = threading.Thread(target=self._run, name=f"camhub-rtsp-{self.camera_id}", daemon=True)
+        self._thread.start()
+        try:
+            # The thread enforces the open timeout itself; the margin only guards against a bug there.
+            self._params = await asyncio.wait_for(
+                asyncio.shield(self._opened), self._open_timeout_s + self._read_timeout_s + 5
+            )
+        except BaseException:
+            await self.close()
+            raise
+        return self._params
+
+    async def packets(self) -> AsyncIterator[MediaPacket]:
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                self._queue.put_nowait(_END)  # later calls end at once too
+                return
+            self._slots.release()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def close(self) -> None:
+        self._closing.set()
+        if self._exited is None or self._thread is None:
+            return
+        # A read blocked on a silent camera ends at the read timeout; wait a little past it.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._exited), self._read_timeout_s + 2)
+        if self._thread.is_alive():
+            log.error("%s: demux thread did not exit within the read timeout", self.camera_id)
+
+    # --- demux thread -------------------------------------------------------------------------
+
+    def _post(self, item: object) -> bool:
+        """Queue `item` for the loop, waiting for space; False if the source is closing."""
+        while not self._slots.acquire(timeout=0.2):
+            if self._closing.is_set():
+                return False
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # loop closed under us
+            return False
+        return True
+
+    def _settle(self, fut: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
+        def _set() -> None:
+            if fut.done():
+                return
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result)
+
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(_set)
+
+    def _run(self) -> None:
+        assert self._opened is not None and self._exited is not None
+        container = None
+        try:
+            try:
+                container = av.open(
+                    self.url,
+                    options=self._options,
+                    timeout=(self._open_timeout_s, self._read_timeout_s),
+                )
+                stream = container.streams.video[0]
+            except (av.error.FFmpegError, IndexError, OSError) as exc:
+                self._settle(self._opened, exc=SourceOpenError(f"{self.camera_id}: cannot open: {exc}"))
+                return
+            try:
+                demux = _Demux(self.camera_id, container, stream, self._max_jump_s)
+            except SourceError as exc:
+                self._settle(self._opened, exc=exc)
+                return
+            self._settle(self._opened, demux.params)
+            self._params = demux.params
+            self._pump(container, stream, demux)
+        except Exception as exc:  # never let the thread die silently
+            log.exception("%s: demux thread failed", self.camera_id)
+            if not self._closing.is_set():
+                self._post(SourceError(f"{self.camera_id}: {exc}"))
+        finally:
+            if container is not None:
+                with contextlib.suppress(Exception):
+                    container.close()
+            self._settle(self._opened, exc=SourceOpenError(f"{self.camera_id}: closed while opening"))
+            with contextlib.suppress(RuntimeError):
+                assert self._loop is not None
+                self._loop.call_soon_threadsafe(self._queue.put_nowait, _END)
+            self._settle(self._exited)
+
+    def _pump(self, container: Any, stream: Any, demux: _Demux) -> None:
+        wall0 = time.monotonic()
+        first_dts: int | None = None  # first output dts, for live pacing
+        first_raw_dts: int | None = None  # first input dts, for looping a replayed file
+        last_dts = 0
+        period = 1
+        offset = 0  # added to input timestamps after each loop of a replayed file
+        it = None
+        while not self._closing.is_set():
+            try:
+                if it is None:
+                    it = container.demux(stream)
+                raw = next(it)
+            except StopIteration:
+                if self._loop_input and self.packets_read:
+                    container.seek(0)
+                    it = None
+                    offset = last_dts + period - (first_raw_dts or 0)
+                    demux.reset_filter()
+                    continue
+                if not self._closing.is_set():
+                    self._post(SourceEnded(f"{self.camera_id}: stream ended"))
+                return
+            except av.error.InvalidDataError:
+                it = None
+                self.corrupt_packets += 1
+                log.warning("%s: skipped an undecodable packet from the demuxer", self.camera_id)
+                continue
+            except (av.error.ExitError, av.error.TimeoutError, TimeoutError) as exc:
+                if not self._closing.is_set():
+                    self._post(SourceStalled(f"{self.camera_id}: no data for {self._read_timeout_s} s"))
+                log.info("%s: read interrupted: %s", self.camera_id, exc)
+                return
+            except (av.error.FFmpegError, OSError) as exc:
+                if not self._closing.is_set():
+                    self._post(SourceEnded(f"{self.camera_id}: connection lost: {exc}"))
+                return
+            if raw.size == 0:
+                continue
+            if first_raw_dts is None and raw.dts is not None:
+                first_raw_dts = raw.dts
+            if raw.is_corrupt:
+                # Keep it: later frames reference it, and a damaged frame beats a broken GOP.
+                self.corrupt_packets += 1
+            for pkt in demux.packets(raw, offset):
+                self.packets_read += 1
+                period = pkt.duration or max(1, pkt.dts - last_dts) if self.packets_read > 1 else period
+                last_dts = pkt.dts
+                if self._realtime:
+                    if first_dts is None:
+                        first_dts = pkt.dts
+                    due = wall0 + float((pkt.dts - first_dts) * demux.time_base)
+                    delay = due - time.monotonic()
+                    if delay > 0 and self._closing.wait(delay):
+                        return
+                    pkt = dataclasses.replace(pkt, arrival=time.time())
+                if not self._post(pkt):
+                    return
+            self.timestamps_fixed = demux.fixer.fixed
+
+
+class _Demux:
+    """Per-stream normalisation: Annex B, fixed timestamps, codec parameters tracking the SPS."""
+
+    def __init__(self, camera_id: str, container: Any, stream: Any, max_jump_s: float) -> None:
+        self.camera_id = camera_id
+        self.stream = stream
+        cc = stream.codec_context
+        codec = cc.name
+        if codec not in _PS_TYPES:
+            raise SourceOpenError(f"{camera_id}: codec {codec!r} is not recordable (want h264 or hevc)")
+        self.codec = codec
+        self.time_base = Fraction(stream.time_base.numerator, stream.time_base.denominator)
+        extradata = bytes(cc.extradata or b"")
+        self._bsf_name: str | None = None
+        if extradata and not extradata.startswith(_ANNEXB_PREFIXES):
+            # MP4-style (avcC/hvcC): the filter converts packets and puts parameter sets in-band.
+            self._bsf_name = f"{codec}_mp4toannexb"
+            extradata = b""
+        self._bsf: Any = None
+        self.reset_filter()
+        rate = stream.average_rate or stream.guessed_rate or 15
+        self.fixer = TimestampFixer(self.time_base, max_jump_s=max_jump_s, default_fps=float(rate))
+        self.params = CodecParams(codec, cc.width, cc.height, self.time_base, extradata)
+        self._param_sets: tuple[bytes, ...] | None = None
+
+    def reset_filter(self) -> None:
+        if self._bsf_name is not None:
+            self._bsf = av.BitStreamFilterContext(self._bsf_name, self.stream)
+
+    def packets(self, raw: Any, offset: int) -> list[MediaPacket]:
+        arrival = time.time()
+        out = []
+        for p in self._bsf.filter(raw) if self._bsf is not None else [raw]:
+            data = bytes(p)
+            if not data:
+                continue
+            pts = None if p.pts is None else p.pts + offset
+            dts = None if p.dts is None else p.dts + offset
+            duration = p.duration or 0
+            pts, dts, discontinuity = self.fixer.fix(pts, dts, duration)
+            if p.is_keyframe:
+                self._track_param_sets(data)
+            out.append(
+                MediaPacket(
+                    data,
+                    pts,
+                    dts,
+                    self.time_base,
+                    bool(p.is_keyframe),
+                    arrival,
+                    duration,
+                    discontinuity,
+                    self.params,
+                )
+            )
+        return out
+
+    def _track_param_sets(self, data: bytes) -> None:
+        sets = _param_set_nals(data, self.codec)
+        if not sets:
+            return
+        if self._param_sets is None:
+            self._param_sets = sets
+            return
+        if sets == self._param_sets:
+            return
+        # New SPS/PPS in-band: usually a resolution change. Decode this keyframe only to read the size.
+        self._param_sets = sets
+        width, height = self.params.width, self.params.height
+        try:
+            ctx = av.CodecContext.create(self.codec, "r")
+            frames = ctx.decode(av.Packet(data)) + ctx.decode(None)
+            if frames:
+                width, height = frames[0].width, frames[0].height
+        except av.error.FFmpegError as exc:
+            log.warning("%s: could not read the new stream size: %s", self.camera_id, exc)
+        extradata = b"".join(b"\x00\x00\x00\x01" + nal for nal in sets)
+        log.info(
+            "%s: parameter sets changed: %dx%d -> %dx%d",
+            self.camera_id,
+            self.params.width,
+            self.params.height,
+            width,
+            height,
+        )
+        self.params = CodecParams(self.codec, width, height, self.time_base, extradata)
+
+
+def _param_set_nals(data: bytes, codec: str) -> tuple[bytes, ...]:
+    """The parameter-set NAL units of an Annex B access unit, without start codes."""
+    wanted = _PS_TYPES[codec]
+    starts = []
+    i = data.find(b"\x00\x00\x01")
+    while i != -1:
+        starts.append(i + 3)
+        i = data.find(b"\x00\x00\x01", i + 3)
+    nals = []
+    types = _nal_types(data, codec)
+    for n, (start, nal_type) in enumerate(zip(starts, types, strict=False)):
+        if nal_type not in wanted:
+            continue
+        end = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
+        nal = data[start:end]
+        nals.append(nal.rstrip(b"\x00") if n + 1 < len(starts) else nal)
+    return tuple(nals)
+
+
+class RtspSource(AvSource):
+    """An RTSP camera over TCP (interleaved RTP, RFC 2326 §10.12), read with FFmpeg."""
+
+    def __init__(self, camera_id: str, url: str, *, read_timeout_s: float = 5.0, **kwargs: Any) -> None:
+        options = {
+            "rtsp_transport": "tcp",
+            # Socket I/O timeout in microseconds (FFmpeg rtsp demuxer option; `stimeout` before FFmpeg 5).
+            "timeout": str(int(read_timeout_s * 1_000_000)),
+            # Do not buffer for reordering: we record in arrival order and fix timestamps ourselves.
+            "max_delay": "500000",
+            **kwargs.pop("options", {}),
+        }
+        super().__init__(camera_id, url, options=options, read_timeout_s=read_timeout_s, **kwargs)
+
+
+class FileSource(AvSource):
+    """A recorded file replayed as a live camera (paced by its timestamps, optionally looping).
+
+    Used by tests and the benchmark where no camera or simulator is available.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        path: Path | str,
+        *,
+        realtime: bool = True,
+        loop_input: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(camera_id, str(path), realtime=realtime, loop_input=loop_input, **kwargs)

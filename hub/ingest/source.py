@@ -1,0 +1,192 @@
+"""The interface every camera source implements, so RTSP and WHIP are interchangeable to the recorder.
+
+A source is used as::
+
+    params = await source.open()          # raises SourceError; connects and learns codec parameters
+    async for packet in source.packets():  # MediaPacket, in decode (dts) order
+        ...
+    await source.close()                  # idempotent; interrupts a blocked read
+
+The packet contract (what the recorder relies on, whichever transport delivered it):
+
+- `data` is one access unit of H.264 or H.265 in **Annex B** byte-stream form (start codes). Parameter
+  sets may be in-band at keyframes, or only in `CodecParams.extradata` (Annex B too), or both.
+- `pts`/`dts` are integers in `time_base`, never None (`TimestampFixer` fills the gaps FFmpeg leaves,
+  e.g. the RTSP demuxer's first packet), dts strictly increasing within one run.
+- `discontinuity` is True on the first packet after the timeline broke (timestamp jump, camera
+  reboot); the recorder starts a new segment there and records a gap.
+- `params` are the codec parameters in force for this packet (they change on a resolution switch;
+  carrying them on the packet avoids racing a `source.params` attribute written by another thread).
+- `arrival` is the wall-clock time (`time.time()`) the packet reached the hub; the recorder uses it to
+  anchor a run's media timeline to wall-clock time once, then follows the media timestamps.
+
+Errors are typed (`SourceError` and subclasses) so the per-camera supervisor can tell a stall from a
+refused connection without parsing messages:
+
+    SourceError            code "source"      base class
+     ├── SourceOpenError   code "open"        could not connect / no video stream
+     ├── SourceStalled     code "stalled"     no packet within the read timeout
+     └── SourceEnded       code "ended"       the stream ended (EOF, camera hung up)
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from fractions import Fraction
+
+log = logging.getLogger(__name__)
+
+# NAL unit types carrying parameter sets: H.264 (ITU-T H.264 §7.4.1.2.3: 7 SPS, 8 PPS) and
+# H.265 (ITU-T H.265 §7.4.2.2: 32 VPS, 33 SPS, 34 PPS).
+_H264_PARAM_SETS = {7, 8}
+_HEVC_PARAM_SETS = {32, 33, 34}
+
+
+class SourceError(Exception):
+    """A camera source failed; `code` is stable for logs and the camera status."""
+
+    code = "source"
+
+
+class SourceOpenError(SourceError):
+    code = "open"
+
+
+class SourceStalled(SourceError):
+    code = "stalled"
+
+
+class SourceEnded(SourceError):
+    code = "ended"
+
+
+@dataclass(frozen=True)
+class CodecParams:
+    """What a muxer needs to write a stream without decoding it."""
+
+    codec: str  # FFmpeg codec name: "h264" or "hevc"
+    width: int
+    height: int
+    time_base: Fraction
+    extradata: bytes = b""  # Annex B parameter sets (SPS/PPS[/VPS]); may be empty if only in-band
+
+    def same_stream(self, other: CodecParams) -> bool:
+        """True when packets of `other` can continue a file written with these parameters."""
+        return (self.codec, self.width, self.height, self.extradata) == (
+            other.codec,
+            other.width,
+            other.height,
+            other.extradata,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class MediaPacket:
+    """One encoded access unit (Annex B) with timestamps in `time_base`."""
+
+    data: bytes
+    pts: int
+    dts: int
+    time_base: Fraction
+    is_keyframe: bool
+    arrival: float  # wall-clock seconds when it reached the hub
+    duration: int = 0  # in time_base; 0 when unknown
+    discontinuity: bool = False
+    params: CodecParams | None = None  # the stream's parameters when this packet was read
+
+
+class PacketSource(abc.ABC):
+    """A camera stream. `open()` once, iterate `packets()` once, `close()` any number of times."""
+
+    camera_id: str
+
+    @property
+    @abc.abstractmethod
+    def params(self) -> CodecParams:
+        """Codec parameters; valid after `open()`. May change mid-stream (resolution switch)."""
+
+    @abc.abstractmethod
+    async def open(self) -> CodecParams:
+        """Connect and learn the codec parameters; raises SourceOpenError."""
+
+    @abc.abstractmethod
+    def packets(self) -> AsyncIterator[MediaPacket]:
+        """Packets in decode order until close() (then it just ends) or a SourceError."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop reading and release everything; idempotent, never raises."""
+
+
+def has_parameter_sets(data: bytes, codec: str) -> bool:
+    """True if the Annex B access unit carries an SPS (so a decoder can start from it)."""
+    wanted = _HEVC_PARAM_SETS if codec == "hevc" else _H264_PARAM_SETS
+    for nal_type in _nal_types(data, codec):
+        if nal_type in wanted:
+            return True
+    return False
+
+
+def _nal_types(data: bytes, codec: str) -> list[int]:
+    # Annex B (ITU-T H.264 Annex B): NAL units follow 0x000001 (or 0x00000001) start codes.
+    types = []
+    i = data.find(b"\x00\x00\x01")
+    while i != -1 and i + 3 < len(data):
+        header = data[i + 3]
+        types.append((header >> 1) & 0x3F if codec == "hevc" else header & 0x1F)
+        i = data.find(b"\x00\x00\x01", i + 3)
+    return types
+
+
+class TimestampFixer:
+    """Makes one source's timestamps usable for muxing, in one place for every transport.
+
+    - A packet without dts/pts (FFmpeg's RTSP demuxer returns the first IDR that way, see
+      MEDIA_NOTES) gets the previous dts plus one frame period; never dropped.
+    - A small backwards step or repeat of dts (reordered/duplicated RTP timestamps) is nudged to
+      previous + 1 tick so the muxer accepts it.
+    - A jump forwards by more than `max_jump_s`, or backwards by more than `max_jump_s`, is a
+      discontinuity: timestamps are accepted as they are and the packet is flagged.
+    """
+
+    def __init__(self, time_base: Fraction, *, max_jump_s: float = 2.0, default_fps: float = 15.0) -> None:
+        self.time_base = time_base
+        self._max_jump = int(max_jump_s / time_base)
+        self._period = max(1, int(1 / (default_fps * time_base)))
+        self._last_dts: int | None = None
+        self.fixed = 0  # packets whose timestamps were filled or nudged
+
+    def fix(self, pts: int | None, dts: int | None, duration: int) -> tuple[int, int, bool]:
+        """Returns (pts, dts, discontinuity)."""
+        last = self._last_dts
+        if duration > 0:
+            self._period = duration
+        if dts is None and pts is None:
+            dts = pts = 0 if last is None else last + self._period
+            self.fixed += 1
+        elif dts is None:
+            assert pts is not None
+            dts = pts if last is None else min(pts, last + self._period)
+            self.fixed += 1
+        elif pts is None:
+            pts = dts
+            self.fixed += 1
+        discontinuity = False
+        if last is not None:
+            step = dts - last
+            if step > self._max_jump or step < -self._max_jump:
+                discontinuity = True
+            elif step <= 0:
+                shift = last + 1 - dts
+                dts += shift
+                pts = max(pts + shift, dts)
+                self.fixed += 1
+            elif 0 < step <= self._max_jump and duration <= 0:
+                self._period = step
+        if pts < dts:
+            pts = dts
+        self._last_dts = dts
+        return pts, dts, discontinuity
