@@ -1,0 +1,421 @@
+"""Motion detection on a camera's low-resolution stream.
+
+Three layers, each testable alone:
+
+- `MotionDetector` (pure, numpy in, score out): grey + downscale to `analysis_width`, blank the
+  privacy masks, compare with a running-average background, remove the frame's global brightness
+  offset (so lights switching or auto-exposure flicker do not count), threshold, open/dilate, and
+  measure the moving fraction of the zones.
+- `MotionHysteresis` (pure, score + time in, transitions out): an event starts when motion lasts
+  `start_frames` analysed frames in a row and ends after `end_quiet_s` without motion, so one
+  visitor walking in is one event, not one per step. It keeps the frame with the highest score for
+  the thumbnail.
+- `MotionRunner`: decodes a stream with PyAV (RTSP sub-stream, or a main stream downscaled) in a
+  named thread at a reduced analysis rate, reconnects with capped backoff and jitter, and hands
+  transitions to the event loop. The event loop never runs FFmpeg or OpenCV.
+
+Zones and masks are polygons in normalised coordinates (x, y in 0..1 of the picture), so they
+survive a resolution change of the camera.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import av
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# A global brightness change larger than this (30%) makes the detector relearn its background.
+RELEARN_GAIN_CHANGE = 0.3
+
+Point = tuple[float, float]
+Polygon = Sequence[Point]
+
+
+@dataclass(frozen=True)
+class MotionConfig:
+    """Per-camera motion settings. Units are in the names; areas are fractions of the zone area."""
+
+    zones: tuple[Polygon, ...] = ()
+    """Only motion inside these polygons counts; empty means the whole picture."""
+    masks: tuple[Polygon, ...] = ()
+    """Privacy masks: blanked before analysis, never looked at."""
+    analysis_width: int = 320
+    pixel_threshold: int = 25
+    """Grey-level difference from the background (after removing the global offset) that is motion."""
+    min_area: float = 0.005
+    """Moving fraction of the zone area needed for a frame to count as motion."""
+    background_alpha: float = 0.05
+    """Learning rate of the running-average background for still pixels (moving ones learn 8x slower)."""
+    start_frames: int = 3
+    end_quiet_s: float = 5.0
+    analysis_fps: float = 5.0
+
+    def __post_init__(self) -> None:
+        for name, polys in (("zones", self.zones), ("masks", self.masks)):
+            for poly in polys:
+                if len(poly) < 3:
+                    raise ValueError(f"motion.{name}: a polygon needs at least 3 points, got {poly!r}")
+                for x, y in poly:
+                    if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                        raise ValueError(f"motion.{name}: point {(x, y)!r} is outside 0..1")
+        if not 16 <= self.analysis_width <= 1920:
+            raise ValueError(f"motion.analysis_width must be in 16..1920, got {self.analysis_width}")
+        if not 0 < self.pixel_threshold < 255:
+            raise ValueError(f"motion.pixel_threshold must be in 1..254, got {self.pixel_threshold}")
+        if not 0.0 < self.min_area <= 1.0:
+            raise ValueError(f"motion.min_area must be in (0, 1], got {self.min_area}")
+        if not 0.0 < self.background_alpha < 1.0:
+            raise ValueError(f"motion.background_alpha must be in (0, 1), got {self.background_alpha}")
+        if self.start_frames < 1:
+            raise ValueError(f"motion.start_frames must be >= 1, got {self.start_frames}")
+        if self.end_quiet_s < 0:
+            raise ValueError(f"motion.end_quiet_s must be >= 0, got {self.end_quiet_s}")
+        if not 0.1 <= self.analysis_fps <= 30:
+            raise ValueError(f"motion.analysis_fps must be in 0.1..30, got {self.analysis_fps}")
+
+
+def polygon_mask(polys: Sequence[Polygon], width: int, height: int) -> np.ndarray:
+    """A uint8 mask (255 inside any polygon) at `width`x`height` from normalised polygons."""
+    mask = np.zeros((height, width), np.uint8)
+    if polys:
+        pts = [
+            np.array([[round(x * (width - 1)), round(y * (height - 1))] for x, y in poly], np.int32)
+            for poly in polys
+        ]
+        cv2.fillPoly(mask, pts, 255)
+    return mask
+
+
+class MotionDetector:
+    """Scores each frame by the moving fraction of the zones. Not thread-safe; one per camera."""
+
+    def __init__(self, config: MotionConfig) -> None:
+        self.config = config
+        self._size: tuple[int, int] | None = None
+        self._source_size: tuple[int, int] | None = None
+        self._background: np.ndarray | None = None
+        self._privacy: np.ndarray | None = None  # bool, True where blanked
+        self._zone: np.ndarray | None = None  # uint8 255 where counted
+        self._zone_bool: np.ndarray | None = None
+        self._zone_sample: np.ndarray | None = None
+        self._zone_px = 0
+        self._open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+        self._dilate_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+
+    def reset(self) -> None:
+        """Forget the background (after a reconnect the picture may have changed)."""
+        self._background = None
+
+    def _prepare(self, width: int, height: int) -> None:
+        cfg = self.config
+        aw = cfg.analysis_width
+        ah = max(1, round(height * aw / width))
+        self._size = (aw, ah)
+        self._privacy = polygon_mask(cfg.masks, aw, ah) > 0
+        zone = polygon_mask(cfg.zones, aw, ah) if cfg.zones else np.full((ah, aw), 255, np.uint8)
+        zone[self._privacy] = 0
+        self._zone = zone
+        self._zone_bool = zone > 0
+        # Every 4th pixel of the zone is plenty for the global gain/offset medians.
+        sample = np.zeros_like(self._zone_bool)
+        sample[::2, ::2] = True
+        self._zone_sample = sample & self._zone_bool
+        self._zone_px = int(np.count_nonzero(zone))
+        self._background = None
+
+    def score(self, frame: np.ndarray) -> float:
+        """Moving fraction (0..1) of the zone area in `frame` (BGR or grey), then learn the frame."""
+        if frame.ndim == 3:
+            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        else:
+            gray = frame
+        h, w = gray.shape[:2]
+        if (w, h) != self._source_size:
+            # First frame, or the camera changed resolution: masks at the new aspect ratio.
+            self._prepare(w, h)
+            self._source_size = (w, h)
+        assert self._size is not None and self._zone is not None and self._zone_bool is not None
+        small = cv2.resize(gray, self._size, interpolation=cv2.INTER_AREA)
+        small[self._privacy] = 0
+        small = cv2.GaussianBlur(small, (5, 5), 0)
+        current = small.astype(np.float32)
+        if self._background is None:
+            self._background = current
+            return 0.0
+        if self._zone_px == 0:
+            return 0.0
+        bg = self._background
+        # A global brightness change (lights, auto exposure, flicker) scales and shifts every pixel
+        # alike: fit gain and offset with medians over the zone (a visitor is a minority of it, so
+        # the medians ignore them) and keep only what the global change does not explain.
+        zone_cur, zone_bg = current[self._zone_sample], bg[self._zone_sample]
+        gain = float(np.median(zone_cur / np.maximum(zone_bg, 8.0)))
+        if abs(gain - 1.0) > RELEARN_GAIN_CHANGE:
+            # Lights switched or the camera changed exposure: clipped highlights and colour shifts
+            # make the old background useless. Learn the new picture; a visitor is seen next frame.
+            self._background = current
+            return 0.0
+        offset = float(np.median(zone_cur - zone_bg * gain))
+        diff = cv2.absdiff(current, bg * gain + offset)
+        moving = (diff > self.config.pixel_threshold).astype(np.uint8) * 255
+        # Saturated pixels cannot be compared after a gain change.
+        moving[small >= 250] = 0
+        moving = cv2.bitwise_and(moving, self._zone)
+        moving = cv2.morphologyEx(moving, cv2.MORPH_OPEN, self._open_kernel)
+        moving = cv2.dilate(moving, self._dilate_kernel)
+        moving = cv2.bitwise_and(moving, self._zone)
+        alpha = self.config.background_alpha
+        still = cv2.bitwise_not(moving)
+        cv2.accumulateWeighted(current, self._background, alpha, mask=still)
+        cv2.accumulateWeighted(current, self._background, alpha / 8, mask=moving)
+        return cv2.countNonZero(moving) / self._zone_px
+
+
+@dataclass
+class MotionEvent:
+    """A motion event as the hysteresis sees it; `end` is None while it lasts."""
+
+    start: float
+    end: float | None = None
+    score: float = 0.0
+    best_frame: np.ndarray | None = field(default=None, repr=False)
+    best_time: float | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """`kind` is "start" or "end"; the event object is shared between the two."""
+
+    kind: str
+    event: MotionEvent
+
+
+class MotionHysteresis:
+    """Turns per-frame scores into events: start after `start_frames` in a row, end after quiet."""
+
+    def __init__(self, config: MotionConfig) -> None:
+        self.config = config
+        self._run = 0
+        self._run_start = 0.0
+        self._run_best: tuple[float, float, np.ndarray | None] = (0.0, 0.0, None)
+        self._last_motion = 0.0
+        self.current: MotionEvent | None = None
+
+    def update(self, t: float, score: float, frame: np.ndarray | None = None) -> Transition | None:
+        """Feed one analysed frame at time `t` (seconds); returns a transition when one happens.
+
+        `frame` is kept (copied) if it has the best score so far, for the thumbnail.
+        """
+        cfg = self.config
+        motion = score >= cfg.min_area
+        event = self.current
+        if event is not None:
+            if motion:
+                self._last_motion = t
+                if score > event.score:
+                    event.score = score
+                    event.best_time = t
+                    event.best_frame = None if frame is None else frame.copy()
+                return None
+            if t - self._last_motion >= cfg.end_quiet_s:
+                event.end = self._last_motion
+                self.current = None
+                self._run = 0
+                return Transition("end", event)
+            return None
+        if not motion:
+            self._run = 0
+            return None
+        if self._run == 0:
+            self._run_start = t
+            self._run_best = (0.0, t, None)
+        self._run += 1
+        if score > self._run_best[0]:
+            self._run_best = (score, t, None if frame is None else frame.copy())
+        if self._run < cfg.start_frames:
+            return None
+        best_score, best_t, best_frame = self._run_best
+        self.current = MotionEvent(
+            start=self._run_start, score=best_score, best_frame=best_frame, best_time=best_t
+        )
+        self._last_motion = t
+        self._run_best = (0.0, 0.0, None)
+        return Transition("start", self.current)
+
+    def flush(self) -> Transition | None:
+        """End the current event now (stream lost or stopping); its end is the last motion seen."""
+        event = self.current
+        self._run = 0
+        if event is None:
+            return None
+        event.end = self._last_motion
+        self.current = None
+        return Transition("end", event)
+
+
+@dataclass(frozen=True)
+class AnalysedFrame:
+    """The latest frame the runner looked at, for press thumbnails."""
+
+    time: float
+    image: np.ndarray
+
+
+class MotionRunner:
+    """Decode a stream in a named thread, analyse at most `analysis_fps`, report transitions.
+
+    `on_transition` is called on the event loop (via `call_soon_threadsafe`). With
+    `reconnect=False` the runner stops at end of input (files, benchmarks); otherwise it reconnects
+    with capped exponential backoff and jitter. Timestamps are wall-clock at decode time for live
+    streams (`clock="wall"`) or the stream's own presentation time plus `clock_base` for files
+    (`clock="stream"`).
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        url: str,
+        config: MotionConfig,
+        on_transition: Callable[[Transition], None],
+        *,
+        max_width: int = 640,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 5.0,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+        reconnect: bool = True,
+        clock: str = "wall",
+        clock_base: float = 0.0,
+    ) -> None:
+        if clock not in ("wall", "stream"):
+            raise ValueError(f"clock must be 'wall' or 'stream', got {clock!r}")
+        self.camera_id = camera_id
+        self.url = url
+        self.config = config
+        self._on_transition = on_transition
+        self._max_width = max_width
+        self._timeouts = (open_timeout_s, read_timeout_s)
+        self._backoff = (backoff_initial_s, backoff_max_s)
+        self._reconnect = reconnect
+        self._clock = clock
+        self._clock_base = clock_base
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Event | None = None
+        self.latest: AnalysedFrame | None = None
+        self.frames_analysed = 0
+        self.frames_decoded = 0
+        self.reconnects = 0
+        self.last_error: str | None = None
+
+    async def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("MotionRunner already started")
+        self._loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._main, name=f"camhub-motion-{self.camera_id}", daemon=True
+        )
+        self._thread.start()
+
+    async def wait_finished(self) -> None:
+        """Return when the decode thread has exited (end of input with `reconnect=False`, or stop)."""
+        assert self._done is not None, "not started"
+        await self._done.wait()
+
+    async def stop(self) -> None:
+        """Ask the thread to stop and wait for it; at most one read timeout. Idempotent."""
+        thread = self._thread
+        if thread is None:
+            return
+        self._stop.set()
+        assert self._done is not None
+        await self._done.wait()
+        await asyncio.to_thread(thread.join)
+        self._thread = None
+
+    def _emit(self, transition: Transition | None) -> None:
+        if transition is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_transition, transition)
+
+    def _main(self) -> None:
+        detector = MotionDetector(self.config)
+        hysteresis = MotionHysteresis(self.config)
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                analysed_before = self.frames_analysed
+                try:
+                    self._decode(detector, hysteresis)
+                    self.last_error = None
+                except Exception as exc:  # FFmpeg errors, timeouts, refused connections
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("motion %s: stream error: %s", self.camera_id, self.last_error)
+                # A lost stream ends the current event: its end is the last motion seen.
+                self._emit(hysteresis.flush())
+                detector.reset()
+                if not self._reconnect or self._stop.is_set():
+                    break
+                failures = 0 if self.frames_analysed > analysed_before else failures + 1
+                initial, cap = self._backoff
+                delay = min(cap, initial * 2 ** min(failures, 16)) * random.uniform(0.5, 1.0)
+                self.reconnects += 1
+                log.info("motion %s: reconnecting in %.1f s", self.camera_id, delay)
+                self._stop.wait(delay)
+        except Exception:
+            log.exception("motion %s: runner crashed", self.camera_id)
+        finally:
+            if self._loop is not None and self._done is not None:
+                try:
+                    self._loop.call_soon_threadsafe(self._done.set)
+                except RuntimeError:  # the loop is already closed
+                    pass
+
+    def _decode(self, detector: MotionDetector, hysteresis: MotionHysteresis) -> None:
+        options = {}
+        if self.url.startswith("rtsp://"):
+            options = {"rtsp_transport": "tcp", "timeout": str(int(self._timeouts[1] * 1_000_000))}
+        with av.open(self.url, options=options, timeout=self._timeouts) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            period = 1.0 / self.config.analysis_fps
+            next_at: float | None = None
+            for packet in container.demux(stream):
+                if self._stop.is_set():
+                    return
+                for frame in packet.decode():
+                    self.frames_decoded += 1
+                    if self._clock == "wall":
+                        t = time.time()
+                    else:
+                        # FFmpeg's RTSP demuxer may give the first frame no pts (MEDIA_NOTES).
+                        ft = frame.time
+                        t = self._clock_base + (ft if ft is not None else 0.0)
+                    # Analyse at most analysis_fps; a small slack keeps a 15 fps stream at 5 fps.
+                    if next_at is not None and t < next_at - period * 0.1:
+                        continue
+                    next_at = t + period if next_at is None or t - next_at > period else next_at + period
+                    image = self._to_bgr(frame)
+                    score = detector.score(image)
+                    self.frames_analysed += 1
+                    self.latest = AnalysedFrame(t, image)
+                    self._emit(hysteresis.update(t, score, image))
+
+    def _to_bgr(self, frame: av.VideoFrame) -> np.ndarray:
+        if frame.width > self._max_width:
+            # Main stream without a sub-stream: let swscale downscale and convert in one pass.
+            height = max(2, round(frame.height * self._max_width / frame.width / 2) * 2)
+            return frame.to_ndarray(width=self._max_width, height=height, format="bgr24")
+        return frame.to_ndarray(format="bgr24")

@@ -1,0 +1,177 @@
+"""Motion detection on synthetic frames: one visitor -> one event; masks, zones and flicker -> none."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.events.motion import MotionConfig, MotionDetector, MotionHysteresis, Transition, polygon_mask
+from tests.events.scenes import H, W, background, render, walk
+
+RIGHT_HALF = ((0.45, 0.0), (1.0, 0.0), (1.0, 1.0), (0.45, 1.0))
+LEFT_QUARTER = ((0.0, 0.0), (0.25, 0.0), (0.25, 1.0), (0.0, 1.0))
+
+
+def run(config: MotionConfig, frames: object) -> tuple[list[Transition], list[float]]:
+    detector, hysteresis = MotionDetector(config), MotionHysteresis(config)
+    transitions, scores = [], []
+    for t, frame, _visible in frames:  # type: ignore[attr-defined]
+        score = detector.score(frame)
+        scores.append(score)
+        tr = hysteresis.update(t, score, frame)
+        if tr is not None:
+            transitions.append(tr)
+    return transitions, scores
+
+
+def test_visitor_walking_through_is_exactly_one_event() -> None:
+    config = MotionConfig()
+    frames = list(walk())
+    transitions, scores = run(config, frames)
+    assert [tr.kind for tr in transitions] == ["start", "end"]
+    event = transitions[0].event
+    assert transitions[1].event is event
+    visible = [t for t, _f, v in frames if v]
+    # Starts within the first frames of the walk and ends at the last motion seen (ghosts fade fast).
+    assert visible[0] <= event.start <= visible[0] + 1.0
+    assert event.end is not None and visible[-1] - 0.5 <= event.end <= visible[-1] + 1.0
+    assert event.score == pytest.approx(max(scores))
+    assert event.score >= config.min_area
+    assert event.best_frame is not None and event.best_frame.shape == (H, W, 3)
+
+
+def test_visitor_pausing_at_the_door_is_still_one_event() -> None:
+    # Standing still for 4 s (under end_quiet_s of quiet is needed to end) must not split the event.
+    transitions, _ = run(MotionConfig(end_quiet_s=5.0), walk(pause=20))
+    assert [tr.kind for tr in transitions] == ["start", "end"]
+
+
+def test_two_visits_far_apart_are_two_events() -> None:
+    frames = list(walk(quiet_after=40))
+    t_last = frames[-1][0]
+    second = [(t + t_last + 0.2, f, v) for t, f, v in walk(quiet_after=40, seed=7)]
+    transitions, _ = run(MotionConfig(), frames + second)
+    assert [tr.kind for tr in transitions] == ["start", "end", "start", "end"]
+
+
+def test_motion_only_inside_a_privacy_mask_is_ignored() -> None:
+    config = MotionConfig(masks=(RIGHT_HALF,))
+    transitions, scores = run(config, walk(x_from=330, x_to=560))
+    assert transitions == []
+    assert max(scores) == 0.0
+    # Control: the same walk without the mask is an event.
+    transitions, _ = run(MotionConfig(), walk(x_from=330, x_to=560))
+    assert [tr.kind for tr in transitions] == ["start", "end"]
+
+
+def test_motion_outside_the_zones_is_ignored() -> None:
+    config = MotionConfig(zones=(LEFT_QUARTER,))
+    transitions, scores = run(config, walk(x_from=330, x_to=560))
+    assert transitions == []
+    assert max(scores) == 0.0
+    # Control: walking through the zone is an event.
+    transitions, _ = run(config, walk(x_from=-80, x_to=200))
+    assert [tr.kind for tr in transitions] == ["start", "end"]
+
+
+def test_lighting_flicker_and_noise_are_not_motion() -> None:
+    rng = np.random.default_rng(3)
+    bg = background(3)
+    frames = []
+    for i in range(150):
+        # Mains-like flicker and auto exposure: +-12% brightness, heavy sensor noise.
+        gain = 1.0 + 0.12 * math.sin(i * 1.3)
+        frames.append((i / 5, render(bg, rng, gain=gain, noise=5.0), False))
+    config = MotionConfig()
+    transitions, scores = run(config, frames)
+    assert transitions == []
+    assert max(scores) < config.min_area
+
+
+def test_lights_switching_on_is_not_motion() -> None:
+    rng = np.random.default_rng(4)
+    bg = background(4)
+    frames = [(i / 5, render(bg, rng, gain=1.0 if i < 20 else 1.5), False) for i in range(60)]
+    transitions, _ = run(MotionConfig(), frames)
+    assert transitions == []
+
+
+def test_small_movement_below_min_area_is_not_an_event() -> None:
+    # A 12x12 px insect: well under 0.5% of the picture.
+    transitions, scores = run(MotionConfig(), walk(size=(12, 12), x_from=100, x_to=500))
+    assert transitions == []
+    assert 0.0 < max(scores) < MotionConfig().min_area
+
+
+def test_brief_flash_shorter_than_start_frames_is_not_an_event() -> None:
+    h = MotionHysteresis(MotionConfig(start_frames=3, end_quiet_s=2.0))
+    assert [h.update(t / 5, s) for t, s in enumerate([0, 0.2, 0.2, 0, 0, 0.3, 0])] == [None] * 7
+
+
+def test_hysteresis_start_and_end_times() -> None:
+    cfg = MotionConfig(start_frames=3, end_quiet_s=2.0, min_area=0.01)
+    h = MotionHysteresis(cfg)
+    out = [h.update(t, s) for t, s in [(0.0, 0.0), (1.0, 0.1), (1.2, 0.3), (1.4, 0.2), (1.6, 0.0)]]
+    assert [o.kind if o else None for o in out] == [None, None, None, "start", None]
+    assert h.current is not None and h.current.start == 1.0 and h.current.score == 0.3
+    assert h.update(3.3, 0.0) is None  # 1.9 s of quiet after the last motion at 1.4
+    end = h.update(3.5, 0.0)  # 2.1 s: ends, at the last motion
+    assert end is not None and end.kind == "end" and end.event.end == 1.4
+    assert h.current is None
+    flushed = MotionHysteresis(cfg)
+    for t in (0.0, 0.2, 0.4, 0.6):
+        flushed.update(t, 0.5)
+    tr = flushed.flush()
+    assert tr is not None and tr.kind == "end" and tr.event.end == 0.6
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.0, 2.0), st.floats(0.0, 1.0)), max_size=200))
+def test_transitions_always_alternate_and_events_are_well_formed(steps: list[tuple[float, float]]) -> None:
+    h = MotionHysteresis(MotionConfig(start_frames=2, end_quiet_s=1.0, min_area=0.5))
+    t, kinds = 0.0, []
+    for dt, score in steps:
+        t += dt
+        tr = h.update(t, score)
+        if tr is not None:
+            kinds.append(tr.kind)
+            if tr.kind == "end":
+                assert tr.event.end is not None and tr.event.start <= tr.event.end <= t
+                assert tr.event.score >= 0.5
+    end = h.flush()
+    if end is not None:
+        kinds.append(end.kind)
+    assert kinds == ["start", "end"] * (len(kinds) // 2)
+
+
+def test_resolution_change_rebuilds_masks() -> None:
+    detector = MotionDetector(MotionConfig(masks=(RIGHT_HALF,)))
+    rng = np.random.default_rng(1)
+    detector.score(render(background(), rng))
+    small = np.zeros((180, 320, 3), np.uint8)
+    assert detector.score(small) == 0.0  # new size: learns a new background, no crash
+    assert detector.score(small) == 0.0
+
+
+def test_polygon_mask_uses_normalised_coordinates() -> None:
+    mask = polygon_mask([LEFT_QUARTER], 400, 100)
+    assert mask[:, :99].all() and not mask[:, 101:].any()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"zones": (((0.0, 0.0), (1.2, 0.0), (1.0, 1.0)),)},
+        {"masks": (((0.0, 0.0), (1.0, 0.0)),)},
+        {"min_area": 0.0},
+        {"start_frames": 0},
+        {"analysis_fps": 100.0},
+    ],
+)
+def test_config_rejects_bad_values(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="motion\\."):
+        MotionConfig(**kwargs)  # type: ignore[arg-type]
