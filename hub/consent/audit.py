@@ -1,0 +1,244 @@
+"""The audit log (PROTOCOL §5): append-only, RFC 9162 Merkle tree, C2SP signed checkpoints.
+
+Each entry is one RFC 8785 canonical JSON object `{"seq","time","type","actor","data"}`; its bytes
+are stored exactly as hashed and are leaf `seq` (0-based, so seq is the RFC 9162 leaf index) of
+the tree. Checkpoints are C2SP tlog-checkpoints signed by the hub key (see `checkpoint.py`).
+
+`data` may hold objects, arrays, strings, integers, booleans and null but no floats: RFC 8785 number
+formatting (ECMAScript) is the one part of canonical JSON the stdlib does not reproduce, and the
+stand-alone verifier (`audit_verify.py`) checks canonical form with the stdlib only.
+
+The in-memory `MerkleTree` is rebuilt from the stored leaf hashes at open (one pass) and then grows
+by O(log n) per append; proofs never rescan the log. One asyncio lock orders appends so the tree's
+leaf order is the database's seq order.
+
+Export layout (read by `camhub audit verify DIR`):
+    entries.jsonl      one entry per line: the exact stored bytes, then "\\n"
+    leaf-hashes.txt    hex RFC 9162 leaf hash per line (lets the verifier name the exact bad seq)
+    checkpoints/<size>.note   every stored signed checkpoint
+    hub.jwk            the hub's public key (informational; verify with a key you hold)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+
+from hub.consent.checkpoint import origin_for, parse_checkpoint, sign_checkpoint
+from hub.consent.errors import AuditError
+from hub.consent.keys import HubKey
+from hub.consent.merkle import MerkleTree, leaf_hash
+from hub.store import Store
+from hub.store import audit as q
+
+#: PROTOCOL §5 "Entry types at least"; other dotted lowercase types are allowed too.
+ENTRY_TYPES = frozenset(
+    {
+        "request.received",
+        "request.rejected",
+        "decision.accepted",
+        "decision.rejected",
+        "egress.delivery",
+        "egress.live.start",
+        "egress.live.end",
+        "key.enrolled",
+        "key.revoked",
+        "agency.added",
+        "agency.removed",
+        "retention.deleted",
+        "owner.login",
+        "owner.login_failed",
+        "hub.started",
+        "clock.unsynced",
+    }
+)
+_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
+MAX_ENTRY_BYTES = 64 * 1024
+
+
+def rfc3339_now() -> str:
+    """UTC with millisecond precision and a `Z` suffix (PROTOCOL: RFC 3339 UTC times)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _check_data(value: Any, depth: int = 0) -> None:
+    if depth > 32:
+        raise AuditError("audit_bad_entry", "data nested too deeply")
+    if isinstance(value, float):
+        raise AuditError("audit_bad_entry", "floats are not allowed in audit data (see module doc)")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise AuditError("audit_bad_entry", "object keys must be strings")
+            _check_data(v, depth + 1)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _check_data(v, depth + 1)
+    elif not (value is None or isinstance(value, str | bool | int)):
+        raise AuditError("audit_bad_entry", f"{type(value).__name__} is not JSON")
+
+
+def canonical_entry(seq: int, time: str, type_: str, actor: str, data: dict[str, Any]) -> bytes:
+    """The RFC 8785 bytes of one entry (PROTOCOL §5)."""
+    if not _TYPE.fullmatch(type_):
+        raise AuditError("audit_bad_entry", f"entry type {type_!r} is not dotted lowercase")
+    if not isinstance(actor, str) or not actor:
+        raise AuditError("audit_bad_entry", "actor must be a non-empty string")
+    if not isinstance(data, dict):
+        raise AuditError("audit_bad_entry", "data must be an object")
+    _check_data(data)
+    entry = rfc8785.dumps({"seq": seq, "time": time, "type": type_, "actor": actor, "data": data})
+    if len(entry) > MAX_ENTRY_BYTES:
+        raise AuditError("audit_bad_entry", "entry too large")
+    return entry
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class AuditLog:
+    """The hub's audit log over the store; create with `await AuditLog.open(store, hub_key)`."""
+
+    def __init__(
+        self, store: Store, hub_key: HubKey, tree: MerkleTree, clock: Callable[[], str] = rfc3339_now
+    ) -> None:
+        self._store = store
+        self._key = hub_key
+        self._tree = tree
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self.origin = origin_for(hub_key.hub_id)
+
+    @classmethod
+    async def open(cls, store: Store, hub_key: HubKey, clock: Callable[[], str] = rfc3339_now) -> AuditLog:
+        """Load the stored leaf hashes into the tree (one pass) and check it against the last checkpoint."""
+        leaves = await store.run(q.leaf_hashes)
+        tree = await asyncio.to_thread(MerkleTree, leaves)
+        log = cls(store, hub_key, tree, clock)
+        latest = await store.run(q.latest_checkpoint)
+        if latest is not None:
+            cp = parse_checkpoint(latest[1], hub_key.public_key, log.origin)
+            if cp.size > tree.size or tree.root(cp.size) != cp.root:
+                raise AuditError(
+                    "audit_inconsistent",
+                    f"stored log does not match its checkpoint at size {cp.size}",
+                    status=500,
+                )
+        return log
+
+    @property
+    def size(self) -> int:
+        return self._tree.size
+
+    async def append(self, type_: str, actor: str, data: dict[str, Any]) -> tuple[int, bytes]:
+        """Append one entry; returns (seq, entry_hash) where entry_hash is its RFC 9162 leaf hash."""
+        time = self._clock()
+
+        def make(seq: int) -> tuple[bytes, bytes]:
+            entry = canonical_entry(seq, time, type_, actor, data)
+            return entry, leaf_hash(entry)
+
+        async with self._lock:
+            seq, _, leaf = await self._store.run(q.append_entry, make)
+            if seq != self._tree.size:
+                raise AuditError(
+                    "audit_inconsistent", f"store gave seq {seq}, tree has {self._tree.size}", 500
+                )
+            self._tree.append(leaf)
+        return seq, leaf
+
+    def root(self, size: int | None = None) -> bytes:
+        return self._tree.root(size)
+
+    async def checkpoint(self) -> str:
+        """Sign a checkpoint of the current tree, store it and return the signed note."""
+        async with self._lock:
+            size = self._tree.size
+            note = sign_checkpoint(self.origin, size, self._tree.root(size), self._key.private_key)
+            await self._store.run(q.store_checkpoint, size, note)
+        stored = await self._store.run(q.checkpoint_at_least, size)
+        if stored is None or stored[0] != size:
+            raise AuditError("audit_inconsistent", f"checkpoint for size {size} was not stored", 500)
+        return stored[1]
+
+    async def latest_checkpoint(self) -> str | None:
+        latest = await self._store.run(q.latest_checkpoint)
+        return None if latest is None else latest[1]
+
+    def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
+        """RFC 9162 §2.1.3.1 audit path for entry `seq` in the tree of `size` entries."""
+        return self._tree.inclusion_proof(seq, size)
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 §2.1.4.1 proof that the tree of `new_size` extends the one of `old_size`."""
+        return self._tree.consistency_proof(old_size, new_size)
+
+    async def entry(self, seq: int) -> bytes:
+        data = await self._store.run(q.read_entry, seq)
+        if data is None:
+            raise AuditError("audit_no_entry", f"no entry {seq}", status=404)
+        return data
+
+    async def entries(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        return await self._store.run(q.read_entries, start, end)
+
+    async def proof_bundle(self, seq: int) -> dict[str, Any]:
+        """`audit-proof.json` (PROTOCOL §2.3): the entry, its inclusion proof and the signed checkpoint.
+
+        Uses the first stored checkpoint that covers `seq`, signing a fresh one if none does.
+        """
+        entry = await self.entry(seq)
+        stored = await self._store.run(q.checkpoint_at_least, seq + 1)
+        note = stored[1] if stored is not None else await self.checkpoint()
+        cp = parse_checkpoint(note, self._key.public_key, self.origin)
+        return {
+            "v": 1,
+            "hub_id": self._key.hub_id,
+            "seq": seq,
+            "entry": entry.decode("utf-8"),
+            "entry_hash": leaf_hash(entry).hex(),
+            "tree_size": cp.size,
+            "inclusion_proof": [_b64(h) for h in self._tree.inclusion_proof(seq, cp.size)],
+            "checkpoint": note,
+        }
+
+    async def export(self, directory: Path, batch: int = 5000) -> int:
+        """Write the export layout (module doc) into `directory`; returns the number of entries."""
+        size = self._tree.size
+        checkpoints = await self._store.run(q.all_checkpoints)
+        leaves = [self._tree.leaf(i) for i in range(size)]
+        entries_path = directory / "entries.jsonl"
+
+        def start_files() -> None:
+            (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
+            entries_path.write_bytes(b"")
+
+        await asyncio.to_thread(start_files)
+        for start in range(0, size, batch):
+            rows = await self._store.run(q.read_entries, start, min(size, start + batch))
+
+            def write(rows: list[tuple[int, bytes]] = rows) -> None:
+                with entries_path.open("ab") as f:
+                    for _, entry in rows:
+                        f.write(entry + b"\n")
+
+            await asyncio.to_thread(write)
+
+        def write_rest() -> None:
+            (directory / "leaf-hashes.txt").write_text("".join(h.hex() + "\n" for h in leaves))
+            for tree_size, note in checkpoints:
+                if tree_size <= size:
+                    (directory / "checkpoints" / f"{tree_size}.note").write_text(note, encoding="utf-8")
+            (directory / "hub.jwk").write_text(json.dumps(self._key.public_jwk) + "\n")
+
+        await asyncio.to_thread(write_rest)
+        return size

@@ -1,0 +1,76 @@
+"""Queries for the audit log (PROTOCOL §5): entries are RFC 9162 leaves, checkpoints are signed notes.
+
+The caller builds the entry bytes: `append_entry` hands it the next seq inside the write
+transaction, so seq assignment and insert are one atomic step even with other writers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+from hub.store import transaction
+
+
+def append_entry(
+    conn: sqlite3.Connection, make_entry: Callable[[int], tuple[bytes, bytes]]
+) -> tuple[int, bytes, bytes]:
+    """Insert the next entry; `make_entry(seq) -> (entry_bytes, leaf_hash)`. Returns (seq, entry, leaf)."""
+    with transaction(conn):
+        seq = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries").fetchone()[0]
+        entry, leaf = make_entry(seq)
+        conn.execute("INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)", (seq, entry, leaf))
+    return seq, entry, leaf
+
+
+def entry_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM audit_entries").fetchone()[0]
+
+
+def read_entries(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[int, bytes]]:
+    """Entries with start <= seq < end, in order, as the exact stored bytes."""
+    rows = conn.execute(
+        "SELECT seq, entry FROM audit_entries WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end)
+    )
+    return [(r[0], bytes(r[1])) for r in rows]
+
+
+def read_entry(conn: sqlite3.Connection, seq: int) -> bytes | None:
+    row = conn.execute("SELECT entry FROM audit_entries WHERE seq = ?", (seq,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def leaf_hashes(conn: sqlite3.Connection) -> list[bytes]:
+    """Every leaf hash in seq order (to rebuild the in-memory tree at start)."""
+    return [bytes(r[0]) for r in conn.execute("SELECT leaf_hash FROM audit_entries ORDER BY seq")]
+
+
+def store_checkpoint(conn: sqlite3.Connection, tree_size: int, note: str) -> None:
+    """Keep the first checkpoint signed for a size; a later one for the same size is identical."""
+    conn.execute(
+        "INSERT OR IGNORE INTO audit_checkpoints (tree_size, note, created_at) VALUES (?, ?, ?)",
+        (tree_size, note, time.time()),
+    )
+
+
+def latest_checkpoint(conn: sqlite3.Connection) -> tuple[int, str] | None:
+    row = conn.execute(
+        "SELECT tree_size, note FROM audit_checkpoints ORDER BY tree_size DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def checkpoint_at_least(conn: sqlite3.Connection, tree_size: int) -> tuple[int, str] | None:
+    """The smallest stored checkpoint whose tree covers `tree_size` leaves."""
+    row = conn.execute(
+        "SELECT tree_size, note FROM audit_checkpoints WHERE tree_size >= ? ORDER BY tree_size LIMIT 1",
+        (tree_size,),
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def all_checkpoints(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    return [
+        (r[0], r[1]) for r in conn.execute("SELECT tree_size, note FROM audit_checkpoints ORDER BY tree_size")
+    ]

@@ -1,0 +1,304 @@
+"""The audit log over the real store, its export, and the stand-alone verifier."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import rfc8785
+
+from hub.consent import audit_verify, merkle
+from hub.consent.audit import AuditLog, canonical_entry
+from hub.consent.checkpoint import parse_checkpoint
+from hub.consent.errors import AuditError
+from hub.consent.keys import HubKey
+from hub.store import Store
+
+VERIFY_PY = Path(__file__).resolve().parents[2] / "hub" / "consent" / "audit_verify.py"
+
+
+@pytest.fixture
+def hub_key(tmp_path: Path) -> HubKey:
+    (tmp_path / "keys").mkdir()
+    return HubKey.load_or_create(tmp_path / "keys")[0]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "hub.db")
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def filled(store: Store, key: HubKey, n: int, checkpoint_every: int = 4) -> AuditLog:
+    log = await AuditLog.open(store, key)
+    for i in range(n):
+        await log.append("request.received", f"agency:{i % 3}", {"i": i, "note": "päckage ✓", "ok": True})
+        if (i + 1) % checkpoint_every == 0:
+            await log.checkpoint()
+    return log
+
+
+def run_verify(*args: str) -> tuple[int, str]:
+    """Run the verifier as its own file in a fresh interpreter that never imports `hub`."""
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('audit_verify', {str(VERIFY_PY)!r})\n"
+        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        "rc = mod.main(sys.argv[1:])\n"
+        "assert not any(m == 'hub' or m.startswith('hub.') for m in sys.modules), 'hub was imported'\n"
+        "sys.exit(rc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", code, *args], capture_output=True, text=True, timeout=60, cwd="/"
+    )
+    assert "hub was imported" not in proc.stderr
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_entry_is_rfc8785_canonical() -> None:
+    entry = canonical_entry(7, "2026-11-20T18:00:00Z", "decision.accepted", "owner:k1", {"b": 1, "a": "x"})
+    assert entry == (
+        b'{"actor":"owner:k1","data":{"a":"x","b":1},"seq":7,"time":"2026-11-20T18:00:00Z",'
+        b'"type":"decision.accepted"}'
+    )
+    assert entry == rfc8785.dumps(json.loads(entry))
+
+
+@pytest.mark.parametrize(
+    ("type_", "actor", "data"),
+    [
+        ("Bad Type", "a", {}),
+        ("x.y", "", {}),
+        ("x.y", "a", {"f": 1.5}),
+        ("x.y", "a", []),
+        ("x.y", "a", {"s": {1}}),
+    ],
+)
+def test_bad_entries_refused(type_: str, actor: str, data: object) -> None:
+    with pytest.raises(AuditError) as exc:
+        canonical_entry(0, "t", type_, actor, data)  # type: ignore[arg-type]
+    assert exc.value.code == "audit_bad_entry"
+
+
+async def test_append_proofs_and_checkpoint(store: Store, hub_key: HubKey) -> None:
+    log = await filled(store, hub_key, 13)
+    assert log.size == 13
+    entries = [e for _, e in await log.entries(0, 13)]
+    leaves = [merkle.leaf_hash(e) for e in entries]
+    for seq, entry in enumerate(entries):
+        assert json.loads(entry)["seq"] == seq
+    note = await log.checkpoint()
+    cp = parse_checkpoint(note, hub_key.public_key, f"camhub/{hub_key.hub_id}")
+    assert cp.size == 13 and cp.root == merkle.MerkleTree(leaves).root()
+    for seq in range(13):
+        proof = log.inclusion_proof(seq, 13)
+        assert merkle.verify_inclusion(seq, 13, leaves[seq], proof, cp.root)
+    for old in range(14):
+        assert merkle.verify_consistency(old, 13, log.root(old), cp.root, log.consistency_proof(old, 13))
+
+
+async def test_reopen_rebuilds_tree_and_detects_tampering(
+    tmp_path: Path, store: Store, hub_key: HubKey
+) -> None:
+    log = await filled(store, hub_key, 9)
+    root = log.root()
+    await log.checkpoint()
+    reopened = await AuditLog.open(store, hub_key)
+    assert reopened.root() == root
+    seq, _ = await reopened.append("hub.started", "hub", {})
+    assert seq == 9
+
+    def tamper(conn: sqlite3.Connection) -> None:
+        conn.execute("DROP TRIGGER audit_entries_no_update")
+        conn.execute("UPDATE audit_entries SET leaf_hash = zeroblob(32) WHERE seq = 3")
+
+    await store.run(tamper)
+    with pytest.raises(AuditError) as exc:
+        await AuditLog.open(store, hub_key)
+    assert exc.value.code == "audit_inconsistent"
+
+
+async def test_entries_are_append_only_in_the_database(store: Store, hub_key: HubKey) -> None:
+    await filled(store, hub_key, 2)
+    for sql in ("UPDATE audit_entries SET entry = x'00' WHERE seq = 0", "DELETE FROM audit_entries"):
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.run(lambda conn, sql=sql: conn.execute(sql))
+
+
+async def test_concurrent_appends_keep_tree_in_db_order(store: Store, hub_key: HubKey) -> None:
+    import asyncio
+
+    log = await AuditLog.open(store, hub_key)
+    await asyncio.gather(*(log.append("owner.login", f"o{i}", {"i": i}) for i in range(40)))
+    stored = [merkle.leaf_hash(e) for _, e in await log.entries(0, 40)]
+    assert merkle.MerkleTree(stored).root() == log.root()
+
+
+async def export_dir(tmp_path: Path, store: Store, hub_key: HubKey, n: int = 12) -> tuple[Path, AuditLog]:
+    log = await filled(store, hub_key, n)
+    await log.checkpoint()
+    out = tmp_path / "export"
+    assert await log.export(out) == n
+    return out, log
+
+
+async def test_export_verifies(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    rc, text = run_verify(str(out), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert rc == 0, text
+    assert "ok" in text
+
+
+async def test_flipped_byte_names_the_seq(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    lines = (out / "entries.jsonl").read_bytes().split(b"\n")
+    # A flip that keeps the line valid canonical JSON (only the signed roots can catch it) ...
+    lines[6] = lines[6].replace(b"agency:0", b"agency:1")
+    (out / "entries.jsonl").write_bytes(b"\n".join(lines))
+    rc, text = run_verify(str(out), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert rc == 1 and "first bad seq: 6" in text, text
+
+
+@pytest.mark.parametrize("offset", [0, 5, 17, 40, -2])
+async def test_any_flipped_byte_names_the_seq(
+    tmp_path: Path, store: Store, hub_key: HubKey, offset: int
+) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    data = bytearray((out / "entries.jsonl").read_bytes())
+    starts = [0, *[i + 1 for i, b in enumerate(data) if b == 10][:-1]]
+    pos = starts[9] + (offset % (starts[10] - starts[9]))
+    data[pos] ^= 0x01
+    (out / "entries.jsonl").write_bytes(bytes(data))
+    rc, text = run_verify(str(out), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert rc == 1 and "first bad seq: 9" in text, text
+
+
+async def test_rewritten_hash_list_still_fails_with_range(
+    tmp_path: Path, store: Store, hub_key: HubKey
+) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    lines = (out / "entries.jsonl").read_bytes().split(b"\n")
+    lines[6] = lines[6].replace(b"agency:0", b"agency:2")
+    (out / "entries.jsonl").write_bytes(b"\n".join(lines))
+    (out / "leaf-hashes.txt").write_text("".join(merkle.leaf_hash(x).hex() + "\n" for x in lines[:-1]))
+    rc, text = run_verify(str(out), "--hub-key", json.dumps(hub_key.public_jwk))
+    # The hash list no longer matches what was signed, so only the checkpoint interval can be named.
+    assert rc == 1 and "first bad seq: in 4..7" in text, text
+
+
+async def test_truncation_detected(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    lines = (out / "entries.jsonl").read_bytes().split(b"\n")
+    (out / "entries.jsonl").write_bytes(b"\n".join(lines[:7]) + b"\n")
+    rc, text = run_verify(str(out), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert rc == 1 and "first bad seq: 7" in text and "truncated" in text, text
+
+
+async def test_checkpoint_from_before_truncation_fails_consistency(
+    tmp_path: Path, store: Store, hub_key: HubKey
+) -> None:
+    """A forked log (truncated at 5, then rewritten and re-signed) fails against an old checkpoint."""
+    old = await filled(store, hub_key, 10)
+    old_note = await old.checkpoint()
+    saved = tmp_path / "seen.note"
+    saved.write_text(old_note)
+
+    forked_store = await Store.open(tmp_path / "fork.db")
+    try:
+        fork = await AuditLog.open(forked_store, hub_key)
+        for _, entry in await old.entries(0, 5):
+            obj = json.loads(entry)
+            await fork.append(obj["type"], obj["actor"], obj["data"])
+        for i in range(7):
+            await fork.append("retention.deleted", "hub", {"i": i})
+        await fork.checkpoint()
+        proof = fork.consistency_proof(10, 12)
+        cp = parse_checkpoint(old_note, hub_key.public_key, old.origin)
+        assert not merkle.verify_consistency(10, 12, cp.root, fork.root(12), proof)
+        assert not audit_verify.verify_consistency(10, 12, cp.root, fork.root(12), proof)
+        # The honest log still proves consistency with the old checkpoint.
+        await old.append("hub.started", "hub", {})
+        assert audit_verify.verify_consistency(10, 11, cp.root, old.root(11), old.consistency_proof(10, 11))
+        out = tmp_path / "fork-export"
+        await fork.export(out)
+    finally:
+        await forked_store.close()
+    jwk = json.dumps(hub_key.public_jwk)
+    assert run_verify(str(out), "--hub-key", jwk)[0] == 0  # self-consistent on its own ...
+    rc, text = run_verify(str(out), "--hub-key", jwk, "--checkpoint", str(saved))
+    assert rc == 1 and "does not match" in text, text  # ... but not with what the owner saw
+
+
+async def test_wrong_hub_key_fails(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    (tmp_path / "k2").mkdir()
+    other = HubKey.load_or_create(tmp_path / "k2")[0]
+    rc, text = run_verify(str(out), "--hub-key", json.dumps(other.public_jwk))
+    assert rc == 1 and "checkpoint" in text, text
+
+
+async def test_forged_checkpoint_signature_fails(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    path = out / "checkpoints" / "12.note"
+    path.write_text(path.read_text().replace("\n12\n", "\n11\n"))
+    rc, text = run_verify(str(out), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert rc == 1 and "does not verify" in text, text
+
+
+async def test_audit_proof_bundle_verifies_without_hub(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    log = await filled(store, hub_key, 6)
+    seq, entry_hash = await log.append("egress.delivery", "agency:x", {"request_id": "r1"})
+    await log.checkpoint()
+    bundle = await log.proof_bundle(seq)
+    assert bundle["entry_hash"] == entry_hash.hex()
+    path = tmp_path / "audit-proof.json"
+    path.write_text(json.dumps(bundle))
+    jwk_file = tmp_path / "hub.jwk"
+    jwk_file.write_text(json.dumps(hub_key.public_jwk))
+    rc, text = run_verify(str(path), "--hub-key", str(jwk_file))
+    assert rc == 0 and "egress.delivery" in text, text
+
+    bad = dict(
+        bundle, inclusion_proof=[base64.b64encode(b"\x00" * 32).decode(), *bundle["inclusion_proof"][1:]]
+    )
+    path.write_text(json.dumps(bad))
+    rc, text = run_verify(str(path), "--hub-key", str(jwk_file))
+    assert rc == 1 and f"first bad seq: {seq}" in text, text
+    bad = dict(bundle, entry=bundle["entry"].replace("r1", "r2"))
+    path.write_text(json.dumps(bad))
+    assert run_verify(str(path), "--hub-key", str(jwk_file))[0] == 1
+
+
+async def test_proof_bundle_signs_a_checkpoint_when_none_covers(store: Store, hub_key: HubKey) -> None:
+    log = await AuditLog.open(store, hub_key)
+    seq, _ = await log.append("egress.delivery", "agency:x", {})
+    bundle = await log.proof_bundle(seq)
+    assert bundle["tree_size"] == 1
+    assert audit_verify.verify_proof_bundle(bundle, hub_key.public_jwk)["seq"] == 0
+
+
+def test_verifier_canonical_check_matches_rfc8785() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=10),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+        max_leaves=12,
+    )
+
+    @settings(max_examples=300, deadline=None)
+    @given(json_values)
+    def check(value: object) -> None:
+        assert audit_verify._canon(value).encode("utf-8") == rfc8785.dumps(value)
+
+    check()

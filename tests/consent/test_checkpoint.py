@@ -1,0 +1,98 @@
+"""C2SP signed notes and tlog-checkpoints, anchored to Go's sumdb/note and the spec's own example."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from hub.consent import checkpoint
+from hub.consent.errors import AuditError
+
+# golang.org/x/mod/sumdb/note (note_test.go, example_test.go): an independent implementation.
+GO_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
+GO_VKEY = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
+GO_TEXT = (
+    "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n"
+)
+GO_NOTE = (
+    GO_TEXT + "\n\u2014 PeterNeumann "
+    "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n"
+)
+# c2sp.org/signed-note's example key and note.
+SPEC_VKEY = "example.com/foo+530d903a+AekyeRrm56hApGFkyQR4ZCbV54Id2LKaANYcrnKv3U2k"
+SPEC_NOTE = (
+    "This is an example message.\n\n\u2014 example.com/foo "
+    "Uw2QOkn8srV1yJGh2VYRlL1Tnagv1YEq6TfXppzi2ONncAlTgK7Ztg1ERYNZXsYjOBH3mFXmRKuwHjG1Yu72IneyaQM=\n"
+)
+
+
+def vkey_public(vkey: str) -> tuple[str, Ed25519PublicKey]:
+    name, _, blob = vkey.split("+", 2)
+    raw = base64.b64decode(blob)
+    assert raw[0] == 1
+    return name, Ed25519PublicKey.from_public_bytes(raw[1:])
+
+
+def test_go_note_signature_byte_for_byte() -> None:
+    seed = base64.b64decode(GO_SKEY.split("+", 4)[4])[1:]
+    key = Ed25519PrivateKey.from_private_bytes(seed)
+    assert checkpoint.key_id("PeterNeumann", key.public_key()).hex() == "c74f20a3"
+    assert checkpoint.verifier_key("PeterNeumann", key.public_key()) == GO_VKEY
+    assert checkpoint.sign_note(GO_TEXT, "PeterNeumann", key) == GO_NOTE
+    assert checkpoint.open_note(GO_NOTE, "PeterNeumann", key.public_key()) == GO_TEXT
+
+
+def test_spec_example_note_verifies() -> None:
+    name, pub = vkey_public(SPEC_VKEY)
+    assert checkpoint.verifier_key(name, pub) == SPEC_VKEY
+    assert checkpoint.open_note(SPEC_NOTE, name, pub) == "This is an example message.\n"
+
+
+def test_checkpoint_round_trip_and_format() -> None:
+    key = Ed25519PrivateKey.generate()
+    root = bytes(range(32))
+    note = checkpoint.sign_checkpoint("camhub/abc", 20852163, root, key)
+    lines = note.split("\n")
+    assert lines[:4] == ["camhub/abc", "20852163", base64.b64encode(root).decode(), ""]
+    assert lines[4].startswith("\u2014 camhub/abc ")
+    cp = checkpoint.parse_checkpoint(note, key.public_key(), "camhub/abc")
+    assert (cp.size, cp.root) == (20852163, root)
+
+
+def test_unknown_signatures_ignored_but_one_known_required() -> None:
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    note = checkpoint.sign_checkpoint("camhub/abc", 1, b"\x01" * 32, key)
+    text = note[: note.rfind("\n\n") + 1]
+    witness = checkpoint.sign_note(text, "witness.example", other)
+    both = note + witness.split("\n\n")[1]
+    assert checkpoint.parse_checkpoint(both, key.public_key(), "camhub/abc").size == 1
+    with pytest.raises(AuditError) as exc:
+        checkpoint.parse_checkpoint(witness, key.public_key(), "camhub/abc")
+    assert exc.value.code == "checkpoint_unsigned"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "code"),
+    [
+        (lambda n: n.replace("\n5\n", "\n6\n"), "checkpoint_bad_signature"),
+        (lambda n: n.replace("\n\n", "\n"), "checkpoint_malformed"),
+        (lambda n: n.replace("\u2014", "-"), "checkpoint_malformed"),
+        (lambda n: n + "\x07", "checkpoint_malformed"),
+    ],
+)
+def test_tampered_checkpoints(mutate: object, code: str) -> None:
+    key = Ed25519PrivateKey.generate()
+    note = checkpoint.sign_checkpoint("camhub/abc", 5, b"\x02" * 32, key)
+    with pytest.raises(AuditError) as exc:
+        checkpoint.parse_checkpoint(mutate(note), key.public_key(), "camhub/abc")  # type: ignore[operator]
+    assert exc.value.code == code
+
+
+def test_wrong_origin_is_an_unknown_key() -> None:
+    key = Ed25519PrivateKey.generate()
+    note = checkpoint.sign_checkpoint("camhub/other", 5, b"\x02" * 32, key)
+    with pytest.raises(AuditError) as exc:
+        checkpoint.parse_checkpoint(note, key.public_key(), "camhub/abc")
+    assert exc.value.code == "checkpoint_unsigned"

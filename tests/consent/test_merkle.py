@@ -1,0 +1,204 @@
+"""RFC 9162 tree heads and proofs: known vectors and a second, plainly recursive computation."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hub.consent import merkle
+from hub.consent.errors import AuditError
+
+# certificate-transparency / transparency-dev test vectors (RFC 6962 hashing = RFC 9162 §2.1).
+LEAVES = [
+    b"",
+    b"\x00",
+    b"\x10",
+    b"\x20\x21",
+    b"\x30\x31",
+    b"\x40\x41\x42\x43",
+    b"\x50\x51\x52\x53\x54\x55\x56\x57",
+    bytes(range(0x60, 0x70)),
+]
+ROOTS = [
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+]
+INCLUSION = {
+    (0, 8): [
+        "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+        "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+    ],
+    (5, 8): [
+        "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    ],
+}
+CONSISTENCY = {
+    (1, 1): [],
+    (1, 8): [
+        "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+        "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+    ],
+    (6, 8): [
+        "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+        "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    ],
+    (2, 5): [
+        "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+        "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+    ],
+}
+
+
+# A second computation, straight from the RFC 9162 §2.1 definitions, sharing no code with merkle.py.
+def ref_mth(d: list[bytes]) -> bytes:
+    n = len(d)
+    if n == 0:
+        return hashlib.sha256(b"").digest()
+    if n == 1:
+        return hashlib.sha256(b"\x00" + d[0]).digest()
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    return hashlib.sha256(b"\x01" + ref_mth(d[:k]) + ref_mth(d[k:])).digest()
+
+
+def ref_path(m: int, d: list[bytes]) -> list[bytes]:
+    n = len(d)
+    if n == 1:
+        return []
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    if m < k:
+        return [*ref_path(m, d[:k]), ref_mth(d[k:])]
+    return [*ref_path(m - k, d[k:]), ref_mth(d[:k])]
+
+
+def ref_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
+    n = len(d)
+    if m == n:
+        return [] if b else [ref_mth(d)]
+    k = 1
+    while k * 2 < n:
+        k *= 2
+    if m <= k:
+        return [*ref_subproof(m, d[:k], b), ref_mth(d[k:])]
+    return [*ref_subproof(m - k, d[k:], False), ref_mth(d[:k])]
+
+
+def tree_of(entries: list[bytes]) -> merkle.MerkleTree:
+    return merkle.MerkleTree([merkle.leaf_hash(e) for e in entries])
+
+
+def test_known_roots() -> None:
+    tree = merkle.MerkleTree()
+    assert tree.root().hex() == ROOTS[0]
+    for i, leaf in enumerate(LEAVES):
+        tree.append(merkle.leaf_hash(leaf))
+        assert tree.root().hex() == ROOTS[i + 1]
+    for size in range(9):
+        assert tree.root(size).hex() == ROOTS[size]
+
+
+@pytest.mark.parametrize(("index", "size"), list(INCLUSION))
+def test_known_inclusion_proofs(index: int, size: int) -> None:
+    tree = tree_of(LEAVES)
+    proof = tree.inclusion_proof(index, size)
+    assert [p.hex() for p in proof] == INCLUSION[(index, size)]
+    assert merkle.verify_inclusion(index, size, merkle.leaf_hash(LEAVES[index]), proof, tree.root(size))
+
+
+@pytest.mark.parametrize(("old", "new"), list(CONSISTENCY))
+def test_known_consistency_proofs(old: int, new: int) -> None:
+    tree = tree_of(LEAVES)
+    proof = tree.consistency_proof(old, new)
+    assert [p.hex() for p in proof] == CONSISTENCY[(old, new)]
+    assert merkle.verify_consistency(old, new, tree.root(old), tree.root(new), proof)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=8), min_size=0, max_size=70))
+def test_roots_match_reference(entries: list[bytes]) -> None:
+    tree = tree_of(entries)
+    for size in range(len(entries) + 1):
+        assert tree.root(size) == ref_mth(entries[:size])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.binary(max_size=4), min_size=1, max_size=50), st.data())
+def test_proofs_match_reference_and_verify(entries: list[bytes], data: st.DataObject) -> None:
+    tree = tree_of(entries)
+    size = data.draw(st.integers(1, len(entries)))
+    index = data.draw(st.integers(0, size - 1))
+    proof = tree.inclusion_proof(index, size)
+    assert proof == ref_path(index, entries[:size])
+    root = ref_mth(entries[:size])
+    leaf = merkle.leaf_hash(entries[index])
+    assert merkle.verify_inclusion(index, size, leaf, proof, root)
+    # Any other index, a wrong leaf, or a dropped/extra node must fail.
+    assert not merkle.verify_inclusion(index, size, merkle.leaf_hash(entries[index] + b"x"), proof, root)
+    if size > 1:
+        assert not merkle.verify_inclusion((index + 1) % size, size, leaf, proof, root) or (
+            entries[(index + 1) % size] == entries[index]
+            and ref_path((index + 1) % size, entries[:size]) == proof
+        )
+        assert not merkle.verify_inclusion(index, size, leaf, proof[:-1], root)
+    assert not merkle.verify_inclusion(index, size, leaf, [*proof, b"\x00" * 32], root)
+
+    old = data.draw(st.integers(0, size))
+    cproof = tree.consistency_proof(old, size)
+    if 0 < old < size:
+        assert cproof == ref_subproof(old, entries[:size], True)
+    assert merkle.verify_consistency(old, size, ref_mth(entries[:old]), root, cproof)
+    if 0 < old < size:
+        assert not merkle.verify_consistency(old, size, ref_mth([*entries[:old], b"?"])[:32], root, cproof)
+        assert not merkle.verify_consistency(old, size, ref_mth(entries[:old]), root, cproof[:-1])
+
+
+def test_fork_fails_consistency() -> None:
+    a = [bytes([i]) for i in range(10)]
+    fork = a[:5] + [b"forged" + bytes([i]) for i in range(7)]
+    old, new = tree_of(a), tree_of(fork)
+    proof = new.consistency_proof(10, 12)
+    assert not merkle.verify_consistency(10, 12, old.root(10), new.root(12), proof)
+
+
+def test_out_of_range() -> None:
+    tree = tree_of(LEAVES)
+    for call in (
+        lambda: tree.root(9),
+        lambda: tree.inclusion_proof(8, 8),
+        lambda: tree.consistency_proof(5, 4),
+    ):
+        with pytest.raises(AuditError):
+            call()
+
+
+def test_append_is_logarithmic_for_100k() -> None:
+    import time
+
+    tree = merkle.MerkleTree()
+    start = time.perf_counter()
+    for i in range(100_000):
+        tree.append(hashlib.sha256(i.to_bytes(4, "big")).digest())
+    elapsed = time.perf_counter() - start
+    root = tree.root()
+    proof = tree.inclusion_proof(54_321, 100_000)
+    assert len(proof) == 17
+    assert merkle.verify_inclusion(54_321, 100_000, tree.leaf(54_321), proof, root)
+    assert elapsed < 5.0
