@@ -10,6 +10,8 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from hub.store.segments import Segment, segments_between
+
 KINDS = ("motion", "press")
 
 
@@ -117,3 +119,17 @@ def footage_range(event: Event, pre_roll_s: float, post_roll_s: float) -> tuple[
     """
     end = event.end_at if event.end_at is not None else time.time()
     return (event.start_at - pre_roll_s, end + post_roll_s)
+
+
+def segments_for_event(
+    conn: sqlite3.Connection, event_id: str, pre_roll_s: float, post_roll_s: float
+) -> tuple[tuple[float, float], list[Segment]] | None:
+    """The footage range of an event (see `footage_range`) and the segments overlapping it.
+
+    None if there is no such event. Gaps in the range are in `segments.gaps_between`.
+    """
+    event = get_event(conn, event_id)
+    if event is None:
+        return None
+    start, end = footage_range(event, pre_roll_s, post_roll_s)
+    return (start, end), segments_between(conn, event.camera_id, start, end)
