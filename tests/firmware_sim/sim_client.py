@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -178,8 +179,12 @@ class Decoded:
     height: int
 
 
-def read_frames(url: str, count: int, timeout_s: float = 30.0) -> tuple[list[Decoded], int]:
-    """Decode ``count`` frames with PyAV (blocking); also return the number of decode errors."""
+def read_frames(url: str, count: int, timeout_s: float = 30.0,
+                started: threading.Event | None = None) -> tuple[list[Decoded], int]:
+    """Decode ``count`` frames with PyAV (blocking); also return the number of decode errors.
+
+    ``started`` is set once the first frame is decoded.
+    """
     container = av.open(url, options={"rtsp_transport": "tcp", "stimeout": "5000000"}, timeout=10)
     frames: list[Decoded] = []
     errors = 0
@@ -198,6 +203,8 @@ def read_frames(url: str, count: int, timeout_s: float = 30.0) -> tuple[list[Dec
             for frame in decoded:
                 frames.append(Decoded(sei.seq if sei else None, sei.capture_us if sei else None,
                                       stamp.decode(frame.to_ndarray(format="bgr24")), frame.width, frame.height))
+            if started is not None and frames:
+                started.set()
             if len(frames) >= count:
                 break
     finally:
