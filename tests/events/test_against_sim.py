@@ -1,0 +1,77 @@
+"""Events against the camera simulator: its sub-stream over RTSP, its SSE events, its picture.
+
+The sim draws a frame stamp at the top and a clock overlay at the bottom that change every frame:
+as an owner would, the test masks them, so the only motion left is the visitor's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from pathlib import Path
+
+import cv2
+
+from firmware_sim.camera import SimCamera
+from hub.events import EventRecorder, MotionConfig
+from hub.store import Store
+from hub.store import events as q
+from tests.events.polling import until
+
+OVERLAY_MASKS = (
+    ((0.0, 0.0), (1.0, 0.0), (1.0, 0.08), (0.0, 0.08)),  # frame stamp
+    ((0.0, 0.88), (1.0, 0.88), (1.0, 1.0), (0.0, 1.0)),  # clock overlay
+)
+
+
+async def test_visitor_is_one_motion_event_and_press_is_one_press_event(tmp_path: Path, store: Store) -> None:
+    data = tmp_path / "data"
+    async with SimCamera(
+        "sim-ev", width=640, height=360, sub_width=640, sub_height=360, fps=15, gop=15, loop_s=2.0
+    ) as cam:
+        seen: asyncio.Queue[q.Event] = asyncio.Queue()
+        config = MotionConfig(masks=OVERLAY_MASKS)
+        recorder = EventRecorder(
+            cam.name,
+            store,
+            data,
+            motion_url=cam.rtsp_url("sub"),
+            events_url=cam.events_url,
+            motion=config,
+            on_event=seen.put_nowait,
+            runner_options={"backoff_initial_s": 0.2},
+        )
+        await recorder.start()
+        try:
+            runner, doorbell = recorder.runner, recorder.doorbell
+            assert runner is not None and doorbell is not None
+            await asyncio.wait_for(doorbell.connected.wait(), 20)
+            # Two idle loops analysed (2 s each): the idle picture alone makes no event.
+            await until(lambda: runner.frames_analysed >= 20, 60)
+            assert seen.empty(), "motion on the idle doorstep"
+
+            await cam.visitor()
+            started = await asyncio.wait_for(seen.get(), 30)
+            ended = await asyncio.wait_for(seen.get(), 30)
+            assert started.kind == ended.kind == "motion"
+            assert started.id == ended.id and started.end_at is None and ended.end_at is not None
+            # Nothing else for another end_quiet_s + 2 s of analysed frames.
+            mark = runner.frames_analysed
+            await until(lambda: runner.frames_analysed >= mark + (config.end_quiet_s + 2) * 5, 30)
+            assert seen.empty(), f"more than one event for one visitor: {seen.get_nowait()}"
+
+            await cam.press()
+            press = await asyncio.wait_for(seen.get(), 10)
+            assert press.kind == "press"
+        finally:
+            await recorder.stop()
+
+    events = await store.run(functools.partial(q.list_events, camera_id="sim-ev"))
+    assert [e.kind for e in events] == ["press", "motion"]
+    motion = events[1]
+    # The visitor clip lasts 6 s: in, standing at the door, out.
+    assert motion.end_at is not None and 3.0 <= motion.end_at - motion.start_at <= 8.0
+    for event in events:
+        assert event.thumbnail is not None
+        image = cv2.imread(str(data / event.thumbnail))
+        assert image is not None and image.shape == (360, 640, 3)
