@@ -36,6 +36,9 @@ class HubConfig:
     data_dir: Path = Path("/var/lib/camhub")
     bind: str = "127.0.0.1"
     port: int = 8080
+    # HTTPS for the owner UI on the LAN (hub/tls.py). Served on `bind` whenever bind is not loopback
+    # (then plain HTTP moves to 127.0.0.1:port); with a loopback bind only if set.
+    https_port: int | None = None
     # Addresses aiortc may use for ICE host candidates; empty means every non-loopback interface.
     ice_addresses: tuple[str, ...] = ()
     log_level: str = "info"
@@ -136,6 +139,13 @@ class Config:
     @property
     def db_path(self) -> Path:
         return self.hub.data_dir / "camhub.sqlite"
+
+    @property
+    def https_port(self) -> int | None:
+        """Where the owner UI is served over TLS: always when bind is off loopback (default 8443)."""
+        if not ipaddress.ip_address(self.hub.bind).is_loopback:
+            return 8443 if self.hub.https_port is None else self.hub.https_port
+        return self.hub.https_port
 
 
 def load(path: Path) -> Config:
@@ -248,7 +258,7 @@ def _ip(value: str) -> str | None:
 
 def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubConfig:
     p = "hub."
-    v.unknown(t, p, {"name", "data_dir", "bind", "port", "ice_addresses", "log_level"})
+    v.unknown(t, p, {"name", "data_dir", "bind", "port", "https_port", "ice_addresses", "log_level"})
     d = HubConfig()
     name = v.get(t, p, "name", str, d.name, lambda s: None if 0 < len(s) <= 63 else "must be 1-63 characters")
     data_dir = Path(
@@ -258,6 +268,7 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
         data_dir = (base_dir / data_dir).resolve()
     bind = v.get(t, p, "bind", str, d.bind, _ip)
     port = v.get(t, p, "port", int, d.port, _range(0, 65535))
+    https_port = v.get(t, p, "https_port", int, None, _range(0, 65535))
     ice = v.get(t, p, "ice_addresses", list, [])
     for i, addr in enumerate(ice):
         if not isinstance(addr, str) or _ip(addr):
@@ -276,6 +287,7 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
         data_dir=data_dir,
         bind=bind,
         port=port,
+        https_port=https_port,
         ice_addresses=tuple(a for a in ice if isinstance(a, str)),
         log_level=log_level,
     )

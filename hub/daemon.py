@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import sqlite3
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from hub import datadir
+from hub import datadir, tls
 from hub.api import make_app
 from hub.config import Config
 from hub.consent import pairing
@@ -77,21 +78,43 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, config.hub.bind, config.hub.port)
+        # Plain HTTP only on loopback (issue 6); the LAN gets HTTPS with the hub's local CA (hub/tls.py).
+        http_host = config.hub.bind if ipaddress.ip_address(config.hub.bind).is_loopback else "127.0.0.1"
+        site = web.TCPSite(runner, http_host, config.hub.port)
         try:
             await site.start()
         except OSError as exc:
-            raise StartupError(
-                f"cannot listen on {config.hub.bind}:{config.hub.port}: {exc.strerror}"
-            ) from exc
+            raise StartupError(f"cannot listen on {http_host}:{config.hub.port}: {exc.strerror}") from exc
         host, port = _bound_address(runner, config)
         services.base_url = f"http://{_url_host(host)}:{port}"
+        if config.https_port is not None:
+            await _start_https(runner, config)
 
         log.info("camhub ready url=%s hub_id=%s", services.base_url, hub_key.hub_id)
         notifier.ready(status=f"serving {services.base_url}")
         stack.push_async_callback(notifier.stopping)
         yield services
         log.info("camhub stopping")
+
+
+async def _start_https(runner: web.AppRunner, config: Config) -> None:
+    addresses = [config.hub.bind, *config.hub.ice_addresses]
+    try:
+        files = await asyncio.to_thread(tls.ensure, config.keys_dir, config.hub.name, addresses)
+        ssl_context = await asyncio.to_thread(files.server_context)
+    except (OSError, ValueError) as exc:
+        raise StartupError(f"cannot prepare HTTPS certificates: {exc}") from exc
+    https_port = config.https_port or 0
+    site = web.TCPSite(runner, config.hub.bind, https_port, ssl_context=ssl_context)
+    before = set(map(str, runner.addresses))
+    try:
+        await site.start()
+    except OSError as exc:
+        raise StartupError(f"cannot listen on {config.hub.bind}:{https_port}: {exc.strerror}") from exc
+    new = [a for a in runner.addresses if isinstance(a, tuple) and str(a) not in before]
+    port = new[0][1] if new else https_port
+    # The owner compares this with what the browser shows before trusting /ca.crt (hub/tls.py).
+    log.warning("owner UI https url=https://%s.local:%s/ ca_sha256=%s", config.hub.name, port, files.ca_sha256)
 
 
 def _bound_address(runner: web.AppRunner, config: Config) -> tuple[str, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api import errors, public
+from hub.api import errors, owner_ui, public, session
 from hub.services import SERVICES, Services
 
 # Nothing an owner or agency legitimately sends is larger; footage only ever flows outwards.
@@ -20,4 +20,6 @@ def make_app(services: Services) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[errors.middleware])
     app[SERVICES] = services
     public.setup(app)
+    session.setup(app)  # owner sessions, CSRF, security headers on every response
+    owner_ui.setup(app)  # owner pages and their JSON, each route behind session.require_owner
     return app

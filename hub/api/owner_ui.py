@@ -1,0 +1,442 @@
+"""The owner's web UI: static pages (hub/web) and the JSON the pages read, all behind an owner session.
+
+Route table (who may call each is declared here, where it is registered):
+    GET  /                                   public   the single page (it decides: onboarding/login/app)
+    GET  /ui/*                               public   static JS/CSS (no data in them)
+    GET  /ca.crt                             public   the local HTTPS CA to trust once (hub/tls.py)
+    GET  /api/v1/owner/cameras               owner    configured cameras, their status, discovered ones
+    GET  /api/v1/owner/timeline              owner    one camera's segments, gaps and events in a range
+    GET  /api/v1/owner/segments/{id}.mp4     owner    one fMP4 segment, with HTTP Range (RFC 9110 §14)
+    GET  /api/v1/owner/events                owner    events by camera / kind / day
+    GET  /api/v1/owner/events/{id}.jpg       owner    an event's thumbnail
+    GET  /api/v1/owner/requests              owner    agency requests with what would leave
+    GET  /api/v1/owner/grants                owner    grants in force (to revoke)
+    GET  /api/v1/owner/agencies              owner    trusted agencies
+    GET  /api/v1/owner/devices               owner    owner keys, and browsers asking to be enrolled
+    POST /api/v1/owner/device-requests       owner+CSRF  this browser asks to be enrolled
+    GET  /api/v1/owner/settings              owner    storage/consent settings (read from the config)
+    GET  /api/v1/owner/audit/entries         owner    raw audit entries + latest checkpoint, for the
+                                                      browser to recompute the RFC 9162 tree itself
+
+Owner media here (segments, thumbnails) is the owner's own footage on the LAN, which PROTOCOL §4
+exempts from the egress gate; it never serves anything without a session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from hub.api.session import require_owner
+from hub.config import CAMERA_ID_RE
+from hub.consent.keys import jwk_thumbprint
+from hub.errors import BadRequest, HubError, NotFound
+from hub.services import SERVICES
+from hub.store import audit as audit_q
+from hub.store import consent as consent_q
+from hub.store import events as events_q
+from hub.store import segments as segments_q
+from hub.store import web as q
+
+WEB_DIR = Path(str(resources.files("hub").joinpath("web")))
+MAX_RANGE_S = 2 * 24 * 3600
+MAX_AUDIT_PAGE = 2000
+
+
+def _float_arg(request: web.Request, name: str) -> float:
+    try:
+        value = float(request.query[name])
+    except (KeyError, ValueError) as exc:
+        raise BadRequest(f"query parameter {name} must be a number (unix seconds)") from exc
+    if value != value or value in (float("inf"), float("-inf")):
+        raise BadRequest(f"{name} must be finite")
+    return value
+
+
+def _camera_arg(request: web.Request, required: bool = True) -> str | None:
+    camera = request.query.get("camera")
+    if camera is None or camera == "":
+        if required:
+            raise BadRequest("query parameter camera is required")
+        return None
+    if not CAMERA_ID_RE.match(camera):
+        raise BadRequest("bad camera id")
+    return camera
+
+
+def _inside(base: Path, relative: str) -> Path:
+    """`base/relative`, refusing anything that resolves outside `base` (a tampered index row)."""
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base.resolve()):
+        raise NotFound("no such file")
+    return path
+
+
+# ------------------------------------------------------------------------------------------------
+# Static pages
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def ca_certificate(request: web.Request) -> web.Response:
+    path = request.app[SERVICES].config.keys_dir / "web-ca.crt"
+    try:
+        pem = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise NotFound("HTTPS is not enabled on this hub (no local CA yet)") from exc
+    return web.Response(
+        body=pem,
+        content_type="application/x-x509-ca-cert",
+        headers={"Content-Disposition": 'attachment; filename="camhub-ca.crt"'},
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Cameras, timeline, media, events
+
+
+async def cameras(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    status = await services.store.run(q.camera_status)
+    configured = [
+        {
+            "id": c.id,
+            "name": c.name,
+            "source": "whip" if c.whip else "rtsp",
+            "record": c.record,
+            "retention_days": c.retention_days
+            if c.retention_days is not None
+            else services.config.storage.max_age_days,
+            "status": status.get(c.id),
+        }
+        for c in services.config.cameras
+    ]
+    discovery = getattr(services, "discovery", None)
+    found = []
+    if discovery is not None:
+        for cam in discovery.cameras():
+            found.append(
+                {
+                    "uid": cam.uid,
+                    "instance": cam.instance,
+                    "model": cam.model,
+                    "addresses": list(cam.addresses),
+                    "rtsp_url": cam.rtsp_url,
+                    "events_url": cam.events_url,
+                    "last_seen": cam.last_seen,
+                }
+            )
+    return web.json_response({"cameras": configured, "discovered": found})
+
+
+async def timeline(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    camera = _camera_arg(request)
+    assert camera is not None
+    start, end = _float_arg(request, "start"), _float_arg(request, "end")
+    if not 0 < end - start <= MAX_RANGE_S:
+        raise BadRequest(f"need start < end and a range of at most {MAX_RANGE_S} s")
+    segments = await services.store.run(segments_q.segments_between, camera, start, end)
+    gaps = await services.store.run(segments_q.gaps_between, camera, start, end)
+    events = await services.store.run(q.events_between, [camera], start, end, 500)
+    return web.json_response(
+        {
+            "camera": camera,
+            "start": start,
+            "end": end,
+            "segments": [
+                {
+                    "id": s.id,
+                    "start": s.start_at,
+                    "end": s.end_at,
+                    "bytes": s.bytes,
+                    "width": s.width,
+                    "height": s.height,
+                }
+                for s in segments
+            ],
+            "gaps": [{"start": g.start_at, "end": g.end_at, "reason": g.reason} for g in gaps],
+            "events": events,
+        }
+    )
+
+
+async def segment_media(request: web.Request) -> web.FileResponse:
+    services = request.app[SERVICES]
+    try:
+        segment_id = int(request.match_info["id"])
+    except ValueError as exc:
+        raise NotFound("no such segment") from exc
+    row = await services.store.run(q.segment, segment_id)
+    if row is None:
+        raise NotFound("no such segment")
+    path = _inside(services.config.segments_dir, row[1])
+    if not path.is_file():
+        raise NotFound("segment file is gone (retention)")
+    # FileResponse answers Range requests with 206 and Content-Range (RFC 9110 §14), which the
+    # <video> element uses to seek; the file is the truth, so no caching of a deleted one.
+    return web.FileResponse(
+        path, headers={"Content-Type": "video/mp4", "Cache-Control": "private, max-age=3600"}
+    )
+
+
+async def events(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    camera = _camera_arg(request, required=False)
+    kind = request.query.get("kind") or None
+    if kind is not None and kind not in events_q.KINDS:
+        raise BadRequest(f"kind must be one of {', '.join(events_q.KINDS)}")
+    day = None
+    tz: dt.tzinfo = dt.UTC
+    if request.query.get("day"):
+        try:
+            day = dt.date.fromisoformat(request.query["day"])
+            # The browser's UTC offset in minutes (JavaScript's getTimezoneOffset() sign flipped).
+            offset = int(request.query.get("tz_offset_min", "0"))
+        except ValueError as exc:
+            raise BadRequest("day must be YYYY-MM-DD and tz_offset_min an integer") from exc
+        if not -16 * 60 <= offset <= 16 * 60:
+            raise BadRequest("tz_offset_min out of range")
+        tz = dt.timezone(dt.timedelta(minutes=offset))
+
+    def query(conn: Any) -> list[events_q.Event]:
+        return events_q.list_events(conn, camera_id=camera, kind=kind, day=day, tz=tz, limit=200)
+
+    rows = await services.store.run(query)
+    return web.json_response(
+        {
+            "events": [
+                {
+                    "id": e.id,
+                    "camera_id": e.camera_id,
+                    "kind": e.kind,
+                    "start_at": e.start_at,
+                    "end_at": e.end_at,
+                    "score": e.score,
+                    "has_thumbnail": e.thumbnail is not None,
+                }
+                for e in rows
+            ]
+        }
+    )
+
+
+async def event_thumbnail(request: web.Request) -> web.FileResponse:
+    services = request.app[SERVICES]
+    event = await services.store.run(events_q.get_event, request.match_info["id"])
+    if event is None or event.thumbnail is None:
+        raise NotFound("no thumbnail")
+    path = _inside(services.config.hub.data_dir, event.thumbnail)
+    if not path.is_file():
+        raise NotFound("thumbnail file is gone")
+    return web.FileResponse(
+        path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=86400"}
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Consent: requests, grants, agencies, devices
+
+
+def _agency_json(a: consent_q.Agency | None, keyid: str) -> dict[str, Any]:
+    if a is None:
+        return {"keyid": keyid, "name": None, "recipient": None, "active": False}
+    return {
+        "keyid": a.keyid,
+        "name": a.name,
+        "recipient": a.recipient,
+        "sig_jwk": a.sig_jwk,
+        "added_at": a.added_at,
+        "removed_at": a.removed_at,
+        "active": a.active,
+    }
+
+
+def _requests_snapshot(conn: Any, now: float) -> list[dict[str, Any]]:
+    out = []
+    for r in consent_q.requests(conn, limit=100):
+        body_bytes = consent_q.request_body(conn, r.id) or b"{}"
+        try:
+            body = json.loads(body_bytes)
+        except ValueError:
+            body = {}
+        preview: list[dict[str, Any]] = []
+        events_in_range: list[dict[str, Any]] = []
+        if r.kind == "clip" and r.start_at is not None and r.end_at is not None:
+            for camera in r.cameras:
+                segs = segments_q.segments_between(conn, camera, r.start_at, r.end_at)
+                preview.append(
+                    {
+                        "camera": camera,
+                        "segments": [{"id": s.id, "start": s.start_at, "end": s.end_at} for s in segs[:200]],
+                        "bytes": sum(s.bytes for s in segs),
+                    }
+                )
+            events_in_range = q.events_between(conn, list(r.cameras), r.start_at, r.end_at, 12)
+        out.append(
+            {
+                "id": r.id,
+                "state": r.state,
+                "expired": r.respond_by <= now,
+                "received_at": r.received_at,
+                "respond_by": r.respond_by,
+                "request_sha256": r.body_sha256,
+                "kind": r.kind,
+                "cameras": list(r.cameras),
+                "start": body.get("start"),
+                "end": body.get("end"),
+                "live_max_seconds": r.live_max_seconds,
+                "case_id": body.get("case_id"),
+                "reason": body.get("reason"),
+                "legal_basis": body.get("legal_basis"),
+                "contact": body.get("contact"),
+                "agency": _agency_json(consent_q.agency(conn, r.agency_keyid), r.agency_keyid),
+                "grants": [
+                    {"id": g.id, "not_after": g.not_after, "revoked_at": g.revoked_at}
+                    for g in consent_q.grants_for_request(conn, r.id)
+                ],
+                "preview": preview,
+                "events": events_in_range,
+            }
+        )
+    return out
+
+
+async def requests(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    rows = await services.store.run(_requests_snapshot, time.time())
+    return web.json_response({"requests": rows, "hub_id": services.hub_key.hub_id})
+
+
+async def grants(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    rows = await services.store.run(q.grants_in_force, time.time())
+    return web.json_response({"grants": rows})
+
+
+async def agencies(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    rows = await services.store.run(consent_q.agencies, True)
+    return web.json_response({"agencies": [_agency_json(a, a.keyid) for a in rows]})
+
+
+async def devices(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+
+    def snapshot(conn: Any) -> tuple[list[consent_q.OwnerKey], list[dict[str, Any]]]:
+        keys = consent_q.active_owner_keys(conn)
+        enrolled = {k.kid for k in keys}
+        pending = [d for d in q.device_requests(conn, time.time() - 24 * 3600) if d["kid"] not in enrolled]
+        return keys, pending
+
+    keys, pending = await services.store.run(snapshot)
+    return web.json_response(
+        {
+            "keys": [
+                {"kid": k.kid, "name": k.name, "enrolled_at": k.enrolled_at, "enrolled_by": k.enrolled_by}
+                for k in keys
+            ],
+            "pending": pending,
+        }
+    )
+
+
+async def add_device_request(request: web.Request) -> web.Response:
+    """A logged-in browser whose key is not enrolled asks an enrolled device to approve it (§3 enroll-key)."""
+    services = request.app[SERVICES]
+    try:
+        body = await request.json()
+        public_jwk = body["public_jwk"]
+        name = body["name"]
+        if not isinstance(public_jwk, dict) or set(public_jwk) - {"kty", "crv", "x", "ext", "key_ops"}:
+            raise ValueError("public_jwk must be a public OKP JWK")
+        public_jwk = {k: public_jwk[k] for k in ("kty", "crv", "x") if k in public_jwk}
+        kid = jwk_thumbprint(public_jwk)
+        if not isinstance(name, str) or not 0 < len(name) <= 64:
+            raise ValueError("name must be 1-64 characters")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BadRequest(f"need {{public_jwk, name}}: {exc}") from exc
+    await services.store.run(q.add_device_request, kid, public_jwk, name, time.time())
+    return web.json_response({"kid": kid}, status=201)
+
+
+async def settings(request: web.Request) -> web.Response:
+    config = request.app[SERVICES].config
+    return web.json_response(
+        {
+            "name": config.hub.name,
+            "storage": {
+                "segment_seconds": config.storage.segment_seconds,
+                "max_age_days": config.storage.max_age_days,
+                "quota_bytes": config.storage.quota_bytes,
+                "min_free_percent": config.storage.min_free_percent,
+            },
+            "consent": {
+                "respond_by_days": config.consent.respond_by_days,
+                "max_fetches": config.consent.max_fetches,
+                "trust_system_clock": config.consent.trust_system_clock,
+            },
+            "https_port": config.https_port,
+        }
+    )
+
+
+async def audit_entries(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    try:
+        start = int(request.query.get("start", "0"))
+        end = int(request.query["end"]) if "end" in request.query else None
+    except ValueError as exc:
+        raise BadRequest("start and end must be integers") from exc
+
+    def read(conn: Any) -> tuple[int, list[tuple[int, bytes]], tuple[int, str] | None]:
+        size = audit_q.entry_count(conn)
+        stop = size if end is None else min(end, size)
+        stop = min(stop, start + MAX_AUDIT_PAGE)
+        return (
+            size,
+            audit_q.read_entries(conn, start, stop) if start < stop else [],
+            audit_q.latest_checkpoint(conn),
+        )
+
+    if start < 0:
+        raise BadRequest("start must be >= 0")
+    size, rows, checkpoint = await services.store.run(read)
+    return web.json_response(
+        {
+            "size": size,
+            "start": start,
+            "entries": [entry.decode("utf-8") for _, entry in rows],
+            "checkpoint": None if checkpoint is None else checkpoint[1],
+            "hub_public_jwk": services.hub_key.public_jwk,
+        }
+    )
+
+
+def setup(app: web.Application) -> None:
+    if not (WEB_DIR / "index.html").is_file():
+        raise HubError(f"owner UI files missing in {WEB_DIR}", status=500)
+    app.router.add_get("/", index)
+    app.router.add_static("/ui/", WEB_DIR, show_index=False, follow_symlinks=False)
+    app.router.add_get("/ca.crt", ca_certificate)
+    owner = require_owner
+    app.router.add_get("/api/v1/owner/cameras", owner(cameras))
+    app.router.add_get("/api/v1/owner/timeline", owner(timeline))
+    app.router.add_get(r"/api/v1/owner/segments/{id:\d+}.mp4", owner(segment_media))
+    app.router.add_get("/api/v1/owner/events", owner(events))
+    app.router.add_get(r"/api/v1/owner/events/{id}.jpg", owner(event_thumbnail))
+    app.router.add_get("/api/v1/owner/requests", owner(requests))
+    app.router.add_get("/api/v1/owner/grants", owner(grants))
+    app.router.add_get("/api/v1/owner/agencies", owner(agencies))
+    app.router.add_get("/api/v1/owner/devices", owner(devices))
+    app.router.add_post("/api/v1/owner/device-requests", owner(add_device_request))
+    app.router.add_get("/api/v1/owner/settings", owner(settings))
+    app.router.add_get("/api/v1/owner/audit/entries", owner(audit_entries))

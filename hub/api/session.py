@@ -1,0 +1,437 @@
+"""Owner sessions on the LAN: password, cookie, CSRF token, login rate limit, and the `require_owner` guard.
+
+How a browser becomes an owner session
+- The password is set once, during onboarding, by a browser that has just enrolled its signing key
+  with the pairing code (PROTOCOL §1): `POST /api/v1/session/password` carries a JWS signed by that
+  enrolled owner key, so nobody else on the LAN can race the owner to choose it. The same call,
+  signed by any enrolled key, resets a forgotten password (and ends every session).
+- `POST /api/v1/session/login {"password"}` checks the scrypt hash (RFC 7914) and sets the session
+  cookie: 32 random bytes, HttpOnly, SameSite=Strict, Path=/, and on HTTPS `Secure` with the
+  `__Host-` prefix (so no other origin can set or shadow it). The database keeps only its SHA-256.
+  Sessions expire after SESSION_LIFETIME; `POST /api/v1/session/logout` ends one at once.
+- Failed logins are limited per client address and globally (LoginLimiter); each attempt is an
+  `owner.login` / `owner.login_failed` audit entry (PROTOCOL §5).
+
+CSRF (synchronizer token)
+- Each session has its own random CSRF token, returned by `GET /api/v1/session` (readable only by a
+  same-origin script: there is no CORS) and by login. Every state-changing request through
+  `require_owner` (any method but GET/HEAD/OPTIONS) must send it in `X-CSRF-Token`, and, when the
+  browser sends an `Origin` header, that origin must be this hub's. Missing or wrong → 403
+  `{"error": "csrf"}`. SameSite=Strict alone is not enough: another port on the same host is the
+  same *site* and would get the cookie.
+
+The guard
+- `require_owner(handler)` wraps a handler: no valid session → 401 `{"error": "no_session"}`; bad
+  CSRF on an unsafe method → 403. The session is at `request[OWNER_SESSION]`. Routes declare it
+  where they are registered: `app.router.add_get(path, require_owner(handler))`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from hub.consent import jws
+from hub.consent.errors import ConsentError
+from hub.consent.keys import public_key_from_jwk
+from hub.errors import HubError
+from hub.services import SERVICES, Services
+from hub.store import consent as consent_q
+from hub.store import web as q
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SESSION_LIFETIME_S = 7 * 24 * 3600
+COOKIE_HTTP = "camhub_session"
+# RFC 6265bis §4.1.3.2: a __Host- cookie must be Secure, Path=/ and have no Domain.
+COOKIE_HTTPS = "__Host-camhub_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# scrypt (RFC 7914) cost: N=2^15, r=8 uses 32 MiB and ~0.1 s on a Raspberry Pi 4 core.
+SCRYPT_LOG_N, SCRYPT_R, SCRYPT_P = 15, 8, 1
+PASSWORD_MIN, PASSWORD_MAX = 10, 1024
+# The proof that sets the password must be fresh: signed within this many seconds of the hub's clock.
+PROOF_MAX_AGE_S = 300
+PROOF_TYP = "camhub-web-password+jws"
+
+
+class SessionError(HubError):
+    code = "no_session"
+    status = 401
+
+
+class CsrfError(HubError):
+    code = "csrf"
+    status = 403
+
+
+# ------------------------------------------------------------------------------------------------
+# Passwords
+
+
+def hash_password(password: str, *, log_n: int = SCRYPT_LOG_N) -> str:
+    """`scrypt$<log2 N>$<r>$<p>$<salt b64>$<hash b64>`; blocking (~0.1 s), call it in a thread."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=1 << log_n, r=SCRYPT_R, p=SCRYPT_P, maxmem=128 << 20, dklen=32
+    )
+    b64 = base64.b64encode
+    return f"scrypt${log_n}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def check_password(password: str, encoded: str) -> bool:
+    """Constant-time comparison against an encoded hash; blocking, call it in a thread."""
+    try:
+        scheme, log_n, r, p, salt_b64, digest_b64 = encoded.split("$")
+        if scheme != "scrypt":
+            return False
+        salt, expected = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
+        digest = hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=salt,
+            n=1 << int(log_n),
+            r=int(r),
+            p=int(p),
+            maxmem=128 << 20,
+            dklen=len(expected),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(digest, expected)
+
+
+def _valid_password(value: Any) -> str:
+    if not isinstance(value, str) or not PASSWORD_MIN <= len(value) <= PASSWORD_MAX:
+        raise HubError(
+            f"password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters", code="bad_password_format"
+        )
+    return value
+
+
+# ------------------------------------------------------------------------------------------------
+# Login rate limiting
+
+
+@dataclass
+class LoginLimiter:
+    """Sliding windows of failed logins: per client address, and over all addresses.
+
+    A LAN attacker guessing passwords gets PER_ADDRESS tries per window; many addresses together
+    (a compromised IoT device spoofing several) are held to GLOBAL. Successful logins do not count.
+    The state is in memory: a restart forgets it, which costs an attacker a reboot per window.
+    """
+
+    per_address: int = 5
+    per_address_window_s: float = 300.0
+    global_limit: int = 20
+    global_window_s: float = 60.0
+    _by_address: dict[str, deque[float]] = field(default_factory=dict)
+    _all: deque[float] = field(default_factory=deque)
+
+    @staticmethod
+    def _trim(window: deque[float], now: float, span: float) -> None:
+        while window and window[0] <= now - span:
+            window.popleft()
+
+    def retry_after(self, address: str, now: float) -> float:
+        """Seconds until `address` may try again; 0 when it may try now."""
+        self._trim(self._all, now, self.global_window_s)
+        wait = 0.0
+        if len(self._all) >= self.global_limit:
+            wait = self._all[0] + self.global_window_s - now
+        mine = self._by_address.get(address)
+        if mine is not None:
+            self._trim(mine, now, self.per_address_window_s)
+            if len(mine) >= self.per_address:
+                wait = max(wait, mine[0] + self.per_address_window_s - now)
+            if not mine:
+                del self._by_address[address]
+        return max(0.0, wait)
+
+    def failed(self, address: str, now: float) -> None:
+        if len(self._by_address) > 10_000:  # bounded memory under a spray of addresses
+            self._by_address.clear()
+        self._by_address.setdefault(address, deque()).append(now)
+        self._all.append(now)
+
+
+LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
+OWNER_SESSION = web.RequestKey("owner_session", q.Session)
+
+
+# ------------------------------------------------------------------------------------------------
+# Audit (PROTOCOL §5: owner.login, owner.login_failed)
+
+
+async def _audit(services: Services, type_: str, data: dict[str, Any]) -> None:
+    audit = getattr(services, "audit", None)
+    if audit is None:
+        log.info("%s %s", type_, data)
+        return
+    await audit.append(type_, "owner", data)
+
+
+# ------------------------------------------------------------------------------------------------
+# Cookies and the guard
+
+
+def _cookie_name(request: web.Request) -> str:
+    return COOKIE_HTTPS if request.secure else COOKIE_HTTP
+
+
+def _id_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode("ascii", "replace")).hexdigest()
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def current_session(request: web.Request) -> q.Session | None:
+    """The request's unexpired session, or None (no cookie, unknown or expired id)."""
+    session_id = request.cookies.get(_cookie_name(request))
+    if not session_id or len(session_id) > 128:
+        return None
+    services = request.app[SERVICES]
+    return await services.store.run(q.live_session, _id_hash(session_id), time.time())
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # non-browser clients and same-origin GET navigations send none
+    return origin == f"{request.scheme}://{request.host}"
+
+
+def check_csrf(request: web.Request, session: q.Session) -> None:
+    """Raise CsrfError unless an unsafe request carries this session's token and a same-origin Origin."""
+    if request.method in SAFE_METHODS:
+        return
+    if not _same_origin(request):
+        raise CsrfError("cross-origin request refused")
+    token = request.headers.get(CSRF_HEADER, "")
+    if not token or not hmac.compare_digest(token.encode("utf-8", "replace"), session.csrf.encode("ascii")):
+        raise CsrfError(f"missing or wrong {CSRF_HEADER} header")
+
+
+def require_owner(handler: Handler) -> Handler:
+    """Guard a route: an owner session (401 otherwise) and, on unsafe methods, its CSRF token (403)."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        session = await current_session(request)
+        if session is None:
+            raise SessionError("log in as the owner first")
+        check_csrf(request, session)
+        request[OWNER_SESSION] = session
+        return await handler(request)
+
+    guarded.requires_owner = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _set_cookie(request: web.Request, response: web.StreamResponse, value: str, max_age: int) -> None:
+    response.set_cookie(
+        _cookie_name(request),
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        secure=request.secure,
+        samesite="Strict",
+    )
+
+
+async def _session_response(request: web.Request) -> web.Response:
+    """A new session for this browser: the JSON body (with its CSRF token) and the cookie."""
+    services = request.app[SERVICES]
+    session_id = secrets.token_urlsafe(32)
+    now = time.time()
+    session = q.Session(
+        id_sha256=_id_hash(session_id),
+        csrf=secrets.token_urlsafe(32),
+        created_at=now,
+        expires_at=now + SESSION_LIFETIME_S,
+        last_seen=now,
+        remote=_client(request),
+        user_agent=request.headers.get("User-Agent", "")[:200],
+    )
+    await services.store.run(q.delete_expired_sessions, now)
+    await services.store.run(q.create_session, session)
+    response = web.json_response(_session_json(session))
+    _set_cookie(request, response, session_id, SESSION_LIFETIME_S)
+    return response
+
+
+async def _json_object(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise HubError("expected application/json", code="bad_content_type", status=415)
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HubError("body is not JSON", code="bad_json") from exc
+    if not isinstance(body, dict):
+        raise HubError("body must be a JSON object", code="bad_json")
+    return body
+
+
+def _session_json(session: q.Session) -> dict[str, Any]:
+    return {"authenticated": True, "csrf": session.csrf, "expires_at": session.expires_at}
+
+
+# ------------------------------------------------------------------------------------------------
+# Routes
+
+
+async def get_session(request: web.Request) -> web.Response:
+    """What the page needs to decide where to go: onboarding, login, or the app (with its CSRF token)."""
+    services = request.app[SERVICES]
+    session = await current_session(request)
+    password_set = await services.store.run(q.password_hash) is not None
+    owners = await services.store.run(consent_q.active_owner_keys)
+    body: dict[str, Any] = {
+        "authenticated": False,
+        "password_set": password_set,
+        "owner_enrolled": bool(owners),
+        "hub_id": services.hub_key.hub_id,
+        "public_jwk": services.hub_key.public_jwk,
+        "name": services.config.hub.name,
+        "secure": request.secure,
+    }
+    if session is not None:
+        body.update(_session_json(session))
+    return web.json_response(body, headers={"Cache-Control": "no-store"})
+
+
+async def login(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    limiter = request.app[LOGIN_LIMITER]
+    if not _same_origin(request):
+        raise CsrfError("cross-origin login refused")
+    body = await _json_object(request)
+    password = body.get("password")
+    client = _client(request)
+    wait = limiter.retry_after(client, time.monotonic())
+    if wait > 0:
+        await _audit(services, "owner.login_failed", {"remote": client, "reason": "rate_limited"})
+        raise HubError(
+            f"too many failed logins; try again in {int(wait) + 1} s", code="rate_limited", status=429
+        )
+    encoded = await services.store.run(q.password_hash)
+    if encoded is None:
+        raise HubError("no password is set yet: finish onboarding first", code="not_onboarded", status=409)
+    ok = isinstance(password, str) and len(password) <= PASSWORD_MAX
+    ok = ok and await asyncio.to_thread(check_password, password, encoded)
+    if not ok:
+        limiter.failed(client, time.monotonic())
+        await _audit(services, "owner.login_failed", {"remote": client, "reason": "bad_password"})
+        raise HubError("wrong password", code="bad_password", status=401)
+    response = await _session_response(request)
+    await _audit(services, "owner.login", {"remote": client})
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    await services.store.run(q.delete_session, request[OWNER_SESSION].id_sha256)
+    response = web.Response(status=204)
+    response.del_cookie(
+        _cookie_name(request), path="/", secure=request.secure, httponly=True, samesite="Strict"
+    )
+    return response
+
+
+def _verify_owner_proof(conn: Any, compact: str, hub_id: str, now: float) -> str:
+    """Check a password proof JWS against an enrolled, unrevoked owner key; returns its kid.
+
+    Payload `{"v":1, "hub", "purpose": "set-password", "issued_at" (unix s), "jti"}`; the jti is
+    single use in the same table as decisions' (PROTOCOL §3), so a proof cannot be replayed.
+    """
+    parsed = jws.parse(compact, typ=PROOF_TYP)
+    key = consent_q.owner_key(conn, parsed.kid)
+    if key is None or key.revoked_at is not None:
+        raise HubError(
+            "the proof is not signed by an enrolled owner key", code="unknown_owner_key", status=403
+        )
+    payload = jws.decode_json(jws.verify(parsed, public_key_from_jwk(key.public_jwk)))
+    if not isinstance(payload, dict) or payload.get("v") != 1 or payload.get("purpose") != "set-password":
+        raise HubError("not a set-password proof", code="bad_proof")
+    if payload.get("hub") != hub_id:
+        raise HubError("proof is for another hub", code="bad_proof", status=403)
+    issued = payload.get("issued_at")
+    if not isinstance(issued, int | float) or abs(now - issued) > PROOF_MAX_AGE_S:
+        raise HubError("proof is stale or from the future", code="bad_proof", status=403)
+    jti = payload.get("jti")
+    if not isinstance(jti, str) or not 16 <= len(jti) <= 128 or not consent_q.use_jti(conn, jti, now):
+        raise HubError("proof jti missing or already used", code="bad_proof", status=403)
+    return parsed.kid
+
+
+async def set_password(request: web.Request) -> web.Response:
+    """Set (onboarding) or reset the password; authorised by a fresh JWS from an enrolled owner key."""
+    services = request.app[SERVICES]
+    if not _same_origin(request):
+        raise CsrfError("cross-origin request refused")
+    body = await _json_object(request)
+    password = _valid_password(body.get("password"))
+    proof = body.get("proof")
+    if not isinstance(proof, str):
+        raise HubError("proof (a JWS signed by an enrolled owner key) is required", code="bad_proof")
+    try:
+        kid = await services.store.run(_verify_owner_proof, proof, services.hub_key.hub_id, time.time())
+    except ConsentError as exc:
+        raise HubError(exc.detail, code=exc.code, status=exc.status) from exc
+    encoded = await asyncio.to_thread(hash_password, password)
+    await services.store.run(q.replace_password, encoded, time.time())
+    await _audit(services, "owner.password_set", {"kid": kid})
+    return await _session_response(request)
+
+
+# ------------------------------------------------------------------------------------------------
+# Security headers
+
+# No inline script or style, no eval, nothing from another origin (issue 6: a script injected into
+# the page could use the owner's signing key, so the page must not be able to load one).
+CSP = (
+    "default-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' blob: data:; "
+    "media-src 'self' blob:; style-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'self'; object-src 'none'"
+)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    headers.setdefault("Permissions-Policy", "geolocation=(), payment=(), usb=()")
+    if request.path.startswith("/api/"):
+        headers.setdefault("Cache-Control", "no-store")
+
+
+def setup(app: web.Application) -> None:
+    """Session routes and the security headers on every response."""
+    app[LOGIN_LIMITER] = LoginLimiter()
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_get("/api/v1/session", get_session)  # public: tells the page what to show
+    app.router.add_post("/api/v1/session/login", login)  # public, rate limited
+    app.router.add_post("/api/v1/session/password", set_password)  # owner-key JWS
+    app.router.add_post("/api/v1/session/logout", require_owner(logout))
