@@ -1,0 +1,381 @@
+"""Live media out over WebRTC, relayed without re-encoding, and the sessions that can be cut.
+
+Data flow: camera source → `PacketRelay` → `RelayTrack` (one relay subscription per viewer) →
+aiortc `RTCRtpSender`, which only packetizes (RFC 6184 FU-A/STAP-A) when `recv()` returns an
+`av.Packet` instead of a decoded frame (MEDIA_NOTES). No decoder or encoder runs on the hub.
+
+Because nothing re-encodes, aiortc ignores the viewer's PLI keyframe requests; a viewer instead starts
+at the relay's cached keyframe. Nothing checks that the packets match the negotiated codec either, so
+the session forces H.264 with `setCodecPreferences`, in the order that negotiates H.264 with Chromium:
+`addTransceiver(track, "sendonly")` → `setCodecPreferences` → `setRemoteDescription(offer)`.
+
+Who may watch is decided elsewhere (`hub/api/live.py`: owner session, or agency signature + the
+consent gate). This module enforces *for how long*, for agency sessions (PROTOCOL §2.4, §4):
+
+- the track itself stops sending at the grant's `not_after` (checked per packet, so the last frame
+  sent is the last one before the deadline);
+- each session's watchdog wakes at least every `recheck_interval_s` (≤ 0.5 s) and at `not_after`,
+  and calls the consent gate again; any refusal or error closes the session (fail closed), so a
+  revoke or an owner key's revocation cuts the stream within 1 s even if nobody calls `cut()`;
+- `LiveSessions.cut(request_id)` closes every session of a request at once (the revoke path).
+
+Closing a session first stops its track — media stops at that instant — then closes the peer
+connection (DTLS, ICE) within a bounded time. `LiveSession.close()` is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from hub.egress.ice import rtc_configuration
+from hub.ingest.relay import PacketRelay, RelayClosed, RelaySubscription
+from hub.ingest.source import MediaPacket, has_parameter_sets
+
+log = logging.getLogger(__name__)
+
+RTP_CLOCK = Fraction(1, 90_000)  # RFC 6184 §5.1: the H.264 RTP clock is 90 kHz
+RECHECK_INTERVAL_S = 0.5
+PC_CLOSE_TIMEOUT_S = 2.0
+MAX_JUMP = 5 * 90_000  # a timestamp step beyond ±5 s is a discontinuity, not a frame interval
+DEFAULT_STEP = 90_000 // 15
+
+# A gate re-check: returns normally while sending is allowed, raises (ConsentError, or anything
+# else — both close the session) once it is not.
+GateCheck = Callable[[], Awaitable[object]]
+
+
+class SessionKind(enum.StrEnum):
+    AGENCY = "agency"  # gated: grant, not_after, periodic re-check
+    OWNER = "owner"  # the owner's LAN view: reachable only behind the owner session guard
+
+
+class LiveError(Exception):
+    """A live session could not be set up; `code` becomes the JSON `error` of the API."""
+
+    def __init__(self, code: str, detail: str = "", status: int = 400) -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+        self.status = status
+
+
+class RelayTrack(MediaStreamTrack):
+    """A video track whose `recv()` returns the relay's encoded packets as `av.Packet`s.
+
+    Timestamps are rebased to a 90 kHz clock starting near 0 and kept monotonic across source
+    discontinuities (a camera reboot restarts its timestamps; the viewer should just see the next frame).
+    `may_send` is asked before every packet; once it says no, the track ends.
+    """
+
+    kind = "video"
+
+    def __init__(self, subscription: RelaySubscription, may_send: Callable[[], bool] | None = None) -> None:
+        super().__init__()
+        self._sub = subscription
+        self._may_send = may_send
+        self._offset: int | None = None
+        self._last: int | None = None
+        self.packets_sent = 0
+        self.bytes_sent = 0
+        self.last_sent_at: float | None = None  # wall clock of the last packet handed to aiortc
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            pkt = await self._sub.get()
+        except RelayClosed:
+            self.stop()
+            raise MediaStreamError from None
+        if self.readyState != "live" or (self._may_send is not None and not self._may_send()):
+            self.stop()
+            raise MediaStreamError
+        data = pkt.data
+        params = pkt.params
+        if pkt.is_keyframe and params is not None and params.extradata:
+            if not has_parameter_sets(data, params.codec):
+                # Out-of-band SPS/PPS (RTSP sprop-parameter-sets): a WebRTC decoder needs them in-band.
+                data = params.extradata + data
+        out = av.Packet(data)
+        out.pts = out.dts = self._timestamp(pkt)
+        out.time_base = RTP_CLOCK
+        self.packets_sent += 1
+        self.bytes_sent += len(data)
+        self.last_sent_at = time.time()
+        return out
+
+    def _timestamp(self, pkt: MediaPacket) -> int:
+        t90 = int(pkt.pts * pkt.time_base / RTP_CLOCK)
+        if self._offset is None or self._last is None:
+            self._offset = -t90
+        else:
+            ts = t90 + self._offset
+            if pkt.discontinuity or not (self._last - MAX_JUMP < ts < self._last + MAX_JUMP):
+                self._offset = self._last + DEFAULT_STEP - t90
+        ts = max(0, t90 + self._offset)
+        self._last = ts
+        return ts
+
+    def stop(self) -> None:
+        self._sub.close()
+        super().stop()
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a session sends to: the owner, or one agency (its keyid) for one request."""
+
+    kind: SessionKind
+    recipient: str  # agency keyid, or the owner's session/user name
+    request_id: str | None = None
+
+
+class LiveSession:
+    """One viewer: an RTCPeerConnection sending one camera's relay, and its watchdog."""
+
+    def __init__(
+        self,
+        *,
+        camera_id: str,
+        relay: PacketRelay,
+        audience: Audience,
+        not_after: float | None = None,
+        recheck: GateCheck | None = None,
+        recheck_interval_s: float = RECHECK_INTERVAL_S,
+        on_close: Callable[[LiveSession], Awaitable[None]] | None = None,
+    ) -> None:
+        if audience.kind is SessionKind.AGENCY and (not_after is None or recheck is None):
+            # An agency stream without an end and a gate re-check would outlive a revoke.
+            raise ValueError("agency sessions need not_after and a gate re-check")
+        self.id = secrets.token_urlsafe(16)
+        self.camera_id = camera_id
+        self.audience = audience
+        self.not_after = not_after
+        self.started_at = time.time()
+        self.ended_at: float | None = None
+        self.close_reason: str | None = None
+        self._recheck = recheck
+        self._recheck_interval_s = min(recheck_interval_s, RECHECK_INTERVAL_S)
+        self._on_close = on_close
+        self._revoked = False
+        self._closed = asyncio.Event()
+        self._closing = False
+        self._watchdog: asyncio.Task[None] | None = None
+        self.pc = RTCPeerConnection(rtc_configuration())
+        self.track = RelayTrack(relay.subscribe(), may_send=self._may_send)
+        self.pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def _may_send(self) -> bool:
+        if self._revoked:
+            return False
+        if self.not_after is not None and time.time() >= self.not_after:
+            self._revoked = True
+            self._schedule_close("expired")
+            return False
+        return True
+
+    def _schedule_close(self, reason: str) -> None:
+        if not self._closing:
+            asyncio.get_running_loop().create_task(self.close(reason), name=f"live-close-{self.id}")
+
+    async def _on_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed"):
+            await self.close(f"peer {self.pc.connectionState}")
+
+    async def accept(self, offer_sdp: str) -> str:
+        """Answer a WHEP offer; returns the SDP answer (with every ICE candidate in it)."""
+        try:
+            transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
+            h264 = [
+                c
+                for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType.lower() in ("video/h264", "video/rtx")
+            ]
+            transceiver.setCodecPreferences(h264)
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+        except (ValueError, RuntimeError, AttributeError) as exc:
+            # aiortc raises ValueError/InvalidStateError (a RuntimeError) on offers it cannot answer,
+            # e.g. no video m-line or no H.264 in it.
+            await self.close("bad offer")
+            raise LiveError("bad_offer", str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            await self.close("setup failed")
+            raise
+        if transceiver.mid is None or transceiver.currentDirection not in ("sendonly", "sendrecv"):
+            await self.close("no video")
+            raise LiveError("bad_offer", "the offer has no video m-line this hub can send to")
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch(), name=f"live-watch-{self.id}")
+        return self.pc.localDescription.sdp
+
+    async def _watch(self) -> None:
+        try:
+            while not self._closed.is_set():
+                timeout = self._recheck_interval_s
+                if self.not_after is not None:
+                    timeout = min(timeout, max(0.0, self.not_after - time.time()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closed.wait(), timeout)
+                    return
+                if self.not_after is not None and time.time() >= self.not_after:
+                    self._revoked = True
+                    await self.close("expired")
+                    return
+                if self._recheck is not None:
+                    try:
+                        await self._recheck()
+                    except Exception as exc:  # fail closed: a gate error is a refusal
+                        self._revoked = True
+                        code = getattr(exc, "code", type(exc).__name__)
+                        await self.close(f"refused: {code}")
+                        return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("live session %s: watchdog failed; closing", self.id)
+            self._revoked = True
+            await self.close("watchdog error")
+
+    async def close(self, reason: str = "closed") -> None:
+        """Stop media now, then tear the peer connection down; idempotent."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        self._revoked = True
+        self.close_reason = reason
+        self.ended_at = time.time()
+        self.track.stop()  # media stops here: the sender's next recv() ends
+        try:
+            await asyncio.wait_for(self.pc.close(), PC_CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("live session %s: peer connection close timed out", self.id)
+        except Exception:
+            log.exception("live session %s: error closing the peer connection", self.id)
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog is not asyncio.current_task():
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        self._closed.set()
+        log.info(
+            "live session %s (%s %s, camera %s) closed: %s",
+            self.id,
+            self.audience.kind,
+            self.audience.request_id or "-",
+            self.camera_id,
+            reason,
+        )
+        if self._on_close is not None:
+            try:
+                await self._on_close(self)
+            except Exception:
+                log.exception("live session %s: on_close hook failed", self.id)
+
+
+class LiveSessions:
+    """The registry of open live sessions, so that any of them can be found and cut."""
+
+    def __init__(self, *, max_sessions: int = 16, recheck_interval_s: float = RECHECK_INTERVAL_S) -> None:
+        self.max_sessions = max_sessions
+        self.recheck_interval_s = recheck_interval_s
+        self._sessions: dict[str, LiveSession] = {}
+        self._closing = False
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session_id: str) -> LiveSession | None:
+        return self._sessions.get(session_id)
+
+    def sessions(self) -> list[LiveSession]:
+        return list(self._sessions.values())
+
+    def for_request(self, request_id: str) -> list[LiveSession]:
+        return [s for s in self._sessions.values() if s.audience.request_id == request_id]
+
+    async def open(
+        self,
+        *,
+        camera_id: str,
+        relay: PacketRelay,
+        offer_sdp: str,
+        audience: Audience,
+        not_after: float | None = None,
+        recheck: GateCheck | None = None,
+        on_close: Callable[[LiveSession], Awaitable[None]] | None = None,
+    ) -> tuple[LiveSession, str]:
+        """Create a session, answer the offer, register it. Returns (session, SDP answer)."""
+        if self._closing:
+            raise LiveError("shutting_down", "the hub is stopping", status=503)
+        if len(self._sessions) >= self.max_sessions:
+            raise LiveError("too_many_sessions", f"at most {self.max_sessions} live viewers", status=503)
+        if not_after is not None and time.time() >= not_after:
+            raise LiveError("expired", "the grant has ended", status=403)
+
+        async def unregister(session: LiveSession) -> None:
+            self._sessions.pop(session.id, None)
+            if on_close is not None:
+                await on_close(session)
+
+        session = LiveSession(
+            camera_id=camera_id,
+            relay=relay,
+            audience=audience,
+            not_after=not_after,
+            recheck=recheck,
+            recheck_interval_s=self.recheck_interval_s,
+            on_close=unregister,
+        )
+        self._sessions[session.id] = session
+        try:
+            answer = await session.accept(offer_sdp)
+        except BaseException:
+            self._sessions.pop(session.id, None)
+            raise
+        return session, answer
+
+    async def cut(self, request_id: str, reason: str = "revoked") -> int:
+        """Close every session of `request_id` now; returns how many were open."""
+        sessions = self.for_request(request_id)
+        for session in sessions:
+            session._revoked = True  # stop media before the awaits below yield to the sender
+        await asyncio.gather(*(s.close(reason) for s in sessions))
+        return len(sessions)
+
+    async def cut_recipient(self, recipient: str, reason: str = "revoked") -> int:
+        """Close every agency session sent to `recipient` (an agency removed)."""
+        sessions = [
+            s
+            for s in self._sessions.values()
+            if s.audience.kind is SessionKind.AGENCY and s.audience.recipient == recipient
+        ]
+        for session in sessions:
+            session._revoked = True
+        await asyncio.gather(*(s.close(reason) for s in sessions))
+        return len(sessions)
+
+    async def close_all(self, reason: str = "hub stopping") -> None:
+        """Close every session and refuse new ones (daemon shutdown)."""
+        self._closing = True
+        await asyncio.gather(*(s.close(reason) for s in list(self._sessions.values())))

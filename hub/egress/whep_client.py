@@ -1,0 +1,157 @@
+"""A WHEP viewer (draft-ietf-wish-whep) with aiortc: offer → 201 answer + Location → DELETE.
+
+Used by the tests and `bench/live_bench.py` to watch a hub stream the way a browser or an agency
+would: a receive-only peer connection, no STUN/TURN servers, non-trickle ICE (every candidate is in
+the offer). Frames are decoded by aiortc (PyAV) in the viewer, never on the hub.
+
+`sign` lets a caller add headers to each request (the agency's RFC 9421 signature; the owner's
+cookie and CSRF token), so this class never needs to know how a route is guarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urljoin
+
+import aiohttp
+import av
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from hub.egress.ice import rtc_configuration
+
+# (method, url, body, content type) -> extra headers
+Signer = Callable[[str, str, bytes, str | None], Mapping[str, str] | Awaitable[Mapping[str, str]]]
+
+
+class WhepError(Exception):
+    """The WHEP endpoint refused the offer; `status` and `body` are the server's answer."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"WHEP endpoint answered {status}: {body[:200]}")
+        self.status = status
+        self.body = body
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedFrame:
+    frame: av.VideoFrame
+    received_at: float  # wall clock when the decoded frame reached the viewer
+
+
+class WhepViewer:
+    """One receive-only WebRTC session; decoded frames land in `frames` (bounded, oldest dropped)."""
+
+    def __init__(self, max_frames: int = 64) -> None:
+        self.pc = RTCPeerConnection(rtc_configuration())
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.frames: asyncio.Queue[ReceivedFrame] = asyncio.Queue(max_frames)
+        self.frame_count = 0
+        self.first_frame_at: float | None = None
+        self.last_frame_at: float | None = None
+        self.ended = asyncio.Event()  # the remote track ended (hub closed the session or we stopped)
+        self._progress = asyncio.Event()  # set on every frame and at the end
+        self.resource_url: str | None = None
+        self.on_frame: Callable[[ReceivedFrame], None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._stopped = False
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "video" and self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read(track), name="whep-viewer")
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                now = time.time()
+                self.frame_count += 1
+                if self.first_frame_at is None:
+                    self.first_frame_at = now
+                self.last_frame_at = now
+                item = ReceivedFrame(frame, now)  # type: ignore[arg-type]
+                if self.on_frame is not None:
+                    self.on_frame(item)
+                if self.frames.full():
+                    self.frames.get_nowait()
+                self.frames.put_nowait(item)
+                self._progress.set()
+        except MediaStreamError:
+            pass
+        finally:
+            self.ended.set()
+            self._progress.set()
+
+    async def offer(self) -> str:
+        """The SDP offer, with every ICE candidate (aiortc gathers before returning)."""
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def accept(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+
+    async def connect(
+        self,
+        url: str,
+        http: aiohttp.ClientSession,
+        sign: Signer | None = None,
+    ) -> None:
+        """POST the offer to a WHEP endpoint, apply the answer; raises WhepError on a non-201."""
+        body = (await self.offer()).encode()
+        headers = {"Content-Type": "application/sdp"}
+        headers.update(await _headers(sign, "POST", url, body, "application/sdp"))
+        async with http.post(url, data=body, headers=headers) as resp:
+            text = await resp.text()
+            if resp.status != 201:
+                raise WhepError(resp.status, text)
+            location = resp.headers.get("Location")
+            if not location:
+                raise WhepError(resp.status, "201 without a Location header")
+            self.resource_url = urljoin(str(resp.url), location)
+        await self.accept(text)
+
+    async def wait_frames(self, count: int, timeout: float) -> None:
+        """Return once `count` frames were decoded in total; TimeoutError otherwise."""
+        async with asyncio.timeout(timeout):
+            while self.frame_count < count:
+                if self.ended.is_set():
+                    raise MediaStreamError(f"stream ended after {self.frame_count} frames")
+                self._progress.clear()
+                await self._progress.wait()
+
+    async def delete(self, http: aiohttp.ClientSession, sign: Signer | None = None) -> int:
+        """DELETE the session resource; returns the HTTP status."""
+        if self.resource_url is None:
+            raise RuntimeError("not connected")
+        headers = dict(await _headers(sign, "DELETE", self.resource_url, b"", None))
+        async with http.delete(self.resource_url, headers=headers) as resp:
+            return resp.status
+
+    async def close(self) -> None:
+        """Close the peer connection; idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.pc.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self.ended.set()
+        self._progress.set()
+
+
+async def _headers(
+    sign: Signer | None, method: str, url: str, body: bytes, ctype: str | None
+) -> Mapping[str, str]:
+    if sign is None:
+        return {}
+    result = sign(method, url, body, ctype)
+    if isinstance(result, Awaitable):
+        return await result
+    return result
