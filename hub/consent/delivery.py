@@ -1,0 +1,384 @@
+"""The delivery container (PROTOCOL §2.3): an age-encrypted POSIX tar of clips, manifest and proof.
+
+    <out>.age = age v1 (age-encryption.org/v1) to the agency's X25519 recipient, containing a
+    POSIX.1-2001 (pax) tar with
+        clip-<camera>.mp4   the approved range, stream-copied (cut elsewhere, given here as files)
+        audit-proof.json    the egress.delivery audit entry + RFC 9162 inclusion proof + checkpoint
+        manifest.json       RFC 8785 canonical JSON, fields exactly as on the protocol page
+        manifest.jws        compact JWS over the manifest bytes, alg Ed25519, kid = hub_id
+
+`manifest.files` lists every clip and `audit-proof.json` (so the proof is bound to the signature
+too); the manifest cannot list itself or its signature.
+
+Bounded memory: clips are never read whole. A producer thread writes the tar in streaming mode
+(`tarfile` "w|", 1 MiB copies) into an OS pipe; `pyrage.encrypt_io` reads the pipe and writes the
+age stream (rage encrypts in 64 KiB STREAM chunks) through a hashing writer to a temp file that is
+fsynced and renamed. Peak memory is a few MiB whatever the clip size (`bench/delivery_bench.py`).
+Clip files are hashed once for the manifest and again while tarred; a file that changed in
+between aborts the build. All of this is blocking I/O: call it from a worker thread
+(`build_delivery_async` does).
+
+The reader side (`open_delivery`) is what the reference agency client uses: decrypt with an age
+identity, unpack only plain regular files with simple names, verify manifest.jws against the
+hub's JWK, every listed file's hash and size, and the audit proof.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import tempfile
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pyrage
+import rfc8785
+from pyrage import x25519
+
+from hub.consent import audit_verify, jws
+from hub.consent.errors import ConsentError, DeliveryError
+from hub.consent.keys import HubKey, jwk_thumbprint, public_key_from_jwk
+
+CONTENT_TYPE = "application/vnd.camhub.delivery+age"
+MANIFEST_TYP = "camhub-manifest+jws"
+CHUNK = 1024 * 1024
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_CLIP_NAME = re.compile(r"clip-[A-Za-z0-9][A-Za-z0-9._-]*\.mp4")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: The caller supplies these; `v`, `hub_id`, `files`, `audit` and `created` are filled in here.
+CALLER_FIELDS = ("request_id", "request_sha256", "approval_id", "camera", "start", "end", "segments")
+MANIFEST_FIELDS = frozenset(
+    {"v", "hub_id", "request_id", "request_sha256", "approval_id", "camera", "start", "end", "files",
+     "segments", "audit", "created"}
+)  # fmt: skip
+FIXED_NAMES = ("audit-proof.json", "manifest.json", "manifest.jws")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A built delivery file: what `GET <delivery url>` serves and what the poll reply lists."""
+
+    path: Path
+    bytes: int
+    sha256: str
+    manifest: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class OpenedDelivery:
+    """A decrypted, verified delivery unpacked into `directory`."""
+
+    directory: Path
+    manifest: dict[str, Any]
+    audit_entry: dict[str, Any]
+
+
+def clip_name(camera: str) -> str:
+    """`clip-<camera>.mp4` (PROTOCOL §2.3)."""
+    name = f"clip-{camera}.mp4"
+    if not _CLIP_NAME.fullmatch(name):
+        raise DeliveryError("delivery_bad_input", f"camera id {camera!r} cannot name a tar member")
+    return name
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    h, n = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            n += len(chunk)
+    return h.hexdigest(), n
+
+
+class _HashingReader(io.RawIOBase):
+    """Reads a file while hashing it, so the tar pass can prove it tarred what the manifest lists."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.sha = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self._f.readinto(b)  # type: ignore[attr-defined]
+        if n:
+            self.sha.update(memoryview(b)[:n])
+        return n or 0
+
+
+class _HashingWriter(io.RawIOBase):
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        self._f.write(data)
+        self.sha.update(data)
+        self.count += len(data)
+        return len(data)
+
+
+def _tarinfo(name: str, size: int, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, mtime, 0o644
+    info.uname = info.gname = ""
+    return info
+
+
+def _manifest(
+    hub_id: str,
+    fields: Mapping[str, Any],
+    files: list[dict[str, Any]],
+    proof: Mapping[str, Any],
+    created: str,
+) -> dict[str, Any]:
+    unknown = sorted(set(fields) - set(CALLER_FIELDS))
+    missing = [k for k in CALLER_FIELDS if k not in fields]
+    if unknown or missing:
+        raise DeliveryError("delivery_bad_input", f"manifest fields: unknown {unknown}, missing {missing}")
+    if not isinstance(fields["segments"], list) or not all(
+        isinstance(s, dict) and set(s) == {"start", "end", "sha256"} for s in fields["segments"]
+    ):
+        raise DeliveryError("delivery_bad_input", 'segments must be [{"start", "end", "sha256"}]')
+    seq, entry_hash = proof.get("seq"), proof.get("entry_hash")
+    if not isinstance(seq, int) or not isinstance(entry_hash, str) or proof.get("hub_id") != hub_id:
+        raise DeliveryError("delivery_bad_input", "audit proof is not a proof_bundle() of this hub")
+    manifest = {
+        "v": 1,
+        "hub_id": hub_id,
+        **{k: fields[k] for k in CALLER_FIELDS if k != "segments"},
+        "files": files,
+        "segments": fields["segments"],
+        "audit": {"seq": seq, "entry_hash": entry_hash},
+        "created": created,
+    }
+    return manifest
+
+
+def build_delivery(
+    *,
+    clips: Mapping[str, Path],
+    manifest_fields: Mapping[str, Any],
+    audit_proof: Mapping[str, Any],
+    hub_key: HubKey,
+    recipient: str,
+    out_path: Path,
+    created: str | None = None,
+) -> Delivery:
+    """Build the encrypted delivery at `out_path` (atomically) and return its size and SHA-256.
+
+    `clips` maps tar member names (`clip_name(camera)`) to mp4 files already cut on disk;
+    `manifest_fields` holds CALLER_FIELDS; `audit_proof` is `AuditLog.proof_bundle(seq)`.
+    """
+    try:
+        age_recipient = x25519.Recipient.from_str(recipient)
+    except Exception as exc:  # pyrage raises its own RecipientError; any failure means a bad recipient
+        raise DeliveryError("delivery_bad_recipient", "not an age X25519 recipient (age1...)") from exc
+    for name in clips:
+        if not _CLIP_NAME.fullmatch(name):
+            raise DeliveryError("delivery_bad_input", f"clip member name {name!r} is not clip-<camera>.mp4")
+    if not clips:
+        raise DeliveryError("delivery_bad_input", "a delivery needs at least one clip")
+
+    proof_bytes = json.dumps(audit_proof, indent=1, sort_keys=True).encode("utf-8") + b"\n"
+    files: list[dict[str, Any]] = []
+    for name, path in clips.items():
+        digest, size = _hash_file(path)
+        files.append({"name": name, "sha256": digest, "bytes": size})
+    files.append(
+        {
+            "name": "audit-proof.json",
+            "sha256": hashlib.sha256(proof_bytes).hexdigest(),
+            "bytes": len(proof_bytes),
+        }
+    )
+    manifest = _manifest(hub_key.hub_id, manifest_fields, files, audit_proof, created or _utc_now())
+    manifest_bytes = rfc8785.dumps(manifest)
+    manifest_jws = jws.sign(manifest_bytes, hub_key.private_key, hub_key.hub_id, MANIFEST_TYP).encode("ascii")
+    expected = {f["name"]: f["sha256"] for f in files}
+    mtime = int(datetime.now(UTC).timestamp())
+
+    read_fd, write_fd = os.pipe()
+    producer_error: list[BaseException] = []
+
+    def produce() -> None:
+        try:
+            with (
+                os.fdopen(write_fd, "wb", buffering=CHUNK) as pipe,
+                tarfile.open(fileobj=pipe, mode="w|", format=tarfile.PAX_FORMAT, bufsize=CHUNK) as tar,
+            ):
+                for name, path in clips.items():
+                    with path.open("rb") as f:
+                        reader = _HashingReader(f)
+                        size = os.fstat(f.fileno()).st_size
+                        tar.addfile(_tarinfo(name, size, mtime), io.BufferedReader(reader, CHUNK))
+                        if reader.sha.hexdigest() != expected[name]:
+                            raise DeliveryError(
+                                "delivery_source_changed", f"{path} changed while packing", 500
+                            )
+                for name, data in (
+                    ("audit-proof.json", proof_bytes),
+                    ("manifest.json", manifest_bytes),
+                    ("manifest.jws", manifest_jws),
+                ):
+                    tar.addfile(_tarinfo(name, len(data), mtime), io.BytesIO(data))
+        except BaseException as exc:  # reported to the caller after the consumer finishes
+            producer_error.append(exc)
+
+    tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    thread = threading.Thread(target=produce, name="camhub-delivery-tar", daemon=True)
+    thread.start()
+    try:
+        with os.fdopen(read_fd, "rb", buffering=CHUNK) as pipe, tmp_path.open("wb") as out:
+            writer = _HashingWriter(out)  # type: ignore[arg-type]
+            try:
+                pyrage.encrypt_io(pipe, writer, [age_recipient])
+            finally:
+                pipe.close()  # unblocks the producer (EPIPE) if encryption stopped early
+            out.flush()
+            os.fsync(out.fileno())
+        thread.join()
+        if producer_error:
+            err = producer_error[0]
+            if isinstance(err, ConsentError):
+                raise err
+            raise DeliveryError("delivery_failed", f"packing failed: {err}", 500) from err
+        os.replace(tmp_path, out_path)
+    except BaseException:
+        thread.join(timeout=10)
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return Delivery(out_path, writer.count, writer.sha.hexdigest(), manifest)
+
+
+async def build_delivery_async(**kwargs: Any) -> Delivery:
+    """`build_delivery` in a worker thread, so the event loop never blocks on hashing or I/O."""
+    return await asyncio.to_thread(lambda: build_delivery(**kwargs))
+
+
+# ---- reader side (reference agency client) ----
+
+
+def _decrypt_to(path: Path, identity: str, dest: BinaryIO) -> None:
+    try:
+        ident = x25519.Identity.from_str(identity.strip())
+    except Exception as exc:
+        raise DeliveryError("delivery_bad_identity", "not an age X25519 identity") from exc
+    with path.open("rb") as src:
+        try:
+            pyrage.decrypt_io(src, dest, [ident])
+        except Exception as exc:  # pyrage.DecryptError and I/O failures alike
+            raise DeliveryError("delivery_decrypt_failed", f"age decryption failed: {exc}") from exc
+
+
+def _unpack(tar_path: Path, directory: Path) -> dict[str, tuple[str, int]]:
+    """Extract regular files with simple names only; returns name -> (sha256, bytes)."""
+    found: dict[str, tuple[str, int]] = {}
+    try:
+        with tarfile.open(tar_path, mode="r:") as tar:
+            for member in tar:
+                if not member.isreg() or not _NAME.fullmatch(member.name) or member.name in found:
+                    raise DeliveryError("delivery_malformed", f"unexpected tar member {member.name!r}")
+                src = tar.extractfile(member)
+                if src is None:
+                    raise DeliveryError("delivery_malformed", f"unreadable member {member.name!r}")
+                h, n = hashlib.sha256(), 0
+                fd = os.open(directory / member.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    while chunk := src.read(CHUNK):
+                        h.update(chunk)
+                        n += len(chunk)
+                        out.write(chunk)
+                found[member.name] = (h.hexdigest(), n)
+    except tarfile.TarError as exc:
+        raise DeliveryError("delivery_malformed", f"not a tar archive: {exc}") from exc
+    return found
+
+
+def verify_unpacked(
+    directory: Path, found: Mapping[str, tuple[str, int]], hub_jwk: dict[str, Any]
+) -> OpenedDelivery:
+    """Check manifest.jws (hub key, kid = hub_id), every listed file and the audit proof."""
+    for name in ("manifest.json", "manifest.jws", "audit-proof.json"):
+        if name not in found:
+            raise DeliveryError("delivery_missing_file", f"{name} is missing")
+    try:
+        hub_key = public_key_from_jwk(hub_jwk)
+        hub_id = jwk_thumbprint(hub_jwk)
+    except ValueError as exc:
+        raise DeliveryError("delivery_bad_input", "hub key is not an Ed25519 JWK") from exc
+    try:
+        parsed = jws.parse((directory / "manifest.jws").read_text("ascii").strip(), typ=MANIFEST_TYP)
+        if parsed.kid != hub_id:
+            raise DeliveryError("delivery_bad_signature", "manifest.jws kid is not this hub's id")
+        payload = jws.verify(parsed, hub_key)
+        manifest = jws.decode_json(payload, "manifest")
+    except (jws.JWSError, UnicodeDecodeError) as exc:
+        raise DeliveryError("delivery_bad_signature", f"manifest.jws does not verify: {exc}") from exc
+    if (directory / "manifest.json").read_bytes() != payload:
+        raise DeliveryError("delivery_bad_signature", "manifest.json differs from the signed manifest")
+    if not isinstance(manifest, dict) or set(manifest) != MANIFEST_FIELDS or manifest["v"] != 1:
+        raise DeliveryError("delivery_bad_manifest", "manifest fields differ from PROTOCOL §2.3")
+    if manifest["hub_id"] != hub_id:
+        raise DeliveryError("delivery_bad_manifest", "manifest hub_id is not this hub")
+    listed: dict[str, dict[str, Any]] = {}
+    for f in manifest["files"]:
+        if not isinstance(f, dict) or set(f) != {"name", "sha256", "bytes"} or f["name"] in listed:
+            raise DeliveryError("delivery_bad_manifest", "bad files entry")
+        listed[f["name"]] = f
+    extra = set(found) - set(listed) - set(FIXED_NAMES)
+    if extra:
+        raise DeliveryError("delivery_unexpected_file", f"files not in the manifest: {sorted(extra)}")
+    for name, f in listed.items():
+        if name not in found:
+            raise DeliveryError("delivery_missing_file", f"{name} is listed but missing")
+        if found[name] != (f["sha256"], f["bytes"]):
+            raise DeliveryError("delivery_hash_mismatch", f"{name} does not match its manifest hash")
+    if "audit-proof.json" not in listed:
+        raise DeliveryError("delivery_bad_manifest", "audit-proof.json is not covered by the manifest")
+    try:
+        bundle = json.loads((directory / "audit-proof.json").read_text("utf-8"))
+        entry = audit_verify.verify_proof_bundle(bundle, hub_jwk)
+    except (audit_verify.VerifyError, ValueError) as exc:
+        raise DeliveryError("delivery_bad_audit_proof", f"audit proof does not verify: {exc}") from exc
+    if manifest["audit"] != {"seq": bundle["seq"], "entry_hash": bundle["entry_hash"]}:
+        raise DeliveryError("delivery_bad_audit_proof", "manifest.audit does not name the proven entry")
+    return OpenedDelivery(directory, manifest, entry)
+
+
+def open_delivery(path: Path, identity: str, hub_jwk: dict[str, Any], directory: Path) -> OpenedDelivery:
+    """Decrypt (age identity `AGE-SECRET-KEY-1...`), unpack into the empty `directory`, verify."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if any(directory.iterdir()):
+        raise DeliveryError("delivery_bad_input", f"{directory} is not empty")
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".delivery-", suffix=".tar") as tmp:
+        _decrypt_to(path, identity, tmp)  # type: ignore[arg-type]
+        tmp.flush()
+        found = _unpack(Path(tmp.name), directory)
+    return verify_unpacked(directory, found, hub_jwk)
+
+
+def verify_tar(tar_path: Path, hub_jwk: dict[str, Any], directory: Path) -> OpenedDelivery:
+    """Verify a tar someone already decrypted (e.g. with the stock `age -d`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return verify_unpacked(directory, _unpack(tar_path, directory), hub_jwk)
+

@@ -1,0 +1,245 @@
+"""Delivery containers (PROTOCOL §2.3): built from a real mp4, opened by the stock `age` and by pyrage."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from collections.abc import AsyncIterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from pyrage import x25519
+
+from hub.consent import delivery
+from hub.consent.audit import AuditLog
+from hub.consent.errors import DeliveryError
+from hub.consent.keys import HubKey
+from hub.store import Store
+
+AGE = shutil.which("age")
+
+
+def make_mp4(path: Path, seconds: int = 2, fps: int = 10) -> None:
+    """A small real H.264 mp4 (libx264 via PyAV), one keyframe per second."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.gop_size = fps
+        stream.codec_context.time_base = Fraction(1, fps)
+        for i in range(seconds * fps):
+            img = np.full((48, 64, 3), (i * 7) % 255, dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    (tmp_path / "keys").mkdir()
+    hub_key = HubKey.load_or_create(tmp_path / "keys")[0]
+    store = await Store.open(tmp_path / "hub.db")
+    try:
+        log = await AuditLog.open(store, hub_key)
+        await log.append("decision.accepted", "owner:k1", {"request_id": "r1"})
+        seq, _ = await log.append(
+            "egress.delivery", "agency:a1", {"request_id": "r1", "camera": "front-door"}
+        )
+        await log.checkpoint()
+        proof = await log.proof_bundle(seq)
+        clip = tmp_path / "cut.mp4"
+        make_mp4(clip)
+        identity = x25519.Identity.generate()
+        yield {
+            "hub_key": hub_key,
+            "proof": proof,
+            "clip": clip,
+            "identity": identity,
+            "tmp": tmp_path,
+        }
+    finally:
+        await store.close()
+
+
+FIELDS = {
+    "request_id": "r1",
+    "request_sha256": "ab" * 32,
+    "approval_id": "d1",
+    "camera": "front-door",
+    "start": "2026-11-20T18:00:00Z",
+    "end": "2026-11-20T18:00:30Z",
+    "segments": [{"start": "2026-11-20T17:59:58Z", "end": "2026-11-20T18:00:32Z", "sha256": "cd" * 32}],
+}
+
+
+def build(env: dict[str, Any], out: Path | None = None, **overrides: Any) -> delivery.Delivery:
+    kwargs: dict[str, Any] = {
+        "clips": {delivery.clip_name("front-door"): env["clip"]},
+        "manifest_fields": FIELDS,
+        "audit_proof": env["proof"],
+        "hub_key": env["hub_key"],
+        "recipient": str(env["identity"].to_public()),
+        "out_path": out or env["tmp"] / "delivery.age",
+        "created": "2026-11-21T09:00:00Z",
+    }
+    kwargs.update(overrides)
+    return delivery.build_delivery(**kwargs)
+
+
+def test_manifest_fields_exactly_as_the_page(env: dict[str, Any]) -> None:
+    d = build(env)
+    assert list(d.manifest) == [
+        "v", "hub_id", "request_id", "request_sha256", "approval_id", "camera", "start", "end",
+        "files", "segments", "audit", "created",
+    ]  # fmt: skip
+    assert d.manifest["hub_id"] == env["hub_key"].hub_id
+    assert d.manifest["audit"] == {"seq": env["proof"]["seq"], "entry_hash": env["proof"]["entry_hash"]}
+    clip_bytes = env["clip"].read_bytes()
+    assert d.manifest["files"][0] == {
+        "name": "clip-front-door.mp4",
+        "sha256": hashlib.sha256(clip_bytes).hexdigest(),
+        "bytes": len(clip_bytes),
+    }
+    data = d.path.read_bytes()
+    assert data.startswith(b"age-encryption.org/v1\n")
+    assert (d.bytes, d.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert not list(env["tmp"].glob(".delivery.age.*"))  # temp file renamed away
+
+
+@pytest.mark.skipif(AGE is None, reason="Debian package `age` not installed")
+def test_stock_age_cli_decrypts_and_manifest_verifies(env: dict[str, Any]) -> None:
+    d = build(env)
+    ident = env["tmp"] / "identity.txt"
+    ident.write_text(str(env["identity"]) + "\n")
+    tar_path = env["tmp"] / "out.tar"
+    subprocess.run([AGE, "-d", "-i", str(ident), "-o", str(tar_path), str(d.path)], check=True, timeout=30)
+    with tarfile.open(tar_path) as tar:
+        assert tar.getnames() == ["clip-front-door.mp4", "audit-proof.json", "manifest.json", "manifest.jws"]
+        assert tar.pax_headers is not None  # POSIX.1-2001 archive
+    opened = delivery.verify_tar(tar_path, env["hub_key"].public_jwk, env["tmp"] / "unpacked")
+    assert opened.manifest == d.manifest
+    assert opened.audit_entry["type"] == "egress.delivery"
+    with av.open(str(env["tmp"] / "unpacked" / "clip-front-door.mp4")) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in c.demux(video=0)) >= 20
+
+
+def test_pyrage_reader_opens_and_verifies(env: dict[str, Any]) -> None:
+    d = build(env)
+    opened = delivery.open_delivery(d.path, str(env["identity"]), env["hub_key"].public_jwk, env["tmp"] / "o")
+    assert (opened.directory / "clip-front-door.mp4").read_bytes() == env["clip"].read_bytes()
+    assert opened.manifest["request_id"] == "r1"
+
+
+def test_wrong_identity_cannot_decrypt(env: dict[str, Any]) -> None:
+    d = build(env)
+    with pytest.raises(DeliveryError) as exc:
+        delivery.open_delivery(
+            d.path, str(x25519.Identity.generate()), env["hub_key"].public_jwk, env["tmp"] / "o"
+        )
+    assert exc.value.code == "delivery_decrypt_failed"
+
+
+def test_wrong_hub_key_refused(env: dict[str, Any], tmp_path: Path) -> None:
+    d = build(env)
+    (tmp_path / "other").mkdir()
+    other = HubKey.load_or_create(tmp_path / "other")[0]
+    with pytest.raises(DeliveryError) as exc:
+        delivery.open_delivery(d.path, str(env["identity"]), other.public_jwk, env["tmp"] / "o")
+    assert exc.value.code == "delivery_bad_signature"
+
+
+def decrypted_tar(env: dict[str, Any]) -> dict[str, bytes]:
+    d = build(env)
+    buf = io.BytesIO()
+    import pyrage
+
+    with d.path.open("rb") as f:
+        pyrage.decrypt_io(f, buf, [env["identity"]])
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
+
+
+def repack(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "code"),
+    [
+        (lambda m: m.update({"clip-front-door.mp4": m["clip-front-door.mp4"][:-1] + b"\0"}), "delivery_hash_mismatch"),
+        (lambda m: m.update({"manifest.json": m["manifest.json"].replace(b'"r1"', b'"r2"')}), "delivery_bad_signature"),
+        (lambda m: m.update({"extra.bin": b"x"}), "delivery_unexpected_file"),
+        (lambda m: m.pop("audit-proof.json"), "delivery_missing_file"),
+        (lambda m: m.update({"audit-proof.json": m["audit-proof.json"].replace(b'"tree_size"', b'"tree_sizE"')}),
+         "delivery_hash_mismatch"),
+    ],
+)  # fmt: skip
+def test_tampered_contents_refused(env: dict[str, Any], mutate: Any, code: str) -> None:
+    members = decrypted_tar(env)
+    mutate(members)
+    tar = repack(env["tmp"] / "t.tar", members)
+    with pytest.raises(DeliveryError) as exc:
+        delivery.verify_tar(tar, env["hub_key"].public_jwk, env["tmp"] / "u")
+    assert exc.value.code == code
+
+
+def test_path_traversal_member_refused(env: dict[str, Any]) -> None:
+    members = decrypted_tar(env)
+    members["../evil"] = b"x"
+    tar = repack(env["tmp"] / "t.tar", members)
+    with pytest.raises(DeliveryError) as exc:
+        delivery.verify_tar(tar, env["hub_key"].public_jwk, env["tmp"] / "u")
+    assert exc.value.code == "delivery_malformed"
+    assert not (env["tmp"] / "evil").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "code"),
+    [
+        ({"recipient": "age1notarecipient"}, "delivery_bad_recipient"),
+        ({"clips": {"../clip.mp4": Path("/dev/null")}}, "delivery_bad_input"),
+        ({"clips": {}}, "delivery_bad_input"),
+        ({"manifest_fields": {**FIELDS, "extra": 1}}, "delivery_bad_input"),
+        ({"manifest_fields": {k: v for k, v in FIELDS.items() if k != "camera"}}, "delivery_bad_input"),
+    ],
+)
+def test_bad_inputs(env: dict[str, Any], override: dict[str, Any], code: str) -> None:
+    with pytest.raises(DeliveryError) as exc:
+        build(env, **override)
+    assert exc.value.code == code
+    assert not (env["tmp"] / "delivery.age").exists()
+
+
+def test_source_changing_between_passes_aborts(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    real = delivery._hash_file
+    monkeypatch.setattr(delivery, "_hash_file", lambda p: ("00" * 32, real(p)[1]))
+    with pytest.raises(DeliveryError) as exc:
+        build(env)
+    assert exc.value.code == "delivery_source_changed"
+    assert not (env["tmp"] / "delivery.age").exists()
+    assert not list(env["tmp"].glob(".delivery.age.*"))
+
+
+def test_audit_proof_inside_verifies_standalone(env: dict[str, Any]) -> None:
+    from hub.consent import audit_verify
+
+    members = decrypted_tar(env)
+    bundle = json.loads(members["audit-proof.json"])
+    assert audit_verify.verify_proof_bundle(bundle, env["hub_key"].public_jwk)["seq"] == env["proof"]["seq"]
