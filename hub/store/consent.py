@@ -1,0 +1,439 @@
+"""Queries over the consent records (migration 0005): owner keys, agencies, requests, decisions,
+grants, used `jti`s, seen nonces, deliveries and clock confirmations.
+
+Plain synchronous functions taking a `sqlite3.Connection`, run on the store's one DB thread
+(`await store.run(fn, ...)`), so a sequence of them inside `transaction(conn)` is atomic with
+respect to every other consent check: a revoke and a gate check can never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class OwnerKey:
+    kid: str
+    public_jwk: dict[str, str]
+    name: str
+    enrolled_at: float
+    enrolled_by: str | None
+    revoked_at: float | None
+
+
+@dataclass(frozen=True)
+class Agency:
+    keyid: str
+    name: str
+    sig_jwk: dict[str, str]
+    recipient: str
+    added_at: float
+    removed_at: float | None
+
+    @property
+    def active(self) -> bool:
+        return self.removed_at is None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    id: str
+    agency_keyid: str
+    body_sha256: str
+    kind: str
+    cameras: tuple[str, ...]
+    start_at: float | None
+    end_at: float | None
+    live_max_seconds: int | None
+    received_at: float
+    respond_by: float
+    state: str
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    id: str
+    request_id: str
+    recipient: str
+    kind: str
+    cameras: tuple[str, ...]
+    start_at: float | None
+    end_at: float | None
+    live_max_seconds: int | None
+    max_fetches: int
+    not_after: float
+    revoked_at: float | None
+    approved_by: str  # owner kid that signed the approval
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    id: str
+    grant_id: str
+    request_id: str
+    camera_id: str
+    start_at: float
+    end_at: float
+    path: str
+    sha256: str
+    bytes: int
+    fetch_count: int
+
+
+# --- owner keys -------------------------------------------------------------------------------
+
+
+def _owner_key(row: sqlite3.Row) -> OwnerKey:
+    return OwnerKey(
+        row["kid"], json.loads(row["public_jwk"]), row["name"], row["enrolled_at"], row["enrolled_by"],
+        row["revoked_at"],
+    )  # fmt: skip
+
+
+def owner_key(conn: sqlite3.Connection, kid: str) -> OwnerKey | None:
+    row = conn.execute("SELECT * FROM owner_keys WHERE kid = ?", (kid,)).fetchone()
+    return None if row is None else _owner_key(row)
+
+
+def active_owner_keys(conn: sqlite3.Connection) -> list[OwnerKey]:
+    rows = conn.execute("SELECT * FROM owner_keys WHERE revoked_at IS NULL ORDER BY enrolled_at").fetchall()
+    return [_owner_key(r) for r in rows]
+
+
+def insert_owner_key(
+    conn: sqlite3.Connection, kid: str, public_jwk: dict[str, str], name: str, now: float, by: str | None
+) -> None:
+    conn.execute(
+        "INSERT INTO owner_keys (kid, public_jwk, name, enrolled_at, enrolled_by) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT(kid) DO UPDATE SET public_jwk = excluded.public_jwk, name = excluded.name,"
+        " enrolled_at = excluded.enrolled_at, enrolled_by = excluded.enrolled_by,"
+        " revoked_at = NULL, revoked_by = NULL",
+        (kid, json.dumps(public_jwk, sort_keys=True), name, now, by),
+    )
+
+
+def revoke_owner_key(conn: sqlite3.Connection, kid: str, now: float, by: str) -> None:
+    conn.execute(
+        "UPDATE owner_keys SET revoked_at = ?, revoked_by = ? WHERE kid = ? AND revoked_at IS NULL",
+        (now, by, kid),
+    )
+
+
+# --- agencies ---------------------------------------------------------------------------------
+
+
+def _agency(row: sqlite3.Row) -> Agency:
+    return Agency(
+        row["keyid"], row["name"], json.loads(row["sig_jwk"]), row["recipient"], row["added_at"],
+        row["removed_at"],
+    )  # fmt: skip
+
+
+def agency(conn: sqlite3.Connection, keyid: str) -> Agency | None:
+    row = conn.execute("SELECT * FROM agencies WHERE keyid = ?", (keyid,)).fetchone()
+    return None if row is None else _agency(row)
+
+
+def agencies(conn: sqlite3.Connection, include_removed: bool = False) -> list[Agency]:
+    sql = "SELECT * FROM agencies" + ("" if include_removed else " WHERE removed_at IS NULL")
+    return [_agency(r) for r in conn.execute(sql + " ORDER BY added_at").fetchall()]
+
+
+def upsert_agency(
+    conn: sqlite3.Connection,
+    keyid: str,
+    name: str,
+    sig_jwk: dict[str, str],
+    recipient: str,
+    now: float,
+    by: str,
+) -> None:
+    conn.execute(
+        "INSERT INTO agencies (keyid, name, sig_jwk, recipient, added_at, added_by) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT(keyid) DO UPDATE SET name = excluded.name, sig_jwk = excluded.sig_jwk,"
+        " recipient = excluded.recipient, added_at = excluded.added_at, added_by = excluded.added_by,"
+        " removed_at = NULL, removed_by = NULL",
+        (keyid, name, json.dumps(sig_jwk, sort_keys=True), recipient, now, by),
+    )
+
+
+def remove_agency(conn: sqlite3.Connection, keyid: str, now: float, by: str) -> tuple[int, int]:
+    """Mark removed, close its open requests, revoke its grants. Returns (requests closed, grants revoked)."""
+    conn.execute(
+        "UPDATE agencies SET removed_at = ?, removed_by = ? WHERE keyid = ? AND removed_at IS NULL",
+        (now, by, keyid),
+    )
+    closed = conn.execute(
+        "UPDATE consent_requests SET state = 'closed' WHERE agency_keyid = ? AND state IN ('pending', 'approved')",
+        (keyid,),
+    ).rowcount
+    revoked = conn.execute(
+        "UPDATE grants SET revoked_at = ?, revoked_by = ? WHERE recipient = ? AND revoked_at IS NULL",
+        (now, by, keyid),
+    ).rowcount
+    return closed, revoked
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def _request(row: sqlite3.Row) -> RequestRecord:
+    return RequestRecord(
+        row["id"], row["agency_keyid"], row["body_sha256"], row["kind"], tuple(json.loads(row["cameras"])),
+        row["start_at"], row["end_at"], row["live_max_seconds"], row["received_at"], row["respond_by"],
+        row["state"],
+    )  # fmt: skip
+
+
+_REQUEST_COLS = (
+    "id, agency_keyid, body_sha256, kind, cameras, start_at, end_at, live_max_seconds, received_at,"
+    " respond_by, state"
+)
+
+
+def insert_request(conn: sqlite3.Connection, record: RequestRecord, body: bytes) -> None:
+    conn.execute(
+        "INSERT INTO consent_requests (id, agency_keyid, body, body_sha256, kind, cameras, start_at, end_at,"
+        " live_max_seconds, received_at, respond_by, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.id, record.agency_keyid, body, record.body_sha256, record.kind, json.dumps(record.cameras),
+            record.start_at, record.end_at, record.live_max_seconds, record.received_at, record.respond_by,
+            record.state,
+        ),
+    )  # fmt: skip
+
+
+def request(conn: sqlite3.Connection, request_id: str) -> RequestRecord | None:
+    row = conn.execute(f"SELECT {_REQUEST_COLS} FROM consent_requests WHERE id = ?", (request_id,)).fetchone()
+    return None if row is None else _request(row)
+
+
+def request_of_agency(conn: sqlite3.Connection, request_id: str, keyid: str) -> RequestRecord | None:
+    """One indexed lookup whether the id is unknown or another agency's: same work either way (§2.2)."""
+    row = conn.execute(
+        f"SELECT {_REQUEST_COLS} FROM consent_requests WHERE id = ? AND agency_keyid = ?", (request_id, keyid)
+    ).fetchone()
+    return None if row is None else _request(row)
+
+
+def request_body(conn: sqlite3.Connection, request_id: str) -> bytes | None:
+    row = conn.execute("SELECT body FROM consent_requests WHERE id = ?", (request_id,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def requests(conn: sqlite3.Connection, state: str | None = None, limit: int = 500) -> list[RequestRecord]:
+    if state is None:
+        rows = conn.execute(
+            f"SELECT {_REQUEST_COLS} FROM consent_requests ORDER BY received_at DESC LIMIT ?", (limit,)
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT {_REQUEST_COLS} FROM consent_requests WHERE state = ? ORDER BY received_at DESC LIMIT ?",
+            (state, limit),
+        ).fetchall()
+    return [_request(r) for r in rows]
+
+
+def set_request_state(conn: sqlite3.Connection, request_id: str, state: str) -> None:
+    conn.execute("UPDATE consent_requests SET state = ? WHERE id = ?", (state, request_id))
+
+
+# --- decisions, jti ---------------------------------------------------------------------------
+
+
+def jti_used(conn: sqlite3.Connection, jti: str) -> bool:
+    return conn.execute("SELECT 1 FROM used_jti WHERE jti = ?", (jti,)).fetchone() is not None
+
+
+def use_jti(conn: sqlite3.Connection, jti: str, now: float) -> bool:
+    """Record `jti`; False if it was already used (single use forever, §3)."""
+    cur = conn.execute("INSERT OR IGNORE INTO used_jti (jti, used_at) VALUES (?, ?)", (jti, now))
+    return cur.rowcount == 1
+
+
+def insert_decision(
+    conn: sqlite3.Connection,
+    decision_id: str,
+    kind: str,
+    kid: str,
+    request_id: str | None,
+    jws: str,
+    issued_at: float,
+    now: float,
+) -> None:
+    conn.execute(
+        "INSERT INTO decisions (id, kind, kid, request_id, jws, issued_at, accepted_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (decision_id, kind, kid, request_id, jws, issued_at, now),
+    )
+
+
+def decision_jws(conn: sqlite3.Connection, decision_id: str) -> str | None:
+    row = conn.execute("SELECT jws FROM decisions WHERE id = ?", (decision_id,)).fetchone()
+    return None if row is None else row[0]
+
+
+# --- grants -----------------------------------------------------------------------------------
+
+_GRANT_SELECT = (
+    "SELECT g.id, g.request_id, g.recipient, g.kind, g.cameras, g.start_at, g.end_at, g.live_max_seconds,"
+    " g.max_fetches, g.not_after, g.revoked_at, d.kid AS approved_by"
+    " FROM grants g JOIN decisions d ON d.id = g.id"
+)
+
+
+def _grant(row: sqlite3.Row) -> GrantRecord:
+    return GrantRecord(
+        row["id"], row["request_id"], row["recipient"], row["kind"], tuple(json.loads(row["cameras"])),
+        row["start_at"], row["end_at"], row["live_max_seconds"], row["max_fetches"], row["not_after"],
+        row["revoked_at"], row["approved_by"],
+    )  # fmt: skip
+
+
+def insert_grant(conn: sqlite3.Connection, g: GrantRecord) -> None:
+    conn.execute(
+        "INSERT INTO grants (id, request_id, recipient, kind, cameras, start_at, end_at, live_max_seconds,"
+        " max_fetches, not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            g.id, g.request_id, g.recipient, g.kind, json.dumps(g.cameras), g.start_at, g.end_at,
+            g.live_max_seconds, g.max_fetches, g.not_after,
+        ),
+    )  # fmt: skip
+
+
+def grant(conn: sqlite3.Connection, grant_id: str) -> GrantRecord | None:
+    row = conn.execute(f"{_GRANT_SELECT} WHERE g.id = ?", (grant_id,)).fetchone()
+    return None if row is None else _grant(row)
+
+
+def grants_for_request(conn: sqlite3.Connection, request_id: str) -> list[GrantRecord]:
+    rows = conn.execute(f"{_GRANT_SELECT} WHERE g.request_id = ? ORDER BY d.accepted_at", (request_id,))
+    return [_grant(r) for r in rows.fetchall()]
+
+
+def live_grants_for(conn: sqlite3.Connection, recipient: str) -> list[GrantRecord]:
+    rows = conn.execute(f"{_GRANT_SELECT} WHERE g.recipient = ? AND g.revoked_at IS NULL", (recipient,))
+    return [_grant(r) for r in rows.fetchall()]
+
+
+def revoke_grants_for_request(conn: sqlite3.Connection, request_id: str, now: float, by: str) -> int:
+    return conn.execute(
+        "UPDATE grants SET revoked_at = ?, revoked_by = ? WHERE request_id = ? AND revoked_at IS NULL",
+        (now, by, request_id),
+    ).rowcount
+
+
+def revoke_grants_approved_by(conn: sqlite3.Connection, kid: str, now: float, by: str) -> int:
+    return conn.execute(
+        "UPDATE grants SET revoked_at = ?, revoked_by = ? WHERE revoked_at IS NULL"
+        " AND id IN (SELECT id FROM decisions WHERE kid = ?)",
+        (now, by, kid),
+    ).rowcount
+
+
+def holds(conn: sqlite3.Connection, now: float) -> list[tuple[str, float, float]]:
+    """(camera, start, end) of every clip range a pending request or a live grant still covers."""
+    out: list[tuple[str, float, float]] = []
+    rows = conn.execute(
+        "SELECT cameras, start_at, end_at FROM consent_requests WHERE kind = 'clip'"
+        " AND state = 'pending' AND respond_by > ?",
+        (now,),
+    ).fetchall()
+    rows += conn.execute(
+        "SELECT cameras, start_at, end_at FROM grants WHERE kind = 'clip' AND revoked_at IS NULL"
+        " AND not_after > ?",
+        (now,),
+    ).fetchall()
+    for row in rows:
+        for camera in json.loads(row["cameras"]):
+            out.append((camera, row["start_at"], row["end_at"]))
+    return out
+
+
+# --- nonces -----------------------------------------------------------------------------------
+
+
+def record_nonce(conn: sqlite3.Connection, keyid: str, nonce: str, now: float, window_s: float) -> bool:
+    """True if `nonce` was not seen for `keyid` within `window_s`; records it either way."""
+    row = conn.execute(
+        "SELECT seen_at FROM seen_nonces WHERE keyid = ? AND nonce = ?", (keyid, nonce)
+    ).fetchone()
+    if row is not None and row[0] > now - window_s:
+        return False
+    conn.execute(
+        "INSERT INTO seen_nonces (keyid, nonce, seen_at) VALUES (?, ?, ?)"
+        " ON CONFLICT(keyid, nonce) DO UPDATE SET seen_at = excluded.seen_at",
+        (keyid, nonce, now),
+    )
+    return True
+
+
+def prune_nonces(conn: sqlite3.Connection, before: float) -> int:
+    return conn.execute("DELETE FROM seen_nonces WHERE seen_at <= ?", (before,)).rowcount
+
+
+def nonce_count(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COUNT(*) FROM seen_nonces").fetchone()[0])
+
+
+# --- deliveries -------------------------------------------------------------------------------
+
+
+def _delivery(row: sqlite3.Row) -> DeliveryRecord:
+    return DeliveryRecord(
+        row["id"], row["grant_id"], row["request_id"], row["camera_id"], row["start_at"], row["end_at"],
+        row["path"], row["sha256"], row["bytes"], row["fetch_count"],
+    )  # fmt: skip
+
+
+def insert_delivery(conn: sqlite3.Connection, d: DeliveryRecord, now: float) -> None:
+    conn.execute(
+        "INSERT INTO deliveries (id, grant_id, request_id, camera_id, start_at, end_at, path, sha256, bytes,"
+        " fetch_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            d.id, d.grant_id, d.request_id, d.camera_id, d.start_at, d.end_at, d.path, d.sha256, d.bytes,
+            d.fetch_count, now,
+        ),
+    )  # fmt: skip
+
+
+def delivery(conn: sqlite3.Connection, delivery_id: str) -> DeliveryRecord | None:
+    row = conn.execute("SELECT * FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    return None if row is None else _delivery(row)
+
+
+def deliveries_for_request(conn: sqlite3.Connection, request_id: str) -> list[DeliveryRecord]:
+    rows = conn.execute(
+        "SELECT * FROM deliveries WHERE request_id = ? ORDER BY camera_id, id", (request_id,)
+    ).fetchall()
+    return [_delivery(r) for r in rows]
+
+
+def count_fetch(conn: sqlite3.Connection, delivery_id: str, max_fetches: int) -> int | None:
+    """Take one fetch if fewer than `max_fetches` were taken; returns the new count or None."""
+    cur = conn.execute(
+        "UPDATE deliveries SET fetch_count = fetch_count + 1 WHERE id = ? AND fetch_count < ?",
+        (delivery_id, max_fetches),
+    )
+    if cur.rowcount != 1:
+        return None
+    return int(conn.execute("SELECT fetch_count FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()[0])
+
+
+# --- clock ------------------------------------------------------------------------------------
+
+
+def insert_clock_confirmation(
+    conn: sqlite3.Connection, kid: str, owner_time: float, hub_time: float, boot_id: str, jws: str
+) -> None:
+    conn.execute(
+        "INSERT INTO clock_confirmations (kid, owner_time, hub_time, boot_id, jws) VALUES (?, ?, ?, ?, ?)",
+        (kid, owner_time, hub_time, boot_id, jws),
+    )
+
+
+def clock_confirmed_on_boot(conn: sqlite3.Connection, boot_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM clock_confirmations WHERE boot_id = ? LIMIT 1", (boot_id,)).fetchone()
+    return row is not None
