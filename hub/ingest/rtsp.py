@@ -132,6 +132,9 @@ class AvSource(PacketSource):
         # A read blocked on a silent camera ends at the read timeout; wait a little past it.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self._exited), self._read_timeout_s + 2)
+        if self._exited.done() and self._thread.is_alive():
+            # It has signalled its exit and is returning; join so no thread outlives close().
+            await asyncio.to_thread(self._thread.join, 1.0)
         if self._thread.is_alive():
             log.error("%s: demux thread did not exit within the read timeout", self.camera_id)
 

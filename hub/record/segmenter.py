@@ -1,0 +1,328 @@
+"""Stream-copy camera packets into keyframe-aligned fragmented MP4 segments, indexed in SQLite.
+
+Never transcodes: packets go into the file as they came (`add_mux_stream`, not `add_stream("h264")`,
+which would open an encoder whose SPS/PPS replace the camera's — MEDIA_NOTES). Each segment:
+
+1. is opened at a keyframe as `<recordings>/<camera>/<YYYY-MM-DD>/<start>.mp4.part` (UTC date and
+   start time, e.g. `2026-11-23/20261123T091857.123456Z.mp4.part`);
+2. is written as fragmented MP4 (`frag_keyframe+empty_moov+default_base_moof`: `ftyp`+`moov` up front,
+   one `moof`+`mdat` per GOP), so a crash loses at most the GOP being written (see recovery.py);
+3. is cut at the first keyframe at least `segment_s` after its start, so its length is the target
+   rounded up to whole GOPs;
+4. on close: fsync the file, rename away `.part`, fsync the directory, then insert the index row —
+   the file is the truth and the row an index over it (STYLE, "Storage").
+
+Wall-clock times. A run (the packets between two discontinuities) is anchored once: its first
+keyframe's arrival time maps to its pts; every later time is anchor + (pts - anchor_pts) × time_base.
+So a segment's end is exactly the next segment's start (contiguous to float precision), and the
+timeline follows the camera's frame clock rather than network jitter. If that mapping drifts from the
+arrival clock by more than `max_drift_s`, the run is re-anchored at the next segment boundary and the
+unaccounted time is recorded as a gap.
+
+Discontinuities — a reconnect (`finish()`), a flagged timestamp jump, dts going backwards, or new
+codec parameters (resolution change) — close the current segment and record a **gap** row from the
+last recorded instant to the next one, with the reason, never papering over it. After one, packets are
+dropped until the next keyframe (nothing before it is decodable).
+
+All methods are blocking (FFmpeg, fsync, hashing, the DB thread's queue): the recorder calls them from
+its own worker thread, never from the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from hub.ingest.source import CodecParams, MediaPacket, has_parameter_sets
+from hub.store import Store
+from hub.store import segments as q
+
+log = logging.getLogger(__name__)
+
+FMP4_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+PART_SUFFIX = ".part"
+_NAME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+
+
+def segment_relpath(camera_id: str, start_at: float) -> str:
+    """`<camera>/<YYYY-MM-DD>/<start>.mp4`, UTC, microseconds — sortable and parseable back."""
+    t = datetime.fromtimestamp(start_at, UTC)
+    return f"{camera_id}/{t:%Y-%m-%d}/{t.strftime(_NAME_FORMAT)}.mp4"
+
+
+def start_from_name(name: str) -> float | None:
+    """The start time encoded in a segment file name (`….mp4` or `….mp4.part`), or None."""
+    stem = name.split(".mp4", 1)[0]
+    try:
+        return datetime.strptime(stem, _NAME_FORMAT).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def finalize_file(part: Path) -> tuple[Path, int, str]:
+    """fsync `part`, hash it, rename it to its final name and fsync the directory.
+
+    Returns (final path, size, sha256 hex).
+    """
+    with open(part, "rb") as f:
+        os.fsync(f.fileno())
+    size, sha = hash_file(part)
+    final = part.with_name(part.name.removesuffix(PART_SUFFIX))
+    os.replace(part, final)
+    fsync_dir(final.parent)
+    return final, size, sha
+
+
+def hash_file(path: Path) -> tuple[int, str]:
+    """(size, sha256 hex) of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+@dataclass
+class SegmenterStats:
+    segments: int = 0
+    bytes: int = 0
+    packets: int = 0
+    dropped_packets: int = 0  # waiting for a keyframe after a discontinuity
+    gaps: int = 0
+    last_frame_at: float | None = None  # arrival time of the last packet written
+
+
+class _OpenSegment:
+    """The segment being written: its muxer and the timestamps needed to close it."""
+
+    def __init__(self, path: Path, relpath: str, params: CodecParams, start_at: float, first: MediaPacket) -> None:
+        self.path = path
+        self.relpath = relpath
+        self.params = params
+        self.start_at = start_at
+        self.start_pts = first.pts
+        self.base_dts = first.dts  # timestamps in the file start at 0
+        self.end_pts = first.pts  # max(pts + duration) so far
+        self.last_dts = first.dts
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # flush_packets: hand each finished fragment to the kernel at once, so a killed process loses
+        # at most the GOP in progress (what recovery can salvage is what reached the file).
+        self.container: Any = av.open(
+            str(path), "w", format="mp4", options={"movflags": FMP4_MOVFLAGS, "flush_packets": "1"}
+        )
+        try:
+            self.stream = self.container.add_mux_stream(params.codec, width=params.width, height=params.height)
+            self.stream.time_base = params.time_base
+        except BaseException:
+            self.container.close()
+            raise
+
+    def mux(self, pkt: MediaPacket, duration: int, data: bytes) -> None:
+        out = av.Packet(data)
+        out.pts = pkt.pts - self.base_dts
+        out.dts = pkt.dts - self.base_dts
+        out.duration = duration
+        out.time_base = pkt.time_base
+        out.is_keyframe = pkt.is_keyframe
+        out.stream = self.stream
+        self.container.mux(out)
+        self.end_pts = max(self.end_pts, pkt.pts + duration)
+        self.last_dts = pkt.dts
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class Segmenter:
+    """One camera's segment writer. Not thread-safe: call it from one worker thread."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        recordings_dir: Path,
+        store: Store,
+        *,
+        segment_s: float = 4.0,
+        max_drift_s: float = 2.0,
+    ) -> None:
+        self.camera_id = camera_id
+        self.recordings_dir = Path(recordings_dir)
+        self.store = store
+        self.segment_s = segment_s
+        self.max_drift_s = max_drift_s
+        self.stats = SegmenterStats()
+        self._seg: _OpenSegment | None = None
+        self._anchor: tuple[float, int, Fraction] | None = None  # (wall, pts, time_base) of this run
+        self._period = 0  # last dts step, to estimate the last packet's duration
+        # Where the footage last stopped and why, until the next segment records the gap.
+        self._pending_gap: tuple[float, str] | None = None
+        self._checked_previous = False
+        self._warned_no_params = False
+
+    # --- public, blocking -------------------------------------------------------------------
+
+    def write(self, pkt: MediaPacket, params: CodecParams) -> None:
+        """Add one packet (decode order). Cuts, closes and indexes segments as needed."""
+        seg = self._seg
+        if seg is not None:
+            reason = None
+            if pkt.discontinuity:
+                reason = "timestamp_jump"
+            elif params is not seg.params and not params.same_stream(seg.params):
+                reason = "codec_change"
+            elif pkt.dts <= seg.last_dts:
+                reason = "timestamp_backwards"
+            if reason is not None:
+                log.info("%s: discontinuity (%s); starting a new segment", self.camera_id, reason)
+                self.finish(reason)
+                seg = None
+            else:
+                step = pkt.dts - seg.last_dts
+                if step > 0:
+                    self._period = step
+        data = pkt.data
+        if seg is None:
+            if not pkt.is_keyframe:
+                self.stats.dropped_packets += 1
+                return
+            started = self._start_segment(pkt, params)
+            if started is None:
+                return
+            seg, data = started
+        elif pkt.is_keyframe and (pkt.pts - seg.start_pts) * pkt.time_base >= self._cut_after(pkt.time_base):
+            boundary = self._wall(pkt.pts)
+            self._close_segment(boundary)
+            started = self._start_segment(pkt, params, boundary)
+            if started is None:
+                self._pending_gap = (boundary, "missing_parameter_sets")
+                self._anchor = None
+                return
+            seg, data = started
+        seg.mux(pkt, pkt.duration or self._period, data)
+        self.stats.packets += 1
+        self.stats.last_frame_at = pkt.arrival
+
+    def finish(self, reason: str = "stopped") -> None:
+        """Close and index the current segment; the next packet starts a new run after a gap."""
+        seg = self._seg
+        if seg is not None:
+            end = self._wall(seg.end_pts)
+            self._close_segment(end)
+            self._pending_gap = (end, reason)
+        elif self._pending_gap is None and self._anchor is not None:
+            self._pending_gap = (self._anchor[0], reason)
+        self._anchor = None
+        self._period = 0
+
+    def abandon(self) -> None:
+        """Drop the current segment without indexing it (its `.part` is left for recovery)."""
+        seg, self._seg = self._seg, None
+        if seg is not None:
+            try:
+                seg.close()
+            except Exception:
+                log.exception("%s: closing an abandoned segment failed", self.camera_id)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _cut_after(self, time_base: Fraction) -> float:
+        # Cut at the first keyframe at or after the target, allowing half a frame of rounding.
+        return self.segment_s - float(self._period * time_base) / 2
+
+    def _wall(self, pts: int) -> float:
+        assert self._anchor is not None
+        wall, anchor_pts, tb = self._anchor
+        return wall + float((pts - anchor_pts) * tb)
+
+    def _start_segment(
+        self, pkt: MediaPacket, params: CodecParams, start: float | None = None
+    ) -> tuple[_OpenSegment, bytes] | None:
+        """Open a segment at keyframe `pkt`; returns it with the bytes to mux for `pkt`."""
+        data = pkt.data
+        if not has_parameter_sets(data, params.codec):
+            if not params.extradata:
+                # Without SPS/PPS the file could not be decoded; wait for a keyframe that has them.
+                if not self._warned_no_params:
+                    log.warning("%s: keyframe without parameter sets; waiting for one", self.camera_id)
+                    self._warned_no_params = True
+                self.stats.dropped_packets += 1
+                return None
+            # Parameter sets only out of band (SDP): put them in front of the first keyframe, where the
+            # muxer's extract_extradata filter builds the avcC/hvcC box from them.
+            data = params.extradata + data
+        if start is None:
+            start = self._start_run(pkt)
+        elif abs(pkt.arrival - start) > self.max_drift_s:
+            # The camera's clock and ours disagree by more than the tolerance: re-anchor here.
+            drift_to = max(pkt.arrival, start)
+            if drift_to > start:
+                self._record_gap(start, drift_to, "clock_drift")
+            log.log(logging.INFO if drift_to > start else logging.DEBUG,
+                    "%s: re-anchoring timeline (drift %.3f s)", self.camera_id, pkt.arrival - start)
+            start = drift_to
+            self._anchor = (start, pkt.pts, pkt.time_base)
+        relpath = segment_relpath(self.camera_id, start)
+        path = self.recordings_dir / (relpath + PART_SUFFIX)
+        while path.exists() or path.with_name(path.name.removesuffix(PART_SUFFIX)).exists():
+            start += 1e-6  # same microsecond as an existing file: nudge the name, never overwrite
+            relpath = segment_relpath(self.camera_id, start)
+            path = self.recordings_dir / (relpath + PART_SUFFIX)
+        seg = _OpenSegment(path, relpath, params, start, pkt)
+        self._seg = seg
+        return seg, data
+
+    def _start_run(self, pkt: MediaPacket) -> float:
+        """Anchor a new run at this keyframe and record the gap since the previous footage."""
+        start = pkt.arrival
+        previous: tuple[float, str] | None = self._pending_gap
+        if previous is None and not self._checked_previous:
+            last = self.store.run_sync(q.last_segment, self.camera_id)
+            if last is not None:
+                previous = (last.end_at, "restart")
+        self._checked_previous = True
+        if previous is not None:
+            prev_end, reason = previous
+            start = max(start, prev_end)  # never overlap footage already on disk
+            self._record_gap(prev_end, start, reason)
+            self._pending_gap = None
+        self._anchor = (start, pkt.pts, pkt.time_base)
+        return start
+
+    def _record_gap(self, start: float, end: float, reason: str) -> None:
+        self.store.run_sync(q.insert_gap, self.camera_id, start, end, reason)
+        self.stats.gaps += 1
+        log.info("%s: gap %.3f s (%s)", self.camera_id, end - start, reason)
+
+    def _close_segment(self, end: float) -> None:
+        seg, self._seg = self._seg, None
+        assert seg is not None
+        seg.close()
+        final, size, sha = finalize_file(seg.path)
+        self.store.run_sync(
+            q.insert_segment,
+            q.NewSegment(
+                self.camera_id, seg.start_at, max(end, seg.start_at), size, sha, seg.params.codec,
+                seg.params.width, seg.params.height, seg.relpath,
+            ),
+        )
+        self.stats.segments += 1
+        self.stats.bytes += size
+        log.debug("%s: segment %s %.3f s %d bytes", self.camera_id, final.name, end - seg.start_at, size)

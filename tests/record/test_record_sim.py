@@ -1,0 +1,121 @@
+"""Recording two simulated cameras over RTSP: ffprobe-clean, contiguous, keyframe-first segments,
+every frame stamp present exactly once, and a dropped/resized camera recorded with gaps while the
+other camera is untouched."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from firmware_sim import h264
+from firmware_sim.fleet import SimFleet
+from hub.ingest.rtsp import RtspSource
+from hub.ingest.source import SourceError
+from hub.record.recorder import Recorder
+from hub.store import Store
+from hub.store import segments as q
+from tests.record.media import ffprobe, file_packets
+
+FPS, GOP, SEGMENT_S = 15, 15, 2.0
+
+
+async def until(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+class Supervised:
+    """The reconnect loop the daemon's supervisor runs (without backoff, for the test)."""
+
+    def __init__(self, recorder: Recorder, url: str) -> None:
+        self.recorder, self.url = recorder, url
+        self.errors: list[str] = []
+        self.task = asyncio.create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.recorder.run(RtspSource(self.recorder.camera_id, self.url, read_timeout_s=3.0))
+                return  # stop() was called
+            except SourceError as exc:
+                self.errors.append(exc.code)
+
+    async def stop(self) -> None:
+        await self.recorder.stop()
+        await self.task
+
+
+async def test_two_cameras_with_drop_and_resolution_change(tmp_path: Path, store: Store) -> None:
+    media = tmp_path / "media"
+    async with SimFleet(cameras=2, width=320, height=240, fps=FPS, gop=GOP, control_port=None) as fleet:
+        cam1, cam2 = fleet.cameras
+        rec1 = Recorder(cam1.name, media, store, segment_s=SEGMENT_S)
+        rec2 = Recorder(cam2.name, media, store, segment_s=SEGMENT_S)
+        sup1, sup2 = Supervised(rec1, cam1.rtsp_url()), Supervised(rec2, cam2.rtsp_url())
+        try:
+            await until(lambda: rec1.stats.segments >= 2, 30, "cam1's first segments")
+            await cam1.fault("drop")
+            await until(lambda: bool(sup1.errors), 15, "cam1 to notice the drop")
+            await until(lambda: rec1.stats.online and rec1.stats.segments >= 3, 30, "cam1 to reconnect")
+            await cam1.fault("resolution", width=160, height=120)
+            await until(lambda: rec2.stats.packets >= 12 * FPS, 40, "12 s of cam2")
+            await until(lambda: rec1.stats.gaps >= 2, 20, "cam1's resolution change")
+            stamp_before_stop = cam2.next_seq
+        finally:
+            await sup1.stop()
+            await sup2.stop()
+
+    assert not list(media.rglob("*.part"))
+    # cam2: one unbroken run.
+    rows2 = await store.run(q.segments_between, cam2.name, 0, 1e12)
+    assert await store.run(q.gaps_between, cam2.name, 0, 1e12) == []
+    assert sup2.errors == []
+    seqs = _check_segments(media, rows2, last_may_be_short=True)
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "missing or duplicated frames"
+    assert seqs[-1] < stamp_before_stop + 2 * FPS
+
+    # cam1: a gap where the connection dropped, a new segment at the new size.
+    rows1 = await store.run(q.segments_between, cam1.name, 0, 1e12)
+    gaps1 = await store.run(q.gaps_between, cam1.name, 0, 1e12)
+    assert sup1.errors and set(sup1.errors) <= {"ended", "stalled"}
+    assert [g.reason for g in gaps1][:1] == [sup1.errors[0]]
+    assert "codec_change" in [g.reason for g in gaps1]
+    assert {(r.width, r.height) for r in rows1} == {(320, 240), (160, 120)}
+    for r in rows1:
+        probe = ffprobe(media / r.path)
+        assert probe.ok, probe.stderr
+        assert (probe.width, probe.height) == (r.width, r.height)
+    for a, b in itertools.pairwise(rows1):
+        assert b.start_at >= a.end_at - 1e-6
+        gap_between = [g for g in gaps1 if abs(g.start_at - a.end_at) < 1e-6 and abs(g.end_at - b.start_at) < 1e-6]
+        assert abs(b.start_at - a.end_at) < 1 / FPS or gap_between, "time between segments without a gap row"
+
+
+def _check_segments(media: Path, rows: list[q.Segment], last_may_be_short: bool) -> list[int]:
+    """ffprobe-clean, contiguous, starting with a keyframe, target length; returns the frame stamps."""
+    assert len(rows) >= 4
+    seqs: list[int] = []
+    for i, r in enumerate(rows):
+        path = media / r.path
+        probe = ffprobe(path)
+        assert probe.ok, probe.stderr
+        assert probe.frames > 0 and (probe.width, probe.height) == (320, 240)
+        pkts = file_packets(path)
+        assert pkts[0].is_keyframe
+        assert probe.frames == len(pkts)
+        if i < len(rows) - 1 or not last_may_be_short:
+            # Cut at the first keyframe at or after the target: within one GOP of it.
+            assert SEGMENT_S - 0.5 / FPS <= r.duration_s <= SEGMENT_S + GOP / FPS + 0.5 / FPS, r.duration_s
+        for p in pkts:
+            stamp = h264.find_stamp(p.data)
+            assert stamp is not None
+            seqs.append(stamp.seq)
+    for a, b in itertools.pairwise(rows):
+        assert abs(b.start_at - a.end_at) < 1 / FPS
+    return seqs

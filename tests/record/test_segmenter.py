@@ -1,0 +1,177 @@
+"""Segmenter: keyframe cuts, contiguous wall-clock times, gaps on discontinuities, parameter sets."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from pathlib import Path
+
+from hub.ingest.source import MediaPacket
+from hub.record.segmenter import Segmenter, start_from_name
+from hub.store import Store
+from hub.store import segments as q
+from tests.record.media import ffprobe, file_packets, read_packets
+
+FPS = 15
+T0 = 1_800_000_000.0  # a fixed arrival time: the timeline is then fully deterministic
+
+
+def _arrive(pkts: list[MediaPacket], t0: float = T0) -> list[MediaPacket]:
+    """Give packets the arrival times of a live camera (one frame period apart)."""
+    base = pkts[0].dts
+    return [dataclasses.replace(p, arrival=t0 + float((p.dts - base) * p.time_base)) for p in pkts]
+
+
+async def _write_all(seg: Segmenter, pkts: list[MediaPacket], finish: bool = True) -> None:
+    def work() -> None:
+        for p in pkts:
+            assert p.params is not None
+            seg.write(p, p.params)
+        if finish:
+            seg.finish()
+
+    await asyncio.to_thread(work)
+
+
+async def test_cuts_at_keyframes_contiguous_and_indexed(tmp_path: Path, store: Store, clip_320: Path) -> None:
+    _, pkts = await read_packets(clip_320, 10 * FPS)  # 10 s, keyframe every 1 s
+    seg = Segmenter("cam", tmp_path, store, segment_s=3.0)
+    await _write_all(seg, _arrive(pkts))
+    rows = await store.run(q.segments_between, "cam", 0, 1e12)
+    assert [round(r.duration_s, 3) for r in rows] == [3.0, 3.0, 3.0, 1.0]
+    assert rows[0].start_at == T0
+    for a, b in itertools.pairwise(rows):
+        assert abs(b.start_at - a.end_at) < 1 / FPS
+    total_frames = 0
+    for r in rows:
+        path = tmp_path / r.path
+        assert path.exists() and not path.with_name(path.name + ".part").exists()
+        assert start_from_name(path.name) == r.start_at or abs(start_from_name(path.name) - r.start_at) < 1e-5
+        probe = ffprobe(path)
+        assert probe.ok, probe.stderr
+        assert (probe.width, probe.height, probe.codec) == (320, 240, "h264") == (r.width, r.height, r.codec)
+        assert abs(probe.duration - r.duration_s) < 1 / FPS
+        assert file_packets(path)[0].is_keyframe
+        assert r.bytes == path.stat().st_size
+        total_frames += probe.frames
+    assert total_frames == len(pkts)
+    assert await store.run(q.gaps_between, "cam", 0, 1e12) == []
+    assert not _leftover_parts(tmp_path)
+
+
+async def test_stream_copy_keeps_packet_bytes(tmp_path: Path, store: Store, clip_320: Path) -> None:
+    _, pkts = await read_packets(clip_320, 2 * FPS)
+    seg = Segmenter("cam", tmp_path, store, segment_s=4.0)
+    await _write_all(seg, _arrive(pkts))
+    (row,) = await store.run(q.segments_between, "cam", 0, 1e12)
+    recorded = file_packets(tmp_path / row.path)
+    source = file_packets(clip_320)[: len(recorded)]
+    # Annex B in, length-prefixed in the MP4: compare the NAL payloads, which must be identical.
+    assert [_nal_payloads(p.data) for p in recorded] == [_nal_payloads(p.data) for p in source]
+
+
+def _nal_payloads(avcc: bytes) -> list[bytes]:
+    out, i = [], 0
+    while i + 4 <= len(avcc):
+        n = int.from_bytes(avcc[i : i + 4], "big")
+        nal = avcc[i + 4 : i + 4 + n]
+        if nal[0] & 0x1F not in (7, 8):  # the recording may carry parameter sets in-band
+            out.append(nal)
+        i += 4 + n
+    return out
+
+
+async def test_timestamp_jump_records_a_gap(tmp_path: Path, store: Store, clip_320: Path) -> None:
+    _, pkts = await read_packets(clip_320, 4 * FPS)
+    first, second = _arrive(pkts[: 2 * FPS]), _arrive(pkts[2 * FPS :], T0 + 12.0)
+    jump = int(10 / first[0].time_base)
+    second = [dataclasses.replace(p, pts=p.pts + jump, dts=p.dts + jump) for p in second]
+    second[0] = dataclasses.replace(second[0], discontinuity=True)
+    seg = Segmenter("cam", tmp_path, store, segment_s=4.0)
+    await _write_all(seg, first + second)
+    rows = await store.run(q.segments_between, "cam", 0, 1e12)
+    assert len(rows) == 2
+    (gap,) = await store.run(q.gaps_between, "cam", 0, 1e12)
+    assert gap.reason == "timestamp_jump"
+    assert gap.start_at == rows[0].end_at and gap.end_at == rows[1].start_at
+    assert abs(rows[0].end_at - (T0 + 2.0)) < 1e-6
+    assert abs(rows[1].start_at - (T0 + 12.0)) < 1e-6
+
+
+async def test_resolution_change_starts_a_segment_with_new_params(
+    tmp_path: Path, store: Store, clip_320: Path, clip_160: Path
+) -> None:
+    _, big = await read_packets(clip_320, 2 * FPS)
+    _, small = await read_packets(clip_160, 2 * FPS)
+    big = _arrive(big)
+    shift = big[-1].dts + big[-1].duration
+    small = _arrive([dataclasses.replace(p, pts=p.pts + shift, dts=p.dts + shift) for p in small], T0 + 2.0)
+    seg = Segmenter("cam", tmp_path, store, segment_s=4.0)
+    await _write_all(seg, big + small)
+    rows = await store.run(q.segments_between, "cam", 0, 1e12)
+    assert [(r.width, r.height) for r in rows] == [(320, 240), (160, 120)]
+    for r in rows:
+        probe = ffprobe(tmp_path / r.path)
+        assert probe.ok and (probe.width, probe.height) == (r.width, r.height)
+    (gap,) = await store.run(q.gaps_between, "cam", 0, 1e12)
+    assert gap.reason == "codec_change"
+    assert abs(rows[1].start_at - rows[0].end_at) < 1 / FPS
+
+
+async def test_out_of_band_parameter_sets(tmp_path: Path, store: Store, clip_320: Path) -> None:
+    """A camera that sends SPS/PPS only in the SDP: the recorder puts them into the file."""
+    params, pkts = await read_packets(clip_320, 2 * FPS)
+    ps = b"".join(b"\x00\x00\x00\x01" + n for n in _annexb_nals(pkts[0].data) if n[0] & 0x1F in (7, 8))
+    assert ps
+    oob = dataclasses.replace(params, extradata=ps)
+    stripped = [
+        dataclasses.replace(p, data=_strip_param_sets(p.data), params=oob) for p in _arrive(pkts)
+    ]
+    assert all(b"\x00\x00\x01\x67" not in p.data and b"\x00\x00\x01\x68" not in p.data for p in stripped)
+    seg = Segmenter("cam", tmp_path, store, segment_s=4.0)
+    await _write_all(seg, stripped)
+    (row,) = await store.run(q.segments_between, "cam", 0, 1e12)
+    probe = ffprobe(tmp_path / row.path)
+    assert probe.ok, probe.stderr
+    assert probe.frames == 2 * FPS
+
+
+async def test_waits_for_a_keyframe_with_parameter_sets(tmp_path: Path, store: Store, clip_320: Path) -> None:
+    _params, pkts = await read_packets(clip_320, 3 * FPS)
+    pkts = _arrive(pkts)
+    pkts[0] = dataclasses.replace(pkts[0], data=_strip_param_sets(pkts[0].data))
+    seg = Segmenter("cam", tmp_path, store, segment_s=4.0)
+    await _write_all(seg, pkts)
+    (row,) = await store.run(q.segments_between, "cam", 0, 1e12)
+    assert seg.stats.dropped_packets == FPS  # the first GOP could not be decoded by anyone
+    assert abs(row.start_at - (T0 + 1.0)) < 1e-6
+    assert ffprobe(tmp_path / row.path).frames == 2 * FPS
+
+
+async def test_restart_records_a_gap_and_never_overlaps(tmp_path: Path, store: Store, clip_320: Path) -> None:
+    _, pkts = await read_packets(clip_320, 2 * FPS)
+    await _write_all(Segmenter("cam", tmp_path, store), _arrive(pkts))
+    # A new process: arrival clock says 30 s later.
+    await _write_all(Segmenter("cam", tmp_path, store), _arrive(pkts, T0 + 30))
+    # And one whose clock is behind the footage already on disk.
+    await _write_all(Segmenter("cam", tmp_path, store), _arrive(pkts, T0))
+    rows = await store.run(q.segments_between, "cam", 0, 1e12)
+    gaps = await store.run(q.gaps_between, "cam", 0, 1e12)
+    assert [g.reason for g in gaps] == ["restart", "restart"]
+    assert abs(gaps[0].end_at - gaps[0].start_at - 28.0) < 1e-6
+    for a, b in itertools.pairwise(rows):
+        assert b.start_at >= a.end_at
+
+
+def _annexb_nals(data: bytes) -> list[bytes]:
+    parts = data.split(b"\x00\x00\x01")
+    return [p.rstrip(b"\x00") for p in parts[1:] if p]
+
+
+def _strip_param_sets(data: bytes) -> bytes:
+    return b"".join(b"\x00\x00\x00\x01" + n for n in _annexb_nals(data) if n[0] & 0x1F not in (7, 8))
+
+
+def _leftover_parts(d: Path) -> list[Path]:
+    return list(d.rglob("*.part"))
