@@ -6,8 +6,8 @@ publishes one, else its DNS-SD instance name, never its address, so a camera tha
 address (DHCP) is still the same camera. It also advertises the hub itself as
 `_camhub._tcp.local.` with `hub_id` in TXT, so apps on the LAN can find and pin the hub.
 
-TXT keys read from cameras (RFC 6763 §6): `model`, `path` (the RTSP path), `events` or
-`events_url` (the Server-Sent Events URL), `id`.
+TXT keys read from cameras (RFC 6763 §6): `model`, `path` (the RTSP path of the main stream),
+`sub` (of the sub-stream), `events` or `events_url` (the Server-Sent Events URL), `id`.
 
 `interfaces` restricts mDNS to the given interface addresses (e.g. `["127.0.0.1"]` in tests, or the
 LAN address on a box with several networks); None means every interface.
@@ -48,6 +48,7 @@ class DiscoveredCamera:
     port: int
     model: str | None
     path: str | None
+    sub_path: str | None
     events_url: str | None
     txt: dict[str, str] = field(default_factory=dict)
     first_seen: float = 0.0
@@ -55,8 +56,16 @@ class DiscoveredCamera:
 
     @property
     def rtsp_url(self) -> str:
+        """The main stream's URL, without credentials (the owner enters them when adding it)."""
+        return self._url(self.path or "/")
+
+    @property
+    def sub_url(self) -> str | None:
+        """The low-resolution sub-stream's URL, for motion detection, if the camera has one."""
+        return None if self.sub_path is None else self._url(self.sub_path)
+
+    def _url(self, path: str) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        path = self.path or "/"
         return f"rtsp://{host}:{self.port}{path if path.startswith('/') else '/' + path}"
 
 
@@ -239,6 +248,7 @@ class Discovery:
             port=info.port,
             model=txt.get("model"),
             path=txt.get("path"),
+            sub_path=txt.get("sub"),
             events_url=txt.get("events") or txt.get("events_url"),
             txt=txt,
             first_seen=previous.first_seen if previous is not None else now,

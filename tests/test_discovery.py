@@ -146,3 +146,16 @@ async def test_hub_advertisement_is_browsable_with_hub_id(advertiser: AsyncZeroc
 def test_advertising_needs_id_and_port() -> None:
     with pytest.raises(ValueError, match="hub_id and hub_port"):
         Discovery(hub_id="abc")
+
+
+async def test_finds_the_simulators_cameras(discovery: Discovery) -> None:
+    from firmware_sim.camera import SimCamera
+
+    name = f"sim-{uuid.uuid4().hex[:6]}"
+    async with SimCamera(name, width=640, height=360, mdns=True, loop_s=1.0) as cam:
+        cams = await discovery.wait_for(lambda cs: any(c.uid == name for c in cs), DEADLINE_S)
+        found = next(c for c in cams if c.uid == name)
+        assert found.rtsp_url == cam.rtsp_url("main", with_credentials=False)
+        assert found.sub_url == cam.rtsp_url("sub", with_credentials=False)
+        assert found.events_url == cam.events_url
+        assert found.model == cam.model
