@@ -103,7 +103,7 @@ def segments_between(conn: sqlite3.Connection, camera_id: str, start: float, end
     # The last segment starting at or before `start` may overlap it; everything else starts inside.
     rows = conn.execute(
         f"SELECT {_SEGMENT_COLS} FROM segments WHERE camera_id = ? AND start_at >= COALESCE("
-        " (SELECT MAX(start_at) FROM segments WHERE camera_id = ? AND start_at <= ?), ?)"
+        " (SELECT start_at FROM segments WHERE camera_id = ? AND start_at <= ? ORDER BY start_at DESC LIMIT 1), ?)"
         " AND start_at < ? ORDER BY start_at, id",
         (camera_id, camera_id, start, start, end),
     ).fetchall()
