@@ -26,6 +26,8 @@ hub's JWK, every listed file's hash and size, and the audit proof.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import io
 import json
@@ -218,6 +220,10 @@ def build_delivery(
     mtime = int(datetime.now(UTC).timestamp())
 
     read_fd, write_fd = os.pipe()
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        # A 64 KiB pipe makes the two threads ping-pong; 1 MiB (the unprivileged max) halves build time.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, CHUNK)
     producer_error: list[BaseException] = []
 
     def produce() -> None:

@@ -1,0 +1,176 @@
+"""Delivery build throughput and memory (PROTOCOL §2.3, issue 5 benchmark).
+
+`python -m bench.delivery_bench [--smoke] [--minutes 30] [--mbps 4]`
+
+Builds one delivery from a dummy clip the size of `--minutes` of video at `--mbps` (default: a
+30-minute 1080p doorbell stream at 4 Mbit/s, ~900 MB) in a child process, and reports
+- throughput as × realtime (clip duration / build time) — target ≥ 50×;
+- peak RSS growth of the building process over its baseline after setup — target < 64 MiB;
+against the reference pipeline `tar -cf - clip | age -r <recipient>` (GNU tar + the stock age CLI)
+on the same file. Prints a table and writes bench/results/delivery.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET_X_REALTIME = 50.0
+TARGET_RSS_MIB = 64.0
+
+
+def make_clip(path: Path, size: int) -> None:
+    """Incompressible bytes without paying for `size` bytes of randomness: one random MiB, repeated."""
+    block = os.urandom(1024 * 1024)
+    with path.open("wb") as f:
+        left = size
+        while left > 0:
+            f.write(block[: min(left, len(block))])
+            left -= len(block)
+
+
+def child(clip: Path, out: Path) -> None:
+    """Runs in its own process so its peak RSS is the delivery build's alone."""
+    import asyncio
+
+    from pyrage import x25519
+
+    from hub.consent import delivery
+    from hub.consent.audit import AuditLog
+    from hub.consent.keys import HubKey
+    from hub.store import Store
+
+    work = out.parent
+    (work / "keys").mkdir(exist_ok=True)
+    key = HubKey.load_or_create(work / "keys")[0]
+
+    async def proof() -> dict[str, object]:
+        store = await Store.open(work / "hub.db")
+        try:
+            log = await AuditLog.open(store, key)
+            seq, _ = await log.append("egress.delivery", "agency:bench", {"request_id": "bench"})
+            return await log.proof_bundle(seq)
+        finally:
+            await store.close()
+
+    bundle = asyncio.run(proof())
+    recipient = str(x25519.Identity.generate().to_public())
+    fields = {
+        "request_id": "bench",
+        "request_sha256": "00" * 32,
+        "approval_id": "bench",
+        "camera": "front-door",
+        "start": "2026-11-20T18:00:00Z",
+        "end": "2026-11-20T18:30:00Z",
+        "segments": [],
+    }
+    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    built = delivery.build_delivery(
+        clips={"clip-front-door.mp4": clip},
+        manifest_fields=fields,
+        audit_proof=bundle,
+        hub_key=key,
+        recipient=recipient,
+        out_path=out,
+    )
+    elapsed = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"seconds": elapsed, "baseline_kib": baseline, "peak_kib": peak, "bytes": built.bytes}))
+
+
+def reference(clip: Path, out: Path) -> float | None:
+    """`tar -cf - clip | age -r R > out`: the same job with stock tools."""
+    tar, age, keygen = shutil.which("tar"), shutil.which("age"), shutil.which("age-keygen")
+    if not (tar and age and keygen):
+        return None
+    ident = subprocess.run([keygen], capture_output=True, text=True, check=True).stdout
+    recipient = next(line.split(": ", 1)[1] for line in ident.splitlines() if line.startswith("# public key"))
+    started = time.perf_counter()
+    with out.open("wb") as f:
+        p1 = subprocess.Popen([tar, "-cf", "-", "-C", str(clip.parent), clip.name], stdout=subprocess.PIPE)
+        p2 = subprocess.run([age, "-r", recipient], stdin=p1.stdout, stdout=f, check=True)
+        assert p1.stdout is not None
+        p1.stdout.close()
+        p1.wait()
+    _ = p2
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.delivery_bench")
+    parser.add_argument("--smoke", action="store_true", help="a 1-minute clip, a few seconds in all")
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--mbps", type=float, default=4.0, help="clip bitrate, Mbit/s")
+    parser.add_argument("--child", nargs=2, metavar=("CLIP", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(Path(args.child[0]), Path(args.child[1]))
+        return 0
+    minutes = 1.0 if args.smoke else args.minutes
+    size = int(minutes * 60 * args.mbps * 1e6 / 8)
+    with tempfile.TemporaryDirectory(prefix="camhub-delivery-bench-") as tmp:
+        work = Path(tmp)
+        clip = work / "clip.mp4"
+        make_clip(clip, size)
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.delivery_bench", "--child", str(clip), str(work / "out.age")],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        figures = json.loads(proc.stdout.strip().splitlines()[-1])
+        (work / "out.age").unlink()
+        ref_seconds = reference(clip, work / "ref.age")
+    seconds = figures["seconds"]
+    x_realtime = minutes * 60 / seconds
+    rss_growth_mib = (figures["peak_kib"] - figures["baseline_kib"]) / 1024
+    result = {
+        "clip_minutes": minutes,
+        "clip_mbps": args.mbps,
+        "clip_bytes": size,
+        "build_seconds": round(seconds, 3),
+        "x_realtime": round(x_realtime, 1),
+        "mib_per_s": round(size / seconds / 2**20, 1),
+        "rss_baseline_mib": round(figures["baseline_kib"] / 1024, 1),
+        "rss_peak_mib": round(figures["peak_kib"] / 1024, 1),
+        "rss_growth_mib": round(rss_growth_mib, 1),
+        "reference_tar_age_seconds": None if ref_seconds is None else round(ref_seconds, 3),
+        "targets": {"x_realtime": TARGET_X_REALTIME, "rss_growth_mib": TARGET_RSS_MIB},
+        "meets_targets": x_realtime >= TARGET_X_REALTIME and rss_growth_mib < TARGET_RSS_MIB,
+        "smoke": args.smoke,
+    }
+    ref = "n/a" if ref_seconds is None else f"{ref_seconds:.2f} s"
+    result["summary"] = (
+        f"{minutes:g} min clip ({size / 2**20:.0f} MiB): {x_realtime:.0f}x realtime, "
+        f"RSS +{rss_growth_mib:.1f} MiB (tar|age: {ref})"
+    )
+    rows = [
+        ("clip", f"{minutes:g} min @ {args.mbps:g} Mbit/s = {size / 2**20:.0f} MiB"),
+        ("camhub build", f"{seconds:.2f} s  ({x_realtime:.0f}x realtime, {result['mib_per_s']} MiB/s)"),
+        ("reference tar | age", ref),
+        ("RSS baseline -> peak", f"{result['rss_baseline_mib']} -> {result['rss_peak_mib']} MiB"),
+        ("RSS growth", f"{rss_growth_mib:.1f} MiB (target < {TARGET_RSS_MIB:g})"),
+        ("meets targets", str(result["meets_targets"])),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    print(json.dumps(result))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "delivery.json").write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
