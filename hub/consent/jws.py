@@ -17,8 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -35,9 +34,8 @@ MAX_COMPACT_BYTES = 64 * 1024
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
-@dataclass(frozen=True)
-class ParsedJWS:
-    """A syntactically valid, not yet verified JWS."""
+class ParsedJWS(NamedTuple):
+    """A syntactically valid, not yet verified JWS: `(header, payload, signing_input, signature)`."""
 
     header: dict[str, Any]
     payload: bytes

@@ -164,3 +164,10 @@ def test_fuzz_structured_tokens(header: dict[str, object], payload: str, sig: st
     except ConsentError:
         return
     raise AssertionError("a random signature verified")
+
+
+def test_parse_unpacks_as_the_four_parts() -> None:
+    token = jws.sign(b"{}", KEY, "k", TYP)
+    header, payload, signing_input, signature = jws.parse(token)
+    assert header["kid"] == "k" and payload == b"{}"
+    assert signing_input == token.rsplit(".", 1)[0].encode() and len(signature) == 64
