@@ -22,6 +22,7 @@ from hub.api import make_app
 from hub.config import Config
 from hub.consent import pairing
 from hub.consent.keys import HubKey
+from hub.consent.service import ConsentService
 from hub.services import Services
 from hub.store import Store, StoreError
 from hub.supervisor import Supervisor
@@ -73,6 +74,8 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
         supervisor = Supervisor()
         stack.push_async_callback(supervisor.stop, STOP_TIMEOUT_SECONDS)
         services = Services(config=config, store=store, hub_key=hub_key, supervisor=supervisor)
+        services.consent = await ConsentService.start(config, store, hub_key, supervisor, services.pairing)
+        stack.push_async_callback(services.consent.stop)
 
         app = make_app(services)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)

@@ -7,6 +7,7 @@ explicit: whatever is here was started by `hub.daemon` and is stopped by it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -15,6 +16,9 @@ from hub.consent.keys import HubKey
 from hub.consent.pairing import PairingGuard
 from hub.store import Store
 from hub.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from hub.consent.service import ConsentService
 
 
 @dataclass
@@ -25,6 +29,8 @@ class Services:
     supervisor: Supervisor
     pairing: PairingGuard = field(default_factory=PairingGuard)
     base_url: str = ""
+    # Consent (PROTOCOL.md): audit log, clock guard, deliveries; started by the daemon before the API.
+    consent: ConsentService | None = None
 
 
 # Routes reach the services through this typed key (aiohttp's AppKey), never a string.

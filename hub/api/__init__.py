@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api import errors, owner_ui, public, session
+from hub.api import agency, errors, owner, owner_ui, public, session
 from hub.services import SERVICES, Services
 
 # Nothing an owner or agency legitimately sends is larger; footage only ever flows outwards.
@@ -22,4 +22,6 @@ def make_app(services: Services) -> web.Application:
     public.setup(app)
     session.setup(app)  # owner sessions, CSRF, security headers on every response
     owner_ui.setup(app)  # owner pages and their JSON, each route behind session.require_owner
+    owner.setup(app)  # consent: first-owner enrolment, signed decisions, audit proofs
+    agency.setup(app)  # consent: RFC 9421 signed agency API; media only through gate.check
     return app

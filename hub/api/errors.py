@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from hub.consent.errors import ConsentError
 from hub.errors import HubError
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ def error_response(status: int, code: str, detail: str = "") -> web.Response:
 async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except HubError as exc:
+    except (HubError, ConsentError) as exc:
         return error_response(exc.status, exc.code, exc.detail)
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "body_too_large", "request body exceeds the limit")

@@ -1,0 +1,76 @@
+"""Who may call each route, declared in one table so security is visible where routes are listed.
+
+Every route the app serves must appear in `ROUTES` with its guard and whether it can return media
+(footage, stills, thumbnails, live media). The rule of PROTOCOL.md §4, checked by
+`tests/consent/test_api_route_guards.py` against the live router: a media route is behind either an
+owner session on the LAN or the egress gate (`hub/consent/gate.py`); an undeclared route fails the
+test, so adding a route forces a decision here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Guard(StrEnum):
+    PUBLIC = "public"  # anyone on the network; nothing private
+    PAIRING_CODE = "pairing_code"  # the one-time pairing code (§1)
+    OWNER_JWS = "owner_jws"  # the body is a JWS signed by an enrolled owner key (§3)
+    OWNER_SESSION = "owner_session"  # an owner session on the LAN (hub/api/session.py)
+    LOOPBACK = "loopback"  # only from the box itself (127.0.0.1 / ::1)
+    AGENCY_SIGNATURE = "agency_signature"  # RFC 9421 signature of a trusted agency (§2)
+    AGENCY_GATE = "agency_signature+gate"  # ... and gate.check() at send time (§4)
+
+
+#: Guards that may front a route returning media (PROTOCOL §4).
+MEDIA_GUARDS = frozenset({Guard.OWNER_SESSION, Guard.AGENCY_GATE})
+
+
+@dataclass(frozen=True)
+class RouteGuard:
+    guard: Guard
+    media: bool = False
+
+
+# (method, canonical aiohttp path) -> guard. HEAD is covered by its GET.
+ROUTES: dict[tuple[str, str], RouteGuard] = {
+    # hub/api/public.py
+    ("GET", "/api/v1/hub"): RouteGuard(Guard.PUBLIC),
+    # hub/api/owner.py
+    ("POST", "/api/v1/owner/enroll"): RouteGuard(Guard.PAIRING_CODE),
+    ("POST", "/api/v1/decisions"): RouteGuard(Guard.OWNER_JWS),
+    ("POST", "/api/v1/owner/clock"): RouteGuard(Guard.OWNER_JWS),
+    ("GET", "/api/v1/audit/checkpoint"): RouteGuard(Guard.LOOPBACK),
+    ("GET", "/api/v1/audit/proof"): RouteGuard(Guard.LOOPBACK),
+    ("GET", "/api/v1/audit/consistency"): RouteGuard(Guard.LOOPBACK),
+    # hub/api/agency.py
+    ("POST", "/api/agency/v1/requests"): RouteGuard(Guard.AGENCY_SIGNATURE),
+    ("GET", "/api/agency/v1/requests/{id}"): RouteGuard(Guard.AGENCY_SIGNATURE),
+    ("GET", "/api/agency/v1/deliveries/{id}"): RouteGuard(Guard.AGENCY_GATE, media=True),
+    # hub/api/session.py and hub/api/owner_ui.py (the owner web UI)
+    ("GET", "/"): RouteGuard(Guard.PUBLIC),
+    ("GET", "/ui"): RouteGuard(Guard.PUBLIC),
+    ("GET", "/ca.crt"): RouteGuard(Guard.PUBLIC),
+    ("GET", "/api/v1/session"): RouteGuard(Guard.PUBLIC),
+    ("POST", "/api/v1/session/login"): RouteGuard(Guard.PUBLIC),
+    ("POST", "/api/v1/session/password"): RouteGuard(Guard.OWNER_JWS),
+    ("POST", "/api/v1/session/logout"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/cameras"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/timeline"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/segments/{id}.mp4"): RouteGuard(Guard.OWNER_SESSION, media=True),
+    ("GET", "/api/v1/owner/events"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/events/{id}.jpg"): RouteGuard(Guard.OWNER_SESSION, media=True),
+    ("GET", "/api/v1/owner/requests"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/grants"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/agencies"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/devices"): RouteGuard(Guard.OWNER_SESSION),
+    ("POST", "/api/v1/owner/device-requests"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/settings"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/audit/entries"): RouteGuard(Guard.OWNER_SESSION),
+}
+
+
+def guard_for(method: str, path: str) -> RouteGuard | None:
+    """The declared guard of a route (HEAD answers as its GET), or None if undeclared."""
+    return ROUTES.get(("GET" if method == "HEAD" else method, path))

@@ -1,0 +1,135 @@
+"""Owner routes of the consent protocol (PROTOCOL.md §1, §3, §5, §6):
+
+    POST /api/v1/owner/enroll       pairing code   first owner key `{"pairing_code","public_jwk","name"}` → 201 {"kid"}
+    POST /api/v1/decisions          owner JWS      every owner decision, `application/jose` → 201 {"decision_id","request_id"?}
+    POST /api/v1/owner/clock        owner JWS      confirm the hub's clock (§6; see hub/consent/clock.py)
+    GET  /api/v1/audit/checkpoint   loopback       the latest signed checkpoint (C2SP signed note, text/plain)
+    GET  /api/v1/audit/proof        loopback       ?seq=N&size=M → RFC 9162 inclusion proof
+    GET  /api/v1/audit/consistency  loopback       ?from=A&to=B → RFC 9162 consistency proof
+
+(declared in `hub/api/guards.py`). The signature is the authentication for decisions: no session is
+needed (§1). The audit routes are owner-session routes in the protocol; until the session guard is
+wired to them they answer only requests from the box itself (127.0.0.1 / ::1), so on the LAN nobody
+reads the log through them. The owner web UI reads entries through its own session route.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+
+from aiohttp import web
+
+from hub.consent import decisions, owners
+from hub.consent.clock_confirm import confirm_clock
+from hub.consent.errors import ConsentError
+from hub.consent.service import ConsentService
+from hub.services import SERVICES
+
+JOSE = "application/jose"
+
+
+def _consent(request: web.Request) -> ConsentService:
+    consent = request.app[SERVICES].consent
+    assert consent is not None
+    return consent
+
+
+async def _jose_body(request: web.Request) -> bytes:
+    if request.content_type != JOSE:
+        raise ConsentError("unsupported_media_type", f"Content-Type must be {JOSE}", 415)
+    return (await request.read()).strip()
+
+
+async def enroll(request: web.Request) -> web.Response:
+    consent = _consent(request)
+    try:
+        body = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConsentError("invalid_json", "body must be JSON", 400) from exc
+    result = await owners.enroll_first(consent, body, request.remote or "")
+    return web.json_response(result, status=201)
+
+
+async def post_decision(request: web.Request) -> web.Response:
+    consent = _consent(request)
+    result = await decisions.submit(consent, await _jose_body(request))
+    return web.json_response(result, status=201)
+
+
+async def post_clock(request: web.Request) -> web.Response:
+    consent = _consent(request)
+    result = await confirm_clock(consent, await _jose_body(request))
+    return web.json_response(result, status=201)
+
+
+def _require_loopback(request: web.Request) -> None:
+    try:
+        loopback = ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConsentError("forbidden", "the audit routes answer only on the box itself for now", 403)
+
+
+def _int_param(request: web.Request, name: str) -> int:
+    value = request.query.get(name, "")
+    if not value.isdigit() or len(value) > 18:
+        raise ConsentError("bad_request", f"{name} must be a non-negative integer", 400)
+    return int(value)
+
+
+def _b64(items: list[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode("ascii") for h in items]
+
+
+async def audit_checkpoint(request: web.Request) -> web.Response:
+    _require_loopback(request)
+    note = await _consent(request).audit.latest_checkpoint()
+    if note is None:
+        note = await _consent(request).audit.checkpoint()
+    return web.Response(text=note, content_type="text/plain", charset="utf-8")
+
+
+async def audit_proof(request: web.Request) -> web.Response:
+    _require_loopback(request)
+    audit = _consent(request).audit
+    seq, size = _int_param(request, "seq"), _int_param(request, "size")
+    if not seq < size <= audit.size:
+        raise ConsentError("bad_request", f"need 0 <= seq < size <= {audit.size}", 400)
+    entry = await audit.entry(seq)
+    return web.json_response(
+        {
+            "seq": seq,
+            "size": size,
+            "entry": entry.decode("utf-8"),
+            "inclusion_proof": _b64(audit.inclusion_proof(seq, size)),
+            "root": base64.b64encode(audit.root(size)).decode("ascii"),
+        }
+    )
+
+
+async def audit_consistency(request: web.Request) -> web.Response:
+    _require_loopback(request)
+    audit = _consent(request).audit
+    old, new = _int_param(request, "from"), _int_param(request, "to")
+    if not 0 < old <= new <= audit.size:
+        raise ConsentError("bad_request", f"need 0 < from <= to <= {audit.size}", 400)
+    return web.json_response(
+        {
+            "from": old,
+            "to": new,
+            "consistency_proof": _b64(audit.consistency_proof(old, new)),
+            "root": base64.b64encode(audit.root(new)).decode("ascii"),
+        }
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/v1/owner/enroll", enroll)
+    app.router.add_post("/api/v1/decisions", post_decision)
+    app.router.add_post("/api/v1/owner/clock", post_clock)
+    app.router.add_get("/api/v1/audit/checkpoint", audit_checkpoint)
+    app.router.add_get("/api/v1/audit/proof", audit_proof)
+    app.router.add_get("/api/v1/audit/consistency", audit_consistency)

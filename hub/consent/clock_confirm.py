@@ -1,0 +1,79 @@
+"""The owner confirms the hub's clock (PROTOCOL.md §6): `POST /api/v1/owner/clock`, `application/jose`.
+
+Payload `{"v":1, "hub":"<hub_id>", "decision":"confirm-time", "issued_at":"<the owner device's now>",
+"jti":"<random>"}` in the decision JWS header (`typ` `camhub-decision+jws`), signed by an enrolled,
+unrevoked owner key. Accepted (201 `{"confirmed": true, "hub_time", "boot_id"}`) when `issued_at`
+agrees with the hub's clock within `[consent] clock_skew_seconds`: the owner's phone keeps network
+time, so agreement means the hub's clock is right. Otherwise 409 `clock_mismatch` with the hub's time
+in the detail (fix the clock, e.g. enable NTP, and confirm again). The hub never sets its clock from
+a network message. A confirmation lasts until the next boot (the kernel's boot id), because a reboot
+without an RTC is exactly when the clock goes wrong. Audited as `clock.confirmed` / `clock.rejected`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from hub.consent import rfc3339
+from hub.consent.decisions import DECISION_TYP, invalid, refuse, verify_owner_jws
+from hub.consent.errors import ConsentError
+from hub.consent.service import ConsentService
+from hub.store import consent as q
+
+MEMBERS = frozenset({"v", "hub", "decision", "issued_at", "jti"})
+
+
+async def confirm_clock(svc: ConsentService, compact: bytes) -> dict[str, Any]:
+    kid: str | None = None
+    try:
+        parsed, payload = await verify_owner_jws(svc, compact, DECISION_TYP)
+        kid = parsed.kid
+        if set(payload) != MEMBERS or payload.get("v") != 1 or payload.get("decision") != "confirm-time":
+            raise invalid(
+                f"a time confirmation has exactly {', '.join(sorted(MEMBERS))}, decision confirm-time"
+            )
+        if payload.get("hub") != svc.hub_id:
+            raise refuse("wrong_hub", "hub is not this hub's hub_id")
+        jti = payload.get("jti")
+        if not isinstance(jti, str) or not 0 < len(jti) <= 256:
+            raise invalid("jti must be a non-empty string")
+        try:
+            owner_time = rfc3339.parse(payload.get("issued_at"))
+        except ValueError as exc:
+            raise invalid(f"issued_at: {exc}") from exc
+        now = svc.now()
+        skew = svc.config.consent.clock_skew_seconds
+
+        def record(conn: sqlite3.Connection) -> None:
+            if not q.use_jti(conn, jti, now):
+                raise refuse("jti_replayed", "this jti was already used")
+            if abs(owner_time - now) > skew:
+                raise ConsentError(
+                    "clock_mismatch",
+                    f"the hub's clock says {rfc3339.format(now)}, {owner_time - now:+.0f} s from yours",
+                    409,
+                )
+            q.insert_clock_confirmation(
+                conn, parsed.kid, owner_time, now, svc.clock.boot_id, compact.decode()
+            )
+
+        await svc.store.run(record)
+    except ConsentError as exc:
+        await svc.record(
+            "clock.rejected",
+            f"owner:{kid}" if kid else "unauthenticated",
+            {"code": exc.code, "detail": exc.detail},
+        )
+        raise
+    svc.clock.confirm()
+    await svc.record(
+        "clock.confirmed",
+        f"owner:{kid}",
+        {
+            "owner_time": rfc3339.format(owner_time),
+            "hub_time": rfc3339.format(now),
+            "boot_id": svc.clock.boot_id,
+        },
+    )
+    return {"confirmed": True, "hub_time": rfc3339.format(now), "boot_id": svc.clock.boot_id}

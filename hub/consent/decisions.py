@@ -1,0 +1,348 @@
+"""Owner decisions (PROTOCOL.md §3): one JWS compact string per decision, verified exactly as listed.
+
+Common to every kind (in this order):
+
+1. the clock is known to be right (§6), else 503 `clock_unsynced`;
+2. JWS syntax, `alg` in {`Ed25519`, `EdDSA`}, `typ` = `camhub-decision+jws` (`jws.parse`; 400 `jws_*`);
+3. `kid` names an enrolled owner key (403 `unknown_owner_key`) that is not revoked (403
+   `owner_key_revoked`), and the signature verifies with it (403 `jws_bad_signature`);
+4. the payload is a JSON object with `v` = 1, a known `decision`, only the members that kind may carry,
+   `issued_at` and `jti` (400 `invalid_decision`); `hub` is this hub (403 `wrong_hub`);
+5. `jti` was never used before (403 `jti_replayed`). From here on the `jti` is spent even if the
+   decision is refused below: a signed decision is evidence and can be replayed by nobody later,
+   e.g. a revoke-key refused as "last key" cannot be replayed once a second key exists;
+6. `issued_at` is not more than 60 s in the future (403 `issued_in_future`); for key and agency
+   management it is within 300 s of the hub's clock either way (403 `stale_decision`).
+
+Then per kind: approve / decline / revoke here; enroll-key / revoke-key in `owners`; add-agency /
+remove-agency in `agencies`. Each runs in one database transaction on the store's thread, so no gate
+check can interleave with it. Accepted: the JWS is stored verbatim in `decisions`, the response is
+`201 {"decision_id", "request_id"?}` and the audit log gets `decision.accepted` (plus `key.*` or
+`agency.*`). Refused: an audit `decision.rejected` entry with the code, and the error.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.consent import jws, rfc3339
+from hub.consent.errors import ConsentError
+from hub.consent.keys import public_key_from_jwk
+from hub.consent.service import ConsentService
+from hub.store import consent as q
+from hub.store import transaction
+
+DECISION_TYP = "camhub-decision+jws"
+MAX_FUTURE_S = 60
+MANAGEMENT_WINDOW_S = 300
+MAX_GRANT_S = 30 * 86400
+MAX_FETCHES_LIMIT = 100
+MAX_JTI_CHARS = 256
+
+COMMON_MEMBERS = frozenset({"v", "hub", "decision", "issued_at", "jti"})
+REQUEST_MEMBERS = frozenset(
+    {"request_id", "request_sha256", "recipient", "scope", "max_fetches", "not_after"}
+)
+MEMBERS: dict[str, frozenset[str]] = {
+    "approve": COMMON_MEMBERS | REQUEST_MEMBERS,
+    "decline": COMMON_MEMBERS | REQUEST_MEMBERS,
+    "revoke": COMMON_MEMBERS | REQUEST_MEMBERS,
+    "enroll-key": COMMON_MEMBERS | {"subject"},
+    "revoke-key": COMMON_MEMBERS | {"subject"},
+    "add-agency": COMMON_MEMBERS | {"subject"},
+    "remove-agency": COMMON_MEMBERS | {"subject"},
+}
+MANAGEMENT = frozenset({"enroll-key", "revoke-key", "add-agency", "remove-agency"})
+
+
+def invalid(detail: str) -> ConsentError:
+    """The decision is malformed (400)."""
+    return ConsentError("invalid_decision", detail, 400)
+
+
+def refuse(code: str, detail: str) -> ConsentError:
+    """The decision is well-formed but not acceptable (403)."""
+    return ConsentError(code, detail, 403)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A decision whose signature verified with an enrolled owner key."""
+
+    id: str  # base64url SHA-256 of the compact JWS
+    kid: str
+    kind: str
+    payload: dict[str, Any]
+    compact: str
+    issued_at: float
+
+
+@dataclass
+class Outcome:
+    """What an accepted decision did: the response body and the audit entries to write."""
+
+    response: dict[str, Any]
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    grant: q.GrantRecord | None = None
+    grants_ended: bool = False
+
+
+@dataclass(frozen=True)
+class Context:
+    hub_id: str
+    now: float
+    default_max_fetches: int
+
+
+Handler = Callable[[sqlite3.Connection, Context, Decision], Outcome]
+
+
+def decision_id(compact: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(compact.encode("ascii")).digest()).rstrip(b"=").decode()
+
+
+def _handlers() -> dict[str, Handler]:
+    from hub.consent import agencies, owners
+
+    return {
+        "approve": _approve,
+        "decline": _decline,
+        "revoke": _revoke,
+        "enroll-key": owners.enroll_key,
+        "revoke-key": owners.revoke_key,
+        "add-agency": agencies.add_agency,
+        "remove-agency": agencies.remove_agency,
+    }
+
+
+async def verify_owner_jws(
+    svc: ConsentService, compact: bytes | str, typ: str
+) -> tuple[jws.ParsedJWS, dict[str, Any]]:
+    """Steps 2-3: parse, find the unrevoked owner key by `kid`, verify; returns (parsed, payload)."""
+    parsed = jws.parse(compact, typ=typ)
+    key = await svc.store.run(q.owner_key, parsed.kid)
+    if key is None:
+        raise refuse("unknown_owner_key", "kid is not an enrolled owner key")
+    if key.revoked_at is not None:
+        raise refuse("owner_key_revoked", "this owner key was revoked")
+    payload = jws.decode_json(jws.verify(parsed, public_key_from_jwk(key.public_jwk)))
+    if not isinstance(payload, dict):
+        raise invalid("payload must be a JSON object")
+    return parsed, payload
+
+
+def check_common(payload: dict[str, Any], hub_id: str) -> tuple[str, float, str]:
+    """Step 4 (syntax of the common members). Returns (kind, issued_at, jti)."""
+    if payload.get("v") != 1 or isinstance(payload.get("v"), bool):
+        raise invalid("v must be 1")
+    kind = payload.get("decision")
+    if kind not in MEMBERS:
+        raise invalid(f"decision must be one of {', '.join(MEMBERS)}")
+    extra = sorted(set(payload) - MEMBERS[kind])
+    if extra:
+        raise invalid(f"members not allowed in {kind}: {', '.join(extra)}")
+    jti = payload.get("jti")
+    if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_CHARS:
+        raise invalid("jti must be a non-empty string")
+    try:
+        issued_at = rfc3339.parse(payload.get("issued_at"))
+    except ValueError as exc:
+        raise invalid(f"issued_at: {exc}") from exc
+    if not isinstance(payload.get("hub"), str):
+        raise invalid("hub must be a string")
+    if payload["hub"] != hub_id:
+        raise refuse("wrong_hub", "hub is not this hub's hub_id")
+    return kind, issued_at, jti
+
+
+def check_times(kind: str, issued_at: float, now: float) -> None:
+    """Step 6."""
+    if issued_at > now + MAX_FUTURE_S:
+        raise refuse("issued_in_future", f"issued_at is more than {MAX_FUTURE_S} s in the future")
+    if kind in MANAGEMENT and abs(issued_at - now) > MANAGEMENT_WINDOW_S:
+        raise refuse("stale_decision", f"issued_at must be within {MANAGEMENT_WINDOW_S} s of the hub's clock")
+
+
+def _apply(conn: sqlite3.Connection, ctx: Context, decision: Decision, handler: Handler) -> Outcome:
+    # Step 5: spend the jti in its own (autocommit) statement so it stays spent if the handler refuses.
+    if not q.use_jti(conn, decision.payload["jti"], ctx.now):
+        raise refuse("jti_replayed", "this jti was already used")
+    check_times(decision.kind, decision.issued_at, ctx.now)
+    with transaction(conn):
+        outcome = handler(conn, ctx, decision)
+        q.insert_decision(
+            conn, decision.id, decision.kind, decision.kid, decision.payload.get("request_id"),
+            decision.compact, decision.issued_at, ctx.now,
+        )  # fmt: skip
+        if outcome.grant is not None:
+            q.insert_grant(conn, outcome.grant)
+    return outcome
+
+
+async def submit(svc: ConsentService, compact: bytes) -> dict[str, Any]:
+    """Verify and apply one decision posted to `POST /api/v1/decisions`; returns the 201 body."""
+    await svc.require_clock("owner", "decision")
+    kid: str | None = None
+    payload: dict[str, Any] = {}
+    try:
+        parsed, payload = await verify_owner_jws(svc, compact, DECISION_TYP)
+        kid = parsed.kid
+        kind, issued_at, _ = check_common(payload, svc.hub_id)
+        text = compact.decode("ascii")
+        decision = Decision(decision_id(text), kid, kind, payload, text, issued_at)
+        ctx = Context(svc.hub_id, svc.now(), svc.config.consent.max_fetches)
+        outcome = await svc.store.run(_apply, ctx, decision, _handlers()[kind])
+    except ConsentError as exc:
+        data: dict[str, Any] = {"code": exc.code, "detail": exc.detail[:300]}
+        if kid is not None:
+            data["kid"] = kid
+        for member in ("decision", "request_id", "jti"):
+            if isinstance(payload.get(member), str):
+                data[member] = payload[member][:256]
+        await svc.record("decision.rejected", f"owner:{kid}" if kid else "unauthenticated", data)
+        raise
+    actor = f"owner:{kid}"
+    await svc.record(
+        "decision.accepted",
+        actor,
+        {"decision_id": decision.id, "decision": kind, "request_id": payload.get("request_id"), "jws": text},
+    )
+    for type_, data in outcome.events:
+        await svc.record(type_, actor, data)
+    await svc.refresh_holds()
+    if outcome.grants_ended:
+        svc.grants_changed()
+    if outcome.grant is not None and outcome.grant.kind == "clip":
+        from hub.consent import deliveries
+
+        svc.spawn(deliveries.build_for_grant(svc, outcome.grant))
+    return outcome.response
+
+
+# --- approve, decline, revoke -----------------------------------------------------------------
+
+
+def _open_request(conn: sqlite3.Connection, ctx: Context, d: Decision) -> q.RequestRecord:
+    """hub, request_id, request_sha256 and recipient match a stored request that is still open."""
+    p = d.payload
+    for member in ("request_id", "request_sha256", "recipient"):
+        if not isinstance(p.get(member), str):
+            raise invalid(f"{member} must be a string")
+    record = q.request(conn, p["request_id"])
+    if record is None:
+        raise refuse("unknown_request", "no request with this request_id")
+    if p["request_sha256"].lower() != record.body_sha256:
+        raise refuse("request_digest_mismatch", "request_sha256 is not the digest of the stored request")
+    if p["recipient"] != record.agency_keyid:
+        raise refuse("recipient_mismatch", "recipient is not the agency that made the request")
+    agency = q.agency(conn, record.agency_keyid)
+    if record.state != "pending" or ctx.now >= record.respond_by or agency is None or not agency.active:
+        raise refuse("request_closed", "the request is no longer open for a decision")
+    return record
+
+
+def _scope(
+    p: dict[str, Any], record: q.RequestRecord
+) -> tuple[tuple[str, ...], float | None, float | None, int | None]:
+    scope = p.get("scope")
+    if not isinstance(scope, dict):
+        raise invalid("approve needs a scope object")
+    extra = sorted(set(scope) - {"kind", "cameras", "start", "end", "live_max_seconds"})
+    if extra:
+        raise invalid(f"unknown scope members: {', '.join(extra)}")
+    cameras = scope.get("cameras")
+    if not isinstance(cameras, list) or not cameras or not all(isinstance(c, str) for c in cameras):
+        raise invalid("scope.cameras must be a non-empty list of camera ids")
+    if len(set(cameras)) != len(cameras):
+        raise invalid("scope.cameras lists a camera twice")
+    if scope.get("kind") not in ("clip", "live"):
+        raise invalid("scope.kind must be clip or live")
+    if scope["kind"] != record.kind:
+        raise refuse("scope_exceeds_request", "scope.kind differs from the request's kind")
+    if not set(cameras) <= set(record.cameras):
+        raise refuse("scope_exceeds_request", "scope.cameras is not a subset of the requested cameras")
+    if record.kind == "clip":
+        if scope.get("live_max_seconds") is not None:
+            raise invalid("scope.live_max_seconds must be null for a clip")
+        try:
+            start, end = rfc3339.parse(scope.get("start")), rfc3339.parse(scope.get("end"))
+        except ValueError as exc:
+            raise invalid(f"scope.start/end: {exc}") from exc
+        if not start < end:
+            raise invalid("scope.end must be after scope.start")
+        assert record.start_at is not None and record.end_at is not None
+        if start < record.start_at or end > record.end_at:
+            raise refuse("scope_exceeds_request", "scope time range is not inside the request's")
+        return tuple(cameras), start, end, None
+    if scope.get("start") is not None or scope.get("end") is not None:
+        raise invalid("scope.start/end must be null for a livestream")
+    live = scope.get("live_max_seconds")
+    if isinstance(live, bool) or not isinstance(live, int) or live < 1:
+        raise invalid("scope.live_max_seconds must be a positive integer")
+    assert record.live_max_seconds is not None
+    if live > record.live_max_seconds:
+        raise refuse("scope_exceeds_request", "scope.live_max_seconds exceeds the request's")
+    return tuple(cameras), None, None, live
+
+
+def _approve(conn: sqlite3.Connection, ctx: Context, d: Decision) -> Outcome:
+    p = d.payload
+    record = _open_request(conn, ctx, d)
+    cameras, start, end, live = _scope(p, record)
+    try:
+        not_after = rfc3339.parse(p.get("not_after"))
+    except ValueError as exc:
+        raise invalid(f"not_after: {exc}") from exc
+    if not_after <= ctx.now:
+        raise refuse("not_after_passed", "not_after is not later than now")
+    if not_after > d.issued_at + MAX_GRANT_S:
+        raise refuse("not_after_too_late", "not_after is more than 30 days after issued_at")
+    max_fetches = p.get("max_fetches", ctx.default_max_fetches)
+    if (
+        isinstance(max_fetches, bool)
+        or not isinstance(max_fetches, int)
+        or not 1 <= max_fetches <= MAX_FETCHES_LIMIT
+    ):
+        raise invalid(f"max_fetches must be an integer in 1..{MAX_FETCHES_LIMIT}")
+    q.set_request_state(conn, record.id, "approved")
+    grant = q.GrantRecord(
+        d.id, record.id, record.agency_keyid, record.kind, cameras, start, end, live, max_fetches, not_after,
+        None, d.kid,
+    )  # fmt: skip
+    return Outcome({"decision_id": d.id, "request_id": record.id}, grant=grant)
+
+
+def _decline(conn: sqlite3.Connection, ctx: Context, d: Decision) -> Outcome:
+    if d.payload.get("scope") is not None:
+        raise invalid("a decline has no scope")
+    record = _open_request(conn, ctx, d)
+    q.set_request_state(conn, record.id, "declined")
+    return Outcome({"decision_id": d.id, "request_id": record.id})
+
+
+def _revoke(conn: sqlite3.Connection, ctx: Context, d: Decision) -> Outcome:
+    p = d.payload
+    if not isinstance(p.get("request_id"), str):
+        raise invalid("revoke names a request_id")
+    if p.get("scope") is not None:
+        raise invalid("a revoke has no scope")
+    record = q.request(conn, p["request_id"])
+    if record is None:
+        raise refuse("unknown_request", "no request with this request_id")
+    if "request_sha256" in p and p["request_sha256"] != record.body_sha256:
+        raise refuse("request_digest_mismatch", "request_sha256 is not the digest of the stored request")
+    if "recipient" in p and p["recipient"] != record.agency_keyid:
+        raise refuse("recipient_mismatch", "recipient is not the agency that made the request")
+    if q.revoke_grants_for_request(conn, record.id, ctx.now, d.id) == 0:
+        raise refuse("no_active_grant", "the request has no grant to revoke")
+    return Outcome({"decision_id": d.id, "request_id": record.id}, grants_ended=True)
+
+
+async def holds(svc: ConsentService) -> list[tuple[str, float, float]]:
+    """(camera, start, end) of pending requests and unexpired approvals: retention must keep them."""
+    return await svc.store.run(q.holds, svc.now())

@@ -1,0 +1,133 @@
+"""The egress gate (PROTOCOL.md §4): may these bytes leave the box, to this recipient, right now?
+
+`check()` is the one function every path that sends footage, stills, thumbnails or live media to
+anyone other than an authenticated owner session on the LAN calls **at the moment of sending**. It
+re-reads the stored, verified owner approval (the `grants` row written only after the owner's JWS
+verified, see `decisions.py`) and refuses unless all of these hold at that instant:
+
+- the recipient is an agency the owner added and has not removed;
+- a grant for exactly that recipient exists, of the same kind (`clip` / `live`);
+- the grant is not revoked (owner `revoke`, `remove-agency`, or `revoke-key` of the approving key),
+  and the owner key that approved it is still enrolled and unrevoked;
+- `not_after` is later than now;
+- the camera is one of the grant's cameras and, for clips, [start, end] lies inside the grant's range;
+- for a delivery fetch, the delivery belongs to that grant and fewer than `max_fetches` fetches were
+  taken (the fetch is counted in the same transaction, so two parallel fetches cannot both take the
+  last one).
+
+The check runs as one transaction on the store's single DB thread, so it cannot interleave with a
+revoke. There is no configuration that turns it off and no caller-supplied "trusted" flag.
+
+Every path that sends bytes off the box, and how it reaches the gate:
+
+| path | what leaves | guard |
+|---|---|---|
+| `GET /api/agency/v1/deliveries/{id}` (`hub/api/agency.py` → `deliveries.fetch`) | age-encrypted clip delivery | RFC 9421 agency signature, then `gate.check(kind="clip", delivery_id=…, take_fetch=True)` before the first byte and `take_fetch=False` again between chunks, so a revoke stops a transfer in flight |
+| `POST /api/agency/v1/requests`, `GET /api/agency/v1/requests/{id}` | request status and delivery URLs only, never media | RFC 9421 agency signature |
+| `GET /api/v1/hub`, `POST /api/v1/owner/enroll`, `POST /api/v1/decisions`, `POST /api/v1/owner/clock` | hub identity, ids, error codes; no media | public / pairing code / owner JWS |
+| `GET /api/v1/audit/*` | checkpoints and Merkle proofs; no media | loopback only (`hub/api/owner.py`) |
+| owner web UI media (`/api/v1/owner/segments/{id}.mp4`, `/api/v1/owner/events/{id}.jpg`, `hub/api/owner_ui.py`) | the owner's own footage to the owner | owner session on the LAN (`require_owner`), which §4 exempts from the gate |
+| live media over WebRTC (WHEP, §2.4) | live camera media | to be added by the livestream (WHEP) work: it must call `gate.check(kind="live")` before answering the offer and subscribe to `ConsentService.grant_listeners` to cut the peer connection on revoke |
+| mDNS advertisement (`hub/discovery.py`) | hub name and hub_id | no media |
+
+`tests/consent/test_api_route_guards.py` enumerates the aiohttp routes against the table in
+`hub/api/guards.py` and fails if a route that can return media is behind neither the owner session
+nor this gate.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from hub.consent.errors import ConsentError
+from hub.store import Store, transaction
+from hub.store import consent as q
+
+# Float tolerance for range containment (times are REAL seconds; RFC 3339 carries milliseconds).
+_EPS = 1e-3
+
+
+class EgressDenied(ConsentError):
+    """The gate refused: nothing may be sent."""
+
+    status = 403
+
+
+def _deny(code: str, detail: str) -> EgressDenied:
+    return EgressDenied(code, detail, 403)
+
+
+def _covers(grant: q.GrantRecord, camera: str, start: float | None, end: float | None, kind: str) -> bool:
+    if grant.kind != kind or camera not in grant.cameras:
+        return False
+    if kind == "clip":
+        if start is None or end is None or grant.start_at is None or grant.end_at is None:
+            return False
+        return grant.start_at - _EPS <= start and end <= grant.end_at + _EPS and start <= end
+    return True
+
+
+def _check(
+    conn: sqlite3.Connection,
+    recipient: str,
+    camera: str,
+    start: float | None,
+    end: float | None,
+    kind: str,
+    delivery_id: str | None,
+    take_fetch: bool,
+    now: float,
+) -> q.GrantRecord:
+    with transaction(conn):
+        agency = q.agency(conn, recipient)
+        if agency is None or not agency.active:
+            raise _deny("not_permitted", "the recipient is not a trusted agency")
+        if delivery_id is not None:
+            delivery = q.delivery(conn, delivery_id)
+            if delivery is None or delivery.camera_id != camera:
+                raise _deny("not_permitted", "no such delivery for this camera")
+            found = q.grant(conn, delivery.grant_id)
+            candidates = [found] if found is not None else []
+        else:
+            candidates = q.live_grants_for(conn, recipient)
+        candidates = [
+            g for g in candidates if g.recipient == recipient and _covers(g, camera, start, end, kind)
+        ]
+        if not candidates:
+            raise _deny("not_permitted", "no owner approval covers this recipient, camera and range")
+        refusal: EgressDenied | None = None
+        for grant in candidates:
+            approver = q.owner_key(conn, grant.approved_by)
+            if grant.revoked_at is not None or approver is None or approver.revoked_at is not None:
+                refusal = refusal or _deny("grant_revoked", "the owner revoked this approval")
+                continue
+            if grant.not_after <= now:
+                refusal = refusal or _deny("grant_expired", "the approval's not_after has passed")
+                continue
+            if delivery_id is not None and take_fetch:
+                if q.count_fetch(conn, delivery_id, grant.max_fetches) is None:
+                    raise _deny("fetch_limit_reached", f"this delivery was fetched {grant.max_fetches} times")
+            return grant
+        assert refusal is not None
+        raise refusal
+
+
+async def check(
+    store: Store,
+    recipient: str,
+    camera: str,
+    start: float | None,
+    end: float | None,
+    *,
+    kind: str,
+    now: float,
+    delivery_id: str | None = None,
+    take_fetch: bool = False,
+) -> q.GrantRecord:
+    """Return the grant that allows sending `camera` [start, end] (`kind` clip or live) to the agency
+    `recipient` now, or raise `EgressDenied` (403: `not_permitted`, `grant_revoked`,
+    `grant_expired`, `fetch_limit_reached`). With `delivery_id` and `take_fetch`, one fetch of that
+    delivery is counted atomically with the check."""
+    if kind not in ("clip", "live"):
+        raise _deny("not_permitted", f"unknown egress kind {kind!r}")
+    return await store.run(_check, recipient, camera, start, end, kind, delivery_id, take_fetch, now)

@@ -1,0 +1,159 @@
+"""The consent service: what the daemon starts for PROTOCOL.md §1-§6 and every consent route uses.
+
+It owns the audit log, the clock guard, the pairing guard, the delivery builder and two supervised
+tasks: the hourly checkpoint (§5 "at least hourly") and the pruning of seen nonces (§2, 600 s). The
+domain logic lives in the modules named after the protocol piece they implement — `owners`,
+`agencies`, `requests`, `decisions`, `gate`, `deliveries` — which take this service as context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hub.config import Config
+from hub.consent import rfc3339
+from hub.consent.audit import AuditLog
+from hub.consent.clock import ClockGuard
+from hub.consent.errors import ConsentError
+from hub.consent.keys import HubKey
+from hub.consent.pairing import PairingGuard
+from hub.store import Store
+from hub.store import consent as q
+from hub.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 3600.0
+NONCE_WINDOW_S = 600.0
+NONCE_PRUNE_INTERVAL_S = 60.0
+# Audit `clock.unsynced` at most this often: a flood of refused requests must not flood the log.
+CLOCK_AUDIT_INTERVAL_S = 60.0
+
+
+@dataclass
+class ConsentService:
+    config: Config
+    store: Store
+    hub_key: HubKey
+    audit: AuditLog
+    clock: ClockGuard
+    pairing: PairingGuard
+    deliveries_dir: Path
+    now: Callable[[], float] = time.time
+    # Called (synchronously, on the event loop) after anything that can end a grant: revoke,
+    # revoke-key, remove-agency. Live egress (WHEP) subscribes to cut streams at once (§2.4).
+    grant_listeners: list[Callable[[], None]] = field(default_factory=list)
+    # Latest holds (camera, start, end) for retention, refreshed after every consent write.
+    _holds: list[tuple[str, float, float]] = field(default_factory=list)
+    _last_clock_audit: float = 0.0
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    # One delivery build at a time: background work on a two-core box.
+    build_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def hub_id(self) -> str:
+        return self.hub_key.hub_id
+
+    @classmethod
+    async def start(
+        cls, config: Config, store: Store, hub_key: HubKey, supervisor: Supervisor, pairing: PairingGuard
+    ) -> ConsentService:
+        """Open the audit log, record `hub.started`, and spawn the checkpoint and nonce tasks."""
+        audit = await AuditLog.open(store, hub_key)
+        deliveries_dir = config.hub.data_dir / "deliveries"
+        await asyncio.to_thread(deliveries_dir.mkdir, mode=0o700, exist_ok=True)
+        svc = cls(
+            config=config,
+            store=store,
+            hub_key=hub_key,
+            audit=audit,
+            clock=ClockGuard(config.consent.trust_system_clock),
+            pairing=pairing,
+            deliveries_dir=deliveries_dir,
+        )
+        if await store.run(q.clock_confirmed_on_boot, svc.clock.boot_id):
+            svc.clock.confirm()  # an owner confirmed the time earlier during this boot (§6)
+        await svc.record(
+            "hub.started",
+            "hub",
+            {"hub_id": hub_key.hub_id, "clock_synced": svc.clock.synced(), "boot_id": svc.clock.boot_id},
+        )
+        await svc.audit.checkpoint()
+        await svc.refresh_holds()
+        supervisor.spawn("consent-checkpoint", svc._checkpoint_loop)
+        supervisor.spawn("consent-nonce-prune", svc._prune_loop)
+        from hub.consent import deliveries
+
+        supervisor.spawn("consent-deliveries-resume", lambda: deliveries.resume(svc), restart=False)
+        return svc
+
+    async def record(self, type_: str, actor: str, data: dict[str, Any]) -> tuple[int, bytes]:
+        """Append an audit entry (§5). Floats are not allowed in entries: pass times as RFC 3339."""
+        return await self.audit.append(type_, actor, data)
+
+    async def require_clock(self, actor: str, action: str) -> None:
+        """§6: refuse with 503 `clock_unsynced` (and audit it) until the clock is known to be right."""
+        if self.clock.synced():
+            return
+        now = time.monotonic()
+        if now - self._last_clock_audit >= CLOCK_AUDIT_INTERVAL_S or self._last_clock_audit == 0.0:
+            self._last_clock_audit = now
+            await self.record("clock.unsynced", actor, {"refused": action})
+        raise ConsentError("clock_unsynced", "the hub's clock is not known to be synchronised", 503)
+
+    def spawn(self, coro: Any) -> None:
+        """Run a one-off background job (a delivery build) whose failure is logged, never lost."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("consent background job failed", exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=3.0)
+
+    def grants_changed(self) -> None:
+        for listener in list(self.grant_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("grant listener failed")
+
+    async def refresh_holds(self) -> None:
+        self._holds = await self.store.run(q.holds, self.now())
+
+    def holds(self) -> list[tuple[str, float, float]]:
+        """(camera, start, end) that retention must keep: pending requests and unexpired approvals.
+
+        Synchronous and cheap (a snapshot refreshed after every consent write), because retention
+        calls it on the event loop just before deleting.
+        """
+        return list(self._holds)
+
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+            await self.audit.checkpoint()
+            await self.refresh_holds()
+
+    async def _prune_loop(self) -> None:
+        while True:
+            await self.store.run(q.prune_nonces, self.now() - NONCE_WINDOW_S)
+            await asyncio.sleep(NONCE_PRUNE_INTERVAL_S)
+
+    def time_text(self, ts: float | None) -> str | None:
+        return None if ts is None else rfc3339.format(ts)
