@@ -62,6 +62,7 @@ ENTRY_TYPES = frozenset(
 )
 _TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")
 MAX_ENTRY_BYTES = 64 * 1024
+MAX_SAFE_INT = 2**53 - 1  # RFC 8785 §3.2.2.3: numbers are IEEE 754 doubles
 
 
 def rfc3339_now() -> str:
@@ -82,6 +83,8 @@ def _check_data(value: Any, depth: int = 0) -> None:
     elif isinstance(value, list | tuple):
         for v in value:
             _check_data(v, depth + 1)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INT:
+        raise AuditError("audit_bad_entry", "integers beyond 2**53 - 1 have no exact RFC 8785 form")
     elif not (value is None or isinstance(value, str | bool | int)):
         raise AuditError("audit_bad_entry", f"{type(value).__name__} is not JSON")
 
@@ -95,7 +98,10 @@ def canonical_entry(seq: int, time: str, type_: str, actor: str, data: dict[str,
     if not isinstance(data, dict):
         raise AuditError("audit_bad_entry", "data must be an object")
     _check_data(data)
-    entry = rfc8785.dumps({"seq": seq, "time": time, "type": type_, "actor": actor, "data": data})
+    try:
+        entry = rfc8785.dumps({"seq": seq, "time": time, "type": type_, "actor": actor, "data": data})
+    except rfc8785.CanonicalizationError as exc:  # e.g. lone surrogates in a string
+        raise AuditError("audit_bad_entry", f"entry cannot be canonicalised: {exc}") from exc
     if len(entry) > MAX_ENTRY_BYTES:
         raise AuditError("audit_bad_entry", "entry too large")
     return entry

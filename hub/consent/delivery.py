@@ -333,7 +333,10 @@ def verify_unpacked(
     except ValueError as exc:
         raise DeliveryError("delivery_bad_input", "hub key is not an Ed25519 JWK") from exc
     try:
-        parsed = jws.parse((directory / "manifest.jws").read_text("ascii").strip(), typ=MANIFEST_TYP)
+        parsed = jws.parse((directory / "manifest.jws").read_text("ascii").strip())
+        # The page fixes only alg and kid; a typ, when present, must be ours (RFC 8725 §3.11).
+        if parsed.header.get("typ", MANIFEST_TYP) != MANIFEST_TYP:
+            raise DeliveryError("delivery_bad_signature", "manifest.jws has a foreign typ")
         if parsed.kid != hub_id:
             raise DeliveryError("delivery_bad_signature", "manifest.jws kid is not this hub's id")
         payload = jws.verify(parsed, hub_key)
@@ -387,4 +390,3 @@ def verify_tar(tar_path: Path, hub_jwk: dict[str, Any], directory: Path) -> Open
     """Verify a tar someone already decrypted (e.g. with the stock `age -d`)."""
     directory.mkdir(parents=True, exist_ok=True)
     return verify_unpacked(directory, _unpack(tar_path, directory), hub_jwk)
-

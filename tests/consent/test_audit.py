@@ -81,6 +81,8 @@ def test_entry_is_rfc8785_canonical() -> None:
         ("x.y", "a", {"f": 1.5}),
         ("x.y", "a", []),
         ("x.y", "a", {"s": {1}}),
+        ("x.y", "a", {"n": 2**53}),
+        ("x.y", "a", {"s": "\ud800"}),
     ],
 )
 def test_bad_entries_refused(type_: str, actor: str, data: object) -> None:
@@ -168,7 +170,7 @@ async def test_flipped_byte_names_the_seq(tmp_path: Path, store: Store, hub_key:
     assert rc == 1 and "first bad seq: 6" in text, text
 
 
-@pytest.mark.parametrize("offset", [0, 5, 17, 40, -2])
+@pytest.mark.parametrize("offset", [0, 5, 17, 40, -2, -1])
 async def test_any_flipped_byte_names_the_seq(
     tmp_path: Path, store: Store, hub_key: HubKey, offset: int
 ) -> None:
