@@ -389,7 +389,12 @@ class MotionRunner:
             options = {"rtsp_transport": "tcp", "timeout": str(int(self._timeouts[1] * 1_000_000))}
         with av.open(self.url, options=options, timeout=self._timeouts) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # A sub-stream decodes fastest in CPU time on one thread (frame threads cost ~2x for
+            # 640x360); a main stream used as fallback needs the threads to keep up.
+            if stream.codec_context.width > 1280:
+                stream.thread_type = "AUTO"
+            else:
+                stream.codec_context.thread_count = 1
             period = 1.0 / self.config.analysis_fps
             next_at: float | None = None
             for packet in container.demux(stream):

@@ -1,0 +1,218 @@
+"""Motion detection cost: added CPU per camera for a 640x360 15 fps sub-stream.
+
+For each N (1 and 4; 1 with ``--smoke``) this starts ``camhub-sim`` with N cameras in its own
+process and, in this process, one `MotionRunner` per camera on the sub-stream over RTSP/TCP: every
+frame is decoded (H.264 needs it) and 5 fps are analysed. In the same run, as the reference, one
+``ffmpeg -rtsp_transport tcp -i SUB -f null -`` per camera decodes the same streams and does nothing
+else. Each camera gets a scripted visitor during the window so the detector sees real motion.
+CPU is user+system time of all threads (this process: `time.process_time`; ffmpeg: /proc), over
+the same window. A micro-benchmark of the detector alone (no decoding) on 640x360 frames is
+reported too.
+
+Target: <= 10% of one core per camera. Run: ``.venv/bin/python -m bench.motion_bench [--smoke]``.
+Prints a table and writes ``bench/results/motion.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+
+from hub.events.motion import MotionConfig, MotionDetector, MotionRunner, Transition
+
+RESULTS = Path(__file__).resolve().parent / "results" / "motion.json"
+TARGET_CORE_FRACTION = 0.10
+# The sim's frame stamp (top) and clock overlay (bottom) change every frame; owners mask overlays.
+OVERLAY_MASKS = (
+    ((0.0, 0.0), (1.0, 0.0), (1.0, 0.08), (0.0, 0.08)),
+    ((0.0, 0.88), (1.0, 0.88), (1.0, 1.0), (0.0, 1.0)),
+)
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime (proc(5) fields 14, 15)
+
+
+async def start_sim(n: int) -> tuple[asyncio.subprocess.Process, list[dict[str, object]]]:
+    # The main stream is not read here: keep it small so the sim starts fast.
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "firmware_sim.cli", "--cameras", str(n), "--rtsp-port", "0",
+        "--control-port", "0", "--no-mdns", "--width", "640", "--height", "360", "--fps", "15",
+        "--gop", "30",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    cameras = []
+    async with asyncio.timeout(120):
+        while (line := (await proc.stdout.readline()).decode().strip()) != "ready":
+            if not line:
+                raise RuntimeError(f"camhub-sim exited with {await proc.wait()}")
+            cameras.append(json.loads(line))
+    return proc, cameras
+
+
+async def stop_process(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def measure(n: int, warmup_s: float, window_s: float) -> dict[str, object]:
+    sim, cameras = await start_sim(n)
+    runners: list[MotionRunner] = []
+    refs: list[asyncio.subprocess.Process] = []
+    transitions: list[Transition] = []
+    try:
+        config = MotionConfig(masks=OVERLAY_MASKS)
+        for cam in cameras:
+            runner = MotionRunner(str(cam["camera"]), str(cam["rtsp_sub"]), config, transitions.append)
+            await runner.start()
+            runners.append(runner)
+        if shutil.which("ffmpeg"):
+            for cam in cameras:
+                cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-threads", "1", "-rtsp_transport", "tcp"]
+                cmd += ["-i", str(cam["rtsp_sub"]), "-f", "null", "-"]
+                refs.append(
+                    await asyncio.create_subprocess_exec(
+                        *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+                    )
+                )
+        # Wait until every runner is analysing, then let things settle.
+        async with asyncio.timeout(60):
+            while True:
+                if all(r.frames_analysed > 0 for r in runners):
+                    break
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(warmup_s)
+        async with aiohttp.ClientSession() as http:
+            for cam in cameras:
+                async with http.post(f"{cam['control']}/visitor") as resp:
+                    resp.raise_for_status()
+        decoded0 = sum(r.frames_decoded for r in runners)
+        analysed0 = sum(r.frames_analysed for r in runners)
+        ref0 = [proc_cpu_seconds(p.pid) for p in refs]
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        await asyncio.sleep(window_s)
+        cpu1, wall1 = time.process_time(), time.monotonic()
+        ref1 = [proc_cpu_seconds(p.pid) for p in refs if p.returncode is None]
+        wall = wall1 - wall0
+        hub_core = (cpu1 - cpu0) / wall / n
+        decoded = sum(r.frames_decoded for r in runners) - decoded0
+        analysed = sum(r.frames_analysed for r in runners) - analysed0
+        ref_core = (sum(ref1) - sum(ref0)) / wall / n if refs and len(ref1) == len(refs) else None
+        return {
+            "cameras": n,
+            "window_s": round(wall, 2),
+            "hub_core_per_camera": round(hub_core, 4),
+            "ffmpeg_decode_core_per_camera": None if ref_core is None else round(ref_core, 4),
+            "ratio_hub_over_ffmpeg_decode": None if not ref_core else round(hub_core / ref_core, 2),
+            "decoded_fps_per_camera": round(decoded / wall / n, 1),
+            "analysed_fps_per_camera": round(analysed / wall / n, 1),
+            "motion_events_started": sum(1 for t in transitions if t.kind == "start"),
+        }
+    finally:
+        for runner in runners:
+            await runner.stop()
+        for ref in refs:
+            await stop_process(ref)
+        await stop_process(sim)
+
+
+def detector_only(frames: int) -> dict[str, object]:
+    """Per-frame CPU of `MotionDetector.score` on 640x360 BGR frames with a moving box."""
+    rng = np.random.default_rng(1)
+    base = rng.integers(40, 200, (360, 640, 3), dtype=np.uint8)
+    images = []
+    for i in range(30):
+        img = base.copy()
+        x = 20 * i
+        img[100:280, x : x + 70] = (200, 180, 220)
+        images.append(img)
+    detector = MotionDetector(MotionConfig(masks=OVERLAY_MASKS))
+    detector.score(images[0])
+    cpu0 = time.process_time()
+    for i in range(frames):
+        detector.score(images[i % len(images)])
+    per_frame = (time.process_time() - cpu0) / frames
+    return {
+        "frames": frames,
+        "cpu_ms_per_frame": round(per_frame * 1000, 3),
+        "core_at_5fps": round(per_frame * 5, 4),
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    counts = [1] if args.smoke else [1, 4]
+    warmup, window = (1.0, 3.0) if args.smoke else (2.0, 8.0)
+    runs = [await measure(n, warmup, window) for n in counts]
+    return {
+        "bench": "motion",
+        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version()},
+        "smoke": args.smoke,
+        "stream": "640x360 H.264 15 fps sub-stream over RTSP/TCP, analysed at 5 fps",
+        "target_core_per_camera": TARGET_CORE_FRACTION,
+        "runs": runs,
+        "detector_only": detector_only(100 if args.smoke else 500),
+    }
+
+
+def table(result: dict[str, object]) -> str:
+    lines = [
+        "| cameras | hub % core/camera | ffmpeg decode % core/camera | hub/ffmpeg | decoded fps | analysed fps |",
+        "|---|---|---|---|---|---|",
+    ]
+    runs = result["runs"]
+    assert isinstance(runs, list)
+    for r in runs:
+        ref = r["ffmpeg_decode_core_per_camera"]
+        lines.append(
+            f"| {r['cameras']} | {r['hub_core_per_camera'] * 100:.1f} | "
+            f"{'n/a' if ref is None else f'{ref * 100:.1f}'} | {r['ratio_hub_over_ffmpeg_decode'] or 'n/a'} | "
+            f"{r['decoded_fps_per_camera']} | {r['analysed_fps_per_camera']} |"
+        )
+    d = result["detector_only"]
+    assert isinstance(d, dict)
+    lines.append(
+        f"\nDetector alone: {d['cpu_ms_per_frame']} ms CPU per 640x360 frame = "
+        f"{d['core_at_5fps'] * 100:.1f}% of a core at 5 fps. Target: <= {TARGET_CORE_FRACTION:.0%} per camera."
+    )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.motion_bench")
+    parser.add_argument("--smoke", action="store_true", help="1 camera, a 3 s window (CI)")
+    args = parser.parse_args(argv)
+    result = asyncio.run(main_async(args))
+    worst = max(r["hub_core_per_camera"] for r in result["runs"])  # type: ignore[union-attr]
+    result["summary"] = (
+        f"motion: {worst * 100:.1f}% of a core per camera at worst (target <= {TARGET_CORE_FRACTION:.0%})"
+    )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    print(result["summary"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
