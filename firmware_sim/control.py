@@ -119,7 +119,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     camera = _camera(request)
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
     await response.prepare(request)
-    with camera.listen() as listener:
+    with camera.listen() as listener, contextlib.suppress(ConnectionError):
         await response.write(b": camhub-sim events\nretry: 1000\n\n")
         while True:
             try:
@@ -132,7 +132,6 @@ async def events(request: web.Request) -> web.StreamResponse:
                 break
             data = json.dumps(event.to_json())
             await response.write(f"event: {event.type}\ndata: {data}\n\n".encode())
-    with contextlib.suppress(ConnectionError):
         await response.write_eof()
     return response
 

@@ -142,6 +142,10 @@ class RtspServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reopen
         await self._close_listener()
+        tasks = [c._main for c in list(self._connections) if c._main is not None]
+        for conn in list(self._connections):
+            conn.abort()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(c.close() for c in list(self._connections)))
 
     async def _close_listener(self) -> None:
@@ -579,4 +583,8 @@ class Connection:
                 self.writer.write(bytes(out))
                 await self.writer.drain()
         except (ConnectionError, RuntimeError):
+            self.abort()
+        except Exception:
+            # One viewer's failure must not affect the others: log, close this connection.
+            log.exception("rtsp: sending to %s viewer failed", session.camera.name)
             self.abort()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import random
+import re
 import struct
 
 import pytest
@@ -215,3 +217,43 @@ async def test_idle_connection_times_out() -> None:
                         await client.read_interleaved()
         finally:
             await client.close()
+
+
+async def test_fuzzed_requests_never_crash_the_server(camera: SimCamera) -> None:
+    """Mutated and random requests: each gets an RTSP status line or a closed socket, never a hang."""
+    rng = random.Random(3)
+    url = camera.rtsp_url(with_credentials=False)
+    valid = [f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n".encode(),
+             f"SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\n\r\n".encode(),
+             f"PLAY {url} RTSP/1.0\r\nCSeq: 4\r\nSession: 12345678\r\n\r\n".encode()]
+    viewer = await RawRtsp.connect(camera.rtsp_url())
+    try:
+        await viewer.play(url)
+        for i in range(150):
+            data = bytearray(rng.choice(valid))
+            if i % 3 == 0:
+                data = bytearray(rng.randbytes(rng.randrange(1, 300))) + b"\r\n\r\n"
+            else:
+                for _ in range(rng.randrange(1, 6)):
+                    pos = rng.randrange(len(data))
+                    data[pos : pos + rng.randrange(0, 4)] = rng.randbytes(rng.randrange(0, 4))
+                data += b"\r\n\r\n"
+            reader, writer = await asyncio.open_connection("127.0.0.1", camera.rtsp.port)
+            try:
+                writer.write(bytes(data))
+                await writer.drain()
+                # An interleaved '$' frame (after stray CR/LF) legitimately waits for its payload.
+                frame = bytes(data).lstrip(b"\r\n").startswith(b"$")
+                if not frame:
+                    async with asyncio.timeout(5):
+                        reply = await reader.readuntil(b"\r\n")
+                    assert re.fullmatch(rb"RTSP/1\.0 [1-5]\d\d [^\r\n]*\r\n", reply), (data, reply)
+            finally:
+                writer.close()
+        units = await viewer.read_access_units(15)
+        seqs = [h264.find_stamp(h264.join_annexb(n)).seq for _, n in units]
+        assert seqs == list(range(seqs[0], seqs[0] + 15))
+        rc, data, err = await ffprobe(camera.rtsp_url())
+        assert rc == 0, err
+    finally:
+        await viewer.close()
