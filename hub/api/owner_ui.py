@@ -134,7 +134,8 @@ async def cameras(request: web.Request) -> web.Response:
                     "last_seen": cam.last_seen,
                 }
             )
-    return web.json_response({"cameras": configured, "discovered": found})
+    recorded = await services.store.run(segments_q.camera_ids)
+    return web.json_response({"cameras": configured, "recorded": recorded, "discovered": found})
 
 
 async def timeline(request: web.Request) -> web.Response:

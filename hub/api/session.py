@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import functools
 import hashlib
 import hmac
@@ -179,11 +180,13 @@ OWNER_SESSION = web.RequestKey("owner_session", q.Session)
 
 
 async def _audit(services: Services, type_: str, data: dict[str, Any]) -> None:
-    audit = getattr(services, "audit", None)
-    if audit is None:
+    # The consent service owns the audit log (hub/consent/service.py); a hub started without it
+    # (unit tests of the API alone) still logs the event.
+    consent = getattr(services, "consent", None)
+    if consent is None:
         log.info("%s %s", type_, data)
         return
-    await audit.append(type_, "owner", data)
+    await consent.record(type_, "owner", data)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -356,10 +359,19 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
+def _rfc3339(value: Any) -> float | None:
+    if not isinstance(value, str) or not value.endswith("Z") or len(value) > 40:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value[:-1] + "+00:00").timestamp()
+    except ValueError:
+        return None
+
+
 def _verify_owner_proof(conn: Any, compact: str, hub_id: str, now: float) -> str:
     """Check a password proof JWS against an enrolled, unrevoked owner key; returns its kid.
 
-    Payload `{"v":1, "hub", "purpose": "set-password", "issued_at" (unix s), "jti"}`; the jti is
+    Payload `{"v":1, "hub", "purpose": "set-password", "issued_at" (RFC 3339 UTC, "Z"), "jti"}`; the jti is
     single use in the same table as decisions' (PROTOCOL §3), so a proof cannot be replayed.
     """
     parsed = jws.parse(compact, typ=PROOF_TYP)
@@ -373,8 +385,8 @@ def _verify_owner_proof(conn: Any, compact: str, hub_id: str, now: float) -> str
         raise HubError("not a set-password proof", code="bad_proof")
     if payload.get("hub") != hub_id:
         raise HubError("proof is for another hub", code="bad_proof", status=403)
-    issued = payload.get("issued_at")
-    if not isinstance(issued, int | float) or abs(now - issued) > PROOF_MAX_AGE_S:
+    issued = _rfc3339(payload.get("issued_at"))
+    if issued is None or abs(now - issued) > PROOF_MAX_AGE_S:
         raise HubError("proof is stale or from the future", code="bad_proof", status=403)
     jti = payload.get("jti")
     if not isinstance(jti, str) or not 16 <= len(jti) <= 128 or not consent_q.use_jti(conn, jti, now):

@@ -1,0 +1,62 @@
+// The hub's JSON API from the page: same origin only, the session cookie goes along by itself
+// (HttpOnly, so this script never sees it), and every state change carries the CSRF token.
+
+let csrf = null;
+let onUnauthorized = () => {};
+
+export function setCsrf(token) {
+  csrf = token;
+}
+
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+export class ApiError extends Error {
+  constructor(status, code, detail) {
+    super(detail ? `${code}: ${detail}` : code);
+    this.status = status;
+    this.code = code;
+    this.detail = detail;
+  }
+}
+
+async function request(method, path, { json, body, contentType } = {}) {
+  const headers = {};
+  if (method !== "GET" && method !== "HEAD" && csrf) headers["X-CSRF-Token"] = csrf;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (contentType) {
+    headers["Content-Type"] = contentType;
+  }
+  const res = await fetch(path, { method, headers, body, credentials: "same-origin", cache: "no-store" });
+  const text = await res.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!res.ok) {
+    const err = new ApiError(res.status, data?.error || `http_${res.status}`, data?.detail || res.statusText);
+    if (res.status === 401 && data?.error === "no_session") onUnauthorized(err);
+    throw err;
+  }
+  return data;
+}
+
+export const get = (path) => request("GET", path);
+export const post = (path, json) => request("POST", path, { json });
+export const del = (path) => request("DELETE", path);
+
+// Owner decisions are a JWS posted as application/jose (PROTOCOL.md §1, §3): the signature is the
+// authority; the session and CSRF token ride along because this is the web UI.
+export const postDecision = (compact) =>
+  request("POST", "/api/v1/decisions", { body: compact, contentType: "application/jose" });
+
+export function query(params) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== "") q.set(k, String(v));
+  return q.toString();
+}

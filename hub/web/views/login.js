@@ -1,0 +1,38 @@
+// Password login (hub/api/session.py): rate limited on the hub; the cookie is HttpOnly.
+
+import * as api from "../lib/api.js";
+import { h, notice, replace } from "../lib/dom.js";
+import { ownerKey } from "../lib/keys.js";
+
+export async function render(root, ctx) {
+  const status = h("div", { "aria-live": "polite" });
+  const form = h("form", { class: "stack" },
+    h("label", { for: "password" }, "Password"),
+    h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true }),
+    h("button", { type: "submit" }, "Log in"),
+    status,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api.post("/api/v1/session/login", { password: form.elements.password.value });
+      await ctx.onAuthenticated();
+    } catch (err) {
+      const text =
+        err.code === "rate_limited" ? `Too many tries. ${err.detail}` :
+        err.code === "bad_password" ? "Wrong password." : err.message;
+      replace(status, notice(text, "error"));
+      form.elements.password.select();
+    }
+  });
+  const key = await ownerKey();
+  const reset = key?.enrolled
+    ? h("p", { class: "muted" }, h("a", { href: "#", id: "forgot", onclick: async (ev) => {
+        ev.preventDefault();
+        const mod = await import("./onboard.js");
+        await mod.render(root, { ...ctx, session: { ...ctx.session, owner_enrolled: true } });
+      } }, "Forgot the password? This browser's key can set a new one."))
+    : null;
+  replace(root, h("section", { class: "card narrow" }, h("h1", {}, "Log in"), form, reset));
+  form.elements.password.focus();
+}

@@ -1,0 +1,121 @@
+// First visit: pairing code + password + this browser's owner key (PROTOCOL.md §1).
+// Also: setting a new password from a browser whose key is already enrolled.
+
+import * as api from "../lib/api.js";
+import { h, notice, replace } from "../lib/dom.js";
+import { createOwnerKey, markEnrolled, ownerKey, randomJti, signJws } from "../lib/keys.js";
+import { rfc3339 } from "../lib/time.js";
+
+const MIN_PASSWORD = 10;
+
+function passwordFields() {
+  return [
+    h("label", { for: "password" }, "Password for this hub (at least 10 characters)"),
+    h("input", { id: "password", name: "password", type: "password", autocomplete: "new-password", minlength: MIN_PASSWORD, required: true }),
+    h("label", { for: "password2" }, "Password again"),
+    h("input", { id: "password2", name: "password2", type: "password", autocomplete: "new-password", minlength: MIN_PASSWORD, required: true }),
+  ];
+}
+
+function readPassword(form) {
+  const pw = form.elements.password.value;
+  if (pw.length < MIN_PASSWORD) throw new Error(`The password needs at least ${MIN_PASSWORD} characters.`);
+  if (pw !== form.elements.password2.value) throw new Error("The two passwords differ.");
+  return pw;
+}
+
+// A fresh JWS from the enrolled key authorises choosing the password (hub/api/session.py).
+async function setPassword(session, password) {
+  const proof = await signJws(
+    { v: 1, hub: session.hub_id, purpose: "set-password", issued_at: rfc3339(new Date()), jti: randomJti() },
+    "camhub-web-password+jws",
+  );
+  return api.post("/api/v1/session/password", { password, proof });
+}
+
+export async function render(root, ctx) {
+  const { session } = ctx;
+  const status = h("div", { "aria-live": "polite" });
+  const existing = await ownerKey();
+
+  if (session.owner_enrolled) {
+    // An owner exists: only a browser holding an enrolled key may (re)set the password.
+    if (!existing || !existing.enrolled) {
+      replace(
+        root,
+        h("section", { class: "card narrow" },
+          h("h1", {}, "Log in"),
+          session.password_set
+            ? notice("This browser is not enrolled and a password is needed.")
+            : notice("An owner key is enrolled but no password has been set. Open this page in the browser that was enrolled to set one, or run `camhub pair` on the hub for a new pairing code.", "error"),
+        ),
+      );
+      return;
+    }
+    const form = h("form", { class: "stack", novalidate: true },
+      notice(`This browser holds the enrolled key “${existing.name}”. Choosing a new password logs out every other browser.`),
+      ...passwordFields(),
+      h("button", { type: "submit" }, "Set password"),
+      status,
+    );
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        const pw = readPassword(form);
+        await setPassword(session, pw);
+        await ctx.onAuthenticated();
+      } catch (err) {
+        replace(status, notice(err.message, "error"));
+      }
+    });
+    replace(root, h("section", { class: "card narrow" }, h("h1", {}, "Set the owner password"), form));
+    return;
+  }
+
+  const form = h("form", { class: "stack", novalidate: true },
+    h("p", {}, "Welcome. The hub printed a one-time pairing code on its console when it started (or run ", h("code", {}, "camhub pair"), ")."),
+    h("label", { for: "pairing" }, "Pairing code"),
+    h("input", { id: "pairing", name: "pairing", autocomplete: "one-time-code", inputmode: "text", placeholder: "XXXX-XXXX", required: true, pattern: "[0-9A-Za-z]{4}-?[0-9A-Za-z]{4}" }),
+    h("label", { for: "devname" }, "Name for this device"),
+    h("input", { id: "devname", name: "devname", value: guessDeviceName(), maxlength: 64, required: true }),
+    ...passwordFields(),
+    h("p", { class: "muted" },
+      "This browser will make a signing key that cannot be copied out of it. Every approval you give an agency is signed with it, here, on this device."),
+    h("button", { type: "submit" }, "Pair this browser"),
+    status,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      const pw = readPassword(form);
+      const name = form.elements.devname.value.trim() || "browser";
+      replace(status, notice("Making this browser's signing key…"));
+      const key = await createOwnerKey(name);
+      replace(status, notice("Enrolling the key with the pairing code…"));
+      const res = await api.post("/api/v1/owner/enroll", {
+        pairing_code: form.elements.pairing.value.trim(),
+        public_jwk: key.publicJwk,
+        name,
+      });
+      if (res.kid !== key.kid) throw new Error("The hub answered with a different key id; not continuing.");
+      await markEnrolled(true);
+      replace(status, notice("Setting the password…"));
+      await setPassword(session, pw);
+      await ctx.onAuthenticated();
+    } catch (err) {
+      const text = err.code === "bad_pairing_code" ? "That pairing code is wrong, used or expired." : err.message;
+      replace(status, notice(text, "error"));
+      button.disabled = false;
+    }
+  });
+  replace(root, h("section", { class: "card narrow" }, h("h1", {}, "Set up your camhub"), form));
+}
+
+function guessDeviceName() {
+  const ua = navigator.userAgent;
+  if (/iPhone|Android.*Mobile/.test(ua)) return "phone";
+  if (/iPad|Tablet/.test(ua)) return "tablet";
+  return "browser";
+}

@@ -1,0 +1,160 @@
+// Timeline per camera: a day bar of recorded spans (gaps visible, events marked); click to play the
+// recorded fMP4 segment at that moment over HTTP (the <video> element seeks with Range requests),
+// and carry on into the following segments.
+
+import * as api from "../lib/api.js";
+import { h, notice, replace } from "../lib/dom.js";
+import { allCameras, cameraOptions, hashParams } from "../lib/route.js";
+import { dayBounds, fmtDateTime, fmtTime, fromUnix, localDay } from "../lib/time.js";
+
+const MERGE_S = 1.0; // segments closer than this draw as one span
+
+export async function render(root) {
+  const params = hashParams();
+  const camData = await api.get("/api/v1/owner/cameras");
+  const cameras = allCameras(camData);
+  if (!cameras.length) {
+    replace(root, h("h1", {}, "Timeline"), notice("No cameras yet. Add one in Settings."));
+    return;
+  }
+  const t0 = params.has("t") ? Number(params.get("t")) : null;
+  const camSel = h("select", { id: "tl-camera" }, cameraOptions(cameras, params.get("camera") || cameras[0].id));
+  const dayInput = h("input", { id: "tl-day", type: "date", value: localDay(t0 ? fromUnix(t0) : new Date()) });
+  const bar = h("div", { class: "daybar", role: "slider", tabindex: "0", "aria-label": "Time of day; click or use arrow keys to play", "aria-valuemin": "0", "aria-valuemax": "86400" });
+  const cursor = h("div", { class: "cursor", hidden: true });
+  const hours = h("div", { class: "hours", "aria-hidden": "true" }, ["00", "03", "06", "09", "12", "15", "18", "21", "24"].map((x) => h("span", {}, x)));
+  const video = h("video", { id: "tl-video", controls: true, muted: true, playsinline: true, preload: "metadata" });
+  const nowPlaying = h("p", { class: "muted", "aria-live": "polite" }, "Click the bar to play.");
+  const summary = h("p", { class: "muted" });
+
+  let data = null;
+  let bounds = [0, 1];
+  let current = null; // index into data.segments
+
+  replace(
+    root,
+    h("h1", {}, "Timeline"),
+    h("div", { class: "card" },
+      h("div", { class: "row" },
+        h("label", { for: "tl-camera" }, "Camera", camSel),
+        h("label", { for: "tl-day" }, "Day", dayInput),
+        h("button", { type: "button", class: "secondary", onclick: () => shiftDay(-1) }, "◀ Previous day"),
+        h("button", { type: "button", class: "secondary", onclick: () => shiftDay(1) }, "Next day ▶"),
+      ),
+      bar, hours,
+      h("div", { class: "legend" }, h("span", {}, h("i", { class: "rec" }), "recorded"), h("span", {}, h("i", { class: "gap" }), "no footage"), h("span", {}, h("i", { class: "ev" }), "event")),
+      summary,
+    ),
+    h("div", { class: "card" }, video, nowPlaying),
+  );
+
+  function shiftDay(delta) {
+    const [y, m, d] = dayInput.value.split("-").map(Number);
+    dayInput.value = localDay(new Date(y, m - 1, d + delta));
+    load();
+  }
+
+  const pct = (t) => `${(((t - bounds[0]) / (bounds[1] - bounds[0])) * 100).toFixed(4)}%`;
+
+  function draw() {
+    replace(bar, cursor);
+    const spans = [];
+    for (const s of data.segments) {
+      const last = spans[spans.length - 1];
+      if (last && s.start - last.end <= MERGE_S) last.end = Math.max(last.end, s.end);
+      else spans.push({ start: s.start, end: s.end });
+    }
+    for (const s of spans) {
+      const el = h("div", { class: "span", title: `${fmtTime(fromUnix(s.start))} – ${fmtTime(fromUnix(s.end))}` });
+      el.style.left = pct(Math.max(s.start, bounds[0]));
+      el.style.width = `${(((Math.min(s.end, bounds[1]) - Math.max(s.start, bounds[0])) / (bounds[1] - bounds[0])) * 100).toFixed(4)}%`;
+      bar.appendChild(el);
+    }
+    for (const g of data.gaps) {
+      const el = h("div", { class: "gapmark", title: `gap: ${g.reason}` });
+      el.style.left = pct(Math.max(g.start, bounds[0]));
+      el.style.width = `${Math.max(0, ((Math.min(g.end, bounds[1]) - Math.max(g.start, bounds[0])) / (bounds[1] - bounds[0])) * 100).toFixed(4)}%`;
+      bar.appendChild(el);
+    }
+    for (const e of data.events) {
+      const el = h("div", { class: "mark", title: `${e.kind} at ${fmtTime(fromUnix(e.start_at))}` });
+      el.style.left = pct(e.start_at);
+      bar.appendChild(el);
+    }
+    const recorded = spans.reduce((n, s) => n + (Math.min(s.end, bounds[1]) - Math.max(s.start, bounds[0])), 0);
+    summary.textContent = `${data.segments.length} segments, ${(recorded / 60).toFixed(1)} min recorded, ${data.gaps.length} gaps, ${data.events.length} events.`;
+  }
+
+  async function load() {
+    bounds = dayBounds(dayInput.value);
+    data = await api.get(`/api/v1/owner/timeline?${api.query({ camera: camSel.value, start: bounds[0], end: bounds[1] })}`);
+    draw();
+  }
+
+  function segmentAt(t) {
+    const segs = data.segments;
+    let i = segs.findIndex((s) => s.start <= t && t < s.end);
+    if (i < 0) i = segs.findIndex((s) => s.start > t);
+    return i;
+  }
+
+  function play(index, offset = 0) {
+    const seg = data.segments[index];
+    if (!seg) return;
+    current = index;
+    video.src = `/api/v1/owner/segments/${seg.id}.mp4`;
+    video.dataset.segment = String(seg.id);
+    const start = () => {
+      if (offset > 0) video.currentTime = Math.min(offset, Math.max(0, (video.duration || offset) - 0.1));
+      video.play().catch(() => {});
+    };
+    video.addEventListener("loadedmetadata", start, { once: true });
+    nowPlaying.textContent = `Playing ${camSel.value} from ${fmtDateTime(fromUnix(seg.start + offset))}`;
+  }
+
+  function playAt(t) {
+    const i = segmentAt(t);
+    if (i < 0) {
+      nowPlaying.textContent = `No footage at or after ${fmtTime(fromUnix(t))}.`;
+      return;
+    }
+    play(i, Math.max(0, t - data.segments[i].start));
+  }
+
+  bar.addEventListener("click", (ev) => {
+    const rect = bar.getBoundingClientRect();
+    const t = bounds[0] + ((ev.clientX - rect.left) / rect.width) * (bounds[1] - bounds[0]);
+    playAt(t);
+  });
+  bar.addEventListener("keydown", (ev) => {
+    const seg = current === null ? null : data.segments[current];
+    const now = seg ? seg.start + video.currentTime : bounds[0];
+    if (ev.key === "ArrowRight") playAt(now + 60);
+    else if (ev.key === "ArrowLeft") playAt(now - 60);
+    else return;
+    ev.preventDefault();
+  });
+  // Continue across segment boundaries.
+  video.addEventListener("ended", () => {
+    if (current !== null && current + 1 < data.segments.length) play(current + 1);
+  });
+  video.addEventListener("timeupdate", () => {
+    const seg = current === null ? null : data.segments[current];
+    if (!seg) return;
+    const t = seg.start + video.currentTime;
+    cursor.hidden = false;
+    cursor.style.left = pct(t);
+    bar.setAttribute("aria-valuenow", String(Math.round(t - bounds[0])));
+    bar.setAttribute("aria-valuetext", fmtTime(fromUnix(t)));
+  });
+  camSel.addEventListener("change", load);
+  dayInput.addEventListener("change", load);
+
+  await load();
+  if (t0) playAt(t0);
+  return () => {
+    video.pause();
+    video.removeAttribute("src");
+    video.load();
+  };
+}

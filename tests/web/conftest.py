@@ -1,0 +1,152 @@
+"""Owner-UI browser tests: a real hub daemon, Debian chromium driven by Playwright (MEDIA_NOTES.md).
+
+Never `playwright install`: the browser is /usr/bin/chromium. Screenshots of each main page go to
+docs/screenshots/ (committed docs, kept small).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub import store
+from hub.api.session import hash_password
+from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from hub.store import consent as consent_q
+from hub.store import segments as segments_q
+from hub.store import web as web_q
+from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
+from tests.web.media import write_segments
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+PASSWORD = "correct horse battery"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--allow-loopback-in-peer-connection",
+]
+
+CAMERAS = """
+[[cameras]]
+id = "front-door"
+name = "Front door"
+url = "rtsp://127.0.0.1:9/main"
+
+[[cameras]]
+id = "garage"
+name = "Garage"
+url = "rtsp://127.0.0.1:9/garage"
+"""
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (make sysdeps installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@dataclass
+class WebHub:
+    daemon: DaemonProcess
+    data_dir: Path
+    config: Path
+    segments: list[Any]
+
+    @property
+    def url(self) -> str:
+        return self.daemon.url
+
+
+def seed(data_dir: Path, *, password: bool, segments_at: float | None) -> list[Any]:
+    """Prepare the database before the daemon starts: the owner password and recorded segments."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    conn = store.connect(data_dir / "camhub.sqlite")
+    try:
+        store.migrate(conn)
+        if password:
+            # An owner enrolled elsewhere (a key file, `camhub owner keygen`) who set a password.
+            key = Ed25519PrivateKey.generate()
+            jwk = okp_public_jwk(key.public_key())
+            consent_q.insert_owner_key(conn, jwk_thumbprint(jwk), jwk, "key file", time.time(), None)
+            web_q.set_password_if_unset(conn, hash_password(PASSWORD, log_n=12), time.time())
+        written = []
+        if segments_at is not None:
+            rec = data_dir / "segments"
+            written = write_segments(rec, "front-door", segments_at, 3)
+            # A gap, then two more: the day bar must show it.
+            written += write_segments(rec, "front-door", segments_at + 60, 2)
+            for w in written:
+                segments_q.insert_segment(
+                    conn,
+                    segments_q.NewSegment(
+                        "front-door", w.start_at, w.end_at, w.bytes, w.sha256, "h264", 320, 180, w.path
+                    ),
+                )
+            segments_q.insert_gap(conn, "front-door", segments_at + 6, segments_at + 60, "reconnect")
+        return written
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def make_hub(tmp_path: Path) -> Iterator[Callable[..., WebHub]]:
+    started: list[DaemonProcess] = []
+
+    def make(*, password: bool = True, segments_at: float | None = None, extra: str = CAMERAS) -> WebHub:
+        data_dir = tmp_path / f"data{len(started)}"
+        written = seed(data_dir, password=password, segments_at=segments_at)
+        config = write_config(tmp_path / f"camhub{len(started)}.toml", data_dir, free_port(), extra)
+        d = start_daemon(config, tmp_path / f"daemon{len(started)}.log")
+        started.append(d)
+        d.wait_ready()
+        return WebHub(d, data_dir, config, written)
+
+    try:
+        yield make
+    finally:
+        for d in started:
+            if d.proc.poll() is None:
+                d.stop()
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    ctx = browser.new_context(viewport={"width": 1100, "height": 760})
+    errors: list[str] = []
+    ctx.on("weberror", lambda e: errors.append(str(e.error)))
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+    assert not errors, f"uncaught page errors: {errors}"
+
+
+def login(page: Any, url: str, password: str = PASSWORD) -> None:
+    page.goto(url + "/")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("navigation", name="Main").wait_for()
+
+
+def screenshot(page: Any, name: str) -> None:
+    """Save a PNG of the page for the docs (viewport only: keeps each file small)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))

@@ -1,0 +1,60 @@
+"""Small real fMP4 segments for owner-UI tests, written the way the recorder lays them out."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+@dataclass(frozen=True)
+class WrittenSegment:
+    path: str  # relative to the recordings directory
+    start_at: float
+    end_at: float
+    bytes: int
+    sha256: str
+
+
+def fmp4_clip(seconds: float, fps: int = 15, width: int = 320, height: int = 180, shade: int = 0) -> bytes:
+    """H.264 in fragmented MP4 with a moving bar (frames differ), keyframe every second."""
+    buf = io.BytesIO()
+    with av.open(
+        buf, "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+    ) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"g": str(fps), "preset": "ultrafast", "tune": "zerolatency"}
+        stream.time_base = Fraction(1, fps)
+        for i in range(int(seconds * fps)):
+            img = np.full((height, width, 3), (40 + shade) % 256, dtype=np.uint8)
+            x = (i * 7) % width
+            img[:, x : x + 16] = (250, 200, 40)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def write_segments(
+    recordings: Path, camera: str, start_at: float, count: int, seconds: float = 2.0
+) -> list[WrittenSegment]:
+    """`count` back-to-back segments for `camera` starting at `start_at` (wall-clock unix seconds)."""
+    out = []
+    for i in range(count):
+        data = fmp4_clip(seconds, shade=i * 50)
+        s = start_at + i * seconds
+        rel = f"{camera}/day/{int(s * 1000)}.mp4"
+        path = recordings / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        out.append(WrittenSegment(rel, s, s + seconds, len(data), hashlib.sha256(data).hexdigest()))
+    return out
