@@ -75,3 +75,39 @@ async def test_visitor_is_one_motion_event_and_press_is_one_press_event(tmp_path
         assert event.thumbnail is not None
         image = cv2.imread(str(data / event.thumbnail))
         assert image is not None and image.shape == (360, 640, 3)
+
+
+async def test_camera_reboot_reconnects_video_and_event_stream(tmp_path: Path, store: Store) -> None:
+    fast = {"backoff_initial_s": 0.2, "backoff_max_s": 1.0}
+    async with SimCamera("sim-rb", width=640, height=360, fps=15, gop=15, loop_s=2.0) as cam:
+        seen: asyncio.Queue[q.Event] = asyncio.Queue()
+        recorder = EventRecorder(
+            cam.name,
+            store,
+            tmp_path / "data",
+            motion_url=cam.rtsp_url("sub"),
+            events_url=cam.events_url,
+            motion=MotionConfig(masks=OVERLAY_MASKS),
+            on_event=seen.put_nowait,
+            runner_options=fast,
+            doorbell_options=fast,
+        )
+        await recorder.start()
+        try:
+            runner, doorbell = recorder.runner, recorder.doorbell
+            assert runner is not None and doorbell is not None
+            await asyncio.wait_for(doorbell.connected.wait(), 20)
+            await until(lambda: runner.frames_analysed >= 3, 30)
+
+            await cam.fault("reboot", seconds=2)
+            await until(lambda: runner.reconnects >= 1 and doorbell.reconnects >= 1, 30)
+            mark = runner.frames_analysed
+            await until(lambda: runner.frames_analysed >= mark + 5, 30)  # video is back
+            await asyncio.wait_for(doorbell.connected.wait(), 20)  # and so are the events
+
+            await cam.press()
+            press = await asyncio.wait_for(seen.get(), 10)
+            assert press.kind == "press"
+        finally:
+            await recorder.stop()
+    assert [e.kind for e in await store.run(q.list_events)] == ["press"]
