@@ -317,7 +317,14 @@ def verify_request(
     scheme: str = "https",
     tag: str = TAG,
 ) -> Verified:
-    """Verify a signed agency request (PROTOCOL §2); raises `SignatureError` with the rule's code."""
+    """Verify a signed agency request (PROTOCOL §2); raises `SignatureError` with the rule's code.
+
+    `authority` is the request's Host as received (aiohttp `request.host`), `path` and `query` the
+    raw, still percent-encoded target (`request.raw_path` split at the first "?", query None when
+    absent), `headers` every field line (`request.headers`, a multidict). `nonce_check(keyid,
+    nonce, expires)` must return False if that nonce was seen for that keyid in the last 600 s and
+    otherwise remember it; it is called only once everything else verified.
+    """
     request = Request.build(method, authority, path, query, headers, scheme)
     checked = _precheck(request, body, now, tag)
     verified = _finish(checked, resolve_key(checked.keyid), request, body)

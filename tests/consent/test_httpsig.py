@@ -405,3 +405,18 @@ def test_fuzz_mutated_signature_input_never_verifies(pos: int, junk: bytes) -> N
         return
     with pytest.raises(ConsentError):
         verify(replace(headers, "Signature-Input", mutated))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40),
+    st.integers(-(10**15) + 1, 10**15 - 1),
+    st.binary(max_size=40),
+    st.booleans(),
+)
+def test_structured_field_round_trip(text: str, number: int, data: bytes, flag: bool) -> None:
+    inner = InnerList([Item(text), Item(number)], {"s": text, "n": number, "b": data, "f": flag})
+    header = "sig1=" + serialize_inner_list(inner) + ", other=" + serialize_inner_list(InnerList([]))
+    parsed = parse_dictionary(header)
+    assert parsed["sig1"] == inner
+    assert serialize_inner_list(parsed["sig1"]) == serialize_inner_list(inner)  # type: ignore[arg-type]
