@@ -3,9 +3,10 @@
 Three layers, each testable alone:
 
 - `MotionDetector` (pure, numpy in, score out): grey + downscale to `analysis_width`, blank the
-  privacy masks, compare with a running-average background, remove the frame's global brightness
-  offset (so lights switching or auto-exposure flicker do not count), threshold, open/dilate, and
-  measure the moving fraction of the zones.
+  privacy masks, compare with a running-average background after fitting out the frame's global
+  gain and offset (flicker, auto exposure; a jump over 30% relearns the background), threshold,
+  open/dilate, and measure the moving fraction of the zones. It also blacks the privacy masks out
+  of the frames kept for thumbnails (the recording itself is a stream copy and is not redacted).
 - `MotionHysteresis` (pure, score + time in, transitions out): an event starts when motion lasts
   `start_frames` analysed frames in a row and ends after `end_quiet_s` without motion, so one
   visitor walking in is one event, not one per step. It keeps the frame with the highest score for
@@ -106,8 +107,8 @@ class MotionDetector:
         self._background: np.ndarray | None = None
         self._privacy: np.ndarray | None = None  # bool, True where blanked
         self._zone: np.ndarray | None = None  # uint8 255 where counted
-        self._zone_bool: np.ndarray | None = None
         self._zone_sample: np.ndarray | None = None
+        self._redaction: tuple[tuple[int, int], np.ndarray] | None = None
         self._zone_px = 0
         self._open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         self._dilate_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -115,6 +116,16 @@ class MotionDetector:
     def reset(self) -> None:
         """Forget the background (after a reconnect the picture may have changed)."""
         self._background = None
+
+    def redact(self, image: np.ndarray) -> np.ndarray:
+        """Black out the privacy masks in `image` (in place) so thumbnails never show them."""
+        if not self.config.masks:
+            return image
+        h, w = image.shape[:2]
+        if self._redaction is None or self._redaction[0] != (w, h):
+            self._redaction = ((w, h), polygon_mask(self.config.masks, w, h) > 0)
+        image[self._redaction[1]] = 0
+        return image
 
     def _prepare(self, width: int, height: int) -> None:
         cfg = self.config
@@ -125,11 +136,10 @@ class MotionDetector:
         zone = polygon_mask(cfg.zones, aw, ah) if cfg.zones else np.full((ah, aw), 255, np.uint8)
         zone[self._privacy] = 0
         self._zone = zone
-        self._zone_bool = zone > 0
-        # Every 4th pixel of the zone is plenty for the global gain/offset medians.
-        sample = np.zeros_like(self._zone_bool)
+        # One pixel in four of the zone is plenty for the global gain/offset medians.
+        sample = np.zeros((ah, aw), bool)
         sample[::2, ::2] = True
-        self._zone_sample = sample & self._zone_bool
+        self._zone_sample = sample & (zone > 0)
         self._zone_px = int(np.count_nonzero(zone))
         self._background = None
 
@@ -144,7 +154,7 @@ class MotionDetector:
             # First frame, or the camera changed resolution: masks at the new aspect ratio.
             self._prepare(w, h)
             self._source_size = (w, h)
-        assert self._size is not None and self._zone is not None and self._zone_bool is not None
+        assert self._size is not None and self._zone is not None and self._zone_sample is not None
         small = cv2.resize(gray, self._size, interpolation=cv2.INTER_AREA)
         small[self._privacy] = 0
         small = cv2.GaussianBlur(small, (5, 5), 0)
@@ -273,6 +283,8 @@ class AnalysedFrame:
 
 class MotionRunner:
     """Decode a stream in a named thread, analyse at most `analysis_fps`, report transitions.
+
+    `stop()` returns within one open or read timeout (FFmpeg calls cannot be interrupted sooner).
 
     `on_transition` is called on the event loop (via `call_soon_threadsafe`). With
     `reconnect=False` the runner stops at end of input (files, benchmarks); otherwise it reconnects
@@ -412,7 +424,7 @@ class MotionRunner:
                     if next_at is not None and t < next_at - period * 0.1:
                         continue
                     next_at = t + period if next_at is None or t - next_at > period else next_at + period
-                    image = self._to_bgr(frame)
+                    image = detector.redact(self._to_bgr(frame))
                     score = detector.score(image)
                     self.frames_analysed += 1
                     self.latest = AnalysedFrame(t, image)

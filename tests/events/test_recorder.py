@@ -14,6 +14,7 @@ from hub.store import events as q
 from tests.events.polling import until
 from tests.events.scenes import H, W, encode_walk
 
+CORNER = ((0.0, 0.0), (0.2, 0.0), (0.2, 0.2), (0.0, 0.2))  # a privacy mask away from the walk
 T0 = 1_763_900_000.0  # 2025-11-23T12:13:20Z: the file's time 0 on the event clock
 
 
@@ -26,7 +27,7 @@ async def test_walk_in_file_is_one_motion_event_with_thumbnail(tmp_path: Path, s
         store,
         tmp_path / "data",
         motion_url=str(video),
-        motion=MotionConfig(),
+        motion=MotionConfig(masks=(CORNER,)),
         on_event=seen.append,
         runner_options={"reconnect": False, "clock": "stream", "clock_base": T0},
     )
@@ -51,6 +52,9 @@ async def test_walk_in_file_is_one_motion_event_with_thumbnail(tmp_path: Path, s
     assert event.thumbnail == f"events/door/2025-11-23/{event.id}.jpg"
     image = cv2.imread(str(tmp_path / "data" / event.thumbnail))
     assert image is not None and image.shape == (H, W, 3)
+    # The privacy mask is blacked out of the thumbnail; the rest of the picture is not.
+    assert image[5 : int(0.2 * H) - 5, 5 : int(0.2 * W) - 5].max() < 16
+    assert image[int(0.3 * H) :, int(0.3 * W) :].mean() > 40
     assert not list((tmp_path / "data").rglob("*.part"))
     # on_event saw the start and then the end of the same event.
     assert [e.id for e in seen] == [event.id, event.id]
