@@ -321,6 +321,8 @@ def verify_proof_bundle(bundle: dict[str, Any], jwk: dict[str, Any]) -> dict[str
     """Verify entry + inclusion proof + signed checkpoint; returns the entry object."""
     key, hub_id = load_hub_key(jwk)
     origin = f"camhub/{hub_id}"
+    if not isinstance(bundle, dict):
+        raise VerifyError("audit proof is not a JSON object")
     if bundle.get("v") != 1 or bundle.get("hub_id") != hub_id:
         raise VerifyError("audit proof is not for this hub")
     size, root = parse_checkpoint(str(bundle.get("checkpoint", "")), key, origin)

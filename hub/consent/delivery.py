@@ -350,6 +350,8 @@ def verify_unpacked(
     if manifest["hub_id"] != hub_id:
         raise DeliveryError("delivery_bad_manifest", "manifest hub_id is not this hub")
     listed: dict[str, dict[str, Any]] = {}
+    if not isinstance(manifest["files"], list):
+        raise DeliveryError("delivery_bad_manifest", "files must be a list")
     for f in manifest["files"]:
         if not isinstance(f, dict) or set(f) != {"name", "sha256", "bytes"} or f["name"] in listed:
             raise DeliveryError("delivery_bad_manifest", "bad files entry")

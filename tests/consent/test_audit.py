@@ -304,3 +304,29 @@ def test_verifier_canonical_check_matches_rfc8785() -> None:
         assert audit_verify._canon(value).encode("utf-8") == rfc8785.dumps(value)
 
     check()
+
+
+async def test_fuzzed_proof_bundles_only_fail_cleanly(store: Store, hub_key: HubKey) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    log = await filled(store, hub_key, 5)
+    bundle = await log.proof_bundle(3)
+    jwk = hub_key.public_jwk
+    values = st.one_of(
+        st.none(), st.integers(-3, 20), st.text(max_size=20), st.lists(st.text(max_size=8), max_size=3)
+    )
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(sorted(bundle)), values)
+    def check(field: str, value: object) -> None:
+        mutated = dict(bundle, **{field: value})
+        try:
+            audit_verify.verify_proof_bundle(mutated, jwk)
+        except audit_verify.VerifyError:
+            return
+        assert mutated[field] == bundle[field]  # only an unchanged bundle may verify
+
+    check()
+    with pytest.raises(audit_verify.VerifyError):
+        audit_verify.verify_proof_bundle([], jwk)  # type: ignore[arg-type]
