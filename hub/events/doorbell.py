@@ -144,6 +144,10 @@ class DoorbellListener:
                 except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
                     self.last_error = f"{type(exc).__name__}: {exc}"
                     log.warning("doorbell %s: %s", self.camera_id, self.last_error)
+                except Exception as exc:
+                    # Not a network error: log it loudly, but a camera's presses must keep coming.
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    log.exception("doorbell %s: unexpected error", self.camera_id)
                 # Backoff grows only while connecting fails; a stream that was open resets it.
                 failures = 1 if self.connected.is_set() else failures + 1
                 self.connected.clear()
