@@ -236,9 +236,12 @@ def test_source_changing_between_passes_aborts(env: dict[str, Any], monkeypatch:
     assert not list(env["tmp"].glob(".delivery.age.*"))
 
 
-def test_audit_proof_inside_verifies_standalone(env: dict[str, Any]) -> None:
-    from hub.consent import audit_verify
+def test_audit_proof_inside_verifies_without_hub(env: dict[str, Any]) -> None:
+    """The delivery's audit-proof.json checks out with audit_verify.py alone, `hub` never imported."""
+    from tests.consent.test_audit import run_verify
 
     members = decrypted_tar(env)
-    bundle = json.loads(members["audit-proof.json"])
-    assert audit_verify.verify_proof_bundle(bundle, env["hub_key"].public_jwk)["seq"] == env["proof"]["seq"]
+    proof = env["tmp"] / "audit-proof.json"
+    proof.write_bytes(members["audit-proof.json"])
+    rc, text = run_verify(str(proof), "--hub-key", json.dumps(env["hub_key"].public_jwk))
+    assert rc == 0 and "egress.delivery" in text, text
