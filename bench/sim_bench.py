@@ -8,6 +8,9 @@ reported to show they were really served (sampled from ``ffmpeg -progress`` ever
 so short windows read a little high or low), with the bit rate of the idle loop they were sent. Encoded clips come from the sim's disk cache, so
 encoding is not measured (it happens once, before "ready").
 
+Each N runs twice: the sim's default constant-quality stream (a few hundred kbit/s: the
+synthetic scene compresses well) and a camera-like 3 Mbit/s CBR stream (``--bitrate-kbit``).
+
 Run: ``.venv/bin/python -m bench.sim_bench [--smoke]``. Prints a table and writes
 ``bench/results/sim.json``. Total wall time is bounded (~60 s; ~15 s with ``--smoke``).
 """
@@ -34,10 +37,11 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime (proc(5) fields 14, 15)
 
 
-async def start_sim(n: int, width: int, height: int, fps: int, gop: int) -> tuple[asyncio.subprocess.Process, list]:
+async def start_sim(n: int, args: argparse.Namespace, bitrate_kbit: int) -> tuple[asyncio.subprocess.Process, list]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "firmware_sim.cli", "--cameras", str(n), "--rtsp-port", "0", "--control-port", "0",
-        "--no-mdns", "--width", str(width), "--height", str(height), "--fps", str(fps), "--gop", str(gop),
+        "--no-mdns", "--width", str(args.width), "--height", str(args.height), "--fps", str(args.fps),
+        "--gop", str(args.gop), "--bitrate-kbit", str(bitrate_kbit),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -67,7 +71,7 @@ def progress_value(progress: Path, key: str) -> int:
     return int(value) if value.isdigit() else 0
 
 
-async def idle_kbit_s(args: argparse.Namespace) -> float:
+async def idle_kbit_s(args: argparse.Namespace, bitrate_kbit: int) -> float:
     """Bit rate of the idle loop the clients received (from the sim's clip cache)."""
     from firmware_sim import picture
     from firmware_sim.encoder import ClipCache, ClipSpec
@@ -75,7 +79,7 @@ async def idle_kbit_s(args: argparse.Namespace) -> float:
 
     frames = max(1, round(4.0 * args.fps / args.gop)) * args.gop  # the CLI's default --loop-s 4
     clip = await ClipCache(default_cache_dir()).get(
-        ClipSpec(args.width, args.height, args.fps, args.gop, picture.CLIP_IDLE, frames))
+        ClipSpec(args.width, args.height, args.fps, args.gop, picture.CLIP_IDLE, frames, bitrate_kbit))
     octets = sum(len(n) for f in clip.frames for n in f.nals)
     return round(8 * octets * args.fps / frames / 1000, 1)
 
@@ -91,8 +95,8 @@ async def stop(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> N
             await proc.wait()
 
 
-async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict:
-    sim, cameras = await start_sim(n, args.width, args.height, args.fps, args.gop)
+async def measure(n: int, bitrate_kbit: int, args: argparse.Namespace, workdir: Path) -> dict:
+    sim, cameras = await start_sim(n, args, bitrate_kbit)
     clients: list[asyncio.subprocess.Process] = []
     try:
         progress = [workdir / f"n{n}-c{i}.progress" for i in range(n)]
@@ -119,7 +123,8 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict:
         "sim_cores_used": round(cpu / window, 3),
         "clients_alive": alive,
         "client_fps": [round(r / window, 1) for r in received],
-        "stream_kbit_s": await idle_kbit_s(args),
+        "bitrate_mode": f"CBR {bitrate_kbit} kbit/s" if bitrate_kbit else "CRF 23",
+        "stream_kbit_s": await idle_kbit_s(args, bitrate_kbit),
     }
 
 
@@ -127,7 +132,7 @@ async def main_async(args: argparse.Namespace) -> dict:
     workdir = RESULTS.parent / ".work"
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        results = [await measure(n, args, workdir) for n in args.streams]
+        results = [await measure(n, rate, args, workdir) for rate in args.bitrates for n in args.streams]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {
@@ -147,16 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.smoke:
         args.width, args.height, args.fps, args.gop = 320, 180, 15, 15
-        args.streams, args.warmup_s, args.window_s = [1, 2], 1.5, 3.0
+        args.streams, args.warmup_s, args.window_s, args.bitrates = [1, 2], 1.5, 3.0, [0]
     else:
         args.width, args.height, args.fps, args.gop = 1920, 1080, 15, 30
-        args.streams, args.warmup_s, args.window_s = [4, 8], 5.0, 15.0
+        # The sim's own constant-quality stream, and a camera-like 3 Mbit/s CBR stream.
+        args.streams, args.warmup_s, args.window_s, args.bitrates = [4, 8], 2.5, 7.0, [0, 3000]
     report = asyncio.run(main_async(args))
-    print(f"{'streams':>7} {'size':>10} {'window s':>8} {'sim CPU s':>9} {'CPU s/cam-s':>11} {'cores':>6} "
+    print(f"{'mode':>15} {'streams':>7} {'size':>10} {'window s':>8} {'sim CPU s':>9} {'CPU s/cam-s':>11} {'cores':>6} "
           f"{'client fps min/max':>18} {'kbit/s per stream':>17}")
     for r in report["results"]:
         fps = r["client_fps"]
-        print(f"{r['streams']:>7} {r['width']}x{r['height']:<5} {r['window_s']:>8} {r['sim_cpu_s']:>9} "
+        print(f"{r['bitrate_mode']:>15} {r['streams']:>7} {r['width']}x{r['height']:<5} {r['window_s']:>8} {r['sim_cpu_s']:>9} "
               f"{r['cpu_s_per_camera_s']:>11} {r['sim_cores_used']:>6} {min(fps):>8}/{max(fps):<9} "
               f"{r['stream_kbit_s']:>17}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,7 @@ class SimCamera:
         visitor_s: float = 6.0,
         session_timeout_s: float = 60.0,
         model: str = "camhub-sim doorbell",
+        bitrate_kbit: int = 0,
         cache_dir: Path | None = None,
     ) -> None:
         if fps <= 0 or gop <= 0 or width <= 0 or height <= 0:
@@ -97,6 +98,7 @@ class SimCamera:
         self.fps, self.gop = fps, gop
         self.host = host
         self.model = model
+        self.bitrate_kbit = bitrate_kbit
         self._standalone = {
             "rtsp_port": rtsp_port, "control_port": control_port, "user": user, "password": password,
             "mdns": mdns, "session_timeout_s": session_timeout_s,
@@ -164,10 +166,12 @@ class SimCamera:
 
     # --- lifecycle --------------------------------------------------------------------------
     def _specs(self, width: int, height: int) -> dict[int, ClipSpec]:
+        # The sub stream gets a bit rate in proportion to its pixel count.
+        rate = round(self.bitrate_kbit * width * height / (self.width * self.height)) if self.bitrate_kbit else 0
         return {
-            picture.CLIP_IDLE: ClipSpec(width, height, self.fps, self.gop, picture.CLIP_IDLE, self.loop_frames),
+            picture.CLIP_IDLE: ClipSpec(width, height, self.fps, self.gop, picture.CLIP_IDLE, self.loop_frames, rate),
             picture.CLIP_VISITOR: ClipSpec(width, height, self.fps, self.gop, picture.CLIP_VISITOR,
-                                           self.visitor_frames),
+                                           self.visitor_frames, rate),
         }
 
     async def _load_clips(self, width: int, height: int) -> dict[int, Clip]:

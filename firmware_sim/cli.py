@@ -29,6 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sub-height", type=int, default=360)
     p.add_argument("--fps", type=int, default=15)
     p.add_argument("--gop", type=int, default=30, help="frames per GOP (IDR interval)")
+    p.add_argument("--bitrate-kbit", type=int, default=0,
+                   help="CBR bit rate of the main stream (filler data); 0 = constant quality (default)")
     p.add_argument("--loop-s", type=float, default=4.0, help="length of the idle loop in seconds")
     p.add_argument("--user", default="admin")
     p.add_argument("--password", default="camhub")
@@ -46,7 +48,8 @@ async def run(args: argparse.Namespace) -> None:
         args.cameras, host=args.host, rtsp_port=args.rtsp_port, control_port=args.control_port,
         user=args.user, password=args.password, mdns=not args.no_mdns, session_timeout_s=args.session_timeout_s,
         width=args.width, height=args.height, sub_width=args.sub_width, sub_height=args.sub_height,
-        fps=args.fps, gop=args.gop, loop_s=args.loop_s, cache_dir=None if args.no_cache else args.cache_dir,
+        fps=args.fps, gop=args.gop, loop_s=args.loop_s, bitrate_kbit=args.bitrate_kbit,
+        cache_dir=None if args.no_cache else args.cache_dir,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,7 +9,9 @@ RTSP/WHIP paths only replay its NAL units. Settings, chosen for what cameras sen
 - no B-frames (``tune=zerolatency``): decode order = presentation order, pts = dts;
 - SPS/PPS repeated before every IDR (``repeat-headers=1``): a viewer can join at any IDR
   and a mid-stream resolution change carries its own parameter sets;
-- constrained-baseline-like stream (``profile=baseline``) that browsers and aiortc accept.
+- constrained-baseline-like stream (``profile=baseline``) that browsers and aiortc accept;
+- constant quality by default (a few hundred kbit/s at 1080p for this simple scene), or CBR at
+  ``bitrate_kbit`` with filler data for a camera-like byte rate.
 
 x264's own SEI (its version banner) and AUD NAL units are removed; the sim adds its SEI
 stamp to every frame when it is sent.
@@ -40,9 +42,11 @@ class ClipSpec:
     gop: int
     clip: int
     frames: int
+    bitrate_kbit: int = 0  # 0: constant quality (CRF 23); else CBR with filler data, like many cameras
 
     def cache_name(self) -> str:
-        key = f"v{_FORMAT_VERSION}-{self.width}x{self.height}-{self.fps}-{self.gop}-{self.clip}-{self.frames}"
+        key = (f"v{_FORMAT_VERSION}-{self.width}x{self.height}-{self.fps}-{self.gop}-{self.clip}-{self.frames}-"
+               f"{self.bitrate_kbit}")
         return hashlib.sha256(key.encode()).hexdigest()[:16] + ".clip"
 
 
@@ -71,13 +75,13 @@ def encode_clip(spec: ClipSpec) -> Clip:
     ctx.time_base = Fraction(1, spec.fps)
     ctx.framerate = Fraction(spec.fps)
     ctx.gop_size = spec.gop
-    ctx.options = {
-        "preset": "veryfast",
-        "tune": "zerolatency",
-        "profile": "baseline",
-        "x264-params": f"keyint={spec.gop}:min-keyint={spec.gop}:scenecut=0:repeat-headers=1:"
-        "bframes=0:sliced-threads=0:aud=0",
-    }
+    params = f"keyint={spec.gop}:min-keyint={spec.gop}:scenecut=0:repeat-headers=1:bframes=0:sliced-threads=0:aud=0"
+    if spec.bitrate_kbit:
+        # A synthetic scene compresses far better than a sensor's picture; CBR with filler NAL
+        # units (type 12) gives the hub a camera-like byte rate at no extra encoding cost.
+        rate = spec.bitrate_kbit
+        params += f":nal-hrd=cbr:bitrate={rate}:vbv-maxrate={rate}:vbv-bufsize={rate}"
+    ctx.options = {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline", "x264-params": params}
     t0 = time.time()
     frames: list[EncodedFrame] = []
     sps = pps = b""

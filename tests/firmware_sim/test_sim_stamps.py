@@ -8,7 +8,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_sim import h264, picture, rtp, stamp
+from firmware_sim import encoder, h264, picture, rtp, stamp
 from firmware_sim.encoder import ClipSpec, encode_clip
 
 
@@ -87,3 +87,15 @@ def test_small_units_are_aggregated_in_stap_a() -> None:
     assert payloads[0][0] & 0x1F == 24  # STAP-A (RFC 6184 §5.7.1)
     assert [p[0] & 0x1F for p in payloads[1:]] == [28, 28, 28]  # FU-A
     assert payloads[1][1] & 0x80 and payloads[-1][1] & 0x40  # start and end bits
+
+
+def test_cbr_option_gives_a_camera_like_byte_rate() -> None:
+    crf = encode_clip(ClipSpec(640, 360, 15, 15, picture.CLIP_IDLE, 30))
+    cbr = encode_clip(ClipSpec(640, 360, 15, 15, picture.CLIP_IDLE, 30, bitrate_kbit=1000))
+
+    def kbit_s(clip: encoder.Clip) -> float:
+        return 8 * sum(len(n) for f in clip.frames for n in f.nals) * 15 / 30 / 1000
+
+    assert kbit_s(crf) < 500
+    assert 800 < kbit_s(cbr) < 1200
+    assert all(f.idr == (f.index % 15 == 0) for f in cbr.frames)
