@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--cameras", type=int, default=2)
     p.set_defaults(func=cmd_demo)
+
+    from hub.consent import commands as consent_commands
+
+    consent_commands.add_parsers(sub)  # owner, agency, audit (PROTOCOL.md)
     return parser
 
 

@@ -1,0 +1,266 @@
+"""`camhub-agency`: the reference agency client (PROTOCOL.md §2), using only the public protocol.
+
+    camhub-agency keygen DIR                                   signing key + age identity into DIR
+    camhub-agency request --url U --key DIR --camera C --start T --end T --reason R ...   (§2.1)
+    camhub-agency status --url U --key DIR REQUEST_ID                                   (§2.2)
+    camhub-agency fetch --url U --key DIR REQUEST_ID --out OUT [--hub-id ID]            (§2.3)
+
+Everything goes over HTTP(S): every call is RFC 9421 signed (`httpsig.sign_request`: `sig1`,
+ed25519, tag `camhub-agency-v1`, fresh nonce, 300 s validity, covering @method, @authority, @path,
+@query when there is one, and content-digest + content-type with a body). `fetch` downloads each
+delivery to `OUT/<delivery id>.age` (checking the bytes and SHA-256 the poll announced), decrypts it
+with the agency's age identity, and verifies `manifest.jws` against the hub key from
+`GET /api/v1/hub` (pinned with `--hub-id` when given: the key's thumbprint must equal it), every file's
+hash and the audit inclusion proof (`delivery.open_delivery`); the files land in `OUT/<delivery id>/`.
+
+It imports only the stand-alone crypto helpers (httpsig, jws, keys, delivery reader), never the
+hub's store, daemon or services. `live` (WHEP) belongs to the livestream work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import ssl
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pyrage import x25519
+
+from hub.consent import httpsig
+from hub.consent.keys import jwk_thumbprint, okp_public_jwk, write_secret
+
+SIGNING_KEY = "agency.key"
+PUBLIC_JWK = "agency.jwk"
+AGE_IDENTITY = "age.key"
+AGE_RECIPIENT = "age.pub"
+CHUNK = 1024 * 1024
+
+
+class AgencyError(Exception):
+    """The hub refused or the delivery did not verify; `body` holds the hub's JSON error if any."""
+
+    def __init__(self, message: str, status: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+class Agency:
+    """An agency identity (signing key + age identity) talking to one hub."""
+
+    def __init__(self, key_dir: Path, url: str, cafile: str | None = None) -> None:
+        key = serialization.load_pem_private_key((key_dir / SIGNING_KEY).read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise AgencyError(f"{key_dir / SIGNING_KEY} is not an Ed25519 key")
+        self.key = key
+        self.keyid = jwk_thumbprint(okp_public_jwk(key.public_key()))
+        # age-keygen layout: comment lines, then the AGE-SECRET-KEY-1... line.
+        lines = (key_dir / AGE_IDENTITY).read_text().splitlines()
+        self.identity = next((ln.strip() for ln in lines if ln.startswith("AGE-SECRET-KEY-")), "")
+        self.url = url.rstrip("/")
+        parts = urlsplit(self.url)
+        self.scheme = parts.scheme
+        self.authority = parts.netloc
+        self._ssl = ssl.create_default_context(cafile=cafile) if cafile else None
+
+    def _open(self, method: str, target: str, body: bytes = b"", content_type: str | None = None) -> Any:
+        """Send one signed request for `target` (a path or an absolute URL of this hub)."""
+        parts = urlsplit(target)
+        if parts.scheme and (parts.scheme, parts.netloc) != (self.scheme, self.authority):
+            raise AgencyError(f"{target} is not on {self.url}")
+        path, query = parts.path, (parts.query or None)
+        headers: list[tuple[str, str]] = [("Content-Type", content_type)] if content_type else []
+        headers += httpsig.sign_request(
+            method=method,
+            authority=self.authority,
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            private_key=self.key,
+            keyid=self.keyid,
+            created=int(time.time()),
+            scheme=self.scheme,
+        )
+        url = f"{self.url}{path}" + (f"?{query}" if query else "")
+        req = urllib.request.Request(url, data=body or None, method=method, headers=dict(headers))
+        try:
+            return urllib.request.urlopen(req, timeout=60, context=self._ssl)
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                parsed: Any = json.loads(raw)
+            except ValueError:
+                parsed = raw.decode("utf-8", "replace")
+            raise AgencyError(f"HTTP {exc.code}: {parsed}", exc.code, parsed) from None
+
+    def _json(self, method: str, target: str, body: bytes = b"", content_type: str | None = None) -> Any:
+        with self._open(method, target, body, content_type) as resp:
+            return json.loads(resp.read())
+
+    def hub(self) -> dict[str, Any]:
+        """`GET /api/v1/hub` (unsigned, §1)."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/hub", timeout=30, context=self._ssl) as resp:
+            return json.loads(resp.read())
+
+    def request(self, fields: dict[str, Any], hub_id: str | None = None) -> dict[str, Any]:
+        """§2.1; returns the hub's answer plus `request_sha256` (what the owner signs over)."""
+        body = json.dumps({"hub": hub_id or self.hub()["hub_id"], **fields}).encode("utf-8")
+        answer = self._json("POST", "/api/agency/v1/requests", body, "application/json")
+        return {**answer, "request_sha256": hashlib.sha256(body).hexdigest()}
+
+    def status(self, request_id: str) -> dict[str, Any]:
+        """§2.2."""
+        return self._json("GET", f"/api/agency/v1/requests/{request_id}")
+
+    def fetch(self, request_id: str, out: Path, hub_id: str | None = None) -> list[dict[str, Any]]:
+        """§2.3: download, check, decrypt and verify every delivery of a fulfilled request."""
+        from hub.consent import delivery as delivery_reader
+
+        state = self.status(request_id)
+        if state.get("status") != "fulfilled":
+            raise AgencyError(f"request {request_id} is {state.get('status')}, not fulfilled")
+        hub = self.hub()
+        hub_jwk = hub["public_jwk"]
+        if jwk_thumbprint(hub_jwk) != hub["hub_id"] or (hub_id is not None and hub["hub_id"] != hub_id):
+            raise AgencyError("the hub's key does not match the expected hub_id")
+        out.mkdir(parents=True, exist_ok=True)
+        results = []
+        for item in state["deliveries"]:
+            delivery_id = urlsplit(item["url"]).path.rsplit("/", 1)[-1]
+            encrypted = out / f"{delivery_id}.age"
+            digest, size = hashlib.sha256(), 0
+            with self._open("GET", item["url"]) as resp, encrypted.open("wb") as f:
+                ctype = resp.headers.get("Content-Type", "")
+                if ctype != delivery_reader.CONTENT_TYPE:
+                    raise AgencyError(f"unexpected Content-Type {ctype!r}")
+                while chunk := resp.read(CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    f.write(chunk)
+            if (digest.hexdigest(), size) != (item["sha256"], item["bytes"]):
+                raise AgencyError(f"delivery {delivery_id} does not match the announced sha256/bytes")
+            opened = delivery_reader.open_delivery(encrypted, self.identity, hub_jwk, out / delivery_id)
+            results.append(
+                {
+                    "delivery_id": delivery_id,
+                    "encrypted": str(encrypted),
+                    "directory": str(opened.directory),
+                    "camera": opened.manifest["camera"],
+                    "start": opened.manifest["start"],
+                    "end": opened.manifest["end"],
+                    "files": [f["name"] for f in opened.manifest["files"]],
+                    "audit_seq": opened.manifest["audit"]["seq"],
+                }
+            )
+        return results
+
+
+def keygen(directory: Path) -> dict[str, Any]:
+    """A new agency identity: Ed25519 signing key (PEM) + public JWK, age X25519 identity + recipient."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / SIGNING_KEY).exists() or (directory / AGE_IDENTITY).exists():
+        raise AgencyError(f"{directory} already holds agency keys; refusing to overwrite")
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    write_secret(directory / SIGNING_KEY, pem)
+    jwk = okp_public_jwk(key.public_key())
+    (directory / PUBLIC_JWK).write_text(json.dumps(jwk) + "\n")
+    identity = x25519.Identity.generate()
+    recipient = str(identity.to_public())
+    # The same layout `age-keygen` writes, so the stock `age -d -i age.key` decrypts deliveries.
+    write_secret(directory / AGE_IDENTITY, f"# public key: {recipient}\n{identity}\n".encode("ascii"))
+    (directory / AGE_RECIPIENT).write_text(recipient + "\n")
+    return {"keyid": jwk_thumbprint(jwk), "sig_jwk": jwk, "recipient": recipient, "directory": str(directory)}
+
+
+def _print(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="camhub-agency", description="Reference camhub agency client.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--url", required=True, help="the hub's base URL")
+        p.add_argument("--key", required=True, type=Path, help="directory made by `camhub-agency keygen`")
+        p.add_argument("--cafile", help="CA certificate for an https:// hub")
+
+    p = sub.add_parser("keygen", help="make a signing key and an age identity")
+    p.add_argument("dir", type=Path)
+    p = sub.add_parser("request", help="ask for footage or a livestream (§2.1)")
+    common(p)
+    p.add_argument("--hub-id", help="the hub_id to sign for (default: read from GET /api/v1/hub)")
+    p.add_argument("--camera", action="append", required=True)
+    p.add_argument("--start", help="RFC 3339 UTC (clip)")
+    p.add_argument("--end", help="RFC 3339 UTC (clip)")
+    p.add_argument("--live-max-seconds", type=int, help="ask for a livestream of at most N seconds")
+    p.add_argument("--case-id", required=True)
+    p.add_argument("--reason", required=True)
+    p.add_argument("--legal-basis", choices=("consent", "warrant", "exigent"), default="consent")
+    p.add_argument("--reference", help="warrant number or other reference")
+    p.add_argument("--contact", required=True)
+    p = sub.add_parser("status", help="poll a request (§2.2)")
+    common(p)
+    p.add_argument("request_id")
+    p = sub.add_parser("fetch", help="download, decrypt and verify the deliveries (§2.3)")
+    common(p)
+    p.add_argument("request_id")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--hub-id", help="refuse unless the hub's key has this hub_id")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from hub.consent.errors import ConsentError
+
+    try:
+        if args.command == "keygen":
+            _print(keygen(args.dir))
+            return 0
+        agency = Agency(args.key, args.url, args.cafile)
+        if args.command == "request":
+            live = args.live_max_seconds is not None
+            fields = {
+                "case_id": args.case_id,
+                "kind": "live" if live else "clip",
+                "cameras": args.camera,
+                "start": None if live else args.start,
+                "end": None if live else args.end,
+                "live_max_seconds": args.live_max_seconds,
+                "reason": args.reason,
+                "legal_basis": {"type": args.legal_basis, "reference": args.reference},
+                "contact": args.contact,
+            }
+            _print(agency.request(fields, args.hub_id))
+        elif args.command == "status":
+            _print(agency.status(args.request_id))
+        elif args.command == "fetch":
+            _print(agency.fetch(args.request_id, args.out, args.hub_id))
+    except AgencyError as exc:
+        _print(exc.body if isinstance(exc.body, dict) else {"error": "agency_client", "detail": str(exc)})
+        return 1
+    except ConsentError as exc:
+        _print(exc.to_json())
+        return 1
+    except OSError as exc:
+        print(f"camhub-agency: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""A real hub daemon with real recorded footage, an enrolled owner key and a trusted agency.
+
+Footage: the daemon does not run the recorder in these tests, so real H.264 (PyAV/libx264) is cut into
+segments and indexed in the daemon's data dir by `hub.record.segmenter.Segmenter` (the recorder's own
+public writer) before the daemon starts; deliveries then read it through `hub.record.clip`.
+
+Everything else goes over HTTP the way independent clients do: the owner through
+`hub.consent.owner_client`, the agency through `hub.agency_client` and raw RFC 9421 signing for the
+negative cases. Audit entries are read straight from the daemon's SQLite file (WAL allows a
+concurrent reader), which only tests do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub import config as config_mod
+from hub import datadir
+from hub.agency_client import Agency
+from hub.agency_client import keygen as agency_keygen
+from hub.consent import httpsig, jws, owner_client, rfc3339
+from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from hub.ingest.source import MediaPacket
+from hub.record.segmenter import Segmenter
+from hub.store import Store
+from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
+from tests.record.media import make_h264, read_packets
+
+CAMERA = "front-door"
+FPS = 15
+FOOTAGE_S = 90
+SEGMENT_S = 4.0
+DECISION_TYP = "camhub-decision+jws"
+
+
+def record_footage(data_dir: Path, config_path: Path, t0: float, seconds: int = FOOTAGE_S) -> None:
+    """Index `seconds` of real H.264 (keyframe every 1 s) for CAMERA starting at wall time `t0`."""
+    cfg = config_mod.load(config_path)
+    datadir.prepare(cfg)
+    source = make_h264(data_dir.parent / "source.mp4", seconds=4.0, fps=FPS, gop=FPS)
+
+    async def run() -> None:
+        _, pkts = await read_packets(source, seconds * FPS)
+        base = pkts[0].dts
+        arrived: list[MediaPacket] = [
+            dataclasses.replace(p, arrival=t0 + float((p.dts - base) * p.time_base)) for p in pkts
+        ]
+        store = await Store.open(cfg.db_path)
+        try:
+            seg = Segmenter(CAMERA, cfg.segments_dir, store, segment_s=SEGMENT_S)
+
+            def work() -> None:
+                for p in arrived:
+                    assert p.params is not None
+                    seg.write(p, p.params)
+                seg.finish()
+
+            await asyncio.to_thread(work)
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def is_json_error(self) -> bool:
+        """An error body of the one shape the API answers with, and nothing else (no media)."""
+        if not self.headers.get("Content-Type", "").startswith("application/json"):
+            return False
+        doc = self.json()
+        return isinstance(doc, dict) and set(doc) == {"error", "detail"}
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Response:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return Response(resp.status, dict(resp.headers.items()), resp.read())
+    except urllib.error.HTTPError as exc:
+        return Response(exc.code, dict(exc.headers.items()), exc.read())
+
+
+@dataclass
+class AgencyKeys:
+    directory: Path
+    key: Ed25519PrivateKey
+    keyid: str
+    sig_jwk: dict[str, str]
+    recipient: str
+
+
+def new_agency(directory: Path) -> AgencyKeys:
+    info = agency_keygen(directory)
+    key = owner_client.load_key(directory / "agency.key")
+    return AgencyKeys(directory, key, info["keyid"], info["sig_jwk"], info["recipient"])
+
+
+@dataclass
+class HubEnv:
+    """One running hub plus the keys of its owner and of one trusted agency."""
+
+    tmp: Path
+    config: Path
+    data_dir: Path
+    daemon: DaemonProcess
+    owner: Ed25519PrivateKey
+    agency: AgencyKeys
+    t0: float
+    extra_daemons: list[DaemonProcess] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.daemon.url
+
+    @property
+    def hub_id(self) -> str:
+        return self.daemon.hub_id
+
+    @property
+    def authority(self) -> str:
+        return urlsplit(self.url).netloc
+
+    @property
+    def owner_kid(self) -> str:
+        return jwk_thumbprint(okp_public_jwk(self.owner.public_key()))
+
+    def client(self, agency: AgencyKeys | None = None) -> Agency:
+        return Agency((agency or self.agency).directory, self.url)
+
+    # --- owner side ---------------------------------------------------------------------------
+
+    def sign(self, fields: dict[str, Any], key: Ed25519PrivateKey | None = None, **overrides: Any) -> str:
+        key = key or self.owner
+        payload = {
+            "v": 1,
+            "hub": self.hub_id,
+            **fields,
+            "issued_at": rfc3339.format(int(time.time())),
+            "jti": secrets.token_urlsafe(16),
+            **overrides,
+        }
+        kid = jwk_thumbprint(okp_public_jwk(key.public_key()))
+        return jws.sign(json.dumps(payload).encode(), key, kid, DECISION_TYP)
+
+    def post_decision(self, compact: str) -> Response:
+        return http(
+            "POST", self.url + "/api/v1/decisions", compact.encode(), {"Content-Type": "application/jose"}
+        )
+
+    def decide(
+        self, fields: dict[str, Any], key: Ed25519PrivateKey | None = None, **overrides: Any
+    ) -> Response:
+        return self.post_decision(self.sign(fields, key, **overrides))
+
+    def add_agency(self, agency: AgencyKeys, name: str = "Agency") -> None:
+        r = self.decide(
+            {
+                "decision": "add-agency",
+                "subject": {"name": name, "sig_jwk": agency.sig_jwk, "recipient": agency.recipient},
+            }
+        )
+        assert r.status == 201, r.body
+
+    def approval(
+        self, request_id: str, sha256: str, start: float, end: float, agency: AgencyKeys | None = None,
+        cameras: list[str] | None = None, not_after: float | None = None, max_fetches: int = 3,
+    ) -> dict[str, Any]:  # fmt: skip
+        return {
+            "decision": "approve",
+            "request_id": request_id,
+            "request_sha256": sha256,
+            "recipient": (agency or self.agency).keyid,
+            "scope": {
+                "kind": "clip",
+                "cameras": cameras or [CAMERA],
+                "start": rfc3339.format(start),
+                "end": rfc3339.format(end),
+                "live_max_seconds": None,
+            },
+            "max_fetches": max_fetches,
+            "not_after": rfc3339.format(not_after or time.time() + 3600),
+        }
+
+    # --- agency side --------------------------------------------------------------------------
+
+    def request_body(self, start: float, end: float, **overrides: Any) -> bytes:
+        doc: dict[str, Any] = {
+            "hub": self.hub_id,
+            "case_id": "2026-000123",
+            "kind": "clip",
+            "cameras": [CAMERA],
+            "start": rfc3339.format(start),
+            "end": rfc3339.format(end),
+            "live_max_seconds": None,
+            "reason": "Package theft reported at 18:10",
+            "legal_basis": {"type": "consent", "reference": None},
+            "contact": "Det. J. Rivera, +1-555-0100",
+        }
+        doc.update(overrides)
+        return json.dumps(doc).encode()
+
+    def signed(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        agency: AgencyKeys | None = None,
+        content_type: str | None = None,
+        key: Ed25519PrivateKey | None = None,
+        extra_headers: dict[str, str] | None = None,
+        mutate: Any = None,
+        **sign_kwargs: Any,
+    ) -> Response:
+        """One RFC 9421 signed call; `mutate(headers)` may tamper with the headers after signing."""
+        agency = agency or self.agency
+        path_only, _, query = path.partition("?")
+        headers: list[tuple[str, str]] = []
+        if content_type is None and body:
+            content_type = "application/json"
+        if content_type:
+            headers.append(("Content-Type", content_type))
+        sign_kwargs.setdefault("created", int(time.time()))
+        headers += httpsig.sign_request(
+            method=method, authority=self.authority, path=path_only, query=query or None, headers=headers,
+            body=body, private_key=key or agency.key, keyid=agency.keyid, scheme="http", **sign_kwargs,
+        )  # fmt: skip
+        hdrs = dict(headers)
+        hdrs.update(extra_headers or {})
+        if mutate is not None:
+            mutate(hdrs)
+        return http(method, self.url + path, body or None, hdrs)
+
+    def submit(
+        self, start: float, end: float, agency: AgencyKeys | None = None, **overrides: Any
+    ) -> tuple[str, str]:
+        """POST a request; returns (request id, body sha256)."""
+        body = self.request_body(start, end, **overrides)
+        r = self.signed("POST", "/api/agency/v1/requests", body, agency=agency)
+        assert r.status == 202, r.body
+        return r.json()["id"], hashlib.sha256(body).hexdigest()
+
+    def poll(self, request_id: str, agency: AgencyKeys | None = None) -> Response:
+        return self.signed("GET", f"/api/agency/v1/requests/{request_id}", agency=agency)
+
+    def wait_status(self, request_id: str, status: str, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            r = self.poll(request_id)
+            last = r.json()
+            if r.status == 200 and last["status"] == status:
+                return last
+            time.sleep(0.1)
+        raise AssertionError(f"request {request_id} not {status} within {timeout} s: {last}")
+
+    # --- audit --------------------------------------------------------------------------------
+
+    def audit_entries(self, after_seq: int = -1) -> list[dict[str, Any]]:
+        conn = sqlite3.connect(f"file:{self.data_dir / 'camhub.sqlite'}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute(
+                "SELECT entry FROM audit_entries WHERE seq > ? ORDER BY seq", (after_seq,)
+            ).fetchall()
+        finally:
+            conn.close()
+        return [json.loads(r[0]) for r in rows]
+
+    def last_seq(self) -> int:
+        entries = self.audit_entries()
+        return entries[-1]["seq"] if entries else -1
+
+    def restart(self) -> None:
+        self.daemon.stop()
+        log = self.tmp / f"daemon-{len(self.extra_daemons) + 1}.log"
+        self.extra_daemons.append(self.daemon)
+        self.daemon = start_daemon(self.config, log)
+        self.daemon.wait_ready()
+
+    def stop(self) -> None:
+        if self.daemon.proc.poll() is None:
+            self.daemon.stop()
+
+
+def start_hub_env(tmp: Path, *, footage: bool = True, extra_config: str = "") -> HubEnv:
+    """Record footage, start the daemon, enrol an owner key with the pairing code, add one agency."""
+    data_dir = tmp / "data"
+    config = write_config(tmp / "camhub.toml", data_dir, free_port(), extra_config)
+    t0 = float(int(time.time()) - FOOTAGE_S - 60)
+    if footage:
+        record_footage(data_dir, config, t0)
+    daemon = start_daemon(config, tmp / "daemon.log")
+    daemon.wait_ready()
+    assert daemon.pairing_code is not None, daemon.log()
+    owner = Ed25519PrivateKey.generate()
+    owner_client.enroll_first(daemon.url, owner, daemon.pairing_code, "test-owner")
+    env = HubEnv(tmp, config, data_dir, daemon, owner, new_agency(tmp / "agency"), t0)
+    env.add_agency(env.agency, "Test PD")
+    return env
