@@ -257,3 +257,13 @@ async def test_fuzzed_requests_never_crash_the_server(camera: SimCamera) -> None
         assert rc == 0, err
     finally:
         await viewer.close()
+
+
+async def test_real_client_keeps_its_session_alive() -> None:
+    """FFmpeg honours the Session timeout with keep-alives: a 2 s timeout never cuts a 5 s read."""
+    from .conftest import SMALL
+
+    async with SimCamera(session_timeout_s=2.0, **SMALL) as cam:
+        frames, errors = await asyncio.to_thread(read_frames, cam.rtsp_url(), 75)
+    seqs = [f.seq for f in frames]
+    assert errors == 0 and len(seqs) == 75 and seqs == list(range(seqs[0], seqs[0] + 75))

@@ -7,6 +7,7 @@ import itertools
 import socket
 import uuid
 
+import aiohttp
 import aioice.ice
 import pytest
 from aiohttp import web
@@ -109,6 +110,23 @@ async def test_whip_publish_delivers_stamped_h264_and_delete_tears_down(camera: 
     assert len(endpoint.deleted) == 1 and not endpoint.pcs
     await publisher.stop()  # idempotent
     assert len(endpoint.deleted) == 1
+
+
+async def test_whip_publish_through_the_control_api(camera: SimCamera, whip_endpoint) -> None:
+    endpoint, url = whip_endpoint
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{camera.control_url}/whip", json={"url": url, "token": TOKEN, "stream": "sub"}) as resp:
+            assert resp.status == 201
+            assert (await resp.json())["resource"].startswith(url + "/")
+        async with asyncio.timeout(30):
+            track = await endpoint.tracks.get()
+            frame = await track.recv()
+        assert (frame.width, frame.height) == (320, 180)
+        async with http.post(f"{camera.control_url}/whip", json={"url": url, "token": "bad"}) as resp:
+            assert resp.status == 502
+        async with http.delete(f"{camera.control_url}/whip") as resp:
+            assert resp.status == 200
+    assert len(endpoint.deleted) == 1 and not endpoint.pcs
 
 
 async def test_whip_wrong_token_is_an_error(camera: SimCamera, whip_endpoint) -> None:
