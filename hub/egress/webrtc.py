@@ -140,6 +140,7 @@ class Audience:
     kind: SessionKind
     recipient: str  # agency keyid, or the owner's session/user name
     request_id: str | None = None
+    grant_id: str | None = None  # the approval the agency session runs under
 
 
 class LiveSession:
@@ -241,20 +242,29 @@ class LiveSession:
                     self._revoked = True
                     await self.close("expired")
                     return
-                if self._recheck is not None:
-                    try:
-                        await self._recheck()
-                    except Exception as exc:  # fail closed: a gate error is a refusal
-                        self._revoked = True
-                        code = getattr(exc, "code", type(exc).__name__)
-                        await self.close(f"refused: {code}")
-                        return
+                if not await self.recheck():
+                    return
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("live session %s: watchdog failed; closing", self.id)
             self._revoked = True
             await self.close("watchdog error")
+
+    async def recheck(self) -> bool:
+        """Ask the gate again now; on any refusal or error close the session. True while allowed."""
+        if self._closing:
+            return False
+        if self._recheck is None:
+            return True
+        try:
+            await self._recheck()
+        except Exception as exc:  # fail closed: a gate error is a refusal
+            self._revoked = True
+            code = getattr(exc, "code", type(exc).__name__)
+            await self.close(f"refused: {code}")
+            return False
+        return True
 
     async def close(self, reason: str = "closed") -> None:
         """Stop media now, then tear the peer connection down; idempotent."""
@@ -374,6 +384,12 @@ class LiveSessions:
             session._revoked = True
         await asyncio.gather(*(s.close(reason) for s in sessions))
         return len(sessions)
+
+    async def recheck_all(self) -> int:
+        """Re-run every gated session's check now (after a revoke); returns how many were closed."""
+        sessions = [s for s in self._sessions.values() if s.audience.kind is SessionKind.AGENCY]
+        results = await asyncio.gather(*(s.recheck() for s in sessions))
+        return sum(not ok for ok in results)
 
     async def close_all(self, reason: str = "hub stopping") -> None:
         """Close every session and refuse new ones (daemon shutdown)."""

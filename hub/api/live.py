@@ -1,0 +1,301 @@
+"""Live view over WebRTC (WHEP, draft-ietf-wish-whep): the agency livestream and the owner's view.
+
+    POST   /api/agency/v1/live/{grant_id}                 agency signature + gate   SDP offer → 201 answer (§2.4)
+    DELETE /api/agency/v1/live/{grant_id}                 agency signature          end every session of it
+    DELETE /api/agency/v1/live/{grant_id}/{session_id}    agency signature          end one session (Location)
+    POST   /api/v1/owner/cameras/{camera_id}/whep         owner session (+ CSRF)    the owner's live view
+    DELETE /api/v1/owner/live/{session_id}                owner session (+ CSRF)    end it (Location)
+
+The agency URL is the one `GET /api/agency/v1/requests/{id}` returns in `"live": {"url", "not_after"}`
+(`hub/consent/requests.py`). A grant may name several cameras; the stream is of the first unless the
+signed URL carries `?camera=<id>` (RFC 9421 then covers it through `@query`).
+
+Agency path, in order: RFC 9421 verification (`requests.authenticate`, audited on failure) → the
+grant named in the URL must be this agency's live grant → `gate.check(kind="live")` at connect time,
+which must answer with that very grant → answer the offer → audit `egress.live.start` and write a
+checkpoint. The session then ends at `min(not_after, start + live_max_seconds)`, and its watchdog
+calls `gate.check` again every ≤ 0.5 s; the consent service's `grant_listeners` also trigger an
+immediate re-check after any revoke, revoke-key or remove-agency. Every end is audited
+(`egress.live.end`, with the reason) and followed by a checkpoint (PROTOCOL §5).
+
+Owner path: `require_owner` (the owner session on the LAN, which PROTOCOL §4 exempts from the gate).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from hub.api.session import require_owner
+from hub.consent import gate, requests
+from hub.consent.errors import ConsentError, SignatureError
+from hub.consent.service import ConsentService
+from hub.egress.webrtc import Audience, LiveError, LiveSession, LiveSessions, SessionKind
+from hub.ingest.relay import RelayHub
+from hub.services import SERVICES
+from hub.store import consent as q
+
+log = logging.getLogger(__name__)
+
+AGENCY_PREFIX = "/api/agency/v1/live"
+SDP = "application/sdp"
+
+
+@dataclass
+class LiveMedia:
+    """The live-media state routes share: every camera's relay and the open sessions."""
+
+    relays: RelayHub
+    sessions: LiveSessions
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def grants_changed(self) -> None:
+        """Consent listener (sync, on the loop): re-check every agency session at once."""
+        task = asyncio.get_running_loop().create_task(self.sessions.recheck_all(), name="live-recheck")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+LIVE_MEDIA = web.AppKey("live_media", LiveMedia)
+
+
+def _error(status: int, code: str, detail: str = "") -> web.Response:
+    return web.json_response({"error": code, "detail": detail}, status=status)
+
+
+def _answer(answer: str, location: str) -> web.Response:
+    # WHEP §4.2: 201 Created, the answer as application/sdp, the session resource in Location.
+    return web.Response(
+        status=201,
+        body=answer.encode(),
+        content_type=SDP,
+        headers={"Location": location, "Cache-Control": "no-store"},
+    )
+
+
+# --- agency (PROTOCOL §2.4) ---------------------------------------------------------------------
+
+
+def _consent(request: web.Request) -> ConsentService:
+    consent = request.app[SERVICES].consent
+    if consent is None:
+        raise ConsentError("unavailable", "consent service not running", 503)
+    return consent
+
+
+async def _signed_message(request: web.Request, consent: ConsentService) -> requests.SignedMessage:
+    """The request exactly as received, for RFC 9421; 413 (audited) for an oversized body."""
+    path, sep, query = request.raw_path.partition("?")
+
+    def msg(body: bytes) -> requests.SignedMessage:
+        return requests.SignedMessage(
+            request.method,
+            request.host,
+            path,
+            query if sep else None,
+            list(request.headers.items()),
+            body,
+            request.scheme,
+            request.remote or "",
+        )
+
+    too_large = SignatureError("body_too_large", f"body over {requests.MAX_BODY_BYTES} bytes", status=413)
+    if request.content_length is not None and request.content_length > requests.MAX_BODY_BYTES:
+        await requests.reject(consent, msg(b""), too_large)
+        raise too_large
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        await requests.reject(consent, msg(b""), too_large)
+        raise too_large from None
+    return msg(body)
+
+
+def _not_found() -> ConsentError:
+    # The same answer for "no such grant", "another agency's grant" and "not a live grant".
+    return ConsentError("not_found", "no such livestream", 404)
+
+
+async def _live_grant(
+    consent: ConsentService, keyid: str, grant_id: str, camera: str | None
+) -> q.GrantRecord:
+    """The gate's answer for this URL's grant now, or a ConsentError (404 or 403)."""
+    grant = await consent.store.run(q.grant, grant_id[:128])
+    if grant is None or grant.recipient != keyid or grant.kind != "live":
+        raise _not_found()
+    camera = camera or grant.cameras[0]
+    if camera not in grant.cameras:
+        raise _not_found()
+    allowed = await gate.check(consent.store, keyid, camera, None, None, kind="live", now=consent.now())
+    if allowed.id != grant.id:
+        # The gate matched another live grant of this agency; this URL's grant is not the one allowed.
+        raise gate.EgressDenied("not_permitted", "this approval does not allow the stream now", 403)
+    return allowed
+
+
+async def post_agency_live(request: web.Request) -> web.StreamResponse:
+    consent = _consent(request)
+    media = request.app[LIVE_MEDIA]
+    msg = await _signed_message(request, consent)
+    verified = await requests.authenticate(consent, msg)
+    keyid = verified.keyid
+    grant_id = request.match_info["grant_id"]
+    actor = f"agency:{keyid}"
+    try:
+        if request.content_type != SDP:
+            raise ConsentError("unsupported_media_type", "Content-Type must be application/sdp", 415)
+        grant = await _live_grant(consent, keyid, grant_id, request.query.get("camera"))
+    except ConsentError as exc:
+        await requests.reject(consent, msg, exc, keyid)
+        raise
+    camera = request.query.get("camera") or grant.cameras[0]
+    relay = media.relays.get(camera)
+    if relay is None:
+        return _error(503, "camera_unavailable", "the camera is not streaming")
+    now = time.time()
+    not_after = grant.not_after
+    if grant.live_max_seconds is not None:
+        not_after = min(not_after, now + grant.live_max_seconds)
+
+    async def recheck() -> None:
+        await _live_grant(consent, keyid, grant_id, camera)
+
+    async def ended(session: LiveSession) -> None:
+        await consent.record(
+            "egress.live.end",
+            actor,
+            {
+                "session": session.id,
+                "grant_id": grant.id,
+                "request_id": grant.request_id,
+                "camera": camera,
+                "reason": session.close_reason or "closed",
+                "seconds": int((session.ended_at or time.time()) - session.started_at),
+                "packets": session.track.packets_sent,
+                "bytes": session.track.bytes_sent,
+            },
+        )
+        await consent.audit.checkpoint()
+
+    try:
+        session, answer = await media.sessions.open(
+            camera_id=camera,
+            relay=relay,
+            offer_sdp=msg.body.decode("utf-8", "replace"),
+            audience=Audience(SessionKind.AGENCY, keyid, grant.request_id, grant.id),
+            not_after=not_after,
+            recheck=recheck,
+            on_close=ended,
+        )
+    except LiveError as exc:
+        return _error(exc.status, exc.code, exc.detail)
+    await consent.record(
+        "egress.live.start",
+        actor,
+        {
+            "session": session.id,
+            "grant_id": grant.id,
+            "request_id": grant.request_id,
+            "camera": camera,
+            "not_after": consent.time_text(not_after),
+        },
+    )
+    await consent.audit.checkpoint()
+    return _answer(answer, f"{AGENCY_PREFIX}/{grant.id}/{session.id}")
+
+
+async def delete_agency_live(request: web.Request) -> web.StreamResponse:
+    consent = _consent(request)
+    media = request.app[LIVE_MEDIA]
+    msg = await _signed_message(request, consent)
+    verified = await requests.authenticate(consent, msg)
+    grant_id = request.match_info["grant_id"]
+    session_id = request.match_info.get("session_id")
+    mine = [
+        s
+        for s in media.sessions.sessions()
+        if s.audience.kind is SessionKind.AGENCY
+        and s.audience.recipient == verified.keyid
+        and s.audience.grant_id == grant_id
+        and (session_id is None or s.id == session_id)
+    ]
+    if not mine:
+        exc = _not_found()
+        await requests.reject(consent, msg, exc, verified.keyid)
+        raise exc
+    await asyncio.gather(*(s.close("agency sent DELETE") for s in mine))
+    return web.Response(status=200)
+
+
+# --- owner (LAN live view) ----------------------------------------------------------------------
+
+
+async def post_owner_whep(request: web.Request) -> web.StreamResponse:
+    """The owner's live view of one camera (mount behind `require_owner`)."""
+    media = request.app[LIVE_MEDIA]
+    camera = request.match_info["camera_id"]
+    if request.content_type != SDP:
+        return _error(415, "unsupported_media_type", "Content-Type must be application/sdp")
+    relay = media.relays.get(camera)
+    if relay is None:
+        config = request.app[SERVICES].config
+        if config.camera(camera) is None:
+            return _error(404, "not_found", "no such camera")
+        return _error(503, "camera_unavailable", "the camera is not streaming")
+    offer = await request.text()
+    try:
+        session, answer = await media.sessions.open(
+            camera_id=camera, relay=relay, offer_sdp=offer, audience=Audience(SessionKind.OWNER, "owner")
+        )
+    except LiveError as exc:
+        return _error(exc.status, exc.code, exc.detail)
+    return _answer(answer, f"/api/v1/owner/live/{session.id}")
+
+
+async def delete_owner_live(request: web.Request) -> web.StreamResponse:
+    media = request.app[LIVE_MEDIA]
+    session = media.sessions.get(request.match_info["session_id"])
+    if session is None or session.audience.kind is not SessionKind.OWNER:
+        return _error(404, "not_found", "no such live session")
+    await session.close("owner sent DELETE")
+    return web.Response(status=200)
+
+
+# --- wiring ---------------------------------------------------------------------------------------
+
+
+def setup(app: web.Application, relays: RelayHub, sessions: LiveSessions | None = None) -> LiveMedia:
+    """Mount the live routes. The daemon owns `relays` (one per camera, fed by each camera's task).
+
+    On startup the consent service's revoke notifications are subscribed; on shutdown every live
+    session is closed before the HTTP server goes away.
+    """
+    media = LiveMedia(relays, sessions or LiveSessions())
+    app[LIVE_MEDIA] = media
+    app.router.add_post(f"{AGENCY_PREFIX}/{{grant_id}}", post_agency_live)
+    app.router.add_delete(f"{AGENCY_PREFIX}/{{grant_id}}", delete_agency_live)
+    app.router.add_delete(f"{AGENCY_PREFIX}/{{grant_id}}/{{session_id}}", delete_agency_live)
+    app.router.add_post("/api/v1/owner/cameras/{camera_id}/whep", require_owner(post_owner_whep))
+    app.router.add_delete("/api/v1/owner/live/{session_id}", require_owner(delete_owner_live))
+
+    async def subscribe(app: web.Application) -> None:
+        consent = app[SERVICES].consent
+        if consent is not None:
+            consent.grant_listeners.append(media.grants_changed)
+
+    async def close_sessions(app: web.Application) -> None:
+        consent = app[SERVICES].consent
+        if consent is not None and media.grants_changed in consent.grant_listeners:
+            consent.grant_listeners.remove(media.grants_changed)
+        await media.sessions.close_all()
+        for task in list(media._tasks):
+            task.cancel()
+
+    app.on_startup.append(subscribe)
+    app.on_shutdown.append(close_sessions)
+    return media

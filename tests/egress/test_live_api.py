@@ -1,0 +1,274 @@
+"""The WHEP routes in a hub app with the real consent service (PROTOCOL §2.4, issue 5's livestream test):
+
+an agency with an approved 10 s live grant receives frames; the owner revokes at 3 s and media stops
+within 1 s; every start and end is audited; refused calls send no media. The owner's live view is
+behind the owner session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from firmware_sim.camera import SimCamera
+from hub import datadir
+from hub.agency_client import Agency, keygen
+from hub.api import live, make_app
+from hub.config import parse
+from hub.consent import httpsig, owner_client, pairing, rfc3339
+from hub.consent.keys import HubKey
+from hub.consent.service import ConsentService
+from hub.egress.whep_client import Signer, WhepError, WhepViewer
+from hub.ingest.relay import RelayHub
+from hub.ingest.rtsp import RtspSource
+from hub.services import Services
+from hub.store import Store
+from hub.supervisor import Supervisor
+from tests.egress.conftest import pump
+
+
+@dataclass
+class LiveHub:
+    url: str
+    services: Services
+    media: live.LiveMedia
+    owner: Ed25519PrivateKey
+    camera: str
+
+    @property
+    def consent(self) -> ConsentService:
+        assert self.services.consent is not None
+        return self.services.consent
+
+    async def decide(self, fields: dict[str, Any]) -> Any:
+        return await asyncio.to_thread(owner_client.decide, self.url, self.owner, fields)
+
+    async def audit_types(self) -> list[tuple[str, bytes]]:
+        entries = await self.consent.audit.entries(0, self.consent.audit.size)
+        return [(e.split(b'"type":"', 1)[1].split(b'"', 1)[0].decode(), e) for _, e in entries]
+
+
+@pytest.fixture
+async def live_hub(sim: SimCamera, tmp_path: Path) -> AsyncIterator[LiveHub]:
+    config = parse(
+        {
+            "hub": {"data_dir": str(tmp_path / "data"), "port": 0},
+            "consent": {"trust_system_clock": True},
+            "discovery": {"enabled": False},
+            "cameras": [{"id": sim.name, "url": sim.rtsp_url("main", with_credentials=False)}],
+        }
+    )
+    await asyncio.to_thread(datadir.prepare, config)
+    store = await Store.open(config.db_path)
+    supervisor = Supervisor()
+    source = RtspSource(sim.name, sim.rtsp_url("main"))
+    relays = RelayHub()
+    runner: web.AppRunner | None = None
+    task: asyncio.Task[None] | None = None
+    try:
+        hub_key, _ = await asyncio.to_thread(HubKey.load_or_create, config.keys_dir)
+        services = Services(config=config, store=store, hub_key=hub_key, supervisor=supervisor)
+        services.consent = await ConsentService.start(config, store, hub_key, supervisor, services.pairing)
+        app = make_app(services)
+        media = live.setup(app, relays)
+        runner = web.AppRunner(app, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        await source.open()
+        task = asyncio.create_task(pump(source, relays.add(sim.name)))
+        owner = Ed25519PrivateKey.generate()
+        code = await store.run(pairing.issue)
+        await asyncio.to_thread(owner_client.enroll_first, url, owner, code, "phone")
+        yield LiveHub(url, services, media, owner, sim.name)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await source.close()
+        relays.close()
+        if services.consent is not None:
+            await services.consent.stop()
+        await supervisor.stop()
+        await store.close()
+
+
+@dataclass
+class AgencyParty:
+    client: Agency
+    keyid: str
+
+    def signer(self) -> Signer:
+        def sign(method: str, url: str, body: bytes, ctype: str | None) -> Mapping[str, str]:
+            parts = urlsplit(url)
+            base = [("Content-Type", ctype)] if ctype else []
+            lines = httpsig.sign_request(
+                method=method, authority=parts.netloc, path=parts.path, query=parts.query or None,
+                headers=base, body=body, private_key=self.client.key, keyid=self.keyid,
+                created=int(time.time()), scheme=parts.scheme,
+            )  # fmt: skip
+            return dict(lines)
+
+        return sign
+
+
+async def add_agency(hub: LiveHub, directory: Path, name: str) -> AgencyParty:
+    info = await asyncio.to_thread(keygen, directory)
+    await hub.decide(
+        {
+            "decision": "add-agency",
+            "subject": {"name": name, "sig_jwk": info["sig_jwk"], "recipient": info["recipient"]},
+        }
+    )
+    return AgencyParty(Agency(directory, hub.url), info["keyid"])
+
+
+async def live_grant(hub: LiveHub, agency: AgencyParty, seconds: int = 10) -> tuple[str, str]:
+    """Request a livestream and approve it; returns (request id, live URL from the poll)."""
+    fields = {
+        "case_id": "2026-000123", "kind": "live", "cameras": [hub.camera], "start": None, "end": None,
+        "live_max_seconds": seconds, "reason": "test", "legal_basis": {"type": "consent", "reference": None},
+        "contact": "Det. Test",
+    }  # fmt: skip
+    made = await asyncio.to_thread(agency.client.request, fields)
+    await hub.decide(
+        {
+            "decision": "approve", "request_id": made["id"], "request_sha256": made["request_sha256"],
+            "scope": {"kind": "live", "cameras": [hub.camera], "start": None, "end": None,
+                      "live_max_seconds": seconds},
+            "recipient": agency.keyid, "max_fetches": 1,
+            "not_after": rfc3339.format(int(time.time()) + 3600),
+        }
+    )  # fmt: skip
+    state = await asyncio.to_thread(agency.client.status, made["id"])
+    assert state["status"] == "live"
+    return made["id"], state["live"]["url"]
+
+
+async def stop_time(viewer: WhepViewer, quiet_s: float, limit_s: float) -> float:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        last = viewer.last_frame_at
+        if viewer.ended.is_set() or (last is not None and time.time() - last > quiet_s):
+            assert last is not None
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError("media never stopped")
+
+
+async def test_approved_live_grant_streams_and_revoke_cuts_within_1s(
+    live_hub: LiveHub, tmp_path: Path
+) -> None:
+    agency = await add_agency(live_hub, tmp_path / "agency", "PD")
+    request_id, url = await live_grant(live_hub, agency, seconds=10)
+    assert urlsplit(url).path.startswith("/api/agency/v1/live/")
+    viewer = WhepViewer()
+    async with aiohttp.ClientSession() as http:
+        try:
+            await viewer.connect(url, http, sign=agency.signer())
+            assert viewer.resource_url is not None and viewer.resource_url.startswith(url + "/")
+            started = time.time()
+            await viewer.wait_frames(10, timeout=10)
+            frames_before = viewer.frame_count
+            # Revoke at 3 s into the stream.
+            await asyncio.sleep(max(0.0, started + 3.0 - time.time()))
+            await live_hub.decide({"decision": "revoke", "request_id": request_id})
+            revoked_at = time.time()
+            last = await stop_time(viewer, quiet_s=1.5, limit_s=8)
+            # Refused from now on, and nothing more is sent.
+            again = WhepViewer()
+            with pytest.raises(WhepError) as err:
+                await again.connect(url, http, sign=agency.signer())
+            await again.close()
+            assert err.value.status == 403
+        finally:
+            await viewer.close()
+    assert frames_before >= 10
+    assert last < revoked_at + 1.0  # PROTOCOL §2.4: within 1 s of the owner's revoke
+    assert len(live_hub.media.sessions) == 0
+    types = [t for t, _ in await live_hub.audit_types()]
+    assert types.count("egress.live.start") == 1
+    assert types.count("egress.live.end") == 1
+    end_entry = next(e for t, e in await live_hub.audit_types() if t == "egress.live.end")
+    assert b"refused: " in end_entry  # the gate said no (grant_revoked or not_permitted)
+
+
+async def test_live_max_seconds_ends_the_stream(live_hub: LiveHub, tmp_path: Path) -> None:
+    agency = await add_agency(live_hub, tmp_path / "agency", "PD")
+    _, url = await live_grant(live_hub, agency, seconds=2)
+    viewer = WhepViewer()
+    async with aiohttp.ClientSession() as http:
+        try:
+            await viewer.connect(url, http, sign=agency.signer())
+            connected = time.time()
+            await viewer.wait_frames(3, timeout=5)
+            last = await stop_time(viewer, quiet_s=1.5, limit_s=8)
+        finally:
+            await viewer.close()
+    assert last < connected + 2.0 + 1.0
+    end_entry = next(e for t, e in await live_hub.audit_types() if t == "egress.live.end")
+    assert b'"reason":"expired"' in end_entry
+
+
+async def test_refused_live_calls_send_no_media(live_hub: LiveHub, tmp_path: Path) -> None:
+    pd = await add_agency(live_hub, tmp_path / "pd", "PD")
+    other = await add_agency(live_hub, tmp_path / "other", "Other")
+    _, url = await live_grant(live_hub, pd, seconds=10)
+    async with aiohttp.ClientSession() as http:
+        cases: list[tuple[str, Signer | None, int]] = [
+            (url, None, 401),  # unsigned
+            (url, other.signer(), 404),  # another agency's grant: indistinguishable from none
+            (url.rsplit("/", 1)[0] + "/nonexistent", pd.signer(), 404),
+            (url + "?camera=garage", pd.signer(), 404),  # a camera outside the grant
+        ]
+        for target, signer, status in cases:
+            viewer = WhepViewer()
+            try:
+                with pytest.raises(WhepError) as err:
+                    await viewer.connect(target, http, sign=signer)
+                assert err.value.status == status, target
+            finally:
+                await viewer.close()
+            assert viewer.frame_count == 0
+        # DELETE of the live URL with nothing open: 404; after a connect it ends the session.
+        viewer = WhepViewer()
+        try:
+            await viewer.connect(url, http, sign=pd.signer())
+            await viewer.wait_frames(2, timeout=5)
+            headers = pd.signer()("DELETE", url, b"", None)
+            async with http.delete(url, headers=headers) as resp:
+                assert resp.status == 200
+            await asyncio.wait_for(viewer.ended.wait(), 5)
+        finally:
+            await viewer.close()
+    assert len(live_hub.media.sessions) == 0
+    assert [t for t, _ in await live_hub.audit_types()].count("egress.live.start") == 1
+    rejected = [e for t, e in await live_hub.audit_types() if t == "request.rejected"]
+    assert len(rejected) >= 4
+
+
+async def test_owner_view_needs_an_owner_session(live_hub: LiveHub) -> None:
+    viewer = WhepViewer()
+    try:
+        async with aiohttp.ClientSession() as http:
+            with pytest.raises(WhepError) as err:
+                await viewer.connect(f"{live_hub.url}/api/v1/owner/cameras/{live_hub.camera}/whep", http)
+            assert err.value.status == 401
+    finally:
+        await viewer.close()
+    assert len(live_hub.media.sessions) == 0
