@@ -129,7 +129,8 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., WebHub]]:
 
 @pytest.fixture
 def context(browser: Any) -> Iterator[Any]:
-    ctx = browser.new_context(viewport={"width": 1100, "height": 760})
+    # UTC in the page, so the datetime-local fields the tests fill mean what the test means.
+    ctx = browser.new_context(viewport={"width": 1100, "height": 760}, timezone_id="UTC")
     errors: list[str] = []
     ctx.on("weberror", lambda e: errors.append(str(e.error)))
     try:
@@ -146,7 +147,22 @@ def login(page: Any, url: str, password: str = PASSWORD) -> None:
     page.get_by_role("navigation", name="Main").wait_for()
 
 
-def screenshot(page: Any, name: str) -> None:
-    """Save a PNG of the page for the docs (viewport only: keeps each file small)."""
+def onboard(page: Any, hub: WebHub, password: str = PASSWORD) -> None:
+    """First visit: pairing code from the daemon's console, a password, and this browser's key."""
+    hub.daemon.wait_ready()
+    assert hub.daemon.pairing_code, "the daemon printed no pairing code"
+    page.goto(hub.url + "/")
+    page.get_by_label("Pairing code").fill(hub.daemon.pairing_code)
+    page.get_by_label("Name for this device").fill("test browser")
+    page.get_by_label("Password for this hub").fill(password)
+    page.get_by_label("Password again").fill(password)
+    page.get_by_role("button", name="Pair this browser").click()
+    page.get_by_role("navigation", name="Main").wait_for(timeout=15_000)
+
+
+def screenshot(page: Any, name: str, full_page: bool = False) -> None:
+    """Save a PNG of the page for the docs (small: the viewport, or the page when it says more)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    assert path.stat().st_size < 300_000, f"{path} is too large for the docs"

@@ -1,0 +1,158 @@
+"""Onboarding and the consent inbox, end to end: the browser's own key signs; the hub only verifies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub.consent import jws
+from tests.web.conftest import onboard, screenshot
+
+READ_KEY_JS = """() => new Promise((resolve, reject) => {
+  const open = indexedDB.open("camhub", 1);
+  open.onsuccess = () => {
+    const get = open.result.transaction("keys").objectStore("keys").get("owner");
+    get.onsuccess = async () => {
+      const k = get.result;
+      let exported = "refused";
+      try { await crypto.subtle.exportKey("pkcs8", k.privateKey); exported = "EXPORTED"; } catch (e) {}
+      resolve({kid: k.kid, extractable: k.privateKey.extractable, type: k.privateKey.algorithm.name, exported});
+    };
+    get.onerror = () => reject(get.error);
+  };
+  open.onerror = () => reject(open.error);
+})"""
+
+
+def _agency(*args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "hub.agency_client", *args], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+def _utc(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _local_input(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_onboarding_makes_a_non_extractable_key_and_a_session(make_hub: Any, context: Any) -> None:
+    hub = make_hub(password=False)
+    page = context.new_page()
+    page.goto(hub.url + "/")
+    page.get_by_label("Pairing code").wait_for()
+    screenshot(page, "onboarding")
+    onboard(page, hub)
+    key = page.evaluate(READ_KEY_JS)
+    assert key == {"kid": key["kid"], "extractable": False, "type": "Ed25519", "exported": "refused"}
+    page.goto(hub.url + "/#/devices")
+    page.get_by_text("This browser is enrolled").wait_for()
+    assert page.locator("#devices tbody tr").count() == 1
+    screenshot(page, "devices")
+    # The pairing code is single use.
+    r = page.request.post(
+        hub.url + "/api/v1/owner/enroll",
+        data=json.dumps({"pairing_code": hub.daemon.pairing_code, "public_jwk": {}, "name": "x"}),
+        headers={"Content-Type": "application/json", "X-CSRF-Token": "n/a"},
+    )
+    assert r.status in (400, 403)
+
+
+def test_request_approved_narrower_in_the_browser_and_fetched(
+    make_hub: Any, context: Any, tmp_path: Path
+) -> None:
+    t0 = float(int(time.time()) - 3600)
+    hub = make_hub(password=False, segments_at=t0)
+    page = context.new_page()
+    onboard(page, hub)
+
+    # The owner adds the agency on the Agencies page (signed add-agency).
+    ident = _agency("keygen", str(tmp_path / "agency"))
+    page.goto(hub.url + "/#/agencies")
+    page.get_by_label("Name").fill("Springfield PD")
+    page.get_by_label("Signing key (JWK)").fill(json.dumps(ident["sig_jwk"]))
+    page.get_by_label("Delivery recipient (age)").fill(ident["recipient"])
+    page.get_by_role("button", name="Add agency (sign)").click()
+    page.locator("#agencies tbody tr").filter(has_text="Springfield PD").wait_for()
+    screenshot(page, "agencies")
+
+    # The agency asks for 90 s around the footage.
+    asked = _agency(
+        "request", "--url", hub.url, "--key", str(tmp_path / "agency"), "--camera", "front-door",
+        "--start", _utc(t0 - 10), "--end", _utc(t0 + 80), "--case-id", "2026-000123",
+        "--reason", "Package theft reported", "--legal-basis", "consent", "--contact", "Det. J. Rivera",
+    )  # fmt: skip
+    request_id = asked["id"]
+
+    page.goto(hub.url + "/#/inbox")
+    card = page.locator(f"article[data-request-id='{request_id}']")
+    card.wait_for()
+    for text in ("Springfield PD", "2026-000123", "Package theft reported", "Your consent", "front-door"):
+        assert text in card.inner_text()
+    assert card.locator("video.preview-video").count() == 1  # a preview of what would leave
+    screenshot(page, "inbox", full_page=True)
+
+    # Narrower: 3 s of the first run only.
+    start, end = t0 + 1, t0 + 4
+    card.get_by_label("From").fill(_local_input(start))
+    card.get_by_label("To").fill(_local_input(end))
+    card.get_by_role("button", name="Approve narrower").click()
+    page.locator("#grants tbody tr").filter(has_text="2026-000123").wait_for(timeout=10_000)
+
+    # The agency sees `fulfilled` once the delivery is built, and gets exactly the approved range.
+    deadline = time.monotonic() + 30
+    while (status := _agency("status", "--url", hub.url, "--key", str(tmp_path / "agency"), request_id))[
+        "status"
+    ] != "fulfilled":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    fetched = _agency(
+        "fetch", "--url", hub.url, "--key", str(tmp_path / "agency"), request_id, "--out", str(tmp_path / "out"),
+        "--hub-id", hub.daemon.hub_id,
+    )  # fmt: skip
+    assert [(f["camera"], f["start"], f["end"]) for f in fetched] == [("front-door", _utc(start), _utc(end))]
+    assert "clip-front-door.mp4" in fetched[0]["files"]
+
+    # A forged approval, signed by a key that is not this browser's but naming its kid, is refused,
+    # even with a valid session and CSRF token.
+    kid = page.evaluate(READ_KEY_JS)["kid"]
+    forged_payload = {
+        "v": 1, "hub": hub.daemon.hub_id, "request_id": request_id, "request_sha256": asked["request_sha256"],
+        "decision": "approve",
+        "scope": {"kind": "clip", "cameras": ["front-door"], "start": _utc(t0 - 10), "end": _utc(t0 + 80), "live_max_seconds": None},
+        "recipient": ident["keyid"], "max_fetches": 3, "not_after": _utc(time.time() + 86400),
+        "issued_at": _utc(time.time()), "jti": "forged-jti-0000000000",
+    }  # fmt: skip
+    forged = jws.sign(
+        json.dumps(forged_payload).encode(), Ed25519PrivateKey.generate(), kid, "camhub-decision+jws"
+    )
+    token = page.request.get(hub.url + "/api/v1/session").json()["csrf"]
+    r = page.request.post(
+        hub.url + "/api/v1/decisions",
+        data=forged,
+        headers={"Content-Type": "application/jose", "X-CSRF-Token": token},
+    )
+    assert (r.status, r.json()["error"]) == (403, "jws_bad_signature")
+
+    # Revoke from the grants list: the agency can no longer fetch.
+    page.goto(hub.url + "/#/inbox")
+    row = page.locator("#grants tbody tr").filter(has_text="2026-000123")
+    row.get_by_role("button", name="Revoke").click()
+    row.wait_for(state="detached", timeout=10_000)
+    out = subprocess.run(
+        [sys.executable, "-m", "hub.agency_client", "fetch", "--url", hub.url, "--key", str(tmp_path / "agency"),
+         request_id, "--out", str(tmp_path / "out2")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode != 0
