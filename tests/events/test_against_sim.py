@@ -30,7 +30,8 @@ async def test_visitor_is_one_motion_event_and_press_is_one_press_event(tmp_path
         "sim-ev", width=640, height=360, sub_width=640, sub_height=360, fps=15, gop=15, loop_s=2.0
     ) as cam:
         seen: asyncio.Queue[q.Event] = asyncio.Queue()
-        config = MotionConfig(masks=OVERLAY_MASKS)
+        # 3 s of quiet ends an event: longer than the 2 s the sim's visitor stands at the door.
+        config = MotionConfig(masks=OVERLAY_MASKS, end_quiet_s=3.0)
         recorder = EventRecorder(
             cam.name,
             store,
