@@ -206,7 +206,7 @@ class HubEnv:
 
     # --- agency side --------------------------------------------------------------------------
 
-    def request_body(self, start: float, end: float, **overrides: Any) -> bytes:
+    def request_body(self, start: float, end: float, /, **overrides: Any) -> bytes:
         doc: dict[str, Any] = {
             "hub": self.hub_id,
             "case_id": "2026-000123",
