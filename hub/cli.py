@@ -80,7 +80,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from hub import demo
 
     _setup_logging("info")
-    return asyncio.run(demo.run(data_dir=Path(args.data_dir), port=args.port, cameras=args.cameras))
+    return asyncio.run(
+        demo.run(data_dir=Path(args.data_dir).absolute(), port=args.port, cameras=args.cameras)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,8 @@ from hub.config import Config
 from hub.consent import pairing
 from hub.consent.keys import HubKey
 from hub.consent.service import ConsentService
+from hub.discovery import Discovery
+from hub.ingest.camera import Cameras
 from hub.services import Services
 from hub.store import Store, StoreError
 from hub.supervisor import Supervisor
@@ -76,6 +78,12 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
         services = Services(config=config, store=store, hub_key=hub_key, supervisor=supervisor)
         services.consent = await ConsentService.start(config, store, hub_key, supervisor, services.pairing)
         stack.push_async_callback(services.consent.stop)
+        # Cameras after consent: retention must see the holds of pending and approved requests.
+        services.cameras = Cameras(
+            config, store, supervisor, holds=services.consent.holds, audit=services.consent.record
+        )
+        stack.push_async_callback(services.cameras.stop)
+        await services.cameras.start()
 
         app = make_app(services)
         runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
@@ -92,6 +100,11 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
         services.base_url = f"http://{_url_host(host)}:{port}"
         if config.https_port is not None:
             await _start_https(runner, config)
+
+        if config.discovery.enabled:
+            services.discovery = await _start_discovery(config, hub_key.hub_id, port)
+            if services.discovery is not None:
+                stack.push_async_callback(services.discovery.stop)
 
         log.info("camhub ready url=%s hub_id=%s", services.base_url, hub_key.hub_id)
         notifier.ready(status=f"serving {services.base_url}")
@@ -117,7 +130,27 @@ async def _start_https(runner: web.AppRunner, config: Config) -> None:
     new = [a for a in runner.addresses if isinstance(a, tuple) and str(a) not in before]
     port = new[0][1] if new else https_port
     # The owner compares this with what the browser shows before trusting /ca.crt (hub/tls.py).
-    log.warning("owner UI https url=https://%s.local:%s/ ca_sha256=%s", config.hub.name, port, files.ca_sha256)
+    log.warning(
+        "owner UI https url=https://%s.local:%s/ ca_sha256=%s", config.hub.name, port, files.ca_sha256
+    )
+
+
+async def _start_discovery(config: Config, hub_id: str, port: int) -> Discovery | None:
+    interfaces = list(config.discovery.interfaces) or None
+    discovery = Discovery(
+        hub_id=hub_id if config.discovery.advertise else None,
+        hub_port=port if config.discovery.advertise else None,
+        hub_name=config.hub.name,
+        interfaces=interfaces,
+        browse=config.discovery.browse,
+    )
+    try:
+        await discovery.start()
+    except OSError as exc:
+        # mDNS is a convenience: a box without multicast still records and serves.
+        log.warning("discovery disabled: %s", exc)
+        return None
+    return discovery
 
 
 def _bound_address(runner: web.AppRunner, config: Config) -> tuple[str, int]:

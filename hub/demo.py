@@ -7,10 +7,12 @@ restart), the clock trusted (a dev machine keeps time; PROTOCOL.md §6), discove
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from pathlib import Path
 
+from firmware_sim.fleet import SimFleet
 from hub import config as config_mod
 from hub import daemon
 from hub.systemd import Notifier
@@ -34,7 +36,7 @@ def demo_config(data_dir: Path, port: int, camera_urls: dict[str, tuple[str, str
         {
             "hub": {
                 "name": "camhub-demo",
-                "data_dir": str(data_dir.resolve()),
+                "data_dir": str(data_dir),
                 "bind": "127.0.0.1",
                 "port": port,
             },
@@ -51,10 +53,24 @@ async def run(data_dir: Path, port: int, cameras: int) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        cfg = demo_config(data_dir, port, {})
-        if cameras:
-            log.warning("the camera simulator is not available yet; starting the hub alone")
-        async with daemon.running_hub(cfg, Notifier()) as services:
+        async with contextlib.AsyncExitStack() as stack:
+            urls: dict[str, tuple[str, str, str]] = {}
+            if cameras:
+                # 720p keeps the one-time loop encode short; encoded loops are cached in the data dir,
+                # so a restarted demo is up in a second.
+                fleet = SimFleet(cameras, width=1280, height=720, mdns=True, cache_dir=data_dir / "sim-cache")
+                log.info("starting %d simulated cameras (first start encodes their video once)", cameras)
+                await stack.enter_async_context(fleet)
+                for cam in fleet.cameras:
+                    urls[cam.name] = (cam.rtsp_url("main"), cam.rtsp_url("sub"), cam.events_url)
+                    log.info(
+                        "simulated camera %s: %s (control %s)",
+                        cam.name,
+                        cam.rtsp_url("main"),
+                        cam.control_url,
+                    )
+            cfg = demo_config(data_dir, port, urls)
+            services = await stack.enter_async_context(daemon.running_hub(cfg, Notifier()))
             print(f"camhub demo: open {services.base_url}/  (hub id {services.hub_key.hub_id})", flush=True)
             await stop.wait()
     except daemon.StartupError as exc:

@@ -19,6 +19,8 @@ from hub.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from hub.consent.service import ConsentService
+    from hub.discovery import Discovery
+    from hub.ingest.camera import Cameras
 
 
 @dataclass
@@ -31,6 +33,10 @@ class Services:
     base_url: str = ""
     # Consent (PROTOCOL.md): audit log, clock guard, deliveries; started by the daemon before the API.
     consent: ConsentService | None = None
+    # Every camera's source loop, recorder, live relay and WHIP endpoint state; started after consent.
+    cameras: Cameras | None = None
+    # mDNS browse/advertise; None when disabled or multicast is unavailable.
+    discovery: Discovery | None = None
 
 
 # Routes reach the services through this typed key (aiohttp's AppKey), never a string.

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api import agency, errors, owner, owner_ui, public, session
+from hub.api import agency, errors, live, owner, owner_ui, public, session
+from hub.ingest import whip
 from hub.services import SERVICES, Services
 
 # Nothing an owner or agency legitimately sends is larger; footage only ever flows outwards.
@@ -24,4 +25,7 @@ def make_app(services: Services) -> web.Application:
     owner_ui.setup(app)  # owner pages and their JSON, each route behind session.require_owner
     owner.setup(app)  # consent: first-owner enrolment, signed decisions, audit proofs
     agency.setup(app)  # consent: RFC 9421 signed agency API; media only through gate.check
+    if services.cameras is not None:
+        live.setup(app, services.cameras.relays)  # WHEP: agency (gate) and owner (session) live view
+        whip.setup(app, services.cameras.whip)  # cameras that push WebRTC (per-camera bearer token)
     return app

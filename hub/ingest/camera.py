@@ -1,0 +1,315 @@
+"""The cameras: one supervised task per camera from source to disk and live relay, plus retention.
+
+Data flow per camera (STYLE.md: the layout mirrors it)::
+
+    RtspSource / WhipSource ──► TeeSource ──► Recorder (fMP4 segments, index)      hub/record
+                                   └────────► PacketRelay (live viewers, WHEP)     hub/ingest/relay
+    sub-stream / SSE ─────────────────────────► EventRecorder (motion, presses)    hub/events
+
+Each camera's loop reconnects with capped exponential backoff and jitter; a failure is written to
+the camera's status row and the footage shows a gap (the recorder records it), never papered over.
+The loops run under the daemon's Supervisor, so a crash (a bug, not a camera error) is logged and
+the loop restarted without touching other cameras.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+from hub.config import CameraConfig, Config
+from hub.events import motion as motion_mod
+from hub.events.service import EventRecorder
+from hub.ingest.relay import PacketRelay, RelayHub
+from hub.ingest.rtsp import RtspSource
+from hub.ingest.source import CodecParams, MediaPacket, PacketSource, SourceError
+from hub.ingest.whip import WhipIngest
+from hub.record import recovery, retention
+from hub.record.recorder import Recorder, RecordError
+from hub.store import Store
+from hub.store import cameras as status_q
+from hub.supervisor import Supervisor
+
+log = logging.getLogger(__name__)
+
+MIN_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+# A connection that streamed this long was healthy: the next failure starts the backoff over.
+HEALTHY_AFTER_S = 30.0
+STATUS_INTERVAL_S = 2.0
+RETENTION_INTERVAL_S = 30.0
+
+# Audits a batch of deletions: (type, actor, data) -> awaitable.
+AuditFn = Callable[[str, str, dict[str, object]], Awaitable[object]]
+HoldsFn = Callable[[], list[tuple[str, float, float]]]
+
+
+class TeeSource(PacketSource):
+    """A source that also hands every packet to the camera's live relay as it passes to the recorder."""
+
+    def __init__(self, inner: PacketSource, relay: PacketRelay) -> None:
+        self.camera_id = inner.camera_id
+        self._inner = inner
+        self._relay = relay
+
+    @property
+    def params(self) -> CodecParams:
+        return self._inner.params
+
+    async def open(self) -> CodecParams:
+        return await self._inner.open()
+
+    async def packets(self) -> AsyncIterator[MediaPacket]:
+        async for packet in self._inner.packets():
+            self._relay.publish(packet)
+            yield packet
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with jitter (upper half), reset after a healthy connection."""
+
+    attempt: int = 0
+
+    def next_delay(self, healthy: bool) -> float:
+        if healthy:
+            self.attempt = 0
+        delay = min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2**self.attempt) * random.uniform(0.5, 1.0)
+        self.attempt += 1
+        return delay
+
+
+class CameraRuntime:
+    """One camera: its source loop, recorder, relay and status."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        store: Store,
+        recordings_dir: Path,
+        segment_seconds: float,
+        relay: PacketRelay,
+        whip: WhipIngest,
+    ) -> None:
+        self.camera = camera
+        self._store = store
+        self.relay = relay
+        self._whip = whip
+        self.recorder = (
+            Recorder(camera.id, recordings_dir, store, segment_s=segment_seconds) if camera.record else None
+        )
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self.connected = False
+        self._stopping = False
+
+    def _source(self) -> PacketSource:
+        if self.camera.whip:
+            return self._whip.source(self.camera.id)
+        url = self.camera.authenticated_url()
+        assert url is not None
+        return RtspSource(self.camera.id, url)
+
+    async def run(self) -> None:
+        """The supervised loop: connect, stream until it fails, back off, reconnect. Ends on stop()."""
+        backoff = Backoff()
+        while not self._stopping:
+            source = TeeSource(self._source(), self.relay)
+            started = time.monotonic()
+            error: str | None = None
+            self.connected = True
+            try:
+                if self.recorder is not None:
+                    await self.recorder.run(source)
+                    if self._stopping:
+                        return
+                    error = "stream ended"
+                else:
+                    error = await _drain(source)
+            except (SourceError, RecordError) as exc:
+                error = f"{exc.code}: {exc}"
+            finally:
+                self.connected = False
+            healthy = time.monotonic() - started > HEALTHY_AFTER_S
+            self.reconnects += 1
+            self.last_error = error
+            await self._store.run(
+                partial(status_q.upsert, online=False, last_error=error, reconnected=True), self.camera.id
+            )
+            delay = backoff.next_delay(healthy)
+            log.warning("camera %s: %s; reconnecting in %.1f s", self.camera.id, error, delay)
+            await asyncio.sleep(delay)
+
+    @property
+    def last_frame_at(self) -> float | None:
+        return self.relay.last_packet_at
+
+    def online(self, now: float) -> bool:
+        last = self.last_frame_at
+        return self.connected and last is not None and now - last < 5.0
+
+    async def stop(self) -> None:
+        """Finalize the open segment (the recorder's stop is bounded), then let the loop end."""
+        self._stopping = True
+        if self.recorder is not None:
+            await self.recorder.stop()
+
+
+async def _drain(source: PacketSource) -> str:
+    """Live relay only (record = false): read the source so viewers get packets, write nothing."""
+    try:
+        await source.open()
+        async for _ in source.packets():
+            pass
+        return "stream ended"
+    finally:
+        await source.close()
+
+
+def motion_settings(camera: CameraConfig) -> motion_mod.MotionConfig:
+    m = camera.motion
+    return motion_mod.MotionConfig(zones=m.zones, masks=m.masks, min_area=m.min_area)
+
+
+class Cameras:
+    """Every configured camera, plus the loops that serve them all (status, retention)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        supervisor: Supervisor,
+        *,
+        holds: HoldsFn,
+        audit: AuditFn,
+    ) -> None:
+        self._config = config
+        self._store = store
+        self._supervisor = supervisor
+        self._holds = holds
+        self._audit = audit
+        self.relays = RelayHub()
+        self.whip = WhipIngest(config)
+        self.runtimes: dict[str, CameraRuntime] = {}
+        self.events: dict[str, EventRecorder] = {}
+
+    async def start(self) -> None:
+        """Recover what a crash left, then start every camera. Recovery first: a recording must not
+        begin in a folder whose `.part` files are still being repaired."""
+        cfg = self._config
+        outcomes = await asyncio.to_thread(recovery.recover_sync, cfg.segments_dir, self._store)
+        for outcome in outcomes:
+            log.warning("recovery: %s", outcome)
+        await self._store.run(status_q.mark_all_offline)
+        for cam in cfg.cameras:
+            relay = self.relays.add(cam.id)
+            runtime = CameraRuntime(
+                cam, self._store, cfg.segments_dir, cfg.storage.segment_seconds, relay, self.whip
+            )
+            self.runtimes[cam.id] = runtime
+            self._supervisor.spawn(f"camera:{cam.id}", runtime.run)
+            await self._start_events(cam)
+        self._supervisor.spawn("cameras:status", self._status_loop)
+        self._supervisor.spawn("retention", self._retention_loop)
+
+    async def _start_events(self, cam: CameraConfig) -> None:
+        motion_url = None
+        if cam.motion.enabled and not cam.whip:
+            motion_url = cam.authenticated_url(cam.sub_url) if cam.sub_url else cam.authenticated_url()
+        if motion_url is None and cam.events_url is None:
+            return
+        recorder = EventRecorder(
+            cam.id,
+            self._store,
+            self._config.hub.data_dir,
+            motion_url=motion_url,
+            motion=motion_settings(cam),
+            events_url=cam.events_url,
+        )
+        try:
+            await recorder.start()
+        except Exception:
+            # Events are a convenience; a camera without them still records.
+            log.exception("camera %s: events did not start", cam.id)
+            return
+        self.events[cam.id] = recorder
+
+    async def stop(self) -> None:
+        """Stop events, finalize every recording (in parallel, each bounded), end the camera loops."""
+        await asyncio.gather(*(ev.stop() for ev in self.events.values()), return_exceptions=True)
+        self.events.clear()
+        await self.whip.close()
+        await asyncio.gather(*(rt.stop() for rt in self.runtimes.values()), return_exceptions=True)
+        for cam_id in self.runtimes:
+            await self._supervisor.cancel(f"camera:{cam_id}")
+        for name in ("cameras:status", "retention"):
+            await self._supervisor.cancel(name)
+        self.relays.close()
+        with contextlib.suppress(Exception):
+            await self._store.run(status_q.mark_all_offline)
+
+    async def _status_loop(self) -> None:
+        while True:
+            now = time.time()
+            for cam_id, rt in self.runtimes.items():
+                await self._store.run(
+                    partial(status_q.upsert, online=rt.online(now), last_frame_at=rt.last_frame_at), cam_id
+                )
+            await asyncio.sleep(STATUS_INTERVAL_S)
+
+    def retention_policy(self) -> retention.RetentionPolicy:
+        cfg = self._config
+        day = 86400.0
+        return retention.RetentionPolicy(
+            max_age_s={c.id: c.retention_days * day for c in cfg.cameras if c.retention_days is not None},
+            default_max_age_s=cfg.storage.max_age_days * day,
+            quota_bytes=cfg.storage.quota_bytes,
+            min_free_percent=cfg.storage.min_free_percent or None,
+        )
+
+    async def enforce_retention(self) -> int:
+        """One retention pass; every deletion is audited, one entry per batch. Returns segments deleted."""
+        # Holds are read again by `enforce` before each batch, so pass the function, not a snapshot.
+        deleted = await retention.enforce(
+            self._store, self._config.segments_dir, self.retention_policy(), lambda: holds_now(self._holds)
+        )
+        if deleted:
+            await self._audit(
+                "retention.deleted",
+                "hub",
+                {
+                    "segments": len(deleted),
+                    "bytes": sum(s.bytes for s in deleted),
+                    "cameras": sorted({s.camera_id for s in deleted}),
+                    "from": rfc3339(min(s.start_at for s in deleted)),
+                    "to": rfc3339(max(s.end_at for s in deleted)),
+                },
+            )
+        return len(deleted)
+
+    async def _retention_loop(self) -> None:
+        while True:
+            try:
+                await self.enforce_retention()
+            except Exception:
+                log.exception("retention pass failed; retrying in %.0f s", RETENTION_INTERVAL_S)
+            await asyncio.sleep(RETENTION_INTERVAL_S)
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def holds_now(holds: HoldsFn) -> list[retention.Hold]:
+    return [retention.Hold(cam, start, end) for cam, start, end in holds()]
