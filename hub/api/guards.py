@@ -21,6 +21,7 @@ class Guard(StrEnum):
     LOOPBACK = "loopback"  # only from the box itself (127.0.0.1 / ::1)
     AGENCY_SIGNATURE = "agency_signature"  # RFC 9421 signature of a trusted agency (§2)
     AGENCY_GATE = "agency_signature+gate"  # ... and gate.check() at send time (§4)
+    CAMERA_TOKEN = "camera_token"  # a camera's own WHIP bearer token (media flows in, not out)
 
 
 #: Guards that may front a route returning media (PROTOCOL §4).
@@ -48,6 +49,15 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("POST", "/api/agency/v1/requests"): RouteGuard(Guard.AGENCY_SIGNATURE),
     ("GET", "/api/agency/v1/requests/{id}"): RouteGuard(Guard.AGENCY_SIGNATURE),
     ("GET", "/api/agency/v1/deliveries/{id}"): RouteGuard(Guard.AGENCY_GATE, media=True),
+    # hub/api/live.py (WHEP, §2.4): the SDP answer opens a WebRTC media path
+    ("POST", "/api/agency/v1/live/{grant_id}"): RouteGuard(Guard.AGENCY_GATE, media=True),
+    ("DELETE", "/api/agency/v1/live/{grant_id}"): RouteGuard(Guard.AGENCY_SIGNATURE),
+    ("DELETE", "/api/agency/v1/live/{grant_id}/{session_id}"): RouteGuard(Guard.AGENCY_SIGNATURE),
+    ("POST", "/api/v1/owner/cameras/{camera_id}/whep"): RouteGuard(Guard.OWNER_SESSION, media=True),
+    ("DELETE", "/api/v1/owner/live/{session_id}"): RouteGuard(Guard.OWNER_SESSION),
+    # hub/ingest/whip.py: cameras pushing their stream to the hub
+    ("POST", "/api/v1/cameras/{camera_id}/whip"): RouteGuard(Guard.CAMERA_TOKEN),
+    ("DELETE", "/api/v1/cameras/{camera_id}/whip/{session_id}"): RouteGuard(Guard.CAMERA_TOKEN),
     # hub/api/session.py and hub/api/owner_ui.py (the owner web UI)
     ("GET", "/"): RouteGuard(Guard.PUBLIC),
     ("GET", "/ui"): RouteGuard(Guard.PUBLIC),

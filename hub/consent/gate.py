@@ -22,12 +22,15 @@ Every path that sends bytes off the box, and how it reaches the gate:
 
 | path | what leaves | guard |
 |---|---|---|
-| `GET /api/agency/v1/deliveries/{id}` (`hub/api/agency.py` → `deliveries.fetch`) | age-encrypted clip delivery | RFC 9421 agency signature, then `gate.check(kind="clip", delivery_id=…, take_fetch=True)` before the first byte and `take_fetch=False` again between chunks, so a revoke stops a transfer in flight |
+| `GET /api/agency/v1/deliveries/{id}` (`hub/api/agency.py` → `deliveries.open_for_fetch`) | age-encrypted clip delivery | RFC 9421 agency signature, then `gate.check(kind="clip", delivery_id=…, take_fetch=True)` before the first byte and `take_fetch=False` again between chunks, so a revoke stops a transfer in flight |
 | `POST /api/agency/v1/requests`, `GET /api/agency/v1/requests/{id}` | request status and delivery URLs only, never media | RFC 9421 agency signature |
 | `GET /api/v1/hub`, `POST /api/v1/owner/enroll`, `POST /api/v1/decisions`, `POST /api/v1/owner/clock` | hub identity, ids, error codes; no media | public / pairing code / owner JWS |
 | `GET /api/v1/audit/*` | checkpoints and Merkle proofs; no media | loopback only (`hub/api/owner.py`) |
 | owner web UI media (`/api/v1/owner/segments/{id}.mp4`, `/api/v1/owner/events/{id}.jpg`, `hub/api/owner_ui.py`) | the owner's own footage to the owner | owner session on the LAN (`require_owner`), which §4 exempts from the gate |
-| live media over WebRTC (WHEP, §2.4) | live camera media | to be added by the livestream (WHEP) work: it must call `gate.check(kind="live")` before answering the offer and subscribe to `ConsentService.grant_listeners` to cut the peer connection on revoke |
+| `POST /api/agency/v1/live/{grant_id}` (WHEP, `hub/api/live.py`) | live camera media over WebRTC | RFC 9421 agency signature, then `gate.check(kind="live")` before answering the offer; the session's watchdog calls `gate.check` again every ≤ 0.5 s and at once on `ConsentService.grant_listeners` (revoke, revoke-key, remove-agency), and ends the peer connection when it refuses |
+| `DELETE /api/agency/v1/live/{grant_id}[/{session_id}]` | nothing (ends a session) | RFC 9421 agency signature |
+| `POST /api/v1/owner/cameras/{camera_id}/whep` (`hub/api/live.py`) | the owner's own live view | owner session on the LAN (`require_owner`), exempt from the gate by §4 |
+| `POST /api/v1/cameras/{camera_id}/whip` (`hub/ingest/whip.py`) | nothing leaves: the camera sends media in | the camera's bearer token |
 | mDNS advertisement (`hub/discovery.py`) | hub name and hub_id | no media |
 
 `tests/consent/test_api_route_guards.py` enumerates the aiohttp routes against the table in

@@ -1,0 +1,121 @@
+"""PROTOCOL.md §6: with an unsynchronised clock the hub refuses agency requests and decisions with
+503 `clock_unsynced` (audited), until an owner confirms the time; the confirmation lasts for the boot."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub import config as config_mod
+from hub.consent import clock, httpsig, jws, pairing, rfc3339
+from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from hub.daemon import running_hub
+from hub.services import Services
+
+
+def _config(data_dir: Path) -> config_mod.Config:
+    return config_mod.parse(
+        {
+            "hub": {"data_dir": str(data_dir), "port": 0},
+            "consent": {"trust_system_clock": False},
+            "discovery": {"enabled": False},
+        }
+    )
+
+
+def _decision(
+    s: Services, key: Ed25519PrivateKey, fields: dict[str, Any], issued_at: float | None = None
+) -> str:
+    payload = {
+        "v": 1,
+        "hub": s.hub_key.hub_id,
+        **fields,
+        "issued_at": rfc3339.format(int(time.time() if issued_at is None else issued_at)),
+        "jti": secrets.token_urlsafe(16),
+    }
+    kid = jwk_thumbprint(okp_public_jwk(key.public_key()))
+    return jws.sign(json.dumps(payload).encode(), key, kid, "camhub-decision+jws")
+
+
+async def _entries(s: Services) -> list[dict[str, Any]]:
+    assert s.consent is not None
+    return [json.loads(e) for _, e in await s.consent.audit.entries(0, s.consent.audit.size)]
+
+
+async def test_unsynced_clock_refuses_until_the_owner_confirms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(clock, "kernel_clock_synced", lambda: False)
+    cfg = _config(tmp_path / "data")
+    owner = Ed25519PrivateKey.generate()
+    agency = Ed25519PrivateKey.generate()
+    agency_jwk = okp_public_jwk(agency.public_key())
+    from pyrage import x25519
+
+    recipient = str(x25519.Identity.generate().to_public())
+    add_agency = {
+        "decision": "add-agency",
+        "subject": {"name": "PD", "sig_jwk": agency_jwk, "recipient": recipient},
+    }
+
+    async with running_hub(cfg) as s, aiohttp.ClientSession() as http:
+        url = s.base_url
+        code = await s.store.run(pairing.issue)
+        r = await http.post(
+            url + "/api/v1/owner/enroll",
+            json={"pairing_code": code, "public_jwk": okp_public_jwk(owner.public_key()), "name": "o"},
+        )
+        assert r.status == 201  # enrolment is not a time check
+
+        jose = {"Content-Type": "application/jose"}
+        r = await http.post(url + "/api/v1/decisions", data=_decision(s, owner, add_agency), headers=jose)
+        assert r.status == 503 and (await r.json())["error"] == "clock_unsynced"
+
+        body = json.dumps({"hub": s.hub_key.hub_id}).encode()
+        headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
+        authority = url.split("://")[1]
+        headers += httpsig.sign_request(
+            method="POST", authority=authority, path="/api/agency/v1/requests", query=None, headers=headers,
+            body=body, private_key=agency, keyid=jwk_thumbprint(agency_jwk), created=int(time.time()),
+            scheme="http",
+        )  # fmt: skip
+        r = await http.post(url + "/api/agency/v1/requests", data=body, headers=dict(headers))
+        assert r.status == 503 and (await r.json()) == {
+            "error": "clock_unsynced",
+            "detail": "the hub's clock is not known to be synchronised",
+        }
+        assert "clock.unsynced" in [e["type"] for e in await _entries(s)]
+
+        # An owner device whose clock disagrees cannot vouch for ours.
+        confirm = {"decision": "confirm-time"}
+        r = await http.post(
+            url + "/api/v1/owner/clock", data=_decision(s, owner, confirm, time.time() - 600), headers=jose
+        )
+        assert r.status == 409 and (await r.json())["error"] == "clock_mismatch"
+        r = await http.post(url + "/api/v1/decisions", data=_decision(s, owner, add_agency), headers=jose)
+        assert r.status == 503
+
+        r = await http.post(url + "/api/v1/owner/clock", data=_decision(s, owner, confirm), headers=jose)
+        assert r.status == 201, await r.text()
+        r = await http.post(url + "/api/v1/decisions", data=_decision(s, owner, add_agency), headers=jose)
+        assert r.status == 201, await r.text()
+        types = [e["type"] for e in await _entries(s)]
+        assert "clock.confirmed" in types and "clock.rejected" in types
+
+    # Same boot, new daemon: the confirmation holds (it is stored with the kernel's boot id).
+    async with running_hub(cfg) as s:
+        assert s.consent is not None and s.consent.clock.synced()
+
+
+def test_kernel_probe_answers_without_privileges() -> None:
+    # Whatever this machine's state, the read-only adjtimex call must answer, not raise.
+    assert clock.kernel_clock_synced() in (True, False)
+    assert clock.ClockGuard(trust_system_clock=True, probe=lambda: False).synced()
+    assert not clock.ClockGuard(trust_system_clock=False, probe=lambda: False).synced()
