@@ -19,6 +19,13 @@ from hub.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
+# The simulator's frame stamp (top) and clock overlay (bottom) change every frame; an owner would mask
+# them, as the demo does, so that only the visitor counts as motion.
+SIM_OVERLAY_MASKS = [
+    [[0.0, 0.0], [1.0, 0.0], [1.0, 0.08], [0.0, 0.08]],
+    [[0.0, 0.88], [1.0, 0.88], [1.0, 1.0], [0.0, 1.0]],
+]
+
 
 def demo_config(data_dir: Path, port: int, camera_urls: dict[str, tuple[str, str, str]]) -> config_mod.Config:
     """Config for the demo hub; `camera_urls` maps camera id to (main URL, sub URL, events URL)."""
@@ -29,6 +36,7 @@ def demo_config(data_dir: Path, port: int, camera_urls: dict[str, tuple[str, str
             "url": main,
             "sub_url": sub,
             "events_url": events,
+            "motion": {"masks": SIM_OVERLAY_MASKS},
         }
         for cam_id, (main, sub, events) in camera_urls.items()
     ]
