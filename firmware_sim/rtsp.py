@@ -420,10 +420,11 @@ class Connection:
         }.get(req.method)
         if handler is None:
             raise RtspError(501)
+        # Authenticate before revealing whether a camera exists (401 precedes 404).
+        self.server.check_auth(req)
         if req.uri != "*":
             camera, _, _ = self._target(req.uri)
-            await camera.stalled()
-        self.server.check_auth(req)
+            await camera.stalled()  # a stalled camera answers nothing, even to valid requests
         return await handler(req)
 
     async def _describe(self, req: Request) -> tuple[int, dict[str, str], bytes]:

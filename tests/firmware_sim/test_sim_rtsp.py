@@ -267,3 +267,14 @@ async def test_real_client_keeps_its_session_alive() -> None:
         frames, errors = await asyncio.to_thread(read_frames, cam.rtsp_url(), 75)
     seqs = [f.seq for f in frames]
     assert errors == 0 and len(seqs) == 75 and seqs == list(range(seqs[0], seqs[0] + 75))
+
+
+async def test_unauthenticated_requests_learn_nothing(camera: SimCamera) -> None:
+    client = await RawRtsp.connect(camera.rtsp_url())
+    try:
+        base = camera.rtsp_url(with_credentials=False).rsplit("/sim-1/main", 1)[0]
+        for path in ("/sim-1/main", "/sim-9/main"):
+            resp = await client.request("DESCRIBE", base + path, auth=False)
+            assert resp.status == 401 and not resp.body
+    finally:
+        await client.close()
