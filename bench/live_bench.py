@@ -1,0 +1,368 @@
+"""Live media: glass-to-glass latency through the hub's WebRTC relay, and revoke→cut latency.
+
+Three processes, all on loopback, as in production (camera, hub, viewer apart):
+
+- ``camhub-sim`` (one camera, 720p15, GOP 2 s; 360p with ``--smoke``);
+- a hub worker (this module with ``--worker``): `RtspSource` → `PacketRelay` → `LiveSessions`
+  (aiortc, packets relayed without re-encoding), behind a tiny WHEP endpoint. It also notes, for
+  every packet reaching the relay, the sim's SEI stamp (clip, clip frame, capture time);
+- the viewer (this process): an aiortc `WhepViewer` that decodes every frame and reads the sim's
+  pixel stamp (clip, frame) from the picture (`firmware_sim.stamp.decode`).
+
+Glass-to-glass = viewer decode time − the capture time of the frame with that pixel stamp (the SEI
+capture time of the latest replay of that clip frame before the decode, from the hub's notes). The
+RTSP leg alone (capture → packet at the relay) is reported next to it, so the WebRTC hop's share is
+visible. Both clocks are this machine's `time.time()`.
+
+Revoke→cut, two ways, each over several fresh sessions:
+- ``cut``: the revoke path calls `LiveSessions.cut(request_id)` (what the consent service's grant
+  listener triggers);
+- ``gate``: nobody calls cut; the gate re-check starts refusing and the session watchdog (≤ 0.5 s
+  period) must notice.
+Reported per way: hub side (revoke → track stopped and peer connection closed) and viewer side
+(revoke → last decoded frame, and → the viewer saw the track end).
+
+Also: the hub worker's CPU (user+system, % of one core) while relaying to one viewer.
+
+Run: ``.venv/bin/python -m bench.live_bench [--smoke]``. Prints a table, writes
+``bench/results/live.json``. Bounded: ~45 s (first run also encodes the sim's clips), ~20 s smoke.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+RESULTS = Path(__file__).resolve().parent / "results" / "live.json"
+LOOPBACK = ["127.0.0.1"]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, proc(5)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+# --- the hub side, in its own process ---------------------------------------------------------
+
+
+async def worker(url: str) -> None:
+    """Relay `url` over WHEP on an ephemeral port; serve until stdin closes."""
+    from aiohttp import web
+
+    from firmware_sim import h264
+    from hub.egress.ice import use_host_addresses
+    from hub.egress.webrtc import Audience, LiveSessions, SessionKind
+    from hub.ingest.relay import PacketRelay
+    from hub.ingest.rtsp import RtspSource
+
+    use_host_addresses(LOOPBACK)
+    source = RtspSource("bench", url)
+    await source.open()
+    relay = PacketRelay("bench")
+    notes: list[tuple[int, int, int, float]] = []  # clip, clip frame, capture µs, arrival at the relay
+    refused: set[str] = set()
+    ended: dict[str, float | None] = {}  # session id -> when the hub closed it
+    sessions = LiveSessions()
+
+    async def pump() -> None:
+        async for packet in source.packets():
+            relay.publish(packet)
+
+    async def note() -> None:
+        async for packet in relay.subscribe():
+            stamp = h264.find_stamp(packet.data)
+            if stamp is not None:
+                notes.append((stamp.clip, stamp.clip_frame, stamp.capture_us, packet.arrival))
+
+    async def whep(request: web.Request) -> web.Response:
+        token = request.query["token"]
+
+        async def gate() -> None:
+            if token in refused:
+                raise PermissionError("revoked")
+
+        async def on_close(session: Any) -> None:
+            ended[session.id] = session.ended_at
+
+        session, answer = await sessions.open(
+            camera_id="bench",
+            relay=relay,
+            offer_sdp=await request.text(),
+            audience=Audience(SessionKind.AGENCY, "bench-agency", token),
+            not_after=time.time() + 3600,
+            recheck=gate,
+            on_close=on_close,
+        )
+        return web.Response(
+            status=201, text=answer, content_type="application/sdp", headers={"Location": session.id}
+        )
+
+    async def revoke(request: web.Request) -> web.Response:
+        token, mode = request.query["token"], request.query["mode"]
+        at = time.time()
+        if mode == "cut":
+            refused.add(token)
+            await sessions.cut(token)
+        else:
+            refused.add(token)  # only the watchdog's re-check will notice
+        return web.json_response({"revoked_at": at})
+
+    async def ended_state(request: web.Request) -> web.Response:
+        return web.json_response({"ended_at": ended.get(request.match_info["id"])})
+
+    app = web.Application()
+    app.router.add_post("/whep", whep)
+    app.router.add_post("/revoke", revoke)
+    app.router.add_get("/ended/{id}", ended_state)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    tasks = [asyncio.create_task(pump()), asyncio.create_task(note())]
+    print(json.dumps({"port": runner.addresses[0][1]}), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)  # the parent closes stdin to stop us
+    await sessions.close_all()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await source.close()
+    relay.close()
+    await runner.cleanup()
+    print(json.dumps({"notes": notes}), flush=True)
+
+
+# --- the viewer side -----------------------------------------------------------------------------
+
+
+async def start_sim(width: int, height: int) -> tuple[asyncio.subprocess.Process, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "firmware_sim.cli", "--cameras", "1", "--rtsp-port", "0",
+        "--control-port", "0", "--no-mdns", "--width", str(width), "--height", str(height),
+        "--fps", "15", "--gop", "30", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    assert proc.stdout is not None
+    url = ""
+    async with asyncio.timeout(120):
+        while (line := (await proc.stdout.readline()).decode().strip()) != "ready":
+            if not line:
+                raise RuntimeError(f"camhub-sim exited with {await proc.wait()}")
+            url = json.loads(line)["rtsp_main"]
+    return proc, url
+
+
+async def stop_process(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def connect(http: aiohttp.ClientSession, base: str, token: str) -> tuple[Any, str]:
+    from hub.egress.whep_client import WhepViewer
+
+    viewer = WhepViewer(max_frames=4)
+    offer = await viewer.offer()
+    async with http.post(
+        f"{base}/whep?token={token}", data=offer, headers={"Content-Type": "application/sdp"}
+    ) as r:
+        if r.status != 201:
+            raise RuntimeError(f"whep answered {r.status}: {await r.text()}")
+        answer, session_id = await r.text(), r.headers["Location"]
+    await viewer.accept(answer)
+    return viewer, session_id
+
+
+async def glass_to_glass(
+    http: aiohttp.ClientSession, base: str, seconds: float
+) -> list[tuple[int, int, float]]:
+    """Watch for `seconds`; returns (clip, frame, decoded_at) for every frame whose stamp reads."""
+    from firmware_sim import stamp
+
+    seen: list[tuple[int, int, float]] = []
+    viewer, _ = await connect(http, base, "g2g")
+
+    def on_frame(item: Any) -> None:
+        # Only the stamp band is needed: the top rows, in gray.
+        s = stamp.decode(item.frame.to_ndarray(format="gray"))
+        if s is not None:
+            seen.append((s.clip, s.frame, item.received_at))
+
+    viewer.on_frame = on_frame
+    try:
+        await viewer.wait_frames(1, timeout=10)
+        with contextlib.suppress(TimeoutError):  # watch for `seconds`, unless the stream ends first
+            await asyncio.wait_for(viewer.ended.wait(), seconds)
+    finally:
+        await viewer.close()
+    return seen
+
+
+async def revoke_round(http: aiohttp.ClientSession, base: str, mode: str) -> dict[str, float]:
+    token = secrets.token_hex(6)
+    viewer, session_id = await connect(http, base, token)
+    try:
+        await viewer.wait_frames(10, timeout=10)
+        async with http.post(f"{base}/revoke?token={token}&mode={mode}") as r:
+            revoked_at = (await r.json())["revoked_at"]
+        async with asyncio.timeout(5):
+            await viewer.ended.wait()
+        viewer_end = time.time()
+        last_frame = viewer.last_frame_at or revoked_at
+        hub_end: float | None = None
+        async with asyncio.timeout(5):
+            while hub_end is None:
+                async with http.get(f"{base}/ended/{session_id}") as r:
+                    hub_end = (await r.json()).get("ended_at")
+                if hub_end is None:
+                    await asyncio.sleep(0.05)
+    finally:
+        await viewer.close()
+    return {
+        "hub_close_ms": (hub_end - revoked_at) * 1000,
+        "last_frame_ms": (last_frame - revoked_at) * 1000,
+        "viewer_ended_ms": (viewer_end - revoked_at) * 1000,
+    }
+
+
+def match_latencies(
+    seen: list[tuple[int, int, float]], notes: list[tuple[int, int, int, float]]
+) -> tuple[list[float], list[float]]:
+    """Glass-to-glass (capture → decoded) and RTSP leg (capture → relay), in ms."""
+    by_frame: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    for clip, frame, capture_us, arrival in notes:
+        by_frame.setdefault((clip, frame), []).append((capture_us / 1e6, arrival))
+    g2g, leg = [], []
+    for clip, frame, decoded_at in seen:
+        captures = [c for c in by_frame.get((clip, frame), []) if c[0] <= decoded_at]
+        if not captures:
+            continue
+        capture, arrival = max(captures)
+        g2g.append((decoded_at - capture) * 1000)
+        leg.append((arrival - capture) * 1000)
+    return g2g, leg
+
+
+async def run(smoke: bool) -> dict[str, Any]:
+    width, height = (640, 360) if smoke else (1280, 720)
+    watch_s = 4.0 if smoke else 15.0
+    rounds = 2 if smoke else 5
+    from hub.egress.ice import use_host_addresses
+
+    use_host_addresses(LOOPBACK)
+    sim, url = await start_sim(width, height)
+    hub: asyncio.subprocess.Process | None = None
+    try:
+        hub = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.live_bench", "--worker", url,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert hub.stdout is not None and hub.stdin is not None
+        async with asyncio.timeout(30):
+            port = json.loads(await hub.stdout.readline())["port"]
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            cpu0, t0 = cpu_seconds(hub.pid), time.monotonic()
+            seen = await glass_to_glass(http, base, watch_s)
+            hub_cpu = (cpu_seconds(hub.pid) - cpu0) / (time.monotonic() - t0) * 100
+            cuts: dict[str, list[dict[str, float]]] = {"cut": [], "gate": []}
+            for _ in range(rounds):
+                for mode in cuts:
+                    cuts[mode].append(await revoke_round(http, base, mode))
+        hub.stdin.close()
+        async with asyncio.timeout(20):
+            out, _ = await hub.communicate()
+        notes = json.loads(out.decode().strip().splitlines()[-1])["notes"]
+    finally:
+        if hub is not None:
+            await stop_process(hub)
+        await stop_process(sim)
+    g2g, leg = match_latencies(seen, notes)
+    return {
+        "what": "sim RTSP -> hub relay (no re-encode) -> WebRTC -> aiortc viewer decode, loopback, 3 processes",
+        "smoke": smoke,
+        "stream": f"{width}x{height} 15 fps, GOP 30",
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "glass_to_glass_ms": {
+            "frames": len(g2g),
+            "p50": percentile(g2g, 50),
+            "p95": percentile(g2g, 95),
+            "max": max(g2g, default=float("nan")),
+        },
+        "rtsp_leg_ms": {"p50": percentile(leg, 50), "p95": percentile(leg, 95)},
+        "hub_cpu_percent_one_viewer": hub_cpu,
+        "revoke_to_cut_ms": {
+            mode: {
+                key: {"p50": percentile([r[key] for r in rs], 50), "max": max(r[key] for r in rs)}
+                for key in ("hub_close_ms", "last_frame_ms", "viewer_ended_ms")
+            }
+            for mode, rs in cuts.items()
+        },
+        "rounds": rounds,
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    g, leg = result["glass_to_glass_ms"], result["rtsp_leg_ms"]
+    lines = [
+        f"live relay, {result['stream']}{' (smoke)' if result['smoke'] else ''}",
+        f"{'measure':42} {'p50 ms':>9} {'p95/max ms':>11}",
+        f"{'glass-to-glass (capture -> viewer decode)':42} {g['p50']:9.1f} {g['p95']:11.1f}   ({g['frames']} frames)",
+        f"{'  of which RTSP leg (capture -> relay)':42} {leg['p50']:9.1f} {leg['p95']:11.1f}",
+    ]
+    for mode, stats in result["revoke_to_cut_ms"].items():
+        for key, label in (
+            ("hub_close_ms", "hub stopped sending"),
+            ("last_frame_ms", "last frame decoded"),
+            ("viewer_ended_ms", "viewer saw the end"),
+        ):
+            name = f"revoke ({mode}) -> {label}"
+            lines.append(f"{name:42} {stats[key]['p50']:9.1f} {stats[key]['max']:11.1f}")
+    lines.append(f"hub CPU relaying to one viewer: {result['hub_cpu_percent_one_viewer']:.1f}% of one core")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.live_bench")
+    parser.add_argument("--smoke", action="store_true", help="360p, a few seconds (CI)")
+    parser.add_argument("--worker", metavar="RTSP_URL", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        asyncio.run(worker(args.worker))
+        return 0
+    result = asyncio.run(run(args.smoke))
+    print(table(result))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
