@@ -6,7 +6,12 @@ docs/screenshots/ (committed docs, kept small).
 
 from __future__ import annotations
 
+import json
+import queue
 import shutil
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -110,10 +115,14 @@ def seed(data_dir: Path, *, password: bool, segments_at: float | None) -> list[A
 def make_hub(tmp_path: Path) -> Iterator[Callable[..., WebHub]]:
     started: list[DaemonProcess] = []
 
-    def make(*, password: bool = True, segments_at: float | None = None, extra: str = CAMERAS) -> WebHub:
+    def make(
+        *, password: bool = True, segments_at: float | None = None, extra: str = CAMERAS, hub_keys: str = ""
+    ) -> WebHub:
         data_dir = tmp_path / f"data{len(started)}"
         written = seed(data_dir, password=password, segments_at=segments_at)
         config = write_config(tmp_path / f"camhub{len(started)}.toml", data_dir, free_port(), extra)
+        if hub_keys:  # more [hub] keys (e.g. ice_addresses) go right after its header
+            config.write_text(config.read_text().replace("[hub]\n", f"[hub]\n{hub_keys}\n", 1))
         d = start_daemon(config, tmp_path / f"daemon{len(started)}.log")
         started.append(d)
         d.wait_ready()
@@ -145,6 +154,39 @@ def login(page: Any, url: str, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("navigation", name="Main").wait_for()
+
+
+@pytest.fixture
+def sim_camera() -> Iterator[dict[str, Any]]:
+    """One simulated camera (`camhub-sim`, a separate process) on loopback; yields its URLs."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from firmware_sim.cli import main; sys.exit(main())", "--cameras", "1", "--rtsp-port", "0", "--control-port", "0",
+         "--no-mdns", "--width", "640", "--height", "360", "--gop", "15", "--loop-s", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or []], daemon=True)
+    reader.start()
+    info: dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError("camhub-sim did not become ready") from None
+            if line.strip() == "ready":
+                break
+            if line.startswith("{"):
+                info = json.loads(line)
+        yield info
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def onboard(page: Any, hub: WebHub, password: str = PASSWORD) -> None:

@@ -55,6 +55,29 @@ export const del = (path) => request("DELETE", path);
 export const postDecision = (compact) =>
   request("POST", "/api/v1/decisions", { body: compact, contentType: "application/jose" });
 
+// WHEP (draft-ietf-wish-whep): POST the SDP offer, get the answer and the session's Location.
+export async function postSdp(path, sdp) {
+  const res = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/sdp", "X-CSRF-Token": csrf || "" },
+    body: sdp,
+    credentials: "same-origin",
+  });
+  const text = await res.text();
+  if (!res.ok) {
+    let data = null;
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+    const err = new ApiError(res.status, data?.error || `http_${res.status}`, data?.detail || res.statusText);
+    if (res.status === 401) onUnauthorized(err);
+    throw err;
+  }
+  return { answer: text, location: res.headers.get("Location") };
+}
+
 export function query(params) {
   const q = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) if (v !== null && v !== undefined && v !== "") q.set(k, String(v));

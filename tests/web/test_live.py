@@ -1,0 +1,175 @@
+"""Live view in the browser (WebRTC from the hub's relay), and an agency livestream cut by a revoke
+clicked in the browser."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from hub.agency_client import Agency
+from hub.consent import httpsig
+from hub.egress.whep_client import WhepViewer
+from tests.web.conftest import login, onboard, screenshot
+from tests.web.test_consent_inbox import _agency
+
+FRAMES_CHANGE_JS = """async (sel) => {
+  const v = document.querySelector(sel);
+  const c = document.createElement("canvas");
+  c.width = 64; c.height = 36;
+  const g = c.getContext("2d");
+  const grab = () => { g.drawImage(v, 0, 0, 64, 36); return Array.from(g.getImageData(0, 0, 64, 36).data); };
+  const a = grab();
+  const frames0 = v.getVideoPlaybackQuality().totalVideoFrames;
+  const t0 = v.currentTime;
+  await new Promise((r) => setTimeout(r, 1000));
+  const b = grab();
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff += Math.abs(a[i] - b[i]);
+  return {diff, frames: v.getVideoPlaybackQuality().totalVideoFrames - frames0, advanced: v.currentTime - t0,
+          width: v.videoWidth};
+}"""
+
+
+def _camera_config(sim: dict[str, Any]) -> str:
+    return f"""
+[[cameras]]
+id = "{sim["camera"]}"
+name = "Front door (sim)"
+url = "{sim["rtsp_main"]}"
+record = false
+"""
+
+
+def _live_hub(make_hub: Any, sim: dict[str, Any], password: bool) -> Any:
+    # Loopback ICE only (MEDIA_NOTES.md): the hub offers 127.0.0.1 host candidates.
+    return make_hub(password=password, extra=_camera_config(sim), hub_keys='ice_addresses = ["127.0.0.1"]')
+
+
+def _open_live_page(context: Any, url: str) -> Any:
+    # Without a media permission Chromium gathers no ICE candidates at all (MEDIA_NOTES.md).
+    context.grant_permissions(["camera", "microphone"], origin=url)
+    return context.new_page()
+
+
+def test_live_view_plays_and_frames_change(make_hub: Any, context: Any, sim_camera: dict[str, Any]) -> None:
+    hub = _live_hub(make_hub, sim_camera, password=True)
+    page = _open_live_page(context, hub.url)
+    login(page, hub.url)
+    page.goto(hub.url + "/#/live")
+    sel = f"video[data-camera='{sim_camera['camera']}']"
+    started = time.monotonic()
+    page.wait_for_function(
+        f'() => {{ const v = document.querySelector("{sel}"); return v && !v.paused && v.readyState >= 2 && v.currentTime > 0; }}',
+        timeout=20_000,
+    )
+    first_picture_s = time.monotonic() - started
+    result = page.evaluate(FRAMES_CHANGE_JS, sel)
+    assert result["width"] == 640
+    assert result["frames"] >= 5 and result["advanced"] > 0.5, result
+    assert result["diff"] > 0, "the picture did not change between frames"
+    page.get_by_text("live (started in").wait_for()
+    screenshot(page, "live")
+    print(f"first live picture after {first_picture_s:.2f} s (camera ingest start included)")
+    # Stopping DELETEs the session on the hub.
+    with page.expect_response(
+        lambda r: r.request.method == "DELETE" and "/api/v1/owner/live/" in r.url
+    ) as deleted:
+        page.get_by_role("button", name="Stop").click()
+    assert deleted.value.status == 200
+
+
+def _signer(client: Agency, keyid: str) -> Any:
+    def sign(method: str, url: str, body: bytes, ctype: str | None) -> Mapping[str, str]:
+        parts = urlsplit(url)
+        lines = httpsig.sign_request(
+            method=method, authority=parts.netloc, path=parts.path, query=parts.query or None,
+            headers=[("Content-Type", ctype)] if ctype else [], body=body, private_key=client.key,
+            keyid=keyid, created=int(time.time()), scheme=parts.scheme,
+        )  # fmt: skip
+        return dict(lines)
+
+    return sign
+
+
+def _watch(url: str, client: Agency, keyid: str, streaming: threading.Event) -> dict[str, float | int]:
+    """The agency's viewer (aiortc, in its own thread and loop): frames until the hub cuts it."""
+
+    async def run() -> dict[str, float | int]:
+        viewer = WhepViewer()
+        async with aiohttp.ClientSession() as http:
+            try:
+                await viewer.connect(url, http, sign=_signer(client, keyid))
+                await viewer.wait_frames(10, timeout=15)
+                streaming.set()
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline:
+                    last = viewer.last_frame_at or 0.0
+                    if viewer.ended.is_set() or time.time() - last > 1.5:
+                        return {"last_frame_at": last, "frames": viewer.frame_count}
+                    await asyncio.sleep(0.05)
+                raise AssertionError("the agency's stream was never cut")
+            finally:
+                await viewer.close()
+
+    return asyncio.run(run())
+
+
+def test_revoke_in_the_browser_cuts_an_agency_livestream(
+    make_hub: Any, context: Any, sim_camera: dict[str, Any], tmp_path: Path
+) -> None:
+    hub = _live_hub(make_hub, sim_camera, password=False)
+    camera = sim_camera["camera"]
+    page = _open_live_page(context, hub.url)
+    onboard(page, hub)
+    ident = _agency("keygen", str(tmp_path / "agency"))
+    page.goto(hub.url + "/#/agencies")
+    page.get_by_label("Name").fill("County Sheriff")
+    page.get_by_label("Signing key (JWK)").fill(json.dumps(ident["sig_jwk"]))
+    page.get_by_label("Delivery recipient (age)").fill(ident["recipient"])
+    page.get_by_role("button", name="Add agency (sign)").click()
+    page.locator("#agencies tbody tr").filter(has_text="County Sheriff").wait_for()
+
+    key_dir = str(tmp_path / "agency")
+    asked = _agency(
+        "request", "--url", hub.url, "--key", key_dir, "--camera", camera, "--live-max-seconds", "120",
+        "--case-id", "2026-000777", "--reason", "Ongoing incident", "--legal-basis", "exigent",
+        "--contact", "Dispatch",
+    )  # fmt: skip
+    page.goto(hub.url + "/#/inbox")
+    card = page.locator(f"article[data-request-id='{asked['id']}']")
+    card.get_by_role("button", name="Approve as asked").click()
+    page.locator("#grants tbody tr").filter(has_text="2026-000777").wait_for(timeout=10_000)
+    status = _agency("status", "--url", hub.url, "--key", key_dir, asked["id"])
+    assert status["status"] == "live", status
+
+    streaming = threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        watched: Future[dict[str, float | int]] = pool.submit(
+            _watch, status["live"]["url"], Agency(Path(key_dir), hub.url), ident["keyid"], streaming
+        )
+        deadline = time.monotonic() + 30
+        while not streaming.wait(0.1):
+            if watched.done():
+                watched.result()  # raises the viewer's error
+            assert time.monotonic() < deadline, "the agency never received frames"
+        page.goto(hub.url + "/#/inbox")
+        row = page.locator("#grants tbody tr").filter(has_text="2026-000777")
+        row.get_by_role("button", name="Revoke").click()
+        clicked = time.time()
+        row.wait_for(state="detached", timeout=10_000)
+        result = watched.result(timeout=30)
+    assert result["frames"] >= 10
+    # PROTOCOL §2.4: the hub closes the stream within 1 s of the revoke (the click, signing in the
+    # browser and the POST happen in between, so allow a little on top).
+    assert result["last_frame_at"] < clicked + 1.5, result["last_frame_at"] - clicked
+    after = _agency("status", "--url", hub.url, "--key", key_dir, asked["id"])
+    assert after["status"] == "closed"
