@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from firmware_sim import cli
+from firmware_sim import cli, h264
 from firmware_sim.camera import SimCamera
 from firmware_sim.feed import MAX_OVERRUNS, AccessUnit, Feed
 from firmware_sim.fleet import SimFleet
@@ -99,6 +99,15 @@ async def test_python_event_listener_and_fleet_urls() -> None:
             await fleet["sim-3"].press()
             event = await events.get()
         assert event is not None and (event.type, event.camera) == ("doorbell", "sim-3")
+        for cam in fleet.cameras[1:]:
+            client = await RawRtsp.connect(cam.rtsp_url("sub"))
+            try:
+                await client.play(cam.rtsp_url("sub", with_credentials=False))
+                units = await client.read_access_units(3)
+            finally:
+                await client.close()
+            stamps = [h264.find_stamp(h264.join_annexb(n)) for _, n in units]
+            assert {s.camera for s in stamps} == {cam.name}  # the SEI names the camera
 
 
 def test_slow_viewer_skips_to_next_idr_then_is_dropped() -> None:

@@ -99,3 +99,14 @@ def test_cbr_option_gives_a_camera_like_byte_rate() -> None:
     assert kbit_s(crf) < 500
     assert 800 < kbit_s(cbr) < 1200
     assert all(f.idr == (f.index % 15 == 0) for f in cbr.frames)
+
+
+async def test_disk_cache_returns_the_same_clip(tmp_path) -> None:
+    spec = ClipSpec(320, 180, 15, 15, picture.CLIP_VISITOR, 15)
+    first = await encoder.ClipCache(tmp_path).get(spec)
+    assert [p.name for p in tmp_path.iterdir()] == [spec.cache_name()]
+    again = await encoder.ClipCache(tmp_path).get(spec)  # a new process would do this
+    assert again.frames == first.frames and (again.sps, again.pps) == (first.sps, first.pps)
+    (tmp_path / spec.cache_name()).write_bytes(b"CHSC garbage")
+    rebuilt = await encoder.ClipCache(tmp_path).get(spec)  # a damaged cache file is re-encoded
+    assert len(rebuilt.frames) == 15
