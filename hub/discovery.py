@@ -187,9 +187,12 @@ class Discovery:
 
     async def _advertise(self) -> None:
         assert self._zc is not None and self._hub_id is not None and self._hub_port is not None
-        # DNS labels: keep the instance and host names short and to letters, digits and hyphens.
+        # DNS labels (RFC 1035 §2.3.1): letters, digits and hyphens, at most 63 bytes. The host name
+        # is the hub's name, so `https://<name>.local` (the name hub/tls.py certifies) resolves;
+        # the instance name adds a piece of hub_id so two hubs with one name stay apart.
+        label = re.sub(r"[^a-z0-9-]+", "-", self._hub_name.lower()).strip("-")[:52] or "camhub"
         short = re.sub(r"[^a-z0-9]", "", self._hub_id.lower())[:10] or "hub"
-        instance = f"{self._hub_name}-{short}"
+        instance = f"{label}-{short}"
         addresses = self._advertise_addresses or self._interfaces or _lan_addresses()
         info = AsyncServiceInfo(
             HUB_SERVICE,
@@ -197,7 +200,7 @@ class Discovery:
             port=self._hub_port,
             properties={"hub_id": self._hub_id, "api": "/api/v1"},
             parsed_addresses=addresses,
-            server=f"{instance}.local.",
+            server=f"{label}.local.",
         )
         # The hub name may collide with another hub's on the LAN: let zeroconf pick a free one.
         await (await self._zc.async_register_service(info, allow_name_change=True))

@@ -116,7 +116,7 @@ async def test_uid_is_instance_name_without_txt_id(advertiser: AsyncZeroconf, di
 
 async def test_hub_advertisement_is_browsable_with_hub_id(advertiser: AsyncZeroconf) -> None:
     hub_id = "Xy_" + uuid.uuid4().hex  # base64url-like, with a character DNS labels do not allow
-    hub = Discovery(hub_id=hub_id, hub_port=8443, interfaces=LO, browse=False)
+    hub = Discovery(hub_id=hub_id, hub_port=8443, hub_name="Front Porch", interfaces=LO, browse=False)
     await hub.start()
     try:
         found: asyncio.Queue[str] = asyncio.Queue()
@@ -137,6 +137,9 @@ async def test_hub_advertisement_is_browsable_with_hub_id(advertiser: AsyncZeroc
             assert info.properties[b"hub_id"] == hub_id.encode()
             assert info.port == 8443
             assert info.parsed_addresses() == ["127.0.0.1"]
+            # The host name is the hub's name as a DNS label: https://front-porch.local resolves.
+            assert info.server == "front-porch.local."
+            assert name.startswith("front-porch-")
         finally:
             await browser.async_cancel()
     finally:
