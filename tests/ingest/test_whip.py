@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import shutil
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from hub.egress.whep_client import WhepViewer
 from hub.ingest import whip
 from hub.ingest.relay import PacketRelay
 from hub.ingest.source import MediaPacket, SourceEnded
+from hub.record.recorder import Recorder
+from hub.store import Store
+from hub.store import segments as q
 
 TOKEN = "door-token-0123456789abcdef"
 SMALL = {"width": 640, "height": 360, "sub_width": 320, "sub_height": 180, "fps": 15, "gop": 15,
@@ -247,3 +251,38 @@ async def test_whip_feeds_the_live_relay_and_viewers_still_decode(hub: Hub, sim:
             with pytest.raises((asyncio.CancelledError, SourceEnded)):
                 await task
         relay.close()
+
+
+async def test_whip_source_is_recorded_by_the_recorder_like_rtsp(
+    hub: Hub, sim: SimCamera, store: Store, tmp_path: Path
+) -> None:
+    """The recorder takes a WhipSource as it takes an RtspSource, and the live relay rides along."""
+    recordings = tmp_path / "recordings"
+    recorder = Recorder("door", recordings, store, segment_s=1.0)
+    relay = PacketRelay("door")
+    source = hub.ingest.source("door", open_timeout_s=15)
+    publisher = await sim.publish_whip(hub.url("door"), TOKEN)
+    run = asyncio.create_task(recorder.run(source, on_packet=relay.publish))
+    try:
+        async with asyncio.timeout(15):
+            while relay.published < 50:  # > 3 GOPs: at least two closed 1 s segments
+                await relay.wait_for_packet()
+        await publisher.stop()  # DELETE: the source ends, the recorder closes its segment
+        with pytest.raises(SourceEnded):
+            await asyncio.wait_for(run, 10)
+    finally:
+        await publisher.stop()
+        if not run.done():
+            run.cancel()
+        await recorder.stop()
+        relay.close()
+    segments = await store.run(q.segments_between, "door", 0, time.time() + 60)
+    assert len(segments) >= 2
+    assert {(s.codec, s.width, s.height) for s in segments} == {("h264", 640, 360)}
+    frames = await asyncio.to_thread(count_frames, recordings / segments[0].path)
+    assert frames == round(segments[0].duration_s * 15)
+
+
+def count_frames(path: Path) -> int:
+    with av.open(str(path)) as f:
+        return sum(1 for _ in f.decode(video=0))
