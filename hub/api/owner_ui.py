@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import time
 from importlib import resources
 from pathlib import Path
@@ -103,6 +104,16 @@ async def ca_certificate(request: web.Request) -> web.Response:
 # Cameras, timeline, media, events
 
 
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+
+
+def _redacted(status: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Camera errors can quote the pull URL; never show its password, even to the owner's page."""
+    if status is None or not status.get("last_error"):
+        return status
+    return {**status, "last_error": _URL_USERINFO.sub(r"\1***@", status["last_error"])}
+
+
 async def cameras(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     status = await services.store.run(q.camera_status)
@@ -115,7 +126,7 @@ async def cameras(request: web.Request) -> web.Response:
             "retention_days": c.retention_days
             if c.retention_days is not None
             else services.config.storage.max_age_days,
-            "status": status.get(c.id),
+            "status": _redacted(status.get(c.id)),
         }
         for c in services.config.cameras
     ]

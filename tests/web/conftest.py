@@ -25,10 +25,11 @@ from hub import store
 from hub.api.session import hash_password
 from hub.consent.keys import jwk_thumbprint, okp_public_jwk
 from hub.store import consent as consent_q
+from hub.store import events as events_q
 from hub.store import segments as segments_q
 from hub.store import web as web_q
 from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
-from tests.web.media import write_segments
+from tests.web.media import jpeg, write_segments
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
@@ -106,6 +107,13 @@ def seed(data_dir: Path, *, password: bool, segments_at: float | None) -> list[A
                     ),
                 )
             segments_q.insert_gap(conn, "front-door", segments_at + 6, segments_at + 60, "reconnect")
+            for i, (kind, at) in enumerate((("motion", segments_at + 1), ("press", segments_at + 61))):
+                rel = f"events/front-door/day/ev{i}.jpg"
+                (data_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                (data_dir / rel).write_bytes(jpeg(i))
+                events_q.insert_event(
+                    conn, events_q.Event(f"ev{i}", "front-door", kind, at, at + 3, 0.5, rel, time.time())
+                )
         return written
     finally:
         conn.close()

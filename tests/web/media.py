@@ -58,3 +58,16 @@ def write_segments(
         path.write_bytes(data)
         out.append(WrittenSegment(rel, s, s + seconds, len(data), hashlib.sha256(data).hexdigest()))
     return out
+
+
+def jpeg(variant: int, width: int = 320, height: int = 180) -> bytes:
+    """A small JPEG thumbnail (a visitor-ish blob on a wall), different per variant."""
+    img = np.full((height, width, 3), (180, 160, 120), dtype=np.uint8)
+    x = 60 + variant * 120
+    img[50:170, x : x + 50] = (40, 60, 160)
+    img[20:60, x + 5 : x + 45] = (200, 170, 150)
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuvj420p"
+    codec.time_base = Fraction(1, 1)
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format="yuvj420p")
+    return b"".join(bytes(p) for p in [*codec.encode(frame), *codec.encode(None)])

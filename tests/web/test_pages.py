@@ -1,0 +1,82 @@
+"""Events, settings and the audit view (verified in the browser, rollback and fork noticed)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from typing import Any
+
+from tests.web.conftest import login, onboard, screenshot
+
+
+def test_events_list_with_thumbnails_and_filters(make_hub: Any, context: Any) -> None:
+    start = time.time() - 3600
+    hub = make_hub(segments_at=start)
+    page = context.new_page()
+    login(page, hub.url)
+    page.goto(hub.url + "/#/events")
+    cards = page.locator("#event-list article")
+    cards.first.wait_for()
+    assert cards.count() == 2
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#event-list img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
+    screenshot(page, "events")
+    page.get_by_label("Kind").select_option("press")
+    page.wait_for_function("() => document.querySelectorAll('#event-list article').length === 1")
+    assert "doorbell" in cards.first.inner_text()
+    # An event opens the timeline at its moment, with the event marked on the day bar.
+    cards.first.get_by_role("link").click()
+    page.wait_for_selector(".daybar .mark")
+    assert page.locator(".daybar .mark").count() == 2
+    # A thumbnail is owner-only.
+    assert context.request.get(hub.url + "/api/v1/owner/events/ev0.jpg").status == 200
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_role("button", name="Log in").wait_for()
+    assert context.request.get(hub.url + "/api/v1/owner/events/ev0.jpg").status == 401
+
+
+def test_settings_page(make_hub: Any, context: Any) -> None:
+    hub = make_hub()
+    page = context.new_page()
+    login(page, hub.url)
+    page.goto(hub.url + "/#/settings")
+    page.locator("#cameras tbody tr").first.wait_for()
+    assert page.locator("#cameras tbody tr").count() == 2
+    assert "Front door" in page.locator("#cameras").inner_text()
+    screenshot(page, "settings", full_page=True)
+
+
+def test_audit_log_verified_in_the_browser_and_rollback_noticed(make_hub: Any, context: Any) -> None:
+    hub = make_hub(password=False)
+    page = context.new_page()
+    onboard(page, hub)
+    # A checkpoint over the log so far (the consent engineer's loopback route signs one if none).
+    with urllib.request.urlopen(hub.url + "/api/v1/audit/checkpoint", timeout=10) as res:
+        assert res.read().startswith(f"camhub/{hub.daemon.hub_id}\n".encode())
+    page.goto(hub.url + "/#/audit")
+    checks = page.locator("ul.checks")
+    checks.get_by_text("entries hash to the checkpoint's root").wait_for()
+    checks.get_by_text("First visit").wait_for()
+    assert checks.locator("li.bad").count() == 0, checks.inner_text()
+    assert page.locator("#audit tbody tr").count() >= 2  # hub.started, key.enrolled, owner.login...
+    screenshot(page, "audit")
+
+    seen = json.loads(page.evaluate("localStorage.getItem('camhub.audit.seen')"))
+    # Next visit, unchanged log: consistent.
+    page.reload()
+    checks.get_by_text("Consistent with the checkpoint this browser saw").wait_for()
+    # The browser once saw a longer log: the hub's is now shorter, i.e. rolled back.
+    page.evaluate(
+        "s => localStorage.setItem('camhub.audit.seen', s)", json.dumps({**seen, "size": seen["size"] + 50})
+    )
+    page.reload()
+    checks.get_by_text("ROLLBACK").wait_for()
+    # The browser saw different first entries: a forked (rewritten) log.
+    page.evaluate(
+        "s => localStorage.setItem('camhub.audit.seen', s)",
+        json.dumps({**seen, "root": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
+    )
+    page.reload()
+    checks.get_by_text("FORK").wait_for()
