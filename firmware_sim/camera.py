@@ -201,9 +201,13 @@ class SimCamera:
             self._task = asyncio.create_task(self._run(), name=f"sim-clock-{self.name}")
             self.running.set()
 
-    async def stop_clock(self) -> None:
+    async def stop_publishing(self) -> None:
+        """Stop every WHIP publisher of this camera."""
         for pub in list(self._publishers):
             await pub.stop()
+
+    async def stop_clock(self) -> None:
+        await self.stop_publishing()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -214,10 +218,11 @@ class SimCamera:
         self._unstalled.set()
         for feed in self.feeds.values():
             feed.drop_all()
-        self._close_listeners()
+        self.close_event_streams()
         self.running.clear()
 
-    def _close_listeners(self) -> None:
+    def close_event_streams(self) -> None:
+        """End every event listener (SSE streams close; Python listeners get None)."""
         for q in list(self._listeners):
             while q.full():
                 q.get_nowait()
@@ -399,7 +404,7 @@ class SimCamera:
                 self._corrupt_left = frames
             elif kind == "reboot":
                 seconds = _seconds(params, 5.0)
-                self._close_listeners()  # event streams end too: the whole camera restarts
+                self.close_event_streams()  # event streams end too: the whole camera restarts
                 if self.rtsp is not None:
                     await self.rtsp.reboot_camera(self.name, seconds)
             elif kind == "resolution":

@@ -109,9 +109,7 @@ async def whip_start(request: web.Request) -> web.Response:
 
 
 async def whip_stop(request: web.Request) -> web.Response:
-    camera = _camera(request)
-    for pub in list(camera._publishers):
-        await pub.stop()
+    await _camera(request).stop_publishing()
     return web.json_response({"ok": True})
 
 
@@ -172,14 +170,12 @@ class ControlServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
         if self._runner is not None:
             # End open event streams first so cleanup does not wait on them.
             for camera in self.cameras.values():
-                camera._close_listeners()
+                camera.close_event_streams()
             await self._runner.cleanup()
             self._runner = None

@@ -82,7 +82,7 @@ async def whip_endpoint(loopback_ice: None):
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    port = runner.addresses[0][1]
     try:
         yield endpoint, f"http://127.0.0.1:{port}/whip/sim-1"
     finally:
