@@ -38,6 +38,7 @@ import av.error
 from hub.ingest.source import (
     CodecParams,
     MediaPacket,
+    PacketSink,
     PacketSource,
     SourceEnded,
     SourceError,
@@ -86,6 +87,8 @@ class AvSource(PacketSource):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._opened: asyncio.Future[CodecParams] | None = None
         self._exited: asyncio.Future[None] | None = None
+        self._sink: PacketSink | None = None
+        self._queue_packets = True
         self.packets_read = 0
         self.corrupt_packets = 0
         self.timestamps_fixed = 0
@@ -95,6 +98,13 @@ class AvSource(PacketSource):
         if self._params is None:
             raise SourceError(f"{self.camera_id}: source not open")
         return self._params
+
+    def set_sink(self, sink: PacketSink | None, *, queue_packets: bool = False) -> bool:
+        if self._thread is not None:
+            raise SourceError(f"{self.camera_id}: set_sink() after open()")
+        self._sink = sink
+        self._queue_packets = queue_packets or sink is None
+        return True
 
     async def open(self) -> CodecParams:
         if self._thread is not None:
@@ -257,7 +267,13 @@ class AvSource(PacketSource):
                     if delay > 0 and self._closing.wait(delay):
                         return
                     pkt = dataclasses.replace(pkt, arrival=time.time())
-                if not self._post(pkt):
+                if self._sink is not None:
+                    try:
+                        self._sink(pkt)
+                    except Exception as exc:  # the consumer failed: end the stream with its error
+                        self._post(exc)
+                        return
+                if self._queue_packets and not self._post(pkt):
                     return
             self.timestamps_fixed = demux.fixer.fixed
 

@@ -1,8 +1,20 @@
 """One camera's recorder: consumes a `PacketSource` and writes segments through a `Segmenter`.
 
-The recorder owns one worker thread (`camhub-rec-<camera>`, a single-worker executor) where every
-blocking call — muxing, fsync, hashing, queueing index rows — happens, in packet order. The event
-loop only moves packets from the source's queue to that thread.
+Blocking work — muxing, fsync, hashing, queueing index rows — never runs on the event loop. Where it
+runs depends on the source:
+
+- A source with its own reader thread (RTSP, `PacketSource.set_sink`): packets are muxed on that
+  thread as they are read; nothing crosses threads per packet. On a Pi-class CPU each thread
+  hand-off (a futex or epoll wake-up) costs more than muxing the packet, so this path is what keeps
+  the recorder's CPU close to `ffmpeg -c copy` (see bench/record_bench.py).
+  If the caller also wants every packet on the loop (`on_packet`, e.g. a live-view relay), the
+  reader thread queues them there too: one hand-off per packet.
+- A source without a reader thread (WHIP: packets arrive on the loop): the loop hands each packet to
+  the recorder's worker thread (`camhub-rec-<camera>`) without waiting for it; the queue is bounded
+  (`MAX_BACKLOG_PACKETS`).
+
+Either way one lock serialises the segmenter, and finalizing (`stop()`, a source error) runs on the
+worker thread.
 
 Lifecycle (what the per-camera supervisor does)::
 
@@ -21,16 +33,20 @@ so the next `run()` records a gap with the reason (the source error's `code`, "e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.ingest.source import MediaPacket, PacketSource, SourceError
+from hub.ingest.source import MediaPacket, PacketSink, PacketSource, SourceError
 from hub.record.segmenter import Segmenter
 from hub.store import Store
 
 log = logging.getLogger(__name__)
+
+MAX_BACKLOG_PACKETS = 300  # ~20 s at 15 fps waiting for the disk before the loop waits too
 
 
 class RecordError(Exception):
@@ -75,6 +91,12 @@ class Recorder:
         self._stopping = False
         self._online = False
         self._last_error: str | None = None
+        # The segmenter is used from one thread at a time: the worker, or the source's reader thread.
+        self._lock = threading.Lock()
+        self._accepting = False
+        self._error: RecordError | None = None
+        self._submitted = 0  # packets handed to the worker (loop thread only)
+        self._written = 0  # packets the worker finished (worker thread only)
 
     @property
     def stats(self) -> RecorderStats:
@@ -84,15 +106,21 @@ class Recorder:
             s.last_frame_at, self._last_error,
         )
 
-    async def run(self, source: PacketSource) -> None:
-        """Open `source` and record it until it fails (raises), ends (raises) or `stop()` (returns)."""
+    async def run(self, source: PacketSource, on_packet: PacketSink | None = None) -> None:
+        """Open `source` and record it until it fails (raises), ends (raises) or `stop()` (returns).
+
+        `on_packet`, if given, is called on the event loop with every packet (e.g. a live-view
+        relay's `publish`). A source with its own reader thread (RTSP) muxes on that thread
+        (`PacketSource.set_sink`): without `on_packet` no packet crosses threads at all, with it
+        each packet crosses once (reader → loop).
+        """
         if self._stopping:
             await source.close()
             return
         if self._inner is not None:
             raise RuntimeError(f"{self.camera_id}: recorder is already running")
         # The work runs in an inner task so that stop() can cancel it without cancelling our caller.
-        inner = asyncio.create_task(self._consume(source), name=f"camhub-record-{self.camera_id}")
+        inner = asyncio.create_task(self._consume(source, on_packet), name=f"camhub-record-{self.camera_id}")
         self._inner = inner
         try:
             await inner
@@ -114,16 +142,37 @@ class Recorder:
         # All work is done by now; this only lets the idle worker thread exit.
         await asyncio.to_thread(self._executor.shutdown, True)
 
-    async def _consume(self, source: PacketSource) -> None:
-        loop = asyncio.get_running_loop()
+    async def _consume(self, source: PacketSource, on_packet: PacketSink | None) -> None:
         reason = "stopped"
+        with self._lock:
+            self._accepting = True
+            self._error = None
+        # With a reader thread, mux there; packets reach the loop only if on_packet wants them.
+        direct = source.set_sink(self._write, queue_packets=on_packet is not None)
         try:
             await source.open()
             self._online = True
             async for pkt in source.packets():
-                await loop.run_in_executor(self._executor, self._write, pkt, source)
+                if on_packet is not None:
+                    on_packet(pkt)
+                if direct:
+                    continue  # already muxed on the reader thread
+                if pkt.params is None:
+                    pkt = dataclasses.replace(pkt, params=source.params)
+                self._submitted += 1
+                self._executor.submit(self._write_queued, pkt)
+                if self._error is not None:
+                    raise self._error
+                if self._submitted - self._written > MAX_BACKLOG_PACKETS:
+                    await self._drain()
             reason = "ended"
         except SourceError as exc:
+            # Packets handed to the worker may have failed to write: that error matters more.
+            await asyncio.get_running_loop().run_in_executor(self._executor, _nothing)
+            if self._error is not None:
+                reason = self._error.code
+                self._last_error = str(self._error)
+                raise self._error from exc
             reason = exc.code
             self._last_error = str(exc)
             log.warning("%s: source failed: %s", self.camera_id, exc)
@@ -138,19 +187,48 @@ class Recorder:
             # the source takes its read timeout to let go.
             await asyncio.gather(self._finalize(reason), source.close())
 
-    def _write(self, pkt: MediaPacket, source: PacketSource) -> None:
+    async def _drain(self) -> None:
+        """The disk is slower than the camera: wait (bounded queue) rather than grow without limit."""
+        log.warning("%s: %d packets waiting for the disk", self.camera_id, self._submitted - self._written)
+        while self._submitted - self._written > MAX_BACKLOG_PACKETS // 2:
+            if self._error is not None:
+                raise self._error
+            await asyncio.sleep(0.05)
+
+    def _write_queued(self, pkt: MediaPacket) -> None:
         try:
-            self._segmenter.write(pkt, pkt.params or source.params)
-        except Exception as exc:
-            log.exception("%s: writing a segment failed", self.camera_id)
-            self._segmenter.abandon()
-            self._segmenter.finish("write_error")
-            raise RecordError(f"{self.camera_id}: writing a segment failed: {exc}") from exc
+            self._write(pkt)
+        except RecordError:
+            pass  # kept in self._error for the loop
+        finally:
+            self._written += 1
+
+    def _write(self, pkt: MediaPacket) -> None:
+        """Mux one packet; runs on the recorder's worker thread or the source's reader thread."""
+        with self._lock:
+            if not self._accepting or self._error is not None:
+                return
+            assert pkt.params is not None
+            try:
+                self._segmenter.write(pkt, pkt.params)
+            except Exception as exc:
+                log.exception("%s: writing a segment failed", self.camera_id)
+                self._segmenter.abandon()
+                self._segmenter.finish("write_error")
+                self._accepting = False
+                self._error = RecordError(f"{self.camera_id}: writing a segment failed: {exc}")
+                raise self._error from exc
+
+    def _finish(self, reason: str) -> None:
+        with self._lock:
+            # After this, packets still in flight from the reader thread are ignored.
+            self._accepting = False
+            self._segmenter.finish(reason)
 
     async def _finalize(self, reason: str) -> None:
         loop = asyncio.get_running_loop()
         try:
-            fut = loop.run_in_executor(self._executor, self._segmenter.finish, reason)
+            fut = loop.run_in_executor(self._executor, self._finish, reason)
         except RuntimeError:  # executor already shut down: nothing was left open
             return
         try:
@@ -162,3 +240,7 @@ class Recorder:
                       self.camera_id, self._finalize_timeout_s)
         except Exception:
             log.exception("%s: finalizing the segment failed; left for recovery", self.camera_id)
+
+
+def _nothing() -> None:
+    """Queued behind every pending write: awaiting it waits for them."""

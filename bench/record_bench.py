@@ -1,0 +1,248 @@
+"""Recording cost: the hub's recorder vs `ffmpeg -c copy -f segment`, side by side in the same run.
+
+For each N (1, 4, 8 cameras; 1 with ``--smoke``), against ``camhub-sim`` serving N 1080p15 streams
+(GOP 2 s) in its own process, this starts at the same time:
+
+- one hub worker process (this module with ``--worker``) running N `Recorder`s on `RtspSource`s —
+  4 s fMP4 segments, fsync, sha256, SQLite index: everything the daemon does to record;
+- N reference processes ``ffmpeg -rtsp_transport tcp -i URL -c copy -f segment`` writing the same
+  4 s fragmented-MP4 segments (same movflags), one per camera as an NVR script would.
+
+After a warm-up (RTSP setup and stream probing are not recording), it reads each process's CPU time
+(user+system, all threads, /proc) over a fixed window and samples RSS every 0.5 s, then stops
+everything. Reported: CPU seconds per camera-second and peak RSS (hub: one process for N cameras;
+ffmpeg: the sum of its N processes), and the ratio hub/ffmpeg. Both sides share the two cores with
+each other and with the simulator, so the ratio is the figure to read, not the absolute numbers.
+
+Run: ``.venv/bin/python -m bench.record_bench [--smoke]``. Prints a table and writes
+``bench/results/record.json``. Wall time is bounded (~100 s; ~25 s with ``--smoke``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "record.json"
+SEGMENT_S = 4.0
+FMP4 = "frag_keyframe+empty_moov+default_base_moof"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, proc(5)
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# --- the hub side, in its own process ---------------------------------------------------------
+
+
+async def worker(urls: list[str], out: Path) -> None:
+    """Record every URL until stdin closes, then print a JSON summary."""
+    from hub.ingest.rtsp import RtspSource
+    from hub.ingest.source import SourceError
+    from hub.record.recorder import Recorder
+    from hub.store import Store
+
+    store = await Store.open(out / "camhub.sqlite")
+    recorders = [Recorder(f"cam{i}", out / "media", store, segment_s=SEGMENT_S) for i in range(len(urls))]
+    errors: list[str] = []
+
+    async def supervise(rec: Recorder, url: str) -> None:
+        while True:
+            try:
+                await rec.run(RtspSource(rec.camera_id, url))
+                return
+            except SourceError as exc:
+                errors.append(f"{rec.camera_id}: {exc}")
+                await asyncio.sleep(1.0)  # backoff before reconnecting
+
+    tasks = [asyncio.create_task(supervise(r, u)) for r, u in zip(recorders, urls, strict=True)]
+    loop = asyncio.get_running_loop()
+    print("started", flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)  # the parent closes stdin to stop us
+    await asyncio.gather(*(r.stop() for r in recorders))
+    await asyncio.gather(*tasks)
+    summary = {
+        "segments": sum(r.stats.segments for r in recorders),
+        "bytes": sum(r.stats.bytes for r in recorders),
+        "packets": sum(r.stats.packets for r in recorders),
+        "gaps": sum(r.stats.gaps for r in recorders),
+        "errors": errors,
+    }
+    await store.close()
+    print(json.dumps(summary), flush=True)
+
+
+# --- the driver ------------------------------------------------------------------------------
+
+
+async def start_sim(n: int) -> tuple[asyncio.subprocess.Process, list[dict[str, object]]]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "firmware_sim.cli", "--cameras", str(n), "--rtsp-port", "0",
+        "--control-port", "0", "--no-mdns", "--width", "1920", "--height", "1080", "--fps", "15",
+        "--gop", "30", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    cameras = []
+    async with asyncio.timeout(150):
+        while (line := (await proc.stdout.readline()).decode().strip()) != "ready":
+            if not line:
+                raise RuntimeError(f"camhub-sim exited with {await proc.wait()}")
+            cameras.append(json.loads(line))
+    return proc, cameras
+
+
+async def stop_process(proc: asyncio.subprocess.Process, sig: int = signal.SIGTERM) -> None:
+    if proc.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def scenario(n: int, urls: list[str], warmup_s: float, measure_s: float, tmp: Path) -> dict[str, object]:
+    hub_dir = tmp / f"hub-{n}"
+    ff_dir = tmp / f"ffmpeg-{n}"
+    hub_dir.mkdir()
+    ff_dir.mkdir()
+    hub = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.record_bench", "--worker", str(hub_dir), *urls,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    ffmpegs = []
+    for i, url in enumerate(urls):
+        (ff_dir / f"cam{i}").mkdir()
+        ffmpegs.append(await asyncio.create_subprocess_exec(
+            "ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url, "-c", "copy",
+            "-f", "segment", "-segment_time", str(SEGMENT_S), "-segment_format", "mp4",
+            "-segment_format_options", f"movflags={FMP4}", "-reset_timestamps", "1",
+            str(ff_dir / f"cam{i}" / "%05d.mp4"),
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        ))
+    try:
+        await asyncio.sleep(warmup_s)  # RTSP setup and probing take 2-3 s; not part of recording
+        pids = {"hub": [hub.pid], "ffmpeg": [p.pid for p in ffmpegs]}
+        cpu0 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+        peak = {"hub": 0.0, "ffmpeg": 0.0}
+        t0 = time.monotonic()
+        while (elapsed := time.monotonic() - t0) < measure_s:
+            for k, v in pids.items():
+                peak[k] = max(peak[k], sum(rss_mib(p) for p in v))
+            await asyncio.sleep(min(0.5, measure_s - elapsed))
+        cpu1 = {k: sum(cpu_seconds(p) for p in v) for k, v in pids.items()}
+        window = time.monotonic() - t0
+    finally:
+        assert hub.stdin is not None
+        hub.stdin.close()
+        for p in ffmpegs:
+            await stop_process(p, signal.SIGINT)  # ffmpeg finishes its segment on SIGINT
+    assert hub.stdout is not None
+    summary: dict[str, object] = {}
+    try:
+        async with asyncio.timeout(20):
+            lines = (await hub.stdout.read()).decode().strip().splitlines()
+        summary = json.loads(lines[-1]) if lines else {}
+    finally:
+        await stop_process(hub)
+    ff_segments = len(list(ff_dir.rglob("*.mp4")))
+    cam_s = n * window
+    out = {
+        "cameras": n,
+        "window_s": round(window, 2),
+        "hub": {
+            "cpu_s_per_cam_s": round((cpu1["hub"] - cpu0["hub"]) / cam_s, 5),
+            "rss_mib": round(peak["hub"], 1),
+            **summary,
+        },
+        "ffmpeg": {
+            "cpu_s_per_cam_s": round((cpu1["ffmpeg"] - cpu0["ffmpeg"]) / cam_s, 5),
+            "rss_mib": round(peak["ffmpeg"], 1),
+            "segments": ff_segments,
+        },
+    }
+    ff_cpu = out["ffmpeg"]["cpu_s_per_cam_s"]  # type: ignore[index]
+    hub_cpu = out["hub"]["cpu_s_per_cam_s"]  # type: ignore[index]
+    out["cpu_ratio"] = round(hub_cpu / ff_cpu, 2) if ff_cpu else None
+    out["rss_ratio"] = round(peak["hub"] / peak["ffmpeg"], 2) if peak["ffmpeg"] else None
+    shutil.rmtree(hub_dir, ignore_errors=True)
+    shutil.rmtree(ff_dir, ignore_errors=True)
+    return out
+
+
+async def drive(smoke: bool) -> dict[str, object]:
+    counts = [1] if smoke else [1, 4, 8]
+    warmup_s, measure_s = (5.0, 6.0) if smoke else (6.0, 15.0)
+    sim, cameras = await start_sim(max(counts))
+    results = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="camhub-record-bench-") as tmp:
+            for n in counts:
+                urls = [str(c["rtsp_main"]) for c in cameras[:n]]
+                results.append(await scenario(n, urls, warmup_s, measure_s, Path(tmp)))
+    finally:
+        await stop_process(sim)
+    return {
+        "what": "record N sim 1080p15 RTSP streams to 4 s fMP4 segments: hub recorder vs ffmpeg -c copy -f segment",
+        "smoke": smoke,
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
+        "scenarios": results,
+    }
+
+
+def table(result: dict[str, object]) -> str:
+    rows = ["cams | hub CPU s/cam·s | ffmpeg CPU s/cam·s | ratio | hub RSS MiB | ffmpeg RSS MiB (sum) | "
+            "hub segs | ffmpeg segs",
+            "---: | ---: | ---: | ---: | ---: | ---: | ---: | ---:"]
+    for s in result["scenarios"]:  # type: ignore[attr-defined]
+        h, f = s["hub"], s["ffmpeg"]
+        rows.append(f"{s['cameras']} | {h['cpu_s_per_cam_s']:.4f} | {f['cpu_s_per_cam_s']:.4f} | "
+                    f"{s['cpu_ratio']} | {h['rss_mib']} | {f['rss_mib']} | {h.get('segments')} | "
+                    f"{f['segments']}")
+    return "\n".join(rows)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--smoke", action="store_true", help="1 camera, short window")
+    p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("urls", nargs="*", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker is not None:
+        asyncio.run(worker(args.urls, args.worker))
+        return 0
+    if shutil.which("ffmpeg") is None:
+        print("record_bench: ffmpeg not found", file=sys.stderr)
+        return 1
+    result = asyncio.run(drive(args.smoke))
+    print(table(result))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
