@@ -85,6 +85,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _time_arg(text: str) -> float:
+    """RFC 3339 (`2026-11-20T18:00:00Z`) or unix seconds."""
+    from hub.consent import rfc3339
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return rfc3339.parse(text)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time or unix seconds") from exc
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The owner's own local export on the box (sharing outward goes through consent, never here)."""
+    from hub import datadir
+    from hub.record import clip
+    from hub.store import Store
+
+    cfg = _load_config(args.config)
+    if cfg.camera(args.camera) is None:
+        print(
+            f"unknown camera {args.camera!r} (configured: {', '.join(c.id for c in cfg.cameras)})",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+
+    async def export() -> clip.Clip:
+        datadir.prepare(cfg)
+        store = await Store.open(cfg.db_path)
+        try:
+            return await clip.export_clip(
+                cfg.segments_dir, store, args.camera, args.start, args.end, Path(args.output)
+            )
+        finally:
+            await store.close()
+
+    try:
+        result = asyncio.run(export())
+    except clip.ClipError as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{result.path}: {result.camera_id} {result.duration_s:.2f} s "
+        f"({result.codec} {result.width}x{result.height}, {len(result.segments)} segments, stream-copied)"
+    )
+    if not result.covers_request:
+        print("note: the recording does not cover the whole range (gap or not yet recorded)", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="camhub", description="Local-first camera hub with on-device consent."
@@ -102,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pair", help="make a fresh one-time pairing code for the first owner key")
     p.add_argument("--config", required=True)
     p.set_defaults(func=cmd_pair)
+
+    p = sub.add_parser("export", help="cut a stream-copied clip from local recordings (owner, on the box)")
+    p.add_argument("camera")
+    p.add_argument("start", type=_time_arg, help="RFC 3339 time or unix seconds")
+    p.add_argument("end", type=_time_arg, help="RFC 3339 time or unix seconds")
+    p.add_argument("-o", "--output", required=True, help="output .mp4")
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("demo", help="run the hub with simulated cameras on 127.0.0.1")
     p.add_argument("--data-dir", default="demo-data")
