@@ -171,15 +171,17 @@ class RtspServer:
         """Drop the camera's connections and keep it unreachable for ``seconds``."""
         self._down_until[name] = time.monotonic() + seconds
         self.drop_camera(name)
-        if set(self.cameras) == {name} and self._server is not None:
+        if set(self.cameras) == {name}:
             # Alone on this socket: close it, as a rebooting camera does (clients get ECONNREFUSED).
             await self._close_listener()
             for conn in list(self._connections):
                 conn.abort()
-            self._reopen = asyncio.create_task(self._reopen_after(seconds), name=f"rtsp-reboot-{name}")
+            if self._reopen is not None:  # a reboot during a reboot restarts the count
+                self._reopen.cancel()
+            self._reopen = asyncio.create_task(self._reopen_after(name), name=f"rtsp-reboot-{name}")
 
-    async def _reopen_after(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    async def _reopen_after(self, name: str) -> None:
+        await asyncio.sleep(max(0.0, self._down_until[name] - time.monotonic()))
         while self._server is None:
             try:
                 await self.start()
