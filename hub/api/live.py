@@ -156,7 +156,9 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
     camera = request.query.get("camera") or grant.cameras[0]
     relay = media.relays.get(camera)
     if relay is None:
-        return _error(503, "camera_unavailable", "the camera is not streaming")
+        exc = ConsentError("camera_unavailable", "the camera is not streaming", 503)
+        await requests.reject(consent, msg, exc, keyid)
+        raise exc
     now = time.time()
     not_after = grant.not_after
     if grant.live_max_seconds is not None:
@@ -193,7 +195,9 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
             on_close=ended,
         )
     except LiveError as exc:
-        return _error(exc.status, exc.code, exc.detail)
+        refusal = ConsentError(exc.code, exc.detail, exc.status)
+        await requests.reject(consent, msg, refusal, keyid)
+        raise refusal from exc
     await consent.record(
         "egress.live.start",
         actor,

@@ -174,9 +174,13 @@ class LiveSession:
         self._closed = asyncio.Event()
         self._closing = False
         self._watchdog: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._answered = False  # on_close runs only for sessions that were set up (and so audited)
+        self.track = RelayTrack(relay.subscribe(), may_send=self._may_send)  # RelayClosed if it is
         self.pc = RTCPeerConnection(rtc_configuration())
-        self.track = RelayTrack(relay.subscribe(), may_send=self._may_send)
         self.pc.on("connectionstatechange", self._on_state)
+        # The relay closed (camera removed, hub stopping) or the deadline passed: end the session too.
+        self.track.on("ended", lambda: self._schedule_close("camera stopped"))
 
     @property
     def closed(self) -> bool:
@@ -196,7 +200,9 @@ class LiveSession:
 
     def _schedule_close(self, reason: str) -> None:
         if not self._closing:
-            asyncio.get_running_loop().create_task(self.close(reason), name=f"live-close-{self.id}")
+            task = asyncio.get_running_loop().create_task(self.close(reason), name=f"live-close-{self.id}")
+            self._tasks.add(task)  # keep a reference until it is done (asyncio holds only weak ones)
+            task.add_done_callback(self._tasks.discard)
 
     async def _on_state(self) -> None:
         if self.pc.connectionState in ("failed", "closed"):
@@ -227,6 +233,7 @@ class LiveSession:
             await self.close("no video")
             raise LiveError("bad_offer", "the offer has no video m-line this hub can send to")
         self._watchdog = asyncio.get_running_loop().create_task(self._watch(), name=f"live-watch-{self.id}")
+        self._answered = True
         return self.pc.localDescription.sdp
 
     async def _watch(self) -> None:
@@ -296,7 +303,7 @@ class LiveSession:
             self.camera_id,
             reason,
         )
-        if self._on_close is not None:
+        if self._on_close is not None and self._answered:
             try:
                 await self._on_close(self)
             except Exception:
@@ -348,15 +355,18 @@ class LiveSessions:
             if on_close is not None:
                 await on_close(session)
 
-        session = LiveSession(
-            camera_id=camera_id,
-            relay=relay,
-            audience=audience,
-            not_after=not_after,
-            recheck=recheck,
-            recheck_interval_s=self.recheck_interval_s,
-            on_close=unregister,
-        )
+        try:
+            session = LiveSession(
+                camera_id=camera_id,
+                relay=relay,
+                audience=audience,
+                not_after=not_after,
+                recheck=recheck,
+                recheck_interval_s=self.recheck_interval_s,
+                on_close=unregister,
+            )
+        except RelayClosed:
+            raise LiveError("camera_unavailable", "the camera is not streaming", status=503) from None
         self._sessions[session.id] = session
         try:
             answer = await session.accept(offer_sdp)

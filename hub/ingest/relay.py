@@ -165,6 +165,9 @@ class PacketRelay:
         self.last_packet_at = packet.arrival
         if packet.params is not None:
             self.params = packet.params
+        if packet.discontinuity and not packet.is_keyframe:
+            # The timeline broke mid-GOP: what follows references frames no viewer has.
+            self._resync()
         self._cache(packet)
         for sub in tuple(self._subscribers):
             sub._offer(packet)
@@ -186,6 +189,18 @@ class PacketRelay:
         if len(self._gop) > self._max_gop_packets or self._gop_bytes > self._max_gop_bytes:
             log.info("%s: GOP longer than the cache bound; new viewers wait for a keyframe", self.camera_id)
             self._gop, self._gop_bytes = [], 0
+
+    def mark_break(self) -> None:
+        """The camera's source reconnected: forget the cached GOP, viewers resume at the next keyframe.
+
+        Subscriptions stay open across a reconnect (a viewer sees a pause, not an end).
+        """
+        self._resync()
+
+    def _resync(self) -> None:
+        self._gop, self._gop_bytes = [], 0
+        for sub in self._subscribers:
+            sub._need_keyframe = True
 
     def subscribe(self, queue_packets: int | None = None) -> RelaySubscription:
         """A new viewer starting at the cached keyframe (or the next one if none is cached)."""

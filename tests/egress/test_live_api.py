@@ -245,7 +245,16 @@ async def test_refused_live_calls_send_no_media(live_hub: LiveHub, tmp_path: Pat
             finally:
                 await viewer.close()
             assert viewer.frame_count == 0
+        # A signed call whose body is not an SDP offer we can answer: 400, audited, nothing sent.
+        body = b"v=0\r\n"
+        headers = {"Content-Type": "application/sdp", **pd.signer()("POST", url, body, "application/sdp")}
+        async with http.post(url, data=body, headers=headers) as resp:
+            assert resp.status == 400
+            assert (await resp.json())["error"] == "bad_offer"
         # DELETE of the live URL with nothing open: 404; after a connect it ends the session.
+        headers = dict(pd.signer()("DELETE", url, b"", None))
+        async with http.delete(url, headers=headers) as resp:
+            assert resp.status == 404
         viewer = WhepViewer()
         try:
             await viewer.connect(url, http, sign=pd.signer())
@@ -257,9 +266,11 @@ async def test_refused_live_calls_send_no_media(live_hub: LiveHub, tmp_path: Pat
         finally:
             await viewer.close()
     assert len(live_hub.media.sessions) == 0
-    assert [t for t, _ in await live_hub.audit_types()].count("egress.live.start") == 1
+    types = [t for t, _ in await live_hub.audit_types()]
+    assert types.count("egress.live.start") == 1
+    assert types.count("egress.live.end") == 1  # the refused offers never started, so never "ended"
     rejected = [e for t, e in await live_hub.audit_types() if t == "request.rejected"]
-    assert len(rejected) >= 4
+    assert len(rejected) >= 6
 
 
 async def test_owner_view_needs_an_owner_session(live_hub: LiveHub) -> None:

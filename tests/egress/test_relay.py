@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from fractions import Fraction
 
 import pytest
@@ -108,6 +109,25 @@ async def test_unsubscribe_and_close_end_subscribers() -> None:
         relay.subscribe()
     relay.publish(packet(0))  # ignored after close
     assert relay.published == 0
+
+
+async def test_a_break_makes_viewers_wait_for_the_next_keyframe() -> None:
+    relay = PacketRelay("cam")
+    for n in range(13):
+        relay.publish(packet(n))
+    sub = relay.subscribe()
+    assert drain(sub) == [10, 11, 12]
+    relay.mark_break()  # the source reconnected
+    assert relay.cached_packets == 0
+    for n in range(13, 22):
+        relay.publish(packet(n))
+    assert drain(sub) == [20, 21]
+    # A discontinuity flagged on a P-frame does the same.
+    relay.publish(dataclasses.replace(packet(22), discontinuity=True))
+    relay.publish(packet(23))
+    relay.publish(packet(30))
+    assert drain(sub) == [30]
+    assert sub.skips == 0  # waiting for a keyframe after a break is not falling behind
 
 
 async def test_relay_hub_makes_one_relay_per_camera() -> None:

@@ -144,6 +144,23 @@ async def test_cut_closes_every_session_of_the_request(relay: PacketRelay) -> No
     assert len(sessions) == 0
 
 
+async def test_closing_the_relay_ends_its_sessions(relay: PacketRelay) -> None:
+    sessions = LiveSessions()
+    viewer, session = await watch(sessions, relay, OWNER)
+    try:
+        await viewer.wait_frames(3, timeout=5)
+        relay.close()  # the camera is removed, or the hub stops
+        await asyncio.wait_for(session.wait_closed(), 2)
+        with pytest.raises(LiveError) as err:
+            await watch(sessions, relay, OWNER)
+        assert err.value.code == "camera_unavailable"
+    finally:
+        await viewer.close()
+        await sessions.close_all()
+    assert session.close_reason == "camera stopped"
+    assert len(sessions) == 0
+
+
 async def test_refuses_offers_it_cannot_serve(relay: PacketRelay) -> None:
     sessions = LiveSessions(max_sessions=1)
     with pytest.raises(LiveError) as err:
