@@ -2,8 +2,8 @@
 
 Data flow per camera (STYLE.md: the layout mirrors it)::
 
-    RtspSource / WhipSource ──► TeeSource ──► Recorder (fMP4 segments, index)      hub/record
-                                   └────────► PacketRelay (live viewers, WHEP)     hub/ingest/relay
+    RtspSource / WhipSource ──► Recorder (fMP4 segments, index; muxed on the reader thread)  hub/record
+                                   └─(on_packet)─► PacketRelay (live viewers, WHEP)    hub/ingest/relay
     sub-stream / SSE ─────────────────────────► EventRecorder (motion, presses)    hub/events
 
 Each camera's loop reconnects with capped exponential backoff and jitter; a failure is written to
@@ -19,7 +19,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -30,7 +30,7 @@ from hub.events import motion as motion_mod
 from hub.events.service import EventRecorder
 from hub.ingest.relay import PacketRelay, RelayHub
 from hub.ingest.rtsp import RtspSource
-from hub.ingest.source import CodecParams, MediaPacket, PacketSource, SourceError
+from hub.ingest.source import PacketSource, SourceError
 from hub.ingest.whip import WhipIngest
 from hub.record import recovery, retention
 from hub.record.recorder import Recorder, RecordError
@@ -50,30 +50,6 @@ RETENTION_INTERVAL_S = 30.0
 # Audits a batch of deletions: (type, actor, data) -> awaitable.
 AuditFn = Callable[[str, str, dict[str, object]], Awaitable[object]]
 HoldsFn = Callable[[], list[tuple[str, float, float]]]
-
-
-class TeeSource(PacketSource):
-    """A source that also hands every packet to the camera's live relay as it passes to the recorder."""
-
-    def __init__(self, inner: PacketSource, relay: PacketRelay) -> None:
-        self.camera_id = inner.camera_id
-        self._inner = inner
-        self._relay = relay
-
-    @property
-    def params(self) -> CodecParams:
-        return self._inner.params
-
-    async def open(self) -> CodecParams:
-        return await self._inner.open()
-
-    async def packets(self) -> AsyncIterator[MediaPacket]:
-        async for packet in self._inner.packets():
-            self._relay.publish(packet)
-            yield packet
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 @dataclass
@@ -125,18 +101,18 @@ class CameraRuntime:
         """The supervised loop: connect, stream until it fails, back off, reconnect. Ends on stop()."""
         backoff = Backoff()
         while not self._stopping:
-            source = TeeSource(self._source(), self.relay)
+            source = self._source()
             started = time.monotonic()
             error: str | None = None
             self.connected = True
             try:
                 if self.recorder is not None:
-                    await self.recorder.run(source)
+                    await self.recorder.run(source, on_packet=self.relay.publish)
                     if self._stopping:
                         return
                     error = "stream ended"
                 else:
-                    error = await _drain(source)
+                    error = await _relay_only(source, self.relay)
             except (SourceError, RecordError) as exc:
                 error = f"{exc.code}: {exc}"
             finally:
@@ -166,12 +142,12 @@ class CameraRuntime:
             await self.recorder.stop()
 
 
-async def _drain(source: PacketSource) -> str:
+async def _relay_only(source: PacketSource, relay: PacketRelay) -> str:
     """Live relay only (record = false): read the source so viewers get packets, write nothing."""
     try:
         await source.open()
-        async for _ in source.packets():
-            pass
+        async for packet in source.packets():
+            relay.publish(packet)
         return "stream ended"
     finally:
         await source.close()

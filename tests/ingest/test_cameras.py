@@ -71,6 +71,11 @@ async def test_reboot_of_one_camera_is_a_gap_and_the_other_is_untouched(tmp_path
             await _wait_segments(services, "sim-1", 1, after=gaps[-1].end_at, timeout=60)
             assert runtime.last_error is not None
 
+            # Every packet recorded also reached the camera's live relay (for WHEP viewers).
+            relay = services.cameras.relays.get("sim-2")
+            assert relay is not None and relay.published > 30 and relay.params is not None
+            assert relay.params.width == 640
+
             # The other camera never noticed.
             other = services.cameras.runtimes["sim-2"]
             assert other.reconnects == 0
