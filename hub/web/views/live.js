@@ -27,7 +27,7 @@ class LiveTile {
     this.location = null;
     this.state = h("span", { class: "live-state muted", "aria-live": "polite" }, "stopped");
     this.video = h("video", { autoplay: true, muted: true, playsinline: true, "aria-label": `Live view of ${camera.name}`, dataset: { camera: camera.id } });
-    this.button = h("button", { type: "button", class: "secondary", onclick: () => (this.pc ? this.stop() : this.start()) }, "Start");
+    this.button = h("button", { type: "button", class: "secondary", onclick: () => (this.pc || this.fallbackOn ? this.stop() : this.start()) }, "Start");
     this.el = h("article", { class: "card live-tile", dataset: { camera: camera.id } },
       h("h2", {}, h("span", {}, camera.name), this.state), this.video, h("div", { class: "actions" }, this.button));
   }
@@ -38,6 +38,10 @@ class LiveTile {
 
   async start() {
     const t0 = performance.now();
+    if (typeof RTCPeerConnection !== "function") {
+      await this.fallback(new Error("this browser has no WebRTC"));
+      return;
+    }
     this.button.textContent = "Stop";
     this.setState("connecting…");
     const pc = new RTCPeerConnection({ iceServers: [] }); // LAN only: no STUN/TURN servers, no outside traffic
@@ -48,8 +52,12 @@ class LiveTile {
     });
     pc.addEventListener("connectionstatechange", () => {
       if (pc !== this.pc) return;
-      if (pc.connectionState === "failed" || pc.connectionState === "closed") {
-        this.setState(`connection ${pc.connectionState}`);
+      if (pc.connectionState === "failed") {
+        this.pc = null;
+        pc.close();
+        this.fallback(new Error("WebRTC connection failed"));
+      } else if (pc.connectionState === "closed") {
+        this.setState("ended by the hub");
         this.button.textContent = "Retry";
         this.pc = null;
       }
@@ -62,14 +70,63 @@ class LiveTile {
       this.location = location;
       await pc.setRemoteDescription({ type: "answer", sdp: answer });
     } catch (err) {
-      this.setState(err.code === "camera_unavailable" ? "camera offline" : `failed: ${err.message}`);
-      this.button.textContent = "Retry";
       pc.close();
       this.pc = null;
+      if (err.code === "camera_unavailable") {
+        this.setState("camera offline");
+        this.button.textContent = "Retry";
+      } else {
+        this.fallback(err);
+      }
     }
   }
 
+  // Without WebRTC (blocked by a browser policy or a network that drops UDP), play the newest
+  // recorded segments instead: plain HTTP, a few seconds behind, no transcoding on the hub.
+  async fallback(reason) {
+    this.fallbackOn = true;
+    this.button.textContent = "Stop";
+    let lastId = null;
+    const next = async () => {
+      if (!this.fallbackOn) return;
+      const now = Date.now() / 1000;
+      let seg = null;
+      try {
+        const tl = await api.get(`/api/v1/owner/timeline?${api.query({ camera: this.camera.id, start: now - 300, end: now + 60 })}`);
+        // First the newest segment; after that, each next one in order as it is written.
+        seg = lastId === null ? tl.segments.at(-1) || null : tl.segments.find((s) => s.id > lastId) || null;
+      } catch {
+        seg = null;
+      }
+      if (!this.fallbackOn) return;
+      if (!seg) {
+        this.setState("delayed view: waiting for the next recording");
+        this.fallbackTimer = setTimeout(next, 1000);
+        return;
+      }
+      lastId = seg.id;
+      this.video.srcObject = null;
+      this.video.src = `/api/v1/owner/segments/${seg.id}.mp4`;
+      this.video.play().catch(() => {});
+      this.setState(`delayed view (recorded, ${Math.max(0, Math.round(now - seg.start))} s behind)`);
+    };
+    this.onEnded = () => next();
+    this.video.addEventListener("ended", this.onEnded);
+    console.info(`live view falls back to recordings: ${reason?.message || reason}`);
+    await next();
+  }
+
+  stopFallback() {
+    this.fallbackOn = false;
+    clearTimeout(this.fallbackTimer);
+    if (this.onEnded) this.video.removeEventListener("ended", this.onEnded);
+    this.onEnded = null;
+    this.video.pause();
+    this.video.removeAttribute("src");
+  }
+
   stop() {
+    if (this.fallbackOn) this.stopFallback();
     const location = this.location;
     const pc = this.pc;
     this.location = null;
