@@ -4,7 +4,7 @@ Speaks what IP cameras speak and what FFmpeg/PyAV/ffprobe/VLC expect:
 
 - OPTIONS, DESCRIBE (SDP, RFC 4566, with RFC 6184 §8.1 ``sprop-parameter-sets`` and
   ``packetization-mode=1``), SETUP with RTP over the RTSP TCP connection (interleaved, RFC
-  2326 §10.12), PLAY, PAUSE, TEARDOWN, GET_PARAMETER (keep-alive), SET_PARAMETER.
+  2326 §10.12) or over UDP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER (keep-alive), SET_PARAMETER.
 - Digest authentication (RFC 2617 §3.2, MD5; RFC 7616 §3.4 response with ``qop=auth`` too)
   for every method except OPTIONS; a wrong password gets 401 with a fresh challenge.
 - Session timeout (RFC 2326 §12.37): a connection that sends nothing (no request, no RTCP)
@@ -13,7 +13,9 @@ Speaks what IP cameras speak and what FFmpeg/PyAV/ffprobe/VLC expect:
   because framing is lost), 404, 405, 454, 455, 459, 461, 501, 505, 551. Each connection is
   its own task: one client's errors never touch another's.
 
-UDP transport is not offered (SETUP with only UDP → 461): every client here can do TCP.
+RTP over UDP (SETUP with ``client_port``) is served too; media goes only to the RTSP client's
+own address. Over UDP a slow client cannot push back, so it simply loses packets, as with a
+real camera.
 """
 
 from __future__ import annotations
@@ -94,6 +96,16 @@ class Session:
     sender: asyncio.Task[None] | None = None
     packets: int = 0
     octets: int = 0
+    # UDP delivery (RFC 2326 §12.39 client_port/server_port); None for TCP interleaved.
+    udp: tuple[asyncio.DatagramTransport, asyncio.DatagramTransport] | None = None
+    client_rtp: tuple[str, int] | None = None
+    client_rtcp: tuple[str, int] | None = None
+
+    def close_udp(self) -> None:
+        if self.udp is not None:
+            for transport in self.udp:
+                transport.close()
+            self.udp = None
 
     @property
     def playing(self) -> bool:
@@ -252,6 +264,17 @@ class RtspServer:
             raise RtspError(401, self.challenge())
 
 
+class _ClientRtcp(asyncio.DatagramProtocol):
+    """Receives the client's RTCP (receiver reports) on a UDP session's ports."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if addr[0] == self.conn.peer_ip:
+            self.conn.touch()
+
+
 class Connection:
     """One RTSP TCP connection: requests in, responses and interleaved RTP/RTCP out."""
 
@@ -266,6 +289,9 @@ class Connection:
         self._pending: Session | None = None  # PLAYed session whose sender starts after the reply
         sockname = writer.get_extra_info("sockname")
         self.local_ip = sockname[0] if sockname else server.host
+        peername = writer.get_extra_info("peername")
+        self.peer_ip = peername[0] if peername else server.host
+        self.last_input = time.monotonic()
 
     def abort(self) -> None:
         """Close now from outside (drop/reboot faults): the client sees EOF."""
@@ -280,6 +306,7 @@ class Connection:
         self._closed = True
         for session in list(self.sessions.values()):
             await session.stop()
+            session.close_udp()
         self.sessions.clear()
         self.writer.close()
         with contextlib.suppress(Exception):
@@ -290,8 +317,7 @@ class Connection:
         try:
             while not self._closed:
                 try:
-                    async with asyncio.timeout(self.server.session_timeout_s):
-                        req = await self._read_request()
+                    req = await self._read_with_timeout()
                 except TimeoutError:
                     log.info("rtsp: session timeout after %.0f s of silence", self.server.session_timeout_s)
                     return
@@ -322,6 +348,24 @@ class Connection:
         except (ConnectionError, asyncio.IncompleteReadError):
             return
 
+    async def _read_with_timeout(self) -> Request | None:
+        """Next request; TimeoutError after ``session_timeout_s`` without any input from the client."""
+        read = asyncio.ensure_future(self._read_request())
+        try:
+            while True:
+                deadline = self.last_input + self.server.session_timeout_s
+                done, _ = await asyncio.wait({read}, timeout=max(0.0, deadline - time.monotonic()))
+                if done:
+                    self.last_input = time.monotonic()
+                    return read.result()
+                if time.monotonic() >= self.last_input + self.server.session_timeout_s:
+                    raise TimeoutError
+        finally:
+            if not read.done():
+                read.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await read
+
     async def _read_request(self) -> Request | None:
         """Read one request, skipping interleaved frames from the client (its RTCP)."""
         while True:
@@ -332,6 +376,7 @@ class Connection:
                 # RFC 2326 §10.12: '$', channel, 16-bit length, data. Client RTCP counts as liveness.
                 head = await self.reader.readexactly(3)
                 await self.reader.readexactly(struct.unpack(">H", head[1:])[0])
+                self.last_input = time.monotonic()
                 continue
             if first in b"\r\n":
                 continue  # tolerate stray CRLF between messages
@@ -464,21 +509,31 @@ class Connection:
         transport = req.header("transport")
         if not transport:
             raise RtspError(400)
-        channel = None
+        # RFC 2326 §12.39: the client lists transports in order of preference; take the first
+        # unicast RTP/AVP one we can do (TCP interleaved, or UDP with client_port).
+        mode: str | None = None
+        channel = -1
+        client_ports: tuple[int, int] | None = None
         for spec in transport.split(","):
             fields = [f.strip() for f in spec.split(";")]
-            if fields[0].upper() not in ("RTP/AVP/TCP",):
+            proto = fields[0].upper()
+            if any(f.lower() == "multicast" for f in fields) or proto not in ("RTP/AVP/TCP", "RTP/AVP", "RTP/AVP/UDP"):
                 continue
-            if any(f.lower() == "multicast" for f in fields):
-                continue
-            channel = -1
+            if proto == "RTP/AVP/TCP":
+                for f in fields:
+                    if m := re.fullmatch(r"interleaved=(\d+)(?:-(\d+))?", f):
+                        channel = int(m.group(1))
+                mode = "tcp"
+                break
             for f in fields:
-                m = re.fullmatch(r"interleaved=(\d+)(?:-(\d+))?", f)
-                if m:
-                    channel = int(m.group(1))
-            break
-        if channel is None:
-            raise RtspError(461)  # RFC 2326 §11.3.12: only RTP/AVP/TCP interleaved here
+                if m := re.fullmatch(r"client_port=(\d+)(?:-(\d+))?", f):
+                    rtp_port = int(m.group(1))
+                    client_ports = (rtp_port, int(m.group(2)) if m.group(2) else rtp_port + 1)
+            if client_ports and all(0 < p < 65536 for p in client_ports):
+                mode = "udp"
+                break
+        if mode is None:
+            raise RtspError(461)  # RFC 2326 §11.3.12 Unsupported Transport
         used = {s.rtp_channel for s in self.sessions.values()}
         if req.header("session"):
             session = self._session(req)
@@ -486,19 +541,55 @@ class Connection:
                 raise RtspError(459)  # one track per session; another stream is another session
             if session.playing:
                 raise RtspError(455)
+            if (mode == "udp") != (session.udp is not None):
+                raise RtspError(461)  # no switching transports within a session
         else:
-            if channel < 0:
-                channel = next(c for c in range(0, 254, 2) if c not in used)
-            if channel > 254 or channel in used:
-                raise RtspError(461)
-            session = Session(id=f"{random.getrandbits(64):016X}", camera=camera, stream=stream, rtp_channel=channel)
+            if mode == "tcp":
+                if channel < 0:
+                    channel = next(c for c in range(0, 254, 2) if c not in used)
+                if channel > 254 or channel in used:
+                    raise RtspError(461)
+            session = Session(id=f"{random.getrandbits(64):016X}", camera=camera, stream=stream,
+                              rtp_channel=channel if mode == "tcp" else -2)
+            if mode == "udp":
+                await self._open_udp(session)
             self.sessions[session.id] = session
         timeout = max(1, int(self.server.session_timeout_s))
-        return 200, {
-            "Transport": f"RTP/AVP/TCP;unicast;interleaved={session.rtp_channel}-{session.rtp_channel + 1};"
-                         f"ssrc={session.ssrc:08X}",
-            "Session": f"{session.id};timeout={timeout}",
-        }, b""
+        if session.udp is not None:
+            assert client_ports is not None
+            # Media only ever goes to the address the RTSP request came from (no reflection).
+            session.client_rtp = (self.peer_ip, client_ports[0])
+            session.client_rtcp = (self.peer_ip, client_ports[1])
+            server_rtp = session.udp[0].get_extra_info("sockname")[1]
+            server_rtcp = session.udp[1].get_extra_info("sockname")[1]
+            value = (f"RTP/AVP;unicast;client_port={client_ports[0]}-{client_ports[1]};"
+                     f"server_port={server_rtp}-{server_rtcp};ssrc={session.ssrc:08X}")
+        else:
+            value = (f"RTP/AVP/TCP;unicast;interleaved={session.rtp_channel}-{session.rtp_channel + 1};"
+                     f"ssrc={session.ssrc:08X}")
+        return 200, {"Transport": value, "Session": f"{session.id};timeout={timeout}"}, b""
+
+    async def _open_udp(self, session: Session) -> None:
+        """Bind an even/odd UDP port pair for RTP/RTCP (RFC 3550 §11)."""
+        loop = asyncio.get_running_loop()
+        for _ in range(20):
+            rtp_t, _p = await loop.create_datagram_endpoint(lambda: _ClientRtcp(self), local_addr=(self.local_ip, 0))
+            port = rtp_t.get_extra_info("sockname")[1]
+            if port % 2 == 0 and port < 65535:
+                try:
+                    rtcp_t, _p = await loop.create_datagram_endpoint(lambda: _ClientRtcp(self),
+                                                                     local_addr=(self.local_ip, port + 1))
+                except OSError:
+                    rtp_t.close()
+                    continue
+                session.udp = (rtp_t, rtcp_t)
+                return
+            rtp_t.close()
+        raise RtspError(500)
+
+    def touch(self) -> None:
+        """Client RTCP over UDP counts as liveness for the session timeout (RFC 2326 §12.37)."""
+        self.last_input = time.monotonic()
 
     async def _play(self, req: Request) -> tuple[int, dict[str, str], bytes]:
         session = self._session(req)
@@ -537,6 +628,7 @@ class Connection:
     async def _teardown(self, req: Request) -> tuple[int, dict[str, str], bytes]:
         session = self._session(req)
         await session.stop()
+        session.close_udp()
         del self.sessions[session.id]
         return 200, {}, b""
 
@@ -575,16 +667,26 @@ class Connection:
                     # RFC 6184 §5.1: the marker bit is set on the last packet of the access unit.
                     packet = rtp.header(session.seq, ts, session.ssrc, i == last) + payload
                     session.seq = (session.seq + 1) & 0xFFFF
-                    out += struct.pack(">cBH", b"$", ch, len(packet)) + packet
+                    if session.udp is not None:
+                        session.udp[0].sendto(packet, session.client_rtp)
+                    else:
+                        out += struct.pack(">cBH", b"$", ch, len(packet)) + packet
                     session.packets += 1
                     session.octets += len(payload)
                 now = time.monotonic()
                 if now - last_sr >= SR_INTERVAL_S:
                     last_sr = now
                     sr = rtp.sender_report(session.ssrc, au.capture_s, ts, session.packets, session.octets, cname)
-                    out += struct.pack(">cBH", b"$", ch + 1, len(sr)) + sr
-                self.writer.write(bytes(out))
-                await self.writer.drain()
+                    if session.udp is not None:
+                        session.udp[1].sendto(sr, session.client_rtcp)
+                    else:
+                        out += struct.pack(">cBH", b"$", ch + 1, len(sr)) + sr
+                if out:
+                    self.writer.write(bytes(out))
+                    await self.writer.drain()
+                elif session.udp is not None:
+                    # UDP has no back-pressure; yield so one session cannot starve the loop.
+                    await asyncio.sleep(0)
         except (ConnectionError, RuntimeError):
             self.abort()
         except Exception:

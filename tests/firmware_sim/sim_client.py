@@ -155,9 +155,9 @@ class RawRtsp:
         return units
 
 
-async def ffprobe(url: str, timeout: float = 30.0) -> tuple[int, dict, str]:
+async def ffprobe(url: str, timeout: float = 30.0, transport: str = "tcp") -> tuple[int, dict, str]:
     proc = await asyncio.create_subprocess_exec(
-        FFPROBE, "-v", "error", "-rtsp_transport", "tcp", "-show_entries",
+        FFPROBE, "-v", "error", "-rtsp_transport", transport, "-show_entries",
         "stream=codec_name,width,height,r_frame_rate,avg_frame_rate", "-of", "json", url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
@@ -179,13 +179,13 @@ class Decoded:
     height: int
 
 
-def read_frames(url: str, count: int, timeout_s: float = 30.0,
-                started: threading.Event | None = None) -> tuple[list[Decoded], int]:
+def read_frames(url: str, count: int, timeout_s: float = 30.0, started: threading.Event | None = None,
+                transport: str = "tcp") -> tuple[list[Decoded], int]:
     """Decode ``count`` frames with PyAV (blocking); also return the number of decode errors.
 
     ``started`` is set once the first frame is decoded.
     """
-    container = av.open(url, options={"rtsp_transport": "tcp", "stimeout": "5000000"}, timeout=10)
+    container = av.open(url, options={"rtsp_transport": transport, "stimeout": "5000000"}, timeout=10)
     frames: list[Decoded] = []
     errors = 0
     deadline = time.monotonic() + timeout_s

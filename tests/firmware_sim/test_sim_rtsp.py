@@ -143,7 +143,9 @@ async def test_garbage_gets_400_and_other_clients_keep_streaming(camera: SimCame
         ("DESCRIBE", "/sim-1/thermal", {}, 404),
         ("PLAY", "/sim-1/main", {}, 454),
         ("PLAY", "/sim-1/main", {"Session": "DEADBEEF"}, 454),
-        ("SETUP", "/sim-1/main/trackID=0", {"Transport": "RTP/AVP;unicast;client_port=5000-5001"}, 461),
+        ("SETUP", "/sim-1/main/trackID=0", {"Transport": "RTP/AVP;multicast;port=5000-5001"}, 461),
+        ("SETUP", "/sim-1/main/trackID=0", {"Transport": "RTP/SAVP;unicast;client_port=5000-5001"}, 461),
+        ("SETUP", "/sim-1/main/trackID=0", {"Transport": "RTP/AVP;unicast"}, 461),
         ("SETUP", "/sim-1/main/trackID=0", {}, 400),
         ("RECORD", "/sim-1/main", {}, 405),
         ("ANNOUNCE", "/sim-1/main", {}, 405),
@@ -278,3 +280,40 @@ async def test_unauthenticated_requests_learn_nothing(camera: SimCamera) -> None
             assert resp.status == 401 and not resp.body
     finally:
         await client.close()
+
+
+async def test_rtp_over_udp_with_ffprobe_and_pyav(camera: SimCamera, ffprobe_bin: str) -> None:
+    rc, data, err = await ffprobe(camera.rtsp_url(), transport="udp")
+    assert rc == 0 and (data["streams"][0]["codec_name"], data["streams"][0]["width"]) == ("h264", 640), err
+    frames, errors = await asyncio.to_thread(read_frames, camera.rtsp_url(), 30, transport="udp")
+    seqs = [f.seq for f in frames]
+    assert errors == 0 and seqs == list(range(seqs[0], seqs[0] + 30))
+
+
+async def test_udp_setup_answers_server_ports_and_sends_only_to_the_client(camera: SimCamera) -> None:
+    import socket
+
+    rtp_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp_sock.bind(("127.0.0.1", 0))
+    rtp_sock.setblocking(False)
+    port = rtp_sock.getsockname()[1]
+    client = await RawRtsp.connect(camera.rtsp_url())
+    try:
+        url = camera.rtsp_url(with_credentials=False)
+        assert (await client.request("DESCRIBE", url)).status == 200
+        resp = await client.request("SETUP", url + "/trackID=0",
+                                    {"Transport": f"RTP/AVP;unicast;client_port={port}-{port + 1}"})
+        assert resp.status == 200
+        transport = resp.headers["transport"]
+        assert f"client_port={port}-{port + 1}" in transport
+        server_rtp, server_rtcp = (int(p) for p in transport.split("server_port=")[1].split(";")[0].split("-"))
+        assert server_rtp % 2 == 0 and server_rtcp == server_rtp + 1
+        assert (await client.request("PLAY", url)).status == 200
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(10):
+            packet, addr = await loop.sock_recvfrom(rtp_sock, 2048)
+        assert addr == ("127.0.0.1", server_rtp) and packet[0] == 0x80 and packet[1] & 0x7F == 96
+        assert (await client.request("TEARDOWN", url)).status == 200
+    finally:
+        await client.close()
+        rtp_sock.close()
