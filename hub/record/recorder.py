@@ -82,10 +82,11 @@ class Recorder:
         finalize_timeout_s: float = 2.0,
     ) -> None:
         self.camera_id = camera_id
-        self._segmenter = Segmenter(
-            camera_id, Path(recordings_dir), store, segment_s=segment_s, max_drift_s=max_drift_s
-        )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"camhub-rec-{camera_id}")
+        self._segmenter = Segmenter(
+            camera_id, Path(recordings_dir), store, segment_s=segment_s, max_drift_s=max_drift_s,
+            finalizer=self._executor,
+        )
         self._finalize_timeout_s = finalize_timeout_s
         self._inner: asyncio.Task[None] | None = None
         self._stopping = False
@@ -210,6 +211,8 @@ class Recorder:
                 return
             assert pkt.params is not None
             try:
+                if self._segmenter.finalize_error is not None:
+                    raise self._segmenter.finalize_error
                 self._segmenter.write(pkt, pkt.params)
             except Exception as exc:
                 log.exception("%s: writing a segment failed", self.camera_id)
@@ -228,6 +231,8 @@ class Recorder:
     async def _finalize(self, reason: str) -> None:
         loop = asyncio.get_running_loop()
         try:
+            # On the worker thread, after every queued write and segment job: finish() closes and
+            # indexes the last segment before it returns.
             fut = loop.run_in_executor(self._executor, self._finish, reason)
         except RuntimeError:  # executor already shut down: nothing was left open
             return

@@ -10,7 +10,8 @@ which would open an encoder whose SPS/PPS replace the camera's — MEDIA_NOTES).
 3. is cut at the first keyframe at least `segment_s` after its start, so its length is the target
    rounded up to whole GOPs;
 4. on close: fsync the file, rename away `.part`, fsync the directory, then insert the index row —
-   the file is the truth and the row an index over it (STYLE, "Storage").
+   the file is the truth and the row an index over it (STYLE, "Storage"). With a `finalizer`
+   executor this step runs there, so a slow fsync never holds up the thread reading the camera.
 
 Wall-clock times. A run (the packets between two discontinuities) is anchored once: its first
 keyframe's arrival time maps to its pts; every later time is anchor + (pts - anchor_pts) × time_base.
@@ -33,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -162,8 +164,13 @@ class Segmenter:
         *,
         segment_s: float = 4.0,
         max_drift_s: float = 2.0,
+        finalizer: Executor | None = None,
     ) -> None:
+        """`finalizer`: where closed segments are fsynced, hashed, renamed and indexed (in order, so
+        give a single-worker executor); None does it inline, before `write`/`finish` return."""
         self.camera_id = camera_id
+        self._finalizer = finalizer
+        self.finalize_error: Exception | None = None
         self.recordings_dir = Path(recordings_dir)
         self.store = store
         self.segment_s = segment_s
@@ -192,7 +199,7 @@ class Segmenter:
                 reason = "timestamp_backwards"
             if reason is not None:
                 log.info("%s: discontinuity (%s); starting a new segment", self.camera_id, reason)
-                self.finish(reason)
+                self._end_run(reason, inline=False)
                 seg = None
             else:
                 step = pkt.dts - seg.last_dts
@@ -209,7 +216,7 @@ class Segmenter:
             seg, data = started
         elif pkt.is_keyframe and (pkt.pts - seg.start_pts) * pkt.time_base >= self._cut_after(pkt.time_base):
             boundary = self._wall(pkt.pts)
-            self._close_segment(boundary)
+            self._close_segment(boundary, inline=False)
             started = self._start_segment(pkt, params, boundary)
             if started is None:
                 self._pending_gap = (boundary, "missing_parameter_sets")
@@ -221,11 +228,16 @@ class Segmenter:
         self.stats.last_frame_at = pkt.arrival
 
     def finish(self, reason: str = "stopped") -> None:
-        """Close and index the current segment; the next packet starts a new run after a gap."""
+        """Close and index the current segment (before returning, even with a `finalizer`: call it
+        on the finalizer's thread, after the jobs queued there); the next packet starts a new run
+        after a gap."""
+        self._end_run(reason, inline=True)
+
+    def _end_run(self, reason: str, inline: bool) -> None:
         seg = self._seg
         if seg is not None:
             end = self._wall(seg.end_pts)
-            self._close_segment(end)
+            self._close_segment(end, inline)
             self._pending_gap = (end, reason)
         elif self._pending_gap is None and self._anchor is not None:
             self._pending_gap = (self._anchor[0], reason)
@@ -311,18 +323,33 @@ class Segmenter:
         self.stats.gaps += 1
         log.info("%s: gap %.3f s (%s)", self.camera_id, end - start, reason)
 
-    def _close_segment(self, end: float) -> None:
+    def _close_segment(self, end: float, inline: bool) -> None:
         seg, self._seg = self._seg, None
         assert seg is not None
-        seg.close()
-        final, size, sha = finalize_file(seg.path)
-        self.store.run_sync(
-            q.insert_segment,
-            q.NewSegment(
-                self.camera_id, seg.start_at, max(end, seg.start_at), size, sha, seg.params.codec,
-                seg.params.width, seg.params.height, seg.relpath,
-            ),
-        )
+        seg.close()  # writes the last fragment: page cache only, quick
+        if inline or self._finalizer is None:
+            self._finalize_segment(seg, end)
+        else:
+            # fsync can take hundreds of ms on an SD card: never on the thread reading the camera.
+            self._finalizer.submit(self._finalize_segment, seg, end)
+
+    def _finalize_segment(self, seg: _OpenSegment, end: float) -> None:
+        try:
+            final, size, sha = finalize_file(seg.path)
+            self.store.run_sync(
+                q.insert_segment,
+                q.NewSegment(
+                    self.camera_id, seg.start_at, max(end, seg.start_at), size, sha, seg.params.codec,
+                    seg.params.width, seg.params.height, seg.relpath,
+                ),
+            )
+        except Exception as exc:
+            # The `.part` (or an unindexed file) stays on disk; recovery picks it up at next start.
+            log.exception("%s: finalizing %s failed", self.camera_id, seg.relpath)
+            self.finalize_error = exc
+            if self._finalizer is None:
+                raise
+            return
         self.stats.segments += 1
         self.stats.bytes += size
         log.debug("%s: segment %s %.3f s %d bytes", self.camera_id, final.name, end - seg.start_at, size)
