@@ -10,7 +10,7 @@ import pytest
 
 from firmware_sim.camera import SimCamera
 from hub.egress.ice import host_addresses
-from hub.ingest.relay import PacketRelay
+from hub.ingest.relay import PacketRelay, RelayHub
 from hub.ingest.rtsp import RtspSource
 
 SMALL = {"width": 640, "height": 360, "sub_width": 320, "sub_height": 180, "fps": 15, "gop": 15,
@@ -36,11 +36,18 @@ async def pump(source: RtspSource, relay: PacketRelay) -> None:
 
 
 @pytest.fixture
-async def relay(sim: SimCamera) -> AsyncIterator[PacketRelay]:
+def relays() -> Iterator[RelayHub]:
+    hub = RelayHub()
+    yield hub
+    hub.close()
+
+
+@pytest.fixture
+async def relay(sim: SimCamera, relays: RelayHub) -> AsyncIterator[PacketRelay]:
     """The sim's main stream pulled over RTSP by the hub's source and published into a relay."""
     source = RtspSource(sim.name, sim.rtsp_url("main"))
     await source.open()
-    relay = PacketRelay(sim.name)
+    relay = relays.add(sim.name)
     task = asyncio.create_task(pump(source, relay))
     try:
         async with asyncio.timeout(10):
