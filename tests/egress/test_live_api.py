@@ -51,8 +51,8 @@ class LiveHub:
         assert self.services.consent is not None
         return self.services.consent
 
-    async def decide(self, fields: dict[str, Any]) -> Any:
-        return await asyncio.to_thread(owner_client.decide, self.url, self.owner, fields)
+    async def decide(self, fields: dict[str, Any], key: Ed25519PrivateKey | None = None) -> Any:
+        return await asyncio.to_thread(owner_client.decide, self.url, key or self.owner, fields)
 
     async def audit_types(self) -> list[tuple[str, bytes]]:
         entries = await self.consent.audit.entries(0, self.consent.audit.size)
@@ -138,7 +138,9 @@ async def add_agency(hub: LiveHub, directory: Path, name: str) -> AgencyParty:
     return AgencyParty(Agency(directory, hub.url), info["keyid"])
 
 
-async def live_grant(hub: LiveHub, agency: AgencyParty, seconds: int = 10) -> tuple[str, str]:
+async def live_grant(
+    hub: LiveHub, agency: AgencyParty, seconds: int = 10, approver: Ed25519PrivateKey | None = None
+) -> tuple[str, str]:
     """Request a livestream and approve it; returns (request id, live URL from the poll)."""
     fields = {
         "case_id": "2026-000123", "kind": "live", "cameras": [hub.camera], "start": None, "end": None,
@@ -153,7 +155,8 @@ async def live_grant(hub: LiveHub, agency: AgencyParty, seconds: int = 10) -> tu
                       "live_max_seconds": seconds},
             "recipient": agency.keyid, "max_fetches": 1,
             "not_after": rfc3339.format(int(time.time()) + 3600),
-        }
+        },
+        approver,
     )  # fmt: skip
     state = await asyncio.to_thread(agency.client.status, made["id"])
     assert state["status"] == "live"
@@ -206,6 +209,30 @@ async def test_approved_live_grant_streams_and_revoke_cuts_within_1s(
     assert types.count("egress.live.end") == 1
     end_entry = next(e for t, e in await live_hub.audit_types() if t == "egress.live.end")
     assert b"refused: " in end_entry  # the gate said no (grant_revoked or not_permitted)
+
+
+async def test_revoking_the_approving_owner_key_cuts_within_1s(live_hub: LiveHub, tmp_path: Path) -> None:
+    laptop = Ed25519PrivateKey.generate()
+    await live_hub.decide(
+        {
+            "decision": "enroll-key",
+            "subject": {"public_jwk": owner_client.public_jwk(laptop), "name": "laptop"},
+        }
+    )
+    agency = await add_agency(live_hub, tmp_path / "agency", "PD")
+    _, url = await live_grant(live_hub, agency, seconds=10, approver=laptop)
+    viewer = WhepViewer()
+    async with aiohttp.ClientSession() as http:
+        try:
+            await viewer.connect(url, http, sign=agency.signer())
+            await viewer.wait_frames(5, timeout=10)
+            await live_hub.decide({"decision": "revoke-key", "subject": {"kid": owner_client.kid_of(laptop)}})
+            revoked_at = time.time()
+            last = await stop_time(viewer, quiet_s=1.5, limit_s=8)
+        finally:
+            await viewer.close()
+    assert last < revoked_at + 1.0
+    assert len(live_hub.media.sessions) == 0
 
 
 async def test_live_max_seconds_ends_the_stream(live_hub: LiveHub, tmp_path: Path) -> None:
