@@ -1,6 +1,7 @@
 """Recording cost: the hub's recorder vs `ffmpeg -c copy -f segment`, side by side in the same run.
 
-For each N (1, 4, 8 cameras; 1 with ``--smoke``), against ``camhub-sim`` serving N 1080p15 streams
+For each N (1, 4, 8 cameras, and 4 again with the live relay attached as the daemon wires it;
+1 and 1 with the relay under ``--smoke``), against ``camhub-sim`` serving N 1080p15 streams
 (GOP 2 s) in its own process, this starts at the same time:
 
 - one hub worker process (this module with ``--worker``) running N `Recorder`s on `RtspSource`s —
@@ -13,9 +14,11 @@ After a warm-up (RTSP setup and stream probing are not recording), it reads each
 everything. Reported: CPU seconds per camera-second and peak RSS (hub: one process for N cameras;
 ffmpeg: the sum of its N processes), and the ratio hub/ffmpeg. Both sides share the two cores with
 each other and with the simulator, so the ratio is the figure to read, not the absolute numbers.
+CPU time comes from /proc in clock ticks (10 ms): over a 15 s window with one camera that is a
+resolution of ~0.0007 s per camera-second, so small-N ratios are coarse (``--smoke`` coarser still).
 
 Run: ``.venv/bin/python -m bench.record_bench [--smoke]``. Prints a table and writes
-``bench/results/record.json``. Wall time is bounded (~100 s; ~25 s with ``--smoke``).
+``bench/results/record.json``. Wall time is bounded (~120 s; ~40 s with ``--smoke``).
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ def rss_mib(pid: int) -> float:
 # --- the hub side, in its own process ---------------------------------------------------------
 
 
-async def worker(urls: list[str], out: Path) -> None:
+async def worker(urls: list[str], out: Path, relay: bool) -> None:
     """Record every URL until stdin closes, then print a JSON summary."""
+    from hub.ingest.relay import PacketRelay
     from hub.ingest.rtsp import RtspSource
     from hub.ingest.source import SourceError
     from hub.record.recorder import Recorder
@@ -65,9 +69,11 @@ async def worker(urls: list[str], out: Path) -> None:
     errors: list[str] = []
 
     async def supervise(rec: Recorder, url: str) -> None:
+        # As the daemon wires it (hub/ingest/camera.py): every packet also goes to the live relay.
+        on_packet = PacketRelay(rec.camera_id).publish if relay else None
         while True:
             try:
-                await rec.run(RtspSource(rec.camera_id, url))
+                await rec.run(RtspSource(rec.camera_id, url), on_packet=on_packet)
                 return
             except SourceError as exc:
                 errors.append(f"{rec.camera_id}: {exc}")
@@ -122,13 +128,16 @@ async def stop_process(proc: asyncio.subprocess.Process, sig: int = signal.SIGTE
             await proc.wait()
 
 
-async def scenario(n: int, urls: list[str], warmup_s: float, measure_s: float, tmp: Path) -> dict[str, object]:
-    hub_dir = tmp / f"hub-{n}"
-    ff_dir = tmp / f"ffmpeg-{n}"
+async def scenario(
+    n: int, urls: list[str], warmup_s: float, measure_s: float, tmp: Path, relay: bool
+) -> dict[str, object]:
+    hub_dir = tmp / f"hub-{n}-{relay}"
+    ff_dir = tmp / f"ffmpeg-{n}-{relay}"
     hub_dir.mkdir()
     ff_dir.mkdir()
     hub = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.record_bench", "--worker", str(hub_dir), *urls,
+        sys.executable, "-m", "bench.record_bench", "--worker", str(hub_dir), *(["--relay"] if relay else []),
+        *urls,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -172,6 +181,7 @@ async def scenario(n: int, urls: list[str], warmup_s: float, measure_s: float, t
     cam_s = n * window
     out = {
         "cameras": n,
+        "hub_mode": "recorder + live relay (daemon wiring)" if relay else "recorder only",
         "window_s": round(window, 2),
         "hub": {
             "cpu_s_per_cam_s": round((cpu1["hub"] - cpu0["hub"]) / cam_s, 5),
@@ -194,15 +204,16 @@ async def scenario(n: int, urls: list[str], warmup_s: float, measure_s: float, t
 
 
 async def drive(smoke: bool) -> dict[str, object]:
-    counts = [1] if smoke else [1, 4, 8]
-    warmup_s, measure_s = (5.0, 6.0) if smoke else (6.0, 15.0)
-    sim, cameras = await start_sim(max(counts))
+    # (cameras, with the live relay as the daemon wires it)
+    runs = [(1, False), (1, True)] if smoke else [(1, False), (4, False), (8, False), (4, True)]
+    warmup_s, measure_s = (5.0, 8.0) if smoke else (6.0, 15.0)
+    sim, cameras = await start_sim(max(n for n, _ in runs))
     results = []
     try:
         with tempfile.TemporaryDirectory(prefix="camhub-record-bench-") as tmp:
-            for n in counts:
+            for n, relay in runs:
                 urls = [str(c["rtsp_main"]) for c in cameras[:n]]
-                results.append(await scenario(n, urls, warmup_s, measure_s, Path(tmp)))
+                results.append(await scenario(n, urls, warmup_s, measure_s, Path(tmp), relay))
     finally:
         await stop_process(sim)
     return {
@@ -214,12 +225,12 @@ async def drive(smoke: bool) -> dict[str, object]:
 
 
 def table(result: dict[str, object]) -> str:
-    rows = ["cams | hub CPU s/cam·s | ffmpeg CPU s/cam·s | ratio | hub RSS MiB | ffmpeg RSS MiB (sum) | "
-            "hub segs | ffmpeg segs",
-            "---: | ---: | ---: | ---: | ---: | ---: | ---: | ---:"]
+    rows = ["cams | hub | hub CPU s/cam·s | ffmpeg CPU s/cam·s | ratio | hub RSS MiB | "
+            "ffmpeg RSS MiB (sum) | hub segs | ffmpeg segs",
+            "---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---:"]
     for s in result["scenarios"]:  # type: ignore[attr-defined]
         h, f = s["hub"], s["ffmpeg"]
-        rows.append(f"{s['cameras']} | {h['cpu_s_per_cam_s']:.4f} | {f['cpu_s_per_cam_s']:.4f} | "
+        rows.append(f"{s['cameras']} | {s['hub_mode']} | {h['cpu_s_per_cam_s']:.4f} | {f['cpu_s_per_cam_s']:.4f} | "
                     f"{s['cpu_ratio']} | {h['rss_mib']} | {f['rss_mib']} | {h.get('segments')} | "
                     f"{f['segments']}")
     return "\n".join(rows)
@@ -229,10 +240,11 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--smoke", action="store_true", help="1 camera, short window")
     p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("urls", nargs="*", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker is not None:
-        asyncio.run(worker(args.urls, args.worker))
+        asyncio.run(worker(args.urls, args.worker, args.relay))
         return 0
     if shutil.which("ffmpeg") is None:
         print("record_bench: ffmpeg not found", file=sys.stderr)
