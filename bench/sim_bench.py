@@ -37,12 +37,32 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime (proc(5) fields 14, 15)
 
 
-async def start_sim(n: int, args: argparse.Namespace, bitrate_kbit: int) -> tuple[asyncio.subprocess.Process, list]:
+async def start_sim(
+    n: int, args: argparse.Namespace, bitrate_kbit: int
+) -> tuple[asyncio.subprocess.Process, list]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "firmware_sim.cli", "--cameras", str(n), "--rtsp-port", "0", "--control-port", "0",
-        "--no-mdns", "--width", str(args.width), "--height", str(args.height), "--fps", str(args.fps),
-        "--gop", str(args.gop), "--bitrate-kbit", str(bitrate_kbit),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "firmware_sim.cli",
+        "--cameras",
+        str(n),
+        "--rtsp-port",
+        "0",
+        "--control-port",
+        "0",
+        "--no-mdns",
+        "--width",
+        str(args.width),
+        "--height",
+        str(args.height),
+        "--fps",
+        str(args.fps),
+        "--gop",
+        str(args.gop),
+        "--bitrate-kbit",
+        str(bitrate_kbit),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
@@ -57,16 +77,35 @@ async def start_sim(n: int, args: argparse.Namespace, bitrate_kbit: int) -> tupl
 
 async def start_client(url: str, progress: Path) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
-        "ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url, "-c", "copy",
-        "-f", "null", "-progress", str(progress), "-stats_period", "0.5", "-",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-rtsp_transport",
+        "tcp",
+        "-i",
+        url,
+        "-c",
+        "copy",
+        "-f",
+        "null",
+        "-progress",
+        str(progress),
+        "-stats_period",
+        "0.5",
+        "-",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
 
 
 def progress_value(progress: Path, key: str) -> int:
     """Latest ``key=`` value in an ffmpeg -progress file (written every 0.5 s)."""
-    lines = [line for line in progress.read_text().splitlines() if line.startswith(key + "=")] \
-        if progress.exists() else []
+    lines = (
+        [line for line in progress.read_text().splitlines() if line.startswith(key + "=")]
+        if progress.exists()
+        else []
+    )
     value = lines[-1].split("=")[1] if lines else "0"
     return int(value) if value.isdigit() else 0
 
@@ -79,7 +118,8 @@ async def idle_kbit_s(args: argparse.Namespace, bitrate_kbit: int) -> float:
 
     frames = max(1, round(4.0 * args.fps / args.gop)) * args.gop  # the CLI's default --loop-s 4
     clip = await ClipCache(default_cache_dir()).get(
-        ClipSpec(args.width, args.height, args.fps, args.gop, picture.CLIP_IDLE, frames, bitrate_kbit))
+        ClipSpec(args.width, args.height, args.fps, args.gop, picture.CLIP_IDLE, frames, bitrate_kbit)
+    )
     octets = sum(len(n) for f in clip.frames for n in f.nals)
     return round(8 * octets * args.fps / frames / 1000, 1)
 
@@ -117,8 +157,13 @@ async def measure(n: int, bitrate_kbit: int, args: argparse.Namespace, workdir: 
     cpu = cpu1 - cpu0
     received = [b - a for a, b in zip(frames0, frames1, strict=True)]
     return {
-        "streams": n, "width": args.width, "height": args.height, "fps": args.fps, "gop": args.gop,
-        "window_s": round(window, 2), "sim_cpu_s": round(cpu, 3),
+        "streams": n,
+        "width": args.width,
+        "height": args.height,
+        "fps": args.fps,
+        "gop": args.gop,
+        "window_s": round(window, 2),
+        "sim_cpu_s": round(cpu, 3),
         "cpu_s_per_camera_s": round(cpu / (n * window), 5),
         "sim_cores_used": round(cpu / window, 3),
         "clients_alive": alive,
@@ -136,8 +181,14 @@ async def main_async(args: argparse.Namespace) -> dict:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {
-        "bench": "sim", "smoke": args.smoke, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "bench": "sim",
+        "smoke": args.smoke,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "client": "ffmpeg -rtsp_transport tcp -i URL -c copy -f null -",
         "results": results,
     }
@@ -158,13 +209,17 @@ def main(argv: list[str] | None = None) -> int:
         # The sim's own constant-quality stream, and a camera-like 3 Mbit/s CBR stream.
         args.streams, args.warmup_s, args.window_s, args.bitrates = [4, 8], 2.5, 7.0, [0, 3000]
     report = asyncio.run(main_async(args))
-    print(f"{'mode':>15} {'streams':>7} {'size':>10} {'window s':>8} {'sim CPU s':>9} {'CPU s/cam-s':>11} {'cores':>6} "
-          f"{'client fps min/max':>18} {'kbit/s per stream':>17}")
+    print(
+        f"{'mode':>15} {'streams':>7} {'size':>10} {'window s':>8} {'sim CPU s':>9} {'CPU s/cam-s':>11} {'cores':>6} "
+        f"{'client fps min/max':>18} {'kbit/s per stream':>17}"
+    )
     for r in report["results"]:
         fps = r["client_fps"]
-        print(f"{r['bitrate_mode']:>15} {r['streams']:>7} {r['width']}x{r['height']:<5} {r['window_s']:>8} {r['sim_cpu_s']:>9} "
-              f"{r['cpu_s_per_camera_s']:>11} {r['sim_cores_used']:>6} {min(fps):>8}/{max(fps):<9} "
-              f"{r['stream_kbit_s']:>17}")
+        print(
+            f"{r['bitrate_mode']:>15} {r['streams']:>7} {r['width']}x{r['height']:<5} {r['window_s']:>8} {r['sim_cpu_s']:>9} "
+            f"{r['cpu_s_per_camera_s']:>11} {r['sim_cores_used']:>6} {min(fps):>8}/{max(fps):<9} "
+            f"{r['stream_kbit_s']:>17}"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))

@@ -17,4 +17,13 @@ from firmware_sim.fleet import SimFleet
 from firmware_sim.h264 import SeiStamp, find_stamp
 from firmware_sim.stamp import Stamp
 
-__all__ = ["FAULT_KINDS", "CameraEvent", "FaultError", "SeiStamp", "SimCamera", "SimFleet", "Stamp", "find_stamp"]
+__all__ = [
+    "FAULT_KINDS",
+    "CameraEvent",
+    "FaultError",
+    "SeiStamp",
+    "SimCamera",
+    "SimFleet",
+    "Stamp",
+    "find_stamp",
+]

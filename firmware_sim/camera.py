@@ -57,7 +57,9 @@ class CameraEvent:
     state: str | None = None  # motion: "start" | "end"
 
     def to_json(self) -> dict[str, Any]:
-        when = datetime.fromtimestamp(self.time, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        when = (
+            datetime.fromtimestamp(self.time, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        )
         data: dict[str, Any] = {"type": self.type, "camera": self.camera, "time": when, "ts": self.time}
         if self.state is not None:
             data["state"] = self.state
@@ -100,8 +102,12 @@ class SimCamera:
         self.model = model
         self.bitrate_kbit = bitrate_kbit
         self._standalone = {
-            "rtsp_port": rtsp_port, "control_port": control_port, "user": user, "password": password,
-            "mdns": mdns, "session_timeout_s": session_timeout_s,
+            "rtsp_port": rtsp_port,
+            "control_port": control_port,
+            "user": user,
+            "password": password,
+            "mdns": mdns,
+            "session_timeout_s": session_timeout_s,
         }
         self.loop_frames = max(1, round(loop_s * fps / gop)) * gop
         self.visitor_frames = max(1, round(visitor_s * fps / gop)) * gop
@@ -156,8 +162,12 @@ class SimCamera:
             "camera": self.name,
             "rtsp_main": self.rtsp_url("main"),
             "rtsp_sub": self.rtsp_url("sub"),
-            "width": self.feeds["main"].width, "height": self.feeds["main"].height,
-            "sub_width": self.sub_width, "sub_height": self.sub_height, "fps": self.fps, "gop": self.gop,
+            "width": self.feeds["main"].width,
+            "height": self.feeds["main"].height,
+            "sub_width": self.sub_width,
+            "sub_height": self.sub_height,
+            "fps": self.fps,
+            "gop": self.gop,
         }
         if self.control is not None:
             info["control"] = self.control_url
@@ -167,11 +177,16 @@ class SimCamera:
     # --- lifecycle --------------------------------------------------------------------------
     def _specs(self, width: int, height: int) -> dict[int, ClipSpec]:
         # The sub stream gets a bit rate in proportion to its pixel count.
-        rate = round(self.bitrate_kbit * width * height / (self.width * self.height)) if self.bitrate_kbit else 0
+        rate = (
+            round(self.bitrate_kbit * width * height / (self.width * self.height)) if self.bitrate_kbit else 0
+        )
         return {
-            picture.CLIP_IDLE: ClipSpec(width, height, self.fps, self.gop, picture.CLIP_IDLE, self.loop_frames, rate),
-            picture.CLIP_VISITOR: ClipSpec(width, height, self.fps, self.gop, picture.CLIP_VISITOR,
-                                           self.visitor_frames, rate),
+            picture.CLIP_IDLE: ClipSpec(
+                width, height, self.fps, self.gop, picture.CLIP_IDLE, self.loop_frames, rate
+            ),
+            picture.CLIP_VISITOR: ClipSpec(
+                width, height, self.fps, self.gop, picture.CLIP_VISITOR, self.visitor_frames, rate
+            ),
         }
 
     async def _load_clips(self, width: int, height: int) -> dict[int, Clip]:
@@ -181,8 +196,9 @@ class SimCamera:
 
     async def prepare(self) -> None:
         """Encode (or fetch from the cache) every clip this camera needs."""
-        main, sub = await asyncio.gather(self._load_clips(self.width, self.height),
-                                         self._load_clips(self.sub_width, self.sub_height))
+        main, sub = await asyncio.gather(
+            self._load_clips(self.width, self.height), self._load_clips(self.sub_width, self.sub_height)
+        )
         self._clips = {"main": main, "sub": sub}
         for s in STREAMS:
             self._set_feed_clips(s, self._clips[s])
@@ -236,9 +252,13 @@ class SimCamera:
         opts = self._standalone
         try:
             await self.prepare()
-            self.rtsp = RtspServer(self.host, int(opts["rtsp_port"]), user=str(opts["user"]),
-                                   password=str(opts["password"]),
-                                   session_timeout_s=float(opts["session_timeout_s"]))
+            self.rtsp = RtspServer(
+                self.host,
+                int(opts["rtsp_port"]),
+                user=str(opts["user"]),
+                password=str(opts["password"]),
+                session_timeout_s=float(opts["session_timeout_s"]),
+            )
             self.rtsp.add_camera(self)
             await self.rtsp.start()
             self._owned.append(self.rtsp)
@@ -321,8 +341,15 @@ class SimCamera:
         for stream in STREAMS:
             clip = self._clips[stream][self._kind]
             frame = clip.frames[self._pos]
-            sei = h264.build_sei(h264.SeiStamp(seq=self._seq, capture_us=int(capture_s * 1e6),
-                                               clip=self._kind, clip_frame=frame.index, camera=self.name))
+            sei = h264.build_sei(
+                h264.SeiStamp(
+                    seq=self._seq,
+                    capture_us=int(capture_s * 1e6),
+                    clip=self._kind,
+                    clip_frame=frame.index,
+                    camera=self.name,
+                )
+            )
             nals = []
             for nal in frame.nals:
                 if h264.nal_type(nal) in (h264.NAL_SLICE, h264.NAL_IDR):
@@ -332,8 +359,15 @@ class SimCamera:
                     if corrupt:
                         nal = self._corrupt(nal)
                 nals.append(nal)
-            au = AccessUnit(seq=self._seq, pts90=round(self._seq * 90_000 / self.fps), capture_s=capture_s,
-                            idr=frame.idr, width=clip.spec.width, height=clip.spec.height, nals=tuple(nals))
+            au = AccessUnit(
+                seq=self._seq,
+                pts90=round(self._seq * 90_000 / self.fps),
+                capture_s=capture_s,
+                idr=frame.idr,
+                width=clip.spec.width,
+                height=clip.spec.height,
+                nals=tuple(nals),
+            )
             self.feeds[stream].publish(au, deliver=deliver)
         self._pos += 1
         self._seq += 1
@@ -470,4 +504,3 @@ def _seconds(params: dict[str, Any], default: float, allow_negative: bool = Fals
 
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-

@@ -29,15 +29,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sub-height", type=int, default=360)
     p.add_argument("--fps", type=int, default=15)
     p.add_argument("--gop", type=int, default=30, help="frames per GOP (IDR interval)")
-    p.add_argument("--bitrate-kbit", type=int, default=0,
-                   help="CBR bit rate of the main stream (filler data); 0 = constant quality (default)")
+    p.add_argument(
+        "--bitrate-kbit",
+        type=int,
+        default=0,
+        help="CBR bit rate of the main stream (filler data); 0 = constant quality (default)",
+    )
     p.add_argument("--loop-s", type=float, default=4.0, help="length of the idle loop in seconds")
     p.add_argument("--user", default="admin")
     p.add_argument("--password", default="camhub")
     p.add_argument("--session-timeout-s", type=float, default=60.0)
     p.add_argument("--no-mdns", action="store_true", help="do not advertise on mDNS")
-    p.add_argument("--cache-dir", type=Path, default=default_cache_dir(),
-                   help="where encoded clips are kept between runs")
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=default_cache_dir(),
+        help="where encoded clips are kept between runs",
+    )
     p.add_argument("--no-cache", action="store_true", help="encode in memory only")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -45,10 +53,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def run(args: argparse.Namespace) -> None:
     fleet = SimFleet(
-        args.cameras, host=args.host, rtsp_port=args.rtsp_port, control_port=args.control_port,
-        user=args.user, password=args.password, mdns=not args.no_mdns, session_timeout_s=args.session_timeout_s,
-        width=args.width, height=args.height, sub_width=args.sub_width, sub_height=args.sub_height,
-        fps=args.fps, gop=args.gop, loop_s=args.loop_s, bitrate_kbit=args.bitrate_kbit,
+        args.cameras,
+        host=args.host,
+        rtsp_port=args.rtsp_port,
+        control_port=args.control_port,
+        user=args.user,
+        password=args.password,
+        mdns=not args.no_mdns,
+        session_timeout_s=args.session_timeout_s,
+        width=args.width,
+        height=args.height,
+        sub_width=args.sub_width,
+        sub_height=args.sub_height,
+        fps=args.fps,
+        gop=args.gop,
+        loop_s=args.loop_s,
+        bitrate_kbit=args.bitrate_kbit,
         cache_dir=None if args.no_cache else args.cache_dir,
     )
     stop = asyncio.Event()
@@ -64,8 +84,11 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         asyncio.run(run(args))
     except OSError as exc:

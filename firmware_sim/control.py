@@ -40,8 +40,10 @@ def _error(status: int, code: str, detail: str) -> web.Response:
 def _camera(request: web.Request) -> SimCamera:
     camera = request.app[CAMERAS].get(request.match_info["id"])
     if camera is None:
-        raise web.HTTPNotFound(text=json.dumps({"error": "unknown_camera", "detail": request.match_info["id"]}),
-                               content_type="application/json")
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": "unknown_camera", "detail": request.match_info["id"]}),
+            content_type="application/json",
+        )
     return camera
 
 
@@ -51,11 +53,14 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         data = await request.json()
     except ValueError as exc:
-        raise web.HTTPBadRequest(text=json.dumps({"error": "bad_json", "detail": str(exc)}),
-                                 content_type="application/json") from exc
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "bad_json", "detail": str(exc)}), content_type="application/json"
+        ) from exc
     if not isinstance(data, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "bad_json", "detail": "expected an object"}),
-                                 content_type="application/json")
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "bad_json", "detail": "expected an object"}),
+            content_type="application/json",
+        )
     return data
 
 

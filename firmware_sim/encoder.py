@@ -45,8 +45,10 @@ class ClipSpec:
     bitrate_kbit: int = 0  # 0: constant quality (CRF 23); else CBR with filler data, like many cameras
 
     def cache_name(self) -> str:
-        key = (f"v{_FORMAT_VERSION}-{self.width}x{self.height}-{self.fps}-{self.gop}-{self.clip}-{self.frames}-"
-               f"{self.bitrate_kbit}")
+        key = (
+            f"v{_FORMAT_VERSION}-{self.width}x{self.height}-{self.fps}-{self.gop}-{self.clip}-{self.frames}-"
+            f"{self.bitrate_kbit}"
+        )
         return hashlib.sha256(key.encode()).hexdigest()[:16] + ".clip"
 
 
@@ -89,7 +91,11 @@ def encode_clip(spec: ClipSpec) -> Clip:
     def take(packets: list[av.Packet]) -> None:
         nonlocal sps, pps
         for packet in packets:
-            nals = [n for n in h264.split_annexb(bytes(packet)) if h264.nal_type(n) not in (h264.NAL_SEI, h264.NAL_AUD)]
+            nals = [
+                n
+                for n in h264.split_annexb(bytes(packet))
+                if h264.nal_type(n) not in (h264.NAL_SEI, h264.NAL_AUD)
+            ]
             idr = any(h264.nal_type(n) == h264.NAL_IDR for n in nals)
             for n in nals:
                 if h264.nal_type(n) == h264.NAL_SPS and not sps:

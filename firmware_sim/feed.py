@@ -109,4 +109,3 @@ class Feed:
     def drop_all(self) -> None:
         for sub in list(self.subscribers):
             sub.drop()
-

@@ -42,7 +42,9 @@ class SimFleet:
         if cameras < 1:
             raise ValueError("need at least one camera")
         self.cameras = [SimCamera(f"sim-{i}", host=host, **camera_options) for i in range(1, cameras + 1)]
-        self.rtsp = RtspServer(host, rtsp_port, user=user, password=password, session_timeout_s=session_timeout_s)
+        self.rtsp = RtspServer(
+            host, rtsp_port, user=user, password=password, session_timeout_s=session_timeout_s
+        )
         self.control = ControlServer(host, control_port) if control_port is not None else None
         self.mdns = MdnsAdvertiser(host) if mdns else None
         self._started: list[Any] = []

@@ -78,8 +78,9 @@ def depacketize(packets: list[bytes]) -> list[bytes]:
 
 def header(seq: int, timestamp: int, ssrc: int, marker: bool) -> bytes:
     """RTP fixed header (RFC 3550 §5.1): V=2, no padding/extension/CSRC."""
-    return struct.pack(">BBHII", 0x80, (0x80 if marker else 0) | PAYLOAD_TYPE, seq & 0xFFFF,
-                       timestamp & 0xFFFFFFFF, ssrc)
+    return struct.pack(
+        ">BBHII", 0x80, (0x80 if marker else 0) | PAYLOAD_TYPE, seq & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc
+    )
 
 
 def ntp_timestamp(unix_s: float) -> int:
@@ -88,8 +89,17 @@ def ntp_timestamp(unix_s: float) -> int:
 
 def sender_report(ssrc: int, unix_s: float, rtp_ts: int, packets: int, octets: int, cname: str) -> bytes:
     """Compound RTCP packet: SR (RFC 3550 §6.4.1) followed by SDES CNAME (§6.5, required by §6.1)."""
-    sr = struct.pack(">BBHIQIII", 0x80, 200, 6, ssrc, ntp_timestamp(unix_s), rtp_ts & 0xFFFFFFFF,
-                     packets & 0xFFFFFFFF, octets & 0xFFFFFFFF)
+    sr = struct.pack(
+        ">BBHIQIII",
+        0x80,
+        200,
+        6,
+        ssrc,
+        ntp_timestamp(unix_s),
+        rtp_ts & 0xFFFFFFFF,
+        packets & 0xFFFFFFFF,
+        octets & 0xFFFFFFFF,
+    )
     item = bytes([1, len(cname)]) + cname.encode()
     chunk = struct.pack(">I", ssrc) + item + b"\x00"
     chunk += b"\x00" * (-len(chunk) % 4)

@@ -55,11 +55,22 @@ ALLOWED = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_P
 KNOWN_NOT_ALLOWED = {"ANNOUNCE", "RECORD", "REDIRECT"}
 
 REASONS = {
-    200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-    413: "Request Entity Too Large", 451: "Parameter Not Understood", 454: "Session Not Found",
-    455: "Method Not Valid in This State", 459: "Aggregate Operation Not Allowed",
-    461: "Unsupported Transport", 500: "Internal Server Error", 501: "Not Implemented",
-    503: "Service Unavailable", 505: "RTSP Version Not Supported", 551: "Option not supported",
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Request Entity Too Large",
+    451: "Parameter Not Understood",
+    454: "Session Not Found",
+    455: "Method Not Valid in This State",
+    459: "Aggregate Operation Not Allowed",
+    461: "Unsupported Transport",
+    500: "Internal Server Error",
+    501: "Not Implemented",
+    503: "Service Unavailable",
+    505: "RTSP Version Not Supported",
+    551: "Option not supported",
 }
 
 
@@ -125,8 +136,15 @@ class Session:
 class RtspServer:
     """One listening socket serving any number of cameras at ``/<camera>/<main|sub>``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, user: str = "admin",
-                 password: str = "camhub", session_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        user: str = "admin",
+        password: str = "camhub",
+        session_timeout_s: float = 60.0,
+    ) -> None:
         self.host = host
         self.port = port
         self.user = user
@@ -144,8 +162,9 @@ class RtspServer:
         camera.rtsp = self
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, self.host, self.port, limit=MAX_LINE * 4,
-                                                  reuse_address=True)
+        self._server = await asyncio.start_server(
+            self._accept, self.host, self.port, limit=MAX_LINE * 4, reuse_address=True
+        )
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -240,8 +259,10 @@ class RtspServer:
         auth = req.header("authorization")
         if not auth or not auth.lower().startswith("digest "):
             raise RtspError(401, self.challenge())
-        params = {m[0].lower(): (m[2] if m[1].startswith('"') else m[1])
-                  for m in re.findall(r'(\w+)\s*=\s*("([^"]*)"|[^,\s]*)', auth[7:])}
+        params = {
+            m[0].lower(): (m[2] if m[1].startswith('"') else m[1])
+            for m in re.findall(r'(\w+)\s*=\s*("([^"]*)"|[^,\s]*)', auth[7:])
+        }
         state = self._nonce_state(params.get("nonce", ""))
         if state != "ok":
             raise RtspError(401, self.challenge(stale=state == "stale"))
@@ -257,10 +278,14 @@ class RtspServer:
             # RFC 7616 §3.4.1 / RFC 2617 §3.2.2.1 with qop=auth.
             if params["qop"] != "auth":
                 raise RtspError(401, self.challenge())
-            expected = md5(f"{ha1}:{params['nonce']}:{params.get('nc', '')}:{params.get('cnonce', '')}:auth:{ha2}")
+            expected = md5(
+                f"{ha1}:{params['nonce']}:{params.get('nc', '')}:{params.get('cnonce', '')}:auth:{ha2}"
+            )
         else:
             expected = md5(f"{ha1}:{params['nonce']}:{ha2}")
-        if params.get("username") != self.user or not hmac.compare_digest(params.get("response", ""), expected):
+        if params.get("username") != self.user or not hmac.compare_digest(
+            params.get("response", ""), expected
+        ):
             raise RtspError(401, self.challenge())
 
 
@@ -278,7 +303,9 @@ class _ClientRtcp(asyncio.DatagramProtocol):
 class Connection:
     """One RTSP TCP connection: requests in, responses and interleaved RTP/RTCP out."""
 
-    def __init__(self, server: RtspServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, server: RtspServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self.server = server
         self.reader = reader
         self.writer = writer
@@ -414,10 +441,15 @@ class Connection:
             body = await self.reader.readexactly(int(length))
         return Request(method, uri, version, headers, body)
 
-    async def _respond(self, status: int, cseq: str, headers: dict[str, str] | None = None,
-                       body: bytes = b"") -> None:
-        lines = [f"RTSP/1.0 {status} {REASONS.get(status, 'Error')}", f"CSeq: {cseq}", f"Server: {SERVER}",
-                 "Date: " + time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())]
+    async def _respond(
+        self, status: int, cseq: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> None:
+        lines = [
+            f"RTSP/1.0 {status} {REASONS.get(status, 'Error')}",
+            f"CSeq: {cseq}",
+            f"Server: {SERVER}",
+            "Date: " + time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()),
+        ]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         if body:
             lines.append(f"Content-Length: {len(body)}")
@@ -461,8 +493,12 @@ class Connection:
         if req.method in KNOWN_NOT_ALLOWED:
             raise RtspError(405, {"Allow": ALLOWED})
         handler = {
-            "DESCRIBE": self._describe, "SETUP": self._setup, "PLAY": self._play, "PAUSE": self._pause,
-            "TEARDOWN": self._teardown, "GET_PARAMETER": self._get_parameter,
+            "DESCRIBE": self._describe,
+            "SETUP": self._setup,
+            "PLAY": self._play,
+            "PAUSE": self._pause,
+            "TEARDOWN": self._teardown,
+            "GET_PARAMETER": self._get_parameter,
             "SET_PARAMETER": self._set_parameter,
         }.get(req.method)
         if handler is None:
@@ -483,24 +519,26 @@ class Connection:
         profile = feed.sps[1:4].hex()
         ip = self.local_ip
         family = "IP6" if ":" in ip else "IP4"
-        sdp = "\r\n".join([
-            "v=0",
-            f"o=- {camera.name.encode().hex()} 1 IN {family} {ip}",
-            f"s={camera.name} {stream}",
-            f"c=IN {family} {ip}",
-            "t=0 0",
-            "a=control:*",
-            "a=range:npt=now-",
-            "m=video 0 RTP/AVP 96",
-            f"a=rtpmap:{rtp.PAYLOAD_TYPE} H264/{rtp.CLOCK_RATE}",
-            # RFC 6184 §8.1: packetization-mode=1 (non-interleaved), parameter sets in base64.
-            f"a=fmtp:{rtp.PAYLOAD_TYPE} packetization-mode=1;profile-level-id={profile};"
-            f"sprop-parameter-sets={sprop}",
-            f"a=framerate:{camera.fps}",
-            f"a=x-dimensions:{feed.width},{feed.height}",
-            "a=control:trackID=0",
-            "",
-        ]).encode()
+        sdp = "\r\n".join(
+            [
+                "v=0",
+                f"o=- {camera.name.encode().hex()} 1 IN {family} {ip}",
+                f"s={camera.name} {stream}",
+                f"c=IN {family} {ip}",
+                "t=0 0",
+                "a=control:*",
+                "a=range:npt=now-",
+                "m=video 0 RTP/AVP 96",
+                f"a=rtpmap:{rtp.PAYLOAD_TYPE} H264/{rtp.CLOCK_RATE}",
+                # RFC 6184 §8.1: packetization-mode=1 (non-interleaved), parameter sets in base64.
+                f"a=fmtp:{rtp.PAYLOAD_TYPE} packetization-mode=1;profile-level-id={profile};"
+                f"sprop-parameter-sets={sprop}",
+                f"a=framerate:{camera.fps}",
+                f"a=x-dimensions:{feed.width},{feed.height}",
+                "a=control:trackID=0",
+                "",
+            ]
+        ).encode()
         base = req.uri.split("?")[0].rstrip("/") + "/"
         return 200, {"Content-Type": "application/sdp", "Content-Base": base}, sdp
 
@@ -517,7 +555,11 @@ class Connection:
         for spec in transport.split(","):
             fields = [f.strip() for f in spec.split(";")]
             proto = fields[0].upper()
-            if any(f.lower() == "multicast" for f in fields) or proto not in ("RTP/AVP/TCP", "RTP/AVP", "RTP/AVP/UDP"):
+            if any(f.lower() == "multicast" for f in fields) or proto not in (
+                "RTP/AVP/TCP",
+                "RTP/AVP",
+                "RTP/AVP/UDP",
+            ):
                 continue
             if proto == "RTP/AVP/TCP":
                 for f in fields:
@@ -549,8 +591,12 @@ class Connection:
                     channel = next(c for c in range(0, 254, 2) if c not in used)
                 if channel > 254 or channel in used:
                     raise RtspError(461)
-            session = Session(id=f"{random.getrandbits(64):016X}", camera=camera, stream=stream,
-                              rtp_channel=channel if mode == "tcp" else -2)
+            session = Session(
+                id=f"{random.getrandbits(64):016X}",
+                camera=camera,
+                stream=stream,
+                rtp_channel=channel if mode == "tcp" else -2,
+            )
             if mode == "udp":
                 await self._open_udp(session)
             self.sessions[session.id] = session
@@ -562,23 +608,30 @@ class Connection:
             session.client_rtcp = (self.peer_ip, client_ports[1])
             server_rtp = session.udp[0].get_extra_info("sockname")[1]
             server_rtcp = session.udp[1].get_extra_info("sockname")[1]
-            value = (f"RTP/AVP;unicast;client_port={client_ports[0]}-{client_ports[1]};"
-                     f"server_port={server_rtp}-{server_rtcp};ssrc={session.ssrc:08X}")
+            value = (
+                f"RTP/AVP;unicast;client_port={client_ports[0]}-{client_ports[1]};"
+                f"server_port={server_rtp}-{server_rtcp};ssrc={session.ssrc:08X}"
+            )
         else:
-            value = (f"RTP/AVP/TCP;unicast;interleaved={session.rtp_channel}-{session.rtp_channel + 1};"
-                     f"ssrc={session.ssrc:08X}")
+            value = (
+                f"RTP/AVP/TCP;unicast;interleaved={session.rtp_channel}-{session.rtp_channel + 1};"
+                f"ssrc={session.ssrc:08X}"
+            )
         return 200, {"Transport": value, "Session": f"{session.id};timeout={timeout}"}, b""
 
     async def _open_udp(self, session: Session) -> None:
         """Bind an even/odd UDP port pair for RTP/RTCP (RFC 3550 §11)."""
         loop = asyncio.get_running_loop()
         for _ in range(20):
-            rtp_t, _p = await loop.create_datagram_endpoint(lambda: _ClientRtcp(self), local_addr=(self.local_ip, 0))
+            rtp_t, _p = await loop.create_datagram_endpoint(
+                lambda: _ClientRtcp(self), local_addr=(self.local_ip, 0)
+            )
             port = rtp_t.get_extra_info("sockname")[1]
             if port % 2 == 0 and port < 65535:
                 try:
-                    rtcp_t, _p = await loop.create_datagram_endpoint(lambda: _ClientRtcp(self),
-                                                                     local_addr=(self.local_ip, port + 1))
+                    rtcp_t, _p = await loop.create_datagram_endpoint(
+                        lambda: _ClientRtcp(self), local_addr=(self.local_ip, port + 1)
+                    )
                 except OSError:
                     rtp_t.close()
                     continue
@@ -605,12 +658,16 @@ class Connection:
         pts = first.pts90 if first else round(camera.next_seq * 90_000 / camera.fps)
         url = req.uri.split("?")[0].rstrip("/")
         track_url = url if url.endswith("trackID=0") else url + "/trackID=0"
-        return 200, {
-            "Range": "npt=now-",
-            # RFC 2326 §12.33: the first packet's sequence number and RTP timestamp.
-            "RTP-Info": f"url={track_url};seq={session.seq & 0xFFFF};rtptime={(session.ts_offset + pts) & 0xFFFFFFFF}",
-            "Session": session.id,
-        }, b""
+        return (
+            200,
+            {
+                "Range": "npt=now-",
+                # RFC 2326 §12.33: the first packet's sequence number and RTP timestamp.
+                "RTP-Info": f"url={track_url};seq={session.seq & 0xFFFF};rtptime={(session.ts_offset + pts) & 0xFFFFFFFF}",
+                "Session": session.id,
+            },
+            b"",
+        )
 
     def _start_pending(self) -> None:
         session = self._pending
@@ -676,7 +733,9 @@ class Connection:
                 now = time.monotonic()
                 if now - last_sr >= SR_INTERVAL_S:
                     last_sr = now
-                    sr = rtp.sender_report(session.ssrc, au.capture_s, ts, session.packets, session.octets, cname)
+                    sr = rtp.sender_report(
+                        session.ssrc, au.capture_s, ts, session.packets, session.octets, cname
+                    )
                     if session.udp is not None:
                         session.udp[1].sendto(sr, session.client_rtcp)
                     else:

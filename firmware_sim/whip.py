@@ -66,8 +66,9 @@ class PacketTrack(MediaStreamTrack):
 class WhipPublisher:
     """One WHIP session pushing one camera stream."""
 
-    def __init__(self, feed: Feed, url: str, token: str | None = None,
-                 on_stop: Callable[[Any], None] | None = None) -> None:
+    def __init__(
+        self, feed: Feed, url: str, token: str | None = None, on_stop: Callable[[Any], None] | None = None
+    ) -> None:
         self.feed = feed
         self.url = url
         self.token = token
@@ -90,13 +91,21 @@ class WhipPublisher:
         try:
             transceiver = self.pc.addTransceiver(track, direction="sendonly")
             # Nothing checks that our packets match the negotiated codec: force H.264.
-            codecs = [c for c in RTCRtpSender.getCapabilities("video").codecs
-                      if c.mimeType.lower() in ("video/h264", "video/rtx")]
+            codecs = [
+                c
+                for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType.lower() in ("video/h264", "video/rtx")
+            ]
             transceiver.setCodecPreferences(codecs)
             await self.pc.setLocalDescription(await self.pc.createOffer())
-            async with aiohttp.ClientSession() as http, http.post(
-                self.url, data=self.pc.localDescription.sdp, headers=self._headers("application/sdp"),
-            ) as resp:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    self.url,
+                    data=self.pc.localDescription.sdp,
+                    headers=self._headers("application/sdp"),
+                ) as resp,
+            ):
                 answer = await resp.text()
                 if resp.status != 201:
                     raise WhipError(f"WHIP endpoint answered {resp.status}: {answer[:200]}")
@@ -117,8 +126,10 @@ class WhipPublisher:
         self._stopped = True
         if self.resource_url:
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http, \
-                        http.delete(self.resource_url, headers=self._headers()):
+                async with (
+                    aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http,
+                    http.delete(self.resource_url, headers=self._headers()),
+                ):
                     pass
         if self.pc is not None:
             await self.pc.close()

@@ -9,8 +9,16 @@ import pytest
 
 from firmware_sim.camera import SimCamera
 
-SMALL = {"width": 640, "height": 360, "sub_width": 320, "sub_height": 180, "fps": 15, "gop": 15,
-         "loop_s": 2.0, "visitor_s": 2.0}
+SMALL = {
+    "width": 640,
+    "height": 360,
+    "sub_width": 320,
+    "sub_height": 180,
+    "fps": 15,
+    "gop": 15,
+    "loop_s": 2.0,
+    "visitor_s": 2.0,
+}
 
 
 @pytest.fixture

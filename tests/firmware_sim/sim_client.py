@@ -68,16 +68,19 @@ class RawRtsp:
         ha1 = hashlib.md5(f"{self.user}:{realm}:{self.password}".encode()).hexdigest()
         ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
         response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
-        return (f'Digest username="{self.user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
-                f'response="{response}"')
+        return (
+            f'Digest username="{self.user}", realm="{realm}", nonce="{nonce}", uri="{uri}", '
+            f'response="{response}"'
+        )
 
     async def send_raw(self, data: bytes) -> None:
         assert self.writer is not None
         self.writer.write(data)
         await self.writer.drain()
 
-    async def request(self, method: str, uri: str, headers: dict[str, str] | None = None,
-                      auth: bool = True) -> Response:
+    async def request(
+        self, method: str, uri: str, headers: dict[str, str] | None = None, auth: bool = True
+    ) -> Response:
         """Send a request (retrying once after a 401 challenge) and return the response."""
         for _ in range(2):
             self.cseq += 1
@@ -108,7 +111,7 @@ class RawRtsp:
         status_line = first + await self.reader.readuntil(b"\r\n")
         status = int(status_line.split()[1])
         headers: dict[str, str] = {}
-        while (line := (await self.reader.readuntil(b"\r\n")).strip()):
+        while line := (await self.reader.readuntil(b"\r\n")).strip():
             name, _, value = line.decode().partition(":")
             headers[name.strip().lower()] = value.strip()
         body = await self.reader.readexactly(int(headers.get("content-length", "0")))
@@ -122,7 +125,9 @@ class RawRtsp:
         """DESCRIBE, SETUP (TCP interleaved) and PLAY ``url``; return the PLAY response."""
         resp = await self.request("DESCRIBE", url, {"Accept": "application/sdp"})
         assert resp.status == 200, resp
-        resp = await self.request("SETUP", url + "/trackID=0", {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
+        resp = await self.request(
+            "SETUP", url + "/trackID=0", {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"}
+        )
         assert resp.status == 200, resp
         resp = await self.request("PLAY", url, {"Range": "npt=0.000-"})
         assert resp.status == 200, resp
@@ -157,9 +162,19 @@ class RawRtsp:
 
 async def ffprobe(url: str, timeout: float = 30.0, transport: str = "tcp") -> tuple[int, dict, str]:
     proc = await asyncio.create_subprocess_exec(
-        FFPROBE, "-v", "error", "-rtsp_transport", transport, "-show_entries",
-        "stream=codec_name,width,height,r_frame_rate,avg_frame_rate", "-of", "json", url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        FFPROBE,
+        "-v",
+        "error",
+        "-rtsp_transport",
+        transport,
+        "-show_entries",
+        "stream=codec_name,width,height,r_frame_rate,avg_frame_rate",
+        "-of",
+        "json",
+        url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
     except TimeoutError:
@@ -179,8 +194,13 @@ class Decoded:
     height: int
 
 
-def read_frames(url: str, count: int, timeout_s: float = 30.0, started: threading.Event | None = None,
-                transport: str = "tcp") -> tuple[list[Decoded], int]:
+def read_frames(
+    url: str,
+    count: int,
+    timeout_s: float = 30.0,
+    started: threading.Event | None = None,
+    transport: str = "tcp",
+) -> tuple[list[Decoded], int]:
     """Decode ``count`` frames with PyAV (blocking); also return the number of decode errors.
 
     ``started`` is set once the first frame is decoded.
@@ -201,8 +221,15 @@ def read_frames(url: str, count: int, timeout_s: float = 30.0, started: threadin
                 errors += 1
                 continue
             for frame in decoded:
-                frames.append(Decoded(sei.seq if sei else None, sei.capture_us if sei else None,
-                                      stamp.decode(frame.to_ndarray(format="bgr24")), frame.width, frame.height))
+                frames.append(
+                    Decoded(
+                        sei.seq if sei else None,
+                        sei.capture_us if sei else None,
+                        stamp.decode(frame.to_ndarray(format="bgr24")),
+                        frame.width,
+                        frame.height,
+                    )
+                )
             if started is not None and frames:
                 started.set()
             if len(frames) >= count:

@@ -65,7 +65,9 @@ async def test_control_api_errors(camera: SimCamera) -> None:
             assert resp.status == 404 and (await resp.json())["error"] == "unknown_camera"
         async with http.post(f"{base}/fault", json={"kind": "melt"}) as resp:
             assert resp.status == 400 and (await resp.json())["error"] == "bad_fault"
-        async with http.post(f"{base}/fault", data=b"{not json", headers={"Content-Type": "application/json"}) as resp:
+        async with http.post(
+            f"{base}/fault", data=b"{not json", headers={"Content-Type": "application/json"}
+        ) as resp:
             assert resp.status == 400
         async with http.post(f"{base}/fault", json={"kind": "stall", "params": {"seconds": "soon"}}) as resp:
             assert resp.status == 400
@@ -76,8 +78,10 @@ async def test_fault_over_http_reaches_rtsp_clients(camera: SimCamera) -> None:
     try:
         await client.play(camera.rtsp_url(with_credentials=False))
         await client.read_access_units(2)
-        async with aiohttp.ClientSession() as http, \
-                http.post(f"{camera.control_url}/fault", json={"kind": "drop", "params": {}}) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{camera.control_url}/fault", json={"kind": "drop", "params": {}}) as resp,
+        ):
             assert resp.status == 202
         async with asyncio.timeout(10):
             try:
@@ -136,16 +140,50 @@ def test_slow_viewer_skips_to_next_idr_then_is_dropped() -> None:
 
 def test_cli_defaults() -> None:
     args = cli.parse_args([])
-    assert (args.cameras, args.rtsp_port, args.width, args.height, args.fps, args.gop) == (1, 8554, 1920, 1080, 15, 30)
+    assert (args.cameras, args.rtsp_port, args.width, args.height, args.fps, args.gop) == (
+        1,
+        8554,
+        1920,
+        1080,
+        15,
+        30,
+    )
     assert (args.user, args.password, args.no_mdns) == ("admin", "camhub", False)
 
 
 async def test_cli_runs_cameras_until_interrupted(tmp_path: object, ffprobe_bin: str) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "firmware_sim.cli", "--cameras", "2", "--rtsp-port", "0", "--control-port", "0",
-        "--no-mdns", "--width", "320", "--height", "180", "--sub-width", "320", "--sub-height", "180",
-        "--gop", "15", "--loop-s", "1", "--no-cache", "--user", "u", "--password", "p",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        sys.executable,
+        "-m",
+        "firmware_sim.cli",
+        "--cameras",
+        "2",
+        "--rtsp-port",
+        "0",
+        "--control-port",
+        "0",
+        "--no-mdns",
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--sub-width",
+        "320",
+        "--sub-height",
+        "180",
+        "--gop",
+        "15",
+        "--loop-s",
+        "1",
+        "--no-cache",
+        "--user",
+        "u",
+        "--password",
+        "p",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         cameras = []
         async with asyncio.timeout(60):

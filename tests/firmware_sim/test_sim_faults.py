@@ -158,9 +158,18 @@ async def test_clock_jump_moves_capture_times(camera: SimCamera) -> None:
 
 @pytest.mark.parametrize(
     ("kind", "params"),
-    [("melt", {}), ("stall", {"seconds": -1}), ("stall", {"minutes": 1}), ("resolution", {"width": 640}),
-     ("resolution", {"width": 641, "height": 360}), ("corrupt", {"frames": "many"}), ("drop", {"x": 1})],
+    [
+        ("melt", {}),
+        ("stall", {"seconds": -1}),
+        ("stall", {"minutes": 1}),
+        ("resolution", {"width": 640}),
+        ("resolution", {"width": 641, "height": 360}),
+        ("corrupt", {"frames": "many"}),
+        ("drop", {"x": 1}),
+    ],
 )
-async def test_bad_fault_requests_are_rejected(camera: SimCamera, kind: str, params: dict[str, object]) -> None:
+async def test_bad_fault_requests_are_rejected(
+    camera: SimCamera, kind: str, params: dict[str, object]
+) -> None:
     with pytest.raises(FaultError):
         await camera.fault(kind, **params)

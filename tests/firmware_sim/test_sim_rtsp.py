@@ -73,7 +73,9 @@ async def test_describe_sdp_and_rtp_on_the_wire(camera: SimCamera) -> None:
         sprop = sdp.split("sprop-parameter-sets=")[1].split()[0]
         sps, pps = (base64.b64decode(p) for p in sprop.split(","))
         assert h264.nal_type(sps) == h264.NAL_SPS and h264.nal_type(pps) == h264.NAL_PPS
-        resp = await client.request("SETUP", url + "/trackID=0", {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})
+        resp = await client.request(
+            "SETUP", url + "/trackID=0", {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"}
+        )
         assert resp.status == 200 and "interleaved=0-1" in resp.headers["transport"]
         assert "timeout=" in resp.headers["session"]
         resp = await client.request("PLAY", url)
@@ -119,8 +121,12 @@ async def test_garbage_gets_400_and_other_clients_keep_streaming(camera: SimCame
     try:
         await viewer.play(camera.rtsp_url(with_credentials=False))
         before = await viewer.read_access_units(3)
-        for garbage in (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) + b"\r\n\r\n",
-                        b"HELLO\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"X" * 20000 + b"\r\n"):
+        for garbage in (
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) + b"\r\n\r\n",
+            b"HELLO\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"X" * 20000 + b"\r\n",
+        ):
             attacker = await RawRtsp.connect(camera.rtsp_url())
             try:
                 await attacker.send_raw(garbage)
@@ -153,8 +159,9 @@ async def test_garbage_gets_400_and_other_clients_keep_streaming(camera: SimCame
         ("DESCRIBE", "/sim-1/main", {"Require": "com.example.x"}, 551),
     ],
 )
-async def test_bad_requests_get_rtsp_status_codes(camera: SimCamera, method: str, path: str,
-                                                  headers: dict[str, str], status: int) -> None:
+async def test_bad_requests_get_rtsp_status_codes(
+    camera: SimCamera, method: str, path: str, headers: dict[str, str], status: int
+) -> None:
     client = await RawRtsp.connect(camera.rtsp_url())
     try:
         base = camera.rtsp_url(with_credentials=False).rsplit("/sim-1/main", 1)[0]
@@ -177,7 +184,9 @@ async def test_session_state_errors(camera: SimCamera) -> None:
         assert (await client.request("SETUP", url + "/trackID=0", tcp)).status == 200
         assert (await client.request("PAUSE", url)).status == 455  # not playing yet
         sub = url.replace("/main", "/sub")
-        assert (await client.request("SETUP", sub + "/trackID=0", tcp)).status == 459  # other stream, same session
+        assert (
+            await client.request("SETUP", sub + "/trackID=0", tcp)
+        ).status == 459  # other stream, same session
         assert (await client.request("PLAY", url)).status == 200
         assert (await client.request("PAUSE", url)).status == 200
         # Missing CSeq → 400 (RFC 2326 §12.17), version 2.0 → 505.
@@ -225,9 +234,11 @@ async def test_fuzzed_requests_never_crash_the_server(camera: SimCamera) -> None
     """Mutated and random requests: each gets an RTSP status line or a closed socket, never a hang."""
     rng = random.Random(3)
     url = camera.rtsp_url(with_credentials=False)
-    valid = [f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n".encode(),
-             f"SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\n\r\n".encode(),
-             f"PLAY {url} RTSP/1.0\r\nCSeq: 4\r\nSession: 12345678\r\n\r\n".encode()]
+    valid = [
+        f"DESCRIBE {url} RTSP/1.0\r\nCSeq: 2\r\nAccept: application/sdp\r\n\r\n".encode(),
+        f"SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 3\r\nTransport: RTP/AVP/TCP;interleaved=0-1\r\n\r\n".encode(),
+        f"PLAY {url} RTSP/1.0\r\nCSeq: 4\r\nSession: 12345678\r\n\r\n".encode(),
+    ]
     viewer = await RawRtsp.connect(camera.rtsp_url())
     try:
         await viewer.play(url)
@@ -301,12 +312,15 @@ async def test_udp_setup_answers_server_ports_and_sends_only_to_the_client(camer
     try:
         url = camera.rtsp_url(with_credentials=False)
         assert (await client.request("DESCRIBE", url)).status == 200
-        resp = await client.request("SETUP", url + "/trackID=0",
-                                    {"Transport": f"RTP/AVP;unicast;client_port={port}-{port + 1}"})
+        resp = await client.request(
+            "SETUP", url + "/trackID=0", {"Transport": f"RTP/AVP;unicast;client_port={port}-{port + 1}"}
+        )
         assert resp.status == 200
         transport = resp.headers["transport"]
         assert f"client_port={port}-{port + 1}" in transport
-        server_rtp, server_rtcp = (int(p) for p in transport.split("server_port=")[1].split(";")[0].split("-"))
+        server_rtp, server_rtcp = (
+            int(p) for p in transport.split("server_port=")[1].split(";")[0].split("-")
+        )
         assert server_rtp % 2 == 0 and server_rtcp == server_rtp + 1
         assert (await client.request("PLAY", url)).status == 200
         loop = asyncio.get_running_loop()

@@ -51,8 +51,13 @@ def test_visitor_clip_has_real_motion_and_idle_has_none() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(seq=st.integers(0, 2**64 - 1), capture=st.integers(-(2**63), 2**63 - 1),
-       clip=st.integers(0, 65535), frame=st.integers(0, 65535), camera=st.text(max_size=20))
+@given(
+    seq=st.integers(0, 2**64 - 1),
+    capture=st.integers(-(2**63), 2**63 - 1),
+    clip=st.integers(0, 65535),
+    frame=st.integers(0, 65535),
+    camera=st.text(max_size=20),
+)
 def test_sei_stamp_round_trips(seq: int, capture: int, clip: int, frame: int, camera: str) -> None:
     s = h264.SeiStamp(seq, capture, clip, frame, camera)
     nal = h264.build_sei(s)
@@ -67,14 +72,20 @@ def test_sei_stamp_round_trips(seq: int, capture: int, clip: int, frame: int, ca
 
 
 def test_foreign_sei_is_ignored() -> None:
-    x264_banner = bytes([6, 5, 20]) + b"\xdc\x45\xe9\xbd\xe6\xd9\x48\xb7\x96\x2c\xd8\x20\xd9\x23\xee\xef" \
-        + b"x264" + b"\x80"
+    x264_banner = (
+        bytes([6, 5, 20])
+        + b"\xdc\x45\xe9\xbd\xe6\xd9\x48\xb7\x96\x2c\xd8\x20\xd9\x23\xee\xef"
+        + b"x264"
+        + b"\x80"
+    )
     assert h264.parse_sei(x264_banner) is None
     assert h264.find_stamp(h264.join_annexb([x264_banner, b"\x65\x88"])) is None
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.binary(min_size=1, max_size=5000).map(lambda b: bytes([0x65]) + b), min_size=1, max_size=6))
+@given(
+    st.lists(st.binary(min_size=1, max_size=5000).map(lambda b: bytes([0x65]) + b), min_size=1, max_size=6)
+)
 def test_rtp_payloads_round_trip(nals: list[bytes]) -> None:
     payloads = rtp.payloads(nals, max_size=1400)
     assert all(len(p) <= 1400 for p in payloads)

@@ -59,8 +59,12 @@ class WhipEndpoint:
         pc.on("track", lambda track: self.tracks.put_nowait(track))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
-        return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp",
-                            headers={"Location": f"/whip/{request.match_info['cam']}/{sid}"})
+        return web.Response(
+            status=201,
+            text=pc.localDescription.sdp,
+            content_type="application/sdp",
+            headers={"Location": f"/whip/{request.match_info['cam']}/{sid}"},
+        )
 
     async def delete(self, request: web.Request) -> web.Response:
         pc = self.pcs.pop(request.match_info["id"], None)
@@ -90,7 +94,9 @@ async def whip_endpoint(loopback_ice: None):
         await runner.cleanup()
 
 
-async def test_whip_publish_delivers_stamped_h264_and_delete_tears_down(camera: SimCamera, whip_endpoint) -> None:
+async def test_whip_publish_delivers_stamped_h264_and_delete_tears_down(
+    camera: SimCamera, whip_endpoint
+) -> None:
     endpoint, url = whip_endpoint
     publisher = await camera.publish_whip(url, token=TOKEN)
     try:
@@ -115,7 +121,9 @@ async def test_whip_publish_delivers_stamped_h264_and_delete_tears_down(camera: 
 async def test_whip_publish_through_the_control_api(camera: SimCamera, whip_endpoint) -> None:
     endpoint, url = whip_endpoint
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{camera.control_url}/whip", json={"url": url, "token": TOKEN, "stream": "sub"}) as resp:
+        async with http.post(
+            f"{camera.control_url}/whip", json={"url": url, "token": TOKEN, "stream": "sub"}
+        ) as resp:
             assert resp.status == 201
             assert (await resp.json())["resource"].startswith(url + "/")
         async with asyncio.timeout(30):
@@ -156,8 +164,13 @@ async def test_mdns_advertises_each_camera_on_loopback() -> None:
 
 async def _loopback_multicast_works(browser: AsyncZeroconf) -> bool:
     """Control experiment independent of firmware_sim: register and resolve a service directly."""
-    info = ServiceInfo("_camhubtest._tcp.local.", "probe._camhubtest._tcp.local.", port=9,
-                       addresses=[socket.inet_aton("127.0.0.1")], server="probe.local.")
+    info = ServiceInfo(
+        "_camhubtest._tcp.local.",
+        "probe._camhubtest._tcp.local.",
+        port=9,
+        addresses=[socket.inet_aton("127.0.0.1")],
+        server="probe.local.",
+    )
     other = AsyncZeroconf(interfaces=["127.0.0.1"], ip_version=IPVersion.V4Only)
     try:
         await other.async_register_service(info)
