@@ -9,7 +9,6 @@ import http.client
 import json
 import re
 import ssl
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,11 +71,7 @@ def test_plain_http_only_on_loopback() -> None:
         config_mod.parse({"hub": {"https_port": 70000}})
 
 
-def test_owner_ui_over_https_in_chromium(make_hub: Any, tmp_path: Path) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
-    from playwright.sync_api import sync_playwright
-
+def test_owner_ui_over_https_in_chromium(make_hub: Any, playwright: Any) -> None:
     port = free_port()
     hub = make_hub(password=False, hub_keys=f"https_port = {port}")
     # Chromium is told to accept exactly the hub's server key (what trusting the CA does for a user).
@@ -85,21 +80,20 @@ def test_owner_ui_over_https_in_chromium(make_hub: Any, tmp_path: Path) -> None:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     pin = base64.b64encode(hashlib.sha256(spki).digest()).decode()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"]
-        )
-        try:
-            page = browser.new_page()
-            base = f"https://127.0.0.1:{port}"
-            page.goto(base + "/")
-            assert page.evaluate("window.isSecureContext") is True
-            page.get_by_label("Pairing code").fill(hub.daemon.pairing_code or "")
-            page.get_by_label("Password for this hub").fill(PASSWORD)
-            page.get_by_label("Password again").fill(PASSWORD)
-            page.get_by_role("button", name="Pair this browser").click()
-            page.get_by_role("navigation", name="Main").wait_for(timeout=15_000)
-            cookie = next(c for c in page.context.cookies() if c["name"] == "__Host-camhub_session")
-            assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-        finally:
-            browser.close()
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"]
+    )
+    try:
+        page = browser.new_page()
+        base = f"https://127.0.0.1:{port}"
+        page.goto(base + "/")
+        assert page.evaluate("window.isSecureContext") is True
+        page.get_by_label("Pairing code").fill(hub.daemon.pairing_code or "")
+        page.get_by_label("Password for this hub").fill(PASSWORD)
+        page.get_by_label("Password again").fill(PASSWORD)
+        page.get_by_role("button", name="Pair this browser").click()
+        page.get_by_role("navigation", name="Main").wait_for(timeout=15_000)
+        cookie = next(c for c in page.context.cookies() if c["name"] == "__Host-camhub_session")
+        assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    finally:
+        browser.close()
