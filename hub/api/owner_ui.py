@@ -325,7 +325,9 @@ def _requests_snapshot(conn: Any, now: float) -> list[dict[str, Any]]:
 async def requests(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     rows = await services.store.run(_requests_snapshot, time.time())
-    return web.json_response({"requests": rows, "hub_id": services.hub_key.hub_id})
+    return web.json_response(
+        {"requests": rows, "hub_id": services.hub_key.hub_id, "clock_synced": _clock_synced(request)}
+    )
 
 
 async def grants(request: web.Request) -> web.Response:
@@ -380,6 +382,12 @@ async def add_device_request(request: web.Request) -> web.Response:
     return web.json_response({"kid": kid}, status=201)
 
 
+def _clock_synced(request: web.Request) -> bool | None:
+    """PROTOCOL §6: whether consent decisions may run now (None: no consent service)."""
+    consent = request.app[SERVICES].consent
+    return None if consent is None else consent.clock.synced()
+
+
 async def settings(request: web.Request) -> web.Response:
     config = request.app[SERVICES].config
     return web.json_response(
@@ -397,6 +405,7 @@ async def settings(request: web.Request) -> web.Response:
                 "trust_system_clock": config.consent.trust_system_clock,
             },
             "https_port": config.https_port,
+            "clock_synced": _clock_synced(request),
         }
     )
 

@@ -129,11 +129,20 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., WebHub]]:
     started: list[DaemonProcess] = []
 
     def make(
-        *, password: bool = True, segments_at: float | None = None, extra: str = CAMERAS, hub_keys: str = ""
+        *,
+        password: bool = True,
+        segments_at: float | None = None,
+        extra: str = CAMERAS,
+        hub_keys: str = "",
+        trust_clock: bool = True,
     ) -> WebHub:
         data_dir = tmp_path / f"data{len(started)}"
         written = seed(data_dir, password=password, segments_at=segments_at)
         config = write_config(tmp_path / f"camhub{len(started)}.toml", data_dir, free_port(), extra)
+        if not trust_clock:  # PROTOCOL §6: rely on the kernel's sync state or the owner's confirmation
+            config.write_text(
+                config.read_text().replace("trust_system_clock = true", "trust_system_clock = false")
+            )
         if hub_keys:  # more [hub] keys (e.g. ice_addresses) go right after its header
             config.write_text(config.read_text().replace("[hub]\n", f"[hub]\n{hub_keys}\n", 1))
         d = start_daemon(config, tmp_path / f"daemon{len(started)}.log")

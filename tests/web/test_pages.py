@@ -7,6 +7,8 @@ import time
 import urllib.request
 from typing import Any
 
+import pytest
+
 from tests.web.conftest import login, onboard, screenshot
 
 
@@ -80,3 +82,19 @@ def test_audit_log_verified_in_the_browser_and_rollback_noticed(make_hub: Any, c
     )
     page.reload()
     checks.get_by_text("FORK").wait_for()
+
+
+def test_owner_confirms_the_hubs_clock_from_settings(make_hub: Any, context: Any) -> None:
+    hub = make_hub(password=False, trust_clock=False)
+    page = context.new_page()
+    onboard(page, hub)
+    settings = page.request.get(hub.url + "/api/v1/owner/settings").json()
+    if settings["clock_synced"]:
+        pytest.skip("this machine's kernel reports a synchronised clock: nothing to confirm")
+    page.goto(hub.url + "/#/inbox")
+    page.get_by_text("The hub's clock is not confirmed").wait_for()
+    page.goto(hub.url + "/#/settings")
+    page.get_by_role("button", name="Confirm the hub's clock (sign)").click()
+    page.locator("#clock-state").filter(has_text="confirmed for this boot").wait_for()
+    assert page.locator("#clock").count() == 0
+    assert page.request.get(hub.url + "/api/v1/owner/settings").json()["clock_synced"] is True

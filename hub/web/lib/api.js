@@ -52,8 +52,8 @@ export const del = (path) => request("DELETE", path);
 
 // Owner decisions are a JWS posted as application/jose (PROTOCOL.md §1, §3): the signature is the
 // authority; the session and CSRF token ride along because this is the web UI.
-export const postDecision = (compact) =>
-  request("POST", "/api/v1/decisions", { body: compact, contentType: "application/jose" });
+export const postDecision = (compact, path = "/api/v1/decisions") =>
+  request("POST", path, { body: compact, contentType: "application/jose" });
 
 // WHEP (draft-ietf-wish-whep): POST the SDP offer, get the answer and the session's Location.
 export async function postSdp(path, sdp) {

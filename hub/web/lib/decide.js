@@ -5,11 +5,14 @@ import { postDecision } from "./api.js";
 import { ownerKey, randomJti, signJws } from "./keys.js";
 import { rfc3339 } from "./time.js";
 
-export async function decide(hubId, fields) {
+export async function decide(hubId, fields, path = "/api/v1/decisions") {
   const payload = { v: 1, hub: hubId, ...fields, issued_at: rfc3339(new Date()), jti: randomJti() };
   const compact = await signJws(payload, "camhub-decision+jws");
-  return postDecision(compact);
+  return postDecision(compact, path);
 }
+
+// PROTOCOL.md §6: this device's clock (network time) vouches for the hub's, signed, once per boot.
+export const confirmClock = (hubId) => decide(hubId, { decision: "confirm-time" }, "/api/v1/owner/clock");
 
 // Whether this browser can sign: it holds a key and that key is one of the enrolled owner keys.
 export async function signingKey(enrolledKids) {

@@ -188,7 +188,7 @@ function grantRow(g, hubId, canSign, reload) {
 
 export async function render(root, ctx) {
   const hubId = ctx.session.hub_id;
-  const [{ requests }, { grants }, { keys }] = await Promise.all([
+  const [{ requests, clock_synced: clockSynced }, { grants }, { keys }] = await Promise.all([
     api.get("/api/v1/owner/requests"), api.get("/api/v1/owner/grants"), api.get("/api/v1/owner/devices"),
   ]);
   const { key, enrolled } = await signingKey(keys.map((k) => k.kid));
@@ -201,6 +201,7 @@ export async function render(root, ctx) {
   const rest = requests.filter((r) => !(r.state === "pending" && !r.expired));
   replace(root,
     h("h1", {}, "Requests for footage"),
+    clockSynced === false ? h("p", { class: "notice warn", role: "status" }, "The hub's clock is not confirmed, so it will refuse answers. ", h("a", { href: "#/settings" }, "Confirm it in Settings"), ".") : null,
     canSign ? null : notice("This browser holds no enrolled owner key, so it cannot sign answers. Enroll it on the Devices page, or answer from an enrolled device.", "warn"),
     h("section", { "aria-labelledby": "h-open" },
       h("h2", { id: "h-open" }, `Waiting for you (${open.length})`),

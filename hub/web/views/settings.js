@@ -2,7 +2,8 @@
 // found on the LAN (never added automatically), and HTTPS (the local CA to trust once).
 
 import * as api from "../lib/api.js";
-import { h, replace } from "../lib/dom.js";
+import { confirmClock, signingKey } from "../lib/decide.js";
+import { h, notice, replace } from "../lib/dom.js";
 import { fmtBytes, fmtUnix } from "../lib/time.js";
 
 function tomlString(s) {
@@ -17,11 +18,32 @@ function snippet(d) {
   return lines.join("\n");
 }
 
-export async function render(root) {
-  const [s, cams] = await Promise.all([api.get("/api/v1/owner/settings"), api.get("/api/v1/owner/cameras")]);
+function clockSection(s, hubId, canSign, reload) {
+  if (s.clock_synced !== false) return null;
+  const status = h("div", { "aria-live": "polite" });
+  const button = h("button", { type: "button", disabled: !canSign, onclick: async () => {
+    button.disabled = true;
+    try {
+      await confirmClock(hubId);
+      reload();
+    } catch (err) {
+      replace(status, notice(err.code === "clock_mismatch" ? `The hub's clock is wrong: ${err.detail}. Fix it (e.g. enable NTP) and confirm again.` : err.message, "error"));
+      button.disabled = !canSign;
+    }
+  } }, "Confirm the hub's clock (sign)");
+  return h("section", { class: "card", id: "clock" },
+    h("h2", {}, "The hub's clock is not confirmed"),
+    notice(`The hub cannot tell whether its clock is right (no network time yet), so it refuses every consent decision until you confirm it. This device says it is ${new Date().toISOString()}; confirming signs that time and the hub accepts it only if its own clock agrees.`, "warn"),
+    button, status);
+}
+
+export async function render(root, ctx) {
+  const [s, cams, devs] = await Promise.all([api.get("/api/v1/owner/settings"), api.get("/api/v1/owner/cameras"), api.get("/api/v1/owner/devices")]);
+  const { key, enrolled } = await signingKey(devs.keys.map((k) => k.kid));
   const secure = location.protocol === "https:";
   replace(root,
     h("h1", {}, "Settings"),
+    clockSection(s, ctx.session.hub_id, !!key && enrolled, () => render(root, ctx)),
     h("section", { class: "card" },
       h("h2", {}, "Cameras"),
       h("div", { class: "scroll" }, h("table", { id: "cameras" },
@@ -52,7 +74,7 @@ export async function render(root) {
         h("dt", {}, "Keep free"), h("dd", {}, `${s.storage.min_free_percent} % of the disk`),
         h("dt", {}, "Agencies must hear back within"), h("dd", {}, `${s.consent.respond_by_days} days`),
         h("dt", {}, "Default downloads per approval"), h("dd", {}, String(s.consent.max_fetches)),
-        h("dt", {}, "Clock"), h("dd", {}, s.consent.trust_system_clock ? "trusted (battery-backed clock)" : "checked for sync before any consent decision"))),
+        h("dt", {}, "Clock"), h("dd", { id: "clock-state" }, s.consent.trust_system_clock ? "trusted (battery-backed clock)" : s.clock_synced ? "synchronised or confirmed for this boot" : "NOT confirmed: consent decisions are refused"))),
     h("section", { class: "card" },
       h("h2", {}, "HTTPS on your network"),
       h("p", {}, secure
