@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.smoke:
         args.width, args.height, args.fps, args.gop = 320, 180, 15, 15
-        args.streams, args.warmup_s, args.window_s, args.bitrates = [1, 2], 1.5, 3.0, [0]
+        args.streams, args.warmup_s, args.window_s, args.bitrates = [1, 2], 3.0, 3.0, [0]
     else:
         args.width, args.height, args.fps, args.gop = 1920, 1080, 15, 30
         # The sim's own constant-quality stream, and a camera-like 3 Mbit/s CBR stream.
