@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import queue
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -80,25 +81,37 @@ class WebHub:
     data_dir: Path
     config: Path
     segments: list[Any]
+    owner_key: Ed25519PrivateKey | None = None  # the seeded "key file" owner, when password=True
+
+    def audit(self) -> list[dict[str, Any]]:
+        """The audit entries, read from the daemon's database (WAL lets a reader in alongside)."""
+        conn = sqlite3.connect(f"file:{self.data_dir / 'camhub.sqlite'}?mode=ro", uri=True)
+        try:
+            return [json.loads(r[0]) for r in conn.execute("SELECT entry FROM audit_entries ORDER BY seq")]
+        finally:
+            conn.close()
 
     @property
     def url(self) -> str:
         return self.daemon.url
 
 
-def seed(data_dir: Path, *, password: bool, segments_at: float | None) -> list[Any]:
+def seed(
+    data_dir: Path, *, password: bool, segments_at: float | None
+) -> tuple[list[Any], Ed25519PrivateKey | None]:
     """Prepare the database before the daemon starts: the owner password and recorded segments."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     conn = store.connect(data_dir / "camhub.sqlite")
     try:
         store.migrate(conn)
+        key = None
         if password:
             # An owner enrolled elsewhere (a key file, `camhub owner keygen`) who set a password.
             key = Ed25519PrivateKey.generate()
             jwk = okp_public_jwk(key.public_key())
             consent_q.insert_owner_key(conn, jwk_thumbprint(jwk), jwk, "key file", time.time(), None)
             web_q.set_password_if_unset(conn, hash_password(PASSWORD, log_n=12), time.time())
-        written = []
+        written: list[Any] = []
         if segments_at is not None:
             rec = data_dir / "segments"
             written = write_segments(rec, "front-door", segments_at, 3)
@@ -119,7 +132,7 @@ def seed(data_dir: Path, *, password: bool, segments_at: float | None) -> list[A
                 events_q.insert_event(
                     conn, events_q.Event(f"ev{i}", "front-door", kind, at, at + 3, 0.5, rel, time.time())
                 )
-        return written
+        return written, key
     finally:
         conn.close()
 
@@ -137,7 +150,7 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., WebHub]]:
         trust_clock: bool = True,
     ) -> WebHub:
         data_dir = tmp_path / f"data{len(started)}"
-        written = seed(data_dir, password=password, segments_at=segments_at)
+        written, owner_key = seed(data_dir, password=password, segments_at=segments_at)
         config = write_config(tmp_path / f"camhub{len(started)}.toml", data_dir, free_port(), extra)
         if not trust_clock:  # PROTOCOL §6: rely on the kernel's sync state or the owner's confirmation
             config.write_text(
@@ -148,7 +161,7 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., WebHub]]:
         d = start_daemon(config, tmp_path / f"daemon{len(started)}.log")
         started.append(d)
         d.wait_ready()
-        return WebHub(d, data_dir, config, written)
+        return WebHub(d, data_dir, config, written, owner_key)
 
     try:
         yield make

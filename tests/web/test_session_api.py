@@ -1,0 +1,132 @@
+"""The password and session rules over raw HTTP, each with its refusal and audit entry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub.api.session import LoginLimiter, check_password, hash_password
+from hub.consent import jws
+from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from tests.web.conftest import PASSWORD
+
+NEW_PASSWORD = "a whole new passphrase"
+
+
+def _call(
+    url: str, body: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url, data=data, method="POST" if data is not None else "GET",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=10) as res:
+            return res.status, json.loads(res.read() or b"{}"), res.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}"), exc.headers
+
+
+def _proof(
+    key: Ed25519PrivateKey,
+    hub_id: str,
+    *,
+    issued: dt.datetime | None = None,
+    jti: str | None = None,
+    purpose: str = "set-password",
+) -> str:
+    issued = issued or dt.datetime.now(dt.UTC)
+    payload = {
+        "v": 1, "hub": hub_id, "purpose": purpose, "issued_at": issued.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "jti": jti or secrets.token_urlsafe(18),
+    }  # fmt: skip
+    kid = jwk_thumbprint(okp_public_jwk(key.public_key()))
+    return jws.sign(json.dumps(payload).encode(), key, kid, "camhub-web-password+jws")
+
+
+def test_password_needs_a_fresh_single_use_proof_from_an_enrolled_key(make_hub: Any) -> None:
+    hub = make_hub()
+    url = hub.url + "/api/v1/session/password"
+    assert hub.owner_key is not None
+    hub_id = hub.daemon.hub_id
+    # No proof, a stranger's key, another hub, a stale proof, another purpose: all refused.
+    cases = [
+        ({"password": NEW_PASSWORD}, 400, "bad_proof"),
+        ({"password": NEW_PASSWORD, "proof": _proof(Ed25519PrivateKey.generate(), hub_id)}, 403, "unknown_owner_key"),
+        ({"password": NEW_PASSWORD, "proof": _proof(hub.owner_key, "another-hub")}, 403, "bad_proof"),
+        ({"password": NEW_PASSWORD, "proof": _proof(hub.owner_key, hub_id, issued=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10))}, 403, "bad_proof"),
+        ({"password": NEW_PASSWORD, "proof": _proof(hub.owner_key, hub_id, purpose="login")}, 400, "bad_proof"),
+        ({"password": "short", "proof": _proof(hub.owner_key, hub_id)}, 400, "bad_password_format"),
+    ]  # fmt: skip
+    for body, status, code in cases:
+        got, answer, _ = _call(url, body)
+        assert (got, answer["error"]) == (status, code), answer
+    assert _call(hub.url + "/api/v1/session/login", {"password": NEW_PASSWORD})[0] == 401  # unchanged
+
+    # A session that exists before the reset ends with it.
+    _, _, headers = _call(hub.url + "/api/v1/session/login", {"password": PASSWORD})
+    old_cookie = headers["Set-Cookie"].split(";")[0]
+    assert _call(hub.url + "/api/v1/owner/cameras", headers={"Cookie": old_cookie})[0] == 200
+
+    proof = _proof(hub.owner_key, hub_id)
+    status, answer, headers = _call(url, {"password": NEW_PASSWORD, "proof": proof})
+    assert status == 200 and answer["authenticated"] and headers["Set-Cookie"].startswith("camhub_session=")
+    assert _call(hub.url + "/api/v1/owner/cameras", headers={"Cookie": old_cookie})[0] == 401
+    # The same proof again is a replay.
+    assert _call(url, {"password": "yet another passphrase", "proof": proof})[1]["error"] == "bad_proof"
+    assert _call(hub.url + "/api/v1/session/login", {"password": NEW_PASSWORD})[0] == 200
+    assert any(e["type"] == "owner.password_set" for e in hub.audit())
+
+
+def test_logins_are_audited_and_rate_limited(make_hub: Any) -> None:
+    hub = make_hub()
+    url = hub.url + "/api/v1/session/login"
+    assert _call(url, {"password": PASSWORD})[0] == 200
+    for i in range(5):
+        assert _call(url, {"password": f"wrong password {i}"})[1]["error"] == "bad_password"
+    status, answer, _ = _call(url, {"password": PASSWORD})
+    assert (status, answer["error"]) == (429, "rate_limited")
+    types = [(e["type"], e["data"].get("reason")) for e in hub.audit() if e["type"].startswith("owner.login")]
+    assert types == [("owner.login", None)] + [("owner.login_failed", "bad_password")] * 5 + [
+        ("owner.login_failed", "rate_limited")
+    ]
+
+
+def test_cross_origin_login_is_refused(make_hub: Any) -> None:
+    hub = make_hub()
+    status, answer, _ = _call(
+        hub.url + "/api/v1/session/login", {"password": PASSWORD}, headers={"Origin": "http://evil.example"}
+    )
+    assert (status, answer["error"]) == (403, "csrf")
+
+
+def test_scrypt_hash_round_trip() -> None:
+    encoded = hash_password("correct horse battery", log_n=10)
+    assert encoded.startswith("scrypt$10$8$1$")
+    assert check_password("correct horse battery", encoded)
+    assert not check_password("correct horse batterY", encoded)
+    assert not check_password("x", "garbage")
+    assert hash_password("same", log_n=10) != hash_password("same", log_n=10)  # salted
+
+
+@pytest.mark.parametrize("spread", [1, 50])
+def test_login_limiter_windows(spread: int) -> None:
+    limiter = LoginLimiter(per_address=3, per_address_window_s=60, global_limit=10, global_window_s=10)
+    now = 1000.0
+    for i in range(3 if spread == 1 else 10):
+        limiter.failed(f"10.0.0.{i % spread}", now)
+    if spread == 1:
+        assert limiter.retry_after("10.0.0.0", now) == pytest.approx(60)  # that address waits
+        assert limiter.retry_after("10.0.0.9", now) == 0  # others may try
+        assert limiter.retry_after("10.0.0.0", now + 60.1) == 0  # the window slides
+    else:
+        assert limiter.retry_after("10.0.0.99", now) == pytest.approx(10)  # everyone waits: global cap
+        assert limiter.retry_after("10.0.0.99", now + 10.1) == 0
