@@ -35,6 +35,7 @@ from hub.api.session import require_owner
 from hub.consent import gate, requests
 from hub.consent.errors import ConsentError, SignatureError
 from hub.consent.service import ConsentService
+from hub.egress import ice
 from hub.egress.webrtc import Audience, LiveError, LiveSession, LiveSessions, SessionKind
 from hub.ingest.relay import RelayHub
 from hub.services import SERVICES
@@ -276,8 +277,9 @@ async def delete_owner_live(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application, relays: RelayHub, sessions: LiveSessions | None = None) -> LiveMedia:
     """Mount the live routes. The daemon owns `relays` (one per camera, fed by each camera's task).
 
-    On startup the consent service's revoke notifications are subscribed; on shutdown every live
-    session is closed before the HTTP server goes away.
+    On startup ICE host candidates are pinned (`ice.addresses_for(config.hub)`) and the consent
+    service's revoke notifications are subscribed; on shutdown every live session is closed before the
+    HTTP server goes away.
     """
     media = LiveMedia(relays, sessions or LiveSessions())
     app[LIVE_MEDIA] = media
@@ -288,6 +290,7 @@ def setup(app: web.Application, relays: RelayHub, sessions: LiveSessions | None 
     app.router.add_delete("/api/v1/owner/live/{session_id}", require_owner(delete_owner_live))
 
     async def subscribe(app: web.Application) -> None:
+        ice.use_host_addresses(ice.addresses_for(app[SERVICES].config.hub))
         consent = app[SERVICES].consent
         if consent is not None:
             consent.grant_listeners.append(media.grants_changed)

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator
 import aioice.ice
 from aiortc import RTCConfiguration
 
+from hub.config import HubConfig
+
 _aioice_get_host_addresses = aioice.ice.get_host_addresses
 _addresses: tuple[str, ...] = ()
 
@@ -49,6 +51,21 @@ def use_host_addresses(addresses: Iterable[str]) -> None:
         ipaddress.ip_address(addr)
     _addresses = wanted
     aioice.ice.get_host_addresses = _configured_host_addresses
+
+
+def addresses_for(hub: HubConfig) -> tuple[str, ...]:
+    """The ICE host addresses a hub with this config should offer.
+
+    `[hub] ice_addresses` when set. Otherwise, a hub that listens only on a loopback address (the
+    demo, the tests) offers that address — aioice's default skips loopback, so its peers could never
+    connect; any other hub gets aioice's default (every non-loopback interface).
+    """
+    if hub.ice_addresses:
+        return hub.ice_addresses
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(hub.bind).is_loopback:
+            return (hub.bind,)
+    return ()
 
 
 def current_host_addresses() -> tuple[str, ...]:

@@ -48,6 +48,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from hub.config import CameraConfig, Config
+from hub.egress import ice
 from hub.egress.ice import rtc_configuration
 from hub.ingest.source import (
     CodecParams,
@@ -59,6 +60,7 @@ from hub.ingest.source import (
     SourceStalled,
     TimestampFixer,
 )
+from hub.services import SERVICES
 
 log = logging.getLogger(__name__)
 
@@ -521,7 +523,17 @@ async def delete_whip(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application, ingest: WhipIngest) -> None:
-    """Mount the WHIP endpoints. Auth is the per-camera bearer token (not an owner session)."""
+    """Mount the WHIP endpoints. Auth is the per-camera bearer token (not an owner session).
+
+    In a hub app (services present) ICE host candidates are pinned on startup, as `hub.api.live` does.
+    """
     app[WHIP_INGEST] = ingest
+
+    async def pin_ice(app: web.Application) -> None:
+        services = app.get(SERVICES)
+        if services is not None:
+            ice.use_host_addresses(ice.addresses_for(services.config.hub))
+
+    app.on_startup.append(pin_ice)
     app.router.add_post("/api/v1/cameras/{camera_id}/whip", post_whip)
     app.router.add_delete("/api/v1/cameras/{camera_id}/whip/{session_id}", delete_whip)

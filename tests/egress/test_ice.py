@@ -6,6 +6,7 @@ import aioice
 import aioice.ice
 import pytest
 
+from hub.config import HubConfig
 from hub.egress import ice
 
 
@@ -43,3 +44,11 @@ def test_empty_means_aioice_default_and_bad_addresses_are_refused() -> None:
 
 def test_no_stun_or_turn_servers() -> None:
     assert ice.rtc_configuration().iceServers == []
+
+
+def test_addresses_for_config() -> None:
+    assert ice.addresses_for(HubConfig(ice_addresses=("192.0.2.2",))) == ("192.0.2.2",)
+    # A hub reachable only on loopback must offer loopback (aioice's default never does).
+    assert ice.addresses_for(HubConfig(bind="127.0.0.1")) == ("127.0.0.1",)
+    assert ice.addresses_for(HubConfig(bind="::1")) == ("::1",)
+    assert ice.addresses_for(HubConfig(bind="0.0.0.0")) == ()
