@@ -2,13 +2,12 @@
 
 an agency with an approved 10 s live grant receives frames; the owner revokes at 3 s and media stops
 within 1 s; every start and end is audited; refused calls send no media. The owner's live view is
-behind the owner session.
+behind the owner session. The hub is the real daemon wiring (`running_hub`), the camera the simulator.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -18,31 +17,22 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware_sim.camera import SimCamera
-from hub import datadir
 from hub.agency_client import Agency, keygen
-from hub.api import live, make_app
 from hub.config import parse
 from hub.consent import httpsig, owner_client, pairing, rfc3339
-from hub.consent.keys import HubKey
 from hub.consent.service import ConsentService
+from hub.daemon import running_hub
 from hub.egress.whep_client import Signer, WhepError, WhepViewer
-from hub.ingest.relay import RelayHub
-from hub.ingest.rtsp import RtspSource
 from hub.services import Services
-from hub.store import Store
-from hub.supervisor import Supervisor
-from tests.egress.conftest import pump
 
 
 @dataclass
 class LiveHub:
     url: str
     services: Services
-    media: live.LiveMedia
     owner: Ed25519PrivateKey
     camera: str
 
@@ -54,6 +44,11 @@ class LiveHub:
     async def decide(self, fields: dict[str, Any], key: Ed25519PrivateKey | None = None) -> Any:
         return await asyncio.to_thread(owner_client.decide, self.url, key or self.owner, fields)
 
+    async def all_sessions_ended(self) -> bool:
+        """Every audited live start has its audited end (the hub keeps no session open)."""
+        types = [t for t, _ in await self.audit_types()]
+        return types.count("egress.live.start") == types.count("egress.live.end")
+
     async def audit_types(self) -> list[tuple[str, bytes]]:
         entries = await self.consent.audit.entries(0, self.consent.audit.size)
         return [(e.split(b'"type":"', 1)[1].split(b'"', 1)[0].decode(), e) for _, e in entries]
@@ -61,51 +56,26 @@ class LiveHub:
 
 @pytest.fixture
 async def live_hub(sim: SimCamera, tmp_path: Path) -> AsyncIterator[LiveHub]:
+    """The real daemon wiring (`running_hub`): the sim camera recorded and relayed, WHEP routes mounted."""
     config = parse(
         {
             "hub": {"data_dir": str(tmp_path / "data"), "port": 0},
             "consent": {"trust_system_clock": True},
             "discovery": {"enabled": False},
-            "cameras": [{"id": sim.name, "url": sim.rtsp_url("main", with_credentials=False)}],
+            "cameras": [{"id": sim.name, "url": sim.rtsp_url("main"), "motion": {"enabled": False}}],
         }
     )
-    await asyncio.to_thread(datadir.prepare, config)
-    store = await Store.open(config.db_path)
-    supervisor = Supervisor()
-    source = RtspSource(sim.name, sim.rtsp_url("main"))
-    relays = RelayHub()
-    runner: web.AppRunner | None = None
-    task: asyncio.Task[None] | None = None
-    try:
-        hub_key, _ = await asyncio.to_thread(HubKey.load_or_create, config.keys_dir)
-        services = Services(config=config, store=store, hub_key=hub_key, supervisor=supervisor)
-        services.consent = await ConsentService.start(config, store, hub_key, supervisor, services.pairing)
-        app = make_app(services)
-        media = live.setup(app, relays)
-        runner = web.AppRunner(app, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        await source.open()
-        task = asyncio.create_task(pump(source, relays.add(sim.name)))
+    async with running_hub(config) as services:
+        assert services.cameras is not None
+        relay = services.cameras.relays.get(sim.name)
+        assert relay is not None
+        async with asyncio.timeout(15):
+            while relay.cached_packets == 0:
+                await relay.wait_for_packet()
         owner = Ed25519PrivateKey.generate()
-        code = await store.run(pairing.issue)
-        await asyncio.to_thread(owner_client.enroll_first, url, owner, code, "phone")
-        yield LiveHub(url, services, media, owner, sim.name)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await source.close()
-        relays.close()
-        if services.consent is not None:
-            await services.consent.stop()
-        await supervisor.stop()
-        await store.close()
+        code = await services.store.run(pairing.issue)
+        await asyncio.to_thread(owner_client.enroll_first, services.base_url, owner, code, "phone")
+        yield LiveHub(services.base_url, services, owner, sim.name)
 
 
 @dataclass
@@ -203,7 +173,7 @@ async def test_approved_live_grant_streams_and_revoke_cuts_within_1s(
             await viewer.close()
     assert frames_before >= 10
     assert last < revoked_at + 1.0  # PROTOCOL §2.4: within 1 s of the owner's revoke
-    assert len(live_hub.media.sessions) == 0
+    assert await live_hub.all_sessions_ended()
     types = [t for t, _ in await live_hub.audit_types()]
     assert types.count("egress.live.start") == 1
     assert types.count("egress.live.end") == 1
@@ -232,7 +202,7 @@ async def test_revoking_the_approving_owner_key_cuts_within_1s(live_hub: LiveHub
         finally:
             await viewer.close()
     assert last < revoked_at + 1.0
-    assert len(live_hub.media.sessions) == 0
+    assert await live_hub.all_sessions_ended()
 
 
 async def test_live_max_seconds_ends_the_stream(live_hub: LiveHub, tmp_path: Path) -> None:
@@ -292,7 +262,7 @@ async def test_refused_live_calls_send_no_media(live_hub: LiveHub, tmp_path: Pat
             await asyncio.wait_for(viewer.ended.wait(), 5)
         finally:
             await viewer.close()
-    assert len(live_hub.media.sessions) == 0
+    assert await live_hub.all_sessions_ended()
     types = [t for t, _ in await live_hub.audit_types()]
     assert types.count("egress.live.start") == 1
     assert types.count("egress.live.end") == 1  # the refused offers never started, so never "ended"
@@ -309,4 +279,4 @@ async def test_owner_view_needs_an_owner_session(live_hub: LiveHub) -> None:
             assert err.value.status == 401
     finally:
         await viewer.close()
-    assert len(live_hub.media.sessions) == 0
+    assert await live_hub.all_sessions_ended()
