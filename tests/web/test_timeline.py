@@ -17,8 +17,9 @@ def test_recorded_segment_plays_and_continues_across_segments(make_hub: Any, con
     login(page, hub.url)
     page.goto(f"{hub.url}/#/timeline?camera=front-door&t={int(start) + 1}")
     page.wait_for_selector(".daybar .span")
-    assert page.locator(".daybar .span").count() == 2  # two recorded runs around the gap
-    assert page.locator(".daybar .gapmark").count() == 1
+    assert page.locator("#main > .card .daybar:not(.zoom) .span").count() == 2  # two runs around the gap
+    assert page.locator("#main > .card .daybar:not(.zoom) .gapmark").count() == 1
+    assert page.locator("#tl-zoom .span").count() == 2  # the close-up hour shows them too
     # The requested moment starts playing in <video>, from the right segment.
     page.wait_for_function(
         "() => { const v = document.querySelector('#tl-video'); return v && v.currentTime > 0.3 && !v.paused && v.readyState >= 2; }",
@@ -34,6 +35,16 @@ def test_recorded_segment_plays_and_continues_across_segments(make_hub: Any, con
         "() => document.querySelector('#tl-video').dataset.segment === '2'", timeout=15_000
     )
     screenshot(page, "timeline")
+    # A click in the close-up on the second run (after the gap) plays from there.
+    zoom = page.locator("#tl-zoom")
+    box = zoom.bounding_box()
+    assert box is not None
+    lo, hi = float(zoom.get_attribute("data-start") or 0), float(zoom.get_attribute("data-end") or 0)
+    target = int(start) + 61  # inside segment 4 (runs 60-62 s after the first)
+    zoom.click(position={"x": (target - lo) / (hi - lo) * box["width"], "y": box["height"] / 2})
+    page.wait_for_function(
+        "() => document.querySelector('#tl-video').dataset.segment === '4'", timeout=15_000
+    )
 
 
 def test_segment_media_needs_a_session(make_hub: Any, context: Any) -> None:

@@ -22,6 +22,10 @@ export async function render(root) {
   const dayInput = h("input", { id: "tl-day", type: "date", value: localDay(t0 ? fromUnix(t0) : new Date()) });
   const bar = h("div", { class: "daybar", role: "slider", tabindex: "0", "aria-label": "Time of day; click or use arrow keys to play", "aria-valuemin": "0", "aria-valuemax": "86400" });
   const cursor = h("div", { class: "cursor", hidden: true });
+  // A one-hour close-up around the moment being watched: a day bar is too coarse to hit a 4 s segment.
+  const zoom = h("div", { class: "daybar zoom", id: "tl-zoom", "aria-label": "The hour around the selected time; click to play" });
+  const zoomCursor = h("div", { class: "cursor", hidden: true });
+  const zoomLabels = h("div", { class: "hours", "aria-hidden": "true" });
   const hours = h("div", { class: "hours", "aria-hidden": "true" }, ["00", "03", "06", "09", "12", "15", "18", "21", "24"].map((x) => h("span", {}, x)));
   const video = h("video", { id: "tl-video", controls: true, muted: true, playsinline: true, preload: "metadata" });
   const nowPlaying = h("p", { class: "muted", "aria-live": "polite" }, "Click the bar to play.");
@@ -29,6 +33,7 @@ export async function render(root) {
 
   let data = null;
   let bounds = [0, 1];
+  let zoomBounds = [0, 3600];
   let current = null; // index into data.segments
 
   replace(
@@ -42,6 +47,7 @@ export async function render(root) {
         h("button", { type: "button", class: "secondary", onclick: () => shiftDay(1) }, "Next day ▶"),
       ),
       bar, hours,
+      h("p", { class: "muted zoom-title" }, "Close-up (one hour)"), zoom, zoomLabels,
       h("div", { class: "legend" }, h("span", {}, h("i", { class: "rec" }), "recorded"), h("span", {}, h("i", { class: "gap" }), "no footage"), h("span", {}, h("i", { class: "ev" }), "event")),
       summary,
     ),
@@ -54,35 +60,60 @@ export async function render(root) {
     load();
   }
 
-  const pct = (t) => `${(((t - bounds[0]) / (bounds[1] - bounds[0])) * 100).toFixed(4)}%`;
+  const pctIn = (b, t) => `${(((t - b[0]) / (b[1] - b[0])) * 100).toFixed(4)}%`;
+  const widthIn = (b, s, e) => `${Math.max(0, ((Math.min(e, b[1]) - Math.max(s, b[0])) / (b[1] - b[0])) * 100).toFixed(4)}%`;
 
-  function draw() {
-    replace(bar, cursor);
-    const spans = [];
+  function spans() {
+    const out = [];
     for (const s of data.segments) {
-      const last = spans[spans.length - 1];
+      const last = out[out.length - 1];
       if (last && s.start - last.end <= MERGE_S) last.end = Math.max(last.end, s.end);
-      else spans.push({ start: s.start, end: s.end });
+      else out.push({ start: s.start, end: s.end });
     }
-    for (const s of spans) {
-      const el = h("div", { class: "span", title: `${fmtTime(fromUnix(s.start))} – ${fmtTime(fromUnix(s.end))}` });
-      el.style.left = pct(Math.max(s.start, bounds[0]));
-      el.style.width = `${(((Math.min(s.end, bounds[1]) - Math.max(s.start, bounds[0])) / (bounds[1] - bounds[0])) * 100).toFixed(4)}%`;
-      bar.appendChild(el);
+    return out;
+  }
+
+  function drawBar(el, b, cur) {
+    replace(el, cur);
+    for (const s of spans()) {
+      if (s.end <= b[0] || s.start >= b[1]) continue;
+      const span = h("div", { class: "span", title: `${fmtTime(fromUnix(s.start))} – ${fmtTime(fromUnix(s.end))}` });
+      span.style.left = pctIn(b, Math.max(s.start, b[0]));
+      span.style.width = widthIn(b, s.start, s.end);
+      el.appendChild(span);
     }
     for (const g of data.gaps) {
-      const el = h("div", { class: "gapmark", title: `gap: ${g.reason}` });
-      el.style.left = pct(Math.max(g.start, bounds[0]));
-      el.style.width = `${Math.max(0, ((Math.min(g.end, bounds[1]) - Math.max(g.start, bounds[0])) / (bounds[1] - bounds[0])) * 100).toFixed(4)}%`;
-      bar.appendChild(el);
+      if (g.end < b[0] || g.start > b[1]) continue;
+      const mark = h("div", { class: "gapmark", title: `gap: ${g.reason}` });
+      mark.style.left = pctIn(b, Math.max(g.start, b[0]));
+      mark.style.width = widthIn(b, g.start, g.end);
+      el.appendChild(mark);
     }
     for (const e of data.events) {
-      const el = h("div", { class: "mark", title: `${e.kind} at ${fmtTime(fromUnix(e.start_at))}` });
-      el.style.left = pct(e.start_at);
-      bar.appendChild(el);
+      if (e.start_at < b[0] || e.start_at > b[1]) continue;
+      const mark = h("div", { class: "mark", title: `${e.kind} at ${fmtTime(fromUnix(e.start_at))}` });
+      mark.style.left = pctIn(b, e.start_at);
+      el.appendChild(mark);
     }
-    const recorded = spans.reduce((n, s) => n + (Math.min(s.end, bounds[1]) - Math.max(s.start, bounds[0])), 0);
+  }
+
+  function focusZoom(t) {
+    const hour = 3600;
+    const lo = Math.min(Math.max(bounds[0], t - hour / 2), bounds[1] - hour);
+    zoomBounds = [lo, lo + hour];
+    zoom.dataset.start = String(lo);
+    zoom.dataset.end = String(lo + hour);
+    drawBar(zoom, zoomBounds, zoomCursor);
+    replace(zoomLabels, [0, 15, 30, 45, 60].map((m) => h("span", {}, fmtTime(fromUnix(lo + m * 60)).replace(/:00$/, ""))));
+  }
+
+  function draw() {
+    drawBar(bar, bounds, cursor);
+    const all = spans();
+    const recorded = all.reduce((n, s) => n + (Math.min(s.end, bounds[1]) - Math.max(s.start, bounds[0])), 0);
     summary.textContent = `${data.segments.length} segments, ${(recorded / 60).toFixed(1)} min recorded, ${data.gaps.length} gaps, ${data.events.length} events.`;
+    const last = data.segments.at(-1);
+    focusZoom(t0 && t0 >= bounds[0] && t0 < bounds[1] ? t0 : last ? last.start : (bounds[0] + bounds[1]) / 2);
   }
 
   async function load() {
@@ -121,11 +152,16 @@ export async function render(root) {
     play(i, Math.max(0, t - data.segments[i].start));
   }
 
+  const timeAt = (el, b, ev) => {
+    const rect = el.getBoundingClientRect();
+    return b[0] + ((ev.clientX - rect.left) / rect.width) * (b[1] - b[0]);
+  };
   bar.addEventListener("click", (ev) => {
-    const rect = bar.getBoundingClientRect();
-    const t = bounds[0] + ((ev.clientX - rect.left) / rect.width) * (bounds[1] - bounds[0]);
+    const t = timeAt(bar, bounds, ev);
+    focusZoom(t);
     playAt(t);
   });
+  zoom.addEventListener("click", (ev) => playAt(timeAt(zoom, zoomBounds, ev)));
   bar.addEventListener("keydown", (ev) => {
     const seg = current === null ? null : data.segments[current];
     const now = seg ? seg.start + video.currentTime : bounds[0];
@@ -143,7 +179,9 @@ export async function render(root) {
     if (!seg) return;
     const t = seg.start + video.currentTime;
     cursor.hidden = false;
-    cursor.style.left = pct(t);
+    cursor.style.left = pctIn(bounds, t);
+    zoomCursor.hidden = !(t >= zoomBounds[0] && t <= zoomBounds[1]);
+    zoomCursor.style.left = pctIn(zoomBounds, t);
     bar.setAttribute("aria-valuenow", String(Math.round(t - bounds[0])));
     bar.setAttribute("aria-valuetext", fmtTime(fromUnix(t)));
   });
