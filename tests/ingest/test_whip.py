@@ -23,6 +23,7 @@ from firmware_sim import h264
 from firmware_sim.camera import SimCamera
 from firmware_sim.feed import AccessUnit
 from hub.config import parse
+from hub.daemon import running_hub
 from hub.egress.ice import host_addresses
 from hub.egress.webrtc import Audience, LiveSessions, SessionKind
 from hub.egress.whep_client import WhepViewer
@@ -286,3 +287,32 @@ async def test_whip_source_is_recorded_by_the_recorder_like_rtsp(
 def count_frames(path: Path) -> int:
     with av.open(str(path)) as f:
         return sum(1 for _ in f.decode(video=0))
+
+
+async def test_daemon_records_and_relays_a_whip_camera(sim: SimCamera, tmp_path: Path) -> None:
+    """As wired by the daemon: a `url = "whip"` camera publishes; the hub records it and relays it."""
+    config = parse(
+        {
+            "hub": {"data_dir": str(tmp_path / "data"), "port": 0},
+            "consent": {"trust_system_clock": True},
+            "discovery": {"enabled": False},
+            "storage": {"segment_seconds": 1},
+            "cameras": [{"id": "door", "url": "whip", "whip_token": TOKEN}],
+        }
+    )
+    async with running_hub(config) as services:
+        assert services.cameras is not None
+        relay = services.cameras.relays.get("door")
+        assert relay is not None
+        publisher = await sim.publish_whip(f"{services.base_url}/api/v1/cameras/door/whip", TOKEN)
+        try:
+            async with asyncio.timeout(20):
+                while relay.published < 50:
+                    await relay.wait_for_packet()
+        finally:
+            await publisher.stop()
+        deadline = time.monotonic() + 10  # closed segments are indexed by the recorder's worker thread
+        while not (segments := await services.store.run(q.segments_between, "door", 0, time.time() + 60)):
+            assert time.monotonic() < deadline, "no segment indexed"
+            await asyncio.sleep(0.1)
+    assert {(s.codec, s.width, s.height) for s in segments} == {("h264", 640, 360)}
