@@ -116,4 +116,5 @@ async def get_delivery(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     app.router.add_post(f"{PREFIX}/requests", post_request)
     app.router.add_get(f"{PREFIX}/requests/{{id}}", get_request)
-    app.router.add_get(f"{PREFIX}/deliveries/{{id}}", get_delivery)
+    # No HEAD: a fetch is counted and audited, and a HEAD would spend one without sending anything.
+    app.router.add_get(f"{PREFIX}/deliveries/{{id}}", get_delivery, allow_head=False)

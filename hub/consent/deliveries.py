@@ -51,18 +51,33 @@ async def resume(svc: ConsentService) -> None:
                     out.append(g)
         return out
 
+    # Files of builds a crash interrupted (no row was written for them) go first.
+    known = {Path(p).name for p in await svc.store.run(q.delivery_paths)}
+
+    def clean() -> None:
+        for path in svc.deliveries_dir.iterdir():
+            if path.name.startswith(".work-"):
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.name not in known:
+                path.unlink(missing_ok=True)
+
+    async with svc.build_lock:  # never while a build (started by a fresh approval) writes its files
+        await asyncio.to_thread(clean)
     for grant in await svc.store.run(pending):
         await build_for_grant(svc, grant)
 
 
 async def build_for_grant(svc: ConsentService, grant: q.GrantRecord) -> list[q.DeliveryRecord]:
-    """Build the missing deliveries of one clip grant (one per camera with footage)."""
+    """Build the deliveries of one clip grant (one per camera with footage).
+
+    Their rows are inserted together once every camera is done, so the agency sees `fulfilled` with
+    the complete list or not at all; after a crash mid-build the next start builds them all again.
+    """
     built: list[q.DeliveryRecord] = []
     async with svc.build_lock:
-        existing = {d.camera_id for d in await svc.store.run(q.deliveries_for_request, grant.request_id)}
+        if await svc.store.run(q.deliveries_for_request, grant.request_id):
+            return []
         for camera in grant.cameras:
-            if camera in existing:
-                continue
             try:
                 record = await _build_one(svc, grant, camera)
             except asyncio.CancelledError:
@@ -72,6 +87,8 @@ async def build_for_grant(svc: ConsentService, grant: q.GrantRecord) -> list[q.D
                 continue
             if record is not None:
                 built.append(record)
+        if built:
+            await svc.store.run(q.insert_deliveries, built, svc.now())
     return built
 
 
@@ -136,7 +153,6 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
             delivery_id, grant.id, request.id, camera, grant.start_at, grant.end_at,
             str(out_path.relative_to(svc.config.hub.data_dir)), built.sha256, built.bytes, 0,
         )  # fmt: skip
-        await svc.store.run(q.insert_delivery, record, svc.now())
         log.info(
             "delivery %s built: request %s camera %s, %d bytes", delivery_id, request.id, camera, built.bytes
         )

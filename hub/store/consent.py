@@ -12,6 +12,8 @@ import json
 import sqlite3
 from dataclasses import dataclass
 
+from hub.store import transaction
+
 
 @dataclass(frozen=True)
 class OwnerKey:
@@ -397,6 +399,17 @@ def insert_delivery(conn: sqlite3.Connection, d: DeliveryRecord, now: float) -> 
             d.fetch_count, now,
         ),
     )  # fmt: skip
+
+
+def insert_deliveries(conn: sqlite3.Connection, records: list[DeliveryRecord], now: float) -> None:
+    """All deliveries of one grant in one transaction: the agency sees all of them or none."""
+    with transaction(conn):
+        for d in records:
+            insert_delivery(conn, d, now)
+
+
+def delivery_paths(conn: sqlite3.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT path FROM deliveries").fetchall()]
 
 
 def delivery(conn: sqlite3.Connection, delivery_id: str) -> DeliveryRecord | None:

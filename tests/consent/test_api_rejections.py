@@ -342,3 +342,19 @@ def test_another_agency_cannot_fetch_a_delivery(hub: HubEnv, tmp_path: Path) -> 
     hub.add_agency(other, "Thief PD")
     since = hub.last_seq()
     assert_refused(hub, _fetch(hub, url, agency=other), 404, "not_found", since)
+
+
+def test_restart_removes_interrupted_builds_and_keeps_deliveries(hub: HubEnv) -> None:
+    _, url = _fulfilled(hub)
+    deliveries = hub.data_dir / "deliveries"
+    kept = deliveries / (url.rsplit("/", 1)[-1] + ".age")
+    assert kept.exists()
+    (deliveries / ".work-crashed").mkdir()
+    (deliveries / "crashed.age").write_bytes(b"half a file")
+    hub.restart()
+    deadline = time.monotonic() + 30
+    while (deliveries / "crashed.age").exists() or (deliveries / ".work-crashed").exists():
+        assert time.monotonic() < deadline, sorted(p.name for p in deliveries.iterdir())
+        time.sleep(0.05)
+    assert kept.exists()
+    assert _fetch(hub, url).status == 200
