@@ -23,6 +23,7 @@ import contextlib
 import logging
 import secrets
 import shutil
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -43,10 +44,10 @@ async def resume(svc: ConsentService) -> None:
     """At start: build what an earlier run approved but did not finish (a crash mid-build)."""
     now = svc.now()
 
-    def pending(conn: object) -> list[q.GrantRecord]:
+    def pending(conn: sqlite3.Connection) -> list[q.GrantRecord]:
         out = []
-        for record in q.requests(conn, state="approved", limit=10_000):  # type: ignore[arg-type]
-            for g in q.grants_for_request(conn, record.id):  # type: ignore[arg-type]
+        for record in q.requests(conn, state="approved", limit=10_000):
+            for g in q.grants_for_request(conn, record.id):
                 if g.kind == "clip" and g.revoked_at is None and g.not_after > now:
                     out.append(g)
         return out

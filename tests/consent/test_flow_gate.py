@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,26 +20,25 @@ JWK = {"kty": "OKP", "crv": "Ed25519", "x": "A" * 43}
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
     s = await Store.open(tmp_path / "camhub.sqlite")
 
-    def seed(conn: object) -> None:
-        c = conn  # type: ignore[assignment]
-        q.insert_owner_key(c, "owner", JWK, "o", NOW, None)  # type: ignore[arg-type]
-        q.upsert_agency(c, "pd", "PD", JWK, "age1x", NOW, "d0")  # type: ignore[arg-type]
+    def seed(c: sqlite3.Connection) -> None:
+        q.insert_owner_key(c, "owner", JWK, "o", NOW, None)
+        q.upsert_agency(c, "pd", "PD", JWK, "age1x", NOW, "d0")
         q.insert_request(
-            c,  # type: ignore[arg-type]
+            c,
             q.RequestRecord(
                 "r1", "pd", "0" * 64, "clip", ("front",), NOW - 600, NOW, None, NOW, NOW + 86400, "approved"
             ),
             b"{}",
         )
-        q.insert_decision(c, "g1", "approve", "owner", "r1", "jws", NOW, NOW)  # type: ignore[arg-type]
+        q.insert_decision(c, "g1", "approve", "owner", "r1", "jws", NOW, NOW)
         q.insert_grant(
-            c,  # type: ignore[arg-type]
+            c,
             q.GrantRecord(
                 "g1", "r1", "pd", "clip", ("front",), NOW - 300, NOW - 100, None, 2, NOW + 3600, None, "owner"
             ),
         )
         q.insert_delivery(
-            c,  # type: ignore[arg-type]
+            c,
             q.DeliveryRecord(
                 "d1", "g1", "r1", "front", NOW - 300, NOW - 100, "deliveries/d1.age", "a" * 64, 1, 0
             ),
@@ -58,7 +58,7 @@ async def _check(store: Store, **kw: object) -> q.GrantRecord:
         "delivery_id": "d1",
     }  # fmt: skip
     args.update(kw)
-    return await gate.check(store, **args)  # type: ignore[arg-type]
+    return await gate.check(store, **args)
 
 
 async def _denied(store: Store, code: str, **kw: object) -> None:
