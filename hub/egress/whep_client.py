@@ -6,6 +6,10 @@ the offer). Frames are decoded by aiortc (PyAV) in the viewer, never on the hub.
 
 `sign` lets a caller add headers to each request (the agency's RFC 9421 signature; the owner's
 cookie and CSRF token), so this class never needs to know how a route is guarded.
+
+With `encoded=True` the viewer does not decode either: its receiver hands over the H.264 access units
+as sent (`hub.egress.passthrough`), and `record_mp4()` stream-copies N seconds into an MP4 — what an
+agency's "save the livestream" needs, with no re-encoding anywhere.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urljoin
 
 import aiohttp
@@ -22,6 +27,7 @@ import av
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from hub.egress import passthrough
 from hub.egress.ice import rtc_configuration
 
 # (method, url, body, content type) -> extra headers
@@ -39,18 +45,22 @@ class WhepError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ReceivedFrame:
-    frame: av.VideoFrame
-    received_at: float  # wall clock when the decoded frame reached the viewer
+    frame: av.VideoFrame | av.Packet  # a Packet (Annex B access unit, 90 kHz pts) when encoded=True
+    received_at: float  # wall clock when the frame reached the viewer
 
 
 class WhepViewer:
     """One receive-only WebRTC session; decoded frames land in `frames` (bounded, oldest dropped)."""
 
-    def __init__(self, max_frames: int = 64) -> None:
+    def __init__(self, max_frames: int = 64, *, encoded: bool = False) -> None:
         self.pc = RTCPeerConnection(rtc_configuration())
-        self.pc.addTransceiver("video", direction="recvonly")
+        transceiver = self.pc.addTransceiver("video", direction="recvonly")
+        self.encoded = encoded
+        if encoded:
+            passthrough.receive_encoded(transceiver.receiver)
         self.frames: asyncio.Queue[ReceivedFrame] = asyncio.Queue(max_frames)
         self.frame_count = 0
+        self.dropped = 0  # oldest frames dropped because nobody consumed `frames` in time
         self.first_frame_at: float | None = None
         self.last_frame_at: float | None = None
         self.ended = asyncio.Event()  # the remote track ended (hub closed the session or we stopped)
@@ -79,6 +89,7 @@ class WhepViewer:
                     self.on_frame(item)
                 if self.frames.full():
                     self.frames.get_nowait()
+                    self.dropped += 1
                 self.frames.put_nowait(item)
                 self._progress.set()
         except MediaStreamError:
@@ -124,6 +135,48 @@ class WhepViewer:
                 self._progress.clear()
                 await self._progress.wait()
 
+    async def record_mp4(self, path: Path, seconds: float, timeout: float) -> int:
+        """Stream-copy `seconds` of media, from the next keyframe, into an MP4 at `path` (needs
+        `encoded=True`). Ends early, keeping what it has, if the stream ends. Returns the frame count.
+
+        Consumes `frames`; the muxer runs in a worker thread (file I/O never blocks the loop).
+        """
+        if not self.encoded:
+            raise RuntimeError("record_mp4 needs WhepViewer(encoded=True)")
+        writer: _Mp4Writer | None = None
+        first_pts = 0
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    item = await self._next_frame()
+                    if item is None:
+                        break
+                    assert isinstance(item.frame, av.Packet)
+                    data, pts = bytes(item.frame), item.frame.pts or 0
+                    keyframe = passthrough.is_idr(data)
+                    if writer is None:
+                        if not keyframe:
+                            continue
+                        width, height = await asyncio.to_thread(passthrough.probe_size, data)
+                        writer = await asyncio.to_thread(_Mp4Writer, path, width, height)
+                        first_pts = pts
+                    if (pts - first_pts) * passthrough.RTP_CLOCK >= seconds:
+                        break
+                    await asyncio.to_thread(writer.write, data, pts - first_pts, keyframe)
+        finally:
+            if writer is not None:
+                await asyncio.to_thread(writer.close)
+        return 0 if writer is None else writer.count
+
+    async def _next_frame(self) -> ReceivedFrame | None:
+        """The next queued frame, or None once the stream ended and the queue is empty."""
+        while self.frames.empty():
+            if self.ended.is_set():
+                return None
+            self._progress.clear()
+            await self._progress.wait()
+        return self.frames.get_nowait()
+
     async def delete(self, http: aiohttp.ClientSession, sign: Signer | None = None) -> int:
         """DELETE the session resource; returns the HTTP status."""
         if self.resource_url is None:
@@ -144,6 +197,45 @@ class WhepViewer:
                 await self._reader
         self.ended.set()
         self._progress.set()
+
+
+class _Mp4Writer:
+    """Stream copy of Annex B H.264 access units into an MP4 (no encoder: `add_mux_stream`).
+
+    Each sample is written when the next arrives, so it gets its real duration: a last sample without
+    one would fall outside the MP4 edit list and be discarded by players.
+    """
+
+    def __init__(self, path: Path, width: int, height: int) -> None:
+        self.container = av.open(str(path), "w", format="mp4")
+        self.stream = self.container.add_mux_stream("h264", width=width, height=height)
+        self.stream.time_base = passthrough.RTP_CLOCK
+        self._held: tuple[bytes, int, bool] | None = None
+        self._step = 0
+        self.count = 0
+
+    def write(self, data: bytes, pts: int, keyframe: bool) -> None:
+        if self._held is not None:
+            held_data, held_pts, held_key = self._held
+            self._step = max(1, pts - held_pts)
+            self._mux(held_data, held_pts, held_key, self._step)
+        self._held = (data, pts, keyframe)
+
+    def _mux(self, data: bytes, pts: int, keyframe: bool, duration: int) -> None:
+        packet = av.Packet(data)
+        packet.pts = packet.dts = pts
+        packet.duration = duration
+        packet.time_base = passthrough.RTP_CLOCK
+        packet.is_keyframe = keyframe
+        packet.stream = self.stream
+        self.container.mux(packet)
+        self.count += 1
+
+    def close(self) -> None:
+        if self._held is not None:
+            self._mux(*self._held, self._step or 6000)
+            self._held = None
+        self.container.close()
 
 
 async def _headers(

@@ -10,15 +10,10 @@ time). Unknown camera, or one that pulls over RTSP: 404. Missing or wrong token:
 the old session (a rebooted camera never sent its DELETE). No trickle ICE: PATCH gets 405 from the
 router, which RFC 9725 §4.3.1 allows; the answer carries every candidate.
 
-**Receiving without decoding.** aiortc has no public API for encoded frames: each receiver hands
-every reassembled frame to a decoder thread (`decoder_worker`) that calls the module-level
-`aiortc.rtcrtpreceiver.get_decoder(codec)`. This module replaces that one name with a function that
-returns a pass-through "decoder" — the depacketized Annex B access unit as an `av.Packet`, 90 kHz
-pts — **only** in the decoder thread of a receiver registered by a WHIP session, and aiortc's own
-decoder everywhere else (the hub's viewers, tests' clients). It relies on the private attribute
-`RTCRtpReceiver._RTCRtpReceiver__decoder_thread`, so aiortc is pinned to the range it was tested
-with (pyproject: `aiortc>=1.14,<1.17`, checked at install; `tests/ingest/test_whip.py` fails if the
-mechanism stops working, e.g. recorded NAL units differ from what the camera sent).
+**Receiving without decoding.** aiortc has no public API for encoded frames; `hub.egress.passthrough`
+routes the frames of the WHIP session's video receiver — and only that receiver — around aiortc's
+decoder, so the session gets the camera's access units byte for byte (pinned aiortc range, tested).
+If that hook is unavailable the endpoint answers 503 rather than silently re-encoding.
 
 The received stream is exposed as a `WhipSource` (`hub.ingest.source.PacketSource`), yielding the
 same `MediaPacket`s as the RTSP source, so the recorder and the live relay cannot tell them apart.
@@ -31,25 +26,19 @@ import contextlib
 import hmac
 import logging
 import secrets
-import threading
 import time
-import weakref
 from collections.abc import AsyncIterator
-from fractions import Fraction
-from typing import Any
 
-import aiortc
-import aiortc.rtcrtpreceiver
 import av
 import av.error
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCSessionDescription
-from aiortc.jitterbuffer import JitterFrame
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from hub.config import CameraConfig, Config
-from hub.egress import ice
+from hub.egress import ice, passthrough
 from hub.egress.ice import rtc_configuration
+from hub.egress.passthrough import RTP_CLOCK
 from hub.ingest.source import (
     CodecParams,
     MediaPacket,
@@ -64,89 +53,12 @@ from hub.services import SERVICES
 
 log = logging.getLogger(__name__)
 
-RTP_CLOCK = Fraction(1, 90_000)  # RFC 6184 §5.1
-TESTED_AIORTC = ((1, 14), (1, 17))  # [min, max): keep in step with pyproject's pin
 QUEUE_PACKETS = 256
-NAL_IDR, NAL_SPS, NAL_PPS = 5, 7, 8  # ITU-T H.264 Table 7-1
+NAL_SPS, NAL_PPS = 7, 8  # ITU-T H.264 Table 7-1
 
 
 class WhipUnavailable(RuntimeError):
     """This aiortc cannot hand out encoded frames; WHIP ingest is refused rather than re-encoding."""
-
-
-# --- pass-through "decoder" for WHIP receivers only ----------------------------------------------
-
-_passthrough_receivers: weakref.WeakSet[RTCRtpReceiver] = weakref.WeakSet()
-_aiortc_get_decoder: Any = None
-_install_lock = threading.Lock()
-
-
-class _PassThroughDecoder:
-    """Returns each reassembled access unit as it arrived (Annex B from aiortc's RFC 6184 depayloader)."""
-
-    def decode(self, encoded_frame: JitterFrame) -> list[av.Packet]:
-        packet = av.Packet(encoded_frame.data)
-        packet.pts = packet.dts = encoded_frame.timestamp
-        packet.time_base = RTP_CLOCK
-        return [packet]
-
-
-def _get_decoder(codec: Any) -> Any:
-    # Runs in a receiver's decoder thread (aiortc.rtcrtpreceiver.decoder_worker).
-    current = threading.current_thread()
-    for receiver in list(_passthrough_receivers):
-        if getattr(receiver, "_RTCRtpReceiver__decoder_thread", None) is current:
-            if codec.mimeType.lower() != "video/h264":
-                raise ValueError(f"WHIP ingest records H.264 only, not {codec.mimeType}")
-            return _PassThroughDecoder()
-    return _aiortc_get_decoder(codec)
-
-
-def install_passthrough() -> None:
-    """Route WHIP receivers' frames around aiortc's decoder; idempotent. Raises WhipUnavailable."""
-    global _aiortc_get_decoder
-    with _install_lock:
-        if _aiortc_get_decoder is not None:
-            return
-        version = tuple(int(x) for x in aiortc.__version__.split(".")[:2])
-        lo, hi = TESTED_AIORTC
-        module = aiortc.rtcrtpreceiver
-        if not (lo <= version < hi):
-            raise WhipUnavailable(f"aiortc {aiortc.__version__} is outside the tested range {lo}..{hi}")
-        if not hasattr(module, "get_decoder") or not hasattr(module, "decoder_worker"):
-            raise WhipUnavailable("aiortc.rtcrtpreceiver no longer has get_decoder/decoder_worker")
-        _aiortc_get_decoder = module.get_decoder
-        module.get_decoder = _get_decoder
-
-
-# --- H.264 access-unit inspection ------------------------------------------------------------------
-
-
-def _nal_units(data: bytes) -> list[bytes]:
-    """NAL units of an Annex B access unit (ITU-T H.264 §B.2), without start codes."""
-    starts = []
-    i = data.find(b"\x00\x00\x01")
-    while i != -1:
-        starts.append(i + 3)
-        i = data.find(b"\x00\x00\x01", i + 3)
-    nals = []
-    for n, start in enumerate(starts):
-        end = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
-        nal = data[start:end]
-        if n + 1 < len(starts):
-            nal = nal.rstrip(b"\x00")  # the zero byte of a following 4-byte start code
-        if nal:
-            nals.append(nal)
-    return nals
-
-
-def _probe_size(access_unit: bytes) -> tuple[int, int]:
-    """Width and height from decoding one keyframe (once per new SPS; never a transcode)."""
-    ctx = av.CodecContext.create("h264", "r")
-    frames = ctx.decode(av.Packet(access_unit)) + ctx.decode(None)
-    if not frames:
-        raise ValueError("keyframe did not decode")
-    return frames[0].width, frames[0].height
 
 
 # --- one publishing camera ----------------------------------------------------------------------
@@ -181,7 +93,11 @@ class WhipSession:
 
     async def accept(self, offer_sdp: str) -> str:
         """Answer the camera's offer: receive H.264 video only; returns the SDP answer."""
-        install_passthrough()
+        try:
+            passthrough.install()
+        except passthrough.PassthroughUnavailable as exc:
+            await self.close("no pass-through")
+            raise WhipUnavailable(str(exc)) from exc
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             video = None
@@ -196,7 +112,7 @@ class WhipSession:
                     transceiver.direction = "recvonly"
                     transceiver.setCodecPreferences(h264)
                     # Registered before any frame can arrive (receive() runs after DTLS connects).
-                    _passthrough_receivers.add(transceiver.receiver)
+                    passthrough.receive_encoded(transceiver.receiver)
                 else:
                     # Audio or a second video: not recorded, and never decoded into an unread queue.
                     transceiver.direction = "inactive"
@@ -227,7 +143,7 @@ class WhipSession:
         try:
             while True:
                 item = await track.recv()
-                if not isinstance(item, av.Packet):
+                if not passthrough.is_encoded(item):
                     raise SourceError(f"{self.camera_id}: WHIP receiver decoded instead of passing through")
                 packet = await self._normalise(bytes(item), item.pts)
                 if packet is not None:
@@ -240,16 +156,16 @@ class WhipSession:
             self._end_queue()
 
     async def _normalise(self, data: bytes, pts: int | None) -> MediaPacket | None:
-        nals = _nal_units(data)
+        nals = passthrough.nal_units(data)
         types = {nal[0] & 0x1F for nal in nals}
-        keyframe = NAL_IDR in types
+        keyframe = passthrough.NAL_IDR in types
         if self._need_keyframe and not keyframe:
             return None
         if keyframe:
             sets = tuple(n for n in nals if n[0] & 0x1F in (NAL_SPS, NAL_PPS))
             if sets and sets != self._param_sets:
                 try:
-                    width, height = await asyncio.to_thread(_probe_size, data)
+                    width, height = await asyncio.to_thread(passthrough.probe_size, data)
                 except (ValueError, av.error.FFmpegError) as exc:
                     log.warning("%s: undecodable keyframe from the publisher: %s", self.camera_id, exc)
                     return None

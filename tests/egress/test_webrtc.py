@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+import av
 import pytest
 from aiortc.codecs.h264 import H264Encoder
 
-from firmware_sim import stamp
+from firmware_sim import h264, stamp
 from hub.consent.errors import ConsentError
 from hub.egress.webrtc import Audience, LiveError, LiveSessions, SessionKind
 from hub.egress.whep_client import WhepViewer
@@ -183,3 +185,45 @@ async def test_refuses_offers_it_cannot_serve(relay: PacketRelay) -> None:
     finally:
         await viewer.close()
         await sessions.close_all()
+
+
+async def test_encoded_viewer_saves_the_stream_byte_for_byte(relay: PacketRelay, tmp_path: Path) -> None:
+    """WhepViewer(encoded=True): relay → WebRTC → MP4 with no decoder or encoder anywhere."""
+    sent: dict[int, bytes] = {}
+    watch_sent = relay.subscribe(queue_packets=600)
+    sessions = LiveSessions()
+    viewer = WhepViewer(max_frames=256, encoded=True)
+    try:
+        _, answer = await sessions.open(
+            camera_id=relay.camera_id, relay=relay, offer_sdp=await viewer.offer(), audience=OWNER
+        )
+        await viewer.accept(answer)
+        count = await viewer.record_mp4(tmp_path / "live.mp4", seconds=2.0, timeout=15)
+    finally:
+        await viewer.close()
+        await sessions.close_all()
+        while (p := watch_sent.get_nowait()) is not None:
+            stamp_ = h264.find_stamp(p.data)
+            if stamp_ is not None:
+                sent[stamp_.seq] = p.data
+        watch_sent.close()
+    assert 25 <= count <= 32  # 2 s at 15 fps, from a keyframe
+    assert viewer.dropped == 0
+    samples, frames, size, duration = await asyncio.to_thread(read_mp4, tmp_path / "live.mp4")
+    assert size == (640, 360) and frames == count == len(samples)
+    assert 1.8 <= duration <= 2.2
+    for sample in samples:
+        stamp_ = h264.find_stamp(sample)
+        assert stamp_ is not None and stamp_.seq in sent
+        assert h264.split_avcc(sample) == h264.split_annexb(sent[stamp_.seq])
+
+
+def read_mp4(path: Path) -> tuple[list[bytes], int, tuple[int, int], float]:
+    with av.open(str(path)) as f:
+        stream = f.streams.video[0]
+        size = (stream.codec_context.width, stream.codec_context.height)
+        samples = [bytes(p) for p in f.demux(stream) if p.size]
+        duration = float(stream.duration * stream.time_base) if stream.duration else 0.0
+    with av.open(str(path)) as f:
+        frames = sum(1 for _ in f.decode(video=0))
+    return samples, frames, size, duration
