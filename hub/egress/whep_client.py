@@ -199,6 +199,33 @@ class WhepViewer:
         self._progress.set()
 
 
+async def save_livestream(
+    url: str,
+    out: Path,
+    seconds: float,
+    *,
+    sign: Signer | None = None,
+    timeout: float | None = None,
+) -> int:
+    """Watch a WHEP URL and stream-copy `seconds` of it into the MP4 `out`; returns the frame count.
+
+    The whole of an agency's "save the livestream" (`camhub-agency live`): POST the offer (signed by
+    `sign`), receive without decoding, write, then DELETE the session. Raises WhepError if refused.
+    A stream the hub ends early (grant expired or revoked) leaves a shorter, still playable file.
+    """
+    viewer = WhepViewer(max_frames=1024, encoded=True)
+    async with aiohttp.ClientSession() as http:
+        try:
+            await viewer.connect(url, http, sign)
+            count = await viewer.record_mp4(out, seconds, timeout if timeout is not None else seconds + 30)
+            if not viewer.ended.is_set():
+                with contextlib.suppress(aiohttp.ClientError):
+                    await viewer.delete(http, sign)
+            return count
+        finally:
+            await viewer.close()
+
+
 class _Mp4Writer:
     """Stream copy of Annex B H.264 access units into an MP4 (no encoder: `add_mux_stream`).
 

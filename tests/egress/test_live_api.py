@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import av
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -25,7 +26,7 @@ from hub.config import parse
 from hub.consent import httpsig, owner_client, pairing, rfc3339
 from hub.consent.service import ConsentService
 from hub.daemon import running_hub
-from hub.egress.whep_client import Signer, WhepError, WhepViewer
+from hub.egress.whep_client import Signer, WhepError, WhepViewer, save_livestream
 from hub.services import Services
 
 
@@ -203,6 +204,19 @@ async def test_revoking_the_approving_owner_key_cuts_within_1s(live_hub: LiveHub
             await viewer.close()
     assert last < revoked_at + 1.0
     assert await live_hub.all_sessions_ended()
+
+
+async def test_agency_saves_the_livestream_to_mp4(live_hub: LiveHub, tmp_path: Path) -> None:
+    agency = await add_agency(live_hub, tmp_path / "agency", "PD")
+    _, url = await live_grant(live_hub, agency, seconds=10)
+    out = tmp_path / "live.mp4"
+    count = await save_livestream(url, out, 2.0, sign=agency.signer(), timeout=15)
+    assert 25 <= count <= 32
+    with av.open(str(out)) as f:
+        assert sum(1 for _ in f.decode(video=0)) == count
+    assert await live_hub.all_sessions_ended()  # the DELETE ended it
+    end_entry = next(e for t, e in await live_hub.audit_types() if t == "egress.live.end")
+    assert b'"reason":"agency sent DELETE"' in end_entry
 
 
 async def test_live_max_seconds_ends_the_stream(live_hub: LiveHub, tmp_path: Path) -> None:
