@@ -177,11 +177,23 @@ def context(browser: Any) -> Iterator[Any]:
     ctx = browser.new_context(viewport={"width": 1100, "height": 760}, timezone_id="UTC")
     errors: list[str] = []
     ctx.on("weberror", lambda e: errors.append(str(e.error)))
+
+    # A Content-Security-Policy violation is a bug in the page (inline script/style, eval, a foreign
+    # origin): the console reports it, and the test fails on it.
+    def watch(page: Any) -> None:
+        page.on(
+            "console",
+            lambda m: (
+                errors.append(m.text) if m.type == "error" and "Content Security Policy" in m.text else None
+            ),
+        )
+
+    ctx.on("page", watch)
     try:
         yield ctx
     finally:
         ctx.close()
-    assert not errors, f"uncaught page errors: {errors}"
+    assert not errors, f"uncaught page errors or CSP violations: {errors}"
 
 
 def login(page: Any, url: str, password: str = PASSWORD) -> None:

@@ -10,8 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from hub.agency_client import Agency, AgencyError
 from hub.consent import jws
 from tests.web.conftest import onboard, screenshot
 
@@ -32,6 +34,7 @@ READ_KEY_JS = """() => new Promise((resolve, reject) => {
 
 
 def _agency(*args: str) -> dict[str, Any]:
+    # Request ids are random base64url and may start with "-": callers put them after "--".
     out = subprocess.run(
         [sys.executable, "-m", "hub.agency_client", *args], capture_output=True, text=True, timeout=60
     )
@@ -112,14 +115,14 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
 
     # The agency sees `fulfilled` once the delivery is built, and gets exactly the approved range.
     deadline = time.monotonic() + 30
-    while (status := _agency("status", "--url", hub.url, "--key", str(tmp_path / "agency"), request_id))[
-        "status"
-    ] != "fulfilled":
+    while (
+        status := _agency("status", "--url", hub.url, "--key", str(tmp_path / "agency"), "--", request_id)
+    )["status"] != "fulfilled":
         assert time.monotonic() < deadline, status
         time.sleep(0.2)
     fetched = _agency(
-        "fetch", "--url", hub.url, "--key", str(tmp_path / "agency"), request_id, "--out", str(tmp_path / "out"),
-        "--hub-id", hub.daemon.hub_id,
+        "fetch", "--url", hub.url, "--key", str(tmp_path / "agency"), "--out", str(tmp_path / "out"),
+        "--hub-id", hub.daemon.hub_id, "--", request_id,
     )  # fmt: skip
     assert [(f["camera"], f["start"], f["end"]) for f in fetched] == [("front-door", _utc(start), _utc(end))]
     assert "clip-front-door.mp4" in fetched[0]["files"]
@@ -150,9 +153,12 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     row = page.locator("#grants tbody tr").filter(has_text="2026-000123")
     row.get_by_role("button", name="Revoke").click()
     row.wait_for(state="detached", timeout=10_000)
-    out = subprocess.run(
-        [sys.executable, "-m", "hub.agency_client", "fetch", "--url", hub.url, "--key", str(tmp_path / "agency"),
-         request_id, "--out", str(tmp_path / "out2")],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert out.returncode != 0
+    # The delivery URL the agency was given is refused at send time by the egress gate.
+    agency = Agency(tmp_path / "agency", hub.url)
+    with pytest.raises(AgencyError) as refused:
+        agency._open("GET", status["deliveries"][0]["url"])
+    assert refused.value.status in (403, 404, 410), refused.value
+    assert (
+        _agency("status", "--url", hub.url, "--key", str(tmp_path / "agency"), "--", request_id)["status"]
+        == "closed"
+    )

@@ -148,7 +148,7 @@ def test_revoke_in_the_browser_cuts_an_agency_livestream(
     card = page.locator(f"article[data-request-id='{asked['id']}']")
     card.get_by_role("button", name="Approve as asked").click()
     page.locator("#grants tbody tr").filter(has_text="2026-000777").wait_for(timeout=10_000)
-    status = _agency("status", "--url", hub.url, "--key", key_dir, asked["id"])
+    status = _agency("status", "--url", hub.url, "--key", key_dir, "--", asked["id"])
     assert status["status"] == "live", status
 
     streaming = threading.Event()
@@ -171,7 +171,7 @@ def test_revoke_in_the_browser_cuts_an_agency_livestream(
     # PROTOCOL §2.4: the hub closes the stream within 1 s of the revoke (the click, signing in the
     # browser and the POST happen in between, so allow a little on top).
     assert result["last_frame_at"] < clicked + 1.5, result["last_frame_at"] - clicked
-    after = _agency("status", "--url", hub.url, "--key", key_dir, asked["id"])
+    after = _agency("status", "--url", hub.url, "--key", key_dir, "--", asked["id"])
     assert after["status"] == "closed"
 
 
