@@ -122,7 +122,8 @@ class RelayTrack(MediaStreamTrack):
             self._offset = -t90
         else:
             ts = t90 + self._offset
-            if pkt.discontinuity or not (self._last - MAX_JUMP < ts < self._last + MAX_JUMP):
+            # A flagged break, a jump, or time going backwards (a new source run): continue one frame on.
+            if pkt.discontinuity or not (self._last < ts < self._last + MAX_JUMP):
                 self._offset = self._last + DEFAULT_STEP - t90
         ts = max(0, t90 + self._offset)
         self._last = ts

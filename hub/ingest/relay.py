@@ -142,6 +142,7 @@ class PacketRelay:
         self._closed = False
         self._changed = asyncio.Event()
         self.params: CodecParams | None = None
+        self._last_dts: int | None = None
         self.published = 0
         self.last_packet_at: float | None = None  # wall clock (packet.arrival) of the newest packet
 
@@ -165,9 +166,12 @@ class PacketRelay:
         self.last_packet_at = packet.arrival
         if packet.params is not None:
             self.params = packet.params
-        if packet.discontinuity and not packet.is_keyframe:
-            # The timeline broke mid-GOP: what follows references frames no viewer has.
+        restarted = self._last_dts is not None and packet.dts <= self._last_dts
+        if (packet.discontinuity or restarted) and not packet.is_keyframe:
+            # The timeline broke mid-GOP (a flagged jump, or dts going backwards: within one source
+            # run dts only increases, so a new run began): what follows references frames no viewer has.
             self._resync()
+        self._last_dts = packet.dts
         self._cache(packet)
         for sub in tuple(self._subscribers):
             sub._offer(packet)
@@ -193,9 +197,11 @@ class PacketRelay:
     def mark_break(self) -> None:
         """The camera's source reconnected: forget the cached GOP, viewers resume at the next keyframe.
 
-        Subscriptions stay open across a reconnect (a viewer sees a pause, not an end).
+        Subscriptions stay open across a reconnect (a viewer sees a pause, not an end). A new run
+        whose timestamps restart lower is detected without this call; one that starts higher is not.
         """
         self._resync()
+        self._last_dts = None
 
     def _resync(self) -> None:
         self._gop, self._gop_bytes = [], 0

@@ -128,6 +128,10 @@ async def test_a_break_makes_viewers_wait_for_the_next_keyframe() -> None:
     relay.publish(packet(30))
     assert drain(sub) == [30]
     assert sub.skips == 0  # waiting for a keyframe after a break is not falling behind
+    # A new source run whose timestamps restart lower, mid-GOP, is a break too.
+    relay.publish(packet(3))
+    relay.publish(packet(10))
+    assert drain(sub) == [10]
 
 
 async def test_relay_hub_makes_one_relay_per_camera() -> None:
@@ -138,3 +142,16 @@ async def test_relay_hub_makes_one_relay_per_camera() -> None:
     hub.close()
     assert a.closed
     assert hub.get("front") is None
+
+
+def test_relay_track_timestamps_stay_monotonic_across_restarts() -> None:
+    from hub.egress.webrtc import DEFAULT_STEP, RelayTrack
+
+    track = RelayTrack(PacketRelay("cam").subscribe())
+    stamps = [track._timestamp(packet(n)) for n in (100, 101, 102)]
+    stamps += [track._timestamp(packet(n)) for n in (0, 1)]  # the source restarted at 0
+    stamps.append(track._timestamp(dataclasses.replace(packet(2), discontinuity=True, pts=10**9)))
+    assert stamps[:3] == [0, 6000, 12000]
+    assert stamps[3] == 12000 + DEFAULT_STEP and stamps[4] == stamps[3] + 6000
+    assert stamps[5] == stamps[4] + DEFAULT_STEP
+    track.stop()
