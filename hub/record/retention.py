@@ -28,7 +28,7 @@ import logging
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,10 +158,13 @@ async def enforce(
     now: float | None = None,
     disk: Callable[[Path], DiskUsage] = disk_usage,
     batch: int = 500,
+    on_batch: Callable[[list[Segment]], Awaitable[None]] | None = None,
 ) -> list[Segment]:
     """Select and delete what the policy says; returns the deleted segments, oldest first.
 
-    Deletes in batches of `batch`; every batch re-checks holds first. The caller audits the result.
+    Deletes in batches of `batch`; every batch re-checks holds first. `on_batch` (e.g. writing the
+    `retention.deleted` audit entry) is awaited after each batch is gone from disk and index; the
+    caller may instead audit the returned list once.
     """
     recordings_dir = Path(recordings_dir)
     usage = await asyncio.to_thread(disk, recordings_dir) if policy.min_free_percent is not None else None
@@ -177,6 +180,8 @@ async def enforce(
         await asyncio.to_thread(delete_files, recordings_dir, chunk)
         await store.run(q.delete_segments, [s.id for s in chunk])
         deleted.extend(chunk)
+        if on_batch is not None and chunk:
+            await on_batch(chunk)
     if deleted:
         log.info("retention: deleted %d segments, %d bytes", len(deleted), sum(s.bytes for s in deleted))
     return deleted

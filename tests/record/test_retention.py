@@ -35,8 +35,16 @@ def _files(recordings: Path) -> set[str]:
 async def test_quota_deletes_oldest_first_across_cameras(tmp_path: Path, store: Store) -> None:
     # Interleaved cameras, 1000 bytes each: a, b, a, b, ... every 4 s.
     segs = await _populate(store, tmp_path, [("a" if i % 2 == 0 else "b", T0 + 4 * i) for i in range(10)])
-    deleted = await enforce(store, tmp_path, RetentionPolicy(quota_bytes=5500), now=T0 + 100)
+    batches: list[list[int]] = []
+
+    async def audit(chunk: list[q.Segment]) -> None:
+        assert not any((tmp_path / s.path).exists() for s in chunk)  # audited once really gone
+        batches.append([s.id for s in chunk])
+
+    deleted = await enforce(store, tmp_path, RetentionPolicy(quota_bytes=5500), now=T0 + 100, batch=2,
+                            on_batch=audit)
     assert [s.id for s in deleted] == [s.id for s in segs[:5]]
+    assert batches == [[segs[0].id, segs[1].id], [segs[2].id, segs[3].id], [segs[4].id]]
     assert await store.run(q.total_bytes) == 5000
     assert _files(tmp_path) == {s.path for s in segs[5:]}
 
