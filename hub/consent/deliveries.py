@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import shutil
 import sqlite3
 from collections.abc import AsyncIterator
@@ -30,6 +29,7 @@ from pathlib import Path
 from hub.consent import gate, rfc3339
 from hub.consent.delivery import build_delivery_async, clip_name
 from hub.consent.errors import ConsentError
+from hub.consent.requests import new_id
 from hub.consent.service import ConsentService
 from hub.record import clip as clip_mod
 from hub.store import consent as q
@@ -95,7 +95,7 @@ async def build_for_grant(svc: ConsentService, grant: q.GrantRecord) -> list[q.D
 
 async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> q.DeliveryRecord | None:
     assert grant.start_at is not None and grant.end_at is not None
-    delivery_id = secrets.token_urlsafe(18)
+    delivery_id = new_id()
     work = svc.deliveries_dir / f".work-{delivery_id}"
     await asyncio.to_thread(work.mkdir, mode=0o700)
     try:

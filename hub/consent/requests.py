@@ -140,6 +140,15 @@ async def authenticate(svc: ConsentService, msg: SignedMessage) -> httpsig.Verif
         raise
 
 
+def new_id() -> str:
+    """128 random bits, base64url, starting with a letter or digit: an id that begins with "-" would
+    be read as an option by command-line tools that take it as an argument."""
+    while True:
+        candidate = secrets.token_urlsafe(16)
+        if candidate[0].isalnum():
+            return candidate
+
+
 def _field_error(name: str, problem: str) -> ConsentError:
     return ConsentError("invalid_field", f"{name}: {problem}", 400)
 
@@ -253,7 +262,7 @@ async def submit(svc: ConsentService, msg: SignedMessage, verified: httpsig.Veri
         raise
     now = svc.now()
     record = q.RequestRecord(
-        id=secrets.token_urlsafe(16),
+        id=new_id(),
         agency_keyid=keyid,
         body_sha256=hashlib.sha256(msg.body).hexdigest(),
         kind=fields.kind,

@@ -78,7 +78,9 @@ def test_request_approve_narrower_fetch_decrypt_with_stock_age(hub: HubEnv, tmp_
     )  # fmt: skip
     assert asked["status"] == "pending"
     request_id, request_sha256 = asked["id"], asked["request_sha256"]
-    assert _agency_cli("status", "--url", hub.url, "--key", agency_dir, request_id)["status"] == "pending"
+    assert (
+        _agency_cli("status", "--url", hub.url, "--key", agency_dir, "--", request_id)["status"] == "pending"
+    )
 
     # Owner (second key, a key file): approves only 30 s of it.
     a_start, a_end = hub.t0 + 20, hub.t0 + 50
@@ -94,7 +96,7 @@ def test_request_approve_narrower_fetch_decrypt_with_stock_age(hub: HubEnv, tmp_
     assert len(state["deliveries"]) == 1 and set(state["deliveries"][0]) == {"url", "bytes", "sha256"}
 
     out = tmp_path / "fetched"
-    fetched = _agency_cli("fetch", "--url", hub.url, "--key", agency_dir, request_id, "--out", str(out))
+    fetched = _agency_cli("fetch", "--url", hub.url, "--key", agency_dir, "--out", str(out), "--", request_id)
     assert len(fetched) == 1 and fetched[0]["camera"] == CAMERA
     encrypted = Path(fetched[0]["encrypted"])
     assert hashlib.sha256(encrypted.read_bytes()).hexdigest() == state["deliveries"][0]["sha256"]
