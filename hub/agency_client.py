@@ -4,6 +4,7 @@
     camhub-agency request --url U --key DIR --camera C --start T --end T --reason R ...   (§2.1)
     camhub-agency status --url U --key DIR REQUEST_ID                                   (§2.2)
     camhub-agency fetch --url U --key DIR REQUEST_ID --out OUT [--hub-id ID]            (§2.3)
+    camhub-agency live --url U --key DIR REQUEST_ID --seconds N --out FILE.mp4          (§2.4)
 
 Everything goes over HTTP(S): every call is RFC 9421 signed (`httpsig.sign_request`: `sig1`,
 ed25519, tag `camhub-agency-v1`, fresh nonce, 300 s validity, covering @method, @authority, @path,
@@ -13,8 +14,9 @@ with the agency's age identity, and verifies `manifest.jws` against the hub key 
 `GET /api/v1/hub` (pinned with `--hub-id` when given: the key's thumbprint must equal it), every file's
 hash and the audit inclusion proof (`delivery.open_delivery`); the files land in `OUT/<delivery id>/`.
 
-It imports only the stand-alone crypto helpers (httpsig, jws, keys, delivery reader), never the
-hub's store, daemon or services. `live` (WHEP) belongs to the livestream work.
+It imports only stand-alone client helpers (httpsig, jws, keys, the delivery reader, and for `live`
+the WHEP viewer `hub.egress.whep_client`, which receives without decoding and stream-copies to MP4),
+never the hub's store, daemon or services.
 """
 
 from __future__ import annotations
@@ -72,18 +74,17 @@ class Agency:
         self.authority = parts.netloc
         self._ssl = ssl.create_default_context(cafile=cafile) if cafile else None
 
-    def _open(self, method: str, target: str, body: bytes = b"", content_type: str | None = None) -> Any:
-        """Send one signed request for `target` (a path or an absolute URL of this hub)."""
+    def sign_headers(self, method: str, target: str, body: bytes, content_type: str | None) -> dict[str, str]:
+        """The headers that sign one request for `target` (RFC 9421, PROTOCOL §2), Content-Type included."""
         parts = urlsplit(target)
         if parts.scheme and (parts.scheme, parts.netloc) != (self.scheme, self.authority):
             raise AgencyError(f"{target} is not on {self.url}")
-        path, query = parts.path, (parts.query or None)
         headers: list[tuple[str, str]] = [("Content-Type", content_type)] if content_type else []
         headers += httpsig.sign_request(
             method=method,
             authority=self.authority,
-            path=path,
-            query=query,
+            path=parts.path,
+            query=parts.query or None,
             headers=headers,
             body=body,
             private_key=self.key,
@@ -91,8 +92,15 @@ class Agency:
             created=int(time.time()),
             scheme=self.scheme,
         )
+        return dict(headers)
+
+    def _open(self, method: str, target: str, body: bytes = b"", content_type: str | None = None) -> Any:
+        """Send one signed request for `target` (a path or an absolute URL of this hub)."""
+        headers = self.sign_headers(method, target, body, content_type)
+        parts = urlsplit(target)
+        path, query = parts.path, (parts.query or None)
         url = f"{self.url}{path}" + (f"?{query}" if query else "")
-        req = urllib.request.Request(url, data=body or None, method=method, headers=dict(headers))
+        req = urllib.request.Request(url, data=body or None, method=method, headers=headers)
         try:
             return urllib.request.urlopen(req, timeout=60, context=self._ssl)
         except urllib.error.HTTPError as exc:
@@ -164,6 +172,22 @@ class Agency:
             )
         return results
 
+    def live(self, request_id: str, out: Path, seconds: float, camera: str | None = None) -> dict[str, Any]:
+        """§2.4: watch the granted livestream over WHEP and stream-copy up to `seconds` to the MP4 `out`."""
+        import asyncio
+
+        from hub.egress.whep_client import WhepError, save_livestream
+
+        state = self.status(request_id)
+        if state.get("status") != "live":
+            raise AgencyError(f"request {request_id} is {state.get('status')}, not live")
+        url = state["live"]["url"] + (f"?camera={camera}" if camera else "")
+        try:
+            frames = asyncio.run(save_livestream(url, out, seconds, sign=self.sign_headers))
+        except WhepError as exc:
+            raise AgencyError(f"HTTP {exc.status}: {exc.body}", exc.status) from exc
+        return {"file": str(out), "frames": frames, "not_after": state["live"]["not_after"]}
+
 
 def keygen(directory: Path) -> dict[str, Any]:
     """A new agency identity: Ed25519 signing key (PEM) + public JWK, age X25519 identity + recipient."""
@@ -220,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("request_id")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--hub-id", help="refuse unless the hub's key has this hub_id")
+    p = sub.add_parser("live", help="save N seconds of a granted livestream to an MP4 (WHEP, §2.4)")
+    common(p)
+    p.add_argument("request_id")
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--camera", help="one of the granted cameras (default: the first)")
     return parser
 
 
@@ -250,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             _print(agency.status(args.request_id))
         elif args.command == "fetch":
             _print(agency.fetch(args.request_id, args.out, args.hub_id))
+        elif args.command == "live":
+            _print(agency.live(args.request_id, args.out, args.seconds, args.camera))
     except AgencyError as exc:
         _print(exc.body if isinstance(exc.body, dict) else {"error": "agency_client", "detail": str(exc)})
         return 1

@@ -124,3 +124,51 @@ async def test_simulated_camera_to_decrypted_clip(tmp_path: Path) -> None:
         # The stock age output and the reference client's decryption are the same files.
         plain = (tmp_path / "plain" / f"clip-{cam.name}.mp4").read_bytes()
         assert plain == (Path(fetched[0]["directory"]) / f"clip-{cam.name}.mp4").read_bytes()
+
+
+async def test_live_grant_saved_by_the_reference_client(tmp_path: Path) -> None:
+    async with SimFleet(1, width=320, height=240, fps=15, gop=15, loop_s=2.0) as fleet:
+        cam = fleet.cameras[0]
+        cfg = config.parse(
+            {
+                "hub": {"data_dir": str(tmp_path / "data"), "port": 0, "ice_addresses": ["127.0.0.1"]},
+                "storage": {"segment_seconds": 2},
+                "consent": {"trust_system_clock": True},
+                "discovery": {"enabled": False},
+                "cameras": [{"id": cam.name, "url": cam.rtsp_url("main"), "motion": {"enabled": False}}],
+            }
+        )
+        async with running_hub(cfg) as services:
+            url = services.base_url
+            owner = Ed25519PrivateKey.generate()
+            code = await services.store.run(pairing.issue)
+            await asyncio.to_thread(owner_client.enroll_first, url, owner, code, "owner")
+            info = await asyncio.to_thread(agency_keygen, tmp_path / "agency")
+            add = {
+                "decision": "add-agency",
+                "subject": {"name": "PD", "sig_jwk": info["sig_jwk"], "recipient": info["recipient"]},
+            }
+            await asyncio.to_thread(owner_client.decide, url, owner, add)
+            await _recorded_until(services, cam.name, time.time())  # the camera is up
+
+            agency = Agency(tmp_path / "agency", url)
+            fields = {
+                "case_id": "2026-000124", "kind": "live", "cameras": [cam.name], "start": None, "end": None,
+                "live_max_seconds": 30, "reason": "Ongoing incident", "legal_basis": {"type": "exigent",
+                "reference": None}, "contact": "Dispatch",
+            }  # fmt: skip
+            asked = await asyncio.to_thread(agency.request, fields)
+            approve = {
+                "decision": "approve", "request_id": asked["id"], "request_sha256": asked["request_sha256"],
+                "recipient": info["keyid"], "max_fetches": 1, "not_after": rfc3339.format(time.time() + 600),
+                "scope": {"kind": "live", "cameras": [cam.name], "start": None, "end": None,
+                          "live_max_seconds": 10},
+            }  # fmt: skip
+            await asyncio.to_thread(owner_client.decide, url, owner, approve)
+            assert (await asyncio.to_thread(agency.status, asked["id"]))["status"] == "live"
+            out = tmp_path / "live.mp4"
+            saved = await asyncio.to_thread(agency.live, asked["id"], out, 2.0)
+        assert saved["frames"] > 0
+        probe = await asyncio.to_thread(ffprobe, out)
+        assert probe.ok, probe.stderr
+        assert probe.frames > 0 and (probe.width, probe.height) == (320, 240)
