@@ -18,6 +18,7 @@ const main = document.getElementById("main");
 const nav = document.getElementById("nav");
 let cleanup = null;
 let session = null;
+let badgeTimer = null;
 
 function banner(text) {
   const el = document.getElementById("banner");
@@ -111,6 +112,10 @@ export async function boot() {
   api.setCsrf(session.csrf);
   nav.hidden = false;
   refreshBadge();
+  // New agency requests show up in the menu badge without reloading (the inbox itself is not
+  // re-rendered under the owner's hands while they fill in an answer).
+  clearInterval(badgeTimer);
+  badgeTimer = setInterval(refreshBadge, 30_000);
   if (!location.hash) location.hash = "#/live";
   await route();
 }

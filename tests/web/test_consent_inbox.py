@@ -111,6 +111,7 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     card.get_by_label("From").fill(_local_input(start))
     card.get_by_label("To").fill(_local_input(end))
     card.get_by_role("button", name="Approve narrower").click()
+    page.locator("#inbox-flash").filter(has_text="Approved for Springfield PD (case 2026-000123)").wait_for()
     page.locator("#grants tbody tr").filter(has_text="2026-000123").wait_for(timeout=10_000)
 
     # The agency sees `fulfilled` once the delivery is built, and gets exactly the approved range.
@@ -153,6 +154,25 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     row = page.locator("#grants tbody tr").filter(has_text="2026-000123")
     row.get_by_role("button", name="Revoke").click()
     row.wait_for(state="detached", timeout=10_000)
+    # A decline, by click: the agency still only sees "pending" (PROTOCOL §2.2), the owner sees it declined.
+    second = _agency(
+        "request", "--url", hub.url, "--key", str(tmp_path / "agency"), "--camera", "front-door",
+        "--start", _utc(t0), "--end", _utc(t0 + 30), "--case-id", "2026-000124",
+        "--reason", "Canvassing the street", "--legal-basis", "consent", "--contact", "Det. J. Rivera",
+    )  # fmt: skip
+    page.reload()  # already on #/inbox: load the new request
+    card = page.locator(f"article[data-request-id='{second['id']}']")
+    card.get_by_role("button", name="Decline").click()
+    page.locator("#inbox-flash").filter(
+        has_text="Declined the request of Springfield PD (case 2026-000124)"
+    ).wait_for()
+    page.get_by_text("Earlier requests").click()
+    assert "declined" in page.locator(f"article[data-request-id='{second['id']}']").inner_text()
+    assert (
+        _agency("status", "--url", hub.url, "--key", str(tmp_path / "agency"), "--", second["id"])["status"]
+        == "pending"
+    )
+
     # The delivery URL the agency was given is refused at send time by the egress gate.
     agency = Agency(tmp_path / "agency", hub.url)
     with pytest.raises(AgencyError) as refused:

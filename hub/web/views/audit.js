@@ -3,7 +3,7 @@
 // that was rolled back or rewritten since the owner's last visit is noticed.
 
 import * as api from "../lib/api.js";
-import { h, notice, replace } from "../lib/dom.js";
+import { h, replace } from "../lib/dom.js";
 import { thumbprint } from "../lib/keys.js";
 import { b64, leafHash, parseCheckpoint, sameBytes, treeHash, verifyCheckpoint } from "../lib/merkle.js";
 import { fmtDateTime } from "../lib/time.js";

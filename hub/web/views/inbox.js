@@ -114,8 +114,10 @@ function decisionForm(r, hubId, canSign, onDone) {
           ...common, decision: "approve", scope, max_fetches: Number(fetches.value), not_after: rfc3339(notAfter),
         });
       }
-      replace(status, notice(kind === "decline" ? "Declined. The agency only ever sees “pending”, then “closed”." : `Approved and signed (decision ${res.decision_id.slice(0, 12)}…).`, "ok"));
-      onDone();
+      const who = `${r.agency.name || "the agency"} (case ${r.case_id || "—"})`;
+      onDone(kind === "decline"
+        ? `Declined the request of ${who}. The agency only ever sees “pending”, then “closed”.`
+        : `Approved for ${who} and signed in this browser (decision ${res.decision_id.slice(0, 12)}…).`);
     } catch (err) {
       replace(status, notice(`Not accepted: ${err.message}`, "error"));
       for (const b of buttons) b.disabled = !canSign;
@@ -170,8 +172,7 @@ function grantRow(g, hubId, canSign, reload) {
     button.disabled = true;
     try {
       await decide(hubId, { decision: "revoke", request_id: g.request_id });
-      replace(status, notice("Revoked.", "ok"));
-      reload();
+      reload(`Revoked the approval for ${g.agency_name || "the agency"} (case ${g.case_id || "—"}).`);
     } catch (err) {
       replace(status, notice(`Not revoked: ${err.message}`, "error"));
       button.disabled = false;
@@ -186,21 +187,22 @@ function grantRow(g, hubId, canSign, reload) {
     h("td", {}, button, status));
 }
 
-export async function render(root, ctx) {
+export async function render(root, ctx, flash = null) {
   const hubId = ctx.session.hub_id;
   const [{ requests, clock_synced: clockSynced }, { grants }, { keys }] = await Promise.all([
     api.get("/api/v1/owner/requests"), api.get("/api/v1/owner/grants"), api.get("/api/v1/owner/devices"),
   ]);
   const { key, enrolled } = await signingKey(keys.map((k) => k.kid));
   const canSign = !!key && enrolled;
-  const reload = () => {
+  const reload = (message = null) => {
     ctx.refreshBadge?.();
-    render(root, ctx);
+    render(root, ctx, message);
   };
   const open = requests.filter((r) => r.state === "pending" && !r.expired);
   const rest = requests.filter((r) => !(r.state === "pending" && !r.expired));
   replace(root,
     h("h1", {}, "Requests for footage"),
+    flash ? h("p", { class: "notice ok", role: "status", id: "inbox-flash" }, flash) : null,
     clockSynced === false ? h("p", { class: "notice warn", role: "status" }, "The hub's clock is not confirmed, so it will refuse answers. ", h("a", { href: "#/settings" }, "Confirm it in Settings"), ".") : null,
     canSign ? null : notice("This browser holds no enrolled owner key, so it cannot sign answers. Enroll it on the Devices page, or answer from an enrolled device.", "warn"),
     h("section", { "aria-labelledby": "h-open" },
