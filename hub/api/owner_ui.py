@@ -194,10 +194,9 @@ async def segment_media(request: web.Request) -> web.FileResponse:
     if not path.is_file():
         raise NotFound("segment file is gone (retention)")
     # FileResponse answers Range requests with 206 and Content-Range (RFC 9110 §14), which the
-    # <video> element uses to seek; the file is the truth, so no caching of a deleted one.
-    return web.FileResponse(
-        path, headers={"Content-Type": "video/mp4", "Cache-Control": "private, max-age=3600"}
-    )
+    # <video> element uses to seek. no-store: footage must not outlive the session in the browser's
+    # cache (a shared tablet, a phone handed to someone) nor a retention deletion on the hub.
+    return web.FileResponse(path, headers={"Content-Type": "video/mp4", "Cache-Control": "no-store"})
 
 
 async def events(request: web.Request) -> web.Response:
@@ -249,9 +248,7 @@ async def event_thumbnail(request: web.Request) -> web.FileResponse:
     path = _inside(services.config.hub.data_dir, event.thumbnail)
     if not path.is_file():
         raise NotFound("thumbnail file is gone")
-    return web.FileResponse(
-        path, headers={"Content-Type": "image/jpeg", "Cache-Control": "private, max-age=86400"}
-    )
+    return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "no-store"})
 
 
 # ------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ def test_recorded_segment_plays_and_continues_across_segments(make_hub: Any, con
     # Range requests work (the <video> element relies on them to seek).
     r = page.request.get(f"{hub.url}/api/v1/owner/segments/1.mp4", headers={"Range": "bytes=0-99"})
     assert r.status == 206 and r.headers["content-range"].startswith("bytes 0-99/") and len(r.body()) == 100
+    assert r.headers["cache-control"] == "no-store"  # footage does not outlive the session in a cache
     # At the end of a segment the next one plays (scrubbing across segment boundaries).
     page.wait_for_function(
         "() => document.querySelector('#tl-video').dataset.segment === '2'", timeout=15_000
