@@ -115,6 +115,9 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
 
 async def _start_https(runner: web.AppRunner, config: Config) -> None:
     addresses = [config.hub.bind, *config.hub.ice_addresses]
+    if ipaddress.ip_address(config.hub.bind).is_unspecified:
+        # Bound to every interface: the certificate names every address a phone may reach it at.
+        addresses += await asyncio.to_thread(tls.interface_addresses)
     try:
         files = await asyncio.to_thread(tls.ensure, config.keys_dir, config.hub.name, addresses)
         ssl_context = await asyncio.to_thread(files.server_context)

@@ -74,6 +74,23 @@ def server_names(hub_name: str, addresses: list[str]) -> tuple[list[str], list[I
     return dns, ips
 
 
+def interface_addresses() -> list[str]:
+    """Every IPv4/IPv6 unicast address of this box's interfaces (for a hub bound to 0.0.0.0 / ::)."""
+    import ifaddr  # zeroconf's own dependency
+
+    out: list[str] = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            text = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
+            try:
+                addr = ipaddress.ip_address(text.split("%")[0])
+            except ValueError:
+                continue
+            if not (addr.is_link_local or addr.is_multicast or addr.is_unspecified):
+                out.append(str(addr))
+    return out
+
+
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -179,13 +196,16 @@ def _covers(cert: x509.Certificate, dns: list[str], ips: list[IPAddress], now: d
     ) == set(ips)
 
 
-def _ca_permits(ca_cert: x509.Certificate, dns: list[str]) -> bool:
+def _ca_permits(ca_cert: x509.Certificate, dns: list[str], ips: list[IPAddress]) -> bool:
+    """Whether the CA's name constraints allow every name and address the server must carry."""
     try:
         constraints = ca_cert.extensions.get_extension_for_class(x509.NameConstraints).value
     except x509.ExtensionNotFound:
         return True
-    permitted = {n.value for n in constraints.permitted_subtrees or [] if isinstance(n, x509.DNSName)}
-    return set(dns) <= permitted
+    subtrees = constraints.permitted_subtrees or []
+    names = {n.value for n in subtrees if isinstance(n, x509.DNSName)}
+    nets = [n.value for n in subtrees if isinstance(n, x509.IPAddress)]
+    return set(dns) <= names and all(any(ip in net for net in nets) for ip in ips)
 
 
 def ensure(keys_dir: Path, hub_name: str, addresses: list[str], now: dt.datetime | None = None) -> TlsFiles:
@@ -201,9 +221,12 @@ def ensure(keys_dir: Path, hub_name: str, addresses: list[str], now: dt.datetime
     if ca_key_path.exists() and ca_path.exists():
         ca_key = _load_key(ca_key_path)
         ca_cert = x509.load_pem_x509_certificate(ca_path.read_bytes())
-        if not _ca_permits(ca_cert, dns):
-            # The hub was renamed: its CA is constrained to the old name, so devices must trust a new one.
-            log.warning("hub name changed: making a new local HTTPS CA (trust it again on each device)")
+        if not _ca_permits(ca_cert, dns, ips):
+            # Renamed, or now on a public address: the CA is constrained to the old names, so devices
+            # must trust a new one (a certificate outside the constraints would be rejected anyway).
+            log.warning(
+                "hub name or address outside the local CA's constraints: making a new CA (trust it again)"
+            )
             ca_key = ca_cert = None
     if ca_key is None or ca_cert is None:
         ca_key, ca_cert = _make_ca(hub_name, dns, ips, now)

@@ -62,3 +62,18 @@ def test_renamed_hub_gets_a_new_ca(tmp_path: Path) -> None:
     renamed = tls.ensure(tmp_path, "garage", [])
     assert renamed.ca_sha256 != first.ca_sha256
     _verify(renamed, x509.DNSName("garage.local"))
+
+
+def test_interface_addresses_for_a_hub_on_every_interface(tmp_path: Path) -> None:
+    addresses = tls.interface_addresses()
+    assert "127.0.0.1" in addresses
+    files = tls.ensure(tmp_path, "hub", ["0.0.0.0", *addresses])
+    for a in addresses:
+        _verify(files, x509.IPAddress(ipaddress.ip_address(a)))
+
+
+def test_a_public_address_outside_the_constraints_gets_a_new_ca(tmp_path: Path) -> None:
+    first = tls.ensure(tmp_path, "hub", ["192.168.1.10"])
+    moved = tls.ensure(tmp_path, "hub", ["203.0.113.7"])  # not a private range: not permitted before
+    assert moved.ca_sha256 != first.ca_sha256
+    _verify(moved, x509.IPAddress(ipaddress.ip_address("203.0.113.7")))
