@@ -104,6 +104,7 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     for text in ("Springfield PD", "2026-000123", "Package theft reported", "Your consent", "front-door"):
         assert text in card.inner_text()
     assert card.locator("video.preview-video").count() == 1  # a preview of what would leave
+    page.wait_for_function("() => document.querySelector('video.preview-video').readyState >= 2")
     screenshot(page, "inbox", full_page=True)
 
     # Narrower: 3 s of the first run only.

@@ -41,6 +41,7 @@ def test_login_logout_and_csrf(make_hub: Any, context: Any) -> None:
     hub = make_hub()
     page = context.new_page()
     page.goto(hub.url + "/")
+    page.get_by_role("button", name="Log in").wait_for()
     screenshot(page, "login")
     res = page.request.get(hub.url + "/")
     csp = res.headers["content-security-policy"]
