@@ -143,6 +143,7 @@ class LoginLimiter:
     global_window_s: float = 60.0
     _by_address: dict[str, deque[float]] = field(default_factory=dict)
     _all: deque[float] = field(default_factory=deque)
+    _refusal_audited: dict[str, float] = field(default_factory=dict)
 
     @staticmethod
     def _trim(window: deque[float], now: float, span: float) -> None:
@@ -164,6 +165,17 @@ class LoginLimiter:
                 del self._by_address[address]
         return max(0.0, wait)
 
+    def audit_refusal(self, address: str, now: float) -> bool:
+        """Whether to audit this rate-limited refusal: once per address per minute, so a flood of
+        refused tries cannot flood the append-only audit log (each real failure is audited)."""
+        last = self._refusal_audited.get(address)
+        if last is not None and now - last < 60.0:
+            return False
+        if len(self._refusal_audited) > 10_000:
+            self._refusal_audited.clear()
+        self._refusal_audited[address] = now
+        return True
+
     def failed(self, address: str, now: float) -> None:
         if len(self._by_address) > 10_000:  # bounded memory under a spray of addresses
             self._by_address.clear()
@@ -182,7 +194,7 @@ OWNER_SESSION = web.RequestKey("owner_session", q.Session)
 async def _audit(services: Services, type_: str, data: dict[str, Any]) -> None:
     # The consent service owns the audit log (hub/consent/service.py); a hub started without it
     # (unit tests of the API alone) still logs the event.
-    consent = getattr(services, "consent", None)
+    consent = services.consent
     if consent is None:
         log.info("%s %s", type_, data)
         return
@@ -331,7 +343,8 @@ async def login(request: web.Request) -> web.Response:
     client = _client(request)
     wait = limiter.retry_after(client, time.monotonic())
     if wait > 0:
-        await _audit(services, "owner.login_failed", {"remote": client, "reason": "rate_limited"})
+        if limiter.audit_refusal(client, time.monotonic()):
+            await _audit(services, "owner.login_failed", {"remote": client, "reason": "rate_limited"})
         raise HubError(
             f"too many failed logins; try again in {int(wait) + 1} s", code="rate_limited", status=429
         )
