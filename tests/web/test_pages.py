@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.request
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from hub.consent.merkle import MerkleTree, leaf_hash
 from tests.web.conftest import login, onboard, screenshot
 
 
@@ -59,7 +61,10 @@ def test_audit_log_verified_in_the_browser_and_rollback_noticed(make_hub: Any, c
         assert res.read().startswith(f"camhub/{hub.daemon.hub_id}\n".encode())
     page.goto(hub.url + "/#/audit")
     checks = page.locator("ul.checks")
-    checks.get_by_text("entries hash to the checkpoint's root").wait_for()
+    try:
+        checks.get_by_text("entries hash to the checkpoint's root").wait_for(timeout=15_000)
+    except Exception as exc:
+        raise AssertionError(f"audit page shows: {page.locator('main').inner_text()!r}") from exc
     checks.get_by_text("First visit").wait_for()
     assert checks.locator("li.bad").count() == 0, checks.inner_text()
     assert page.locator("#audit tbody tr").count() >= 2  # hub.started, key.enrolled, owner.login...
@@ -69,6 +74,26 @@ def test_audit_log_verified_in_the_browser_and_rollback_noticed(make_hub: Any, c
     # Next visit, unchanged log: consistent.
     page.reload()
     checks.get_by_text("Consistent with the checkpoint this browser saw").wait_for()
+    # The log grows (a failed login is audited) and the hub signs a new checkpoint: the browser checks
+    # the hub's RFC 9162 consistency proof from the size it saw to the new signed root.
+    page.request.post(hub.url + "/api/v1/session/login", data=json.dumps({"password": "not the password"}),
+                      headers={"Content-Type": "application/json"})  # fmt: skip
+    with urllib.request.urlopen(hub.url + "/api/v1/audit/checkpoint", timeout=10) as res:
+        grown = int(res.read().decode().split("\n")[1])
+    assert grown > seen["size"]
+    page.reload()
+    checks.get_by_text("RFC 9162 consistency proof").wait_for()
+    assert checks.locator("li.bad").count() == 0, checks.inner_text()
+    seen = json.loads(page.evaluate("localStorage.getItem('camhub.audit.seen')"))
+    assert seen["size"] == grown
+    # What this browser saw at size 1 is not a prefix of this log: the proof fails, a fork is shown.
+    page.evaluate(
+        "s => localStorage.setItem('camhub.audit.seen', s)",
+        json.dumps({**seen, "size": 1, "root": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}),
+    )
+    page.reload()
+    checks.get_by_text("FORK").wait_for()
+    page.evaluate("s => localStorage.setItem('camhub.audit.seen', s)", json.dumps(seen))
     # The browser once saw a longer log: the hub's is now shorter, i.e. rolled back.
     page.evaluate(
         "s => localStorage.setItem('camhub.audit.seen', s)", json.dumps({**seen, "size": seen["size"] + 50})
@@ -98,3 +123,34 @@ def test_owner_confirms_the_hubs_clock_from_settings(make_hub: Any, context: Any
     page.locator("#clock-state").filter(has_text="confirmed for this boot").wait_for()
     assert page.locator("#clock").count() == 0
     assert page.request.get(hub.url + "/api/v1/owner/settings").json()["clock_synced"] is True
+
+
+def test_browser_merkle_code_agrees_with_the_hub(make_hub: Any, context: Any) -> None:
+    """The page's RFC 9162 code (lib/merkle.js), run in Chromium, against the hub's own tree."""
+    leaves = [leaf_hash(f"entry {i}".encode()) for i in range(33)]
+    tree = MerkleTree(leaves)
+    b64 = lambda h: base64.b64encode(h).decode()  # noqa: E731
+    cases = [
+        {"m": m, "n": n, "old": b64(tree.root(m)), "new": b64(tree.root(n)),
+         "proof": [b64(h) for h in tree.consistency_proof(m, n)]}
+        for n in range(1, 34) for m in range(1, n + 1)
+    ]  # fmt: skip
+    hub = make_hub()
+    page = context.new_page()
+    page.goto(hub.url + "/")
+    result = page.evaluate(
+        """async ({cases, leaves}) => {
+          const m = await import("/ui/lib/merkle.js");
+          const { unb64 } = await import("/ui/lib/b64.js");
+          let good = 0, forged = 0;
+          for (const c of cases) {
+            const proof = c.proof.map(unb64);
+            if (await m.verifyConsistency(c.m, c.n, unb64(c.old), unb64(c.new), proof)) good++;
+            if (c.m < c.n && await m.verifyConsistency(c.m, c.n, unb64(c.new), unb64(c.new), proof)) forged++;
+          }
+          const root = await m.treeHash(leaves.map(unb64));
+          return { good, forged, root: m.b64(root) };
+        }""",
+        {"cases": cases, "leaves": [b64(h) for h in leaves]},
+    )
+    assert result == {"good": len(cases), "forged": 0, "root": b64(tree.root(33))}

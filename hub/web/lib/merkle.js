@@ -59,3 +59,38 @@ export async function verifyCheckpoint(cp, hubJwk, hubId) {
 }
 
 export { b64 };
+
+// RFC 9162 §2.1.4.2: verify that the tree of `second` leaves (root secondHash) extends the tree of
+// `first` leaves (root firstHash), given the consistency proof `path` (list of 32-byte hashes).
+export async function verifyConsistency(first, second, firstHash, secondHash, path) {
+  if (first === second) return path.length === 0 && sameBytes(firstHash, secondHash);
+  if (first < 1 || first > second || path.length === 0) return false;
+  let proof = path;
+  if ((first & (first - 1)) === 0) proof = [firstHash, ...path]; // step 2: first is a power of 2
+  let fn = first - 1;
+  let sn = second - 1;
+  while (fn & 1) { // step 4
+    fn >>= 1;
+    sn >>= 1;
+  }
+  let fr = proof[0];
+  let sr = proof[0];
+  for (const c of proof.slice(1)) {
+    if (sn === 0) return false;
+    if (fn & 1 || fn === sn) {
+      fr = await nodeHash(c, fr);
+      sr = await nodeHash(c, sr);
+      if (!(fn & 1)) {
+        while (!(fn & 1) && fn !== 0) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else {
+      sr = await nodeHash(sr, c);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  return sameBytes(fr, firstHash) && sameBytes(sr, secondHash) && sn === 0;
+}

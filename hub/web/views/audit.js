@@ -5,9 +5,9 @@
 import * as api from "../lib/api.js";
 import { h, replace } from "../lib/dom.js";
 import { thumbprint } from "../lib/keys.js";
-import { b64, leafHash, parseCheckpoint, sameBytes, treeHash, verifyCheckpoint } from "../lib/merkle.js";
+import { b64, leafHash, parseCheckpoint, sameBytes, treeHash, verifyCheckpoint, verifyConsistency } from "../lib/merkle.js";
 import { fmtDateTime } from "../lib/time.js";
-import { utf8 } from "../lib/b64.js";
+import { unb64, utf8 } from "../lib/b64.js";
 
 const SEEN_KEY = "camhub.audit.seen";
 
@@ -25,6 +25,24 @@ async function loadAll() {
 function summarize(data) {
   const text = JSON.stringify(data);
   return text.length > 140 ? `${text.slice(0, 140)}…` : text;
+}
+
+// Does the log now extend what this browser saw? Prefer the hub's RFC 9162 consistency proof
+// against the new signed root (O(log n)); where that route is not offered to this page, recompute
+// the old root from the entries. Returns how it was shown, or null when it is not consistent.
+async function consistentWithSeen(seen, cp, leaves) {
+  const seenRoot = unb64(seen.root);
+  if (cp && seen.size > 0 && cp.size >= seen.size) {
+    try {
+      const res = await api.get(`/api/v1/audit/consistency?${api.query({ from: seen.size, to: cp.size })}`);
+      const proof = res.consistency_proof.map(unb64);
+      return (await verifyConsistency(seen.size, cp.size, seenRoot, cp.root, proof)) ? "RFC 9162 consistency proof" : null;
+    } catch (err) {
+      if (!(err instanceof api.ApiError) || err.status === 401) throw err;
+      // Not offered here (e.g. loopback-only): fall through to recomputing from the entries.
+    }
+  }
+  return b64(await treeHash(leaves, 0, seen.size)) === seen.root ? "recomputed from the entries" : null;
 }
 
 export async function render(root, ctx) {
@@ -78,10 +96,10 @@ export async function render(root, ctx) {
     } else if (seen.size > leaves.length) {
       add(false, `ROLLBACK: only ${leaves.length} entries, but this browser saw ${seen.size}`);
     } else {
-      const oldRoot = await treeHash(leaves, 0, seen.size);
-      const ok = b64(oldRoot) === seen.root;
+      const how = await consistentWithSeen(seen, cp, leaves);
+      const ok = how !== null;
       add(ok, ok
-        ? `Consistent with the checkpoint this browser saw on ${fmtDateTime(new Date(seen.at))} (${seen.size} entries)`
+        ? `Consistent with the checkpoint this browser saw on ${fmtDateTime(new Date(seen.at))} (${seen.size} entries; ${how})`
         : `FORK: the first ${seen.size} entries differ from what this browser saw on ${fmtDateTime(new Date(seen.at))}`);
       if (ok && cp) localStorage.setItem(SEEN_KEY, JSON.stringify({ hub_id: hubId, size: cp.size, root: cp.rootB64, at: Date.now() }));
     }
