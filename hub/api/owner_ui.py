@@ -285,7 +285,10 @@ def _requests_snapshot(conn: Any, now: float) -> list[dict[str, Any]]:
                 preview.append(
                     {
                         "camera": camera,
-                        "segments": [{"id": s.id, "start": s.start_at, "end": s.end_at} for s in segs[:200]],
+                        "segments": [
+                            {"id": s.id, "start": s.start_at, "end": s.end_at, "bytes": s.bytes}
+                            for s in segs[:2000]
+                        ],
                         "bytes": sum(s.bytes for s in segs),
                     }
                 )

@@ -111,6 +111,7 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     start, end = t0 + 1, t0 + 4
     card.get_by_label("From").fill(_local_input(start))
     card.get_by_label("To").fill(_local_input(end))
+    card.get_by_text("(3 s; 2 recorded segment(s)").wait_for()  # the summary follows the narrowed range
     card.get_by_role("button", name="Approve narrower").click()
     page.locator("#inbox-flash").filter(has_text="Approved for Springfield PD (case 2026-000123)").wait_for()
     page.locator("#grants tbody tr").filter(has_text="2026-000123").wait_for(timeout=10_000)

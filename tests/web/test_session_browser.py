@@ -101,3 +101,15 @@ def test_login_is_rate_limited(make_hub: Any) -> None:
     status, body = _status(url, "POST", json.dumps({"password": PASSWORD}).encode(), headers)
     assert (status, body["error"]) == (429, "rate_limited")  # even the right password waits
     assert re.search(r"try again in \d+ s", body["detail"])
+
+
+def test_a_changed_hub_identity_is_flagged(make_hub: Any, context: Any) -> None:
+    hub = make_hub()
+    page = context.new_page()
+    page.goto(hub.url + "/")
+    page.get_by_role("button", name="Log in").wait_for()
+    assert page.evaluate("localStorage.getItem('camhub.hub_id')") == hub.daemon.hub_id  # pinned on first use
+    # Another box answering at this address (or the hub's key replaced) is shown before anything is signed.
+    page.evaluate("localStorage.setItem('camhub.hub_id', 'a-different-hub-id-seen-before')")
+    page.reload()
+    page.get_by_role("alert").filter(has_text="this hub's identity changed").wait_for()

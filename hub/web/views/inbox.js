@@ -89,7 +89,13 @@ function decisionForm(r, hubId, canSign, onDone) {
     if (scope.kind === "live") return `Will allow ${who} a livestream of ${scope.cameras.join(", ")} for up to ${fmtDuration(scope.live_max_seconds)}.`;
     const s = new Date(scope.start);
     const e = new Date(scope.end);
-    return `Will send ${who}: ${scope.cameras.join(", ")} from ${fmtDateTime(s)} to ${fmtDateTime(e)} (${fmtDuration((e - s) / 1000)}).`;
+    // What the recordings hold in that range (the hub cuts at keyframes, so up to a GOP more at each end).
+    const lo = s.getTime() / 1000;
+    const hi = e.getTime() / 1000;
+    const segs = r.preview.filter((p) => scope.cameras.includes(p.camera)).flatMap((p) => p.segments.filter((x) => x.end > lo && x.start < hi));
+    const bytes = segs.reduce((n, x) => n + x.bytes, 0);
+    const footage = segs.length ? `${segs.length} recorded segment(s), about ${fmtBytes(bytes)}` : "no recorded footage: nothing would leave";
+    return `Will send ${who}: ${scope.cameras.join(", ")} from ${fmtDateTime(s)} to ${fmtDateTime(e)} (${fmtDuration((e - s) / 1000)}; ${footage}).`;
   }
 
   function updateSummary() {
