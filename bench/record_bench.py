@@ -101,9 +101,26 @@ async def worker(urls: list[str], out: Path, relay: bool) -> None:
 
 async def start_sim(n: int) -> tuple[asyncio.subprocess.Process, list[dict[str, object]]]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "firmware_sim.cli", "--cameras", str(n), "--rtsp-port", "0",
-        "--control-port", "0", "--no-mdns", "--width", "1920", "--height", "1080", "--fps", "15",
-        "--gop", "30", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "firmware_sim.cli",
+        "--cameras",
+        str(n),
+        "--rtsp-port",
+        "0",
+        "--control-port",
+        "0",
+        "--no-mdns",
+        "--width",
+        "1920",
+        "--height",
+        "1080",
+        "--fps",
+        "15",
+        "--gop",
+        "30",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.stdout is not None
@@ -136,22 +153,49 @@ async def scenario(
     hub_dir.mkdir()
     ff_dir.mkdir()
     hub = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.record_bench", "--worker", str(hub_dir), *(["--relay"] if relay else []),
+        sys.executable,
+        "-m",
+        "bench.record_bench",
+        "--worker",
+        str(hub_dir),
+        *(["--relay"] if relay else []),
         *urls,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     ffmpegs = []
     for i, url in enumerate(urls):
         (ff_dir / f"cam{i}").mkdir()
-        ffmpegs.append(await asyncio.create_subprocess_exec(
-            "ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url, "-c", "copy",
-            "-f", "segment", "-segment_time", str(SEGMENT_S), "-segment_format", "mp4",
-            "-segment_format_options", f"movflags={FMP4}", "-reset_timestamps", "1",
-            str(ff_dir / f"cam{i}" / "%05d.mp4"),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        ))
+        ffmpegs.append(
+            await asyncio.create_subprocess_exec(
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-rtsp_transport",
+                "tcp",
+                "-i",
+                url,
+                "-c",
+                "copy",
+                "-f",
+                "segment",
+                "-segment_time",
+                str(SEGMENT_S),
+                "-segment_format",
+                "mp4",
+                "-segment_format_options",
+                f"movflags={FMP4}",
+                "-reset_timestamps",
+                "1",
+                str(ff_dir / f"cam{i}" / "%05d.mp4"),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        )
     try:
         await asyncio.sleep(warmup_s)  # RTSP setup and probing take 2-3 s; not part of recording
         pids = {"hub": [hub.pid], "ffmpeg": [p.pid for p in ffmpegs]}
@@ -225,14 +269,18 @@ async def drive(smoke: bool) -> dict[str, object]:
 
 
 def table(result: dict[str, object]) -> str:
-    rows = ["cams | hub | hub CPU s/cam·s | ffmpeg CPU s/cam·s | ratio | hub RSS MiB | "
-            "ffmpeg RSS MiB (sum) | hub segs | ffmpeg segs",
-            "---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---:"]
+    rows = [
+        "cams | hub | hub CPU s/cam·s | ffmpeg CPU s/cam·s | ratio | hub RSS MiB | "
+        "ffmpeg RSS MiB (sum) | hub segs | ffmpeg segs",
+        "---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---:",
+    ]
     for s in result["scenarios"]:  # type: ignore[attr-defined]
         h, f = s["hub"], s["ffmpeg"]
-        rows.append(f"{s['cameras']} | {s['hub_mode']} | {h['cpu_s_per_cam_s']:.4f} | {f['cpu_s_per_cam_s']:.4f} | "
-                    f"{s['cpu_ratio']} | {h['rss_mib']} | {f['rss_mib']} | {h.get('segments')} | "
-                    f"{f['segments']}")
+        rows.append(
+            f"{s['cameras']} | {s['hub_mode']} | {h['cpu_s_per_cam_s']:.4f} | {f['cpu_s_per_cam_s']:.4f} | "
+            f"{s['cpu_ratio']} | {h['rss_mib']} | {f['rss_mib']} | {h.get('segments')} | "
+            f"{f['segments']}"
+        )
     return "\n".join(rows)
 
 

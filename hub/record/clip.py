@@ -91,8 +91,14 @@ class Clip:
 
 
 def export_clip_sync(
-    recordings_dir: Path, store: Store, camera_id: str, start: float, end: float, out_path: Path,
-    *, verify: bool = True,
+    recordings_dir: Path,
+    store: Store,
+    camera_id: str,
+    start: float,
+    end: float,
+    out_path: Path,
+    *,
+    verify: bool = True,
 ) -> Clip:
     """Blocking; call from a worker thread (uses `store.run_sync`)."""
     if end <= start:
@@ -142,18 +148,40 @@ def export_clip_sync(
             tmp.unlink()
         raise
     clip = Clip(
-        out_path, camera_id, (start, end), writer.start_wall, writer.end_wall,
-        writer.end_wall - writer.start_wall, writer.packets, first.codec, first.width, first.height,
-        used, [g for g in gaps if g.end_at >= writer.start_wall and g.start_at <= writer.end_wall],
+        out_path,
+        camera_id,
+        (start, end),
+        writer.start_wall,
+        writer.end_wall,
+        writer.end_wall - writer.start_wall,
+        writer.packets,
+        first.codec,
+        first.width,
+        first.height,
+        used,
+        [g for g in gaps if g.end_at >= writer.start_wall and g.start_at <= writer.end_wall],
     )
-    log.info("clip %s: %s %.3f–%.3f (%d segments, %d packets)", out_path, camera_id,
-             clip.start_at, clip.end_at, len(used), clip.packets)
+    log.info(
+        "clip %s: %s %.3f–%.3f (%d segments, %d packets)",
+        out_path,
+        camera_id,
+        clip.start_at,
+        clip.end_at,
+        len(used),
+        clip.packets,
+    )
     return clip
 
 
 async def export_clip(
-    recordings_dir: Path, store: Store, camera_id: str, start: float, end: float, out_path: Path,
-    *, verify: bool = True,
+    recordings_dir: Path,
+    store: Store,
+    camera_id: str,
+    start: float,
+    end: float,
+    out_path: Path,
+    *,
+    verify: bool = True,
 ) -> Clip:
     """Export [start, end] of `camera_id` to `out_path` (see module docstring), in a worker thread."""
     return await asyncio.to_thread(

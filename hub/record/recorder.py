@@ -84,7 +84,11 @@ class Recorder:
         self.camera_id = camera_id
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"camhub-rec-{camera_id}")
         self._segmenter = Segmenter(
-            camera_id, Path(recordings_dir), store, segment_s=segment_s, max_drift_s=max_drift_s,
+            camera_id,
+            Path(recordings_dir),
+            store,
+            segment_s=segment_s,
+            max_drift_s=max_drift_s,
             finalizer=self._executor,
         )
         self._finalize_timeout_s = finalize_timeout_s
@@ -103,8 +107,15 @@ class Recorder:
     def stats(self) -> RecorderStats:
         s = self._segmenter.stats
         return RecorderStats(
-            self.camera_id, self._online, s.segments, s.bytes, s.packets, s.dropped_packets, s.gaps,
-            s.last_frame_at, self._last_error,
+            self.camera_id,
+            self._online,
+            s.segments,
+            s.bytes,
+            s.packets,
+            s.dropped_packets,
+            s.gaps,
+            s.last_frame_at,
+            self._last_error,
         )
 
     async def run(self, source: PacketSource, on_packet: PacketSink | None = None) -> None:
@@ -241,8 +252,11 @@ class Recorder:
         except TimeoutError:
             # The worker thread is stuck (e.g. a hung disk). Leave it: the segment stays a `.part`
             # file that recovery turns into a segment at the next start.
-            log.error("%s: finalizing the segment took over %.1f s; left for recovery",
-                      self.camera_id, self._finalize_timeout_s)
+            log.error(
+                "%s: finalizing the segment took over %.1f s; left for recovery",
+                self.camera_id,
+                self._finalize_timeout_s,
+            )
         except Exception:
             log.exception("%s: finalizing the segment failed; left for recovery", self.camera_id)
 

@@ -158,12 +158,21 @@ def recover_partials(recordings_dir: Path, store: Store) -> list[RecoveryOutcome
                 store.run_sync(
                     q.insert_segment,
                     q.NewSegment(
-                        _camera_of(rel), start, start + probed.duration_s, size, sha, probed.codec,
-                        probed.width, probed.height, final_rel, recovered=True,
+                        _camera_of(rel),
+                        start,
+                        start + probed.duration_s,
+                        size,
+                        sha,
+                        probed.codec,
+                        probed.width,
+                        probed.height,
+                        final_rel,
+                        recovered=True,
                     ),
                 )
                 outcome = RecoveryOutcome(
-                    final_rel, "recovered",
+                    final_rel,
+                    "recovered",
                     f"{fragments} fragments, {probed.packets} packets, {probed.duration_s:.3f} s;"
                     f" dropped {cut} bytes of an unfinished fragment",
                 )
@@ -199,8 +208,16 @@ def reconcile(recordings_dir: Path, store: Store) -> list[RecoveryOutcome]:
         store.run_sync(
             q.insert_segment,
             q.NewSegment(
-                _camera_of(Path(rel)), start, start + probed.duration_s, size, sha, probed.codec,
-                probed.width, probed.height, rel, recovered=True,
+                _camera_of(Path(rel)),
+                start,
+                start + probed.duration_s,
+                size,
+                sha,
+                probed.codec,
+                probed.width,
+                probed.height,
+                rel,
+                recovered=True,
             ),
         )
         outcomes.append(RecoveryOutcome(rel, "indexed", "file had no index row"))

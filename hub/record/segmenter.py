@@ -115,7 +115,9 @@ class SegmenterStats:
 class _OpenSegment:
     """The segment being written: its muxer and the timestamps needed to close it."""
 
-    def __init__(self, path: Path, relpath: str, params: CodecParams, start_at: float, first: MediaPacket) -> None:
+    def __init__(
+        self, path: Path, relpath: str, params: CodecParams, start_at: float, first: MediaPacket
+    ) -> None:
         self.path = path
         self.relpath = relpath
         self.params = params
@@ -131,7 +133,9 @@ class _OpenSegment:
             str(path), "w", format="mp4", options={"movflags": FMP4_MOVFLAGS, "flush_packets": "1"}
         )
         try:
-            self.stream = self.container.add_mux_stream(params.codec, width=params.width, height=params.height)
+            self.stream = self.container.add_mux_stream(
+                params.codec, width=params.width, height=params.height
+            )
             self.stream.time_base = params.time_base
         except BaseException:
             self.container.close()
@@ -287,8 +291,12 @@ class Segmenter:
             drift_to = max(pkt.arrival, start)
             if drift_to > start:
                 self._record_gap(start, drift_to, "clock_drift")
-            log.log(logging.INFO if drift_to > start else logging.DEBUG,
-                    "%s: re-anchoring timeline (drift %.3f s)", self.camera_id, pkt.arrival - start)
+            log.log(
+                logging.INFO if drift_to > start else logging.DEBUG,
+                "%s: re-anchoring timeline (drift %.3f s)",
+                self.camera_id,
+                pkt.arrival - start,
+            )
             start = drift_to
             self._anchor = (start, pkt.pts, pkt.time_base)
         relpath = segment_relpath(self.camera_id, start)
@@ -339,8 +347,15 @@ class Segmenter:
             self.store.run_sync(
                 q.insert_segment,
                 q.NewSegment(
-                    self.camera_id, seg.start_at, max(end, seg.start_at), size, sha, seg.params.codec,
-                    seg.params.width, seg.params.height, seg.relpath,
+                    self.camera_id,
+                    seg.start_at,
+                    max(end, seg.start_at),
+                    size,
+                    sha,
+                    seg.params.codec,
+                    seg.params.width,
+                    seg.params.height,
+                    seg.relpath,
                 ),
             )
         except Exception as exc:

@@ -68,8 +68,18 @@ _SEGMENT_COLS = (
 
 def _segment(row: sqlite3.Row) -> Segment:
     return Segment(
-        row["id"], row["camera_id"], row["start_at"], row["end_at"], row["duration_s"], row["bytes"],
-        row["sha256"], row["codec"], row["width"], row["height"], row["path"], bool(row["recovered"]),
+        row["id"],
+        row["camera_id"],
+        row["start_at"],
+        row["end_at"],
+        row["duration_s"],
+        row["bytes"],
+        row["sha256"],
+        row["codec"],
+        row["width"],
+        row["height"],
+        row["path"],
+        bool(row["recovered"]),
     )
 
 
@@ -81,8 +91,20 @@ def insert_segment(conn: sqlite3.Connection, seg: NewSegment) -> int:
     cur = conn.execute(
         "INSERT INTO segments (camera_id, start_at, end_at, duration_s, bytes, sha256, codec, width,"
         " height, path, recovered, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (seg.camera_id, seg.start_at, seg.end_at, seg.duration_s, seg.bytes, seg.sha256, seg.codec,
-         seg.width, seg.height, seg.path, int(seg.recovered), time.time()),
+        (
+            seg.camera_id,
+            seg.start_at,
+            seg.end_at,
+            seg.duration_s,
+            seg.bytes,
+            seg.sha256,
+            seg.codec,
+            seg.width,
+            seg.height,
+            seg.path,
+            int(seg.recovered),
+            time.time(),
+        ),
     )
     assert cur.lastrowid is not None
     return cur.lastrowid
@@ -90,8 +112,7 @@ def insert_segment(conn: sqlite3.Connection, seg: NewSegment) -> int:
 
 def insert_gap(conn: sqlite3.Connection, camera_id: str, start_at: float, end_at: float, reason: str) -> int:
     cur = conn.execute(
-        "INSERT INTO recording_gaps (camera_id, start_at, end_at, reason, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO recording_gaps (camera_id, start_at, end_at, reason, created_at) VALUES (?, ?, ?, ?, ?)",
         (camera_id, start_at, max(start_at, end_at), reason, time.time()),
     )
     assert cur.lastrowid is not None
@@ -151,7 +172,10 @@ def oldest_segments(
 
 
 def segments_ended_before(
-    conn: sqlite3.Connection, camera_id: str, before: float, after: tuple[float, int] | None = None,
+    conn: sqlite3.Connection,
+    camera_id: str,
+    before: float,
+    after: tuple[float, int] | None = None,
     limit: int = 500,
 ) -> list[Segment]:
     """One camera's segments that ended before `before`, oldest first, keyset-paged like above."""

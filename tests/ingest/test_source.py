@@ -36,7 +36,7 @@ def test_small_regression_is_nudged_large_jump_flagged() -> None:
     assert fix.fix(0, 0, PERIOD) == (0, 0, True)  # camera reboot: timestamps restart
 
 
-@given(st.lists(st.one_of(st.none(), st.integers(-10**6, 10**9)), min_size=1, max_size=200))
+@given(st.lists(st.one_of(st.none(), st.integers(-(10**6), 10**9)), min_size=1, max_size=200))
 def test_dts_strictly_increases_within_a_run(stamps: list[int | None]) -> None:
     fix = TimestampFixer(TB, max_jump_s=2.0)
     last = None
@@ -50,7 +50,9 @@ def test_dts_strictly_increases_within_a_run(stamps: list[int | None]) -> None:
 
 def test_parameter_set_detection() -> None:
     sps, pps, idr = b"\x67\x42\xc0\x0c", b"\x68\xce\x0f\xc8", b"\x65\x88\x84"
-    assert has_parameter_sets(b"\x00\x00\x00\x01" + sps + b"\x00\x00\x01" + pps + b"\x00\x00\x01" + idr, "h264")
+    assert has_parameter_sets(
+        b"\x00\x00\x00\x01" + sps + b"\x00\x00\x01" + pps + b"\x00\x00\x01" + idr, "h264"
+    )
     assert not has_parameter_sets(b"\x00\x00\x00\x01" + idr, "h264")
     hevc_vps = bytes([32 << 1, 1])
     assert has_parameter_sets(b"\x00\x00\x00\x01" + hevc_vps, "hevc")

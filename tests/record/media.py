@@ -15,15 +15,22 @@ from hub.ingest.rtsp import FileSource
 from hub.ingest.source import CodecParams, MediaPacket
 
 
-def make_h264(path: Path, *, seconds: float = 4.0, fps: int = 15, gop: int = 15, width: int = 320,
-              height: int = 240) -> Path:
+def make_h264(
+    path: Path, *, seconds: float = 4.0, fps: int = 15, gop: int = 15, width: int = 320, height: int = 240
+) -> Path:
     """An MP4 with a moving bar, keyframe every `gop` frames, no B-frames (like a camera)."""
     frames = round(seconds * fps)
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = width, height, "yuv420p"
-        s.options = {"g": str(gop), "keyint_min": str(gop), "bf": "0", "preset": "ultrafast",
-                     "tune": "zerolatency", "sc_threshold": "0"}
+        s.options = {
+            "g": str(gop),
+            "keyint_min": str(gop),
+            "bf": "0",
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "sc_threshold": "0",
+        }
         for i in range(frames):
             img = np.full((height, width, 3), 40, np.uint8)
             x = (i * 7) % max(1, width - 16)
@@ -66,16 +73,35 @@ class Probe:
 
 def ffprobe(path: Path) -> Probe:
     proc = subprocess.run(
-        ["ffprobe", "-v", "error", "-count_frames", "-show_entries",
-         "stream=codec_name,width,height,nb_read_frames:format=duration", "-of", "json", str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames:format=duration",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     if proc.returncode != 0:
         return Probe(False, proc.stderr, 0, 0.0, 0, 0, "")
     data = json.loads(proc.stdout)
     st = data["streams"][0]
-    return Probe(proc.stderr.strip() == "", proc.stderr, int(st.get("nb_read_frames", 0)),
-                 float(data["format"].get("duration", 0.0)), st["width"], st["height"], st["codec_name"])
+    return Probe(
+        proc.stderr.strip() == "",
+        proc.stderr,
+        int(st.get("nb_read_frames", 0)),
+        float(data["format"].get("duration", 0.0)),
+        st["width"],
+        st["height"],
+        st["codec_name"],
+    )
 
 
 @dataclass(frozen=True)
@@ -92,5 +118,8 @@ def file_packets(path: Path) -> list[FilePacket]:
     with av.open(str(path)) as c:
         st = c.streams.video[0]
         tb = Fraction(st.time_base.numerator, st.time_base.denominator)
-        return [FilePacket(bytes(p), p.pts, p.dts, p.is_keyframe, p.duration or 0, tb)
-                for p in c.demux(st) if p.size]
+        return [
+            FilePacket(bytes(p), p.pts, p.dts, p.is_keyframe, p.duration or 0, tb)
+            for p in c.demux(st)
+            if p.size
+        ]

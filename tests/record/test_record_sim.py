@@ -93,7 +93,9 @@ async def test_two_cameras_with_drop_and_resolution_change(tmp_path: Path, store
         assert (probe.width, probe.height) == (r.width, r.height)
     for a, b in itertools.pairwise(rows1):
         assert b.start_at >= a.end_at - 1e-6
-        gap_between = [g for g in gaps1 if abs(g.start_at - a.end_at) < 1e-6 and abs(g.end_at - b.start_at) < 1e-6]
+        gap_between = [
+            g for g in gaps1 if abs(g.start_at - a.end_at) < 1e-6 and abs(g.end_at - b.start_at) < 1e-6
+        ]
         assert abs(b.start_at - a.end_at) < 1 / FPS or gap_between, "time between segments without a gap row"
 
 

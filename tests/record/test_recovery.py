@@ -48,7 +48,9 @@ def _record_then_kill(media: Path, recordings: Path, db: Path) -> None:
     """Run the writer process until a segment is half written, then SIGKILL it."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.record.crash_writer", str(media), str(recordings), str(db)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 60
@@ -79,7 +81,9 @@ async def test_kill_9_mid_segment_then_recover(tmp_path: Path, clip_short_gop: P
         before = await store.run(q.segments_between, "cam", 0, 1e12)
         assert len(before) >= 2
         outcomes = await recover(recordings, store)
-        assert {o.path for o in outcomes} >= {str(p.relative_to(recordings)).removesuffix(".part") for p in partials}
+        assert {o.path for o in outcomes} >= {
+            str(p.relative_to(recordings)).removesuffix(".part") for p in partials
+        }
         assert not _leftover_parts(recordings)
         after = await store.run(q.segments_between, "cam", 0, 1e12)
         # Every segment completed before the crash is intact and still indexed.
@@ -176,7 +180,11 @@ async def test_reconcile_index_with_disk(tmp_path: Path, store: Store, clip_320:
     after = {r.path: r for r in await store.run(q.segments_between, "cam", 0, 1e12)}
     assert gone.path not in after
     again = after[unindexed.path]
-    assert (again.start_at, again.sha256, again.bytes) == (unindexed.start_at, unindexed.sha256, unindexed.bytes)
+    assert (again.start_at, again.sha256, again.bytes) == (
+        unindexed.start_at,
+        unindexed.sha256,
+        unindexed.bytes,
+    )
     assert abs(again.end_at - unindexed.end_at) < 1e-6
     (gap,) = await store.run(q.gaps_between, "cam", 0, 1e12)
     assert (gap.reason, gap.start_at, gap.end_at) == ("missing", gone.start_at, gone.end_at)

@@ -41,8 +41,9 @@ async def test_quota_deletes_oldest_first_across_cameras(tmp_path: Path, store: 
         assert not any((tmp_path / s.path).exists() for s in chunk)  # audited once really gone
         batches.append([s.id for s in chunk])
 
-    deleted = await enforce(store, tmp_path, RetentionPolicy(quota_bytes=5500), now=T0 + 100, batch=2,
-                            on_batch=audit)
+    deleted = await enforce(
+        store, tmp_path, RetentionPolicy(quota_bytes=5500), now=T0 + 100, batch=2, on_batch=audit
+    )
     assert [s.id for s in deleted] == [s.id for s in segs[:5]]
     assert batches == [[segs[0].id, segs[1].id], [segs[2].id, segs[3].id], [segs[4].id]]
     assert await store.run(q.total_bytes) == 5000
@@ -90,8 +91,11 @@ async def test_max_age_per_camera(tmp_path: Path, store: Store) -> None:
     policy = RetentionPolicy(max_age_s={"a": 15.0, "b": 1000.0}, default_max_age_s=19.0)
     deleted = await enforce(store, tmp_path, policy, now=now)
     # a: ended before now-15 = T0+15 -> starts T0, T0+4, T0+8 (end T0+12); c: before T0+11 -> T0, T0+4.
-    expected = {(s.camera_id, s.start_at) for s in segs if
-                (s.camera_id == "a" and s.end_at < now - 15) or (s.camera_id == "c" and s.end_at < now - 19)}
+    expected = {
+        (s.camera_id, s.start_at)
+        for s in segs
+        if (s.camera_id == "a" and s.end_at < now - 15) or (s.camera_id == "c" and s.end_at < now - 19)
+    }
     assert {(s.camera_id, s.start_at) for s in deleted} == expected
     assert len(expected) == 5 and not any(s.camera_id == "b" for s in deleted)
 
@@ -100,7 +104,10 @@ async def test_min_free_percent(tmp_path: Path, store: Store) -> None:
     segs = await _populate(store, tmp_path, [("a", T0 + 4 * i) for i in range(6)])
     # 100 kB disk with 8 kB free; 10 % must be free: free 2 kB more = the two oldest segments.
     deleted = await enforce(
-        store, tmp_path, RetentionPolicy(min_free_percent=10.0), now=T0,
+        store,
+        tmp_path,
+        RetentionPolicy(min_free_percent=10.0),
+        now=T0,
         disk=lambda _p: DiskUsage(total=100_000, free=8_000),
     )
     assert [s.id for s in deleted] == [s.id for s in segs[:2]]
@@ -113,12 +120,18 @@ async def test_twenty_thousand_segments_use_the_indexes(tmp_path: Path, store: S
         with transaction(conn):  # type: ignore[arg-type]
             for i in range(n):
                 cam = ("front", "back")[i % 2]
-                q.insert_segment(conn, q.NewSegment(  # type: ignore[arg-type]
-                    cam, T0 + 2 * i, T0 + 2 * i + 2, 1000, "0" * 64, "h264", 320, 240, f"{cam}/d/{i}.mp4"))
+                q.insert_segment(
+                    conn,
+                    q.NewSegment(  # type: ignore[arg-type]
+                        cam, T0 + 2 * i, T0 + 2 * i + 2, 1000, "0" * 64, "h264", 320, 240, f"{cam}/d/{i}.mp4"
+                    ),
+                )
 
     await store.run(fill)
     # Quota selection pages through the oldest-first index and stops as soon as enough is chosen.
-    chosen = await store.run(select_for_deletion, RetentionPolicy(quota_bytes=(n - 1500) * 1000), [], T0 + 1e6)
+    chosen = await store.run(
+        select_for_deletion, RetentionPolicy(quota_bytes=(n - 1500) * 1000), [], T0 + 1e6
+    )
     assert len(chosen) == 1500 and chosen[0].start_at == T0 and chosen[-1].start_at == T0 + 2 * 1499
     # A day's timeline (1 h here) is a range seek on (camera_id, start_at), not a scan.
     day = await store.run(q.segments_between, "front", T0 + 3601, T0 + 7200)
@@ -138,13 +151,19 @@ def _plans(conn: object) -> dict[str, str]:
             ("front", "front", 1.0, 1.0, 2.0),
         ),
         "oldest_segments": (
-            "SELECT * FROM segments WHERE (start_at, id) > (?, ?) ORDER BY start_at, id LIMIT ?", (1.0, 1, 500)),
+            "SELECT * FROM segments WHERE (start_at, id) > (?, ?) ORDER BY start_at, id LIMIT ?",
+            (1.0, 1, 500),
+        ),
         "segments_ended_before": (
             "SELECT * FROM segments WHERE camera_id = ? AND start_at < ? AND end_at < ?"
-            " AND (start_at, id) > (?, ?) ORDER BY start_at, id LIMIT ?", ("front", 1.0, 1.0, 0.0, 0, 500)),
+            " AND (start_at, id) > (?, ?) ORDER BY start_at, id LIMIT ?",
+            ("front", 1.0, 1.0, 0.0, 0, 500),
+        ),
         "gaps_between": (
             "SELECT * FROM recording_gaps WHERE camera_id = ? AND start_at <= ? AND end_at >= ?"
-            " ORDER BY start_at, id", ("front", 2.0, 1.0)),
+            " ORDER BY start_at, id",
+            ("front", 2.0, 1.0),
+        ),
     }
     out = {}
     for name, (sql, args) in queries.items():

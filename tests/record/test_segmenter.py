@@ -125,9 +125,7 @@ async def test_out_of_band_parameter_sets(tmp_path: Path, store: Store, clip_320
     ps = b"".join(b"\x00\x00\x00\x01" + n for n in _annexb_nals(pkts[0].data) if n[0] & 0x1F in (7, 8))
     assert ps
     oob = dataclasses.replace(params, extradata=ps)
-    stripped = [
-        dataclasses.replace(p, data=_strip_param_sets(p.data), params=oob) for p in _arrive(pkts)
-    ]
+    stripped = [dataclasses.replace(p, data=_strip_param_sets(p.data), params=oob) for p in _arrive(pkts)]
     assert all(b"\x00\x00\x01\x67" not in p.data and b"\x00\x00\x01\x68" not in p.data for p in stripped)
     seg = Segmenter("cam", tmp_path, store, segment_s=4.0)
     await _write_all(seg, stripped)
