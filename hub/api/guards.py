@@ -18,7 +18,6 @@ class Guard(StrEnum):
     PAIRING_CODE = "pairing_code"  # the one-time pairing code (§1)
     OWNER_JWS = "owner_jws"  # the body is a JWS signed by an enrolled owner key (§3)
     OWNER_SESSION = "owner_session"  # an owner session on the LAN (hub/api/session.py)
-    LOOPBACK = "loopback"  # only from the box itself (127.0.0.1 / ::1)
     AGENCY_SIGNATURE = "agency_signature"  # RFC 9421 signature of a trusted agency (§2)
     AGENCY_GATE = "agency_signature+gate"  # ... and gate.check() at send time (§4)
     CAMERA_TOKEN = "camera_token"  # a camera's own WHIP bearer token (media flows in, not out)
@@ -42,9 +41,9 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("POST", "/api/v1/owner/enroll"): RouteGuard(Guard.PAIRING_CODE),
     ("POST", "/api/v1/decisions"): RouteGuard(Guard.OWNER_JWS),
     ("POST", "/api/v1/owner/clock"): RouteGuard(Guard.OWNER_JWS),
-    ("GET", "/api/v1/audit/checkpoint"): RouteGuard(Guard.LOOPBACK),
-    ("GET", "/api/v1/audit/proof"): RouteGuard(Guard.LOOPBACK),
-    ("GET", "/api/v1/audit/consistency"): RouteGuard(Guard.LOOPBACK),
+    ("GET", "/api/v1/audit/checkpoint"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/audit/proof"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/audit/consistency"): RouteGuard(Guard.OWNER_SESSION),
     # hub/api/agency.py
     ("POST", "/api/agency/v1/requests"): RouteGuard(Guard.AGENCY_SIGNATURE),
     ("GET", "/api/agency/v1/requests/{id}"): RouteGuard(Guard.AGENCY_SIGNATURE),

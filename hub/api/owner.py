@@ -3,24 +3,24 @@
     POST /api/v1/owner/enroll       pairing code   first owner key `{"pairing_code","public_jwk","name"}` → 201 {"kid"}
     POST /api/v1/decisions          owner JWS      every owner decision, `application/jose` → 201 {"decision_id","request_id"?}
     POST /api/v1/owner/clock        owner JWS      confirm the hub's clock (§6; see hub/consent/clock.py)
-    GET  /api/v1/audit/checkpoint   loopback       the latest signed checkpoint (C2SP signed note, text/plain)
-    GET  /api/v1/audit/proof        loopback       ?seq=N&size=M → RFC 9162 inclusion proof
-    GET  /api/v1/audit/consistency  loopback       ?from=A&to=B → RFC 9162 consistency proof
+    GET  /api/v1/audit/checkpoint   owner session  the latest signed checkpoint (C2SP signed note, text/plain)
+    GET  /api/v1/audit/proof        owner session  ?seq=N&size=M → RFC 9162 inclusion proof
+    GET  /api/v1/audit/consistency  owner session  ?from=A&to=B → RFC 9162 consistency proof
 
 (declared in `hub/api/guards.py`). The signature is the authentication for decisions: no session is
-needed (§1). The audit routes are owner-session routes in the protocol; until the session guard is
-wired to them they answer only requests from the box itself (127.0.0.1 / ::1), so on the LAN nobody
-reads the log through them. The owner web UI reads entries through its own session route.
+needed (§1). Only the owner reads the log (§5: a decline is recorded, but only the owner can read it),
+so the audit routes sit behind the owner session like the web UI's own routes — from the box itself
+too: a local user of the machine is not the owner.
 """
 
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 
 from aiohttp import web
 
+from hub.api.session import require_owner
 from hub.consent import decisions, owners
 from hub.consent.clock_confirm import confirm_clock
 from hub.consent.errors import ConsentError
@@ -65,15 +65,6 @@ async def post_clock(request: web.Request) -> web.Response:
     return web.json_response(result, status=201)
 
 
-def _require_loopback(request: web.Request) -> None:
-    try:
-        loopback = ipaddress.ip_address((request.remote or "").split("%")[0]).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        raise ConsentError("forbidden", "the audit routes answer only on the box itself for now", 403)
-
-
 def _int_param(request: web.Request, name: str) -> int:
     value = request.query.get(name, "")
     if not value.isdigit() or len(value) > 18:
@@ -86,7 +77,6 @@ def _b64(items: list[bytes]) -> list[str]:
 
 
 async def audit_checkpoint(request: web.Request) -> web.Response:
-    _require_loopback(request)
     audit = _consent(request).audit
     latest = await _consent(request).store.run(audit_q.latest_checkpoint)
     # The latest checkpoint of the whole log: sign one now if entries were appended since the last.
@@ -95,7 +85,6 @@ async def audit_checkpoint(request: web.Request) -> web.Response:
 
 
 async def audit_proof(request: web.Request) -> web.Response:
-    _require_loopback(request)
     audit = _consent(request).audit
     seq, size = _int_param(request, "seq"), _int_param(request, "size")
     if not seq < size <= audit.size:
@@ -113,7 +102,6 @@ async def audit_proof(request: web.Request) -> web.Response:
 
 
 async def audit_consistency(request: web.Request) -> web.Response:
-    _require_loopback(request)
     audit = _consent(request).audit
     old, new = _int_param(request, "from"), _int_param(request, "to")
     if not 0 < old <= new <= audit.size:
@@ -132,6 +120,6 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/v1/owner/enroll", enroll)
     app.router.add_post("/api/v1/decisions", post_decision)
     app.router.add_post("/api/v1/owner/clock", post_clock)
-    app.router.add_get("/api/v1/audit/checkpoint", audit_checkpoint)
-    app.router.add_get("/api/v1/audit/proof", audit_proof)
-    app.router.add_get("/api/v1/audit/consistency", audit_consistency)
+    app.router.add_get("/api/v1/audit/checkpoint", require_owner(audit_checkpoint))
+    app.router.add_get("/api/v1/audit/proof", require_owner(audit_proof))
+    app.router.add_get("/api/v1/audit/consistency", require_owner(audit_consistency))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-import urllib.request
 from typing import Any
 
 import pytest
@@ -56,9 +55,10 @@ def test_audit_log_verified_in_the_browser_and_rollback_noticed(make_hub: Any, c
     hub = make_hub(password=False)
     page = context.new_page()
     onboard(page, hub)
-    # A checkpoint over the log so far (the consent engineer's loopback route signs one if none).
-    with urllib.request.urlopen(hub.url + "/api/v1/audit/checkpoint", timeout=10) as res:
-        assert res.read().startswith(f"camhub/{hub.daemon.hub_id}\n".encode())
+    # A checkpoint over the log so far (the §5 owner-session route signs one if none is current);
+    # page.request carries this browser's session cookie.
+    res = page.request.get(hub.url + "/api/v1/audit/checkpoint")
+    assert res.ok and res.text().startswith(f"camhub/{hub.daemon.hub_id}\n")
     page.goto(hub.url + "/#/audit")
     checks = page.locator("ul.checks")
     try:
@@ -78,8 +78,7 @@ def test_audit_log_verified_in_the_browser_and_rollback_noticed(make_hub: Any, c
     # the hub's RFC 9162 consistency proof from the size it saw to the new signed root.
     page.request.post(hub.url + "/api/v1/session/login", data=json.dumps({"password": "not the password"}),
                       headers={"Content-Type": "application/json"})  # fmt: skip
-    with urllib.request.urlopen(hub.url + "/api/v1/audit/checkpoint", timeout=10) as res:
-        grown = int(res.read().decode().split("\n")[1])
+    grown = int(page.request.get(hub.url + "/api/v1/audit/checkpoint").text().split("\n")[1])
     assert grown > seen["size"]
     page.reload()
     checks.get_by_text("RFC 9162 consistency proof").wait_for()
