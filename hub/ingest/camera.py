@@ -117,6 +117,9 @@ class CameraRuntime:
                 error = f"{exc.code}: {exc}"
             finally:
                 self.connected = False
+            # The next run's first packets may not follow the cached GOP (a rebooted camera can restart
+            # its timestamps higher, which the relay cannot detect): viewers resume at a keyframe.
+            self.relay.mark_break()
             healthy = time.monotonic() - started > HEALTHY_AFTER_S
             self.reconnects += 1
             self.last_error = error
