@@ -4,3 +4,21 @@ Every scenario measures camhub against a reference in the same run (e.g. `ffmpeg
 table, and writes `bench/results/<name>.json`. `python -m bench` runs them all and writes
 `bench/results/latest.json` and `bench/results/latest.md`.
 """
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+RESULTS_ENV = "CAMHUB_BENCH_RESULTS"
+
+
+def results_dir() -> Path:
+    """Where scenario JSON goes: `$CAMHUB_BENCH_RESULTS` if set (smoke runs, CI), else bench/results.
+
+    Smoke runs write elsewhere so a CI run never overwrites the committed full-run figures.
+    """
+    override = os.environ.get(RESULTS_ENV)
+    path = Path(override) if override else Path(__file__).resolve().parent / "results"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -24,19 +24,19 @@ import statistics
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyrage import x25519
 
+from bench import results_dir
 from hub import config as config_mod
 from hub.consent import httpsig, jws, pairing, rfc3339
 from hub.consent.keys import jwk_thumbprint, okp_public_jwk
 from hub.daemon import running_hub
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = results_dir()
 
 
 class Bench:

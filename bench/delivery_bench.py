@@ -23,7 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from bench import results_dir
+
+RESULTS = results_dir()
 TARGET_X_REALTIME = 50.0
 TARGET_RSS_MIB = 64.0
 

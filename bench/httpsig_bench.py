@@ -16,13 +16,13 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from bench import results_dir
 from hub.consent import httpsig, jws
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = results_dir()
 TARGET_PER_S = 2000.0
 NOW = 1_800_000_000
 BODY = json.dumps(

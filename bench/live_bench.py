@@ -45,7 +45,9 @@ from typing import Any
 
 import aiohttp
 
-RESULTS = Path(__file__).resolve().parent / "results" / "live.json"
+from bench import results_dir
+
+RESULTS = results_dir() / "live.json"
 LOOPBACK = ["127.0.0.1"]
 
 

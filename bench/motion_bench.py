@@ -29,9 +29,10 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from bench import results_dir
 from hub.events.motion import MotionConfig, MotionDetector, MotionRunner, Transition
 
-RESULTS = Path(__file__).resolve().parent / "results" / "motion.json"
+RESULTS = results_dir() / "motion.json"
 TARGET_CORE_FRACTION = 0.10
 # The sim's frame stamp (top) and clock overlay (bottom) change every frame; owners mask overlays.
 OVERLAY_MASKS = (

@@ -36,7 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "record.json"
+from bench import results_dir
+
+RESULTS = results_dir() / "record.json"
 SEGMENT_S = 4.0
 FMP4 = "frag_keyframe+empty_moov+default_base_moof"
 

@@ -28,7 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results" / "sim.json"
+from bench import results_dir
+
+RESULTS = results_dir() / "sim.json"
 
 
 def cpu_seconds(pid: int) -> float:
