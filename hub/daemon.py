@@ -98,11 +98,14 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
             raise StartupError(f"cannot listen on {http_host}:{config.hub.port}: {exc.strerror}") from exc
         host, port = _bound_address(runner, config)
         services.base_url = f"http://{_url_host(host)}:{port}"
+        # What the LAN is told: the HTTPS site when there is one (plain HTTP listens on loopback only,
+        # so advertising its port to other machines would point them at nothing).
+        advertised = ("http", port)
         if config.https_port is not None:
-            await _start_https(runner, config)
+            advertised = ("https", await _start_https(runner, config))
 
         if config.discovery.enabled:
-            services.discovery = await _start_discovery(config, hub_key.hub_id, port)
+            services.discovery = await _start_discovery(config, hub_key.hub_id, *advertised)
             if services.discovery is not None:
                 stack.push_async_callback(services.discovery.stop)
 
@@ -113,7 +116,8 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
         log.info("camhub stopping")
 
 
-async def _start_https(runner: web.AppRunner, config: Config) -> None:
+async def _start_https(runner: web.AppRunner, config: Config) -> int:
+    """Serve the app over TLS with the hub's local CA; the bound port."""
     addresses = [config.hub.bind, *config.hub.ice_addresses]
     if ipaddress.ip_address(config.hub.bind).is_unspecified:
         # Bound to every interface: the certificate names every address a phone may reach it at.
@@ -136,13 +140,15 @@ async def _start_https(runner: web.AppRunner, config: Config) -> None:
     log.warning(
         "owner UI https url=https://%s.local:%s/ ca_sha256=%s", config.hub.name, port, files.ca_sha256
     )
+    return int(port)
 
 
-async def _start_discovery(config: Config, hub_id: str, port: int) -> Discovery | None:
+async def _start_discovery(config: Config, hub_id: str, scheme: str, port: int) -> Discovery | None:
     interfaces = list(config.discovery.interfaces) or None
     discovery = Discovery(
         hub_id=hub_id if config.discovery.advertise else None,
         hub_port=port if config.discovery.advertise else None,
+        hub_scheme=scheme,
         hub_name=config.hub.name,
         interfaces=interfaces,
         browse=config.discovery.browse,

@@ -99,6 +99,7 @@ class Discovery:
         *,
         hub_id: str | None = None,
         hub_port: int | None = None,
+        hub_scheme: str = "https",
         hub_name: str = "camhub",
         interfaces: Sequence[str] | None = None,
         advertise_addresses: Sequence[str] | None = None,
@@ -108,6 +109,7 @@ class Discovery:
             raise ValueError("advertising the hub needs both hub_id and hub_port")
         self._hub_id = hub_id
         self._hub_port = hub_port
+        self._hub_scheme = hub_scheme
         self._hub_name = hub_name
         self._interfaces = list(interfaces) if interfaces is not None else None
         self._advertise_addresses = list(advertise_addresses) if advertise_addresses else None
@@ -198,7 +200,7 @@ class Discovery:
             HUB_SERVICE,
             f"{instance}.{HUB_SERVICE}",
             port=self._hub_port,
-            properties={"hub_id": self._hub_id, "api": "/api/v1"},
+            properties={"hub_id": self._hub_id, "api": "/api/v1", "scheme": self._hub_scheme},
             parsed_addresses=addresses,
             server=f"{label}.local.",
         )

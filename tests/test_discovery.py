@@ -135,6 +135,7 @@ async def test_hub_advertisement_is_browsable_with_hub_id(advertiser: AsyncZeroc
             info = AsyncServiceInfo(HUB_SERVICE, name)
             assert await info.async_request(advertiser.zeroconf, 3000)
             assert info.properties[b"hub_id"] == hub_id.encode()
+            assert info.properties[b"scheme"] == b"https"  # plain HTTP is loopback-only: not for the LAN
             assert info.port == 8443
             assert info.parsed_addresses() == ["127.0.0.1"]
             # The host name is the hub's name as a DNS label: https://front-porch.local resolves.
