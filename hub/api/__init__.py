@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api import agency, errors, live, owner, owner_ui, public, session
+from hub.api import agency, errors, live, owner, owner_ui, public, session, snapshot
 from hub.ingest import whip
 from hub.services import SERVICES, Services
 
@@ -27,5 +27,6 @@ def make_app(services: Services) -> web.Application:
     agency.setup(app)  # consent: RFC 9421 signed agency API; media only through gate.check
     if services.cameras is not None:
         live.setup(app, services.cameras.relays)  # WHEP: agency (gate) and owner (session) live view
+        snapshot.setup(app, services.cameras.relays)  # owner: JPEG/MJPEG stills when WebRTC fails
         whip.setup(app, services.cameras.whip)  # cameras that push WebRTC (per-camera bearer token)
     return app

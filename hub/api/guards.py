@@ -54,6 +54,9 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("DELETE", "/api/agency/v1/live/{grant_id}/{session_id}"): RouteGuard(Guard.AGENCY_SIGNATURE),
     ("POST", "/api/v1/owner/cameras/{camera_id}/whep"): RouteGuard(Guard.OWNER_SESSION, media=True),
     ("DELETE", "/api/v1/owner/live/{session_id}"): RouteGuard(Guard.OWNER_SESSION),
+    # hub/api/snapshot.py: the owner's live-view fallback without WebRTC (stills of the live stream)
+    ("GET", "/api/v1/owner/cameras/{camera_id}/snapshot.jpg"): RouteGuard(Guard.OWNER_SESSION, media=True),
+    ("GET", "/api/v1/owner/cameras/{camera_id}/mjpeg"): RouteGuard(Guard.OWNER_SESSION, media=True),
     # hub/ingest/whip.py: cameras pushing their stream to the hub
     ("POST", "/api/v1/cameras/{camera_id}/whip"): RouteGuard(Guard.CAMERA_TOKEN),
     ("DELETE", "/api/v1/cameras/{camera_id}/whip/{session_id}"): RouteGuard(Guard.CAMERA_TOKEN),

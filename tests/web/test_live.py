@@ -173,26 +173,3 @@ def test_revoke_in_the_browser_cuts_an_agency_livestream(
     assert result["last_frame_at"] < clicked + 1.5, result["last_frame_at"] - clicked
     after = _agency("status", "--url", hub.url, "--key", key_dir, "--", asked["id"])
     assert after["status"] == "closed"
-
-
-def test_live_view_falls_back_to_recent_recordings_without_webrtc(
-    make_hub: Any, browser: Any, sim_camera: dict[str, Any]
-) -> None:
-    recording = _camera_config(sim_camera).replace("record = false", "record = true")
-    hub = make_hub(password=True, extra=recording, hub_keys='ice_addresses = ["127.0.0.1"]')
-    ctx = browser.new_context(timezone_id="UTC")
-    # A browser (or policy) without WebRTC.
-    ctx.add_init_script("delete window.RTCPeerConnection;")
-    try:
-        page = ctx.new_page()
-        login(page, hub.url)
-        page.goto(hub.url + "/#/live")
-        sel = f"video[data-camera='{sim_camera['camera']}']"
-        page.wait_for_function(
-            f"""() => {{ const v = document.querySelector("{sel}");
-                return v && v.src.includes('/api/v1/owner/segments/') && v.readyState >= 2 && v.currentTime > 0.2; }}""",
-            timeout=30_000,
-        )
-        page.get_by_text("delayed view (recorded").wait_for()
-    finally:
-        ctx.close()

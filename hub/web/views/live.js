@@ -6,6 +6,8 @@ import { h, notice, replace } from "../lib/dom.js";
 
 const MAX_AUTO = 4; // cameras started automatically; more start on demand (a Pi relays, it does not transcode, but the LAN has limits)
 const ICE_WAIT_MS = 1500;
+const SNAPSHOT_MS = 1000; // the hub caches a still for 1 s: asking faster gets the same picture
+const SNAPSHOT_RETRY_MS = 3000;
 
 function gatheringDone(pc) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
@@ -27,9 +29,11 @@ class LiveTile {
     this.location = null;
     this.state = h("span", { class: "live-state muted", "aria-live": "polite" }, "stopped");
     this.video = h("video", { autoplay: true, muted: true, playsinline: true, "aria-label": `Live view of ${camera.name}`, dataset: { camera: camera.id } });
+    this.snapshot = h("img", { class: "snapshot", hidden: true, alt: `Live still of ${camera.name}`, dataset: { camera: camera.id } });
+    this.badge = h("span", { class: "badge snapshot-mode", hidden: true, title: "WebRTC is unavailable: showing a still about every second" }, "snapshot mode");
     this.button = h("button", { type: "button", class: "secondary", onclick: () => (this.pc || this.fallbackOn ? this.stop() : this.start()) }, "Start");
     this.el = h("article", { class: "card live-tile", dataset: { camera: camera.id } },
-      h("h2", {}, h("span", {}, camera.name), this.state), this.video, h("div", { class: "actions" }, this.button));
+      h("h2", {}, h("span", {}, camera.name), this.badge, this.state), this.video, this.snapshot, h("div", { class: "actions" }, this.button));
   }
 
   setState(text) {
@@ -81,48 +85,45 @@ class LiveTile {
     }
   }
 
-  // Without WebRTC (blocked by a browser policy or a network that drops UDP), play the newest
-  // recorded segments instead: plain HTTP, a few seconds behind, no transcoding on the hub.
+  // Without WebRTC (a browser or policy without it, or ICE that fails on this network), show stills
+  // of the live stream instead: the hub decodes one keyframe about every second, shared by every
+  // viewer, and only while someone watches (hub/ingest/snapshot.py).
   async fallback(reason) {
     this.fallbackOn = true;
     this.button.textContent = "Stop";
-    let lastId = null;
-    const next = async () => {
-      if (!this.fallbackOn) return;
-      const now = Date.now() / 1000;
-      let seg = null;
-      try {
-        const tl = await api.get(`/api/v1/owner/timeline?${api.query({ camera: this.camera.id, start: now - 300, end: now + 60 })}`);
-        // First the newest segment; after that, each next one in order as it is written.
-        seg = lastId === null ? tl.segments.at(-1) || null : tl.segments.find((s) => s.id > lastId) || null;
-      } catch {
-        seg = null;
-      }
-      if (!this.fallbackOn) return;
-      if (!seg) {
-        this.setState("delayed view: waiting for the next recording");
-        this.fallbackTimer = setTimeout(next, 1000);
-        return;
-      }
-      lastId = seg.id;
-      this.video.srcObject = null;
-      this.video.src = `/api/v1/owner/segments/${seg.id}.mp4`;
-      this.video.play().catch(() => {});
-      this.setState(`delayed view (recorded, ${Math.max(0, Math.round(now - seg.start))} s behind)`);
+    this.video.hidden = true;
+    this.snapshot.hidden = false;
+    this.badge.hidden = false;
+    let n = 0;
+    const next = (delay) => {
+      clearTimeout(this.fallbackTimer);
+      this.fallbackTimer = setTimeout(() => {
+        if (this.fallbackOn) this.snapshot.src = `/api/v1/owner/cameras/${encodeURIComponent(this.camera.id)}/snapshot.jpg?n=${++n}`;
+      }, delay);
     };
-    this.onEnded = () => next();
-    this.video.addEventListener("ended", this.onEnded);
-    console.info(`live view falls back to recordings: ${reason?.message || reason}`);
-    await next();
+    this.snapshot.onload = () => {
+      if (!this.fallbackOn) return;
+      this.setState(`a still about every second (${new Date().toLocaleTimeString()})`);
+      next(SNAPSHOT_MS);
+    };
+    this.snapshot.onerror = () => {
+      if (!this.fallbackOn) return;
+      this.setState("the camera sends no picture; retrying");
+      next(SNAPSHOT_RETRY_MS);
+    };
+    console.info(`live view falls back to snapshots: ${reason?.message || reason}`);
+    this.setState("loading a still…");
+    next(0);
   }
 
   stopFallback() {
     this.fallbackOn = false;
     clearTimeout(this.fallbackTimer);
-    if (this.onEnded) this.video.removeEventListener("ended", this.onEnded);
-    this.onEnded = null;
-    this.video.pause();
-    this.video.removeAttribute("src");
+    this.snapshot.onload = this.snapshot.onerror = null;
+    this.snapshot.removeAttribute("src");
+    this.snapshot.hidden = true;
+    this.badge.hidden = true;
+    this.video.hidden = false;
   }
 
   stop() {

@@ -1,0 +1,92 @@
+"""The owner's live-view fallback without WebRTC: JPEG stills of a camera's live stream.
+
+    GET /api/v1/owner/cameras/{camera_id}/snapshot.jpg   owner session   the latest still (≤ 1 s old)
+    GET /api/v1/owner/cameras/{camera_id}/mjpeg          owner session   multipart/x-mixed-replace stream
+
+Both are the owner's own live picture on the LAN (PROTOCOL §4 exempts it from the egress gate; it is
+declared OWNER_SESSION + media in `hub/api/guards.py`). Unknown camera → 404 `not_found`; a camera
+that sends no picture → 503 `camera_offline`. Responses are `no-store`: a still must not outlive the
+session in a shared device's cache. Decoding is in `hub/ingest/snapshot.py`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from hub.api.session import require_owner
+from hub.errors import HubError, NotFound
+from hub.ingest.relay import RelayHub
+from hub.ingest.snapshot import SnapshotError, Snapshots, SnapshotSource
+from hub.services import SERVICES
+
+SNAPSHOTS = web.AppKey("snapshots", Snapshots)
+BOUNDARY = "camhubframe"
+# An MJPEG response ends after this long; a viewer that still watches reconnects. Bounds the work
+# a forgotten tab can cause.
+MJPEG_MAX_S = 30 * 60
+
+
+class CameraOffline(HubError):
+    code = "camera_offline"
+    status = 503
+
+
+def _source(request: web.Request) -> SnapshotSource:
+    camera = request.match_info["camera_id"]
+    cameras = request.app[SERVICES].cameras
+    if cameras is None or camera not in cameras.runtimes:
+        raise NotFound("no such camera")
+    source = request.app[SNAPSHOTS].source(camera)
+    if source is None:
+        raise CameraOffline("the camera is not streaming")
+    return source
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    source = _source(request)
+    try:
+        snap = await source.get()
+    except SnapshotError as exc:
+        raise CameraOffline(f"the camera sent no picture: {exc}") from exc
+    return web.Response(
+        body=snap.jpeg,
+        content_type="image/jpeg",
+        headers={"Cache-Control": "no-store", "X-Snapshot-Seq": str(snap.seq)},
+    )
+
+
+async def mjpeg(request: web.Request) -> web.StreamResponse:
+    source = _source(request)
+    try:
+        snap = await source.get()
+    except SnapshotError as exc:
+        raise CameraOffline(f"the camera sent no picture: {exc}") from exc
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+            "Cache-Control": "no-store",
+        }
+    )
+    await response.prepare(request)
+    ends_at = time.monotonic() + MJPEG_MAX_S
+    try:
+        while time.monotonic() < ends_at:
+            head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(snap.jpeg)}\r\n\r\n"
+            await response.write(head.encode("ascii") + snap.jpeg + b"\r\n")
+            snap = await source.get(newer_than=snap.seq)
+    except (SnapshotError, ConnectionResetError):
+        pass  # the camera went away or the viewer left: end the stream
+    return response
+
+
+def setup(app: web.Application, relays: RelayHub) -> None:
+    app[SNAPSHOTS] = Snapshots(relays)
+    app.router.add_get("/api/v1/owner/cameras/{camera_id}/snapshot.jpg", require_owner(snapshot))
+    app.router.add_get("/api/v1/owner/cameras/{camera_id}/mjpeg", require_owner(mjpeg))
+
+    async def close(app: web.Application) -> None:
+        await app[SNAPSHOTS].close()
+
+    app.on_shutdown.append(close)
