@@ -11,9 +11,10 @@ The agency URL is the one `GET /api/agency/v1/requests/{id}` returns in `"live":
 signed URL carries `?camera=<id>` (RFC 9421 then covers it through `@query`).
 
 Agency path, in order: RFC 9421 verification (`requests.authenticate`, audited on failure) → the
-grant named in the URL must be this agency's live grant → `gate.check(kind="live")` at connect time,
-which must answer with that very grant → answer the offer → audit `egress.live.start` and write a
-checkpoint. The session then ends at `min(not_after, start + live_max_seconds)`, and its watchdog
+grant named in the URL must be this agency's live grant → `gate.check(kind="live", grant_id=…)` at
+connect time, judged on that grant alone, which opens its `live_max_seconds` window at the first
+connection → answer the offer → audit `egress.live.start` and write a checkpoint. The session then
+ends at `min(not_after, first connection + live_max_seconds)` — reconnecting buys no time — and its watchdog
 calls `gate.check` again every ≤ 0.5 s; the consent service's `grant_listeners` also trigger an
 immediate re-check after any revoke, revoke-key or remove-agency. Every end is audited
 (`egress.live.end`, with the reason) and followed by a checkpoint (PROTOCOL §5).
@@ -123,20 +124,20 @@ def _not_found() -> ConsentError:
 
 
 async def _live_grant(
-    consent: ConsentService, keyid: str, grant_id: str, camera: str | None
+    consent: ConsentService, keyid: str, grant_id: str, camera: str | None, *, connect: bool = False
 ) -> q.GrantRecord:
-    """The gate's answer for this URL's grant now, or a ConsentError (404 or 403)."""
+    """The gate's answer for this URL's grant now, or a ConsentError (404 or 403). `connect` opens
+    the grant's live_max_seconds window at its first connection (the watchdog's rechecks do not)."""
     grant = await consent.store.run(q.grant, grant_id[:128])
     if grant is None or grant.recipient != keyid or grant.kind != "live":
         raise _not_found()
     camera = camera or grant.cameras[0]
     if camera not in grant.cameras:
         raise _not_found()
-    allowed = await gate.check(consent.store, keyid, camera, None, None, kind="live", now=consent.now())
-    if allowed.id != grant.id:
-        # The gate matched another live grant of this agency; this URL's grant is not the one allowed.
-        raise gate.EgressDenied("not_permitted", "this approval does not allow the stream now", 403)
-    return allowed
+    return await gate.check(
+        consent.store, keyid, camera, None, None, kind="live", now=consent.now(), grant_id=grant.id,
+        start_live=connect,
+    )  # fmt: skip
 
 
 async def post_agency_live(request: web.Request) -> web.StreamResponse:
@@ -150,7 +151,7 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
     try:
         if request.content_type != SDP:
             raise ConsentError("unsupported_media_type", "Content-Type must be application/sdp", 415)
-        grant = await _live_grant(consent, keyid, grant_id, request.query.get("camera"))
+        grant = await _live_grant(consent, keyid, grant_id, request.query.get("camera"), connect=True)
     except ConsentError as exc:
         await requests.reject(consent, msg, exc, keyid)
         raise
@@ -160,10 +161,7 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
         exc = ConsentError("camera_unavailable", "the camera is not streaming", 503)
         await requests.reject(consent, msg, exc, keyid)
         raise exc
-    now = time.time()
-    not_after = grant.not_after
-    if grant.live_max_seconds is not None:
-        not_after = min(not_after, now + grant.live_max_seconds)
+    not_after = grant.ends_at  # not_after, or the end of the live_max_seconds window opened above
 
     async def recheck() -> None:
         await _live_grant(consent, keyid, grant_id, camera)

@@ -9,7 +9,8 @@ verified, see `decisions.py`) and refuses unless all of these hold at that insta
 - a grant for exactly that recipient exists, of the same kind (`clip` / `live`);
 - the grant is not revoked (owner `revoke`, `remove-agency`, or `revoke-key` of the approving key),
   and the owner key that approved it is still enrolled and unrevoked;
-- `not_after` is later than now;
+- `not_after` is later than now, and for a livestream whose window opened (its first connection),
+  fewer than `live_max_seconds` have passed since: reconnecting does not buy more time;
 - the camera is one of the grant's cameras and, for clips, [start, end] lies inside the grant's range;
 - for a delivery fetch, the delivery belongs to that grant and fewer than `max_fetches` fetches were
   taken (the fetch is counted in the same transaction, so two parallel fetches cannot both take the
@@ -25,7 +26,7 @@ Every path that sends bytes off the box, and how it reaches the gate:
 | `GET /api/agency/v1/deliveries/{id}` (`hub/api/agency.py` → `deliveries.open_for_fetch`) | age-encrypted clip delivery | RFC 9421 agency signature, then `gate.check(kind="clip", delivery_id=…, take_fetch=True)` before the first byte and `take_fetch=False` again between chunks, so a revoke stops a transfer in flight |
 | `POST /api/agency/v1/requests`, `GET /api/agency/v1/requests/{id}` | request status and delivery URLs only, never media | RFC 9421 agency signature |
 | `GET /api/v1/hub`, `POST /api/v1/owner/enroll`, `POST /api/v1/decisions`, `POST /api/v1/owner/clock` | hub identity, ids, error codes; no media | public / pairing code / owner JWS |
-| `GET /api/v1/audit/*` | checkpoints and Merkle proofs; no media | loopback only (`hub/api/owner.py`) |
+| `GET /api/v1/audit/*` | checkpoints and Merkle proofs; no media | owner session (`hub/api/owner.py`) |
 | owner web UI media (`/api/v1/owner/segments/{id}.mp4`, `/api/v1/owner/events/{id}.jpg`, `hub/api/owner_ui.py`) | the owner's own footage to the owner | owner session on the LAN (`require_owner`), which §4 exempts from the gate |
 | `POST /api/agency/v1/live/{grant_id}` (WHEP, `hub/api/live.py`) | live camera media over WebRTC | RFC 9421 agency signature, then `gate.check(kind="live")` before answering the offer; the session's watchdog calls `gate.check` again every ≤ 0.5 s and at once on `ConsentService.grant_listeners` (revoke, revoke-key, remove-agency), and ends the peer connection when it refuses |
 | `DELETE /api/agency/v1/live/{grant_id}[/{session_id}]` | nothing (ends a session) | RFC 9421 agency signature |
@@ -78,7 +79,9 @@ def _check(
     end: float | None,
     kind: str,
     delivery_id: str | None,
+    grant_id: str | None,
     take_fetch: bool,
+    start_live: bool,
     now: float,
 ) -> q.GrantRecord:
     with transaction(conn):
@@ -90,6 +93,11 @@ def _check(
             if delivery is None or delivery.camera_id != camera:
                 raise _deny("not_permitted", "no such delivery for this camera")
             found = q.grant(conn, delivery.grant_id)
+            candidates = [found] if found is not None else []
+        elif grant_id is not None:
+            # A URL naming its grant is judged by that grant alone: another live grant of the same
+            # agency must neither allow it nor, expired, refuse it.
+            found = q.grant(conn, grant_id)
             candidates = [found] if found is not None else []
         else:
             candidates = q.live_grants_for(conn, recipient)
@@ -104,12 +112,15 @@ def _check(
             if grant.revoked_at is not None or approver is None or approver.revoked_at is not None:
                 refusal = refusal or _deny("grant_revoked", "the owner revoked this approval")
                 continue
-            if grant.not_after <= now:
-                refusal = refusal or _deny("grant_expired", "the approval's not_after has passed")
+            if grant.ends_at <= now:
+                refusal = refusal or _deny("grant_expired", "the approval's time is over")
                 continue
             if delivery_id is not None and take_fetch:
                 if q.count_fetch(conn, delivery_id, grant.max_fetches) is None:
                     raise _deny("fetch_limit_reached", f"this delivery was fetched {grant.max_fetches} times")
+            if start_live and kind == "live" and grant.live_started_at is None:
+                q.start_live_window(conn, grant.id, now)
+                return q.grant(conn, grant.id) or grant
             return grant
         assert refusal is not None
         raise refusal
@@ -125,12 +136,17 @@ async def check(
     kind: str,
     now: float,
     delivery_id: str | None = None,
+    grant_id: str | None = None,
     take_fetch: bool = False,
+    start_live: bool = False,
 ) -> q.GrantRecord:
     """Return the grant that allows sending `camera` [start, end] (`kind` clip or live) to the agency
     `recipient` now, or raise `EgressDenied` (403: `not_permitted`, `grant_revoked`,
     `grant_expired`, `fetch_limit_reached`). With `delivery_id` and `take_fetch`, one fetch of that
-    delivery is counted atomically with the check."""
+    delivery is counted atomically with the check. With `grant_id`, only that grant is considered;
+    with `start_live`, a livestream grant's `live_max_seconds` window opens now if it has not yet."""
     if kind not in ("clip", "live"):
         raise _deny("not_permitted", f"unknown egress kind {kind!r}")
-    return await store.run(_check, recipient, camera, start, end, kind, delivery_id, take_fetch, now)
+    return await store.run(
+        _check, recipient, camera, start, end, kind, delivery_id, grant_id, take_fetch, start_live, now
+    )

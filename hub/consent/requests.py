@@ -316,7 +316,7 @@ def agency_status(view: PollView, now: float) -> str:
         return "closed"
     grant = next((g for g in reversed(view.grants)), None)
     if grant is not None:
-        usable = grant.revoked_at is None and grant.not_after > now
+        usable = grant.revoked_at is None and grant.ends_at > now
         if grant.kind == "live":
             return "live" if usable else "closed"
         if any(d.grant_id == grant.id for d in view.deliveries):
@@ -352,6 +352,6 @@ async def poll(
         grant = view.grants[-1]
         out["live"] = {
             "url": f"{base_url}/api/agency/v1/live/{grant.id}",
-            "not_after": rfc3339.format(grant.not_after),
+            "not_after": rfc3339.format(grant.ends_at),
         }
     return out

@@ -68,6 +68,15 @@ class GrantRecord:
     not_after: float
     revoked_at: float | None
     approved_by: str  # owner kid that signed the approval
+    live_started_at: float | None = None  # first livestream connection the gate let through
+
+    @property
+    def ends_at(self) -> float:
+        """When the approval stops allowing egress: `not_after`, or for a livestream whose window has
+        opened, `live_max_seconds` after its first connection, whichever comes first."""
+        if self.live_started_at is not None and self.live_max_seconds is not None:
+            return min(self.not_after, self.live_started_at + self.live_max_seconds)
+        return self.not_after
 
 
 @dataclass(frozen=True)
@@ -281,7 +290,7 @@ def decision_jws(conn: sqlite3.Connection, decision_id: str) -> str | None:
 
 _GRANT_SELECT = (
     "SELECT g.id, g.request_id, g.recipient, g.kind, g.cameras, g.start_at, g.end_at, g.live_max_seconds,"
-    " g.max_fetches, g.not_after, g.revoked_at, d.kid AS approved_by"
+    " g.max_fetches, g.not_after, g.revoked_at, d.kid AS approved_by, g.live_started_at"
     " FROM grants g JOIN decisions d ON d.id = g.id"
 )
 
@@ -290,7 +299,7 @@ def _grant(row: sqlite3.Row) -> GrantRecord:
     return GrantRecord(
         row["id"], row["request_id"], row["recipient"], row["kind"], tuple(json.loads(row["cameras"])),
         row["start_at"], row["end_at"], row["live_max_seconds"], row["max_fetches"], row["not_after"],
-        row["revoked_at"], row["approved_by"],
+        row["revoked_at"], row["approved_by"], row["live_started_at"],
     )  # fmt: skip
 
 
@@ -303,6 +312,13 @@ def insert_grant(conn: sqlite3.Connection, g: GrantRecord) -> None:
             g.live_max_seconds, g.max_fetches, g.not_after,
         ),
     )  # fmt: skip
+
+
+def start_live_window(conn: sqlite3.Connection, grant_id: str, now: float) -> None:
+    """Open a livestream grant's window at its first connection; later calls change nothing."""
+    conn.execute(
+        "UPDATE grants SET live_started_at = ? WHERE id = ? AND live_started_at IS NULL", (now, grant_id)
+    )
 
 
 def grant(conn: sqlite3.Connection, grant_id: str) -> GrantRecord | None:

@@ -98,3 +98,52 @@ async def test_revoked_grant_and_removed_agency(store: Store) -> None:
     await _denied(store, "grant_revoked")
     await store.run(q.remove_agency, "pd", NOW, "d3")
     await _denied(store, "not_permitted")
+
+
+def _seed_live(c: sqlite3.Connection, grant_id: str, live_s: int, not_after: float) -> None:
+    rid = f"r-{grant_id}"
+    q.insert_request(
+        c, q.RequestRecord(rid, "pd", "0" * 64, "live", ("front",), None, None, live_s, NOW, NOW + 86400, "approved"),
+        b"{}",
+    )  # fmt: skip
+    q.insert_decision(c, grant_id, "approve", "owner", rid, "jws", NOW, NOW)
+    q.insert_grant(
+        c, q.GrantRecord(grant_id, rid, "pd", "live", ("front",), None, None, live_s, 1, not_after, None, "owner")
+    )  # fmt: skip
+
+
+async def test_live_window_is_total_not_per_connection(store: Store) -> None:
+    await store.run(_seed_live, "live1", 60, NOW + 3600)
+
+    async def live(now: float, *, connect: bool = False) -> q.GrantRecord:
+        return await gate.check(
+            store, "pd", "front", None, None, kind="live", now=now, grant_id="live1", start_live=connect
+        )
+
+    # Looking (a recheck, a poll) does not open the window; the first connection does, once.
+    assert (await live(NOW + 10)).live_started_at is None
+    first = await live(NOW + 100, connect=True)
+    assert first.live_started_at == NOW + 100 and first.ends_at == NOW + 160
+    again = await live(NOW + 150, connect=True)  # a reconnect keeps the first window
+    assert again.live_started_at == NOW + 100 and again.ends_at == NOW + 160
+    with pytest.raises(gate.EgressDenied) as info:
+        await live(NOW + 161, connect=True)
+    assert info.value.code == "grant_expired"
+
+
+async def test_a_url_is_judged_by_its_own_grant(store: Store) -> None:
+    # Two live grants of one agency: the used-up one must not refuse the other's URL, and the
+    # other must not let the used-up one's URL through.
+    await store.run(_seed_live, "spent", 10, NOW + 3600)
+    await store.run(_seed_live, "fresh", 600, NOW + 3600)
+    await gate.check(
+        store, "pd", "front", None, None, kind="live", now=NOW, grant_id="spent", start_live=True
+    )
+    later = NOW + 30
+    ok = await gate.check(
+        store, "pd", "front", None, None, kind="live", now=later, grant_id="fresh", start_live=True
+    )
+    assert ok.id == "fresh"
+    with pytest.raises(gate.EgressDenied) as info:
+        await gate.check(store, "pd", "front", None, None, kind="live", now=later, grant_id="spent")
+    assert info.value.code == "grant_expired"
