@@ -150,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         "reference_tar_age_seconds": None if ref_seconds is None else round(ref_seconds, 3),
         "targets": {"x_realtime": TARGET_X_REALTIME, "rss_growth_mib": TARGET_RSS_MIB},
         "meets_targets": x_realtime >= TARGET_X_REALTIME and rss_growth_mib < TARGET_RSS_MIB,
+        "target": f">= {TARGET_X_REALTIME:g}x realtime, RSS growth < {TARGET_RSS_MIB:g} MiB",
         "smoke": args.smoke,
     }
+    result["meets_target"] = result["meets_targets"]
     ref = "n/a" if ref_seconds is None else f"{ref_seconds:.2f} s"
     result["summary"] = (
         f"{minutes:g} min clip ({size / 2**20:.0f} MiB): {x_realtime:.0f}x realtime, "

@@ -49,6 +49,8 @@ from bench import results_dir
 
 RESULTS = results_dir() / "live.json"
 LOOPBACK = ["127.0.0.1"]
+TARGET_G2G_P95_MS = 500.0  # issue 7, on loopback
+TARGET_CUT_MS = 1000.0  # issue 7: revoke → livestream cut
 
 
 def cpu_seconds(pid: int) -> float:
@@ -360,7 +362,17 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(worker(args.worker))
         return 0
     result = asyncio.run(run(args.smoke))
+    g = result["glass_to_glass_ms"]
+    worst_cut = max(v["viewer_ended_ms"]["max"] for v in result["revoke_to_cut_ms"].values())
+    result["target"] = f"glass-to-glass p95 < {TARGET_G2G_P95_MS:g} ms, revoke→cut <= {TARGET_CUT_MS:g} ms"
+    result["meets_target"] = g["p95"] < TARGET_G2G_P95_MS and worst_cut <= TARGET_CUT_MS
+    result["summary"] = (
+        f"glass-to-glass p50 {g['p50']:.0f} ms, p95 {g['p95']:.0f} ms ({result['stream']}; RTSP leg p50 "
+        f"{result['rtsp_leg_ms']['p50']:.0f} ms); revoke→cut worst {worst_cut:.0f} ms; hub relay CPU "
+        f"{result['hub_cpu_percent_one_viewer']:.1f}% of a core"
+    )
     print(table(result))
+    print(result["summary"])
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2))
     return 0

@@ -1,6 +1,6 @@
 """Simulator cost: CPU seconds per camera-second while serving N 1080p15 streams.
 
-For each N (4 and 8; 1 and 2 with ``--smoke``) this starts ``camhub-sim`` with N cameras in its
+For each N (4 and 8; 1 with ``--smoke``) this starts ``camhub-sim`` with N cameras in its
 own process, connects one ``ffmpeg -rtsp_transport tcp -i URL -c copy -f null -`` client per
 camera (main stream), lets them warm up, then measures the sim process's CPU time
 (user+system, all threads, from /proc) over a fixed window. Clients' frame counts are
@@ -205,12 +205,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.smoke:
         args.width, args.height, args.fps, args.gop = 320, 180, 15, 15
-        args.streams, args.warmup_s, args.window_s, args.bitrates = [1, 2], 3.0, 3.0, [0]
+        args.streams, args.warmup_s, args.window_s, args.bitrates = [1], 2.0, 2.0, [0]
     else:
         args.width, args.height, args.fps, args.gop = 1920, 1080, 15, 30
         # The sim's own constant-quality stream, and a camera-like 3 Mbit/s CBR stream.
         args.streams, args.warmup_s, args.window_s, args.bitrates = [4, 8], 2.5, 7.0, [0, 3000]
     report = asyncio.run(main_async(args))
+    report["summary"] = "sim serving: " + ", ".join(
+        f"{r['streams']}x {r['bitrate_mode']} {r['cpu_s_per_camera_s']} CPU s/cam·s"
+        for r in report["results"]
+    )
     print(
         f"{'mode':>15} {'streams':>7} {'size':>10} {'window s':>8} {'sim CPU s':>9} {'CPU s/cam-s':>11} {'cores':>6} "
         f"{'client fps min/max':>18} {'kbit/s per stream':>17}"

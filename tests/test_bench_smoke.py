@@ -1,0 +1,79 @@
+"""`python -m bench --smoke` runs every scenario with tiny sizes, so the benchmark code cannot rot.
+
+No timing is asserted (a shared 2-core machine): only that every listed scenario ran to completion,
+wrote its JSON with the keys the table and readers use, and that nothing landed in bench/results/.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.__main__ import SCENARIOS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Keys each scenario's JSON must carry besides "summary" (and "target"/"meets_target" where named).
+EXPECTED: dict[str, set[str]] = {
+    "sim_bench": {"results"},
+    "record_bench": {"scenarios", "target", "meets_target"},
+    "motion_bench": {"runs", "detector_only", "target", "meets_target"},
+    "live_bench": {"glass_to_glass_ms", "revoke_to_cut_ms", "target", "meets_target"},
+    "httpsig_bench": {"verify_post_per_s", "raw_ed25519_verify_per_s", "target", "meets_target"},
+    "consent_flow_bench": {"accepted_requests_per_s", "poll_median_ms"},
+    "agency_bench": {
+        "concurrent_requests",
+        "approve_to_first_byte",
+        "from_same_run",
+        "target",
+        "meets_target",
+    },
+    "delivery_bench": {"x_realtime", "rss_growth_mib", "target", "meets_target"},
+    "retention_bench": {"eviction", "timeline"},
+}
+
+
+def test_every_scenario_runs_in_smoke_mode(tmp_path: Path) -> None:
+    committed = {p: p.stat().st_mtime_ns for p in (ROOT / "bench" / "results").glob("*.json")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--results", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert (tmp_path / "latest.json").exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert latest["smoke"] is True
+    scenarios = latest["scenarios"]
+    assert set(scenarios) == {name for name, _ in SCENARIOS} == set(EXPECTED)
+    for name, entry in scenarios.items():
+        assert entry["status"] == "ok", (name, entry, proc.stdout[-3000:])
+        result = entry["result"]
+        assert isinstance(result.get("summary"), str) and result["summary"], name
+        assert EXPECTED[name] <= set(result), (name, EXPECTED[name] - set(result))
+        if "meets_target" in result:
+            assert isinstance(result["meets_target"], bool), name
+    table = (tmp_path / "latest.md").read_text()
+    for name in EXPECTED:
+        assert f"| {name} | ok |" in table
+    assert proc.returncode == 0
+    # The smoke run wrote only to its own directory, never over the committed full-run figures.
+    assert {p: p.stat().st_mtime_ns for p in (ROOT / "bench" / "results").glob("*.json")} == committed
+
+
+def test_a_missing_scenario_fails_the_run(tmp_path: Path) -> None:
+    """A module listed in SCENARIOS but absent is a failure, not a silent gap in the table."""
+    code = (
+        "import sys, bench.__main__ as m;"
+        "m.SCENARIOS[:] = [('no_such_bench', 5)];"
+        f"sys.exit(m.main(['--smoke', '--results', {str(tmp_path)!r}]))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert latest["scenarios"] == {"no_such_bench": {"status": "missing"}}
+    assert "| no_such_bench | missing |" in (tmp_path / "latest.md").read_text()
