@@ -56,7 +56,11 @@ url = "rtsp://127.0.0.1:9/garage"
 """
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: the sync API keeps its event loop marked running in the main thread for
+# as long as it is open, and every asyncio test collected after it would then fail with "cannot be
+# called from a running event loop". Closing it at each module's end keeps test order irrelevant
+# (pytest tests/web tests/egress works) for the price of a browser start per module.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian chromium is not installed (make sysdeps installs it)")
@@ -66,7 +70,7 @@ def playwright() -> Iterator[Any]:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Any) -> Iterator[Any]:
     b = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
     try:
