@@ -192,15 +192,42 @@ class Cameras:
             log.warning("recovery: %s", outcome)
         await self._store.run(status_q.mark_all_offline)
         for cam in cfg.cameras:
-            relay = self.relays.add(cam.id)
-            runtime = CameraRuntime(
-                cam, self._store, cfg.segments_dir, cfg.storage.segment_seconds, relay, self.whip
-            )
-            self.runtimes[cam.id] = runtime
-            self._supervisor.spawn(f"camera:{cam.id}", runtime.run)
-            await self._start_events(cam)
+            await self.add(cam)
         self._supervisor.spawn("cameras:status", self._status_loop)
         self._supervisor.spawn("retention", self._retention_loop)
+
+    async def add(self, cam: CameraConfig) -> None:
+        """Start one camera: its relay, supervised source loop and events. Also used while the hub
+        runs, for a camera the owner adds in the web UI (hub/settings.py)."""
+        if cam.id in self.runtimes:
+            raise ValueError(f"camera {cam.id} is already running")
+        cfg = self._config
+        relay = self.relays.add(cam.id)
+        runtime = CameraRuntime(
+            cam, self._store, cfg.segments_dir, cfg.storage.segment_seconds, relay, self.whip
+        )
+        self.runtimes[cam.id] = runtime
+        self._supervisor.spawn(f"camera:{cam.id}", runtime.run)
+        await self._start_events(cam)
+
+    async def remove(self, camera_id: str) -> None:
+        """Stop one camera while the hub runs: finalize its open segment, end its loop, events and
+        live viewers. Its footage stays on disk and ages out under the default retention."""
+        runtime = self.runtimes.pop(camera_id, None)
+        if runtime is None:
+            return
+        events = self.events.pop(camera_id, None)
+        if events is not None:
+            await asyncio.gather(events.stop(), return_exceptions=True)
+        await runtime.stop()
+        await self._supervisor.cancel(f"camera:{camera_id}")
+        runtime.relay.close()
+        await self._store.run(partial(status_q.upsert, online=False), camera_id)
+
+    def reconfigure(self, config: Config) -> None:
+        """Use the effective config (the file plus the owner's settings): retention reads it on its
+        next pass. Cameras themselves change only through add() and remove()."""
+        self._config = config
 
     async def _start_events(self, cam: CameraConfig) -> None:
         motion_url = None
@@ -241,7 +268,8 @@ class Cameras:
     async def _status_loop(self) -> None:
         while True:
             now = time.time()
-            for cam_id, rt in self.runtimes.items():
+            # A copy: the owner may add or remove a camera while this loop awaits the store.
+            for cam_id, rt in list(self.runtimes.items()):
                 await self._store.run(
                     partial(status_q.upsert, online=rt.online(now), last_frame_at=rt.last_frame_at), cam_id
                 )
