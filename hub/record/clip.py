@@ -18,6 +18,10 @@ Integrity. Each segment's SHA-256 is checked against the index before it is used
 lists the segments used (start, end, sha256) for the consent manifest. A gap inside the range stays a
 gap (the timeline jumps; no frames are invented), and the result lists the gaps.
 
+Sealed segments (`[storage] encrypt`) are opened through `AtRest` (sealed.py): decrypted whole into
+memory one segment at a time (a few seconds each), hashed there, and demuxed from memory; the index
+sha256 is of the plaintext, so the check is the same for plain and sealed files.
+
 Blocking (FFmpeg, file I/O): `export_clip()` runs it in a worker thread.
 """
 
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -35,6 +41,7 @@ from typing import Any
 import av
 import av.error
 
+from hub.record.sealed import AtRest, SealedError
 from hub.record.segmenter import hash_file
 from hub.store import Store
 from hub.store import segments as q
@@ -99,8 +106,10 @@ def export_clip_sync(
     out_path: Path,
     *,
     verify: bool = True,
+    at_rest: AtRest | None = None,
 ) -> Clip:
     """Blocking; call from a worker thread (uses `store.run_sync`)."""
+    at_rest = at_rest or AtRest()
     if end <= start:
         raise ClipError(f"end ({end}) must be after start ({start})")
     segs = store.run_sync(q.segments_between, camera_id, start, end)
@@ -117,15 +126,8 @@ def export_clip_sync(
     writer: _ClipWriter | None = None
     try:
         for seg in segs:
-            path = Path(recordings_dir) / seg.path
-            if verify:
-                try:
-                    _, sha = hash_file(path)
-                except FileNotFoundError as exc:
-                    raise SegmentCorrupt(f"{seg.path}: file missing") from exc
-                if sha != seg.sha256:
-                    raise SegmentCorrupt(f"{seg.path}: sha256 does not match the index")
-            with av.open(str(path)) as container:
+            source = _segment_source(at_rest, Path(recordings_dir), seg, verify)
+            with av.open(source) as container:
                 stream = container.streams.video[0]
                 if writer is None:
                     cut = _last_keyframe_at_or_before(container, stream, seg.start_at, start)
@@ -182,11 +184,38 @@ async def export_clip(
     out_path: Path,
     *,
     verify: bool = True,
+    at_rest: AtRest | None = None,
 ) -> Clip:
     """Export [start, end] of `camera_id` to `out_path` (see module docstring), in a worker thread."""
     return await asyncio.to_thread(
-        export_clip_sync, Path(recordings_dir), store, camera_id, start, end, Path(out_path), verify=verify
+        export_clip_sync,
+        Path(recordings_dir),
+        store,
+        camera_id,
+        start,
+        end,
+        Path(out_path),
+        verify=verify,
+        at_rest=at_rest,
     )
+
+
+def _segment_source(at_rest: AtRest, recordings_dir: Path, seg: q.Segment, verify: bool) -> str | io.BytesIO:
+    """What to demux for `seg`, its sha256 checked against the index when `verify`."""
+    path = recordings_dir / seg.path
+    try:
+        if at_rest.is_sealed(path):
+            data = at_rest.read_file(path)  # authenticated record by record
+            if verify and hashlib.sha256(data).hexdigest() != seg.sha256:
+                raise SegmentCorrupt(f"{seg.path}: sha256 does not match the index")
+            return io.BytesIO(data)
+        if verify and hash_file(path)[1] != seg.sha256:
+            raise SegmentCorrupt(f"{seg.path}: sha256 does not match the index")
+        return str(path)
+    except FileNotFoundError as exc:
+        raise SegmentCorrupt(f"{seg.path}: file missing") from exc
+    except SealedError as exc:
+        raise SegmentCorrupt(f"{seg.path}: {exc} ({exc.code})") from exc
 
 
 def _last_keyframe_at_or_before(container: Any, stream: Any, seg_start: float, start: float) -> float:

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hub.ingest.source import MediaPacket, PacketSink, PacketSource, SourceError
+from hub.record.sealed import AtRest
 from hub.record.segmenter import Segmenter
 from hub.store import Store
 
@@ -80,6 +81,7 @@ class Recorder:
         segment_s: float = 4.0,
         max_drift_s: float = 2.0,
         finalize_timeout_s: float = 2.0,
+        at_rest: AtRest | None = None,
     ) -> None:
         self.camera_id = camera_id
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"camhub-rec-{camera_id}")
@@ -90,6 +92,7 @@ class Recorder:
             segment_s=segment_s,
             max_drift_s=max_drift_s,
             finalizer=self._executor,
+            at_rest=at_rest,
         )
         self._finalize_timeout_s = finalize_timeout_s
         self._inner: asyncio.Task[None] | None = None

@@ -13,24 +13,32 @@ Reconciliation. Media files are the truth: an index row whose file is gone is de
 as a gap, reason "missing"); a segment file with no row (a crash between rename and insert) is probed
 and indexed.
 
+Sealed partials (`[storage] encrypt`, sealed.py). A killed writer leaves a sealed `.part` without
+its last-flagged record. Recovery opens every complete record (authenticated; it stops at the first
+incomplete or failing one), finds the last complete fragment in that plaintext exactly as above, and
+writes those bytes back sealed under a fresh file key (temp, fsync, rename) — plaintext never touches
+the disk. A sealed file this hub has no key for is left alone and logged.
+
 Every outcome is logged and returned, so the daemon can report it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import av
 import av.error
 
-from hub.record.segmenter import PART_SUFFIX, finalize_file, fsync_dir, hash_file, start_from_name
+from hub.record.sealed import AtRest, SealedError
+from hub.record.segmenter import PART_SUFFIX, finalize_file, fsync_dir, start_from_name
 from hub.store import Store
 from hub.store import segments as q
 
@@ -64,42 +72,52 @@ def complete_fragments_end(path: Path) -> tuple[int, int]:
 
     (0, 0) if the header (`ftyp` + `moov`) is incomplete.
     """
-    size = path.stat().st_size
+    with open(path, "rb") as f:
+        return fragments_end(f, path.stat().st_size)
+
+
+def fragments_end(f: BinaryIO, size: int) -> tuple[int, int]:
+    """`complete_fragments_end` over an open file (or the plaintext of a sealed one) of `size` bytes."""
     offset = 0
     end = 0
     fragments = 0
     have_moov = False
     pending_moof = False
-    with open(path, "rb") as f:
-        while offset + 8 <= size:
-            f.seek(offset)
-            header = f.read(16)
-            box_size, box_type = struct.unpack(">I4s", header[:8])
-            if box_size == 1:  # 64-bit largesize follows the type (§4.2)
-                if len(header) < 16:
-                    break
-                box_size = struct.unpack(">Q", header[8:16])[0]
-            if box_size < 8 or offset + box_size > size:
-                break  # size 0 ("to end of file") or cut short: not complete
-            offset += box_size
-            if box_type == b"moov":
-                have_moov = True
-                end = offset
-            elif box_type == b"moof":
-                pending_moof = True
-            elif box_type == b"mdat" and pending_moof and have_moov:
-                pending_moof = False
-                fragments += 1
-                end = offset
-            elif box_type == b"ftyp":
-                end = offset
+    while offset + 8 <= size:
+        f.seek(offset)
+        header = f.read(16)
+        box_size, box_type = struct.unpack(">I4s", header[:8])
+        if box_size == 1:  # 64-bit largesize follows the type (§4.2)
+            if len(header) < 16:
+                break
+            box_size = struct.unpack(">Q", header[8:16])[0]
+        if box_size < 8 or offset + box_size > size:
+            break  # size 0 ("to end of file") or cut short: not complete
+        offset += box_size
+        if box_type == b"moov":
+            have_moov = True
+            end = offset
+        elif box_type == b"moof":
+            pending_moof = True
+        elif box_type == b"mdat" and pending_moof and have_moov:
+            pending_moof = False
+            fragments += 1
+            end = offset
+        elif box_type == b"ftyp":
+            end = offset
     return (end, fragments) if have_moov else (0, 0)
 
 
-def probe_segment(path: Path) -> ProbedSegment:
-    """Demux every packet (no decoding): codec, size, duration. Raises RecoveryError if unusable."""
+def probe_segment(path: Path, at_rest: AtRest | None = None, plaintext: bytes | None = None) -> ProbedSegment:
+    """Demux every packet (no decoding): codec, size, duration. Raises RecoveryError if unusable.
+
+    `plaintext`: probe these bytes (a salvaged sealed file) rather than the file at `path`."""
     try:
-        with av.open(str(path)) as container:
+        if plaintext is not None:
+            source: str | io.BytesIO = io.BytesIO(plaintext)
+        else:
+            source = (at_rest or AtRest()).media(path)
+        with av.open(source) as container:
             stream = container.streams.video[0]
             tb = stream.time_base or Fraction(1, 90000)
             first_pts: int | None = None
@@ -120,7 +138,7 @@ def probe_segment(path: Path) -> ProbedSegment:
                 raise RecoveryError(f"{path.name}: no packets")
             cc = stream.codec_context
             return ProbedSegment(cc.name, cc.width, cc.height, float((end_pts - first_pts) * tb), count)
-    except (av.error.FFmpegError, IndexError) as exc:
+    except (av.error.FFmpegError, IndexError, SealedError) as exc:
         raise RecoveryError(f"{path.name}: unreadable: {exc}") from exc
 
 
@@ -129,14 +147,29 @@ def _camera_of(rel: Path) -> str:
     return rel.parts[0]
 
 
-def recover_partials(recordings_dir: Path, store: Store) -> list[RecoveryOutcome]:
+def recover_partials(
+    recordings_dir: Path, store: Store, at_rest: AtRest | None = None
+) -> list[RecoveryOutcome]:
     """Salvage or remove every `*.mp4.part`. Blocking: call from a worker thread."""
+    at_rest = at_rest or AtRest()
     outcomes = []
+    for tmp in recordings_dir.glob(f"*/*/*.mp4{PART_SUFFIX}.tmp"):
+        tmp.unlink()  # a reseal (below) a crash interrupted; its `.part` is still there
     for part in sorted(recordings_dir.glob(f"*/*/*.mp4{PART_SUFFIX}")):
         rel = part.relative_to(recordings_dir)
         final_rel = str(rel).removesuffix(PART_SUFFIX)
         start = start_from_name(part.name)
-        end_offset, fragments = complete_fragments_end(part)
+        plaintext: bytes | None = None
+        if at_rest.is_sealed(part):
+            try:
+                plaintext = at_rest.salvage(part)
+            except SealedError as exc:
+                # No key or the wrong one: deleting would destroy footage the right key could open.
+                log.error("recovery: cannot open sealed %s, left as it is: %s", rel, exc)
+                continue
+            end_offset, fragments = fragments_end(io.BytesIO(plaintext), len(plaintext))
+        else:
+            end_offset, fragments = complete_fragments_end(part)
         outcome: RecoveryOutcome
         if start is None or fragments == 0:
             why = "unparseable name" if start is None else "no complete fragment"
@@ -144,17 +177,24 @@ def recover_partials(recordings_dir: Path, store: Store) -> list[RecoveryOutcome
             fsync_dir(part.parent)
             outcome = RecoveryOutcome(final_rel, "removed", why)
         else:
-            cut = part.stat().st_size - end_offset
-            if cut:
-                os.truncate(part, end_offset)
+            if plaintext is not None:
+                cut = len(plaintext) - end_offset
+                plaintext = plaintext[:end_offset]
+            else:
+                cut = part.stat().st_size - end_offset
+                if cut:
+                    os.truncate(part, end_offset)
             try:
-                probed = probe_segment(part)
+                probed = probe_segment(part, at_rest, plaintext)
             except RecoveryError as exc:
                 part.unlink()
                 fsync_dir(part.parent)
                 outcome = RecoveryOutcome(final_rel, "removed", str(exc))
             else:
-                _, size, sha = finalize_file(part)
+                if plaintext is not None:
+                    # The complete fragments, sealed again with a last-flagged record.
+                    at_rest.write_file(part, plaintext, sealed=True)
+                _, size, sha = finalize_file(part, at_rest)
                 store.run_sync(
                     q.insert_segment,
                     q.NewSegment(
@@ -181,8 +221,9 @@ def recover_partials(recordings_dir: Path, store: Store) -> list[RecoveryOutcome
     return outcomes
 
 
-def reconcile(recordings_dir: Path, store: Store) -> list[RecoveryOutcome]:
+def reconcile(recordings_dir: Path, store: Store, at_rest: AtRest | None = None) -> list[RecoveryOutcome]:
     """Make the index match the files. Blocking: call from a worker thread."""
+    at_rest = at_rest or AtRest()
     outcomes = []
     indexed = store.run_sync(q.all_paths)
     on_disk = {str(p.relative_to(recordings_dir)) for p in recordings_dir.glob("*/*/*.mp4")}
@@ -199,12 +240,12 @@ def reconcile(recordings_dir: Path, store: Store) -> list[RecoveryOutcome]:
         try:
             if start is None:
                 raise RecoveryError(f"{path.name}: unparseable name")
-            probed = probe_segment(path)
-        except RecoveryError as exc:
+            probed = probe_segment(path, at_rest)
+            size, sha = at_rest.digest(path)
+        except (RecoveryError, SealedError) as exc:
             # Not ours or unreadable: leave the file alone, an operator may want it.
             log.error("recovery: cannot index %s: %s", rel, exc)
             continue
-        size, sha = hash_file(path)
         store.run_sync(
             q.insert_segment,
             q.NewSegment(
@@ -226,14 +267,14 @@ def reconcile(recordings_dir: Path, store: Store) -> list[RecoveryOutcome]:
     return outcomes
 
 
-def recover_sync(recordings_dir: Path, store: Store) -> list[RecoveryOutcome]:
+def recover_sync(recordings_dir: Path, store: Store, at_rest: AtRest | None = None) -> list[RecoveryOutcome]:
     """Partials first (they become files), then reconciliation. Blocking."""
     recordings_dir = Path(recordings_dir)
     if not recordings_dir.exists():
         return []
-    return recover_partials(recordings_dir, store) + reconcile(recordings_dir, store)
+    return recover_partials(recordings_dir, store, at_rest) + reconcile(recordings_dir, store, at_rest)
 
 
-async def recover(recordings_dir: Path, store: Store) -> list[RecoveryOutcome]:
+async def recover(recordings_dir: Path, store: Store, at_rest: AtRest | None = None) -> list[RecoveryOutcome]:
     """Run recovery in a worker thread. Call once at start, before any recorder runs."""
-    return await asyncio.to_thread(recover_sync, Path(recordings_dir), store)
+    return await asyncio.to_thread(recover_sync, Path(recordings_dir), store, at_rest)

@@ -25,6 +25,10 @@ codec parameters (resolution change) — close the current segment and record a 
 last recorded instant to the next one, with the reason, never papering over it. After one, packets are
 dropped until the next keyframe (nothing before it is decodable).
 
+At rest (`[storage] encrypt`): with a sealing `AtRest` the muxer writes through a `SealedWriter`
+(sealed.py), so the `.part` is sealed record by record from its first byte; the index row's sha256 is
+of the plaintext and its size is the size on disk.
+
 All methods are blocking (FFmpeg, fsync, hashing, the DB thread's queue): the recorder calls them from
 its own worker thread, never from the event loop.
 """
@@ -44,6 +48,7 @@ from typing import Any
 import av
 
 from hub.ingest.source import CodecParams, MediaPacket, has_parameter_sets
+from hub.record.sealed import AtRest, SealedWriter
 from hub.store import Store
 from hub.store import segments as q
 
@@ -77,14 +82,14 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def finalize_file(part: Path) -> tuple[Path, int, str]:
+def finalize_file(part: Path, at_rest: AtRest | None = None) -> tuple[Path, int, str]:
     """fsync `part`, hash it, rename it to its final name and fsync the directory.
 
-    Returns (final path, size, sha256 hex).
+    Returns (final path, size on disk, sha256 hex of the plaintext — see sealed.py).
     """
     with open(part, "rb") as f:
         os.fsync(f.fileno())
-    size, sha = hash_file(part)
+    size, sha = (at_rest or AtRest()).digest(part)
     final = part.with_name(part.name.removesuffix(PART_SUFFIX))
     os.replace(part, final)
     fsync_dir(final.parent)
@@ -116,7 +121,13 @@ class _OpenSegment:
     """The segment being written: its muxer and the timestamps needed to close it."""
 
     def __init__(
-        self, path: Path, relpath: str, params: CodecParams, start_at: float, first: MediaPacket
+        self,
+        path: Path,
+        relpath: str,
+        params: CodecParams,
+        start_at: float,
+        first: MediaPacket,
+        at_rest: AtRest | None = None,
     ) -> None:
         self.path = path
         self.relpath = relpath
@@ -127,18 +138,31 @@ class _OpenSegment:
         self.end_pts = first.pts  # max(pts + duration) so far
         self.last_dts = first.dts
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Sealed at rest: the muxer writes through a SealedWriter (one record per write), so the
+        # `.part` is never plaintext on disk (sealed.py).
+        self.sink: SealedWriter | None = (
+            at_rest.writer(path) if at_rest is not None and at_rest.seal else None
+        )
         # flush_packets: hand each finished fragment to the kernel at once, so a killed process loses
         # at most the GOP in progress (what recovery can salvage is what reached the file).
-        self.container: Any = av.open(
-            str(path), "w", format="mp4", options={"movflags": FMP4_MOVFLAGS, "flush_packets": "1"}
-        )
+        try:
+            self.container: Any = av.open(
+                self.sink if self.sink is not None else str(path),
+                "w",
+                format="mp4",
+                options={"movflags": FMP4_MOVFLAGS, "flush_packets": "1"},
+            )
+        except BaseException:
+            if self.sink is not None:
+                self.sink.close()
+            raise
         try:
             self.stream = self.container.add_mux_stream(
                 params.codec, width=params.width, height=params.height
             )
             self.stream.time_base = params.time_base
         except BaseException:
-            self.container.close()
+            self.close()
             raise
 
     def mux(self, pkt: MediaPacket, duration: int, data: bytes) -> None:
@@ -154,7 +178,11 @@ class _OpenSegment:
         self.last_dts = pkt.dts
 
     def close(self) -> None:
-        self.container.close()
+        try:
+            self.container.close()
+        finally:
+            if self.sink is not None:
+                self.sink.close()  # the last-flagged record: the file is complete
 
 
 class Segmenter:
@@ -169,10 +197,13 @@ class Segmenter:
         segment_s: float = 4.0,
         max_drift_s: float = 2.0,
         finalizer: Executor | None = None,
+        at_rest: AtRest | None = None,
     ) -> None:
         """`finalizer`: where closed segments are fsynced, hashed, renamed and indexed (in order, so
-        give a single-worker executor); None does it inline, before `write`/`finish` return."""
+        give a single-worker executor); None does it inline, before `write`/`finish` return.
+        `at_rest`: seal segments on disk (sealed.py); None writes plain files."""
         self.camera_id = camera_id
+        self.at_rest = at_rest or AtRest()
         self._finalizer = finalizer
         self.finalize_error: Exception | None = None
         self.recordings_dir = Path(recordings_dir)
@@ -305,7 +336,7 @@ class Segmenter:
             start += 1e-6  # same microsecond as an existing file: nudge the name, never overwrite
             relpath = segment_relpath(self.camera_id, start)
             path = self.recordings_dir / (relpath + PART_SUFFIX)
-        seg = _OpenSegment(path, relpath, params, start, pkt)
+        seg = _OpenSegment(path, relpath, params, start, pkt, self.at_rest)
         self._seg = seg
         return seg, data
 
@@ -343,7 +374,7 @@ class Segmenter:
 
     def _finalize_segment(self, seg: _OpenSegment, end: float) -> None:
         try:
-            final, size, sha = finalize_file(seg.path)
+            final, size, sha = finalize_file(seg.path, self.at_rest)
             self.store.run_sync(
                 q.insert_segment,
                 q.NewSegment(
