@@ -59,7 +59,9 @@ class MdnsAdvertiser:
     async def stop(self) -> None:
         if self.zc is not None:
             for info in self._infos:
-                await self.zc.async_unregister_service(info)
+                # The call returns a task that sends the goodbye packets: await it too, or the
+                # close below can cut it off and browsers keep the camera until its TTL runs out.
+                await (await self.zc.async_unregister_service(info))
             self._infos.clear()
             await self.zc.async_close()
             self.zc = None

@@ -686,7 +686,8 @@ class Connection:
         session = self._session(req)
         await session.stop()
         session.close_udp()
-        del self.sessions[session.id]
+        # stop() can end the stream task, whose cleanup may already have dropped the session.
+        self.sessions.pop(session.id, None)
         return 200, {}, b""
 
     async def _get_parameter(self, req: Request) -> tuple[int, dict[str, str], bytes]:
