@@ -11,8 +11,11 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
+import resource
 import signal
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -179,9 +182,36 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGUSR1, log_resource_stats)
     try:
         async with running_hub(config, Notifier()):
             await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
+
+
+def resource_stats() -> dict[str, int]:
+    """What a leak would grow: asyncio tasks, threads, open fds, resident memory (Linux /proc)."""
+    try:
+        fds = len(os.listdir("/proc/self/fd"))
+    except OSError:
+        fds = -1
+    rss_kb = -1
+    try:
+        with open("/proc/self/statm") as f:
+            rss_kb = int(f.read().split()[1]) * (resource.getpagesize() // 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "tasks": len(asyncio.all_tasks()),
+        "threads": threading.active_count(),
+        "fds": fds,
+        "rss_kb": rss_kb,
+    }
+
+
+def log_resource_stats() -> None:
+    """SIGUSR1: log one `camhub stats ...` line (the soak and fault tests read the task count from it;
+    only a local process allowed to signal the daemon can ask)."""
+    log.info("camhub stats %s", " ".join(f"{k}={v}" for k, v in resource_stats().items()))
