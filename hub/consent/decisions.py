@@ -141,7 +141,8 @@ def check_common(payload: dict[str, Any], hub_id: str) -> tuple[str, float, str]
     if payload.get("v") != 1 or isinstance(payload.get("v"), bool):
         raise invalid("v must be 1")
     kind = payload.get("decision")
-    if kind not in MEMBERS:
+    # isinstance first: a list or object here is unhashable and `in MEMBERS` would raise TypeError.
+    if not isinstance(kind, str) or kind not in MEMBERS:
         raise invalid(f"decision must be one of {', '.join(MEMBERS)}")
     extra = sorted(set(payload) - MEMBERS[kind])
     if extra:
