@@ -27,6 +27,8 @@ import aiohttp
 log = logging.getLogger(__name__)
 
 PRESS_TYPES = frozenset({"press", "doorbell", "ring"})
+# Bound on one event's data and on one unterminated line from the camera.
+MAX_EVENT_CHARS = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,12 +68,15 @@ class SseParser:
         if name == "event":
             self._event = value
         elif name == "data":
-            self._data.append(value)
+            # A press is a few bytes: a camera that never ends its event cannot grow our memory.
+            if sum(map(len, self._data)) + len(value) <= MAX_EVENT_CHARS:
+                self._data.append(value)
         elif name == "id":
             if "\0" not in value:
                 self.last_event_id = value
         elif name == "retry":
-            if value.isdigit():
+            # isascii: str.isdigit() is also true for "²" and other digits int() refuses.
+            if value.isascii() and value.isdigit() and len(value) <= 9:
                 self.retry_ms = int(value)
         return None
 
@@ -85,7 +90,10 @@ def is_press(msg: SseMessage) -> bool:
         return False
     if not isinstance(body, dict):
         return False
-    return any(body.get(key) in PRESS_TYPES for key in ("type", "event", "kind"))
+    # isinstance: a list or object member is unhashable, and `in` a frozenset would raise TypeError.
+    return any(
+        isinstance(body.get(key), str) and body[key] in PRESS_TYPES for key in ("type", "event", "kind")
+    )
 
 
 PressCallback = Callable[[float, SseMessage], Awaitable[None]]
@@ -176,6 +184,7 @@ class DoorbellListener:
             log.info("doorbell %s: following %s", self.camera_id, self.url)
             pending = b""
             after_cr = False
+            skipping = False
             async for chunk in resp.content.iter_any():
                 # Lines end in CRLF, LF or CR (§9.2.5); a CRLF may be split across two chunks.
                 if after_cr and chunk.startswith(b"\n"):
@@ -184,6 +193,10 @@ class DoorbellListener:
                 after_cr = data.endswith(b"\r")
                 lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
                 pending = lines.pop()
+                if skipping and lines:
+                    lines, skipping = lines[1:], False  # the end of an over-long line: dropped
+                if skipping or len(pending) > MAX_EVENT_CHARS:
+                    pending, skipping = b"", True  # an endless line is no event of ours: not buffered
                 for raw in lines:
                     msg = parser.feed(raw.decode("utf-8"))
                     if msg is not None:
