@@ -35,7 +35,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.api.session import require_owner
-from hub.config import CAMERA_ID_RE
+from hub.config import CAMERA_ID_RE, MotionConfig
 from hub.consent.keys import jwk_thumbprint
 from hub.errors import BadRequest, HubError, NotFound
 from hub.services import SERVICES
@@ -222,6 +222,15 @@ async def events(request: web.Request) -> web.Response:
         return events_q.list_events(conn, camera_id=camera, kind=kind, day=day, tz=tz, limit=200)
 
     rows = await services.store.run(query)
+    default_motion = MotionConfig()
+    motion = {c.id: c.motion for c in services.config.cameras}
+
+    def footage(e: events_q.Event) -> dict[str, float]:
+        # The footage that shows the event, with the camera's configured pre-roll and post-roll.
+        m = motion.get(e.camera_id, default_motion)
+        start, end = events_q.footage_range(e, m.pre_roll_seconds, m.post_roll_seconds)
+        return {"start": start, "end": end}
+
     return web.json_response(
         {
             "events": [
@@ -233,6 +242,7 @@ async def events(request: web.Request) -> web.Response:
                     "end_at": e.end_at,
                     "score": e.score,
                     "has_thumbnail": e.thumbnail is not None,
+                    "footage": footage(e),
                 }
                 for e in rows
             ]

@@ -33,6 +33,10 @@ def test_events_list_with_thumbnails_and_filters(make_hub: Any, context: Any) ->
     cards.first.get_by_role("link").click()
     page.wait_for_selector(".daybar .mark")
     assert page.locator(".daybar:not(.zoom) .mark").count() == 2
+    # The link plays the event's footage: from the camera's pre-roll (5 s default) before it to the
+    # post-roll (10 s default) after it.
+    (press,) = context.request.get(hub.url + "/api/v1/owner/events?kind=press").json()["events"]
+    assert press["footage"] == {"start": pytest.approx(start + 56), "end": pytest.approx(start + 74)}
     # A thumbnail is owner-only.
     assert context.request.get(hub.url + "/api/v1/owner/events/ev0.jpg").status == 200
     page.get_by_role("button", name="Log out").click()

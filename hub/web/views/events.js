@@ -27,7 +27,8 @@ export async function render(root) {
     replace(list, events.map((e) => {
       const when = fromUnix(e.start_at);
       const dur = e.end_at ? fmtDuration(e.end_at - e.start_at) : "ongoing";
-      const href = `#/timeline?${new URLSearchParams({ camera: e.camera_id, t: String(Math.floor(e.start_at) - 2) })}`;
+      // Play from the event's footage range (the camera's configured pre-roll before it starts).
+      const href = `#/timeline?${new URLSearchParams({ camera: e.camera_id, t: String(Math.floor(e.footage.start)) })}`;
       return h("article", { class: "card event-card" },
         h("a", { href, "aria-label": `${e.kind} on ${e.camera_id} at ${fmtDateTime(when)}; play` },
           e.has_thumbnail
