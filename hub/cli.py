@@ -102,7 +102,7 @@ def _time_arg(text: str) -> float:
 def cmd_export(args: argparse.Namespace) -> int:
     """The owner's own local export on the box (sharing outward goes through consent, never here)."""
     from hub import datadir
-    from hub.record import clip
+    from hub.record import clip, sealed
     from hub.store import Store
 
     cfg = _load_config(args.config)
@@ -115,17 +115,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     async def export() -> clip.Clip:
         datadir.prepare(cfg)
+        # Sealed segments (`[storage] encrypt`) are opened with the storage key the hub key unwraps.
+        at_rest = sealed.reader_at_rest(cfg.keys_dir, cfg.hub_key_path)
         store = await Store.open(cfg.db_path)
         try:
             return await clip.export_clip(
-                cfg.segments_dir, store, args.camera, args.start, args.end, Path(args.output)
+                cfg.segments_dir, store, args.camera, args.start, args.end, Path(args.output), at_rest=at_rest
             )
         finally:
             await store.close()
 
     try:
         result = asyncio.run(export())
-    except clip.ClipError as exc:
+    except (clip.ClipError, sealed.SealedError) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
     print(

@@ -34,6 +34,10 @@ class ConfigError(Exception):
 class HubConfig:
     name: str = "camhub"
     data_dir: Path = Path("/var/lib/camhub")
+    # The hub's Ed25519 key (PROTOCOL.md §1), which also unwraps the footage storage key (encryption at
+    # rest). None means `<data_dir>/keys/hub.key`; point it off the SD card (a USB key, or a systemd
+    # credential: /run/credentials/camhub.service/hub.key) so a stolen card holds no key to its footage.
+    key_file: Path | None = None
     bind: str = "127.0.0.1"
     port: int = 8080
     # HTTPS for the owner UI on the LAN (hub/tls.py). Served on `bind` whenever bind is not loopback
@@ -135,6 +139,10 @@ class Config:
     @property
     def keys_dir(self) -> Path:
         return self.hub.data_dir / "keys"
+
+    @property
+    def hub_key_path(self) -> Path:
+        return self.hub.key_file if self.hub.key_file is not None else self.keys_dir / "hub.key"
 
     @property
     def db_path(self) -> Path:
@@ -258,7 +266,9 @@ def _ip(value: str) -> str | None:
 
 def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubConfig:
     p = "hub."
-    v.unknown(t, p, {"name", "data_dir", "bind", "port", "https_port", "ice_addresses", "log_level"})
+    v.unknown(
+        t, p, {"name", "data_dir", "key_file", "bind", "port", "https_port", "ice_addresses", "log_level"}
+    )
     d = HubConfig()
     name = v.get(t, p, "name", str, d.name, lambda s: None if 0 < len(s) <= 63 else "must be 1-63 characters")
     data_dir = Path(
@@ -266,6 +276,10 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
     )
     if not data_dir.is_absolute() and base_dir is not None:
         data_dir = (base_dir / data_dir).resolve()
+    key_file_s = v.get(t, p, "key_file", str, None, lambda s: None if s else "must not be empty")
+    key_file = Path(key_file_s) if key_file_s else None
+    if key_file is not None and not key_file.is_absolute() and base_dir is not None:
+        key_file = (base_dir / key_file).resolve()
     bind = v.get(t, p, "bind", str, d.bind, _ip)
     port = v.get(t, p, "port", int, d.port, _range(0, 65535))
     https_port = v.get(t, p, "https_port", int, None, _range(0, 65535))
@@ -285,6 +299,7 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
     return HubConfig(
         name=name,
         data_dir=data_dir,
+        key_file=key_file,
         bind=bind,
         port=port,
         https_port=https_port,

@@ -28,6 +28,7 @@ from hub.consent.keys import HubKey
 from hub.consent.service import ConsentService
 from hub.discovery import Discovery
 from hub.ingest.camera import Cameras
+from hub.record import sealed
 from hub.services import Services
 from hub.store import Store, StoreError
 from hub.supervisor import Supervisor
@@ -66,11 +67,11 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
             store = await Store.open(config.db_path)
             stack.push_async_callback(store.close)
             datadir.secure_db_files(config.db_path)
-            hub_key, created = HubKey.load_or_create(config.keys_dir)
-        except (datadir.DataDirError, StoreError, OSError, ValueError) as exc:
+            hub_key, created, at_rest = _load_keys(config)
+        except (datadir.DataDirError, StoreError, OSError, ValueError, sealed.SealedError) as exc:
             raise StartupError(str(exc)) from exc
         if created:
-            log.info("created hub key hub_id=%s", hub_key.hub_id)
+            log.info("created hub key hub_id=%s at %s", hub_key.hub_id, config.hub_key_path)
         code = await store.run(_issue_pairing_code_if_unpaired)
         if code is not None:
             # The console is the out-of-band channel the first owner pairs through (PROTOCOL.md §1).
@@ -78,12 +79,21 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
 
         supervisor = Supervisor()
         stack.push_async_callback(supervisor.stop, STOP_TIMEOUT_SECONDS)
-        services = Services(config=config, store=store, hub_key=hub_key, supervisor=supervisor)
-        services.consent = await ConsentService.start(config, store, hub_key, supervisor, services.pairing)
+        services = Services(
+            config=config, store=store, hub_key=hub_key, supervisor=supervisor, at_rest=at_rest
+        )
+        services.consent = await ConsentService.start(
+            config, store, hub_key, supervisor, services.pairing, at_rest=at_rest
+        )
         stack.push_async_callback(services.consent.stop)
         # Cameras after consent: retention must see the holds of pending and approved requests.
         services.cameras = Cameras(
-            config, store, supervisor, holds=services.consent.holds, audit=services.consent.record
+            config,
+            store,
+            supervisor,
+            holds=services.consent.holds,
+            audit=services.consent.record,
+            at_rest=at_rest,
         )
         stack.push_async_callback(services.cameras.stop)
         await services.cameras.start()
@@ -117,6 +127,31 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
         stack.push_async_callback(notifier.stopping)
         yield services
         log.info("camhub stopping")
+
+
+def _load_keys(config: Config) -> tuple[HubKey, bool, sealed.AtRest]:
+    """The hub key (`[hub] key_file`) and, unwrapped with it, the storage key for sealed footage."""
+    key_path = config.hub_key_path
+    wrapped = config.keys_dir / sealed.STORAGE_KEY_FILE
+    if not key_path.exists() and wrapped.exists():
+        # A fresh hub key could never open the footage already sealed: most likely the key's
+        # medium (a USB stick, a systemd credential) is missing. Refuse rather than start a new identity.
+        raise sealed.NoStorageKey(
+            f"hub key {key_path} is missing but {wrapped} exists: restore or mount the hub key"
+        )
+    hub_key, created = HubKey.load_or_create_at(key_path)
+    if config.hub.key_file is not None and (config.keys_dir / "hub.key").exists():
+        log.warning(
+            "a copy of the hub key is still in %s: while it is on the same card as the footage,"
+            " encryption at rest does not protect a stolen card",
+            config.keys_dir,
+        )
+    at_rest = sealed.load_at_rest(
+        config.keys_dir, hub_key.private_key, hub_key.hub_id, encrypt=config.storage.encrypt
+    )
+    if at_rest.seal:
+        log.info("footage and thumbnails are sealed at rest (storage key %s)", wrapped)
+    return hub_key, created, at_rest
 
 
 async def _start_https(runner: web.AppRunner, config: Config) -> int:

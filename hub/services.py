@@ -14,6 +14,7 @@ from aiohttp import web
 from hub.config import Config
 from hub.consent.keys import HubKey
 from hub.consent.pairing import PairingGuard
+from hub.record.sealed import AtRest
 from hub.store import Store
 from hub.supervisor import Supervisor
 
@@ -31,6 +32,8 @@ class Services:
     supervisor: Supervisor
     pairing: PairingGuard = field(default_factory=PairingGuard)
     base_url: str = ""
+    # How footage and thumbnails are stored (hub/record/sealed.py): every reader opens them through it.
+    at_rest: AtRest = field(default_factory=AtRest)
     # Consent (PROTOCOL.md): audit log, clock guard, deliveries; started by the daemon before the API.
     consent: ConsentService | None = None
     # Every camera's source loop, recorder, live relay and WHIP endpoint state; started after consent.

@@ -243,9 +243,9 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
     from hub.consent.keys import HubKey
 
     async def export(cfg: Any, store: Any) -> int:
-        if not (cfg.keys_dir / "hub.key").exists():
-            raise SystemExit(f"no hub key in {cfg.keys_dir}: is --config the hub's configuration?")
-        hub_key, _ = HubKey.load_or_create(cfg.keys_dir)
+        if not cfg.hub_key_path.exists():
+            raise SystemExit(f"no hub key at {cfg.hub_key_path}: is --config the hub's configuration?")
+        hub_key, _ = HubKey.load_or_create_at(cfg.hub_key_path)
         log = await AuditLog.open(store, hub_key)
         return await log.export(Path(args.dir))
 

@@ -102,7 +102,13 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
         clip_path = work / clip_name(camera)
         try:
             clip = await clip_mod.export_clip(
-                svc.config.segments_dir, svc.store, camera, grant.start_at, grant.end_at, clip_path
+                svc.config.segments_dir,
+                svc.store,
+                camera,
+                grant.start_at,
+                grant.end_at,
+                clip_path,
+                at_rest=svc.at_rest,
             )
         except clip_mod.NoFootage:
             log.info("request %s: no footage of %s in the approved range", grant.request_id, camera)

@@ -80,7 +80,11 @@ class HubKey:
     @classmethod
     def load_or_create(cls, keys_dir: Path) -> tuple[HubKey, bool]:
         """Load `keys_dir/hub.key`, creating it (0600, atomically) if absent. Returns (key, created)."""
-        path = keys_dir / "hub.key"
+        return cls.load_or_create_at(keys_dir / "hub.key")
+
+    @classmethod
+    def load_or_create_at(cls, path: Path) -> tuple[HubKey, bool]:
+        """Load the key at `path` (`[hub] key_file`), creating it (0600, atomically) if absent."""
         if path.exists():
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
             if not isinstance(key, Ed25519PrivateKey):

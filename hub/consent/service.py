@@ -23,6 +23,7 @@ from hub.consent.clock import ClockGuard
 from hub.consent.errors import ConsentError
 from hub.consent.keys import HubKey
 from hub.consent.pairing import PairingGuard
+from hub.record.sealed import AtRest
 from hub.store import Store
 from hub.store import consent as q
 from hub.supervisor import Supervisor
@@ -46,6 +47,8 @@ class ConsentService:
     pairing: PairingGuard
     deliveries_dir: Path
     now: Callable[[], float] = time.time
+    # How footage is stored (hub/record/sealed.py): deliveries open sealed segments through it.
+    at_rest: AtRest = field(default_factory=AtRest)
     # Called (synchronously, on the event loop) after anything that can end a grant: revoke,
     # revoke-key, remove-agency. Live egress (WHEP) subscribes to cut streams at once (§2.4).
     grant_listeners: list[Callable[[], None]] = field(default_factory=list)
@@ -62,7 +65,13 @@ class ConsentService:
 
     @classmethod
     async def start(
-        cls, config: Config, store: Store, hub_key: HubKey, supervisor: Supervisor, pairing: PairingGuard
+        cls,
+        config: Config,
+        store: Store,
+        hub_key: HubKey,
+        supervisor: Supervisor,
+        pairing: PairingGuard,
+        at_rest: AtRest | None = None,
     ) -> ConsentService:
         """Open the audit log, record `hub.started`, and spawn the checkpoint and nonce tasks."""
         audit = await AuditLog.open(store, hub_key)
@@ -76,6 +85,7 @@ class ConsentService:
             clock=ClockGuard(config.consent.trust_system_clock),
             pairing=pairing,
             deliveries_dir=deliveries_dir,
+            at_rest=at_rest or AtRest(),
         )
         if await store.run(q.clock_confirmed_on_boot, svc.clock.boot_id):
             svc.clock.confirm()  # an owner confirmed the time earlier during this boot (§6)

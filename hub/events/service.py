@@ -22,6 +22,7 @@ import numpy as np
 from hub.events.doorbell import DoorbellListener, SseMessage
 from hub.events.motion import MotionConfig, MotionRunner, Transition
 from hub.events.thumbnails import thumbnail_relpath, write_thumbnail
+from hub.record.sealed import AtRest, SealedError
 from hub.store import Store
 from hub.store import events as q
 
@@ -50,10 +51,12 @@ class EventRecorder:
         on_event: Callable[[q.Event], None] | None = None,
         runner_options: dict[str, object] | None = None,
         doorbell_options: dict[str, object] | None = None,
+        at_rest: AtRest | None = None,
     ) -> None:
         self.camera_id = camera_id
         self._store = store
         self._data_dir = data_dir
+        self._at_rest = at_rest  # thumbnails show faces: sealed like footage when encryption is on
         self._on_event = on_event
         self._press_max_age = press_thumbnail_max_age_s
         self._queue: asyncio.Queue[Transition | None] = asyncio.Queue()
@@ -178,8 +181,8 @@ class EventRecorder:
     async def _save_thumbnail(self, event_id: str, start_at: float, image: np.ndarray) -> str | None:
         relpath = thumbnail_relpath(self.camera_id, event_id, start_at)
         try:
-            await asyncio.to_thread(write_thumbnail, self._data_dir, relpath, image)
-        except (OSError, ValueError):
+            await asyncio.to_thread(write_thumbnail, self._data_dir, relpath, image, at_rest=self._at_rest)
+        except (OSError, ValueError, SealedError):
             log.exception("events %s: could not write thumbnail %s", self.camera_id, relpath)
             return None
         return relpath

@@ -34,6 +34,7 @@ from hub.ingest.source import PacketSource, SourceError
 from hub.ingest.whip import WhipIngest
 from hub.record import recovery, retention
 from hub.record.recorder import Recorder, RecordError
+from hub.record.sealed import AtRest
 from hub.store import Store
 from hub.store import cameras as status_q
 from hub.supervisor import Supervisor
@@ -77,13 +78,16 @@ class CameraRuntime:
         segment_seconds: float,
         relay: PacketRelay,
         whip: WhipIngest,
+        at_rest: AtRest | None = None,
     ) -> None:
         self.camera = camera
         self._store = store
         self.relay = relay
         self._whip = whip
         self.recorder = (
-            Recorder(camera.id, recordings_dir, store, segment_s=segment_seconds) if camera.record else None
+            Recorder(camera.id, recordings_dir, store, segment_s=segment_seconds, at_rest=at_rest)
+            if camera.record
+            else None
         )
         self.reconnects = 0
         self.last_error: str | None = None
@@ -172,8 +176,10 @@ class Cameras:
         *,
         holds: HoldsFn,
         audit: AuditFn,
+        at_rest: AtRest | None = None,
     ) -> None:
         self._config = config
+        self._at_rest = at_rest or AtRest()  # segments and thumbnails sealed at rest (record/sealed.py)
         self._store = store
         self._supervisor = supervisor
         self._holds = holds
@@ -187,7 +193,9 @@ class Cameras:
         """Recover what a crash left, then start every camera. Recovery first: a recording must not
         begin in a folder whose `.part` files are still being repaired."""
         cfg = self._config
-        outcomes = await asyncio.to_thread(recovery.recover_sync, cfg.segments_dir, self._store)
+        outcomes = await asyncio.to_thread(
+            recovery.recover_sync, cfg.segments_dir, self._store, self._at_rest
+        )
         for outcome in outcomes:
             log.warning("recovery: %s", outcome)
         await self._store.run(status_q.mark_all_offline)
@@ -204,7 +212,7 @@ class Cameras:
         cfg = self._config
         relay = self.relays.add(cam.id)
         runtime = CameraRuntime(
-            cam, self._store, cfg.segments_dir, cfg.storage.segment_seconds, relay, self.whip
+            cam, self._store, cfg.segments_dir, cfg.storage.segment_seconds, relay, self.whip, self._at_rest
         )
         self.runtimes[cam.id] = runtime
         self._supervisor.spawn(f"camera:{cam.id}", runtime.run)
@@ -242,6 +250,7 @@ class Cameras:
             motion_url=motion_url,
             motion=motion_settings(cam),
             events_url=cam.events_url,
+            at_rest=self._at_rest,
         )
         try:
             await recorder.start()

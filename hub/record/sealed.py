@@ -418,3 +418,16 @@ def load_at_rest(keys_dir: Path, hub_private_key: Ed25519PrivateKey, hub_id: str
     else:
         key = None
     return AtRest(key=key, seal=encrypt)
+
+
+def reader_at_rest(keys_dir: Path, hub_key_path: Path) -> AtRest:
+    """For tools beside the daemon (`camhub export`): open sealed footage, never create a key."""
+    from hub.consent.keys import HubKey
+
+    wrapped = keys_dir / STORAGE_KEY_FILE
+    if not wrapped.exists():
+        return AtRest()
+    if not hub_key_path.exists():
+        raise NoStorageKey(f"footage is sealed and the hub key {hub_key_path} is not there to open it")
+    hub_key, _ = HubKey.load_or_create_at(hub_key_path)
+    return load_at_rest(keys_dir, hub_key.private_key, hub_key.hub_id, encrypt=False)
