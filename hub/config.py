@@ -185,6 +185,25 @@ def parse(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     return Config(hub=hub, cameras=cameras, storage=storage, consent=consent, discovery=discovery)
 
 
+def parse_camera(table: dict[str, Any]) -> CameraConfig:
+    """One `[[cameras]]` table, validated by exactly the rules of the file (the owner's settings page
+    adds cameras through this). Raises ConfigError; each problem starts with `cameras.<id>.<key>:`."""
+    v = _Validator()
+    cameras = _parse_cameras(v, [table])
+    if v.problems or not cameras:
+        raise ConfigError(v.problems or ["cameras[0]: invalid"])
+    return cameras[0]
+
+
+def parse_storage(table: dict[str, Any]) -> StorageConfig:
+    """A `[storage]` table by the rules of the file (keys left out get their defaults). Raises ConfigError."""
+    v = _Validator()
+    storage = _parse_storage(v, table)
+    if v.problems:
+        raise ConfigError(v.problems)
+    return storage
+
+
 class _Validator:
     def __init__(self) -> None:
         self.problems: list[str] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api import agency, errors, live, owner, owner_ui, public, session, snapshot
+from hub.api import agency, errors, live, owner, owner_ui, public, session, settings, snapshot
 from hub.ingest import whip
 from hub.services import SERVICES, Services
 
@@ -23,6 +23,7 @@ def make_app(services: Services) -> web.Application:
     public.setup(app)
     session.setup(app)  # owner sessions, CSRF, security headers on every response
     owner_ui.setup(app)  # owner pages and their JSON, each route behind session.require_owner
+    settings.setup(app)  # owner settings from the web UI: cameras and storage, overlaid on the file
     owner.setup(app)  # consent: first-owner enrolment, signed decisions, audit proofs
     agency.setup(app)  # consent: RFC 9421 signed agency API; media only through gate.check
     if services.cameras is not None:

@@ -79,6 +79,11 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("GET", "/api/v1/owner/devices"): RouteGuard(Guard.OWNER_SESSION),
     ("POST", "/api/v1/owner/device-requests"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/settings"): RouteGuard(Guard.OWNER_SESSION),
+    # hub/api/settings.py: the owner's settings changes (session + CSRF), no media
+    ("POST", "/api/v1/owner/settings/cameras"): RouteGuard(Guard.OWNER_SESSION),
+    ("PATCH", "/api/v1/owner/settings/cameras/{camera_id}"): RouteGuard(Guard.OWNER_SESSION),
+    ("DELETE", "/api/v1/owner/settings/cameras/{camera_id}"): RouteGuard(Guard.OWNER_SESSION),
+    ("PATCH", "/api/v1/owner/settings/storage"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/audit/entries"): RouteGuard(Guard.OWNER_SESSION),
 }
 

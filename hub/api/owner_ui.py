@@ -14,7 +14,8 @@ Route table (who may call each is declared here, where it is registered):
     GET  /api/v1/owner/agencies              owner    trusted agencies
     GET  /api/v1/owner/devices               owner    owner keys, and browsers asking to be enrolled
     POST /api/v1/owner/device-requests       owner+CSRF  this browser asks to be enrolled
-    GET  /api/v1/owner/settings              owner    storage/consent settings (read from the config)
+    GET  /api/v1/owner/settings              owner    storage/consent settings (the config file plus the
+                                                      owner's changes; those are made in hub/api/settings.py)
     GET  /api/v1/owner/audit/entries         owner    raw audit entries + latest checkpoint, for the
                                                       browser to recompute the RFC 9162 tree itself
 
@@ -35,10 +36,12 @@ from typing import Any
 from aiohttp import web
 
 from hub.api.session import require_owner
+from hub.api.settings import OWNER_SETTINGS
 from hub.config import CAMERA_ID_RE, MotionConfig
 from hub.consent.keys import jwk_thumbprint
 from hub.errors import BadRequest, HubError, NotFound
 from hub.services import SERVICES
+from hub.settings import public_camera
 from hub.store import audit as audit_q
 from hub.store import consent as consent_q
 from hub.store import events as events_q
@@ -117,8 +120,11 @@ def _redacted(status: dict[str, Any] | None) -> dict[str, Any] | None:
 async def cameras(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     status = await services.store.run(q.camera_status)
-    configured = [
-        {
+    owner_settings = request.app.get(OWNER_SETTINGS)
+    added = owner_settings.cameras if owner_settings is not None else {}
+    configured = []
+    for c in services.config.cameras:
+        camera: dict[str, Any] = {
             "id": c.id,
             "name": c.name,
             "source": "whip" if c.whip else "rtsp",
@@ -127,9 +133,14 @@ async def cameras(request: web.Request) -> web.Response:
             if c.retention_days is not None
             else services.config.storage.max_age_days,
             "status": _redacted(status.get(c.id)),
+            # camhub.toml cameras are read-only in the UI; those added there are editable (hub/settings.py)
+            "configured_in": "file",
         }
-        for c in services.config.cameras
-    ]
+        if c.id in added:
+            camera.update(public_camera(added[c.id]), configured_in="settings")
+            camera["own_retention_days"] = c.retention_days
+            camera["retention_days"] = camera["own_retention_days"] or services.config.storage.max_age_days
+        configured.append(camera)
     discovery = getattr(services, "discovery", None)
     found = []
     if discovery is not None:
@@ -400,6 +411,8 @@ def _clock_synced(request: web.Request) -> bool | None:
 
 async def settings(request: web.Request) -> web.Response:
     config = request.app[SERVICES].config
+    owner_settings = request.app.get(OWNER_SETTINGS)
+    file_storage = owner_settings.file_config.storage if owner_settings is not None else config.storage
     return web.json_response(
         {
             "name": config.hub.name,
@@ -408,6 +421,9 @@ async def settings(request: web.Request) -> web.Response:
                 "max_age_days": config.storage.max_age_days,
                 "quota_bytes": config.storage.quota_bytes,
                 "min_free_percent": config.storage.min_free_percent,
+                # What camhub.toml says, and which of the above the owner changed in the UI instead.
+                "file": {"max_age_days": file_storage.max_age_days, "quota_bytes": file_storage.quota_bytes},
+                "overrides": sorted(owner_settings.storage) if owner_settings is not None else [],
             },
             "consent": {
                 "respond_by_days": config.consent.respond_by_days,

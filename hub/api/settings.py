@@ -1,0 +1,237 @@
+"""Settings the owner changes in the web UI: cameras (add, edit, remove) and storage limits.
+
+    POST   /api/v1/owner/settings/cameras               owner + CSRF   add a camera (e.g. one found by mDNS)
+    PATCH  /api/v1/owner/settings/cameras/{camera_id}   owner + CSRF   name, record, retention_days, motion
+    DELETE /api/v1/owner/settings/cameras/{camera_id}   owner + CSRF   remove a camera added here
+    PATCH  /api/v1/owner/settings/storage               owner + CSRF   max_age_days, quota_gb (null: the file's)
+
+The overlay and its rules are in `hub/settings.py` (validated by the config file's own validators;
+cameras from camhub.toml are read-only here: 409 `read_only`). Each change is stored first, then
+applied to the running hub (`Cameras.add/remove/reconfigure`), then audited as `settings.changed`
+(PROTOCOL §5 lists its entry types "at least"; this is one more). No response, and no audit entry,
+ever holds a camera's credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from hub.api.session import Handler, require_owner
+from hub.errors import HubError, NotFound
+from hub.services import SERVICES, Services
+from hub.settings import (
+    EDITABLE_KEYS,
+    OwnerSettings,
+    SettingsError,
+    public_camera,
+    redact_url,
+    validate_camera,
+)
+from hub.settings import validate_storage as check_storage
+from hub.store import settings as q
+
+log = logging.getLogger(__name__)
+
+OWNER_SETTINGS = web.AppKey("owner_settings", OwnerSettings)
+SETTINGS_LOCK = web.AppKey("owner_settings_lock", asyncio.Lock)
+
+
+def _field_errors(handler: Handler) -> Handler:
+    """SettingsError → 400 JSON that names the field, so the form can point at it."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except SettingsError as exc:
+            return web.json_response(
+                {"error": exc.code, "detail": exc.detail, "field": exc.field}, status=exc.status
+            )
+
+    return wrapped
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise HubError("expected application/json", code="bad_content_type", status=415)
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HubError("body is not JSON", code="bad_json") from exc
+    if not isinstance(body, dict):
+        raise HubError("body must be a JSON object", code="bad_json")
+    return body
+
+
+def _days(value: Any) -> str | None:
+    # Audit entries hold no floats (RFC 8785 number forms differ between languages): days as text.
+    return None if value is None else f"{value:g}"
+
+
+async def _audit(services: Services, request: web.Request, data: dict[str, Any]) -> None:
+    data = {**data, "remote": request.remote or "unknown"}
+    if services.consent is None:
+        log.info("settings.changed %s", data)
+        return
+    await services.consent.record("settings.changed", "owner", data)
+
+
+async def _apply(request: web.Request) -> None:
+    """Make the running hub use the overlay: the effective config for routes and retention."""
+    services = request.app[SERVICES]
+    effective = request.app[OWNER_SETTINGS].effective()
+    services.config = effective
+    if services.cameras is not None:
+        services.cameras.reconfigure(effective)
+
+
+def _camera_json(table: dict[str, Any]) -> dict[str, Any]:
+    return {**public_camera(table), "configured_in": "settings"}
+
+
+async def add_camera(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    settings = request.app[OWNER_SETTINGS]
+    body = await _body(request)
+    table = {k: v for k, v in body.items() if v is not None and v != ""}
+    async with request.app[SETTINGS_LOCK]:
+        cam = validate_camera(table)
+        if settings.is_file_camera(cam.id) or cam.id in settings.cameras:
+            raise SettingsError(
+                "id", f"a camera with id {cam.id!r} exists already", code="camera_exists", status=409
+            )
+        await services.store.run(q.put_camera, cam.id, table, time.time())
+        settings.cameras[cam.id] = table
+        await _apply(request)
+        if services.cameras is not None:
+            await services.cameras.add(cam)
+    await _audit(
+        services,
+        request,
+        {
+            "change": "camera.added",
+            "camera": cam.id,
+            "name": cam.name,
+            "url": redact_url(cam.url or ""),
+            "credentials": cam.username is not None or cam.password is not None,
+            "record": cam.record,
+            "retention_days": _days(cam.retention_days),
+        },
+    )
+    return web.json_response({"camera": _camera_json(table)}, status=201)
+
+
+def _ui_camera(request: web.Request) -> tuple[str, dict[str, Any]]:
+    settings = request.app[OWNER_SETTINGS]
+    camera_id = request.match_info["camera_id"]
+    if settings.is_file_camera(camera_id):
+        raise HubError("this camera is set in camhub.toml; change it there", code="read_only", status=409)
+    table = settings.cameras.get(camera_id)
+    if table is None:
+        raise NotFound("no such camera")
+    return camera_id, table
+
+
+async def edit_camera(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    settings = request.app[OWNER_SETTINGS]
+    body = await _body(request)
+    for key in body:
+        if key not in EDITABLE_KEYS:
+            raise SettingsError(key, "cannot be changed; remove the camera and add it again")
+    async with request.app[SETTINGS_LOCK]:
+        camera_id, old = _ui_camera(request)
+        table = {**old, **body}
+        for key, value in body.items():
+            if value is None:  # null: back to the default (e.g. the hub-wide retention)
+                table.pop(key)
+        cam = validate_camera(table)
+        before = validate_camera(old)
+        await services.store.run(q.put_camera, camera_id, table, time.time())
+        settings.cameras[camera_id] = table
+        await _apply(request)
+        # Retention and the name need no restart; recording or motion on/off restart the camera.
+        restart = (cam.record, cam.motion) != (before.record, before.motion)
+        if restart and services.cameras is not None:
+            await services.cameras.remove(camera_id)
+            await services.cameras.add(cam)
+    changed = {k: body[k] for k in sorted(body) if old.get(k) != table.get(k)}
+    if "retention_days" in changed:
+        changed["retention_days"] = _days(changed["retention_days"])
+    await _audit(services, request, {"change": "camera.edited", "camera": camera_id, "set": changed})
+    return web.json_response({"camera": _camera_json(table)})
+
+
+async def remove_camera(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    settings = request.app[OWNER_SETTINGS]
+    async with request.app[SETTINGS_LOCK]:
+        camera_id, _ = _ui_camera(request)
+        await services.store.run(q.delete_camera, camera_id)
+        del settings.cameras[camera_id]
+        if services.cameras is not None:
+            await services.cameras.remove(camera_id)
+        await _apply(request)
+    await _audit(services, request, {"change": "camera.removed", "camera": camera_id})
+    return web.json_response({"removed": camera_id})
+
+
+async def edit_storage(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    settings = request.app[OWNER_SETTINGS]
+    body = await _body(request)
+    async with request.app[SETTINGS_LOCK]:
+        merged = {**settings.storage, **body}
+        merged = {k: v for k, v in merged.items() if v is not None}  # null: back to the file's value
+        merged = check_storage(merged)
+        await services.store.run(q.put_storage, merged, time.time())
+        settings.storage = merged
+        await _apply(request)
+    storage = services.config.storage
+    await _audit(
+        services,
+        request,
+        {
+            "change": "storage",
+            "max_age_days": _days(storage.max_age_days),
+            "quota_bytes": storage.quota_bytes,
+            "from_settings": sorted(merged),
+        },
+    )
+    return web.json_response(
+        {"max_age_days": storage.max_age_days, "quota_bytes": storage.quota_bytes, "overrides": merged}
+    )
+
+
+def setup(app: web.Application) -> None:
+    # make_app runs before startup, so services.config is still the file's here.
+    app[OWNER_SETTINGS] = OwnerSettings(app[SERVICES].config)
+    app[SETTINGS_LOCK] = asyncio.Lock()
+    owner = require_owner
+    prefix = "/api/v1/owner/settings"
+    app.router.add_post(f"{prefix}/cameras", owner(_field_errors(add_camera)))
+    app.router.add_patch(f"{prefix}/cameras/{{camera_id}}", owner(_field_errors(edit_camera)))
+    app.router.add_delete(f"{prefix}/cameras/{{camera_id}}", owner(_field_errors(remove_camera)))
+    app.router.add_patch(f"{prefix}/storage", owner(_field_errors(edit_storage)))
+
+    async def load(app: web.Application) -> None:
+        # Before the hub reports ready: the owner's cameras run alongside the file's from the start.
+        services = app[SERVICES]
+        settings = app[OWNER_SETTINGS]
+        await settings.load(services.store)
+        effective = settings.effective()
+        services.config = effective
+        if services.cameras is not None:
+            services.cameras.reconfigure(effective)
+            for cam_id in settings.cameras:
+                cam = effective.camera(cam_id)
+                if cam is not None and cam_id not in services.cameras.runtimes:
+                    await services.cameras.add(cam)
+
+    app.on_startup.append(load)
