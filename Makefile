@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # chromium (real-browser tests of the owner UI).
 SYSTEM_PACKAGES := ffmpeg age chromium
 
-.PHONY: all venv sysdeps demo test lint format bench soak clean
+.PHONY: all venv sysdeps demo test lint format bench soak fuzz clean
 
 all: test
 
@@ -50,6 +50,19 @@ format: venv
 
 bench: venv sysdeps
 	$(BIN)/python -m bench
+
+# Coverage-guided fuzzing of the network parsers with atheris (fuzz/harness.py); not in CI.
+# Each target runs FUZZ_SECONDS; a crash stops with the input saved as fuzz/crash-*.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := structured_fields httpsig request_body jws decision_payload annexb doorbell
+fuzz: venv
+	$(BIN)/pip install --quiet -e '.[fuzz]'
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/.corpus/$$t; \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		$(BIN)/python fuzz/harness.py $$t fuzz/.corpus/$$t fuzz/seeds/$$t \
+			-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=fuzz/ -print_final_stats=1 || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
