@@ -25,10 +25,13 @@ exempts from the egress gate; it never serves anything without a session.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import logging
 import re
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,7 @@ from hub.api.settings import OWNER_SETTINGS
 from hub.config import CAMERA_ID_RE, MotionConfig
 from hub.consent.keys import jwk_thumbprint
 from hub.errors import BadRequest, HubError, NotFound
+from hub.record.sealed import SealedError
 from hub.services import SERVICES
 from hub.settings import public_camera
 from hub.store import audit as audit_q
@@ -47,6 +51,8 @@ from hub.store import consent as consent_q
 from hub.store import events as events_q
 from hub.store import segments as segments_q
 from hub.store import web as q
+
+log = logging.getLogger(__name__)
 
 WEB_DIR = Path(str(resources.files("hub").joinpath("web")))
 MAX_RANGE_S = 2 * 24 * 3600
@@ -192,7 +198,7 @@ async def timeline(request: web.Request) -> web.Response:
     )
 
 
-async def segment_media(request: web.Request) -> web.FileResponse:
+async def segment_media(request: web.Request) -> web.StreamResponse:
     services = request.app[SERVICES]
     try:
         segment_id = int(request.match_info["id"])
@@ -204,10 +210,48 @@ async def segment_media(request: web.Request) -> web.FileResponse:
     path = _inside(services.config.segments_dir, row[1])
     if not path.is_file():
         raise NotFound("segment file is gone (retention)")
-    # FileResponse answers Range requests with 206 and Content-Range (RFC 9110 §14), which the
-    # <video> element uses to seek. no-store: footage must not outlive the session in the browser's
-    # cache (a shared tablet, a phone handed to someone) nor a retention deletion on the hub.
-    return web.FileResponse(path, headers={"Content-Type": "video/mp4", "Cache-Control": "no-store"})
+    # no-store: footage must not outlive the session in the browser's cache (a shared tablet, a
+    # phone handed to someone) nor a retention deletion on the hub.
+    headers = {"Content-Type": "video/mp4", "Cache-Control": "no-store"}
+    at_rest = services.at_rest
+    if not await asyncio.to_thread(at_rest.is_sealed, path):
+        # FileResponse answers Range requests with 206 and Content-Range (RFC 9110 §14), which the
+        # <video> element uses to seek.
+        return web.FileResponse(path, headers=headers)
+    # Sealed at rest: a segment is a few seconds, so it is opened whole in memory for each request.
+    return _ranged(request, await _open_sealed(at_rest.read_file, path), headers)
+
+
+async def _open_sealed(read: Callable[[Path], bytes], path: Path) -> bytes:
+    try:
+        return await asyncio.to_thread(read, path)
+    except FileNotFoundError as exc:
+        raise NotFound("file is gone (retention)") from exc
+    except SealedError as exc:
+        log.error("cannot open %s: %s", path, exc)
+        raise HubError(str(exc), code=exc.code, status=500) from exc
+
+
+def _ranged(request: web.Request, data: bytes, headers: dict[str, str]) -> web.Response:
+    """`data` with HTTP Range (RFC 9110 §14): one range gets 206 + Content-Range, an unsatisfiable one
+    416; a malformed or multi-range header is ignored and the whole body sent (§14.2 allows that)."""
+    size = len(data)
+    headers = {**headers, "Accept-Ranges": "bytes"}
+    try:
+        rng = request.http_range
+    except ValueError:
+        rng = slice(None, None)
+    if rng.start is None and rng.stop is None:
+        return web.Response(body=data, headers=headers)
+    if rng.start is not None and rng.start < 0:  # suffix range "bytes=-N": the last N bytes
+        start, stop = max(0, size + rng.start), size
+    else:
+        start = rng.start or 0
+        stop = size if rng.stop is None else min(rng.stop, size)
+    if start >= size or start >= stop:
+        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    headers["Content-Range"] = f"bytes {start}-{stop - 1}/{size}"
+    return web.Response(status=206, body=data[start:stop], headers=headers)
 
 
 async def events(request: web.Request) -> web.Response:
@@ -261,7 +305,7 @@ async def events(request: web.Request) -> web.Response:
     )
 
 
-async def event_thumbnail(request: web.Request) -> web.FileResponse:
+async def event_thumbnail(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     event = await services.store.run(events_q.get_event, request.match_info["id"])
     if event is None or event.thumbnail is None:
@@ -269,7 +313,9 @@ async def event_thumbnail(request: web.Request) -> web.FileResponse:
     path = _inside(services.config.hub.data_dir, event.thumbnail)
     if not path.is_file():
         raise NotFound("thumbnail file is gone")
-    return web.FileResponse(path, headers={"Content-Type": "image/jpeg", "Cache-Control": "no-store"})
+    # Plain or sealed at rest (record/sealed.py tells them apart by magic); a JPEG is small.
+    body = await _open_sealed(services.at_rest.read_file, path)
+    return web.Response(body=body, headers={"Content-Type": "image/jpeg", "Cache-Control": "no-store"})
 
 
 # ------------------------------------------------------------------------------------------------
