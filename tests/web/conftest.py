@@ -152,6 +152,7 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., WebHub]]:
         extra: str = CAMERAS,
         hub_keys: str = "",
         trust_clock: bool = True,
+        discovery: str = "",
     ) -> WebHub:
         data_dir = tmp_path / f"data{len(started)}"
         written, owner_key = seed(data_dir, password=password, segments_at=segments_at)
@@ -162,6 +163,10 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., WebHub]]:
             )
         if hub_keys:  # more [hub] keys (e.g. ice_addresses) go right after its header
             config.write_text(config.read_text().replace("[hub]\n", f"[hub]\n{hub_keys}\n", 1))
+        if discovery:  # replaces the [discovery] table's `enabled = false`
+            config.write_text(
+                config.read_text().replace("[discovery]\nenabled = false\n", f"[discovery]\n{discovery}\n", 1)
+            )
         d = start_daemon(config, tmp_path / f"daemon{len(started)}.log")
         started.append(d)
         d.wait_ready()
@@ -210,9 +215,19 @@ def login(page: Any, url: str, password: str = PASSWORD) -> None:
 @pytest.fixture
 def sim_camera() -> Iterator[dict[str, Any]]:
     """One simulated camera (`camhub-sim`, a separate process) on loopback; yields its URLs."""
+    yield from _run_sim(mdns=False)
+
+
+@pytest.fixture
+def sim_camera_mdns() -> Iterator[dict[str, Any]]:
+    """The same, also announced over mDNS on 127.0.0.1 (multicast on lo works here; tests/test_discovery.py)."""
+    yield from _run_sim(mdns=True)
+
+
+def _run_sim(mdns: bool) -> Iterator[dict[str, Any]]:
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from firmware_sim.cli import main; sys.exit(main())", "--cameras", "1", "--rtsp-port", "0", "--control-port", "0",
-         "--no-mdns", "--width", "640", "--height", "360", "--gop", "15", "--loop-s", "2"],
+         *([] if mdns else ["--no-mdns"]), "--width", "640", "--height", "360", "--gop", "15", "--loop-s", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
     lines: queue.Queue[str] = queue.Queue()

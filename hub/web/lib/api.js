@@ -13,11 +13,12 @@ export function setUnauthorizedHandler(fn) {
 }
 
 export class ApiError extends Error {
-  constructor(status, code, detail) {
+  constructor(status, code, detail, data = null) {
     super(detail ? `${code}: ${detail}` : code);
     this.status = status;
     this.code = code;
     this.detail = detail;
+    this.data = data; // the whole error body, e.g. the `field` a settings change names
   }
 }
 
@@ -39,7 +40,7 @@ async function request(method, path, { json, body, contentType } = {}) {
     data = null;
   }
   if (!res.ok) {
-    const err = new ApiError(res.status, data?.error || `http_${res.status}`, data?.detail || res.statusText);
+    const err = new ApiError(res.status, data?.error || `http_${res.status}`, data?.detail || res.statusText, data);
     if (res.status === 401 && data?.error === "no_session") onUnauthorized(err);
     throw err;
   }
@@ -48,6 +49,7 @@ async function request(method, path, { json, body, contentType } = {}) {
 
 export const get = (path) => request("GET", path);
 export const post = (path, json) => request("POST", path, { json });
+export const patch = (path, json) => request("PATCH", path, { json });
 export const del = (path) => request("DELETE", path);
 
 // Owner decisions are a JWS posted as application/jose (PROTOCOL.md §1, §3): the signature is the
