@@ -149,6 +149,10 @@ def test_cameras_and_retention_change_at_runtime_and_survive_a_restart(
         assert status == 404
     finally:
         restarted.stop()
+    # Adding, restarting and removing cameras at runtime left no crashed or orphaned task behind.
+    for log in (hub.daemon.log(), restarted.log()):
+        for bad in ("Traceback", "Task was destroyed", "was never awaited", "crashed"):
+            assert bad not in log, log
 
     entries = [e for e in hub.audit() if e["type"] == "settings.changed"]
     assert [e["data"]["change"] for e in entries] == [
