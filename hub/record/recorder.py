@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hub.ingest.source import MediaPacket, PacketSink, PacketSource, SourceError
+from hub.record import recovery
 from hub.record.sealed import AtRest
 from hub.record.segmenter import Segmenter
 from hub.store import Store
@@ -229,12 +230,28 @@ class Recorder:
                     raise self._segmenter.finalize_error
                 self._segmenter.write(pkt, pkt.params)
             except Exception as exc:
-                log.exception("%s: writing a segment failed", self.camera_id)
-                self._segmenter.abandon()
+                if isinstance(exc, OSError):
+                    # Disk full or an I/O error: the message says it all, a traceback per retry is noise.
+                    log.error("%s: writing a segment failed: %s", self.camera_id, exc)
+                else:
+                    log.exception("%s: writing a segment failed", self.camera_id)
+                part = self._segmenter.abandon()
                 self._segmenter.finish("write_error")
+                if part is not None:
+                    self._salvage(part)
                 self._accepting = False
                 self._error = RecordError(f"{self.camera_id}: writing a segment failed: {exc}")
                 raise self._error from exc
+
+    def _salvage(self, part: Path) -> None:
+        """Keep the complete fragments of a segment whose write failed and drop its unfinished tail
+        now, not at the next start: on a full disk every retry would otherwise leave another
+        `.part` that retention never sees, and the space would never come back."""
+        seg = self._segmenter
+        try:
+            recovery.recover_part(part, seg.recordings_dir, seg.store, seg.at_rest)
+        except Exception as exc:
+            log.warning("%s: salvaging %s failed, left for recovery: %s", self.camera_id, part.name, exc)
 
     def _finish(self, reason: str) -> None:
         with self._lock:

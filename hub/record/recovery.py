@@ -156,69 +156,81 @@ def recover_partials(
     for tmp in recordings_dir.glob(f"*/*/*.mp4{PART_SUFFIX}.tmp"):
         tmp.unlink()  # a reseal (below) a crash interrupted; its `.part` is still there
     for part in sorted(recordings_dir.glob(f"*/*/*.mp4{PART_SUFFIX}")):
-        rel = part.relative_to(recordings_dir)
-        final_rel = str(rel).removesuffix(PART_SUFFIX)
-        start = start_from_name(part.name)
-        plaintext: bytes | None = None
-        if at_rest.is_sealed(part):
-            try:
-                plaintext = at_rest.salvage(part)
-            except SealedError as exc:
-                # No key or the wrong one: deleting would destroy footage the right key could open.
-                log.error("recovery: cannot open sealed %s, left as it is: %s", rel, exc)
-                continue
-            end_offset, fragments = fragments_end(io.BytesIO(plaintext), len(plaintext))
+        outcome = recover_part(part, recordings_dir, store, at_rest)
+        if outcome is not None:
+            outcomes.append(outcome)
+    return outcomes
+
+
+def recover_part(
+    part: Path, recordings_dir: Path, store: Store, at_rest: AtRest | None = None
+) -> RecoveryOutcome | None:
+    """Salvage one `.part` (keep its complete fragments, index them) or remove it; None when a sealed
+    file is left alone. Blocking. Also used by the recorder right after a failed write (disk full), so
+    the abandoned file's footage is kept and its unfinished tail frees its space at once."""
+    at_rest = at_rest or AtRest()
+    rel = part.relative_to(recordings_dir)
+    final_rel = str(rel).removesuffix(PART_SUFFIX)
+    start = start_from_name(part.name)
+    plaintext: bytes | None = None
+    if at_rest.is_sealed(part):
+        try:
+            plaintext = at_rest.salvage(part)
+        except SealedError as exc:
+            # No key or the wrong one: deleting would destroy footage the right key could open.
+            log.error("recovery: cannot open sealed %s, left as it is: %s", rel, exc)
+            return None
+        end_offset, fragments = fragments_end(io.BytesIO(plaintext), len(plaintext))
+    else:
+        end_offset, fragments = complete_fragments_end(part)
+    outcome: RecoveryOutcome
+    if start is None or fragments == 0:
+        why = "unparseable name" if start is None else "no complete fragment"
+        part.unlink()
+        fsync_dir(part.parent)
+        outcome = RecoveryOutcome(final_rel, "removed", why)
+    else:
+        if plaintext is not None:
+            cut = len(plaintext) - end_offset
+            plaintext = plaintext[:end_offset]
         else:
-            end_offset, fragments = complete_fragments_end(part)
-        outcome: RecoveryOutcome
-        if start is None or fragments == 0:
-            why = "unparseable name" if start is None else "no complete fragment"
+            cut = part.stat().st_size - end_offset
+            if cut:
+                os.truncate(part, end_offset)
+        try:
+            probed = probe_segment(part, at_rest, plaintext)
+        except RecoveryError as exc:
             part.unlink()
             fsync_dir(part.parent)
-            outcome = RecoveryOutcome(final_rel, "removed", why)
+            outcome = RecoveryOutcome(final_rel, "removed", str(exc))
         else:
             if plaintext is not None:
-                cut = len(plaintext) - end_offset
-                plaintext = plaintext[:end_offset]
-            else:
-                cut = part.stat().st_size - end_offset
-                if cut:
-                    os.truncate(part, end_offset)
-            try:
-                probed = probe_segment(part, at_rest, plaintext)
-            except RecoveryError as exc:
-                part.unlink()
-                fsync_dir(part.parent)
-                outcome = RecoveryOutcome(final_rel, "removed", str(exc))
-            else:
-                if plaintext is not None:
-                    # The complete fragments, sealed again with a last-flagged record.
-                    at_rest.write_file(part, plaintext, sealed=True)
-                _, size, sha = finalize_file(part, at_rest)
-                store.run_sync(
-                    q.insert_segment,
-                    q.NewSegment(
-                        _camera_of(rel),
-                        start,
-                        start + probed.duration_s,
-                        size,
-                        sha,
-                        probed.codec,
-                        probed.width,
-                        probed.height,
-                        final_rel,
-                        recovered=True,
-                    ),
-                )
-                outcome = RecoveryOutcome(
+                # The complete fragments, sealed again with a last-flagged record.
+                at_rest.write_file(part, plaintext, sealed=True)
+            _, size, sha = finalize_file(part, at_rest)
+            store.run_sync(
+                q.insert_segment,
+                q.NewSegment(
+                    _camera_of(rel),
+                    start,
+                    start + probed.duration_s,
+                    size,
+                    sha,
+                    probed.codec,
+                    probed.width,
+                    probed.height,
                     final_rel,
-                    "recovered",
-                    f"{fragments} fragments, {probed.packets} packets, {probed.duration_s:.3f} s;"
-                    f" dropped {cut} bytes of an unfinished fragment",
-                )
-        log.warning("recovery: %s %s (%s)", outcome.action, outcome.path, outcome.detail)
-        outcomes.append(outcome)
-    return outcomes
+                    recovered=True,
+                ),
+            )
+            outcome = RecoveryOutcome(
+                final_rel,
+                "recovered",
+                f"{fragments} fragments, {probed.packets} packets, {probed.duration_s:.3f} s;"
+                f" dropped {cut} bytes of an unfinished fragment",
+            )
+    log.warning("recovery: %s %s (%s)", outcome.action, outcome.path, outcome.detail)
+    return outcome
 
 
 def reconcile(recordings_dir: Path, store: Store, at_rest: AtRest | None = None) -> list[RecoveryOutcome]:

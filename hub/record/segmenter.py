@@ -279,14 +279,17 @@ class Segmenter:
         self._anchor = None
         self._period = 0
 
-    def abandon(self) -> None:
-        """Drop the current segment without indexing it (its `.part` is left for recovery)."""
+    def abandon(self) -> Path | None:
+        """Drop the current segment without indexing it; returns its `.part` (left for recovery)."""
         seg, self._seg = self._seg, None
-        if seg is not None:
-            try:
-                seg.close()
-            except Exception:
-                log.exception("%s: closing an abandoned segment failed", self.camera_id)
+        if seg is None:
+            return None
+        try:
+            seg.close()
+        except Exception as exc:
+            # Expected after the write error that made us abandon it (e.g. the disk is still full).
+            log.warning("%s: closing an abandoned segment failed: %s", self.camera_id, exc)
+        return seg.path
 
     # --- internals ----------------------------------------------------------------------------
 
