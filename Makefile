@@ -48,8 +48,13 @@ format: venv
 	$(BIN)/ruff format hub firmware_sim tests bench
 	$(BIN)/ruff check --fix hub firmware_sim tests bench
 
+# Full run (<= 10 min on 2 cores): refreshes bench/results/latest.json and latest.md (committed).
 bench: venv sysdeps
 	$(BIN)/python -m bench
+
+# Every scenario with tiny sizes (what tests/test_bench_smoke.py runs); writes to a temp dir.
+bench-smoke: venv sysdeps
+	$(BIN)/python -m bench --smoke
 
 # Coverage-guided fuzzing of the network parsers with atheris (fuzz/harness.py); not in CI.
 # Each target runs FUZZ_SECONDS; a crash stops with the input saved as fuzz/crash-*.

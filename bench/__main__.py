@@ -27,16 +27,17 @@ from bench import RESULTS_ENV, results_dir
 
 # (module, time limit in seconds for a full run). The sum stays under the 10-minute budget on 2 cores.
 SCENARIOS: list[tuple[str, int]] = [
-    ("sim_bench", 60),
+    ("sim_bench", 75),
     ("record_bench", 150),
-    ("motion_bench", 45),
+    ("motion_bench", 60),
     ("live_bench", 60),
     ("httpsig_bench", 30),
     ("consent_flow_bench", 30),
-    ("agency_bench", 75),
-    ("delivery_bench", 60),
-    ("retention_bench", 60),
+    ("agency_bench", 45),  # after httpsig and live: it quotes their figures from this run
+    ("delivery_bench", 90),
+    ("retention_bench", 45),
 ]
+BUDGET_S = 600  # issue 7: the whole run within 10 minutes; tests check sum(limits) <= BUDGET_S
 SMOKE_LIMIT_S = 60  # per scenario under --smoke
 
 

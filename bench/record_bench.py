@@ -17,6 +17,14 @@ each other and with the simulator, so the ratio is the figure to read, not the a
 CPU time comes from /proc in clock ticks (10 ms): over a 15 s window with one camera that is a
 resolution of ~0.0007 s per camera-second, so small-N ratios are coarse (``--smoke`` coarser still).
 
+Where the hub's extra CPU goes (profiled with perf, py-spy --gil and cProfile, 4 cameras): the
+reader thread (PyAV demux + mux of each packet, on the same thread) costs ~1.3x one ffmpeg process,
+and PyAV demux alone ~0.8x; per process, ~38% is kernel (socket poll/recv, as for ffmpeg), ~32% the
+interpreter, ~11% libavformat. Per segment the hub also does what ffmpeg does not: fsync of the file
+and its directory, a SHA-256 of the file, and the SQLite index row (its WAL commit) — about half the
+difference on a low-bit-rate stream, offline (55 vs 22 us CPU per packet against a bare PyAV remux).
+These are deliberate (STYLE.md: write temp, fsync, rename, then index), so the floor is a floor.
+
 Run: ``.venv/bin/python -m bench.record_bench [--smoke]``. Prints a table and writes
 ``bench/results/record.json``. Wall time is bounded (~120 s; ~15 s with ``--smoke``).
 """

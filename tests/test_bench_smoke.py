@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.__main__ import SCENARIOS
+from bench.__main__ import BUDGET_S, SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,6 +63,10 @@ def test_every_scenario_runs_in_smoke_mode(tmp_path: Path) -> None:
     assert proc.returncode == 0
     # The smoke run wrote only to its own directory, never over the committed full-run figures.
     assert {p: p.stat().st_mtime_ns for p in (ROOT / "bench" / "results").glob("*.json")} == committed
+
+
+def test_time_limits_fit_the_ten_minute_budget() -> None:
+    assert sum(limit for _, limit in SCENARIOS) <= BUDGET_S
 
 
 def test_a_missing_scenario_fails_the_run(tmp_path: Path) -> None:
