@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -31,6 +32,16 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
         if exc.status >= 400:
             return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
         raise
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            # Another process held the database's write lock past busy_timeout (a backup, a sqlite3
+            # shell): the statement was not applied and the client may simply try again.
+            log.warning("database busy in %s %s: %s", request.method, request.path[:200], exc)
+            response = error_response(503, "busy", "the hub's database is busy; try again")
+            response.headers["Retry-After"] = "5"
+            return response
+        log.exception("unhandled error in %s %s", request.method, request.path[:200])
+        return error_response(500, "internal_error", "")
     except Exception:
         # Input from the network must never take the daemon down; log with the traceback, answer 500.
         log.exception("unhandled error in %s %s", request.method, request.path)
