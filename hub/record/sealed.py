@@ -190,12 +190,14 @@ class SealedWriter:
     def closed(self) -> bool:
         return self._f is None
 
-    def close(self) -> None:
-        """Write the last-flagged (empty) record and close; idempotent."""
+    def close(self, *, fsync: bool = False) -> None:
+        """Write the last-flagged (empty) record and close (after an fsync if asked); idempotent."""
         if self._f is None:
             return
         try:
             self._seal(b"", last=True)
+            if fsync:
+                os.fsync(self._f.fileno())
         finally:
             f, self._f = self._f, None
             f.close()
@@ -350,9 +352,11 @@ class AtRest:
         if seal:
             if self.key is None:
                 raise NoStorageKey("cannot seal without a storage key")
-            with SealedWriter(tmp, self.key) as w:
+            w = SealedWriter(tmp, self.key)
+            try:
                 w.write(data)
-                os.fsync(w.fileno())
+            finally:
+                w.close(fsync=True)  # the final record too: a file without it reads as truncated
         else:
             with open(tmp, "wb") as f:
                 f.write(data)
