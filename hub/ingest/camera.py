@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -279,9 +280,15 @@ class Cameras:
             now = time.time()
             # A copy: the owner may add or remove a camera while this loop awaits the store.
             for cam_id, rt in list(self.runtimes.items()):
-                await self._store.run(
-                    partial(status_q.upsert, online=rt.online(now), last_frame_at=rt.last_frame_at), cam_id
-                )
+                try:
+                    await self._store.run(
+                        partial(status_q.upsert, online=rt.online(now), last_frame_at=rt.last_frame_at),
+                        cam_id,
+                    )
+                except sqlite3.OperationalError as exc:
+                    # Another process holds the write lock past busy_timeout: the next tick writes it.
+                    log.warning("camera status not saved: %s", exc)
+                    break
             await asyncio.sleep(STATUS_INTERVAL_S)
 
     def retention_policy(self) -> retention.RetentionPolicy:
