@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sqlite3
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,6 +57,9 @@ log = logging.getLogger(__name__)
 
 FMP4_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 PART_SUFFIX = ".part"
+# A segment's index row waits out another process's write lock: each try already waits the store's
+# busy_timeout (10 s), so this is about a minute before the row is given up to recovery.
+INDEX_BUSY_TRIES = 6
 _NAME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 
 
@@ -378,20 +382,27 @@ class Segmenter:
     def _finalize_segment(self, seg: _OpenSegment, end: float) -> None:
         try:
             final, size, sha = finalize_file(seg.path, self.at_rest)
-            self.store.run_sync(
-                q.insert_segment,
-                q.NewSegment(
-                    self.camera_id,
-                    seg.start_at,
-                    max(end, seg.start_at),
-                    size,
-                    sha,
-                    seg.params.codec,
-                    seg.params.width,
-                    seg.params.height,
-                    seg.relpath,
-                ),
+            row = q.NewSegment(
+                self.camera_id,
+                seg.start_at,
+                max(end, seg.start_at),
+                size,
+                sha,
+                seg.params.codec,
+                seg.params.width,
+                seg.params.height,
+                seg.relpath,
             )
+            for attempt in range(1, INDEX_BUSY_TRIES + 1):
+                try:
+                    self.store.run_sync(q.insert_segment, row)
+                    break
+                except sqlite3.OperationalError as exc:
+                    # Locked by another process (a backup, a sqlite3 shell): the file is safe on
+                    # disk, so wait for the lock rather than leave it unindexed until the next start.
+                    if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == INDEX_BUSY_TRIES:
+                        raise
+                    log.warning("%s: index busy for %s (%s); retrying", self.camera_id, seg.relpath, exc)
         except Exception as exc:
             # The `.part` (or an unindexed file) stays on disk; recovery picks it up at next start.
             log.exception("%s: finalizing %s failed", self.camera_id, seg.relpath)
