@@ -12,10 +12,10 @@ Two measurements, each with encryption off (the reference) and on, in the same r
   the hub already pays on every segment: sha256 over the same bytes.
 
 CPU time is `time.process_time()` (all threads of this process). The machine is shared, so each
-figure is the median of 3 interleaved repetitions; read the ratios, not the absolutes.
+figure is the median of 5 interleaved repetitions; read the ratios, not the absolutes.
 
 Run: ``.venv/bin/python -m bench.encrypt_bench [--smoke]``. Prints a table and writes
-``bench/results/encrypt.json`` (one-line "summary"). Wall time ~60 s (~10 s with ``--smoke``).
+``bench/results/encrypt.json`` (one-line "summary"). Wall time ~30 s (~5 s with ``--smoke``); give it 120 s.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from hub.store import Store
 RESULTS = results_dir() / "encrypt.json"
 FPS = 15
 SEGMENT_S = 4.0
-REPS = 3
+REPS = 5
 CHUNK = 512 * 1024
 
 
@@ -134,8 +134,8 @@ def primitive_once(work: Path, total: int, key: StorageKey) -> dict[str, float]:
 async def run(smoke: bool) -> dict[str, object]:
     if shutil.which("ffmpeg") is None:
         raise SystemExit("ffmpeg is needed to make the test stream")
-    width, height, clip_s, video_s = (320, 240, 4.0, 8.0) if smoke else (1920, 1080, 8.0, 32.0)
-    total = (16 if smoke else 128) * 1024 * 1024
+    width, height, clip_s, video_s = (320, 240, 4.0, 16.0) if smoke else (1920, 1080, 8.0, 120.0)
+    total = (16 if smoke else 256) * 1024 * 1024
     sealed = AtRest(StorageKey.generate(), seal=True)
     with tempfile.TemporaryDirectory(prefix="camhub-encrypt-bench-") as tmp:
         root = Path(tmp)
