@@ -11,7 +11,7 @@ If the hub key is on the same card, a thief has both — the README says so.
 
 File format (version 1), a streaming AEAD in the shape of Tink's AES-GCM-HKDF streaming and age's
 STREAM (Hoang, Reyhanitabar, Rogaway, Vizár, "Online Authenticated-Encryption and its Nonce-Reuse
-Misuse-Resistance", §7):
+Misuse-Resistance", CRYPTO 2015):
 
     header  = "CAMHSEAL" | version (1) | key id (8) | salt (32) | nonce prefix (7)        56 bytes
     record  = length (4, big-endian, of the ciphertext incl. tag) | AES-256-GCM ciphertext+tag
@@ -25,7 +25,9 @@ Misuse-Resistance", §7):
 * The writer seals each write it gets: with PyAV writing through `SealedWriter` and `flush_packets`,
   that is what the muxer handed over after each packet — the same bytes a plaintext recording would
   have in the page cache at that point, so a crash loses no more (`salvage` keeps every complete
-  record; recovery then cuts at the last complete fMP4 fragment).
+  record; recovery then cuts at the last complete fMP4 fragment). PyAV's I/O buffer (32 KiB) bounds
+  a record; making it 1 MiB (a record per fragment) measured slower, the large buffers falling out
+  of cache (bench/encrypt_bench.py).
 
 Errors are typed (`SealedError` and subclasses, each with a stable `code`): truncated, tampered
 (any tag failure, reordering, trailing data), wrong key (key id or unwrap mismatch), no key.
