@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages: ffmpeg (ffprobe/ffmpeg as independent clients), age (stock decrypt of deliveries),
-# chromium (real-browser tests of the owner UI).
-SYSTEM_PACKAGES := ffmpeg age chromium
+# chromium (real-browser tests of the owner UI), faketime (libfaketime: the daemon's clock jumps in
+# tests/faults/test_clock_jumps.py).
+SYSTEM_PACKAGES := ffmpeg age chromium faketime
 
 .PHONY: all venv sysdeps demo test lint format bench soak fuzz clean
 

@@ -14,8 +14,13 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import DaemonProcess
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hub.consent import owner_client
+from tests.conftest import DaemonProcess, free_port, write_config
+from tests.consent.flow_env import FOOTAGE_S, HubEnv, new_agency, record_footage
 
 STATS_RE = re.compile(r"camhub stats tasks=(\d+) threads=(\d+) fds=(\d+) rss_kb=(-?\d+)")
 TRACEBACK_RE = re.compile(r"Traceback|^\S+ \S+ (ERROR|CRITICAL) ", re.MULTILINE)
@@ -183,3 +188,36 @@ class SimProcess:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()
+
+
+def hub_env(tmp: Path, extra_config: str = "", *, footage: bool = True, **launch: Any) -> HubEnv:
+    """tests.consent.flow_env.start_hub_env, but the daemon runs through `start_hub` (env, timers)."""
+    data_dir = tmp / "data"
+    config = write_config(tmp / "camhub.toml", data_dir, free_port(), extra_config)
+    t0 = float(int(time.time()) - FOOTAGE_S - 60)
+    if footage:
+        record_footage(data_dir, config, t0)
+    daemon = start_hub(config, tmp / "daemon.log", **launch)
+    daemon.wait_ready()
+    assert daemon.pairing_code is not None, daemon.log()
+    owner = Ed25519PrivateKey.generate()
+    owner_client.enroll_first(daemon.url, owner, daemon.pairing_code, "test-owner")
+    env = HubEnv(tmp, config, data_dir, daemon, owner, new_agency(tmp / "agency"), t0)
+    env.add_agency(env.agency, "Test PD")
+    return env
+
+
+def audit_verify(env: HubEnv, out: Path) -> str:
+    """`camhub audit export` then the stand-alone `camhub audit verify`; returns verify's output."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "hub", "audit", "export", "--config", str(env.config), str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    hub_key = json.dumps(env.client().hub()["public_jwk"])
+    proc = subprocess.run(
+        [sys.executable, "-m", "hub", "audit", "verify", str(out), "--hub-key", hub_key],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
