@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED: dict[str, set[str]] = {
     "sim_bench": {"results"},
     "record_bench": {"scenarios", "target", "meets_target"},
+    "encrypt_bench": {"recording_cpu_s_per_camera_s"},
     "motion_bench": {"runs", "detector_only", "target", "meets_target"},
     "live_bench": {"glass_to_glass_ms", "revoke_to_cut_ms", "target", "meets_target"},
     "httpsig_bench": {"verify_post_per_s", "raw_ed25519_verify_per_s", "target", "meets_target"},
