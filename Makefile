@@ -70,5 +70,10 @@ fuzz: venv
 			-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=fuzz/ -print_final_stats=1 || exit 1; \
 	done
 
+# 30 minutes: 4 simulated cameras, events, an agency polling, retention cycling; prints RSS/fds/threads/tasks
+# and fails if they grow or the log has errors (bench/soak.py). Not in CI (tests/faults/test_soak.py runs 60 s).
+soak: venv sysdeps
+	$(BIN)/python -m bench.soak --seconds 1800 --interval 30
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -63,7 +63,10 @@ def test_disk_full_keeps_running_and_retention_frees_space(tmp_path: Path, small
         until(
             lambda: (
                 "retention" in hub.log()[full_at:]
-                or _count(data, "SELECT count(*) FROM audit_entries WHERE entry LIKE '%retention.deleted%'")
+                or _count(
+                    data,
+                    "SELECT count(*) FROM audit_entries WHERE CAST(entry AS TEXT) LIKE '%retention.deleted%'",
+                )
                 > 0
             ),
             60,
