@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -40,6 +41,13 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
             response = error_response(503, "busy", "the hub's database is busy; try again")
             response.headers["Retry-After"] = "5"
             return response
+        log.exception("unhandled error in %s %s", request.method, request.path[:200])
+        return error_response(500, "internal_error", "")
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            # A path segment over NAME_MAX from the URL: aiohttp's static handler (/ui/) stats it
+            # unchecked. No such file can exist, so it is a plain 404, not a server error.
+            return error_response(404, "not_found", "")
         log.exception("unhandled error in %s %s", request.method, request.path[:200])
         return error_response(500, "internal_error", "")
     except Exception:
