@@ -47,7 +47,7 @@ async def enroll(request: web.Request) -> web.Response:
     consent = _consent(request)
     try:
         body = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..."
         raise ConsentError("invalid_json", "body must be JSON", 400) from exc
     result = await owners.enroll_first(consent, body, request.remote or "")
     return web.json_response(result, status=201)

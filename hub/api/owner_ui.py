@@ -443,7 +443,7 @@ async def add_device_request(request: web.Request) -> web.Response:
         kid = jwk_thumbprint(public_jwk)
         if not isinstance(name, str) or not 0 < len(name) <= 64:
             raise ValueError("name must be 1-64 characters")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:  # RecursionError: "[[[[..."
         raise BadRequest(f"need {{public_jwk, name}}: {exc}") from exc
     await services.store.run(q.add_device_request, kid, public_jwk, name, time.time())
     return web.json_response({"kid": kid}, status=201)

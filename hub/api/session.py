@@ -298,7 +298,7 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
         raise HubError("expected application/json", code="bad_content_type", status=415)
     try:
         body = await request.json()
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..."
         raise HubError("body is not JSON", code="bad_json") from exc
     if not isinstance(body, dict):
         raise HubError("body must be a JSON object", code="bad_json")
