@@ -46,6 +46,9 @@ class HubConfig:
     # Addresses aiortc may use for ICE host candidates; empty means every non-loopback interface.
     ice_addresses: tuple[str, ...] = ()
     log_level: str = "info"
+    # An HTTP connection with no request in flight (idle keep-alive, or one still dribbling its
+    # headers: slowloris) is closed after this long. aiohttp's own default is 3630 s.
+    idle_timeout_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -286,8 +289,11 @@ def _ip(value: str) -> str | None:
 def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubConfig:
     p = "hub."
     v.unknown(
-        t, p, {"name", "data_dir", "key_file", "bind", "port", "https_port", "ice_addresses", "log_level"}
-    )
+        t,
+        p,
+        {"name", "data_dir", "key_file", "bind", "port", "https_port", "ice_addresses", "log_level",
+         "idle_timeout_s"},
+    )  # fmt: skip
     d = HubConfig()
     name = v.get(t, p, "name", str, d.name, lambda s: None if 0 < len(s) <= 63 else "must be 1-63 characters")
     data_dir = Path(
@@ -324,6 +330,7 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
         https_port=https_port,
         ice_addresses=tuple(a for a in ice if isinstance(a, str)),
         log_level=log_level,
+        idle_timeout_s=float(v.get(t, p, "idle_timeout_s", (int, float), d.idle_timeout_s, _range(1, 3600))),
     )
 
 

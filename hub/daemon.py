@@ -19,6 +19,7 @@ import threading
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from hub import datadir, tls
 from hub.api import make_app
@@ -38,6 +39,25 @@ log = logging.getLogger(__name__)
 
 # systemd's default TimeoutStopSec is 90 s, but the promise is < 5 s: leave margin for the process exit.
 STOP_TIMEOUT_SECONDS = 3.0
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs every malformed request (bad request line, header or URL; answered 400, the
+    client's fault) at ERROR with a traceback: anyone on the LAN could fill the journal with them.
+    Such records become one line at DEBUG; real server errors keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        record.msg = "refused a malformed request from %s: %s"
+        record.args = (*(record.args if isinstance(record.args, tuple) else ())[:1], exc.message)
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+_MALFORMED = _MalformedRequestFilter()
 
 
 class StartupError(Exception):
@@ -99,7 +119,18 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
         await services.cameras.start()
 
         app = make_app(services)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
+        if _MALFORMED not in logging.getLogger("aiohttp.server").filters:
+            logging.getLogger("aiohttp.server").addFilter(_MALFORMED)
+        # aiohttp's other limits are kept: 64 KiB bodies (make_app), 8190-byte request line and header
+        # fields, 128 headers. Its keep-alive timeout (3630 s) is also the only bound on a connection
+        # that never completes its headers, so it is the hub's idle timeout (slowloris).
+        runner = web.AppRunner(
+            app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=1.0,
+            keepalive_timeout=config.hub.idle_timeout_s,
+        )
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         # Plain HTTP only on loopback (issue 6); the LAN gets HTTPS with the hub's local CA (hub/tls.py).
