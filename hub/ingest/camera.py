@@ -94,6 +94,8 @@ class CameraRuntime:
         self.last_error: str | None = None
         self.connected = False
         self._stopping = False
+        # Called when writing failed (e.g. the disk is full): Cameras wakes retention to free space.
+        self.on_record_error: Callable[[], None] | None = None
 
     def _source(self) -> PacketSource:
         if self.camera.whip:
@@ -120,6 +122,8 @@ class CameraRuntime:
                     error = await _relay_only(source, self.relay)
             except (SourceError, RecordError) as exc:
                 error = f"{exc.code}: {exc}"
+                if isinstance(exc, RecordError) and self.on_record_error is not None:
+                    self.on_record_error()
             finally:
                 self.connected = False
             # The next run's first packets may not follow the cached GOP (a rebooted camera can restart
@@ -189,6 +193,7 @@ class Cameras:
         self.whip = WhipIngest(config)
         self.runtimes: dict[str, CameraRuntime] = {}
         self.events: dict[str, EventRecorder] = {}
+        self._retention_wake = asyncio.Event()
 
     async def start(self) -> None:
         """Recover what a crash left, then start every camera. Recovery first: a recording must not
@@ -215,6 +220,7 @@ class Cameras:
         runtime = CameraRuntime(
             cam, self._store, cfg.segments_dir, cfg.storage.segment_seconds, relay, self.whip, self._at_rest
         )
+        runtime.on_record_error = self._retention_wake.set
         self.runtimes[cam.id] = runtime
         self._supervisor.spawn(f"camera:{cam.id}", runtime.run)
         await self._start_events(cam)
@@ -323,11 +329,14 @@ class Cameras:
 
     async def _retention_loop(self) -> None:
         while True:
+            self._retention_wake.clear()
             try:
                 await self.enforce_retention()
             except Exception:
                 log.exception("retention pass failed; retrying in %.0f s", RETENTION_INTERVAL_S)
-            await asyncio.sleep(RETENTION_INTERVAL_S)
+            # A failed segment write (disk full) wakes this early: free space now, not in 30 s.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._retention_wake.wait(), RETENTION_INTERVAL_S)
 
 
 def rfc3339(ts: float) -> str:
