@@ -275,7 +275,11 @@ async def submit(svc: ConsentService, msg: SignedMessage, verified: httpsig.Veri
         state="pending",
     )
     await svc.store.run(q.insert_request, record, msg.body)
-    await svc.refresh_holds()
+    if record.kind == "clip":
+        # Add this request's ranges instead of re-reading every pending request: a full refresh per
+        # submission made each one O(pending requests), the top of the daemon's profile with 50
+        # agencies filing (bench/agency_bench.py). Decisions and the checkpoint loop still refresh.
+        svc.add_holds(record.cameras, record.start_at, record.end_at)
     await svc.record(
         "request.received",
         f"agency:{keyid}",

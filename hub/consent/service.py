@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class ConsentService:
     grant_listeners: list[Callable[[], None]] = field(default_factory=list)
     # Latest holds (camera, start, end) for retention, refreshed after every consent write.
     _holds: list[tuple[str, float, float]] = field(default_factory=list)
+    _refreshing: list[list[tuple[str, float, float]]] = field(default_factory=list)
     _last_clock_audit: float = 0.0
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # One delivery build at a time: background work on a two-core box.
@@ -144,7 +145,25 @@ class ConsentService:
                 log.exception("grant listener failed")
 
     async def refresh_holds(self) -> None:
-        self._holds = await self.store.run(q.holds, self.now())
+        added: list[tuple[str, float, float]] = []  # add_holds() calls while the query is in flight
+        self._refreshing.append(added)
+        try:
+            fresh = await self.store.run(q.holds, self.now())
+        finally:
+            self._refreshing = [a for a in self._refreshing if a is not added]  # by identity
+        # A request inserted after the query ran is not in `fresh`: keep what it added.
+        self._holds = fresh + [h for h in dict.fromkeys(added) if h not in fresh]
+
+    def add_holds(self, cameras: Iterable[str], start: float, end: float) -> None:
+        """Hold a new pending request's ranges at once (call after its row is committed). Until the
+        next refresh the snapshot may keep ranges that have since expired: retention then keeps
+        more, never less."""
+        for camera in cameras:
+            hold = (camera, start, end)
+            if hold not in self._holds:
+                self._holds.append(hold)
+            for added in self._refreshing:
+                added.append(hold)
 
     def holds(self) -> list[tuple[str, float, float]]:
         """(camera, start, end) that retention must keep: pending requests and unexpired approvals.

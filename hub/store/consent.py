@@ -367,7 +367,9 @@ def holds(conn: sqlite3.Connection, now: float) -> list[tuple[str, float, float]
     for row in rows:
         for camera in json.loads(row["cameras"]):
             out.append((camera, row["start_at"], row["end_at"]))
-    return out
+    # Many agencies asking for the same incident hold the same range once (retention checks every
+    # segment against every hold).
+    return list(dict.fromkeys(out))
 
 
 # --- nonces -----------------------------------------------------------------------------------
