@@ -339,7 +339,15 @@ def _parse_storage(v: _Validator, t: dict[str, Any]) -> StorageConfig:
     v.unknown(t, p, {"segment_seconds", "max_age_days", "quota_gb", "min_free_percent", "encrypt"})
     d = StorageConfig()
     quota_gb = v.get(
-        t, p, "quota_gb", (int, float), 0, lambda x: None if x >= 0 else "must be 0 (no quota) or more"
+        # The upper bound also refuses inf (JSON "Infinity" from the settings API), which int() cannot take.
+        t,
+        p,
+        "quota_gb",
+        (int, float),
+        0,
+        lambda x: (
+            None if 0 <= x <= 1e6 else "must be 0 (no quota) or more" if x < 0 else "must be at most 1e6"
+        ),
     )
     return StorageConfig(
         segment_seconds=float(v.get(t, p, "segment_seconds", (int, float), d.segment_seconds, _range(1, 60))),
