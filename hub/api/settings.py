@@ -69,6 +69,17 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def _audit_value(value: Any) -> Any:
+    """A settings value as audit data: floats (motion zones, min_area) as text, like `_days`."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return {str(k): _audit_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_audit_value(v) for v in value]
+    return value
+
+
 def _days(value: Any) -> str | None:
     # Audit entries hold no floats (RFC 8785 number forms differ between languages): days as text.
     return None if value is None else f"{value:g}"
@@ -161,9 +172,9 @@ async def edit_camera(request: web.Request) -> web.Response:
         if restart and services.cameras is not None:
             await services.cameras.remove(camera_id)
             await services.cameras.add(cam)
-    changed = {k: body[k] for k in sorted(body) if old.get(k) != table.get(k)}
-    if "retention_days" in changed:
-        changed["retention_days"] = _days(changed["retention_days"])
+    # Floats (retention_days, motion zones and min_area) would be refused by the audit log after the
+    # change was already applied, leaving an unaudited change and a 400 to the owner.
+    changed = {k: _audit_value(body[k]) for k in sorted(body) if old.get(k) != table.get(k)}
     await _audit(services, request, {"change": "camera.edited", "camera": camera_id, "set": changed})
     return web.json_response({"camera": _camera_json(table)})
 
