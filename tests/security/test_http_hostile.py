@@ -20,6 +20,7 @@ import json
 import re
 import secrets
 import socket
+import sqlite3
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from hub import config as config_mod
 from hub.api import make_app
@@ -345,3 +348,73 @@ def test_slowloris_connections_are_closed_and_the_hub_keeps_answering(hostile: H
     assert answered
     assert len(closed) == len(socks), f"{len(socks) - len(closed)} slow connections still open"
     hostile.assert_alive()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+motion = st.fixed_dictionaries(
+    {},
+    optional={
+        "enabled": st.booleans() | json_values,
+        "min_area": st.floats(0, 1) | json_values,
+        "zones": st.lists(st.lists(st.lists(st.floats(0, 1), min_size=2, max_size=2), min_size=3, max_size=5), max_size=2),
+        "pre_roll_seconds": st.floats(0, 30) | json_values,
+    },
+)  # fmt: skip
+# Mostly well-typed edits (so they get past validation to the audit write), some wrong ones.
+camera_edit = st.dictionaries(
+    st.sampled_from(["name", "record", "retention_days", "motion"]),
+    st.text(min_size=1, max_size=10) | st.booleans() | st.floats(0.01, 1e308) | motion | json_values,
+    max_size=3,
+) | st.dictionaries(st.sampled_from(["url", "zzz", "id"]), json_values, max_size=2)
+storage_edit = st.dictionaries(
+    st.sampled_from(["max_age_days", "quota_gb", "encrypt"]),
+    st.floats(0.01) | st.integers(0, 2**70) | json_values,
+    max_size=2,
+)
+
+
+def _settings_audits(hostile: Hostile) -> int:
+    db = hostile.tmp / "data" / "camhub.sqlite"
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        rows = conn.execute("SELECT entry FROM audit_entries").fetchall()
+    finally:
+        conn.close()
+    return sum(b'"type":"settings.changed"' in bytes(row[0]) for row in rows)
+
+
+@pytest.fixture(scope="module")
+def ui_camera(hostile: Hostile) -> str:
+    body = json.dumps({"id": "fuzzcam", "url": "rtsp://127.0.0.1:9/none", "record": False}).encode()
+    status, response = hostile.request(
+        "POST", "/api/v1/owner/settings/cameras", body, {"Content-Type": "application/json"}, owner=True
+    )
+    assert status == 201, response
+    return "fuzzcam"
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@example(edit=("camera", {"motion": {"min_area": 0.02}}))  # was applied, then refused by the audit log
+@example(edit=("storage", {"quota_gb": 1e308}))  # was a 500 (OverflowError)
+@given(edit=st.one_of(camera_edit.map(lambda b: ("camera", b)), storage_edit.map(lambda b: ("storage", b))))
+def test_owner_settings_with_fuzzed_values(hostile: Hostile, ui_camera: str, edit: tuple[str, dict]) -> None:
+    """Wrong types, huge and non-finite numbers, floats in nested motion settings: refused with 4xx
+    or applied, never a 500, and every change that was applied has its `settings.changed` entry."""
+    what, body = edit
+    path = (
+        f"/api/v1/owner/settings/cameras/{ui_camera}"
+        if what == "camera"
+        else "/api/v1/owner/settings/storage"
+    )
+    before = _settings_audits(hostile)
+    status, response = hostile.request(
+        "PATCH", path, json.dumps(body).encode(), {"Content-Type": "application/json"}, owner=True
+    )
+    assert status in (200, 400, 409, 413), (body, status, response[-300:])
+    assert _settings_audits(hostile) == before + (1 if status == 200 else 0), (body, status)
