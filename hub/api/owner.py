@@ -67,7 +67,8 @@ async def post_clock(request: web.Request) -> web.Response:
 
 def _int_param(request: web.Request, name: str) -> int:
     value = request.query.get(name, "")
-    if not value.isdigit() or len(value) > 18:
+    # isascii: str.isdigit() is also true for "²" and other digits int() refuses.
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise ConsentError("bad_request", f"{name} must be a non-negative integer", 400)
     return int(value)
 
