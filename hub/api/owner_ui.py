@@ -271,6 +271,9 @@ async def events(request: web.Request) -> web.Response:
             raise BadRequest("day must be YYYY-MM-DD and tz_offset_min an integer") from exc
         if not -16 * 60 <= offset <= 16 * 60:
             raise BadRequest("tz_offset_min out of range")
+        # The day's bounds are computed with a day either side: 9999-12-31 would overflow datetime.
+        if not dt.date(1970, 1, 1) <= day <= dt.date(9000, 1, 1):
+            raise BadRequest("day out of range")
         tz = dt.timezone(dt.timedelta(minutes=offset))
 
     def query(conn: Any) -> list[events_q.Event]:
