@@ -418,3 +418,33 @@ def test_owner_settings_with_fuzzed_values(hostile: Hostile, ui_camera: str, edi
     )
     assert status in (200, 400, 409, 413), (body, status, response[-300:])
     assert _settings_audits(hostile) == before + (1 if status == 200 else 0), (body, status)
+
+
+QUERY_NAMES = ["camera", "kind", "day", "tz_offset_min", "start", "end", "seq", "size", "from", "to", "id"]
+query_values = st.sampled_from(
+    ["", "-1", "0", "1", "²", "١٢", "9" * 30, "1e999", "nan", "-inf", "9999-12-31", "0001-01-01", "2026-02-30",
+     "front-door", "../..", "%00", "%ff", "960", "-961", "motion"]
+).map(lambda t: quote(t, safe="%")) | st.text(max_size=12).map(lambda t: quote(t, safe=""))  # fmt: skip
+
+
+@settings(max_examples=120, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@example(pick=0, params=[("seq", "%C2%B2"), ("size", "1")])  # was a 500: "²".isdigit() but int() refuses it
+@example(pick=0, params=[("day", "9999-12-31")])  # was a 500: OverflowError computing the next day
+@given(
+    pick=st.integers(0, 10_000),
+    params=st.lists(st.tuples(st.sampled_from(QUERY_NAMES), query_values), max_size=4),
+)
+def test_query_parameters_on_every_get_route(
+    hostile: Hostile, pick: int, params: list[tuple[str, str]]
+) -> None:
+    """Every GET route from the router, called by the owner with odd query strings: 4xx or 2xx, never 500."""
+    gets = sorted(p for m, p in hostile.routes if m == "GET" and not p.startswith("/ui"))
+    if params and params[0] == ("seq", "%C2%B2"):
+        path = "/api/v1/audit/proof"
+    elif params and params[0] == ("day", "9999-12-31"):
+        path = "/api/v1/owner/events"
+    else:
+        path = gets[pick % len(gets)]
+    target = _concrete(path, None, "1") + "?" + "&".join(f"{k}={v}" for k, v in params)
+    status, response = hostile.request("GET", target, owner=True)
+    assert status < 500, (target, status, response[-300:])
