@@ -201,3 +201,34 @@ def test_parser_follows_the_event_stream_rules() -> None:
 )
 def test_is_press(msg: SseMessage, press: bool) -> None:
     assert is_press(msg) is press
+
+
+async def test_endless_line_is_not_buffered_and_the_next_press_arrives(
+    tmp_path: Path, store: Store, sse: SseServer
+) -> None:
+    """A camera (or anything answering at its events_url) that sends megabytes without a line end:
+    the listener drops the line as it goes instead of buffering it, and the next press still counts."""
+    seen: asyncio.Queue[q.Event] = asyncio.Queue()
+    recorder = EventRecorder(
+        "door", store, tmp_path, events_url=sse.url, on_event=seen.put_nowait, doorbell_options=FAST
+    )
+    await recorder.start()
+    try:
+        await wait_connected(recorder)
+        for _ in range(32):  # 4 MiB in one line
+            sse.outbox.put_nowait(b"x" * 131072)
+        # The end of the over-long line is dropped with it, even though it looks like an event field.
+        sse.outbox.put_nowait(b"event: doorbell\n" + b"data: {}\n\n" + sim_event("doorbell", "9"))
+        event = await asyncio.wait_for(seen.get(), 10)
+    finally:
+        await recorder.stop()
+    assert event.kind == "press"
+    assert len(await store.run(q.list_events)) == 1
+
+
+def test_event_data_is_bounded() -> None:
+    parser = SseParser()
+    for _ in range(100):
+        assert parser.feed("data: " + "y" * 10_000) is None
+    msg = parser.feed("")
+    assert msg is not None and len(msg.data) <= 64 * 1024 + 100
