@@ -355,7 +355,7 @@ class Connection:
                     return
                 cseq = req.header("cseq")
                 try:
-                    if cseq is None or not cseq.strip().isdigit():
+                    if cseq is None or not (cseq.strip().isascii() and cseq.strip().isdigit()):
                         raise RtspError(400)  # CSeq is required in every request (RFC 2326 §12.17)
                     status, headers, body = await self._handle(req)
                 except RtspError as exc:
@@ -433,7 +433,7 @@ class Connection:
             headers[name.strip().lower()] = value.strip()
         body = b""
         length = headers.get("content-length", "0")
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):  # "²".isdigit() is True; int() refuses it
             raise RtspError(400, close=True)
         if int(length) > MAX_BODY:
             raise RtspError(413, close=True)

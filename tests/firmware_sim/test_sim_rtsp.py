@@ -126,6 +126,8 @@ async def test_garbage_gets_400_and_other_clients_keep_streaming(camera: SimCame
             b"HELLO\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
             b"X" * 20000 + b"\r\n",
+            # "²" passes str.isdigit() but not int(): a Content-Length the parser must refuse.
+            "OPTIONS * RTSP/1.0\r\nCSeq: 1\r\nContent-Length: ²\r\n\r\n".encode(),
         ):
             attacker = await RawRtsp.connect(camera.rtsp_url())
             try:
