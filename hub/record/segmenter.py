@@ -217,6 +217,11 @@ class Segmenter:
         self.stats = SegmenterStats()
         self._seg: _OpenSegment | None = None
         self._anchor: tuple[float, int, Fraction] | None = None  # (wall, pts, time_base) of this run
+        # While a run's first segment is open its anchor may move earlier (see _refine_anchor), down
+        # to `floor` (where the previous footage ended); the run's gap row is written when it closes.
+        self._refining = False
+        self._floor = float("-inf")
+        self._run_gap: tuple[float, str] | None = None
         self._period = 0  # last dts step, to estimate the last packet's duration
         # Where the footage last stopped and why, until the next segment records the gap.
         self._pending_gap: tuple[float, str] | None = None
@@ -263,6 +268,8 @@ class Segmenter:
                 return
             seg, data = started
         seg.mux(pkt, pkt.duration or self._period, data)
+        if self._refining:
+            self._refine_anchor(pkt, seg)
         self.stats.packets += 1
         self.stats.last_frame_at = pkt.arrival
 
@@ -271,6 +278,33 @@ class Segmenter:
         on the finalizer's thread, after the jobs queued there); the next packet starts a new run
         after a gap."""
         self._end_run(reason, inline=True)
+
+    def _refine_anchor(self, pkt: MediaPacket, seg: _OpenSegment) -> None:
+        """A run is anchored at the arrival of its first keyframe, but a camera starts a new viewer
+        with its cached GOP (and the demuxer probes before the first packet is handed over): those
+        packets arrive in a burst, up to a GOP or more after they were captured. A packet can never
+        arrive before its capture, so `arrival - (pts - anchor_pts)` bounds the anchor from above;
+        once packets come in real time that bound shows how late the first one was. Move the anchor
+        (and the open first segment) back to it, never before the previous footage's end. Without
+        this the timeline runs ahead of the wall clock and each reconnect adds to it (the next run
+        starts at the previous end: the outage is a zero-length gap)."""
+        assert self._anchor is not None
+        wall, anchor_pts, tb = self._anchor
+        bound = pkt.arrival - float((pkt.pts - anchor_pts) * tb)
+        if bound >= wall:
+            return
+        new_wall = max(bound, self._floor)
+        if new_wall < wall:
+            self._anchor = (new_wall, anchor_pts, tb)
+            seg.start_at -= wall - new_wall
+
+    def _write_run_gap(self, start_at: float) -> None:
+        """The gap before this run, now that its first segment's start is final."""
+        self._refining = False
+        if self._run_gap is not None:
+            prev_end, reason = self._run_gap
+            self._run_gap = None
+            self._record_gap(prev_end, max(prev_end, start_at), reason)
 
     def _end_run(self, reason: str, inline: bool) -> None:
         seg = self._seg
@@ -293,6 +327,8 @@ class Segmenter:
         except Exception as exc:
             # Expected after the write error that made us abandon it (e.g. the disk is still full).
             log.warning("%s: closing an abandoned segment failed: %s", self.camera_id, exc)
+        if self._refining:
+            self._write_run_gap(seg.start_at)
         return seg.path
 
     # --- internals ----------------------------------------------------------------------------
@@ -356,11 +392,14 @@ class Segmenter:
             if last is not None:
                 previous = (last.end_at, "restart")
         self._checked_previous = True
+        self._floor = float("-inf")
         if previous is not None:
             prev_end, reason = previous
             start = max(start, prev_end)  # never overlap footage already on disk
-            self._record_gap(prev_end, start, reason)
+            self._floor = prev_end
+            self._run_gap = (prev_end, reason)  # written once the first segment's start is final
             self._pending_gap = None
+        self._refining = True
         self._anchor = (start, pkt.pts, pkt.time_base)
         return start
 
@@ -372,6 +411,8 @@ class Segmenter:
     def _close_segment(self, end: float, inline: bool) -> None:
         seg, self._seg = self._seg, None
         assert seg is not None
+        if self._refining:
+            self._write_run_gap(seg.start_at)
         seg.close()  # writes the last fragment: page cache only, quick
         if inline or self._finalizer is None:
             self._finalize_segment(seg, end)
