@@ -1,6 +1,6 @@
 """Recording cost: the hub's recorder vs `ffmpeg -c copy -f segment`, side by side in the same run.
 
-For each N (1, 4, 8 cameras, and 4 again with the live relay attached as the daemon wires it;
+For each N (1, 4, 8 cameras, and 4 again with the live relay attached as the daemon wires it, no viewer;
 1 under ``--smoke``), against ``camhub-sim`` serving N 1080p15 streams
 (GOP 2 s) in its own process, this starts at the same time:
 
@@ -43,6 +43,7 @@ import signal
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -92,11 +93,18 @@ async def worker(urls: list[str], out: Path, relay: bool) -> None:
     errors: list[str] = []
 
     async def supervise(rec: Recorder, url: str) -> None:
-        # As the daemon wires it (hub/ingest/camera.py): every packet also goes to the live relay.
-        on_packet = PacketRelay(rec.camera_id).publish if relay else None
+        # As the daemon wires it (hub/ingest/camera.py): packets go to the live relay while it has
+        # viewers (none here: the source keeps only the GOP in progress on its reader thread).
+        live = PacketRelay(rec.camera_id) if relay else None
+        demand = threading.Event()
+        if live is not None:
+            live.set_demand_listener(lambda wanted: demand.set() if wanted else demand.clear())
         while True:
             try:
-                await rec.run(RtspSource(rec.camera_id, url), on_packet=on_packet)
+                source = RtspSource(rec.camera_id, url)
+                if live is not None:
+                    source.set_demand(demand)
+                await rec.run(source, on_packet=live.publish if live is not None else None)
                 return
             except SourceError as exc:
                 errors.append(f"{rec.camera_id}: {exc}")

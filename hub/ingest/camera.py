@@ -19,6 +19,7 @@ import contextlib
 import logging
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -94,6 +95,10 @@ class CameraRuntime:
         self.last_error: str | None = None
         self.connected = False
         self._stopping = False
+        # Set while the relay has viewers: only then does the source hand packets to the loop.
+        self._demand = threading.Event()
+        relay.set_demand_listener(lambda wanted: self._demand.set() if wanted else self._demand.clear())
+        self._current: PacketSource | None = None
         # Called when writing failed (e.g. the disk is full): Cameras wakes retention to free space.
         self.on_record_error: Callable[[], None] | None = None
 
@@ -109,6 +114,8 @@ class CameraRuntime:
         backoff = Backoff()
         while not self._stopping:
             source = self._source()
+            source.set_demand(self._demand)
+            self._current = source
             started = time.monotonic()
             error: str | None = None
             self.connected = True
@@ -141,7 +148,9 @@ class CameraRuntime:
 
     @property
     def last_frame_at(self) -> float | None:
-        return self.relay.last_packet_at
+        # The relay sees packets only while someone watches; the source's reader thread sees them all.
+        times = [t for t in (self.relay.last_packet_at, self._current and self._current.last_arrival) if t]
+        return max(times) if times else None
 
     def online(self, now: float) -> bool:
         last = self.last_frame_at

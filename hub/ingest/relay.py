@@ -10,6 +10,10 @@ viewer, the owner's live view, a benchmark) owns a `RelaySubscription` with its 
 - **A slow viewer never slows anyone.** When a subscriber's queue is full, its backlog is dropped and
   it resumes at the next keyframe (`skips` counts how often). The publisher, the recorder and the
   other viewers are untouched: nothing here awaits.
+- **Packets only while someone watches.** The camera's source hands packets to the loop only while
+  the relay has subscribers (`set_demand_listener` → `PacketSource.set_demand`); meanwhile the
+  source's reader thread keeps the GOP in progress and hands it over first, so a new viewer still
+  starts at a keyframe within a frame period. Nobody watching costs the recorder nothing.
 - **Clean ends.** `subscription.close()` unsubscribes; `relay.close()` ends every subscription
   (their `get()` raises `RelayClosed`, iteration just stops).
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from hub.ingest.source import CodecParams, MediaPacket
 
@@ -114,7 +118,7 @@ class RelaySubscription:
 
     def close(self) -> None:
         """Unsubscribe; idempotent. A pending `get()` raises RelayClosed."""
-        self.relay._subscribers.discard(self)
+        self.relay._unsubscribe(self)
         self._queue.clear()
         self._end()
 
@@ -145,6 +149,7 @@ class PacketRelay:
         self._last_dts: int | None = None
         self.published = 0
         self.last_packet_at: float | None = None  # wall clock (packet.arrival) of the newest packet
+        self._demand_listener: Callable[[bool], None] | None = None
 
     @property
     def closed(self) -> bool:
@@ -194,6 +199,27 @@ class PacketRelay:
             log.info("%s: GOP longer than the cache bound; new viewers wait for a keyframe", self.camera_id)
             self._gop, self._gop_bytes = [], 0
 
+    def set_demand_listener(self, listener: Callable[[bool], None]) -> None:
+        """Tell `listener(True)` when the first viewer subscribes and `listener(False)` when the last
+        one leaves (called now with the current state). The camera uses it so its source hands
+        packets to the loop only while someone watches (`PacketSource.set_demand`)."""
+        self._demand_listener = listener
+        listener(bool(self._subscribers))
+
+    def _demand_changed(self, wanted: bool) -> None:
+        if not wanted:
+            # Packets stop coming: the cached GOP goes stale. The source keeps the GOP in progress
+            # and hands it over first when a viewer comes back, which starts the cache afresh.
+            self._gop, self._gop_bytes = [], 0
+        if self._demand_listener is not None:
+            self._demand_listener(wanted)
+
+    def _unsubscribe(self, sub: RelaySubscription) -> None:
+        if sub in self._subscribers:
+            self._subscribers.discard(sub)
+            if not self._subscribers:
+                self._demand_changed(False)
+
     def mark_break(self) -> None:
         """The camera's source reconnected: forget the cached GOP, viewers resume at the next keyframe.
 
@@ -218,6 +244,8 @@ class PacketRelay:
         for packet in self._gop:
             sub._offer(packet)
         self._subscribers.add(sub)
+        if len(self._subscribers) == 1:
+            self._demand_changed(True)
         return sub
 
     async def wait_for_packet(self) -> None:
@@ -231,9 +259,12 @@ class PacketRelay:
             return
         self._closed = True
         self._gop, self._gop_bytes = [], 0
+        had_viewers = bool(self._subscribers)
         for sub in tuple(self._subscribers):
             sub._end()
         self._subscribers.clear()
+        if had_viewers and self._demand_listener is not None:
+            self._demand_listener(False)
         self._changed.set()
 
 

@@ -51,6 +51,10 @@ from hub.ingest.source import (
 log = logging.getLogger(__name__)
 
 _END = object()
+# Bounds on the GOP kept while nobody wants packets (as the relay's cache): a camera with no
+# keyframes for this long has its held packets dropped, and a new viewer waits for the next one.
+MAX_HELD_PACKETS = 600
+MAX_HELD_BYTES = 32 * 1024 * 1024
 _ANNEXB_PREFIXES = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
 _PS_TYPES = {"h264": {7, 8}, "hevc": {32, 33, 34}}
 
@@ -89,6 +93,9 @@ class AvSource(PacketSource):
         self._exited: asyncio.Future[None] | None = None
         self._sink: PacketSink | None = None
         self._queue_packets = True
+        self._demand: threading.Event | None = None
+        self._held: list[MediaPacket] = []  # the GOP in progress while demand is clear
+        self._held_bytes = 0
         self.packets_read = 0
         self.corrupt_packets = 0
         self.timestamps_fixed = 0
@@ -105,6 +112,11 @@ class AvSource(PacketSource):
         self._sink = sink
         self._queue_packets = queue_packets or sink is None
         return True
+
+    def set_demand(self, demand: threading.Event) -> None:
+        if self._thread is not None:
+            raise SourceError(f"{self.camera_id}: set_demand() after open()")
+        self._demand = demand
 
     async def open(self) -> CodecParams:
         if self._thread is not None:
@@ -160,6 +172,26 @@ class AvSource(PacketSource):
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
         except RuntimeError:  # loop closed under us
             return False
+        return True
+
+    def _offer(self, pkt: MediaPacket) -> bool:
+        """Queue `pkt` for the loop if packets are wanted, else keep only the GOP in progress; False
+        if the source is closing."""
+        demand = self._demand
+        if demand is None or demand.is_set():
+            if self._held:
+                held, self._held, self._held_bytes = self._held, [], 0
+                for old in held:
+                    if not self._post(old):
+                        return False
+            return self._post(pkt)
+        if pkt.is_keyframe:
+            self._held, self._held_bytes = [pkt], len(pkt.data)
+        elif self._held:
+            self._held.append(pkt)
+            self._held_bytes += len(pkt.data)
+            if len(self._held) > MAX_HELD_PACKETS or self._held_bytes > MAX_HELD_BYTES:
+                self._held, self._held_bytes = [], 0
         return True
 
     def _settle(self, fut: asyncio.Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
@@ -273,7 +305,8 @@ class AvSource(PacketSource):
                     except Exception as exc:  # the consumer failed: end the stream with its error
                         self._post(exc)
                         return
-                if self._queue_packets and not self._post(pkt):
+                self.last_arrival = pkt.arrival
+                if self._queue_packets and not self._offer(pkt):
                     return
             self.timestamps_fixed = demux.fixer.fixed
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -102,6 +103,9 @@ class PacketSource(abc.ABC):
     """A camera stream. `open()` once, iterate `packets()` once, `close()` any number of times."""
 
     camera_id: str
+    # Wall clock of the newest packet read, for sources that read on their own thread and may keep
+    # packets from the loop (`set_demand`); None where every packet reaches the loop anyway.
+    last_arrival: float | None = None
 
     @property
     @abc.abstractmethod
@@ -133,6 +137,17 @@ class PacketSource(abc.ABC):
         (each is a futex/epoll wake-up); the recorder uses this to mux on the demux thread.
         """
         return False
+
+    def set_demand(self, demand: threading.Event) -> None:
+        """Optional: yield packets from `packets()` only while `demand` is set. Call before `open()`.
+
+        While it is clear, a source with a reader thread keeps just the group of pictures in progress
+        and, once it is set, yields that GOP (from its keyframe) before the next packet, so a new
+        viewer starts within a frame. Why: the live relay wants packets only while someone watches,
+        and handing every packet to the loop nobody reads costs the recorder about half again its
+        CPU (bench/record_bench.py). A source without a reader thread (WHIP) ignores it.
+        """
+        return None
 
 
 PacketSink = Callable[[MediaPacket], None]

@@ -155,3 +155,27 @@ def test_relay_track_timestamps_stay_monotonic_across_restarts() -> None:
     assert stamps[3] == 12000 + DEFAULT_STEP and stamps[4] == stamps[3] + 6000
     assert stamps[5] == stamps[4] + DEFAULT_STEP
     track.stop()
+
+
+async def test_demand_follows_the_first_and_last_viewer() -> None:
+    relay = PacketRelay("cam")
+    seen: list[bool] = []
+    relay.set_demand_listener(seen.append)
+    assert seen == [False]  # told the current state at once
+    for n in range(5):
+        relay.publish(packet(n))
+    a = relay.subscribe()
+    b = relay.subscribe()
+    assert seen == [False, True]  # the first viewer only
+    a.close()
+    assert seen == [False, True]
+    b.close()
+    b.close()  # idempotent: no second "nobody watches"
+    assert seen == [False, True, False]
+    # With nobody watching the packets stop, so the cached GOP is stale: a new viewer starts at the
+    # next keyframe (the source hands over its GOP in progress first), not at old pictures.
+    assert relay.cached_packets == 0
+    c = relay.subscribe()
+    assert seen[-1] is True and c.get_nowait() is None
+    relay.close()
+    assert seen[-1] is False

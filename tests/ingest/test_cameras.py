@@ -71,10 +71,20 @@ async def test_reboot_of_one_camera_is_a_gap_and_the_other_is_untouched(tmp_path
             await _wait_segments(services, "sim-1", 1, after=gaps[-1].end_at, timeout=60)
             assert runtime.last_error is not None
 
-            # Every packet recorded also reached the camera's live relay (for WHEP viewers).
+            # The live relay gets packets only while someone watches (nobody did: it costs nothing);
+            # a viewer starts at once at a keyframe and then gets the camera's packets.
             relay = services.cameras.relays.get("sim-2")
-            assert relay is not None and relay.published > 30 and relay.params is not None
-            assert relay.params.width == 640
+            assert relay is not None and relay.published == 0
+            assert services.cameras.runtimes["sim-2"].online(time.time())  # status sees frames anyway
+            viewer = relay.subscribe()
+            try:
+                async with asyncio.timeout(5):
+                    first = await viewer.get()
+                    rest = [await viewer.get() for _ in range(30)]
+            finally:
+                viewer.close()
+            assert first.is_keyframe and relay.params is not None and relay.params.width == 640
+            assert [p.dts for p in rest] == sorted({p.dts for p in rest}) and rest[0].dts > first.dts
 
             # The other camera never noticed.
             other = services.cameras.runtimes["sim-2"]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.ingest.rtsp import FileSource
-from hub.ingest.source import TimestampFixer, has_parameter_sets
+from hub.ingest.source import MediaPacket, TimestampFixer, has_parameter_sets
 
 TB = Fraction(1, 90000)
 PERIOD = 6000  # 15 fps at 90 kHz
@@ -75,3 +77,37 @@ async def test_file_source_loops_without_discontinuity(clip_320: Path) -> None:
         await src.close()
     steps = {b - a for a, b in itertools.pairwise(dts)}
     assert len(steps) == 1 and steps.pop() > 0
+
+
+async def test_demand_gates_the_loop_but_not_the_sink(clip_320: Path) -> None:
+    """While nobody wants packets the reader thread still feeds its sink (the recorder) but hands the
+    loop nothing; once wanted, the loop gets the GOP in progress from its keyframe, then every packet."""
+    demand = threading.Event()
+    sunk: list[int] = []
+    src = FileSource("cam", clip_320, realtime=True, loop_input=True)
+    assert src.set_sink(lambda p: sunk.append(p.dts), queue_packets=True)
+    src.set_demand(demand)
+    await src.open()
+    got: list[MediaPacket] = []
+
+    async def consume() -> None:
+        async for pkt in src.packets():
+            got.append(pkt)
+            if len(got) == 30:
+                return
+
+    try:
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(1.5)  # 1.5 s at 15 fps with a keyframe every second
+        assert not got and len(sunk) >= 10
+        assert src.last_arrival is not None  # the camera's status still sees frames
+        demand.set()
+        await asyncio.wait_for(task, 10)
+    finally:
+        await src.close()
+    assert got[0].is_keyframe
+    dts = [p.dts for p in got]
+    assert dts == sorted(set(dts)) and dts[0] < sunk[-1]  # held packets first, none twice
+    # Contiguous: exactly the packets the sink got from that keyframe on.
+    start = sunk.index(dts[0])
+    assert dts == sunk[start : start + len(dts)]
