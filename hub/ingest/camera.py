@@ -39,6 +39,7 @@ from hub.record.recorder import Recorder, RecordError
 from hub.record.sealed import AtRest
 from hub.store import Store
 from hub.store import cameras as status_q
+from hub.store import segments as segments_q
 from hub.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -139,9 +140,14 @@ class CameraRuntime:
             healthy = time.monotonic() - started > HEALTHY_AFTER_S
             self.reconnects += 1
             self.last_error = error
-            await self._store.run(
-                partial(status_q.upsert, online=False, last_error=error, reconnected=True), self.camera.id
-            )
+            try:
+                await self._store.run(
+                    partial(status_q.upsert, online=False, last_error=error, reconnected=True), self.camera.id
+                )
+            except sqlite3.OperationalError as exc:
+                # The database is locked by another process past busy_timeout: the status loop writes
+                # the row on a later tick; the camera must go on reconnecting, not crash.
+                log.warning("camera %s: status not saved: %s", self.camera.id, exc)
             delay = backoff.next_delay(healthy)
             log.warning("camera %s: %s; reconnecting in %.1f s", self.camera.id, error, delay)
             await asyncio.sleep(delay)
@@ -318,11 +324,9 @@ class Cameras:
 
     async def enforce_retention(self) -> int:
         """One retention pass; every deletion is audited, one entry per batch. Returns segments deleted."""
-        # Holds are read again by `enforce` before each batch, so pass the function, not a snapshot.
-        deleted = await retention.enforce(
-            self._store, self._config.segments_dir, self.retention_policy(), lambda: holds_now(self._holds)
-        )
-        if deleted:
+
+        async def audit_batch(deleted: list[segments_q.Segment]) -> None:
+            # Audited as each batch goes, so a pass cut short (crash, stop) leaves no unaudited deletion.
             await self._audit(
                 "retention.deleted",
                 "hub",
@@ -334,6 +338,15 @@ class Cameras:
                     "to": rfc3339(max(s.end_at for s in deleted)),
                 },
             )
+
+        # Holds are read again by `enforce` before each batch, so pass the function, not a snapshot.
+        deleted = await retention.enforce(
+            self._store,
+            self._config.segments_dir,
+            self.retention_policy(),
+            lambda: holds_now(self._holds),
+            on_batch=audit_batch,
+        )
         return len(deleted)
 
     async def _retention_loop(self) -> None:

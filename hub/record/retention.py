@@ -140,6 +140,8 @@ def delete_files(recordings_dir: Path, segments: Iterable[Segment]) -> None:
             path.unlink()
         dirs.add(path.parent)
     for d in dirs:
+        if d == recordings_dir:
+            continue  # the root stays, with the 0700 mode the data dir gave it
         with contextlib.suppress(OSError):
             d.rmdir()  # only succeeds when empty
 

@@ -188,3 +188,41 @@ async def test_export_cli_cuts_a_stream_copied_clip(tmp_path: Path) -> None:
         timeout=60,
     )
     assert unknown.returncode == 2 and "unknown camera 'nope'" in unknown.stderr
+
+
+async def test_retention_audits_each_batch_as_it_goes(tmp_path: Path) -> None:
+    """Every deletion is audited per batch (issue 4), so a pass cut short leaves none unaudited."""
+    from hub.ingest.camera import Cameras
+    from hub.store import Store
+    from hub.supervisor import Supervisor
+
+    cfg = config.parse(
+        {"hub": {"data_dir": str(tmp_path / "data"), "port": 0}, "storage": {"max_age_days": 1},
+         "discovery": {"enabled": False}}
+    )  # fmt: skip
+    cfg.segments_dir.mkdir(parents=True, exist_ok=True)
+    old = time.time() - 3 * 86400
+    rows = []
+    day = cfg.segments_dir / "front" / "2026-01-01"
+    day.mkdir(parents=True)
+    for i in range(1203):
+        (day / f"s{i}.mp4").write_bytes(b"x")
+        rel = f"front/2026-01-01/s{i}.mp4"
+        rows.append(
+            segments.NewSegment("front", old + i * 4, old + i * 4 + 4, 1, "0" * 64, "h264", 1, 1, rel)
+        )
+    store = await Store.open(tmp_path / "camhub.sqlite")
+    entries: list[dict[str, object]] = []
+
+    async def audit(type_: str, actor: str, data: dict[str, object]) -> None:
+        assert type_ == "retention.deleted"
+        entries.append(data)
+
+    try:
+        await store.run(lambda conn: [segments.insert_segment(conn, r) for r in rows])
+        cams = Cameras(cfg, store, Supervisor(), holds=lambda: [], audit=audit)
+        assert await cams.enforce_retention() == 1203
+    finally:
+        await store.close()
+    assert [e["segments"] for e in entries] == [500, 500, 203]  # retention.enforce's batches
+    assert not day.exists() and cfg.segments_dir.is_dir()  # emptied day pruned, the root kept
