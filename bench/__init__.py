@@ -22,3 +22,15 @@ def results_dir() -> Path:
     path = Path(override) if override else Path(__file__).resolve().parent / "results"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def spread(values: list[float], digits: int = 2) -> dict[str, object]:
+    """Median with min/max of repeated measurements (issue 7: A/B alternated, the median reported)."""
+    import statistics
+
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "n": len(values),
+    }
