@@ -17,12 +17,26 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Keys each scenario's JSON must carry besides "summary" (and "target"/"meets_target" where named).
 EXPECTED: dict[str, set[str]] = {
-    "sim_bench": {"results"},
+    "sim_bench": {"results", "reference", "why_no_reference"},
     "record_bench": {"scenarios", "target", "meets_target"},
     "encrypt_bench": {"recording_cpu_s_per_camera_s"},
-    "motion_bench": {"runs", "detector_only", "target", "meets_target"},
-    "live_bench": {"glass_to_glass_ms", "revoke_to_cut_ms", "target", "meets_target"},
-    "httpsig_bench": {"verify_post_per_s", "raw_ed25519_verify_per_s", "target", "meets_target"},
+    "motion_bench": {"runs", "detector_only", "reference", "target", "meets_target"},
+    "live_bench": {
+        "glass_to_glass_ms",
+        "revoke_to_cut_ms",
+        "viewers",
+        "why_no_reference",
+        "target",
+        "meets_target",
+    },
+    "httpsig_bench": {
+        "verify_post_per_s",
+        "raw_ed25519_verify_per_s",
+        "ratio_raw_over_verify",
+        "reference",
+        "target",
+        "meets_target",
+    },
     "consent_flow_bench": {"accepted_requests_per_s", "poll_median_ms"},
     "agency_bench": {
         "concurrent_requests",
@@ -31,7 +45,13 @@ EXPECTED: dict[str, set[str]] = {
         "target",
         "meets_target",
     },
-    "delivery_bench": {"x_realtime", "rss_growth_mib", "target", "meets_target"},
+    "delivery_bench": {
+        "x_realtime",
+        "rss_growth_mib",
+        "ratio_camhub_over_reference",
+        "target",
+        "meets_target",
+    },
     "retention_bench": {"eviction", "timeline"},
 }
 
@@ -58,6 +78,16 @@ def test_every_scenario_runs_in_smoke_mode(tmp_path: Path) -> None:
         assert EXPECTED[name] <= set(result), (name, EXPECTED[name] - set(result))
         if "meets_target" in result:
             assert isinstance(result["meets_target"], bool), name
+    # Issue 7: measured more than once, even under --smoke, and the spread reported with the median.
+    repeated = {
+        "httpsig_bench": scenarios["httpsig_bench"]["result"]["ratio_raw_over_verify"],
+        "delivery_bench": scenarios["delivery_bench"]["result"]["ratio_camhub_over_reference"],
+        "motion_bench": scenarios["motion_bench"]["result"]["runs"][0]["ratio_windows"],
+        "live_bench": scenarios["live_bench"]["result"]["glass_to_glass_ms"]["p95_viewers"],
+        "sim_bench": scenarios["sim_bench"]["result"]["results"][0]["cpu_s_per_camera_s_windows"],
+    }
+    for name, figure in repeated.items():
+        assert figure["n"] >= 2 and figure["min"] <= figure["median"] <= figure["max"], (name, figure)
     table = (tmp_path / "latest.md").read_text()
     for name in EXPECTED:
         assert f"| {name} | ok |" in table
