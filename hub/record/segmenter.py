@@ -20,6 +20,15 @@ timeline follows the camera's frame clock rather than network jitter. If that ma
 arrival clock by more than `max_drift_s`, the run is re-anchored at the next segment boundary and the
 unaccounted time is recorded as a gap.
 
+A camera starts each new session with its cached GOP, so after a reconnect less than a GOP after a
+drop the first packets replay frames the previous run already recorded. A run that follows earlier
+footage is therefore held back (`HOLD_SETTLE_S` of arrivals) until packets come in real time; then each
+held packet's capture time is estimated (arrival bounds capture from above, see `_refine_anchor`) and
+the replay — packets captured before the previous footage's end, or a keyframe byte-identical to one
+the previous run wrote — is dropped up to the first keyframe after it. The new run starts there, so no
+frame is written twice, footage is never stamped later than it arrived, and the frames that cannot be
+decoded without the replayed keyframe are part of the recorded gap.
+
 Discontinuities — a reconnect (`finish()`), a flagged timestamp jump, dts going backwards, or new
 codec parameters (resolution change) — close the current segment and record a **gap** row from the
 last recorded instant to the next one, with the reason, never papering over it. After one, packets are
@@ -36,9 +45,11 @@ its own worker thread, never from the event loop.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 import sqlite3
+from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -61,6 +72,11 @@ PART_SUFFIX = ".part"
 # busy_timeout (10 s), so this is about a minute before the row is given up to recovery.
 INDEX_BUSY_TRIES = 6
 _NAME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+# A run after earlier footage is held until its packets span this much arrival time: a GOP-cache burst
+# arrives within milliseconds, so by then live packets have bounded the capture times (see _release).
+HOLD_SETTLE_S = 1.0
+HOLD_MAX_PACKETS = 600  # ~40 s at 15 fps: a camera that never settles is released anyway
+RECENT_KEYFRAMES = 4  # digests of the last run's keyframes, to recognise them when replayed
 
 
 def segment_relpath(camera_id: str, start_at: float) -> str:
@@ -116,7 +132,8 @@ class SegmenterStats:
     segments: int = 0
     bytes: int = 0
     packets: int = 0
-    dropped_packets: int = 0  # waiting for a keyframe after a discontinuity
+    dropped_packets: int = 0  # waiting for a keyframe after a discontinuity (includes replayed)
+    replayed_packets: int = 0  # the camera's cache replaying footage already recorded
     gaps: int = 0
     last_frame_at: float | None = None  # arrival time of the last packet written
 
@@ -227,11 +244,35 @@ class Segmenter:
         self._pending_gap: tuple[float, str] | None = None
         self._checked_previous = False
         self._warned_no_params = False
+        # A new run's first packets, held until capture times can be told from a cache burst
+        # (see _release), with the previous footage's end they are compared with.
+        self._held: list[tuple[MediaPacket, CodecParams]] | None = None
+        self._held_floor = float("-inf")
+        # This session's capture-time estimate (wall, pts, time_base), set when the hold is released;
+        # keyframes estimated before `_replay_floor` (or byte-identical to a recent one) are replayed.
+        self._estimate: tuple[float, int, Fraction] | None = None
+        self._replay_floor = float("-inf")
+        self._replay_slack = 0.0
+        self._recent_keys: deque[bytes] = deque(maxlen=RECENT_KEYFRAMES)
+        self._inline_cuts = False
 
     # --- public, blocking -------------------------------------------------------------------
 
     def write(self, pkt: MediaPacket, params: CodecParams) -> None:
         """Add one packet (decode order). Cuts, closes and indexes segments as needed."""
+        if self._held is not None:
+            if self._continues_hold(pkt, params):
+                self._held.append((pkt, params))
+                if (
+                    pkt.arrival - self._held[0][0].arrival >= HOLD_SETTLE_S
+                    or len(self._held) >= HOLD_MAX_PACKETS
+                ):
+                    self._release()
+                return
+            # A break in the held packets: decide on them with what we have; `pkt` starts afresh.
+            self._release()
+            self._estimate = None
+            self._replay_floor = float("-inf")
         seg = self._seg
         if seg is not None:
             reason = None
@@ -254,13 +295,23 @@ class Segmenter:
             if not pkt.is_keyframe:
                 self.stats.dropped_packets += 1
                 return
+            if self._estimate is None:
+                previous = self._previous()
+                if previous is not None:
+                    self._held = [(pkt, params)]
+                    self._held_floor = previous[0]
+                    return
+            elif self._is_replay(pkt):
+                self.stats.dropped_packets += 1
+                self.stats.replayed_packets += 1
+                return
             started = self._start_segment(pkt, params)
             if started is None:
                 return
             seg, data = started
         elif pkt.is_keyframe and (pkt.pts - seg.start_pts) * pkt.time_base >= self._cut_after(pkt.time_base):
             boundary = self._wall(pkt.pts)
-            self._close_segment(boundary, inline=False)
+            self._close_segment(boundary, inline=self._inline_cuts)
             started = self._start_segment(pkt, params, boundary)
             if started is None:
                 self._pending_gap = (boundary, "missing_parameter_sets")
@@ -268,6 +319,8 @@ class Segmenter:
                 return
             seg, data = started
         seg.mux(pkt, pkt.duration or self._period, data)
+        if pkt.is_keyframe:
+            self._recent_keys.append(_digest(pkt.data))
         if self._refining:
             self._refine_anchor(pkt, seg)
         self.stats.packets += 1
@@ -298,6 +351,76 @@ class Segmenter:
             self._anchor = (new_wall, anchor_pts, tb)
             seg.start_at -= wall - new_wall
 
+    def _continues_hold(self, pkt: MediaPacket, params: CodecParams) -> bool:
+        assert self._held is not None
+        last, last_params = self._held[-1]
+        return (
+            not pkt.discontinuity
+            and pkt.dts > last.dts
+            and (params is last_params or params.same_stream(last_params))
+        )
+
+    def _release(self) -> None:
+        """Decide on the held start of a run: estimate capture times, drop the replay, write the rest.
+
+        Capture time is estimated as for the anchor (`_refine_anchor`): the smallest
+        `arrival - (pts - base)` over the held packets, which live packets make tight once the burst
+        is over. If live packets arrive after the previous footage ended, anything estimated to be
+        captured before that end is the camera's cache replaying it; the run starts at the first
+        keyframe after it (frames between need the replayed keyframe: they are in the gap). If every
+        arrival is before that end by more than `max_drift_s`, our clock is behind the footage on disk
+        (not a replay): nothing is dropped and the run starts at the previous end, as `_start_run`
+        does for any run."""
+        held, self._held = self._held, None
+        assert held
+        first = held[0][0]
+        base, tb = first.pts, first.time_base
+        wall = min(p.arrival - float((p.pts - base) * tb) for p, _ in held)
+        self._estimate = (wall, base, tb)
+        begin = 0
+        # The previous run's end is an estimate too (up to its anchor's error ahead of the truth):
+        # only arrivals before it by more than the clock tolerance mean our clock is behind.
+        if held[-1][0].arrival >= self._held_floor - self.max_drift_s:
+            steps = [b.dts - a.dts for (a, _), (b, _) in itertools.pairwise(held)]
+            half_frame = float(min(steps) * tb) / 2 if steps else 0.0
+            # Half a frame of slack: both ends are estimates, and the next frame after the previous
+            # end is estimated about one period later than it.
+            self._replay_floor = self._held_floor - half_frame
+            self._replay_slack = 2 * half_frame
+            begin = next(
+                (i for i, (p, _) in enumerate(held) if p.is_keyframe and not self._is_replay(p)), len(held)
+            )
+        log.debug(
+            "%s: released %d held packets (previous end %.3f, estimate %.3f), dropping %d",
+            self.camera_id,
+            len(held),
+            self._held_floor,
+            wall,
+            begin,
+        )
+        if begin:
+            self.stats.dropped_packets += begin
+            self.stats.replayed_packets += begin
+            log.info(
+                "%s: dropped %d packets the camera replayed from before the reconnect", self.camera_id, begin
+            )
+        for p, params in held[begin:]:
+            self.write(p, params)
+
+    def _is_replay(self, pkt: MediaPacket) -> bool:
+        """A keyframe of the replay: estimated before the previous footage's end; or, within a frame
+        of that end (where the two estimates' errors could hide a replay), byte-identical to a
+        keyframe the previous run wrote. Only there: a static scene can encode identical keyframes,
+        and a live one must not be mistaken for a replay."""
+        if self._replay_floor == float("-inf"):
+            return False
+        assert self._estimate is not None
+        wall, base, tb = self._estimate
+        captured = wall + float((pkt.pts - base) * tb)
+        if captured < self._replay_floor:
+            return True
+        return captured < self._replay_floor + self._replay_slack and _digest(pkt.data) in self._recent_keys
+
     def _write_run_gap(self, start_at: float) -> None:
         """The gap before this run, now that its first segment's start is final."""
         self._refining = False
@@ -307,6 +430,14 @@ class Segmenter:
             self._record_gap(prev_end, max(prev_end, start_at), reason)
 
     def _end_run(self, reason: str, inline: bool) -> None:
+        if self._held is not None:
+            self._inline_cuts = inline
+            try:
+                self._release()
+            finally:
+                self._inline_cuts = False
+        self._estimate = None
+        self._replay_floor = float("-inf")
         seg = self._seg
         if seg is not None:
             end = self._wall(seg.end_pts)
@@ -319,6 +450,7 @@ class Segmenter:
 
     def abandon(self) -> Path | None:
         """Drop the current segment without indexing it; returns its `.part` (left for recovery)."""
+        self._held = None  # never written: lost with the segment's unfinished tail
         seg, self._seg = self._seg, None
         if seg is None:
             return None
@@ -386,12 +518,13 @@ class Segmenter:
     def _start_run(self, pkt: MediaPacket) -> float:
         """Anchor a new run at this keyframe and record the gap since the previous footage."""
         start = pkt.arrival
-        previous: tuple[float, str] | None = self._pending_gap
-        if previous is None and not self._checked_previous:
-            last = self.store.run_sync(q.last_segment, self.camera_id)
-            if last is not None:
-                previous = (last.end_at, "restart")
-        self._checked_previous = True
+        if self._estimate is not None:
+            # Estimated capture time (≤ arrival): a held run's first keyframe may have come in a burst.
+            wall, base, tb = self._estimate
+            start = min(start, wall + float((pkt.pts - base) * tb))
+        self._replay_floor = float("-inf")
+        self._recent_keys.clear()
+        previous = self._previous()
         self._floor = float("-inf")
         if previous is not None:
             prev_end, reason = previous
@@ -402,6 +535,15 @@ class Segmenter:
         self._refining = True
         self._anchor = (start, pkt.pts, pkt.time_base)
         return start
+
+    def _previous(self) -> tuple[float, str] | None:
+        """Where the previous footage ended and why (the gap to record), from the database once."""
+        if self._pending_gap is None and not self._checked_previous:
+            last = self.store.run_sync(q.last_segment, self.camera_id)
+            if last is not None:
+                self._pending_gap = (last.end_at, "restart")
+        self._checked_previous = True
+        return self._pending_gap
 
     def _record_gap(self, start: float, end: float, reason: str) -> None:
         self.store.run_sync(q.insert_gap, self.camera_id, start, end, reason)
@@ -454,3 +596,7 @@ class Segmenter:
         self.stats.segments += 1
         self.stats.bytes += size
         log.debug("%s: segment %s %.3f s %d bytes", self.camera_id, final.name, end - seg.start_at, size)
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()

@@ -162,6 +162,59 @@ async def test_restart_records_a_gap_and_never_overlaps(tmp_path: Path, store: S
         assert b.start_at >= a.end_at
 
 
+async def test_reconnect_replaying_the_cached_gop_is_not_written_twice(
+    tmp_path: Path, store: Store, clip_320: Path
+) -> None:
+    """A camera reconnected less than a GOP after a drop starts the new session with its cached GOP:
+    frames the previous run already wrote, arriving in one burst with new session timestamps. The
+    replay must be dropped (not appended after the previous end, which put the timeline ahead of the
+    wall clock by the replay on every reconnect); the new run starts at the first keyframe captured
+    after the previous footage, stamped at its capture time, and the frames in between are a gap."""
+    _, pkts = await read_packets(clip_320, 4 * FPS)  # 60 distinct frames, keyframe every 15
+    latency = 0.01
+
+    def live(i: int) -> float:  # frame i is captured at T0 + i / FPS
+        return T0 + i / FPS + latency
+
+    run1 = [dataclasses.replace(p, arrival=live(i)) for i, p in enumerate(pkts[:23])]  # drop after 22
+    # New session: unrelated timestamps. The camera replays frames 15..25 (its GOP cache when the
+    # hub reconnected) in one burst after frame 25's capture, then sends live frames.
+    shift = 7_777 * int(1 / pkts[0].time_base)
+    burst_at = live(25) + 0.05
+    run2 = [
+        dataclasses.replace(p, pts=p.pts + shift, dts=p.dts + shift, arrival=max(burst_at, live(i)))
+        for i, p in enumerate(pkts[15:], start=15)
+    ]
+    seg = Segmenter("cam", tmp_path, store, segment_s=10.0)
+
+    def work() -> None:
+        for p in run1:
+            assert p.params is not None
+            seg.write(p, p.params)
+        seg.finish("ended")
+        for p in run2:
+            assert p.params is not None
+            seg.write(p, p.params)
+        seg.finish()
+
+    await asyncio.to_thread(work)
+    first, second = await store.run(q.segments_between, "cam", 0, 1e12)
+    source = [_nal_payloads(p.data) for p in file_packets(clip_320)[: 4 * FPS]]
+    written = [
+        [source.index(_nal_payloads(p.data)) for p in file_packets(tmp_path / r.path)]
+        for r in (first, second)
+    ]
+    # Frames 0..22, then from the keyframe at 30 on: none twice; 23..29 need the replayed keyframe 15.
+    assert written == [list(range(23)), list(range(30, 60))]
+    assert seg.stats.replayed_packets == 15  # 15..29: the replay and what depends on it
+    assert abs(first.end_at - (T0 + 23 / FPS + latency)) < 1e-6
+    # Stamped at its capture (plus the network latency), not after the previous end nor its arrival.
+    assert abs(second.start_at - live(30)) < 1e-3
+    assert abs(second.end_at - (live(60))) < 1e-3
+    (gap,) = await store.run(q.gaps_between, "cam", 0, 1e12)
+    assert (gap.reason, gap.start_at, gap.end_at) == ("ended", first.end_at, second.start_at)
+
+
 def _annexb_nals(data: bytes) -> list[bytes]:
     parts = data.split(b"\x00\x00\x01")
     return [p.rstrip(b"\x00") for p in parts[1:] if p]
