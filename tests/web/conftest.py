@@ -184,6 +184,9 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., WebHub]]:
 def context(browser: Any) -> Iterator[Any]:
     # UTC in the page, so the datetime-local fields the tests fill mean what the test means.
     ctx = browser.new_context(viewport={"width": 1100, "height": 760}, timezone_id="UTC")
+    # A liveness bound, not a speed target: CI machines are shared with other work, and a page that
+    # needs more than Playwright's default 30 s there is slow, not broken.
+    ctx.set_default_timeout(60_000)
     errors: list[str] = []
     ctx.on("weberror", lambda e: errors.append(str(e.error)))
 
