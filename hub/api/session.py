@@ -293,7 +293,8 @@ async def _session_response(request: web.Request) -> web.Response:
     return response
 
 
-async def _json_object(request: web.Request) -> dict[str, Any]:
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or a HubError (415 not JSON content, 400 bad JSON)."""
     if request.content_type != "application/json":
         raise HubError("expected application/json", code="bad_content_type", status=415)
     try:
@@ -338,7 +339,7 @@ async def login(request: web.Request) -> web.Response:
     limiter = request.app[LOGIN_LIMITER]
     if not _same_origin(request):
         raise CsrfError("cross-origin login refused")
-    body = await _json_object(request)
+    body = await json_object(request)
     password = body.get("password")
     client = _client(request)
     wait = limiter.retry_after(client, time.monotonic())
@@ -412,7 +413,7 @@ async def set_password(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     if not _same_origin(request):
         raise CsrfError("cross-origin request refused")
-    body = await _json_object(request)
+    body = await json_object(request)
     password = _valid_password(body.get("password"))
     proof = body.get("proof")
     if not isinstance(proof, str):

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.api.session import Handler, require_owner
+from hub.api.session import Handler, json_object, require_owner
 from hub.errors import HubError, NotFound
 from hub.services import SERVICES, Services
 from hub.settings import (
@@ -55,18 +55,6 @@ def _field_errors(handler: Handler) -> Handler:
             )
 
     return wrapped
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise HubError("expected application/json", code="bad_content_type", status=415)
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..."
-        raise HubError("body is not JSON", code="bad_json") from exc
-    if not isinstance(body, dict):
-        raise HubError("body must be a JSON object", code="bad_json")
-    return body
 
 
 def _audit_value(value: Any) -> Any:
@@ -109,7 +97,7 @@ def _camera_json(table: dict[str, Any]) -> dict[str, Any]:
 async def add_camera(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     settings = request.app[OWNER_SETTINGS]
-    body = await _body(request)
+    body = await json_object(request)
     table = {k: v for k, v in body.items() if v is not None and v != ""}
     async with request.app[SETTINGS_LOCK]:
         cam = validate_camera(table)
@@ -152,7 +140,7 @@ def _ui_camera(request: web.Request) -> tuple[str, dict[str, Any]]:
 async def edit_camera(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     settings = request.app[OWNER_SETTINGS]
-    body = await _body(request)
+    body = await json_object(request)
     for key in body:
         if key not in EDITABLE_KEYS:
             raise SettingsError(key, "cannot be changed; remove the camera and add it again")
@@ -196,7 +184,7 @@ async def remove_camera(request: web.Request) -> web.Response:
 async def edit_storage(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     settings = request.app[OWNER_SETTINGS]
-    body = await _body(request)
+    body = await json_object(request)
     async with request.app[SETTINGS_LOCK]:
         merged = {**settings.storage, **body}
         merged = {k: v for k, v in merged.items() if v is not None}  # null: back to the file's value
