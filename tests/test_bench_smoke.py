@@ -23,6 +23,7 @@ EXPECTED: dict[str, set[str]] = {
     "motion_bench": {"runs", "detector_only", "reference", "target", "meets_target"},
     "live_bench": {
         "glass_to_glass_ms",
+        "join",
         "revoke_to_cut_ms",
         "viewers",
         "why_no_reference",
