@@ -36,8 +36,9 @@ def _split_target(raw: str) -> tuple[str, str | None]:
     return path, (query if sep else None)
 
 
-async def _message(request: web.Request, consent: ConsentService) -> requests.SignedMessage:
-    """The request as received; 413 (audited) for an oversized body before any parsing."""
+async def signed_message(request: web.Request, consent: ConsentService) -> requests.SignedMessage:
+    """The request exactly as received, for RFC 9421 (every agency route, WHEP included); 413
+    (audited) for an oversized body before any parsing."""
     path, query = _split_target(request.raw_path)
     remote = request.remote or ""
     headers = list(request.headers.items())
@@ -65,7 +66,7 @@ def _base_url(request: web.Request) -> str:
 
 async def post_request(request: web.Request) -> web.Response:
     consent = _consent(request)
-    msg = await _message(request, consent)
+    msg = await signed_message(request, consent)
     verified = await requests.authenticate(consent, msg)
     body = await requests.submit(consent, msg, verified)
     return web.json_response(body, status=202)
@@ -73,7 +74,7 @@ async def post_request(request: web.Request) -> web.Response:
 
 async def get_request(request: web.Request) -> web.Response:
     consent = _consent(request)
-    msg = await _message(request, consent)
+    msg = await signed_message(request, consent)
     verified = await requests.authenticate(consent, msg)
     body = await requests.poll(consent, msg, verified.keyid, request.match_info["id"], _base_url(request))
     return web.json_response(body)
@@ -81,7 +82,7 @@ async def get_request(request: web.Request) -> web.Response:
 
 async def get_delivery(request: web.Request) -> web.StreamResponse:
     consent = _consent(request)
-    msg = await _message(request, consent)
+    msg = await signed_message(request, consent)
     verified = await requests.authenticate(consent, msg)
     try:
         record, path = await deliveries.open_for_fetch(consent, verified.keyid, request.match_info["id"])

@@ -32,9 +32,10 @@ from typing import Any
 
 from aiohttp import web
 
+from hub.api.agency import signed_message
 from hub.api.session import require_owner
 from hub.consent import gate, requests
-from hub.consent.errors import ConsentError, SignatureError
+from hub.consent.errors import ConsentError
 from hub.consent.service import ConsentService
 from hub.egress import ice
 from hub.egress.webrtc import Audience, LiveError, LiveSession, LiveSessions, SessionKind
@@ -90,34 +91,6 @@ def _consent(request: web.Request) -> ConsentService:
     return consent
 
 
-async def _signed_message(request: web.Request, consent: ConsentService) -> requests.SignedMessage:
-    """The request exactly as received, for RFC 9421; 413 (audited) for an oversized body."""
-    path, sep, query = request.raw_path.partition("?")
-
-    def msg(body: bytes) -> requests.SignedMessage:
-        return requests.SignedMessage(
-            request.method,
-            request.host,
-            path,
-            query if sep else None,
-            list(request.headers.items()),
-            body,
-            request.scheme,
-            request.remote or "",
-        )
-
-    too_large = SignatureError("body_too_large", f"body over {requests.MAX_BODY_BYTES} bytes", status=413)
-    if request.content_length is not None and request.content_length > requests.MAX_BODY_BYTES:
-        await requests.reject(consent, msg(b""), too_large)
-        raise too_large
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        await requests.reject(consent, msg(b""), too_large)
-        raise too_large from None
-    return msg(body)
-
-
 def _not_found() -> ConsentError:
     # The same answer for "no such grant", "another agency's grant" and "not a live grant".
     return ConsentError("not_found", "no such livestream", 404)
@@ -143,7 +116,7 @@ async def _live_grant(
 async def post_agency_live(request: web.Request) -> web.StreamResponse:
     consent = _consent(request)
     media = request.app[LIVE_MEDIA]
-    msg = await _signed_message(request, consent)
+    msg = await signed_message(request, consent)
     verified = await requests.authenticate(consent, msg)
     keyid = verified.keyid
     grant_id = request.match_info["grant_id"]
@@ -215,7 +188,7 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
 async def delete_agency_live(request: web.Request) -> web.StreamResponse:
     consent = _consent(request)
     media = request.app[LIVE_MEDIA]
-    msg = await _signed_message(request, consent)
+    msg = await signed_message(request, consent)
     verified = await requests.authenticate(consent, msg)
     grant_id = request.match_info["grant_id"]
     session_id = request.match_info.get("session_id")
