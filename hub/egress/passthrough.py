@@ -31,6 +31,8 @@ import av
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 
+from hub.ingest.source import nal_units
+
 RTP_CLOCK = Fraction(1, 90_000)  # RFC 6184 §5.1
 TESTED_AIORTC = ((1, 14), (1, 17))  # [min, max): keep in step with pyproject's pin
 
@@ -95,24 +97,6 @@ def is_encoded(item: object) -> bool:
 
 
 NAL_IDR = 5  # ITU-T H.264 Table 7-1
-
-
-def nal_units(data: bytes) -> list[bytes]:
-    """NAL units of an Annex B access unit (ITU-T H.264 §B.2), without start codes."""
-    starts = []
-    i = data.find(b"\x00\x00\x01")
-    while i != -1:
-        starts.append(i + 3)
-        i = data.find(b"\x00\x00\x01", i + 3)
-    nals = []
-    for n, start in enumerate(starts):
-        end = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
-        nal = data[start:end]
-        if n + 1 < len(starts):
-            nal = nal.rstrip(b"\x00")  # the zero byte of a following 4-byte start code
-        if nal:
-            nals.append(nal)
-    return nals
 
 
 def is_idr(data: bytes) -> bool:

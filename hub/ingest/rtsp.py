@@ -45,7 +45,8 @@ from hub.ingest.source import (
     SourceOpenError,
     SourceStalled,
     TimestampFixer,
-    _nal_types,
+    nal_type,
+    nal_units,
 )
 
 log = logging.getLogger(__name__)
@@ -402,20 +403,7 @@ class _Demux:
 def _param_set_nals(data: bytes, codec: str) -> tuple[bytes, ...]:
     """The parameter-set NAL units of an Annex B access unit, without start codes."""
     wanted = _PS_TYPES[codec]
-    starts = []
-    i = data.find(b"\x00\x00\x01")
-    while i != -1:
-        starts.append(i + 3)
-        i = data.find(b"\x00\x00\x01", i + 3)
-    nals = []
-    types = _nal_types(data, codec)
-    for n, (start, nal_type) in enumerate(zip(starts, types, strict=False)):
-        if nal_type not in wanted:
-            continue
-        end = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
-        nal = data[start:end]
-        nals.append(nal.rstrip(b"\x00") if n + 1 < len(starts) else nal)
-    return tuple(nals)
+    return tuple(nal for nal in nal_units(data) if nal_type(nal[0], codec) in wanted)
 
 
 class RtspSource(AvSource):

@@ -162,13 +162,36 @@ def has_parameter_sets(data: bytes, codec: str) -> bool:
     return False
 
 
+def nal_units(data: bytes) -> list[bytes]:
+    """NAL units of an Annex B access unit (ITU-T H.264 §B.2), without start codes."""
+    starts = []
+    i = data.find(b"\x00\x00\x01")
+    while i != -1:
+        starts.append(i + 3)
+        i = data.find(b"\x00\x00\x01", i + 3)
+    nals = []
+    for n, start in enumerate(starts):
+        end = starts[n + 1] - 3 if n + 1 < len(starts) else len(data)
+        nal = data[start:end]
+        if n + 1 < len(starts):
+            nal = nal.rstrip(b"\x00")  # the zero byte of a following 4-byte start code
+        if nal:
+            nals.append(nal)
+    return nals
+
+
+def nal_type(header: int, codec: str) -> int:
+    """The NAL unit type in a NAL unit's first byte (H.264 §7.3.1, H.265 §7.3.1.2)."""
+    return (header >> 1) & 0x3F if codec == "hevc" else header & 0x1F
+
+
 def _nal_types(data: bytes, codec: str) -> list[int]:
-    # Annex B (ITU-T H.264 Annex B): NAL units follow 0x000001 (or 0x00000001) start codes.
+    # Annex B (ITU-T H.264 Annex B): NAL units follow 0x000001 (or 0x00000001) start codes. Per
+    # packet on the demux thread, so it reads header bytes in place rather than slicing every NAL.
     types = []
     i = data.find(b"\x00\x00\x01")
     while i != -1 and i + 3 < len(data):
-        header = data[i + 3]
-        types.append((header >> 1) & 0x3F if codec == "hevc" else header & 0x1F)
+        types.append(nal_type(data[i + 3], codec))
         i = data.find(b"\x00\x00\x01", i + 3)
     return types
 

@@ -48,6 +48,7 @@ from hub.ingest.source import (
     SourceOpenError,
     SourceStalled,
     TimestampFixer,
+    nal_units,
 )
 from hub.services import SERVICES
 
@@ -156,7 +157,7 @@ class WhipSession:
             self._end_queue()
 
     async def _normalise(self, data: bytes, pts: int | None) -> MediaPacket | None:
-        nals = passthrough.nal_units(data)
+        nals = nal_units(data)
         types = {nal[0] & 0x1F for nal in nals}
         keyframe = passthrough.NAL_IDR in types
         if self._need_keyframe and not keyframe:
