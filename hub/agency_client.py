@@ -254,7 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from hub.consent.commands import join_id_options
+
+    args = build_parser().parse_args(join_id_options(sys.argv[1:] if argv is None else argv))
     from hub.consent.errors import ConsentError
 
     try:

@@ -263,6 +263,28 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return audit_verify.main(argv)
 
 
+# Options whose value is an id (base64url: JWK thumbprints, request ids, hub ids) that may start
+# with "-", which argparse would take for an option ("expected one argument"): 1 in 32 keyids.
+ID_OPTIONS = frozenset({"--recipient", "--request-id", "--kid", "--hub-id", "--keyid"})
+
+
+def join_id_options(argv: list[str]) -> list[str]:
+    """`--recipient -abc` → `--recipient=-abc` for the id options, so argparse keeps the value."""
+    out: list[str] = []
+    it = iter(argv)
+    for arg in it:
+        if arg == "--":
+            out.append(arg)
+            out.extend(it)
+            break
+        if arg in ID_OPTIONS:
+            value = next(it, None)
+            out.append(arg if value is None else f"{arg}={value}")
+        else:
+            out.append(arg)
+    return out
+
+
 def _http_opts(p: argparse.ArgumentParser, key: bool = True) -> None:
     p.add_argument("--url", default=DEFAULT_URL, help=f"the hub's base URL (default {DEFAULT_URL})")
     p.add_argument("--cafile", help="CA certificate to trust for an https:// hub URL")
@@ -334,7 +356,7 @@ def add_parsers(sub: Any) -> None:
     _http_opts(p)
     p.set_defaults(func=cmd_agency_add)
     p = agency.add_parser("remove", help="stop trusting an agency (owner-signed remove-agency)")
-    p.add_argument("keyid")
+    p.add_argument("keyid", help="the agency's keyid; put it after -- if it starts with '-'")
     _http_opts(p)
     p.set_defaults(func=cmd_agency_remove)
     p = agency.add_parser("list", help="list trusted agencies (reads the database on the box)")

@@ -51,12 +51,12 @@ def test_owner_enroll_and_agency_management(daemon: DaemonProcess, hub_config: P
     assert rc == 0 and set(out) == {"decision_id"}, out
     rc, listed = _run("agency", "list", "--config", str(hub_config))
     assert rc == 0 and [a["keyid"] for a in listed] == [agency["keyid"]]
-    rc, out = _run("agency", "remove", agency["keyid"], "--key", str(key), "--url", daemon.url)
+    rc, out = _run("agency", "remove", "--key", str(key), "--url", daemon.url, "--", agency["keyid"])
     assert rc == 0, out
     rc, listed = _run("agency", "list", "--config", str(hub_config))
     assert rc == 0 and listed == []
-    rc, out = _run("agency", "remove", agency["keyid"], "--key", str(key), "--url", daemon.url)
+    rc, out = _run("agency", "remove", "--key", str(key), "--url", daemon.url, "--", agency["keyid"])
     assert rc == 1 and out["error"] == "unknown_agency"
     # An unenrolled key signs nothing the hub accepts.
-    rc, out = _run("agency", "remove", agency["keyid"], "--key", str(other), "--url", daemon.url)
+    rc, out = _run("agency", "remove", "--key", str(other), "--url", daemon.url, "--", agency["keyid"])
     assert rc == 1 and out["error"] == "unknown_owner_key"
