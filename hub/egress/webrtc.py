@@ -50,9 +50,6 @@ RECHECK_INTERVAL_S = 0.5
 PC_CLOSE_TIMEOUT_S = 2.0
 MAX_JUMP = 5 * 90_000  # a timestamp step beyond ±5 s is a discontinuity, not a frame interval
 DEFAULT_STEP = 90_000 // 15
-# A packet that reached the hub this long before the viewer joined is from the cached GOP (the
-# pictures since the last keyframe, up to a GOP old), not live.
-STALE_S = 0.2
 
 # A gate re-check: returns normally while sending is allowed, raises (ConsentError, or anything
 # else — both close the session) once it is not.
@@ -80,27 +77,14 @@ class RelayTrack(MediaStreamTrack):
     Timestamps are rebased to a 90 kHz clock starting near 0 and kept monotonic across source
     discontinuities (a camera reboot restarts its timestamps; the viewer should just see the next frame).
     `may_send` is asked before every packet; once it says no, the track ends.
-
-    A new viewer starts at the cached keyframe, so its first packets were captured up to a GOP before
-    it joined. Sent with their real spacing, a browser's jitter buffer would play them at capture pace
-    and stay that far behind live; they go out one RTP tick apart instead (decoded at once, the viewer
-    lands on the live picture), and live packets continue one frame after them.
     """
 
     kind = "video"
 
-    def __init__(
-        self,
-        subscription: RelaySubscription,
-        may_send: Callable[[], bool] | None = None,
-        *,
-        joined_at: float | None = None,
-    ) -> None:
+    def __init__(self, subscription: RelaySubscription, may_send: Callable[[], bool] | None = None) -> None:
         super().__init__()
         self._sub = subscription
         self._may_send = may_send
-        self._joined_at = time.time() if joined_at is None else joined_at
-        self._catching_up = False
         self._offset: int | None = None
         self._last: int | None = None
         self.packets_sent = 0
@@ -134,18 +118,8 @@ class RelayTrack(MediaStreamTrack):
 
     def _timestamp(self, pkt: MediaPacket) -> int:
         t90 = int(pkt.pts * pkt.time_base / RTP_CLOCK)
-        stale = pkt.arrival < self._joined_at - STALE_S
         if self._offset is None or self._last is None:
             self._offset = -t90
-            self._catching_up = stale
-        elif stale:
-            # Catching up through the cached GOP: one tick on, whatever its capture spacing.
-            self._catching_up = True
-            self._offset = self._last + 1 - t90
-        elif self._catching_up:
-            # The first live packet: one frame after the catch-up, then the camera's own spacing.
-            self._catching_up = False
-            self._offset = self._last + DEFAULT_STEP - t90
         else:
             ts = t90 + self._offset
             # A flagged break, a jump, or time going backwards (a new source run): continue one frame on.
