@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-FAULT_KINDS = ("drop", "stall", "corrupt", "reboot", "resolution", "clock_jump")
+FAULT_KINDS = ("drop", "stall", "mute", "corrupt", "reboot", "resolution", "clock_jump")
 STREAMS = ("main", "sub")
 
 
@@ -132,6 +132,7 @@ class SimCamera:
         self._unstalled = asyncio.Event()
         self._unstalled.set()
         self._stall_timer: asyncio.TimerHandle | None = None
+        self._muted_until = 0.0  # loop time
         self._listeners: set[asyncio.Queue[CameraEvent | None]] = set()
         self._publishers: set[WhipPublisher] = set()
         self._rng = random.Random(name)
@@ -334,7 +335,7 @@ class SimCamera:
         if self._kind == picture.CLIP_VISITOR and self._pos == self._ring_at:
             self._emit("doorbell")
         capture_s = self.camera_time()
-        deliver = now >= self._stalled_until
+        deliver = now >= self._stalled_until and now >= self._muted_until
         corrupt = self._corrupt_left > 0
         if corrupt:
             self._corrupt_left -= 1
@@ -408,6 +409,9 @@ class SimCamera:
         - ``drop``: close every RTSP connection to this camera (clients see EOF).
         - ``stall``, ``seconds`` (default 5): connections stay open, nothing is sent (no RTP,
           no RTSP replies); afterwards viewers resume at the next IDR.
+        - ``mute``, ``seconds`` (default 5): the encoder hangs but the RTSP server does not:
+          connections stay open, requests are answered and RTCP sender reports keep coming, but
+          no RTP; afterwards viewers resume at the next IDR.
         - ``corrupt``, ``frames`` (default 30): garble the slice data of the next N frames.
         - ``reboot``, ``seconds`` (default 5): connections close and the camera is unreachable
           for N s (listening socket closed if it is alone on its RTSP server, else its paths
@@ -430,6 +434,8 @@ class SimCamera:
                 if self._stall_timer is not None:
                     self._stall_timer.cancel()
                 self._stall_timer = loop.call_later(seconds, self._unstalled.set)
+            elif kind == "mute":
+                self._muted_until = asyncio.get_running_loop().time() + _seconds(params, 5.0)
             elif kind == "corrupt":
                 frames = int(params.pop("frames", 30))
                 _no_params(params)
@@ -455,6 +461,11 @@ class SimCamera:
             raise
         except (KeyError, TypeError, ValueError) as exc:
             raise FaultError(f"bad parameters for {kind}: {exc}") from exc
+
+    @property
+    def muted(self) -> bool:
+        """A mute fault is active: no frames, but RTSP sessions stay alive (RTCP keeps coming)."""
+        return asyncio.get_running_loop().time() < self._muted_until
 
     async def stalled(self) -> None:
         """Return once no stall fault is active (RTSP replies wait on this)."""

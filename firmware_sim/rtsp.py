@@ -712,8 +712,28 @@ class Connection:
         last_sr = 0.0
         cname = f"{session.camera.name}@camhub-sim"
         try:
+            ts = session.ts_offset & 0xFFFFFFFF
             while True:
-                au = await sub.queue.get()
+                try:
+                    au = await asyncio.wait_for(sub.queue.get(), SR_INTERVAL_S)
+                except TimeoutError:
+                    if session.camera.muted:
+                        # An encoder hang: no media, but the RTCP sender reports keep the session alive.
+                        last_sr = time.monotonic()
+                        sr = rtp.sender_report(
+                            session.ssrc,
+                            session.camera.camera_time(),
+                            ts,
+                            session.packets,
+                            session.octets,
+                            cname,
+                        )
+                        if session.udp is not None:
+                            session.udp[1].sendto(sr, session.client_rtcp)
+                        else:
+                            self.writer.write(struct.pack(">cBH", b"$", ch + 1, len(sr)) + sr)
+                            await self.writer.drain()
+                    continue
                 if au is None:
                     log.info("rtsp: dropping %s viewer that fell behind", session.camera.name)
                     self.abort()

@@ -4,14 +4,24 @@ FFmpeg calls block (connect, `av_read_frame`), so each source demuxes in its own
 (`camhub-rtsp-<camera>`) and hands packets to the event loop through a bounded queue — the shape of
 aiortc's `contrib/media.py` player. The loop never waits on FFmpeg.
 
-Stalls: PyAV's `timeout=(open_s, read_s)` arms FFmpeg's interrupt callback around every blocking
-call, and the RTSP demuxer's own `timeout` option (socket I/O, microseconds; it replaced `stimeout`,
-which FFmpeg 5 removed) covers the TCP socket. Either way a silent camera raises `SourceStalled`
-within `read_timeout_s`.
+Stalls: the RTSP demuxer's own `timeout` option (socket I/O, microseconds; it replaced `stimeout`,
+which FFmpeg 5 removed) ends a read on a silent camera within `read_timeout_s` with ETIMEDOUT, which
+becomes `SourceStalled`. PyAV's `timeout=` arms FFmpeg's interrupt callback, which takes the GIL on
+every poll of the socket; with several cameras that alone cost ~15% of the recorder's CPU in
+bench/record_bench.py, so it is armed for `open()` only. A camera that keeps the connection busy
+without sending video (RTCP only) never trips the socket timeout: a watchdog on the event loop
+notices a read blocked past `read_timeout_s` and ends the stream with `SourceStalled` all the same.
 
 Close: `close()` sets a flag the demux thread checks after every packet (≤ one frame period while
 streaming) and whose wait for queue space is interruptible; a read blocked on a silent camera ends at
-the read timeout. `close()` waits for the thread to exit, so no thread outlives its source.
+the socket timeout. `close()` waits for the thread to exit. The one exception is the RTCP-only camera
+above: FFmpeg cannot be interrupted there, so its thread ends when that connection does.
+
+Batching: while nobody needs packets promptly (the recorder muxes on this thread, the live relay has
+no viewers), each GOP's packets are kept as read and processed together when the next keyframe
+arrives. The fMP4 muxer holds a fragment until that keyframe anyway, so a crash loses nothing more;
+the interpreter runs its per-packet code warm instead of once per wake-up, which cut that code's CPU
+by ~4x (bench/record_bench.py). A viewer arriving turns it off at the next read.
 
 Packets are normalised to the `hub.ingest.source` contract: Annex B (MP4-style length-prefixed input
 goes through FFmpeg's `h264_mp4toannexb` / `hevc_mp4toannexb` bitstream filter), timestamps filled and
@@ -56,6 +66,11 @@ _END = object()
 # keyframes for this long has its held packets dropped, and a new viewer waits for the next one.
 MAX_HELD_PACKETS = 600
 MAX_HELD_BYTES = 32 * 1024 * 1024
+# Bounds on a batch of packets read but not yet processed (see Batching above).
+MAX_BATCH_PACKETS = 120
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+# How often the event loop checks for a read blocked past the read timeout.
+WATCHDOG_INTERVAL_S = 1.0
 _ANNEXB_PREFIXES = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
 _PS_TYPES = {"h264": {7, 8}, "hevc": {32, 33, 34}}
 
@@ -97,6 +112,10 @@ class AvSource(PacketSource):
         self._demand: threading.Event | None = None
         self._held: list[MediaPacket] = []  # the GOP in progress while demand is clear
         self._held_bytes = 0
+        # monotonic() when the read in progress began, None between reads (demux thread writes it).
+        self._read_since: float | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._stall_posted = False
         self.packets_read = 0
         self.corrupt_packets = 0
         self.timestamps_fixed = 0
@@ -135,6 +154,7 @@ class AvSource(PacketSource):
         except BaseException:
             await self.close()
             raise
+        self._watchdog = self._loop.call_later(WATCHDOG_INTERVAL_S, self._watch)
         return self._params
 
     async def packets(self) -> AsyncIterator[MediaPacket]:
@@ -150,6 +170,8 @@ class AvSource(PacketSource):
 
     async def close(self) -> None:
         self._closing.set()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         if self._exited is None or self._thread is None:
             return
         # A read blocked on a silent camera ends at the read timeout; wait a little past it.
@@ -159,7 +181,31 @@ class AvSource(PacketSource):
             # It has signalled its exit and is returning; join so no thread outlives close().
             await asyncio.to_thread(self._thread.join, 1.0)
         if self._thread.is_alive():
-            log.error("%s: demux thread did not exit within the read timeout", self.camera_id)
+            log.error(
+                "%s: demux thread is still blocked in a read (a connection that sends no video); "
+                "it ends with that connection",
+                self.camera_id,
+            )
+
+    def _watch(self) -> None:
+        """Event loop, every WATCHDOG_INTERVAL_S: end the stream if a read has been blocked past the
+        read timeout (plus a second, so the socket timeout normally wins and the thread exits)."""
+        since = self._read_since
+        if (
+            since is not None
+            and not self._stall_posted
+            and time.monotonic() - since > self._read_timeout_s + WATCHDOG_INTERVAL_S
+            # A full queue means the consumer is behind, not the camera; the reader is not in a read.
+            and self._slots.acquire(blocking=False)
+        ):
+            self._stall_posted = True
+            log.warning(
+                "%s: no video for %.0f s on a live connection", self.camera_id, time.monotonic() - since
+            )
+            self._queue.put_nowait(SourceStalled(f"{self.camera_id}: no video for {self._read_timeout_s} s"))
+            return
+        if not self._closing.is_set() and self._loop is not None:
+            self._watchdog = self._loop.call_later(WATCHDOG_INTERVAL_S, self._watch)
 
     # --- demux thread -------------------------------------------------------------------------
 
@@ -213,11 +259,8 @@ class AvSource(PacketSource):
         container = None
         try:
             try:
-                container = av.open(
-                    self.url,
-                    options=self._options,
-                    timeout=(self._open_timeout_s, self._read_timeout_s),
-                )
+                # Open timeout only: see Stalls in the module docstring for why reads have none here.
+                container = av.open(self.url, options=self._options, timeout=(self._open_timeout_s, None))
                 stream = container.streams.video[0]
             except (av.error.FFmpegError, IndexError, OSError) as exc:
                 self._settle(self._opened, exc=SourceOpenError(f"{self.camera_id}: cannot open: {exc}"))
@@ -245,71 +288,126 @@ class AvSource(PacketSource):
             self._settle(self._exited)
 
     def _pump(self, container: Any, stream: Any, demux: _Demux) -> None:
-        wall0 = time.monotonic()
-        first_dts: int | None = None  # first output dts, for live pacing
-        first_raw_dts: int | None = None  # first input dts, for looping a replayed file
-        last_dts = 0
-        period = 1
-        offset = 0  # added to input timestamps after each loop of a replayed file
+        pump = _Pump(self, demux)
         it = None
-        while not self._closing.is_set():
-            try:
-                if it is None:
-                    it = container.demux(stream)
-                raw = next(it)
-            except StopIteration:
-                if self._loop_input and self.packets_read:
-                    container.seek(0)
+        pending: list[tuple[Any, float]] = []  # (packet, arrival) read but not processed yet
+        pending_bytes = 0
+        try:
+            while not self._closing.is_set():
+                try:
+                    if it is None:
+                        it = container.demux(stream)
+                    self._read_since = time.monotonic()
+                    raw = next(it)
+                except StopIteration:
+                    if self._loop_input and self.packets_read:
+                        container.seek(0)
+                        it = None
+                        pump.next_loop()
+                        continue
+                    return self._end(pump, pending, SourceEnded(f"{self.camera_id}: stream ended"))
+                except av.error.InvalidDataError:
                     it = None
-                    offset = last_dts + period - (first_raw_dts or 0)
-                    demux.reset_filter()
+                    self.corrupt_packets += 1
+                    log.warning("%s: skipped an undecodable packet from the demuxer", self.camera_id)
                     continue
-                if not self._closing.is_set():
-                    self._post(SourceEnded(f"{self.camera_id}: stream ended"))
-                return
-            except av.error.InvalidDataError:
-                it = None
-                self.corrupt_packets += 1
-                log.warning("%s: skipped an undecodable packet from the demuxer", self.camera_id)
-                continue
-            except (av.error.ExitError, av.error.TimeoutError, TimeoutError) as exc:
-                if not self._closing.is_set():
-                    self._post(SourceStalled(f"{self.camera_id}: no data for {self._read_timeout_s} s"))
-                log.info("%s: read interrupted: %s", self.camera_id, exc)
-                return
-            except (av.error.FFmpegError, OSError) as exc:
-                if not self._closing.is_set():
-                    self._post(SourceEnded(f"{self.camera_id}: connection lost: {exc}"))
-                return
-            if raw.size == 0:
-                continue
-            if first_raw_dts is None and raw.dts is not None:
-                first_raw_dts = raw.dts
+                except (av.error.ExitError, av.error.TimeoutError, TimeoutError) as exc:
+                    log.info("%s: read interrupted: %s", self.camera_id, exc)
+                    return self._end(
+                        pump,
+                        pending,
+                        SourceStalled(f"{self.camera_id}: no data for {self._read_timeout_s} s"),
+                    )
+                except (av.error.FFmpegError, OSError) as exc:
+                    return self._end(pump, pending, SourceEnded(f"{self.camera_id}: connection lost: {exc}"))
+                finally:
+                    self._read_since = None
+                if raw.size == 0:
+                    continue
+                arrival = time.time()
+                self.last_arrival = arrival
+                pending.append((raw, arrival))
+                pending_bytes += raw.size
+                if (
+                    self._batching()
+                    and not raw.is_keyframe
+                    and len(pending) < MAX_BATCH_PACKETS
+                    and pending_bytes < MAX_BATCH_BYTES
+                ):
+                    continue
+                batch, pending, pending_bytes = pending, [], 0
+                if not pump.run(batch):
+                    return
+            pump.run(pending)  # closing: what was read still reaches the recorder
+        finally:
+            self.timestamps_fixed = demux.fixer.fixed
+
+    def _batching(self) -> bool:
+        """True while no consumer needs each packet as soon as it is read (see Batching)."""
+        if self._realtime:
+            return False
+        if not self._queue_packets:
+            return True
+        demand = self._demand
+        return demand is not None and not demand.is_set()
+
+    def _end(self, pump: _Pump, pending: list[tuple[Any, float]], error: SourceError) -> None:
+        """The stream ended or failed: process what was read, then tell the consumer."""
+        if pump.run(pending) and not self._closing.is_set():
+            self._post(error)
+
+
+class _Pump:
+    """Processes read packets on the demux thread: normalise, pace (replays), hand to the sink and
+    the queue. Returns False from `run` when the source must stop."""
+
+    def __init__(self, source: AvSource, demux: _Demux) -> None:
+        self.source = source
+        self.demux = demux
+        self.wall0 = time.monotonic()
+        self.first_dts: int | None = None  # first output dts, for live pacing
+        self.first_raw_dts: int | None = None  # first input dts, for looping a replayed file
+        self.last_dts = 0
+        self.period = 1
+        self.offset = 0  # added to input timestamps after each loop of a replayed file
+
+    def next_loop(self) -> None:
+        """A replayed file starts again: continue its timestamps."""
+        self.offset = self.last_dts + self.period - (self.first_raw_dts or 0)
+        self.demux.reset_filter()
+
+    def run(self, batch: list[tuple[Any, float]]) -> bool:
+        src = self.source
+        sink = src._sink
+        for raw, arrival in batch:
+            if self.first_raw_dts is None and raw.dts is not None:
+                self.first_raw_dts = raw.dts
             if raw.is_corrupt:
                 # Keep it: later frames reference it, and a damaged frame beats a broken GOP.
-                self.corrupt_packets += 1
-            for pkt in demux.packets(raw, offset):
-                self.packets_read += 1
-                period = pkt.duration or max(1, pkt.dts - last_dts) if self.packets_read > 1 else period
-                last_dts = pkt.dts
-                if self._realtime:
-                    if first_dts is None:
-                        first_dts = pkt.dts
-                    due = wall0 + float((pkt.dts - first_dts) * demux.time_base)
+                src.corrupt_packets += 1
+            for pkt in self.demux.packets(raw, self.offset, arrival):
+                src.packets_read += 1
+                if src.packets_read > 1:
+                    self.period = pkt.duration or max(1, pkt.dts - self.last_dts)
+                self.last_dts = pkt.dts
+                if src._realtime:
+                    if self.first_dts is None:
+                        self.first_dts = pkt.dts
+                    due = self.wall0 + float((pkt.dts - self.first_dts) * self.demux.time_base)
                     delay = due - time.monotonic()
-                    if delay > 0 and self._closing.wait(delay):
-                        return
+                    if delay > 0 and src._closing.wait(delay):
+                        return False
                     pkt = dataclasses.replace(pkt, arrival=time.time())
-                if self._sink is not None:
+                    src.last_arrival = pkt.arrival
+                if sink is not None:
                     try:
-                        self._sink(pkt)
+                        sink(pkt)
                     except Exception as exc:  # the consumer failed: end the stream with its error
-                        self._post(exc)
-                        return
-                self.last_arrival = pkt.arrival
-                if self._queue_packets and not self._offer(pkt):
-                    return
-            self.timestamps_fixed = demux.fixer.fixed
+                        src._post(exc)
+                        return False
+                if src._queue_packets and not src._offer(pkt):
+                    return False
+        return True
 
 
 class _Demux:
@@ -341,8 +439,7 @@ class _Demux:
         if self._bsf_name is not None:
             self._bsf = av.BitStreamFilterContext(self._bsf_name, self.stream)
 
-    def packets(self, raw: Any, offset: int) -> list[MediaPacket]:
-        arrival = time.time()
+    def packets(self, raw: Any, offset: int, arrival: float) -> list[MediaPacket]:
         out = []
         for p in self._bsf.filter(raw) if self._bsf is not None else [raw]:
             data = bytes(p)

@@ -49,6 +49,7 @@ from hub.store import Store
 log = logging.getLogger(__name__)
 
 MAX_BACKLOG_PACKETS = 300  # ~20 s at 15 fps waiting for the disk before the loop waits too
+CLOSE_FLUSH_S = 0.5  # how long a closing source may take to hand over the packets it holds
 
 
 class RecordError(Exception):
@@ -199,9 +200,13 @@ class Recorder:
             raise
         finally:
             self._online = False
-            # Finalize and close concurrently: the segment must be safe within the timeout even if
-            # the source takes its read timeout to let go.
-            await asyncio.gather(self._finalize(reason), source.close())
+            # Close first, briefly: a source that batches (rtsp.py) hands its last packets to the
+            # sink as it closes, within a frame period. Then finalize without waiting for it: the
+            # segment must be safe within the timeout even if the source takes its read timeout to
+            # let go.
+            closing = asyncio.ensure_future(source.close())
+            await asyncio.wait({closing}, timeout=CLOSE_FLUSH_S)
+            await asyncio.gather(self._finalize(reason), closing)
 
     async def _drain(self) -> None:
         """The disk is slower than the camera: wait (bounded queue) rather than grow without limit."""

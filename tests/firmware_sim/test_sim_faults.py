@@ -73,6 +73,35 @@ async def test_stall_keeps_socket_open_but_silent_then_resumes_at_idr(camera: Si
         await client.close()
 
 
+async def test_mute_sends_rtcp_but_no_rtp_then_resumes_at_idr(camera: SimCamera) -> None:
+    client = await RawRtsp.connect(camera.rtsp_url())
+    try:
+        await client.play(camera.rtsp_url(with_credentials=False))
+        units = await client.read_access_units(3)
+        last = seq_of(units[-1][1]).seq
+        await camera.fault("mute", seconds=4)
+        assert camera.muted
+        # What was in flight drains at once; after the first second only RTCP (odd channels) comes.
+        seen: list[tuple[float, int]] = []
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        async with asyncio.timeout(10):
+            while camera.muted and loop.time() - t0 < 3.5:
+                channel, _packet = await client.read_interleaved()
+                seen.append((loop.time() - t0, channel))
+        tail = [c for t, c in seen if 1.0 < t < 3.9]  # the mute lasts 4 s
+        assert len(tail) >= 2, f"no sender reports during the mute: {seen}"
+        assert all(c % 2 == 1 for c in tail), f"RTP arrived during the mute: {seen}"
+        # The loop above may have taken the first packet of the IDR access unit (its SPS): the
+        # rest of it comes first, then whole frames with a gap in the frame counter.
+        async with asyncio.timeout(15):
+            after = await client.read_access_units(2)
+        assert h264.NAL_IDR in [h264.nal_type(n) for n in after[0][1]]
+        assert seq_of(after[1][1]).seq > last + 15
+    finally:
+        await client.close()
+
+
 async def test_reboot_refuses_connections_then_comes_back(camera: SimCamera) -> None:
     client = await RawRtsp.connect(camera.rtsp_url())
     try:

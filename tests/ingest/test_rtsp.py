@@ -60,6 +60,47 @@ async def test_stall_raises_stalled(cam: SimCamera) -> None:
         await src.close()
 
 
+async def test_video_stopping_on_a_live_connection_raises_stalled(cam: SimCamera) -> None:
+    """An encoder hang: the socket stays busy with RTCP sender reports, so FFmpeg's socket timeout
+    never fires and its read cannot be interrupted; the event-loop watchdog ends the stream."""
+    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=1.5)
+    try:
+        await src.open()
+        await _take(src, 5)
+        await cam.fault("mute", seconds=30)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(SourceStalled, match="no video"):
+            async with asyncio.timeout(15):
+                await _take(src, 1000)
+        # read timeout + the watchdog's interval and grace, never the length of the mute
+        assert loop.time() - t0 < 1.5 + 4
+        assert cam.muted
+    finally:
+        await src.close()
+    # The blocked read cannot be interrupted; it returns with the next packet, and the thread ends.
+    await cam.fault("mute", seconds=0.1)  # ends the mute
+    thread = src._thread
+    assert thread is not None
+    async with asyncio.timeout(10):
+        while thread.is_alive():
+            await asyncio.sleep(0.1)
+
+
+async def test_a_stall_of_the_consumer_is_not_a_camera_stall(cam: SimCamera) -> None:
+    """The watchdog fires on a blocked read only: a consumer that takes its time sees every packet."""
+    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=1.0, queue_size=8)
+    try:
+        await src.open()
+        await _take(src, 2)
+        await asyncio.sleep(4)  # the queue fills and the reader waits for space, not for the camera
+        pkts = await _take(src, 30)
+        seqs = [h264.find_stamp(p.data).seq for p in pkts]  # type: ignore[union-attr]
+        assert seqs == list(range(seqs[0], seqs[0] + 30))
+    finally:
+        await src.close()
+
+
 async def test_drop_raises_ended(cam: SimCamera) -> None:
     src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=3.0)
     try:

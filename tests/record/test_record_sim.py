@@ -69,6 +69,9 @@ async def test_two_cameras_with_drop_and_resolution_change(tmp_path: Path, store
             stamp_before_stop = cam2.next_seq
         finally:
             await sup1.stop()
+            # Stop mid-GOP, where the source holds the most packets not yet handed over.
+            await until(lambda: cam2.next_seq % GOP == GOP * 2 // 3, 5, "cam2 mid-GOP")
+            stamp_at_stop = cam2.next_seq
             await sup2.stop()
 
     assert not list(media.rglob("*.part"))
@@ -79,6 +82,9 @@ async def test_two_cameras_with_drop_and_resolution_change(tmp_path: Path, store
     seqs = _check_segments(media, rows2, last_may_be_short=True)
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "missing or duplicated frames"
     assert seqs[-1] < stamp_before_stop + 2 * FPS
+    # Every frame read before the stop is in the recording (the source batches packets per GOP
+    # and hands over what it holds as it closes).
+    assert seqs[-1] >= stamp_at_stop - 3, (seqs[-1], stamp_at_stop)
 
     # cam1: a gap where the connection dropped, a new segment at the new size.
     rows1 = await store.run(q.segments_between, cam1.name, 0, 1e12)
