@@ -21,7 +21,8 @@ Batching: while nobody needs packets promptly (the recorder muxes on this thread
 no viewers), each GOP's packets are kept as read and processed together when the next keyframe
 arrives. The fMP4 muxer holds a fragment until that keyframe anyway, so a crash loses nothing more;
 the interpreter runs its per-packet code warm instead of once per wake-up, which cut that code's CPU
-by ~4x (bench/record_bench.py). A viewer arriving turns it off at the next read.
+by ~4x (bench/record_bench.py). A viewer arriving turns it off at the next read. Batches of all
+cameras take turns (`_BATCH_TURN`) rather than interleave at every GIL release.
 
 Packets are normalised to the `hub.ingest.source` contract: Annex B (MP4-style length-prefixed input
 goes through FFmpeg's `h264_mp4toannexb` / `hevc_mp4toannexb` bitstream filter), timestamps filled and
@@ -69,6 +70,11 @@ MAX_HELD_BYTES = 32 * 1024 * 1024
 # Bounds on a batch of packets read but not yet processed (see Batching above).
 MAX_BATCH_PACKETS = 120
 MAX_BATCH_BYTES = 8 * 1024 * 1024
+# Held while a batch goes through the sink. Without it, the threads of cameras whose GOPs end
+# together (common: same model, same settings) interleave at every GIL release inside the muxer,
+# and each switch is a futex wait and wake: 8 cameras x1.65 of ffmpeg's CPU, x1.32 with it
+# (bench/record_bench.py). Single packets (a live viewer, a replay) do not take it.
+_BATCH_TURN = threading.Lock()
 # How often the event loop checks for a read blocked past the read timeout.
 WATCHDOG_INTERVAL_S = 1.0
 _ANNEXB_PREFIXES = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
@@ -377,8 +383,20 @@ class _Pump:
         self.demux.reset_filter()
 
     def run(self, batch: list[tuple[Any, float]]) -> bool:
+        if not batch:
+            return True
+        if len(batch) == 1:
+            return self._offer(self._process(batch))
+        # Cameras' GOPs often end together: one batch at a time (see _BATCH_TURN).
+        with _BATCH_TURN:
+            pkts = self._process(batch)
+        return self._offer(pkts)
+
+    def _process(self, batch: list[tuple[Any, float]]) -> list[MediaPacket] | None:
+        """Normalise, pace and hand each packet to the sink; None if the source must stop."""
         src = self.source
         sink = src._sink
+        out: list[MediaPacket] = []
         for raw, arrival in batch:
             if self.first_raw_dts is None and raw.dts is not None:
                 self.first_raw_dts = raw.dts
@@ -396,7 +414,7 @@ class _Pump:
                     due = self.wall0 + float((pkt.dts - self.first_dts) * self.demux.time_base)
                     delay = due - time.monotonic()
                     if delay > 0 and src._closing.wait(delay):
-                        return False
+                        return None
                     pkt = dataclasses.replace(pkt, arrival=time.time())
                     src.last_arrival = pkt.arrival
                 if sink is not None:
@@ -404,8 +422,18 @@ class _Pump:
                         sink(pkt)
                     except Exception as exc:  # the consumer failed: end the stream with its error
                         src._post(exc)
-                        return False
-                if src._queue_packets and not src._offer(pkt):
+                        return None
+                out.append(pkt)
+        return out
+
+    def _offer(self, pkts: list[MediaPacket] | None) -> bool:
+        """Queue packets for the loop (outside _BATCH_TURN: this may wait for queue space)."""
+        if pkts is None:
+            return False
+        src = self.source
+        if src._queue_packets:
+            for pkt in pkts:
+                if not src._offer(pkt):
                     return False
         return True
 
