@@ -180,14 +180,17 @@ class AvSource(PacketSource):
             self._watchdog.cancel()
         if self._exited is None or self._thread is None:
             return
-        # A read blocked on a silent camera ends at the read timeout; wait a little past it.
+        # A read blocked on a silent camera ends at the read timeout; wait a little past it. One the
+        # watchdog gave up on ends only with its connection: do not hold up the reconnect for it.
+        wait_s = 0.5 if self._stall_posted else self._read_timeout_s + 2
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self._exited), self._read_timeout_s + 2)
+            await asyncio.wait_for(asyncio.shield(self._exited), wait_s)
         if self._exited.done() and self._thread.is_alive():
             # It has signalled its exit and is returning; join so no thread outlives close().
             await asyncio.to_thread(self._thread.join, 1.0)
         if self._thread.is_alive():
-            log.error(
+            log.log(
+                logging.WARNING if self._stall_posted else logging.ERROR,
                 "%s: demux thread is still blocked in a read (a connection that sends no video); "
                 "it ends with that connection",
                 self.camera_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import random
 import sqlite3
+import time
 from pathlib import Path
 
 import av
@@ -41,6 +42,16 @@ def _segment_count(data_dir: Path, camera: str) -> int:
         conn.close()
 
 
+def _segments_after(data_dir: Path, camera: str, t: float) -> int:
+    conn = db(data_dir)
+    try:
+        return conn.execute(
+            "SELECT count(*) FROM segments WHERE camera_id = ? AND start_at > ?", (camera, t)
+        ).fetchone()[0]
+    finally:
+        conn.close()
+
+
 def test_camera_flapping_100_times(tmp_path: Path) -> None:
     sim = SimProcess(tmp_path, 2)
     data = tmp_path / "data"
@@ -64,6 +75,7 @@ def test_camera_flapping_100_times(tmp_path: Path) -> None:
             # first timeout only flushes its reorder queue; a shorter stall is ridden through as a
             # timestamp-jump gap in the same session). Each must end the session and be reconnected.
             kind = "stall" if i == 50 else "reboot" if i % 10 == 5 else "drop"
+            injected_at = time.time()
             for _attempt in range(
                 2 if kind == "stall" else 40
             ):  # bounded: re-inject while the camera was not yet reconnected
@@ -85,6 +97,14 @@ def test_camera_flapping_100_times(tmp_path: Path) -> None:
                     continue
             else:
                 raise AssertionError(f"flap {i}: the hub never saw the camera go: {hub.log()[-3000:]}")
+            if kind == "reboot":
+                # Footage between reboots, so each reboot's outage is a gap row of its own (drops in a
+                # row with nothing recorded between them share one): at least FLAPS // 10 rows below.
+                until(
+                    lambda t=injected_at: _segments_after(data, "sim-1", t) >= 1,
+                    30,
+                    f"sim-1 recording after reboot {i}",
+                )
             assert hub.proc.poll() is None, hub.log()[-3000:]
 
         flapped = _reconnects(data, "sim-1")
@@ -114,7 +134,8 @@ def test_camera_flapping_100_times(tmp_path: Path) -> None:
             conn.close()
         # Every outage ended a run and the next run recorded a gap row. Outages with no footage between
         # them share one: a session shorter than a GOP records nothing (its frames are the camera's
-        # replayed cache, or need the replayed keyframe), so many of the 100 drops merge.
+        # replayed cache, or need the replayed keyframe), so many of the 100 drops merge; the 10
+        # reboots are each followed by footage (above), so each has its own.
         assert len(gaps) >= FLAPS // 10, len(gaps)
         sim1 = conn_rows(
             data, "SELECT start_at, end_at FROM segments WHERE camera_id = 'sim-1' ORDER BY start_at"

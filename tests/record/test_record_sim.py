@@ -127,3 +127,26 @@ def _check_segments(media: Path, rows: list[q.Segment], last_may_be_short: bool)
     for a, b in itertools.pairwise(rows):
         assert abs(b.start_at - a.end_at) < 1 / FPS
     return seqs
+
+
+async def test_video_stopping_on_a_live_connection_is_a_stall_and_a_gap(tmp_path: Path, store: Store) -> None:
+    """An encoder hang (RTCP keeps the connection busy, no video): the recorder ends the run as
+    stalled within the read timeout, records a gap, and records again once video is back."""
+    media = tmp_path / "media"
+    async with SimFleet(cameras=1, width=320, height=240, fps=FPS, gop=GOP, control_port=None) as fleet:
+        (cam,) = fleet.cameras
+        rec = Recorder(cam.name, media, store, segment_s=SEGMENT_S)
+        sup = Supervised(rec, cam.rtsp_url())
+        try:
+            await until(lambda: rec.stats.segments >= 1, 30, "the first segment")
+            await cam.fault("mute", seconds=10)
+            t0 = time.monotonic()
+            await until(lambda: "stalled" in sup.errors, 3.0 + 5, "the stall to be noticed")
+            assert time.monotonic() - t0 < 3.0 + 5 and cam.muted
+            segments = rec.stats.segments
+            await until(lambda: rec.stats.segments >= segments + 2, 40, "recording after the mute")
+        finally:
+            await sup.stop()
+    gaps = await store.run(q.gaps_between, cam.name, 0, 1e12)
+    assert "stalled" in [g.reason for g in gaps]
+    assert not list(media.rglob("*.part"))
