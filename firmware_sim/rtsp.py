@@ -714,48 +714,38 @@ class Connection:
         try:
             ts = session.ts_offset & 0xFFFFFFFF
             while True:
-                try:
-                    au = await asyncio.wait_for(sub.queue.get(), SR_INTERVAL_S)
-                except TimeoutError:
-                    if session.camera.muted:
-                        # An encoder hang: no media, but the RTCP sender reports keep the session alive.
-                        last_sr = time.monotonic()
-                        sr = rtp.sender_report(
-                            session.ssrc,
-                            session.camera.camera_time(),
-                            ts,
-                            session.packets,
-                            session.octets,
-                            cname,
-                        )
-                        if session.udp is not None:
-                            session.udp[1].sendto(sr, session.client_rtcp)
-                        else:
-                            self.writer.write(struct.pack(">cBH", b"$", ch + 1, len(sr)) + sr)
-                            await self.writer.drain()
-                    continue
-                if au is None:
-                    log.info("rtsp: dropping %s viewer that fell behind", session.camera.name)
-                    self.abort()
-                    return
-                ts = (session.ts_offset + au.pts90) & 0xFFFFFFFF
                 out = bytearray()
-                last = len(au.payloads) - 1
-                for i, payload in enumerate(au.payloads):
-                    # RFC 6184 §5.1: the marker bit is set on the last packet of the access unit.
-                    packet = rtp.header(session.seq, ts, session.ssrc, i == last) + payload
-                    session.seq = (session.seq + 1) & 0xFFFF
-                    if session.udp is not None:
-                        session.udp[0].sendto(packet, session.client_rtp)
-                    else:
-                        out += struct.pack(">cBH", b"$", ch, len(packet)) + packet
-                    session.packets += 1
-                    session.octets += len(payload)
-                now = time.monotonic()
-                if now - last_sr >= SR_INTERVAL_S:
-                    last_sr = now
+                try:
+                    async with asyncio.timeout(SR_INTERVAL_S):
+                        au = await sub.queue.get()
+                except TimeoutError:
+                    # No frame for a second: a stall sends nothing, a mute (an encoder hang) keeps
+                    # the session alive with sender reports.
+                    if not session.camera.muted:
+                        continue
+                    capture_s, report_due = session.camera.camera_time(), True
+                else:
+                    if au is None:
+                        log.info("rtsp: dropping %s viewer that fell behind", session.camera.name)
+                        self.abort()
+                        return
+                    ts = (session.ts_offset + au.pts90) & 0xFFFFFFFF
+                    last = len(au.payloads) - 1
+                    for i, payload in enumerate(au.payloads):
+                        # RFC 6184 §5.1: the marker bit is set on the last packet of the access unit.
+                        packet = rtp.header(session.seq, ts, session.ssrc, i == last) + payload
+                        session.seq = (session.seq + 1) & 0xFFFF
+                        if session.udp is not None:
+                            session.udp[0].sendto(packet, session.client_rtp)
+                        else:
+                            out += struct.pack(">cBH", b"$", ch, len(packet)) + packet
+                        session.packets += 1
+                        session.octets += len(payload)
+                    capture_s, report_due = au.capture_s, time.monotonic() - last_sr >= SR_INTERVAL_S
+                if report_due:
+                    last_sr = time.monotonic()
                     sr = rtp.sender_report(
-                        session.ssrc, au.capture_s, ts, session.packets, session.octets, cname
+                        session.ssrc, capture_s, ts, session.packets, session.octets, cname
                     )
                     if session.udp is not None:
                         session.udp[1].sendto(sr, session.client_rtcp)

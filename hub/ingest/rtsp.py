@@ -389,11 +389,11 @@ class _Pump:
         if not batch:
             return True
         if len(batch) == 1:
-            return self._offer(self._process(batch))
+            return self._enqueue(self._process(batch))
         # Cameras' GOPs often end together: one batch at a time (see _BATCH_TURN).
         with _BATCH_TURN:
             pkts = self._process(batch)
-        return self._offer(pkts)
+        return self._enqueue(pkts)
 
     def _process(self, batch: list[tuple[Any, float]]) -> list[MediaPacket] | None:
         """Normalise, pace and hand each packet to the sink; None if the source must stop."""
@@ -429,8 +429,8 @@ class _Pump:
                 out.append(pkt)
         return out
 
-    def _offer(self, pkts: list[MediaPacket] | None) -> bool:
-        """Queue packets for the loop (outside _BATCH_TURN: this may wait for queue space)."""
+    def _enqueue(self, pkts: list[MediaPacket] | None) -> bool:
+        """Offer packets to the loop (outside _BATCH_TURN: this may wait for queue space)."""
         if pkts is None:
             return False
         src = self.source
