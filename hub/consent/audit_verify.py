@@ -53,9 +53,13 @@ class VerifyError(Exception):
 
 # ---- RFC 7638 thumbprint of an Ed25519 OKP JWK (copied from hub/consent/keys.py) ----
 def _b64url_decode(text: str) -> bytes:
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", text) or len(text) % 4 == 1:
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # One spelling per key: other trailing bits would name the same key under another hub_id.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 def load_hub_key(jwk: dict[str, Any]) -> tuple[Ed25519PublicKey, str]:
