@@ -62,6 +62,7 @@ def cmd_pair(args: argparse.Namespace) -> int:
     from hub.store import Store
 
     cfg = _load_config(args.config)
+    datadir.become_data_dir_owner(cfg)
 
     async def issue() -> str:
         datadir.prepare(cfg)

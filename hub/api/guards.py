@@ -76,6 +76,8 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("GET", "/api/v1/owner/requests"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/grants"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/agencies"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/holds"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/devices/{kid}/revoke-preview"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/devices"): RouteGuard(Guard.OWNER_SESSION),
     ("POST", "/api/v1/owner/device-requests"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/settings"): RouteGuard(Guard.OWNER_SESSION),

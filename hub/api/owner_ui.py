@@ -12,6 +12,8 @@ Route table (who may call each is declared here, where it is registered):
     GET  /api/v1/owner/requests              owner    agency requests with what would leave
     GET  /api/v1/owner/grants                owner    grants in force (to revoke)
     GET  /api/v1/owner/agencies              owner    trusted agencies
+    GET  /api/v1/owner/holds                 owner    footage retention keeps for pending requests and approvals
+    GET  /api/v1/owner/devices/{kid}/revoke-preview  owner  what revoking that device also revokes
     GET  /api/v1/owner/devices               owner    owner keys, and browsers asking to be enrolled
     POST /api/v1/owner/device-requests       owner+CSRF  this browser asks to be enrolled
     GET  /api/v1/owner/settings              owner    storage/consent settings (the config file plus the
@@ -406,6 +408,24 @@ async def grants(request: web.Request) -> web.Response:
     return web.json_response({"grants": rows})
 
 
+async def holds(request: web.Request) -> web.Response:
+    """Footage retention keeps for agencies: pending requests (until respond_by) and approvals."""
+    services = request.app[SERVICES]
+    rows = await services.store.run(consent_q.holds_detail, time.time())
+    return web.json_response({"holds": rows})
+
+
+async def revoke_preview(request: web.Request) -> web.Response:
+    """What revoking this device would also revoke (PROTOCOL §3 revoke-key), for the confirmation."""
+    from hub.consent.owners import revoke_plan
+
+    services = request.app[SERVICES]
+    plan = await services.store.run(revoke_plan, request.match_info["kid"][:128])
+    if plan is None:
+        raise NotFound("no enrolled, unrevoked owner key with this kid")
+    return web.json_response(plan.to_json())
+
+
 async def agencies(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     rows = await services.store.run(consent_q.agencies, True)
@@ -532,6 +552,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/owner/requests", owner(requests))
     app.router.add_get("/api/v1/owner/grants", owner(grants))
     app.router.add_get("/api/v1/owner/agencies", owner(agencies))
+    app.router.add_get("/api/v1/owner/holds", owner(holds))
+    app.router.add_get("/api/v1/owner/devices/{kid}/revoke-preview", owner(revoke_preview))
     app.router.add_get("/api/v1/owner/devices", owner(devices))
     app.router.add_post("/api/v1/owner/device-requests", owner(add_device_request))
     app.router.add_get("/api/v1/owner/settings", owner(settings))

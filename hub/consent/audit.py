@@ -154,7 +154,11 @@ class AuditLog:
             return entry, leaf_hash(entry)
 
         async with self._lock:
-            seq, _, leaf = await self._store.run(q.append_entry, make)
+            seq, _, leaf, missed = await self._store.run(q.append_entry, make, self._tree.size)
+            # Entries another process appended meanwhile (`camhub owner reset` on the box) join the
+            # tree first, in seq order, so the tree stays the database's log.
+            for hash_ in missed:
+                self._tree.append(hash_)
             if seq != self._tree.size:
                 raise AuditError(
                     "audit_inconsistent", f"store gave seq {seq}, tree has {self._tree.size}", 500

@@ -14,13 +14,31 @@ from hub.store import transaction
 
 
 def append_entry(
+    conn: sqlite3.Connection, make_entry: Callable[[int], tuple[bytes, bytes]], known: int = 0
+) -> tuple[int, bytes, bytes, list[bytes]]:
+    """Insert the next entry; `make_entry(seq) -> (entry_bytes, leaf_hash)`. Returns (seq, entry,
+    leaf, leaves), where `leaves` are the leaf hashes of seq `known` up to this one (exclusive):
+    entries another process appended (`camhub owner reset` on the box while the daemon runs) since
+    the caller last saw the log at size `known`."""
+    with transaction(conn):
+        missed = [
+            bytes(r[0])
+            for r in conn.execute(
+                "SELECT leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq", (known,)
+            ).fetchall()
+        ]
+        seq, entry, leaf = insert_next_entry(conn, make_entry)
+    return seq, entry, leaf, missed
+
+
+def insert_next_entry(
     conn: sqlite3.Connection, make_entry: Callable[[int], tuple[bytes, bytes]]
 ) -> tuple[int, bytes, bytes]:
-    """Insert the next entry; `make_entry(seq) -> (entry_bytes, leaf_hash)`. Returns (seq, entry, leaf)."""
-    with transaction(conn):
-        seq = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries").fetchone()[0]
-        entry, leaf = make_entry(seq)
-        conn.execute("INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)", (seq, entry, leaf))
+    """The insert of `append_entry`, inside the caller's transaction (an entry that must commit
+    together with the change it records)."""
+    seq = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries").fetchone()[0]
+    entry, leaf = make_entry(seq)
+    conn.execute("INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)", (seq, entry, leaf))
     return seq, entry, leaf
 
 

@@ -46,10 +46,19 @@ def test_phone_is_enrolled_by_the_first_device_then_can_sign(make_hub: Any, cont
 
     mobile.goto(hub.url + "/#/devices")
     mobile.get_by_text("This browser is enrolled as “phone”").wait_for()
-    # The phone signs: it revokes the desktop's key; the desktop can then no longer sign.
-    mobile.locator("#devices tbody tr").filter(has_text="test browser").get_by_role(
+    # Lineage (issue 12): the phone can never revoke the desktop that enrolled it; the page says why.
+    row = mobile.locator("#devices tbody tr").filter(has_text="(pairing code)")
+    assert row.get_by_role("button", name="Revoke").is_disabled()
+    assert "cannot be revoked" in row.inner_text() or "cannot revoke it" in row.inner_text()
+    # The desktop revokes the phone, after seeing what that takes with it; the phone can then no
+    # longer sign.
+    desktop.goto(hub.url + "/#/devices")
+    desktop.locator("#devices tbody tr").filter(has_text="by test browser").get_by_role(
         "button", name="Revoke"
     ).click()
-    mobile.locator("#devices tbody tr").nth(1).wait_for(state="detached")
-    desktop.goto(hub.url + "/#/inbox")
-    desktop.get_by_text("cannot sign answers").wait_for()
+    confirm = desktop.get_by_role("group", name="Confirm revoke")
+    confirm.get_by_text("no other device keys").wait_for()
+    confirm.get_by_role("button", name="Revoke “phone” and all of this").click()
+    desktop.locator("#devices tbody tr").nth(1).wait_for(state="detached")
+    mobile.goto(hub.url + "/#/inbox")
+    mobile.get_by_text("cannot sign answers").wait_for()

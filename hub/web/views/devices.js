@@ -1,5 +1,7 @@
 // Owner devices: each browser (or key file) that can sign decisions. A new device logs in with the
 // password, makes its own key and asks; an enrolled device approves it with a signed enroll-key.
+// Lineage (PROTOCOL §3 revoke-key): a device can never revoke the one that enrolled it (or that one's
+// enroller...), and revoking a device also revokes what it did; the page shows that list first.
 
 import * as api from "../lib/api.js";
 import { decide, fingerprint } from "../lib/decide.js";
@@ -45,6 +47,45 @@ export async function render(root, ctx) {
         } }, mine ? "Ask again" : "Make a key and ask to be enrolled")));
   }
 
+  // Keys above this browser's own: it may not revoke them (the hub refuses with revoke_ancestor).
+  const byKid = new Map(keys.map((k) => [k.kid, k]));
+  const above = new Set();
+  for (let k = mine && byKid.get(mine.kid); k && k.enrolled_by && !above.has(k.enrolled_by); k = byKid.get(k.enrolled_by)) {
+    above.add(k.enrolled_by);
+  }
+  const confirmBox = h("div", { id: "revoke-confirm" });
+
+  const why = (k) => {
+    if (!enrolled) return "This browser cannot sign: it is not an enrolled device.";
+    if (above.has(k.kid)) return "This device was enrolled through it, so it cannot revoke it. Revoke from that device (or the one that enrolled it).";
+    if (!k.enrolled_by) return "The first device (paired with the code) cannot be revoked: every device hangs off it. If it was stolen, run `camhub owner reset` on the hub.";
+    return null;
+  };
+
+  const askRevoke = async (k) => {
+    let plan;
+    try {
+      plan = await api.get(`/api/v1/owner/devices/${encodeURIComponent(k.kid)}/revoke-preview`);
+    } catch (err) {
+      replace(confirmBox, notice(err.message, "error"));
+      return;
+    }
+    const others = plan.keys.filter((x) => x.kid !== k.kid);
+    const lines = [
+      others.length ? `${others.length} more device key(s) it enrolled: ${others.map((x) => x.name).join(", ")}` : "no other device keys",
+      plan.agencies.length ? `${plan.agencies.length} agency(ies) it added, with their open requests: ${plan.agencies.map((a) => a.name).join(", ")}` : "no agencies",
+      plan.grants.length ? `${plan.grants.length} approval(s) it signed or that go to those agencies` : "no approvals",
+    ];
+    const ok = h("button", { type: "button", class: "danger", onclick: () => sign({ decision: "revoke-key", subject: { kid: k.kid } }, "Revoke") }, `Revoke “${k.name}” and all of this`);
+    const cancel = h("button", { type: "button", onclick: () => replace(confirmBox) }, "Cancel");
+    replace(confirmBox, h("div", { class: "card", role: "group", "aria-label": "Confirm revoke" },
+      h("h3", {}, `Revoking “${k.name}” also revokes:`),
+      h("ul", {}, lines.map((t) => h("li", {}, t))),
+      plan.active_keys_left < 1 ? notice("No device would be left to approve anything: the hub will refuse.", "warn") : null,
+      h("div", { class: "row" }, ok, cancel)));
+    ok.focus();
+  };
+
   replace(root,
     h("h1", {}, "Owner devices"),
     h("section", { class: "card" }, h("h2", {}, "This device"), thisDevice),
@@ -55,10 +96,11 @@ export async function render(root, ctx) {
         h("tbody", {}, keys.map((k) => h("tr", {},
           h("td", {}, k.name, mine?.kid === k.kid ? " (this browser)" : ""),
           h("td", {}, h("code", { title: k.kid }, fingerprint(k.kid).slice(0, 29))),
-          h("td", {}, `${fmtUnix(k.enrolled_at)}${k.enrolled_by ? "" : " (pairing code)"}`),
-          h("td", {}, h("button", { type: "button", class: "danger", disabled: !enrolled || keys.length < 2,
-            title: keys.length < 2 ? "The last owner key cannot be revoked" : "",
-            onclick: () => sign({ decision: "revoke-key", subject: { kid: k.kid } }, "Revoke") }, "Revoke"))))))),
+          h("td", {}, `${fmtUnix(k.enrolled_at)}${k.enrolled_by ? ` by ${byKid.get(k.enrolled_by)?.name ?? "another device"}` : " (pairing code)"}`),
+          h("td", {},
+            h("button", { type: "button", class: "danger", disabled: !!why(k), onclick: () => askRevoke(k) }, "Revoke"),
+            why(k) ? h("span", { class: "muted" }, " ", why(k)) : null))))),
+      confirmBox),
     pending.length
       ? h("section", { class: "card" },
           h("h2", {}, "Waiting to be enrolled"),
