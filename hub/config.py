@@ -49,6 +49,18 @@ class HubConfig:
     # An HTTP connection with no request in flight (idle keep-alive, or one still dribbling its
     # headers: slowloris) is closed after this long. aiohttp's own default is 3630 s.
     idle_timeout_s: float = 15.0
+    # Owner routes (session, login, pairing, the owner's media) answer only clients on loopback,
+    # private or link-local addresses unless this is true (hub/api/session.py, PROTOCOL §1.1).
+    owner_remote: bool = False
+    # Host header values accepted besides the hub's own names and addresses (e.g. the name of a
+    # reverse proxy in front of it); anything else is 421 (DNS rebinding, PROTOCOL §1.1).
+    allowed_hosts: tuple[str, ...] = ()
+    # Every route anyone may call without a session is limited per client (a token bucket): this
+    # many calls at once, then `rate_limit_per_s` a second (429 with Retry-After beyond).
+    rate_limit_per_s: float = 20.0
+    rate_limit_burst: int = 200
+    # Live viewers at once (WebRTC); agencies share all but one, which is kept for the owner.
+    max_live_sessions: int = 16
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,11 @@ class ConsentConfig:
     clock_skew_seconds: int = 60
     trust_system_clock: bool = False
     max_fetches: int = 3
+    # New requests each trusted agency may file per hour (429 with Retry-After beyond).
+    agency_requests_per_hour: int = 30
+    # Refused unauthenticated calls are audited once per route and reason per window, with a count
+    # (hub/consent/rejections.py); 0 writes every one (tests that look at single refusals).
+    rejection_audit_window_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -278,6 +295,12 @@ def _range(lo: float, hi: float) -> Callable[[float], str | None]:
     return check
 
 
+# A DNS name (RFC 1123 labels) or an IP literal, no port, no brackets.
+_HOST_RE = re.compile(
+    r"(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?|[0-9a-f:.]+"
+)
+
+
 def _ip(value: str) -> str | None:
     try:
         ipaddress.ip_address(value)
@@ -292,7 +315,8 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
         t,
         p,
         {"name", "data_dir", "key_file", "bind", "port", "https_port", "ice_addresses", "log_level",
-         "idle_timeout_s"},
+         "idle_timeout_s", "owner_remote", "allowed_hosts", "rate_limit_per_s", "rate_limit_burst",
+         "max_live_sessions"},
     )  # fmt: skip
     d = HubConfig()
     name = v.get(t, p, "name", str, d.name, lambda s: None if 0 < len(s) <= 63 else "must be 1-63 characters")
@@ -312,6 +336,10 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
     for i, addr in enumerate(ice):
         if not isinstance(addr, str) or _ip(addr):
             v.error(f"{p}ice_addresses[{i}]", "must be an IP address")
+    allowed_hosts = v.get(t, p, "allowed_hosts", list, [])
+    for i, host in enumerate(allowed_hosts):
+        if not isinstance(host, str) or not _HOST_RE.fullmatch(host):
+            v.error(f"{p}allowed_hosts[{i}]", "must be a host name or IP address, without a port")
     levels = {"debug", "info", "warning", "error"}
     log_level = v.get(
         t,
@@ -331,6 +359,13 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
         ice_addresses=tuple(a for a in ice if isinstance(a, str)),
         log_level=log_level,
         idle_timeout_s=float(v.get(t, p, "idle_timeout_s", (int, float), d.idle_timeout_s, _range(1, 3600))),
+        owner_remote=v.get(t, p, "owner_remote", bool, d.owner_remote),
+        allowed_hosts=tuple(h.lower().rstrip(".") for h in allowed_hosts if isinstance(h, str)),
+        rate_limit_per_s=float(
+            v.get(t, p, "rate_limit_per_s", (int, float), d.rate_limit_per_s, _range(0.1, 100_000))
+        ),
+        rate_limit_burst=v.get(t, p, "rate_limit_burst", int, d.rate_limit_burst, _range(1, 1_000_000)),
+        max_live_sessions=v.get(t, p, "max_live_sessions", int, d.max_live_sessions, _range(2, 1000)),
     )
 
 
@@ -362,13 +397,24 @@ def _parse_storage(v: _Validator, t: dict[str, Any]) -> StorageConfig:
 
 def _parse_consent(v: _Validator, t: dict[str, Any]) -> ConsentConfig:
     p = "consent."
-    v.unknown(t, p, {"respond_by_days", "clock_skew_seconds", "trust_system_clock", "max_fetches"})
+    v.unknown(
+        t,
+        p,
+        {"respond_by_days", "clock_skew_seconds", "trust_system_clock", "max_fetches",
+         "agency_requests_per_hour", "rejection_audit_window_s"},
+    )  # fmt: skip
     d = ConsentConfig()
     return ConsentConfig(
         respond_by_days=float(v.get(t, p, "respond_by_days", (int, float), d.respond_by_days, _range(1, 90))),
         clock_skew_seconds=v.get(t, p, "clock_skew_seconds", int, d.clock_skew_seconds, _range(0, 300)),
         trust_system_clock=v.get(t, p, "trust_system_clock", bool, d.trust_system_clock),
         max_fetches=v.get(t, p, "max_fetches", int, d.max_fetches, _range(1, 100)),
+        agency_requests_per_hour=v.get(
+            t, p, "agency_requests_per_hour", int, d.agency_requests_per_hour, _range(1, 1_000_000)
+        ),
+        rejection_audit_window_s=float(
+            v.get(t, p, "rejection_audit_window_s", (int, float), d.rejection_audit_window_s, _range(0, 3600))
+        ),
     )
 
 

@@ -25,7 +25,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_config(path: Path, data_dir: Path, port: int, extra: str = "") -> Path:
+def write_config(
+    path: Path, data_dir: Path, port: int, extra: str = "", consent: str = "", hub: str = ""
+) -> Path:
+    """A daemon config on 127.0.0.1:`port`; `consent` and `hub` add lines to those tables."""
     path.write_text(
         f"""
 [hub]
@@ -33,9 +36,11 @@ name = "test-hub"
 data_dir = "{data_dir}"
 bind = "127.0.0.1"
 port = {port}
+{hub}
 
 [consent]
 trust_system_clock = true
+{consent}
 
 [discovery]
 enabled = false

@@ -75,9 +75,10 @@ def test_pairing_code_from_the_log_is_the_valid_one(daemon: DaemonProcess, tmp_p
     conn = connect(tmp_path / "data" / "camhub.sqlite")
     guard = pairing.PairingGuard()
     assert daemon.pairing_code is not None
-    assert not guard.redeem(conn, "AAAA-AAAA")
-    assert guard.redeem(conn, daemon.pairing_code.lower())
-    assert not guard.redeem(conn, daemon.pairing_code), "single use"
+    now = time.time()
+    assert not guard.redeem(conn, "AAAA-AAAA", now, "10.0.0.5", 0.0)
+    assert guard.redeem(conn, daemon.pairing_code.lower(), now, "10.0.0.5", 0.0)
+    assert not guard.redeem(conn, daemon.pairing_code, now, "10.0.0.5", 0.0), "single use"
 
 
 def test_port_in_use_fails_with_a_clear_message(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ import json
 
 from aiohttp import web
 
-from hub.api.session import require_owner
+from hub.api.session import check_owner_local, require_owner
 from hub.consent import decisions, owners
 from hub.consent.clock_confirm import confirm_clock
 from hub.consent.errors import ConsentError
@@ -45,6 +45,7 @@ async def _jose_body(request: web.Request) -> bytes:
 
 async def enroll(request: web.Request) -> web.Response:
     consent = _consent(request)
+    check_owner_local(request)  # pairing is an owner's act on the home network (PROTOCOL §1.1)
     try:
         body = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..."

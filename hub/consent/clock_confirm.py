@@ -60,11 +60,12 @@ async def confirm_clock(svc: ConsentService, compact: bytes) -> dict[str, Any]:
 
         await svc.store.run(record)
     except ConsentError as exc:
-        await svc.record(
-            "clock.rejected",
-            f"owner:{kid}" if kid else "unauthenticated",
-            {"code": exc.code, "detail": exc.detail},
-        )
+        data = {"code": exc.code, "detail": exc.detail}
+        if kid is not None and exc.code != "jti_replayed":
+            await svc.record("clock.rejected", f"owner:{kid}", data)
+        else:
+            # Anyone can post junk or replay a confirmation they saw: counted, not logged one by one.
+            await svc.record_unauthenticated("clock.rejected", "POST /api/v1/owner/clock", exc.code, data)
         raise
     svc.clock.confirm()
     await svc.record(

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +61,8 @@ class SignedMessage:
     body: bytes
     scheme: str
     remote: str
+    # The router's pattern (`POST /api/agency/v1/requests`): what refusals are counted under.
+    route: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,9 +94,8 @@ def _claimed_keyid(msg: SignedMessage) -> str | None:
 async def reject(
     svc: ConsentService, msg: SignedMessage, exc: ConsentError, keyid: str | None = None
 ) -> None:
-    """Audit one refused agency call (§2: "Each rejection is an audit entry")."""
-    claimed = keyid or _claimed_keyid(msg)
-    actor = f"agency:{keyid}" if keyid else "unauthenticated"
+    """Audit one refused agency call (§2, §5): one entry each for a verified agency (`keyid`);
+    counted per route and reason for calls whose signature proved nothing (`svc.record_unauthenticated`)."""
     data: dict[str, Any] = {
         "code": exc.code,
         "status": exc.status,
@@ -100,9 +103,19 @@ async def reject(
         "path": msg.path[:512],
         "remote": msg.remote,
     }
-    if claimed and not keyid:
+    if keyid and exc.code != "rate_limited":
+        await svc.record("request.rejected", f"agency:{keyid}", data)
+        return
+    if keyid:
+        # A trusted agency past its rate limit is counted like a flood, not logged call by call.
+        route = msg.route or f"{msg.method} {msg.path[:200]}"
+        await svc.record_unauthenticated("request.rejected", route, exc.code, data, f"agency:{keyid}")
+        return
+    claimed = _claimed_keyid(msg)
+    if claimed:
         data["claimed_keyid"] = claimed[:128]
-    await svc.record("request.rejected", actor, data)
+    route = msg.route or f"{msg.method} {msg.path[:200]}"
+    await svc.record_unauthenticated("request.rejected", route, exc.code, data)
 
 
 async def authenticate(svc: ConsentService, msg: SignedMessage) -> httpsig.Verified:
@@ -177,9 +190,9 @@ def _bad_constant(name: str) -> Any:
     raise ConsentError("invalid_json", f"{name} is not JSON", 400)
 
 
-def parse_body(body: bytes, hub_id: str) -> RequestFields:
-    """Validate a §2.1 body. Raises 400 `invalid_json`, `unknown_field`, `missing_field`,
-    `invalid_field` or `wrong_hub`."""
+def parse_body(body: bytes, hub_id: str, now: float | None = None) -> RequestFields:
+    """Validate a §2.1 body (a clip's `end` not after `now`, when given). Raises 400
+    `invalid_json`, `unknown_field`, `missing_field`, `invalid_field` or `wrong_hub`."""
     try:
         doc = json.loads(
             body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_bad_constant
@@ -239,6 +252,10 @@ def parse_body(body: bytes, hub_id: str) -> RequestFields:
             raise _field_error("end", "must be after start")
         if end - start > MAX_SPAN_S:
             raise _field_error("end", "the span must be at most 24 h")
+        if now is not None and end > now:
+            # Footage not yet recorded cannot be asked for: a request's range is a retention hold
+            # until respond_by, and a range in the future would hold whatever gets recorded there.
+            raise _field_error("end", "must not be in the future (ask for footage already recorded)")
         return RequestFields("clip", tuple(cameras), start, end, None, case_id)
     if kind == "live":
         if start_text is not None or end_text is not None:
@@ -252,15 +269,24 @@ def parse_body(body: bytes, hub_id: str) -> RequestFields:
 async def submit(svc: ConsentService, msg: SignedMessage, verified: httpsig.Verified) -> dict[str, Any]:
     """§2.1: store a verified request and answer `{"id","status":"pending","respond_by"}`."""
     keyid = verified.keyid
+    now = svc.now()
     try:
         content_type = next((v for k, v in msg.headers if k.lower() == "content-type"), "")
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise ConsentError("unsupported_media_type", "Content-Type must be application/json", 415)
-        fields = parse_body(msg.body, svc.hub_id)
+        fields = parse_body(msg.body, svc.hub_id, now)
+        wait = svc.agency_limits.take(keyid, time.monotonic())
+        if wait > 0:
+            raise ConsentError(
+                "rate_limited",
+                f"at most {svc.config.consent.agency_requests_per_hour} requests per hour;"
+                f" try again in {math.ceil(wait)} s",
+                429,
+                retry_after=wait,
+            )
     except ConsentError as exc:
         await reject(svc, msg, exc, keyid)
         raise
-    now = svc.now()
     record = q.RequestRecord(
         id=new_id(),
         agency_keyid=keyid,
@@ -320,7 +346,7 @@ def agency_status(view: PollView, now: float) -> str:
         return "closed"
     grant = next((g for g in reversed(view.grants)), None)
     if grant is not None:
-        usable = grant.revoked_at is None and grant.ends_at > now
+        usable = grant.revoked_at is None and grant.ended_at is None and grant.ends_at > now
         if grant.kind == "live":
             return "live" if usable else "closed"
         if any(d.grant_id == grant.id for d in view.deliveries):

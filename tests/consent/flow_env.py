@@ -305,10 +305,17 @@ class HubEnv:
             self.daemon.stop()
 
 
-def start_hub_env(tmp: Path, *, footage: bool = True, extra_config: str = "") -> HubEnv:
+def start_hub_env(
+    tmp: Path, *, footage: bool = True, extra_config: str = "", consent: str = "", hub: str = ""
+) -> HubEnv:
     """Record footage, start the daemon, enrol an owner key with the pairing code, add one agency."""
     data_dir = tmp / "data"
-    config = write_config(tmp / "camhub.toml", data_dir, free_port(), extra_config)
+    # Tests here look at the audit entry of each single refusal: write every one at once instead of
+    # counting repeats per minute (tests/security/test_floods.py checks the counting itself).
+    config = write_config(
+        tmp / "camhub.toml", data_dir, free_port(), extra_config,
+        consent="rejection_audit_window_s = 0\n" + consent, hub=hub,
+    )  # fmt: skip
     t0 = float(int(time.time()) - FOOTAGE_S - 60)
     if footage:
         record_footage(data_dir, config, t0)
