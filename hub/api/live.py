@@ -20,6 +20,12 @@ immediate re-check after any revoke, revoke-key or remove-agency. Every end is a
 (`egress.live.end`, with the reason) and followed by a checkpoint (PROTOCOL §5).
 
 Owner path: `require_owner` (the owner session on the LAN, which PROTOCOL §4 exempts from the gate).
+The view is bound to that session: it ends at the session's expiry, and its watchdog asks every
+`VIEW_RECHECK_S` whether the session still exists, so logout, a password change or a box reset
+end it within 1 s (issue 12).
+
+Slots: `[hub] max_live_sessions` viewers at once; agencies together get all but one, so the owner can
+always watch (`LiveSessions.open`, 503 `too_many_sessions`).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from typing import Any
 from aiohttp import web
 
 from hub.api.agency import signed_message
-from hub.api.session import require_owner
+from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, SessionError, require_owner, session_alive
 from hub.consent import gate, requests
 from hub.consent.errors import ConsentError
 from hub.consent.service import ConsentService
@@ -109,7 +115,7 @@ async def _live_grant(
         raise _not_found()
     return await gate.check(
         consent.store, keyid, camera, None, None, kind="live", now=consent.now(), grant_id=grant.id,
-        start_live=connect,
+        start_live=connect, deadlines=consent.deadlines,
     )  # fmt: skip
 
 
@@ -134,7 +140,9 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
         exc = ConsentError("camera_unavailable", "the camera is not streaming", 503)
         await requests.reject(consent, msg, exc, keyid)
         raise exc
-    not_after = grant.ends_at  # not_after, or the end of the live_max_seconds window opened above
+    # not_after, or the end of the live_max_seconds window opened above, by whichever clock is sooner.
+    now = consent.now()
+    not_after = now + consent.deadlines.remaining(grant, now)
 
     async def recheck() -> None:
         await _live_grant(consent, keyid, grant_id, camera)
@@ -224,9 +232,22 @@ async def post_owner_whep(request: web.Request) -> web.StreamResponse:
             return _error(404, "not_found", "no such camera")
         return _error(503, "camera_unavailable", "the camera is not streaming")
     offer = await request.text()
+    services = request.app[SERVICES]
+    owner_session = request[OWNER_SESSION]
+
+    async def recheck() -> None:
+        if not await session_alive(services, owner_session.id_sha256):
+            raise SessionError("the owner session ended")
+
     try:
         session, answer = await media.sessions.open(
-            camera_id=camera, relay=relay, offer_sdp=offer, audience=Audience(SessionKind.OWNER, "owner")
+            camera_id=camera,
+            relay=relay,
+            offer_sdp=offer,
+            audience=Audience(SessionKind.OWNER, owner_session.id_sha256),
+            not_after=owner_session.expires_at,
+            recheck=recheck,
+            recheck_interval_s=VIEW_RECHECK_S,
         )
     except LiveError as exc:
         return _error(exc.status, exc.code, exc.detail)
@@ -252,7 +273,9 @@ def setup(app: web.Application, relays: RelayHub, sessions: LiveSessions | None 
     service's revoke notifications are subscribed; on shutdown every live session is closed before the
     HTTP server goes away.
     """
-    media = LiveMedia(relays, sessions or LiveSessions())
+    media = LiveMedia(
+        relays, sessions or LiveSessions(max_sessions=app[SERVICES].config.hub.max_live_sessions)
+    )
     app[LIVE_MEDIA] = media
     app.router.add_post(f"{AGENCY_PREFIX}/{{grant_id}}", post_agency_live)
     app.router.add_delete(f"{AGENCY_PREFIX}/{{grant_id}}", delete_agency_live)

@@ -139,7 +139,7 @@ class Audience:
     """Who a session sends to: the owner, or one agency (its keyid) for one request."""
 
     kind: SessionKind
-    recipient: str  # agency keyid, or the owner's session/user name
+    recipient: str  # agency keyid, or the SHA-256 of the owner session id the view is bound to
     request_id: str | None = None
     grant_id: str | None = None  # the approval the agency session runs under
 
@@ -165,6 +165,8 @@ class LiveSession:
         self.camera_id = camera_id
         self.audience = audience
         self.not_after = not_after
+        # The same end on the monotonic clock: a wall clock set back must not extend a stream (§6).
+        self._deadline_mono = None if not_after is None else time.monotonic() + (not_after - time.time())
         self.started_at = time.time()
         self.ended_at: float | None = None
         self.close_reason: str | None = None
@@ -190,10 +192,17 @@ class LiveSession:
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    def _remaining(self) -> float | None:
+        """Seconds until `not_after` by whichever clock says less (None: no end)."""
+        if self.not_after is None or self._deadline_mono is None:
+            return None
+        return min(self.not_after - time.time(), self._deadline_mono - time.monotonic())
+
     def _may_send(self) -> bool:
         if self._revoked:
             return False
-        if self.not_after is not None and time.time() >= self.not_after:
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0:
             self._revoked = True
             self._schedule_close("expired")
             return False
@@ -241,12 +250,14 @@ class LiveSession:
         try:
             while not self._closed.is_set():
                 timeout = self._recheck_interval_s
-                if self.not_after is not None:
-                    timeout = min(timeout, max(0.0, self.not_after - time.time()))
+                remaining = self._remaining()
+                if remaining is not None:
+                    timeout = min(timeout, max(0.0, remaining))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed.wait(), timeout)
                     return
-                if self.not_after is not None and time.time() >= self.not_after:
+                remaining = self._remaining()
+                if remaining is not None and remaining <= 0:
                     self._revoked = True
                     await self.close("expired")
                     return
@@ -342,14 +353,19 @@ class LiveSessions:
         not_after: float | None = None,
         recheck: GateCheck | None = None,
         on_close: Callable[[LiveSession], Awaitable[None]] | None = None,
+        recheck_interval_s: float | None = None,
     ) -> tuple[LiveSession, str]:
-        """Create a session, answer the offer, register it. Returns (session, SDP answer)."""
+        """Create a session, answer the offer, register it. Returns (session, SDP answer).
+
+        Agencies together may hold all slots but one: the owner can always open a view (issue 12:
+        an agency with a live grant could otherwise take every slot and blind the owner)."""
         if self._closing:
             raise LiveError("shutting_down", "the hub is stopping", status=503)
-        if len(self._sessions) >= self.max_sessions:
-            raise LiveError("too_many_sessions", f"at most {self.max_sessions} live viewers", status=503)
         if not_after is not None and time.time() >= not_after:
             raise LiveError("expired", "the grant has ended", status=403)
+        limit = self.max_sessions - (1 if audience.kind is SessionKind.AGENCY else 0)
+        if len(self._sessions) >= limit:
+            raise LiveError("too_many_sessions", f"at most {limit} live viewers of this kind", status=503)
 
         async def unregister(session: LiveSession) -> None:
             self._sessions.pop(session.id, None)
@@ -363,7 +379,7 @@ class LiveSessions:
                 audience=audience,
                 not_after=not_after,
                 recheck=recheck,
-                recheck_interval_s=self.recheck_interval_s,
+                recheck_interval_s=recheck_interval_s or self.recheck_interval_s,
                 on_close=unregister,
             )
         except RelayClosed:
