@@ -176,7 +176,7 @@ async def open_for_fetch(svc: ConsentService, keyid: str, delivery_id: str) -> t
         raise ConsentError("not_found", NOT_FOUND_DETAIL, 404)
     await gate.check(
         svc.store, keyid, record.camera_id, record.start_at, record.end_at,
-        kind="clip", now=svc.now(), delivery_id=record.id, take_fetch=True,
+        kind="clip", now=svc.now(), delivery_id=record.id, take_fetch=True, deadlines=svc.deadlines,
     )  # fmt: skip
     await svc.record(
         "egress.delivery",
@@ -208,7 +208,7 @@ async def stream(
             if not first:
                 await gate.check(
                     svc.store, keyid, record.camera_id, record.start_at, record.end_at,
-                    kind="clip", now=svc.now(), delivery_id=record.id,
+                    kind="clip", now=svc.now(), delivery_id=record.id, deadlines=svc.deadlines,
                 )  # fmt: skip
             first = False
             yield chunk

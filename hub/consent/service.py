@@ -21,8 +21,11 @@ from hub.consent import rfc3339
 from hub.consent.audit import AuditLog
 from hub.consent.clock import ClockGuard
 from hub.consent.errors import ConsentError
+from hub.consent.gate import Deadlines
 from hub.consent.keys import HubKey
 from hub.consent.pairing import PairingGuard
+from hub.consent.rejections import RejectionCounter
+from hub.limits import TokenBuckets
 from hub.record.sealed import AtRest
 from hub.store import Store
 from hub.store import consent as q
@@ -59,6 +62,12 @@ class ConsentService:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # One delivery build at a time: background work on a two-core box.
     build_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Refused calls nobody authenticated: audited once per route and reason per window, with a count.
+    rejections: RejectionCounter | None = None
+    # Monotonic deadlines of grants armed in this boot (gate.Deadlines, PROTOCOL §6).
+    deadlines: Deadlines = field(default_factory=Deadlines)
+    # New requests per trusted agency (`[consent] agency_requests_per_hour`), by keyid.
+    agency_limits: TokenBuckets = field(default_factory=lambda: TokenBuckets(30 / 3600, 30))
 
     @property
     def hub_id(self) -> str:
@@ -88,6 +97,9 @@ class ConsentService:
             deliveries_dir=deliveries_dir,
             at_rest=at_rest or AtRest(),
         )
+        svc.rejections = RejectionCounter(svc.record, config.consent.rejection_audit_window_s)
+        per_hour = config.consent.agency_requests_per_hour
+        svc.agency_limits = TokenBuckets(per_hour / 3600, per_hour)
         if await store.run(q.clock_confirmed_on_boot, svc.clock.boot_id):
             svc.clock.confirm()  # an owner confirmed the time earlier during this boot (§6)
         await svc.record(
@@ -97,8 +109,13 @@ class ConsentService:
         )
         await svc.audit.checkpoint()
         await svc.refresh_holds()
+        now = svc.now()
+        for grant in await store.run(q.unrevoked_grants):
+            if grant.ended_at is None:
+                svc.deadlines.arm(grant, now)  # from here on their ends run on this boot's monotonic clock
         supervisor.spawn("consent-checkpoint", svc._checkpoint_loop)
         supervisor.spawn("consent-nonce-prune", svc._prune_loop)
+        supervisor.spawn("consent-rejection-counts", svc.rejections.run)
         from hub.consent import deliveries
 
         supervisor.spawn("consent-deliveries-resume", lambda: deliveries.resume(svc), restart=False)
@@ -107,6 +124,17 @@ class ConsentService:
     async def record(self, type_: str, actor: str, data: dict[str, Any]) -> tuple[int, bytes]:
         """Append an audit entry (§5). Floats are not allowed in entries: pass times as RFC 3339."""
         return await self.audit.append(type_, actor, data)
+
+    async def record_unauthenticated(
+        self, type_: str, route: str, code: str, data: dict[str, Any], actor: str = "unauthenticated"
+    ) -> None:
+        """Audit a refused call that proved nothing about its sender (or a rate-limited one): counted
+        per route and reason (hub/consent/rejections.py), so a flood costs the log a few entries a
+        minute."""
+        if self.rejections is None or self.rejections.window_s <= 0:
+            await self.record(type_, actor, {**data, "code": code, "route": route, "count": 1})
+            return
+        await self.rejections.note(type_, route, code, data, actor)
 
     async def require_clock(self, actor: str, action: str) -> None:
         """§6: refuse with 503 `clock_unsynced` (and audit it) until the clock is known to be right."""
@@ -131,6 +159,8 @@ class ConsentService:
         task.add_done_callback(done)
 
     async def stop(self) -> None:
+        if self.rejections is not None:
+            await self.rejections.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
