@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages: ffmpeg (ffprobe/ffmpeg as independent clients), age (stock decrypt of deliveries),
 # chromium (real-browser tests of the owner UI), faketime (libfaketime: the daemon's clock jumps in
-# tests/faults/test_clock_jumps.py).
-SYSTEM_PACKAGES := ffmpeg age chromium faketime
+# tests/faults/test_clock_jumps.py), iproute2 (`ip netns`: tests/security/test_owner_lan.py gives the hub
+# a network namespace of its own where an "internet" client can be played on loopback).
+SYSTEM_PACKAGES := ffmpeg age chromium faketime iproute2
 
 .PHONY: all venv sysdeps demo test lint format bench soak fuzz clean
 
