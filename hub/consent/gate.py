@@ -46,6 +46,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable
+from typing import Any
 
 from hub.consent.errors import ConsentError
 from hub.store import Store, transaction
@@ -118,27 +119,11 @@ class Deadlines:
         return len(self._at)
 
 
-def _check(
-    conn: sqlite3.Connection,
-    recipient: str,
-    camera: str,
-    start: float | None,
-    end: float | None,
-    kind: str,
-    delivery_id: str | None,
-    grant_id: str | None,
-    take_fetch: bool,
-    start_live: bool,
-    now: float,
-    deadlines: Deadlines,
-) -> q.GrantRecord:
+def _check(conn: sqlite3.Connection, *judge_args: Any) -> q.GrantRecord:
+    """`_judge` inside one transaction. Refusals that write nothing raise from inside; a grant found
+    over is recorded (`end_grant`) and its refusal raised after the commit, so the record survives."""
     with transaction(conn):
-        # Refusals that write nothing raise here; a grant found over is recorded (`end_grant`) and
-        # its refusal raised after the commit, so the record survives the refusal.
-        result = _judge(
-            conn, recipient, camera, start, end, kind, delivery_id, grant_id, take_fetch, start_live,
-            now, deadlines,
-        )  # fmt: skip
+        result = _judge(conn, *judge_args)
     if isinstance(result, EgressDenied):
         raise result
     return result

@@ -77,6 +77,25 @@ def sign_decision(
     return jws.sign(json.dumps(payload).encode("utf-8"), key, kid_of(key), DECISION_TYP)
 
 
+PASSWORD_PROOF_TYP = "camhub-web-password+jws"
+
+
+def password_proof(
+    key: Ed25519PrivateKey, hub_id: str, *, issued_at: float | None = None, jti: str | None = None,
+    purpose: str = "set-password",
+) -> str:  # fmt: skip
+    """The JWS that lets `POST /api/v1/session/password` set the owner password: signed by an
+    enrolled owner key, fresh (±300 s) and single use (hub/api/session.py)."""
+    payload = {
+        "v": 1,
+        "hub": hub_id,
+        "purpose": purpose,
+        "issued_at": rfc3339.format(int(time.time() if issued_at is None else issued_at)),
+        "jti": jti or secrets.token_urlsafe(18),
+    }
+    return jws.sign(json.dumps(payload).encode("utf-8"), key, kid_of(key), PASSWORD_PROOF_TYP)
+
+
 def _context(cafile: str | None) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=cafile) if cafile else None
 

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.consent import jws, owner_client, rfc3339
+from hub.consent import owner_client
 from hub.consent.keys import jwk_thumbprint, okp_public_jwk
 from tests.consent.flow_env import CAMERA, HubEnv, Response, http, new_agency, start_hub_env
 
@@ -68,11 +66,7 @@ def key_rows(hub: HubEnv) -> dict[str, tuple[str | None, float | None]]:
 def owner_headers(hub: HubEnv, key: Ed25519PrivateKey) -> dict[str, str]:
     """An owner browser session (cookie + CSRF), set up the way onboarding does: a fresh
     set-password proof signed by an enrolled key."""
-    payload = {
-        "v": 1, "hub": hub.hub_id, "purpose": "set-password",
-        "issued_at": rfc3339.format(int(time.time())), "jti": secrets.token_urlsafe(18),
-    }  # fmt: skip
-    proof = jws.sign(json.dumps(payload).encode(), key, kid(key), "camhub-web-password+jws")
+    proof = owner_client.password_proof(key, hub.hub_id)
     r = http(
         "POST",
         hub.url + "/api/v1/session/password",

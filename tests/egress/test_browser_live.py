@@ -5,23 +5,16 @@ to it, issue 12)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
 import shutil
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware_sim.camera import SimCamera
-from hub.config import parse
-from hub.consent import jws, owner_client, pairing, rfc3339
-from hub.daemon import running_hub
+from tests.egress.conftest import owner_session, running_live_hub
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # MEDIA_NOTES: loopback candidates need the flag, and any candidates at all need the permission.
@@ -89,41 +82,11 @@ async def browser_page() -> AsyncIterator[Any]:
 
 
 async def test_chromium_plays_the_owner_live_view(sim: SimCamera, tmp_path: Path, browser_page: Any) -> None:
-    config = parse(
-        {
-            "hub": {"data_dir": str(tmp_path / "data"), "port": 0},
-            "consent": {"trust_system_clock": True},
-            "discovery": {"enabled": False},
-            "cameras": [{"id": sim.name, "url": sim.rtsp_url("main"), "motion": {"enabled": False}}],
-        }
-    )
-    async with running_hub(config) as services:
+    async with running_live_hub(sim, tmp_path) as (services, owner):
         base = services.base_url
-        assert services.cameras is not None
-        runtime = services.cameras.runtimes[sim.name]
-        async with asyncio.timeout(15):
-            while not runtime.online(time.time()):
-                await asyncio.sleep(0.05)
-        owner = Ed25519PrivateKey.generate()
-        code = await services.store.run(pairing.issue)
-        await asyncio.to_thread(owner_client.enroll_first, base, owner, code, "laptop")
-        payload = {
-            "v": 1, "hub": services.hub_key.hub_id, "purpose": "set-password",
-            "issued_at": rfc3339.format(int(time.time())), "jti": secrets.token_urlsafe(18),
-        }  # fmt: skip
-        proof = jws.sign(
-            json.dumps(payload).encode(), owner, owner_client.kid_of(owner), "camhub-web-password+jws"
-        )
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(
-                base + "/api/v1/session/password",
-                json={"password": "a long owner passphrase", "proof": proof},
-            ) as resp,
-        ):
-            assert resp.status == 200, await resp.text()
-            csrf = (await resp.json())["csrf"]
-            cookie = resp.cookies["camhub_session"].value
+        headers = await owner_session(base, services.hub_key.hub_id, owner, set_password=True)
+        csrf = headers["X-CSRF-Token"]
+        cookie = headers["Cookie"].split("=", 1)[1]
         context = await browser_page.new_context()
         await context.grant_permissions(["camera", "microphone"], origin=base)
         await context.add_cookies([{"name": "camhub_session", "value": cookie, "url": base}])

@@ -6,21 +6,16 @@ simulated camera; WebRTC over loopback ICE only; MJPEG over HTTP.
 from __future__ import annotations
 
 import asyncio
-import json
-import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import aiohttp
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware_sim.camera import SimCamera
-from hub.config import parse
-from hub.consent import jws, owner_client, pairing, rfc3339
-from hub.daemon import running_hub
 from hub.egress.whep_client import WhepError, WhepViewer
+from tests.egress.conftest import owner_session, running_live_hub
 from tests.egress.test_live_api import LiveHub, add_agency, live_grant, stop_time
 
 MAX_SESSIONS = 3
@@ -28,46 +23,12 @@ MAX_SESSIONS = 3
 
 @pytest.fixture
 async def hub(sim: SimCamera, tmp_path: Path) -> AsyncIterator[LiveHub]:
-    config = parse(
-        {
-            "hub": {"data_dir": str(tmp_path / "data"), "port": 0, "max_live_sessions": MAX_SESSIONS},
-            "consent": {"trust_system_clock": True},
-            "discovery": {"enabled": False},
-            "cameras": [{"id": sim.name, "url": sim.rtsp_url("main"), "motion": {"enabled": False}}],
-        }
-    )
-    async with running_hub(config) as services:
-        assert services.cameras is not None
-        runtime = services.cameras.runtimes[sim.name]
-        async with asyncio.timeout(15):
-            while not runtime.online(time.time()):
-                await asyncio.sleep(0.05)
-        owner = Ed25519PrivateKey.generate()
-        code = await services.store.run(pairing.issue)
-        await asyncio.to_thread(owner_client.enroll_first, services.base_url, owner, code, "phone")
+    async with running_live_hub(sim, tmp_path, max_live_sessions=MAX_SESSIONS) as (services, owner):
         yield LiveHub(services.base_url, services, owner, sim.name)
 
 
 async def login(hub: LiveHub, http: aiohttp.ClientSession, *, set_password: bool) -> dict[str, str]:
-    """A new owner browser session: the first sets the password with a proof signed by the owner's
-    key (onboarding); later ones log in with it. Returns the cookie and CSRF headers."""
-    if set_password:
-        payload = {
-            "v": 1, "hub": hub.consent.hub_id, "purpose": "set-password",
-            "issued_at": rfc3339.format(int(time.time())), "jti": secrets.token_urlsafe(18),
-        }  # fmt: skip
-        proof = jws.sign(
-            json.dumps(payload).encode(), hub.owner, owner_client.kid_of(hub.owner), "camhub-web-password+jws"
-        )
-        body = {"password": "a long owner passphrase", "proof": proof}
-        path = "/api/v1/session/password"
-    else:
-        body, path = {"password": "a long owner passphrase"}, "/api/v1/session/login"
-    async with http.post(hub.url + path, json=body) as resp:
-        assert resp.status == 200, await resp.text()
-        csrf = (await resp.json())["csrf"]
-        cookie = resp.cookies["camhub_session"].value
-    return {"Cookie": f"camhub_session={cookie}", "X-CSRF-Token": csrf}
+    return await owner_session(hub.url, hub.consent.hub_id, hub.owner, set_password=set_password)
 
 
 def as_owner(headers: Mapping[str, str]):  # type: ignore[no-untyped-def]

@@ -29,6 +29,17 @@ from tests.faults.hubproc import (
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
 
 
+def _faketime(clock_file: Path) -> dict[str, str]:
+    """The daemon's environment: its wall clock offset by what `clock_file` says (re-read each second)."""
+    return {
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(clock_file),
+        "FAKETIME_CACHE_DURATION": "1",
+        # asyncio and every timeout run on the monotonic clock: only the wall clock jumps.
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
+
+
 def _hub_offset(url: str) -> float:
     """The daemon's clock minus ours, from its HTTP Date header (1 s resolution)."""
     r = http("GET", url + "/api/v1/hub")
@@ -54,13 +65,7 @@ def test_clock_jumps_forward_and_back(tmp_path: Path) -> None:
     sim = SimProcess(tmp_path, 1)
     clock_file = tmp_path / "faketime"
     clock_file.write_text("+0\n")
-    faketime = {
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME_TIMESTAMP_FILE": str(clock_file),
-        "FAKETIME_CACHE_DURATION": "1",
-        # asyncio and every timeout run on the monotonic clock: only the wall clock jumps.
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    faketime = _faketime(clock_file)
     env = hub_env(tmp_path, "[storage]\nsegment_seconds = 1\n" + sim.camera_toml("sim-1"), env=faketime)
     try:
         until(lambda: len(_sim1(env.data_dir)) >= 2, 60, "recording")
@@ -131,12 +136,7 @@ def test_a_wall_clock_set_back_never_reopens_an_approval(tmp_path: Path) -> None
     had ended nor one whose time runs out while the clock is wrong, not even across a restart."""
     clock_file = tmp_path / "faketime"
     clock_file.write_text("+0\n")
-    faketime = {
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME_TIMESTAMP_FILE": str(clock_file),
-        "FAKETIME_CACHE_DURATION": "1",
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    faketime = _faketime(clock_file)
     env = hub_env(tmp_path, env=faketime)
     try:
         footage = (env.t0 + 10, env.t0 + 20)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
-import secrets
 import time
 import urllib.error
 import urllib.parse
@@ -15,8 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.api.session import check_password, hash_password
-from hub.consent import jws
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from hub.consent import owner_client
 from tests.web.conftest import PASSWORD
 
 NEW_PASSWORD = "a whole new passphrase"
@@ -45,13 +43,8 @@ def _proof(
     jti: str | None = None,
     purpose: str = "set-password",
 ) -> str:
-    issued = issued or dt.datetime.now(dt.UTC)
-    payload = {
-        "v": 1, "hub": hub_id, "purpose": purpose, "issued_at": issued.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "jti": jti or secrets.token_urlsafe(18),
-    }  # fmt: skip
-    kid = jwk_thumbprint(okp_public_jwk(key.public_key()))
-    return jws.sign(json.dumps(payload).encode(), key, kid, "camhub-web-password+jws")
+    issued_at = None if issued is None else issued.timestamp()
+    return owner_client.password_proof(key, hub_id, issued_at=issued_at, jti=jti, purpose=purpose)
 
 
 def test_password_needs_a_fresh_single_use_proof_from_an_enrolled_key(make_hub: Any) -> None:
