@@ -46,8 +46,8 @@ def _utc(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _local_input(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+def _time_input(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%H:%M:%S")
 
 
 def test_onboarding_makes_a_non_extractable_key_and_a_session(make_hub: Any, context: Any) -> None:
@@ -84,8 +84,8 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     ident = _agency("keygen", str(tmp_path / "agency"))
     page.goto(hub.url + "/#/agencies")
     page.get_by_label("Name").fill("Springfield PD")
-    page.get_by_label("Signing key (JWK)").fill(json.dumps(ident["sig_jwk"]))
-    page.get_by_label("Delivery recipient (age)").fill(ident["recipient"])
+    page.get_by_label("Public signing key").fill(json.dumps(ident["sig_jwk"]))
+    page.get_by_label("Encryption key for deliveries").fill(ident["recipient"])
     page.get_by_role("button", name="Add agency (sign)").click()
     page.locator("#agencies tbody tr").filter(has_text="Springfield PD").wait_for()
     screenshot(page, "agencies")
@@ -101,18 +101,23 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     page.goto(hub.url + "/#/inbox")
     card = page.locator(f"article[data-request-id='{request_id}']")
     card.wait_for()
-    for text in ("Springfield PD", "2026-000123", "Package theft reported", "Your consent", "front-door"):
+    for text in ("Springfield PD", "2026-000123", "Package theft reported", "Your consent", "Front door"):
         assert text in card.inner_text()
-    assert card.locator("video.preview-video").count() == 1  # a preview of what would leave
+    # A preview of what would leave, behind its button (videos load only when asked for).
+    assert card.locator("video.preview-video").count() == 0
+    card.get_by_role("button", name="Preview what would leave").click()
+    assert card.locator("video.preview-video").count() == 1
     page.wait_for_function("() => document.querySelector('video.preview-video').readyState >= 2")
     screenshot(page, "inbox", full_page=True)
 
     # Narrower: 3 s of the first run only.
     start, end = t0 + 1, t0 + 4
-    card.get_by_label("From").fill(_local_input(start))
-    card.get_by_label("To").fill(_local_input(end))
-    card.get_by_text("(3 s; 2 recorded segment(s)").wait_for()  # the summary follows the narrowed range
-    card.get_by_role("button", name="Approve narrower").click()
+    card.get_by_role("button", name="Change what is sent").click()
+    card.get_by_label("From").fill(_time_input(start))
+    card.get_by_label("To").fill(_time_input(end))
+    card.get_by_text("about 3 seconds of recorded video").wait_for()  # the summary follows the narrowed range
+    card.get_by_role("button", name="Approve what is shown").click()
+    page.get_by_role("dialog").get_by_role("button", name="Sign and approve").click()
     page.locator("#inbox-flash").filter(has_text="Approved for Springfield PD (case 2026-000123)").wait_for()
     page.locator("#grants tbody tr").filter(has_text="2026-000123").wait_for(timeout=10_000)
 
@@ -165,10 +170,11 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     page.reload()  # already on #/inbox: load the new request
     card = page.locator(f"article[data-request-id='{second['id']}']")
     card.get_by_role("button", name="Decline").click()
+    page.get_by_role("dialog").get_by_role("button", name="Sign and decline").click()
     page.locator("#inbox-flash").filter(
         has_text="Declined the request of Springfield PD (case 2026-000124)"
     ).wait_for()
-    page.get_by_text("Earlier requests").click()
+    page.get_by_text("Show earlier requests").click()
     assert "declined" in page.locator(f"article[data-request-id='{second['id']}']").inner_text()
     assert (
         _agency("status", "--url", hub.url, "--key", str(tmp_path / "agency"), "--", second["id"])["status"]

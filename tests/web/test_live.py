@@ -139,8 +139,8 @@ def test_revoke_in_the_browser_cuts_an_agency_livestream(
     ident = _agency("keygen", str(tmp_path / "agency"))
     page.goto(hub.url + "/#/agencies")
     page.get_by_label("Name").fill("County Sheriff")
-    page.get_by_label("Signing key (JWK)").fill(json.dumps(ident["sig_jwk"]))
-    page.get_by_label("Delivery recipient (age)").fill(ident["recipient"])
+    page.get_by_label("Public signing key").fill(json.dumps(ident["sig_jwk"]))
+    page.get_by_label("Encryption key for deliveries").fill(ident["recipient"])
     page.get_by_role("button", name="Add agency (sign)").click()
     page.locator("#agencies tbody tr").filter(has_text="County Sheriff").wait_for()
 
@@ -153,6 +153,7 @@ def test_revoke_in_the_browser_cuts_an_agency_livestream(
     page.goto(hub.url + "/#/inbox")
     card = page.locator(f"article[data-request-id='{asked['id']}']")
     card.get_by_role("button", name="Approve as asked").click()
+    page.get_by_role("dialog").get_by_role("button", name="Sign and approve").click()
     page.locator("#grants tbody tr").filter(has_text="2026-000777").wait_for(timeout=10_000)
     status = _agency("status", "--url", hub.url, "--key", key_dir, "--", asked["id"])
     assert status["status"] == "live", status
