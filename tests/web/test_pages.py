@@ -185,7 +185,8 @@ def test_owner_confirms_the_hubs_clock_from_settings(make_hub: Any, context: Any
 
 
 def test_browser_merkle_code_agrees_with_the_hub(make_hub: Any, context: Any) -> None:
-    """The page's RFC 9162 code (lib/merkle.js), run in Chromium, against the hub's own tree."""
+    """The page's RFC 9162 code (lib/merkle.js: consistency and inclusion proofs), run in Chromium,
+    against the hub's own tree."""
     leaves = [leaf_hash(f"entry {i}".encode()) for i in range(33)]
     tree = MerkleTree(leaves)
     b64 = lambda h: base64.b64encode(h).decode()  # noqa: E731
@@ -194,11 +195,15 @@ def test_browser_merkle_code_agrees_with_the_hub(make_hub: Any, context: Any) ->
          "proof": [b64(h) for h in tree.consistency_proof(m, n)]}
         for n in range(1, 34) for m in range(1, n + 1)
     ]  # fmt: skip
+    inclusion = [
+        {"i": i, "n": n, "root": b64(tree.root(n)), "proof": [b64(h) for h in tree.inclusion_proof(i, n)]}
+        for n in range(1, 34) for i in range(n)
+    ]  # fmt: skip
     hub = make_hub()
     page = context.new_page()
     page.goto(hub.url + "/")
     result = page.evaluate(
-        """async ({cases, leaves}) => {
+        """async ({cases, leaves, inclusion}) => {
           const m = await import("/ui/lib/merkle.js");
           const { unb64 } = await import("/ui/lib/b64.js");
           let good = 0, forged = 0;
@@ -208,8 +213,22 @@ def test_browser_merkle_code_agrees_with_the_hub(make_hub: Any, context: Any) ->
             if (c.m < c.n && await m.verifyConsistency(c.m, c.n, unb64(c.new), unb64(c.new), proof)) forged++;
           }
           const root = await m.treeHash(leaves.map(unb64));
-          return { good, forged, root: m.b64(root) };
+          let included = 0, misplaced = 0;
+          for (const c of inclusion) {
+            const proof = c.proof.map(unb64);
+            if (await m.verifyInclusion(c.i, c.n, unb64(leaves[c.i]), proof, unb64(c.root))) included++;
+            // The same proof for the neighbouring leaf, or for another position, must not verify.
+            if (await m.verifyInclusion(c.i, c.n, unb64(leaves[(c.i + 1) % 33]), proof, unb64(c.root))) misplaced++;
+            if (c.n > 1 && await m.verifyInclusion((c.i + 1) % c.n, c.n, unb64(leaves[c.i]), proof, unb64(c.root))) misplaced++;
+          }
+          return { good, forged, root: m.b64(root), included, misplaced };
         }""",
-        {"cases": cases, "leaves": [b64(h) for h in leaves]},
+        {"cases": cases, "leaves": [b64(h) for h in leaves], "inclusion": inclusion},
     )
-    assert result == {"good": len(cases), "forged": 0, "root": b64(tree.root(33))}
+    assert result == {
+        "good": len(cases),
+        "forged": 0,
+        "root": b64(tree.root(33)),
+        "included": len(inclusion),
+        "misplaced": 0,
+    }
