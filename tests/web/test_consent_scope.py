@@ -336,3 +336,37 @@ def test_a_range_across_midnight_names_both_days(make_hub: Any, ny_context: Any,
     page.get_by_role("dialog").get_by_role("button", name="Sign and approve").click()
     payload = decisions.take(page)
     assert (payload["scope"]["start"], payload["scope"]["end"]) == (_utc(midnight + 300), _utc(hi))
+
+
+def test_new_requests_show_in_the_title_and_are_announced(
+    make_hub: Any, ny_context: Any, tmp_path: Path
+) -> None:
+    """The owner is told without reloading: the tab title counts the waiting requests, screen readers
+    hear of each new one (aria-live), an emergency is announced as urgent and barred at the top."""
+    hub = make_hub(password=False)
+    page = ny_context.new_page()
+    onboard(page, hub)
+    _add_agency(page, hub, tmp_path, "Town PD")
+    page.goto(hub.url + "/#/live")
+    wait_ready(page, "live")
+    assert page.title() == "Live · camhub"
+    _ask(hub, tmp_path, "--camera", "front-door", "--start", _utc(time.time() - 600), "--end", _utc(time.time() - 300),
+         "--case-id", "2026-21", "--reason", "Theft", "--legal-basis", "consent")  # fmt: skip
+    page.wait_for_function("() => document.title === '(1) Live · camhub'", timeout=40_000)
+    page.wait_for_function(
+        "() => document.getElementById('announce').textContent === 'New request for footage from Town PD (case 2026-21).'"
+    )
+    assert page.locator("#announce").get_attribute("aria-live") == "polite"
+    _ask(hub, tmp_path, "--camera", "front-door", "--live-max-seconds", "60", "--case-id", "2026-22",
+         "--reason", "Missing person", "--legal-basis", "exigent")  # fmt: skip
+    page.wait_for_function("() => document.title === '(2) Live · camhub'", timeout=40_000)
+    page.wait_for_function(
+        "() => document.getElementById('announce-urgent').textContent.startsWith('Urgent: a new emergency request from Town PD')"
+    )
+    bar = page.locator("#urgent")
+    bar.get_by_text("says it is an emergency").wait_for()
+    bar.get_by_role("link", name="Answer it").click()
+    wait_ready(page, "inbox")
+    assert bar.is_hidden()  # the inbox itself lists it first, marked urgent
+    assert "Urgent" in page.locator("section[aria-labelledby='h-open'] article").first.inner_text()
+    assert page.title() == "(2) Requests · camhub"

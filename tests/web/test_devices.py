@@ -34,10 +34,10 @@ def test_phone_is_enrolled_by_the_first_device_then_can_sign(make_hub: Any, cont
     mobile.get_by_label("Name for this device").fill("phone")
     mobile.get_by_role("button", name="Make a key and ask to be enrolled").click()
     mobile.get_by_text("waiting for an enrolled device to approve it").wait_for()
-    screenshot(mobile, "phone-devices")
+    screenshot(mobile, "phone-enrol-request")
     # Not enrolled yet: the phone cannot sign, so its inbox says so.
     mobile.goto(hub.url + "/#/inbox")
-    mobile.get_by_text("cannot sign answers").wait_for()
+    mobile.get_by_text("This device can look, but not approve").wait_for()
 
     desktop.goto(hub.url + "/#/devices")
     desktop.get_by_role("button", name="Approve (sign)").click()
@@ -50,6 +50,7 @@ def test_phone_is_enrolled_by_the_first_device_then_can_sign(make_hub: Any, cont
     mobile.locator("#devices tbody tr").filter(has_text="test browser").get_by_role(
         "button", name="Revoke"
     ).click()
+    mobile.get_by_role("dialog").get_by_role("button", name="Sign and revoke").click()
     mobile.locator("#devices tbody tr").nth(1).wait_for(state="detached")
     desktop.goto(hub.url + "/#/inbox")
-    desktop.get_by_text("cannot sign answers").wait_for()
+    desktop.get_by_text("This device can look, but not approve").wait_for()

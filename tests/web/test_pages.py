@@ -32,9 +32,14 @@ def test_events_list_with_thumbnails_and_filters(make_hub: Any, context: Any) ->
         "() => [...document.querySelectorAll('#event-list img')].every(i => i.complete && i.naturalWidth > 0)"
     )
     screenshot(page, "events")
+    # Camera names, not ids; motion lasts, a press is a moment (no "0 s").
+    texts = [cards.nth(i).inner_text() for i in range(2)]
+    assert all("Front door" in t and "front-door" not in t for t in texts), texts
+    assert any("lasted 3 seconds" in t for t in texts)
     page.get_by_label("Kind").select_option("press")
     page.wait_for_function("() => document.querySelectorAll('#event-list article').length === 1")
     assert "doorbell" in cards.first.inner_text()
+    assert "lasted" not in cards.first.inner_text() and " s" not in cards.first.inner_text().split("UTC")[-1]
     # An event opens the timeline at its moment, with the event marked on the day bar.
     cards.first.get_by_role("link").click()
     page.wait_for_selector(".daybar .mark")
@@ -61,6 +66,18 @@ def test_settings_page(make_hub: Any, context: Any) -> None:
     # Both are camhub.toml cameras: read-only here (the settings screenshot, with a camera added in
     # the browser, comes from tests/web/test_settings_browser.py).
     assert page.get_by_text("camhub.toml (read-only)").count() == 2
+    # Plain HTTP on loopback is right (a secure context): the page says so instead of warning.
+    page.get_by_text("You are on the hub itself (127.0.0.1)").wait_for()
+    assert page.get_by_text("not using HTTPS").count() == 0
+    # A camera that cannot be reached says why in words, the raw error behind "Technical details".
+    state = page.locator("#cameras tr[data-camera='front-door'] .state")
+    deadline = time.monotonic() + 30
+    while not state.get_by_text("camhub keeps retrying").count():  # the page shows the state it loaded
+        assert time.monotonic() < deadline, state.inner_text()
+        page.wait_for_timeout(500)
+        page.reload()
+        page.locator("#cameras tbody tr").first.wait_for()
+    assert "Errno" not in state.locator(".bad").inner_text()
 
 
 def test_audit_log_verified_in_the_browser_and_rollback_noticed(make_hub: Any, context: Any) -> None:
