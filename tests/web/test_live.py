@@ -240,3 +240,26 @@ def test_revoke_in_the_browser_cuts_an_agency_livestream(
     assert result["last_frame_at"] < clicked + 1.5, result["last_frame_at"] - clicked
     after = _agency("status", "--url", hub.url, "--key", key_dir, "--", asked["id"])
     assert after["status"] == "closed"
+    # The request's history (from the audit log) has the session, its start, end and length, and
+    # says the approval was revoked; the page shows it in words.
+    deadline = time.monotonic() + 15
+    while True:
+        (req,) = [
+            r
+            for r in page.request.get(hub.url + "/api/v1/owner/requests").json()["requests"]
+            if r["id"] == asked["id"]
+        ]
+        history = req["history"]
+        if history["live"] and history["live"][0]["end"]:
+            break
+        assert time.monotonic() < deadline, history
+        time.sleep(0.2)
+    (session,) = history["live"]
+    assert session["camera"] == camera and session["start"]["seq"] < session["end"]["seq"]
+    assert session["end"]["seconds"] >= 0 and session["end"]["reason"]
+    assert history["state"] == "revoked" and history["approvals"][0]["ended"]["how"] == "revoked"
+    page.goto(hub.url + "/#/inbox")
+    page.get_by_text("Show earlier requests").click()
+    card = page.locator(f"article[data-request-id='{asked['id']}']")
+    text = card.locator("details.history").inner_text()
+    assert "Livestream of Front door (sim):" in text and "revoked" in text, text

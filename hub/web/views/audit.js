@@ -29,9 +29,16 @@ const CATEGORIES = [
   ["hub.started,clock.unsynced,clock.confirmed,clock.rejected,settings.changed,retention.deleted", "Hub, clock, settings and retention"],
 ];
 
+// Why an agency call was refused (hub/consent/httpsig.py and requests.py codes), in words.
 const REFUSED = {
   bad_signature: "its signature did not check out", unknown_key: "the sender is not an agency you added",
-  nonce_replayed: "it was a replay of an earlier call", expired: "its signature had expired", clock_unsynced: "the hub's clock was not confirmed",
+  nonce_replayed: "it was a replay of an earlier call", signature_expired: "its signature had expired",
+  created_in_future: "its signature was dated in the future", signature_missing: "it was not signed",
+  signature_malformed: "its signature was malformed", digest_mismatch: "its body did not match its signature",
+  digest_missing: "its body was not covered by its signature", component_not_covered: "its signature left out parts of the call",
+  validity_too_long: "its signature was valid for too long", clock_unsynced: "the hub's clock was not confirmed",
+  wrong_hub: "it was meant for another hub", invalid_field: "the request was not valid", missing_field: "the request was incomplete",
+  unknown_field: "the request had unknown fields", invalid_json: "the request was not valid JSON", body_too_large: "it was too large",
 };
 
 function payloadOf(jws) {
@@ -88,7 +95,7 @@ function describe(e, n) {
     }
     case "egress.delivery.stopped": return `A download by ${agencyName(actorKey)} stopped part-way (${(d.code || "").replace(/_/g, " ")})`;
     case "egress.live.start": return `${agencyName(actorKey)} started watching ${cam(d.camera)} live`;
-    case "egress.live.end": return `${agencyName(actorKey)} stopped watching ${cam(d.camera)} live after ${fmtDuration(d.seconds || 0)}${d.reason ? ` (${String(d.reason).replace(/_/g, " ")})` : ""}`;
+    case "egress.live.end": return `${agencyName(actorKey)} stopped watching ${cam(d.camera)} live after ${d.seconds ? fmtDuration(d.seconds) : "less than a second"}${d.reason ? ` (${String(d.reason).replace(/_/g, " ")})` : ""}`;
     case "key.enrolled": return `The device “${d.name || shortFingerprint(d.kid)}” was enrolled${d.via === "pairing_code" ? " with the pairing code" : ""}`;
     case "key.revoked": return `The device ${device(d.kid)} was revoked${d.grants_revoked ? `, and ${d.grants_revoked} approvals it gave with it` : ""}`;
     case "agency.added": return `The agency ${d.name || agencyName(d.keyid)} was added`;
@@ -114,7 +121,8 @@ function describe(e, n) {
 
 function actorWords(e, n) {
   const [kind, id] = (e.actor || "").split(/:(.*)/s);
-  if (kind === "owner") return n.owner_keys[id] ? `you, on “${n.owner_keys[id]}”` : `owner device ${shortFingerprint(id)}`;
+  if (kind === "owner" && !id) return "you";
+  if (kind === "owner") return n.owner_keys[id] ? `you, on “${n.owner_keys[id]}”` : `you, on device ${shortFingerprint(id)}`;
   if (kind === "agency") return n.agencies[id] || `agency ${shortFingerprint(id)}`;
   if (kind === "hub") return "the hub";
   if (kind === "unauthenticated") return "someone unknown";

@@ -7,7 +7,7 @@ import { decide } from "../lib/decide.js";
 import { cardTable, confirmDialog, focusResult, h, notice, replace } from "../lib/dom.js";
 import { createOwnerKey, markEnrolled, ownerKey } from "../lib/keys.js";
 import { fmtUnix } from "../lib/time.js";
-import { details, enrolHelp, sentence, shortFingerprint } from "../lib/words.js";
+import { details, sentence, shortFingerprint } from "../lib/words.js";
 
 export async function render(root, ctx, flash = null) {
   const hubId = ctx.session.hub_id;
@@ -34,7 +34,7 @@ export async function render(root, ctx, flash = null) {
     thisDevice = h("div", { class: "stack" },
       mine
         ? notice(`This browser made its key (fingerprint ${shortFingerprint(mine.kid)}) and is waiting for an enrolled device to approve it. On that device, open Devices and check that the fingerprint matches.`, "warn")
-        : h("div", {}, notice("This browser has no owner key, so it can view but not approve anything.", "warn"), enrolHelp()),
+        : notice("This browser has no owner key, so it can view but not approve anything. To approve from here: press “Make a key and ask to be enrolled” below, then, on a device that can already approve, open Devices, check that the fingerprint matches and approve it.", "warn"),
       h("div", { class: "row" },
         h("label", { for: "dev-name" }, "Name for this device", nameIn),
         h("button", { type: "button", onclick: async () => {

@@ -313,7 +313,8 @@ function historyList(r, cam, keyName) {
   for (const s of hist.live) {
     const start = s.start ? fmtWhen(new Date(s.start.time)) : "?";
     const end = s.end ? fmtClock(new Date(s.end.time), { seconds: true }) : "still running";
-    const length = s.end?.seconds !== undefined && s.end?.seconds !== null ? ` (${fmtDuration(s.end.seconds)})` : "";
+    const secs = s.end?.seconds;
+    const length = typeof secs === "number" ? ` (${secs < 1 ? "less than a second" : fmtDuration(secs)})` : "";
     items.push(h("li", {}, `Livestream of ${cam(s.camera)}: ${start} – ${end}${length}. `, rawLink(s.start), s.end ? " " : null, rawLink(s.end)));
   }
   if (hist.declined) item(`${when(hist.declined)}: declined.`, hist.declined);

@@ -122,7 +122,7 @@ function cameraState(c) {
   if (c.status.online) return h("span", { class: "ok" }, `Online — last picture ${fmtUnix(c.status.last_frame_at, { seconds: true })}`);
   const problem = cameraProblem(c.status.last_error) || "The camera cannot be reached";
   return h("span", {},
-    h("span", { class: "bad" }, `Offline — ${problem}.`),
+    h("span", { class: "bad" }, `Offline — ${problem}${/[.?!]$/.test(problem) ? "" : "."}`),
     ` camhub keeps retrying (at least every ${RETRY_MAX_S} s).`,
     c.status.last_error ? details(h("p", {}, h("code", {}, c.status.last_error)), h("p", {}, `Reconnects so far: ${c.status.reconnect_count}`)) : null);
 }
@@ -164,7 +164,7 @@ function cameraRow(c, storage, reload) {
   return {
     attrs: { dataset: { camera: c.id } },
     cells: [
-      h("span", {}, h("strong", {}, c.name), " ", h("span", { class: "muted" }, `(${c.id})`)),
+      h("span", {}, h("strong", {}, c.name), c.name === c.id ? null : h("span", { class: "muted" }, ` (${c.id})`)),
       h("span", { class: "state" }, cameraState(c)),
       c.record ? "on" : "off",
       keep,

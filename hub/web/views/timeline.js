@@ -8,6 +8,8 @@ import { allCameras, cameraOptions, hashParams } from "../lib/route.js";
 import { dayBounds, fmtDuration, fmtTime, fmtWhen, fromUnix, localDay, zoneName } from "../lib/time.js";
 
 const MERGE_S = 1.0; // segments closer than this draw as one span
+// Close-up labels: hour and minute only, so five of them fit on a phone.
+const fmtClockShort = (date) => date.toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" });
 
 export async function render(root) {
   const params = hashParams();
@@ -105,7 +107,7 @@ export async function render(root) {
     zoom.dataset.start = String(lo);
     zoom.dataset.end = String(lo + hour);
     drawBar(zoom, zoomBounds, zoomCursor);
-    replace(zoomLabels, [0, 15, 30, 45, 60].map((m) => h("span", {}, fmtTime(fromUnix(lo + m * 60)).replace(/:00$/, ""))));
+    replace(zoomLabels, [0, 15, 30, 45, 60].map((m) => h("span", {}, fmtClockShort(fromUnix(lo + m * 60)))));
   }
 
   function draw() {
