@@ -10,7 +10,11 @@ STAMP := $(VENV)/.installed-stamp
 # a network namespace of its own where an "internet" client can be played on loopback).
 SYSTEM_PACKAGES := ffmpeg age chromium faketime iproute2
 
-.PHONY: all venv sysdeps demo test lint format bench soak fuzz clean
+# Test-only JavaScript for the browser tests (axe-core, injected into pages to check accessibility),
+# pinned by tests/web/package-lock.json and installed with npm ci; the hub never serves it.
+WEBDEPS := tests/web/node_modules/.installed-stamp
+
+.PHONY: all venv sysdeps webdeps demo test lint format bench soak fuzz clean
 
 all: test
 
@@ -21,6 +25,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(WEBDEPS): tests/web/package.json tests/web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing (Node.js 18+): the browser tests need it to install axe-core"; exit 1; }
+	cd tests/web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEBDEPS)
+
+webdeps: $(WEBDEPS)
 
 sysdeps:
 	@missing=""; \
@@ -39,7 +50,7 @@ sysdeps:
 demo: venv
 	$(BIN)/camhub demo
 
-test: venv sysdeps
+test: venv sysdeps webdeps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: venv
@@ -77,4 +88,4 @@ soak: venv sysdeps
 	$(BIN)/python -m bench.soak --seconds 1800 --interval 30
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache tests/web/node_modules

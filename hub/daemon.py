@@ -71,6 +71,21 @@ def _owner_enrolled(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM owner_keys WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
 
 
+def pairing_banner(code: str) -> str:
+    """The first-start pairing code as a box of its own (one log record, so it stays together)."""
+    width = 64
+    lines = [
+        f"pairing code: {code}",
+        "",
+        "Open the hub's page in a browser and type this code to make",
+        f"that browser the owner's. Single use, valid {pairing.LIFETIME_SECONDS // 60} minutes;",
+        "`camhub pair` makes a new one.",
+    ]
+    rule = "*" * width
+    body = [f"* {line:<{width - 4}} *" for line in lines]
+    return "\n".join(["", rule, *body, rule])
+
+
 def _issue_pairing_code_if_unpaired(conn: sqlite3.Connection) -> str | None:
     if _owner_enrolled(conn):
         return None
@@ -94,8 +109,9 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
             log.info("created hub key hub_id=%s at %s", hub_key.hub_id, config.hub_key_path)
         code = await store.run(_issue_pairing_code_if_unpaired)
         if code is not None:
-            # The console is the out-of-band channel the first owner pairs through (PROTOCOL.md §1).
-            log.warning("pairing code: %s", code)
+            # The console is the out-of-band channel the first owner pairs through (PROTOCOL.md §1):
+            # a box that stands out among the start-up lines, around the line tools parse.
+            log.warning("%s", pairing_banner(code))
 
         supervisor = Supervisor()
         stack.push_async_callback(supervisor.stop, STOP_TIMEOUT_SECONDS)

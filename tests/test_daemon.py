@@ -81,6 +81,17 @@ def test_pairing_code_from_the_log_is_the_valid_one(daemon: DaemonProcess, tmp_p
     assert not guard.redeem(conn, daemon.pairing_code, now, "10.0.0.5", 0.0), "single use"
 
 
+def test_pairing_code_stands_out_in_the_log(daemon: DaemonProcess) -> None:
+    """The code is a box of its own at start (issue 13), not one line among many."""
+    assert daemon.pairing_code is not None
+    lines = daemon.log().splitlines()
+    at = next(i for i, line in enumerate(lines) if f"pairing code: {daemon.pairing_code}" in line)
+    assert set(lines[at - 1]) == {"*"} and len(lines[at - 1]) >= 60  # the box's top rule, right above
+    box = lines[at - 1 : at + 6]
+    assert set(box[-1]) == {"*"}
+    assert any("type this code" in line for line in box)
+
+
 def test_port_in_use_fails_with_a_clear_message(tmp_path: Path) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))

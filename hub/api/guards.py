@@ -74,6 +74,7 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("GET", "/api/v1/owner/events"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/events/{id}.jpg"): RouteGuard(Guard.OWNER_SESSION, media=True),
     ("GET", "/api/v1/owner/requests"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/requests/waiting"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/grants"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/agencies"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/holds"): RouteGuard(Guard.OWNER_SESSION),

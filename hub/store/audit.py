@@ -92,3 +92,26 @@ def all_checkpoints(conn: sqlite3.Connection) -> list[tuple[int, str]]:
     return [
         (r[0], r[1]) for r in conn.execute("SELECT tree_size, note FROM audit_checkpoints ORDER BY tree_size")
     ]
+
+
+def entries_before(conn: sqlite3.Connection, before: int, limit: int) -> list[tuple[int, bytes]]:
+    """Up to `limit` entries with seq < before, newest first (the owner's audit page, one page)."""
+    rows = conn.execute(
+        "SELECT seq, entry FROM audit_entries WHERE seq < ? ORDER BY seq DESC LIMIT ?", (before, limit)
+    )
+    return [(r[0], bytes(r[1])) for r in rows]
+
+
+def entries_containing(conn: sqlite3.Connection, needles: list[bytes], limit: int) -> list[tuple[int, bytes]]:
+    """The newest `limit` entries whose bytes contain any of `needles`, oldest first.
+
+    Entries are RFC 8785 canonical JSON (no whitespace, fixed member order), so a member such as
+    `"request_id":"<id>"` has exactly one spelling and a byte search finds it. SQLite scans the table
+    in C; the caller parses only what matched (a request's history, not the whole log)."""
+    if not needles:
+        return []
+    where = " OR ".join("instr(entry, ?) > 0" for _ in needles)
+    rows = conn.execute(
+        f"SELECT seq, entry FROM audit_entries WHERE {where} ORDER BY seq DESC LIMIT ?", (*needles, limit)
+    ).fetchall()
+    return [(r[0], bytes(r[1])) for r in reversed(rows)]
