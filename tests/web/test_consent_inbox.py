@@ -188,7 +188,12 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
         "--start", _utc(t0), "--end", _utc(t0 + 30), "--case-id", "2026-000124",
         "--reason", "Canvassing the street", "--legal-basis", "consent", "--contact", "Det. J. Rivera",
     )  # fmt: skip
-    page.reload()  # already on #/inbox: load the new request
+    # Waiting, it holds its footage from retention; Settings lists the hold (issue 12).
+    page.goto(hub.url + "/#/settings")
+    hold = page.locator("#holds tbody tr").filter(has_text="Springfield PD")
+    hold.get_by_text("while the request waits").wait_for()
+    assert "Front door" in hold.inner_text()
+    page.goto(hub.url + "/#/inbox")
     card = page.locator(f"article[data-request-id='{second['id']}']")
     card.get_by_role("button", name="Decline").click()
     page.get_by_role("dialog").get_by_role("button", name="Sign and decline").click()
@@ -197,6 +202,10 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     )
     declined.wait_for()
     assert declined.evaluate("el => el === document.activeElement")
+    # The decline released the hold.
+    page.goto(hub.url + "/#/settings")
+    page.get_by_text("No agency request is holding footage").wait_for()
+    page.goto(hub.url + "/#/inbox")
     page.get_by_text("Show earlier requests").click()
     assert "declined" in page.locator(f"article[data-request-id='{second['id']}']").inner_text()
     assert (

@@ -6,7 +6,7 @@
 import * as api from "../lib/api.js";
 import { confirmClock, signingKey } from "../lib/decide.js";
 import { cardTable, confirmDialog, focusResult, h, notice, replace } from "../lib/dom.js";
-import { fmtBytes, fmtUnix } from "../lib/time.js";
+import { fmtBytes, fmtRange, fmtUnix } from "../lib/time.js";
 import { cameraProblem, details, sentence } from "../lib/words.js";
 
 const RETRY_MAX_S = 30; // hub/ingest/camera.py MAX_BACKOFF_S: the longest wait between reconnects
@@ -208,8 +208,28 @@ function httpsText(s) {
   return notice(`This page is not using HTTPS, so this device cannot sign approvals here. Open the hub at https://${location.hostname}${s.https_port ? `:${s.https_port}` : ""}/ after installing its certificate authority below.`, "warn");
 }
 
+// What retention keeps for agencies (GET /api/v1/owner/holds, PROTOCOL §2.1): a waiting request
+// holds its range until its answer-by date, never longer; declining it in the inbox releases it.
+function holdsSection(holds, names) {
+  const rows = holds.map((x) => ({
+    cells: [
+      x.agency_name || "an agency no longer trusted",
+      x.cameras.map((c) => names[c] || c).join(", "),
+      fmtRange(new Date(x.start * 1000), new Date(x.end * 1000), { seconds: false }),
+      x.reason === "pending_request"
+        ? h("span", {}, `until ${fmtUnix(x.until, { seconds: false })} while the request waits — `, h("a", { href: "#/inbox" }, "decline it to release"))
+        : `until ${fmtUnix(x.until, { seconds: false })}: you approved it`,
+    ],
+  }));
+  return h("section", { class: "card", "aria-labelledby": "h-holds" },
+    h("h2", { id: "h-holds" }, `Footage kept for agencies (${holds.length})`),
+    holds.length
+      ? cardTable({ id: "holds" }, ["Agency", "Cameras", "Footage", "Kept"], rows)
+      : h("p", { class: "muted" }, "No agency request is holding footage: it is deleted on the usual schedule."));
+}
+
 export async function render(root, ctx, message = null) {
-  const [s, cams, devs] = await Promise.all([api.get("/api/v1/owner/settings"), api.get("/api/v1/owner/cameras"), api.get("/api/v1/owner/devices")]);
+  const [s, cams, devs, held] = await Promise.all([api.get("/api/v1/owner/settings"), api.get("/api/v1/owner/cameras"), api.get("/api/v1/owner/devices"), api.get("/api/v1/owner/holds")]);
   const { key, enrolled } = await signingKey(devs.keys.map((k) => k.kid));
   const reload = (msg) => render(root, ctx, msg);
   const addForm = addCameraForm(reload);
@@ -248,6 +268,7 @@ export async function render(root, ctx, message = null) {
         h("dt", {}, "Agencies must hear back within"), h("dd", {}, `${s.consent.respond_by_days} days`),
         h("dt", {}, "Default downloads per approval"), h("dd", {}, String(s.consent.max_fetches)),
         h("dt", {}, "Clock"), h("dd", { id: "clock-state" }, s.consent.trust_system_clock ? "trusted (battery-backed clock)" : s.clock_synced ? "synchronised or confirmed for this boot" : "NOT confirmed: consent decisions are refused"))),
+    holdsSection(held.holds, names),
     h("section", { class: "card", "aria-labelledby": "h-https" },
       h("h2", { id: "h-https" }, "HTTPS on your network"),
       httpsText(s),
