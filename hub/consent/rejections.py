@@ -6,12 +6,13 @@ footage to make room). Calls that proved nothing about who sent them — a bad o
 a wrong pairing code or password, a replayed nonce or `jti`, a rate-limited call — are instead
 grouped by (entry type, route, reason):
 
-- the first of a group in a window is written at once, as before, with `"count": 1` and its details;
-- the rest of that window are counted, and one entry of the same type with `"count": n`,
-  `"route"`, `"code"`, `"first"` and `"last"` (RFC 3339) is written when the window ends.
+- the first of a group is written at once, as before, with `"count": 1` and its details;
+- the rest are counted, and one entry of the same type with `"count": n`, `"route"`, `"code"`,
+  `"first"` and `"last"` (RFC 3339) is written when the window (60 s by default) ends; while calls
+  keep coming, each following window is counted the same way, and a window without any ends the
+  group (the next refusal is an entry of its own again).
 
-So the log grows by at most two entries per group per window (60 s by default), whatever the
-flood. Routes are the router's patterns (`POST /api/agency/v1/requests`), never the raw path, and
+So a steady flood costs each group one entry per window, whatever its rate. Routes are the router's patterns (`POST /api/agency/v1/requests`), never the raw path, and
 reasons are error codes: both come from small fixed sets, and the table is capped besides.
 Refusals of authenticated callers (a trusted agency's malformed request, an owner's decision the
 hub refuses) stay one entry each: they are accountable and bounded by the per-agency rate limit.
@@ -62,15 +63,21 @@ class RejectionCounter:
         mono = time.monotonic()
         async with self._lock:
             group = self._groups.get(key)
-            if group is not None and mono - group.opened < self.window_s:
+            if group is not None and mono - group.opened >= self.window_s:
+                # The window is over (the flush loop had not come by yet).
+                if group.suppressed:
+                    await self._summarise(key, group)
+                    group.opened = mono  # still flooding: this call opens the next counted window
+                else:
+                    del self._groups[key]
+                    group = None
+            if group is not None:
                 now = time.time()
                 if group.suppressed == 0:
                     group.first = now
                 group.suppressed += 1
                 group.last = now
                 return False
-            if group is not None:
-                await self._summarise(key, group)
             if len(self._groups) >= MAX_GROUPS:
                 await self.flush(everything=True)
             self._groups[key] = _Group(opened=mono)
@@ -95,16 +102,21 @@ class RejectionCounter:
         group.suppressed = 0
 
     async def flush(self, everything: bool = False) -> int:
-        """Write the summary of every window that has ended (all of them with `everything`) and
-        forget those groups; returns how many summaries were written."""
+        """Write the summary of every window that has ended (all of them with `everything`);
+        returns how many summaries were written. A group that counted calls stays, its next window
+        counted too, so a steady flood costs one entry per window; a quiet window ends the group,
+        and the next refusal is an entry of its own again."""
         mono = time.monotonic()
         written = 0
         for key, group in list(self._groups.items()):
             if everything or mono - group.opened >= self.window_s:
-                if group.suppressed:
+                flooding = group.suppressed > 0
+                if flooding:
                     await self._summarise(key, group)
                     written += 1
-                del self._groups[key]
+                    group.opened = mono
+                if everything or not flooding:
+                    del self._groups[key]
         return written
 
     async def run(self) -> None:
