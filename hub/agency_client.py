@@ -37,8 +37,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyrage import x25519
 
-from hub.consent import httpsig
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk, write_secret
+from camhub_protocol import httpsig
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk, write_secret
 
 SIGNING_KEY = "agency.key"
 PUBLIC_JWK = "agency.jwk"
@@ -132,7 +132,7 @@ class Agency:
 
     def fetch(self, request_id: str, out: Path, hub_id: str | None = None) -> list[dict[str, Any]]:
         """§2.3: download, check, decrypt and verify every delivery of a fulfilled request."""
-        from hub.consent import delivery as delivery_reader
+        from camhub_protocol import delivery as delivery_reader
 
         state = self.status(request_id)
         if state.get("status") != "fulfilled":
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     from hub.consent.commands import join_id_options
 
     args = build_parser().parse_args(join_id_options(sys.argv[1:] if argv is None else argv))
-    from hub.consent.errors import ConsentError
+    from camhub_protocol.errors import ConsentError
 
     try:
         if args.command == "keygen":

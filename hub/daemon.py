@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from camhub_protocol.keys import HubKey
 from hub import datadir, tls
 from hub.api import make_app
 from hub.config import Config
 from hub.consent import pairing
-from hub.consent.keys import HubKey
 from hub.consent.service import ConsentService
 from hub.discovery import Discovery
 from hub.ingest.camera import Cameras

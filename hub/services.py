@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from camhub_protocol.keys import HubKey
 from hub.config import Config
-from hub.consent.keys import HubKey
 from hub.consent.pairing import PairingGuard
 from hub.record.sealed import AtRest
 from hub.store import Store

@@ -38,10 +38,10 @@ from typing import Any
 
 from aiohttp import web
 
+from camhub_protocol.errors import ConsentError
 from hub.api.agency import signed_message
 from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, SessionError, require_owner, session_alive
 from hub.consent import gate, requests
-from hub.consent.errors import ConsentError
 from hub.consent.service import ConsentService
 from hub.egress import ice
 from hub.egress.webrtc import Audience, LiveError, LiveSession, LiveSessions, SessionKind

@@ -20,10 +20,10 @@ import json
 
 from aiohttp import web
 
+from camhub_protocol.errors import ConsentError
 from hub.api.session import check_owner_local, require_owner
 from hub.consent import decisions, owners
 from hub.consent.clock_confirm import confirm_clock
-from hub.consent.errors import ConsentError
 from hub.consent.service import ConsentService
 from hub.services import SERVICES
 from hub.store import audit as audit_q

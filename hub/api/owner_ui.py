@@ -40,10 +40,10 @@ from typing import Any
 
 from aiohttp import web
 
+from camhub_protocol.keys import jwk_thumbprint
 from hub.api.session import require_owner
 from hub.api.settings import OWNER_SETTINGS
 from hub.config import CAMERA_ID_RE, MotionConfig
-from hub.consent.keys import jwk_thumbprint
 from hub.errors import BadRequest, HubError, NotFound
 from hub.record.sealed import SealedError
 from hub.services import SERVICES

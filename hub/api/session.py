@@ -56,9 +56,9 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.consent import jws
-from hub.consent.errors import ConsentError
-from hub.consent.keys import public_key_from_jwk
+from camhub_protocol import jws
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.keys import public_key_from_jwk
 from hub.errors import HubError, RateLimited
 from hub.limits import Backoff, client_key
 from hub.services import SERVICES, Services

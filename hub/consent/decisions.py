@@ -35,9 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.consent import jws, rfc3339
-from hub.consent.errors import ConsentError
-from hub.consent.keys import public_key_from_jwk
+from camhub_protocol import jws, rfc3339
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.keys import public_key_from_jwk
 from hub.consent.service import ConsentService
 from hub.store import consent as q
 from hub.store import transaction

@@ -47,7 +47,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
-from hub.consent.errors import ConsentError
+from camhub_protocol.errors import ConsentError
 from hub.store import Store, transaction
 from hub.store import consent as q
 

@@ -20,8 +20,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.consent import jws, rfc3339
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk, write_secret
+from camhub_protocol import jws, rfc3339
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk, write_secret
 
 DECISION_TYP = "camhub-decision+jws"
 

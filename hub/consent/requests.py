@@ -27,11 +27,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hub.consent import httpsig, rfc3339
-from hub.consent.errors import ConsentError, SignatureError
-from hub.consent.keys import public_key_from_jwk
+from camhub_protocol import httpsig, rfc3339
+from camhub_protocol.errors import ConsentError, SignatureError
+from camhub_protocol.keys import public_key_from_jwk
+from camhub_protocol.structured_fields import InnerList, parse_dictionary
 from hub.consent.service import NONCE_WINDOW_S, ConsentService
-from hub.consent.structured_fields import InnerList, parse_dictionary
 from hub.store import consent as q
 
 MAX_BODY_BYTES = httpsig.MAX_BODY_BYTES

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camhub_protocol import rfc3339
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.keys import HubKey
 from hub.config import Config
-from hub.consent import rfc3339
 from hub.consent.audit import AuditLog
 from hub.consent.clock import ClockGuard
-from hub.consent.errors import ConsentError
 from hub.consent.gate import Deadlines
-from hub.consent.keys import HubKey
 from hub.consent.pairing import PairingGuard
 from hub.consent.rejections import RejectionCounter
 from hub.limits import TokenBuckets

@@ -28,12 +28,13 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import httpsig, jws, rfc3339
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from hub import config as config_mod
 from hub import datadir
 from hub.agency_client import Agency
 from hub.agency_client import keygen as agency_keygen
-from hub.consent import httpsig, jws, owner_client, rfc3339
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from hub.consent import owner_client
 from hub.ingest.source import MediaPacket
 from hub.record.segmenter import Segmenter
 from hub.store import Store

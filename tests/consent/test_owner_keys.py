@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.consent import jws, owner_client, rfc3339
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from camhub_protocol import jws, rfc3339
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
+from hub.consent import owner_client
 from tests.consent.flow_env import CAMERA, HubEnv, Response, http, new_agency, start_hub_env
 
 PASSWORD = "the owner's own passphrase"

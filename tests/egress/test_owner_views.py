@@ -16,9 +16,10 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import jws, rfc3339
 from firmware_sim.camera import SimCamera
 from hub.config import parse
-from hub.consent import jws, owner_client, pairing, rfc3339
+from hub.consent import owner_client, pairing
 from hub.daemon import running_hub
 from hub.egress.whep_client import WhepError, WhepViewer
 from tests.egress.test_live_api import LiveHub, add_agency, live_grant, stop_time

@@ -14,9 +14,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import jws
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from hub.api.session import check_password, hash_password
-from hub.consent import jws
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
 from tests.web.conftest import PASSWORD
 
 NEW_PASSWORD = "a whole new passphrase"

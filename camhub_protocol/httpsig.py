@@ -33,8 +33,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hub.consent.errors import SignatureError
-from hub.consent.structured_fields import (
+from camhub_protocol.errors import SignatureError
+from camhub_protocol.structured_fields import (
     BareItem,
     InnerList,
     Item,
