@@ -34,9 +34,9 @@ from typing import Any
 
 from camhub_protocol.errors import ConsentError
 from camhub_protocol.keys import jwk_thumbprint, public_key_from_jwk
+from camhub_protocol.limits import client_key
 from hub.consent.decisions import Context, Decision, Outcome, invalid, refuse
 from hub.consent.service import ConsentService
-from hub.limits import client_key
 from hub.store import consent as q
 from hub.store import transaction
 

@@ -19,13 +19,13 @@ from typing import Any
 from camhub_protocol import rfc3339
 from camhub_protocol.errors import ConsentError
 from camhub_protocol.keys import HubKey
+from camhub_protocol.limits import TokenBuckets
 from hub.config import Config
 from hub.consent.audit import AuditLog
 from hub.consent.clock import ClockGuard
 from hub.consent.gate import Deadlines
 from hub.consent.pairing import PairingGuard
 from hub.consent.rejections import RejectionCounter
-from hub.limits import TokenBuckets
 from hub.record.sealed import AtRest
 from hub.store import Store
 from hub.store import consent as q
