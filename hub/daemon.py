@@ -153,6 +153,14 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
             if services.discovery is not None:
                 stack.push_async_callback(services.discovery.stop)
 
+        if config.relay.enabled:
+            # Last, once everything it forwards to is serving; one supervised task, stopped with the others.
+            from hub.api.live import LIVE_MEDIA
+            from hub.uplink.link import RelayLink
+
+            services.uplink = RelayLink(config, services.consent, lambda: app.get(LIVE_MEDIA))
+            supervisor.spawn("relay-link", services.uplink.run)
+
         log.info("camhub ready url=%s hub_id=%s", services.base_url, hub_key.hub_id)
         notifier.ready(status=f"serving {services.base_url}")
         stack.push_async_callback(notifier.stopping)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from hub.consent.service import ConsentService
     from hub.discovery import Discovery
     from hub.ingest.camera import Cameras
+    from hub.uplink.link import RelayLink
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Services:
     cameras: Cameras | None = None
     # mDNS browse/advertise; None when disabled or multicast is unavailable.
     discovery: Discovery | None = None
+    # The outbound link to a camhub-relay (`[relay]`, PROTOCOL §7); None when not configured.
+    uplink: RelayLink | None = None
 
 
 # Routes reach the services through this typed key (aiohttp's AppKey), never a string.

@@ -212,6 +212,7 @@ class ConsentService:
     async def _prune_loop(self) -> None:
         while True:
             await self.store.run(q.prune_nonces, self.now() - NONCE_WINDOW_S)
+            await self.store.run(q.prune_relay_refusals, self.now())
             await asyncio.sleep(NONCE_PRUNE_INTERVAL_S)
 
     def time_text(self, ts: float | None) -> str | None:
