@@ -138,7 +138,10 @@ class Agency:
         """§2.1 (an area request, §7.4, when the URL is `{relay}/areas/{cell}`); returns the answer plus
         `request_sha256` (what the owner signs over)."""
         if self.area is not None:
-            doc = {"area": self.area, **{k: v for k, v in fields.items() if k not in ("cameras", "live_max_seconds")}}
+            doc = {
+                "area": self.area,
+                **{k: v for k, v in fields.items() if k not in ("cameras", "live_max_seconds")},
+            }
             body = json.dumps(doc).encode("utf-8")
             answer = self._json("POST", "/requests", body, "application/json")
         else:

@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", default="127.0.0.1")
     p.add_argument("--port", type=_positive(int, 0, 65535), default=8090)
     p.add_argument("--public-url", required=True, help="the base URL agencies and hubs know the relay by")
-    p.add_argument("--replicas", type=_positive(int, 1, 5), default=1, help="JetStream replicas (3 in a cluster)")
+    p.add_argument(
+        "--replicas", type=_positive(int, 1, 5), default=1, help="JetStream replicas (3 in a cluster)"
+    )
     p.add_argument("--queue-per-hub", type=_positive(int, 1, 100_000), default=100)
     p.add_argument("--queue-days", type=_positive(float, 0.001, 90), default=7.0)
     p.add_argument("--area-per-cell", type=_positive(int, 1, 1_000_000), default=1000)
@@ -97,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         print("camhub-relay: --public-url must be an http(s):// URL without a query", file=sys.stderr)
         return 2
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
 
     async def run() -> None:

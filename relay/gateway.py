@@ -77,8 +77,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _error(exc)
     except web.HTTPRequestEntityTooLarge:
         return _error(RelayError("body_too_large", f"body over {wire.MAX_BODY_BYTES} bytes", 413))
-    except (nats.errors.ConnectionClosedError, nats.errors.NoServersError, nats.errors.ConnectionReconnectingError):
-        return _error(RelayError("relay_unavailable", "the relay's queue is not reachable", 503, retry_after=5))
+    except (
+        nats.errors.ConnectionClosedError,
+        nats.errors.NoServersError,
+        nats.errors.ConnectionReconnectingError,
+    ):
+        return _error(
+            RelayError("relay_unavailable", "the relay's queue is not reachable", 503, retry_after=5)
+        )
 
 
 class Gateway:
@@ -161,7 +167,13 @@ class Gateway:
         body = await request.read()
         fields = [(k, v) for k, v in request.headers.items()]
         return wire.Envelope(
-            request.method, path, query if "?" in request.raw_path else None, fields, body, 0, request.remote or ""
+            request.method,
+            path,
+            query if "?" in request.raw_path else None,
+            fields,
+            body,
+            0,
+            request.remote or "",
         )
 
     def _respond(self, answer: wire.Envelope) -> web.Response:
@@ -201,9 +213,13 @@ class Gateway:
             ack = await self.engine.js.publish(subject, env.body, headers=headers, timeout=5)
         except APIError as exc:
             if "maximum messages per subject" in str(exc).lower() or exc.err_code == 10077:
-                raise RelayError("queue_full", "too many requests are waiting; try later", 429, retry_after=60) from exc
+                raise RelayError(
+                    "queue_full", "too many requests are waiting; try later", 429, retry_after=60
+                ) from exc
             log.warning("queueing a request failed: %s", exc)
-            raise RelayError("relay_unavailable", "the queue refused the request", 503, retry_after=5) from exc
+            raise RelayError(
+                "relay_unavailable", "the queue refused the request", 503, retry_after=5
+            ) from exc
         except (TimeoutError, nats.errors.NoRespondersError) as exc:
             raise RelayError("relay_unavailable", "the queue did not answer", 503, retry_after=5) from exc
         entry = {"keyid": claims.keyid, "respond_by": respond_by, "stream": ack.stream, "seq": ack.seq}
@@ -291,7 +307,9 @@ class Gateway:
         self.transfers += 1
         try:
             try:
-                await nc.publish(wire.call_subject(hub_id), env.body, reply=inbox, headers=env.request_headers())
+                await nc.publish(
+                    wire.call_subject(hub_id), env.body, reply=inbox, headers=env.request_headers()
+                )
                 head = await sub.next_msg(timeout=self.limits.call_timeout_s)
             except nats.errors.NoRespondersError:
                 raise self._offline() from None
@@ -369,7 +387,9 @@ class Gateway:
         sub = await nc.subscribe(inbox)
         deliveries: list[Any] = []
         try:
-            await nc.publish(wire.area_call_subject(cell), env.body, reply=inbox, headers=env.request_headers())
+            await nc.publish(
+                wire.area_call_subject(cell), env.body, reply=inbox, headers=env.request_headers()
+            )
             # A fixed wait, whatever arrives: its length tells nothing about how many hubs there are.
             deadline = time.monotonic() + wire.AREA_POLL_WAIT_S
             while (left := deadline - time.monotonic()) > 0:

@@ -216,7 +216,12 @@ async def delete_agency_live(request: web.Request) -> web.StreamResponse:
     msg = await signed_message(request, consent)
     verified = await requests.authenticate(consent, msg)
     await close_agency_live(
-        consent, media, msg, verified.keyid, request.match_info["grant_id"], request.match_info.get("session_id")
+        consent,
+        media,
+        msg,
+        verified.keyid,
+        request.match_info["grant_id"],
+        request.match_info.get("session_id"),
     )
     return web.Response(status=200)
 

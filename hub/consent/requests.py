@@ -275,11 +275,15 @@ AREA_FIELDS = frozenset(
 )  # fmt: skip
 
 
-def parse_area_body(body: bytes, cell: str, cameras: tuple[str, ...], now: float | None = None) -> RequestFields:
+def parse_area_body(
+    body: bytes, cell: str, cameras: tuple[str, ...], now: float | None = None
+) -> RequestFields:
     """Validate a §7.4 area request: the §2.1 rules of a clip, with `area` instead of `hub` and
     `cameras` (the hub's own, which the owner narrows in the approval). Raises 400 like `parse_body`."""
     try:
-        doc = json.loads(body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_bad_constant)
+        doc = json.loads(
+            body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_bad_constant
+        )
     except ConsentError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -297,7 +301,9 @@ def parse_area_body(body: bytes, cell: str, cameras: tuple[str, ...], now: float
         raise ConsentError("no_cameras", "this hub has no cameras", 400)
     inner = {k: v for k, v in doc.items() if k != "area"}
     fields = parse_body(
-        json.dumps({**inner, "hub": "-", "cameras": list(cameras), "live_max_seconds": None}).encode(), "-", now
+        json.dumps({**inner, "hub": "-", "cameras": list(cameras), "live_max_seconds": None}).encode(),
+        "-",
+        now,
     )
     return fields
 
@@ -322,7 +328,9 @@ async def submit(
         if content_type.split(";")[0].strip().lower() != "application/json":
             raise ConsentError("unsupported_media_type", "Content-Type must be application/json", 415)
         if respond_by is not None and respond_by <= now:
-            raise ConsentError("respond_by_passed", "the request waited in the queue past its respond_by", 400)
+            raise ConsentError(
+                "respond_by_passed", "the request waited in the queue past its respond_by", 400
+            )
         if area is not None:
             fields = parse_area_body(msg.body, area[0], area[1], now)
         else:

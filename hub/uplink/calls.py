@@ -127,7 +127,13 @@ class Calls:
         msg = self.message(env, route)
         verified = await requests.authenticate(consent, msg)
         if pattern == "/api/agency/v1/requests/{id}":
-            body = await requests.poll(consent, msg, verified.keyid, params["id"], self.public_url + self.hub_prefix[len(self.base_path):])
+            body = await requests.poll(
+                consent,
+                msg,
+                verified.keyid,
+                params["id"],
+                self.public_url + self.hub_prefix[len(self.base_path) :],
+            )
             return wire.json_answer(200, body)
         if pattern == "/api/agency/v1/deliveries/{id}":
             return await self._delivery(msg, verified.keyid, params["id"])
@@ -193,7 +199,13 @@ class Calls:
         msg = self.message(env, "GET /areas/{cell}/requests/{id}")
         try:
             verified = await requests.authenticate(self.consent, msg)
-            body = await requests.poll(self.consent, msg, verified.keyid, rest, self.public_url + self.hub_prefix[len(self.base_path):])
+            body = await requests.poll(
+                self.consent,
+                msg,
+                verified.keyid,
+                rest,
+                self.public_url + self.hub_prefix[len(self.base_path) :],
+            )
         except ConsentError:
             return None
         if body.get("status") != "fulfilled":
@@ -209,7 +221,9 @@ class Calls:
         consent = self.consent
         route = "POST /areas/{cell}/requests" if area else "POST /api/agency/v1/requests"
         expected = (
-            f"{self.base_path}/areas/{self.area}/requests" if area else f"{self.hub_prefix}/api/agency/v1/requests"
+            f"{self.base_path}/areas/{self.area}/requests"
+            if area
+            else f"{self.hub_prefix}/api/agency/v1/requests"
         )
         msg = self.message(env, route)
         if env.method != "POST" or env.path != expected:

@@ -111,7 +111,9 @@ class RelayLink:
     async def run(self) -> None:
         backoff = 1.0
         while True:
-            self.status.set("connecting" if self.status.state in ("off", "connecting") else "retrying", self.status.detail)
+            self.status.set(
+                "connecting" if self.status.state in ("off", "connecting") else "retrying", self.status.detail
+            )
             nc: Client | None = None
             try:
                 nc = await self._connect()
@@ -187,7 +189,9 @@ class RelayLink:
                 wire.queue_subject(hub_id),
                 durable=wire.consumer_name(hub_id),
                 stream=wire.QUEUE_STREAM,
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_ack_pending=FETCH_BATCH * 2),
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT, ack_wait=60, max_ack_pending=FETCH_BATCH * 2
+                ),
             )
         ]
         if self.relay.area is not None:
@@ -197,16 +201,16 @@ class RelayLink:
                     durable=wire.consumer_name(hub_id),
                     stream=wire.AREA_STREAM,
                     config=ConsumerConfig(
-                        ack_policy=AckPolicy.EXPLICIT, ack_wait=60, deliver_policy=DeliverPolicy.ALL,
+                        ack_policy=AckPolicy.EXPLICIT,
+                        ack_wait=60,
+                        deliver_policy=DeliverPolicy.ALL,
                         max_ack_pending=FETCH_BATCH * 2,
                     ),
                 )  # fmt: skip
             )
         self.status.set("connected", "", str(nc.connected_url.netloc if nc.connected_url else ""))
         log.info("relay link connected: %s", self.hub_url)
-        await asyncio.gather(
-            *(self._consume(nc, sub, area=i == 1) for i, sub in enumerate(consumers))
-        )
+        await asyncio.gather(*(self._consume(nc, sub, area=i == 1) for i, sub in enumerate(consumers)))
 
     # --- queued requests --------------------------------------------------------------------------
 
@@ -338,7 +342,9 @@ class RelayLink:
                             raise _Abandoned("no credit from the relay") from exc
                     if state["cancelled"]:
                         raise _Abandoned("the relay cancelled the transfer")
-                    await nc.publish(reply, chunk[offset : offset + wire.CHUNK], headers={wire.H_SEQ: str(seq)})
+                    await nc.publish(
+                        reply, chunk[offset : offset + wire.CHUNK], headers={wire.H_SEQ: str(seq)}
+                    )
                     seq += 1
                     state["window"] -= 1
             await nc.publish(reply, b"", headers={wire.H_END: "ok"})

@@ -104,7 +104,9 @@ def cluster(tmp: Path, size: int = 3) -> list[NatsNode]:
             f"jetstream {{ store_dir: {store} }}\n"
             f"cluster {{ name: c1, listen: 127.0.0.1:{route_ports[i]}, routes: [{routes}] }}\n"
         )
-        nodes.append(NatsNode(f"n{i + 1}", client_ports[i], store, tmp / f"nats{i + 1}.log", ["-c", str(conf)]))
+        nodes.append(
+            NatsNode(f"n{i + 1}", client_ports[i], store, tmp / f"nats{i + 1}.log", ["-c", str(conf)])
+        )
     for node in nodes:
         node.start()
     return nodes
@@ -149,7 +151,9 @@ class RelayProcess:
         return self.proc.returncode
 
 
-def start_relay(tmp: Path, nats: list[str], *extra: str, port: int | None = None, name: str = "relay") -> RelayProcess:
+def start_relay(
+    tmp: Path, nats: list[str], *extra: str, port: int | None = None, name: str = "relay"
+) -> RelayProcess:
     relay = RelayProcess(nats, port or free_port(), tmp / f"{name}.log", list(extra))
     relay.start()
     return relay

@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tarfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,11 @@ pytestmark = pytest.mark.skipif(shutil.which("age") is None, reason="needs the a
 
 def agency_cli(*args: str) -> Any:
     proc = subprocess.run(
-        [sys.executable, "-m", "hub.agency_client", *args], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "hub.agency_client", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
@@ -49,7 +52,9 @@ class Relayed:
         self.nats: NatsNode = single_node(tmp / "nats")
         self.relay = start_relay(tmp, [self.nats.url])
         (tmp / "hub").mkdir()
-        self.hub: HubEnv = start_hub_env(tmp / "hub", extra_config=relay_config([self.nats.url], self.relay.url) + hub_config)
+        self.hub: HubEnv = start_hub_env(
+            tmp / "hub", extra_config=relay_config([self.nats.url], self.relay.url) + hub_config
+        )
         wait_for(lambda: registered(self.relay, self.hub.hub_id), 30, "the hub registered with the relay")
 
     @property
@@ -71,7 +76,9 @@ class Relayed:
 
     def approve_through_relay(self, request_id: str, sha256: str, start: float, end: float) -> dict[str, Any]:
         compact = self.hub.sign(self.hub.approval(request_id, sha256, start, end))
-        r = http("POST", f"{self.hub_url}/api/v1/decisions", compact.encode(), {"Content-Type": "application/jose"})
+        r = http(
+            "POST", f"{self.hub_url}/api/v1/decisions", compact.encode(), {"Content-Type": "application/jose"}
+        )
         assert r.status == 201, r.body
         return r.json()
 
@@ -92,7 +99,9 @@ def relayed(tmp_path: Path) -> Iterator[Relayed]:
         env.stop()
 
 
-def test_request_approve_through_the_relay_fetch_and_decrypt_with_stock_age(relayed: Relayed, tmp_path: Path) -> None:
+def test_request_approve_through_the_relay_fetch_and_decrypt_with_stock_age(
+    relayed: Relayed, tmp_path: Path
+) -> None:
     hub = relayed.hub
     start, end = hub.t0 + 10, hub.t0 + 50
     asked = relayed.ask(start, end)
@@ -107,7 +116,9 @@ def test_request_approve_through_the_relay_fetch_and_decrypt_with_stock_age(rela
     wait_for(lambda: relayed.status(request_id)["status"] == "fulfilled", 60, "fulfilled")
     state = relayed.status(request_id)
     # Poll answers that came through the relay point at the relay (§7.1).
-    assert all(d["url"].startswith(f"{relayed.hub_url}/api/agency/v1/deliveries/") for d in state["deliveries"])
+    assert all(
+        d["url"].startswith(f"{relayed.hub_url}/api/agency/v1/deliveries/") for d in state["deliveries"]
+    )
 
     out = tmp_path / "fetched"
     fetched = agency_cli(
@@ -124,11 +135,114 @@ def test_request_approve_through_the_relay_fetch_and_decrypt_with_stock_age(rela
         timeout=60,
     )
     with tarfile.open(tar_path) as tar:
-        assert sorted(tar.getnames()) == sorted([f"clip-{CAMERA}.mp4", "manifest.json", "manifest.jws", "audit-proof.json"])
+        assert sorted(tar.getnames()) == sorted(
+            [f"clip-{CAMERA}.mp4", "manifest.json", "manifest.jws", "audit-proof.json"]
+        )
     manifest = delivery.verify_tar(tar_path, hub.client().hub()["public_jwk"], tmp_path / "plain").manifest
-    assert (manifest["hub_id"], manifest["request_id"], manifest["request_sha256"]) == (hub.hub_id, request_id, sha256)
+    assert (manifest["hub_id"], manifest["request_id"], manifest["request_sha256"]) == (
+        hub.hub_id,
+        request_id,
+        sha256,
+    )
 
     entries = hub.audit_entries()
-    received = [e for e in entries if e["type"] == "request.received" and e["data"]["request_id"] == request_id]
+    received = [
+        e for e in entries if e["type"] == "request.received" and e["data"]["request_id"] == request_id
+    ]
     egress = [e for e in entries if e["type"] == "egress.delivery" and e["data"]["request_id"] == request_id]
     assert len(received) == 1 and len(egress) == 1
+
+
+def test_a_request_sent_while_the_hub_is_offline_waits_and_is_taken_when_it_returns(relayed: Relayed) -> None:
+    hub = relayed.hub
+    hub.daemon.stop()
+    asked = relayed.ask(hub.t0 + 10, hub.t0 + 30)
+    # The agency cannot tell "offline" from "pending": the same 202, then the same poll answer.
+    assert asked["status"] == "pending"
+    offline = relayed.status(asked["id"])
+    assert set(offline) == {"id", "status", "respond_by"} and offline["status"] == "pending"
+    assert offline["respond_by"] == asked["respond_by"]
+    # Everything else needs the hub: a clear 503, never a hang.
+    r = http("POST", f"{relayed.hub_url}/api/v1/decisions", b"x.y.z", {"Content-Type": "application/jose"})
+    assert r.status == 503 and r.json()["error"] == "hub_unavailable" and "Retry-After" in r.headers
+
+    # Restart the relay while the request waits: it is in JetStream, not in the gateway.
+    relayed.relay.stop()
+    relayed.relay.start()
+    hub.restart()
+    wait_for(lambda: hub.poll(asked["id"]).status == 200, 60, "the hub took the queued request on return")
+    online = relayed.status(asked["id"])
+    assert online == offline  # the hub's own answer, through the relay, is the one the relay gave
+    received = [e for e in hub.audit_entries() if e["type"] == "request.received"]
+    assert [e["data"]["request_id"] for e in received] == [asked["id"]]
+
+
+def test_a_request_refused_after_it_waited_says_why(relayed: Relayed) -> None:
+    hub = relayed.hub
+    hub.daemon.stop()
+    # A clip that ends in the future (§2.1) is refused by the hub, not by the relay (it reads nothing).
+    asked = relayed.ask(time.time() - 30, time.time() + 3600)
+    hub.restart()
+    wait_for(lambda: relayed.status(asked["id"])["status"] == "refused", 60, "refused")
+    refused = relayed.status(asked["id"])
+    assert refused["error"] == "invalid_field" and refused["respond_by"] == asked["respond_by"]
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Iterator[Relayed]:
+    env = Relayed.__new__(Relayed)
+    env.tmp = tmp_path
+    env.nats = single_node(tmp_path / "nats")
+    env.relay = start_relay(tmp_path, [env.nats.url])
+    (tmp_path / "hub").mkdir()
+    env.hub = start_hub_env(
+        tmp_path / "hub", extra_config=relay_config([env.nats.url], env.relay.url), noise=True
+    )
+    try:
+        wait_for(lambda: registered(env.relay, env.hub.hub_id), 30, "registered")
+        yield env
+    finally:
+        env.stop()
+
+
+def test_a_revoke_stops_a_delivery_in_flight_through_the_relay(big: Relayed, tmp_path: Path) -> None:
+    import http.client as httpclient
+    from urllib.parse import urlsplit
+
+    from hub.agency_client import Agency
+
+    hub = big.hub
+    start, end = hub.t0 + 5, hub.t0 + 75
+    asked = big.ask(start, end)
+    wait_for(lambda: hub.poll(asked["id"]).status == 200, 30, "taken")
+    big.approve_through_relay(asked["id"], asked["request_sha256"], start, end)
+    wait_for(lambda: big.status(asked["id"])["status"] == "fulfilled", 120, "fulfilled")
+    item = big.status(asked["id"])["deliveries"][0]
+    # Far more than the relay's window (4 MiB) and the sockets' buffers: the revoke lands mid-way.
+    assert item["bytes"] > 40 * 1024 * 1024, item
+
+    headers = Agency(hub.agency.directory, big.hub_url).sign_headers("GET", item["url"], b"", None)
+    conn = httpclient.HTTPConnection(urlsplit(big.relay.url).netloc, timeout=60)
+    conn.request("GET", urlsplit(item["url"]).path, headers=headers)
+    resp = conn.getresponse()
+    assert resp.status == 200 and int(resp.headers["Content-Length"]) == item["bytes"]
+    got = len(resp.read(1024 * 1024))
+    # The owner revokes (through the relay) while the agency holds the transfer open.
+    compact = hub.sign({"decision": "revoke", "request_id": asked["id"]})
+    r = http(
+        "POST", f"{big.hub_url}/api/v1/decisions", compact.encode(), {"Content-Type": "application/jose"}
+    )
+    assert r.status == 201, r.body
+    while True:
+        try:
+            chunk = resp.read(1024 * 1024)
+        except httpclient.IncompleteRead as exc:
+            got += len(exc.partial)
+            break
+        if not chunk:
+            break
+        got += len(chunk)
+    conn.close()
+    assert got < item["bytes"], "the whole delivery went out after the revoke"
+    stopped = [e for e in hub.audit_entries() if e["type"] == "egress.delivery.stopped"]
+    assert len(stopped) == 1 and stopped[0]["data"]["code"] == "grant_revoked"
