@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 from aiohttp import web
 from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
 
@@ -45,6 +46,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # What a hub's answer may set on the agency's response; everything else is dropped.
 FORWARDED_FIELDS = ("content-type", "retry-after", "location", "cache-control", "camhub-answer-signature")
 REGISTRATION_CACHE_S = 5.0
+PERSIST_S = 8.0
+_NATS_ERRORS = (TimeoutError, nats.errors.Error, nats.js.errors.Error)
 HUB_OFFLINE_RETRY_S = 30
 
 
@@ -56,6 +59,11 @@ class GatewayLimits:
     hub_burst: int = 100
     call_timeout_s: float = 15.0
     write_timeout_s: float = wire.STREAM_IDLE_S
+
+
+def _queue_full(exc: APIError) -> bool:
+    # JetStream's refusal under `discard_new_per_subject` (err_code 10077).
+    return exc.err_code == 10077 or "maximum messages per subject" in (exc.description or "").lower()
 
 
 class RelayError(ConsentError):
@@ -209,21 +217,25 @@ class Gateway:
         rid = wire.request_id(claims.keyid, claims.nonce)
         respond_by = claims.created + respond_by_s
         headers = {**env.request_headers(), "Nats-Msg-Id": rid}
+        # The index first: a request is never in the queue without the entry that answers its polls.
+        entry = {"keyid": claims.keyid, "respond_by": respond_by, "stream": "", "seq": 0}
+        index_key = wire.index_key(scope, rid)
+        await self._persist(lambda: self.engine.index.put(index_key, json.dumps(entry).encode()))
         try:
-            ack = await self.engine.js.publish(subject, env.body, headers=headers, timeout=5)
+            # Retried with the same Nats-Msg-Id: a publish whose ack was lost (a node dying, a leader
+            # election) is stored once, and the retry reads `duplicate` instead of a second copy.
+            ack = await self._persist(
+                lambda: self.engine.js.publish(subject, env.body, headers=headers, timeout=2)
+            )
         except APIError as exc:
-            if "maximum messages per subject" in str(exc).lower() or exc.err_code == 10077:
-                raise RelayError(
-                    "queue_full", "too many requests are waiting; try later", 429, retry_after=60
-                ) from exc
+            if _queue_full(exc):
+                raise RelayError("queue_full", "too many requests are waiting; try later", 429, retry_after=60) from exc
             log.warning("queueing a request failed: %s", exc)
-            raise RelayError(
-                "relay_unavailable", "the queue refused the request", 503, retry_after=5
-            ) from exc
-        except (TimeoutError, nats.errors.NoRespondersError) as exc:
-            raise RelayError("relay_unavailable", "the queue did not answer", 503, retry_after=5) from exc
-        entry = {"keyid": claims.keyid, "respond_by": respond_by, "stream": ack.stream, "seq": ack.seq}
-        await self.engine.index.put(wire.index_key(scope, rid), json.dumps(entry).encode())
+            raise RelayError("relay_unavailable", "the queue refused the request", 503, retry_after=5) from exc
+        entry.update(stream=ack.stream, seq=ack.seq)
+        with contextlib.suppress(*_NATS_ERRORS):
+            # Only an optimisation (the relay checks by sequence whether it is still queued).
+            await self.engine.index.put(index_key, json.dumps(entry).encode())
         return web.json_response(
             {"id": rid, "status": "pending", "respond_by": rfc3339.format(respond_by)}, status=202
         )
@@ -249,6 +261,24 @@ class Gateway:
         except ConsentError:
             return None
         return doc if isinstance(doc, dict) and doc.get("keyid") == claimed else None
+
+    async def _persist(self, op: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one JetStream write, retrying for up to PERSIST_S while the cluster cannot take it
+        (a node lost, a leader being elected); then 503 with Retry-After."""
+        deadline = time.monotonic() + PERSIST_S
+        while True:
+            try:
+                return await op()
+            except APIError as exc:
+                if _queue_full(exc) or (exc.code is not None and exc.code < 500):
+                    raise
+                failure: Exception = exc
+            except _NATS_ERRORS as exc:
+                failure = exc
+            if time.monotonic() >= deadline:
+                log.warning("JetStream write failed: %r", failure)
+                raise RelayError("relay_unavailable", "the relay's queue is not reachable", 503, retry_after=5)
+            await asyncio.sleep(0.2)
 
     @staticmethod
     def _status_of(request_id: str, entry: dict[str, Any]) -> dict[str, Any]:

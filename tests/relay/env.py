@@ -92,6 +92,7 @@ def single_node(tmp: Path) -> NatsNode:
 
 def cluster(tmp: Path, size: int = 3) -> list[NatsNode]:
     need_nats()
+    tmp.mkdir(parents=True, exist_ok=True)
     client_ports = [free_port() for _ in range(size)]
     route_ports = [free_port() for _ in range(size)]
     routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in route_ports)
@@ -131,10 +132,11 @@ class RelayProcess:
         args = [*RELAY, "--bind", "127.0.0.1", "--port", str(self.port), "--public-url", self.url]
         for url in self.nats:
             args += ["--nats", url]
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen([*args, *self.extra], stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_for(lambda: f"camhub-relay ready url={self.url}" in self.log() or self.proc.poll() is not None,
+        wait_for(lambda: f"camhub-relay ready url={self.url}" in self.log()[offset:] or self.proc.poll() is not None,
                  timeout, "relay ready")  # fmt: skip
         assert self.proc.poll() is None, self.log()
 
