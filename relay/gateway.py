@@ -229,9 +229,13 @@ class Gateway:
             )
         except APIError as exc:
             if _queue_full(exc):
-                raise RelayError("queue_full", "too many requests are waiting; try later", 429, retry_after=60) from exc
+                raise RelayError(
+                    "queue_full", "too many requests are waiting; try later", 429, retry_after=60
+                ) from exc
             log.warning("queueing a request failed: %s", exc)
-            raise RelayError("relay_unavailable", "the queue refused the request", 503, retry_after=5) from exc
+            raise RelayError(
+                "relay_unavailable", "the queue refused the request", 503, retry_after=5
+            ) from exc
         entry.update(stream=ack.stream, seq=ack.seq)
         with contextlib.suppress(*_NATS_ERRORS):
             # Only an optimisation (the relay checks by sequence whether it is still queued).
@@ -277,7 +281,9 @@ class Gateway:
                 failure = exc
             if time.monotonic() >= deadline:
                 log.warning("JetStream write failed: %r", failure)
-                raise RelayError("relay_unavailable", "the relay's queue is not reachable", 503, retry_after=5)
+                raise RelayError(
+                    "relay_unavailable", "the relay's queue is not reachable", 503, retry_after=5
+                )
             await asyncio.sleep(0.2)
 
     @staticmethod

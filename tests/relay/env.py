@@ -161,9 +161,9 @@ def start_relay(
     return relay
 
 
-def relay_config(nats: list[str], public_url: str, area: str | None = None) -> str:
+def relay_config(nats: list[str], public_url: str, area: str | None = None, extra: str = "") -> str:
     urls = ", ".join(f'"{u}"' for u in nats)
-    lines = f'\n[relay]\nurl = [{urls}]\npublic_url = "{public_url}"\nreconnect_max_s = 2\n'
+    lines = f'\n[relay]\nurl = [{urls}]\npublic_url = "{public_url}"\nreconnect_max_s = 2\n{extra}'
     if area:
         lines += f'area = "{area}"\n'
     return lines

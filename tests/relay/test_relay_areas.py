@@ -25,7 +25,11 @@ CELL, OTHER_CELL = "u33db", "u33dc"
 
 def agency_cli(*args: str) -> Any:
     proc = subprocess.run(
-        [sys.executable, "-m", "hub.agency_client", *args], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "hub.agency_client", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
@@ -52,7 +56,11 @@ def test_an_area_request_reaches_the_two_opted_in_hubs_and_not_the_third(tmp_pat
             for other in (b, c):
                 other.add_agency(a.agency, "Town PD")  # all three trust the same agency
             for hub in hubs:
-                wait_for(lambda h=hub: http("GET", f"{relay.url}/hubs/{h.hub_id}/api/v1/hub").status == 200, 30, "registered")
+                wait_for(
+                    lambda h=hub: http("GET", f"{relay.url}/hubs/{h.hub_id}/api/v1/hub").status == 200,
+                    30,
+                    "registered",
+                )
 
             key = str(a.agency.directory)
             start, end = a.t0 + 10, a.t0 + 40
@@ -64,7 +72,9 @@ def test_an_area_request_reaches_the_two_opted_in_hubs_and_not_the_third(tmp_pat
             rid, sha256 = asked["id"], asked["request_sha256"]
             assert asked["status"] == "pending"
             for hub in (a, b):
-                wait_for(lambda h=hub: h.poll(rid, agency=a.agency).status == 200, 30, "an opted-in hub took it")
+                wait_for(
+                    lambda h=hub: h.poll(rid, agency=a.agency).status == 200, 30, "an opted-in hub took it"
+                )
             # The third hub (another cell) never got it: not in its database, nothing in its log.
             assert c.poll(rid, agency=a.agency).status == 404
             assert not [e for e in c.audit_entries() if e["type"] == "request.received"]
@@ -78,12 +88,18 @@ def test_an_area_request_reaches_the_two_opted_in_hubs_and_not_the_third(tmp_pat
             # Hub B's owner declines (nothing changes for the agency); hub A's owner approves.
             assert b.decide({"decision": "decline", "request_id": rid, "request_sha256": sha256,
                              "recipient": a.agency.keyid}).status == 201  # fmt: skip
-            assert agency_cli("status", "--relay", relay.url, "--area", CELL, "--key", key, "--", rid) == before
+            assert (
+                agency_cli("status", "--relay", relay.url, "--area", CELL, "--key", key, "--", rid) == before
+            )
             r = a.decide(a.approval(rid, sha256, start, end))
             assert r.status == 201, r.body
             wait_for(
-                lambda: agency_cli("status", "--relay", relay.url, "--area", CELL, "--key", key, "--", rid)["status"]
-                == "fulfilled",
+                lambda: (
+                    agency_cli("status", "--relay", relay.url, "--area", CELL, "--key", key, "--", rid)[
+                        "status"
+                    ]
+                    == "fulfilled"
+                ),
                 60,
                 "fulfilled",
             )
@@ -91,7 +107,17 @@ def test_an_area_request_reaches_the_two_opted_in_hubs_and_not_the_third(tmp_pat
             # Only the approving hub is revealed, by its delivery URLs.
             assert {d["url"].split("/hubs/")[1].split("/")[0] for d in after["deliveries"]} == {a.hub_id}
             fetched = agency_cli(
-                "fetch", "--relay", relay.url, "--area", CELL, "--key", key, "--out", str(tmp_path / "out"), "--", rid
+                "fetch",
+                "--relay",
+                relay.url,
+                "--area",
+                CELL,
+                "--key",
+                key,
+                "--out",
+                str(tmp_path / "out"),
+                "--",
+                rid,
             )
             assert [f["hub_id"] for f in fetched] == [a.hub_id] and fetched[0]["camera"] == CAMERA
         finally:

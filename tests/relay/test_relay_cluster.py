@@ -19,7 +19,11 @@ def test_one_node_killed_mid_flow_and_a_relay_restart_lose_no_queued_request(tmp
     urls = [n.url for n in nodes]
     relay = start_relay(tmp_path, urls, "--replicas", "3")
     (tmp_path / "hub").mkdir()
-    hub = start_hub_env(tmp_path / "hub", extra_config=relay_config(urls, relay.url), consent="agency_requests_per_hour = 1000\n")
+    hub = start_hub_env(
+        tmp_path / "hub",
+        extra_config=relay_config(urls, relay.url),
+        consent="agency_requests_per_hour = 1000\n",
+    )
     with stopping(*nodes, relay, hub):
         hub_url = f"{relay.url}/hubs/{hub.hub_id}"
         agency = Agency(hub.agency.directory, hub_url)
