@@ -501,8 +501,15 @@ async def settings(request: web.Request) -> web.Response:
             },
             "https_port": config.https_port,
             "clock_synced": _clock_synced(request),
+            # The outbound link to a camhub-relay (PROTOCOL §7): connected / retrying, or null.
+            "relay": _relay_status(request),
         }
     )
+
+
+def _relay_status(request: web.Request) -> dict[str, Any] | None:
+    uplink = request.app[SERVICES].uplink
+    return None if uplink is None else uplink.describe()
 
 
 async def audit_entries(request: web.Request) -> web.Response:
