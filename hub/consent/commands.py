@@ -304,7 +304,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 # Options whose value is an id (base64url: JWK thumbprints, request ids, hub ids) that may start
 # with "-", which argparse would take for an option ("expected one argument"): 1 in 32 keyids.
-ID_OPTIONS = frozenset({"--recipient", "--request-id", "--kid", "--hub-id", "--keyid"})
+ID_OPTIONS = frozenset({"--recipient", "--request-id", "--kid", "--hub-id", "--keyid", "--hub"})
 
 
 def join_id_options(argv: list[str]) -> list[str]:
