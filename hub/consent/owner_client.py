@@ -9,6 +9,7 @@ posted over plain HTTP(S) with the standard library. It uses only the public pro
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import ssl
 import time
@@ -105,8 +106,18 @@ def http_json(
 
 
 def hub_identity(url: str, cafile: str | None = None) -> dict[str, Any]:
-    """`GET /api/v1/hub` (§1)."""
-    return http_json("GET", url.rstrip("/") + "/api/v1/hub", cafile=cafile)
+    """`GET /api/v1/hub` (§1). Through a relay (`{relay}/hubs/{hub_id}`, §7.1) the answer comes from
+    the relay, which is not trusted: its key must hash to the hub_id in the URL."""
+    doc = http_json("GET", url.rstrip("/") + "/api/v1/hub", cafile=cafile)
+    pinned = re.search(r"/hubs/([A-Za-z0-9_-]{43})/?$", url)
+    if pinned is not None:
+        try:
+            ok = doc["hub_id"] == pinned.group(1) and jwk_thumbprint(doc["public_jwk"]) == pinned.group(1)
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise HubHTTPError(0, {"error": "wrong_hub", "detail": "the relay answered for another hub"})
+    return doc
 
 
 def enroll_first(

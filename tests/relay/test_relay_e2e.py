@@ -111,8 +111,24 @@ def test_request_approve_through_the_relay_fetch_and_decrypt_with_stock_age(
     # The request the hub stored is the one the agency signed, under the id both sides derive.
     assert relayed.status(request_id)["status"] == "pending"
 
-    decided = relayed.approve_through_relay(request_id, sha256, start, end)
-    assert decided["request_id"] == request_id
+    # The owner, away from home, approves with the owner CLI through the relay (§7.3).
+    from cryptography.hazmat.primitives import serialization
+
+    owner_key = tmp_path / "owner.key"
+    owner_key.write_bytes(
+        hub.owner.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    owner_key.chmod(0o600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hub", "owner", "approve", "--url", relayed.hub_url, "--key", str(owner_key),
+         "--request-id", request_id, "--request-sha256", sha256, "--recipient", hub.agency.keyid,
+         "--camera", CAMERA, "--start", rfc3339.format(start), "--end", rfc3339.format(end), "--valid-hours", "1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["request_id"] == request_id
     wait_for(lambda: relayed.status(request_id)["status"] == "fulfilled", 60, "fulfilled")
     state = relayed.status(request_id)
     # Poll answers that came through the relay point at the relay (§7.1).

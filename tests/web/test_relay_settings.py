@@ -10,7 +10,9 @@ from tests.relay.env import relay_config, single_node, start_relay, stopping
 from tests.web.conftest import CAMERAS, login
 
 
-def test_settings_show_the_relay_link_connected_then_retrying(make_hub: Any, context: Any, tmp_path: Path) -> None:
+def test_settings_show_the_relay_link_connected_then_retrying(
+    make_hub: Any, context: Any, tmp_path: Path
+) -> None:
     nats = single_node(tmp_path / "nats")
     relay = start_relay(tmp_path, [nats.url])
     with stopping(nats, relay):
