@@ -209,18 +209,26 @@ class Agency:
             )
         return results
 
-    def live(self, request_id: str, out: Path, seconds: float, camera: str | None = None) -> dict[str, Any]:
-        """§2.4: watch the granted livestream over WHEP and stream-copy up to `seconds` to the MP4 `out`."""
+    def live(
+        self, request_id: str, out: Path, seconds: float, camera: str | None = None,
+        turn: tuple[str, str, str] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """§2.4: watch the granted livestream over WHEP and stream-copy up to `seconds` to the MP4 `out`.
+        `turn` (url, username, password): media only through that TURN server (through a relay, §7.3)."""
         import asyncio
 
+        from hub.egress.ice import turn_configuration
         from hub.egress.whep_client import WhepError, save_livestream
 
+        configuration = turn_configuration(*turn) if turn else None
         state = self.status(request_id)
         if state.get("status") != "live":
             raise AgencyError(f"request {request_id} is {state.get('status')}, not live")
         url = state["live"]["url"] + (f"?camera={camera}" if camera else "")
         try:
-            frames = asyncio.run(save_livestream(url, out, seconds, sign=self.sign_headers))
+            frames = asyncio.run(
+                save_livestream(url, out, seconds, sign=self.sign_headers, configuration=configuration)
+            )
         except WhepError as exc:
             raise AgencyError(f"HTTP {exc.status}: {exc.body}", exc.status) from exc
         return {"file": str(out), "frames": frames, "not_after": state["live"]["not_after"]}
@@ -290,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--camera", help="one of the granted cameras (default: the first)")
+    p.add_argument("--turn", help="through a relay: its TURN server, turn:host:port?transport=udp (§7.3)")
+    p.add_argument("--turn-username", default="")
+    p.add_argument("--turn-password", default="")
     return parser
 
 
@@ -335,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "fetch":
             _print(agency.fetch(args.request_id, args.out, args.hub_id or args.hub))
         elif args.command == "live":
-            _print(agency.live(args.request_id, args.out, args.seconds, args.camera))
+            turn = (args.turn, args.turn_username, args.turn_password) if args.turn else None
+            _print(agency.live(args.request_id, args.out, args.seconds, args.camera, turn))
     except AgencyError as exc:
         _print(exc.body if isinstance(exc.body, dict) else {"error": "agency_client", "detail": str(exc)})
         return 1

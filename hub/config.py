@@ -154,6 +154,10 @@ class RelayConfig:
     calls_burst: int = 100
     # Reconnect backoff while the relay is unreachable, from 1 s doubling up to this.
     reconnect_max_s: float = 30.0
+    # The relay's TURN server for live view through the relay (§7.3): `turn:host:port?transport=udp`.
+    turn_url: str | None = None
+    turn_username: str = ""
+    turn_password: str = ""
 
     @property
     def enabled(self) -> bool:
@@ -462,6 +466,7 @@ def _parse_discovery(v: _Validator, t: dict[str, Any]) -> DiscoveryConfig:
 
 
 _GEOHASH5 = re.compile(r"[0-9b-hjkmnp-z]{5}")
+_TURN_URL = re.compile(r"turns?:[A-Za-z0-9.\[\]:-]+:\d{1,5}(\?transport=(udp|tcp))?")
 
 
 def _nats_url(value: str) -> str | None:
@@ -474,8 +479,11 @@ def _nats_url(value: str) -> str | None:
 def _parse_relay(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> RelayConfig:
     p = "relay."
     v.unknown(
-        t, p, {"url", "public_url", "nkey_seed_file", "area", "calls_per_s", "calls_burst", "reconnect_max_s"}
-    )
+        t,
+        p,
+        {"url", "public_url", "nkey_seed_file", "area", "calls_per_s", "calls_burst", "reconnect_max_s",
+         "turn_url", "turn_username", "turn_password"},
+    )  # fmt: skip
     if not t:
         return RelayConfig()
     d = RelayConfig()
@@ -514,6 +522,24 @@ def _parse_relay(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> Rel
         calls_burst=v.get(t, p, "calls_burst", int, d.calls_burst, _range(1, 100_000)),
         reconnect_max_s=float(
             v.get(t, p, "reconnect_max_s", (int, float), d.reconnect_max_s, _range(1, 3600))
+        ),
+        turn_url=v.get(
+            t,
+            p,
+            "turn_url",
+            str,
+            None,
+            lambda s: (
+                None
+                if _TURN_URL.fullmatch(s)
+                else "must be turn:host:port or turns:host:port (?transport=udp|tcp)"
+            ),
+        ),
+        turn_username=v.get(
+            t, p, "turn_username", str, "", lambda s: None if len(s) <= 256 else "at most 256 characters"
+        ),
+        turn_password=v.get(
+            t, p, "turn_password", str, "", lambda s: None if len(s) <= 256 else "at most 256 characters"
         ),
     )
 

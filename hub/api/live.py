@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiortc import RTCConfiguration
 
 from camhub_protocol.errors import ConsentError
 from hub.api.agency import signed_message
@@ -140,6 +141,7 @@ async def open_agency_live(
     camera_query: str | None,
     content_type: str,
     prefix: str,
+    configuration: RTCConfiguration | None = None,
 ) -> tuple[str, str]:
     """§2.4 after the signature verified (directly or through a relay, §7.3): gate the grant, answer
     the offer, audit the start. Returns (SDP answer, session URL path under `prefix`)."""
@@ -190,6 +192,7 @@ async def open_agency_live(
             not_after=not_after,
             recheck=recheck,
             on_close=ended,
+            configuration=configuration,
         )
     except LiveError as exc:
         refusal = ConsentError(exc.code, exc.detail, exc.status)

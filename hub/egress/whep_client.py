@@ -24,7 +24,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 import av
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from hub.egress import passthrough
@@ -52,8 +52,10 @@ class ReceivedFrame:
 class WhepViewer:
     """One receive-only WebRTC session; decoded frames land in `frames` (bounded, oldest dropped)."""
 
-    def __init__(self, max_frames: int = 64, *, encoded: bool = False) -> None:
-        self.pc = RTCPeerConnection(rtc_configuration())
+    def __init__(
+        self, max_frames: int = 64, *, encoded: bool = False, configuration: RTCConfiguration | None = None
+    ) -> None:
+        self.pc = RTCPeerConnection(configuration or rtc_configuration())
         transceiver = self.pc.addTransceiver("video", direction="recvonly")
         self.encoded = encoded
         if encoded:
@@ -206,6 +208,7 @@ async def save_livestream(
     *,
     sign: Signer | None = None,
     timeout: float | None = None,
+    configuration: RTCConfiguration | None = None,
 ) -> int:
     """Watch a WHEP URL and stream-copy `seconds` of it into the MP4 `out`; returns the frame count.
 
@@ -213,7 +216,7 @@ async def save_livestream(
     `sign`), receive without decoding, write, then DELETE the session. Raises WhepError if refused.
     A stream the hub ends early (grant expired or revoked) leaves a shorter, still playable file.
     """
-    viewer = WhepViewer(max_frames=1024, encoded=True)
+    viewer = WhepViewer(max_frames=1024, encoded=True, configuration=configuration)
     async with aiohttp.ClientSession() as http:
         try:
             await viewer.connect(url, http, sign)

@@ -75,6 +75,7 @@ class Calls:
         hub_doc: Callable[[], dict[str, Any]],
         live: Callable[[], LiveMedia | None],
         area: str | None,
+        turn: tuple[str, str, str] | None = None,
     ) -> None:
         self.consent = consent
         parts = urlsplit(public_url)
@@ -84,6 +85,7 @@ class Calls:
         self.hub_doc = hub_doc
         self.live = live
         self.area = area
+        self.turn = turn  # (url, username, password) of the relay's TURN server, for live media
 
     @property
     def hub_prefix(self) -> str:
@@ -143,10 +145,18 @@ class Calls:
         from hub.api import live
 
         if env.method == "POST":
+            if self.turn is None:
+                # Media would have to reach the hub's own address, which nothing outside may (§7.3).
+                raise ConsentError(
+                    "no_turn", "this hub has no TURN server for live view through the relay", 503
+                )
+            from hub.egress.ice import turn_configuration
+
             query = dict(p.split("=", 1) for p in (env.query or "").split("&") if "=" in p)
             answer, location = await live.open_agency_live(
                 consent, media, msg, verified.keyid, params["grant_id"], query.get("camera"),
                 env.header("content-type") or "", self.hub_prefix + live.AGENCY_PREFIX,
+                turn_configuration(*self.turn),
             )  # fmt: skip
             return wire.Envelope(
                 fields=[("Content-Type", live.SDP), ("Location", location), ("Cache-Control", "no-store")],

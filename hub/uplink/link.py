@@ -85,6 +85,9 @@ class RelayLink:
             lambda: hub_document(consent, config.hub.name),
             live,
             self.relay.area,
+            (self.relay.turn_url, self.relay.turn_username, self.relay.turn_password)
+            if self.relay.turn_url
+            else None,
         )
         self.rate = TokenBuckets(self.relay.calls_per_s, self.relay.calls_burst)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -206,7 +209,7 @@ class RelayLink:
                         deliver_policy=DeliverPolicy.ALL,
                         max_ack_pending=FETCH_BATCH * 2,
                     ),
-                )  # fmt: skip
+                )
             )
         self.status.set("connected", "", str(nc.connected_url.netloc if nc.connected_url else ""))
         log.info("relay link connected: %s", self.hub_url)

@@ -310,7 +310,12 @@ class HubEnv:
 
 
 def start_hub_env(
-    tmp: Path, *, footage: bool = True, extra_config: str = "", consent: str = "", hub: str = "",
+    tmp: Path,
+    *,
+    footage: bool = True,
+    extra_config: str = "",
+    consent: str = "",
+    hub: str = "",
     noise: bool = False,
 ) -> HubEnv:
     """Record footage, start the daemon, enrol an owner key with the pairing code, add one agency."""

@@ -16,7 +16,13 @@ from hub.ingest.source import CodecParams, MediaPacket
 
 
 def make_h264(
-    path: Path, *, seconds: float = 4.0, fps: int = 15, gop: int = 15, width: int = 320, height: int = 240,
+    path: Path,
+    *,
+    seconds: float = 4.0,
+    fps: int = 15,
+    gop: int = 15,
+    width: int = 320,
+    height: int = 240,
     noise: bool = False,
 ) -> Path:
     """An MP4 with a moving bar, keyframe every `gop` frames, no B-frames (like a camera). With
