@@ -262,3 +262,54 @@ def test_a_revoke_stops_a_delivery_in_flight_through_the_relay(big: Relayed, tmp
     assert got < item["bytes"], "the whole delivery went out after the revoke"
     stopped = [e for e in hub.audit_entries() if e["type"] == "egress.delivery.stopped"]
     assert len(stopped) == 1 and stopped[0]["data"]["code"] == "grant_revoked"
+
+
+def test_through_the_relay_a_decline_looks_like_no_footage(relayed: Relayed) -> None:
+    """§2.2 through the relay: the relay passes the hub's one answer on, so a declined request and an
+    approved one without footage in its range answer the same bytes (bar the id and respond_by)."""
+    hub = relayed.hub
+    declined = relayed.ask(hub.t0 + 10, hub.t0 + 20)
+    # A range the hub recorded nothing in (before its footage starts).
+    empty = relayed.ask(hub.t0 - 3600, hub.t0 - 3500)
+    for asked in (declined, empty):
+        wait_for(lambda a=asked: hub.poll(a["id"]).status == 200, 30, "taken")
+    r = hub.decide({"decision": "decline", "request_id": declined["id"], "request_sha256": declined["request_sha256"],
+                    "recipient": hub.agency.keyid})  # fmt: skip
+    assert r.status == 201, r.body
+    r = hub.decide(hub.approval(empty["id"], empty["request_sha256"], hub.t0 - 3600, hub.t0 - 3500))
+    assert r.status == 201, r.body
+    # Give the empty approval's build its chance to run (it finds nothing and records nothing).
+    wait_for(lambda: _build_settled(hub), 30, "the delivery build for the empty range to finish")
+    answers = []
+    for asked in (declined, empty):
+        r = http(
+            "GET",
+            f"{relayed.hub_url}/api/agency/v1/requests/{asked['id']}",
+            headers=_signed_get(relayed, asked["id"]),
+        )
+        assert r.status == 200
+        answers.append(
+            (
+                r.json() | {"id": "-", "respond_by": "-"},
+                r.headers.get("Content-Type"),
+                len(r.body) - len(asked["id"]),
+            )
+        )
+    assert answers[0] == answers[1]
+    assert answers[0][0]["status"] == "pending"
+
+
+def _signed_get(relayed: Relayed, request_id: str) -> dict[str, str]:
+    from hub.agency_client import Agency
+
+    agency = Agency(relayed.hub.agency.directory, relayed.hub_url)
+    return agency.sign_headers("GET", f"/api/agency/v1/requests/{request_id}", b"", None)
+
+
+def _build_settled(hub: HubEnv) -> bool:
+    return "no footage" in hub.daemon.log()
+
+
+def test_the_relay_prints_ready_and_stops_on_sigterm(relayed: Relayed) -> None:
+    assert f"camhub-relay ready url={relayed.relay.url}" in relayed.relay.log()
+    assert relayed.relay.stop(timeout=5) == 0
