@@ -158,5 +158,5 @@ def test_relay_section() -> None:
         "relay.colour",
     ):
         assert key in problems, (key, problems)
-    with pytest.raises(config.ConfigError, match="relay.public_url: is required"):
+    with pytest.raises(config.ConfigError, match=r"relay\.public_url: is required"):
         config.parse({"relay": {"url": "nats://127.0.0.1:4222"}})
