@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub-rate-per-s", type=_positive(float, 0.1, 100_000), default=20.0)
     p.add_argument("--hub-burst", type=_positive(int, 1, 1_000_000), default=100)
     p.add_argument("--idle-timeout-s", type=_positive(float, 1, 3600), default=15.0)
+    p.add_argument(
+        "--write-timeout-s", type=_positive(float, 1, 300), default=30.0,
+        help="cut a delivery the client has not read for this long",
+    )  # fmt: skip
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     return p
 
@@ -67,7 +71,13 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
         gateway = Gateway(
             engine,
             args.public_url,
-            GatewayLimits(args.rate_per_s, args.burst, args.hub_rate_per_s, args.hub_burst),
+            GatewayLimits(
+                args.rate_per_s,
+                args.burst,
+                args.hub_rate_per_s,
+                args.hub_burst,
+                write_timeout_s=args.write_timeout_s,
+            ),  # fmt: skip
         )
         runner = web.AppRunner(
             gateway.app(),

@@ -205,11 +205,12 @@ def test_a_request_refused_after_it_waited_says_why(relayed: Relayed) -> None:
 
 
 @pytest.fixture
-def big(tmp_path: Path) -> Iterator[Relayed]:
+def big(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Relayed]:
+    """A hub with ~1 MB/s of footage, so a 70 s delivery is far bigger than every buffer on the way."""
     env = Relayed.__new__(Relayed)
     env.tmp = tmp_path
     env.nats = single_node(tmp_path / "nats")
-    env.relay = start_relay(tmp_path, [env.nats.url])
+    env.relay = start_relay(tmp_path, [env.nats.url], *getattr(request, "param", ()))
     (tmp_path / "hub").mkdir()
     env.hub = start_hub_env(
         tmp_path / "hub", extra_config=relay_config([env.nats.url], env.relay.url), noise=True
@@ -313,3 +314,35 @@ def _build_settled(hub: HubEnv) -> bool:
 def test_the_relay_prints_ready_and_stops_on_sigterm(relayed: Relayed) -> None:
     assert f"camhub-relay ready url={relayed.relay.url}" in relayed.relay.log()
     assert relayed.relay.stop(timeout=5) == 0
+
+
+@pytest.mark.parametrize("big", [("--write-timeout-s", "2")], indirect=True)
+def test_an_agency_that_stops_reading_is_cut_and_the_hub_stops_sending(big: Relayed) -> None:
+    import http.client as httpclient
+    from urllib.parse import urlsplit
+
+    from hub.agency_client import Agency
+
+    hub = big.hub
+    start, end = hub.t0 + 5, hub.t0 + 75
+    asked = big.ask(start, end)
+    wait_for(lambda: hub.poll(asked["id"]).status == 200, 30, "taken")
+    big.approve_through_relay(asked["id"], asked["request_sha256"], start, end)
+    wait_for(lambda: big.status(asked["id"])["status"] == "fulfilled", 120, "fulfilled")
+    item = big.status(asked["id"])["deliveries"][0]
+    headers = Agency(hub.agency.directory, big.hub_url).sign_headers("GET", item["url"], b"", None)
+    conn = httpclient.HTTPConnection(urlsplit(big.relay.url).netloc, timeout=60)
+    conn.request("GET", urlsplit(item["url"]).path, headers=headers)
+    resp = conn.getresponse()
+    assert resp.status == 200
+    # Read nothing: the relay cuts the connection after --write-timeout-s and the hub, told so, stops.
+    wait_for(lambda: "abandoned" in hub.daemon.log(), 60, "the hub gave the transfer up")
+    assert "cut" in big.relay.log()
+    got = 0
+    try:
+        while chunk := resp.read(1024 * 1024):
+            got += len(chunk)
+    except httpclient.IncompleteRead as exc:
+        got += len(exc.partial)
+    conn.close()
+    assert got < item["bytes"]
