@@ -225,10 +225,21 @@ class Agency:
         if state.get("status") != "live":
             raise AgencyError(f"request {request_id} is {state.get('status')}, not live")
         url = state["live"]["url"] + (f"?camera={camera}" if camera else "")
+        # The answer must be signed by this hub's key (camhub_protocol/whep.py): through a relay its
+        # id is in the URL, which pins the key the relay hands out.
+        hub = self.hub()
+        pinned = re.search(r"/hubs/([A-Za-z0-9_-]{43})$", self.base_path)
+        if jwk_thumbprint(hub["public_jwk"]) != hub["hub_id"] or (
+            pinned and hub["hub_id"] != pinned.group(1)
+        ):
+            raise AgencyError("the hub's key does not match the expected hub_id")
         try:
             frames = asyncio.run(
-                save_livestream(url, out, seconds, sign=self.sign_headers, configuration=configuration)
-            )
+                save_livestream(
+                    url, out, seconds, sign=self.sign_headers, configuration=configuration,
+                    hub_jwk=hub["public_jwk"],
+                )
+            )  # fmt: skip
         except WhepError as exc:
             raise AgencyError(f"HTTP {exc.status}: {exc.body}", exc.status) from exc
         return {"file": str(out), "frames": frames, "not_after": state["live"]["not_after"]}

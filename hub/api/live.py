@@ -39,6 +39,7 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCConfiguration
 
+from camhub_protocol import whep
 from camhub_protocol.errors import ConsentError
 from hub.api.agency import signed_message
 from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, SessionError, require_owner, session_alive
@@ -129,7 +130,15 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
         consent, media, msg, verified.keyid, request.match_info["grant_id"], request.query.get("camera"),
         request.content_type, AGENCY_PREFIX,
     )  # fmt: skip
-    return _answer(answer, location)
+    response = _answer(answer, location)
+    response.headers[whep.HEADER] = answer_signature(consent, msg.body, answer)
+    return response
+
+
+def answer_signature(consent: ConsentService, offer: bytes, answer: str) -> str:
+    """The hub's signature over an agency's offer and its answer (camhub_protocol/whep.py): whatever
+    carried the answer (a relay) cannot swap the DTLS fingerprint in it unnoticed."""
+    return whep.sign_answer(consent.hub_key.private_key, consent.hub_id, offer, answer.encode())
 
 
 async def open_agency_live(

@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
@@ -27,6 +28,8 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from camhub_protocol import whep
+from camhub_protocol.errors import JWSError
 from hub.egress import passthrough
 from hub.egress.ice import rtc_configuration
 
@@ -113,8 +116,11 @@ class WhepViewer:
         url: str,
         http: aiohttp.ClientSession,
         sign: Signer | None = None,
+        hub_jwk: dict[str, Any] | None = None,
     ) -> None:
-        """POST the offer to a WHEP endpoint, apply the answer; raises WhepError on a non-201."""
+        """POST the offer to a WHEP endpoint, apply the answer; raises WhepError on a non-201.
+        With `hub_jwk`, the answer must carry the hub's signature over this offer and answer
+        (camhub_protocol/whep.py), else WhepError 403 and the answer is never applied."""
         body = (await self.offer()).encode()
         headers = {"Content-Type": "application/sdp"}
         headers.update(await _headers(sign, "POST", url, body, "application/sdp"))
@@ -126,6 +132,11 @@ class WhepViewer:
             if not location:
                 raise WhepError(resp.status, "201 without a Location header")
             self.resource_url = urljoin(str(resp.url), location)
+            if hub_jwk is not None:
+                try:
+                    whep.verify_answer(resp.headers.get(whep.HEADER), hub_jwk, body, await resp.read())
+                except JWSError as exc:
+                    raise WhepError(403, f"the answer is not the hub's: {exc.code}") from exc
         await self.accept(text)
 
     async def wait_frames(self, count: int, timeout: float) -> None:
@@ -209,6 +220,7 @@ async def save_livestream(
     sign: Signer | None = None,
     timeout: float | None = None,
     configuration: RTCConfiguration | None = None,
+    hub_jwk: dict[str, Any] | None = None,
 ) -> int:
     """Watch a WHEP URL and stream-copy `seconds` of it into the MP4 `out`; returns the frame count.
 
@@ -219,7 +231,7 @@ async def save_livestream(
     viewer = WhepViewer(max_frames=1024, encoded=True, configuration=configuration)
     async with aiohttp.ClientSession() as http:
         try:
-            await viewer.connect(url, http, sign)
+            await viewer.connect(url, http, sign, hub_jwk)
             count = await viewer.record_mp4(out, seconds, timeout if timeout is not None else seconds + 30)
             if not viewer.ended.is_set():
                 with contextlib.suppress(aiohttp.ClientError):

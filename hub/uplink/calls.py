@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from camhub_protocol import relay_wire as wire
+from camhub_protocol import whep
 from camhub_protocol.delivery import CONTENT_TYPE as DELIVERY_CONTENT_TYPE
 from camhub_protocol.errors import ConsentError
 from hub.api.guards import RELAYED
@@ -159,7 +160,12 @@ class Calls:
                 turn_configuration(*self.turn),
             )  # fmt: skip
             return wire.Envelope(
-                fields=[("Content-Type", live.SDP), ("Location", location), ("Cache-Control", "no-store")],
+                fields=[
+                    ("Content-Type", live.SDP),
+                    ("Location", location),
+                    ("Cache-Control", "no-store"),
+                    (whep.HEADER, live.answer_signature(consent, env.body, answer)),
+                ],
                 body=answer.encode(),
                 status=201,
             )
