@@ -90,7 +90,13 @@ class Calls:
 
     @property
     def hub_prefix(self) -> str:
+        """The path prefix of this hub on the relay (what agencies sign, §7.1)."""
         return f"{self.base_path}/hubs/{self.consent.hub_id}"
+
+    @property
+    def hub_url(self) -> str:
+        """This hub on the relay: where polls answered through it point deliveries and live."""
+        return f"{self.public_url}/hubs/{self.consent.hub_id}"
 
     def message(self, env: wire.Envelope, route: str) -> requests.SignedMessage:
         return requests.SignedMessage(
@@ -135,7 +141,7 @@ class Calls:
                 msg,
                 verified.keyid,
                 params["id"],
-                self.public_url + self.hub_prefix[len(self.base_path) :],
+                self.hub_url,
             )
             return wire.json_answer(200, body)
         if pattern == "/api/agency/v1/deliveries/{id}":
@@ -220,7 +226,7 @@ class Calls:
                 msg,
                 verified.keyid,
                 rest,
-                self.public_url + self.hub_prefix[len(self.base_path) :],
+                self.hub_url,
             )
         except ConsentError:
             return None

@@ -167,10 +167,11 @@ class RelayLink:
     async def _close(self, nc: Client) -> None:
         for task in list(self._tasks):
             task.cancel()
+        # Bounded so that the daemon still stops within its 3 s (hub/daemon.py STOP_TIMEOUT_SECONDS).
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=2.0)
+            await asyncio.wait(list(self._tasks), timeout=1.0)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.close(), 2.0)
+            await asyncio.wait_for(nc.close(), 1.0)
 
     async def _register(self, nc: Client) -> None:
         doc = {
