@@ -77,7 +77,7 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
                 args.hub_rate_per_s,
                 args.hub_burst,
                 write_timeout_s=args.write_timeout_s,
-            ),  # fmt: skip
+            ),
         )
         runner = web.AppRunner(
             gateway.app(),
