@@ -120,7 +120,7 @@ class SimHub:
     async def _consume(self, sub: Any) -> None:
         while self.nc is not None and not self.nc.is_closed:
             try:
-                msgs = await sub.fetch(batch=32, timeout=1)
+                msgs = await sub.fetch(batch=1, timeout=1)  # as the hub does (hub/uplink/link.py)
             except (TimeoutError, nats.errors.Error):
                 continue
             except asyncio.CancelledError:
