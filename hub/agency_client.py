@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyrage import x25519
 
-from camhub_protocol import httpsig
+from camhub_protocol import httpsig, sealed_bodies
 from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk, write_secret
 
 SIGNING_KEY = "agency.key"
@@ -144,10 +144,32 @@ class Agency:
             }
             body = json.dumps(doc).encode("utf-8")
             answer = self._json("POST", "/requests", body, "application/json")
+        elif self.pinned_hub is not None:
+            # Through a relay (§7.6): sealed to the hub's recipient, which its pinned key vouches for.
+            recipient = sealed_bodies.verified_recipient(self.pinned_hub_document())
+            body = json.dumps({"hub": self.pinned_hub, **fields}).encode("utf-8")
+            sealed = sealed_bodies.seal(body, recipient)
+            answer = self._json("POST", "/api/agency/v1/requests", sealed, sealed_bodies.CONTENT_TYPE)
         else:
             body = json.dumps({"hub": hub_id or self.hub()["hub_id"], **fields}).encode("utf-8")
             answer = self._json("POST", "/api/agency/v1/requests", body, "application/json")
         return {**answer, "request_sha256": hashlib.sha256(body).hexdigest()}
+
+    @property
+    def pinned_hub(self) -> str | None:
+        """The hub id in a relay URL (`{relay}/hubs/{hub_id}`), which pins the hub's key (§7.1)."""
+        pinned = re.search(r"/hubs/([A-Za-z0-9_-]{43})$", self.base_path)
+        return pinned.group(1) if pinned else None
+
+    def pinned_hub_document(self) -> dict[str, Any]:
+        """`GET …/api/v1/hub` through the relay, refused unless its key hashes to the pinned hub id."""
+        hub = self.hub()
+        if (
+            jwk_thumbprint(hub.get("public_jwk", {})) != self.pinned_hub
+            or hub.get("hub_id") != self.pinned_hub
+        ):
+            raise AgencyError("the relay answered with another hub's key")
+        return hub
 
     def status(self, request_id: str) -> dict[str, Any]:
         """§2.2 (§7.4 for an area request)."""

@@ -1,10 +1,10 @@
 """The relay's HTTP side (PROTOCOL §7): a stateless aiohttp gateway in front of NATS JetStream.
 
     GET    /hubs/{hub_id}/api/v1/hub                               from the hub's registration (KV)
-    POST   /hubs/{hub_id}/api/agency/v1/requests                   queued in JetStream, 202 at once (§7.2)
+    POST   /hubs/{hub_id}/api/agency/v1/requests                   sealed (§7.6), queued in JetStream, 202 at once (§7.2)
     GET    /hubs/{hub_id}/api/agency/v1/requests/{id}              forwarded; from the index while the hub is away
     GET    /hubs/{hub_id}/api/agency/v1/deliveries/{id}            streamed from the hub, flow-controlled (§7.3)
-    POST   /hubs/{hub_id}/api/v1/decisions                         forwarded (owner JWS)
+    POST   /hubs/{hub_id}/api/v1/decisions                         sealed (§7.6), forwarded (owner JWS)
     POST   /hubs/{hub_id}/api/agency/v1/live/{grant_id}            forwarded (WHEP offer → answer)
     DELETE /hubs/{hub_id}/api/agency/v1/live/{grant_id}[/{sid}]    forwarded
     POST   /areas/{cell}/requests                                  queued for the cell (§7.4)
@@ -34,7 +34,7 @@ from aiohttp import web
 from nats.js.errors import APIError, KeyNotFoundError, NotFoundError
 
 from camhub_protocol import relay_wire as wire
-from camhub_protocol import rfc3339
+from camhub_protocol import rfc3339, sealed_bodies
 from camhub_protocol.errors import ConsentError
 from camhub_protocol.limits import TokenBuckets, client_key, retry_after_header
 from relay.engine import Engine
@@ -85,11 +85,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return _error(exc)
     except web.HTTPRequestEntityTooLarge:
         return _error(RelayError("body_too_large", f"body over {wire.MAX_BODY_BYTES} bytes", 413))
-    except (
-        nats.errors.ConnectionClosedError,
-        nats.errors.NoServersError,
-        nats.errors.ConnectionReconnectingError,
-    ):
+    except (TimeoutError, nats.errors.Error, nats.js.errors.Error) as exc:
+        # NATS or JetStream cannot answer now (a node lost, a reconnect, a leader election): a clear
+        # 503 with Retry-After. (Left alone, aiohttp turns a TimeoutError into a bare 504.)
+        log.warning("%s %s: NATS unavailable: %r", request.method, request.path[:80], exc)
         return _error(
             RelayError("relay_unavailable", "the relay's queue is not reachable", 503, retry_after=5)
         )
@@ -118,7 +117,7 @@ class Gateway:
         app.router.add_post(f"{hub}/api/agency/v1/requests", self.post_request)
         app.router.add_get(f"{hub}/api/agency/v1/requests/{{id}}", self.get_request, allow_head=False)
         app.router.add_get(f"{hub}/api/agency/v1/deliveries/{{id}}", self.get_delivery, allow_head=False)
-        app.router.add_post(f"{hub}/api/v1/decisions", self.forward)
+        app.router.add_post(f"{hub}/api/v1/decisions", self.post_decision)
         app.router.add_post(f"{hub}/api/agency/v1/live/{{grant_id}}", self.forward)
         app.router.add_delete(f"{hub}/api/agency/v1/live/{{grant_id}}", self.forward)
         app.router.add_delete(f"{hub}/api/agency/v1/live/{{grant_id}}/{{session_id}}", self.forward)
@@ -244,8 +243,20 @@ class Gateway:
             {"id": rid, "status": "pending", "respond_by": rfc3339.format(respond_by)}, status=202
         )
 
+    @staticmethod
+    def _require_sealed(request: web.Request) -> None:
+        """§7.6: the relay does not carry a request or a decision it could read — a client that sends
+        one in clear is told to seal it to the hub (whose recipient `GET …/api/v1/hub` states)."""
+        if request.content_type != sealed_bodies.CONTENT_TYPE:
+            raise RelayError(
+                "seal_to_hub",
+                "through a relay, send the body sealed to the hub (Content-Type: application/age)",
+                415,
+            )
+
     async def post_request(self, request: web.Request) -> web.StreamResponse:
         hub_id = request.match_info["hub_id"]
+        self._require_sealed(request)
         registration = await self.registration(hub_id)
         respond_by_s = float(registration.get("respond_by_s") or wire.DEFAULT_RESPOND_BY_S)
         env = await self.envelope(request)
@@ -328,6 +339,10 @@ class Gateway:
         if answer is None:
             raise self._offline()
         return self._respond(answer)
+
+    async def post_decision(self, request: web.Request) -> web.StreamResponse:
+        self._require_sealed(request)
+        return await self.forward(request)
 
     async def get_delivery(self, request: web.Request) -> web.StreamResponse:
         """Pass a delivery through chunk by chunk; the hub sends a chunk only for a credit the relay

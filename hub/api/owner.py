@@ -20,6 +20,7 @@ import json
 
 from aiohttp import web
 
+from camhub_protocol import sealed_bodies
 from camhub_protocol.errors import ConsentError
 from hub.api.session import check_owner_local, require_owner
 from hub.consent import decisions, owners
@@ -38,6 +39,9 @@ def _consent(request: web.Request) -> ConsentService:
 
 
 async def _jose_body(request: web.Request) -> bytes:
+    if request.content_type == sealed_bodies.CONTENT_TYPE:
+        # A decision sealed to the hub (PROTOCOL §7.6), as owner tools send it through a relay.
+        return _consent(request).open_sealed(await request.read()).strip()
     if request.content_type != JOSE:
         raise ConsentError("unsupported_media_type", f"Content-Type must be {JOSE}", 415)
     return (await request.read()).strip()

@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from camhub_protocol import jws, rfc3339
+from camhub_protocol import jws, rfc3339, sealed_bodies
 from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk, write_secret
 
 DECISION_TYP = "camhub-decision+jws"
@@ -132,9 +132,20 @@ def post_decision(url: str, compact: str, cafile: str | None = None, path: str =
 
 
 def decide(url: str, key: Ed25519PrivateKey, fields: dict[str, Any], cafile: str | None = None) -> Any:
-    """Sign `fields` for the hub at `url` (its hub_id read from `GET /api/v1/hub`) and post it."""
-    hub_id = hub_identity(url, cafile)["hub_id"]
-    return post_decision(url, sign_decision(key, hub_id, fields), cafile)
+    """Sign `fields` for the hub at `url` (its hub_id read from `GET /api/v1/hub`) and post it.
+    Through a relay (`{relay}/hubs/{hub_id}`) the JWS is sealed to the hub (PROTOCOL §7.6)."""
+    hub = hub_identity(url, cafile)
+    compact = sign_decision(key, hub["hub_id"], fields)
+    if re.search(r"/hubs/[A-Za-z0-9_-]{43}/?$", url):
+        return post_sealed_decision(url, hub, compact, cafile)
+    return post_decision(url, compact, cafile)
+
+
+def post_sealed_decision(url: str, hub: dict[str, Any], compact: str, cafile: str | None = None) -> Any:
+    """POST a decision sealed to the hub's recipient (checked with the hub key in `hub`)."""
+    recipient = sealed_bodies.verified_recipient(hub)
+    body = sealed_bodies.seal(compact.encode("ascii"), recipient)
+    return http_json("POST", url.rstrip("/") + "/api/v1/decisions", body, sealed_bodies.CONTENT_TYPE, cafile)
 
 
 def confirm_time(url: str, key: Ed25519PrivateKey, cafile: str | None = None) -> Any:

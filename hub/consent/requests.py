@@ -27,7 +27,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from camhub_protocol import httpsig, rfc3339
+from camhub_protocol import httpsig, rfc3339, sealed_bodies
 from camhub_protocol.errors import ConsentError, SignatureError
 from camhub_protocol.keys import public_key_from_jwk
 from camhub_protocol.structured_fields import InnerList, parse_dictionary
@@ -323,18 +323,25 @@ async def submit(
     area request (§7.4) comes with `area` = (cell, this hub's cameras)."""
     keyid = verified.keyid
     now = svc.now()
+    body = msg.body
     try:
         content_type = next((v for k, v in msg.headers if k.lower() == "content-type"), "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            raise ConsentError("unsupported_media_type", "Content-Type must be application/json", 415)
+        if sealed_bodies.is_sealed(content_type):
+            # §7.6: the JSON request sealed to this hub (what a relay carries); the signature covered
+            # the sealed bytes, the digest the owner signs over is of the JSON inside.
+            body = svc.open_sealed(msg.body)
+        elif content_type.split(";")[0].strip().lower() != "application/json":
+            raise ConsentError(
+                "unsupported_media_type", "Content-Type must be application/json (or application/age)", 415
+            )
         if respond_by is not None and respond_by <= now:
             raise ConsentError(
                 "respond_by_passed", "the request waited in the queue past its respond_by", 400
             )
         if area is not None:
-            fields = parse_area_body(msg.body, area[0], area[1], now)
+            fields = parse_area_body(body, area[0], area[1], now)
         else:
-            fields = parse_body(msg.body, svc.hub_id, now)
+            fields = parse_body(body, svc.hub_id, now)
         wait = svc.agency_limits.take(keyid, time.monotonic())
         if wait > 0:
             raise ConsentError(
@@ -350,7 +357,7 @@ async def submit(
     record = q.RequestRecord(
         id=request_id or new_id(),
         agency_keyid=keyid,
-        body_sha256=hashlib.sha256(msg.body).hexdigest(),
+        body_sha256=hashlib.sha256(body).hexdigest(),
         kind=fields.kind,
         cameras=fields.cameras,
         start_at=fields.start,
@@ -360,7 +367,7 @@ async def submit(
         respond_by=respond_by if respond_by is not None else now + svc.config.consent.respond_by_days * 86400,
         state="pending",
     )
-    await svc.store.run(q.insert_request, record, msg.body)
+    await svc.store.run(q.insert_request, record, body)
     if record.kind == "clip":
         # Add this request's ranges instead of re-reading every pending request: a full refresh per
         # submission made each one O(pending requests), the top of the daemon's profile with 50

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from camhub_protocol import relay_wire as wire
-from camhub_protocol import whep
+from camhub_protocol import sealed_bodies, whep
 from camhub_protocol.delivery import CONTENT_TYPE as DELIVERY_CONTENT_TYPE
 from camhub_protocol.errors import ConsentError
 from hub.api.guards import RELAYED
@@ -126,9 +126,16 @@ class Calls:
         if pattern == "/api/v1/hub":
             return wire.json_answer(200, self.hub_doc())
         if pattern == "/api/v1/decisions":
-            if (env.header("content-type") or "").split(";")[0].strip().lower() != "application/jose":
-                raise ConsentError("unsupported_media_type", "Content-Type must be application/jose", 415)
-            result = await decisions.submit(consent, env.body.strip(), route=f"relay {route}")
+            content_type = env.header("content-type")
+            if sealed_bodies.is_sealed(content_type):
+                compact = consent.open_sealed(env.body)  # §7.6: the relay could not read it
+            elif (content_type or "").split(";")[0].strip().lower() == "application/jose":
+                compact = env.body
+            else:
+                raise ConsentError(
+                    "unsupported_media_type", "Content-Type must be application/age or application/jose", 415
+                )
+            result = await decisions.submit(consent, compact.strip(), route=f"relay {route}")
             return wire.json_answer(201, result)
         if pattern == "/api/agency/v1/requests":
             # §7.2: requests come through the queue, never as a live call.
@@ -296,8 +303,8 @@ class Retry(Exception):
 
 
 def hub_document(consent: ConsentService, name: str) -> dict[str, Any]:
-    """The §1 identity document (what `GET /api/v1/hub` answers)."""
-    return {"hub_id": consent.hub_id, "public_jwk": consent.hub_key.public_jwk, "name": name, "protocol": 1}
+    """The §1 identity document (what `GET /api/v1/hub` answers), with the §7.6 recipient."""
+    return consent.identity_document(name)
 
 
 def dumps(doc: object) -> bytes:

@@ -8,6 +8,7 @@ relay restart loses nothing; a revoke stops a delivery in flight.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import shutil
@@ -38,6 +39,12 @@ def agency_cli(*args: str) -> Any:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout)
+
+
+def decide_through_relay(hub_url: str, compact: str) -> dict[str, Any]:
+    from hub.consent import owner_client
+
+    return owner_client.post_sealed_decision(hub_url, owner_client.hub_identity(hub_url), compact)
 
 
 def registered(relay: RelayProcess, hub_id: str) -> bool:
@@ -75,12 +82,11 @@ class Relayed:
         )  # fmt: skip
 
     def approve_through_relay(self, request_id: str, sha256: str, start: float, end: float) -> dict[str, Any]:
-        compact = self.hub.sign(self.hub.approval(request_id, sha256, start, end))
-        r = http(
-            "POST", f"{self.hub_url}/api/v1/decisions", compact.encode(), {"Content-Type": "application/jose"}
-        )
-        assert r.status == 201, r.body
-        return r.json()
+        return self.decide_through_relay(self.hub.sign(self.hub.approval(request_id, sha256, start, end)))
+
+    def decide_through_relay(self, compact: str) -> dict[str, Any]:
+        """An owner decision through the relay, sealed to the hub as owner tools send it (§7.6)."""
+        return decide_through_relay(self.hub_url, compact)
 
     def stop(self) -> None:
         for stop in (self.hub.stop, self.relay.stop, self.nats.stop):
@@ -178,9 +184,15 @@ def test_a_request_sent_while_the_hub_is_offline_waits_and_is_taken_when_it_retu
     offline = relayed.status(asked["id"])
     assert set(offline) == {"id", "status", "respond_by"} and offline["status"] == "pending"
     assert offline["respond_by"] == asked["respond_by"]
-    # Everything else needs the hub: a clear 503, never a hang.
-    r = http("POST", f"{relayed.hub_url}/api/v1/decisions", b"x.y.z", {"Content-Type": "application/jose"})
+    # The relay holds it sealed to the hub (§7.6): nothing of the request is readable in JetStream.
+    queued = asyncio.run(_queued_bodies(relayed.nats.url, relayed.hub.hub_id))
+    assert len(queued) == 1 and queued[0].startswith(b"age-encryption.org/v1\n")
+    assert b"bike stolen" not in queued[0] and b"desk@pd.example" not in queued[0]
+    # Everything else needs the hub: a clear 503, never a hang; and nothing in clear.
+    r = http("POST", f"{relayed.hub_url}/api/v1/decisions", b"x.y.z", {"Content-Type": "application/age"})
     assert r.status == 503 and r.json()["error"] == "hub_unavailable" and "Retry-After" in r.headers
+    r = http("POST", f"{relayed.hub_url}/api/v1/decisions", b"x.y.z", {"Content-Type": "application/jose"})
+    assert r.status == 415 and r.json()["error"] == "seal_to_hub"
 
     # Restart the relay while the request waits: it is in JetStream, not in the gateway.
     relayed.relay.stop()
@@ -245,11 +257,7 @@ def test_a_revoke_stops_a_delivery_in_flight_through_the_relay(big: Relayed, tmp
     assert resp.status == 200 and int(resp.headers["Content-Length"]) == item["bytes"]
     got = len(resp.read(1024 * 1024))
     # The owner revokes (through the relay) while the agency holds the transfer open.
-    compact = hub.sign({"decision": "revoke", "request_id": asked["id"]})
-    r = http(
-        "POST", f"{big.hub_url}/api/v1/decisions", compact.encode(), {"Content-Type": "application/jose"}
-    )
-    assert r.status == 201, r.body
+    big.decide_through_relay(hub.sign({"decision": "revoke", "request_id": asked["id"]}))
     while True:
         try:
             chunk = resp.read(1024 * 1024)
@@ -346,3 +354,23 @@ def test_an_agency_that_stops_reading_is_cut_and_the_hub_stops_sending(big: Rela
         got += len(exc.partial)
     conn.close()
     assert got < item["bytes"]
+
+
+async def _queued_bodies(nats_url: str, hub_id: str) -> list[bytes]:
+    """The bodies waiting in the hub's queue, as the relay operator could read them."""
+    import nats
+
+    from camhub_protocol import relay_wire as wire
+
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(wire.QUEUE_STREAM)
+        bodies = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            msg = await js.get_msg(wire.QUEUE_STREAM, seq)
+            if msg.subject == wire.queue_subject(hub_id):
+                bodies.append(msg.data or b"")
+        return bodies
+    finally:
+        await nc.close()

@@ -159,3 +159,23 @@ def test_a_flood_at_the_relay_does_not_slow_the_hubs_recording(tmp_path: Path) -
         finally:
             conn.close()
         assert not gaps, [dict(g) for g in gaps]
+
+
+def test_a_nats_that_stops_answering_is_a_clear_503_never_a_504(tmp_path: Path) -> None:
+    """A NATS node that hangs (SIGSTOP: it keeps the connection but answers nothing) makes the relay
+    answer 503 `relay_unavailable` with Retry-After — aiohttp would turn the TimeoutError into a bare
+    504 (it did, under a node kill in the bench)."""
+    import signal
+
+    from tests.consent.flow_env import http
+
+    nats = single_node(tmp_path / "nats")
+    relay = start_relay(tmp_path, [nats.url])
+    with stopping(nats, relay):
+        assert nats.proc is not None
+        nats.proc.send_signal(signal.SIGSTOP)
+        try:
+            r = http("GET", f"{relay.url}/hubs/{'A' * 43}/api/v1/hub")
+        finally:
+            nats.proc.send_signal(signal.SIGCONT)
+        assert r.status == 503 and r.json()["error"] == "relay_unavailable" and "Retry-After" in r.headers

@@ -20,6 +20,7 @@ from camhub_protocol import rfc3339
 from tests.consent.flow_env import http
 from tests.faults.hubproc import SimProcess, hub_env
 from tests.relay.env import relay_config, single_node, start_relay, stopping, wait_for
+from tests.relay.test_relay_e2e import decide_through_relay
 
 TURN = shutil.which("turnserver") or "/usr/bin/turnserver"
 pytestmark = pytest.mark.skipif(not Path(TURN).exists(), reason="needs coturn (make sysdeps)")
@@ -113,11 +114,7 @@ def test_live_through_the_relay_and_turn_and_a_revoke_cuts_it(tmp_path: Path) ->
             # Revoke once media flows through TURN (the saved file grows as frames arrive).
             wait_for(lambda: long_mp4.exists() and long_mp4.stat().st_size > 20_000, 60, "media flowing")
             assert _live_starts(env) == 2
-            revoke = env.sign({"decision": "revoke", "request_id": rid})
-            r = http(
-                "POST", f"{hub_url}/api/v1/decisions", revoke.encode(), {"Content-Type": "application/jose"}
-            )
-            assert r.status == 201, r.body
+            decide_through_relay(hub_url, env.sign({"decision": "revoke", "request_id": rid}))
             out, err = viewer.communicate(timeout=60)  # ends on the cut, long before its 120 s
         finally:
             if viewer.poll() is None:
