@@ -41,10 +41,11 @@ from typing import Any
 
 import aiohttp
 import nats
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from bench import results_dir
-from camhub_protocol import httpsig
+from camhub_protocol import httpsig, sealed_bodies
 from camhub_protocol import relay_wire as wire
 
 RESULTS = results_dir()
@@ -85,6 +86,8 @@ class SimHub:
 
     def __init__(self, hub_id: str) -> None:
         self.hub_id = hub_id
+        # What agencies seal requests to (PROTOCOL §7.6), as a hub derives it from its key.
+        self.recipient = sealed_bodies.hub_identity(Ed25519PrivateKey.generate())[1]
         self.nc: nats.NATS | None = None
         self.received: dict[str, float] = {}  # request id → when it arrived from the queue
 
@@ -137,6 +140,14 @@ class SimHub:
         if self.nc is not None:
             nc, self.nc = self.nc, None
             await nc.close()
+
+
+def sealed_request(
+    agency: Any, url: str, hub_id: str, recipient: str
+) -> tuple[str, str, bytes, dict[str, str]]:
+    """A request as camhub-agency sends it through a relay: sealed to the hub, then signed."""
+    body = sealed_bodies.seal(body_for(hub_id), recipient)
+    return "POST", url, body, signed(agency, "POST", url, body, sealed_bodies.CONTENT_TYPE)
 
 
 def fake_hub_id(i: int) -> str:
@@ -221,11 +232,13 @@ def body_for(hub_id: str) -> bytes:
     }).encode()  # fmt: skip
 
 
-def signed(agency: Any, method: str, url: str, body: bytes) -> dict[str, str]:
+def signed(
+    agency: Any, method: str, url: str, body: bytes, content_type: str = "application/json"
+) -> dict[str, str]:
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    headers: list[tuple[str, str]] = [("Content-Type", "application/json")] if body else []
+    headers: list[tuple[str, str]] = [("Content-Type", content_type)] if body else []
     headers += httpsig.sign_request(
         method=method, authority=parts.netloc, path=parts.path, query=None, headers=headers, body=body,
         private_key=agency.key, keyid=agency.keyid, created=int(time.time()), scheme="http",
@@ -299,6 +312,7 @@ async def measure(tmp: Path, smoke: bool) -> dict[str, Any]:
             consent="agency_requests_per_hour = 1000000",
             extra_config=f'\n[relay]\nurl = "{nats_url}"\npublic_url = "{relay_url}"\ncalls_per_s = 10000\ncalls_burst = 100000\n',
         )  # fmt: skip
+        hub_recipient = str(hub_env.client().hub()["recipient"])
         agencies = [hub_env.agency]
         for i in range(1, n_agencies):
             a = new_agency(tmp / f"agency-{i}")
@@ -346,16 +360,27 @@ async def measure(tmp: Path, smoke: bool) -> dict[str, Any]:
             for _ in range(rounds):
                 targets = [random.randrange(active) for _ in range(int(rate * seconds))]
 
-                def via_relay(i: int, targets: list[int] = targets) -> tuple[str, str, bytes, dict[str, str]]:
-                    hub = sims[targets[i]]
-                    url = f"{relay_url}/hubs/{hub.hub_id}/api/agency/v1/requests"
-                    body = body_for(hub.hub_id)
-                    return "POST", url, body, signed(agencies[i % n_agencies], "POST", url, body)
+                # Sealed and signed before the round, so that the client's own work (age, Ed25519)
+                # does not delay the requests it measures; the same sealed requests go to the hub.
+                n = int(rate * seconds)
+                via = [
+                    sealed_request(
+                        agencies[i % n_agencies], f"{relay_url}/hubs/{sims[targets[i]].hub_id}/api/agency/v1/requests",
+                        sims[targets[i]].hub_id, sims[targets[i]].recipient,
+                    )
+                    for i in range(n)
+                ]  # fmt: skip
+                direct_url = f"{hub_env.url}/api/agency/v1/requests"
+                to = [
+                    sealed_request(agencies[i % n_agencies], direct_url, hub_env.hub_id, hub_recipient)
+                    for i in range(n)
+                ]
 
-                def to_direct(i: int) -> tuple[str, str, bytes, dict[str, str]]:
-                    url = f"{hub_env.url}/api/agency/v1/requests"
-                    body = body_for(hub_env.hub_id)
-                    return "POST", url, body, signed(agencies[i % n_agencies], "POST", url, body)
+                def via_relay(i: int, via: list[Any] = via) -> tuple[str, str, bytes, dict[str, str]]:
+                    return via[i]  # type: ignore[no-any-return]
+
+                def to_direct(i: int, to: list[Any] = to) -> tuple[str, str, bytes, dict[str, str]]:
+                    return to[i]  # type: ignore[no-any-return]
 
                 cpu0, _ = proc_stats(relay_p.pid)
                 w0 = time.perf_counter()
@@ -445,11 +470,16 @@ async def node_killed(tmp: Path, agencies: list[Any], smoke: bool) -> dict[str, 
         await asyncio.gather(*(s.connect(urls, consume=True) for s in sims))
         rate, seconds = (30.0, 2.0) if smoke else (100.0, 6.0)
 
+        prepared = [
+            sealed_request(
+                agencies[i % len(agencies)], f"{relay_url}/hubs/{sims[i % len(sims)].hub_id}/api/agency/v1/requests",
+                sims[i % len(sims)].hub_id, sims[i % len(sims)].recipient,
+            )
+            for i in range(int(rate * seconds))
+        ]  # fmt: skip
+
         def make(i: int) -> tuple[str, str, bytes, dict[str, str]]:
-            hub = sims[i % len(sims)]
-            url = f"{relay_url}/hubs/{hub.hub_id}/api/agency/v1/requests"
-            body = body_for(hub.hub_id)
-            return "POST", url, body, signed(agencies[i % len(agencies)], "POST", url, body)
+            return prepared[i]  # type: ignore[no-any-return]
 
         async def kill_later() -> None:
             await asyncio.sleep(seconds / 3)
@@ -483,6 +513,8 @@ async def node_killed(tmp: Path, agencies: list[Any], smoke: bool) -> dict[str, 
 def run(smoke: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="camhub-relay-bench-") as tmp:
         figures = asyncio.run(measure(Path(tmp), smoke))
+    if figures["request_to_202"]["relay"]["n"] == 0:
+        raise RuntimeError(f"the relay accepted no request: {figures['request_to_202']['relay_statuses']}")
     r = figures["request_to_202"]["relay"]
     added = figures["relay_added_p50_ms"]
     lost = figures["node_killed"]["lost"]
