@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages: ffmpeg (ffprobe/ffmpeg as independent clients), age (stock decrypt of deliveries),
 # chromium (real-browser tests of the owner UI), faketime (libfaketime: the daemon's clock jumps in
 # tests/faults/test_clock_jumps.py), iproute2 (`ip netns`: tests/security/test_owner_lan.py gives the hub
-# a network namespace of its own where an "internet" client can be played on loopback).
-SYSTEM_PACKAGES := ffmpeg age chromium faketime iproute2
+# a network namespace of its own where an "internet" client can be played on loopback), nats-server
+# (the JetStream engine under camhub-relay, tests/relay/) and coturn (TURN for live view through the relay).
+SYSTEM_PACKAGES := ffmpeg age chromium faketime iproute2 nats-server coturn
 
 # Test-only JavaScript for the browser tests (axe-core, injected into pages to check accessibility),
 # pinned by tests/web/package-lock.json and installed with npm ci; the hub never serves it.
@@ -54,12 +55,12 @@ test: venv sysdeps webdeps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: venv
-	$(BIN)/ruff check hub firmware_sim tests bench
-	$(BIN)/ruff format --check hub firmware_sim tests bench
+	$(BIN)/ruff check hub camhub_protocol relay firmware_sim tests bench
+	$(BIN)/ruff format --check hub camhub_protocol relay firmware_sim tests bench
 
 format: venv
-	$(BIN)/ruff format hub firmware_sim tests bench
-	$(BIN)/ruff check --fix hub firmware_sim tests bench
+	$(BIN)/ruff format hub camhub_protocol relay firmware_sim tests bench
+	$(BIN)/ruff check --fix hub camhub_protocol relay firmware_sim tests bench
 
 # Full run (<= 10 min on 2 cores): refreshes bench/results/latest.json and latest.md (committed).
 bench: venv sysdeps

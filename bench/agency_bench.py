@@ -41,7 +41,7 @@ from typing import Any
 import aiohttp
 
 from bench import results_dir
-from hub.consent import httpsig
+from camhub_protocol import httpsig
 
 RESULTS = results_dir()
 AGENCIES = 50

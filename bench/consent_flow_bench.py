@@ -31,9 +31,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pyrage import x25519
 
 from bench import results_dir
+from camhub_protocol import httpsig, jws, rfc3339
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from hub import config as config_mod
-from hub.consent import httpsig, jws, pairing, rfc3339
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from hub.consent import pairing
 from hub.daemon import running_hub
 
 RESULTS = results_dir()

@@ -88,7 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _time_arg(text: str) -> float:
     """RFC 3339 (`2026-11-20T18:00:00Z`) or unix seconds."""
-    from hub.consent import rfc3339
+    from camhub_protocol import rfc3339
 
     try:
         return float(text)

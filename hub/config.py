@@ -138,12 +138,40 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class RelayConfig:
+    """`[relay]`: the hub's one outbound link to a camhub-relay (PROTOCOL §7). Absent: no link."""
+
+    # NATS server URLs of the relay's cluster (nats:// or tls://); the client also learns the others.
+    urls: tuple[str, ...] = ()
+    # The relay's public base URL, as agencies reach it: signatures are checked against its host.
+    public_url: str = ""
+    # NATS nkey seed (a file holding `SU…`) when the relay's NATS requires nkey authentication.
+    nkey_seed_file: Path | None = None
+    # A 5-character geohash cell: opt in to the area requests of that cell (§7.4).
+    area: str | None = None
+    # Relayed calls the hub serves per second, all agencies and owners together (a token bucket).
+    calls_per_s: float = 20.0
+    calls_burst: int = 100
+    # Reconnect backoff while the relay is unreachable, from 1 s doubling up to this.
+    reconnect_max_s: float = 30.0
+    # The relay's TURN server for live view through the relay (§7.3): `turn:host:port?transport=udp`.
+    turn_url: str | None = None
+    turn_username: str = ""
+    turn_password: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.urls)
+
+
+@dataclass(frozen=True)
 class Config:
     hub: HubConfig
     cameras: tuple[CameraConfig, ...]
     storage: StorageConfig
     consent: ConsentConfig
     discovery: DiscoveryConfig
+    relay: RelayConfig = field(default_factory=RelayConfig)
 
     def camera(self, camera_id: str) -> CameraConfig | None:
         return next((c for c in self.cameras if c.id == camera_id), None)
@@ -194,15 +222,18 @@ def load(path: Path) -> Config:
 def parse(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     """Validate an already-parsed TOML document."""
     v = _Validator()
-    v.unknown(data, "", {"hub", "cameras", "storage", "consent", "discovery"})
+    v.unknown(data, "", {"hub", "cameras", "storage", "consent", "discovery", "relay"})
     hub = _parse_hub(v, v.table(data, "hub"), base_dir)
     storage = _parse_storage(v, v.table(data, "storage"))
     consent = _parse_consent(v, v.table(data, "consent"))
     discovery = _parse_discovery(v, v.table(data, "discovery"))
+    relay = _parse_relay(v, v.table(data, "relay"), base_dir)
     cameras = _parse_cameras(v, data.get("cameras", []))
     if v.problems:
         raise ConfigError(v.problems)
-    return Config(hub=hub, cameras=cameras, storage=storage, consent=consent, discovery=discovery)
+    return Config(
+        hub=hub, cameras=cameras, storage=storage, consent=consent, discovery=discovery, relay=relay
+    )
 
 
 def parse_camera(table: dict[str, Any]) -> CameraConfig:
@@ -431,6 +462,85 @@ def _parse_discovery(v: _Validator, t: dict[str, Any]) -> DiscoveryConfig:
         advertise=v.get(t, p, "advertise", bool, d.advertise),
         browse=v.get(t, p, "browse", bool, d.browse),
         interfaces=tuple(a for a in interfaces if isinstance(a, str)),
+    )
+
+
+_GEOHASH5 = re.compile(r"[0-9b-hjkmnp-z]{5}")
+_TURN_URL = re.compile(r"turns?:[A-Za-z0-9.\[\]:-]+:\d{1,5}(\?transport=(udp|tcp))?")
+
+
+def _nats_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("nats", "tls") or not parts.hostname:
+        return "must be a nats:// or tls:// URL"
+    return None
+
+
+def _parse_relay(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> RelayConfig:
+    p = "relay."
+    v.unknown(
+        t,
+        p,
+        {"url", "public_url", "nkey_seed_file", "area", "calls_per_s", "calls_burst", "reconnect_max_s",
+         "turn_url", "turn_username", "turn_password"},
+    )  # fmt: skip
+    if not t:
+        return RelayConfig()
+    d = RelayConfig()
+    raw = t.get("url")
+    urls: list[str] = []
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw or len(raw) > 16:
+        v.error(f"{p}url", "is required: a nats:// URL (or a list of up to 16, one per cluster node)")
+    else:
+        for i, url in enumerate(raw):
+            problem = _nats_url(url) if isinstance(url, str) else "must be a string"
+            if problem:
+                v.error(f"{p}url" if len(raw) == 1 else f"{p}url[{i}]", problem)
+            else:
+                urls.append(url)
+    public_url = v.get(t, p, "public_url", str, "", _http_url)
+    if "public_url" not in t:
+        v.error(f"{p}public_url", "is required: the relay's public base URL (https://relay.example)")
+    elif urlsplit(public_url).query or urlsplit(public_url).fragment:
+        v.error(f"{p}public_url", "must not have a query or fragment")
+    seed = v.get(t, p, "nkey_seed_file", str, None, lambda s: None if s else "must not be empty")
+    seed_path = Path(seed) if seed else None
+    if seed_path is not None and not seed_path.is_absolute() and base_dir is not None:
+        seed_path = (base_dir / seed_path).resolve()
+    area = v.get(
+        t, p, "area", str, None,
+        lambda s: None if _GEOHASH5.fullmatch(s) else "must be a 5-character geohash (0-9, b-z without i, l, o)",
+    )  # fmt: skip
+    return RelayConfig(
+        urls=tuple(urls),
+        public_url=public_url.rstrip("/"),
+        nkey_seed_file=seed_path,
+        area=area,
+        calls_per_s=float(v.get(t, p, "calls_per_s", (int, float), d.calls_per_s, _range(0.1, 10_000))),
+        calls_burst=v.get(t, p, "calls_burst", int, d.calls_burst, _range(1, 100_000)),
+        reconnect_max_s=float(
+            v.get(t, p, "reconnect_max_s", (int, float), d.reconnect_max_s, _range(1, 3600))
+        ),
+        turn_url=v.get(
+            t,
+            p,
+            "turn_url",
+            str,
+            None,
+            lambda s: (
+                None
+                if _TURN_URL.fullmatch(s)
+                else "must be turn:host:port or turns:host:port (?transport=udp|tcp)"
+            ),
+        ),
+        turn_username=v.get(
+            t, p, "turn_username", str, "", lambda s: None if len(s) <= 256 else "at most 256 characters"
+        ),
+        turn_password=v.get(
+            t, p, "turn_password", str, "", lambda s: None if len(s) <= 256 else "at most 256 characters"
+        ),
     )
 
 

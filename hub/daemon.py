@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from camhub_protocol.keys import HubKey
 from hub import datadir, tls
 from hub.api import make_app
 from hub.config import Config
 from hub.consent import pairing
-from hub.consent.keys import HubKey
 from hub.consent.service import ConsentService
 from hub.discovery import Discovery
 from hub.ingest.camera import Cameras
@@ -168,6 +168,14 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
             services.discovery = await _start_discovery(config, hub_key.hub_id, *advertised)
             if services.discovery is not None:
                 stack.push_async_callback(services.discovery.stop)
+
+        if config.relay.enabled:
+            # Last, once everything it forwards to is serving; one supervised task, stopped with the others.
+            from hub.api.live import LIVE_MEDIA
+            from hub.uplink.link import RelayLink
+
+            services.uplink = RelayLink(config, services.consent, lambda: app.get(LIVE_MEDIA))
+            supervisor.spawn("relay-link", services.uplink.run)
 
         log.info("camhub ready url=%s hub_id=%s", services.base_url, hub_key.hub_id)
         notifier.ready(status=f"serving {services.base_url}")

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from hub.consent.keys import write_secret
+from camhub_protocol.keys import write_secret
 
 log = logging.getLogger(__name__)
 

@@ -132,3 +132,31 @@ def test_cli_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> Non
         "hub.port: must be an integer, got a string",
         "cameras.front.url: must be rtsp:// or whip",
     ]
+
+
+def test_relay_section() -> None:
+    """`[relay]` (PROTOCOL §7): absent means no link; every key is checked and bounded."""
+    assert not config.parse({}).relay.enabled
+    relay = config.parse(
+        {"relay": {"url": ["nats://127.0.0.1:4222", "tls://n2.example:4222"], "public_url": "https://relay.example/",
+                   "area": "u33db", "turn_url": "turn:relay.example:3478?transport=udp"}}
+    ).relay  # fmt: skip
+    assert relay.enabled and relay.urls == ("nats://127.0.0.1:4222", "tls://n2.example:4222")
+    assert relay.public_url == "https://relay.example" and relay.area == "u33db"
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(
+            {"relay": {"url": "http://x", "public_url": "relay.example", "area": "u33dA", "calls_per_s": 0,
+                       "turn_url": "stun:x:1", "colour": "red"}}
+        )  # fmt: skip
+    problems = "\n".join(err.value.problems)
+    for key in (
+        "relay.url",
+        "relay.public_url",
+        "relay.area",
+        "relay.calls_per_s",
+        "relay.turn_url",
+        "relay.colour",
+    ):
+        assert key in problems, (key, problems)
+    with pytest.raises(config.ConfigError, match=r"relay\.public_url: is required"):
+        config.parse({"relay": {"url": "nats://127.0.0.1:4222"}})

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from camhub_protocol.keys import jwk_thumbprint
 from hub.consent import pairing
-from hub.consent.keys import jwk_thumbprint
 from hub.store import connect
 from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
 

@@ -1,10 +1,10 @@
-"""The per-client limits of hub/limits.py: bounded waits, never a lock, bounded memory."""
+"""The per-client limits of camhub_protocol/limits.py: bounded waits, never a lock, bounded memory."""
 
 from __future__ import annotations
 
 import pytest
 
-from hub.limits import Backoff, TokenBuckets, client_key, retry_after_header
+from camhub_protocol.limits import Backoff, TokenBuckets, client_key, retry_after_header
 
 
 def test_backoff_doubles_from_the_first_paid_failure_and_caps_at_60_s() -> None:

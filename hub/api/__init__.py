@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from camhub_protocol.limits import TokenBuckets
 from hub.api import (
     agency,
     errors,
@@ -23,7 +24,6 @@ from hub.api import (
     snapshot,
 )
 from hub.ingest import whip
-from hub.limits import TokenBuckets
 from hub.services import SERVICES, Services
 
 # Nothing an owner or agency legitimately sends is larger; footage only ever flows outwards.

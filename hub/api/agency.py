@@ -14,9 +14,9 @@ import logging
 
 from aiohttp import web
 
+from camhub_protocol.delivery import CONTENT_TYPE as DELIVERY_CONTENT_TYPE
+from camhub_protocol.errors import ConsentError, SignatureError
 from hub.consent import deliveries, requests
-from hub.consent.delivery import CONTENT_TYPE as DELIVERY_CONTENT_TYPE
-from hub.consent.errors import ConsentError, SignatureError
 from hub.consent.service import ConsentService
 from hub.services import SERVICES
 

@@ -9,9 +9,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from hub.consent.errors import ConsentError
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.limits import retry_after_header
 from hub.errors import HubError
-from hub.limits import retry_after_header
 
 log = logging.getLogger(__name__)
 

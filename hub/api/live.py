@@ -37,11 +37,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiortc import RTCConfiguration
 
+from camhub_protocol import whep
+from camhub_protocol.errors import ConsentError
 from hub.api.agency import signed_message
 from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, SessionError, require_owner, session_alive
 from hub.consent import gate, requests
-from hub.consent.errors import ConsentError
 from hub.consent.service import ConsentService
 from hub.egress import ice
 from hub.egress.webrtc import Audience, LiveError, LiveSession, LiveSessions, SessionKind
@@ -124,17 +126,43 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
     media = request.app[LIVE_MEDIA]
     msg = await signed_message(request, consent)
     verified = await requests.authenticate(consent, msg)
-    keyid = verified.keyid
-    grant_id = request.match_info["grant_id"]
+    answer, location = await open_agency_live(
+        consent, media, msg, verified.keyid, request.match_info["grant_id"], request.query.get("camera"),
+        request.content_type, AGENCY_PREFIX,
+    )  # fmt: skip
+    response = _answer(answer, location)
+    response.headers[whep.HEADER] = answer_signature(consent, msg.body, answer)
+    return response
+
+
+def answer_signature(consent: ConsentService, offer: bytes, answer: str) -> str:
+    """The hub's signature over an agency's offer and its answer (camhub_protocol/whep.py): whatever
+    carried the answer (a relay) cannot swap the DTLS fingerprint in it unnoticed."""
+    return whep.sign_answer(consent.hub_key.private_key, consent.hub_id, offer, answer.encode())
+
+
+async def open_agency_live(
+    consent: ConsentService,
+    media: LiveMedia,
+    msg: requests.SignedMessage,
+    keyid: str,
+    grant_id: str,
+    camera_query: str | None,
+    content_type: str,
+    prefix: str,
+    configuration: RTCConfiguration | None = None,
+) -> tuple[str, str]:
+    """§2.4 after the signature verified (directly or through a relay, §7.3): gate the grant, answer
+    the offer, audit the start. Returns (SDP answer, session URL path under `prefix`)."""
     actor = f"agency:{keyid}"
     try:
-        if request.content_type != SDP:
+        if content_type.split(";")[0].strip().lower() != SDP:
             raise ConsentError("unsupported_media_type", "Content-Type must be application/sdp", 415)
-        grant = await _live_grant(consent, keyid, grant_id, request.query.get("camera"), connect=True)
+        grant = await _live_grant(consent, keyid, grant_id, camera_query, connect=True)
     except ConsentError as exc:
         await requests.reject(consent, msg, exc, keyid)
         raise
-    camera = request.query.get("camera") or grant.cameras[0]
+    camera = camera_query or grant.cameras[0]
     relay = media.relays.get(camera)
     if relay is None:
         exc = ConsentError("camera_unavailable", "the camera is not streaming", 503)
@@ -173,6 +201,7 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
             not_after=not_after,
             recheck=recheck,
             on_close=ended,
+            configuration=configuration,
         )
     except LiveError as exc:
         refusal = ConsentError(exc.code, exc.detail, exc.status)
@@ -190,7 +219,7 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
         },
     )
     await consent.audit.checkpoint()
-    return _answer(answer, f"{AGENCY_PREFIX}/{grant.id}/{session.id}")
+    return answer, f"{prefix}/{grant.id}/{session.id}"
 
 
 async def delete_agency_live(request: web.Request) -> web.StreamResponse:
@@ -198,22 +227,39 @@ async def delete_agency_live(request: web.Request) -> web.StreamResponse:
     media = request.app[LIVE_MEDIA]
     msg = await signed_message(request, consent)
     verified = await requests.authenticate(consent, msg)
-    grant_id = request.match_info["grant_id"]
-    session_id = request.match_info.get("session_id")
+    await close_agency_live(
+        consent,
+        media,
+        msg,
+        verified.keyid,
+        request.match_info["grant_id"],
+        request.match_info.get("session_id"),
+    )
+    return web.Response(status=200)
+
+
+async def close_agency_live(
+    consent: ConsentService,
+    media: LiveMedia,
+    msg: requests.SignedMessage,
+    keyid: str,
+    grant_id: str,
+    session_id: str | None,
+) -> None:
+    """End this agency's sessions of a grant (one, with `session_id`); 404 if there are none."""
     mine = [
         s
         for s in media.sessions.sessions()
         if s.audience.kind is SessionKind.AGENCY
-        and s.audience.recipient == verified.keyid
+        and s.audience.recipient == keyid
         and s.audience.grant_id == grant_id
         and (session_id is None or s.id == session_id)
     ]
     if not mine:
         exc = _not_found()
-        await requests.reject(consent, msg, exc, verified.keyid)
+        await requests.reject(consent, msg, exc, keyid)
         raise exc
     await asyncio.gather(*(s.close("agency sent DELETE") for s in mine))
-    return web.Response(status=200)
 
 
 # --- owner (LAN live view) ----------------------------------------------------------------------

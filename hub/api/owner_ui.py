@@ -59,11 +59,11 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from camhub_protocol.keys import jwk_thumbprint
 from hub.api import history as history_mod
 from hub.api.session import require_owner
 from hub.api.settings import OWNER_SETTINGS
 from hub.config import CAMERA_ID_RE, MotionConfig
-from hub.consent.keys import jwk_thumbprint
 from hub.errors import BadRequest, HubError, NotFound
 from hub.record.sealed import SealedError
 from hub.services import SERVICES
@@ -594,6 +594,8 @@ async def settings(request: web.Request) -> web.Response:
             },
             "https_port": config.https_port,
             "clock_synced": _clock_synced(request),
+            # The outbound link to a camhub-relay (PROTOCOL §7): connected / retrying, or null.
+            "relay": _relay_status(request),
         }
     )
 
@@ -655,6 +657,11 @@ def _audit_names(conn: Any, entries: list[dict[str, Any]], cameras: dict[str, st
         if d is not None:
             out["deliveries"][did] = {"camera": d.camera_id, "start": d.start_at, "end": d.end_at}
     return out
+
+
+def _relay_status(request: web.Request) -> dict[str, Any] | None:
+    uplink = request.app[SERVICES].uplink
+    return None if uplink is None else uplink.describe()
 
 
 async def audit_entries(request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ no route. Owner-session routes cost an unauthenticated caller one indexed lookup
 is never slowed down on them.
 
 Beyond the bucket (`[hub] rate_limit_burst` calls at once, then `rate_limit_per_s` a second, per
-client: `hub.limits.client_key`) the answer is 429 `rate_limited` with `Retry-After`, before the
+client: `camhub_protocol.limits.client_key`) the answer is 429 `rate_limited` with `Retry-After`, before the
 handler runs (no signature verified, no body read, no scrypt). Refusals are counted in the audit log
 per route (`ConsentService.record_unauthenticated`), never one entry each.
 """
@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from camhub_protocol.limits import TokenBuckets, client_key, retry_after_header
 from hub.api.errors import error_response
 from hub.api.guards import Guard, guard_for
-from hub.limits import TokenBuckets, client_key, retry_after_header
 from hub.services import SERVICES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -9,7 +9,7 @@ How a browser becomes an owner session
   cookie: 32 random bytes, HttpOnly, SameSite=Strict, Path=/, and on HTTPS `Secure` with the
   `__Host-` prefix (so no other origin can set or shadow it). The database keeps only its SHA-256.
   Sessions expire after SESSION_LIFETIME; `POST /api/v1/session/logout` ends one at once.
-- Failed logins are limited per client with exponential backoff capped at 60 s (`hub.limits.Backoff`),
+- Failed logins are limited per client with exponential backoff capped at 60 s (`camhub_protocol.limits.Backoff`),
   never globally: a global cap let any stranger lock the owner out (issue 12). Successful logins are
   `owner.login` audit entries; failures are `owner.login_failed`, counted per reason and minute
   (`ConsentService.record_unauthenticated`) so a flood cannot grow the log (PROTOCOL §5).
@@ -56,11 +56,11 @@ from typing import Any
 
 from aiohttp import web
 
-from hub.consent import jws
-from hub.consent.errors import ConsentError
-from hub.consent.keys import public_key_from_jwk
+from camhub_protocol import jws
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.keys import public_key_from_jwk
+from camhub_protocol.limits import Backoff, client_key
 from hub.errors import HubError, RateLimited
-from hub.limits import Backoff, client_key
 from hub.services import SERVICES, Services
 from hub.store import consent as consent_q
 from hub.store import web as q

@@ -32,10 +32,10 @@ from typing import Any
 
 import rfc8785
 
-from hub.consent.checkpoint import origin_for, parse_checkpoint, sign_checkpoint
-from hub.consent.errors import AuditError
-from hub.consent.keys import HubKey
-from hub.consent.merkle import MerkleTree, leaf_hash
+from camhub_protocol.checkpoint import origin_for, parse_checkpoint, sign_checkpoint
+from camhub_protocol.errors import AuditError
+from camhub_protocol.keys import HubKey
+from camhub_protocol.merkle import MerkleTree, leaf_hash
 from hub.store import Store
 from hub.store import audit as q
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from hub.consent import rfc3339
+from camhub_protocol import rfc3339
+from camhub_protocol.errors import ConsentError
 from hub.consent.decisions import DECISION_TYP, invalid, refuse, verify_owner_jws
-from hub.consent.errors import ConsentError
 from hub.consent.service import ConsentService
 from hub.store import consent as q
 

@@ -12,7 +12,7 @@
     camhub agency remove KEYID --key FILE --url U
     camhub agency list --config FILE
     camhub audit export --config FILE DIR
-    camhub audit verify DIR --hub-key JWK                     (hub/consent/audit_verify.py)
+    camhub audit verify DIR --hub-key JWK                     (camhub_protocol/audit_verify.py)
 
 Decisions print the hub's JSON answer; an error prints `{"error","detail"}` and exits 1.
 """
@@ -132,7 +132,8 @@ def _request_fields(args: argparse.Namespace, decision: str) -> dict[str, Any]:
 def cmd_owner_approve(args: argparse.Namespace) -> int:
     import time
 
-    from hub.consent import owner_client, rfc3339
+    from camhub_protocol import rfc3339
+    from hub.consent import owner_client
 
     fields = _request_fields(args, "approve")
     live = args.live_max_seconds is not None
@@ -207,7 +208,7 @@ def cmd_owner_reset(args: argparse.Namespace) -> int:
 
 
 def cmd_owner_requests(args: argparse.Namespace) -> int:
-    from hub.consent import rfc3339
+    from camhub_protocol import rfc3339
     from hub.store import consent as q
 
     async def listing(cfg: Any, store: Any) -> list[dict[str, Any]]:
@@ -253,7 +254,7 @@ def cmd_agency_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_agency_list(args: argparse.Namespace) -> int:
-    from hub.consent import rfc3339
+    from camhub_protocol import rfc3339
     from hub.store import consent as q
 
     async def listing(cfg: Any, store: Any) -> list[dict[str, Any]]:
@@ -277,8 +278,8 @@ def cmd_agency_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
+    from camhub_protocol.keys import HubKey
     from hub.consent.audit import AuditLog
-    from hub.consent.keys import HubKey
 
     async def export(cfg: Any, store: Any) -> int:
         if not cfg.hub_key_path.exists():
@@ -293,7 +294,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from hub.consent import audit_verify
+    from camhub_protocol import audit_verify
 
     argv = [args.path, "--hub-key", args.hub_key]
     for cp in args.checkpoint:
@@ -303,7 +304,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 # Options whose value is an id (base64url: JWK thumbprints, request ids, hub ids) that may start
 # with "-", which argparse would take for an option ("expected one argument"): 1 in 32 keyids.
-ID_OPTIONS = frozenset({"--recipient", "--request-id", "--kid", "--hub-id", "--keyid"})
+ID_OPTIONS = frozenset({"--recipient", "--request-id", "--kid", "--hub-id", "--keyid", "--hub"})
 
 
 def join_id_options(argv: list[str]) -> list[str]:

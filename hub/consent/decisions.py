@@ -35,9 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.consent import jws, rfc3339
-from hub.consent.errors import ConsentError
-from hub.consent.keys import public_key_from_jwk
+from camhub_protocol import jws, rfc3339
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.keys import public_key_from_jwk
 from hub.consent.service import ConsentService
 from hub.store import consent as q
 from hub.store import transaction
@@ -231,8 +231,9 @@ def _verify_and_apply(conn: sqlite3.Connection, ctx: Context, compact: bytes, at
 DECISIONS_ROUTE = "POST /api/v1/decisions"
 
 
-async def submit(svc: ConsentService, compact: bytes) -> dict[str, Any]:
-    """Verify and apply one decision posted to `POST /api/v1/decisions`; returns the 201 body."""
+async def submit(svc: ConsentService, compact: bytes, route: str = DECISIONS_ROUTE) -> dict[str, Any]:
+    """Verify and apply one decision posted to `POST /api/v1/decisions` (through a relay: `route`
+    `relay POST /api/v1/decisions`, what refusals are counted under); returns the 201 body."""
     await svc.require_clock("owner", "decision")
     attempt = Attempt()
     try:
@@ -249,7 +250,7 @@ async def submit(svc: ConsentService, compact: bytes) -> dict[str, Any]:
         if attempt.accountable and attempt.kid is not None:
             await svc.record("decision.rejected", f"owner:{attempt.kid}", data)
         else:
-            await svc.record_unauthenticated("decision.rejected", DECISIONS_ROUTE, exc.code, data)
+            await svc.record_unauthenticated("decision.rejected", route, exc.code, data)
         raise
     decision = attempt.decision
     assert decision is not None

@@ -26,9 +26,10 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from hub.consent import gate, rfc3339
-from hub.consent.delivery import build_delivery_async, clip_name
-from hub.consent.errors import ConsentError
+from camhub_protocol import rfc3339
+from camhub_protocol.delivery import build_delivery_async, clip_name
+from camhub_protocol.errors import ConsentError
+from hub.consent import gate
 from hub.consent.requests import new_id
 from hub.consent.service import ConsentService
 from hub.record import clip as clip_mod

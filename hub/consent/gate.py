@@ -35,10 +35,15 @@ Every path that sends bytes off the box, and how it reaches the gate:
 | `POST /api/v1/owner/cameras/{camera_id}/whep` (`hub/api/live.py`) | the owner's own live view | owner session on the LAN (`require_owner`), exempt from the gate by §4 |
 | `POST /api/v1/cameras/{camera_id}/whip` (`hub/ingest/whip.py`) | nothing leaves: the camera sends media in | the camera's bearer token |
 | mDNS advertisement (`hub/discovery.py`) | hub name and hub_id | no media |
+| relay: `GET {public_url}/hubs/{hub_id}/api/agency/v1/deliveries/{id}` (`hub/uplink/calls.py` → `deliveries.open_for_fetch`, `hub/uplink/link.py` streams it over NATS) | the same age-encrypted delivery, through the relay | RFC 9421 agency signature verified by the hub against its own `[relay] public_url`, then `gate.check(kind="clip", delivery_id=…, take_fetch=True)` before the first byte and again between 1 MiB chunks (`deliveries.stream`); a chunk leaves only against the relay's credit, at most 4 MiB ahead |
+| relay: `POST {public_url}/hubs/{hub_id}/api/agency/v1/live/{grant_id}` (`hub/uplink/calls.py` → `live.open_agency_live`) | live camera media over WebRTC, signalled through the relay | as the LAN WHEP row: agency signature (against `public_url`), `gate.check(kind="live")`, the session watchdog |
+| relay: polls, decisions, `GET …/api/v1/hub`, queued requests (`hub/uplink/calls.py`) | status, ids, delivery URLs, error codes; no media | agency signature / owner JWS / public |
+| relay registration (`hub/uplink/link.py`, KV `camhub_hubs`) | hub_id, public key, name, `respond_by_s` | no media |
 
 `tests/consent/test_api_route_guards.py` enumerates the aiohttp routes against the table in
 `hub/api/guards.py` and fails if a route that can return media is behind neither the owner session
-nor this gate.
+nor this gate; `tests/relay/test_relay_guards.py` does the same for the paths a relay may reach
+(`guards.RELAYED`), and sends the hub, as a hostile relay would, calls to every other route.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from hub.consent.errors import ConsentError
+from camhub_protocol.errors import ConsentError
 from hub.store import Store, transaction
 from hub.store import consent as q
 

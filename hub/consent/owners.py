@@ -32,11 +32,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.keys import jwk_thumbprint, public_key_from_jwk
+from camhub_protocol.limits import client_key
 from hub.consent.decisions import Context, Decision, Outcome, invalid, refuse
-from hub.consent.errors import ConsentError
-from hub.consent.keys import jwk_thumbprint, public_key_from_jwk
 from hub.consent.service import ConsentService
-from hub.limits import client_key
 from hub.store import consent as q
 from hub.store import transaction
 
@@ -244,9 +244,9 @@ def reset(conn: sqlite3.Connection, now: float, actor: str) -> ResetResult:
     log, agencies and their requests are kept. Safe while the daemon runs: it reads all of this
     from the database at every check (sessions, the gate, live watchdogs within 0.5 s) and picks up
     the audit entry at its next append (`AuditLog.append`)."""
+    from camhub_protocol.merkle import leaf_hash
     from hub.consent import pairing
     from hub.consent.audit import canonical_entry, rfc3339_now
-    from hub.consent.merkle import leaf_hash
     from hub.store import audit as audit_q
     from hub.store import web as web_q
 

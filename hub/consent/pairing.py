@@ -4,7 +4,7 @@ Single use and expires after 15 minutes. Only a hash is stored (in the `meta` ta
 not readable from the database after the fact, and `camhub pair` / `camhub owner reset` (separate
 processes with a shell on the box) can replace it while the daemon runs.
 
-Wrong tries are limited per client with exponential backoff capped at 60 s (`hub.limits.Backoff`),
+Wrong tries are limited per client with exponential backoff capped at 60 s (`camhub_protocol.limits.Backoff`),
 never by a lock: the old "5 wrong tries lock pairing until restart" let any stranger on the LAN lock
 the owner out of their own new hub with five requests (issue 12). Guessing stays hopeless: 32^8
 codes, a handful of tries per client per minute, and the code expires in 15 minutes.
@@ -20,7 +20,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 
-from hub.limits import Backoff
+from camhub_protocol.limits import Backoff
 from hub.store import meta
 
 # Crockford base32 without I, L, O, U: nothing to misread when typing it from a console.

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hub.consent import rfc3339
+from camhub_protocol import rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -27,11 +27,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hub.consent import httpsig, rfc3339
-from hub.consent.errors import ConsentError, SignatureError
-from hub.consent.keys import public_key_from_jwk
+from camhub_protocol import httpsig, rfc3339, sealed_bodies
+from camhub_protocol.errors import ConsentError, SignatureError
+from camhub_protocol.keys import public_key_from_jwk
+from camhub_protocol.structured_fields import InnerList, parse_dictionary
 from hub.consent.service import NONCE_WINDOW_S, ConsentService
-from hub.consent.structured_fields import InnerList, parse_dictionary
 from hub.store import consent as q
 
 MAX_BODY_BYTES = httpsig.MAX_BODY_BYTES
@@ -118,8 +118,11 @@ async def reject(
     await svc.record_unauthenticated("request.rejected", route, exc.code, data)
 
 
-async def authenticate(svc: ConsentService, msg: SignedMessage) -> httpsig.Verified:
-    """§2: verify the RFC 9421 signature of an agency call; audit and raise on any rejection."""
+async def authenticate(
+    svc: ConsentService, msg: SignedMessage, *, queued_max_age_s: int | None = None
+) -> httpsig.Verified:
+    """§2: verify the RFC 9421 signature of an agency call; audit and raise on any rejection.
+    `queued_max_age_s`: the call was held in a relay's queue (§7.2), see `httpsig`."""
     try:
         await svc.require_clock("unauthenticated", f"{msg.method} {msg.path}")
         if len(msg.body) > MAX_BODY_BYTES:
@@ -146,6 +149,7 @@ async def authenticate(svc: ConsentService, msg: SignedMessage) -> httpsig.Verif
             resolve_key=resolve_key,
             nonce_check=nonce_check,
             scheme=msg.scheme,
+            queued_max_age_s=queued_max_age_s,
         )
     except ConsentError as exc:
         if exc.code != "clock_unsynced":
@@ -266,15 +270,78 @@ def parse_body(body: bytes, hub_id: str, now: float | None = None) -> RequestFie
     raise _field_error("kind", "must be clip or live")
 
 
-async def submit(svc: ConsentService, msg: SignedMessage, verified: httpsig.Verified) -> dict[str, Any]:
-    """§2.1: store a verified request and answer `{"id","status":"pending","respond_by"}`."""
+AREA_FIELDS = frozenset(
+    {"area", "case_id", "kind", "start", "end", "reason", "legal_basis", "contact"}
+)  # fmt: skip
+
+
+def parse_area_body(
+    body: bytes, cell: str, cameras: tuple[str, ...], now: float | None = None
+) -> RequestFields:
+    """Validate a §7.4 area request: the §2.1 rules of a clip, with `area` instead of `hub` and
+    `cameras` (the hub's own, which the owner narrows in the approval). Raises 400 like `parse_body`."""
+    try:
+        doc = json.loads(
+            body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_bad_constant
+        )
+    except ConsentError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ConsentError("invalid_json", "body is not a UTF-8 JSON document", 400) from exc
+    if not isinstance(doc, dict):
+        raise ConsentError("invalid_json", "body must be a JSON object", 400)
+    unknown = sorted(set(doc) - AREA_FIELDS)
+    if unknown:
+        raise ConsentError("unknown_field", f"unknown fields: {', '.join(unknown)}", 400)
+    if doc.get("area") != cell:
+        raise ConsentError("wrong_area", "area is not the cell of the URL", 400)
+    if doc.get("kind") != "clip":
+        raise _field_error("kind", "an area request is a clip")
+    if not cameras:
+        raise ConsentError("no_cameras", "this hub has no cameras", 400)
+    inner = {k: v for k, v in doc.items() if k != "area"}
+    fields = parse_body(
+        json.dumps({**inner, "hub": "-", "cameras": list(cameras), "live_max_seconds": None}).encode(),
+        "-",
+        now,
+    )
+    return fields
+
+
+async def submit(
+    svc: ConsentService,
+    msg: SignedMessage,
+    verified: httpsig.Verified,
+    *,
+    request_id: str | None = None,
+    respond_by: float | None = None,
+    area: tuple[str, tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
+    """§2.1: store a verified request and answer `{"id","status":"pending","respond_by"}`.
+
+    From a relay's queue (§7.2) the id and respond_by are given (derived from the signature); an
+    area request (§7.4) comes with `area` = (cell, this hub's cameras)."""
     keyid = verified.keyid
     now = svc.now()
+    body = msg.body
     try:
         content_type = next((v for k, v in msg.headers if k.lower() == "content-type"), "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            raise ConsentError("unsupported_media_type", "Content-Type must be application/json", 415)
-        fields = parse_body(msg.body, svc.hub_id, now)
+        if sealed_bodies.is_sealed(content_type):
+            # §7.6: the JSON request sealed to this hub (what a relay carries); the signature covered
+            # the sealed bytes, the digest the owner signs over is of the JSON inside.
+            body = svc.open_sealed(msg.body)
+        elif content_type.split(";")[0].strip().lower() != "application/json":
+            raise ConsentError(
+                "unsupported_media_type", "Content-Type must be application/json (or application/age)", 415
+            )
+        if respond_by is not None and respond_by <= now:
+            raise ConsentError(
+                "respond_by_passed", "the request waited in the queue past its respond_by", 400
+            )
+        if area is not None:
+            fields = parse_area_body(body, area[0], area[1], now)
+        else:
+            fields = parse_body(body, svc.hub_id, now)
         wait = svc.agency_limits.take(keyid, time.monotonic())
         if wait > 0:
             raise ConsentError(
@@ -288,19 +355,19 @@ async def submit(svc: ConsentService, msg: SignedMessage, verified: httpsig.Veri
         await reject(svc, msg, exc, keyid)
         raise
     record = q.RequestRecord(
-        id=new_id(),
+        id=request_id or new_id(),
         agency_keyid=keyid,
-        body_sha256=hashlib.sha256(msg.body).hexdigest(),
+        body_sha256=hashlib.sha256(body).hexdigest(),
         kind=fields.kind,
         cameras=fields.cameras,
         start_at=fields.start,
         end_at=fields.end,
         live_max_seconds=fields.live_max_seconds,
         received_at=now,
-        respond_by=now + svc.config.consent.respond_by_days * 86400,
+        respond_by=respond_by if respond_by is not None else now + svc.config.consent.respond_by_days * 86400,
         state="pending",
     )
-    await svc.store.run(q.insert_request, record, msg.body)
+    await svc.store.run(q.insert_request, record, body)
     if record.kind == "clip":
         # Add this request's ranges instead of re-reading every pending request: a full refresh per
         # submission made each one O(pending requests), the top of the daemon's profile with 50
@@ -361,6 +428,16 @@ async def poll(
     """§2.2: the status of one of this agency's requests; 404 (same shape) for anything else."""
     view = await svc.store.run(_poll_view, request_id[:128], keyid)
     if view.request is None:
+        refusal = await svc.store.run(q.relay_refusal, request_id[:128], keyid)
+        if refusal is not None:
+            # §7.2: a queued request refused after the agency's signature verified.
+            return {
+                "id": refusal.id,
+                "status": "refused",
+                "respond_by": rfc3339.format(refusal.respond_by),
+                "error": refusal.code,
+                "detail": refusal.detail,
+            }
         exc = ConsentError("not_found", NOT_FOUND_DETAIL, 404)
         await reject(svc, msg, exc, keyid)
         raise exc

@@ -9,6 +9,7 @@ domain logic lives in the modules named after the protocol piece they implement 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -16,16 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camhub_protocol import rfc3339, sealed_bodies
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.keys import HubKey
+from camhub_protocol.limits import TokenBuckets
 from hub.config import Config
-from hub.consent import rfc3339
 from hub.consent.audit import AuditLog
 from hub.consent.clock import ClockGuard
-from hub.consent.errors import ConsentError
 from hub.consent.gate import Deadlines
-from hub.consent.keys import HubKey
 from hub.consent.pairing import PairingGuard
 from hub.consent.rejections import RejectionCounter
-from hub.limits import TokenBuckets
 from hub.record.sealed import AtRest
 from hub.store import Store
 from hub.store import consent as q
@@ -72,6 +73,28 @@ class ConsentService:
     @property
     def hub_id(self) -> str:
         return self.hub_key.hub_id
+
+    @functools.cached_property
+    def age_identity(self) -> tuple[str, str]:
+        """(identity, recipient) the hub opens sealed bodies with (PROTOCOL §7.6), from its key."""
+        return sealed_bodies.hub_identity(self.hub_key.private_key)
+
+    def identity_document(self, name: str) -> dict[str, Any]:
+        """`GET /api/v1/hub` (PROTOCOL §1), with the age recipient bodies are sealed to (§7.6)."""
+        recipient = self.age_identity[1]
+        return {
+            "hub_id": self.hub_id,
+            "public_jwk": self.hub_key.public_jwk,
+            "name": name,
+            "protocol": 1,
+            "recipient": recipient,
+            "recipient_jws": sealed_bodies.recipient_statement(
+                self.hub_key.private_key, self.hub_id, recipient
+            ),
+        }
+
+    def open_sealed(self, body: bytes) -> bytes:
+        return sealed_bodies.open_sealed(body, self.age_identity[0])
 
     @classmethod
     async def start(
@@ -212,6 +235,7 @@ class ConsentService:
     async def _prune_loop(self) -> None:
         while True:
             await self.store.run(q.prune_nonces, self.now() - NONCE_WINDOW_S)
+            await self.store.run(q.prune_relay_refusals, self.now())
             await asyncio.sleep(NONCE_PRUNE_INTERVAL_S)
 
     def time_text(self, ts: float | None) -> str | None:

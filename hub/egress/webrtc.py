@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from hub.egress.ice import rtc_configuration
@@ -157,6 +157,7 @@ class LiveSession:
         recheck: GateCheck | None = None,
         recheck_interval_s: float = RECHECK_INTERVAL_S,
         on_close: Callable[[LiveSession], Awaitable[None]] | None = None,
+        configuration: RTCConfiguration | None = None,
     ) -> None:
         if audience.kind is SessionKind.AGENCY and (not_after is None or recheck is None):
             # An agency stream without an end and a gate re-check would outlive a revoke.
@@ -180,7 +181,9 @@ class LiveSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._answered = False  # on_close runs only for sessions that were set up (and so audited)
         self.track = RelayTrack(relay.subscribe(), may_send=self._may_send)  # RelayClosed if it is
-        self.pc = RTCPeerConnection(rtc_configuration())
+        # Through a relay (PROTOCOL §7.3) the configuration names the relay's TURN server and offers
+        # only relayed candidates; otherwise no STUN/TURN at all (hub/egress/ice.py).
+        self.pc = RTCPeerConnection(configuration or rtc_configuration())
         self.pc.on("connectionstatechange", self._on_state)
         # The relay closed (camera removed, hub stopping) or the deadline passed: end the session too.
         self.track.on("ended", lambda: self._schedule_close("camera stopped"))
@@ -354,6 +357,7 @@ class LiveSessions:
         recheck: GateCheck | None = None,
         on_close: Callable[[LiveSession], Awaitable[None]] | None = None,
         recheck_interval_s: float | None = None,
+        configuration: RTCConfiguration | None = None,
     ) -> tuple[LiveSession, str]:
         """Create a session, answer the offer, register it. Returns (session, SDP answer).
 
@@ -381,6 +385,7 @@ class LiveSessions:
                 recheck=recheck,
                 recheck_interval_s=recheck_interval_s or self.recheck_interval_s,
                 on_close=unregister,
+                configuration=configuration,
             )
         except RelayClosed:
             raise LiveError("camera_unavailable", "the camera is not streaming", status=503) from None

@@ -492,6 +492,44 @@ def record_nonce(conn: sqlite3.Connection, keyid: str, nonce: str, now: float, w
     return True
 
 
+@dataclass(frozen=True)
+class RelayRefusal:
+    id: str
+    agency_keyid: str
+    code: str
+    detail: str
+    respond_by: float
+
+
+def insert_relay_refusal(conn: sqlite3.Connection, refusal: RelayRefusal, now: float) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO relay_refusals (id, agency_keyid, code, detail, respond_by, refused_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (refusal.id, refusal.agency_keyid, refusal.code, refusal.detail[:500], refusal.respond_by, now),
+    )
+
+
+def relay_refusal(conn: sqlite3.Connection, request_id: str, keyid: str) -> RelayRefusal | None:
+    row = conn.execute(
+        "SELECT id, agency_keyid, code, detail, respond_by FROM relay_refusals"
+        " WHERE id = ? AND agency_keyid = ?",
+        (request_id, keyid),
+    ).fetchone()
+    return None if row is None else RelayRefusal(row[0], row[1], row[2], row[3], row[4])
+
+
+def relay_request_known(conn: sqlite3.Connection, request_id: str) -> bool:
+    """Whether the hub already took (or refused) a queued request with this id (§7.2 replays)."""
+    return (
+        conn.execute("SELECT 1 FROM consent_requests WHERE id = ?", (request_id,)).fetchone() is not None
+        or conn.execute("SELECT 1 FROM relay_refusals WHERE id = ?", (request_id,)).fetchone() is not None
+    )
+
+
+def prune_relay_refusals(conn: sqlite3.Connection, now: float) -> int:
+    return conn.execute("DELETE FROM relay_refusals WHERE respond_by < ?", (now,)).rowcount
+
+
 def prune_nonces(conn: sqlite3.Connection, before: float) -> int:
     return conn.execute("DELETE FROM seen_nonces WHERE seen_at <= ?", (before,)).rowcount
 

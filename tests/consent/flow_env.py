@@ -28,12 +28,13 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import httpsig, jws, rfc3339
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from hub import config as config_mod
 from hub import datadir
 from hub.agency_client import Agency
 from hub.agency_client import keygen as agency_keygen
-from hub.consent import httpsig, jws, owner_client, rfc3339
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from hub.consent import owner_client
 from hub.ingest.source import MediaPacket
 from hub.record.segmenter import Segmenter
 from hub.store import Store
@@ -47,11 +48,14 @@ SEGMENT_S = 4.0
 DECISION_TYP = "camhub-decision+jws"
 
 
-def record_footage(data_dir: Path, config_path: Path, t0: float, seconds: int = FOOTAGE_S) -> None:
-    """Index `seconds` of real H.264 (keyframe every 1 s) for CAMERA starting at wall time `t0`."""
+def record_footage(
+    data_dir: Path, config_path: Path, t0: float, seconds: int = FOOTAGE_S, noise: bool = False
+) -> None:
+    """Index `seconds` of real H.264 (keyframe every 1 s) for CAMERA starting at wall time `t0`
+    (`noise`: about 1 MB a second, for deliveries large enough to be stopped mid-transfer)."""
     cfg = config_mod.load(config_path)
     datadir.prepare(cfg)
-    source = make_h264(data_dir.parent / "source.mp4", seconds=4.0, fps=FPS, gop=FPS)
+    source = make_h264(data_dir.parent / "source.mp4", seconds=4.0, fps=FPS, gop=FPS, noise=noise)
 
     async def run() -> None:
         _, pkts = await read_packets(source, seconds * FPS)
@@ -306,7 +310,13 @@ class HubEnv:
 
 
 def start_hub_env(
-    tmp: Path, *, footage: bool = True, extra_config: str = "", consent: str = "", hub: str = ""
+    tmp: Path,
+    *,
+    footage: bool = True,
+    extra_config: str = "",
+    consent: str = "",
+    hub: str = "",
+    noise: bool = False,
 ) -> HubEnv:
     """Record footage, start the daemon, enrol an owner key with the pairing code, add one agency."""
     data_dir = tmp / "data"
@@ -318,7 +328,7 @@ def start_hub_env(
     )  # fmt: skip
     t0 = float(int(time.time()) - FOOTAGE_S - 60)
     if footage:
-        record_footage(data_dir, config, t0)
+        record_footage(data_dir, config, t0, noise=noise)
     daemon = start_daemon(config, tmp / "daemon.log")
     daemon.wait_ready()
     assert daemon.pairing_code is not None, daemon.log()

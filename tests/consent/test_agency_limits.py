@@ -68,7 +68,7 @@ def test_holds_are_listed_end_with_respond_by_and_a_decline_releases_them(hub: H
     assert hold["reason"] == "pending_request" and hold["cameras"] == [CAMERA]
     assert (hold["start"], hold["end"]) == (hub.t0 + 10, hub.t0 + 30)
     poll = hub.poll(rid).json()
-    from hub.consent import rfc3339
+    from camhub_protocol import rfc3339
 
     assert hold["until"] == pytest.approx(rfc3339.parse(poll["respond_by"]), abs=0.01)
     assert hold["agency_name"] == "Test PD"

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import rfc8785
 
-from hub.consent import audit_verify, merkle
+from camhub_protocol import audit_verify, merkle
+from camhub_protocol.checkpoint import parse_checkpoint
+from camhub_protocol.errors import AuditError
+from camhub_protocol.keys import HubKey
 from hub.consent.audit import AuditLog, canonical_entry
-from hub.consent.checkpoint import parse_checkpoint
-from hub.consent.errors import AuditError
-from hub.consent.keys import HubKey
 from hub.store import Store
 
-VERIFY_PY = Path(__file__).resolve().parents[2] / "hub" / "consent" / "audit_verify.py"
+VERIFY_PY = Path(__file__).resolve().parents[2] / "camhub_protocol" / "audit_verify.py"
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hub.consent import checkpoint
-from hub.consent.errors import AuditError
+from camhub_protocol import checkpoint
+from camhub_protocol.errors import AuditError
 
 # golang.org/x/mod/sumdb/note (note_test.go, example_test.go): an independent implementation.
 GO_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"

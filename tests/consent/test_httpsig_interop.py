@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.consent import httpsig
+from camhub_protocol import httpsig
 
 hms = pytest.importorskip("http_message_signatures")
 from http_message_signatures import algorithms  # noqa: E402

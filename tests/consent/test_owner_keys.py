@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from hub.consent import owner_client
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
 from tests.consent.flow_env import CAMERA, HubEnv, Response, http, new_agency, start_hub_env
 
 PASSWORD = "the owner's own passphrase"

@@ -20,10 +20,11 @@ import av
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import httpsig, rfc3339
 from firmware_sim.camera import SimCamera
 from hub.agency_client import Agency, keygen
 from hub.config import parse
-from hub.consent import httpsig, owner_client, pairing, rfc3339
+from hub.consent import owner_client, pairing
 from hub.consent.service import ConsentService
 from hub.daemon import running_hub
 from hub.egress.whep_client import Signer, WhepError, WhepViewer, save_livestream

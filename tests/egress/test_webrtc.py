@@ -11,8 +11,8 @@ import av
 import pytest
 from aiortc.codecs.h264 import H264Encoder
 
+from camhub_protocol.errors import ConsentError
 from firmware_sim import h264, stamp
-from hub.consent.errors import ConsentError
 from hub.egress.webrtc import Audience, LiveError, LiveSessions, SessionKind
 from hub.egress.whep_client import WhepViewer
 from hub.ingest.relay import PacketRelay

@@ -19,7 +19,7 @@ The test keeps its own model of what the owner has validly approved, written fro
   audit entry recorded for that fetch;
 - every live stream the gate allowed is covered by a valid live approval of the model;
 - every decision the model knows to be invalid was refused with the code §3 prescribes;
-- the exported audit log verifies with the stand-alone verifier (`hub.consent.audit_verify`).
+- the exported audit log verifies with the stand-alone verifier (`camhub_protocol.audit_verify`).
 """
 
 from __future__ import annotations
@@ -49,12 +49,13 @@ from hypothesis.stateful import (
     rule,
 )
 
+from camhub_protocol import audit_verify, httpsig, jws, rfc3339
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.keys import HubKey, jwk_thumbprint, okp_public_jwk
 from hub import config as config_mod
 from hub.api.live import _live_grant
-from hub.consent import audit_verify, decisions, deliveries, httpsig, jws, pairing, rfc3339
+from hub.consent import decisions, deliveries, pairing
 from hub.consent import requests as consent_requests
-from hub.consent.errors import ConsentError
-from hub.consent.keys import HubKey, jwk_thumbprint, okp_public_jwk
 from hub.consent.owners import enroll_first
 from hub.consent.service import ConsentService
 from hub.store import Store

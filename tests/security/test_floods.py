@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import jws
+from camhub_protocol.keys import okp_public_jwk
 from hub.api.guards import ROUTES
-from hub.consent import jws
-from hub.consent.keys import okp_public_jwk
 from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
 from tests.faults.hubproc import SimProcess, db, hub_env, until
 
@@ -92,7 +92,7 @@ def junk_jws() -> bytes:
     if secrets.randbelow(2):
         return secrets.token_urlsafe(40).encode()
     key = Ed25519PrivateKey.generate()
-    from hub.consent.keys import jwk_thumbprint
+    from camhub_protocol.keys import jwk_thumbprint
 
     kid = jwk_thumbprint(okp_public_jwk(key.public_key()))
     return jws.sign(b'{"v":1}', key, kid, "camhub-decision+jws").encode()

@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from hub import store
 from hub.api.session import hash_password
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
 from hub.store import consent as consent_q
 from hub.store import events as events_q
 from hub.store import segments as segments_q

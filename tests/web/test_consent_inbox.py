@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import jws
 from hub.agency_client import Agency, AgencyError
-from hub.consent import jws
 from tests.web.conftest import PASSWORD, onboard, screenshot
 
 READ_KEY_JS = """() => new Promise((resolve, reject) => {

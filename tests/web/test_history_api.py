@@ -13,13 +13,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import jws, rfc3339
+from camhub_protocol.audit_verify import load_hub_key
+from camhub_protocol.checkpoint import origin_for, parse_checkpoint
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
+from camhub_protocol.merkle import leaf_hash, verify_inclusion
 from hub.agency_client import Agency
 from hub.agency_client import keygen as agency_keygen
-from hub.consent import jws, rfc3339
-from hub.consent.audit_verify import load_hub_key
-from hub.consent.checkpoint import origin_for, parse_checkpoint
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
-from hub.consent.merkle import leaf_hash, verify_inclusion
 from tests.web.conftest import WebHub
 from tests.web.test_settings_api import Owner
 

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from camhub_protocol import httpsig
 from hub.agency_client import Agency
-from hub.consent import httpsig
 from hub.egress.whep_client import WhepViewer
 from tests.web.conftest import login, onboard, screenshot
 from tests.web.test_consent_inbox import _agency

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hub.consent.merkle import MerkleTree, leaf_hash
+from camhub_protocol.merkle import MerkleTree, leaf_hash
 from tests.web.conftest import login, onboard, screenshot
 
 

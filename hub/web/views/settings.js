@@ -174,6 +174,15 @@ function cameraRow(c, storage, reload) {
   };
 }
 
+// The hub's outbound link to a camhub-relay (PROTOCOL §7): one line, whatever its state.
+function relayState(relay) {
+  if (!relay) return "not configured (agencies reach the hub only on this network)";
+  const area = relay.area ? `, area ${relay.area}` : "";
+  if (relay.state === "connected") return `connected: agencies reach this hub at ${relay.url}${area}`;
+  const why = relay.detail ? ` (${relay.detail})` : "";
+  return `${relay.state === "connecting" ? "connecting" : "retrying"} to the relay${why}; the hub works as usual meanwhile`;
+}
+
 function storageForm(s, reload) {
   const st = h("div", { "aria-live": "polite" });
   const gb = s.storage.quota_bytes ? +(s.storage.quota_bytes / 1024 ** 3).toFixed(3) : "";
@@ -267,7 +276,8 @@ export async function render(root, ctx, message = null) {
         h("dt", {}, "Keep free"), h("dd", {}, `${s.storage.min_free_percent} % of the disk`),
         h("dt", {}, "Agencies must hear back within"), h("dd", {}, `${s.consent.respond_by_days} days`),
         h("dt", {}, "Default downloads per approval"), h("dd", {}, String(s.consent.max_fetches)),
-        h("dt", {}, "Clock"), h("dd", { id: "clock-state" }, s.consent.trust_system_clock ? "trusted (battery-backed clock)" : s.clock_synced ? "synchronised or confirmed for this boot" : "NOT confirmed: consent decisions are refused"))),
+        h("dt", {}, "Clock"), h("dd", { id: "clock-state" }, s.consent.trust_system_clock ? "trusted (battery-backed clock)" : s.clock_synced ? "synchronised or confirmed for this boot" : "NOT confirmed: consent decisions are refused"),
+        h("dt", {}, "Relay"), h("dd", { id: "relay-state" }, relayState(s.relay)))),
     holdsSection(held.holds, names),
     h("section", { class: "card", "aria-labelledby": "h-https" },
       h("h2", { id: "h-https" }, "HTTPS on your network"),
