@@ -15,7 +15,7 @@ SYSTEM_PACKAGES := ffmpeg age chromium faketime iproute2 nats-server coturn
 # pinned by tests/web/package-lock.json and installed with npm ci; the hub never serves it.
 WEBDEPS := tests/web/node_modules/.installed-stamp
 
-.PHONY: all venv sysdeps webdeps demo test lint format bench soak fuzz clean
+.PHONY: all venv sysdeps webdeps demo test lint format bench soak fuzz clean install uninstall rollback
 
 all: test
 
@@ -50,6 +50,23 @@ sysdeps:
 
 demo: venv
 	$(BIN)/camhub demo
+
+# Installing on a box (README "Installing on a box"): `sudo make install` on Debian 12 / Raspberry Pi OS
+# installs or upgrades the service; DESTDIR=DIR lays the same files out under DIR and touches nothing
+# else. BIND (the LAN address to serve), HUB_NAME (default: the host name), UNITDIR (default
+# /usr/local/lib/systemd/system), PURGE=1 (uninstall: also config, data and keys), RESTORE_DB=1
+# (rollback: also the database copy from before the upgrade). packaging/install.sh does the work.
+INSTALL_ENV = DESTDIR="$(DESTDIR)" BIND="$(BIND)" HUB_NAME="$(HUB_NAME)" UNITDIR="$(UNITDIR)" \
+	PURGE="$(PURGE)" RESTORE_DB="$(RESTORE_DB)"
+
+install:
+	@$(INSTALL_ENV) bash packaging/install.sh install
+
+uninstall:
+	@$(INSTALL_ENV) bash packaging/install.sh uninstall
+
+rollback:
+	@$(INSTALL_ENV) bash packaging/install.sh rollback
 
 test: venv sysdeps webdeps
 	$(BIN)/pytest -q -p no:cacheprovider
