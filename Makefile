@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed-stamp
 # chromium (real-browser tests of the owner UI), faketime (libfaketime: the daemon's clock jumps in
 # tests/faults/test_clock_jumps.py), iproute2 (`ip netns`: tests/security/test_owner_lan.py gives the hub
 # a network namespace of its own where an "internet" client can be played on loopback), nats-server
-# (the JetStream engine under camhub-relay, tests/relay/) and coturn (TURN for live view through the relay).
-SYSTEM_PACKAGES := ffmpeg age chromium faketime iproute2 nats-server coturn
+# (the JetStream engine under camhub-relay, tests/relay/), coturn (TURN for live view through the relay)
+# and systemd (only its systemd-analyze: tests/packaging/ verifies the installed unit offline; nothing
+# needs systemd running). The daemon's own run-time packages are packaging/install.sh's RUNTIME_PACKAGES.
+SYSTEM_PACKAGES := ffmpeg age chromium faketime iproute2 nats-server coturn systemd
 
 # Test-only JavaScript for the browser tests (axe-core, injected into pages to check accessibility),
 # pinned by tests/web/package-lock.json and installed with npm ci; the hub never serves it.
@@ -74,6 +76,7 @@ test: venv sysdeps webdeps
 lint: venv
 	$(BIN)/ruff check hub camhub_protocol relay firmware_sim tests bench
 	$(BIN)/ruff format --check hub camhub_protocol relay firmware_sim tests bench
+	$(BIN)/shellcheck packaging/install.sh
 
 format: venv
 	$(BIN)/ruff format hub camhub_protocol relay firmware_sim tests bench
