@@ -311,8 +311,8 @@ os.replace(tmp, dest)
 swap_venvs() {
 	local cur=$DESTDIR$VENV
 	rm -rf "$cur.previous"
-	if [ -d "$cur" ]; then mv "$cur" "$cur.previous"; fi
-	mv "$cur.new" "$cur"
+	if [ -d "$cur" ]; then mv -T "$cur" "$cur.previous"; fi
+	mv -T "$cur.new" "$cur"
 }
 
 service_active() { ! staged && systemctl is-active --quiet "$SERVICE"; }
@@ -323,17 +323,22 @@ start_and_report() {
 	systemctl daemon-reload
 	systemctl enable --quiet "$SERVICE"
 	say "starting $SERVICE"
+	local since
+	since=$(date +%s)
 	if ! systemctl restart "$SERVICE"; then
 		journalctl --no-pager -u "$SERVICE" -n 40 >&2 || true
-		die "$SERVICE did not start (journal above). To go back to the previous version: sudo make rollback"
+		if [ -d "$VENV.previous" ]; then
+			die "$SERVICE did not start (journal above). To go back to the previous version: sudo make rollback"
+		fi
+		die "$SERVICE did not start (journal above). Fix what it says (often $CONF), then: sudo systemctl restart $SERVICE"
 	fi
-	local invocation log="" deadline=$((SECONDS + 30))
-	invocation=$(systemctl show -p InvocationID --value "$SERVICE")
+	# This start's lines (the previous run stopped before $since, and the report takes the last of each).
 	# journald may file the last lines a moment after READY=1: poll, with a deadline.
+	local log="" deadline=$((SECONDS + 30))
 	until grep -q 'camhub ready url=' <<<"$log"; do
 		[ $SECONDS -lt $deadline ] || die "$SERVICE runs but its journal has no 'camhub ready' line: journalctl -u $SERVICE"
 		sleep 0.2
-		log=$(journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$invocation" 2>/dev/null || true)
+		log=$(journalctl --no-pager -o cat -u "$SERVICE" --since "@$since" 2>/dev/null || true)
 	done
 	local bind
 	bind=$("$PYTHON" -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb")).get("hub", {}).get("bind", "127.0.0.1"))' "$CONF")
@@ -343,13 +348,14 @@ start_and_report() {
 # The daemon's start-up lines (hub/daemon.py) on stdin, and the configured bind -> what the owner
 # needs to pair a browser.
 report() {
-	local bind=${1:-} log ready https fp code url port
+	local bind=${1:-} log ready https fp code valid url port
 	log=$(cat)
 	ready=$(sed -n 's/.*camhub ready url=\([^ ]*\) hub_id=\([^ ]*\).*/\1 \2/p' <<<"$log" | tail -n 1)
 	[ -n "$ready" ] || die "no 'camhub ready' line in the log"
 	https=$(sed -n 's/.*owner UI https url=\([^ ]*\) ca_sha256=\([0-9A-F:]*\).*/\1/p' <<<"$log" | tail -n 1)
 	fp=$(sed -n 's/.*owner UI https url=[^ ]* ca_sha256=\([0-9A-F:]*\).*/\1/p' <<<"$log" | tail -n 1)
 	code=$(sed -n 's/.*pairing code: \([0-9A-Z]\{4\}-[0-9A-Z]\{4\}\).*/\1/p' <<<"$log" | tail -n 1)
+	valid=$(sed -n 's/.*Single use, valid \([0-9]* minutes\).*/\1/p' <<<"$log" | tail -n 1)
 	echo
 	echo "camhub is running (hub id ${ready#* })."
 	if [ -n "$https" ]; then
@@ -368,11 +374,15 @@ report() {
 		fi
 		echo "  CA fingerprint:   SHA-256 $fp"
 		echo "                    compare it with the one your browser shows for ${url%/}/ca.crt before trusting it"
+		case "$bind" in
+		"" | 0.0.0.0 | :: | 127.* | ::1) ;;
+		*) echo "  The hub listens on $bind only: give the box that address for good (a DHCP reservation in the router), or set bind = \"0.0.0.0\" in $CONF." ;;
+		esac
 	else
 		echo "  Open on this box: ${ready% *}/  (bind is loopback: set [hub] bind in $CONF to serve the LAN)"
 	fi
 	if [ -n "$code" ]; then
-		echo "  Pairing code:     $code  (single use, 15 minutes; sudo camhub pair --config $CONF makes a new one)"
+		echo "  Pairing code:     $code  (single use${valid:+, valid $valid}; sudo camhub pair --config $CONF makes a new one)"
 	else
 		echo "  Pairing code:     none (an owner is paired; sudo camhub pair --config $CONF makes one)"
 	fi
@@ -380,9 +390,11 @@ report() {
 
 do_install() {
 	preflight
+	if ! staged; then
+		debian_packages # first: a fresh box may lack python3-venv, which check_python needs
+	fi
 	check_python
 	if ! staged; then
-		debian_packages
 		service_user
 	elif ! can_own; then
 		note "not run as root with a $SERVICE_USER user here: ownership not set; at install time:"
@@ -465,6 +477,7 @@ do_rollback() {
 	local cur=$DESTDIR$VENV prev=$DESTDIR$VENV.previous
 	[ -d "$prev" ] || die "there is no $VENV.previous to go back to (it is kept by the last make install that replaced a version)"
 	[ -d "$cur" ] || die "$VENV is missing"
+	[ ! -e "$cur.swap" ] || die "$VENV.swap exists (an interrupted rollback?): see which version it is, then remove it"
 	check_config "$prev" "the previous camhub" "Take out the settings it does not know, then make rollback again."
 	local have want
 	have=$(db_schema)
@@ -490,9 +503,9 @@ do_rollback() {
 		note "restored $DB from before the upgrade; the newer one is $DB.rolled-back"
 	fi
 	# A swap, so a second rollback goes forward again.
-	mv "$cur" "$cur.swap"
-	mv "$prev" "$cur"
-	mv "$cur.swap" "$prev"
+	mv -T "$cur" "$cur.swap"
+	mv -T "$prev" "$cur"
+	mv -T "$cur.swap" "$prev"
 	say "rolled back to the previous version (the newer one is now $VENV.previous)"
 	if staged; then
 		return

@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from hub.config import load as load_config
+from hub.consent import pairing
 from hub.store import migrations
 from tests.conftest import PAIRING_RE, READY_RE, free_port
 
@@ -374,7 +375,10 @@ def test_installed_camhub_starts_as_the_camhub_user(staged: Staged, reachable_tm
 
     # What `sudo make install` prints from the journal, here from the same lines read from a file.
     report = ok(_report(log))
-    assert f"Pairing code:     {code.group(1)}" in report
+    assert (
+        f"Pairing code:     {code.group(1)}  (single use, valid {pairing.LIFETIME_SECONDS // 60} minutes;"
+        in report
+    )
     assert f"CA fingerprint:   SHA-256 {fp.group(2)}" in report
     port = fp.group(1).rsplit(":", 1)[1].rstrip("/")
     assert f"Open on the LAN:  https://192.168.1.10:{port}/  (or {fp.group(1)})" in report
