@@ -94,9 +94,9 @@ preflight() {
 	if staged; then
 		return
 	fi
-	is_root || die "run it as root: sudo make $ACTION (or make $ACTION DESTDIR=DIR to stage the files)"
+	is_root || die "run it as root: sudo make $ACTION (or make $ACTION DESTDIR=DIR for a staged tree)"
 	[ -d /run/systemd/system ] ||
-		die "systemd is not running here (no /run/systemd/system): camhub installs as a systemd service. Use a booted Debian 12 / Raspberry Pi OS box, or make $ACTION DESTDIR=DIR to stage the files only"
+		die "systemd is not running here (no /run/systemd/system), and camhub runs as a systemd service: use a booted Debian 12 / Raspberry Pi OS box, or make $ACTION DESTDIR=DIR for a staged tree"
 }
 
 check_python() {
