@@ -39,8 +39,8 @@ APP=/opt/camhub
 VENV=$APP/.venv
 CONF_DIR=/etc/camhub
 CONF=$CONF_DIR/camhub.toml
-STATE=/var/lib/camhub # StateDirectory=camhub in the unit; the config's data_dir
-DB=$STATE/camhub.sqlite
+STATE=/var/lib/camhub # StateDirectory=camhub in the unit; the example config's data_dir
+DB=$STATE/camhub.sqlite # set_db: where the config's data_dir puts it
 BIN_LINK=/usr/local/bin/camhub
 
 # What the daemon needs at run time, and nothing the tests need (those are the Makefile's
@@ -266,6 +266,20 @@ check_config() {
 		die "$what rejects $CONF (above); the running service was not touched. $hint"
 }
 
+# The database under the config's [hub] data_dir (resolved as hub/config.py does), or the default.
+set_db() {
+	local dir
+	dir=$("$PYTHON" -c '
+import pathlib, sys, tomllib
+try:
+    d = tomllib.loads(pathlib.Path(sys.argv[1]).read_text()).get("hub", {}).get("data_dir", sys.argv[3])
+except (OSError, ValueError):
+    d = sys.argv[3]
+print(pathlib.PurePosixPath(sys.argv[2]) / d if isinstance(d, str) and d else sys.argv[3])
+' "$DESTDIR$CONF" "$CONF_DIR" "$STATE")
+	DB=$dir/camhub.sqlite
+}
+
 # PRAGMA user_version of the database (0 when there is none) and the newest migration a venv ships.
 db_schema() {
 	local db=$DESTDIR$DB
@@ -409,6 +423,7 @@ do_install() {
 	put 0644 root:root "$SRC/README.md" "$DESTDIR$APP/README.md"
 	put 0644 root:root "$SRC/configs/camhub.example.toml" "$DESTDIR$APP/camhub.example.toml"
 	write_config
+	set_db
 
 	# Checked before the slow build: this source's newest migration against the database's schema.
 	local from to
@@ -456,6 +471,10 @@ do_uninstall() {
 	rm -rf "$DESTDIR$APP"
 	say "removed $SERVICE and $APP"
 	if [ "${PURGE:-0}" = 1 ]; then
+		if [ -x "$PYTHON" ]; then set_db; fi
+		if [ "$(dirname "$DB")" != "$STATE" ]; then
+			note "data_dir is $(dirname "$DB"), not $STATE: remove it yourself if you mean to"
+		fi
 		rm -rf "$DESTDIR$CONF_DIR" "$DESTDIR$STATE"
 		if ! staged; then
 			rm -rf "/etc/systemd/system/$SERVICE.d"
@@ -474,6 +493,7 @@ do_uninstall() {
 do_rollback() {
 	preflight
 	check_python
+	set_db
 	local cur=$DESTDIR$VENV prev=$DESTDIR$VENV.previous
 	[ -d "$prev" ] || die "there is no $VENV.previous to go back to (it is kept by the last make install that replaced a version)"
 	[ -d "$cur" ] || die "$VENV is missing"
