@@ -77,7 +77,7 @@ def main() -> int:
         except urllib.error.HTTPError as exc:
             fail(f"answer {exc.code} {exc.read().decode(errors='replace')}", 0)
             return
-        res, sdp = GstSdp.SDPMessage.new_from_text(answer_sdp)
+        _res, sdp = GstSdp.SDPMessage.new_from_text(answer_sdp)
         answer = GstWebRTC.WebRTCSessionDescription.new(GstWebRTC.WebRTCSDPType.ANSWER, sdp)
         element.emit("set-remote-description", answer, None)
 

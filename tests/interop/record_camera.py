@@ -145,6 +145,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     ns = parse()
     # The daemon's logging set-up, redaction filter included: the test greps this output.
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     redact.install_log_filter()
     print(json.dumps(asyncio.run(main(ns))), flush=True)

@@ -49,7 +49,12 @@ def record(tmp_path: Path, *args: str, netns: bool = False) -> tuple[dict[str, A
         assert shutil.which("unshare"), "unshare (util-linux) is needed for the UDP test"
         cmd = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *cmd]
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ICE_ADDRESS = "10.255.16.1"  # only inside the test's own network namespace
 NETNS = (
     "ip link set lo up && ip link add v0 type veth peer name v1 && "
-    f"ip addr add {ICE_ADDRESS}/24 dev v0 && ip link set v0 up && ip link set v1 up && exec \"$@\""
+    f'ip addr add {ICE_ADDRESS}/24 dev v0 && ip link set v0 up && ip link set v1 up && exec "$@"'
 )
 
 
@@ -28,7 +28,12 @@ def push(tmp_path: Path, *args: str) -> dict[str, Any]:
     cmd = ["unshare", "-n", "sh", "-c", NETNS, "sh", sys.executable, "-m", "tests.interop.whip_session",
            "--out", str(out), "--ice-address", ICE_ADDRESS, *args]  # fmt: skip
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

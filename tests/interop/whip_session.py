@@ -82,7 +82,9 @@ if __name__ == "__main__":
     p.add_argument("--codec", default="h264")
     p.add_argument("--ice-address", default="127.0.0.1")
     ns = p.parse_args()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     redact.install_log_filter()
