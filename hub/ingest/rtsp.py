@@ -427,11 +427,8 @@ class AvSource(PacketSource):
                     continue
                 except (av.error.ExitError, av.error.TimeoutError, TimeoutError) as exc:
                     silent = time.monotonic() - self._video_at
-                    log.info(
-                        "%s: read interrupted after %.1f s without video: %s",
-                        self.camera_id,
-                        silent,
-                        redact(str(exc)),
+                    log.warning(
+                        "%s: no video for %.1f s (%s); reconnecting", self.camera_id, silent, redact(str(exc))
                     )
                     return self._end(
                         pump,
