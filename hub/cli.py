@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from hub import config as config_mod
+from hub import redact
 from hub.config import Config, ConfigError
 
 EXIT_CONFIG = 2
@@ -23,8 +24,10 @@ def _setup_logging(level: str = "info") -> None:
         stream=sys.stderr,
     )
     # aiortc/aioice/zeroconf are chatty at INFO; their warnings still show.
-    for noisy in ("aioice", "aiortc", "zeroconf", "libav"):
+    for noisy in ("aioice", "aiortc", "zeroconf", "libav", "onvif", "zeep"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Camera credentials never reach a log line, whoever wrote it (hub/redact.py).
+    redact.install_log_filter()
 
 
 def _load_config(path: str) -> Config:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from hub import redact
+
 T = TypeVar("T")
 
 CAMERA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -89,6 +91,19 @@ class CameraConfig:
     record: bool = True
     retention_days: float | None = None
     motion: MotionConfig = field(default_factory=MotionConfig)
+    # How RTP reaches the hub (RFC 2326 §12.39): "tcp" interleaved on the RTSP connection, "udp"
+    # (cameras whose server refuses TCP with 461, as VLC's does), or "auto": TCP, then UDP on 461.
+    rtsp_transport: str = "auto"
+    # Record the camera's audio too (stream copy; G.711 is transcoded to AAC, see hub/ingest/audio.py).
+    # Off unless the owner turns it on: recording conversations is regulated (two-party consent
+    # states, GDPR), and the owner is the one who knows what the microphone hears.
+    audio: bool = False
+    # The camera's ONVIF device service, `http://host:port` (hub/onvif/): doorbell presses and the
+    # camera's own motion events come from its PullPoint subscription.
+    onvif: str | None = None
+    # A read that waits longer than this for the camera is a stall: the connection is dropped and
+    # opened again (detected within read_timeout_s + 1 s, hub/ingest/rtsp.py).
+    read_timeout_s: float = 5.0
 
     def authenticated_url(self, url: str | None = None) -> str | None:
         """The pull URL with the configured credentials in it (credentials in the URL win)."""
@@ -590,7 +605,7 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
     seen: set[str] = set()
     allowed = {
         "id", "name", "url", "whip_token", "sub_url", "events_url", "username", "password",
-        "record", "retention_days", "motion",
+        "record", "retention_days", "motion", "rtsp_transport", "audio", "onvif", "read_timeout_s",
     }  # fmt: skip
     for index, t in enumerate(value):
         if not isinstance(t, dict):
@@ -688,9 +703,36 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
                 record=v.get(t, p, "record", bool, True),
                 retention_days=_opt_float(v.get(t, p, "retention_days", (int, float), None, _positive)),
                 motion=motion,
+                rtsp_transport=v.get(
+                    t,
+                    p,
+                    "rtsp_transport",
+                    str,
+                    "auto",
+                    lambda s: (
+                        None if s in RTSP_TRANSPORTS else f"must be one of {', '.join(RTSP_TRANSPORTS)}"
+                    ),
+                ),
+                audio=v.get(t, p, "audio", bool, False),
+                onvif=v.get(t, p, "onvif", str, None, _onvif_url),
+                read_timeout_s=float(v.get(t, p, "read_timeout_s", (int, float), 5.0, _range(1, 60))),
             )
         )
+    # Passwords are removed from every log line and stored error from now on (hub/redact.py).
+    redact.add_secrets(c.password for c in cameras)
     return tuple(cameras)
+
+
+RTSP_TRANSPORTS = ("auto", "tcp", "udp")
+
+
+def _onvif_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// URL of the camera's ONVIF service (http://host:port)"
+    if parts.username or parts.password:
+        return "must not carry credentials (set username and password)"
+    return None
 
 
 def _opt_float(value: float | None) -> float | None:

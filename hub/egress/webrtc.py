@@ -37,8 +37,10 @@ from fractions import Fraction
 
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from hub.egress import dtls, offers
 from hub.egress.ice import rtc_configuration
 from hub.ingest.relay import PacketRelay, RelayClosed, RelaySubscription
 from hub.ingest.source import MediaPacket, has_parameter_sets
@@ -223,6 +225,9 @@ class LiveSession:
 
     async def accept(self, offer_sdp: str) -> str:
         """Answer a WHEP offer; returns the SDP answer (with every ICE candidate in it)."""
+        if offers.video_codecs(offer_sdp) and not offers.has_h264(offer_sdp):
+            await self.close("unsupported offer")
+            raise LiveError("unsupported_offer", offers.unsupported(offer_sdp, "sends"))
         try:
             transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
             h264 = [
@@ -232,8 +237,13 @@ class LiveSession:
             ]
             transceiver.setCodecPreferences(h264)
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            dtls.answer_as_server(self.pc)
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
+        except OperationError as exc:
+            # aiortc shares no codec with the offer (H.264 High only): say what the hub sends.
+            await self.close("unsupported offer")
+            raise LiveError("unsupported_offer", offers.unsupported(offer_sdp, "sends")) from exc
         except (ValueError, RuntimeError, AttributeError) as exc:
             # aiortc raises ValueError/InvalidStateError (a RuntimeError) on offers it cannot answer,
             # e.g. no video m-line or no H.264 in it.
