@@ -95,7 +95,9 @@ INDEX_BUSY_TRIES = 6
 _NAME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 # A run after earlier footage is held until its packets span this much arrival time: a GOP-cache burst
 # arrives within milliseconds, so by then live packets have bounded the capture times (see _release).
-HOLD_SETTLE_S = 1.0
+# Held packets are in memory only, so this is part of what a kill -9 just after a reconnect loses: half
+# a second (~7 live frames at 15 fps) rather than the second it was (issue 17's 1 s budget).
+HOLD_SETTLE_S = 0.5
 HOLD_MAX_PACKETS = 600  # ~40 s at 15 fps: a camera that never settles is released anyway
 RECENT_KEYFRAMES = 4  # digests of the last run's keyframes, to recognise them when replayed
 MAX_AUDIO_QUEUE = 500  # audio packets waiting for video (~30 s of AAC at 16 kHz): a camera without video
