@@ -150,6 +150,12 @@ class DiscoveryConfig:
     browse: bool = True
     # Interface addresses zeroconf binds to; empty means all.
     interfaces: tuple[str, ...] = ()
+    # ONVIF cameras by WS-Discovery (hub/onvif/discovery.py): a Probe every onvif_probe_interval_s.
+    onvif: bool = True
+    onvif_probe_interval_s: float = 60.0
+    # `host:port` to send unicast Probes to instead of the multicast group 239.255.255.250:3702
+    # (cameras on another subnet; tests on 127.0.0.1). Empty: multicast.
+    onvif_targets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -466,18 +472,39 @@ def _parse_consent(v: _Validator, t: dict[str, Any]) -> ConsentConfig:
 
 def _parse_discovery(v: _Validator, t: dict[str, Any]) -> DiscoveryConfig:
     p = "discovery."
-    v.unknown(t, p, {"enabled", "advertise", "browse", "interfaces"})
+    v.unknown(
+        t,
+        p,
+        {"enabled", "advertise", "browse", "interfaces", "onvif", "onvif_probe_interval_s", "onvif_targets"},
+    )
     d = DiscoveryConfig()
     interfaces = v.get(t, p, "interfaces", list, [])
     for i, addr in enumerate(interfaces):
         if not isinstance(addr, str) or _ip(addr):
             v.error(f"{p}interfaces[{i}]", "must be an IP address")
+    targets = v.get(t, p, "onvif_targets", list, [])
+    for i, target in enumerate(targets):
+        if not isinstance(target, str) or _host_port(target):
+            v.error(f"{p}onvif_targets[{i}]", "must be host:port (an IP address and a UDP port)")
     return DiscoveryConfig(
         enabled=v.get(t, p, "enabled", bool, d.enabled),
         advertise=v.get(t, p, "advertise", bool, d.advertise),
         browse=v.get(t, p, "browse", bool, d.browse),
         interfaces=tuple(a for a in interfaces if isinstance(a, str)),
+        onvif=v.get(t, p, "onvif", bool, d.onvif),
+        onvif_probe_interval_s=float(
+            v.get(t, p, "onvif_probe_interval_s", (int, float), d.onvif_probe_interval_s, _range(1, 86400))
+        ),
+        onvif_targets=tuple(a for a in targets if isinstance(a, str) and not _host_port(a)),
     )
+
+
+def _host_port(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536 or _ip(host):
+        return "must be host:port"
+    return None
 
 
 _GEOHASH5 = re.compile(r"[0-9b-hjkmnp-z]{5}")
@@ -714,7 +741,7 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
                     ),
                 ),
                 audio=v.get(t, p, "audio", bool, False),
-                onvif=v.get(t, p, "onvif", str, None, _onvif_url),
+                onvif=v.get(t, p, "onvif", str, None, onvif_url_problem),
                 read_timeout_s=float(v.get(t, p, "read_timeout_s", (int, float), 5.0, _range(1, 60))),
             )
         )
@@ -726,7 +753,8 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
 RTSP_TRANSPORTS = ("auto", "tcp", "udp")
 
 
-def _onvif_url(value: str) -> str | None:
+def onvif_url_problem(value: str) -> str | None:
+    """Why `value` is not a camera's ONVIF URL (`http://host:port`, no credentials), or None."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http:// URL of the camera's ONVIF service (http://host:port)"

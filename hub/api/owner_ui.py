@@ -194,6 +194,7 @@ async def cameras(request: web.Request) -> web.Response:
         for cam in discovery.cameras():
             found.append(
                 {
+                    "protocol": "mdns",
                     "added_as": pulled.get(_stream_key(cam.rtsp_url) or ("", None, "")),
                     "uid": cam.uid,
                     "instance": cam.instance,
@@ -202,6 +203,25 @@ async def cameras(request: web.Request) -> web.Response:
                     "rtsp_url": cam.rtsp_url,
                     "events_url": cam.events_url,
                     "last_seen": cam.last_seen,
+                }
+            )
+    onvif_discovery = getattr(services, "onvif_discovery", None)
+    if onvif_discovery is not None:
+        # ONVIF cameras (WS-Discovery): added with their credentials, which read their stream URIs.
+        onvif_added = {k: c.id for c in services.config.cameras if (k := _stream_key(c.onvif)) is not None}
+        for ocam in onvif_discovery.cameras():
+            found.append(
+                {
+                    "protocol": "onvif",
+                    "added_as": onvif_added.get(_stream_key(ocam.onvif_url) or ("", None, "")),
+                    "uid": ocam.uid,
+                    "instance": ocam.name or ocam.address,
+                    "model": ocam.hardware,
+                    "addresses": [ocam.address],
+                    "rtsp_url": None,
+                    "onvif_url": ocam.onvif_url,
+                    "events_url": None,
+                    "last_seen": ocam.last_seen,
                 }
             )
     recorded = await services.store.run(segments_q.camera_ids)
@@ -342,6 +362,7 @@ async def events(request: web.Request) -> web.Response:
                     "end_at": e.end_at,
                     "score": e.score,
                     "has_thumbnail": e.thumbnail is not None,
+                    "source": e.source,
                     "footage": footage(e),
                 }
                 for e in rows
