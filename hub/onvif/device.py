@@ -4,7 +4,8 @@
 with the credentials as a WS-UsernameToken PasswordDigest (ONVIF Core §5.9.4; never the plain
 password on the wire) and reads the service addresses (GetServices, else GetCapabilities).
 `read_streams()` reads GetDeviceInformation, GetProfiles and GetStreamUri (ONVIF Media §5.15):
-the first profile is the main stream, the smallest other one the sub-stream.
+the first profile is the main stream (ONVIF Media §5.2: profiles in the device's order of
+preference), the smallest other one the sub-stream.
 
 Errors are `OnvifError` with a stable code (`onvif_unreachable`, `onvif_unauthorized`,
 `onvif_bad_answer`), their text free of credentials (hub/redact.py).
@@ -125,7 +126,7 @@ async def read_streams(url: str, username: str | None, password: str | None) -> 
                 raise OnvifError(f"{url}: the camera has no media profile", code="onvif_bad_answer")
             main = profiles[0]
             others = sorted(profiles[1:], key=_pixels)
-            sub = others[0] if others and _pixels(others[0]) < _pixels(main) else None
+            sub = others[0] if others else None
             uris = []
             for profile in (main, sub):
                 if profile is None:

@@ -74,11 +74,11 @@ function addCameraForm(reload) {
   const field = (id, label, attrs) => [h("label", { for: `cam-${id}` }, label), h("input", { id: `cam-${id}`, name: id, ...attrs })];
   const form = h("form", { class: "stack card", id: "add-camera", "aria-labelledby": "h-add-camera", novalidate: true },
     h("h2", { id: "h-add-camera" }, "Add a camera"),
-    h("p", { class: "muted" }, "An RTSP or ONVIF camera on your network. The hub checks everything with the same rules as camhub.toml. The password is kept on the hub and never shown again."),
+    h("p", { class: "muted" }, "An RTSP or ONVIF camera on your network. For an ONVIF camera, its address and password are enough: the hub reads its streams from it, and follows its doorbell presses and motion. The hub checks everything with the same rules as camhub.toml. The password is kept on the hub and never shown again."),
     field("id", "Camera id", { required: true, maxlength: 63, placeholder: "porch", autocomplete: "off" }),
     field("name", "Name", { maxlength: 100, placeholder: "Porch" }),
     field("url", "RTSP URL", { placeholder: "rtsp://192.168.1.20:554/main", autocomplete: "off" }),
-    field("onvif", "ONVIF address (instead of the RTSP URL: the hub reads the streams, presses and motion from the camera)", { placeholder: "http://192.168.1.20:80", autocomplete: "off" }),
+    field("onvif", "ONVIF address", { placeholder: "http://192.168.1.20:80", autocomplete: "off" }),
     h("div", { class: "row" },
       h("label", {}, "Username", h("input", { id: "cam-username", name: "username", autocomplete: "off" })),
       h("label", {}, "Password", h("input", { id: "cam-password", name: "password", type: "password", autocomplete: "new-password" }))),
