@@ -165,3 +165,28 @@ async def _ended_motion(store: Store) -> events_q.Event | None:
         if e.kind == "motion" and e.end_at is not None:
             return e
     return None
+
+
+def test_camera_soap_is_parsed_without_entities_and_with_lxml_limits() -> None:
+    # What zeep does with every answer from an ONVIF camera, with the settings the hub leaves in force.
+    import zeep.exceptions
+    from onvif.settings import DEFAULT_SETTINGS
+    from onvif.transport import ASYNC_TRANSPORT
+    from zeep.loader import parse_xml
+
+    import hub.onvif.device  # noqa: F401  (its import turns huge_tree back off)
+
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>'
+        b"<l>&b;&b;&b;</l>"
+    )
+    with pytest.raises(zeep.exceptions.Error):  # EntitiesForbidden
+        parse_xml(bomb, ASYNC_TRANSPORT, settings=DEFAULT_SETTINGS)
+    # onvif-zeep-async parses in recover mode (strict = False): past libxml2's limits the tree is cut
+    # short instead of an error. Without huge_tree a 12 MB text node never reaches the hub whole.
+    big = b"<a>" + b"x" * (12 * 1024 * 1024) + b"</a>"
+    try:
+        doc = parse_xml(big, ASYNC_TRANSPORT, settings=DEFAULT_SETTINGS)
+    except zeep.exceptions.XMLSyntaxError:
+        return
+    assert len(doc.text or "") < 10_000_000
