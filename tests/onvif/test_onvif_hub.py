@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from firmware_sim.camera import SimCamera
 from hub import redact
@@ -190,3 +192,20 @@ def test_camera_soap_is_parsed_without_entities_and_with_lxml_limits() -> None:
     except zeep.exceptions.XMLSyntaxError:
         return
     assert len(doc.text or "") < 10_000_000
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=2000),
+        st.builds(
+            lambda head, tail: head + tail,
+            st.just(Path(__file__).with_name("probe_matches_unsolicited.xml").read_bytes()[:400]),
+            st.binary(max_size=400),
+        ),
+    )
+)
+def test_any_datagram_is_dropped_or_read_never_raised(data: bytes) -> None:
+    discovery = OnvifDiscovery(interval_s=60)
+    discovery.datagram_received(data, ("127.0.0.1", 3702))  # must not raise, whatever it is
+    assert discovery.cameras() == []  # nothing answers a probe the hub never sent
