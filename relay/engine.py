@@ -68,6 +68,7 @@ async def connect(servers: list[str], name: str, nkey_seed_file: str | None = No
         reconnect_time_wait=0.5,
         connect_timeout=5,
         allow_reconnect=True,
+        inbox_prefix=wire.RELAY_INBOX_PREFIX,  # hubs may publish here and nowhere else (§7.7)
         **options,  # type: ignore[arg-type]
     )
 
