@@ -37,6 +37,9 @@ from wsdiscovery.namespaces import NS_ACTION_PROBE_MATCH
 from wsdiscovery.qname import QName
 
 log = logging.getLogger(__name__)
+# WSDiscovery's parser logs a WARNING with the whole datagram for a message without an Action: any
+# LAN host could fill the journal with those. The hub counts what it drops (`dropped`) instead.
+logging.getLogger("wsdiscovery").setLevel(logging.ERROR)
 
 MULTICAST_GROUP = "239.255.255.250"
 WSD_PORT = 3702
@@ -192,6 +195,7 @@ class OnvifDiscovery(asyncio.DatagramProtocol):
             return
         env = parseSOAPMessage(data, sender)
         if env is None or env.getAction() != NS_ACTION_PROBE_MATCH:
+            self.dropped += 1  # a fault, no Action, or another WS-Discovery message (Probe, Hello, …)
             return
         if env.getRelatesTo() not in self._probe_ids:
             self.dropped += 1  # not an answer to a probe of ours

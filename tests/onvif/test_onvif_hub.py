@@ -5,6 +5,7 @@ event store, resubscription after the camera restarts, and hostile discovery ans
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -69,7 +70,9 @@ async def test_unicast_probe_lists_the_camera_never_adds_it(cam: SimCamera) -> N
     assert one.name == "door-1" and one.hardware == "camhub-sim doorbell"
 
 
-async def test_hostile_discovery_answers_are_dropped(cam: SimCamera) -> None:
+async def test_hostile_discovery_answers_are_dropped(
+    cam: SimCamera, caplog: pytest.LogCaptureFixture
+) -> None:
     assert cam.wsd is not None
     discovery = OnvifDiscovery(interval_s=3600, targets=[f"127.0.0.1:{cam.wsd.port}"], interface="127.0.0.1")
     await discovery.start()
@@ -82,12 +85,17 @@ async def test_hostile_discovery_answers_are_dropped(cam: SimCamera) -> None:
         )
         unsolicited = Path(__file__).with_name("probe_matches_unsolicited.xml").read_bytes()
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            for datagram in (bomb, b"<not-xml", b"x" * 40_000, unsolicited):
+            no_action = (
+                b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body/></s:Envelope>'
+            )
+            for datagram in (bomb, b"<not-xml", b"x" * 40_000, unsolicited, no_action):
                 s.sendto(datagram, ("127.0.0.1", port))
-        await _until(lambda: discovery.dropped >= 4, "the hostile datagrams to be dropped")
+        await _until(lambda: discovery.dropped >= 5, "the hostile datagrams to be dropped")
         # Only the real camera (which answered the probe sent at start) is listed.
         cams = await discovery.wait_for(lambda cs: len(cs) == 1, DEADLINE_S)
         assert cams[0].uid != "urn:uuid:evil" and "203.0.113.9" not in cams[0].onvif_url
+        # None of it is a warning in the hub's log (a LAN host must not be able to fill the journal).
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.records
     finally:
         await discovery.stop()
 
