@@ -146,6 +146,9 @@ async def test_bad_password_is_refused_with_a_soap_fault(onvif_camera: SimCamera
         bomb = '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><x>&a;</x>'
         async with session.post(onvif_camera.onvif.device_url, data=bomb) as resp:
             assert resp.status == 400
+        # Bodies are bounded (64 KiB) before any parsing.
+        async with session.post(onvif_camera.onvif.device_url, data=b"<" + b"x" * 100_000) as resp:
+            assert resp.status == 413
 
 
 def _token_envelope(password: str, created: str, nonce: bytes) -> str:
