@@ -10,5 +10,6 @@ The protocol is the libraries' (the same ones Home Assistant uses); this package
 to the hub. Everything a camera sends is untrusted LAN input: zeep parses SOAP with lxml with
 entity resolution off and DTD entities forbidden, and `device.py` turns lxml's "huge tree" mode
 (which onvif-zeep-async enables) back off, so libxml2's depth and text-node limits hold again
-(the library parses in recover mode: a tree past them is cut short rather than refused).
+(the library parses in recover mode: a tree past them is cut short rather than refused); one
+answer over 1 MiB is refused while it is read (`device.BoundedOnvifCamera`).
 """

@@ -33,6 +33,58 @@ log = logging.getLogger(__name__)
 # camera is untrusted input, so the hub restores lxml's defaults (zeep keeps entities unresolved).
 onvif.settings.DEFAULT_SETTINGS.xml_huge_tree = False
 CALL_TIMEOUT_S = 15.0
+# ONVIF answers are kilobytes (a camera with many profiles, tens of KiB); the library reads whatever
+# comes. One answer over this is refused while it is read, before zeep sees it.
+MAX_ANSWER_BYTES = 1024 * 1024
+
+
+class AnswerTooLarge(aiohttp.ClientPayloadError):
+    """A camera's SOAP answer was larger than MAX_ANSWER_BYTES."""
+
+
+class BoundedResponse(aiohttp.ClientResponse):
+    """An aiohttp response whose `read()` stops at MAX_ANSWER_BYTES (the library calls `read()`)."""
+
+    async def read(self) -> bytes:
+        if self._body is None:
+            if self.content_length is not None and self.content_length > MAX_ANSWER_BYTES:
+                self.close()
+                raise AnswerTooLarge(f"answer of {self.content_length} bytes (at most {MAX_ANSWER_BYTES})")
+            body = bytearray()
+            try:
+                async for chunk in self.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        raise AnswerTooLarge(f"answer over {MAX_ANSWER_BYTES} bytes")
+            except BaseException:
+                self.close()
+                raise
+            self._body = bytes(body)
+        return await super().read()
+
+
+class BoundedOnvifCamera(ONVIFCamera):
+    """`ONVIFCamera` whose every service reads answers through `BoundedResponse`.
+
+    Each service owns an aiohttp session the library makes (`ONVIFService._session`); its response
+    class is swapped here. Private attributes of onvif-zeep-async and aiohttp: if either goes away
+    this raises at once (and tests/onvif/test_onvif_hub.py::test_an_oversized_answer_is_refused fails),
+    rather than silently reading unbounded answers again.
+    """
+
+    async def create_onvif_service(
+        self,
+        name: str,
+        port_type: str | None = None,
+        read_timeout: int | None = None,
+        write_timeout: int | None = None,
+    ) -> Any:
+        service = await super().create_onvif_service(name, port_type, read_timeout, write_timeout)
+        session = service._session
+        if not isinstance(session, aiohttp.ClientSession) or not hasattr(session, "_response_class"):
+            raise RuntimeError("onvif-zeep-async changed: cannot bound the size of camera answers")
+        session._response_class = BoundedResponse
+        return service
 
 
 class OnvifError(HubError):
@@ -63,6 +115,8 @@ def split_url(url: str) -> tuple[str, int]:
 def onvif_error(exc: BaseException, url: str) -> OnvifError:
     """A library or network error as an `OnvifError`, its text redacted."""
     text = redact.redact(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, AnswerTooLarge) or isinstance(exc.__cause__, AnswerTooLarge):
+        return OnvifError(f"{url}: {text}", code="onvif_bad_answer")
     if isinstance(exc, zeep.exceptions.Fault):
         lowered = f"{exc.message} {exc.subcodes}".lower()
         if "notauthorized" in lowered or "not authorized" in lowered or "authori" in lowered:
@@ -92,7 +146,7 @@ CALL_ERRORS: tuple[type[BaseException], ...] = (
 async def connect(url: str, username: str | None, password: str | None) -> ONVIFCamera:
     """An `ONVIFCamera` whose service addresses are known. The caller closes it (`await cam.close()`)."""
     host, port = split_url(url)
-    camera = ONVIFCamera(host, port, username, password, adjust_time=True)
+    camera = BoundedOnvifCamera(host, port, username, password, adjust_time=True)
     try:
         async with asyncio.timeout(CALL_TIMEOUT_S):
             await camera.update_xaddrs()

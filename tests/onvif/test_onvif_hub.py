@@ -217,3 +217,44 @@ def test_any_datagram_is_dropped_or_read_never_raised(data: bytes) -> None:
     discovery = OnvifDiscovery(interval_s=60)
     discovery.datagram_received(data, ("127.0.0.1", 3702))  # must not raise, whatever it is
     assert discovery.cameras() == []  # nothing answers a probe the hub never sent
+
+
+async def test_an_oversized_answer_is_refused() -> None:
+    # A "camera" whose device service answers with 64 MiB: refused while read (the hub stops reading
+    # and closes, so the camera cannot send it all), a typed error.
+    from aiohttp import web
+
+    from hub.onvif.device import MAX_ANSWER_BYTES, connect
+
+    sent: list[int] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"Content-Type": "application/soap+xml"})
+        await response.prepare(request)
+        head = b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body><!--'
+        await response.write(head)
+        for _ in range(64 * 16):
+            try:
+                await response.write(b"x" * 65536)
+            except ConnectionError:
+                break
+            sent.append(65536)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/onvif/device_service", handle)
+    runner = web.AppRunner(app, shutdown_timeout=1.0, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        with pytest.raises(OnvifError) as err:
+            camera = await connect(f"http://127.0.0.1:{port}", USER, PASSWORD)
+            await camera.close()
+        assert err.value.code == "onvif_bad_answer", err.value.detail
+        assert str(MAX_ANSWER_BYTES) in err.value.detail
+    finally:
+        await runner.cleanup()
+    assert sum(sent) < 32 * 1024 * 1024
