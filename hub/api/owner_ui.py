@@ -5,9 +5,12 @@ Route table (who may call each is declared here, where it is registered):
     GET  /ui/*                               public   static JS/CSS (no data in them)
     GET  /ca.crt                             public   the local HTTPS CA to trust once (hub/tls.py)
     GET  /api/v1/owner/cameras               owner    configured cameras, their status, discovered ones
+                                                      (`protocol` "mdns" with `rtsp_url`, or "onvif" with
+                                                      `onvif_url`; `added_as` once configured)
     GET  /api/v1/owner/timeline              owner    one camera's segments, gaps and events in a range
     GET  /api/v1/owner/segments/{id}.mp4     owner    one fMP4 segment, with HTTP Range (RFC 9110 §14)
-    GET  /api/v1/owner/events                owner    events by camera / kind / day
+    GET  /api/v1/owner/events                owner    events by camera / kind / day; `source` "hub" (the
+                                                      hub's motion analysis) or "camera" (presses, ONVIF motion)
     GET  /api/v1/owner/events/{id}.jpg       owner    an event's thumbnail
     GET  /api/v1/owner/requests              owner    agency requests with what would leave, and each
                                                       one's history from the audit log (hub/api/history.py)
