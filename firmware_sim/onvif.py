@@ -528,6 +528,8 @@ class WsDiscoveryResponder(asyncio.DatagramProtocol):
         transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=sock)
         self._transport = transport
         self.port = sock.getsockname()[1]
+        where = f"{WSD_GROUP}:{self.port} on {self.host}" if self.multicast else f"{self.host}:{self.port}"
+        log.info("ws-discovery: answering probes on udp %s", where)
 
     async def stop(self) -> None:
         if self._transport is not None:
