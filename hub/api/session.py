@@ -328,6 +328,7 @@ async def get_session(request: web.Request) -> web.Response:
         "hub_id": services.hub_key.hub_id,
         "public_jwk": services.hub_key.public_jwk,
         "name": services.config.hub.name,
+        "passkey_rp_id": services.config.hub.rp_id,  # PROTOCOL §3.1, for the UI's WebAuthn calls
         "secure": request.secure,
     }
     if session is not None:
@@ -400,6 +401,8 @@ def _verify_owner_proof(conn: Any, compact: str, hub_id: str, now: float) -> str
         raise HubError(
             "the proof is not signed by an enrolled owner key", code="unknown_owner_key", status=403
         )
+    if consent_q.passkey(conn, parsed.kid) is not None:  # a passkey never signs a JWS (§3.1)
+        raise HubError("a passkey cannot sign this proof", code="key_format_mismatch", status=403)
     payload = jws.decode_json(jws.verify(parsed, public_key_from_jwk(key.public_jwk)))
     if not isinstance(payload, dict) or payload.get("v") != 1 or payload.get("purpose") != "set-password":
         raise HubError("not a set-password proof", code="bad_proof")
