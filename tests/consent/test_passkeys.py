@@ -175,3 +175,57 @@ def test_owner_client_still_enrols_ed25519_keys(hub: HubEnv) -> None:
     r = http("POST", hub.url + "/api/v1/owner/clock", body, {"Content-Type": "application/jose"})
     assert r.status == 400, r.body
     assert owner_client is not None
+
+
+async def test_audit_verify_names_a_passkey_decision_the_owner_never_signed(tmp_path: Path) -> None:
+    """A hub that writes a passkey decision into its own (validly signed) log with a payload other
+    than the one the passkey signed is caught offline, at that entry's seq, by the stand-alone verifier."""
+    from camhub_protocol.keys import HubKey
+    from hub.consent.audit import AuditLog
+    from hub.store import Store
+    from tests.consent.test_audit import run_verify
+
+    (tmp_path / "keys").mkdir()
+    hub_key = HubKey.load_or_create(tmp_path / "keys")[0]
+    pk = SoftPasskey("camhub.local", "https://camhub.local")
+    signed = payload(hub_key.hub_id, {"decision": "decline", "request_id": "r1", "request_sha256": "00", "recipient": "a"})
+    honest = json.loads(decision(pk, signed))
+    # The hub logs the owner's assertion on a decision of its own making (another recipient).
+    forged = json.loads(signed) | {"recipient": "accomplice"}
+    lied = json.loads(decision(pk, payload(hub_key.hub_id, forged), _assertion_of(honest)))
+    key_data = {"kid": pk.kid, "name": "phone", "via": "pairing_code", "rp_id": "camhub.local",
+                "credential_id": "x", "public_jwk": _jwk(pk)}  # fmt: skip
+
+    async def export(name: str, webauthn: dict[str, str]) -> Path:
+        store = await Store.open(tmp_path / f"{name}.db")
+        try:
+            log = await AuditLog.open(store, hub_key)
+            await log.append("key.enrolled", f"owner:{pk.kid}", key_data)
+            await log.append("decision.accepted", f"owner:{pk.kid}", {"decision": "decline", "webauthn": webauthn})
+            await log.checkpoint()
+            out = tmp_path / name
+            out.mkdir()
+            await log.export(out)
+            return out
+        finally:
+            await store.close()
+
+    good = await export("honest", honest)
+    rc, text = run_verify(str(good), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert rc == 0, text
+    bad = await export("lied", lied)
+    rc, text = run_verify(str(bad), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert rc == 1 and "first bad seq: 1" in text and "another payload" in text, text
+
+
+def _assertion_of(body: dict[str, str]) -> tuple[bytes, bytes, bytes]:
+    from camhub_protocol.keys import b64url_decode
+
+    return tuple(b64url_decode(body[m]) for m in ("authenticator_data", "client_data_json", "signature"))  # type: ignore[return-value]
+
+
+def _jwk(pk: SoftPasskey) -> dict[str, str]:
+    from tests.consent.softauthn import b64url
+
+    nums = pk.key.public_key().public_numbers()
+    return {"kty": "EC", "crv": "P-256", "x": b64url(nums.x.to_bytes(32, "big")), "y": b64url(nums.y.to_bytes(32, "big"))}
