@@ -62,7 +62,11 @@ def jwk_thumbprint_any(jwk: dict[str, str]) -> str:
     """RFC 7638 thumbprint of an owner key of either kind: an Ed25519 OKP JWK, or a passkey's EC
     P-256 JWK (required members crv, kty, x, y in that order; PROTOCOL §3.1)."""
     if jwk.get("kty") == "EC":
-        if jwk.get("crv") != "P-256" or not isinstance(jwk.get("x"), str) or not isinstance(jwk.get("y"), str):
+        if (
+            jwk.get("crv") != "P-256"
+            or not isinstance(jwk.get("x"), str)
+            or not isinstance(jwk.get("y"), str)
+        ):
             raise ValueError("only P-256 EC JWKs are accepted")
         members = {"crv": jwk["crv"], "kty": "EC", "x": jwk["x"], "y": jwk["y"]}
         canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)

@@ -75,7 +75,9 @@ def _insert(conn: sqlite3.Connection, kid: str, jwk: dict[str, str], name: str, 
     """One owner key row, and for a passkey its WebAuthn row, in the caller's transaction."""
     q.insert_owner_key(conn, kid, jwk, name, now, by)
     if passkey is not None:
-        q.insert_passkey(conn, q.Passkey(kid, passkey.credential_id, passkey.cose_key, rp_id, passkey.sign_count))
+        q.insert_passkey(
+            conn, q.Passkey(kid, passkey.credential_id, passkey.cose_key, rp_id, passkey.sign_count)
+        )
 
 
 def _enrolled_event(kid: str, name: str, passkey: passkeys.NewPasskey | None, rp_id: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ counter as a clone (`passkey_counter_regressed`).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from dataclasses import dataclass
@@ -25,12 +24,12 @@ from urllib.parse import urlsplit
 
 import rfc8785
 from webauthn import verify_authentication_response, verify_registration_response
+from webauthn.helpers.cose import COSECRV, COSEAlgorithmIdentifier
 from webauthn.helpers.decode_credential_public_key import (
     DecodedEC2PublicKey,
     DecodedOKPPublicKey,
     decode_credential_public_key,
 )
-from webauthn.helpers.cose import COSEAlgorithmIdentifier, COSECRV
 from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
 
 from camhub_protocol import jws
@@ -111,7 +110,11 @@ def public_jwk(cose_key: bytes) -> tuple[dict[str, str], int]:
             raise ValueError("a P-256 coordinate is 32 bytes")
         return {"kty": "EC", "crv": "P-256", "x": b64url(decoded.x), "y": b64url(decoded.y)}, int(decoded.alg)
     if isinstance(decoded, DecodedOKPPublicKey):
-        if decoded.alg != COSEAlgorithmIdentifier.EDDSA or decoded.crv != COSECRV.ED25519 or len(decoded.x) != 32:
+        if (
+            decoded.alg != COSEAlgorithmIdentifier.EDDSA
+            or decoded.crv != COSECRV.ED25519
+            or len(decoded.x) != 32
+        ):
             raise ValueError("an OKP passkey must be EdDSA on Ed25519")
         return {"kty": "OKP", "crv": "Ed25519", "x": b64url(decoded.x)}, int(decoded.alg)
     raise ValueError("only ES256 and EdDSA passkeys are accepted")
@@ -128,7 +131,11 @@ class NewPasskey:
 
 def register(rp: RelyingParty, hub_id: str, value: Any) -> NewPasskey:
     """Check a `navigator.credentials.create()` response (§3.1 "Enrolment"); ValueError says why."""
-    if not isinstance(value, dict) or set(value) != {"credential_id", "client_data_json", "attestation_object"}:
+    if not isinstance(value, dict) or set(value) != {
+        "credential_id",
+        "client_data_json",
+        "attestation_object",
+    }:
         raise ValueError('passkey is {"credential_id", "client_data_json", "attestation_object"}')
     credential_id = _b64(value["credential_id"], "passkey.credential_id")
     client_data_raw = _b64(value["client_data_json"], "passkey.client_data_json")
@@ -146,7 +153,10 @@ def register(rp: RelyingParty, hub_id: str, value: Any) -> NewPasskey:
                 "id": b64url(credential_id),
                 "rawId": b64url(credential_id),
                 "type": "public-key",
-                "response": {"clientDataJSON": b64url(client_data_raw), "attestationObject": b64url(attestation)},
+                "response": {
+                    "clientDataJSON": b64url(client_data_raw),
+                    "attestationObject": b64url(attestation),
+                },
             },
             expected_challenge=enroll_challenge(hub_id),
             expected_rp_id=rp.rp_id,
@@ -163,7 +173,11 @@ def register(rp: RelyingParty, hub_id: str, value: Any) -> NewPasskey:
         raise ValueError("passkey.credential_id differs from the one in the attestation")
     jwk, _alg = public_jwk(verified.credential_public_key)
     return NewPasskey(
-        jwk_thumbprint_any(jwk), jwk, b64url(credential_id), verified.credential_public_key, verified.sign_count
+        jwk_thumbprint_any(jwk),
+        jwk,
+        b64url(credential_id),
+        verified.credential_public_key,
+        verified.sign_count,
     )
 
 
@@ -227,7 +241,7 @@ def payload_of(signed: SignedDecision) -> dict[str, Any]:
         raise invalid("payload must be a JSON object")
     try:
         canonical = rfc8785.dumps(payload)
-    except Exception as exc:  # noqa: BLE001 - rfc8785 refuses floats it cannot represent, etc.
+    except Exception as exc:
         raise invalid(f"payload cannot be canonicalised: {exc}") from exc
     if canonical != signed.payload_bytes:
         raise invalid("payload bytes are not in RFC 8785 canonical form")
@@ -249,9 +263,15 @@ def verify(rp: RelyingParty, key: q.Passkey, signed: SignedDecision) -> None:
     if client_data.get("challenge") != challenge(signed.payload_bytes):
         raise refuse("passkey_wrong_challenge", "the assertion was made for another payload")
     if not rp.origin_ok(client_data.get("origin")):
-        raise refuse("passkey_bad_origin", f"origin {str(client_data.get('origin'))[:100]!r} is not this hub's")
+        raise refuse(
+            "passkey_bad_origin", f"origin {str(client_data.get('origin'))[:100]!r} is not this hub's"
+        )
     auth = signed.authenticator_data
-    if len(auth) < 37 or auth[:32] != hashlib.sha256(rp.rp_id.encode("ascii")).digest() or key.rp_id != rp.rp_id:
+    if (
+        len(auth) < 37
+        or auth[:32] != hashlib.sha256(rp.rp_id.encode("ascii")).digest()
+        or key.rp_id != rp.rp_id
+    ):
         raise refuse("passkey_bad_rp_id", f"the assertion is not for relying party {rp.rp_id}")
     if auth[32] & (FLAG_UP | FLAG_UV) != FLAG_UP | FLAG_UV:
         raise refuse("passkey_user_not_verified", "the authenticator did not verify the user (UV flag)")
@@ -276,7 +296,7 @@ def verify(rp: RelyingParty, key: q.Passkey, signed: SignedDecision) -> None:
         )
     except InvalidAuthenticationResponse as exc:
         raise refuse("passkey_bad_signature", "the assertion's signature does not verify") from exc
-    except Exception as exc:  # noqa: BLE001 - a DER or COSE parse error inside the package
+    except Exception as exc:
         raise refuse(
             "passkey_bad_signature", f"the assertion's signature does not verify ({type(exc).__name__})"
         ) from exc

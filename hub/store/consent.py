@@ -151,7 +151,9 @@ def passkey(conn: sqlite3.Connection, kid: str) -> Passkey | None:
 
 
 def passkeys(conn: sqlite3.Connection) -> dict[str, Passkey]:
-    rows = conn.execute("SELECT kid, credential_id, public_key, rp_id, sign_count FROM owner_passkeys").fetchall()
+    rows = conn.execute(
+        "SELECT kid, credential_id, public_key, rp_id, sign_count FROM owner_passkeys"
+    ).fetchall()
     return {r[0]: Passkey(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows}
 
 

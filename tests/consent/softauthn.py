@@ -42,12 +42,18 @@ class SoftPasskey:
 
     def __post_init__(self) -> None:
         if self.key is None:
-            self.key = ec.generate_private_key(ec.SECP256R1()) if self.alg == "ES256" else Ed25519PrivateKey.generate()
+            self.key = (
+                ec.generate_private_key(ec.SECP256R1())
+                if self.alg == "ES256"
+                else Ed25519PrivateKey.generate()
+            )
 
     def cose_key(self) -> bytes:
         if self.alg == "ES256":
             nums = self.key.public_key().public_numbers()
-            return cbor2.dumps({1: 2, 3: -7, -1: 1, -2: nums.x.to_bytes(32, "big"), -3: nums.y.to_bytes(32, "big")})
+            return cbor2.dumps(
+                {1: 2, 3: -7, -1: 1, -2: nums.x.to_bytes(32, "big"), -3: nums.y.to_bytes(32, "big")}
+            )
         raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return cbor2.dumps({1: 1, 3: -8, -1: 6, -2: raw})
 
@@ -55,11 +61,20 @@ class SoftPasskey:
     def kid(self) -> str:
         if self.alg == "ES256":
             nums = self.key.public_key().public_numbers()
-            members = {"crv": "P-256", "kty": "EC", "x": b64url(nums.x.to_bytes(32, "big")), "y": b64url(nums.y.to_bytes(32, "big"))}
+            members = {
+                "crv": "P-256",
+                "kty": "EC",
+                "x": b64url(nums.x.to_bytes(32, "big")),
+                "y": b64url(nums.y.to_bytes(32, "big")),
+            }
         else:
-            raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            raw = self.key.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            )
             members = {"crv": "Ed25519", "kty": "OKP", "x": b64url(raw)}
-        return b64url(hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest())
+        return b64url(
+            hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
+        )
 
     def _sign(self, data: bytes) -> bytes:
         if self.alg == "ES256":
@@ -70,13 +85,29 @@ class SoftPasskey:
         """`navigator.credentials.create()` with the hub's fixed enrolment challenge."""
         challenge = hashlib.sha256(ENROLL_LABEL + b"\x00" + hub_id.encode()).digest()
         client = json.dumps(
-            {"type": "webauthn.create", "challenge": b64url(challenge), "origin": origin or self.origin, "crossOrigin": False}
+            {
+                "type": "webauthn.create",
+                "challenge": b64url(challenge),
+                "origin": origin or self.origin,
+                "crossOrigin": False,
+            }
         ).encode()
         flags = FLAG_UP | FLAG_AT | (FLAG_UV if uv else 0)
-        attested = bytes(16) + len(self.credential_id).to_bytes(2, "big") + self.credential_id + self.cose_key()
-        auth = hashlib.sha256(self.rp_id.encode()).digest() + bytes([flags]) + self.counter.to_bytes(4, "big") + attested
+        attested = (
+            bytes(16) + len(self.credential_id).to_bytes(2, "big") + self.credential_id + self.cose_key()
+        )
+        auth = (
+            hashlib.sha256(self.rp_id.encode()).digest()
+            + bytes([flags])
+            + self.counter.to_bytes(4, "big")
+            + attested
+        )
         att = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth})
-        return {"credential_id": b64url(self.credential_id), "client_data_json": b64url(client), "attestation_object": b64url(att)}
+        return {
+            "credential_id": b64url(self.credential_id),
+            "client_data_json": b64url(client),
+            "attestation_object": b64url(att),
+        }
 
     def assert_(
         self, challenge: str, *, uv: bool = True, origin: str | None = None, rp_id: str | None = None,
@@ -89,12 +120,22 @@ class SoftPasskey:
             {"type": type_, "challenge": challenge, "origin": origin or self.origin, "crossOrigin": False}
         ).encode()
         flags = FLAG_UP | (FLAG_UV if uv else 0)
-        auth = hashlib.sha256((rp_id or self.rp_id).encode()).digest() + bytes([flags]) + self.counter.to_bytes(4, "big")
+        auth = (
+            hashlib.sha256((rp_id or self.rp_id).encode()).digest()
+            + bytes([flags])
+            + self.counter.to_bytes(4, "big")
+        )
         return auth, client, self._sign(auth + hashlib.sha256(client).digest())
 
 
 def payload(hub_id: str, fields: dict[str, Any], **overrides: Any) -> bytes:
-    body = {"v": 1, "hub": hub_id, **fields, "issued_at": rfc3339.format(int(time.time())), "jti": secrets.token_urlsafe(16)}
+    body = {
+        "v": 1,
+        "hub": hub_id,
+        **fields,
+        "issued_at": rfc3339.format(int(time.time())),
+        "jti": secrets.token_urlsafe(16),
+    }
     return rfc8785.dumps({**body, **overrides})
 
 
@@ -102,7 +143,9 @@ def challenge_of(payload_bytes: bytes) -> str:
     return b64url(hashlib.sha256(payload_bytes).digest())
 
 
-def decision(pk: SoftPasskey, payload_bytes: bytes, assertion: tuple[bytes, bytes, bytes] | None = None, **kw: Any) -> bytes:
+def decision(
+    pk: SoftPasskey, payload_bytes: bytes, assertion: tuple[bytes, bytes, bytes] | None = None, **kw: Any
+) -> bytes:
     """The §3.1 JSON body for `payload_bytes`, signed by `pk` (or carrying a given assertion)."""
     auth, client, sig = assertion or pk.assert_(challenge_of(payload_bytes), **kw)
     return json.dumps(

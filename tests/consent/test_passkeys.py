@@ -70,7 +70,11 @@ def test_enrol_then_approve_with_a_passkey_and_every_forgery_is_refused(hub: Hub
     refused(post(hub, decision(pk, approve, rp_id="evil.example")), 403, "passkey_bad_rp_id")
     refused(post(hub, decision(pk, approve, type_="webauthn.create")), 403, "passkey_bad_client_data")
     auth, client, sig = pk.assert_(challenge_of(approve))
-    forged = bytes([sig[0]]) + bytes([sig[1] ^ 1]) + sig[2:] if pk.alg == "EdDSA" else sig[:-2] + bytes([sig[-2] ^ 1, sig[-1]])
+    forged = (
+        bytes([sig[0]]) + bytes([sig[1] ^ 1]) + sig[2:]
+        if pk.alg == "EdDSA"
+        else sig[:-2] + bytes([sig[-2] ^ 1, sig[-1]])
+    )
     refused(post(hub, decision(pk, approve, (auth, client, forged))), 403, "passkey_bad_signature")
     # Payload bytes that are not their own canonical form would give one payload two challenges.
     loose = json.dumps(json.loads(approve), indent=1).encode()
@@ -95,15 +99,33 @@ def test_a_cloned_authenticator_is_flagged_by_its_counter(hub: HubEnv) -> None:
     pk = SoftPasskey("localhost", ORIGIN)
     assert enrol(hub, pk).status == 201
     rid, sha = request(hub)
-    r = post(hub, decision(pk, payload(hub.hub_id, {"decision": "decline", "request_id": rid, "request_sha256": sha, "recipient": hub.agency.keyid})))
+    r = post(
+        hub,
+        decision(
+            pk,
+            payload(
+                hub.hub_id,
+                {
+                    "decision": "decline",
+                    "request_id": rid,
+                    "request_sha256": sha,
+                    "recipient": hub.agency.keyid,
+                },
+            ),
+        ),
+    )
     assert r.status == 201, r.body
     # The clone signs a fresh payload (new jti) with a counter the hub has already seen.
-    clone = SoftPasskey("localhost", ORIGIN, credential_id=pk.credential_id, key=pk.key, counter=pk.counter - 1)
+    clone = SoftPasskey(
+        "localhost", ORIGIN, credential_id=pk.credential_id, key=pk.key, counter=pk.counter - 1
+    )
     rid2, sha2 = request(hub)
     body = decision(clone, payload(hub.hub_id, hub.approval(rid2, sha2, hub.t0 + 10, hub.t0 + 40)))
     refused(post(hub, body), 403, "passkey_counter_regressed")
     flagged = [e for e in hub.audit_entries() if e["type"] == "key.counter_regressed"]
-    assert [(e["data"]["kid"], e["data"]["stored"], e["data"]["seen"]) for e in flagged] == [(pk.kid, pk.counter, pk.counter)]
+    assert [(e["data"]["kid"], e["data"]["stored"], e["data"]["seen"]) for e in flagged] == [
+        (pk.kid, pk.counter, pk.counter)
+    ]
     # The genuine authenticator carries on.
     r = post(hub, decision(pk, payload(hub.hub_id, hub.approval(rid2, sha2, hub.t0 + 10, hub.t0 + 40))))
     assert r.status == 201, r.body
@@ -136,21 +158,38 @@ def test_passkey_lineage_pairing_code_and_revoke(hub: HubEnv, tmp_path: Path) ->
         return post(hub, decision(pk, payload(hub.hub_id, fields)))
 
     phone = SoftPasskey("localhost", ORIGIN, alg="EdDSA")
-    r = sign(root, {"decision": "enroll-key", "subject": {"passkey": phone.create(hub.hub_id), "name": "phone"}})
+    r = sign(
+        root, {"decision": "enroll-key", "subject": {"passkey": phone.create(hub.hub_id), "name": "phone"}}
+    )
     assert r.status == 201, r.body
     refused(sign(phone, {"decision": "revoke-key", "subject": {"kid": root.kid}}), 403, "revoke_ancestor")
     refused(sign(root, {"decision": "revoke-key", "subject": {"kid": root.kid}}), 403, "last_owner_key")
     # The phone adds an agency and approves to it; revoking the phone undoes both.
-    sign(phone, {"decision": "add-agency", "subject": {"name": "Test PD", "sig_jwk": hub.agency.sig_jwk, "recipient": hub.agency.recipient}})
+    sign(
+        phone,
+        {
+            "decision": "add-agency",
+            "subject": {"name": "Test PD", "sig_jwk": hub.agency.sig_jwk, "recipient": hub.agency.recipient},
+        },
+    )
     rid, sha = request(hub)
     assert sign(phone, hub.approval(rid, sha, hub.t0 + 10, hub.t0 + 40)).status == 201
     r = sign(root, {"decision": "revoke-key", "subject": {"kid": phone.kid}})
     assert r.status == 201, r.body
     revoked = [e for e in hub.audit_entries() if e["type"] == "key.revoked"][-1]["data"]
     assert revoked["keys_revoked"] == [phone.kid] and len(revoked["grants_revoked"]) == 1
-    refused(sign(phone, {"decision": "decline", "request_id": rid, "request_sha256": sha, "recipient": hub.agency.keyid}), 403, "owner_key_revoked")
+    refused(
+        sign(
+            phone,
+            {"decision": "decline", "request_id": rid, "request_sha256": sha, "recipient": hub.agency.keyid},
+        ),
+        403,
+        "owner_key_revoked",
+    )
     # The same passkey can never come back.
-    again = sign(root, {"decision": "enroll-key", "subject": {"passkey": phone.create(hub.hub_id), "name": "phone"}})
+    again = sign(
+        root, {"decision": "enroll-key", "subject": {"passkey": phone.create(hub.hub_id), "name": "phone"}}
+    )
     refused(again, 403, "owner_key_revoked")
 
     # `camhub audit verify` re-verifies every passkey decision offline.
@@ -188,7 +227,9 @@ async def test_audit_verify_names_a_passkey_decision_the_owner_never_signed(tmp_
     (tmp_path / "keys").mkdir()
     hub_key = HubKey.load_or_create(tmp_path / "keys")[0]
     pk = SoftPasskey("camhub.local", "https://camhub.local")
-    signed = payload(hub_key.hub_id, {"decision": "decline", "request_id": "r1", "request_sha256": "00", "recipient": "a"})
+    signed = payload(
+        hub_key.hub_id, {"decision": "decline", "request_id": "r1", "request_sha256": "00", "recipient": "a"}
+    )
     honest = json.loads(decision(pk, signed))
     # The hub logs the owner's assertion on a decision of its own making (another recipient).
     forged = json.loads(signed) | {"recipient": "accomplice"}
@@ -201,7 +242,9 @@ async def test_audit_verify_names_a_passkey_decision_the_owner_never_signed(tmp_
         try:
             log = await AuditLog.open(store, hub_key)
             await log.append("key.enrolled", f"owner:{pk.kid}", key_data)
-            await log.append("decision.accepted", f"owner:{pk.kid}", {"decision": "decline", "webauthn": webauthn})
+            await log.append(
+                "decision.accepted", f"owner:{pk.kid}", {"decision": "decline", "webauthn": webauthn}
+            )
             await log.checkpoint()
             out = tmp_path / name
             out.mkdir()
@@ -228,4 +271,9 @@ def _jwk(pk: SoftPasskey) -> dict[str, str]:
     from tests.consent.softauthn import b64url
 
     nums = pk.key.public_key().public_numbers()
-    return {"kty": "EC", "crv": "P-256", "x": b64url(nums.x.to_bytes(32, "big")), "y": b64url(nums.y.to_bytes(32, "big"))}
+    return {
+        "kty": "EC",
+        "crv": "P-256",
+        "x": b64url(nums.x.to_bytes(32, "big")),
+        "y": b64url(nums.y.to_bytes(32, "big")),
+    }

@@ -10,8 +10,8 @@ The refusals (replay, another payload, no UV, clone) are server-level: tests/con
 
 from __future__ import annotations
 
-import time
 import json
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -35,7 +35,9 @@ def _passkey_hub(make_hub: Any, t0: float) -> Any:
 
 
 def _accepted(hub: Any, kind: str) -> dict[str, Any]:
-    entries = [e for e in hub.web.audit() if e["type"] == "decision.accepted" and e["data"]["decision"] == kind]
+    entries = [
+        e for e in hub.web.audit() if e["type"] == "decision.accepted" and e["data"]["decision"] == kind
+    ]
     assert entries, f"no accepted {kind}"
     return entries[-1]
 
@@ -57,7 +59,9 @@ def test_enrol_approve_revoke_decline_and_revoke_a_device_with_a_passkey(
     page.get_by_role("button", name="Add a passkey (sign)").click()
     page.get_by_text("Added the passkey “my phone”").wait_for()
     page.locator("#devices tbody tr").filter(has_text="my phone (passkey)").wait_for()
-    creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator["authenticatorId"]})["credentials"]
+    creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator["authenticatorId"]})[
+        "credentials"
+    ]
     assert len(creds) == 1 and creds[0]["rpId"] == "localhost"
     enrolled = [e for e in hub.web.audit() if e["type"] == "key.enrolled" and e["data"].get("rp_id")]
     assert len(enrolled) == 1 and enrolled[0]["data"]["via"] == "enroll-key"
@@ -94,8 +98,14 @@ def test_enrol_approve_revoke_decline_and_revoke_a_device_with_a_passkey(
     approval = _accepted(hub, "approve")
     assert approval["actor"] == f"owner:{passkey_kid}" and approval["data"]["webauthn"]["kid"] == passkey_kid
     assert "jws" not in approval["data"]
-    creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator["authenticatorId"]})["credentials"]
+    creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator["authenticatorId"]})[
+        "credentials"
+    ]
     assert creds[0]["signCount"] > counter_before  # the authenticator really signed
+    # The owner's history reads the passkey decision's payload like a JWS's.
+    listed = page.request.get(hub.url + "/api/v1/owner/requests").json()["requests"]
+    history = next(r for r in listed if r["id"] == asked["id"])["history"]
+    assert history["approvals"][0]["scope"]["cameras"] == ["front-door"]
 
     # Revoke the approval with the passkey, after a confirmation that names it.
     row = page.locator("#grants tbody tr").filter(has_text="2026-000200")
@@ -117,13 +127,17 @@ def test_enrol_approve_revoke_decline_and_revoke_a_device_with_a_passkey(
     dialog = page.get_by_role("dialog")
     assert "2026-000201" in dialog.inner_text() and "Front door" in dialog.inner_text()
     dialog.get_by_role("button", name="Sign and decline").click()
-    page.locator("#inbox-flash").filter(has_text="Declined the request of Springfield PD (case 2026-000201)").wait_for()
+    page.locator("#inbox-flash").filter(
+        has_text="Declined the request of Springfield PD (case 2026-000201)"
+    ).wait_for()
     assert _accepted(hub, "decline")["actor"] == f"owner:{passkey_kid}"
 
     # Revoke a device with the passkey: the passkey revokes itself, after the dialog lists what goes
     # with it (the agency it added); this browser then signs with its own key again.
     page.goto(hub.url + "/#/devices")
-    page.locator("#devices tbody tr").filter(has_text="my phone (passkey)").get_by_role("button", name="Revoke").click()
+    page.locator("#devices tbody tr").filter(has_text="my phone (passkey)").get_by_role(
+        "button", name="Revoke"
+    ).click()
     dialog = page.get_by_role("dialog")
     assert "Springfield PD" in dialog.inner_text()
     dialog.get_by_role("button", name="Sign and revoke all of this").click()

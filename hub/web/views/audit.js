@@ -41,9 +41,11 @@ const REFUSED = {
   unknown_field: "the request had unknown fields", invalid_json: "the request was not valid JSON", body_too_large: "it was too large",
 };
 
-function payloadOf(jws) {
+// The signed payload of an accepted decision: a JWS (PROTOCOL §3) or a passkey decision (§3.1).
+function payloadOf(d) {
   try {
-    return JSON.parse(new TextDecoder().decode(unb64url(jws.split(".")[1])));
+    const part = d.webauthn ? d.webauthn.payload : d.jws.split(".")[1];
+    return JSON.parse(new TextDecoder().decode(unb64url(part)));
   } catch {
     return {};
   }
@@ -71,7 +73,7 @@ function describe(e, n) {
       return `A call ${e.actor?.startsWith("agency:") ? `from ${agencyName(actorKey)}` : "from someone unknown"} was refused: ${REFUSED[d.code] || (d.code || "").replace(/_/g, " ")}`;
     case "decision.accepted": {
       const by = device(actorKey);
-      const p = d.jws ? payloadOf(d.jws) : {};
+      const p = d.jws || d.webauthn ? payloadOf(d) : {};
       switch (d.decision) {
         case "approve":
           return `You approved ${req(d.request_id)} from ${by}: ${p.scope?.kind === "live" ? `a livestream of ${joinNames((p.scope.cameras || []).map(cam))}` : `${joinNames((p.scope?.cameras || []).map(cam))}, ${range(p.scope?.start, p.scope?.end)}`}`;
