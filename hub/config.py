@@ -70,7 +70,11 @@ class HubConfig:
 
     @property
     def rp_id(self) -> str:
-        return self.passkey_rp_id or f"{self.name.lower()}.local"
+        if self.passkey_rp_id:
+            return self.passkey_rp_id
+        # The host name hub/discovery.py advertises (`<label>.local`), made from the name the same way.
+        label = re.sub(r"[^a-z0-9-]+", "-", self.name.lower()).strip("-")[:52] or "camhub"
+        return f"{label}.local"
 
 
 @dataclass(frozen=True)
