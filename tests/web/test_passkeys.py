@@ -145,3 +145,59 @@ def test_enrol_approve_revoke_decline_and_revoke_a_device_with_a_passkey(
     revoked = [e for e in hub.web.audit() if e["type"] == "key.revoked"][-1]
     assert revoked["actor"] == f"owner:{passkey_kid}" and revoked["data"]["keys_revoked"] == [passkey_kid]
     assert page.locator("#devices tbody tr").filter(has_text="(passkey)").count() == 0
+
+
+def test_pair_with_a_passkey_and_the_pairing_code_then_approve(
+    make_hub: Any, context: Any, tmp_path: Path
+) -> None:
+    """The first owner key can be a passkey: pairing code + passkey, the passkey signs the password
+    proof, and the page then approves with it (this browser holds no key of its own)."""
+    t0 = float(int(time.time()) - 3600)
+    hub = _passkey_hub(make_hub, t0)
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
+    page.goto(hub.url + "/")
+    page.get_by_label("Pairing code").fill(hub.daemon.pairing_code)
+    page.get_by_label("Name for this device").fill("phone")
+    page.get_by_label("Password for this hub").fill("correct horse battery")
+    page.get_by_label("Password again").fill("correct horse battery")
+    page.get_by_label("Use a passkey instead").check()
+    page.get_by_role("button", name="Pair this browser").click()
+    page.wait_for_function("() => !document.getElementById('nav').hidden", timeout=30_000)
+    enrolled = [e for e in hub.web.audit() if e["type"] == "key.enrolled"]
+    assert (
+        len(enrolled) == 1
+        and enrolled[0]["data"]["via"] == "pairing_code"
+        and enrolled[0]["data"]["rp_id"] == "localhost"
+    )
+    kid = enrolled[0]["data"]["kid"]
+    assert [e["data"]["kid"] for e in hub.web.audit() if e["type"] == "owner.password_set"] == [kid]
+    has_browser_key = page.evaluate(
+        """() => new Promise((resolve) => { const o = indexedDB.open("camhub", 1);
+             o.onupgradeneeded = () => o.result.createObjectStore("keys");
+             o.onsuccess = () => { const g = o.result.transaction("keys").objectStore("keys").get("owner");
+               g.onsuccess = () => resolve(!!g.result); }; })"""
+    )
+    assert has_browser_key is False
+
+    ident = _agency("keygen", str(tmp_path / "agency"))
+    page.goto(hub.url + "/#/agencies")
+    page.get_by_label("Name").fill("Springfield PD")
+    page.get_by_label("Public signing key").fill(json.dumps(ident["sig_jwk"]))
+    page.get_by_label("Encryption key for deliveries").fill(ident["recipient"])
+    page.get_by_role("button", name="Add agency (sign)").click()
+    page.locator("#agencies tbody tr").filter(has_text="Springfield PD").wait_for()
+    asked = _agency(
+        "request", "--url", hub.web.url, "--key", str(tmp_path / "agency"), "--camera", "front-door",
+        "--start", _utc(t0 - 10), "--end", _utc(t0 + 80), "--case-id", "2026-000300",
+        "--reason", "Package theft reported", "--legal-basis", "consent", "--contact", "Det. J. Rivera",
+    )  # fmt: skip
+    page.goto(hub.url + "/#/inbox")
+    page.locator(f"article[data-request-id='{asked['id']}']").get_by_role(
+        "button", name="Approve as asked"
+    ).click()
+    page.get_by_role("dialog").get_by_role("button", name="Sign and approve").click()
+    page.locator("#inbox-flash").filter(has_text="signed with your passkey").wait_for()
+    assert _accepted(hub, "approve")["actor"] == f"owner:{kid}"
