@@ -47,8 +47,8 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
-import json
 import ipaddress
+import json
 import logging
 import math
 import secrets
