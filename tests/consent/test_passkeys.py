@@ -277,3 +277,42 @@ def _jwk(pk: SoftPasskey) -> dict[str, str]:
         "x": b64url(nums.x.to_bytes(32, "big")),
         "y": b64url(nums.y.to_bytes(32, "big")),
     }
+
+
+def test_a_passkey_decision_racing_its_keys_revocation_never_leaves_a_child(hub: HubEnv) -> None:
+    """Issue 12's race with a passkey as B: "A revokes B" (JWS) and "B enrols C" (passkey) posted
+    together; the passkey path re-reads B's state in the transaction that applies it, so C is never
+    left active under a revoked B."""
+    import threading
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
+    from tests.consent.test_owner_keys import key_rows
+
+    for _ in range(8):
+        b = SoftPasskey("localhost", ORIGIN)
+        assert enrol(hub, b).status == 201
+        c = Ed25519PrivateKey.generate()
+        c_kid = jwk_thumbprint(okp_public_jwk(c.public_key()))
+        revoke_jws = hub.sign({"decision": "revoke-key", "subject": {"kid": b.kid}})
+        subject = {"public_jwk": okp_public_jwk(c.public_key()), "name": "c"}
+        enrol_body = decision(b, payload(hub.hub_id, {"decision": "enroll-key", "subject": subject}))
+        results: dict[str, int] = {}
+        go = threading.Barrier(2)
+
+        def send(name: str, go: threading.Barrier = go, results: dict[str, int] = results) -> None:
+            go.wait()
+            r = hub.post_decision(revoke_jws) if name == "revoke" else post(hub, enrol_body)
+            results[name] = r.status
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in ("revoke", "enrol")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert results["revoke"] == 201 and results["enrol"] in (201, 403), results
+        rows = key_rows(hub)
+        assert rows[b.kid][1] is not None
+        if c_kid in rows:
+            assert rows[c_kid][1] is not None, "C alive under a revoked passkey B"
