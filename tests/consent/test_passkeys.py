@@ -301,7 +301,10 @@ def test_a_passkey_decision_racing_its_keys_revocation_never_leaves_a_child(hub:
         results: dict[str, int] = {}
         go = threading.Barrier(2)
 
-        def send(name: str, go: threading.Barrier = go, results: dict[str, int] = results) -> None:
+        def send(
+            name: str, go: threading.Barrier = go, results: dict[str, int] = results,
+            revoke_jws: str = revoke_jws, enrol_body: bytes = enrol_body,
+        ) -> None:  # fmt: skip
             go.wait()
             r = hub.post_decision(revoke_jws) if name == "revoke" else post(hub, enrol_body)
             results[name] = r.status
