@@ -319,3 +319,20 @@ def test_a_passkey_decision_racing_its_keys_revocation_never_leaves_a_child(hub:
         assert rows[b.kid][1] is not None
         if c_kid in rows:
             assert rows[c_kid][1] is not None, "C alive under a revoked passkey B"
+
+
+def test_a_passkey_decision_sealed_to_the_hub_is_accepted(hub: HubEnv) -> None:
+    """PROTOCOL §7.6: through a relay a decision is sealed to the hub; the sealed plaintext may be a
+    passkey decision (told apart by its first byte) and the hub accepts sealed bodies on the LAN too."""
+    from camhub_protocol import sealed_bodies
+
+    pk = SoftPasskey("localhost", ORIGIN)
+    assert enrol(hub, pk).status == 201
+    rid, sha = request(hub)
+    body = decision(pk, payload(hub.hub_id, hub.approval(rid, sha, hub.t0 + 10, hub.t0 + 40)))
+    recipient = http("GET", hub.url + "/api/v1/hub").json()["recipient"]
+    sealed = sealed_bodies.seal(body, recipient)
+    r = http("POST", hub.url + "/api/v1/decisions", sealed, {"Content-Type": sealed_bodies.CONTENT_TYPE})
+    assert r.status == 201, r.body
+    r = http("POST", hub.url + "/api/v1/decisions", sealed, {"Content-Type": sealed_bodies.CONTENT_TYPE})
+    refused(r, 403, "jti_replayed")

@@ -99,6 +99,7 @@ function describe(e, n) {
     case "egress.live.start": return `${agencyName(actorKey)} started watching ${cam(d.camera)} live`;
     case "egress.live.end": return `${agencyName(actorKey)} stopped watching ${cam(d.camera)} live after ${d.seconds ? fmtDuration(d.seconds) : "less than a second"}${d.reason ? ` (${String(d.reason).replace(/_/g, " ")})` : ""}`;
     case "key.enrolled": return `The device “${d.name || shortFingerprint(d.kid)}” was enrolled${d.via === "pairing_code" ? " with the pairing code" : ""}`;
+    case "key.counter_regressed": return `The passkey ${device(d.kid)} signed with a counter it had already used (${d.seen}, last seen ${d.stored}): another copy of it may exist. The decision was refused; revoke the passkey if this was not you`;
     case "key.revoked": return `The device ${device(d.kid)} was revoked${d.grants_revoked ? `, and ${d.grants_revoked} approvals it gave with it` : ""}`;
     case "agency.added": return `The agency ${d.name || agencyName(d.keyid)} was added`;
     case "agency.removed": return `The agency ${agencyName(d.keyid)} was removed${d.grants_revoked ? `; ${d.grants_revoked} approvals revoked` : ""}${d.requests_closed ? `; ${d.requests_closed} requests closed` : ""}`;
