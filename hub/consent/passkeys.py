@@ -94,7 +94,10 @@ def _b64(value: Any, what: str, error: type[Exception] = ValueError) -> bytes:
 
 
 def _client_data(raw: bytes) -> dict[str, Any]:
-    data = jws.decode_json(raw, "clientDataJSON")
+    try:
+        data = jws.decode_json(raw, "clientDataJSON")
+    except JWSError as exc:
+        raise ValueError(exc.detail) from exc
     if not isinstance(data, dict):
         raise ValueError("clientDataJSON is not a JSON object")
     return data
