@@ -16,7 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tests.web.conftest import onboard
+from tests.web.conftest import login, onboard
 from tests.web.test_consent_inbox import _agency, _utc
 
 VIRTUAL_AUTHENTICATOR = {
@@ -151,7 +151,8 @@ def test_pair_with_a_passkey_and_the_pairing_code_then_approve(
     make_hub: Any, context: Any, tmp_path: Path
 ) -> None:
     """The first owner key can be a passkey: pairing code + passkey, the passkey signs the password
-    proof, and the page then approves with it (this browser holds no key of its own)."""
+    proof, and the page then approves with it (this browser holds no key of its own); a forgotten
+    password is reset with the passkey."""
     t0 = float(int(time.time()) - 3600)
     hub = _passkey_hub(make_hub, t0)
     page = context.new_page()
@@ -201,3 +202,17 @@ def test_pair_with_a_passkey_and_the_pairing_code_then_approve(
     page.get_by_role("dialog").get_by_role("button", name="Sign and approve").click()
     page.locator("#inbox-flash").filter(has_text="signed with your passkey").wait_for()
     assert _accepted(hub, "approve")["actor"] == f"owner:{kid}"
+
+    # A forgotten password: this browser holds no key of its own, but the passkey it enrolled
+    # signs the proof for a new one; then the new password logs in.
+    context.clear_cookies()
+    page.goto(hub.url + "/")
+    page.reload()
+    page.get_by_text("Forgot the password? Your passkey can set a new one.").click()
+    page.get_by_label("Password for this hub").fill("a brand new passphrase")
+    page.get_by_label("Password again").fill("a brand new passphrase")
+    page.get_by_role("button", name="Set password with the passkey").click()
+    page.wait_for_function("() => !document.getElementById('nav').hidden", timeout=30_000)
+    assert [e["data"]["kid"] for e in hub.web.audit() if e["type"] == "owner.password_set"] == [kid, kid]
+    context.clear_cookies()
+    login(page, hub.url, "a brand new passphrase")

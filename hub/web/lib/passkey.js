@@ -76,3 +76,22 @@ export async function signWithPasskey(payload, passkeyKeys, rpId) {
     signature: b64url(cred.response.signature),
   };
 }
+
+// The passkeys this browser enrolled ({kid, passkey: {credential_id}}), so that without a session
+// (a forgotten password) it still knows which credential to ask for and which kid it is.
+const KNOWN = "camhub.passkeys";
+
+export function knownPasskeys() {
+  try {
+    const list = JSON.parse(localStorage.getItem(KNOWN) || "[]");
+    return Array.isArray(list) ? list.filter((k) => typeof k?.kid === "string" && typeof k?.passkey?.credential_id === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+export function rememberPasskey(kid, credentialId) {
+  const list = knownPasskeys().filter((k) => k.kid !== kid);
+  list.push({ kid, passkey: { credential_id: credentialId } });
+  localStorage.setItem(KNOWN, JSON.stringify(list));
+}

@@ -8,7 +8,7 @@ import * as api from "../lib/api.js";
 import { decide, preferPasskey, signingKey } from "../lib/decide.js";
 import { cardTable, confirmDialog, focusResult, h, notice, replace } from "../lib/dom.js";
 import { createOwnerKey, markEnrolled, ownerKey } from "../lib/keys.js";
-import { createPasskey, passkeysAvailable } from "../lib/passkey.js";
+import { createPasskey, passkeysAvailable, rememberPasskey } from "../lib/passkey.js";
 import { fmtUnix } from "../lib/time.js";
 import { details, sentence, shortFingerprint } from "../lib/words.js";
 
@@ -80,6 +80,8 @@ export async function render(root, ctx, flash = null) {
     try {
       await decide(hubId, { decision: "enroll-key", subject: { passkey, name } });
       preferPasskey(true);
+      const enrolledNow = (await api.get("/api/v1/owner/devices")).keys.find((k) => k.passkey?.credential_id === passkey.credential_id);
+      if (enrolledNow) rememberPasskey(enrolledNow.kid, passkey.credential_id);
       reload(`Added the passkey “${name}”. This browser now approves with it (your fingerprint, face or PIN each time).`);
     } catch (err) {
       fail("No passkey added", err);

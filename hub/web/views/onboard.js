@@ -5,7 +5,7 @@ import * as api from "../lib/api.js";
 import { focusResult, h, notice, replace } from "../lib/dom.js";
 import { preferPasskey } from "../lib/decide.js";
 import { createOwnerKey, markEnrolled, ownerKey, randomJti, signJws } from "../lib/keys.js";
-import { createPasskey, passkeysAvailable, signWithPasskey } from "../lib/passkey.js";
+import { createPasskey, knownPasskeys, passkeysAvailable, rememberPasskey, signWithPasskey } from "../lib/passkey.js";
 import { rfc3339 } from "../lib/time.js";
 import { sentence } from "../lib/words.js";
 
@@ -42,7 +42,30 @@ export async function render(root, ctx) {
   const existing = await ownerKey();
 
   if (session.owner_enrolled) {
-    // An owner exists: only a browser holding an enrolled key may (re)set the password.
+    // An owner exists: only a browser holding an enrolled key (or a passkey it enrolled) may (re)set the password.
+    const passkeys = knownPasskeys();
+    if ((!existing || !existing.enrolled) && passkeys.length && passkeysAvailable()) {
+      const form = h("form", { class: "stack", novalidate: true },
+        notice("Your passkey can set a new password: it asks for your fingerprint, face or PIN to sign “set this hub's password”. Choosing a new password logs out every other browser."),
+        ...passwordFields(),
+        h("button", { type: "submit" }, "Set password with the passkey"),
+        status,
+      );
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        try {
+          const pw = readPassword(form);
+          await setPasswordWithPasskey(session, pw, passkeys);
+          await ctx.onAuthenticated();
+        } catch (err) {
+          const msg = notice(sentence(err), "error");
+          replace(status, msg);
+          focusResult(msg);
+        }
+      });
+      replace(root, h("section", { class: "card narrow" }, h("h1", {}, "Set the owner password"), form));
+      return;
+    }
     if (!existing || !existing.enrolled) {
       replace(
         root,
@@ -138,9 +161,15 @@ async function pairWithPasskey(session, pairingCode, name, password, status) {
   replace(status, notice("Enrolling the passkey with the pairing code…"));
   const res = await api.post("/api/v1/owner/enroll", { pairing_code: pairingCode, passkey, name });
   preferPasskey(true);
+  rememberPasskey(res.kid, passkey.credential_id);
   replace(status, notice("Setting the password: the passkey asks once more, to sign “set this hub's password”…"));
+  return setPasswordWithPasskey(session, password, [{ kid: res.kid, passkey: { credential_id: passkey.credential_id } }]);
+}
+
+// The set-password proof signed by a passkey (hub/api/session.py: the §3.1 format around it).
+async function setPasswordWithPasskey(session, password, passkeys) {
   const payload = { v: 1, hub: session.hub_id, purpose: "set-password", issued_at: rfc3339(new Date()), jti: randomJti() };
-  const proof = await signWithPasskey(payload, [{ kid: res.kid, passkey: { credential_id: passkey.credential_id } }], rpId);
+  const proof = await signWithPasskey(payload, passkeys, session.passkey_rp_id);
   return api.post("/api/v1/session/password", { password, proof });
 }
 
