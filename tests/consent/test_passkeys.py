@@ -334,3 +334,26 @@ def test_a_passkey_decision_sealed_to_the_hub_is_accepted(hub: HubEnv) -> None:
     assert r.status == 201, r.body
     r = http("POST", hub.url + "/api/v1/decisions", sealed, {"Content-Type": sealed_bodies.CONTENT_TYPE})
     refused(r, 403, "jti_replayed")
+
+
+def test_a_passkey_proof_sets_the_password_once(hub: HubEnv) -> None:
+    """The set-password proof in the §3.1 format: UV required, single use (jti), for this hub only."""
+    pk = SoftPasskey("localhost", ORIGIN)
+    assert enrol(hub, pk).status == 201
+    proof_payload = payload(hub.hub_id, {"purpose": "set-password"})
+
+    def set_password(body: bytes) -> Response:
+        doc = {"password": "a long enough passphrase", "proof": json.loads(body)}
+        return http(
+            "POST",
+            hub.url + "/api/v1/session/password",
+            json.dumps(doc).encode(),
+            {"Content-Type": "application/json"},
+        )
+
+    refused(set_password(decision(pk, proof_payload, uv=False)), 403, "passkey_user_not_verified")
+    good = decision(pk, proof_payload)
+    assert set_password(good).status == 200
+    refused(set_password(good), 403, "bad_proof")  # the jti is spent
+    other_hub = payload("another-hub", {"purpose": "set-password"})
+    refused(set_password(decision(pk, other_hub)), 403, "bad_proof")
