@@ -63,6 +63,18 @@ class HubConfig:
     rate_limit_burst: int = 200
     # Live viewers at once (WebRTC); agencies share all but one, which is kept for the owner.
     max_live_sessions: int = 16
+    # WebAuthn relying party id for passkeys (PROTOCOL §3.1). None means `<name>.local`, the name the
+    # hub answers to by mDNS; an origin is accepted when its host is exactly this (https), or for
+    # "localhost" also over http, which browsers count as a secure context.
+    passkey_rp_id: str | None = None
+
+    @property
+    def rp_id(self) -> str:
+        if self.passkey_rp_id:
+            return self.passkey_rp_id
+        # The host name hub/discovery.py advertises (`<label>.local`), made from the name the same way.
+        label = re.sub(r"[^a-z0-9-]+", "-", self.name.lower()).strip("-")[:52] or "camhub"
+        return f"{label}.local"
 
 
 @dataclass(frozen=True)
@@ -368,7 +380,7 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
         p,
         {"name", "data_dir", "key_file", "bind", "port", "https_port", "ice_addresses", "log_level",
          "idle_timeout_s", "owner_remote", "allowed_hosts", "rate_limit_per_s", "rate_limit_burst",
-         "max_live_sessions"},
+         "max_live_sessions", "passkey_rp_id"},
     )  # fmt: skip
     d = HubConfig()
     name = v.get(t, p, "name", str, d.name, lambda s: None if 0 < len(s) <= 63 else "must be 1-63 characters")
@@ -418,7 +430,17 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
         ),
         rate_limit_burst=v.get(t, p, "rate_limit_burst", int, d.rate_limit_burst, _range(1, 1_000_000)),
         max_live_sessions=v.get(t, p, "max_live_sessions", int, d.max_live_sessions, _range(2, 1000)),
+        passkey_rp_id=v.get(t, p, "passkey_rp_id", str, None, _rp_id),
     )
+
+
+def _rp_id(value: str) -> str | None:
+    # A WebAuthn rpId is a domain (a "valid domain string"), never an IP address (WebAuthn L2 §5.1.3).
+    if not _HOST_RE.fullmatch(value) or value.endswith(".") or _ip(value) is None:
+        return "must be a DNS name without a port (not an IP address)"
+    if value != value.lower():
+        return "must be lower case"
+    return None
 
 
 def _parse_storage(v: _Validator, t: dict[str, Any]) -> StorageConfig:

@@ -552,19 +552,28 @@ async def agencies(request: web.Request) -> web.Response:
 async def devices(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
 
-    def snapshot(conn: Any) -> tuple[list[consent_q.OwnerKey], list[dict[str, Any]]]:
+    def snapshot(
+        conn: Any,
+    ) -> tuple[list[consent_q.OwnerKey], list[dict[str, Any]], dict[str, consent_q.Passkey]]:
         keys = consent_q.active_owner_keys(conn)
         enrolled = {k.kid for k in keys}
         pending = [d for d in q.device_requests(conn, time.time() - 24 * 3600) if d["kid"] not in enrolled]
-        return keys, pending
+        return keys, pending, consent_q.passkeys(conn)
 
-    keys, pending = await services.store.run(snapshot)
+    keys, pending, passkeys = await services.store.run(snapshot)
+
+    def key_json(k: consent_q.OwnerKey) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kid": k.kid, "name": k.name, "enrolled_at": k.enrolled_at, "enrolled_by": k.enrolled_by
+        }  # fmt: skip
+        if k.kid in passkeys:  # PROTOCOL §3.1: what the UI asks the browser to sign with
+            pk = passkeys[k.kid]
+            out["passkey"] = {"credential_id": pk.credential_id, "rp_id": pk.rp_id}
+        return out
+
     return web.json_response(
         {
-            "keys": [
-                {"kid": k.kid, "name": k.name, "enrolled_at": k.enrolled_at, "enrolled_by": k.enrolled_by}
-                for k in keys
-            ],
+            "keys": [key_json(k) for k in keys],
             "pending": pending,
         }
     )
