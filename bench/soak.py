@@ -157,11 +157,14 @@ class _Hub:
             for name, info in sim.cameras.items()
         )
         self.config = workdir / "camhub.toml"
-        # Retention cycles: segments older than ~17 s go, and the index stays under ~2 MB.
+        # Retention cycles: segments older than ~17 s go, and the index stays under ~2 MB. The agency asks
+        # every 6-10 s, past the default 30 requests an hour per agency (a 30-minute soak died of 429
+        # after ~4 minutes): the soak measures growth, not that limit (tests/security has it).
         self.config.write_text(
             f'[hub]\nname = "soak"\ndata_dir = "{self.data}"\nbind = "127.0.0.1"\nport = {_free_port()}\n'
             "[storage]\nsegment_seconds = 2\nmax_age_days = 0.0002\nquota_gb = 0.002\n"
-            "[consent]\ntrust_system_clock = true\n[discovery]\nenabled = false\n" + cameras
+            "[consent]\ntrust_system_clock = true\nagency_requests_per_hour = 100000\n"
+            "[discovery]\nenabled = false\n" + cameras
         )
         self.log_path = workdir / "daemon.log"
         log = self.log_path.open("w")
