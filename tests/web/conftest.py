@@ -62,8 +62,9 @@ url = "rtsp://127.0.0.1:9/garage"
 # (pytest tests/web tests/egress works) for the price of a browser start per module.
 @pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
+    # Fail, never skip: in CI these tests must run (tests/egress/test_browser_live.py does the same).
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (make sysdeps installs it)")
+        pytest.fail("Debian chromium is required (make sysdeps installs it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
