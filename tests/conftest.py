@@ -82,11 +82,15 @@ class DaemonProcess:
             raise
 
 
-def start_daemon(config: Path, log_path: Path, env: dict[str, str] | None = None) -> DaemonProcess:
+def start_daemon(
+    config: Path, log_path: Path, env: dict[str, str] | None = None, module: str = "hub"
+) -> DaemonProcess:
+    """`python -m hub run --config …`; `module` names another entry point that ends in the same CLI
+    (e.g. `tests.unsynced_clock`, which first hides the kernel's clock state)."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     log_file = log_path.open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "hub", "run", "--config", str(config)],
+        [sys.executable, "-m", module, "run", "--config", str(config)],
         stdout=log_file,
         stderr=subprocess.STDOUT,
         env=full_env,

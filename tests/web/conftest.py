@@ -168,7 +168,10 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., WebHub]]:
             config.write_text(
                 config.read_text().replace("[discovery]\nenabled = false\n", f"[discovery]\n{discovery}\n", 1)
             )
-        d = start_daemon(config, tmp_path / f"daemon{len(started)}.log")
+        # An untrusted clock on a test machine that keeps NTP time would count as synchronised; the
+        # launcher hides the kernel's clock state from the daemon so the §6 guard really applies.
+        module = "hub" if trust_clock else "tests.unsynced_clock"
+        d = start_daemon(config, tmp_path / f"daemon{len(started)}.log", module=module)
         started.append(d)
         d.wait_ready()
         return WebHub(d, data_dir, config, written, owner_key)
