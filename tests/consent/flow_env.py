@@ -21,6 +21,7 @@ import sqlite3
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from hub.ingest.source import MediaPacket
 from hub.record.segmenter import Segmenter
 from hub.store import Store
 from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
+from tests.consent.thread_hub import ThreadHub
 from tests.record.media import make_h264, read_packets
 
 CAMERA = "front-door"
@@ -47,11 +49,21 @@ SEGMENT_S = 4.0
 DECISION_TYP = "camhub-decision+jws"
 
 
-def record_footage(data_dir: Path, config_path: Path, t0: float, seconds: int = FOOTAGE_S) -> None:
-    """Index `seconds` of real H.264 (keyframe every 1 s) for CAMERA starting at wall time `t0`."""
+def record_footage(
+    data_dir: Path,
+    config_path: Path,
+    t0: float,
+    seconds: int = FOOTAGE_S,
+    *,
+    camera: str = CAMERA,
+    source: Path | None = None,
+) -> None:
+    """Index `seconds` of real H.264 (keyframe every 1 s) for `camera` starting at wall time `t0`,
+    looping `source` (default: a small 4 s clip)."""
     cfg = config_mod.load(config_path)
     datadir.prepare(cfg)
-    source = make_h264(data_dir.parent / "source.mp4", seconds=4.0, fps=FPS, gop=FPS)
+    if source is None:
+        source = make_h264(data_dir.parent / "source.mp4", seconds=4.0, fps=FPS, gop=FPS)
 
     async def run() -> None:
         _, pkts = await read_packets(source, seconds * FPS)
@@ -61,7 +73,7 @@ def record_footage(data_dir: Path, config_path: Path, t0: float, seconds: int = 
         ]
         store = await Store.open(cfg.db_path)
         try:
-            seg = Segmenter(CAMERA, cfg.segments_dir, store, segment_s=SEGMENT_S)
+            seg = Segmenter(camera, cfg.segments_dir, store, segment_s=SEGMENT_S)
 
             def work() -> None:
                 for p in arrived:
@@ -125,7 +137,7 @@ class HubEnv:
     tmp: Path
     config: Path
     data_dir: Path
-    daemon: DaemonProcess
+    daemon: DaemonProcess | ThreadHub
     owner: Ed25519PrivateKey
     agency: AgencyKeys
     t0: float
@@ -293,26 +305,48 @@ class HubEnv:
         entries = self.audit_entries()
         return entries[-1]["seq"] if entries else -1
 
+    @property
+    def hub(self) -> ThreadHub:
+        """The in-process hub (`start_hub_env(..., in_process=True)`)."""
+        assert isinstance(self.daemon, ThreadHub), "needs start_hub_env(..., in_process=True)"
+        return self.daemon
+
     def restart(self) -> None:
         self.daemon.stop()
         log = self.tmp / f"daemon-{len(self.extra_daemons) + 1}.log"
-        self.extra_daemons.append(self.daemon)
-        self.daemon = start_daemon(self.config, log)
+        self.extra_daemons.append(self.daemon)  # type: ignore[arg-type]
+        self.daemon = (
+            ThreadHub(self.config) if isinstance(self.daemon, ThreadHub) else start_daemon(self.config, log)
+        )
         self.daemon.wait_ready()
 
     def stop(self) -> None:
-        if self.daemon.proc.poll() is None:
+        alive = self.daemon.alive if isinstance(self.daemon, ThreadHub) else self.daemon.proc.poll() is None
+        if alive:
             self.daemon.stop()
 
 
-def start_hub_env(tmp: Path, *, footage: bool = True, extra_config: str = "") -> HubEnv:
-    """Record footage, start the daemon, enrol an owner key with the pairing code, add one agency."""
+def start_hub_env(
+    tmp: Path,
+    *,
+    footage: bool = True,
+    extra_config: str = "",
+    in_process: bool = False,
+    before_start: Callable[[Path, Path, float], None] | None = None,
+) -> HubEnv:
+    """Record footage, start the daemon, enrol an owner key with the pairing code, add one agency.
+
+    `in_process`: the hub runs in a thread of the test process (`thread_hub.ThreadHub`) instead of
+    `camhub run`. `before_start(data_dir, config, t0)` may index more footage before it starts.
+    """
     data_dir = tmp / "data"
     config = write_config(tmp / "camhub.toml", data_dir, free_port(), extra_config)
     t0 = float(int(time.time()) - FOOTAGE_S - 60)
     if footage:
         record_footage(data_dir, config, t0)
-    daemon = start_daemon(config, tmp / "daemon.log")
+    if before_start is not None:
+        before_start(data_dir, config, t0)
+    daemon = ThreadHub(config) if in_process else start_daemon(config, tmp / "daemon.log")
     daemon.wait_ready()
     assert daemon.pairing_code is not None, daemon.log()
     owner = Ed25519PrivateKey.generate()

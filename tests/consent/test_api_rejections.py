@@ -1,8 +1,11 @@
 """Every refusal of PROTOCOL.md §2 and §3 against a real daemon: the status, the error code, an audit
 entry, and nothing but a JSON error body (zero footage bytes).
 
-One daemon (with recorded footage, an enrolled owner and a trusted agency) serves the whole module;
+One hub (with recorded footage, an enrolled owner and a trusted agency) serves the whole module;
 each test makes its own requests, keys and agencies, so the tests do not depend on each other's order.
+It runs in a thread of the test process (`thread_hub.ThreadHub`: the daemon's own `running_hub`,
+over loopback HTTP like any client) so that `make mutate` can see which of these tests reach which
+consent function; `camhub run` itself is exercised by test_flow_e2e.py and test_flow_cli.py.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from tests.consent.flow_env import CAMERA, HubEnv, Response, http, new_agency, s
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
-    env = start_hub_env(tmp_path_factory.mktemp("hub"))
+    env = start_hub_env(tmp_path_factory.mktemp("hub"), in_process=True)
     try:
         yield env
     finally:
