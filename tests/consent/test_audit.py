@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -330,3 +331,159 @@ async def test_fuzzed_proof_bundles_only_fail_cleanly(store: Store, hub_key: Hub
     check()
     with pytest.raises(audit_verify.VerifyError):
         audit_verify.verify_proof_bundle([], jwk)  # type: ignore[arg-type]
+
+
+# --- forgeries by someone who can rewrite the export but not sign (THREAT_MODEL "Tampering") ---------
+#
+# Each forgery below is made *consistent* the way an attacker without the hub key would make it: the
+# entries rewritten with correct seq fields, leaf-hashes.txt recomputed, and every checkpoint's size and
+# root line replaced by the forged tree's, keeping the old signature lines. Only the signatures (or a
+# checkpoint kept elsewhere) can then tell. `_forgery_is_self_consistent` checks the attacker's work, so
+# a refusal must come from a signature; the honest export verifying is the control.
+
+
+def _lines(out: Path) -> list[bytes]:
+    return (out / "entries.jsonl").read_bytes().split(b"\n")[:-1]
+
+
+def _renumbered(lines: list[bytes]) -> list[bytes]:
+    """Entries with their seq fields rewritten to their line numbers, still RFC 8785 canonical."""
+    return [
+        audit_verify._canon({**json.loads(line), "seq": seq}).encode("utf-8")
+        for seq, line in enumerate(lines)
+    ]
+
+
+def _reroot(out: Path, lines: list[bytes]) -> None:
+    """Write `lines` as the log, recompute the hash list, and point each checkpoint the log still
+    reaches at the forged tree (same origin, same signature lines); drop the ones past its end."""
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    leaves = [audit_verify.leaf_hash(line) for line in lines]
+    (out / "leaf-hashes.txt").write_text("".join(h.hex() + "\n" for h in leaves))
+    tree = audit_verify.Tree(leaves)
+    for note_path in (out / "checkpoints").glob("*.note"):
+        body, sep, signatures = note_path.read_text(encoding="utf-8").partition("\n\n")
+        origin, size, *rest = body.split("\n")
+        if int(size) > len(lines):
+            note_path.unlink()
+            continue
+        root = base64.b64encode(tree.root(int(size))).decode()
+        note_path.write_text("\n".join([origin, size, root, *rest[1:]]) + sep + signatures, encoding="utf-8")
+
+
+def _forgery_is_self_consistent(out: Path) -> None:
+    """What the attacker controls adds up: every line canonical with its seq, hash list and every
+    checkpoint root match the entries. Only a signature can still refuse it."""
+    lines = _lines(out)
+    for seq, line in enumerate(lines):
+        audit_verify.check_entry(line, seq)
+    leaves = [audit_verify.leaf_hash(line) for line in lines]
+    assert (out / "leaf-hashes.txt").read_text().split() == [h.hex() for h in leaves]
+    tree = audit_verify.Tree(leaves)
+    notes = list((out / "checkpoints").glob("*.note"))
+    assert notes
+    for note_path in notes:
+        _, size, root = note_path.read_text(encoding="utf-8").split("\n")[:3]
+        assert base64.b64decode(root) == tree.root(int(size)), note_path.name
+
+
+def _verify(out: Path, hub_key: HubKey, *checkpoints: str) -> audit_verify.VerifyError | None:
+    try:
+        audit_verify.verify_export(out, hub_key.public_jwk, checkpoints)
+    except audit_verify.VerifyError as exc:
+        return exc
+    return None
+
+
+async def test_rewritten_entry_rerooted_under_the_old_signatures_fails(
+    tmp_path: Path, store: Store, hub_key: HubKey
+) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    assert _verify(out, hub_key) is None  # the honest export verifies
+    lines = _lines(out)
+    lines[6] = lines[6].replace(b"agency:0", b"agency:2")
+    _reroot(out, lines)
+    _forgery_is_self_consistent(out)
+    failure = _verify(out, hub_key)
+    assert failure is not None and failure.seq is None  # no entry is wrong by itself: a checkpoint is
+    rc, text = run_verify(str(out), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert rc == 1, text
+
+
+async def test_dropped_entry_fails(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    out2 = tmp_path / "copy"
+    shutil.copytree(out, out2)
+    original = _lines(out)
+    dropped = original[:5] + original[6:]
+    # Dropped as is: line 5 carries seq 6.
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in dropped))
+    failure = _verify(out, hub_key)
+    assert failure is not None and failure.seq == 5, failure
+    # Renumbered, hashes recomputed, checkpoints re-rooted: the signatures refuse it.
+    _reroot(out, _renumbered(dropped))
+    _forgery_is_self_consistent(out)
+    assert _verify(out, hub_key) is not None
+    # Renumbered but the signed checkpoints left alone: named within the first checkpoint it breaks.
+    (out2 / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in _renumbered(dropped)))
+    failure = _verify(out2, hub_key)
+    assert failure is not None and failure.seq == 5, failure
+
+
+async def test_reordered_pair_fails(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    original = _lines(out)
+    swapped = [*original[:5], original[6], original[5], *original[7:]]
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in swapped))
+    failure = _verify(out, hub_key)
+    assert failure is not None and failure.seq == 5, failure
+    # Renumbered so every seq fits its line: the signed roots (and the signed hash list) name seq 5.
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in _renumbered(swapped)))
+    failure = _verify(out, hub_key)
+    assert failure is not None and failure.seq == 5, failure
+    # And re-rooted under the old signatures: refused by the signatures.
+    _reroot(out, _renumbered(swapped))
+    _forgery_is_self_consistent(out)
+    assert _verify(out, hub_key) is not None
+
+
+async def test_truncated_log_with_its_later_checkpoints_removed(
+    tmp_path: Path, store: Store, hub_key: HubKey
+) -> None:
+    """Cut to 7 entries and the checkpoints past them deleted: the remaining ones still verify, so the
+    export alone looks fine (THREAT_MODEL: caught only against a checkpoint kept elsewhere); with the
+    owner's last-seen checkpoint it fails and names the first missing seq."""
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    seen = tmp_path / "seen.note"
+    seen.write_text((out / "checkpoints" / "12.note").read_text())
+    _reroot(out, _lines(out)[:7])
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.note")) == ["4.note"]
+    assert _verify(out, hub_key) is None
+    failure = _verify(out, hub_key, seen.read_text())
+    assert failure is not None and failure.seq == 7, failure
+    rc, text = run_verify(str(out), "--hub-key", json.dumps(hub_key.public_jwk), "--checkpoint", str(seen))
+    assert rc == 1 and "first bad seq: 7" in text, text
+
+
+async def test_a_checkpoint_signed_by_another_key_is_refused(
+    tmp_path: Path, store: Store, hub_key: HubKey
+) -> None:
+    """A forged log re-signed with a key that is not the hub's: consistent, signed, refused."""
+    (tmp_path / "k2").mkdir()
+    other = HubKey.load_or_create(tmp_path / "k2")[0]
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    forged_store = await Store.open(tmp_path / "forged.db")
+    try:
+        forged = await filled(forged_store, other, 12)
+        await forged.checkpoint()
+        await forged.export(tmp_path / "forged")
+    finally:
+        await forged_store.close()
+    # The other key's notes carry the other hub's origin: renamed to this hub's, they do not verify.
+    for note_path in (tmp_path / "forged" / "checkpoints").glob("*.note"):
+        note = note_path.read_text().replace(f"camhub/{other.hub_id}", f"camhub/{hub_key.hub_id}")
+        (out / "checkpoints" / note_path.name).write_text(note)
+    (out / "entries.jsonl").write_bytes((tmp_path / "forged" / "entries.jsonl").read_bytes())
+    (out / "leaf-hashes.txt").write_bytes((tmp_path / "forged" / "leaf-hashes.txt").read_bytes())
+    assert _verify(out, hub_key) is not None
+    assert _verify(tmp_path / "forged", other) is None  # the same log does verify with its own key
