@@ -40,6 +40,7 @@ def assert_refused(
     assert r.status == status, r.body
     assert r.is_json_error, (r.headers, r.body[:200])  # an error body and nothing else: no media
     assert r.json()["error"] == code, r.body
+    assert isinstance(r.json()["detail"], str) and r.json()["detail"], r.body  # PROTOCOL: a human detail
     new = hub.audit_entries(since)
     entries = [e for e in new if e["type"] == audit_type and e["data"].get("code") == code]
     assert entries, f"no {audit_type} audit entry with code {code}: {new}"

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.consent import audit_verify, merkle
 from hub.consent.audit import AuditLog, canonical_entry
 from hub.consent.checkpoint import parse_checkpoint
 from hub.consent.errors import AuditError
-from hub.consent.keys import HubKey
+from hub.consent.keys import HubKey, jwk_thumbprint, okp_public_jwk
 from hub.store import Store
 
 VERIFY_PY = Path(__file__).resolve().parents[2] / "hub" / "consent" / "audit_verify.py"
@@ -487,3 +488,164 @@ async def test_a_checkpoint_signed_by_another_key_is_refused(
     (out / "leaf-hashes.txt").write_bytes((tmp_path / "forged" / "leaf-hashes.txt").read_bytes())
     assert _verify(out, hub_key) is not None
     assert _verify(tmp_path / "forged", other) is None  # the same log does verify with its own key
+
+
+# --- the stand-alone verifier in this process: its CLI, each proof-bundle rule, export edge cases ----
+# (run_verify above runs it as its own file in a fresh interpreter; these call it directly, so each
+# answer is checked exactly and mutation testing sees which test reaches which line.)
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    rc = audit_verify.main(list(args))
+    return rc, capsys.readouterr().out.splitlines()
+
+
+async def test_cli_in_process_reports_ok_warnings_and_the_first_bad_seq(
+    tmp_path: Path, store: Store, hub_key: HubKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, log = await export_dir(tmp_path, store, hub_key)
+    jwk_file = tmp_path / "hub.jwk"
+    jwk_file.write_text(json.dumps(hub_key.public_jwk))
+    assert _main(capsys, str(out), "--hub-key", str(jwk_file)) == (0, [f"ok: {out}"])
+    assert _main(capsys, str(out), "--hub-key", json.dumps(hub_key.public_jwk)) == (0, [f"ok: {out}"])
+    # Entries past the last checkpoint are reported, not failed.
+    await log.append("hub.started", "hub", {})
+    await log.append("hub.started", "hub", {})
+    await log.export(out)
+    rc, lines = _main(capsys, str(out), "--hub-key", str(jwk_file))
+    assert (rc, lines) == (0, ["warning: entries 12..13 are not yet covered by a checkpoint", f"ok: {out}"])
+    # A range when only a checkpoint interval can be named; one seq when the entry is known.
+    lines_ = _lines(out)
+    lines_[6] = lines_[6].replace(b"agency:0", b"agency:2")
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines_))
+    leaves = [audit_verify.leaf_hash(line) for line in lines_]
+    (out / "leaf-hashes.txt").write_text("".join(h.hex() + "\n" for h in leaves))
+    rc, lines = _main(capsys, str(out), "--hub-key", str(jwk_file))
+    assert rc == 1 and lines[0] == "first bad seq: in 4..7", lines
+    assert lines[1].startswith("FAILED: checkpoint 8.note (size 8) does not match entries 4..7"), lines
+    (out / "leaf-hashes.txt").unlink()
+    rc, lines = _main(capsys, str(out), "--hub-key", str(jwk_file))
+    assert rc == 1 and lines[0] == "first bad seq: in 4..7", lines
+    # Unreadable input and a key that is not a public Ed25519 JWK are failures, not crashes.
+    rc, lines = _main(capsys, str(tmp_path / "missing"), "--hub-key", str(jwk_file))
+    assert rc == 1 and lines[0].startswith("FAILED: cannot read input"), lines
+    for bad in (
+        "[1]",
+        json.dumps({**hub_key.public_jwk, "crv": "X25519"}),
+        json.dumps({**hub_key.public_jwk, "d": "AA"}),
+    ):
+        rc, lines = _main(capsys, str(out), "--hub-key", bad)
+        assert rc == 1 and lines[0].startswith("FAILED:") and "seq" not in lines[0], (bad, lines)
+
+
+async def test_cli_in_process_checks_a_proof_bundle(
+    tmp_path: Path, store: Store, hub_key: HubKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = await filled(store, hub_key, 6)
+    seq, _ = await log.append("egress.delivery", "agency:x", {"request_id": "r1"})
+    path = tmp_path / "audit-proof.json"
+    path.write_text(json.dumps(await log.proof_bundle(seq)))
+    rc, lines = _main(capsys, str(path), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert (rc, lines) == (0, [f"ok: entry {seq} (egress.delivery) is in the hub's signed log"])
+    bundle = json.loads(path.read_text())
+    path.write_text(json.dumps({**bundle, "entry_hash": "00" * 32}))
+    rc, lines = _main(capsys, str(path), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert rc == 1 and lines[0] == f"first bad seq: {seq}", lines
+
+
+async def test_every_proof_bundle_rule(store: Store, hub_key: HubKey, tmp_path: Path) -> None:
+    log = await filled(store, hub_key, 9)
+    seq = 5
+    bundle = await log.proof_bundle(seq)
+    jwk = hub_key.public_jwk
+    obj = audit_verify.verify_proof_bundle(bundle, jwk)
+    assert obj == json.loads(bundle["entry"]) and obj["seq"] == seq
+    (tmp_path / "k2").mkdir()
+    other = HubKey.load_or_create(tmp_path / "k2")[0]
+    proof = bundle["inclusion_proof"]
+    cases: list[tuple[str, dict[str, object], int | None]] = [
+        ("version", {"v": 2}, None),
+        ("no version", {"v": None}, None),
+        ("another hub", {"hub_id": other.hub_id}, None),
+        ("unsigned checkpoint", {"checkpoint": bundle["checkpoint"].split("\n\n")[0] + "\n"}, None),
+        ("seq as text", {"seq": str(seq)}, None),
+        ("seq as bool", {"seq": True}, None),
+        ("no entry", {"entry": None}, seq),
+        ("entry of another seq", {"seq": seq + 1}, seq + 1),
+        ("entry hash", {"entry_hash": "00" * 32}, seq),
+        ("tree size", {"tree_size": bundle["tree_size"] + 1}, seq),
+        ("proof not base64", {"inclusion_proof": ["!!", *proof[1:]]}, seq),
+        (
+            "proof node changed",
+            {"inclusion_proof": [base64.b64encode(b"\x00" * 32).decode(), *proof[1:]]},
+            seq,
+        ),
+        ("proof node dropped", {"inclusion_proof": proof[1:]}, seq),
+        ("no proof", {"inclusion_proof": []}, seq),
+    ]
+    for case, change, bad_seq in cases:
+        with pytest.raises(audit_verify.VerifyError) as info:
+            audit_verify.verify_proof_bundle({**bundle, **change}, jwk)
+        assert info.value.seq == bad_seq, (case, info.value, info.value.seq)
+        assert str(info.value), case
+    with pytest.raises(audit_verify.VerifyError):
+        audit_verify.verify_proof_bundle(bundle, other.public_jwk)
+    # A bundle without a proof list at all is the empty proof: refused for a tree of more than one.
+    without = {k: v for k, v in bundle.items() if k != "inclusion_proof"}
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_proof_bundle(without, jwk)
+    assert info.value.seq == seq
+
+
+async def test_export_edge_cases(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    out, log = await export_dir(tmp_path, store, hub_key)
+    jwk = hub_key.public_jwk
+    note = await log.checkpoint()
+    # A lost final newline changes no entry: still good.
+    data = (out / "entries.jsonl").read_bytes()
+    (out / "entries.jsonl").write_bytes(data.rstrip(b"\n"))
+    assert audit_verify.verify_export(out, jwk) == []
+    (out / "entries.jsonl").write_bytes(data)
+    # An unreadable hash list is ignored (it only helps to name the bad entry).
+    (out / "leaf-hashes.txt").write_text("not hex\n")
+    assert audit_verify.verify_export(out, jwk) == []
+    # A checkpoint that is not a signed note names the file.
+    (out / "checkpoints" / "3.note").write_text("camhub/x\n3\n")
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_export(out, jwk)
+    assert str(info.value).startswith("checkpoint 3.note: ") and info.value.seq is None
+    (out / "checkpoints" / "3.note").unlink()
+    # No checkpoint at all: nothing authenticates the log.
+    for path in (out / "checkpoints").glob("*.note"):
+        path.unlink()
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_export(out, jwk)
+    assert "no checkpoints" in str(info.value)
+    # ... unless one kept elsewhere is given.
+    assert audit_verify.verify_export(out, jwk, [note]) == []
+    # An empty log against a checkpoint that covers entries: truncated at 0.
+    (out / "entries.jsonl").write_bytes(b"")
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_export(out, jwk, [note])
+    assert info.value.seq == 0 and "truncated" in str(info.value)
+
+
+def test_load_hub_key_rules() -> None:
+    key = Ed25519PrivateKey.generate()
+    jwk = okp_public_jwk(key.public_key())
+    public, hub_id = audit_verify.load_hub_key(jwk)
+    assert hub_id == jwk_thumbprint(jwk)
+    assert public.public_bytes_raw() == key.public_key().public_bytes_raw()
+    for bad in (
+        {**jwk, "kty": "EC"},
+        {**jwk, "crv": "Ed448"},
+        {**jwk, "x": 5},
+        {**jwk, "d": jwk["x"]},
+        {**jwk, "x": jwk["x"][:-2]},
+        {**jwk, "x": jwk["x"] + "AAAA"},
+        {k: v for k, v in jwk.items() if k != "x"},
+    ):
+        with pytest.raises((audit_verify.VerifyError, ValueError)):
+            audit_verify.load_hub_key(bad)
+    with pytest.raises(ValueError):
+        audit_verify.load_hub_key({**jwk, "x": jwk["x"][:-1] + "+"})
