@@ -326,6 +326,23 @@ class HubEnv:
             self.daemon.stop()
 
 
+def assert_refused(
+    hub: HubEnv, r: Response, status: int, code: str, since: int, audit_type: str = "request.rejected"
+) -> dict[str, Any]:
+    """The refusal rule of STYLE.md: the status, the error code, its audit entry, and no media byte
+    (a JSON error body and nothing else, and no egress entry since `since`)."""
+    assert r.status == status, r.body
+    assert r.is_json_error, (r.headers, r.body[:200])  # an error body and nothing else: no media
+    assert r.json()["error"] == code, r.body
+    assert isinstance(r.json()["detail"], str) and r.json()["detail"], r.body  # PROTOCOL: a human detail
+    new = hub.audit_entries(since)
+    entries = [e for e in new if e["type"] == audit_type and e["data"].get("code") == code]
+    assert entries, f"no {audit_type} audit entry with code {code}: {new}"
+    # Nothing left the box for it: no egress entry (every byte sent to an agency has one, §5).
+    assert not [e for e in new if e["type"].startswith("egress.")], new
+    return entries[-1]
+
+
 def start_hub_env(
     tmp: Path,
     *,

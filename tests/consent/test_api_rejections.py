@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hub.consent import httpsig, rfc3339
 from hub.consent.keys import jwk_thumbprint, okp_public_jwk
-from tests.consent.flow_env import CAMERA, HubEnv, Response, http, new_agency, start_hub_env
+from tests.consent.flow_env import CAMERA, HubEnv, Response, assert_refused, http, new_agency, start_hub_env
 
 
 @pytest.fixture(scope="module")
@@ -30,23 +30,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
         yield env
     finally:
         env.stop()
-
-
-def assert_refused(
-    hub: HubEnv, r: Response, status: int, code: str, since: int, audit_type: str = "request.rejected"
-) -> dict[str, Any]:
-    """The refusal rule of STYLE.md: the status, the error code, its audit entry, and no media byte
-    (a JSON error body and nothing else, and no egress entry since `since`)."""
-    assert r.status == status, r.body
-    assert r.is_json_error, (r.headers, r.body[:200])  # an error body and nothing else: no media
-    assert r.json()["error"] == code, r.body
-    assert isinstance(r.json()["detail"], str) and r.json()["detail"], r.body  # PROTOCOL: a human detail
-    new = hub.audit_entries(since)
-    entries = [e for e in new if e["type"] == audit_type and e["data"].get("code") == code]
-    assert entries, f"no {audit_type} audit entry with code {code}: {new}"
-    # Nothing left the box for it: no egress entry (every byte sent to an agency has one, §5).
-    assert not [e for e in new if e["type"].startswith("egress.")], new
-    return entries[-1]
 
 
 def _body(env: HubEnv, /, **overrides: Any) -> bytes:
