@@ -589,3 +589,142 @@ def test_a_revoke_of_a_request_never_approved(hub: HubEnv) -> None:
 def test_wrong_content_type_for_a_decision(hub: HubEnv) -> None:
     r = http("POST", hub.url + "/api/v1/decisions", b"x.y.z", {"Content-Type": "text/plain"})
     assert (r.status, r.json()["error"]) == (415, "unsupported_media_type")
+
+
+# --- §2.2-§2.3 what a fulfilled request shows, and each fetch ----------------------------------
+
+
+def test_a_fulfilled_request_its_deliveries_and_each_fetch(hub: HubEnv) -> None:
+    rid, sha = _request(hub, cameras=[CAMERA, "no-footage-cam"])
+    since = hub.last_seq()
+    fields = hub.approval(rid, sha, hub.t0 + 20, hub.t0 + 30, cameras=[CAMERA, "no-footage-cam"])
+    decision_id = hub.decide(fields).json()["decision_id"]
+    state = hub.wait_status(rid, "fulfilled")
+    # One delivery: the camera without footage gets none, and nothing says so.
+    assert set(state) == {"id", "status", "respond_by", "deliveries"}
+    (item,) = state["deliveries"]
+    assert set(item) == {"url", "bytes", "sha256"}
+    delivery_id = item["url"].rsplit("/", 1)[-1]
+    assert item["url"] == f"{hub.url}/api/agency/v1/deliveries/{delivery_id}"
+    built = [e for e in hub.audit_entries(since) if e["type"] == "delivery.built"]
+    assert len(built) == 1 and built[0]["actor"] == "hub"
+    data = built[0]["data"]
+    assert {k: data[k] for k in ("delivery_id", "request_id", "approval_id", "recipient", "camera", "start", "end")} == {
+        "delivery_id": delivery_id, "request_id": rid, "approval_id": decision_id, "recipient": hub.agency.keyid,
+        "camera": CAMERA, "start": rfc3339.format(hub.t0 + 20), "end": rfc3339.format(hub.t0 + 30),
+    }  # fmt: skip
+    # The clip is cut at keyframes (1 s apart here): at most one GOP more at each end.
+    assert hub.t0 + 19 - 1e-3 <= rfc3339.parse(data["clip_start"]) <= hub.t0 + 20
+    assert hub.t0 + 30 <= rfc3339.parse(data["clip_end"]) <= hub.t0 + 31 + 1e-3
+    assert data["segments"] and all(set(s) == {"start", "end", "sha256"} for s in data["segments"])
+
+    for fetch in (1, 2):
+        since = hub.last_seq()
+        r = hub.signed("GET", f"/api/agency/v1/deliveries/{delivery_id}")
+        assert r.status == 200, r.body[:200]
+        assert r.headers["Content-Type"] == "application/vnd.camhub.delivery+age"
+        assert r.headers["Cache-Control"] == "no-store"
+        assert (len(r.body), hashlib.sha256(r.body).hexdigest()) == (item["bytes"], item["sha256"])
+        egress = [e for e in hub.audit_entries(since) if e["type"] == "egress.delivery"]
+        assert len(egress) == 1 and egress[0]["actor"] == f"agency:{hub.agency.keyid}"
+        assert egress[0]["data"] == {
+            "delivery_id": delivery_id, "request_id": rid, "approval_id": decision_id, "camera": CAMERA,
+            "sha256": item["sha256"], "bytes": item["bytes"], "fetch": fetch,
+        }  # fmt: skip
+        # §5: a checkpoint after every egress, covering it (signed once the transfer ended).
+        deadline = time.monotonic() + 30
+        while checkpoint_size(hub) <= egress[0]["seq"]:
+            assert time.monotonic() < deadline, "no checkpoint after the egress"
+            time.sleep(0.05)
+    # No HEAD: it would spend a fetch without sending anything.
+    assert hub.signed("HEAD", f"/api/agency/v1/deliveries/{delivery_id}").status == 405
+
+
+def checkpoint_size(hub: HubEnv) -> int:
+    """The size of the latest signed checkpoint in the database (written after every egress)."""
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{hub.data_dir / 'camhub.sqlite'}?mode=ro", uri=True, timeout=10)
+    try:
+        row = conn.execute("SELECT MAX(tree_size) FROM audit_checkpoints").fetchone()
+    finally:
+        conn.close()
+    return int(row[0])
+
+
+def test_unknown_deliveries_look_alike(hub: HubEnv, tmp_path: Path) -> None:
+    rid, sha = _request(hub)
+    assert hub.decide(_approve(hub, rid, sha)).status == 201
+    url = hub.wait_status(rid, "fulfilled")["deliveries"][0]["url"].removeprefix(hub.url)
+    other = new_agency(tmp_path / "other")
+    hub.add_agency(other, "Other PD")
+    answers = []
+    for path, agency in (
+        (url, other),
+        ("/api/agency/v1/deliveries/" + "D" * 22, None),
+        (url + "x" * 200, None),
+    ):
+        since = hub.last_seq()
+        r = hub.signed("GET", path, agency=agency)
+        assert_refused(hub, r, 404, "not_found", since)
+        answers.append(r.body)
+    assert len(set(answers)) == 1
+    # The rightful agency still has all its fetches.
+    assert hub.signed("GET", url).status == 200
+
+
+def test_a_live_grant_shows_its_url_and_end(hub: HubEnv) -> None:
+    body = json.dumps(_live(hub, 120)).encode()
+    r = hub.signed("POST", PATH, body)
+    rid, sha = r.json()["id"], hashlib.sha256(body).hexdigest()
+    not_after = int(time.time()) + 3600
+    fields = {"decision": "approve", "request_id": rid, "request_sha256": sha, "recipient": hub.agency.keyid,
+              "scope": {"kind": "live", "cameras": [CAMERA], "start": None, "end": None, "live_max_seconds": 120},
+              "max_fetches": 1, "not_after": rfc3339.format(not_after)}  # fmt: skip
+    r = hub.decide(fields)
+    assert r.status == 201, r.body
+    state = hub.poll(rid).json()
+    assert state == {
+        "id": rid, "status": "live", "respond_by": state["respond_by"],
+        "live": {"url": f"{hub.url}/api/agency/v1/live/{r.json()['decision_id']}", "not_after": rfc3339.format(not_after)},
+    }  # fmt: skip
+    # Live approvals: 0 seconds or more than asked are refused, less is fine.
+    for seconds, status, code in (
+        (0, 400, "invalid_decision"),
+        (121, 403, "scope_exceeds_request"),
+        (None, 400, "invalid_decision"),
+    ):
+        body = json.dumps(_live(hub, 120)).encode()
+        rid2 = hub.signed("POST", PATH, body).json()["id"]
+        f2 = {**fields, "request_id": rid2, "request_sha256": hashlib.sha256(body).hexdigest(),
+              "scope": {**fields["scope"], "live_max_seconds": seconds}}  # fmt: skip
+        _rejected(hub, hub.sign(f2), status, code)
+        f2["scope"] = {**fields["scope"], "start": rfc3339.format(hub.t0)}
+        _rejected(hub, hub.sign(f2), 400, "invalid_decision")
+        f2["scope"] = {**fields["scope"], "live_max_seconds": 60}
+        assert hub.decide(f2).status == 201
+        break
+    # After a revoke the live grant shows closed.
+    assert hub.decide({"decision": "revoke", "request_id": rid}).status == 201
+    assert hub.poll(rid).json()["status"] == "closed"
+
+
+def test_a_restart_builds_what_an_earlier_run_approved_but_could_not(hub: HubEnv) -> None:
+    """Approved while the range had no footage (nothing built, nothing shown); the footage is indexed
+    later; the next start builds the delivery (deliveries.resume), and the agency sees it."""
+    camera = "late-cam"
+    rid, sha = _request(hub, cameras=[camera])
+    assert hub.decide(hub.approval(rid, sha, hub.t0 + 20, hub.t0 + 30, cameras=[camera])).status == 201
+    deadline = time.monotonic() + 30
+    while f"request {rid}: no footage" not in hub.daemon.log():
+        assert time.monotonic() < deadline, hub.daemon.log()
+        time.sleep(0.05)
+    assert hub.poll(rid).json()["status"] == "pending"
+    from tests.consent.flow_env import record_footage
+
+    record_footage(hub.data_dir, hub.config, hub.t0, 40, camera=camera)
+    hub.restart()
+    state = hub.wait_status(rid, "fulfilled")
+    assert len(state["deliveries"]) == 1
+    # A revoked or expired approval is not rebuilt: revoke, restart, nothing new is built.
+    assert hub.decide({"decision": "revoke", "request_id": rid}).status == 201
