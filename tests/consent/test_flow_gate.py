@@ -147,3 +147,102 @@ async def test_a_url_is_judged_by_its_own_grant(store: Store) -> None:
     with pytest.raises(gate.EgressDenied) as info:
         await gate.check(store, "pd", "front", None, None, kind="live", now=later, grant_id="spent")
     assert info.value.code == "grant_expired"
+
+
+async def test_range_edges_and_kinds(store: Store) -> None:
+    # RFC 3339 carries milliseconds: up to 1 ms outside the approved range is the same instant.
+    assert (await _check(store, start=NOW - 300 - 0.0009, end=NOW - 100 + 0.0009)).id == "g1"
+    await _denied(store, "not_permitted", start=NOW - 300 - 0.002)
+    await _denied(store, "not_permitted", end=NOW - 100 + 0.002)
+    # A range inside the approval is fine; an inverted one is not a range.
+    assert (await _check(store, start=NOW - 250, end=NOW - 150)).id == "g1"
+    await _denied(store, "not_permitted", start=NOW - 150, end=NOW - 250)
+    await _denied(store, "not_permitted", start=None)
+    await _denied(store, "not_permitted", end=None)
+    for kind in ("still", "", "CLIP"):
+        await _denied(store, "not_permitted", kind=kind)
+    # The delivery must be of the camera asked about.
+    await _denied(store, "not_permitted", camera="front ")
+
+
+async def test_expiry_is_exclusive_at_not_after(store: Store) -> None:
+    assert (await _check(store, now=NOW + 3600 - 0.001)).id == "g1"
+    await _denied(store, "grant_expired", now=NOW + 3600)
+
+
+async def test_an_unknown_approver_is_a_revoked_one(store: Store) -> None:
+    def orphan(c: sqlite3.Connection) -> None:
+        q.insert_decision(c, "g2", "approve", "nobody", "r1", "jws", NOW, NOW)
+        q.insert_grant(
+            c,
+            q.GrantRecord(
+                "g2",
+                "r1",
+                "pd",
+                "clip",
+                ("front",),
+                NOW - 300,
+                NOW - 100,
+                None,
+                2,
+                NOW + 3600,
+                None,
+                "nobody",
+            ),
+        )
+        q.insert_delivery(
+            c,
+            q.DeliveryRecord(
+                "d2", "g2", "r1", "front", NOW - 300, NOW - 100, "deliveries/d2.age", "b" * 64, 1, 0
+            ),
+            NOW,
+        )
+
+    await store.run(orphan)
+    await _denied(store, "grant_revoked", delivery_id="d2")
+    assert (await _check(store)).id == "g1"
+
+
+async def test_live_without_a_grant_id_uses_any_live_grant_of_the_agency(store: Store) -> None:
+    async def live(now: float = NOW, **kw: object) -> q.GrantRecord:
+        return await gate.check(store, "pd", "front", None, None, kind="live", now=now, **kw)  # type: ignore[arg-type]
+
+    with pytest.raises(gate.EgressDenied) as info:
+        await live()
+    assert info.value.code == "not_permitted"  # the clip grant is not a live one
+    await store.run(_seed_live, "old", 60, NOW + 10)
+    await store.run(_seed_live, "new", 60, NOW + 3600)
+    assert (await live()).id in ("old", "new")
+    # One expired, one good: the good one allows it.
+    assert (await live(NOW + 100)).id == "new"
+    # Both refused: the first refusal (expired here) is the answer.
+    await store.run(q.revoke_grants_for_request, "r-new", NOW, "d5")
+    with pytest.raises(gate.EgressDenied) as info:
+        await live(NOW + 100)
+    assert info.value.code == "grant_expired"
+    # Another agency or camera: not permitted.
+    with pytest.raises(gate.EgressDenied) as info:
+        await gate.check(store, "pd", "back", None, None, kind="live", now=NOW)
+    assert info.value.code == "not_permitted"
+
+
+async def test_the_fetch_count_is_per_delivery_and_only_when_allowed(store: Store) -> None:
+    # A refused check takes no fetch: after the refusal both fetches are still there.
+    await _denied(store, "not_permitted", camera="back", take_fetch=True)
+    await _denied(store, "grant_expired", now=NOW + 3600, take_fetch=True)
+    await _check(store, take_fetch=True)
+    await _check(store, take_fetch=True)
+    await _denied(store, "fetch_limit_reached", take_fetch=True)
+    # Re-checks between chunks still pass: the limit counts fetches, not chunks.
+    assert (await _check(store)).id == "g1"
+
+
+async def test_opening_a_live_window_happens_once_and_only_for_live(store: Store) -> None:
+    await store.run(_seed_live, "w", 30, NOW + 3600)
+    grant = await gate.check(
+        store, "pd", "front", None, None, kind="live", now=NOW, grant_id="w", start_live=True
+    )
+    assert grant.live_started_at == NOW and grant.ends_at == NOW + 30
+    # A clip check with start_live set opens nothing.
+    g = await _check(store, start_live=True)
+    assert g.live_started_at is None
