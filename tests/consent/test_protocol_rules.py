@@ -458,8 +458,8 @@ def test_each_approval_rule(hub: HubEnv, case: str, changes: dict[str, Any], sta
     now = int(time.time())
     times = {"START": rfc3339.format(hub.t0 + 20), "T0+9": rfc3339.format(hub.t0 + 9),
              "T0+71": rfc3339.format(hub.t0 + 71), "NOW": rfc3339.format(now - 1), "30D+5": rfc3339.format(now + 30 * DAY + 5)}  # fmt: skip
-    raw_scope = changes.pop("scope", {})
-    changes = {k: times.get(v, v) if isinstance(v, str) else v for k, v in changes.items()}
+    raw_scope = changes.get("scope", {})  # never pop: the parameters are shared by every run
+    changes = {k: times.get(v, v) if isinstance(v, str) else v for k, v in changes.items() if k != "scope"}
     if isinstance(raw_scope, dict):
         scope = {k: times.get(v, v) if isinstance(v, str) else v for k, v in raw_scope.items()}
         fields = _approve(hub, rid, sha, scope=scope, **changes)
