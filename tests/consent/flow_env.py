@@ -141,7 +141,10 @@ class HubEnv:
     owner: Ed25519PrivateKey
     agency: AgencyKeys
     t0: float
-    extra_daemons: list[DaemonProcess] = field(default_factory=list)
+    extra_daemons: list[DaemonProcess | ThreadHub] = field(default_factory=list)
+    # How long a test waits for the hub to do something (build a delivery, log a line). A hub in the
+    # test process has nothing to start; short, so a mutant that stops it fails fast (docs/MUTATION.md).
+    deadline_s: float = 60.0
 
     @property
     def url(self) -> str:
@@ -278,7 +281,8 @@ class HubEnv:
     def poll(self, request_id: str, agency: AgencyKeys | None = None) -> Response:
         return self.signed("GET", f"/api/agency/v1/requests/{request_id}", agency=agency)
 
-    def wait_status(self, request_id: str, status: str, timeout: float = 60.0) -> dict[str, Any]:
+    def wait_status(self, request_id: str, status: str, timeout: float | None = None) -> dict[str, Any]:
+        timeout = self.deadline_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
@@ -314,7 +318,7 @@ class HubEnv:
     def restart(self) -> None:
         self.daemon.stop()
         log = self.tmp / f"daemon-{len(self.extra_daemons) + 1}.log"
-        self.extra_daemons.append(self.daemon)  # type: ignore[arg-type]
+        self.extra_daemons.append(self.daemon)
         self.daemon = (
             ThreadHub(self.config) if isinstance(self.daemon, ThreadHub) else start_daemon(self.config, log)
         )
@@ -368,6 +372,15 @@ def start_hub_env(
     assert daemon.pairing_code is not None, daemon.log()
     owner = Ed25519PrivateKey.generate()
     owner_client.enroll_first(daemon.url, owner, daemon.pairing_code, "test-owner")
-    env = HubEnv(tmp, config, data_dir, daemon, owner, new_agency(tmp / "agency"), t0)
+    env = HubEnv(
+        tmp,
+        config,
+        data_dir,
+        daemon,
+        owner,
+        new_agency(tmp / "agency"),
+        t0,
+        deadline_s=20.0 if in_process else 60.0,
+    )
     env.add_agency(env.agency, "Test PD")
     return env

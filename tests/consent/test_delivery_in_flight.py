@@ -78,7 +78,7 @@ def _fulfilled(hub: HubEnv, agency: AgencyKeys) -> tuple[str, dict[str, Any]]:
     rid, sha = hub.submit(start, end, agency=agency, cameras=[LOUD])
     r = hub.decide(hub.approval(rid, sha, start, end, agency=agency, cameras=[LOUD], max_fetches=5))
     assert r.status == 201, r.body
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + hub.deadline_s
     while (state := hub.poll(rid, agency=agency).json())["status"] != "fulfilled":
         assert time.monotonic() < deadline, state
         time.sleep(0.1)
@@ -95,7 +95,7 @@ class SlowFetch:
         host, port = hub.authority.rsplit(":", 1)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECV_BUFFER)  # before connect: the window
-        self.sock.settimeout(60)
+        self.sock.settimeout(hub.deadline_s)
         self.sock.connect((host, int(port)))
         lines = [f"GET {urlsplit(url).path} HTTP/1.1", f"Host: {hub.authority}", "Connection: close"]
         lines += [f"{k}: {v}" for k, v in headers.items()]

@@ -230,7 +230,7 @@ def test_approved_range_without_footage_stays_pending_like_a_decline(hub_in_proc
     )  # fmt: skip
     assert r.status == 201, r.body
     # Wait until both approvals' builds ran and found nothing (the hub logs it; the agency sees nothing).
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + hub.deadline_s
     while not all(
         f"request {ids[n]}: no footage" in hub.daemon.log() for n in ("no footage", "unknown camera")
     ):

@@ -606,7 +606,12 @@ def test_a_fulfilled_request_its_deliveries_and_each_fetch(hub: HubEnv) -> None:
     assert set(item) == {"url", "bytes", "sha256"}
     delivery_id = item["url"].rsplit("/", 1)[-1]
     assert item["url"] == f"{hub.url}/api/agency/v1/deliveries/{delivery_id}"
-    built = [e for e in hub.audit_entries(since) if e["type"] == "delivery.built"]
+    # (other tests' approvals may still be building in the background: only this request's count)
+    built = [
+        e
+        for e in hub.audit_entries(since)
+        if e["type"] == "delivery.built" and e["data"]["request_id"] == rid
+    ]
     assert len(built) == 1 and built[0]["actor"] == "hub"
     data = built[0]["data"]
     assert {k: data[k] for k in ("delivery_id", "request_id", "approval_id", "recipient", "camera", "start", "end")} == {
@@ -625,14 +630,18 @@ def test_a_fulfilled_request_its_deliveries_and_each_fetch(hub: HubEnv) -> None:
         assert r.headers["Content-Type"] == "application/vnd.camhub.delivery+age"
         assert r.headers["Cache-Control"] == "no-store"
         assert (len(r.body), hashlib.sha256(r.body).hexdigest()) == (item["bytes"], item["sha256"])
-        egress = [e for e in hub.audit_entries(since) if e["type"] == "egress.delivery"]
+        egress = [
+            e
+            for e in hub.audit_entries(since)
+            if e["type"] == "egress.delivery" and e["data"]["request_id"] == rid
+        ]
         assert len(egress) == 1 and egress[0]["actor"] == f"agency:{hub.agency.keyid}"
         assert egress[0]["data"] == {
             "delivery_id": delivery_id, "request_id": rid, "approval_id": decision_id, "camera": CAMERA,
             "sha256": item["sha256"], "bytes": item["bytes"], "fetch": fetch,
         }  # fmt: skip
         # §5: a checkpoint after every egress, covering it (signed once the transfer ended).
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + hub.deadline_s
         while checkpoint_size(hub) <= egress[0]["seq"]:
             assert time.monotonic() < deadline, "no checkpoint after the egress"
             time.sleep(0.05)
@@ -711,20 +720,48 @@ def test_a_live_grant_shows_its_url_and_end(hub: HubEnv) -> None:
 
 def test_a_restart_builds_what_an_earlier_run_approved_but_could_not(hub: HubEnv) -> None:
     """Approved while the range had no footage (nothing built, nothing shown); the footage is indexed
-    later; the next start builds the delivery (deliveries.resume), and the agency sees it."""
-    camera = "late-cam"
-    rid, sha = _request(hub, cameras=[camera])
-    assert hub.decide(hub.approval(rid, sha, hub.t0 + 20, hub.t0 + 30, cameras=[camera])).status == 201
-    deadline = time.monotonic() + 30
-    while f"request {rid}: no footage" not in hub.daemon.log():
-        assert time.monotonic() < deadline, hub.daemon.log()
-        time.sleep(0.05)
-    assert hub.poll(rid).json()["status"] == "pending"
+    later; the next start builds the delivery (deliveries.resume), and the agency sees it. Approvals
+    revoked or past their not_after by then, and declined requests, get nothing."""
     from tests.consent.flow_env import record_footage
 
-    record_footage(hub.data_dir, hub.config, hub.t0, 40, camera=camera)
+    now = time.time()
+    made: dict[str, tuple[str, str]] = {}
+    for name in ("built", "revoked", "expired", "declined"):
+        made[name] = _request(hub, cameras=[f"late-{name}"])
+    for name, not_after in (("built", now + 3600), ("revoked", now + 3600), ("expired", now + 2)):
+        rid, sha = made[name]
+        fields = hub.approval(
+            rid, sha, hub.t0 + 20, hub.t0 + 30, cameras=[f"late-{name}"], not_after=not_after
+        )
+        assert hub.decide(fields).status == 201
+    assert hub.decide({"decision": "revoke", "request_id": made["revoked"][0]}).status == 201
+    assert hub.decide(_decline(hub, *made["declined"])).status == 201
+    deadline = time.monotonic() + hub.deadline_s
+    while not all(
+        f"request {made[n][0]}: no footage" in hub.daemon.log() for n in ("built", "revoked", "expired")
+    ):
+        assert time.monotonic() < deadline, hub.daemon.log()
+        time.sleep(0.05)
+    assert {hub.poll(rid).json()["status"] for rid, _ in made.values()} == {"pending"}
+    for name in made:
+        record_footage(hub.data_dir, hub.config, hub.t0, 40, camera=f"late-{name}")
+    while time.time() <= now + 2:  # the "expired" approval's not_after passes
+        time.sleep(0.05)
+    files = {p.name for p in (hub.data_dir / "deliveries").iterdir()}
+    since = hub.last_seq()
     hub.restart()
-    state = hub.wait_status(rid, "fulfilled")
+    state = hub.wait_status(made["built"][0], "fulfilled")
     assert len(state["deliveries"]) == 1
-    # A revoked or expired approval is not rebuilt: revoke, restart, nothing new is built.
-    assert hub.decide({"decision": "revoke", "request_id": rid}).status == 201
+    while "consent-deliveries-resume" in hub.hub.call(_running):
+        assert time.monotonic() < deadline + hub.deadline_s
+        time.sleep(0.05)
+    late = {rid for rid, _ in made.values()}
+    built = [e["data"]["request_id"] for e in hub.audit_entries(since) if e["type"] == "delivery.built"]
+    assert [rid for rid in built if rid in late] == [made["built"][0]], built
+    new_files = {p.name for p in (hub.data_dir / "deliveries").iterdir()} - files
+    assert f"{state['deliveries'][0]['url'].rsplit('/', 1)[-1]}.age" in new_files
+    assert len(new_files) == len(built), (new_files, built)
+
+
+async def _running(services: Any) -> list[str]:
+    return list(services.supervisor.running())
