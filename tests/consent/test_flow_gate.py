@@ -65,6 +65,7 @@ async def _denied(store: Store, code: str, **kw: object) -> None:
     with pytest.raises(gate.EgressDenied) as info:
         await _check(store, **kw)
     assert info.value.code == code and info.value.status == 403
+    assert isinstance(info.value.detail, str) and info.value.detail  # the response's human detail
 
 
 async def test_allows_exactly_the_approval(store: Store) -> None:
@@ -246,3 +247,47 @@ async def test_opening_a_live_window_happens_once_and_only_for_live(store: Store
     # A clip check with start_live set opens nothing.
     g = await _check(store, start_live=True)
     assert g.live_started_at is None
+
+
+async def test_exactly_on_the_tolerance_and_a_zero_length_range(store: Store) -> None:
+    # The bounds themselves are inside: start at the approval's start less exactly 1 ms, end at its end
+    # plus exactly 1 ms (the same float arithmetic as the gate's), and a range of no length.
+    start = NOW - 300 - gate._EPS
+    end = NOW - 100 + gate._EPS
+    assert (await _check(store, start=start, end=end)).id == "g1"
+    assert (await _check(store, start=NOW - 200, end=NOW - 200)).id == "g1"
+
+
+async def test_a_grant_id_that_does_not_exist(store: Store) -> None:
+    for kind in ("live", "clip"):
+        with pytest.raises(gate.EgressDenied) as info:
+            await gate.check(store, "pd", "front", NOW - 300, NOW - 100, kind=kind, now=NOW, grant_id="nope")
+        assert info.value.code == "not_permitted"
+
+
+async def test_a_refused_grant_does_not_hide_a_good_one(store: Store) -> None:
+    # Two live grants of one agency, one approved by an owner key revoked since (its grant not
+    # marked revoked), in either order: the other one still allows the stream.
+    def key(c: sqlite3.Connection) -> None:
+        q.insert_owner_key(c, "owner2", JWK, "o2", NOW, None)
+
+    await store.run(key)
+    await store.run(q.revoke_owner_key, "owner2", NOW, "d-k")
+    for bad, good in (("a1", "a2"), ("b2", "b1")):
+        await store.run(_seed_live, min(bad, good), 60, NOW + 3600)
+        await store.run(_seed_live, max(bad, good), 60, NOW + 3600)
+        await store.run(lambda c, g=bad: c.execute("UPDATE decisions SET kid = 'owner2' WHERE id = ?", (g,)))
+        grant = await gate.check(store, "pd", "front", None, None, kind="live", now=NOW)
+        assert grant.id == good, (bad, good, grant.id)
+        await store.run(q.revoke_grants_for_request, f"r-{good}", NOW, f"d-{good}")
+    with pytest.raises(gate.EgressDenied) as info:
+        await gate.check(store, "pd", "front", None, None, kind="live", now=NOW)
+    assert info.value.code == "grant_revoked"
+
+
+async def test_a_check_without_start_live_opens_no_window(store: Store) -> None:
+    await store.run(_seed_live, "quiet", 30, NOW + 3600)
+    grant = await gate.check(store, "pd", "front", None, None, kind="live", now=NOW, grant_id="quiet")
+    assert grant.live_started_at is None
+    grant = await gate.check(store, "pd", "front", None, None, kind="live", now=NOW + 100)
+    assert grant.live_started_at is None and grant.ends_at == NOW + 3600

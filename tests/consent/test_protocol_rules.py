@@ -264,6 +264,15 @@ def test_rejections_are_audited_with_what_was_claimed(hub: HubEnv, tmp_path: Pat
         assert r.status == 401 and r.is_json_error, r.body
         (entry,) = [e for e in hub.audit_entries(since) if e["type"] == "request.rejected"]
         assert entry["actor"] == "unauthenticated" and "claimed_keyid" not in entry["data"], (value, entry)
+    # A claimed keyid is cut at 128 characters in the entry.
+    since = hub.last_seq()
+
+    def long_keyid(headers: dict[str, str]) -> None:
+        headers["Signature-Input"] = headers["Signature-Input"].replace(hub.agency.keyid, "k" * 200)
+
+    r = _post(hub, _doc(hub), mutate=long_keyid)
+    entry = assert_refused(hub, r, 401, "unknown_key", since)
+    assert entry["data"]["claimed_keyid"] == "k" * 128
     # A long path is cut in the entry (the log is not a place to store what an attacker sends).
     since = hub.last_seq()
     r = hub.signed("GET", PATH + "/" + "x" * 1000)
