@@ -611,7 +611,7 @@ def test_a_fulfilled_request_its_deliveries_and_each_fetch(hub: HubEnv) -> None:
     state = hub.wait_status(rid, "fulfilled")
     # One delivery: the camera without footage gets none, and nothing says so.
     assert set(state) == {"id", "status", "respond_by", "deliveries"}
-    (item,) = state["deliveries"]
+    assert len(state["deliveries"]) == 1
     assert set(item) == {"url", "bytes", "sha256"}
     delivery_id = item["url"].rsplit("/", 1)[-1]
     assert item["url"] == f"{hub.url}/api/agency/v1/deliveries/{delivery_id}"
@@ -654,6 +654,13 @@ def test_a_fulfilled_request_its_deliveries_and_each_fetch(hub: HubEnv) -> None:
         while checkpoint_size(hub) <= egress[0]["seq"]:
             assert time.monotonic() < deadline, "no checkpoint after the egress"
             time.sleep(0.05)
+    # The third fetch, opened as an agency does: age-decrypted, manifest verified, the clip named
+    # after its camera, the approved range.
+    (opened,) = hub.client().fetch(rid, hub.tmp / f"fetched-{rid}")
+    assert opened["files"] == [f"clip-{CAMERA}.mp4", "audit-proof.json"]
+    assert (opened["camera"], opened["start"], opened["end"]) == (
+        CAMERA, rfc3339.format(hub.t0 + 20), rfc3339.format(hub.t0 + 30),
+    )  # fmt: skip
     # No HEAD: it would spend a fetch without sending anything.
     assert hub.signed("HEAD", f"/api/agency/v1/deliveries/{delivery_id}").status == 405
 
@@ -733,6 +740,9 @@ def test_a_restart_builds_what_an_earlier_run_approved_but_could_not(hub: HubEnv
     revoked or past their not_after by then, and declined requests, get nothing."""
     from tests.consent.flow_env import record_footage
 
+    before, before_sha = _request(hub)
+    assert hub.decide(_approve(hub, before, before_sha)).status == 201
+    before_delivery = hub.wait_status(before, "fulfilled")["deliveries"]
     now = time.time()
     made: dict[str, tuple[str, str]] = {}
     for name in ("built", "revoked", "expired", "declined"):
@@ -770,6 +780,8 @@ def test_a_restart_builds_what_an_earlier_run_approved_but_could_not(hub: HubEnv
     late = {rid for rid, _ in made.values()}
     built = [e["data"]["request_id"] for e in hub.audit_entries(since) if e["type"] == "delivery.built"]
     assert [rid for rid in built if rid in late] == [made["built"][0]], built
+    # What was built before is not built again (resume goes over every approval at every start).
+    assert before not in built and hub.poll(before).json()["deliveries"] == before_delivery
     new_files = {p.name for p in (hub.data_dir / "deliveries").iterdir()} - files
     assert f"{state['deliveries'][0]['url'].rsplit('/', 1)[-1]}.age" in new_files
     assert len(new_files) == len(built), (new_files, built)
@@ -777,3 +789,50 @@ def test_a_restart_builds_what_an_earlier_run_approved_but_could_not(hub: HubEnv
 
 async def _running(services: Any) -> list[str]:
     return list(services.supervisor.running())
+
+
+def test_a_revoke_tells_live_egress_at_once(hub: HubEnv) -> None:
+    """A revoke notifies ConsentService.grant_listeners (the WHEP sessions' cut) before it answers;
+    the sessions' own watchdog would notice only up to 0.5 s later."""
+    calls: list[str] = []
+
+    async def listen(services: Any) -> None:
+        services.consent.grant_listeners.append(lambda: calls.append("changed"))
+
+    async def stop(services: Any) -> None:
+        services.consent.grant_listeners.pop()
+
+    hub.hub.call(listen)
+    try:
+        rid, sha = _request(hub)
+        assert hub.decide(_approve(hub, rid, sha)).status == 201
+        assert hub.decide(_decline(hub, *_request(hub))).status == 201
+        assert calls == []  # an approval or a decline ends no grant
+        assert hub.decide({"decision": "revoke", "request_id": rid}).status == 201
+        assert calls == ["changed"]
+    finally:
+        hub.hub.call(stop)
+
+
+def test_one_camera_failing_to_build_does_not_stop_the_others(hub: HubEnv) -> None:
+    """A camera whose recorded files are unreadable: its delivery fails (logged), the next camera's
+    is still built, and the agency sees `fulfilled` with that one."""
+    from tests.consent.flow_env import record_footage
+
+    broken = "broken-cam"
+    record_footage(hub.data_dir, hub.config, hub.t0, 40, camera=broken)
+    for path in (hub.data_dir / "segments" / broken).rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"not a video")
+    rid, sha = _request(hub, cameras=[broken, CAMERA])
+    assert (
+        hub.decide(hub.approval(rid, sha, hub.t0 + 20, hub.t0 + 30, cameras=[broken, CAMERA])).status == 201
+    )
+    deadline = time.monotonic() + hub.deadline_s
+    while (state := hub.poll(rid).json())["status"] != "fulfilled":
+        assert time.monotonic() < deadline, (state, hub.daemon.log())
+        time.sleep(0.05)
+    assert f"delivery for request {rid} camera {broken} failed" in hub.daemon.log()
+    assert len(state["deliveries"]) == 1
+    (opened,) = hub.client().fetch(rid, hub.tmp / f"fetched-{rid}")
+    assert opened["camera"] == CAMERA
