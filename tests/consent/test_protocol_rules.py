@@ -611,7 +611,7 @@ def test_a_fulfilled_request_its_deliveries_and_each_fetch(hub: HubEnv) -> None:
     state = hub.wait_status(rid, "fulfilled")
     # One delivery: the camera without footage gets none, and nothing says so.
     assert set(state) == {"id", "status", "respond_by", "deliveries"}
-    assert len(state["deliveries"]) == 1
+    (item,) = state["deliveries"]
     assert set(item) == {"url", "bytes", "sha256"}
     delivery_id = item["url"].rsplit("/", 1)[-1]
     assert item["url"] == f"{hub.url}/api/agency/v1/deliveries/{delivery_id}"
