@@ -713,22 +713,27 @@ def test_a_live_grant_shows_its_url_and_end(hub: HubEnv) -> None:
         "id": rid, "status": "live", "respond_by": state["respond_by"],
         "live": {"url": f"{hub.url}/api/agency/v1/live/{r.json()['decision_id']}", "not_after": rfc3339.format(not_after)},
     }  # fmt: skip
-    # Live approvals: 0 seconds or more than asked are refused, less is fine.
-    for seconds, status, code in (
-        (0, 400, "invalid_decision"),
-        (121, 403, "scope_exceeds_request"),
-        (None, 400, "invalid_decision"),
+    # Live approvals, one rule at a time on a fresh request each: each refused, then the request is
+    # still open for a valid one (here, exactly one second).
+    for scope_change, status, code in (
+        ({"live_max_seconds": 0}, 400, "invalid_decision"),
+        ({"live_max_seconds": 121}, 403, "scope_exceeds_request"),
+        ({"live_max_seconds": None}, 400, "invalid_decision"),
+        ({"live_max_seconds": True}, 400, "invalid_decision"),
+        ({"live_max_seconds": "60"}, 400, "invalid_decision"),
+        ({"live_max_seconds": 60.0}, 400, "invalid_decision"),
+        ({"start": rfc3339.format(hub.t0)}, 400, "invalid_decision"),
+        ({"end": rfc3339.format(hub.t0)}, 400, "invalid_decision"),
+        ({"cameras": ["garage"]}, 403, "scope_exceeds_request"),
+        ({"kind": "clip", "live_max_seconds": None}, 403, "scope_exceeds_request"),
     ):
         body = json.dumps(_live(hub, 120)).encode()
         rid2 = hub.signed("POST", PATH, body).json()["id"]
         f2 = {**fields, "request_id": rid2, "request_sha256": hashlib.sha256(body).hexdigest(),
-              "scope": {**fields["scope"], "live_max_seconds": seconds}}  # fmt: skip
+              "scope": {**fields["scope"], **scope_change}}  # fmt: skip
         _rejected(hub, hub.sign(f2), status, code)
-        f2["scope"] = {**fields["scope"], "start": rfc3339.format(hub.t0)}
-        _rejected(hub, hub.sign(f2), 400, "invalid_decision")
-        f2["scope"] = {**fields["scope"], "live_max_seconds": 60}
-        assert hub.decide(f2).status == 201
-        break
+        f2["scope"] = {**fields["scope"], "live_max_seconds": 1}
+        assert hub.decide(f2).status == 201, scope_change
     # After a revoke the live grant shows closed.
     assert hub.decide({"decision": "revoke", "request_id": rid}).status == 201
     assert hub.poll(rid).json()["status"] == "closed"
@@ -836,3 +841,23 @@ def test_one_camera_failing_to_build_does_not_stop_the_others(hub: HubEnv) -> No
     assert len(state["deliveries"]) == 1
     (opened,) = hub.client().fetch(rid, hub.tmp / f"fetched-{rid}")
     assert opened["camera"] == CAMERA
+
+
+def test_not_after_equal_to_the_hub_clock_has_passed(hub: HubEnv) -> None:
+    """§3: not_after must be *later* than now; equal is already past (the hub's clock pinned)."""
+    rid, sha = _request(hub)
+    consent = hub.hub.services.consent if hub.hub.services else None
+    assert consent is not None
+    at = float(int(time.time()) + 5)
+    consent.now = lambda: at
+    try:
+        compact = hub.sign(
+            _approve(hub, rid, sha, not_after=rfc3339.format(at)), issued_at=rfc3339.format(int(at))
+        )
+        _rejected(hub, compact, 403, "not_after_passed")
+        compact = hub.sign(
+            _approve(hub, rid, sha, not_after=rfc3339.format(at + 1)), issued_at=rfc3339.format(int(at))
+        )
+        assert hub.post_decision(compact).status == 201
+    finally:
+        consent.now = time.time
