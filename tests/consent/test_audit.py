@@ -649,3 +649,58 @@ def test_load_hub_key_rules() -> None:
             audit_verify.load_hub_key(bad)
     with pytest.raises(ValueError):
         audit_verify.load_hub_key({**jwk, "x": jwk["x"][:-1] + "+"})
+
+
+async def test_cli_in_process_with_saved_checkpoints_and_its_arguments(
+    tmp_path: Path, store: Store, hub_key: HubKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    jwk = json.dumps(hub_key.public_jwk)
+    seen = [tmp_path / "seen-12.note", tmp_path / "seen-8.note"]
+    seen[0].write_text((out / "checkpoints" / "12.note").read_text(encoding="utf-8"), encoding="utf-8")
+    seen[1].write_text((out / "checkpoints" / "8.note").read_text(encoding="utf-8"), encoding="utf-8")
+    # Saved checkpoints, given as files (repeatable), all consistent with the export: fine.
+    assert (
+        _main(capsys, str(out), "--hub-key", jwk, "--checkpoint", str(seen[0]), "--checkpoint", str(seen[1]))[
+            0
+        ]
+        == 0
+    )
+    # The export truncated to 9 entries, its own later checkpoints gone: only the saved ones tell.
+    _reroot(out, _lines(out)[:9])
+    warning = "warning: entries 8..8 are not yet covered by a checkpoint"
+    assert _main(capsys, str(out), "--hub-key", jwk) == (0, [warning, f"ok: {out}"])
+    rc, lines = _main(
+        capsys, str(out), "--hub-key", jwk, "--checkpoint", str(seen[1]), "--checkpoint", str(seen[0])
+    )
+    assert rc == 1 and lines[0] == "first bad seq: 9", lines
+    # A JWK inline with whitespace before it is still inline, not a file name.
+    assert _main(capsys, str(tmp_path / "nothing"), "--hub-key", "  \n" + jwk)[1][0].startswith(
+        "FAILED: cannot read input"
+    )
+    assert _main(capsys, str(out), "--hub-key", "  \n" + jwk) == (0, [warning, f"ok: {out}"])
+    # --hub-key is required.
+    with pytest.raises(SystemExit) as info:
+        audit_verify.main([str(out)])
+    assert info.value.code == 2
+    capsys.readouterr()
+
+
+def test_hub_id_is_the_thumbprint_whatever_it_ends_with() -> None:
+    # base64url has no padding to strip but "=": a thumbprint ending in any letter stays whole.
+    for _ in range(2000):
+        jwk = okp_public_jwk(Ed25519PrivateKey.generate().public_key())
+        if jwk_thumbprint(jwk)[-1] in "X=":
+            break
+    assert audit_verify.load_hub_key(jwk)[1] == jwk_thumbprint(jwk)
+
+
+def test_verifier_messages_say_something() -> None:
+    jwk = okp_public_jwk(Ed25519PrivateKey.generate().public_key())
+    for bad in ({**jwk, "crv": "X25519"}, {**jwk, "x": jwk["x"][:8]}):
+        with pytest.raises(audit_verify.VerifyError) as info:
+            audit_verify.load_hub_key(bad)
+        assert str(info.value) not in ("", "None"), bad
+    with pytest.raises(ValueError) as err:
+        audit_verify.load_hub_key({**jwk, "x": "*" * 43})
+    assert str(err.value) not in ("", "None")
