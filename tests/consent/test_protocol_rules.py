@@ -861,3 +861,78 @@ def test_not_after_equal_to_the_hub_clock_has_passed(hub: HubEnv) -> None:
         assert hub.post_decision(compact).status == 201
     finally:
         consent.now = time.time
+
+
+def _pinned(hub: HubEnv, at: float) -> Any:
+    """A context manager pinning the consent service's clock at `at`."""
+    import contextlib
+
+    consent = hub.hub.services.consent if hub.hub.services else None
+    assert consent is not None
+
+    @contextlib.contextmanager
+    def pin() -> Iterator[None]:
+        consent.now = lambda: at
+        try:
+            yield
+        finally:
+            consent.now = time.time
+
+    return pin()
+
+
+def test_time_windows_at_their_exact_bounds(hub: HubEnv, tmp_path: Path) -> None:
+    at = float(int(time.time()))
+    rid, sha = _request(hub)
+    with _pinned(hub, at):
+        # issued_at exactly 60 s ahead of the hub is still allowed; 61 s is not.
+        _rejected(
+            hub, hub.sign(_decline(hub, rid, sha), issued_at=rfc3339.format(at + 61)), 403, "issued_in_future"
+        )
+        assert hub.decide(_decline(hub, rid, sha), issued_at=rfc3339.format(at + 60)).status == 201
+        # Management decisions: exactly 300 s either way is within the window; 301 s is not.
+        agency = new_agency(tmp_path / "edge")
+        add = {"decision": "add-agency",
+               "subject": {"name": "Edge PD", "sig_jwk": agency.sig_jwk, "recipient": agency.recipient}}  # fmt: skip
+        _rejected(hub, hub.sign(add, issued_at=rfc3339.format(at - 301)), 403, "stale_decision")
+        assert hub.decide(add, issued_at=rfc3339.format(at - 300)).status == 201
+        remove = {"decision": "remove-agency", "subject": {"keyid": agency.keyid}}
+        assert hub.decide(remove, issued_at=rfc3339.format(at + 60)).status == 201  # +60 s: future rule first
+
+
+def test_a_one_character_jti_and_long_rejection_details(hub: HubEnv) -> None:
+    rid, sha = _request(hub)
+    assert hub.decide(_decline(hub, rid, sha), jti=secrets_token(1)).status == 201
+    # A refused decision's audit entry keeps its detail, cut at 300 characters.
+    rid, sha = _request(hub)
+    extra = {f"member_{i:03d}_{'x' * 20}": i for i in range(40)}
+    entry = _rejected(hub, hub.sign({**_decline(hub, rid, sha), **extra}), 400, "invalid_decision")
+    assert set(entry["data"]) >= {"code", "detail"}
+    assert len(entry["data"]["detail"]) == 300 and entry["data"]["detail"].startswith("members not allowed")
+
+
+def secrets_token(n: int) -> str:
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_letters) for _ in range(n))
+
+
+def test_a_live_window_opens_at_the_first_connection_and_closes_the_grant(hub: HubEnv) -> None:
+    """§2.4: live_max_seconds counts from the first connection; once over, the poll says closed while
+    not_after is still an hour away. (This hub has no camera: the connection gets 503 after the gate
+    opened the window, which is all the window needs.)"""
+    body = json.dumps(_live(hub, 120)).encode()
+    rid, sha = hub.signed("POST", PATH, body).json()["id"], hashlib.sha256(body).hexdigest()
+    fields = {"decision": "approve", "request_id": rid, "request_sha256": sha, "recipient": hub.agency.keyid,
+              "scope": {"kind": "live", "cameras": [CAMERA], "start": None, "end": None, "live_max_seconds": 5},
+              "max_fetches": 1, "not_after": rfc3339.format(int(time.time()) + 3600)}  # fmt: skip
+    assert hub.decide(fields).status == 201
+    url = hub.poll(rid).json()["live"]["url"].removeprefix(hub.url)
+    later = time.time() + 30
+    with _pinned(hub, later):  # 30 s on, never connected: still live (the window has not opened)
+        assert hub.signed("GET", f"{PATH}/{rid}", created=int(later)).json()["status"] == "live"
+    r = hub.signed("POST", url, b"v=0\r\n", content_type="application/sdp")
+    assert (r.status, r.json()["error"]) == (503, "camera_unavailable")
+    with _pinned(hub, time.time() + 6):
+        assert hub.signed("GET", f"{PATH}/{rid}", created=int(time.time() + 6)).json()["status"] == "closed"
