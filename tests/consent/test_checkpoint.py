@@ -151,3 +151,48 @@ def test_verifier_key_format() -> None:
     assert name == "camhub/abc" and key_hex == checkpoint.key_id(name, key.public_key()).hex()
     assert base64.b64decode(blob, validate=True)[1:] == key.public_key().public_bytes_raw()
     assert vkey.isascii()
+
+
+def _signature_line(name: str, sig: bytes) -> str:
+    return f"\u2014 {name} {base64.b64encode(sig).decode()}"
+
+
+def test_each_signed_note_rule() -> None:
+    key = Ed25519PrivateKey.generate()
+    pub = key.public_key()
+    text = f"{ORIGIN}\n5\n{ROOT}\n"
+    good = checkpoint.sign_note(text, ORIGIN, key)
+    good_line = good.split("\n\n")[1].rstrip("\n")
+    witness = checkpoint.sign_note(text, "witness.example", Ed25519PrivateKey.generate()).split("\n\n")[1]
+    key_id = checkpoint.key_id(ORIGIN, pub)
+    cases = [
+        ("too large", text + "x" * (16 * 1024) + "\n\n" + good_line + "\n", "checkpoint_malformed"),
+        ("a control character", text.replace("5", "5\x01") + "\n" + good_line + "\n", "checkpoint_malformed"),
+        ("no blank line", text + good_line + "\n", "checkpoint_malformed"),
+        ("no final newline", text + "\n" + good_line, "checkpoint_malformed"),
+        ("17 signatures", text + "\n" + (witness * 16) + good_line + "\n", "checkpoint_malformed"),
+        ("a signature line without the dash", text + "\n- " + good_line[2:] + "\n", "checkpoint_malformed"),
+        ("a signature not base64", text + "\n\u2014 " + ORIGIN + " !!!!\n", "checkpoint_malformed"),
+        ("a signature of 4 bytes", text + "\n" + _signature_line(ORIGIN, key_id) + "\n", "checkpoint_malformed"),
+        ("the hub key id, a wrong signature", text + "\n" + _signature_line(ORIGIN, key_id + bytes(64)) + "\n",
+         "checkpoint_bad_signature"),
+        ("only other keys", text + "\n" + witness, "checkpoint_unsigned"),
+        ("the hub's name with another key id", text + "\n" + _signature_line(ORIGIN, b"\x00" * 4 + bytes(64)) + "\n",
+         "checkpoint_unsigned"),
+    ]  # fmt: skip
+    for case, note, code in cases:
+        with pytest.raises(AuditError) as exc:
+            checkpoint.open_note(note, ORIGIN, pub)
+        assert (exc.value.code, bool(exc.value.detail)) == (code, True), case
+    # 16 signatures, the hub's after others it does not know: fine (unknown keys are skipped, not fatal).
+    many = text + "\n" + (witness * 15) + good_line + "\n"
+    assert checkpoint.open_note(many, ORIGIN, pub) == text
+    # Exactly the size limit is fine.
+    body = f"{ORIGIN}\n5\n{ROOT}\n"
+    pad = 16 * 1024 - len(checkpoint.sign_note(body + "e\n", ORIGIN, key).encode())
+    big = checkpoint.sign_note(body + "e" * (1 + pad) + "\n", ORIGIN, key)
+    assert len(big.encode()) == 16 * 1024
+    assert checkpoint.open_note(big, ORIGIN, pub).startswith(body)
+    # A body with a blank line of its own: the signatures start after the last one.
+    inner = f"{ORIGIN}\n5\n{ROOT}\n\nnot a signature\n"
+    assert checkpoint.open_note(checkpoint.sign_note(inner, ORIGIN, key), ORIGIN, pub) == inner

@@ -180,13 +180,16 @@ def test_fork_fails_consistency() -> None:
 
 def test_out_of_range() -> None:
     tree = tree_of(LEAVES)
-    for call in (
-        lambda: tree.root(9),
-        lambda: tree.inclusion_proof(8, 8),
-        lambda: tree.consistency_proof(5, 4),
+    for call, code in (
+        (lambda: tree.root(9), "bad_tree_size"),
+        (lambda: tree.inclusion_proof(8, 8), "bad_leaf_index"),
+        (lambda: tree.consistency_proof(5, 4), "bad_tree_size"),
+        (lambda: tree.consistency_proof(0, 9), "bad_tree_size"),
+        (lambda: tree.consistency_proof(-1, 3), "bad_tree_size"),
     ):
-        with pytest.raises(AuditError):
+        with pytest.raises(AuditError) as exc:
             call()
+        assert exc.value.code == code and exc.value.detail
 
 
 def test_append_is_logarithmic_for_100k() -> None:
