@@ -695,3 +695,52 @@ def test_verifier_messages_say_something() -> None:
     with pytest.raises(ValueError) as err:
         audit_verify.load_hub_key({**jwk, "x": "*" * 43})
     assert str(err.value) not in ("", "None")
+
+
+@pytest.mark.parametrize(
+    ("case", "line"),
+    [
+        ("not UTF-8", b'{"actor":"a","data":{},"seq":3,"time":"t","type":"x.y\xff"}'),
+        ("a duplicate key", b'{"actor":"a","actor":"b","data":{},"seq":3,"time":"t","type":"x.y"}'),
+        ("NaN", b'{"actor":"a","data":{"n":NaN},"seq":3,"time":"t","type":"x.y"}'),
+        ("not canonical (spaces)", b'{"actor": "a","data":{},"seq":3,"time":"t","type":"x.y"}'),
+        ("not canonical (key order)", b'{"data":{},"actor":"a","seq":3,"time":"t","type":"x.y"}'),
+        ("not an object", b'["actor","data","seq","time","type"]'),
+        ("a key missing", b'{"actor":"a","data":{},"seq":3,"type":"x.y"}'),
+        ("a key too many", b'{"actor":"a","data":{},"extra":1,"seq":3,"time":"t","type":"x.y"}'),
+        ("another seq", b'{"actor":"a","data":{},"seq":4,"time":"t","type":"x.y"}'),
+        ("seq as true", b'{"actor":"a","data":{},"seq":true,"time":"t","type":"x.y"}'),
+        (
+            "a number too large",
+            b'{"actor":"a","data":{"n":9007199254740992},"seq":3,"time":"t","type":"x.y"}',
+        ),
+    ],
+)
+def test_each_entry_rule_names_the_seq(case: str, line: bytes) -> None:
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.check_entry(line, 3)
+    assert info.value.seq == 3 and str(info.value) not in ("", "None"), case
+
+
+def test_a_good_entry_and_seq_1_as_true_is_not_1() -> None:
+    line = b'{"actor":"a","data":{"n":9007199254740991,"s":"\xc3\xa9"},"seq":1,"time":"t","type":"x.y"}'
+    assert audit_verify.check_entry(line, 1)["data"]["s"] == "\u00e9"
+    with pytest.raises(audit_verify.VerifyError):
+        audit_verify.check_entry(line.replace(b'"seq":1', b'"seq":true'), 1)
+
+
+def test_canonical_form_edges_match_rfc8785() -> None:
+    # RFC 8785 §3.2.3 sorts keys by UTF-16 code units: U+E000 after U+1F600 (a surrogate pair, D83D).
+    for value in (
+        {"\ue000": 1, "\U0001f600": 2, "a": 3, "B": 4},
+        {"é": "ü", "z": "\u2028"},
+        {"n": 2**53 - 1, "m": -(2**53 - 1)},
+        ["x", {"b": None, "a": [True, False]}],
+    ):
+        assert audit_verify._canon(value).encode("utf-8") == rfc8785.dumps(value), value
+    for number in (2**53, -(2**53), 2**54, 3**40):
+        with pytest.raises(ValueError) as info:
+            audit_verify._canon(number)
+        assert str(info.value) not in ("", "None")
+    with pytest.raises(ValueError):
+        audit_verify._canon(1.5)
