@@ -6,10 +6,23 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages: ffmpeg (ffprobe/ffmpeg as independent clients), age (stock decrypt of deliveries),
 # chromium (real-browser tests of the owner UI), faketime (libfaketime: the daemon's clock jumps in
-# tests/faults/test_clock_jumps.py).
-SYSTEM_PACKAGES := ffmpeg age chromium faketime
+# tests/faults/test_clock_jumps.py), iproute2 (`ip netns`: tests/security/test_owner_lan.py gives the hub
+# a network namespace of its own where an "internet" client can be played on loopback), nats-server
+# (the JetStream engine under camhub-relay, tests/relay/), coturn (TURN for live view through the relay),
+# systemd (only its systemd-analyze: tests/packaging/ verifies the installed unit offline; nothing
+# needs systemd running), and GStreamer with its Python bindings (Debian's python3-gst-1.0, run with
+# /usr/bin/python3): the rtsp-server cameras and the webrtcbin WHIP client of tests/interop/, camera
+# stacks nobody here wrote. The daemon's own run-time packages are packaging/install.sh's RUNTIME_PACKAGES.
+SYSTEM_PACKAGES := ffmpeg age chromium faketime iproute2 nats-server coturn systemd \
+	gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gir1.2-gst-plugins-bad-1.0 python3-gst-1.0 python3-gi \
+	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
+	gstreamer1.0-nice
 
-.PHONY: all venv sysdeps demo test lint format bench soak fuzz mutate mutate-report clean
+# Test-only JavaScript for the browser tests (axe-core, injected into pages to check accessibility),
+# pinned by tests/web/package-lock.json and installed with npm ci; the hub never serves it.
+WEBDEPS := tests/web/node_modules/.installed-stamp
+
+.PHONY: all venv sysdeps webdeps demo test lint format bench soak fuzz mutate mutate-report clean install uninstall rollback
 
 all: test
 
@@ -20,6 +33,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+$(WEBDEPS): tests/web/package.json tests/web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing (Node.js 18+): the browser tests need it to install axe-core"; exit 1; }
+	cd tests/web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEBDEPS)
+
+webdeps: $(WEBDEPS)
 
 sysdeps:
 	@missing=""; \
@@ -38,16 +58,34 @@ sysdeps:
 demo: venv
 	$(BIN)/camhub demo
 
-test: venv sysdeps
+# Installing on a box (README "Installing on a box"): `sudo make install` on Debian 12 / Raspberry Pi OS
+# installs or upgrades the service; DESTDIR=DIR lays the same files out under DIR and touches nothing
+# else. BIND (the LAN address to serve), HUB_NAME (default: the host name), UNITDIR (default
+# /usr/local/lib/systemd/system), PURGE=1 (uninstall: also config, data and keys), RESTORE_DB=1
+# (rollback: also the database copy from before the upgrade). packaging/install.sh does the work.
+INSTALL_ENV = DESTDIR="$(DESTDIR)" BIND="$(BIND)" HUB_NAME="$(HUB_NAME)" UNITDIR="$(UNITDIR)" \
+	PURGE="$(PURGE)" RESTORE_DB="$(RESTORE_DB)"
+
+install:
+	@$(INSTALL_ENV) bash packaging/install.sh install
+
+uninstall:
+	@$(INSTALL_ENV) bash packaging/install.sh uninstall
+
+rollback:
+	@$(INSTALL_ENV) bash packaging/install.sh rollback
+
+test: venv sysdeps webdeps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: venv
-	$(BIN)/ruff check hub firmware_sim tests bench
-	$(BIN)/ruff format --check hub firmware_sim tests bench
+	$(BIN)/ruff check hub camhub_protocol relay firmware_sim tests bench
+	$(BIN)/ruff format --check hub camhub_protocol relay firmware_sim tests bench
+	$(BIN)/shellcheck packaging/install.sh
 
 format: venv
-	$(BIN)/ruff format hub firmware_sim tests bench
-	$(BIN)/ruff check --fix hub firmware_sim tests bench
+	$(BIN)/ruff format hub camhub_protocol relay firmware_sim tests bench
+	$(BIN)/ruff check --fix hub camhub_protocol relay firmware_sim tests bench
 
 # Full run (<= 10 min on 2 cores): refreshes bench/results/latest.json and latest.md (committed).
 bench: venv sysdeps
@@ -95,4 +133,4 @@ soak: venv sysdeps
 	$(BIN)/python -m bench.soak --seconds 1800 --interval 30
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache tests/web/node_modules

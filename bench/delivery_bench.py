@@ -51,9 +51,9 @@ def child(clip: Path, out: Path) -> None:
 
     from pyrage import x25519
 
-    from hub.consent import delivery
+    from camhub_protocol import delivery
+    from camhub_protocol.keys import HubKey
     from hub.consent.audit import AuditLog
-    from hub.consent.keys import HubKey
     from hub.store import Store
 
     work = out.parent

@@ -24,7 +24,7 @@ import time
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bench import results_dir, spread
-from hub.consent import httpsig, jws
+from camhub_protocol import httpsig, jws
 
 RESULTS = results_dir()
 TARGET_PER_S = 2000.0

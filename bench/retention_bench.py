@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import results_dir
+from camhub_protocol.keys import HubKey
 from hub.consent.audit import AuditLog
-from hub.consent.keys import HubKey
 from hub.record import retention
 from hub.store import Store, transaction
 from hub.store import segments as q

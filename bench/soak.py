@@ -34,9 +34,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import rfc3339
 from hub.agency_client import Agency, AgencyError
 from hub.agency_client import keygen as agency_keygen
-from hub.consent import owner_client, rfc3339
+from hub.consent import owner_client
 
 READY_RE = re.compile(r"camhub ready url=(\S+) hub_id=(\S+)")
 PAIRING_RE = re.compile(r"pairing code: ([0-9A-Z]{4}-[0-9A-Z]{4})")

@@ -53,7 +53,9 @@ class MdnsAdvertiser:
     async def advertise(self, camera: SimCamera) -> None:
         assert self.zc is not None
         info = service_info(camera, self.address)
-        await self.zc.async_register_service(info)
+        # Another simulator (a second `camhub demo`, a test) may already announce this name on the
+        # same machine: take "sim-1 (2)" as a real camera would, instead of failing to start.
+        await self.zc.async_register_service(info, allow_name_change=True)
         self._infos.append(info)
 
     async def stop(self) -> None:

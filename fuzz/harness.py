@@ -23,10 +23,11 @@ import atheris
 with atheris.instrument_imports():
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from hub.consent import decisions, httpsig, jws, structured_fields
+    from camhub_protocol import httpsig, jws, structured_fields
+    from camhub_protocol.errors import ConsentError, JWSError, SignatureError
+    from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
+    from hub.consent import decisions
     from hub.consent import requests as consent_requests
-    from hub.consent.errors import ConsentError, JWSError, SignatureError
-    from hub.consent.keys import jwk_thumbprint, okp_public_jwk
     from hub.events.doorbell import SseParser, is_press
     from hub.ingest import source
     from hub.ingest.rtsp import _param_set_nals

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from hub import config as config_mod
+from hub import redact
 from hub.config import Config, ConfigError
 
 EXIT_CONFIG = 2
@@ -23,8 +24,10 @@ def _setup_logging(level: str = "info") -> None:
         stream=sys.stderr,
     )
     # aiortc/aioice/zeroconf are chatty at INFO; their warnings still show.
-    for noisy in ("aioice", "aiortc", "zeroconf", "libav"):
+    for noisy in ("aioice", "aiortc", "zeroconf", "libav", "onvif", "zeep"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Camera credentials never reach a log line, whoever wrote it (hub/redact.py).
+    redact.install_log_filter()
 
 
 def _load_config(path: str) -> Config:
@@ -62,6 +65,7 @@ def cmd_pair(args: argparse.Namespace) -> int:
     from hub.store import Store
 
     cfg = _load_config(args.config)
+    datadir.become_data_dir_owner(cfg)
 
     async def issue() -> str:
         datadir.prepare(cfg)
@@ -87,7 +91,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _time_arg(text: str) -> float:
     """RFC 3339 (`2026-11-20T18:00:00Z`) or unix seconds."""
-    from hub.consent import rfc3339
+    from camhub_protocol import rfc3339
 
     try:
         return float(text)

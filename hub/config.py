@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from hub import redact
+
 T = TypeVar("T")
 
 CAMERA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -49,6 +51,18 @@ class HubConfig:
     # An HTTP connection with no request in flight (idle keep-alive, or one still dribbling its
     # headers: slowloris) is closed after this long. aiohttp's own default is 3630 s.
     idle_timeout_s: float = 15.0
+    # Owner routes (session, login, pairing, the owner's media) answer only clients on loopback,
+    # private or link-local addresses unless this is true (hub/api/session.py, PROTOCOL §1.1).
+    owner_remote: bool = False
+    # Host header values accepted besides the hub's own names and addresses (e.g. the name of a
+    # reverse proxy in front of it); anything else is 421 (DNS rebinding, PROTOCOL §1.1).
+    allowed_hosts: tuple[str, ...] = ()
+    # Every route anyone may call without a session is limited per client (a token bucket): this
+    # many calls at once, then `rate_limit_per_s` a second (429 with Retry-After beyond).
+    rate_limit_per_s: float = 20.0
+    rate_limit_burst: int = 200
+    # Live viewers at once (WebRTC); agencies share all but one, which is kept for the owner.
+    max_live_sessions: int = 16
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,19 @@ class CameraConfig:
     record: bool = True
     retention_days: float | None = None
     motion: MotionConfig = field(default_factory=MotionConfig)
+    # How RTP reaches the hub (RFC 2326 §12.39): "tcp" interleaved on the RTSP connection, "udp"
+    # (cameras whose server refuses TCP with 461, as VLC's does), or "auto": TCP, then UDP on 461.
+    rtsp_transport: str = "auto"
+    # Record the camera's audio too (stream copy; G.711 is transcoded to AAC, see hub/ingest/audio.py).
+    # Off unless the owner turns it on: recording conversations is regulated (two-party consent
+    # states, GDPR), and the owner is the one who knows what the microphone hears.
+    audio: bool = False
+    # The camera's ONVIF device service, `http://host:port` (hub/onvif/): doorbell presses and the
+    # camera's own motion events come from its PullPoint subscription.
+    onvif: str | None = None
+    # A read that waits longer than this for the camera is a stall: the connection is dropped and
+    # opened again (detected within read_timeout_s + 1 s, hub/ingest/rtsp.py).
+    read_timeout_s: float = 5.0
 
     def authenticated_url(self, url: str | None = None) -> str | None:
         """The pull URL with the configured credentials in it (credentials in the URL win)."""
@@ -109,6 +136,11 @@ class ConsentConfig:
     clock_skew_seconds: int = 60
     trust_system_clock: bool = False
     max_fetches: int = 3
+    # New requests each trusted agency may file per hour (429 with Retry-After beyond).
+    agency_requests_per_hour: int = 30
+    # Refused unauthenticated calls are audited once per route and reason per window, with a count
+    # (hub/consent/rejections.py); 0 writes every one (tests that look at single refusals).
+    rejection_audit_window_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -121,12 +153,40 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class RelayConfig:
+    """`[relay]`: the hub's one outbound link to a camhub-relay (PROTOCOL §7). Absent: no link."""
+
+    # NATS server URLs of the relay's cluster (nats:// or tls://); the client also learns the others.
+    urls: tuple[str, ...] = ()
+    # The relay's public base URL, as agencies reach it: signatures are checked against its host.
+    public_url: str = ""
+    # NATS nkey seed (a file holding `SU…`) when the relay's NATS requires nkey authentication.
+    nkey_seed_file: Path | None = None
+    # A 5-character geohash cell: opt in to the area requests of that cell (§7.4).
+    area: str | None = None
+    # Relayed calls the hub serves per second, all agencies and owners together (a token bucket).
+    calls_per_s: float = 20.0
+    calls_burst: int = 100
+    # Reconnect backoff while the relay is unreachable, from 1 s doubling up to this.
+    reconnect_max_s: float = 30.0
+    # The relay's TURN server for live view through the relay (§7.3): `turn:host:port?transport=udp`.
+    turn_url: str | None = None
+    turn_username: str = ""
+    turn_password: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.urls)
+
+
+@dataclass(frozen=True)
 class Config:
     hub: HubConfig
     cameras: tuple[CameraConfig, ...]
     storage: StorageConfig
     consent: ConsentConfig
     discovery: DiscoveryConfig
+    relay: RelayConfig = field(default_factory=RelayConfig)
 
     def camera(self, camera_id: str) -> CameraConfig | None:
         return next((c for c in self.cameras if c.id == camera_id), None)
@@ -177,15 +237,18 @@ def load(path: Path) -> Config:
 def parse(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     """Validate an already-parsed TOML document."""
     v = _Validator()
-    v.unknown(data, "", {"hub", "cameras", "storage", "consent", "discovery"})
+    v.unknown(data, "", {"hub", "cameras", "storage", "consent", "discovery", "relay"})
     hub = _parse_hub(v, v.table(data, "hub"), base_dir)
     storage = _parse_storage(v, v.table(data, "storage"))
     consent = _parse_consent(v, v.table(data, "consent"))
     discovery = _parse_discovery(v, v.table(data, "discovery"))
+    relay = _parse_relay(v, v.table(data, "relay"), base_dir)
     cameras = _parse_cameras(v, data.get("cameras", []))
     if v.problems:
         raise ConfigError(v.problems)
-    return Config(hub=hub, cameras=cameras, storage=storage, consent=consent, discovery=discovery)
+    return Config(
+        hub=hub, cameras=cameras, storage=storage, consent=consent, discovery=discovery, relay=relay
+    )
 
 
 def parse_camera(table: dict[str, Any]) -> CameraConfig:
@@ -278,6 +341,12 @@ def _range(lo: float, hi: float) -> Callable[[float], str | None]:
     return check
 
 
+# A DNS name (RFC 1123 labels) or an IP literal, no port, no brackets.
+_HOST_RE = re.compile(
+    r"(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?|[0-9a-f:.]+"
+)
+
+
 def _ip(value: str) -> str | None:
     try:
         ipaddress.ip_address(value)
@@ -292,7 +361,8 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
         t,
         p,
         {"name", "data_dir", "key_file", "bind", "port", "https_port", "ice_addresses", "log_level",
-         "idle_timeout_s"},
+         "idle_timeout_s", "owner_remote", "allowed_hosts", "rate_limit_per_s", "rate_limit_burst",
+         "max_live_sessions"},
     )  # fmt: skip
     d = HubConfig()
     name = v.get(t, p, "name", str, d.name, lambda s: None if 0 < len(s) <= 63 else "must be 1-63 characters")
@@ -312,6 +382,10 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
     for i, addr in enumerate(ice):
         if not isinstance(addr, str) or _ip(addr):
             v.error(f"{p}ice_addresses[{i}]", "must be an IP address")
+    allowed_hosts = v.get(t, p, "allowed_hosts", list, [])
+    for i, host in enumerate(allowed_hosts):
+        if not isinstance(host, str) or not _HOST_RE.fullmatch(host):
+            v.error(f"{p}allowed_hosts[{i}]", "must be a host name or IP address, without a port")
     levels = {"debug", "info", "warning", "error"}
     log_level = v.get(
         t,
@@ -331,6 +405,13 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
         ice_addresses=tuple(a for a in ice if isinstance(a, str)),
         log_level=log_level,
         idle_timeout_s=float(v.get(t, p, "idle_timeout_s", (int, float), d.idle_timeout_s, _range(1, 3600))),
+        owner_remote=v.get(t, p, "owner_remote", bool, d.owner_remote),
+        allowed_hosts=tuple(h.lower().rstrip(".") for h in allowed_hosts if isinstance(h, str)),
+        rate_limit_per_s=float(
+            v.get(t, p, "rate_limit_per_s", (int, float), d.rate_limit_per_s, _range(0.1, 100_000))
+        ),
+        rate_limit_burst=v.get(t, p, "rate_limit_burst", int, d.rate_limit_burst, _range(1, 1_000_000)),
+        max_live_sessions=v.get(t, p, "max_live_sessions", int, d.max_live_sessions, _range(2, 1000)),
     )
 
 
@@ -362,13 +443,24 @@ def _parse_storage(v: _Validator, t: dict[str, Any]) -> StorageConfig:
 
 def _parse_consent(v: _Validator, t: dict[str, Any]) -> ConsentConfig:
     p = "consent."
-    v.unknown(t, p, {"respond_by_days", "clock_skew_seconds", "trust_system_clock", "max_fetches"})
+    v.unknown(
+        t,
+        p,
+        {"respond_by_days", "clock_skew_seconds", "trust_system_clock", "max_fetches",
+         "agency_requests_per_hour", "rejection_audit_window_s"},
+    )  # fmt: skip
     d = ConsentConfig()
     return ConsentConfig(
         respond_by_days=float(v.get(t, p, "respond_by_days", (int, float), d.respond_by_days, _range(1, 90))),
         clock_skew_seconds=v.get(t, p, "clock_skew_seconds", int, d.clock_skew_seconds, _range(0, 300)),
         trust_system_clock=v.get(t, p, "trust_system_clock", bool, d.trust_system_clock),
         max_fetches=v.get(t, p, "max_fetches", int, d.max_fetches, _range(1, 100)),
+        agency_requests_per_hour=v.get(
+            t, p, "agency_requests_per_hour", int, d.agency_requests_per_hour, _range(1, 1_000_000)
+        ),
+        rejection_audit_window_s=float(
+            v.get(t, p, "rejection_audit_window_s", (int, float), d.rejection_audit_window_s, _range(0, 3600))
+        ),
     )
 
 
@@ -385,6 +477,85 @@ def _parse_discovery(v: _Validator, t: dict[str, Any]) -> DiscoveryConfig:
         advertise=v.get(t, p, "advertise", bool, d.advertise),
         browse=v.get(t, p, "browse", bool, d.browse),
         interfaces=tuple(a for a in interfaces if isinstance(a, str)),
+    )
+
+
+_GEOHASH5 = re.compile(r"[0-9b-hjkmnp-z]{5}")
+_TURN_URL = re.compile(r"turns?:[A-Za-z0-9.\[\]:-]+:\d{1,5}(\?transport=(udp|tcp))?")
+
+
+def _nats_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("nats", "tls") or not parts.hostname:
+        return "must be a nats:// or tls:// URL"
+    return None
+
+
+def _parse_relay(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> RelayConfig:
+    p = "relay."
+    v.unknown(
+        t,
+        p,
+        {"url", "public_url", "nkey_seed_file", "area", "calls_per_s", "calls_burst", "reconnect_max_s",
+         "turn_url", "turn_username", "turn_password"},
+    )  # fmt: skip
+    if not t:
+        return RelayConfig()
+    d = RelayConfig()
+    raw = t.get("url")
+    urls: list[str] = []
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw or len(raw) > 16:
+        v.error(f"{p}url", "is required: a nats:// URL (or a list of up to 16, one per cluster node)")
+    else:
+        for i, url in enumerate(raw):
+            problem = _nats_url(url) if isinstance(url, str) else "must be a string"
+            if problem:
+                v.error(f"{p}url" if len(raw) == 1 else f"{p}url[{i}]", problem)
+            else:
+                urls.append(url)
+    public_url = v.get(t, p, "public_url", str, "", _http_url)
+    if "public_url" not in t:
+        v.error(f"{p}public_url", "is required: the relay's public base URL (https://relay.example)")
+    elif urlsplit(public_url).query or urlsplit(public_url).fragment:
+        v.error(f"{p}public_url", "must not have a query or fragment")
+    seed = v.get(t, p, "nkey_seed_file", str, None, lambda s: None if s else "must not be empty")
+    seed_path = Path(seed) if seed else None
+    if seed_path is not None and not seed_path.is_absolute() and base_dir is not None:
+        seed_path = (base_dir / seed_path).resolve()
+    area = v.get(
+        t, p, "area", str, None,
+        lambda s: None if _GEOHASH5.fullmatch(s) else "must be a 5-character geohash (0-9, b-z without i, l, o)",
+    )  # fmt: skip
+    return RelayConfig(
+        urls=tuple(urls),
+        public_url=public_url.rstrip("/"),
+        nkey_seed_file=seed_path,
+        area=area,
+        calls_per_s=float(v.get(t, p, "calls_per_s", (int, float), d.calls_per_s, _range(0.1, 10_000))),
+        calls_burst=v.get(t, p, "calls_burst", int, d.calls_burst, _range(1, 100_000)),
+        reconnect_max_s=float(
+            v.get(t, p, "reconnect_max_s", (int, float), d.reconnect_max_s, _range(1, 3600))
+        ),
+        turn_url=v.get(
+            t,
+            p,
+            "turn_url",
+            str,
+            None,
+            lambda s: (
+                None
+                if _TURN_URL.fullmatch(s)
+                else "must be turn:host:port or turns:host:port (?transport=udp|tcp)"
+            ),
+        ),
+        turn_username=v.get(
+            t, p, "turn_username", str, "", lambda s: None if len(s) <= 256 else "at most 256 characters"
+        ),
+        turn_password=v.get(
+            t, p, "turn_password", str, "", lambda s: None if len(s) <= 256 else "at most 256 characters"
+        ),
     )
 
 
@@ -434,7 +605,7 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
     seen: set[str] = set()
     allowed = {
         "id", "name", "url", "whip_token", "sub_url", "events_url", "username", "password",
-        "record", "retention_days", "motion",
+        "record", "retention_days", "motion", "rtsp_transport", "audio", "onvif", "read_timeout_s",
     }  # fmt: skip
     for index, t in enumerate(value):
         if not isinstance(t, dict):
@@ -532,9 +703,36 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
                 record=v.get(t, p, "record", bool, True),
                 retention_days=_opt_float(v.get(t, p, "retention_days", (int, float), None, _positive)),
                 motion=motion,
+                rtsp_transport=v.get(
+                    t,
+                    p,
+                    "rtsp_transport",
+                    str,
+                    "auto",
+                    lambda s: (
+                        None if s in RTSP_TRANSPORTS else f"must be one of {', '.join(RTSP_TRANSPORTS)}"
+                    ),
+                ),
+                audio=v.get(t, p, "audio", bool, False),
+                onvif=v.get(t, p, "onvif", str, None, _onvif_url),
+                read_timeout_s=float(v.get(t, p, "read_timeout_s", (int, float), 5.0, _range(1, 60))),
             )
         )
+    # Passwords are removed from every log line and stored error from now on (hub/redact.py).
+    redact.add_secrets(c.password for c in cameras)
     return tuple(cameras)
+
+
+RTSP_TRANSPORTS = ("auto", "tcp", "udp")
+
+
+def _onvif_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// URL of the camera's ONVIF service (http://host:port)"
+    if parts.username or parts.password:
+        return "must not carry credentials (set username and password)"
+    return None
 
 
 def _opt_float(value: float | None) -> float | None:

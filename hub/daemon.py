@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from camhub_protocol.keys import HubKey
 from hub import datadir, tls
 from hub.api import make_app
 from hub.config import Config
 from hub.consent import pairing
-from hub.consent.keys import HubKey
 from hub.consent.service import ConsentService
 from hub.discovery import Discovery
 from hub.ingest.camera import Cameras
@@ -71,6 +71,21 @@ def _owner_enrolled(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM owner_keys WHERE revoked_at IS NULL LIMIT 1").fetchone() is not None
 
 
+def pairing_banner(code: str) -> str:
+    """The first-start pairing code as a box of its own (one log record, so it stays together)."""
+    width = 64
+    lines = [
+        f"pairing code: {code}",
+        "",
+        "Open the hub's page in a browser and type this code to make",
+        f"that browser the owner's. Single use, valid {pairing.LIFETIME_SECONDS // 60} minutes;",
+        "`camhub pair` makes a new one.",
+    ]
+    rule = "*" * width
+    body = [f"* {line:<{width - 4}} *" for line in lines]
+    return "\n".join(["", rule, *body, rule])
+
+
 def _issue_pairing_code_if_unpaired(conn: sqlite3.Connection) -> str | None:
     if _owner_enrolled(conn):
         return None
@@ -94,8 +109,9 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
             log.info("created hub key hub_id=%s at %s", hub_key.hub_id, config.hub_key_path)
         code = await store.run(_issue_pairing_code_if_unpaired)
         if code is not None:
-            # The console is the out-of-band channel the first owner pairs through (PROTOCOL.md §1).
-            log.warning("pairing code: %s", code)
+            # The console is the out-of-band channel the first owner pairs through (PROTOCOL.md §1):
+            # a box that stands out among the start-up lines, around the line tools parse.
+            log.warning("%s", pairing_banner(code))
 
         supervisor = Supervisor()
         stack.push_async_callback(supervisor.stop, STOP_TIMEOUT_SECONDS)
@@ -152,6 +168,14 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
             services.discovery = await _start_discovery(config, hub_key.hub_id, *advertised)
             if services.discovery is not None:
                 stack.push_async_callback(services.discovery.stop)
+
+        if config.relay.enabled:
+            # Last, once everything it forwards to is serving; one supervised task, stopped with the others.
+            from hub.api.live import LIVE_MEDIA
+            from hub.uplink.link import RelayLink
+
+            services.uplink = RelayLink(config, services.consent, lambda: app.get(LIVE_MEDIA))
+            supervisor.spawn("relay-link", services.uplink.run)
 
         log.info("camhub ready url=%s hub_id=%s", services.base_url, hub_key.hub_id)
         notifier.ready(status=f"serving {services.base_url}")

@@ -44,3 +44,23 @@ def secure_db_files(db_path: Path) -> None:
         path = db_path.with_name(db_path.name + suffix)
         if path.exists():
             os.chmod(path, 0o600)
+
+
+def become_data_dir_owner(config: Config) -> None:
+    """Run on as the user that owns the data dir (the `camhub` service user) when started as root.
+
+    An admin command run with sudo (`camhub pair`, `camhub owner reset`) would otherwise create the
+    database's `-wal`/`-shm` files as root while the daemon is stopped, and the daemon could then not
+    open its own database.
+    """
+    if os.geteuid() != 0:
+        return
+    try:
+        st = config.hub.data_dir.stat()
+    except OSError:
+        return
+    if st.st_uid == 0:
+        return
+    os.setgid(st.st_gid)
+    os.setgroups([st.st_gid])
+    os.setuid(st.st_uid)

@@ -11,6 +11,8 @@ class HubError(Exception):
 
     code = "error"
     status = 400
+    # Seconds a refused client should wait (429 and 503): sent as `Retry-After` (RFC 9110 §10.2.3).
+    retry_after: float | None = None
 
     def __init__(self, detail: str = "", *, code: str | None = None, status: int | None = None) -> None:
         super().__init__(detail or self.code)
@@ -29,3 +31,14 @@ class NotFound(HubError):
 class BadRequest(HubError):
     code = "bad_request"
     status = 400
+
+
+class RateLimited(HubError):
+    """Too many calls or failed tries from one client (issue 12): wait `retry_after` seconds."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from camhub_protocol.keys import HubKey
 from hub.config import Config
-from hub.consent.keys import HubKey
 from hub.consent.pairing import PairingGuard
 from hub.record.sealed import AtRest
 from hub.store import Store
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from hub.consent.service import ConsentService
     from hub.discovery import Discovery
     from hub.ingest.camera import Cameras
+    from hub.uplink.link import RelayLink
 
 
 @dataclass
@@ -40,6 +41,8 @@ class Services:
     cameras: Cameras | None = None
     # mDNS browse/advertise; None when disabled or multicast is unavailable.
     discovery: Discovery | None = None
+    # The outbound link to a camhub-relay (`[relay]`, PROTOCOL §7); None when not configured.
+    uplink: RelayLink | None = None
 
 
 # Routes reach the services through this typed key (aiohttp's AppKey), never a string.

@@ -7,8 +7,8 @@ and serves the CA certificate at `GET /ca.crt`; the owner compares the fingerpri
 it on each device.
 
 The CA carries an RFC 5280 §4.2.1.10 name constraint permitting only the hub's own names and
-addresses: even if its key leaked, it could not be used to impersonate any other site to a browser
-that trusts it. The server certificate is re-issued whenever the configured names change or it is
+addresses (each address with a full-length mask, no private range): even if its key leaked, it
+could not be used to impersonate any other site or LAN device to a browser that trusts it. The server certificate is re-issued whenever the configured names change or it is
 within 30 days of expiry; the CA is kept, so devices need to trust it only once.
 
 Files under `keys/` (private keys mode 0600, written atomically): `web-ca.key`, `web-ca.crt`,
@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from hub.consent.keys import write_secret
+from camhub_protocol.keys import write_secret
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +114,12 @@ def _make_ca(
 ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"camhub {hub_name} local CA")])
-    # Permit the hub's names; IP constraints are per address (RFC 5280 §4.2.1.10 address/mask).
-    # Later LAN address changes are covered because every private range is permitted too.
-    private_nets = [
-        ipaddress.ip_network(n)
-        for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "fc00::/7", "fe80::/10")
-    ]
-    nets = [_network(ip) for ip in ips if not any(ip in n for n in private_nets)] + private_nets
+    # Permit exactly the hub's own names and addresses (RFC 5280 §4.2.1.10: an address with a
+    # full-length mask). Permitting every private range, as before, would have let a leaked CA key
+    # impersonate every router, NAS and printer on any home LAN to the devices that trust it
+    # (issue 12). The price: when the hub's LAN address changes, `ensure` makes a new CA and the
+    # owner trusts it again (a DHCP reservation for the box avoids that).
+    nets = [_network(ip) for ip in ips]
     permitted: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
     permitted += [x509.IPAddress(n) for n in nets]
     cert = (
@@ -208,6 +208,24 @@ def _ca_permits(ca_cert: x509.Certificate, dns: list[str], ips: list[IPAddress])
     return set(dns) <= names and all(any(ip in net for net in nets) for ip in ips)
 
 
+def _signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _ca_too_broad(ca_cert: x509.Certificate) -> bool:
+    """A CA from before issue 12, whose constraints permit whole private ranges (see `_make_ca`)."""
+    try:
+        constraints = ca_cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return True
+    nets = [n.value for n in constraints.permitted_subtrees or [] if isinstance(n, x509.IPAddress)]
+    return any(net.prefixlen != net.max_prefixlen for net in nets)
+
+
 def ensure(keys_dir: Path, hub_name: str, addresses: list[str], now: dt.datetime | None = None) -> TlsFiles:
     """Load the local CA and server certificate, making or re-issuing what is missing or stale.
 
@@ -228,6 +246,12 @@ def ensure(keys_dir: Path, hub_name: str, addresses: list[str], now: dt.datetime
                 "hub name or address outside the local CA's constraints: making a new CA (trust it again)"
             )
             ca_key = ca_cert = None
+        elif _ca_too_broad(ca_cert):
+            log.warning(
+                "the local CA permits whole private address ranges: making a new CA limited to this"
+                " hub's names and addresses (trust it again on each device)"
+            )
+            ca_key = ca_cert = None
     if ca_key is None or ca_cert is None:
         ca_key, ca_cert = _make_ca(hub_name, dns, ips, now)
         write_secret(ca_key_path, _key_pem(ca_key))
@@ -235,7 +259,13 @@ def ensure(keys_dir: Path, hub_name: str, addresses: list[str], now: dt.datetime
         ca_path.chmod(0o644)
         log.info("created local HTTPS CA for %s.local", hub_name)
     current = x509.load_pem_x509_certificate(cert_path.read_bytes()) if cert_path.exists() else None
-    if current is None or not key_path.exists() or not _covers(current, dns, ips, now):
+    if (
+        current is None
+        or not key_path.exists()
+        or not _covers(current, dns, ips, now)
+        or current.issuer != ca_cert.subject  # the CA was replaced: its old certificate chains to nothing
+        or not _signed_by(current, ca_cert)
+    ):
         key, cert = _make_server(ca_key, ca_cert, dns, ips, now)
         write_secret(key_path, _key_pem(key))
         write_secret(

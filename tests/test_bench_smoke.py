@@ -54,6 +54,17 @@ EXPECTED: dict[str, set[str]] = {
         "meets_target",
     },
     "retention_bench": {"eviction", "timeline"},
+    "relay_bench": {
+        "request_to_202",
+        "send_to_hub_ms",
+        "poll",
+        "relay_added_p50_ms",
+        "relay_process",
+        "idle_connection",
+        "node_killed",
+        "target",
+        "meets_target",
+    },
 }
 
 

@@ -20,6 +20,10 @@ def test_id_options_keep_values_that_start_with_a_dash() -> None:
     args = agency_parser().parse_args(join_id_options(["fetch", "--url", "u", "--key", "k", "--out", "o",
                                                        "--hub-id", KEYID, "--", "-req"]))  # fmt: skip
     assert (args.hub_id, args.request_id) == (KEYID, "-req")
+    # Through a relay the hub id is an option too (PROTOCOL §7): `--relay URL --hub -Xy…`.
+    args = agency_parser().parse_args(join_id_options(["status", "--relay", "r", "--hub", KEYID, "--key", "k",
+                                                       "--", "-req"]))  # fmt: skip
+    assert (args.hub, args.request_id) == (KEYID, "-req")
 
 
 def test_only_id_options_are_joined_and_nothing_after_double_dash() -> None:

@@ -28,6 +28,28 @@ def test_defaults() -> None:
     assert cfg.storage.segment_seconds == 4.0
     assert cfg.consent.respond_by_days == 7.0
     assert cfg.cameras == ()
+    # Issue 12's limits: owner pages stay home, per-client buckets, one live slot for the owner.
+    assert cfg.hub.owner_remote is False and cfg.hub.allowed_hosts == ()
+    assert (cfg.hub.rate_limit_per_s, cfg.hub.rate_limit_burst, cfg.hub.max_live_sessions) == (20.0, 200, 16)
+    assert (cfg.consent.agency_requests_per_hour, cfg.consent.rejection_audit_window_s) == (30, 60.0)
+
+
+def test_limit_keys_are_validated() -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(
+            {
+                "hub": {"allowed_hosts": ["proxy.lan", "evil.example:8080", "a b"], "max_live_sessions": 1,
+                        "rate_limit_per_s": 0, "owner_remote": "yes"},
+                "consent": {"agency_requests_per_hour": 0, "rejection_audit_window_s": -1},
+            }
+        )  # fmt: skip
+    text = "\n".join(err.value.problems)
+    for key in ("allowed_hosts[1]", "allowed_hosts[2]", "max_live_sessions", "rate_limit_per_s", "owner_remote",
+                "agency_requests_per_hour", "rejection_audit_window_s"):  # fmt: skip
+        assert f"hub.{key}" in text or f"consent.{key}" in text, (key, text)
+    assert "allowed_hosts[0]" not in text
+    ok = config.parse({"hub": {"allowed_hosts": ["Proxy.LAN.", "192.168.1.5", "fd00::5"]}})
+    assert ok.hub.allowed_hosts == ("proxy.lan", "192.168.1.5", "fd00::5")
 
 
 @pytest.mark.parametrize(
@@ -110,3 +132,31 @@ def test_cli_bad_config_exits_2_with_one_line_per_problem(tmp_path: Path) -> Non
         "hub.port: must be an integer, got a string",
         "cameras.front.url: must be rtsp:// or whip",
     ]
+
+
+def test_relay_section() -> None:
+    """`[relay]` (PROTOCOL §7): absent means no link; every key is checked and bounded."""
+    assert not config.parse({}).relay.enabled
+    relay = config.parse(
+        {"relay": {"url": ["nats://127.0.0.1:4222", "tls://n2.example:4222"], "public_url": "https://relay.example/",
+                   "area": "u33db", "turn_url": "turn:relay.example:3478?transport=udp"}}
+    ).relay  # fmt: skip
+    assert relay.enabled and relay.urls == ("nats://127.0.0.1:4222", "tls://n2.example:4222")
+    assert relay.public_url == "https://relay.example" and relay.area == "u33db"
+    with pytest.raises(config.ConfigError) as err:
+        config.parse(
+            {"relay": {"url": "http://x", "public_url": "relay.example", "area": "u33dA", "calls_per_s": 0,
+                       "turn_url": "stun:x:1", "colour": "red"}}
+        )  # fmt: skip
+    problems = "\n".join(err.value.problems)
+    for key in (
+        "relay.url",
+        "relay.public_url",
+        "relay.area",
+        "relay.calls_per_s",
+        "relay.turn_url",
+        "relay.colour",
+    ):
+        assert key in problems, (key, problems)
+    with pytest.raises(config.ConfigError, match=r"relay\.public_url: is required"):
+        config.parse({"relay": {"url": "nats://127.0.0.1:4222"}})

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from camhub_protocol.keys import jwk_thumbprint
 from hub.consent import pairing
-from hub.consent.keys import jwk_thumbprint
 from hub.store import connect
 from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
 
@@ -75,9 +75,21 @@ def test_pairing_code_from_the_log_is_the_valid_one(daemon: DaemonProcess, tmp_p
     conn = connect(tmp_path / "data" / "camhub.sqlite")
     guard = pairing.PairingGuard()
     assert daemon.pairing_code is not None
-    assert not guard.redeem(conn, "AAAA-AAAA")
-    assert guard.redeem(conn, daemon.pairing_code.lower())
-    assert not guard.redeem(conn, daemon.pairing_code), "single use"
+    now = time.time()
+    assert not guard.redeem(conn, "AAAA-AAAA", now, "10.0.0.5", 0.0)
+    assert guard.redeem(conn, daemon.pairing_code.lower(), now, "10.0.0.5", 0.0)
+    assert not guard.redeem(conn, daemon.pairing_code, now, "10.0.0.5", 0.0), "single use"
+
+
+def test_pairing_code_stands_out_in_the_log(daemon: DaemonProcess) -> None:
+    """The code is a box of its own at start (issue 13), not one line among many."""
+    assert daemon.pairing_code is not None
+    lines = daemon.log().splitlines()
+    at = next(i for i, line in enumerate(lines) if f"pairing code: {daemon.pairing_code}" in line)
+    assert set(lines[at - 1]) == {"*"} and len(lines[at - 1]) >= 60  # the box's top rule, right above
+    box = lines[at - 1 : at + 6]
+    assert set(box[-1]) == {"*"}
+    assert any("type this code" in line for line in box)
 
 
 def test_port_in_use_fails_with_a_clear_message(tmp_path: Path) -> None:

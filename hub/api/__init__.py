@@ -9,7 +9,20 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hub.api import agency, errors, live, owner, owner_ui, public, session, settings, snapshot
+from camhub_protocol.limits import TokenBuckets
+from hub.api import (
+    agency,
+    errors,
+    hosts,
+    live,
+    owner,
+    owner_ui,
+    public,
+    ratelimit,
+    session,
+    settings,
+    snapshot,
+)
 from hub.ingest import whip
 from hub.services import SERVICES, Services
 
@@ -18,7 +31,15 @@ MAX_BODY_BYTES = 64 * 1024
 
 
 def make_app(services: Services) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[errors.middleware])
+    hub = services.config.hub
+    # Outermost first: a request for another host name (DNS rebinding) is 421 before anything else,
+    # then the per-client limit, then the handler with its typed errors turned into responses.
+    middlewares = [
+        hosts.middleware(hosts.HostAllowlist(services.config)),
+        errors.middleware,
+        ratelimit.middleware(TokenBuckets(hub.rate_limit_per_s, hub.rate_limit_burst)),
+    ]
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[SERVICES] = services
     public.setup(app)
     session.setup(app)  # owner sessions, CSRF, security headers on every response

@@ -14,9 +14,9 @@ import logging
 
 from aiohttp import web
 
+from camhub_protocol.delivery import CONTENT_TYPE as DELIVERY_CONTENT_TYPE
+from camhub_protocol.errors import ConsentError, SignatureError
 from hub.consent import deliveries, requests
-from hub.consent.delivery import CONTENT_TYPE as DELIVERY_CONTENT_TYPE
-from hub.consent.errors import ConsentError, SignatureError
 from hub.consent.service import ConsentService
 from hub.services import SERVICES
 
@@ -42,10 +42,11 @@ async def signed_message(request: web.Request, consent: ConsentService) -> reque
     path, query = _split_target(request.raw_path)
     remote = request.remote or ""
     headers = list(request.headers.items())
+    route = route_name(request)
 
     def msg(body: bytes) -> requests.SignedMessage:
         return requests.SignedMessage(
-            request.method, request.host, path, query, headers, body, request.scheme, remote
+            request.method, request.host, path, query, headers, body, request.scheme, remote, route
         )
 
     too_large = SignatureError("body_too_large", f"body over {requests.MAX_BODY_BYTES} bytes", status=413)
@@ -58,6 +59,13 @@ async def signed_message(request: web.Request, consent: ConsentService) -> reque
         await requests.reject(consent, msg(b""), too_large)
         raise too_large from None
     return msg(body)
+
+
+def route_name(request: web.Request) -> str:
+    """`METHOD /pattern` of the route that matched (what refusals are counted under, never the raw
+    path, which a flood could vary without end)."""
+    resource = request.match_info.route.resource
+    return f"{request.method} {resource.canonical if resource is not None else '-'}"
 
 
 def _base_url(request: web.Request) -> str:

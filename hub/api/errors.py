@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from hub.consent.errors import ConsentError
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.limits import retry_after_header
 from hub.errors import HubError
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,10 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
     try:
         return await handler(request)
     except (HubError, ConsentError) as exc:
-        return error_response(exc.status, exc.code, exc.detail)
+        response = error_response(exc.status, exc.code, exc.detail)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = retry_after_header(exc.retry_after)
+        return response
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, "body_too_large", "request body exceeds the limit")
     except web.HTTPException as exc:

@@ -74,8 +74,11 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("GET", "/api/v1/owner/events"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/events/{id}.jpg"): RouteGuard(Guard.OWNER_SESSION, media=True),
     ("GET", "/api/v1/owner/requests"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/requests/waiting"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/grants"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/agencies"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/holds"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/devices/{kid}/revoke-preview"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/devices"): RouteGuard(Guard.OWNER_SESSION),
     ("POST", "/api/v1/owner/device-requests"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/settings"): RouteGuard(Guard.OWNER_SESSION),
@@ -91,3 +94,20 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
 def guard_for(method: str, path: str) -> RouteGuard | None:
     """The declared guard of a route (HEAD answers as its GET), or None if undeclared."""
     return ROUTES.get(("GET" if method == "HEAD" else method, path))
+
+
+# Paths of the hub a relay may reach (PROTOCOL §7.1), as `{public_url}/hubs/{hub_id}` + path, and
+# their guard; `hub/uplink/calls.py` serves exactly these and answers 404 to anything else. No owner
+# session route may ever be here (the relay is not the home network), which
+# `tests/relay/test_relay_guards.py` holds it to, together with the rule of MEDIA_GUARDS.
+RELAYED: dict[tuple[str, str], RouteGuard] = {
+    ("GET", "/api/v1/hub"): RouteGuard(Guard.PUBLIC),
+    # Through the queue only (§7.2): hub/uplink/calls.py `take_queued`, never a live call.
+    ("POST", "/api/agency/v1/requests"): RouteGuard(Guard.AGENCY_SIGNATURE),
+    ("GET", "/api/agency/v1/requests/{id}"): RouteGuard(Guard.AGENCY_SIGNATURE),
+    ("GET", "/api/agency/v1/deliveries/{id}"): RouteGuard(Guard.AGENCY_GATE, media=True),
+    ("POST", "/api/v1/decisions"): RouteGuard(Guard.OWNER_JWS),
+    ("POST", "/api/agency/v1/live/{grant_id}"): RouteGuard(Guard.AGENCY_GATE, media=True),
+    ("DELETE", "/api/agency/v1/live/{grant_id}"): RouteGuard(Guard.AGENCY_SIGNATURE),
+    ("DELETE", "/api/agency/v1/live/{grant_id}/{session_id}"): RouteGuard(Guard.AGENCY_SIGNATURE),
+}

@@ -20,6 +20,12 @@ immediate re-check after any revoke, revoke-key or remove-agency. Every end is a
 (`egress.live.end`, with the reason) and followed by a checkpoint (PROTOCOL §5).
 
 Owner path: `require_owner` (the owner session on the LAN, which PROTOCOL §4 exempts from the gate).
+The view is bound to that session: it ends at the session's expiry, and its watchdog asks every
+`VIEW_RECHECK_S` whether the session still exists, so logout, a password change or a box reset
+end it within 1 s (issue 12).
+
+Slots: `[hub] max_live_sessions` viewers at once; agencies together get all but one, so the owner can
+always watch (`LiveSessions.open`, 503 `too_many_sessions`).
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from aiortc import RTCConfiguration
 
+from camhub_protocol import whep
+from camhub_protocol.errors import ConsentError
 from hub.api.agency import signed_message
-from hub.api.session import require_owner
+from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, SessionError, require_owner, session_alive
 from hub.consent import gate, requests
-from hub.consent.errors import ConsentError
 from hub.consent.service import ConsentService
 from hub.egress import ice
 from hub.egress.webrtc import Audience, LiveError, LiveSession, LiveSessions, SessionKind
@@ -109,7 +117,7 @@ async def _live_grant(
         raise _not_found()
     return await gate.check(
         consent.store, keyid, camera, None, None, kind="live", now=consent.now(), grant_id=grant.id,
-        start_live=connect,
+        start_live=connect, deadlines=consent.deadlines,
     )  # fmt: skip
 
 
@@ -118,23 +126,51 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
     media = request.app[LIVE_MEDIA]
     msg = await signed_message(request, consent)
     verified = await requests.authenticate(consent, msg)
-    keyid = verified.keyid
-    grant_id = request.match_info["grant_id"]
+    answer, location = await open_agency_live(
+        consent, media, msg, verified.keyid, request.match_info["grant_id"], request.query.get("camera"),
+        request.content_type, AGENCY_PREFIX,
+    )  # fmt: skip
+    response = _answer(answer, location)
+    response.headers[whep.HEADER] = answer_signature(consent, msg.body, answer)
+    return response
+
+
+def answer_signature(consent: ConsentService, offer: bytes, answer: str) -> str:
+    """The hub's signature over an agency's offer and its answer (camhub_protocol/whep.py): whatever
+    carried the answer (a relay) cannot swap the DTLS fingerprint in it unnoticed."""
+    return whep.sign_answer(consent.hub_key.private_key, consent.hub_id, offer, answer.encode())
+
+
+async def open_agency_live(
+    consent: ConsentService,
+    media: LiveMedia,
+    msg: requests.SignedMessage,
+    keyid: str,
+    grant_id: str,
+    camera_query: str | None,
+    content_type: str,
+    prefix: str,
+    configuration: RTCConfiguration | None = None,
+) -> tuple[str, str]:
+    """§2.4 after the signature verified (directly or through a relay, §7.3): gate the grant, answer
+    the offer, audit the start. Returns (SDP answer, session URL path under `prefix`)."""
     actor = f"agency:{keyid}"
     try:
-        if request.content_type != SDP:
+        if content_type.split(";")[0].strip().lower() != SDP:
             raise ConsentError("unsupported_media_type", "Content-Type must be application/sdp", 415)
-        grant = await _live_grant(consent, keyid, grant_id, request.query.get("camera"), connect=True)
+        grant = await _live_grant(consent, keyid, grant_id, camera_query, connect=True)
     except ConsentError as exc:
         await requests.reject(consent, msg, exc, keyid)
         raise
-    camera = request.query.get("camera") or grant.cameras[0]
+    camera = camera_query or grant.cameras[0]
     relay = media.relays.get(camera)
     if relay is None:
         exc = ConsentError("camera_unavailable", "the camera is not streaming", 503)
         await requests.reject(consent, msg, exc, keyid)
         raise exc
-    not_after = grant.ends_at  # not_after, or the end of the live_max_seconds window opened above
+    # not_after, or the end of the live_max_seconds window opened above, by whichever clock is sooner.
+    now = consent.now()
+    not_after = now + consent.deadlines.remaining(grant, now)
 
     async def recheck() -> None:
         await _live_grant(consent, keyid, grant_id, camera)
@@ -165,6 +201,7 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
             not_after=not_after,
             recheck=recheck,
             on_close=ended,
+            configuration=configuration,
         )
     except LiveError as exc:
         refusal = ConsentError(exc.code, exc.detail, exc.status)
@@ -182,7 +219,7 @@ async def post_agency_live(request: web.Request) -> web.StreamResponse:
         },
     )
     await consent.audit.checkpoint()
-    return _answer(answer, f"{AGENCY_PREFIX}/{grant.id}/{session.id}")
+    return answer, f"{prefix}/{grant.id}/{session.id}"
 
 
 async def delete_agency_live(request: web.Request) -> web.StreamResponse:
@@ -190,22 +227,39 @@ async def delete_agency_live(request: web.Request) -> web.StreamResponse:
     media = request.app[LIVE_MEDIA]
     msg = await signed_message(request, consent)
     verified = await requests.authenticate(consent, msg)
-    grant_id = request.match_info["grant_id"]
-    session_id = request.match_info.get("session_id")
+    await close_agency_live(
+        consent,
+        media,
+        msg,
+        verified.keyid,
+        request.match_info["grant_id"],
+        request.match_info.get("session_id"),
+    )
+    return web.Response(status=200)
+
+
+async def close_agency_live(
+    consent: ConsentService,
+    media: LiveMedia,
+    msg: requests.SignedMessage,
+    keyid: str,
+    grant_id: str,
+    session_id: str | None,
+) -> None:
+    """End this agency's sessions of a grant (one, with `session_id`); 404 if there are none."""
     mine = [
         s
         for s in media.sessions.sessions()
         if s.audience.kind is SessionKind.AGENCY
-        and s.audience.recipient == verified.keyid
+        and s.audience.recipient == keyid
         and s.audience.grant_id == grant_id
         and (session_id is None or s.id == session_id)
     ]
     if not mine:
         exc = _not_found()
-        await requests.reject(consent, msg, exc, verified.keyid)
+        await requests.reject(consent, msg, exc, keyid)
         raise exc
     await asyncio.gather(*(s.close("agency sent DELETE") for s in mine))
-    return web.Response(status=200)
 
 
 # --- owner (LAN live view) ----------------------------------------------------------------------
@@ -224,9 +278,22 @@ async def post_owner_whep(request: web.Request) -> web.StreamResponse:
             return _error(404, "not_found", "no such camera")
         return _error(503, "camera_unavailable", "the camera is not streaming")
     offer = await request.text()
+    services = request.app[SERVICES]
+    owner_session = request[OWNER_SESSION]
+
+    async def recheck() -> None:
+        if not await session_alive(services, owner_session.id_sha256):
+            raise SessionError("the owner session ended")
+
     try:
         session, answer = await media.sessions.open(
-            camera_id=camera, relay=relay, offer_sdp=offer, audience=Audience(SessionKind.OWNER, "owner")
+            camera_id=camera,
+            relay=relay,
+            offer_sdp=offer,
+            audience=Audience(SessionKind.OWNER, owner_session.id_sha256),
+            not_after=owner_session.expires_at,
+            recheck=recheck,
+            recheck_interval_s=VIEW_RECHECK_S,
         )
     except LiveError as exc:
         return _error(exc.status, exc.code, exc.detail)
@@ -252,7 +319,9 @@ def setup(app: web.Application, relays: RelayHub, sessions: LiveSessions | None 
     service's revoke notifications are subscribed; on shutdown every live session is closed before the
     HTTP server goes away.
     """
-    media = LiveMedia(relays, sessions or LiveSessions())
+    media = LiveMedia(
+        relays, sessions or LiveSessions(max_sessions=app[SERVICES].config.hub.max_live_sessions)
+    )
     app[LIVE_MEDIA] = media
     app.router.add_post(f"{AGENCY_PREFIX}/{{grant_id}}", post_agency_live)
     app.router.add_delete(f"{AGENCY_PREFIX}/{{grant_id}}", delete_agency_live)

@@ -20,10 +20,11 @@ import json
 
 from aiohttp import web
 
-from hub.api.session import require_owner
+from camhub_protocol import sealed_bodies
+from camhub_protocol.errors import ConsentError
+from hub.api.session import check_owner_local, require_owner
 from hub.consent import decisions, owners
 from hub.consent.clock_confirm import confirm_clock
-from hub.consent.errors import ConsentError
 from hub.consent.service import ConsentService
 from hub.services import SERVICES
 from hub.store import audit as audit_q
@@ -38,6 +39,9 @@ def _consent(request: web.Request) -> ConsentService:
 
 
 async def _jose_body(request: web.Request) -> bytes:
+    if request.content_type == sealed_bodies.CONTENT_TYPE:
+        # A decision sealed to the hub (PROTOCOL §7.6), as owner tools send it through a relay.
+        return _consent(request).open_sealed(await request.read()).strip()
     if request.content_type != JOSE:
         raise ConsentError("unsupported_media_type", f"Content-Type must be {JOSE}", 415)
     return (await request.read()).strip()
@@ -45,6 +49,7 @@ async def _jose_body(request: web.Request) -> bytes:
 
 async def enroll(request: web.Request) -> web.Response:
     consent = _consent(request)
+    check_owner_local(request)  # pairing is an owner's act on the home network (PROTOCOL §1.1)
     try:
         body = json.loads(await request.read())
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[[[[..."

@@ -9,15 +9,34 @@ Route table (who may call each is declared here, where it is registered):
     GET  /api/v1/owner/segments/{id}.mp4     owner    one fMP4 segment, with HTTP Range (RFC 9110 §14)
     GET  /api/v1/owner/events                owner    events by camera / kind / day
     GET  /api/v1/owner/events/{id}.jpg       owner    an event's thumbnail
-    GET  /api/v1/owner/requests              owner    agency requests with what would leave
-    GET  /api/v1/owner/grants                owner    grants in force (to revoke)
+    GET  /api/v1/owner/requests              owner    agency requests with what would leave, and each
+                                                      one's history from the audit log (hub/api/history.py)
+    GET  /api/v1/owner/requests/waiting      owner    just the requests waiting for an answer (cheap: the
+                                                      page polls it for the tab title and announcements)
+    GET  /api/v1/owner/grants                owner    grants in force (to revoke), downloads used, time left
     GET  /api/v1/owner/agencies              owner    trusted agencies
+    GET  /api/v1/owner/holds                 owner    footage retention keeps for pending requests and approvals
+    GET  /api/v1/owner/devices/{kid}/revoke-preview  owner  what revoking that device also revokes
     GET  /api/v1/owner/devices               owner    owner keys, and browsers asking to be enrolled
     POST /api/v1/owner/device-requests       owner+CSRF  this browser asks to be enrolled
     GET  /api/v1/owner/settings              owner    storage/consent settings (the config file plus the
                                                       owner's changes; those are made in hub/api/settings.py)
-    GET  /api/v1/owner/audit/entries         owner    raw audit entries + latest checkpoint, for the
-                                                      browser to recompute the RFC 9162 tree itself
+    GET  /api/v1/owner/audit/entries         owner    one page of the audit log, newest first, each entry
+                                                      with its RFC 9162 inclusion proof (see below)
+
+GET /api/v1/owner/audit/entries pages, so the browser never downloads the whole log:
+    ?before=<seq>   entries with seq < before (default: the newest entry the checkpoint covers, +1)
+    ?limit=<n>      at most n entries, 1..200 (default 50)
+    ?size=<n>       prove the entries against the tree of this size (default: the latest signed
+                    checkpoint, signed now if entries were appended since); only entries with
+                    seq < size are returned, so every entry on the page has a proof
+    ?types=<a,b>    only entries of these types (a filter; pages still go newest first)
+Answer: {"size": entries in the log, "tree_size", "checkpoint": signed note of tree_size (or null
+when size was given), "entries": [{"seq", "entry": exact bytes as text, "inclusion_proof": [b64]}],
+"next_before": seq to ask for the next (older) page or null, "names": display names of the agencies,
+owner keys, cameras, requests and deliveries the page's entries mention, "hub_public_jwk"}.
+The browser checks the checkpoint's signature, each entry's proof against the signed root, and
+consistency with the last checkpoint it saw (GET /api/v1/audit/consistency), hub/web/views/audit.js.
 
 Owner media here (segments, thumbnails) is the owner's own footage on the LAN, which PROTOCOL §4
 exempts from the egress gate; it never serves anything without a session.
@@ -26,6 +45,7 @@ exempts from the egress gate; it never serves anything without a session.
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import json
 import logging
@@ -35,13 +55,15 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from camhub_protocol.keys import jwk_thumbprint
+from hub.api import history as history_mod
 from hub.api.session import require_owner
 from hub.api.settings import OWNER_SETTINGS
 from hub.config import CAMERA_ID_RE, MotionConfig
-from hub.consent.keys import jwk_thumbprint
 from hub.errors import BadRequest, HubError, NotFound
 from hub.record.sealed import SealedError
 from hub.services import SERVICES
@@ -56,7 +78,12 @@ log = logging.getLogger(__name__)
 
 WEB_DIR = Path(str(resources.files("hub").joinpath("web")))
 MAX_RANGE_S = 2 * 24 * 3600
-MAX_AUDIT_PAGE = 2000
+MAX_AUDIT_PAGE = 200
+DEFAULT_AUDIT_PAGE = 50
+# A type-filtered page reads back through the log in batches; this bounds one call's work (the
+# page then offers "older" from where it stopped).
+AUDIT_SCAN_BATCH = 500
+AUDIT_SCAN_MAX = 20_000
 
 
 def _float_arg(request: web.Request, name: str) -> float:
@@ -123,6 +150,18 @@ def _redacted(status: dict[str, Any] | None) -> dict[str, Any] | None:
     return {**status, "last_error": _URL_USERINFO.sub(r"\1***@", status["last_error"])}
 
 
+def _stream_key(url: str | None) -> tuple[str, int | None, str] | None:
+    """host, port and path of a camera URL, ignoring credentials (the same camera, however written)."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    return ((parts.hostname or "").lower(), port, parts.path.rstrip("/") or "/")
+
+
 async def cameras(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     status = await services.store.run(q.camera_status)
@@ -149,10 +188,13 @@ async def cameras(request: web.Request) -> web.Response:
         configured.append(camera)
     discovery = getattr(services, "discovery", None)
     found = []
+    # A discovered camera whose stream is one the hub already pulls is not offered as new.
+    pulled = {k: c.id for c in services.config.cameras if (k := _stream_key(c.url)) is not None}
     if discovery is not None:
         for cam in discovery.cameras():
             found.append(
                 {
+                    "added_as": pulled.get(_stream_key(cam.rtsp_url) or ("", None, "")),
                     "uid": cam.uid,
                     "instance": cam.instance,
                     "model": cam.model,
@@ -339,9 +381,11 @@ def _agency_json(a: consent_q.Agency | None, keyid: str) -> dict[str, Any]:
     }
 
 
-def _requests_snapshot(conn: Any, now: float) -> list[dict[str, Any]]:
+def _requests_snapshot(conn: Any, now: float, known_cameras: frozenset[str]) -> list[dict[str, Any]]:
     out = []
-    for r in consent_q.requests(conn, limit=100):
+    records = consent_q.requests(conn, limit=100)
+    histories = history_mod.histories(conn, [r.id for r in records], now)
+    for r in records:
         body_bytes = consent_q.request_body(conn, r.id) or b"{}"
         try:
             body = json.loads(body_bytes)
@@ -387,6 +431,10 @@ def _requests_snapshot(conn: Any, now: float) -> list[dict[str, Any]]:
                 ],
                 "preview": preview,
                 "events": events_in_range,
+                # PROTOCOL §2.1: an unknown camera is not an error to the agency (it sees pending),
+                # but the owner is told: nothing of it can be sent.
+                "unknown_cameras": [c for c in r.cameras if c not in known_cameras],
+                "history": histories.get(r.id),
             }
         )
     return out
@@ -394,16 +442,81 @@ def _requests_snapshot(conn: Any, now: float) -> list[dict[str, Any]]:
 
 async def requests(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    rows = await services.store.run(_requests_snapshot, time.time())
+    known = frozenset(c.id for c in services.config.cameras)
+    rows = await services.store.run(_requests_snapshot, time.time(), known)
     return web.json_response(
         {"requests": rows, "hub_id": services.hub_key.hub_id, "clock_synced": _clock_synced(request)}
     )
 
 
+def _waiting(conn: Any, now: float) -> list[dict[str, Any]]:
+    out = []
+    for r in consent_q.requests(conn, state="pending", limit=100):
+        if r.respond_by <= now:
+            continue
+        try:
+            body = json.loads(consent_q.request_body(conn, r.id) or b"{}")
+        except ValueError:
+            body = {}
+        agency = consent_q.agency(conn, r.agency_keyid)
+        legal = body.get("legal_basis") if isinstance(body.get("legal_basis"), dict) else {}
+        out.append(
+            {
+                "id": r.id,
+                "agency": agency.name if agency is not None else None,
+                "case_id": body.get("case_id"),
+                "kind": r.kind,
+                "urgent": legal.get("type") == "exigent",
+                "received_at": r.received_at,
+            }
+        )
+    return out
+
+
+async def waiting(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    rows = await services.store.run(_waiting, time.time())
+    return web.json_response({"waiting": rows}, headers={"Cache-Control": "no-store"})
+
+
+def _grants_with_use(conn: Any, now: float) -> list[dict[str, Any]]:
+    rows = q.grants_in_force(conn, now)
+    histories = history_mod.histories(conn, sorted({g["request_id"] for g in rows}), now)
+    for g in rows:
+        approval = next(
+            (a for a in (histories.get(g["request_id"]) or {}).get("approvals", []) if a["id"] == g["id"]),
+            None,
+        )
+        # Downloads used per camera and when it stops, from the audit log (hub/api/history.py).
+        g["downloads_used"] = approval["downloads_used"] if approval else {}
+        g["ends_at"] = approval["ends_at"] if approval and approval["ends_at"] else g["not_after"]
+    # A livestream approval whose window (live_max_seconds from the first connection) has run out is
+    # not in force any more, though its not_after is still ahead.
+    return [g for g in rows if g["ends_at"] > now]
+
+
 async def grants(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    rows = await services.store.run(q.grants_in_force, time.time())
+    rows = await services.store.run(_grants_with_use, time.time())
     return web.json_response({"grants": rows})
+
+
+async def holds(request: web.Request) -> web.Response:
+    """Footage retention keeps for agencies: pending requests (until respond_by) and approvals."""
+    services = request.app[SERVICES]
+    rows = await services.store.run(consent_q.holds_detail, time.time())
+    return web.json_response({"holds": rows})
+
+
+async def revoke_preview(request: web.Request) -> web.Response:
+    """What revoking this device would also revoke (PROTOCOL §3 revoke-key), for the confirmation."""
+    from hub.consent.owners import revoke_plan
+
+    services = request.app[SERVICES]
+    plan = await services.store.run(revoke_plan, request.match_info["kid"][:128])
+    if plan is None:
+        raise NotFound("no enrolled, unrevoked owner key with this kid")
+    return web.json_response(plan.to_json())
 
 
 async def agencies(request: web.Request) -> web.Response:
@@ -481,39 +594,146 @@ async def settings(request: web.Request) -> web.Response:
             },
             "https_port": config.https_port,
             "clock_synced": _clock_synced(request),
+            # The outbound link to a camhub-relay (PROTOCOL §7): connected / retrying, or null.
+            "relay": _relay_status(request),
         }
     )
 
 
+def _int_query(request: web.Request, name: str, default: int | None) -> int | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return default
+    # isascii: str.isdigit() is also true for "²" and other digits int() refuses.
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise BadRequest(f"query parameter {name} must be a non-negative integer")
+    return int(value)
+
+
+def _audit_names(conn: Any, entries: list[dict[str, Any]], cameras: dict[str, str]) -> dict[str, Any]:
+    """Display names for what the page's entries mention; the entries themselves stay exact bytes."""
+    kids: set[str] = set()
+    agencies: set[str] = set()
+    requests: set[str] = set()
+    deliveries: set[str] = set()
+    for e in entries:
+        actor = str(e.get("actor", ""))
+        if actor.startswith("owner:"):
+            kids.add(actor.removeprefix("owner:"))
+        if actor.startswith("agency:"):
+            agencies.add(actor.removeprefix("agency:"))
+        data = e.get("data") if isinstance(e.get("data"), dict) else {}
+        for member, into in (("kid", kids), ("keyid", agencies), ("recipient", agencies),
+                             ("request_id", requests), ("delivery_id", deliveries)):  # fmt: skip
+            if isinstance(data.get(member), str):
+                into.add(data[member][:128])
+    out: dict[str, Any] = {
+        "cameras": cameras,
+        "owner_keys": {},
+        "agencies": {},
+        "requests": {},
+        "deliveries": {},
+    }
+    for kid in sorted(kids)[:500]:
+        key = consent_q.owner_key(conn, kid)
+        if key is not None:
+            out["owner_keys"][kid] = key.name
+    for keyid in sorted(agencies)[:500]:
+        agency = consent_q.agency(conn, keyid)
+        if agency is not None:
+            out["agencies"][keyid] = agency.name
+    for rid in sorted(requests)[:500]:
+        record = consent_q.request(conn, rid)
+        if record is None:
+            continue
+        try:
+            case_id = json.loads(consent_q.request_body(conn, rid) or b"{}").get("case_id")
+        except (ValueError, AttributeError):
+            case_id = None
+        agency = consent_q.agency(conn, record.agency_keyid)
+        out["requests"][rid] = {"agency": agency.name if agency else None, "case_id": case_id}
+    for did in sorted(deliveries)[:500]:
+        d = consent_q.delivery(conn, did)
+        if d is not None:
+            out["deliveries"][did] = {"camera": d.camera_id, "start": d.start_at, "end": d.end_at}
+    return out
+
+
+def _relay_status(request: web.Request) -> dict[str, Any] | None:
+    uplink = request.app[SERVICES].uplink
+    return None if uplink is None else uplink.describe()
+
+
 async def audit_entries(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    try:
-        start = int(request.query.get("start", "0"))
-        end = int(request.query["end"]) if "end" in request.query else None
-    except ValueError as exc:
-        raise BadRequest("start and end must be integers") from exc
+    consent = services.consent
+    if consent is None:
+        raise HubError("the audit log is not running", code="unavailable", status=503)
+    audit = consent.audit
+    limit = _int_query(request, "limit", DEFAULT_AUDIT_PAGE)
+    assert limit is not None
+    if not 1 <= limit <= MAX_AUDIT_PAGE:
+        raise BadRequest(f"limit must be 1..{MAX_AUDIT_PAGE}")
+    size = _int_query(request, "size", None)
+    before = _int_query(request, "before", None)
+    types = {t for t in request.query.get("types", "").split(",") if t}
+    if len(types) > 50 or any(len(t) > 64 for t in types):
+        raise BadRequest("types: at most 50 entry types")
+    note: str | None = None
+    if size is None:
+        # The latest checkpoint of the whole log: sign one now if entries were appended since the
+        # last (as GET /api/v1/audit/checkpoint does), so every entry on the page can be proven.
+        latest = await services.store.run(audit_q.latest_checkpoint)
+        note = latest[1] if latest is not None and latest[0] == audit.size else await audit.checkpoint()
+        size = int(note.split("\n")[1])
+    if not 0 <= size <= audit.size:
+        raise BadRequest(f"size must be 0..{audit.size}")
+    before = size if before is None else min(before, size)
+    cameras = {c.id: c.name for c in services.config.cameras}
 
-    def read(conn: Any) -> tuple[int, list[tuple[int, bytes]], tuple[int, str] | None]:
-        size = audit_q.entry_count(conn)
-        stop = size if end is None else min(end, size)
-        stop = min(stop, start + MAX_AUDIT_PAGE)
-        return (
-            size,
-            audit_q.read_entries(conn, start, stop) if start < stop else [],
-            audit_q.latest_checkpoint(conn),
-        )
+    def read(conn: Any) -> tuple[int, list[tuple[int, bytes]], int | None, dict[str, Any]]:
+        total = audit_q.entry_count(conn)
+        picked: list[tuple[int, bytes]] = []
+        cursor, scanned = before, 0
+        while cursor > 0 and len(picked) < limit:
+            batch = audit_q.entries_before(conn, cursor, limit if not types else AUDIT_SCAN_BATCH)
+            if not batch:
+                cursor = 0
+                break
+            for seq, raw in batch:
+                cursor = seq
+                scanned += 1
+                if not types or json.loads(raw).get("type") in types:
+                    picked.append((seq, raw))
+                    if len(picked) == limit:
+                        break
+            if types and scanned >= AUDIT_SCAN_MAX:
+                break
+        next_before = cursor if cursor > 0 else None
+        names = _audit_names(conn, [json.loads(raw) for _, raw in picked], cameras)
+        return total, picked, next_before, names
 
-    if start < 0:
-        raise BadRequest("start must be >= 0")
-    size, rows, checkpoint = await services.store.run(read)
+    total, rows, next_before, names = await services.store.run(read)
     return web.json_response(
         {
-            "size": size,
-            "start": start,
-            "entries": [entry.decode("utf-8") for _, entry in rows],
-            "checkpoint": None if checkpoint is None else checkpoint[1],
+            "size": total,
+            "tree_size": size,
+            "checkpoint": note,
+            "entries": [
+                {
+                    "seq": seq,
+                    "entry": raw.decode("utf-8"),
+                    "inclusion_proof": [
+                        base64.b64encode(h).decode("ascii") for h in audit.inclusion_proof(seq, size)
+                    ],
+                }
+                for seq, raw in rows
+            ],
+            "next_before": next_before,
+            "names": names,
             "hub_public_jwk": services.hub_key.public_jwk,
-        }
+        },
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -530,8 +750,11 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/owner/events", owner(events))
     app.router.add_get(r"/api/v1/owner/events/{id}.jpg", owner(event_thumbnail))
     app.router.add_get("/api/v1/owner/requests", owner(requests))
+    app.router.add_get("/api/v1/owner/requests/waiting", owner(waiting))
     app.router.add_get("/api/v1/owner/grants", owner(grants))
     app.router.add_get("/api/v1/owner/agencies", owner(agencies))
+    app.router.add_get("/api/v1/owner/holds", owner(holds))
+    app.router.add_get("/api/v1/owner/devices/{kid}/revoke-preview", owner(revoke_preview))
     app.router.add_get("/api/v1/owner/devices", owner(devices))
     app.router.add_post("/api/v1/owner/device-requests", owner(add_device_request))
     app.router.add_get("/api/v1/owner/settings", owner(settings))

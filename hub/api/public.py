@@ -11,6 +11,9 @@ PROTOCOL_VERSION = 1
 
 async def get_hub(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
+    if services.consent is not None:
+        # With the age recipient that bodies sent through a relay are sealed to (PROTOCOL §7.6).
+        return web.json_response(services.consent.identity_document(services.config.hub.name))
     return web.json_response(
         {
             "hub_id": services.hub_key.hub_id,

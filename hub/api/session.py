@@ -9,8 +9,20 @@ How a browser becomes an owner session
   cookie: 32 random bytes, HttpOnly, SameSite=Strict, Path=/, and on HTTPS `Secure` with the
   `__Host-` prefix (so no other origin can set or shadow it). The database keeps only its SHA-256.
   Sessions expire after SESSION_LIFETIME; `POST /api/v1/session/logout` ends one at once.
-- Failed logins are limited per client address and globally (LoginLimiter); each attempt is an
-  `owner.login` / `owner.login_failed` audit entry (PROTOCOL §5).
+- Failed logins are limited per client with exponential backoff capped at 60 s (`camhub_protocol.limits.Backoff`),
+  never globally: a global cap let any stranger lock the owner out (issue 12). Successful logins are
+  `owner.login` audit entries; failures are `owner.login_failed`, counted per reason and minute
+  (`ConsentService.record_unauthenticated`) so a flood cannot grow the log (PROTOCOL §5).
+
+Where the owner may be
+- Owner routes (everything behind `require_owner`, login, setting the password, pairing) answer only
+  clients on loopback, private or link-local addresses (403 `owner_not_local`) unless
+  `[hub] owner_remote = true`: a session cookie or password that leaked must not work from the
+  internet once the hub is reachable from outside. Signed decisions are not owner routes: a JWS is
+  its own authentication, wherever it comes from.
+- Owner live views (WebRTC, MJPEG) are bound to the session that opened them and end within 1 s of
+  its end — logout, a password change (which ends every session), expiry, or `camhub owner reset`
+  on the box — because each view re-checks its session every `VIEW_RECHECK_S` (`session_alive`).
 
 CSRF (synchronizer token)
 - Each session has its own random CSRF token, returned by `GET /api/v1/session` (readable only by a
@@ -34,20 +46,21 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
+import ipaddress
 import logging
+import math
 import secrets
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-from hub.consent import jws
-from hub.consent.errors import ConsentError
-from hub.consent.keys import public_key_from_jwk
-from hub.errors import HubError
+from camhub_protocol import jws
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.keys import public_key_from_jwk
+from camhub_protocol.limits import Backoff, client_key
+from hub.errors import HubError, RateLimited
 from hub.services import SERVICES, Services
 from hub.store import consent as consent_q
 from hub.store import web as q
@@ -78,6 +91,11 @@ class SessionError(HubError):
 
 class CsrfError(HubError):
     code = "csrf"
+    status = 403
+
+
+class NotLocal(HubError):
+    code = "owner_not_local"
     status = 403
 
 
@@ -127,63 +145,14 @@ def _valid_password(value: Any) -> str:
 # ------------------------------------------------------------------------------------------------
 # Login rate limiting
 
-
-@dataclass
-class LoginLimiter:
-    """Sliding windows of failed logins: per client address, and over all addresses.
-
-    A LAN attacker guessing passwords gets PER_ADDRESS tries per window; many addresses together
-    (a compromised IoT device spoofing several) are held to GLOBAL. Successful logins do not count.
-    The state is in memory: a restart forgets it, which costs an attacker a reboot per window.
-    """
-
-    per_address: int = 5
-    per_address_window_s: float = 300.0
-    global_limit: int = 20
-    global_window_s: float = 60.0
-    _by_address: dict[str, deque[float]] = field(default_factory=dict)
-    _all: deque[float] = field(default_factory=deque)
-    _refusal_audited: dict[str, float] = field(default_factory=dict)
-
-    @staticmethod
-    def _trim(window: deque[float], now: float, span: float) -> None:
-        while window and window[0] <= now - span:
-            window.popleft()
-
-    def retry_after(self, address: str, now: float) -> float:
-        """Seconds until `address` may try again; 0 when it may try now."""
-        self._trim(self._all, now, self.global_window_s)
-        wait = 0.0
-        if len(self._all) >= self.global_limit:
-            wait = self._all[0] + self.global_window_s - now
-        mine = self._by_address.get(address)
-        if mine is not None:
-            self._trim(mine, now, self.per_address_window_s)
-            if len(mine) >= self.per_address:
-                wait = max(wait, mine[0] + self.per_address_window_s - now)
-            if not mine:
-                del self._by_address[address]
-        return max(0.0, wait)
-
-    def audit_refusal(self, address: str, now: float) -> bool:
-        """Whether to audit this rate-limited refusal: once per address per minute, so a flood of
-        refused tries cannot flood the append-only audit log (each real failure is audited)."""
-        last = self._refusal_audited.get(address)
-        if last is not None and now - last < 60.0:
-            return False
-        if len(self._refusal_audited) > 10_000:
-            self._refusal_audited.clear()
-        self._refusal_audited[address] = now
-        return True
-
-    def failed(self, address: str, now: float) -> None:
-        if len(self._by_address) > 10_000:  # bounded memory under a spray of addresses
-            self._by_address.clear()
-        self._by_address.setdefault(address, deque()).append(now)
-        self._all.append(now)
+# Wrong passwords a client may type before it waits: then 2, 4, 8, ... s, at most 60 s.
+LOGIN_FREE_FAILURES = 4
+LOGIN_ROUTE = "POST /api/v1/session/login"
+# How often an owner live view asks whether its session still exists (< 1 s end, PROTOCOL §1.1).
+VIEW_RECHECK_S = 0.5
 
 
-LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
+LOGIN_LIMITER = web.AppKey("login_limiter", Backoff)
 OWNER_SESSION = web.RequestKey("owner_session", q.Session)
 
 
@@ -201,6 +170,16 @@ async def _audit(services: Services, type_: str, data: dict[str, Any]) -> None:
     await consent.record(type_, "owner", data)
 
 
+async def _audit_failed_login(services: Services, reason: str, client: str) -> None:
+    consent = services.consent
+    if consent is None:
+        log.info("owner.login_failed %s %s", reason, client)
+        return
+    await consent.record_unauthenticated(
+        "owner.login_failed", LOGIN_ROUTE, reason, {"remote": client, "reason": reason}
+    )
+
+
 # ------------------------------------------------------------------------------------------------
 # Cookies and the guard
 
@@ -215,6 +194,26 @@ def _id_hash(session_id: str) -> str:
 
 def _client(request: web.Request) -> str:
     return request.remote or "unknown"
+
+
+def on_lan(remote: str | None) -> bool:
+    """Loopback, private (RFC 1918, RFC 4193) or link-local: a client in the owner's home."""
+    if not remote:
+        return False
+    try:
+        ip = ipaddress.ip_address(remote.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+def check_owner_local(request: web.Request) -> None:
+    """403 `owner_not_local` for an owner route called from outside the LAN (`[hub] owner_remote`)."""
+    if request.app[SERVICES].config.hub.owner_remote or on_lan(request.remote):
+        return
+    raise NotLocal("owner pages answer only on the home network ([hub] owner_remote is off)")
 
 
 async def current_session(request: web.Request) -> q.Session | None:
@@ -245,10 +244,12 @@ def check_csrf(request: web.Request, session: q.Session) -> None:
 
 
 def require_owner(handler: Handler) -> Handler:
-    """Guard a route: an owner session (401 otherwise) and, on unsafe methods, its CSRF token (403)."""
+    """Guard a route: a client on the LAN (403), an owner session (401 otherwise) and, on unsafe
+    methods, its CSRF token (403)."""
 
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
+        check_owner_local(request)
         session = await current_session(request)
         if session is None:
             raise SessionError("log in as the owner first")
@@ -337,30 +338,35 @@ async def get_session(request: web.Request) -> web.Response:
 async def login(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     limiter = request.app[LOGIN_LIMITER]
+    check_owner_local(request)
     if not _same_origin(request):
         raise CsrfError("cross-origin login refused")
     body = await json_object(request)
     password = body.get("password")
     client = _client(request)
-    wait = limiter.retry_after(client, time.monotonic())
+    key = client_key(client)
+    wait = limiter.retry_after(key, time.monotonic())
     if wait > 0:
-        if limiter.audit_refusal(client, time.monotonic()):
-            await _audit(services, "owner.login_failed", {"remote": client, "reason": "rate_limited"})
-        raise HubError(
-            f"too many failed logins; try again in {int(wait) + 1} s", code="rate_limited", status=429
-        )
+        await _audit_failed_login(services, "rate_limited", client)
+        raise RateLimited(f"too many wrong passwords; try again in {math.ceil(wait)} s", wait)
     encoded = await services.store.run(q.password_hash)
     if encoded is None:
         raise HubError("no password is set yet: finish onboarding first", code="not_onboarded", status=409)
     ok = isinstance(password, str) and len(password) <= PASSWORD_MAX
     ok = ok and await asyncio.to_thread(check_password, password, encoded)
     if not ok:
-        limiter.failed(client, time.monotonic())
-        await _audit(services, "owner.login_failed", {"remote": client, "reason": "bad_password"})
+        limiter.failed(key, time.monotonic())
+        await _audit_failed_login(services, "bad_password", client)
         raise HubError("wrong password", code="bad_password", status=401)
+    limiter.succeeded(key)
     response = await _session_response(request)
     await _audit(services, "owner.login", {"remote": client})
     return response
+
+
+async def session_alive(services: Services, id_sha256: str) -> bool:
+    """Whether the session with this id hash still exists and is unexpired (owner views ask)."""
+    return await services.store.run(q.live_session, id_sha256, time.time()) is not None
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -411,6 +417,7 @@ def _verify_owner_proof(conn: Any, compact: str, hub_id: str, now: float) -> str
 async def set_password(request: web.Request) -> web.Response:
     """Set (onboarding) or reset the password; authorised by a fresh JWS from an enrolled owner key."""
     services = request.app[SERVICES]
+    check_owner_local(request)
     if not _same_origin(request):
         raise CsrfError("cross-origin request refused")
     body = await json_object(request)
@@ -423,7 +430,8 @@ async def set_password(request: web.Request) -> web.Response:
     except ConsentError as exc:
         raise HubError(exc.detail, code=exc.code, status=exc.status) from exc
     encoded = await asyncio.to_thread(hash_password, password)
-    await services.store.run(q.replace_password, encoded, time.time())
+    if not await services.store.run(q.replace_password, encoded, time.time(), kid):
+        raise HubError("the key that signed the proof was revoked", code="owner_key_revoked", status=403)
     await _audit(services, "owner.password_set", {"kid": kid})
     return await _session_response(request)
 
@@ -455,7 +463,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 
 def setup(app: web.Application) -> None:
     """Session routes and the security headers on every response."""
-    app[LOGIN_LIMITER] = LoginLimiter()
+    app[LOGIN_LIMITER] = Backoff(free=LOGIN_FREE_FAILURES)
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/api/v1/session", get_session)  # public: tells the page what to show
     app.router.add_post("/api/v1/session/login", login)  # public, rate limited

@@ -15,7 +15,7 @@ import time
 
 from aiohttp import web
 
-from hub.api.session import require_owner
+from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, require_owner, session_alive
 from hub.errors import HubError, NotFound
 from hub.ingest.relay import RelayHub
 from hub.ingest.snapshot import SnapshotError, Snapshots, SnapshotSource
@@ -26,6 +26,8 @@ BOUNDARY = "camhubframe"
 # An MJPEG response ends after this long; a viewer that still watches reconnects. Bounds the work
 # a forgotten tab can cause.
 MJPEG_MAX_S = 30 * 60
+# No new picture for this long: the camera is gone, end the stream (the page falls back or retries).
+PICTURE_TIMEOUT_S = 5.0
 
 
 class CameraOffline(HubError):
@@ -58,6 +60,8 @@ async def snapshot(request: web.Request) -> web.Response:
 
 
 async def mjpeg(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    session_hash = request[OWNER_SESSION].id_sha256
     source = _source(request)
     try:
         snap = await source.get()
@@ -71,11 +75,25 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     )
     await response.prepare(request)
     ends_at = time.monotonic() + MJPEG_MAX_S
+    next_check = time.monotonic() + VIEW_RECHECK_S
     try:
         while time.monotonic() < ends_at:
             head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(snap.jpeg)}\r\n\r\n"
             await response.write(head.encode("ascii") + snap.jpeg + b"\r\n")
-            snap = await source.get(newer_than=snap.seq)
+            give_up = time.monotonic() + PICTURE_TIMEOUT_S
+            while True:
+                # Wait for the next picture in slices, asking between them whether the owner session
+                # still exists: logout or a password change ends the stream within 1 s (issue 12).
+                if time.monotonic() >= next_check:
+                    if not await session_alive(services, session_hash):
+                        return response
+                    next_check = time.monotonic() + VIEW_RECHECK_S
+                try:
+                    snap = await source.get(newer_than=snap.seq, timeout=VIEW_RECHECK_S)
+                    break
+                except SnapshotError:
+                    if source.relay.closed or not source.running or time.monotonic() >= give_up:
+                        raise
     except (SnapshotError, ConnectionResetError):
         pass  # the camera went away or the viewer left: end the stream
     return response

@@ -11,8 +11,8 @@ import sqlite3
 
 from pyrage import x25519
 
+from camhub_protocol.errors import ConsentError
 from hub.consent.decisions import Context, Decision, Outcome, invalid, refuse
-from hub.consent.errors import ConsentError
 from hub.consent.owners import _name, _public_jwk, _subject
 from hub.store import consent as q
 

@@ -32,10 +32,10 @@ from typing import Any
 
 import rfc8785
 
-from hub.consent.checkpoint import origin_for, parse_checkpoint, sign_checkpoint
-from hub.consent.errors import AuditError
-from hub.consent.keys import HubKey
-from hub.consent.merkle import MerkleTree, leaf_hash
+from camhub_protocol.checkpoint import origin_for, parse_checkpoint, sign_checkpoint
+from camhub_protocol.errors import AuditError
+from camhub_protocol.keys import HubKey
+from camhub_protocol.merkle import MerkleTree, leaf_hash
 from hub.store import Store
 from hub.store import audit as q
 
@@ -154,7 +154,11 @@ class AuditLog:
             return entry, leaf_hash(entry)
 
         async with self._lock:
-            seq, _, leaf = await self._store.run(q.append_entry, make)
+            seq, _, leaf, missed = await self._store.run(q.append_entry, make, self._tree.size)
+            # Entries another process appended meanwhile (`camhub owner reset` on the box) join the
+            # tree first, in seq order, so the tree stays the database's log.
+            for hash_ in missed:
+                self._tree.append(hash_)
             if seq != self._tree.size:
                 raise AuditError(
                     "audit_inconsistent", f"store gave seq {seq}, tree has {self._tree.size}", 500

@@ -15,9 +15,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from hub.consent import rfc3339
+from camhub_protocol import rfc3339
+from camhub_protocol.errors import ConsentError
 from hub.consent.decisions import DECISION_TYP, invalid, refuse, verify_owner_jws
-from hub.consent.errors import ConsentError
 from hub.consent.service import ConsentService
 from hub.store import consent as q
 
@@ -60,11 +60,12 @@ async def confirm_clock(svc: ConsentService, compact: bytes) -> dict[str, Any]:
 
         await svc.store.run(record)
     except ConsentError as exc:
-        await svc.record(
-            "clock.rejected",
-            f"owner:{kid}" if kid else "unauthenticated",
-            {"code": exc.code, "detail": exc.detail},
-        )
+        data = {"code": exc.code, "detail": exc.detail}
+        if kid is not None and exc.code != "jti_replayed":
+            await svc.record("clock.rejected", f"owner:{kid}", data)
+        else:
+            # Anyone can post junk or replay a confirmation they saw: counted, not logged one by one.
+            await svc.record_unauthenticated("clock.rejected", "POST /api/v1/owner/clock", exc.code, data)
         raise
     svc.clock.confirm()
     await svc.record(

@@ -4,6 +4,7 @@
     camhub owner enroll --pairing-code C --key FILE --url U   enrol the first owner key (§1)
     camhub owner enroll-key --key FILE --new-key FILE2 --url U       owner-signed enroll-key (§3)
     camhub owner revoke-key --key FILE --kid KID --url U             owner-signed revoke-key (§3)
+    camhub owner reset --config FILE                          on the box: revoke every owner key (§1)
     camhub owner requests --config FILE                       list requests (on the box; read only)
     camhub owner approve|decline|revoke --key FILE --url U --request-id ID ...   sign a decision (§3)
     camhub owner confirm-time --key FILE --url U              confirm the hub's clock (§6)
@@ -11,7 +12,7 @@
     camhub agency remove KEYID --key FILE --url U
     camhub agency list --config FILE
     camhub audit export --config FILE DIR
-    camhub audit verify DIR --hub-key JWK                     (hub/consent/audit_verify.py)
+    camhub audit verify DIR --hub-key JWK                     (camhub_protocol/audit_verify.py)
 
 Decisions print the hub's JSON answer; an error prints `{"error","detail"}` and exits 1.
 """
@@ -131,7 +132,8 @@ def _request_fields(args: argparse.Namespace, decision: str) -> dict[str, Any]:
 def cmd_owner_approve(args: argparse.Namespace) -> int:
     import time
 
-    from hub.consent import owner_client, rfc3339
+    from camhub_protocol import rfc3339
+    from hub.consent import owner_client
 
     fields = _request_fields(args, "approve")
     live = args.live_max_seconds is not None
@@ -168,8 +170,45 @@ def cmd_owner_confirm_time(args: argparse.Namespace) -> int:
     return _run_http(lambda: owner_client.confirm_time(args.url, _key(args), args.cafile))
 
 
+def cmd_owner_reset(args: argparse.Namespace) -> int:
+    """Take the hub back from a shell on the box (PROTOCOL §1): every owner key and grant revoked,
+    a fresh pairing code. Works while the daemon runs."""
+    import getpass
+    import time
+
+    from hub import config as config_mod
+    from hub import datadir
+    from hub.consent import owners
+    from hub.store import Store
+
+    cfg = config_mod.load(Path(args.config))
+    if not cfg.db_path.exists():
+        raise SystemExit(f"no hub database at {cfg.db_path}: is --config the hub's configuration?")
+    datadir.become_data_dir_owner(cfg)
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = str(os.getuid())
+
+    async def go() -> owners.ResetResult:
+        store = await Store.open(cfg.db_path)
+        try:
+            return await store.run(owners.reset, time.time(), f"box:{who}")
+        finally:
+            await store.close()
+
+    result = asyncio.run(go())
+    print(
+        f"owner reset: {len(result.keys_revoked)} owner keys and {len(result.grants_revoked)} approvals"
+        f" revoked, {result.sessions_ended} browser sessions ended, password cleared"
+    )
+    print("footage, the audit log and trusted agencies are kept; enrol a new owner key with the code:")
+    print(f"pairing code: {result.pairing_code} (valid for 15 minutes, single use)")
+    return 0
+
+
 def cmd_owner_requests(args: argparse.Namespace) -> int:
-    from hub.consent import rfc3339
+    from camhub_protocol import rfc3339
     from hub.store import consent as q
 
     async def listing(cfg: Any, store: Any) -> list[dict[str, Any]]:
@@ -215,7 +254,7 @@ def cmd_agency_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_agency_list(args: argparse.Namespace) -> int:
-    from hub.consent import rfc3339
+    from camhub_protocol import rfc3339
     from hub.store import consent as q
 
     async def listing(cfg: Any, store: Any) -> list[dict[str, Any]]:
@@ -239,8 +278,8 @@ def cmd_agency_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
+    from camhub_protocol.keys import HubKey
     from hub.consent.audit import AuditLog
-    from hub.consent.keys import HubKey
 
     async def export(cfg: Any, store: Any) -> int:
         if not cfg.hub_key_path.exists():
@@ -255,7 +294,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from hub.consent import audit_verify
+    from camhub_protocol import audit_verify
 
     argv = [args.path, "--hub-key", args.hub_key]
     for cp in args.checkpoint:
@@ -265,7 +304,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 # Options whose value is an id (base64url: JWK thumbprints, request ids, hub ids) that may start
 # with "-", which argparse would take for an option ("expected one argument"): 1 in 32 keyids.
-ID_OPTIONS = frozenset({"--recipient", "--request-id", "--kid", "--hub-id", "--keyid"})
+ID_OPTIONS = frozenset({"--recipient", "--request-id", "--kid", "--hub-id", "--keyid", "--hub"})
 
 
 def join_id_options(argv: list[str]) -> list[str]:
@@ -320,6 +359,13 @@ def add_parsers(sub: Any) -> None:
     _http_opts(p)
     p.add_argument("--kid", required=True)
     p.set_defaults(func=cmd_owner_revoke_key)
+    p = owner.add_parser(
+        "reset",
+        help="on the box: revoke every owner key and approval, end owner sessions, print a fresh"
+        " pairing code (footage and the audit log are kept; works while the daemon runs)",
+    )
+    p.add_argument("--config", required=True)
+    p.set_defaults(func=cmd_owner_reset)
     p = owner.add_parser("requests", help="list agency requests (reads the database on the box)")
     p.add_argument("--config", required=True)
     p.set_defaults(func=cmd_owner_requests)

@@ -15,10 +15,15 @@ Common to every kind (in this order):
    management it is within 300 s of the hub's clock either way (403 `stale_decision`).
 
 Then per kind: approve / decline / revoke here; enroll-key / revoke-key in `owners`; add-agency /
-remove-agency in `agencies`. Each runs in one database transaction on the store's thread, so no gate
-check can interleave with it. Accepted: the JWS is stored verbatim in `decisions`, the response is
-`201 {"decision_id", "request_id"?}` and the audit log gets `decision.accepted` (plus `key.*` or
-`agency.*`). Refused: an audit `decision.rejected` entry with the code, and the error.
+remove-agency in `agencies`. All of it — steps 2-6, the kind's effect, and the key's state read once
+more — runs in one call on the store's thread, the effect inside one `BEGIN IMMEDIATE` transaction,
+so no gate check, no other decision and no other process can interleave with it (issue 12: checked in
+one call and applied in a later one, "A revokes B" and "B enrols C" both succeeded). Accepted: the JWS
+is stored verbatim in `decisions`, the response is `201 {"decision_id", "request_id"?}` and the audit
+log gets `decision.accepted` (plus `key.*` or `agency.*`). Refused: `decision.rejected` with the code —
+one entry each once the signature verified and the `jti` was new (the owner's own act); counted per
+reason and minute before that, or for a replayed `jti` (anyone may send junk or replay a JWS they saw,
+PROTOCOL §5).
 """
 
 from __future__ import annotations
@@ -30,9 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.consent import jws, rfc3339
-from hub.consent.errors import ConsentError
-from hub.consent.keys import public_key_from_jwk
+from camhub_protocol import jws, rfc3339
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.keys import public_key_from_jwk
 from hub.consent.service import ConsentService
 from hub.store import consent as q
 from hub.store import transaction
@@ -120,12 +125,12 @@ def _handlers() -> dict[str, Handler]:
     }
 
 
-async def verify_owner_jws(
-    svc: ConsentService, compact: bytes | str, typ: str
+def verify_owner_jws_sync(
+    conn: sqlite3.Connection, compact: bytes | str, typ: str
 ) -> tuple[jws.ParsedJWS, dict[str, Any]]:
-    """Steps 2-3: parse, find the unrevoked owner key by `kid`, verify; returns (parsed, payload)."""
+    """Steps 2-3 on the store's thread: parse, find the unrevoked owner key by `kid`, verify."""
     parsed = jws.parse(compact, typ=typ)
-    key = await svc.store.run(q.owner_key, parsed.kid)
+    key = q.owner_key(conn, parsed.kid)
     if key is None:
         raise refuse("unknown_owner_key", "kid is not an enrolled owner key")
     if key.revoked_at is not None:
@@ -134,6 +139,14 @@ async def verify_owner_jws(
     if not isinstance(payload, dict):
         raise invalid("payload must be a JSON object")
     return parsed, payload
+
+
+async def verify_owner_jws(
+    svc: ConsentService, compact: bytes | str, typ: str
+) -> tuple[jws.ParsedJWS, dict[str, Any]]:
+    """Steps 2-3; returns (parsed, payload). For a check that only reads (the key's state is not
+    acted on later); a decision checks and applies in one transaction (`_verify_and_apply`)."""
+    return await svc.store.run(verify_owner_jws_sync, compact, typ)
 
 
 def check_common(payload: dict[str, Any], hub_id: str) -> tuple[str, float, str]:
@@ -169,15 +182,45 @@ def check_times(kind: str, issued_at: float, now: float) -> None:
         raise refuse("stale_decision", f"issued_at must be within {MANAGEMENT_WINDOW_S} s of the hub's clock")
 
 
-def _apply(conn: sqlite3.Connection, ctx: Context, decision: Decision, handler: Handler) -> Outcome:
-    # Step 5: spend the jti in its own (autocommit) statement so it stays spent if the handler refuses.
-    if not q.use_jti(conn, decision.payload["jti"], ctx.now):
+@dataclass
+class Attempt:
+    """What is known about a posted decision as it is checked, for its audit entry if refused."""
+
+    kid: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    # True once the signature verified with an enrolled key and the jti was new: a refusal from here
+    # on is an owner's own and audited one by one. Before (or a replay), anyone could have sent it.
+    accountable: bool = False
+    decision: Decision | None = None
+
+
+def _verify_and_apply(conn: sqlite3.Connection, ctx: Context, compact: bytes, attempt: Attempt) -> Outcome:
+    """Steps 2-6 and the kind's effect, on the store's one thread.
+
+    The signing key's state is read again inside the transaction that applies the effect (issue 12):
+    verified in one database call and applied in a later one, "A revokes B" and "B enrols C" sent
+    together both succeeded and C stayed active. Inside one transaction (and `BEGIN IMMEDIATE`, so
+    another process such as `camhub owner reset` cannot interleave either) the second of the two
+    sees the first.
+    """
+    parsed, payload = verify_owner_jws_sync(conn, compact, DECISION_TYP)
+    attempt.kid, attempt.payload = parsed.kid, payload
+    kind, issued_at, jti = check_common(payload, ctx.hub_id)
+    text = compact.decode("ascii")
+    decision = Decision(decision_id(text), parsed.kid, kind, payload, text, issued_at)
+    attempt.decision = decision
+    # Step 5: spend the jti in its own (autocommit) statement so it stays spent if the kind refuses.
+    if not q.use_jti(conn, jti, ctx.now):
         raise refuse("jti_replayed", "this jti was already used")
-    check_times(decision.kind, decision.issued_at, ctx.now)
+    attempt.accountable = True
+    check_times(kind, issued_at, ctx.now)
     with transaction(conn):
-        outcome = handler(conn, ctx, decision)
+        key = q.owner_key(conn, parsed.kid)
+        if key is None or key.revoked_at is not None:
+            raise refuse("owner_key_revoked", "this owner key was revoked")
+        outcome = _handlers()[kind](conn, ctx, decision)
         q.insert_decision(
-            conn, decision.id, decision.kind, decision.kid, decision.payload.get("request_id"),
+            conn, decision.id, decision.kind, decision.kid, payload.get("request_id"),
             decision.compact, decision.issued_at, ctx.now,
         )  # fmt: skip
         if outcome.grant is not None:
@@ -185,34 +228,45 @@ def _apply(conn: sqlite3.Connection, ctx: Context, decision: Decision, handler: 
     return outcome
 
 
-async def submit(svc: ConsentService, compact: bytes) -> dict[str, Any]:
-    """Verify and apply one decision posted to `POST /api/v1/decisions`; returns the 201 body."""
+DECISIONS_ROUTE = "POST /api/v1/decisions"
+
+
+async def submit(svc: ConsentService, compact: bytes, route: str = DECISIONS_ROUTE) -> dict[str, Any]:
+    """Verify and apply one decision posted to `POST /api/v1/decisions` (through a relay: `route`
+    `relay POST /api/v1/decisions`, what refusals are counted under); returns the 201 body."""
     await svc.require_clock("owner", "decision")
-    kid: str | None = None
-    payload: dict[str, Any] = {}
+    attempt = Attempt()
     try:
-        parsed, payload = await verify_owner_jws(svc, compact, DECISION_TYP)
-        kid = parsed.kid
-        kind, issued_at, _ = check_common(payload, svc.hub_id)
-        text = compact.decode("ascii")
-        decision = Decision(decision_id(text), kid, kind, payload, text, issued_at)
         ctx = Context(svc.hub_id, svc.now(), svc.config.consent.max_fetches)
-        outcome = await svc.store.run(_apply, ctx, decision, _handlers()[kind])
+        outcome = await svc.store.run(_verify_and_apply, ctx, compact, attempt)
     except ConsentError as exc:
+        payload = attempt.payload
         data: dict[str, Any] = {"code": exc.code, "detail": exc.detail[:300]}
-        if kid is not None:
-            data["kid"] = kid
+        if attempt.kid is not None:
+            data["kid"] = attempt.kid
         for member in ("decision", "request_id", "jti"):
             if isinstance(payload.get(member), str):
                 data[member] = payload[member][:256]
-        await svc.record("decision.rejected", f"owner:{kid}" if kid else "unauthenticated", data)
+        if attempt.accountable and attempt.kid is not None:
+            await svc.record("decision.rejected", f"owner:{attempt.kid}", data)
+        else:
+            await svc.record_unauthenticated("decision.rejected", route, exc.code, data)
         raise
-    actor = f"owner:{kid}"
+    decision = attempt.decision
+    assert decision is not None
+    actor = f"owner:{decision.kid}"
     await svc.record(
         "decision.accepted",
         actor,
-        {"decision_id": decision.id, "decision": kind, "request_id": payload.get("request_id"), "jws": text},
+        {
+            "decision_id": decision.id,
+            "decision": decision.kind,
+            "request_id": decision.payload.get("request_id"),
+            "jws": decision.compact,
+        },
     )
+    if outcome.grant is not None:
+        svc.deadlines.arm(outcome.grant, svc.now())  # PROTOCOL §6: its end runs on the monotonic clock too
     for type_, data in outcome.events:
         await svc.record(type_, actor, data)
     await svc.refresh_holds()

@@ -26,9 +26,10 @@ import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from hub.consent import gate, rfc3339
-from hub.consent.delivery import build_delivery_async, clip_name
-from hub.consent.errors import ConsentError
+from camhub_protocol import rfc3339
+from camhub_protocol.delivery import build_delivery_async, clip_name
+from camhub_protocol.errors import ConsentError
+from hub.consent import gate
 from hub.consent.requests import new_id
 from hub.consent.service import ConsentService
 from hub.record import clip as clip_mod
@@ -176,7 +177,7 @@ async def open_for_fetch(svc: ConsentService, keyid: str, delivery_id: str) -> t
         raise ConsentError("not_found", NOT_FOUND_DETAIL, 404)
     await gate.check(
         svc.store, keyid, record.camera_id, record.start_at, record.end_at,
-        kind="clip", now=svc.now(), delivery_id=record.id, take_fetch=True,
+        kind="clip", now=svc.now(), delivery_id=record.id, take_fetch=True, deadlines=svc.deadlines,
     )  # fmt: skip
     await svc.record(
         "egress.delivery",
@@ -208,7 +209,7 @@ async def stream(
             if not first:
                 await gate.check(
                     svc.store, keyid, record.camera_id, record.start_at, record.end_at,
-                    kind="clip", now=svc.now(), delivery_id=record.id,
+                    kind="clip", now=svc.now(), delivery_id=record.id, deadlines=svc.deadlines,
                 )  # fmt: skip
             first = False
             yield chunk

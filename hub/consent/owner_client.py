@@ -9,6 +9,7 @@ posted over plain HTTP(S) with the standard library. It uses only the public pro
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import ssl
 import time
@@ -20,8 +21,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.consent import jws, rfc3339
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk, write_secret
+from camhub_protocol import jws, rfc3339, sealed_bodies
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk, write_secret
 
 DECISION_TYP = "camhub-decision+jws"
 
@@ -77,6 +78,25 @@ def sign_decision(
     return jws.sign(json.dumps(payload).encode("utf-8"), key, kid_of(key), DECISION_TYP)
 
 
+PASSWORD_PROOF_TYP = "camhub-web-password+jws"
+
+
+def password_proof(
+    key: Ed25519PrivateKey, hub_id: str, *, issued_at: float | None = None, jti: str | None = None,
+    purpose: str = "set-password",
+) -> str:  # fmt: skip
+    """The JWS that lets `POST /api/v1/session/password` set the owner password: signed by an
+    enrolled owner key, fresh (±300 s) and single use (hub/api/session.py)."""
+    payload = {
+        "v": 1,
+        "hub": hub_id,
+        "purpose": purpose,
+        "issued_at": rfc3339.format(int(time.time() if issued_at is None else issued_at)),
+        "jti": jti or secrets.token_urlsafe(18),
+    }
+    return jws.sign(json.dumps(payload).encode("utf-8"), key, kid_of(key), PASSWORD_PROOF_TYP)
+
+
 def _context(cafile: str | None) -> ssl.SSLContext | None:
     return ssl.create_default_context(cafile=cafile) if cafile else None
 
@@ -105,8 +125,18 @@ def http_json(
 
 
 def hub_identity(url: str, cafile: str | None = None) -> dict[str, Any]:
-    """`GET /api/v1/hub` (§1)."""
-    return http_json("GET", url.rstrip("/") + "/api/v1/hub", cafile=cafile)
+    """`GET /api/v1/hub` (§1). Through a relay (`{relay}/hubs/{hub_id}`, §7.1) the answer comes from
+    the relay, which is not trusted: its key must hash to the hub_id in the URL."""
+    doc = http_json("GET", url.rstrip("/") + "/api/v1/hub", cafile=cafile)
+    pinned = re.search(r"/hubs/([A-Za-z0-9_-]{43})/?$", url)
+    if pinned is not None:
+        try:
+            ok = doc["hub_id"] == pinned.group(1) and jwk_thumbprint(doc["public_jwk"]) == pinned.group(1)
+        except (TypeError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise HubHTTPError(0, {"error": "wrong_hub", "detail": "the relay answered for another hub"})
+    return doc
 
 
 def enroll_first(
@@ -121,9 +151,20 @@ def post_decision(url: str, compact: str, cafile: str | None = None, path: str =
 
 
 def decide(url: str, key: Ed25519PrivateKey, fields: dict[str, Any], cafile: str | None = None) -> Any:
-    """Sign `fields` for the hub at `url` (its hub_id read from `GET /api/v1/hub`) and post it."""
-    hub_id = hub_identity(url, cafile)["hub_id"]
-    return post_decision(url, sign_decision(key, hub_id, fields), cafile)
+    """Sign `fields` for the hub at `url` (its hub_id read from `GET /api/v1/hub`) and post it.
+    Through a relay (`{relay}/hubs/{hub_id}`) the JWS is sealed to the hub (PROTOCOL §7.6)."""
+    hub = hub_identity(url, cafile)
+    compact = sign_decision(key, hub["hub_id"], fields)
+    if re.search(r"/hubs/[A-Za-z0-9_-]{43}/?$", url):
+        return post_sealed_decision(url, hub, compact, cafile)
+    return post_decision(url, compact, cafile)
+
+
+def post_sealed_decision(url: str, hub: dict[str, Any], compact: str, cafile: str | None = None) -> Any:
+    """POST a decision sealed to the hub's recipient (checked with the hub key in `hub`)."""
+    recipient = sealed_bodies.verified_recipient(hub)
+    body = sealed_bodies.seal(compact.encode("ascii"), recipient)
+    return http_json("POST", url.rstrip("/") + "/api/v1/decisions", body, sealed_bodies.CONTENT_TYPE, cafile)
 
 
 def confirm_time(url: str, key: Ed25519PrivateKey, cafile: str | None = None) -> Any:

@@ -1,8 +1,13 @@
 """The one-time pairing code that enrols the first owner key (PROTOCOL.md §1).
 
-Single use, expires after 15 minutes, and 5 wrong tries lock it until the daemon restarts. Only a
-hash is stored (in the `meta` table), so the code is not readable from the database after the fact,
-and `camhub pair` (a separate process with a shell on the box) can replace it while the daemon runs.
+Single use and expires after 15 minutes. Only a hash is stored (in the `meta` table), so the code is
+not readable from the database after the fact, and `camhub pair` / `camhub owner reset` (separate
+processes with a shell on the box) can replace it while the daemon runs.
+
+Wrong tries are limited per client with exponential backoff capped at 60 s (`camhub_protocol.limits.Backoff`),
+never by a lock: the old "5 wrong tries lock pairing until restart" let any stranger on the LAN lock
+the owner out of their own new hub with five requests (issue 12). Guessing stays hopeless: 32^8
+codes, a handful of tries per client per minute, and the code expires in 15 minutes.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ import json
 import secrets
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from camhub_protocol.limits import Backoff
 from hub.store import meta
 
 # Crockford base32 without I, L, O, U: nothing to misread when typing it from a console.
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 LIFETIME_SECONDS = 15 * 60
-MAX_WRONG_TRIES = 5
+# Wrong codes a client may type before it has to wait (2, 4, 8, ... s, at most 60 s).
+FREE_WRONG_TRIES = 2
 META_KEY = "pairing_code"
 
 
@@ -49,19 +56,17 @@ def issue(conn: sqlite3.Connection, now: float | None = None) -> str:
 
 @dataclass
 class PairingGuard:
-    """In-memory wrong-try counter: the lock lasts until restart, as the protocol says."""
+    """Per-client backoff after wrong codes (in memory: a restart forgets it)."""
 
-    wrong_tries: int = 0
+    backoff: Backoff = field(default_factory=lambda: Backoff(free=FREE_WRONG_TRIES))
 
-    @property
-    def locked(self) -> bool:
-        return self.wrong_tries >= MAX_WRONG_TRIES
+    def retry_after(self, client: str, mono: float) -> float:
+        """Seconds until `client` may try a code again (0: now)."""
+        return self.backoff.retry_after(client, mono)
 
-    def redeem(self, conn: sqlite3.Connection, code: str, now: float | None = None) -> bool:
-        """True and the code is consumed if `code` is the current unexpired code; False otherwise."""
-        if self.locked:
-            return False
-        now = time.time() if now is None else now
+    def redeem(self, conn: sqlite3.Connection, code: str, now: float, client: str, mono: float) -> bool:
+        """True and the code is consumed if `code` is the current unexpired code; False (and one
+        failure counted for `client`) otherwise. The caller checks `retry_after` first."""
         raw = meta.get(conn, META_KEY)
         record = json.loads(raw) if raw else None
         if (
@@ -70,7 +75,8 @@ class PairingGuard:
             or now > record["expires_at"]
             or not hmac.compare_digest(record["sha256"], _digest(code))
         ):
-            self.wrong_tries += 1
+            self.backoff.failed(client, mono)
             return False
         meta.delete(conn, META_KEY)
+        self.backoff.succeeded(client)
         return True

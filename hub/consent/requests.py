@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from hub.consent import httpsig, rfc3339
-from hub.consent.errors import ConsentError, SignatureError
-from hub.consent.keys import public_key_from_jwk
+from camhub_protocol import httpsig, rfc3339, sealed_bodies
+from camhub_protocol.errors import ConsentError, SignatureError
+from camhub_protocol.keys import public_key_from_jwk
+from camhub_protocol.structured_fields import InnerList, parse_dictionary
 from hub.consent.service import NONCE_WINDOW_S, ConsentService
-from hub.consent.structured_fields import InnerList, parse_dictionary
 from hub.store import consent as q
 
 MAX_BODY_BYTES = httpsig.MAX_BODY_BYTES
@@ -59,6 +61,8 @@ class SignedMessage:
     body: bytes
     scheme: str
     remote: str
+    # The router's pattern (`POST /api/agency/v1/requests`): what refusals are counted under.
+    route: str = ""
 
 
 @dataclass(frozen=True)
@@ -90,9 +94,8 @@ def _claimed_keyid(msg: SignedMessage) -> str | None:
 async def reject(
     svc: ConsentService, msg: SignedMessage, exc: ConsentError, keyid: str | None = None
 ) -> None:
-    """Audit one refused agency call (§2: "Each rejection is an audit entry")."""
-    claimed = keyid or _claimed_keyid(msg)
-    actor = f"agency:{keyid}" if keyid else "unauthenticated"
+    """Audit one refused agency call (§2, §5): one entry each for a verified agency (`keyid`);
+    counted per route and reason for calls whose signature proved nothing (`svc.record_unauthenticated`)."""
     data: dict[str, Any] = {
         "code": exc.code,
         "status": exc.status,
@@ -100,13 +103,26 @@ async def reject(
         "path": msg.path[:512],
         "remote": msg.remote,
     }
-    if claimed and not keyid:
+    if keyid and exc.code != "rate_limited":
+        await svc.record("request.rejected", f"agency:{keyid}", data)
+        return
+    if keyid:
+        # A trusted agency past its rate limit is counted like a flood, not logged call by call.
+        route = msg.route or f"{msg.method} {msg.path[:200]}"
+        await svc.record_unauthenticated("request.rejected", route, exc.code, data, f"agency:{keyid}")
+        return
+    claimed = _claimed_keyid(msg)
+    if claimed:
         data["claimed_keyid"] = claimed[:128]
-    await svc.record("request.rejected", actor, data)
+    route = msg.route or f"{msg.method} {msg.path[:200]}"
+    await svc.record_unauthenticated("request.rejected", route, exc.code, data)
 
 
-async def authenticate(svc: ConsentService, msg: SignedMessage) -> httpsig.Verified:
-    """§2: verify the RFC 9421 signature of an agency call; audit and raise on any rejection."""
+async def authenticate(
+    svc: ConsentService, msg: SignedMessage, *, queued_max_age_s: int | None = None
+) -> httpsig.Verified:
+    """§2: verify the RFC 9421 signature of an agency call; audit and raise on any rejection.
+    `queued_max_age_s`: the call was held in a relay's queue (§7.2), see `httpsig`."""
     try:
         await svc.require_clock("unauthenticated", f"{msg.method} {msg.path}")
         if len(msg.body) > MAX_BODY_BYTES:
@@ -133,6 +149,7 @@ async def authenticate(svc: ConsentService, msg: SignedMessage) -> httpsig.Verif
             resolve_key=resolve_key,
             nonce_check=nonce_check,
             scheme=msg.scheme,
+            queued_max_age_s=queued_max_age_s,
         )
     except ConsentError as exc:
         if exc.code != "clock_unsynced":
@@ -177,9 +194,9 @@ def _bad_constant(name: str) -> Any:
     raise ConsentError("invalid_json", f"{name} is not JSON", 400)
 
 
-def parse_body(body: bytes, hub_id: str) -> RequestFields:
-    """Validate a §2.1 body. Raises 400 `invalid_json`, `unknown_field`, `missing_field`,
-    `invalid_field` or `wrong_hub`."""
+def parse_body(body: bytes, hub_id: str, now: float | None = None) -> RequestFields:
+    """Validate a §2.1 body (a clip's `end` not after `now`, when given). Raises 400
+    `invalid_json`, `unknown_field`, `missing_field`, `invalid_field` or `wrong_hub`."""
     try:
         doc = json.loads(
             body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_bad_constant
@@ -239,6 +256,10 @@ def parse_body(body: bytes, hub_id: str) -> RequestFields:
             raise _field_error("end", "must be after start")
         if end - start > MAX_SPAN_S:
             raise _field_error("end", "the span must be at most 24 h")
+        if now is not None and end > now:
+            # Footage not yet recorded cannot be asked for: a request's range is a retention hold
+            # until respond_by, and a range in the future would hold whatever gets recorded there.
+            raise _field_error("end", "must not be in the future (ask for footage already recorded)")
         return RequestFields("clip", tuple(cameras), start, end, None, case_id)
     if kind == "live":
         if start_text is not None or end_text is not None:
@@ -249,32 +270,104 @@ def parse_body(body: bytes, hub_id: str) -> RequestFields:
     raise _field_error("kind", "must be clip or live")
 
 
-async def submit(svc: ConsentService, msg: SignedMessage, verified: httpsig.Verified) -> dict[str, Any]:
-    """§2.1: store a verified request and answer `{"id","status":"pending","respond_by"}`."""
+AREA_FIELDS = frozenset(
+    {"area", "case_id", "kind", "start", "end", "reason", "legal_basis", "contact"}
+)  # fmt: skip
+
+
+def parse_area_body(
+    body: bytes, cell: str, cameras: tuple[str, ...], now: float | None = None
+) -> RequestFields:
+    """Validate a §7.4 area request: the §2.1 rules of a clip, with `area` instead of `hub` and
+    `cameras` (the hub's own, which the owner narrows in the approval). Raises 400 like `parse_body`."""
+    try:
+        doc = json.loads(
+            body.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_bad_constant
+        )
+    except ConsentError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ConsentError("invalid_json", "body is not a UTF-8 JSON document", 400) from exc
+    if not isinstance(doc, dict):
+        raise ConsentError("invalid_json", "body must be a JSON object", 400)
+    unknown = sorted(set(doc) - AREA_FIELDS)
+    if unknown:
+        raise ConsentError("unknown_field", f"unknown fields: {', '.join(unknown)}", 400)
+    if doc.get("area") != cell:
+        raise ConsentError("wrong_area", "area is not the cell of the URL", 400)
+    if doc.get("kind") != "clip":
+        raise _field_error("kind", "an area request is a clip")
+    if not cameras:
+        raise ConsentError("no_cameras", "this hub has no cameras", 400)
+    inner = {k: v for k, v in doc.items() if k != "area"}
+    fields = parse_body(
+        json.dumps({**inner, "hub": "-", "cameras": list(cameras), "live_max_seconds": None}).encode(),
+        "-",
+        now,
+    )
+    return fields
+
+
+async def submit(
+    svc: ConsentService,
+    msg: SignedMessage,
+    verified: httpsig.Verified,
+    *,
+    request_id: str | None = None,
+    respond_by: float | None = None,
+    area: tuple[str, tuple[str, ...]] | None = None,
+) -> dict[str, Any]:
+    """§2.1: store a verified request and answer `{"id","status":"pending","respond_by"}`.
+
+    From a relay's queue (§7.2) the id and respond_by are given (derived from the signature); an
+    area request (§7.4) comes with `area` = (cell, this hub's cameras)."""
     keyid = verified.keyid
+    now = svc.now()
+    body = msg.body
     try:
         content_type = next((v for k, v in msg.headers if k.lower() == "content-type"), "")
-        if content_type.split(";")[0].strip().lower() != "application/json":
-            raise ConsentError("unsupported_media_type", "Content-Type must be application/json", 415)
-        fields = parse_body(msg.body, svc.hub_id)
+        if sealed_bodies.is_sealed(content_type):
+            # §7.6: the JSON request sealed to this hub (what a relay carries); the signature covered
+            # the sealed bytes, the digest the owner signs over is of the JSON inside.
+            body = svc.open_sealed(msg.body)
+        elif content_type.split(";")[0].strip().lower() != "application/json":
+            raise ConsentError(
+                "unsupported_media_type", "Content-Type must be application/json (or application/age)", 415
+            )
+        if respond_by is not None and respond_by <= now:
+            raise ConsentError(
+                "respond_by_passed", "the request waited in the queue past its respond_by", 400
+            )
+        if area is not None:
+            fields = parse_area_body(body, area[0], area[1], now)
+        else:
+            fields = parse_body(body, svc.hub_id, now)
+        wait = svc.agency_limits.take(keyid, time.monotonic())
+        if wait > 0:
+            raise ConsentError(
+                "rate_limited",
+                f"at most {svc.config.consent.agency_requests_per_hour} requests per hour;"
+                f" try again in {math.ceil(wait)} s",
+                429,
+                retry_after=wait,
+            )
     except ConsentError as exc:
         await reject(svc, msg, exc, keyid)
         raise
-    now = svc.now()
     record = q.RequestRecord(
-        id=new_id(),
+        id=request_id or new_id(),
         agency_keyid=keyid,
-        body_sha256=hashlib.sha256(msg.body).hexdigest(),
+        body_sha256=hashlib.sha256(body).hexdigest(),
         kind=fields.kind,
         cameras=fields.cameras,
         start_at=fields.start,
         end_at=fields.end,
         live_max_seconds=fields.live_max_seconds,
         received_at=now,
-        respond_by=now + svc.config.consent.respond_by_days * 86400,
+        respond_by=respond_by if respond_by is not None else now + svc.config.consent.respond_by_days * 86400,
         state="pending",
     )
-    await svc.store.run(q.insert_request, record, msg.body)
+    await svc.store.run(q.insert_request, record, body)
     if record.kind == "clip":
         # Add this request's ranges instead of re-reading every pending request: a full refresh per
         # submission made each one O(pending requests), the top of the daemon's profile with 50
@@ -320,7 +413,7 @@ def agency_status(view: PollView, now: float) -> str:
         return "closed"
     grant = next((g for g in reversed(view.grants)), None)
     if grant is not None:
-        usable = grant.revoked_at is None and grant.ends_at > now
+        usable = grant.revoked_at is None and grant.ended_at is None and grant.ends_at > now
         if grant.kind == "live":
             return "live" if usable else "closed"
         if any(d.grant_id == grant.id for d in view.deliveries):
@@ -335,6 +428,16 @@ async def poll(
     """§2.2: the status of one of this agency's requests; 404 (same shape) for anything else."""
     view = await svc.store.run(_poll_view, request_id[:128], keyid)
     if view.request is None:
+        refusal = await svc.store.run(q.relay_refusal, request_id[:128], keyid)
+        if refusal is not None:
+            # §7.2: a queued request refused after the agency's signature verified.
+            return {
+                "id": refusal.id,
+                "status": "refused",
+                "respond_by": rfc3339.format(refusal.respond_by),
+                "error": refusal.code,
+                "detail": refusal.detail,
+            }
         exc = ConsentError("not_found", NOT_FOUND_DETAIL, 404)
         await reject(svc, msg, exc, keyid)
         raise exc

@@ -9,6 +9,7 @@ domain logic lives in the modules named after the protocol piece they implement 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -16,13 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from camhub_protocol import rfc3339, sealed_bodies
+from camhub_protocol.errors import ConsentError
+from camhub_protocol.keys import HubKey
+from camhub_protocol.limits import TokenBuckets
 from hub.config import Config
-from hub.consent import rfc3339
 from hub.consent.audit import AuditLog
 from hub.consent.clock import ClockGuard
-from hub.consent.errors import ConsentError
-from hub.consent.keys import HubKey
+from hub.consent.gate import Deadlines
 from hub.consent.pairing import PairingGuard
+from hub.consent.rejections import RejectionCounter
 from hub.record.sealed import AtRest
 from hub.store import Store
 from hub.store import consent as q
@@ -59,10 +63,38 @@ class ConsentService:
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     # One delivery build at a time: background work on a two-core box.
     build_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Refused calls nobody authenticated: audited once per route and reason per window, with a count.
+    rejections: RejectionCounter | None = None
+    # Monotonic deadlines of grants armed in this boot (gate.Deadlines, PROTOCOL §6).
+    deadlines: Deadlines = field(default_factory=Deadlines)
+    # New requests per trusted agency (`[consent] agency_requests_per_hour`), by keyid.
+    agency_limits: TokenBuckets = field(default_factory=lambda: TokenBuckets(30 / 3600, 30))
 
     @property
     def hub_id(self) -> str:
         return self.hub_key.hub_id
+
+    @functools.cached_property
+    def age_identity(self) -> tuple[str, str]:
+        """(identity, recipient) the hub opens sealed bodies with (PROTOCOL §7.6), from its key."""
+        return sealed_bodies.hub_identity(self.hub_key.private_key)
+
+    def identity_document(self, name: str) -> dict[str, Any]:
+        """`GET /api/v1/hub` (PROTOCOL §1), with the age recipient bodies are sealed to (§7.6)."""
+        recipient = self.age_identity[1]
+        return {
+            "hub_id": self.hub_id,
+            "public_jwk": self.hub_key.public_jwk,
+            "name": name,
+            "protocol": 1,
+            "recipient": recipient,
+            "recipient_jws": sealed_bodies.recipient_statement(
+                self.hub_key.private_key, self.hub_id, recipient
+            ),
+        }
+
+    def open_sealed(self, body: bytes) -> bytes:
+        return sealed_bodies.open_sealed(body, self.age_identity[0])
 
     @classmethod
     async def start(
@@ -88,6 +120,9 @@ class ConsentService:
             deliveries_dir=deliveries_dir,
             at_rest=at_rest or AtRest(),
         )
+        svc.rejections = RejectionCounter(svc.record, config.consent.rejection_audit_window_s)
+        per_hour = config.consent.agency_requests_per_hour
+        svc.agency_limits = TokenBuckets(per_hour / 3600, per_hour)
         if await store.run(q.clock_confirmed_on_boot, svc.clock.boot_id):
             svc.clock.confirm()  # an owner confirmed the time earlier during this boot (§6)
         await svc.record(
@@ -97,8 +132,13 @@ class ConsentService:
         )
         await svc.audit.checkpoint()
         await svc.refresh_holds()
+        now = svc.now()
+        for grant in await store.run(q.unrevoked_grants):
+            if grant.ended_at is None:
+                svc.deadlines.arm(grant, now)  # from here on their ends run on this boot's monotonic clock
         supervisor.spawn("consent-checkpoint", svc._checkpoint_loop)
         supervisor.spawn("consent-nonce-prune", svc._prune_loop)
+        supervisor.spawn("consent-rejection-counts", svc.rejections.run)
         from hub.consent import deliveries
 
         supervisor.spawn("consent-deliveries-resume", lambda: deliveries.resume(svc), restart=False)
@@ -107,6 +147,17 @@ class ConsentService:
     async def record(self, type_: str, actor: str, data: dict[str, Any]) -> tuple[int, bytes]:
         """Append an audit entry (§5). Floats are not allowed in entries: pass times as RFC 3339."""
         return await self.audit.append(type_, actor, data)
+
+    async def record_unauthenticated(
+        self, type_: str, route: str, code: str, data: dict[str, Any], actor: str = "unauthenticated"
+    ) -> None:
+        """Audit a refused call that proved nothing about its sender (or a rate-limited one): counted
+        per route and reason (hub/consent/rejections.py), so a flood costs the log a few entries a
+        minute."""
+        if self.rejections is None or self.rejections.window_s <= 0:
+            await self.record(type_, actor, {**data, "code": code, "route": route, "count": 1})
+            return
+        await self.rejections.note(type_, route, code, data, actor)
 
     async def require_clock(self, actor: str, action: str) -> None:
         """§6: refuse with 503 `clock_unsynced` (and audit it) until the clock is known to be right."""
@@ -131,6 +182,8 @@ class ConsentService:
         task.add_done_callback(done)
 
     async def stop(self) -> None:
+        if self.rejections is not None:
+            await self.rejections.close()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -182,6 +235,7 @@ class ConsentService:
     async def _prune_loop(self) -> None:
         while True:
             await self.store.run(q.prune_nonces, self.now() - NONCE_WINDOW_S)
+            await self.store.run(q.prune_relay_refusals, self.now())
             await asyncio.sleep(NONCE_PRUNE_INTERVAL_S)
 
     def time_text(self, ts: float | None) -> str | None:

@@ -21,7 +21,7 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 
 import aioice.ice
-from aiortc import RTCConfiguration
+from aiortc import RTCConfiguration, RTCIceServer, RTCIceTransportPolicy
 
 from hub.config import HubConfig
 
@@ -89,3 +89,13 @@ def host_addresses(addresses: Iterable[str]) -> Iterator[None]:
 def rtc_configuration() -> RTCConfiguration:
     """The only RTCConfiguration the hub uses: no STUN/TURN servers (aiortc defaults to Google STUN)."""
     return RTCConfiguration(iceServers=[])
+
+
+def turn_configuration(url: str, username: str, credential: str) -> RTCConfiguration:
+    """Media through a relay's TURN server only (PROTOCOL §7.3): the one ICE server is that TURN
+    server and only relayed candidates are offered, so a peer behind NAT never reveals or opens its
+    own address; DTLS-SRTP still runs end to end between the two peers, through TURN."""
+    return RTCConfiguration(
+        iceServers=[RTCIceServer(urls=url, username=username, credential=credential)],
+        iceTransportPolicy=RTCIceTransportPolicy.RELAY,
+    )

@@ -36,9 +36,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 import av
-from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from hub.egress import dtls, offers
 from hub.egress.ice import rtc_configuration
 from hub.ingest.relay import PacketRelay, RelayClosed, RelaySubscription
 from hub.ingest.source import MediaPacket, has_parameter_sets
@@ -139,7 +141,7 @@ class Audience:
     """Who a session sends to: the owner, or one agency (its keyid) for one request."""
 
     kind: SessionKind
-    recipient: str  # agency keyid, or the owner's session/user name
+    recipient: str  # agency keyid, or the SHA-256 of the owner session id the view is bound to
     request_id: str | None = None
     grant_id: str | None = None  # the approval the agency session runs under
 
@@ -157,6 +159,7 @@ class LiveSession:
         recheck: GateCheck | None = None,
         recheck_interval_s: float = RECHECK_INTERVAL_S,
         on_close: Callable[[LiveSession], Awaitable[None]] | None = None,
+        configuration: RTCConfiguration | None = None,
     ) -> None:
         if audience.kind is SessionKind.AGENCY and (not_after is None or recheck is None):
             # An agency stream without an end and a gate re-check would outlive a revoke.
@@ -165,6 +168,8 @@ class LiveSession:
         self.camera_id = camera_id
         self.audience = audience
         self.not_after = not_after
+        # The same end on the monotonic clock: a wall clock set back must not extend a stream (§6).
+        self._deadline_mono = None if not_after is None else time.monotonic() + (not_after - time.time())
         self.started_at = time.time()
         self.ended_at: float | None = None
         self.close_reason: str | None = None
@@ -178,7 +183,9 @@ class LiveSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._answered = False  # on_close runs only for sessions that were set up (and so audited)
         self.track = RelayTrack(relay.subscribe(), may_send=self._may_send)  # RelayClosed if it is
-        self.pc = RTCPeerConnection(rtc_configuration())
+        # Through a relay (PROTOCOL §7.3) the configuration names the relay's TURN server and offers
+        # only relayed candidates; otherwise no STUN/TURN at all (hub/egress/ice.py).
+        self.pc = RTCPeerConnection(configuration or rtc_configuration())
         self.pc.on("connectionstatechange", self._on_state)
         # The relay closed (camera removed, hub stopping) or the deadline passed: end the session too.
         self.track.on("ended", lambda: self._schedule_close("camera stopped"))
@@ -190,10 +197,17 @@ class LiveSession:
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
+    def _remaining(self) -> float | None:
+        """Seconds until `not_after` by whichever clock says less (None: no end)."""
+        if self.not_after is None or self._deadline_mono is None:
+            return None
+        return min(self.not_after - time.time(), self._deadline_mono - time.monotonic())
+
     def _may_send(self) -> bool:
         if self._revoked:
             return False
-        if self.not_after is not None and time.time() >= self.not_after:
+        remaining = self._remaining()
+        if remaining is not None and remaining <= 0:
             self._revoked = True
             self._schedule_close("expired")
             return False
@@ -211,6 +225,9 @@ class LiveSession:
 
     async def accept(self, offer_sdp: str) -> str:
         """Answer a WHEP offer; returns the SDP answer (with every ICE candidate in it)."""
+        if offers.video_codecs(offer_sdp) and not offers.has_h264(offer_sdp):
+            await self.close("unsupported offer")
+            raise LiveError("unsupported_offer", offers.unsupported(offer_sdp, "sends"))
         try:
             transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
             h264 = [
@@ -220,8 +237,13 @@ class LiveSession:
             ]
             transceiver.setCodecPreferences(h264)
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            dtls.answer_as_server(self.pc)
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
+        except OperationError as exc:
+            # aiortc shares no codec with the offer (H.264 High only): say what the hub sends.
+            await self.close("unsupported offer")
+            raise LiveError("unsupported_offer", offers.unsupported(offer_sdp, "sends")) from exc
         except (ValueError, RuntimeError, AttributeError) as exc:
             # aiortc raises ValueError/InvalidStateError (a RuntimeError) on offers it cannot answer,
             # e.g. no video m-line or no H.264 in it.
@@ -241,12 +263,14 @@ class LiveSession:
         try:
             while not self._closed.is_set():
                 timeout = self._recheck_interval_s
-                if self.not_after is not None:
-                    timeout = min(timeout, max(0.0, self.not_after - time.time()))
+                remaining = self._remaining()
+                if remaining is not None:
+                    timeout = min(timeout, max(0.0, remaining))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closed.wait(), timeout)
                     return
-                if self.not_after is not None and time.time() >= self.not_after:
+                remaining = self._remaining()
+                if remaining is not None and remaining <= 0:
                     self._revoked = True
                     await self.close("expired")
                     return
@@ -342,14 +366,20 @@ class LiveSessions:
         not_after: float | None = None,
         recheck: GateCheck | None = None,
         on_close: Callable[[LiveSession], Awaitable[None]] | None = None,
+        recheck_interval_s: float | None = None,
+        configuration: RTCConfiguration | None = None,
     ) -> tuple[LiveSession, str]:
-        """Create a session, answer the offer, register it. Returns (session, SDP answer)."""
+        """Create a session, answer the offer, register it. Returns (session, SDP answer).
+
+        Agencies together may hold all slots but one: the owner can always open a view (issue 12:
+        an agency with a live grant could otherwise take every slot and blind the owner)."""
         if self._closing:
             raise LiveError("shutting_down", "the hub is stopping", status=503)
-        if len(self._sessions) >= self.max_sessions:
-            raise LiveError("too_many_sessions", f"at most {self.max_sessions} live viewers", status=503)
         if not_after is not None and time.time() >= not_after:
             raise LiveError("expired", "the grant has ended", status=403)
+        limit = self.max_sessions - (1 if audience.kind is SessionKind.AGENCY else 0)
+        if len(self._sessions) >= limit:
+            raise LiveError("too_many_sessions", f"at most {limit} live viewers of this kind", status=503)
 
         async def unregister(session: LiveSession) -> None:
             self._sessions.pop(session.id, None)
@@ -363,8 +393,9 @@ class LiveSessions:
                 audience=audience,
                 not_after=not_after,
                 recheck=recheck,
-                recheck_interval_s=self.recheck_interval_s,
+                recheck_interval_s=recheck_interval_s or self.recheck_interval_s,
                 on_close=unregister,
+                configuration=configuration,
             )
         except RelayClosed:
             raise LiveError("camera_unavailable", "the camera is not streaming", status=503) from None

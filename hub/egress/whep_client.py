@@ -20,13 +20,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
 import av
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from camhub_protocol import whep
+from camhub_protocol.errors import JWSError
 from hub.egress import passthrough
 from hub.egress.ice import rtc_configuration
 
@@ -52,8 +55,10 @@ class ReceivedFrame:
 class WhepViewer:
     """One receive-only WebRTC session; decoded frames land in `frames` (bounded, oldest dropped)."""
 
-    def __init__(self, max_frames: int = 64, *, encoded: bool = False) -> None:
-        self.pc = RTCPeerConnection(rtc_configuration())
+    def __init__(
+        self, max_frames: int = 64, *, encoded: bool = False, configuration: RTCConfiguration | None = None
+    ) -> None:
+        self.pc = RTCPeerConnection(configuration or rtc_configuration())
         transceiver = self.pc.addTransceiver("video", direction="recvonly")
         self.encoded = encoded
         if encoded:
@@ -111,8 +116,11 @@ class WhepViewer:
         url: str,
         http: aiohttp.ClientSession,
         sign: Signer | None = None,
+        hub_jwk: dict[str, Any] | None = None,
     ) -> None:
-        """POST the offer to a WHEP endpoint, apply the answer; raises WhepError on a non-201."""
+        """POST the offer to a WHEP endpoint, apply the answer; raises WhepError on a non-201.
+        With `hub_jwk`, the answer must carry the hub's signature over this offer and answer
+        (camhub_protocol/whep.py), else WhepError 403 and the answer is never applied."""
         body = (await self.offer()).encode()
         headers = {"Content-Type": "application/sdp"}
         headers.update(await _headers(sign, "POST", url, body, "application/sdp"))
@@ -124,6 +132,11 @@ class WhepViewer:
             if not location:
                 raise WhepError(resp.status, "201 without a Location header")
             self.resource_url = urljoin(str(resp.url), location)
+            if hub_jwk is not None:
+                try:
+                    whep.verify_answer(resp.headers.get(whep.HEADER), hub_jwk, body, await resp.read())
+                except JWSError as exc:
+                    raise WhepError(403, f"the answer is not the hub's: {exc.code}") from exc
         await self.accept(text)
 
     async def wait_frames(self, count: int, timeout: float) -> None:
@@ -206,6 +219,8 @@ async def save_livestream(
     *,
     sign: Signer | None = None,
     timeout: float | None = None,
+    configuration: RTCConfiguration | None = None,
+    hub_jwk: dict[str, Any] | None = None,
 ) -> int:
     """Watch a WHEP URL and stream-copy `seconds` of it into the MP4 `out`; returns the frame count.
 
@@ -213,10 +228,10 @@ async def save_livestream(
     `sign`), receive without decoding, write, then DELETE the session. Raises WhepError if refused.
     A stream the hub ends early (grant expired or revoked) leaves a shorter, still playable file.
     """
-    viewer = WhepViewer(max_frames=1024, encoded=True)
+    viewer = WhepViewer(max_frames=1024, encoded=True, configuration=configuration)
     async with aiohttp.ClientSession() as http:
         try:
-            await viewer.connect(url, http, sign)
+            await viewer.connect(url, http, sign, hub_jwk)
             count = await viewer.record_mp4(out, seconds, timeout if timeout is not None else seconds + 30)
             if not viewer.ended.is_set():
                 with contextlib.suppress(aiohttp.ClientError):

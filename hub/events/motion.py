@@ -5,7 +5,11 @@ Three layers, each testable alone:
 - `MotionDetector` (pure, numpy in, score out): grey + downscale to `analysis_width`, blank the
   privacy masks, compare with a running-average background after fitting out the frame's global
   gain and offset (flicker, auto exposure; a jump over 30% relearns the background), threshold,
-  open/dilate, and measure the moving fraction of the zones. It also blacks the privacy masks out
+  open/dilate, and measure the moving fraction of the zones. A pixel that differs from the
+  background but has not changed itself for `still_absorb_s` is background the model got wrong — an
+  object that was in the first analysed frame and left ("ghost"), or one that arrived and stays (a
+  parked car) — and is learnt at once; without this a ghost faded at alpha/8 and kept its event open
+  for ~65 s (issue 16). It also blacks the privacy masks out
   of the frames kept for thumbnails (the recording itself is a stream copy and is not redacted).
 - `MotionHysteresis` (pure, score + time in, transitions out): an event starts when motion lasts
   `start_frames` analysed frames in a row and ends after `end_quiet_s` without motion, so one
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import threading
 import time
@@ -32,6 +37,8 @@ from dataclasses import dataclass, field
 import av
 import cv2
 import numpy as np
+
+from hub.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,8 @@ class MotionConfig:
     start_frames: int = 3
     end_quiet_s: float = 5.0
     analysis_fps: float = 5.0
+    still_absorb_s: float = 3.0
+    """A difference from the background that stays unchanged this long is learnt as background."""
 
     def __post_init__(self) -> None:
         for name, polys in (("zones", self.zones), ("masks", self.masks)):
@@ -83,6 +92,8 @@ class MotionConfig:
             raise ValueError(f"motion.end_quiet_s must be >= 0, got {self.end_quiet_s}")
         if not 0.1 <= self.analysis_fps <= 30:
             raise ValueError(f"motion.analysis_fps must be in 0.1..30, got {self.analysis_fps}")
+        if not 0.5 <= self.still_absorb_s <= 600:
+            raise ValueError(f"motion.still_absorb_s must be in 0.5..600, got {self.still_absorb_s}")
 
 
 def polygon_mask(polys: Sequence[Polygon], width: int, height: int) -> np.ndarray:
@@ -105,6 +116,9 @@ class MotionDetector:
         self._size: tuple[int, int] | None = None
         self._source_size: tuple[int, int] | None = None
         self._background: np.ndarray | None = None
+        self._previous: np.ndarray | None = None  # the last analysed frame (float32, small)
+        self._still: np.ndarray | None = None  # per pixel: analysed frames foreground and unchanged
+        self._absorb_after = max(1, math.ceil(config.still_absorb_s * config.analysis_fps))
         self._privacy: np.ndarray | None = None  # bool, True where blanked
         self._zone: np.ndarray | None = None  # uint8 255 where counted
         self._zone_sample: np.ndarray | None = None
@@ -116,6 +130,8 @@ class MotionDetector:
     def reset(self) -> None:
         """Forget the background (after a reconnect the picture may have changed)."""
         self._background = None
+        self._previous = None
+        self._still = None
 
     def redact(self, image: np.ndarray) -> np.ndarray:
         """Black out the privacy masks in `image` (in place) so thumbnails never show them."""
@@ -141,7 +157,7 @@ class MotionDetector:
         sample[::2, ::2] = True
         self._zone_sample = sample & (zone > 0)
         self._zone_px = int(np.count_nonzero(zone))
-        self._background = None
+        self.reset()
 
     def score(self, frame: np.ndarray) -> float:
         """Moving fraction (0..1) of the zone area in `frame` (BGR or grey), then learn the frame."""
@@ -161,6 +177,8 @@ class MotionDetector:
         current = small.astype(np.float32)
         if self._background is None:
             self._background = current
+            self._previous = current
+            self._still = np.zeros(current.shape, np.uint16)
             return 0.0
         if self._zone_px == 0:
             return 0.0
@@ -174,10 +192,14 @@ class MotionDetector:
             # Lights switched or the camera changed exposure: clipped highlights and colour shifts
             # make the old background useless. Learn the new picture; a visitor is seen next frame.
             self._background = current
+            self._previous = current
+            self._still = np.zeros(current.shape, np.uint16)
             return 0.0
         offset = float(np.median(zone_cur - zone_bg * gain))
         diff = cv2.absdiff(current, bg * gain + offset)
-        moving = (diff > self.config.pixel_threshold).astype(np.uint8) * 255
+        foreground = diff > self.config.pixel_threshold
+        self._absorb_still(current, foreground)
+        moving = foreground.astype(np.uint8) * 255
         # Saturated pixels cannot be compared after a gain change.
         moving[small >= 250] = 0
         moving = cv2.bitwise_and(moving, self._zone)
@@ -189,6 +211,21 @@ class MotionDetector:
         cv2.accumulateWeighted(current, self._background, alpha, mask=still)
         cv2.accumulateWeighted(current, self._background, alpha / 8, mask=moving)
         return cv2.countNonZero(moving) / self._zone_px
+
+    def _absorb_still(self, current: np.ndarray, foreground: np.ndarray) -> None:
+        """Learn at once the foreground pixels that have not changed for `still_absorb_s` (see the
+        module docstring); `foreground` is cleared there so this frame already counts them as still."""
+        assert self._previous is not None and self._still is not None and self._background is not None
+        unchanged = cv2.absdiff(current, self._previous) <= self.config.pixel_threshold
+        still = foreground & unchanged
+        self._still[~still] = 0
+        self._still[still] += 1
+        absorb = self._still >= self._absorb_after
+        if absorb.any():
+            self._background[absorb] = current[absorb]
+            self._still[absorb] = 0
+            foreground[absorb] = False
+        self._previous = current
 
 
 @dataclass
@@ -308,6 +345,7 @@ class MotionRunner:
         reconnect: bool = True,
         clock: str = "wall",
         clock_base: float = 0.0,
+        rtsp_transport: str = "tcp",
     ) -> None:
         if clock not in ("wall", "stream"):
             raise ValueError(f"clock must be 'wall' or 'stream', got {clock!r}")
@@ -321,6 +359,9 @@ class MotionRunner:
         self._reconnect = reconnect
         self._clock = clock
         self._clock_base = clock_base
+        # "auto" starts with TCP and moves to UDP for good when the camera answers 461.
+        self._transport = "tcp" if rtsp_transport == "auto" else rtsp_transport
+        self._may_fall_back = rtsp_transport == "auto"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -373,8 +414,12 @@ class MotionRunner:
                     self._decode(detector, hysteresis)
                     self.last_error = None
                 except Exception as exc:  # FFmpeg errors, timeouts, refused connections
-                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    # FFmpeg quotes the URL, credentials included (hub/redact.py).
+                    self.last_error = redact(f"{type(exc).__name__}: {exc}")
                     log.warning("motion %s: stream error: %s", self.camera_id, self.last_error)
+                    if self._may_fall_back and ("461" in str(exc) or "Protocol not supported" in str(exc)):
+                        self._transport, self._may_fall_back = "udp", False
+                        log.info("motion %s: the camera refuses RTP over TCP; using UDP", self.camera_id)
                 # A lost stream ends the current event: its end is the last motion seen.
                 self._emit(hysteresis.flush())
                 detector.reset()
@@ -398,7 +443,7 @@ class MotionRunner:
     def _decode(self, detector: MotionDetector, hysteresis: MotionHysteresis) -> None:
         options = {}
         if self.url.startswith("rtsp://"):
-            options = {"rtsp_transport": "tcp", "timeout": str(int(self._timeouts[1] * 1_000_000))}
+            options = {"rtsp_transport": self._transport, "timeout": str(int(self._timeouts[1] * 1_000_000))}
         with av.open(self.url, options=options, timeout=self._timeouts) as container:
             stream = container.streams.video[0]
             # A sub-stream decodes fastest in CPU time on one thread (frame threads cost ~2x for

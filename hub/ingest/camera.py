@@ -8,6 +8,12 @@ Data flow per camera (STYLE.md: the layout mirrors it)::
 
 Each camera's loop reconnects with capped exponential backoff and jitter; a failure is written to
 the camera's status row and the footage shows a gap (the recorder records it), never papered over.
+While it backs off, an RTSP camera is probed every `PROBE_INTERVAL_S` with an unauthenticated RTSP
+OPTIONS (RFC 2326 §10.1; a bare TCP connect for rtsps://): once a probe has seen it down and a later
+one sees it answer, the wait ends there, so a camera that comes back is recorded within ~1 s of its
+return however long the backoff had grown (issue 16: up to ~30 s were lost after it was back). A
+camera that answers every probe but refuses the stream (a wrong password) keeps its full backoff.
+Errors and statuses never carry the camera's credentials (hub/redact.py).
 The loops run under the daemon's Supervisor, so a crash (a bug, not a camera error) is logged and
 the loop restarted without touching other cameras.
 """
@@ -37,6 +43,7 @@ from hub.ingest.whip import WhipIngest
 from hub.record import recovery, retention
 from hub.record.recorder import Recorder, RecordError
 from hub.record.sealed import AtRest
+from hub.redact import redact
 from hub.store import Store
 from hub.store import cameras as status_q
 from hub.store import segments as segments_q
@@ -46,6 +53,8 @@ log = logging.getLogger(__name__)
 
 MIN_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
+PROBE_INTERVAL_S = 0.5
+PROBE_TIMEOUT_S = 1.0
 # A connection that streamed this long was healthy: the next failure starts the backoff over.
 HEALTHY_AFTER_S = 30.0
 STATUS_INTERVAL_S = 2.0
@@ -102,13 +111,27 @@ class CameraRuntime:
         self._current: PacketSource | None = None
         # Called when writing failed (e.g. the disk is full): Cameras wakes retention to free space.
         self.on_record_error: Callable[[], None] | None = None
+        # "auto" learns which RTP transport the camera takes (TCP, or UDP after a 461) and keeps it.
+        self.transport = camera.rtsp_transport
 
     def _source(self) -> PacketSource:
         if self.camera.whip:
-            return self._whip.source(self.camera.id)
+            return self._whip.source(self.camera.id, read_timeout_s=self.camera.read_timeout_s)
         url = self.camera.authenticated_url()
         assert url is not None
-        return RtspSource(self.camera.id, url)
+        return RtspSource(
+            self.camera.id,
+            url,
+            transport=self.transport,
+            read_timeout_s=self.camera.read_timeout_s,
+            audio=self.camera.audio,
+        )
+
+    def _learn_transport(self, source: PacketSource) -> None:
+        used = getattr(source, "transport_used", None)
+        if self.transport == "auto" and used == "udp":
+            log.info("camera %s: it takes RTP over UDP only; using UDP from now on", self.camera.id)
+            self.transport = "udp"
 
     async def run(self) -> None:
         """The supervised loop: connect, stream until it fails, back off, reconnect. Ends on stop()."""
@@ -129,11 +152,12 @@ class CameraRuntime:
                 else:
                     error = await _relay_only(source, self.relay)
             except (SourceError, RecordError) as exc:
-                error = f"{exc.code}: {exc}"
+                error = redact(f"{exc.code}: {exc}")
                 if isinstance(exc, RecordError) and self.on_record_error is not None:
                     self.on_record_error()
             finally:
                 self.connected = False
+                self._learn_transport(source)
             # The next run's first packets may not follow the cached GOP (a rebooted camera can restart
             # its timestamps higher, which the relay cannot detect): viewers resume at a keyframe.
             self.relay.mark_break()
@@ -150,7 +174,29 @@ class CameraRuntime:
                 log.warning("camera %s: status not saved: %s", self.camera.id, exc)
             delay = backoff.next_delay(healthy)
             log.warning("camera %s: %s; reconnecting in %.1f s", self.camera.id, error, delay)
+            await self._back_off(delay)
+
+    async def _back_off(self, delay: float) -> None:
+        """Wait `delay`, ending early once the camera is seen coming back (see the module docstring)."""
+        url = None if self.camera.whip else self.camera.url
+        if url is None:
             await asyncio.sleep(delay)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        seen_down = False
+        while not self._stopping:
+            started = loop.time()
+            up = await probe(url, PROBE_TIMEOUT_S)
+            if not up:
+                seen_down = True
+            elif seen_down:
+                log.info("camera %s: answers again; reconnecting now", self.camera.id)
+                return
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, max(0.0, PROBE_INTERVAL_S - (loop.time() - started))))
 
     @property
     def last_frame_at(self) -> float | None:
@@ -167,6 +213,44 @@ class CameraRuntime:
         self._stopping = True
         if self.recorder is not None:
             await self.recorder.stop()
+
+
+async def probe(url: str, timeout_s: float) -> bool:
+    """Does the camera answer? An RTSP OPTIONS without credentials (RFC 2326 §10.1): any status
+    below 500 (401 included) means its server is up; a refused or silent connection, or a 5xx
+    (a camera still booting answers 503), means not yet. rtsps:// only gets a TCP connect."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        port = parts.port or (322 if parts.scheme == "rtsps" else 554)
+    except ValueError:
+        return False
+    writer = None
+    try:
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await asyncio.open_connection(host, port)
+            if parts.scheme == "rtsps":
+                return True
+            bare = parts._replace(netloc=f"{host}:{port}" if ":" not in host else f"[{host}]:{port}").geturl()
+            writer.write(f"OPTIONS {bare} RTSP/1.0\r\nCSeq: 1\r\nUser-Agent: camhub-probe\r\n\r\n".encode())
+            await writer.drain()
+            status = await reader.readline()
+        fields = status.split()
+        return (
+            len(fields) >= 2
+            and fields[0].startswith(b"RTSP/")
+            and fields[1].isdigit()
+            and int(fields[1]) < 500
+        )
+    except (OSError, TimeoutError, ValueError):
+        return False
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
 
 
 async def _relay_only(source: PacketSource, relay: PacketRelay) -> str:
@@ -273,6 +357,7 @@ class Cameras:
             motion=motion_settings(cam),
             events_url=cam.events_url,
             at_rest=self._at_rest,
+            runner_options={"rtsp_transport": cam.rtsp_transport, "read_timeout_s": cam.read_timeout_s},
         )
         try:
             await recorder.start()

@@ -46,9 +46,10 @@ class RelayClosed(Exception):
 class RelaySubscription:
     """One viewer's bounded queue of packets, starting at a keyframe."""
 
-    def __init__(self, relay: PacketRelay, maxsize: int) -> None:
+    def __init__(self, relay: PacketRelay, maxsize: int, audio: bool = False) -> None:
         self.relay = relay
         self.maxsize = maxsize
+        self.audio = audio  # also the camera's audio packets (when it records audio); video only if not
         self._queue: collections.deque[MediaPacket] = collections.deque()
         self._wakeup = asyncio.Event()
         self._need_keyframe = True
@@ -65,7 +66,7 @@ class RelaySubscription:
         return len(self._queue)
 
     def _offer(self, packet: MediaPacket) -> None:
-        if self._closed:
+        if self._closed or (packet.audio and not self.audio):
             return
         if self._need_keyframe:
             if not packet.is_keyframe:
@@ -169,6 +170,15 @@ class PacketRelay:
             return
         self.published += 1
         self.last_packet_at = packet.arrival
+        if packet.audio:
+            # Audio follows the video's GOP (so a new viewer hears from the cached keyframe on); the
+            # timeline checks below are about video timestamps and do not apply.
+            if self._gop:
+                self._gop.append(packet)
+            for sub in tuple(self._subscribers):
+                sub._offer(packet)
+            self._changed.set()
+            return
         if packet.params is not None:
             self.params = packet.params
         restarted = self._last_dts is not None and packet.dts <= self._last_dts
@@ -234,13 +244,14 @@ class PacketRelay:
         for sub in self._subscribers:
             sub._need_keyframe = True
 
-    def subscribe(self, queue_packets: int | None = None) -> RelaySubscription:
-        """A new viewer starting at the cached keyframe (or the next one if none is cached)."""
+    def subscribe(self, queue_packets: int | None = None, *, audio: bool = False) -> RelaySubscription:
+        """A new viewer starting at the cached keyframe (or the next one if none is cached); with
+        `audio`, it also gets the camera's audio packets (if the camera records audio)."""
         if self._closed:
             raise RelayClosed(self.camera_id)
         size = max(queue_packets or self.queue_packets, 2)
         # The cached GOP must fit, or the viewer would skip its own first keyframe at once.
-        sub = RelaySubscription(self, max(size, len(self._gop) + 2))
+        sub = RelaySubscription(self, max(size, len(self._gop) + 2), audio)
         for packet in self._gop:
             sub._offer(packet)
         self._subscribers.add(sub)

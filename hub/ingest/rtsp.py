@@ -12,6 +12,21 @@ bench/record_bench.py, so it is armed for `open()` only. A camera that keeps the
 without sending video (RTCP only) never trips the socket timeout: a watchdog on the event loop
 notices a read blocked past `read_timeout_s` and ends the stream with `SourceStalled` all the same.
 
+The watchdog checks every `WATCHDOG_INTERVAL_S` (0.25 s) and fires once the camera has sent no
+video for `read_timeout_s` + `STALL_MARGIN_S` (0.5 s) while the reader waits in a read — so a stall is
+caught within `read_timeout_s` + 1 s whatever FFmpeg's own timeout does (measured: FFmpeg's RTSP
+reader over TCP can take about twice its `timeout` to give up, the issue-16 report), and the log says
+the time actually waited. Audio still arriving while the video is silent is a stall too.
+
+Transport (RFC 2326 §12.39): `transport="tcp"` (interleaved on the RTSP connection, the default:
+nothing to open in a firewall, no loss), `"udp"` (RTP on its own ports; for servers that refuse TCP
+with 461, as VLC's does), or `"auto"`: TCP, and UDP when the server answers the TCP SETUP with 461.
+`transport_used` says which one worked, so a camera's next reconnect starts with it.
+
+Audio (`audio=True`): the camera's first audio stream is demuxed beside the video and converted by
+`hub/ingest/audio.py` (stream copy, G.711 transcoded to AAC); off by default, and then no audio is
+even demuxed.
+
 Close: `close()` sets a flag the demux thread checks after every packet (≤ one frame period while
 streaming) and whose wait for queue space is interruptible; a read blocked on a silent camera ends at
 the socket timeout. `close()` waits for the thread to exit. The one exception is the RTCP-only camera
@@ -35,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import logging
 import threading
 import time
@@ -46,6 +62,8 @@ from typing import Any
 import av
 import av.error
 
+from hub.ingest.audio import RECORDABLE as AUDIO_RECORDABLE
+from hub.ingest.audio import AudioTrack
 from hub.ingest.source import (
     CodecParams,
     MediaPacket,
@@ -59,6 +77,7 @@ from hub.ingest.source import (
     nal_type,
     nal_units,
 )
+from hub.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +94,36 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 # and each switch is a futex wait and wake: 8 cameras x1.65 of ffmpeg's CPU, x1.32 with it
 # (bench/record_bench.py). Single packets (a live viewer, a replay) do not take it.
 _BATCH_TURN = threading.Lock()
-# How often the event loop checks for a read blocked past the read timeout.
-WATCHDOG_INTERVAL_S = 1.0
+# How often the event loop checks for a camera silent past the read timeout, and by how much the
+# silence must exceed it: together at most 0.75 s, so a stall is caught within read_timeout_s + 1 s.
+WATCHDOG_INTERVAL_S = 0.25
+STALL_MARGIN_S = 0.5
+TRANSPORTS = ("tcp", "udp", "auto")
+
+
+class SourceUnauthorized(SourceOpenError):
+    """The camera refused the credentials (RTSP 401/403)."""
+
+    code = "unauthorized"
+
+
+class TransportRefused(SourceOpenError):
+    """The camera refused the RTP transport asked for (RTSP 461 Unsupported Transport)."""
+
+    code = "transport"
+
+
+def _open_error(camera_id: str, exc: BaseException) -> SourceOpenError:
+    """A typed, credential-free error for a failed open (FFmpeg quotes the URL it was given)."""
+    text = redact(str(exc))
+    if isinstance(exc, av.error.FFmpegError):
+        if exc.errno in (errno.EPROTONOSUPPORT, errno.ENOPROTOOPT) or "461" in text:
+            return TransportRefused(f"{camera_id}: the camera refused this RTP transport (461): {text}")
+        if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
+            return SourceUnauthorized(f"{camera_id}: the camera refused the credentials (401): {text}")
+    return SourceOpenError(f"{camera_id}: cannot open: {text}")
+
+
 _ANNEXB_PREFIXES = (b"\x00\x00\x01", b"\x00\x00\x00\x01")
 _PS_TYPES = {"h264": {7, 8}, "hevc": {32, 33, 34}}
 
@@ -96,10 +143,16 @@ class AvSource(PacketSource):
         max_jump_s: float = 2.0,
         realtime: bool = False,
         loop_input: bool = False,
+        audio: bool = False,
+        fallback_options: dict[str, str] | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.url = url
         self._options = dict(options or {})
+        # Tried when the first options get 461 (see Transport): RtspSource's "auto".
+        self._fallback_options = fallback_options
+        self.options_used: dict[str, str] | None = None
+        self._audio = audio
         self._open_timeout_s = open_timeout_s
         self._read_timeout_s = read_timeout_s
         self._max_jump_s = max_jump_s
@@ -120,6 +173,8 @@ class AvSource(PacketSource):
         self._held_bytes = 0
         # monotonic() when the read in progress began, None between reads (demux thread writes it).
         self._read_since: float | None = None
+        # monotonic() of the newest video packet (or of the open): the watchdog measures silence by it.
+        self._video_at = time.monotonic()
         self._watchdog: asyncio.TimerHandle | None = None
         self._stall_posted = False
         self.packets_read = 0
@@ -160,6 +215,7 @@ class AvSource(PacketSource):
         except BaseException:
             await self.close()
             raise
+        self._video_at = time.monotonic()
         self._watchdog = self._loop.call_later(WATCHDOG_INTERVAL_S, self._watch)
         return self._params
 
@@ -197,21 +253,20 @@ class AvSource(PacketSource):
             )
 
     def _watch(self) -> None:
-        """Event loop, every WATCHDOG_INTERVAL_S: end the stream if a read has been blocked past the
-        read timeout (plus a second, so the socket timeout normally wins and the thread exits)."""
+        """Event loop, every WATCHDOG_INTERVAL_S: end the stream once the reader waits in a read and
+        the camera has sent no video for read_timeout_s + STALL_MARGIN_S (see Stalls)."""
         since = self._read_since
+        silent = time.monotonic() - self._video_at
         if (
             since is not None
             and not self._stall_posted
-            and time.monotonic() - since > self._read_timeout_s + WATCHDOG_INTERVAL_S
+            and silent > self._read_timeout_s + STALL_MARGIN_S
             # A full queue means the consumer is behind, not the camera; the reader is not in a read.
             and self._slots.acquire(blocking=False)
         ):
             self._stall_posted = True
-            log.warning(
-                "%s: no video for %.0f s on a live connection", self.camera_id, time.monotonic() - since
-            )
-            self._queue.put_nowait(SourceStalled(f"{self.camera_id}: no video for {self._read_timeout_s} s"))
+            log.warning("%s: no video for %.1f s; reconnecting", self.camera_id, silent)
+            self._queue.put_nowait(SourceStalled(f"{self.camera_id}: no video for {silent:.1f} s"))
             return
         if not self._closing.is_set() and self._loop is not None:
             self._watchdog = self._loop.call_later(WATCHDOG_INTERVAL_S, self._watch)
@@ -267,15 +322,34 @@ class AvSource(PacketSource):
         assert self._opened is not None and self._exited is not None
         container = None
         try:
+            attempts = [self._options]
+            if self._fallback_options is not None:
+                attempts.append(self._fallback_options)
+            for n, options in enumerate(attempts):
+                container = None
+                try:
+                    # Open timeout only: see Stalls in the module docstring for why reads have none here.
+                    container = av.open(self.url, options=options, timeout=(self._open_timeout_s, None))
+                    stream = container.streams.video[0]
+                    self.options_used = options
+                    break
+                except (av.error.FFmpegError, IndexError, OSError) as exc:
+                    if container is not None:  # opened, but no video stream in it
+                        with contextlib.suppress(Exception):
+                            container.close()
+                        container = None
+                    error = _open_error(self.camera_id, exc)
+                    if isinstance(error, TransportRefused) and n + 1 < len(attempts):
+                        log.info(
+                            "%s: %s; trying %s", self.camera_id, error, attempts[n + 1].get("rtsp_transport")
+                        )
+                        continue
+                    self._settle(self._opened, exc=error)
+                    return
+            assert container is not None
+            audio = self._audio_track(container) if self._audio else None
             try:
-                # Open timeout only: see Stalls in the module docstring for why reads have none here.
-                container = av.open(self.url, options=self._options, timeout=(self._open_timeout_s, None))
-                stream = container.streams.video[0]
-            except (av.error.FFmpegError, IndexError, OSError) as exc:
-                self._settle(self._opened, exc=SourceOpenError(f"{self.camera_id}: cannot open: {exc}"))
-                return
-            try:
-                demux = _Demux(self.camera_id, container, stream, self._max_jump_s)
+                demux = _Demux(self.camera_id, container, stream, self._max_jump_s, audio)
             except SourceError as exc:
                 self._settle(self._opened, exc=exc)
                 return
@@ -285,7 +359,7 @@ class AvSource(PacketSource):
         except Exception as exc:  # never let the thread die silently
             log.exception("%s: demux thread failed", self.camera_id)
             if not self._closing.is_set():
-                self._post(SourceError(f"{self.camera_id}: {exc}"))
+                self._post(SourceError(f"{self.camera_id}: {redact(str(exc))}"))
         finally:
             if container is not None:
                 with contextlib.suppress(Exception):
@@ -296,6 +370,33 @@ class AvSource(PacketSource):
                 self._loop.call_soon_threadsafe(self._queue.put_nowait, _END)
             self._settle(self._exited)
 
+    def _audio_track(self, container: Any) -> AudioTrack | None:
+        streams = list(container.streams.audio)
+        if not streams:
+            log.info("%s: audio is on but the camera sends none", self.camera_id)
+            return None
+        codec = streams[0].codec_context.name
+        if codec not in AUDIO_RECORDABLE:
+            log.warning(
+                "%s: audio codec %s is not recorded (AAC, Opus and G.711 are); video only",
+                self.camera_id,
+                codec,
+            )
+            return None
+        try:
+            track = AudioTrack(self.camera_id, streams[0])
+        except (av.error.FFmpegError, ValueError) as exc:
+            log.warning("%s: audio not recorded: %s", self.camera_id, exc)
+            return None
+        log.info(
+            "%s: recording audio: %s %d Hz%s",
+            self.camera_id,
+            codec,
+            track.params.sample_rate,
+            " (transcoded to AAC: MP4 cannot carry G.711)" if track.params.transcoded else "",
+        )
+        return track
+
     def _pump(self, container: Any, stream: Any, demux: _Demux) -> None:
         pump = _Pump(self, demux)
         it = None
@@ -305,7 +406,11 @@ class AvSource(PacketSource):
             while not self._closing.is_set():
                 try:
                     if it is None:
-                        it = container.demux(stream)
+                        it = (
+                            container.demux(stream, demux.audio.stream)
+                            if demux.audio
+                            else container.demux(stream)
+                        )
                     self._read_since = time.monotonic()
                     raw = next(it)
                 except StopIteration:
@@ -321,25 +426,33 @@ class AvSource(PacketSource):
                     log.warning("%s: skipped an undecodable packet from the demuxer", self.camera_id)
                     continue
                 except (av.error.ExitError, av.error.TimeoutError, TimeoutError) as exc:
-                    log.info("%s: read interrupted: %s", self.camera_id, exc)
+                    silent = time.monotonic() - self._video_at
+                    log.warning(
+                        "%s: no video for %.1f s (%s); reconnecting", self.camera_id, silent, redact(str(exc))
+                    )
                     return self._end(
                         pump,
                         pending,
-                        SourceStalled(f"{self.camera_id}: no data for {self._read_timeout_s} s"),
+                        SourceStalled(f"{self.camera_id}: no video for {silent:.1f} s"),
                     )
                 except (av.error.FFmpegError, OSError) as exc:
-                    return self._end(pump, pending, SourceEnded(f"{self.camera_id}: connection lost: {exc}"))
+                    return self._end(
+                        pump, pending, SourceEnded(f"{self.camera_id}: connection lost: {redact(str(exc))}")
+                    )
                 finally:
                     self._read_since = None
                 if raw.size == 0:
                     continue
+                is_video = raw.stream_index == stream.index
+                if is_video:
+                    self._video_at = time.monotonic()
                 arrival = time.time()
                 self.last_arrival = arrival
                 pending.append((raw, arrival))
                 pending_bytes += raw.size
                 if (
                     self._batching()
-                    and not raw.is_keyframe
+                    and not (is_video and raw.is_keyframe)
                     and len(pending) < MAX_BATCH_PACKETS
                     and pending_bytes < MAX_BATCH_BYTES
                 ):
@@ -347,7 +460,8 @@ class AvSource(PacketSource):
                 batch, pending, pending_bytes = pending, [], 0
                 if not pump.run(batch):
                     return
-            pump.run(pending)  # closing: what was read still reaches the recorder
+            if pump.run(pending):  # closing: what was read still reaches the recorder
+                pump.flush()
         finally:
             self.timestamps_fixed = demux.fixer.fixed
 
@@ -362,7 +476,7 @@ class AvSource(PacketSource):
 
     def _end(self, pump: _Pump, pending: list[tuple[Any, float]], error: SourceError) -> None:
         """The stream ended or failed: process what was read, then tell the consumer."""
-        if pump.run(pending) and not self._closing.is_set():
+        if pump.run(pending) and pump.flush() and not self._closing.is_set():
             self._post(error)
 
 
@@ -382,6 +496,7 @@ class _Pump:
 
     def next_loop(self) -> None:
         """A replayed file starts again: continue its timestamps."""
+        self.flush()
         self.offset = self.last_dts + self.period - (self.first_raw_dts or 0)
         self.demux.reset_filter()
 
@@ -398,36 +513,57 @@ class _Pump:
     def _process(self, batch: list[tuple[Any, float]]) -> list[MediaPacket] | None:
         """Normalise, pace and hand each packet to the sink; None if the source must stop."""
         src = self.source
-        sink = src._sink
         out: list[MediaPacket] = []
         for raw, arrival in batch:
+            if self.demux.is_audio(raw):
+                for pkt in self.demux.audio_packets(raw, arrival):
+                    if not self._deliver(pkt, out):
+                        return None
+                continue
             if self.first_raw_dts is None and raw.dts is not None:
                 self.first_raw_dts = raw.dts
             if raw.is_corrupt:
                 # Keep it: later frames reference it, and a damaged frame beats a broken GOP.
                 src.corrupt_packets += 1
             for pkt in self.demux.packets(raw, self.offset, arrival):
-                src.packets_read += 1
-                if src.packets_read > 1:
-                    self.period = pkt.duration or max(1, pkt.dts - self.last_dts)
-                self.last_dts = pkt.dts
-                if src._realtime:
-                    if self.first_dts is None:
-                        self.first_dts = pkt.dts
-                    due = self.wall0 + float((pkt.dts - self.first_dts) * self.demux.time_base)
-                    delay = due - time.monotonic()
-                    if delay > 0 and src._closing.wait(delay):
-                        return None
-                    pkt = dataclasses.replace(pkt, arrival=time.time())
-                    src.last_arrival = pkt.arrival
-                if sink is not None:
-                    try:
-                        sink(pkt)
-                    except Exception as exc:  # the consumer failed: end the stream with its error
-                        src._post(exc)
-                        return None
-                out.append(pkt)
+                if not self._deliver(pkt, out):
+                    return None
         return out
+
+    def flush(self) -> bool:
+        """Hand on the keyframe `_Demux` holds (the stream ended, or a replayed file loops)."""
+        out: list[MediaPacket] = []
+        for pkt in self.demux.flush():
+            if not self._deliver(pkt, out):
+                return False
+        return self._enqueue(out)
+
+    def _deliver(self, pkt: MediaPacket, out: list[MediaPacket]) -> bool:
+        """Count, pace (replays) and hand one packet to the sink; False if the source must stop."""
+        src = self.source
+        if not pkt.audio:
+            src.packets_read += 1
+            if src.packets_read > 1:
+                self.period = pkt.duration or max(1, pkt.dts - self.last_dts)
+            self.last_dts = pkt.dts
+            if src._realtime:
+                if self.first_dts is None:
+                    self.first_dts = pkt.dts
+                due = self.wall0 + float((pkt.dts - self.first_dts) * self.demux.time_base)
+                delay = due - time.monotonic()
+                if delay > 0 and src._closing.wait(delay):
+                    return False
+                pkt = dataclasses.replace(pkt, arrival=time.time())
+                src.last_arrival = pkt.arrival
+        sink = src._sink
+        if sink is not None:
+            try:
+                sink(pkt)
+            except Exception as exc:  # the consumer failed: end the stream with its error
+                src._post(exc)
+                return False
+        out.append(pkt)
+        return True
 
     def _enqueue(self, pkts: list[MediaPacket] | None) -> bool:
         """Offer packets to the loop (outside _BATCH_TURN: this may wait for queue space)."""
@@ -444,9 +580,15 @@ class _Pump:
 class _Demux:
     """Per-stream normalisation: Annex B, fixed timestamps, codec parameters tracking the SPS."""
 
-    def __init__(self, camera_id: str, container: Any, stream: Any, max_jump_s: float) -> None:
+    def __init__(
+        self, camera_id: str, container: Any, stream: Any, max_jump_s: float, audio: AudioTrack | None = None
+    ) -> None:
         self.camera_id = camera_id
         self.stream = stream
+        self.audio = audio
+        self._audio_fixer = (
+            TimestampFixer(audio.params.time_base, max_jump_s=max_jump_s, default_fps=50.0) if audio else None
+        )
         cc = stream.codec_context
         codec = cc.name
         if codec not in _PS_TYPES:
@@ -463,39 +605,78 @@ class _Demux:
         self.reset_filter()
         rate = stream.average_rate or stream.guessed_rate or 15
         self.fixer = TimestampFixer(self.time_base, max_jump_s=max_jump_s, default_fps=float(rate))
-        self.params = CodecParams(codec, cc.width, cc.height, self.time_base, extradata)
+        self.params = CodecParams(
+            codec, cc.width, cc.height, self.time_base, extradata, audio.params if audio else None
+        )
         self._param_sets: tuple[bytes, ...] | None = None
+        # A keyframe read but not yet handed on: (data, pts, dts, duration, arrival); see `packets`.
+        self._held: tuple[bytes, int | None, int | None, int, float] | None = None
+
+    def is_audio(self, raw: Any) -> bool:
+        return self.audio is not None and raw.stream_index == self.audio.stream.index
+
+    def audio_packets(self, raw: Any, arrival: float) -> list[MediaPacket]:
+        """The recordable audio of one demuxed packet; timestamps filled and kept increasing."""
+        assert self.audio is not None and self._audio_fixer is not None
+        out = []
+        for data, pts, duration in self.audio.convert(raw):
+            pts_, dts, discontinuity = self._audio_fixer.fix(pts, pts, duration)
+            tb = self.audio.params.time_base
+            out.append(
+                MediaPacket(data, pts_, dts, tb, False, arrival, duration, discontinuity, self.params, True)
+            )
+        return out
 
     def reset_filter(self) -> None:
         if self._bsf_name is not None:
             self._bsf = av.BitStreamFilterContext(self._bsf_name, self.stream)
 
     def packets(self, raw: Any, offset: int, arrival: float) -> list[MediaPacket]:
-        out = []
+        """Normalised packets for one demuxed packet. A keyframe is held until the next packet: when
+        that one has the same timestamp it is the rest of the same picture and is joined to it.
+        Why: GStreamer's rtph264pay (config-interval=-1, in many cameras) puts SPS/PPS before each
+        slice of an IDR, FFmpeg's parser then starts a new access unit at the second SPS, and a
+        multi-slice keyframe (x264's sliced threads) arrived as two packets with one timestamp —
+        recorded as two samples, the second of which decoded as a corrupt frame (found against
+        gst-rtsp-server, tests/interop/). The first packet of a connection has no timestamp (see
+        MEDIA_NOTES), so a keyframe held without one takes the next keyframe's. Costs one frame of
+        delay per GOP."""
+        out: list[MediaPacket] = []
         for p in self._bsf.filter(raw) if self._bsf is not None else [raw]:
             data = bytes(p)
             if not data:
                 continue
             pts = None if p.pts is None else p.pts + offset
             dts = None if p.dts is None else p.dts + offset
-            duration = p.duration or 0
-            pts, dts, discontinuity = self.fixer.fix(pts, dts, duration)
-            if p.is_keyframe:
-                self._track_param_sets(data)
-            out.append(
-                MediaPacket(
-                    data,
-                    pts,
-                    dts,
-                    self.time_base,
-                    bool(p.is_keyframe),
-                    arrival,
-                    duration,
-                    discontinuity,
-                    self.params,
-                )
-            )
+            key = bool(p.is_keyframe)
+            held = self._held
+            if held is not None:
+                if key and (held[1] is None or held[1] == pts):
+                    # The rest of the held picture: one access unit, with the later timestamps if
+                    # the held part had none.
+                    self._held = (held[0] + data, pts if held[1] is None else held[1],
+                                  dts if held[2] is None else held[2], held[3] or (p.duration or 0), arrival)  # fmt: skip
+                    continue
+                self._held = None
+                out.append(self._packet(*held, True))
+            if key:
+                self._held = (data, pts, dts, p.duration or 0, arrival)
+                continue
+            out.append(self._packet(data, pts, dts, p.duration or 0, arrival, False))
         return out
+
+    def flush(self) -> list[MediaPacket]:
+        """The held keyframe, if any (the stream ended or the source is closing)."""
+        held, self._held = self._held, None
+        return [] if held is None else [self._packet(*held, True)]
+
+    def _packet(
+        self, data: bytes, pts: int | None, dts: int | None, duration: int, arrival: float, key: bool
+    ) -> MediaPacket:
+        pts, dts, discontinuity = self.fixer.fix(pts, dts, duration)
+        if key:
+            self._track_param_sets(data)
+        return MediaPacket(data, pts, dts, self.time_base, key, arrival, duration, discontinuity, self.params)
 
     def _track_param_sets(self, data: bytes) -> None:
         sets = _param_set_nals(data, self.codec)
@@ -525,28 +706,62 @@ class _Demux:
             width,
             height,
         )
-        self.params = CodecParams(self.codec, width, height, self.time_base, extradata)
+        self.params = CodecParams(self.codec, width, height, self.time_base, extradata, self.params.audio)
 
 
 def _param_set_nals(data: bytes, codec: str) -> tuple[bytes, ...]:
-    """The parameter-set NAL units of an Annex B access unit, without start codes."""
+    """The distinct parameter-set NAL units of an Annex B access unit, without start codes, in order.
+
+    Distinct: GStreamer's rtph264pay with `config-interval=-1` (what many cameras run) repeats SPS/PPS
+    inside one keyframe, and FFmpeg may hand that keyframe over in two packets, one with the sets
+    twice and one with them once; compared as they come, every keyframe looked like a new stream
+    and cut a segment (found against gst-rtsp-server, tests/interop/)."""
     wanted = _PS_TYPES[codec]
-    return tuple(nal for nal in nal_units(data) if nal_type(nal[0], codec) in wanted)
+    return tuple(dict.fromkeys(nal for nal in nal_units(data) if nal_type(nal[0], codec) in wanted))
 
 
 class RtspSource(AvSource):
-    """An RTSP camera over TCP (interleaved RTP, RFC 2326 §10.12), read with FFmpeg."""
+    """An RTSP camera, read with FFmpeg: RTP interleaved over TCP (RFC 2326 §10.12) or over UDP
+    (§12.39), or "auto" (TCP, then UDP on 461; see Transport in the module docstring)."""
 
-    def __init__(self, camera_id: str, url: str, *, read_timeout_s: float = 5.0, **kwargs: Any) -> None:
-        options = {
-            "rtsp_transport": "tcp",
-            # Socket I/O timeout in microseconds (FFmpeg rtsp demuxer option; `stimeout` before FFmpeg 5).
-            "timeout": str(int(read_timeout_s * 1_000_000)),
-            # Do not buffer for reordering: we record in arrival order and fix timestamps ourselves.
-            "max_delay": "500000",
-            **kwargs.pop("options", {}),
-        }
-        super().__init__(camera_id, url, options=options, read_timeout_s=read_timeout_s, **kwargs)
+    def __init__(
+        self,
+        camera_id: str,
+        url: str,
+        *,
+        read_timeout_s: float = 5.0,
+        transport: str = "tcp",
+        **kwargs: Any,
+    ) -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        extra = kwargs.pop("options", {})
+
+        def options(rtp: str) -> dict[str, str]:
+            return {
+                "rtsp_transport": rtp,
+                # Socket I/O timeout in microseconds (FFmpeg rtsp demuxer option; `stimeout` before FFmpeg 5).
+                "timeout": str(int(read_timeout_s * 1_000_000)),
+                # Do not buffer for reordering: we record in arrival order and fix timestamps ourselves.
+                # Over UDP the reorder buffer would also hold every packet this long.
+                "max_delay": "500000",
+                **extra,
+            }
+
+        first = "tcp" if transport == "auto" else transport
+        super().__init__(
+            camera_id,
+            url,
+            options=options(first),
+            fallback_options=options("udp") if transport == "auto" else None,
+            read_timeout_s=read_timeout_s,
+            **kwargs,
+        )
+
+    @property
+    def transport_used(self) -> str | None:
+        """ "tcp" or "udp" once open; None before (or if it never opened)."""
+        return None if self.options_used is None else self.options_used.get("rtsp_transport")
 
 
 class FileSource(AvSource):

@@ -17,6 +17,10 @@ The packet contract (what the recorder relies on, whichever transport delivered 
   reboot); the recorder starts a new segment there and records a gap.
 - `params` are the codec parameters in force for this packet (they change on a resolution switch;
   carrying them on the packet avoids racing a `source.params` attribute written by another thread).
+- `audio` is True for a packet of the camera's audio stream (`CodecParams.audio` describes it; its
+  `pts`/`dts` are in that stream's own time base, on the same clock as the video's, and
+  `is_keyframe` is always False so that every rule about keyframes stays about video). Sources
+  yield audio only when the camera's `audio` setting is on.
 - `arrival` is the wall-clock time (`time.time()`) the packet reached the hub; the recorder uses it to
   anchor a run's media timeline to wall-clock time once, then follows the media timestamps.
 
@@ -37,6 +41,8 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from fractions import Fraction
+
+from hub.ingest.audio import AudioParams
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +79,16 @@ class CodecParams:
     height: int
     time_base: Fraction
     extradata: bytes = b""  # Annex B parameter sets (SPS/PPS[/VPS]); may be empty if only in-band
+    audio: AudioParams | None = None  # the audio stream recorded beside the video, if any
 
     def same_stream(self, other: CodecParams) -> bool:
         """True when packets of `other` can continue a file written with these parameters."""
-        return (self.codec, self.width, self.height, self.extradata) == (
+        return (self.codec, self.width, self.height, self.extradata, self.audio) == (
             other.codec,
             other.width,
             other.height,
             other.extradata,
+            other.audio,
         )
 
 
@@ -97,6 +105,7 @@ class MediaPacket:
     duration: int = 0  # in time_base; 0 when unknown
     discontinuity: bool = False
     params: CodecParams | None = None  # the stream's parameters when this packet was read
+    audio: bool = False  # a packet of the audio stream (see the contract above)
 
 
 class PacketSource(abc.ABC):

@@ -33,10 +33,11 @@ import av
 import av.error
 from aiohttp import web
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from hub.config import CameraConfig, Config
-from hub.egress import ice, passthrough
+from hub.egress import dtls, ice, offers, passthrough
 from hub.egress.ice import rtc_configuration
 from hub.egress.passthrough import RTP_CLOCK
 from hub.ingest.source import (
@@ -99,6 +100,9 @@ class WhipSession:
         except passthrough.PassthroughUnavailable as exc:
             await self.close("no pass-through")
             raise WhipUnavailable(str(exc)) from exc
+        if offers.video_codecs(offer_sdp) and not offers.has_h264(offer_sdp):
+            await self.close("unsupported offer")
+            raise WhipOfferError(offers.unsupported(offer_sdp, "receives"), code="unsupported_offer")
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             video = None
@@ -119,9 +123,14 @@ class WhipSession:
                     transceiver.direction = "inactive"
             if video is None:
                 raise ValueError("the offer has no video m-line")
+            dtls.answer_as_server(self.pc)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             if video.currentDirection != "recvonly":
                 raise ValueError("the offer does not send video")
+        except OperationError as exc:
+            # aiortc found no codec it shares with the offer (e.g. H.264 High only).
+            await self.close("unsupported offer")
+            raise WhipOfferError(offers.unsupported(offer_sdp, "receives"), code="unsupported_offer") from exc
         except (ValueError, RuntimeError, AttributeError) as exc:
             await self.close("bad offer")
             raise WhipOfferError(str(exc) or type(exc).__name__) from exc
@@ -233,7 +242,12 @@ class WhipSession:
 
 
 class WhipOfferError(ValueError):
-    """The publisher's SDP offer cannot be answered (no H.264 video to receive)."""
+    """The publisher's SDP offer cannot be answered: `code` is `bad_offer` (malformed, no video) or
+    `unsupported_offer` (no H.264 the hub can take: the message names what it takes)."""
+
+    def __init__(self, detail: str, code: str = "bad_offer") -> None:
+        super().__init__(detail)
+        self.code = code
 
 
 class WhipCamera:
@@ -417,10 +431,15 @@ async def post_whip(request: web.Request) -> web.StreamResponse:
     try:
         session, answer = await request.app[WHIP_INGEST].publish(cam.config.id, offer)
     except WhipOfferError as exc:
-        return _error(400, "bad_offer", str(exc))
+        log.info("%s: WHIP offer refused: %s", cam.config.id, exc)
+        return _error(400, exc.code, str(exc))
     except WhipUnavailable as exc:
         log.error("%s: WHIP refused: %s", cam.config.id, exc)
         return _error(503, "whip_unavailable", str(exc))
+    except Exception:
+        # A publisher's offer must never make a 500 (issue 16); the bug is logged with its traceback.
+        log.exception("%s: WHIP offer could not be answered", cam.config.id)
+        return _error(400, "bad_offer", "the hub could not answer this offer")
     location = f"{request.path.rstrip('/')}/{session.id}"
     log.info("%s: WHIP publish started, session %s", cam.config.id, session.id)
     return web.Response(

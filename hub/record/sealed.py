@@ -5,7 +5,7 @@ Every read or write of a segment or thumbnail goes through `AtRest` here, so pla
 
 Keys. One random 256-bit **storage key** per hub, kept in `keys/storage.key` wrapped (AES key wrap,
 RFC 3394) under a key-encryption key derived with HKDF-SHA256 (RFC 5869) from the hub's Ed25519
-private key (`hub/consent/keys.py`). The wrapped key stays with the footage; the hub key can live off
+private key (`camhub_protocol/keys.py`). The wrapped key stays with the footage; the hub key can live off
 the card (`[hub] key_file`, e.g. a systemd credential): a card without the hub key is ciphertext only.
 If the hub key is on the same card, a thief has both — the README says so.
 
@@ -56,7 +56,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from hub.consent.keys import b64url, b64url_decode, write_secret
+from camhub_protocol.keys import b64url, b64url_decode, write_secret
 
 MAGIC = b"CAMHSEAL"
 VERSION = 1
@@ -428,7 +428,7 @@ def load_at_rest(keys_dir: Path, hub_private_key: Ed25519PrivateKey, hub_id: str
 
 def reader_at_rest(keys_dir: Path, hub_key_path: Path) -> AtRest:
     """For tools beside the daemon (`camhub export`): open sealed footage, never create a key."""
-    from hub.consent.keys import HubKey
+    from camhub_protocol.keys import HubKey
 
     wrapped = keys_dir / STORAGE_KEY_FILE
     if not wrapped.exists():

@@ -1,7 +1,15 @@
 """Stream-copy camera packets into keyframe-aligned fragmented MP4 segments, indexed in SQLite.
 
 Never transcodes: packets go into the file as they came (`add_mux_stream`, not `add_stream("h264")`,
-which would open an encoder whose SPS/PPS replace the camera's — MEDIA_NOTES). Each segment:
+which would open an encoder whose SPS/PPS replace the camera's — MEDIA_NOTES). H.265 is tagged
+`hvc1` (ISO/IEC 14496-15 §8.4.1), the sample entry Safari and Chromium's MSE accept (FFmpeg's default
+`hev1` shows a black box in Chromium, issue 16). A camera's audio, when it records audio
+(`CodecParams.audio`, hub/ingest/audio.py), is a second track in the same segment: its packets go
+wait in a small queue and go into a segment once video has passed their time, so each lands in the
+segment its time belongs to (cameras send audio ahead of video: muxed on arrival, a segment's audio
+ran ~0.2 s past its video and the next one started without it — measured against gst-rtsp-server);
+audio from before a segment's start, or that arrives after the segment of its time was closed, is
+dropped and counted. Each segment:
 
 1. is opened at a keyframe as `<recordings>/<camera>/<YYYY-MM-DD>/<start>.mp4.part` (UTC date and
    start time, e.g. `2026-11-23/20261123T091857.123456Z.mp4.part`);
@@ -45,6 +53,7 @@ its own worker thread, never from the event loop.
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import logging
 import os
@@ -59,7 +68,7 @@ from typing import Any
 
 import av
 
-from hub.ingest.source import CodecParams, MediaPacket, has_parameter_sets
+from hub.ingest.source import CodecParams, MediaPacket, has_parameter_sets, nal_type, nal_units
 from hub.record.sealed import AtRest, SealedWriter
 from hub.store import Store
 from hub.store import segments as q
@@ -77,6 +86,21 @@ _NAME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 HOLD_SETTLE_S = 1.0
 HOLD_MAX_PACKETS = 600  # ~40 s at 15 fps: a camera that never settles is released anyway
 RECENT_KEYFRAMES = 4  # digests of the last run's keyframes, to recognise them when replayed
+MAX_AUDIO_QUEUE = 500  # audio packets waiting for video (~30 s of AAC at 16 kHz): a camera without video
+_HEVC_PARAM_SETS = {32, 33, 34}  # VPS, SPS, PPS (ITU-T H.265 §7.4.2.2)
+_templates: dict[str, Any] = {}  # codec name -> a stream of a scratch container (see _template)
+
+
+def _template(codec: str) -> Any:
+    """A never-opened stream of `codec` to give `add_stream_from_template`: PyAV sets extradata
+    and the codec tag only on streams with a codec context, which `add_mux_stream` streams lack;
+    one made from a template is marked initialised, so no encoder is ever opened for it."""
+    stream = _templates.get(codec)
+    if stream is None:
+        scratch = av.open(io.BytesIO(), "w", format="mp4")
+        stream = scratch.add_stream(codec)
+        _templates[codec] = stream  # the stream keeps its scratch container alive
+    return stream
 
 
 def segment_relpath(camera_id: str, start_at: float) -> str:
@@ -133,6 +157,8 @@ class SegmenterStats:
     bytes: int = 0
     packets: int = 0
     dropped_packets: int = 0  # waiting for a keyframe after a discontinuity (includes replayed)
+    audio_packets: int = 0
+    audio_dropped: int = 0  # audio with no segment open, or from before the open segment's start
     replayed_packets: int = 0  # the camera's cache replaying footage already recorded
     gaps: int = 0
     last_frame_at: float | None = None  # arrival time of the last packet written
@@ -177,11 +203,38 @@ class _OpenSegment:
             if self.sink is not None:
                 self.sink.close()
             raise
+        self.audio_stream: Any = None
+        self.last_audio_dts = -1
         try:
-            self.stream = self.container.add_mux_stream(
-                params.codec, width=params.width, height=params.height
-            )
+            if params.codec == "hevc":
+                # `hvc1` needs the parameter sets in the sample entry up front (and a stream made from
+                # a template gets no hvcC from in-band sets): from the SDP, else this keyframe.
+                sets = params.extradata or b"".join(
+                    b"\x00\x00\x00\x01" + nal
+                    for nal in dict.fromkeys(nal_units(first.data))
+                    if nal_type(nal[0], "hevc") in _HEVC_PARAM_SETS
+                )
+                self.stream = self.container.add_stream_from_template(
+                    _template("hevc"),
+                    width=params.width,
+                    height=params.height,
+                    codec_tag="hvc1",
+                    extradata=sets,
+                )
+            else:
+                self.stream = self.container.add_mux_stream(
+                    params.codec, width=params.width, height=params.height
+                )
             self.stream.time_base = params.time_base
+            audio = params.audio
+            if audio is not None:
+                self.audio_stream = self.container.add_stream_from_template(
+                    _template(audio.codec),
+                    extradata=audio.extradata,
+                    sample_rate=audio.sample_rate,
+                    layout="mono" if audio.channels == 1 else "stereo",
+                )
+                self.audio_stream.time_base = audio.time_base
         except BaseException:
             self.close()
             raise
@@ -197,6 +250,21 @@ class _OpenSegment:
         self.container.mux(out)
         self.end_pts = max(self.end_pts, pkt.pts + duration)
         self.last_dts = pkt.dts
+
+    def mux_audio(self, pkt: MediaPacket) -> bool:
+        """Mux one audio packet on the video's clock; False if it belongs before this segment."""
+        tb = pkt.time_base
+        rel = round((pkt.pts * tb - self.base_dts * self.params.time_base) / tb)
+        if rel < 0 or rel <= self.last_audio_dts:
+            return False
+        out = av.Packet(pkt.data)
+        out.pts = out.dts = rel
+        out.duration = pkt.duration
+        out.time_base = tb
+        out.stream = self.audio_stream
+        self.container.mux(out)
+        self.last_audio_dts = rel
+        return True
 
     def close(self) -> None:
         try:
@@ -255,11 +323,21 @@ class Segmenter:
         self._replay_slack = 0.0
         self._recent_keys: deque[bytes] = deque(maxlen=RECENT_KEYFRAMES)
         self._inline_cuts = False
+        self._audio: deque[MediaPacket] = deque()  # audio waiting for video to pass its time
 
     # --- public, blocking -------------------------------------------------------------------
 
     def write(self, pkt: MediaPacket, params: CodecParams) -> None:
         """Add one packet (decode order). Cuts, closes and indexes segments as needed."""
+        if pkt.audio:
+            if self._seg is None and self._held is None:
+                self.stats.audio_dropped += 1  # no video run to put it in yet
+                return
+            self._audio.append(pkt)
+            if len(self._audio) > MAX_AUDIO_QUEUE:
+                self._audio.popleft()
+                self.stats.audio_dropped += 1
+            return
         if self._held is not None:
             if self._continues_hold(pkt, params):
                 self._held.append((pkt, params))
@@ -311,6 +389,7 @@ class Segmenter:
             seg, data = started
         elif pkt.is_keyframe and (pkt.pts - seg.start_pts) * pkt.time_base >= self._cut_after(pkt.time_base):
             boundary = self._wall(pkt.pts)
+            self._flush_audio(seg, pkt.pts * pkt.time_base)
             self._close_segment(boundary, inline=self._inline_cuts)
             started = self._start_segment(pkt, params, boundary)
             if started is None:
@@ -318,6 +397,7 @@ class Segmenter:
                 self._anchor = None
                 return
             seg, data = started
+        self._flush_audio(seg, pkt.pts * pkt.time_base)
         seg.mux(pkt, pkt.duration or self._period, data)
         if pkt.is_keyframe:
             self._recent_keys.append(_digest(pkt.data))
@@ -440,6 +520,10 @@ class Segmenter:
         self._replay_floor = float("-inf")
         seg = self._seg
         if seg is not None:
+            self._flush_audio(seg, float("inf"))
+        self.stats.audio_dropped += len(self._audio)
+        self._audio.clear()
+        if seg is not None:
             end = self._wall(seg.end_pts)
             self._close_segment(end, inline)
             self._pending_gap = (end, reason)
@@ -451,6 +535,7 @@ class Segmenter:
     def abandon(self) -> Path | None:
         """Drop the current segment without indexing it; returns its `.part` (left for recovery)."""
         self._held = None  # never written: lost with the segment's unfinished tail
+        self._audio.clear()
         seg, self._seg = self._seg, None
         if seg is None:
             return None
@@ -464,6 +549,16 @@ class Segmenter:
         return seg.path
 
     # --- internals ----------------------------------------------------------------------------
+
+    def _flush_audio(self, seg: _OpenSegment, until: Fraction | float) -> None:
+        """Mux the queued audio whose time (s, the video's clock) is before `until` into `seg`."""
+        queue = self._audio
+        while queue and queue[0].pts * queue[0].time_base < until:
+            pkt = queue.popleft()
+            if seg.audio_stream is not None and seg.mux_audio(pkt):
+                self.stats.audio_packets += 1
+            else:
+                self.stats.audio_dropped += 1
 
     def _cut_after(self, time_base: Fraction) -> float:
         # Cut at the first keyframe at or after the target, allowing half a frame of rounding.
@@ -575,6 +670,9 @@ class Segmenter:
                 seg.params.width,
                 seg.params.height,
                 seg.relpath,
+                audio_codec=seg.params.audio.codec
+                if seg.audio_stream is not None and seg.params.audio
+                else None,
             )
             for attempt in range(1, INDEX_BUSY_TRIES + 1):
                 try:

@@ -14,13 +14,31 @@ from hub.store import transaction
 
 
 def append_entry(
+    conn: sqlite3.Connection, make_entry: Callable[[int], tuple[bytes, bytes]], known: int = 0
+) -> tuple[int, bytes, bytes, list[bytes]]:
+    """Insert the next entry; `make_entry(seq) -> (entry_bytes, leaf_hash)`. Returns (seq, entry,
+    leaf, leaves), where `leaves` are the leaf hashes of seq `known` up to this one (exclusive):
+    entries another process appended (`camhub owner reset` on the box while the daemon runs) since
+    the caller last saw the log at size `known`."""
+    with transaction(conn):
+        missed = [
+            bytes(r[0])
+            for r in conn.execute(
+                "SELECT leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq", (known,)
+            ).fetchall()
+        ]
+        seq, entry, leaf = insert_next_entry(conn, make_entry)
+    return seq, entry, leaf, missed
+
+
+def insert_next_entry(
     conn: sqlite3.Connection, make_entry: Callable[[int], tuple[bytes, bytes]]
 ) -> tuple[int, bytes, bytes]:
-    """Insert the next entry; `make_entry(seq) -> (entry_bytes, leaf_hash)`. Returns (seq, entry, leaf)."""
-    with transaction(conn):
-        seq = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries").fetchone()[0]
-        entry, leaf = make_entry(seq)
-        conn.execute("INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)", (seq, entry, leaf))
+    """The insert of `append_entry`, inside the caller's transaction (an entry that must commit
+    together with the change it records)."""
+    seq = conn.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_entries").fetchone()[0]
+    entry, leaf = make_entry(seq)
+    conn.execute("INSERT INTO audit_entries (seq, entry, leaf_hash) VALUES (?, ?, ?)", (seq, entry, leaf))
     return seq, entry, leaf
 
 
@@ -74,3 +92,26 @@ def all_checkpoints(conn: sqlite3.Connection) -> list[tuple[int, str]]:
     return [
         (r[0], r[1]) for r in conn.execute("SELECT tree_size, note FROM audit_checkpoints ORDER BY tree_size")
     ]
+
+
+def entries_before(conn: sqlite3.Connection, before: int, limit: int) -> list[tuple[int, bytes]]:
+    """Up to `limit` entries with seq < before, newest first (the owner's audit page, one page)."""
+    rows = conn.execute(
+        "SELECT seq, entry FROM audit_entries WHERE seq < ? ORDER BY seq DESC LIMIT ?", (before, limit)
+    )
+    return [(r[0], bytes(r[1])) for r in rows]
+
+
+def entries_containing(conn: sqlite3.Connection, needles: list[bytes], limit: int) -> list[tuple[int, bytes]]:
+    """The newest `limit` entries whose bytes contain any of `needles`, oldest first.
+
+    Entries are RFC 8785 canonical JSON (no whitespace, fixed member order), so a member such as
+    `"request_id":"<id>"` has exactly one spelling and a byte search finds it. SQLite scans the table
+    in C; the caller parses only what matched (a request's history, not the whole log)."""
+    if not needles:
+        return []
+    where = " OR ".join("instr(entry, ?) > 0" for _ in needles)
+    rows = conn.execute(
+        f"SELECT seq, entry FROM audit_entries WHERE {where} ORDER BY seq DESC LIMIT ?", (*needles, limit)
+    ).fetchall()
+    return [(r[0], bytes(r[1])) for r in reversed(rows)]

@@ -69,6 +69,7 @@ class GrantRecord:
     revoked_at: float | None
     approved_by: str  # owner kid that signed the approval
     live_started_at: float | None = None  # first livestream connection the gate let through
+    ended_at: float | None = None  # when the gate saw its time run out: over for good
 
     @property
     def ends_at(self) -> float:
@@ -116,11 +117,10 @@ def active_owner_keys(conn: sqlite3.Connection) -> list[OwnerKey]:
 def insert_owner_key(
     conn: sqlite3.Connection, kid: str, public_jwk: dict[str, str], name: str, now: float, by: str | None
 ) -> None:
+    """A new key row. Never an upsert: a kid that was ever enrolled (and maybe revoked) cannot come
+    back, so the caller checks first and a conflict here is an IntegrityError, not a silent revival."""
     conn.execute(
-        "INSERT INTO owner_keys (kid, public_jwk, name, enrolled_at, enrolled_by) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT(kid) DO UPDATE SET public_jwk = excluded.public_jwk, name = excluded.name,"
-        " enrolled_at = excluded.enrolled_at, enrolled_by = excluded.enrolled_by,"
-        " revoked_at = NULL, revoked_by = NULL",
+        "INSERT INTO owner_keys (kid, public_jwk, name, enrolled_at, enrolled_by) VALUES (?, ?, ?, ?, ?)",
         (kid, json.dumps(public_jwk, sort_keys=True), name, now, by),
     )
 
@@ -129,6 +129,74 @@ def revoke_owner_key(conn: sqlite3.Connection, kid: str, now: float, by: str) ->
     conn.execute(
         "UPDATE owner_keys SET revoked_at = ?, revoked_by = ? WHERE kid = ? AND revoked_at IS NULL",
         (now, by, kid),
+    )
+
+
+def ancestors(conn: sqlite3.Connection, kid: str) -> list[str]:
+    """The keys that enrolled `kid`, its enroller's enroller, ... up to a root (nearest first)."""
+    rows = conn.execute(
+        "WITH RECURSIVE up(kid, depth) AS ("
+        " SELECT enrolled_by, 1 FROM owner_keys WHERE kid = ? AND enrolled_by IS NOT NULL"
+        " UNION SELECT k.enrolled_by, up.depth + 1 FROM owner_keys k JOIN up ON k.kid = up.kid"
+        " WHERE k.enrolled_by IS NOT NULL AND up.depth < 1000)"
+        " SELECT kid FROM up ORDER BY depth",
+        (kid,),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def active_descendants(conn: sqlite3.Connection, kid: str) -> list[str]:
+    """Unrevoked keys enrolled by `kid`, by those, and so on (nearest first). A revoked key's own
+    descendants were revoked with it, so walking through revoked keys finds nothing more."""
+    rows = conn.execute(
+        "WITH RECURSIVE down(kid, depth) AS ("
+        " SELECT kid, 1 FROM owner_keys WHERE enrolled_by = ?"
+        " UNION SELECT k.kid, down.depth + 1 FROM owner_keys k JOIN down ON k.enrolled_by = down.kid"
+        " WHERE down.depth < 1000)"
+        " SELECT d.kid FROM down d JOIN owner_keys k ON k.kid = d.kid WHERE k.revoked_at IS NULL"
+        " ORDER BY d.depth, d.kid",
+        (kid,),
+    ).fetchall()
+    return list(dict.fromkeys(r[0] for r in rows))
+
+
+def _marks(values: list[str]) -> str:
+    return ",".join("?" * len(values))
+
+
+def agencies_added_by(conn: sqlite3.Connection, kids: list[str]) -> list[Agency]:
+    """Trusted (not removed) agencies whose add-agency decision one of `kids` signed."""
+    if not kids:
+        return []
+    rows = conn.execute(
+        f"SELECT a.* FROM agencies a JOIN decisions d ON d.id = a.added_by"
+        f" WHERE d.kid IN ({_marks(kids)}) AND a.removed_at IS NULL ORDER BY a.added_at",
+        kids,
+    ).fetchall()
+    return [_agency(r) for r in rows]
+
+
+def unrevoked_grants_approved_by(conn: sqlite3.Connection, kids: list[str]) -> list[GrantRecord]:
+    """Grants not yet revoked whose approval one of `kids` signed (expired ones included: revoking
+    them changes nothing the agency can get, and the record then says who ended them)."""
+    if not kids:
+        return []
+    rows = conn.execute(
+        f"{_GRANT_SELECT} WHERE d.kid IN ({_marks(kids)}) AND g.revoked_at IS NULL ORDER BY d.accepted_at",
+        kids,
+    ).fetchall()
+    return [_grant(r) for r in rows]
+
+
+def unrevoked_grants(conn: sqlite3.Connection) -> list[GrantRecord]:
+    rows = conn.execute(f"{_GRANT_SELECT} WHERE g.revoked_at IS NULL ORDER BY d.accepted_at").fetchall()
+    return [_grant(r) for r in rows]
+
+
+def revoke_grant(conn: sqlite3.Connection, grant_id: str, now: float, by: str) -> None:
+    conn.execute(
+        "UPDATE grants SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL",
+        (now, by, grant_id),
     )
 
 
@@ -290,7 +358,7 @@ def decision_jws(conn: sqlite3.Connection, decision_id: str) -> str | None:
 
 _GRANT_SELECT = (
     "SELECT g.id, g.request_id, g.recipient, g.kind, g.cameras, g.start_at, g.end_at, g.live_max_seconds,"
-    " g.max_fetches, g.not_after, g.revoked_at, d.kid AS approved_by, g.live_started_at"
+    " g.max_fetches, g.not_after, g.revoked_at, d.kid AS approved_by, g.live_started_at, g.ended_at"
     " FROM grants g JOIN decisions d ON d.id = g.id"
 )
 
@@ -299,7 +367,7 @@ def _grant(row: sqlite3.Row) -> GrantRecord:
     return GrantRecord(
         row["id"], row["request_id"], row["recipient"], row["kind"], tuple(json.loads(row["cameras"])),
         row["start_at"], row["end_at"], row["live_max_seconds"], row["max_fetches"], row["not_after"],
-        row["revoked_at"], row["approved_by"], row["live_started_at"],
+        row["revoked_at"], row["approved_by"], row["live_started_at"], row["ended_at"],
     )  # fmt: skip
 
 
@@ -312,6 +380,11 @@ def insert_grant(conn: sqlite3.Connection, g: GrantRecord) -> None:
             g.live_max_seconds, g.max_fetches, g.not_after,
         ),
     )  # fmt: skip
+
+
+def end_grant(conn: sqlite3.Connection, grant_id: str, now: float) -> None:
+    """The gate saw this grant's time run out: record it, so no later wall clock reopens it."""
+    conn.execute("UPDATE grants SET ended_at = ? WHERE id = ? AND ended_at IS NULL", (now, grant_id))
 
 
 def start_live_window(conn: sqlite3.Connection, grant_id: str, now: float) -> None:
@@ -372,6 +445,35 @@ def holds(conn: sqlite3.Connection, now: float) -> list[tuple[str, float, float]
     return list(dict.fromkeys(out))
 
 
+def holds_detail(conn: sqlite3.Connection, now: float) -> list[dict[str, object]]:
+    """What `holds` keeps, and why, for the owner: each pending clip request (held until its
+    respond_by; declining it releases the hold) and each grant in force (until its not_after)."""
+    out: list[dict[str, object]] = []
+    rows = conn.execute(
+        "SELECT r.id, r.agency_keyid, r.cameras, r.start_at, r.end_at, r.respond_by, a.name"
+        " FROM consent_requests r LEFT JOIN agencies a ON a.keyid = r.agency_keyid"
+        " WHERE r.kind = 'clip' AND r.state = 'pending' AND r.respond_by > ? ORDER BY r.received_at",
+        (now,),
+    ).fetchall()
+    for r in rows:
+        out.append(
+            {"reason": "pending_request", "request_id": r[0], "agency": r[1], "agency_name": r[6],
+             "cameras": json.loads(r[2]), "start": r[3], "end": r[4], "until": r[5]}
+        )  # fmt: skip
+    rows = conn.execute(
+        "SELECT g.id, g.request_id, g.recipient, g.cameras, g.start_at, g.end_at, g.not_after, a.name"
+        " FROM grants g LEFT JOIN agencies a ON a.keyid = g.recipient WHERE g.kind = 'clip'"
+        " AND g.revoked_at IS NULL AND g.ended_at IS NULL AND g.not_after > ? ORDER BY g.not_after",
+        (now,),
+    ).fetchall()
+    for r in rows:
+        out.append(
+            {"reason": "approval", "grant_id": r[0], "request_id": r[1], "agency": r[2], "agency_name": r[7],
+             "cameras": json.loads(r[3]), "start": r[4], "end": r[5], "until": r[6]}
+        )  # fmt: skip
+    return out
+
+
 # --- nonces -----------------------------------------------------------------------------------
 
 
@@ -388,6 +490,44 @@ def record_nonce(conn: sqlite3.Connection, keyid: str, nonce: str, now: float, w
         (keyid, nonce, now),
     )
     return True
+
+
+@dataclass(frozen=True)
+class RelayRefusal:
+    id: str
+    agency_keyid: str
+    code: str
+    detail: str
+    respond_by: float
+
+
+def insert_relay_refusal(conn: sqlite3.Connection, refusal: RelayRefusal, now: float) -> None:
+    conn.execute(
+        "INSERT OR IGNORE INTO relay_refusals (id, agency_keyid, code, detail, respond_by, refused_at)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (refusal.id, refusal.agency_keyid, refusal.code, refusal.detail[:500], refusal.respond_by, now),
+    )
+
+
+def relay_refusal(conn: sqlite3.Connection, request_id: str, keyid: str) -> RelayRefusal | None:
+    row = conn.execute(
+        "SELECT id, agency_keyid, code, detail, respond_by FROM relay_refusals"
+        " WHERE id = ? AND agency_keyid = ?",
+        (request_id, keyid),
+    ).fetchone()
+    return None if row is None else RelayRefusal(row[0], row[1], row[2], row[3], row[4])
+
+
+def relay_request_known(conn: sqlite3.Connection, request_id: str) -> bool:
+    """Whether the hub already took (or refused) a queued request with this id (§7.2 replays)."""
+    return (
+        conn.execute("SELECT 1 FROM consent_requests WHERE id = ?", (request_id,)).fetchone() is not None
+        or conn.execute("SELECT 1 FROM relay_refusals WHERE id = ?", (request_id,)).fetchone() is not None
+    )
+
+
+def prune_relay_refusals(conn: sqlite3.Connection, now: float) -> int:
+    return conn.execute("DELETE FROM relay_refusals WHERE respond_by < ?", (now,)).rowcount
 
 
 def prune_nonces(conn: sqlite3.Connection, before: float) -> int:

@@ -30,6 +30,7 @@ class NewSegment:
     height: int
     path: str  # relative to the recordings directory
     recovered: bool = False
+    audio_codec: str | None = None  # "aac" / "opus" when the segment has an audio track
 
     @property
     def duration_s(self) -> float:
@@ -50,6 +51,7 @@ class Segment:
     height: int
     path: str
     recovered: bool
+    audio_codec: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,8 @@ class Gap:
 
 
 _SEGMENT_COLS = (
-    "id, camera_id, start_at, end_at, duration_s, bytes, sha256, codec, width, height, path, recovered"
+    "id, camera_id, start_at, end_at, duration_s, bytes, sha256, codec, width, height, path, recovered,"
+    " audio_codec"
 )
 
 
@@ -80,6 +83,7 @@ def _segment(row: sqlite3.Row) -> Segment:
         row["height"],
         row["path"],
         bool(row["recovered"]),
+        row["audio_codec"],
     )
 
 
@@ -90,7 +94,7 @@ def _gap(row: sqlite3.Row) -> Gap:
 def insert_segment(conn: sqlite3.Connection, seg: NewSegment) -> int:
     cur = conn.execute(
         "INSERT INTO segments (camera_id, start_at, end_at, duration_s, bytes, sha256, codec, width,"
-        " height, path, recovered, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " height, path, recovered, created_at, audio_codec) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             seg.camera_id,
             seg.start_at,
@@ -104,6 +108,7 @@ def insert_segment(conn: sqlite3.Connection, seg: NewSegment) -> int:
             seg.path,
             int(seg.recovered),
             time.time(),
+            seg.audio_codec,
         ),
     )
     assert cur.lastrowid is not None

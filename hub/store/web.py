@@ -37,10 +37,21 @@ def set_password_if_unset(conn: sqlite3.Connection, encoded: str, now: float) ->
     return cur.rowcount == 1
 
 
-def replace_password(conn: sqlite3.Connection, encoded: str, now: float) -> None:
-    """Change the password and end every session (a changed password must log out other browsers)."""
+def replace_password(conn: sqlite3.Connection, encoded: str, now: float, kid: str | None = None) -> bool:
+    """Change the password and end every session (a changed password must log out other browsers).
+
+    With `kid`, only while that owner key is still enrolled and unrevoked, checked in the same
+    transaction (its proof was verified earlier; a revoke in between must win). False: not changed.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if kid is not None:
+            row = conn.execute(
+                "SELECT 1 FROM owner_keys WHERE kid = ? AND revoked_at IS NULL", (kid,)
+            ).fetchone()
+            if row is None:
+                conn.execute("ROLLBACK")
+                return False
         conn.execute(
             "INSERT INTO web_password (id, hash, set_at) VALUES (1, ?, ?)"
             " ON CONFLICT(id) DO UPDATE SET hash = excluded.hash, set_at = excluded.set_at",
@@ -51,6 +62,17 @@ def replace_password(conn: sqlite3.Connection, encoded: str, now: float) -> None
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    return True
+
+
+def end_all_owner_access(conn: sqlite3.Connection) -> int:
+    """Forget the password, every session and every device waiting to be enrolled (the box reset:
+    a thief's password and logged-in browser go with the keys). Returns the sessions ended. Call
+    inside the caller's transaction."""
+    ended = conn.execute("DELETE FROM web_sessions").rowcount
+    conn.execute("DELETE FROM web_password")
+    conn.execute("DELETE FROM web_device_requests")
+    return ended
 
 
 def create_session(conn: sqlite3.Connection, session: Session) -> None:
@@ -146,7 +168,8 @@ def grants_in_force(conn: sqlite3.Connection, now: float) -> list[dict[str, Any]
         " FROM grants g JOIN decisions d ON d.id = g.id"
         " JOIN consent_requests r ON r.id = g.request_id"
         " LEFT JOIN agencies a ON a.keyid = g.recipient"
-        " WHERE g.revoked_at IS NULL AND g.not_after > ? ORDER BY d.accepted_at DESC LIMIT 200",
+        " WHERE g.revoked_at IS NULL AND g.ended_at IS NULL AND g.not_after > ?"
+        " ORDER BY d.accepted_at DESC LIMIT 200",
         (now,),
     ).fetchall()
     out = []

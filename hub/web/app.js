@@ -2,6 +2,7 @@
 
 import * as api from "./lib/api.js";
 import { h, notice, replace } from "./lib/dom.js";
+import { sentence } from "./lib/words.js";
 
 const views = {
   live: () => import("./views/live.js"),
@@ -14,11 +15,21 @@ const views = {
   audit: () => import("./views/audit.js"),
 };
 
+const TITLES = { live: "Live", timeline: "Timeline", events: "Events", inbox: "Requests", agencies: "Agencies", devices: "Devices", settings: "Settings", audit: "Audit log" };
+// How often the page asks whether requests are waiting (a cheap route): the tab title, the menu
+// badge and the screen-reader announcement follow within this time.
+const WAITING_POLL_MS = 10_000;
+
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
+const top = document.getElementById("top");
+const menu = document.getElementById("menu");
 let cleanup = null;
 let session = null;
 let badgeTimer = null;
+let waitingCount = 0;
+let urgentWaiting = [];
+let knownWaiting = null; // ids already seen (null until the first answer: nothing to announce yet)
 
 function banner(text) {
   const el = document.getElementById("banner");
@@ -41,7 +52,7 @@ function pinHub(s) {
   }
 }
 
-async function show(loader, ctx) {
+async function show(loader, ctx, name) {
   if (cleanup) {
     try {
       cleanup();
@@ -51,13 +62,15 @@ async function show(loader, ctx) {
     cleanup = null;
   }
   replace(main, h("p", { class: "muted" }, "Loading…"));
+  delete main.dataset.ready;
   try {
     const mod = await loader();
     const result = await mod.render(main, ctx);
     if (typeof result === "function") cleanup = result;
+    main.dataset.ready = name; // the page has drawn what it loaded (tests wait for this)
   } catch (err) {
     if (err instanceof api.ApiError && err.status === 401) return;
-    replace(main, notice(`Could not load this page: ${err.message}`, "error"));
+    replace(main, notice(`Could not load this page: ${sentence(err)}`, "error"));
   }
   main.focus({ preventScroll: true });
 }
@@ -74,29 +87,79 @@ function markNav(route) {
   }
 }
 
+function setTitle() {
+  const name = session?.authenticated ? TITLES[currentRoute()] : "Welcome";
+  document.title = `${waitingCount ? `(${waitingCount}) ` : ""}${name} · camhub`;
+}
+
+function setMenu(open) {
+  top.classList.toggle("open", open);
+  menu.setAttribute("aria-expanded", String(open));
+}
+
 async function route() {
   if (!session?.authenticated) return;
   const name = currentRoute();
   markNav(name);
-  document.title = `${name[0].toUpperCase()}${name.slice(1)} · camhub`;
-  await show(views[name], context());
+  setMenu(false);
+  document.getElementById("where").textContent = TITLES[name];
+  setTitle();
+  showUrgent();
+  await show(views[name], context(), name);
 }
 
 function context() {
   return { session, navigate: (hash) => (location.hash = hash), refreshBadge };
 }
 
-async function refreshBadge() {
-  try {
-    const { requests } = await api.get("/api/v1/owner/requests");
-    const n = requests.filter((r) => r.state === "pending" && !r.expired).length;
-    const badge = document.getElementById("inbox-count");
-    badge.textContent = String(n);
-    badge.hidden = n === 0;
-    badge.setAttribute("aria-label", `${n} pending`);
-  } catch {
-    /* the badge is a convenience */
+function say(text, urgent = false) {
+  // Clearing first makes a repeated sentence count as a change, so it is read again.
+  const el = document.getElementById(urgent ? "announce-urgent" : "announce");
+  el.textContent = "";
+  setTimeout(() => (el.textContent = text), 50);
+}
+
+// An emergency request waiting is said at the top of every page but the inbox (which lists it first).
+function showUrgent() {
+  const bar = document.getElementById("urgent");
+  const urgent = session?.authenticated ? urgentWaiting : [];
+  if (urgent.length && currentRoute() !== "inbox") {
+    replace(bar, h("strong", {}, "Urgent: "), `${who(urgent[0])} says it is an emergency${urgent.length > 1 ? ` (and ${urgent.length - 1} more)` : ""}. `, h("a", { href: "#/inbox" }, "Answer it"));
+    bar.hidden = false;
+  } else {
+    bar.hidden = true;
   }
+}
+
+const who = (w) => `${w.agency || "an agency"}${w.case_id ? ` (case ${w.case_id})` : ""}`;
+
+async function refreshBadge() {
+  let waiting;
+  try {
+    ({ waiting } = await api.get("/api/v1/owner/requests/waiting"));
+  } catch {
+    return; /* the badge is a convenience */
+  }
+  waitingCount = waiting.length;
+  for (const id of ["inbox-count", "menu-count"]) {
+    const badge = document.getElementById(id);
+    badge.textContent = String(waitingCount);
+    badge.hidden = waitingCount === 0;
+    badge.setAttribute("aria-label", `${waitingCount} waiting`);
+  }
+  setTitle();
+  const urgent = waiting.filter((w) => w.urgent);
+  urgentWaiting = urgent;
+  showUrgent();
+  // Announce what is new since the last look (screen readers; the tab title says it to everyone).
+  if (knownWaiting === null) {
+    if (waiting.length) say(`${waiting.length} ${waiting.length === 1 ? "request for footage is" : "requests for footage are"} waiting for you.`, urgent.length > 0);
+  } else {
+    for (const w of waiting.filter((x) => !knownWaiting.has(x.id))) {
+      say(w.urgent ? `Urgent: a new emergency request from ${who(w)}.` : `New request for footage from ${who(w)}.`, w.urgent);
+    }
+  }
+  knownWaiting = new Set(waiting.map((w) => w.id));
 }
 
 export async function boot() {
@@ -105,17 +168,26 @@ export async function boot() {
   pinHub(session);
   if (!session.authenticated) {
     nav.hidden = true;
+    menu.hidden = true;
+    clearInterval(badgeTimer);
+    waitingCount = 0;
+    knownWaiting = null;
+    urgentWaiting = [];
+    showUrgent();
+    document.getElementById("where").textContent = "";
+    setTitle();
     const loader = !session.owner_enrolled || !session.password_set ? () => import("./views/onboard.js") : () => import("./views/login.js");
-    await show(loader, { session, onAuthenticated });
+    await show(loader, { session, onAuthenticated }, !session.owner_enrolled || !session.password_set ? "onboard" : "login");
     return;
   }
   api.setCsrf(session.csrf);
   nav.hidden = false;
+  menu.hidden = false;
   refreshBadge();
-  // New agency requests show up in the menu badge without reloading (the inbox itself is not
-  // re-rendered under the owner's hands while they fill in an answer).
+  // New agency requests show up in the title, the menu badge and to screen readers without
+  // reloading (the inbox itself is not re-rendered under the owner's hands while they answer).
   clearInterval(badgeTimer);
-  badgeTimer = setInterval(refreshBadge, 30_000);
+  badgeTimer = setInterval(refreshBadge, WAITING_POLL_MS);
   if (!location.hash) location.hash = "#/live";
   await route();
 }
@@ -142,5 +214,18 @@ document.getElementById("logout").addEventListener("click", async () => {
   }
 });
 
+menu.addEventListener("click", () => setMenu(!top.classList.contains("open")));
+nav.addEventListener("click", (ev) => {
+  if (ev.target.closest("a")) setMenu(false);
+});
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "Escape" && top.classList.contains("open")) {
+    setMenu(false);
+    menu.focus();
+  }
+});
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && session?.authenticated) refreshBadge();
+});
 window.addEventListener("hashchange", route);
 boot().catch((err) => replace(main, notice(`The hub did not answer: ${err.message}`, "error")));

@@ -29,12 +29,13 @@ from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import httpsig, jws, rfc3339
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from hub import config as config_mod
 from hub import datadir
 from hub.agency_client import Agency
 from hub.agency_client import keygen as agency_keygen
-from hub.consent import httpsig, jws, owner_client, rfc3339
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from hub.consent import owner_client
 from hub.ingest.source import MediaPacket
 from hub.record.segmenter import Segmenter
 from hub.store import Store
@@ -57,13 +58,15 @@ def record_footage(
     *,
     camera: str = CAMERA,
     source: Path | None = None,
+    noise: bool = False,
 ) -> None:
     """Index `seconds` of real H.264 (keyframe every 1 s) for `camera` starting at wall time `t0`,
-    looping `source` (default: a small 4 s clip)."""
+    looping `source` (default: a small 4 s clip; `noise`: about 1 MB a second, for deliveries large
+    enough to be stopped mid-transfer)."""
     cfg = config_mod.load(config_path)
     datadir.prepare(cfg)
     if source is None:
-        source = make_h264(data_dir.parent / "source.mp4", seconds=4.0, fps=FPS, gop=FPS)
+        source = make_h264(data_dir.parent / "source.mp4", seconds=4.0, fps=FPS, gop=FPS, noise=noise)
 
     async def run() -> None:
         _, pkts = await read_packets(source, seconds * FPS)
@@ -360,17 +363,26 @@ def start_hub_env(
     extra_config: str = "",
     in_process: bool = False,
     before_start: Callable[[Path, Path, float], None] | None = None,
+    consent: str = "",
+    hub: str = "",
+    noise: bool = False,
 ) -> HubEnv:
     """Record footage, start the daemon, enrol an owner key with the pairing code, add one agency.
 
     `in_process`: the hub runs in a thread of the test process (`thread_hub.ThreadHub`) instead of
     `camhub run`. `before_start(data_dir, config, t0)` may index more footage before it starts.
+    `consent`/`hub` are extra lines for those config sections.
     """
     data_dir = tmp / "data"
-    config = write_config(tmp / "camhub.toml", data_dir, free_port(), extra_config)
+    # Tests here look at the audit entry of each single refusal: write every one at once instead of
+    # counting repeats per minute (tests/security/test_floods.py checks the counting itself).
+    config = write_config(
+        tmp / "camhub.toml", data_dir, free_port(), extra_config,
+        consent="rejection_audit_window_s = 0\n" + consent, hub=hub,
+    )  # fmt: skip
     t0 = float(int(time.time()) - FOOTAGE_S - 60)
     if footage:
-        record_footage(data_dir, config, t0)
+        record_footage(data_dir, config, t0, noise=noise)
     if before_start is not None:
         before_start(data_dir, config, t0)
     daemon = ThreadHub(config) if in_process else start_daemon(config, tmp / "daemon.log")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import aiohttp
 
+from camhub_protocol.checkpoint import origin_for, parse_checkpoint
+from camhub_protocol.merkle import verify_consistency, verify_inclusion
 from hub import config as config_mod
 from hub.api.session import hash_password
-from hub.consent.checkpoint import origin_for, parse_checkpoint
-from hub.consent.merkle import verify_consistency, verify_inclusion
 from hub.daemon import running_hub
 from hub.store import web as web_q
 

@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import httpsig, jws, rfc3339
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from hub import config as config_mod
-from hub.consent import clock, httpsig, jws, pairing, rfc3339
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from hub.consent import clock, pairing
 from hub.daemon import running_hub
 from hub.services import Services
 

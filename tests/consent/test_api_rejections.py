@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.consent import httpsig, rfc3339
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from camhub_protocol import httpsig, rfc3339
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from tests.consent.flow_env import CAMERA, HubEnv, Response, assert_refused, http, new_agency, start_hub_env
 
 
@@ -234,7 +234,7 @@ def test_replayed_jti(hub: HubEnv) -> None:
     rid2, sha2 = hub.submit(hub.t0 + 10, hub.t0 + 70)
     import json
 
-    from hub.consent import jws
+    from camhub_protocol import jws
 
     jti = json.loads(jws.parse(compact).payload)["jti"]
     since = hub.last_seq()

@@ -31,12 +31,13 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import rfc3339
 from firmware_sim.camera import SimCamera
 from hub import config as config_mod
 from hub.agency_client import Agency, keygen
 from hub.api import guards, make_app
 from hub.api.session import hash_password
-from hub.consent import gate, owner_client, pairing, rfc3339
+from hub.consent import gate, owner_client, pairing
 from hub.daemon import running_hub
 from hub.egress.ice import host_addresses
 from hub.egress.whep_client import WhepViewer

@@ -15,15 +15,15 @@ import pytest
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.consent import audit_verify, merkle
-from hub.consent import checkpoint as checkpoint_mod
+from camhub_protocol import audit_verify, merkle
+from camhub_protocol import checkpoint as checkpoint_mod
+from camhub_protocol.checkpoint import parse_checkpoint
+from camhub_protocol.errors import AuditError
+from camhub_protocol.keys import HubKey, jwk_thumbprint, okp_public_jwk
 from hub.consent.audit import AuditLog, canonical_entry
-from hub.consent.checkpoint import parse_checkpoint
-from hub.consent.errors import AuditError
-from hub.consent.keys import HubKey, jwk_thumbprint, okp_public_jwk
 from hub.store import Store
 
-VERIFY_PY = Path(__file__).resolve().parents[2] / "hub" / "consent" / "audit_verify.py"
+VERIFY_PY = Path(__file__).resolve().parents[2] / "camhub_protocol" / "audit_verify.py"
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import base64
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hub.consent import checkpoint
-from hub.consent.errors import AuditError
+from camhub_protocol import checkpoint
+from camhub_protocol.errors import AuditError
 
 # golang.org/x/mod/sumdb/note (note_test.go, example_test.go): an independent implementation.
 GO_SKEY = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz"
@@ -117,7 +117,7 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("case", "body", "code"), BAD_BODIES, ids=[c for c, _, _ in BAD_BODIES])
 def test_signed_bodies_that_are_not_checkpoints(case: str, body: str, code: str) -> None:
-    from hub.consent import audit_verify
+    from camhub_protocol import audit_verify
 
     key = Ed25519PrivateKey.generate()
     note = checkpoint.sign_note(body, ORIGIN, key)
@@ -134,7 +134,7 @@ def test_signed_bodies_that_are_not_checkpoints(case: str, body: str, code: str)
 
 
 def test_extension_lines_and_size_zero_are_fine() -> None:
-    from hub.consent import audit_verify
+    from camhub_protocol import audit_verify
 
     key = Ed25519PrivateKey.generate()
     for size in (0, 7, 10):

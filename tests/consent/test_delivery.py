@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from pyrage import x25519
 
-from hub.consent import delivery
+from camhub_protocol import delivery
+from camhub_protocol.errors import DeliveryError
+from camhub_protocol.keys import HubKey
 from hub.consent.audit import AuditLog
-from hub.consent.errors import DeliveryError
-from hub.consent.keys import HubKey
 from hub.store import Store
 
 AGE = shutil.which("age")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from hub.consent import delivery, rfc3339
+from camhub_protocol import delivery, rfc3339
 from tests.consent.flow_env import CAMERA, HubEnv, Response, start_hub_env
 from tests.record.media import ffprobe
 

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import jws, rfc3339
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from firmware_sim.fleet import SimFleet
 from hub import config
 from hub.agency_client import Agency
 from hub.agency_client import keygen as agency_keygen
-from hub.consent import jws, owner_client, pairing, rfc3339
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from hub.consent import owner_client, pairing
 from hub.daemon import running_hub
 from hub.services import Services
 from hub.store import segments

@@ -16,9 +16,9 @@ import pytest
 from pyrage import x25519
 
 from bench.consent_flow_bench import Bench
+from camhub_protocol.keys import okp_public_jwk
 from hub import config as config_mod
 from hub.consent import pairing
-from hub.consent.keys import okp_public_jwk
 from hub.daemon import running_hub
 from hub.services import Services
 

@@ -9,10 +9,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.consent import httpsig
-from hub.consent.errors import ConsentError, SignatureError
-from hub.consent.keys import b64url_decode
-from hub.consent.structured_fields import InnerList, Item, parse_dictionary, serialize_inner_list
+from camhub_protocol import httpsig
+from camhub_protocol.errors import ConsentError, SignatureError
+from camhub_protocol.keys import b64url_decode
+from camhub_protocol.structured_fields import InnerList, Item, parse_dictionary, serialize_inner_list
 
 # RFC 9421 Appendix B.1.4 (test-key-ed25519) and B.2.6 (signing a request using ed25519).
 B14_SEED = "n4Ni-HpISpVObnQMW0wOhCKROaIKqKtW_2ZYb2p9KcU"

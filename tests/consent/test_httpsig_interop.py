@@ -14,7 +14,7 @@ import http_message_signatures as hms
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import algorithms
 
-from hub.consent import httpsig
+from camhub_protocol import httpsig
 
 KEY = Ed25519PrivateKey.generate()
 KEYID = "agency-interop"

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.consent import jws
-from hub.consent.errors import ConsentError, JWSError
+from camhub_protocol import jws
+from camhub_protocol.errors import ConsentError, JWSError
 
 KEY = Ed25519PrivateKey.generate()
 TYP = "camhub-decision+jws"

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.consent import audit_verify, merkle
-from hub.consent.errors import AuditError
+from camhub_protocol import audit_verify, merkle
+from camhub_protocol.errors import AuditError
 
 # certificate-transparency / transparency-dev test vectors (RFC 6962 hashing = RFC 9162 §2.1).
 LEAVES = [

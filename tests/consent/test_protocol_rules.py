@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hub.consent import jws, rfc3339
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
+from camhub_protocol import jws, rfc3339
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from tests.consent.flow_env import (
     CAMERA,
     DECISION_TYP,

@@ -1,19 +1,20 @@
 """The owner's live view in Debian chromium: the hub's WHEP answer negotiates H.264 with a real browser
-and the <video> plays the relayed camera (no re-encoding on the hub)."""
+and the <video> plays the relayed camera (no re-encoding on the hub). The real daemon wiring
+(`running_hub`) with the simulated camera, and a real owner session in the browser (the view is bound
+to it, issue 12)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
-from hub.api import live
-from hub.egress.webrtc import LiveSessions, SessionKind
-from hub.ingest.relay import PacketRelay, RelayHub
+from firmware_sim.camera import SimCamera
+from tests.egress.conftest import owner_session, running_live_hub
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # MEDIA_NOTES: loopback candidates need the flag, and any candidates at all need the permission.
@@ -23,7 +24,7 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 WATCH_JS = """
-async (path) => {
+async ([path, csrf]) => {
   const pc = new RTCPeerConnection();
   pc.addTransceiver('video', {direction: 'recvonly'});
   const video = document.createElement('video');
@@ -37,7 +38,8 @@ async (path) => {
       if (pc.iceGatheringState === 'complete') resolve();
     });
   });
-  const resp = await fetch(path, {method: 'POST', headers: {'Content-Type': 'application/sdp'},
+  const resp = await fetch(path, {method: 'POST',
+                                  headers: {'Content-Type': 'application/sdp', 'X-CSRF-Token': csrf},
                                   body: pc.localDescription.sdp});
   if (resp.status !== 201) return {status: resp.status, body: await resp.text()};
   const location = resp.headers.get('Location');
@@ -57,7 +59,8 @@ async (path) => {
   });
   const result = {status: 201, location, width: video.videoWidth, height: video.videoHeight,
                   playing: video.currentTime, frames, codec};
-  await fetch(location, {method: 'DELETE'});
+  result.deleted = (await fetch(location, {method: 'DELETE', headers: {'X-CSRF-Token': csrf}})).status;
+  result.deletedAgain = (await fetch(location, {method: 'DELETE', headers: {'X-CSRF-Token': csrf}})).status;
   pc.close();
   return result;
 }
@@ -78,48 +81,22 @@ async def browser_page() -> AsyncIterator[Any]:
             await browser.close()
 
 
-async def test_chromium_plays_the_owner_live_view(
-    relays: RelayHub, relay: PacketRelay, browser_page: Any
-) -> None:
-    sessions = LiveSessions()
-    app = web.Application()
-    app[live.LIVE_MEDIA] = live.LiveMedia(relays, sessions)
-
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text="<!doctype html><title>live</title>", content_type="text/html")
-
-    # The handlers as the owner UI mounts them, here without the session guard (tested elsewhere).
-    app.router.add_get("/", page)
-    app.router.add_post("/api/v1/owner/cameras/{camera_id}/whep", live.post_owner_whep)
-    app.router.add_delete("/api/v1/owner/live/{session_id}", live.delete_owner_live)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+async def test_chromium_plays_the_owner_live_view(sim: SimCamera, tmp_path: Path, browser_page: Any) -> None:
+    async with running_live_hub(sim, tmp_path) as (services, owner):
+        base = services.base_url
+        headers = await owner_session(base, services.hub_key.hub_id, owner, set_password=True)
+        csrf = headers["X-CSRF-Token"]
+        cookie = headers["Cookie"].split("=", 1)[1]
         context = await browser_page.new_context()
         await context.grant_permissions(["camera", "microphone"], origin=base)
+        await context.add_cookies([{"name": "camhub_session", "value": cookie, "url": base}])
         tab = await context.new_page()
-        await tab.goto(base + "/")
-        opened: list[Any] = []
-        original = sessions.open
-
-        async def spy(**kwargs: Any) -> Any:
-            result = await original(**kwargs)
-            opened.append(result[0])
-            return result
-
-        sessions.open = spy  # type: ignore[method-assign]
-        result = await tab.evaluate(WATCH_JS, f"/api/v1/owner/cameras/{relay.camera_id}/whep")
+        await tab.goto(base + "/")  # a page of the hub's origin (the owner UI)
+        result = await tab.evaluate(WATCH_JS, [f"/api/v1/owner/cameras/{sim.name}/whep", csrf])
         await context.close()
-    finally:
-        await sessions.close_all()
-        await runner.cleanup()
     assert result["status"] == 201, result
     assert result["location"].startswith("/api/v1/owner/live/")
     assert result["codec"] == "video/H264"
     assert (result["width"], result["height"]) == (640, 360)
-    assert result["playing"] > 1.0 and result["frames"] >= 10
-    assert opened and opened[0].audience.kind is SessionKind.OWNER
-    assert opened[0].closed and opened[0].close_reason == "owner sent DELETE"
+    assert result["playing"] > 1.0 and result["frames"] >= 10, json.dumps(result)
+    assert (result["deleted"], result["deletedAgain"]) == (200, 404)  # the DELETE ended that session

@@ -21,14 +21,14 @@ import av
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import httpsig, rfc3339
 from firmware_sim.camera import SimCamera
 from hub.agency_client import Agency, keygen
-from hub.config import parse
-from hub.consent import httpsig, owner_client, pairing, rfc3339
+from hub.consent import owner_client
 from hub.consent.service import ConsentService
-from hub.daemon import running_hub
 from hub.egress.whep_client import Signer, WhepError, WhepViewer, save_livestream
 from hub.services import Services
+from tests.egress.conftest import running_live_hub
 
 
 @dataclass
@@ -64,25 +64,7 @@ class LiveHub:
 @pytest.fixture
 async def live_hub(sim: SimCamera, tmp_path: Path) -> AsyncIterator[LiveHub]:
     """The real daemon wiring (`running_hub`): the sim camera recorded and relayed, WHEP routes mounted."""
-    config = parse(
-        {
-            "hub": {"data_dir": str(tmp_path / "data"), "port": 0},
-            "consent": {"trust_system_clock": True},
-            "discovery": {"enabled": False},
-            "cameras": [{"id": sim.name, "url": sim.rtsp_url("main"), "motion": {"enabled": False}}],
-        }
-    )
-    async with running_hub(config) as services:
-        assert services.cameras is not None
-        assert services.cameras.relays.get(sim.name) is not None
-        # The relay gets packets only while someone watches; the camera is online once frames arrive.
-        runtime = services.cameras.runtimes[sim.name]
-        async with asyncio.timeout(15):
-            while not runtime.online(time.time()):
-                await asyncio.sleep(0.05)
-        owner = Ed25519PrivateKey.generate()
-        code = await services.store.run(pairing.issue)
-        await asyncio.to_thread(owner_client.enroll_first, services.base_url, owner, code, "phone")
+    async with running_live_hub(sim, tmp_path) as (services, owner):
         yield LiveHub(services.base_url, services, owner, sim.name)
 
 

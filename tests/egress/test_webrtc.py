@@ -11,8 +11,8 @@ import av
 import pytest
 from aiortc.codecs.h264 import H264Encoder
 
+from camhub_protocol.errors import ConsentError
 from firmware_sim import h264, stamp
-from hub.consent.errors import ConsentError
 from hub.egress.webrtc import Audience, LiveError, LiveSessions, SessionKind
 from hub.egress.whep_client import WhepViewer
 from hub.ingest.relay import PacketRelay
@@ -164,7 +164,7 @@ async def test_closing_the_relay_ends_its_sessions(relay: PacketRelay) -> None:
 
 
 async def test_refuses_offers_it_cannot_serve(relay: PacketRelay) -> None:
-    sessions = LiveSessions(max_sessions=1)
+    sessions = LiveSessions(max_sessions=2)
     with pytest.raises(LiveError) as err:
         await sessions.open(camera_id="c", relay=relay, offer_sdp="v=0\r\n", audience=OWNER)
     assert err.value.code == "bad_offer"
@@ -179,9 +179,18 @@ async def test_refuses_offers_it_cannot_serve(relay: PacketRelay) -> None:
     assert len(sessions) == 0
     viewer, _ = await watch(sessions, relay, OWNER)
     try:
+        # One slot left, kept for the owner: an agency is refused, the owner gets it, then nobody.
+        with pytest.raises(LiveError) as err:
+            await sessions.open(
+                camera_id="c", relay=relay, offer_sdp="", audience=agency("r"),
+                not_after=time.time() + 60, recheck=allowed,
+            )  # fmt: skip
+        assert err.value.code == "too_many_sessions"
+        second, _ = await watch(sessions, relay, OWNER)
         with pytest.raises(LiveError) as err:
             await watch(sessions, relay, OWNER)
         assert err.value.code == "too_many_sessions"
+        await second.close()
     finally:
         await viewer.close()
         await sessions.close_all()

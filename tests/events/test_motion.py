@@ -175,3 +175,29 @@ def test_polygon_mask_uses_normalised_coordinates() -> None:
 def test_config_rejects_bad_values(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="motion\\."):
         MotionConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_object_in_the_first_frame_that_leaves_ends_within_the_post_roll() -> None:
+    # Issue 16: the first analysed frame becomes the background, object included; once it left, its
+    # "ghost" faded at alpha/8 and kept the event open for about a minute.
+    config = MotionConfig()
+    post_roll_s = 10.0  # hub/config.py MotionConfig.post_roll_seconds default
+    rng = np.random.default_rng(3)
+    bg = background(3)
+    frames = []
+    t, dt = 0.0, 1 / config.analysis_fps
+    for _ in range(10):  # 2 s with a box standing in the picture from the first frame
+        frames.append((t, render(bg, rng, (300, 100, 90, 200)), True))
+        t += dt
+    left_at = t
+    for _ in range(int(30 / dt)):  # then 30 s of the empty doorstep
+        frames.append((t, render(bg, rng), False))
+        t += dt
+    transitions, _ = run(config, frames)
+    kinds = [tr.kind for tr in transitions]
+    assert kinds == ["start", "end"], kinds
+    event = transitions[0].event
+    assert event.end is not None
+    # The event (its last motion) ends within the post-roll of the object leaving; and the end is
+    # reported end_quiet_s later, also within the post-roll... of that end.
+    assert event.end - left_at <= post_roll_s - config.end_quiet_s, (event.end, left_at)

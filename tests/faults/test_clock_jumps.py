@@ -15,9 +15,29 @@ from pathlib import Path
 import pytest
 
 from tests.consent.flow_env import CAMERA, http
-from tests.faults.hubproc import SimProcess, audit_verify, check_store, db, hub_env, problems_in_log, until
+from tests.faults.hubproc import (
+    SimProcess,
+    audit_verify,
+    check_store,
+    db,
+    hub_env,
+    problems_in_log,
+    start_hub,
+    until,
+)
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")
+
+
+def _faketime(clock_file: Path) -> dict[str, str]:
+    """The daemon's environment: its wall clock offset by what `clock_file` says (re-read each second)."""
+    return {
+        "LD_PRELOAD": str(LIBFAKETIME),
+        "FAKETIME_TIMESTAMP_FILE": str(clock_file),
+        "FAKETIME_CACHE_DURATION": "1",
+        # asyncio and every timeout run on the monotonic clock: only the wall clock jumps.
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+    }
 
 
 def _hub_offset(url: str) -> float:
@@ -45,13 +65,7 @@ def test_clock_jumps_forward_and_back(tmp_path: Path) -> None:
     sim = SimProcess(tmp_path, 1)
     clock_file = tmp_path / "faketime"
     clock_file.write_text("+0\n")
-    faketime = {
-        "LD_PRELOAD": str(LIBFAKETIME),
-        "FAKETIME_TIMESTAMP_FILE": str(clock_file),
-        "FAKETIME_CACHE_DURATION": "1",
-        # asyncio and every timeout run on the monotonic clock: only the wall clock jumps.
-        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
-    }
+    faketime = _faketime(clock_file)
     env = hub_env(tmp_path, "[storage]\nsegment_seconds = 1\n" + sim.camera_toml("sim-1"), env=faketime)
     try:
         until(lambda: len(_sim1(env.data_dir)) >= 2, 60, "recording")
@@ -113,3 +127,49 @@ def test_clock_jumps_forward_and_back(tmp_path: Path) -> None:
         finally:
             sim.stop()
             shutil.rmtree(tmp_path / "fetched", ignore_errors=True)
+
+
+@pytest.mark.skipif(not LIBFAKETIME.exists(), reason="needs libfaketime (Debian package faketime)")
+def test_a_wall_clock_set_back_never_reopens_an_approval(tmp_path: Path) -> None:
+    """PROTOCOL §6 (issue 12): once armed, a grant's end also runs on the monotonic clock, and once
+    reached it is recorded. Setting the hub's wall clock back an hour re-opens neither a grant that
+    had ended nor one whose time runs out while the clock is wrong, not even across a restart."""
+    clock_file = tmp_path / "faketime"
+    clock_file.write_text("+0\n")
+    faketime = _faketime(clock_file)
+    env = hub_env(tmp_path, env=faketime)
+    try:
+        footage = (env.t0 + 10, env.t0 + 20)
+        urls: dict[str, str] = {}
+        ends: dict[str, float] = {}
+        for name, valid_s in (("ended", 8), ("running", 25)):
+            rid, sha = env.submit(*footage)
+            ends[name] = time.time() + valid_s
+            assert env.decide(env.approval(rid, sha, *footage, not_after=ends[name])).status == 201
+            urls[name] = env.wait_status(rid, "fulfilled")["deliveries"][0]["url"]
+
+        def fetch(name: str, offset: int) -> tuple[int, str]:
+            # Signed with the hub's idea of now, so only the grant decides.
+            path = urls[name].split(env.authority, 1)[1]
+            r = env.signed("GET", path, created=int(time.time()) + offset)
+            return r.status, (r.json()["error"] if r.is_json_error else "")
+
+        assert fetch("ended", 0)[0] == 200
+        until(lambda: time.time() > ends["ended"] + 1, 30, "the first approval's not_after")
+        assert fetch("ended", 0) == (403, "grant_expired")
+
+        _jump(clock_file, env.url, -3600)
+        assert fetch("ended", -3600) == (403, "grant_expired"), "an ended grant re-opened"
+        assert fetch("running", -3600)[0] == 200  # still inside its real validity
+        until(lambda: time.time() > ends["running"] + 1, 60, "the second approval's real end")
+        # The hub's wall clock says there is an hour left; its monotonic deadline says it is over.
+        assert fetch("running", -3600) == (403, "grant_expired"), "a wall clock set back extended a grant"
+
+        env.daemon.stop()  # and start again, the clock still an hour behind
+        env.daemon = start_hub(env.config, tmp_path / "daemon-2.log", env=faketime)
+        env.daemon.wait_ready()
+        for name in urls:
+            assert fetch(name, -3600) == (403, "grant_expired"), name
+        assert problems_in_log(env.daemon.log()) == []
+    finally:
+        env.stop()

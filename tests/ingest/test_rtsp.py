@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import socket
 from collections.abc import AsyncIterator
 
@@ -152,3 +153,27 @@ async def test_nothing_listening_is_an_open_error() -> None:
     with pytest.raises(SourceOpenError):
         await src.open()
     await src.close()
+
+
+@pytest.mark.parametrize("fault", ["stall", "mute"])
+async def test_a_stall_is_caught_within_read_timeout_plus_1_s_and_says_how_long(
+    cam: SimCamera, fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Issue 16: a frozen camera was caught after ~2x read_timeout_s and the log said "no data for
+    # 5.0 s" after 10 s. Now the error and the log give the silence actually measured.
+    read_timeout_s = 1.5
+    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=read_timeout_s)
+    try:
+        await src.open()
+        await _take(src, 5)
+        await cam.fault(fault, seconds=30)
+        with pytest.raises(SourceStalled) as err:
+            async with asyncio.timeout(15):
+                await _take(src, 1000)
+    finally:
+        await src.close()
+    silent = float(re.search(r"no video for ([\d.]+) s", str(err.value)).group(1))  # type: ignore[union-attr]
+    # The silence is measured from the last video packet, which left the camera up to a frame before
+    # the fault: a frame (1/15 s) of slack below, read_timeout_s + 1 s above.
+    assert read_timeout_s - 0.1 <= silent <= read_timeout_s + 1.0, str(err.value)
+    assert any(f"no video for {silent:.1f} s" in r.getMessage() for r in caplog.records), caplog.text

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -316,3 +317,80 @@ async def test_daemon_records_and_relays_a_whip_camera(sim: SimCamera, tmp_path:
             assert time.monotonic() < deadline, "no segment indexed"
             await asyncio.sleep(0.1)
     assert {(s.codec, s.width, s.height) for s in segments} == {("h264", 640, 360)}
+
+
+async def _aiortc_offer(edit: Callable[[str], str]) -> str:
+    """An offer as an aiortc publisher makes it (a=setup:actpass), edited."""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+    from aiortc.mediastreams import VideoStreamTrack
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        return edit(pc.localDescription.sdp)
+    finally:
+        await pc.close()
+
+
+def _only(codec: str) -> Callable[[str], str]:
+    def edit(sdp: str) -> str:
+        keep = []
+        for line in sdp.splitlines():
+            m = re.match(r"a=(rtpmap|fmtp|rtcp-fb):(\d+)", line)
+            if m and codec not in sdp_payload_names(sdp).get(m.group(2), ""):
+                continue
+            keep.append(line)
+        return "\r\n".join(keep) + "\r\n"
+
+    return edit
+
+
+def sdp_payload_names(sdp: str) -> dict[str, str]:
+    return dict(re.findall(r"a=rtpmap:(\d+) ([^/\s]+)/", sdp))
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        # Only H.264 High: aiortc shares no codec with it and raised OperationError -> HTTP 500 (issue 16).
+        (
+            lambda sdp: re.sub(
+                r"profile-level-id=42[0-9a-f]{4}", "profile-level-id=640c1f", _only("H264")(sdp)
+            ),
+            "H.264 High",
+        ),
+        (_only("VP8"), "VP8"),
+    ],
+)
+async def test_offer_the_hub_cannot_take_gets_400_naming_what_it_takes(
+    hub: Hub, edit: Callable[[str], str], named: str
+) -> None:
+    offer = await _aiortc_offer(edit)
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            hub.url("door"),
+            data=offer,
+            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {TOKEN}"},
+        ) as resp:
+            assert resp.status == 400
+            body = await resp.json()
+    assert body["error"] == "unsupported_offer"
+    assert "Constrained Baseline" in body["detail"] and named in body["detail"], body
+    assert hub.ingest.cameras["door"].session is None
+
+
+async def test_answer_to_an_actpass_offer_makes_the_hub_the_dtls_server(hub: Hub) -> None:
+    # RFC 8842 §5.3: the answerer picks; the hub must pick passive (DTLS server) so that peers with
+    # RSA certificates (GStreamer webrtcbin) can complete the handshake (hub/egress/dtls.py).
+    offer = await _aiortc_offer(lambda sdp: sdp)
+    assert "a=setup:actpass" in offer
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            hub.url("door"),
+            data=offer,
+            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {TOKEN}"},
+        ) as resp:
+            assert resp.status == 201
+            answer = await resp.text()
+    assert "a=setup:passive" in answer and "a=setup:active" not in answer

@@ -16,9 +16,18 @@ from hub.ingest.source import CodecParams, MediaPacket
 
 
 def make_h264(
-    path: Path, *, seconds: float = 4.0, fps: int = 15, gop: int = 15, width: int = 320, height: int = 240
+    path: Path,
+    *,
+    seconds: float = 4.0,
+    fps: int = 15,
+    gop: int = 15,
+    width: int = 320,
+    height: int = 240,
+    noise: bool = False,
 ) -> Path:
-    """An MP4 with a moving bar, keyframe every `gop` frames, no B-frames (like a camera)."""
+    """An MP4 with a moving bar, keyframe every `gop` frames, no B-frames (like a camera). With
+    `noise`, every frame is random pixels: about 1 MB/s that no encoder can shrink (big deliveries)."""
+    rng = np.random.default_rng(7)
     frames = round(seconds * fps)
     with av.open(str(path), "w") as out:
         s = out.add_stream("libx264", rate=fps)
@@ -32,7 +41,11 @@ def make_h264(
             "sc_threshold": "0",
         }
         for i in range(frames):
-            img = np.full((height, width, 3), 40, np.uint8)
+            img = (
+                rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+                if noise
+                else np.full((height, width, 3), 40, np.uint8)
+            )
             x = (i * 7) % max(1, width - 16)
             img[:, x : x + 16] = (255, 200, 0)
             img[(i * 3) % height, :] = 255

@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import jws, rfc3339
+from camhub_protocol.keys import HubKey, jwk_thumbprint, okp_public_jwk
 from firmware_sim.fleet import SimFleet
 from hub import config
 from hub.agency_client import Agency
 from hub.agency_client import keygen as agency_keygen
 from hub.api.session import hash_password
-from hub.consent import jws, owner_client, pairing, rfc3339
-from hub.consent.keys import HubKey, jwk_thumbprint, okp_public_jwk
+from hub.consent import owner_client, pairing
 from hub.daemon import StartupError, running_hub
 from hub.events.thumbnails import write_thumbnail
 from hub.record import sealed

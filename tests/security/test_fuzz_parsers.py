@@ -35,11 +35,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from camhub_protocol import httpsig, jws, rfc3339, structured_fields
+from camhub_protocol.errors import ConsentError, JWSError, SignatureError
+from camhub_protocol.keys import HubKey, jwk_thumbprint, okp_public_jwk
 from hub import config as config_mod
-from hub.consent import decisions, httpsig, jws, pairing, rfc3339, structured_fields
+from hub.consent import decisions, pairing
 from hub.consent import requests as consent_requests
-from hub.consent.errors import ConsentError, JWSError, SignatureError
-from hub.consent.keys import HubKey, jwk_thumbprint, okp_public_jwk
 from hub.consent.owners import enroll_first
 from hub.consent.service import ConsentService
 from hub.events.doorbell import SseParser, is_press

@@ -147,7 +147,13 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
     canary = f"CANARY-{secrets.token_hex(16)}".encode()
     (tmp / "canary.txt").write_bytes(canary)  # next to the data dir
     config = write_config(tmp / "camhub.toml", data_dir, free_port())
-    text = config.read_text().replace("[consent]", f"idle_timeout_s = {IDLE_TIMEOUT_S}\n\n[consent]", 1)
+    # Thousands of hostile requests from one client: the per-client rate limit would answer most of
+    # them 429 before any parser ran, so it is opened wide here to reach the parsers
+    # (tests/security/test_floods.py attacks the limit itself).
+    limits = "rate_limit_per_s = 100000\nrate_limit_burst = 1000000\n"
+    text = config.read_text().replace(
+        "[consent]", f"idle_timeout_s = {IDLE_TIMEOUT_S}\n{limits}\n[consent]", 1
+    )
     config.write_text(text)
     daemon = start_daemon(config, tmp / "daemon.log")
     try:

@@ -2,6 +2,11 @@
 
 Never `playwright install`: the browser is /usr/bin/chromium. Screenshots of each main page go to
 docs/screenshots/ (committed docs, kept small).
+
+Accessibility is checked with axe-core (`assert_accessible`), installed from tests/web/package.json
+by `make webdeps` (npm ci). It is evaluated into the page over the DevTools protocol, which the
+page's Content-Security-Policy does not apply to, so the product's CSP stays as strict as shipped.
+A missing axe-core fails the test that needs it: a skipped accessibility check would read as a pass.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from hub import store
 from hub.api.session import hash_password
-from hub.consent.keys import jwk_thumbprint, okp_public_jwk
 from hub.store import consent as consent_q
 from hub.store import events as events_q
 from hub.store import segments as segments_q
@@ -33,6 +38,9 @@ from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
 from tests.web.media import jpeg, write_segments
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+AXE_JS = Path(__file__).resolve().parent / "node_modules" / "axe-core" / "axe.min.js"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PASSWORD = "correct horse battery"
 CHROMIUM_ARGS = [
@@ -216,7 +224,12 @@ def login(page: Any, url: str, password: str = PASSWORD) -> None:
     page.goto(url + "/")
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
-    page.get_by_role("navigation", name="Main").wait_for()
+    logged_in(page)
+
+
+def logged_in(page: Any, timeout: float = 60_000) -> None:
+    """Wait for the app after login or pairing (on a phone the menu stays closed: test the attribute)."""
+    page.wait_for_function("() => !document.getElementById('nav').hidden", timeout=timeout)
 
 
 @pytest.fixture
@@ -272,7 +285,7 @@ def onboard(page: Any, hub: WebHub, password: str = PASSWORD) -> None:
     page.get_by_label("Password for this hub").fill(password)
     page.get_by_label("Password again").fill(password)
     page.get_by_role("button", name="Pair this browser").click()
-    page.get_by_role("navigation", name="Main").wait_for(timeout=15_000)
+    logged_in(page, timeout=15_000)
 
 
 def screenshot(page: Any, name: str, full_page: bool = False) -> None:
@@ -281,3 +294,42 @@ def screenshot(page: Any, name: str, full_page: bool = False) -> None:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=full_page)
     assert path.stat().st_size < 300_000, f"{path} is too large for the docs"
+
+
+def phone_context(browser: Any, **kwargs: Any) -> Any:
+    """A phone-sized context (390x844, touch), like the `phone` fixtures of the tests."""
+    kwargs.setdefault("timezone_id", "UTC")
+    kwargs.setdefault("locale", "en-US")
+    ctx = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, **kwargs)
+    ctx.set_default_timeout(60_000)
+    return ctx
+
+
+def wait_ready(page: Any, route: str) -> None:
+    """Wait until the page for `route` has drawn what it loaded (hub/web/app.js sets data-ready)."""
+    page.locator(f"main[data-ready='{route}']").wait_for()
+
+
+AXE_RUN_JS = """async () => {
+  const r = await axe.run(document, { resultTypes: ["violations"] });
+  return r.violations.map((v) => ({
+    id: v.id, impact: v.impact, help: v.help,
+    nodes: v.nodes.slice(0, 5).map((n) => `${n.target.join(" ")}: ${n.failureSummary.replace(/\\s+/g, " ")}`),
+  }));
+}"""
+
+
+def assert_accessible(page: Any, where: str) -> None:
+    """axe-core finds no violation on the page as it is now, and the page does not scroll sideways."""
+    if not AXE_JS.is_file():
+        pytest.fail(f"axe-core is not installed at {AXE_JS}: run `make webdeps` (npm ci in tests/web)")
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.evaluate(AXE_JS.read_text(encoding="utf-8"))
+    violations = page.evaluate(AXE_RUN_JS)
+    assert not violations, f"{where}: axe-core violations:\n" + "\n".join(
+        f"- {v['id']} ({v['impact']}): {v['help']}\n    " + "\n    ".join(v["nodes"]) for v in violations
+    )
+    overflow = page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"{where}: the page scrolls sideways by {overflow} px"

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from camhub_protocol import jws
+from camhub_protocol.keys import okp_public_jwk
 from hub.agency_client import Agency, AgencyError
-from hub.consent import jws
-from hub.consent.keys import okp_public_jwk
-from tests.web.conftest import onboard, screenshot
+from tests.web.conftest import PASSWORD, onboard, screenshot
 
 READ_KEY_JS = """() => new Promise((resolve, reject) => {
   const open = indexedDB.open("camhub", 1);
@@ -47,8 +47,8 @@ def _utc(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _local_input(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+def _time_input(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%H:%M:%S")
 
 
 def test_onboarding_makes_a_non_extractable_key_and_a_session(make_hub: Any, context: Any) -> None:
@@ -63,6 +63,10 @@ def test_onboarding_makes_a_non_extractable_key_and_a_session(make_hub: Any, con
     page.goto(hub.url + "/#/devices")
     page.get_by_text("This browser is enrolled").wait_for()
     assert page.locator("#devices tbody tr").count() == 1
+    # The only key's Revoke is disabled, and the page says why in words.
+    row = page.locator("#devices tbody tr").first
+    assert row.get_by_role("button", name="Revoke").is_disabled()
+    row.get_by_text("The only device that can approve cannot be revoked").wait_for()
     screenshot(page, "devices")
     # The pairing code is single use: a well-formed enrolment (a real key, so it reaches the code and
     # owner checks instead of a 400 for the key) with the spent code is refused, audited, and enrols
@@ -81,6 +85,20 @@ def test_onboarding_makes_a_non_extractable_key_and_a_session(make_hub: Any, con
     assert page.locator("#devices tbody tr").count() == 1
 
 
+def test_a_failed_pairing_says_why_and_takes_focus(make_hub: Any, context: Any) -> None:
+    hub = make_hub(password=False)
+    page = context.new_page()
+    page.goto(hub.url + "/")
+    page.get_by_label("Pairing code").fill("AAAA-AAAA")
+    page.get_by_label("Password for this hub").fill(PASSWORD)
+    page.get_by_label("Password again").fill(PASSWORD)
+    page.get_by_role("button", name="Pair this browser").click()
+    error = page.locator(".notice.error")
+    error.get_by_text("That pairing code is wrong, already used or expired").wait_for()
+    assert error.evaluate("el => el === document.activeElement")
+    assert "bad_pairing_code" not in error.inner_text()
+
+
 def test_request_approved_narrower_in_the_browser_and_fetched(
     make_hub: Any, context: Any, tmp_path: Path
 ) -> None:
@@ -93,8 +111,8 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     ident = _agency("keygen", str(tmp_path / "agency"))
     page.goto(hub.url + "/#/agencies")
     page.get_by_label("Name").fill("Springfield PD")
-    page.get_by_label("Signing key (JWK)").fill(json.dumps(ident["sig_jwk"]))
-    page.get_by_label("Delivery recipient (age)").fill(ident["recipient"])
+    page.get_by_label("Public signing key").fill(json.dumps(ident["sig_jwk"]))
+    page.get_by_label("Encryption key for deliveries").fill(ident["recipient"])
     page.get_by_role("button", name="Add agency (sign)").click()
     page.locator("#agencies tbody tr").filter(has_text="Springfield PD").wait_for()
     screenshot(page, "agencies")
@@ -110,18 +128,23 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     page.goto(hub.url + "/#/inbox")
     card = page.locator(f"article[data-request-id='{request_id}']")
     card.wait_for()
-    for text in ("Springfield PD", "2026-000123", "Package theft reported", "Your consent", "front-door"):
+    for text in ("Springfield PD", "2026-000123", "Package theft reported", "Your consent", "Front door"):
         assert text in card.inner_text()
-    assert card.locator("video.preview-video").count() == 1  # a preview of what would leave
+    # A preview of what would leave, behind its button (videos load only when asked for).
+    assert card.locator("video.preview-video").count() == 0
+    card.get_by_role("button", name="Preview what would leave").click()
+    assert card.locator("video.preview-video").count() == 1
     page.wait_for_function("() => document.querySelector('video.preview-video').readyState >= 2")
     screenshot(page, "inbox", full_page=True)
 
     # Narrower: 3 s of the first run only.
     start, end = t0 + 1, t0 + 4
-    card.get_by_label("From").fill(_local_input(start))
-    card.get_by_label("To").fill(_local_input(end))
-    card.get_by_text("(3 s; 2 recorded segment(s)").wait_for()  # the summary follows the narrowed range
-    card.get_by_role("button", name="Approve narrower").click()
+    card.get_by_role("button", name="Change what is sent").click()
+    card.get_by_label("From").fill(_time_input(start))
+    card.get_by_label("To").fill(_time_input(end))
+    card.get_by_text("about 3 seconds of recorded video").wait_for()  # the summary follows the narrowed range
+    card.get_by_role("button", name="Approve what is shown").click()
+    page.get_by_role("dialog").get_by_role("button", name="Sign and approve").click()
     page.locator("#inbox-flash").filter(has_text="Approved for Springfield PD (case 2026-000123)").wait_for()
     page.locator("#grants tbody tr").filter(has_text="2026-000123").wait_for(timeout=10_000)
 
@@ -165,19 +188,34 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     row = page.locator("#grants tbody tr").filter(has_text="2026-000123")
     row.get_by_role("button", name="Revoke").click()
     row.wait_for(state="detached", timeout=10_000)
+    flash = page.locator("#inbox-flash").filter(has_text="Revoked the approval for Springfield PD")
+    flash.wait_for()
+    assert flash.evaluate("el => el === document.activeElement")  # focus moves to the result
     # A decline, by click: the agency still only sees "pending" (PROTOCOL §2.2), the owner sees it declined.
     second = _agency(
         "request", "--url", hub.url, "--key", str(tmp_path / "agency"), "--camera", "front-door",
         "--start", _utc(t0), "--end", _utc(t0 + 30), "--case-id", "2026-000124",
         "--reason", "Canvassing the street", "--legal-basis", "consent", "--contact", "Det. J. Rivera",
     )  # fmt: skip
-    page.reload()  # already on #/inbox: load the new request
+    # Waiting, it holds its footage from retention; Settings lists the hold (issue 12).
+    page.goto(hub.url + "/#/settings")
+    hold = page.locator("#holds tbody tr").filter(has_text="Springfield PD")
+    hold.get_by_text("while the request waits").wait_for()
+    assert "Front door" in hold.inner_text()
+    page.goto(hub.url + "/#/inbox")
     card = page.locator(f"article[data-request-id='{second['id']}']")
     card.get_by_role("button", name="Decline").click()
-    page.locator("#inbox-flash").filter(
+    page.get_by_role("dialog").get_by_role("button", name="Sign and decline").click()
+    declined = page.locator("#inbox-flash").filter(
         has_text="Declined the request of Springfield PD (case 2026-000124)"
-    ).wait_for()
-    page.get_by_text("Earlier requests").click()
+    )
+    declined.wait_for()
+    assert declined.evaluate("el => el === document.activeElement")
+    # The decline released the hold.
+    page.goto(hub.url + "/#/settings")
+    page.get_by_text("No agency request is holding footage").wait_for()
+    page.goto(hub.url + "/#/inbox")
+    page.get_by_text("Show earlier requests").click()
     assert "declined" in page.locator(f"article[data-request-id='{second['id']}']").inner_text()
     assert (
         _agency("status", "--url", hub.url, "--key", str(tmp_path / "agency"), "--", second["id"])["status"]

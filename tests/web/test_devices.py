@@ -34,10 +34,10 @@ def test_phone_is_enrolled_by_the_first_device_then_can_sign(make_hub: Any, cont
     mobile.get_by_label("Name for this device").fill("phone")
     mobile.get_by_role("button", name="Make a key and ask to be enrolled").click()
     mobile.get_by_text("waiting for an enrolled device to approve it").wait_for()
-    screenshot(mobile, "phone-devices")
+    screenshot(mobile, "phone-enrol-request")
     # Not enrolled yet: the phone cannot sign, so its inbox says so.
     mobile.goto(hub.url + "/#/inbox")
-    mobile.get_by_text("cannot sign answers").wait_for()
+    mobile.get_by_text("This device can look, but not approve").wait_for()
 
     desktop.goto(hub.url + "/#/devices")
     desktop.get_by_role("button", name="Approve (sign)").click()
@@ -46,10 +46,19 @@ def test_phone_is_enrolled_by_the_first_device_then_can_sign(make_hub: Any, cont
 
     mobile.goto(hub.url + "/#/devices")
     mobile.get_by_text("This browser is enrolled as “phone”").wait_for()
-    # The phone signs: it revokes the desktop's key; the desktop can then no longer sign.
-    mobile.locator("#devices tbody tr").filter(has_text="test browser").get_by_role(
+    # Lineage (issue 12): the phone can never revoke the desktop that enrolled it; the page says why.
+    row = mobile.locator("#devices tbody tr").filter(has_text="with the pairing code")
+    assert row.get_by_role("button", name="Revoke").is_disabled()
+    assert "cannot be revoked" in row.inner_text() or "cannot revoke it" in row.inner_text()
+    # The desktop revokes the phone, after seeing what that takes with it; the phone can then no
+    # longer sign.
+    desktop.goto(hub.url + "/#/devices")
+    desktop.locator("#devices tbody tr").filter(has_text="by test browser").get_by_role(
         "button", name="Revoke"
     ).click()
-    mobile.locator("#devices tbody tr").nth(1).wait_for(state="detached")
-    desktop.goto(hub.url + "/#/inbox")
-    desktop.get_by_text("cannot sign answers").wait_for()
+    dialog = desktop.get_by_role("dialog")
+    dialog.get_by_text("no other device: it enrolled none").wait_for()
+    dialog.get_by_role("button", name="Sign and revoke all of this").click()
+    desktop.locator("#devices tbody tr").nth(1).wait_for(state="detached")
+    mobile.goto(hub.url + "/#/inbox")
+    mobile.get_by_text("This device can look, but not approve").wait_for()

@@ -95,5 +95,9 @@ def test_owner_ui_over_https_in_chromium(make_hub: Any, playwright: Any) -> None
         page.get_by_role("navigation", name="Main").wait_for(timeout=15_000)
         cookie = next(c for c in page.context.cookies() if c["name"] == "__Host-camhub_session")
         assert cookie["secure"] and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        # Settings says the page is on HTTPS (and no "needs HTTPS" warning).
+        page.goto(base + "/#/settings")
+        page.get_by_text("This page is served over HTTPS by the hub's own certificate authority").wait_for()
+        assert page.get_by_text("not using HTTPS").count() == 0
     finally:
         browser.close()

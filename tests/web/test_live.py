@@ -7,6 +7,7 @@ import asyncio
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -15,8 +16,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from camhub_protocol import httpsig
 from hub.agency_client import Agency
-from hub.consent import httpsig
 from hub.egress.whep_client import WhepViewer
 from tests.web.conftest import login, onboard, screenshot
 from tests.web.test_consent_inbox import _agency
@@ -93,6 +94,65 @@ def test_live_view_plays_and_frames_change(make_hub: Any, context: Any, sim_came
     assert deleted.value.status == 200
 
 
+def _fault(sim: dict[str, Any], kind: str, **params: Any) -> None:
+    req = urllib.request.Request(
+        f"{sim['control']}/fault", data=json.dumps({"kind": kind, **params}).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, timeout=10) as res:
+        assert res.status in (200, 202)
+
+
+def test_a_live_tile_says_the_camera_is_offline_and_comes_back(
+    make_hub: Any, context: Any, sim_camera: dict[str, Any]
+) -> None:
+    """Never a black box without words: "Camera offline — retrying" within 5 s, then live again."""
+    hub = _live_hub(make_hub, sim_camera, password=True)
+    page = _open_live_page(context, hub.url)
+    login(page, hub.url)
+    page.goto(hub.url + "/#/live")
+    tile = page.locator(f"article.live-tile[data-camera='{sim_camera['camera']}']")
+    tile.get_by_text("live (started in").wait_for(timeout=30_000)
+    _fault(sim_camera, "reboot", seconds=8)  # connections close; the camera is unreachable for 8 s
+    down = time.monotonic()
+    message = tile.locator(".live-message")
+    message.get_by_text("Camera offline — retrying").wait_for(timeout=30_000)
+    shown_after = time.monotonic() - down
+    assert shown_after <= 5, f"the tile said so {shown_after:.1f} s after the camera went down"
+    # It keeps retrying on its own and plays again once the camera is back.
+    message.wait_for(state="hidden", timeout=60_000)
+    page.wait_for_function(
+        f"""() => {{ const v = document.querySelector("video[data-camera='{sim_camera["camera"]}']");
+                    return v && v.getVideoPlaybackQuality().totalVideoFrames > 0 && !v.paused; }}""",
+        timeout=30_000,
+    )
+
+
+def test_a_live_view_that_does_not_start_says_so_and_offers_retry(
+    make_hub: Any, context: Any, sim_camera: dict[str, Any]
+) -> None:
+    hub = _live_hub(make_hub, sim_camera, password=True)
+    page = _open_live_page(context, hub.url)
+    login(page, hub.url)
+    # The camera is online, but the hub's answer to the WebRTC offer never arrives (a proxy or a
+    # network that swallows it): the request is held, never answered.
+    held: list[Any] = []
+    page.route("**/api/v1/owner/cameras/*/whep", lambda route: held.append(route))
+    page.goto(hub.url + "/#/live")
+    tile = page.locator(f"article.live-tile[data-camera='{sim_camera['camera']}']")
+    tile.get_by_text("connecting").wait_for()
+    started = time.monotonic()
+    tile.get_by_text("The live view did not start within 10 seconds.").wait_for(timeout=40_000)
+    assert 8 <= time.monotonic() - started <= 25
+    retry = tile.get_by_role("button", name="Retry")
+    assert retry.is_visible()
+    # Retry tries again (and, answered this time, plays).
+    page.unroute("**/api/v1/owner/cameras/*/whep")
+    retry.click()
+    tile.get_by_text("live (started in").wait_for(timeout=30_000)
+    assert held, "the offer was never sent"
+
+
 def _signer(client: Agency, keyid: str) -> Any:
     def sign(method: str, url: str, body: bytes, ctype: str | None) -> Mapping[str, str]:
         parts = urlsplit(url)
@@ -139,8 +199,8 @@ def test_revoke_in_the_browser_cuts_an_agency_livestream(
     ident = _agency("keygen", str(tmp_path / "agency"))
     page.goto(hub.url + "/#/agencies")
     page.get_by_label("Name").fill("County Sheriff")
-    page.get_by_label("Signing key (JWK)").fill(json.dumps(ident["sig_jwk"]))
-    page.get_by_label("Delivery recipient (age)").fill(ident["recipient"])
+    page.get_by_label("Public signing key").fill(json.dumps(ident["sig_jwk"]))
+    page.get_by_label("Encryption key for deliveries").fill(ident["recipient"])
     page.get_by_role("button", name="Add agency (sign)").click()
     page.locator("#agencies tbody tr").filter(has_text="County Sheriff").wait_for()
 
@@ -153,6 +213,7 @@ def test_revoke_in_the_browser_cuts_an_agency_livestream(
     page.goto(hub.url + "/#/inbox")
     card = page.locator(f"article[data-request-id='{asked['id']}']")
     card.get_by_role("button", name="Approve as asked").click()
+    page.get_by_role("dialog").get_by_role("button", name="Sign and approve").click()
     page.locator("#grants tbody tr").filter(has_text="2026-000777").wait_for(timeout=10_000)
     status = _agency("status", "--url", hub.url, "--key", key_dir, "--", asked["id"])
     assert status["status"] == "live", status
@@ -179,3 +240,26 @@ def test_revoke_in_the_browser_cuts_an_agency_livestream(
     assert result["last_frame_at"] < clicked + 1.5, result["last_frame_at"] - clicked
     after = _agency("status", "--url", hub.url, "--key", key_dir, "--", asked["id"])
     assert after["status"] == "closed"
+    # The request's history (from the audit log) has the session, its start, end and length, and
+    # says the approval was revoked; the page shows it in words.
+    deadline = time.monotonic() + 15
+    while True:
+        (req,) = [
+            r
+            for r in page.request.get(hub.url + "/api/v1/owner/requests").json()["requests"]
+            if r["id"] == asked["id"]
+        ]
+        history = req["history"]
+        if history["live"] and history["live"][0]["end"]:
+            break
+        assert time.monotonic() < deadline, history
+        time.sleep(0.2)
+    (session,) = history["live"]
+    assert session["camera"] == camera and session["start"]["seq"] < session["end"]["seq"]
+    assert session["end"]["seconds"] >= 0 and session["end"]["reason"]
+    assert history["state"] == "revoked" and history["approvals"][0]["ended"]["how"] == "revoked"
+    page.goto(hub.url + "/#/inbox")
+    page.get_by_text("Show earlier requests").click()
+    card = page.locator(f"article[data-request-id='{asked['id']}']")
+    text = card.locator("details.history").inner_text()
+    assert "Livestream of Front door (sim):" in text and "revoked" in text, text

@@ -36,7 +36,7 @@ def test_add_a_discovered_camera_change_its_retention_and_remove_it(
     page = context.new_page()
     login(page, hub.url)
     page.goto(hub.url + "/#/settings")
-    card = page.locator(f"details.discovered[data-rtsp-url='{bare_url}']")
+    card = page.locator(f"div.discovered[data-rtsp-url='{bare_url}']")
     _reload_until(page, card, "the simulated camera in 'Found on your network'")
 
     # camhub.toml cameras are read-only.
@@ -55,14 +55,18 @@ def test_add_a_discovered_camera_change_its_retention_and_remove_it(
     # Bad input: the hub's validator (the config file's) names the field, and the page marks it.
     form.get_by_label("Keep footage (days)").fill("-2")
     form.get_by_role("button", name="Add camera").click()
-    form.get_by_text(re.compile(r"Not added: bad_setting: retention_days: must be greater than 0")).wait_for()
+    # In words, naming the field by its label (not "bad_setting: retention_days").
+    form.get_by_text(re.compile(r"Not added: Keep footage \(days\): must be greater than 0")).wait_for()
     assert form.get_by_label("Keep footage (days)").get_attribute("aria-invalid") == "true"
     form.get_by_label("Keep footage (days)").fill("5")
     form.get_by_role("button", name="Add camera").click()
     page.get_by_text(f"Camera {sim['camera']} added.").wait_for()
+    # The camera it found is now one the hub pulls: no second "Add" for it.
+    card.get_by_text(f"already added as {sim['camera']}").wait_for()
+    assert card.get_by_role("button", name=f"Add {sim['camera']}").count() == 0
 
     row = page.locator(f"#cameras tr[data-camera='{sim['camera']}']")
-    online = row.locator("td.state .ok")
+    online = row.locator(".state .ok")
     _reload_until(page, online, "the added camera online")
     assert row.get_by_label(f"Keep footage of {sim['camera']} (days)").input_value() == "5"
 
@@ -74,8 +78,8 @@ def test_add_a_discovered_camera_change_its_retention_and_remove_it(
     screenshot(page, "settings", full_page=True)
 
     # And it can be removed again (after a confirmation).
-    page.once("dialog", lambda d: d.accept())
     row.get_by_role("button", name="Remove").click()
+    page.get_by_role("dialog").get_by_role("button", name="Remove camera").click()
     page.get_by_text(f"Camera {sim['camera']} removed.").wait_for()
     assert row.count() == 0
 

@@ -94,3 +94,29 @@ export async function verifyConsistency(first, second, firstHash, secondHash, pa
   }
   return sameBytes(fr, firstHash) && sameBytes(sr, secondHash) && sn === 0;
 }
+
+// RFC 9162 §2.1.3.2: verify that the leaf with hash `leaf` at `index` is in the tree of `size` leaves
+// whose root is `root`, given the inclusion proof `path` (list of 32-byte hashes, leaf to root).
+export async function verifyInclusion(index, size, leaf, path, root) {
+  if (index >= size) return false;
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of path) {
+    if (sn === 0) return false;
+    if (fn & 1 || fn === sn) {
+      r = await nodeHash(p, r);
+      if (!(fn & 1)) {
+        while (!(fn & 1) && fn !== 0) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else {
+      r = await nodeHash(r, p);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  return sn === 0 && sameBytes(r, root);
+}

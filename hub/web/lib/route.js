@@ -8,7 +8,7 @@ export function cameraOptions(cameras, selected) {
   return cameras.map((c) => {
     const opt = document.createElement("option");
     opt.value = c.id;
-    opt.textContent = c.name && c.name !== c.id ? `${c.name} (${c.id})` : c.id;
+    opt.textContent = c.name || c.id;
     if (c.id === selected) opt.selected = true;
     return opt;
   });

@@ -1,120 +1,264 @@
-// The audit log, verified here: the checkpoint's signature (hub key), the RFC 9162 root over every
-// entry, and consistency with the last checkpoint this browser saw (kept in localStorage), so a log
-// that was rolled back or rewritten since the owner's last visit is noticed.
+// The audit log, one page at a time (newest first), verified here rather than trusted:
+//   - the checkpoint is signed by the hub key this browser pinned on first use;
+//   - every entry shown comes with an RFC 9162 inclusion proof against that signed root, checked
+//     here (so the page never needs the whole log, however long it grows);
+//   - the signed root is consistent (RFC 9162 consistency proof) with the last checkpoint this
+//     browser saw (kept in localStorage), so a log that was rolled back or rewritten since the
+//     owner's last visit is noticed.
+// Entries are shown in words ("Town PD downloaded the clip of Front door, …"), each with its exact
+// bytes one click away.
 
 import * as api from "../lib/api.js";
-import { h, replace } from "../lib/dom.js";
+import { unb64, unb64url, utf8 } from "../lib/b64.js";
+import { cardTable, h, replace } from "../lib/dom.js";
 import { thumbprint } from "../lib/keys.js";
-import { b64, leafHash, parseCheckpoint, sameBytes, treeHash, verifyCheckpoint, verifyConsistency } from "../lib/merkle.js";
-import { fmtDateTime } from "../lib/time.js";
-import { unb64, utf8 } from "../lib/b64.js";
+import { leafHash, parseCheckpoint, verifyCheckpoint, verifyConsistency, verifyInclusion } from "../lib/merkle.js";
+import { hashParams } from "../lib/route.js";
+import { fmtDuration, fmtRange, fmtWhen, fromUnix } from "../lib/time.js";
+import { joinNames, shortFingerprint } from "../lib/words.js";
 
 const SEEN_KEY = "camhub.audit.seen";
+const PAGE = 50;
 
-async function loadAll() {
-  const entries = [];
-  let first = null;
-  for (;;) {
-    const page = await api.get(`/api/v1/owner/audit/entries?start=${entries.length}`);
-    first = first || page;
-    entries.push(...page.entries);
-    if (!page.entries.length || entries.length >= page.size) return { ...first, entries };
+const CATEGORIES = [
+  ["", "Everything"],
+  ["request.received,request.rejected,decision.accepted,decision.rejected", "Agency requests and your answers"],
+  ["egress.delivery,egress.delivery.stopped,egress.live.start,egress.live.end,delivery.built", "What left the house"],
+  ["key.enrolled,key.revoked,agency.added,agency.removed,pairing.failed", "Devices and agencies"],
+  ["owner.login,owner.login_failed,owner.password_set", "Logins"],
+  ["hub.started,clock.unsynced,clock.confirmed,clock.rejected,settings.changed,retention.deleted", "Hub, clock, settings and retention"],
+];
+
+// Why an agency call was refused (hub/consent/httpsig.py and requests.py codes), in words.
+const REFUSED = {
+  bad_signature: "its signature did not check out", unknown_key: "the sender is not an agency you added",
+  nonce_replayed: "it was a replay of an earlier call", signature_expired: "its signature had expired",
+  created_in_future: "its signature was dated in the future", signature_missing: "it was not signed",
+  signature_malformed: "its signature was malformed", digest_mismatch: "its body did not match its signature",
+  digest_missing: "its body was not covered by its signature", component_not_covered: "its signature left out parts of the call",
+  validity_too_long: "its signature was valid for too long", clock_unsynced: "the hub's clock was not confirmed",
+  wrong_hub: "it was meant for another hub", invalid_field: "the request was not valid", missing_field: "the request was incomplete",
+  unknown_field: "the request had unknown fields", invalid_json: "the request was not valid JSON", body_too_large: "it was too large",
+};
+
+function payloadOf(jws) {
+  try {
+    return JSON.parse(new TextDecoder().decode(unb64url(jws.split(".")[1])));
+  } catch {
+    return {};
   }
 }
 
-function summarize(data) {
-  const text = JSON.stringify(data);
-  return text.length > 140 ? `${text.slice(0, 140)}…` : text;
-}
-
-// Does the log now extend what this browser saw? Prefer the hub's RFC 9162 consistency proof
-// against the new signed root (O(log n)); where that route is not offered to this page, recompute
-// the old root from the entries. Returns how it was shown, or null when it is not consistent.
-async function consistentWithSeen(seen, cp, leaves) {
-  const seenRoot = unb64(seen.root);
-  if (cp && seen.size > 0 && cp.size >= seen.size) {
-    try {
-      const res = await api.get(`/api/v1/audit/consistency?${api.query({ from: seen.size, to: cp.size })}`);
-      const proof = res.consistency_proof.map(unb64);
-      return (await verifyConsistency(seen.size, cp.size, seenRoot, cp.root, proof)) ? "RFC 9162 consistency proof" : null;
-    } catch (err) {
-      if (!(err instanceof api.ApiError) || err.status === 401) throw err;
-      // Not offered here (e.g. loopback-only): fall through to recomputing from the entries.
+// One entry in words. `n` holds display names the hub sent with the page (agencies, devices, cameras,
+// requests, deliveries); anything unnamed falls back to a short fingerprint.
+function describe(e, n) {
+  const d = e.data || {};
+  const cam = (id) => n.cameras[id] || id;
+  const agencyName = (keyid) => n.agencies[keyid] || `an agency (${shortFingerprint(keyid)})`;
+  const device = (kid) => (n.owner_keys[kid] ? `“${n.owner_keys[kid]}”` : `a device (${shortFingerprint(kid)})`);
+  const actorKey = (e.actor || "").split(":")[1] || "";
+  const req = (rid) => {
+    const r = n.requests[rid];
+    return r ? `${r.agency || "an agency"}${r.case_id ? ` (case ${r.case_id})` : ""}` : "an agency";
+  };
+  const range = (a, b) => (a && b ? fmtRange(new Date(a), new Date(b)) : "");
+  switch (e.type) {
+    case "request.received":
+      return d.kind === "live"
+        ? `${agencyName(actorKey)} asked to watch ${joinNames((d.cameras || []).map(cam))} live, up to ${fmtDuration(d.live_max_seconds || 0)}${d.case_id ? ` (case ${d.case_id})` : ""}`
+        : `${agencyName(actorKey)} asked for ${joinNames((d.cameras || []).map(cam))}, ${range(d.start, d.end)}${d.case_id ? ` (case ${d.case_id})` : ""}`;
+    case "request.rejected":
+      return `A call ${e.actor?.startsWith("agency:") ? `from ${agencyName(actorKey)}` : "from someone unknown"} was refused: ${REFUSED[d.code] || (d.code || "").replace(/_/g, " ")}`;
+    case "decision.accepted": {
+      const by = device(actorKey);
+      const p = d.jws ? payloadOf(d.jws) : {};
+      switch (d.decision) {
+        case "approve":
+          return `You approved ${req(d.request_id)} from ${by}: ${p.scope?.kind === "live" ? `a livestream of ${joinNames((p.scope.cameras || []).map(cam))}` : `${joinNames((p.scope?.cameras || []).map(cam))}, ${range(p.scope?.start, p.scope?.end)}`}`;
+        case "decline": return `You declined the request of ${req(d.request_id)} (from ${by})`;
+        case "revoke": return `You revoked the approval for ${req(d.request_id)} (from ${by})`;
+        case "enroll-key": return `You enrolled a new device${p.subject?.name ? ` “${p.subject.name}”` : ""} (from ${by})`;
+        case "revoke-key": return `You revoked the device ${device(p.subject?.kid)} (from ${by})`;
+        case "add-agency": return `You added the agency ${p.subject?.name || ""} (from ${by})`;
+        case "remove-agency": return `You removed the agency ${agencyName(p.subject?.keyid)} (from ${by})`;
+        case "confirm-time": return `You confirmed the hub's clock (from ${by})`;
+        default: return `You signed: ${d.decision}`;
+      }
     }
+    case "decision.rejected":
+      return `An answer${e.actor?.startsWith("owner:") ? ` from ${device(actorKey)}` : ""} was refused (${(d.code || "").replace(/_/g, " ")})`;
+    case "delivery.built":
+      return `The clip of ${cam(d.camera)} for ${req(d.request_id)} was prepared, ${range(d.clip_start, d.clip_end)}`;
+    case "egress.delivery": {
+      const dl = n.deliveries[d.delivery_id];
+      return `${agencyName(actorKey)} downloaded the clip of ${cam(d.camera)}${dl ? `, ${fmtRange(fromUnix(dl.start), fromUnix(dl.end))}` : ""} (download ${d.fetch})`;
+    }
+    case "egress.delivery.stopped": return `A download by ${agencyName(actorKey)} stopped part-way (${(d.code || "").replace(/_/g, " ")})`;
+    case "egress.live.start": return `${agencyName(actorKey)} started watching ${cam(d.camera)} live`;
+    case "egress.live.end": return `${agencyName(actorKey)} stopped watching ${cam(d.camera)} live after ${d.seconds ? fmtDuration(d.seconds) : "less than a second"}${d.reason ? ` (${String(d.reason).replace(/_/g, " ")})` : ""}`;
+    case "key.enrolled": return `The device “${d.name || shortFingerprint(d.kid)}” was enrolled${d.via === "pairing_code" ? " with the pairing code" : ""}`;
+    case "key.revoked": return `The device ${device(d.kid)} was revoked${d.grants_revoked ? `, and ${d.grants_revoked} approvals it gave with it` : ""}`;
+    case "agency.added": return `The agency ${d.name || agencyName(d.keyid)} was added`;
+    case "agency.removed": return `The agency ${agencyName(d.keyid)} was removed${d.grants_revoked ? `; ${d.grants_revoked} approvals revoked` : ""}${d.requests_closed ? `; ${d.requests_closed} requests closed` : ""}`;
+    case "retention.deleted": return `Old recordings of ${joinNames((d.cameras || []).map(cam))} were deleted by the retention rules (${range(d.from, d.to)})`;
+    case "owner.login": return `You logged in (from ${d.remote || "?"})`;
+    case "owner.login_failed": return `A login failed: ${d.reason === "rate_limited" ? "too many tries" : "wrong password"} (from ${d.remote || "?"})`;
+    case "owner.password_set": return "The owner password was set";
+    case "pairing.failed": return "A wrong pairing code was tried";
+    case "hub.started": return "The hub started";
+    case "clock.unsynced": return "The hub refused an action: its clock was not confirmed";
+    case "clock.confirmed": return "You confirmed the hub's clock";
+    case "clock.rejected": return "A clock confirmation was refused";
+    case "settings.changed":
+      if (d.change === "storage") return "You changed how long footage is kept";
+      if (d.change === "camera.added") return `You added the camera ${cam(d.camera)}`;
+      if (d.change === "camera.edited") return `You changed the camera ${cam(d.camera)}`;
+      if (d.change === "camera.removed") return `You removed the camera ${cam(d.camera)}`;
+      return "You changed a setting";
+    default: return e.type;
   }
-  return b64(await treeHash(leaves, 0, seen.size)) === seen.root ? "recomputed from the entries" : null;
+}
+
+function actorWords(e, n) {
+  const [kind, id] = (e.actor || "").split(/:(.*)/s);
+  if (kind === "owner" && !id) return "you";
+  if (kind === "owner") return n.owner_keys[id] ? `you, on “${n.owner_keys[id]}”` : `you, on device ${shortFingerprint(id)}`;
+  if (kind === "agency") return n.agencies[id] || `agency ${shortFingerprint(id)}`;
+  if (kind === "hub") return "the hub";
+  if (kind === "unauthenticated") return "someone unknown";
+  return e.actor;
 }
 
 export async function render(root, ctx) {
+  const hubId = ctx.session.hub_id;
+  const params = hashParams();
+  const wanted = params.has("seq") && /^\d+$/.test(params.get("seq")) ? Number(params.get("seq")) : null;
   const checks = h("ul", { class: "checks", "aria-live": "polite" });
   const add = (ok, text) => checks.appendChild(h("li", { class: ok ? "ok" : "bad" }, `${ok ? "✓" : "✗"} ${text}`));
-  const filter = h("select", { id: "au-type" }, h("option", { value: "" }, "All types"));
-  const tbody = h("tbody");
+  const filter = h("select", { id: "au-type" }, CATEGORIES.map(([v, t]) => h("option", { value: v }, t)));
+  const list = h("div", { id: "audit-list" });
+  const more = h("button", { type: "button", class: "secondary", hidden: true }, "Show older entries");
+  const counts = h("p", { class: "muted", id: "audit-count" });
   replace(root,
     h("h1", {}, "Audit log"),
-    h("section", { class: "card", "aria-labelledby": "h-verify" }, h("h2", { id: "h-verify" }, "Verified in this browser"), checks),
-    h("section", { class: "card" },
+    h("section", { class: "card", "aria-labelledby": "h-verify" }, h("h2", { id: "h-verify" }, "Checked in this browser"), checks),
+    h("section", { class: "card", "aria-labelledby": "h-entries" },
+      h("h2", { id: "h-entries" }, "What happened, newest first"),
       h("div", { class: "row" }, h("label", { for: "au-type" }, "Show", filter)),
-      h("div", { class: "scroll" }, h("table", { id: "audit" },
-        h("thead", {}, h("tr", {}, ["#", "Time", "Type", "Actor", "Details"].map((t) => h("th", { scope: "col" }, t)))), tbody))));
+      counts, list, h("div", { class: "actions" }, more)));
 
-  const data = await loadAll();
-  const hubId = ctx.session.hub_id;
-  // The key the checkpoint must be signed with is the hub identity this browser pinned (app.js).
-  const keyOk = (await thumbprint(data.hub_public_jwk)) === hubId && localStorage.getItem("camhub.hub_id") === hubId;
-  add(keyOk, keyOk ? `Hub key matches the hub this browser knows (${hubId.slice(0, 16)}…)` : "The hub's key is not the one this browser knows");
-
-  const bytes = data.entries.map((e) => utf8(e));
-  const parsed = data.entries.map((e) => JSON.parse(e));
-  const seqOk = parsed.every((e, i) => e.seq === i);
-  add(seqOk, seqOk ? `${parsed.length} entries, numbered without gaps` : "Entry numbers have gaps or repeats");
-  const leaves = await Promise.all(bytes.map(leafHash));
+  // The first page brings the checkpoint, signed now if the log grew since the last one.
+  const firstQuery = { limit: PAGE, before: wanted === null ? null : wanted + 1 };
+  const first = await api.get(`/api/v1/owner/audit/entries?${api.query(firstQuery)}`);
+  const keyOk = (await thumbprint(first.hub_public_jwk)) === hubId && localStorage.getItem("camhub.hub_id") === hubId;
+  add(keyOk, keyOk ? "The log is signed by the hub this browser knows" : "The hub's key is not the one this browser knows: do not trust this log");
 
   let cp = null;
-  if (!data.checkpoint) {
-    add(false, "The hub has no signed checkpoint yet");
-  } else {
-    try {
-      cp = parseCheckpoint(data.checkpoint);
-      await verifyCheckpoint(cp, data.hub_public_jwk, hubId);
-      add(true, `Checkpoint signed by the hub: ${cp.size} entries`);
-      if (cp.size > leaves.length) throw new Error(`checkpoint covers ${cp.size} entries but the hub returned ${leaves.length}`);
-      const root = await treeHash(leaves, 0, cp.size);
-      const ok = sameBytes(root, cp.root);
-      add(ok, ok ? "The entries hash to the checkpoint's root (RFC 9162)" : "The entries do NOT hash to the signed root: the log was altered");
-    } catch (err) {
-      add(false, `Checkpoint: ${err.message}`);
-      cp = null;
-    }
+  try {
+    cp = parseCheckpoint(first.checkpoint);
+    await verifyCheckpoint(cp, first.hub_public_jwk, hubId);
+    if (cp.size !== first.tree_size) throw new Error(`the checkpoint is for ${cp.size} entries, the page for ${first.tree_size}`);
+    add(true, first.size === cp.size
+      ? `The log has ${cp.size} entries, and the hub's signed checkpoint covers all of them`
+      : `The log has ${first.size} entries; the hub's signed checkpoint covers the first ${cp.size} (the newer ones are in the next checkpoint)`);
+  } catch (err) {
+    add(false, `The checkpoint does not check out: ${err.message}`);
+    cp = null;
   }
 
   // Rollback / fork detection against what this browser saw before.
   const seen = JSON.parse(localStorage.getItem(SEEN_KEY) || "null");
-  if (seen && seen.hub_id === hubId) {
-    if (cp && cp.size < seen.size) {
-      add(false, `ROLLBACK: the log is shorter (${cp.size}) than when this browser last saw it (${seen.size}, ${fmtDateTime(new Date(seen.at))})`);
-    } else if (seen.size > leaves.length) {
-      add(false, `ROLLBACK: only ${leaves.length} entries, but this browser saw ${seen.size}`);
+  const remember = () => localStorage.setItem(SEEN_KEY, JSON.stringify({ hub_id: hubId, size: cp.size, root: cp.rootB64, at: Date.now() }));
+  if (cp && seen && seen.hub_id === hubId) {
+    const when = fmtWhen(new Date(seen.at), { seconds: false });
+    if (cp.size < seen.size) {
+      add(false, `ROLLBACK: the log is shorter (${cp.size} entries) than when this browser last saw it (${seen.size}, ${when})`);
     } else {
-      const how = await consistentWithSeen(seen, cp, leaves);
-      const ok = how !== null;
+      let ok = false;
+      try {
+        const res = await api.get(`/api/v1/audit/consistency?${api.query({ from: seen.size, to: cp.size })}`);
+        ok = await verifyConsistency(seen.size, cp.size, unb64(seen.root), cp.root, res.consistency_proof.map(unb64));
+      } catch (err) {
+        if (err instanceof api.ApiError && err.status === 401) throw err;
+      }
       add(ok, ok
-        ? `Consistent with the checkpoint this browser saw on ${fmtDateTime(new Date(seen.at))} (${seen.size} entries; ${how})`
-        : `FORK: the first ${seen.size} entries differ from what this browser saw on ${fmtDateTime(new Date(seen.at))}`);
-      if (ok && cp) localStorage.setItem(SEEN_KEY, JSON.stringify({ hub_id: hubId, size: cp.size, root: cp.rootB64, at: Date.now() }));
+        ? `Consistent with the checkpoint this browser saw on ${when} (${seen.size} entries; RFC 9162 consistency proof)`
+        : `FORK: the first ${seen.size} entries differ from what this browser saw on ${when}`);
+      if (ok) remember();
     }
   } else if (cp) {
-    add(true, "First visit: this checkpoint is remembered to detect rollback later");
-    localStorage.setItem(SEEN_KEY, JSON.stringify({ hub_id: hubId, size: cp.size, root: cp.rootB64, at: Date.now() }));
+    add(true, "First visit: this checkpoint is remembered to notice a rolled-back log later");
+    remember();
   }
 
-  const types = [...new Set(parsed.map((e) => e.type))].sort();
-  for (const t of types) filter.appendChild(h("option", { value: t }, t));
-  const draw = () => {
-    const rows = parsed.filter((e) => !filter.value || e.type === filter.value).slice(-300).reverse();
-    replace(tbody, rows.map((e) => h("tr", {},
-      h("td", {}, String(e.seq)), h("td", {}, e.time), h("td", {}, h("code", {}, e.type)), h("td", {}, h("code", {}, e.actor.slice(0, 28))), h("td", { class: "mono" }, summarize(e.data)))));
-  };
-  filter.addEventListener("change", draw);
-  draw();
+  const proven = h("li", { class: "ok" });
+  checks.appendChild(proven);
+  let shown = 0;
+  let bad = 0;
+  let nextBefore = null;
+  let category = "";
+
+  async function showPage(page) {
+    const rows = [];
+    for (const item of page.entries) {
+      let ok = false;
+      let e = {};
+      try {
+        e = JSON.parse(item.entry);
+        ok = !!cp && e.seq === item.seq && await verifyInclusion(item.seq, cp.size, await leafHash(utf8(item.entry)), item.inclusion_proof.map(unb64), cp.root);
+      } catch {
+        ok = false;
+      }
+      shown += 1;
+      if (!ok) bad += 1;
+      const raw = h("details", { class: "raw-details", open: item.seq === wanted || undefined },
+        h("summary", {}, "Raw entry"), h("pre", { class: "raw-entry" }, item.entry));
+      rows.push({
+        attrs: { dataset: { seq: String(item.seq) }, class: item.seq === wanted ? "highlight" : null, id: `seq-${item.seq}` },
+        cells: [
+          String(item.seq),
+          e.time ? fmtWhen(new Date(e.time)) : "—",
+          h("span", {}, h("span", { class: "audit-what" }, describe(e, page.names)), ok ? null : h("strong", { class: "bad" }, " ✗ not in the signed log")),
+          actorWords(e, page.names),
+          raw,
+        ],
+      });
+    }
+    const table = list.querySelector("table");
+    const made = cardTable({ id: "audit" }, ["#", "When", "What happened", "Who", "Raw"], rows);
+    if (table) for (const tr of [...made.tBodies[0].rows]) table.tBodies[0].appendChild(tr);
+    else list.appendChild(made);
+    nextBefore = page.next_before;
+    more.hidden = nextBefore === null;
+    proven.className = bad ? "bad" : "ok";
+    proven.textContent = bad
+      ? `✗ ${bad} of the ${shown} entries shown are NOT in the signed log: the log was altered`
+      : `✓ Each of the ${shown} entries shown is in the signed log (RFC 9162 inclusion proofs)`;
+    counts.textContent = shown
+      ? `Showing ${shown} ${category ? "matching " : ""}entries, the newest first.${nextBefore === null ? " That is all of them." : ""}`
+      : "No entries match.";
+  }
+
+  async function load(before) {
+    const page = await api.get(`/api/v1/owner/audit/entries?${api.query({ limit: PAGE, before, size: cp?.size ?? first.tree_size, types: category })}`);
+    await showPage(page);
+  }
+
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try {
+      await load(nextBefore);
+    } finally {
+      more.disabled = false;
+    }
+  });
+  filter.addEventListener("change", async () => {
+    category = filter.value;
+    replace(list);
+    shown = 0;
+    bad = 0;
+    await load(null);
+  });
+  await showPage(first);
+  if (wanted !== null) document.getElementById(`seq-${wanted}`)?.scrollIntoView({ block: "center" });
 }

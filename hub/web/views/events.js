@@ -3,11 +3,12 @@
 import * as api from "../lib/api.js";
 import { h, notice, replace } from "../lib/dom.js";
 import { allCameras, cameraOptions, hashParams } from "../lib/route.js";
-import { fmtDateTime, fmtDuration, fromUnix, localDay } from "../lib/time.js";
+import { fmtDuration, fmtWhen, fromUnix, localDay } from "../lib/time.js";
 
 export async function render(root) {
   const params = hashParams();
   const cameras = allCameras(await api.get("/api/v1/owner/cameras"));
+  const cam = (id) => cameras.find((c) => c.id === id)?.name || id;
   const camSel = h("select", { id: "ev-camera" }, h("option", { value: "" }, "All cameras"), cameraOptions(cameras, params.get("camera")));
   const kindSel = h("select", { id: "ev-kind" },
     h("option", { value: "" }, "All kinds"), h("option", { value: "motion" }, "Motion"), h("option", { value: "press" }, "Doorbell press"));
@@ -25,17 +26,20 @@ export async function render(root) {
       return;
     }
     replace(list, events.map((e) => {
-      const when = fromUnix(e.start_at);
-      const dur = e.end_at ? fmtDuration(e.end_at - e.start_at) : "ongoing";
+      const when = fmtWhen(fromUnix(e.start_at));
+      const what = e.kind === "press" ? "Doorbell press" : "Motion";
+      // A press is a moment; motion lasts (or is still going on).
+      const length = e.kind === "press" ? "" : e.end_at ? ` · lasted ${fmtDuration(e.end_at - e.start_at)}` : " · still going on";
       // Play from the event's footage range (the camera's configured pre-roll before it starts).
       const href = `#/timeline?${new URLSearchParams({ camera: e.camera_id, t: String(Math.floor(e.footage.start)) })}`;
       return h("article", { class: "card event-card" },
-        h("a", { href, "aria-label": `${e.kind} on ${e.camera_id} at ${fmtDateTime(when)}; play` },
+        h("a", { href },
+          h("span", { class: "visually-hidden" }, `Play the ${what.toLowerCase()}: `),
           e.has_thumbnail
-            ? h("img", { class: "thumb", src: `/api/v1/owner/events/${encodeURIComponent(e.id)}.jpg`, alt: `${e.kind} on ${e.camera_id}`, loading: "lazy" })
+            ? h("img", { class: "thumb", src: `/api/v1/owner/events/${encodeURIComponent(e.id)}.jpg`, alt: "", loading: "lazy" })
             : h("div", { class: "thumb muted" }, "no picture"),
-          h("p", {}, h("span", { class: `pill ${e.kind}` }, e.kind === "press" ? "doorbell" : "motion"), " ", e.camera_id),
-          h("p", { class: "muted" }, `${fmtDateTime(when)} · ${dur}`),
+          h("p", {}, h("span", { class: `pill ${e.kind}` }, e.kind === "press" ? "doorbell" : "motion"), " ", cam(e.camera_id)),
+          h("p", { class: "muted" }, `${when}${length}`),
         ),
       );
     }));

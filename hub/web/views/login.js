@@ -2,6 +2,7 @@
 
 import * as api from "../lib/api.js";
 import { h, notice, replace } from "../lib/dom.js";
+import { sentence } from "../lib/words.js";
 import { ownerKey } from "../lib/keys.js";
 
 export async function render(root, ctx) {
@@ -18,9 +19,7 @@ export async function render(root, ctx) {
       await api.post("/api/v1/session/login", { password: form.elements.password.value });
       await ctx.onAuthenticated();
     } catch (err) {
-      const text =
-        err.code === "rate_limited" ? `Too many tries. ${err.detail}` :
-        err.code === "bad_password" ? "Wrong password." : err.message;
+      const text = err.code === "rate_limited" ? `Too many tries. ${err.detail}` : sentence(err);
       replace(status, notice(text, "error"));
       form.elements.password.select();
     }

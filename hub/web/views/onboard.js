@@ -2,9 +2,10 @@
 // Also: setting a new password from a browser whose key is already enrolled.
 
 import * as api from "../lib/api.js";
-import { h, notice, replace } from "../lib/dom.js";
+import { focusResult, h, notice, replace } from "../lib/dom.js";
 import { createOwnerKey, markEnrolled, ownerKey, randomJti, signJws } from "../lib/keys.js";
 import { rfc3339 } from "../lib/time.js";
+import { sentence } from "../lib/words.js";
 
 const MIN_PASSWORD = 10;
 
@@ -65,7 +66,9 @@ export async function render(root, ctx) {
         await setPassword(session, pw);
         await ctx.onAuthenticated();
       } catch (err) {
-        replace(status, notice(err.message, "error"));
+        const msg = notice(sentence(err), "error");
+        replace(status, msg);
+        focusResult(msg);
       }
     });
     replace(root, h("section", { class: "card narrow" }, h("h1", {}, "Set the owner password"), form));
@@ -73,7 +76,7 @@ export async function render(root, ctx) {
   }
 
   const form = h("form", { class: "stack", novalidate: true },
-    h("p", {}, "Welcome. The hub printed a one-time pairing code on its console when it started (or run ", h("code", {}, "camhub pair"), ")."),
+    h("p", {}, "Welcome. When the hub started it showed a one-time pairing code in a box on its console (or in its log). If it has expired, run ", h("code", {}, "camhub pair"), " on the hub for a new one."),
     h("label", { for: "pairing" }, "Pairing code"),
     h("input", { id: "pairing", name: "pairing", autocomplete: "one-time-code", inputmode: "text", placeholder: "XXXX-XXXX", required: true, pattern: "[0-9A-Za-z]{4}-?[0-9A-Za-z]{4}" }),
     h("label", { for: "devname" }, "Name for this device"),
@@ -105,8 +108,9 @@ export async function render(root, ctx) {
       await setPassword(session, pw);
       await ctx.onAuthenticated();
     } catch (err) {
-      const text = err.code === "bad_pairing_code" ? "That pairing code is wrong, used or expired." : err.message;
-      replace(status, notice(text, "error"));
+      const msg = notice(sentence(err), "error");
+      replace(status, msg);
+      focusResult(msg);
       button.disabled = false;
     }
   });

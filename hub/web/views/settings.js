@@ -5,8 +5,11 @@
 
 import * as api from "../lib/api.js";
 import { confirmClock, signingKey } from "../lib/decide.js";
-import { h, notice, replace } from "../lib/dom.js";
-import { fmtBytes, fmtUnix } from "../lib/time.js";
+import { cardTable, confirmDialog, focusResult, h, notice, replace } from "../lib/dom.js";
+import { fmtBytes, fmtRange, fmtUnix } from "../lib/time.js";
+import { cameraProblem, details, sentence } from "../lib/words.js";
+
+const RETRY_MAX_S = 30; // hub/ingest/camera.py MAX_BACKOFF_S: the longest wait between reconnects
 
 function tomlString(s) {
   return JSON.stringify(String(s)); // a TOML basic string is JSON-compatible for these characters
@@ -29,7 +32,9 @@ function clockSection(s, hubId, canSign, reload) {
       await confirmClock(hubId);
       reload();
     } catch (err) {
-      replace(status, notice(err.code === "clock_mismatch" ? `The hub's clock is wrong: ${err.detail}. Fix it (e.g. enable NTP) and confirm again.` : err.message, "error"));
+      const msg = notice(err.code === "clock_mismatch" ? `The hub's clock is wrong: ${err.detail}. Fix it (e.g. enable NTP) and confirm again.` : sentence(err), "error");
+      replace(status, msg);
+      focusResult(msg);
       button.disabled = !canSign;
     }
   } }, "Confirm the hub's clock (sign)");
@@ -52,7 +57,9 @@ function showError(form, status, err, verb) {
     input.setAttribute("aria-invalid", "true");
     input.focus();
   }
-  replace(status, notice(`Not ${verb}: ${err.message}`, "error"));
+  const msg = notice(`Not ${verb}: ${sentence(err)}`, "error");
+  replace(status, msg);
+  if (!(input instanceof HTMLElement)) focusResult(msg);
 }
 
 function numberOrNull(value) {
@@ -109,9 +116,20 @@ function prefill(form, d) {
   f.username.focus();
 }
 
+// A camera's state in words; the hub's raw error text stays under "Technical details".
+function cameraState(c) {
+  if (!c.status) return h("span", { class: "muted" }, "no news from it yet");
+  if (c.status.online) return h("span", { class: "ok" }, `Online — last picture ${fmtUnix(c.status.last_frame_at, { seconds: true })}`);
+  const problem = cameraProblem(c.status.last_error) || "The camera cannot be reached";
+  return h("span", {},
+    h("span", { class: "bad" }, `Offline — ${problem}${/[.?!]$/.test(problem) ? "" : "."}`),
+    ` camhub keeps retrying (at least every ${RETRY_MAX_S} s).`,
+    c.status.last_error ? details(h("p", {}, h("code", {}, c.status.last_error)), h("p", {}, `Reconnects so far: ${c.status.reconnect_count}`)) : null);
+}
+
 function cameraRow(c, storage, reload) {
   const editable = c.configured_in === "settings";
-  const st = h("span", { "aria-live": "polite" });
+  const st = h("span", { class: "status" });
   let keep = `${c.retention_days} days`;
   if (editable) {
     const input = h("input", { type: "number", min: "0.01", step: "any", name: "retention_days", value: c.own_retention_days ?? "", placeholder: `${storage.max_age_days}`, "aria-label": `Keep footage of ${c.name} (days)`, class: "days" });
@@ -123,28 +141,46 @@ function cameraRow(c, storage, reload) {
       } catch (err) {
         showError(ev.target, st, err, "saved");
       }
-    } }, input, h("span", {}, "days"), h("button", { type: "submit", class: "secondary" }, "Save"));
+    } }, input, h("span", {}, "days"), h("button", { type: "submit", class: "secondary", "aria-label": `Save how long to keep footage of ${c.name}` }, "Save"));
   }
   const remove = editable
-    ? h("button", { type: "button", class: "danger", onclick: async () => {
-        if (!confirm(`Remove camera ${c.name}? Its recordings stay until retention deletes them.`)) return;
+    ? h("button", { type: "button", class: "danger", "aria-label": `Remove ${c.name}`, onclick: async () => {
+        const ok = await confirmDialog({
+          title: `Remove the camera ${c.name}?`,
+          body: h("p", {}, "The hub stops recording it. Its recordings stay until the retention rules delete them."),
+          confirm: "Remove camera", danger: true,
+        });
+        if (!ok) return;
         try {
           await api.del(`/api/v1/owner/settings/cameras/${encodeURIComponent(c.id)}`);
           reload(`Camera ${c.id} removed.`);
         } catch (err) {
-          replace(st, notice(err.message, "error"));
+          const msg = notice(sentence(err), "error");
+          replace(st, msg);
+          focusResult(msg);
         }
       } }, "Remove")
     : null;
-  return h("tr", { dataset: { camera: c.id } },
-    h("td", {}, h("strong", {}, c.name), " ", h("code", {}, c.id)),
-    h("td", {}, c.source === "whip" ? "pushes (WHIP)" : "RTSP"),
-    h("td", {}, c.record ? "on" : "off"),
-    h("td", {}, keep),
-    h("td", { class: "state" }, c.status
-      ? h("span", { class: c.status.online ? "ok" : "bad" }, c.status.online ? `online, last frame ${fmtUnix(c.status.last_frame_at)}` : `offline${c.status.last_error ? `: ${c.status.last_error}` : ""}`)
-      : h("span", { class: "muted" }, "no status yet")),
-    h("td", {}, editable ? h("span", {}, "this page ", remove, " ", st) : h("span", { class: "muted" }, "camhub.toml (read-only)")));
+  return {
+    attrs: { dataset: { camera: c.id } },
+    cells: [
+      h("span", {}, h("strong", {}, c.name), c.name === c.id ? null : h("span", { class: "muted" }, ` (${c.id})`)),
+      h("span", { class: "state" }, cameraState(c)),
+      c.record ? "on" : "off",
+      keep,
+      c.source === "whip" ? "it sends to the hub (WHIP)" : "the hub fetches it (RTSP)",
+      editable ? h("span", {}, "this page ", remove, " ", st) : h("span", { class: "muted" }, "camhub.toml (read-only)"),
+    ],
+  };
+}
+
+// The hub's outbound link to a camhub-relay (PROTOCOL §7): one line, whatever its state.
+function relayState(relay) {
+  if (!relay) return "not configured (agencies reach the hub only on this network)";
+  const area = relay.area ? `, area ${relay.area}` : "";
+  if (relay.state === "connected") return `connected: agencies reach this hub at ${relay.url}${area}`;
+  const why = relay.detail ? ` (${relay.detail})` : "";
+  return `${relay.state === "connecting" ? "connecting" : "retrying"} to the relay${why}; the hub works as usual meanwhile`;
 }
 
 function storageForm(s, reload) {
@@ -170,48 +206,83 @@ function storageForm(s, reload) {
   return form;
 }
 
+// What to say about HTTPS here: loopback (the hub's own screen) is a secure context without it; any
+// other address over plain HTTP cannot make or use a signing key.
+function httpsText(s) {
+  const loopback = ["127.0.0.1", "localhost", "[::1]", "::1"].includes(location.hostname) || location.hostname.endsWith(".localhost");
+  if (location.protocol === "https:") return notice("This page is served over HTTPS by the hub's own certificate authority.", "ok");
+  if (loopback) {
+    return notice(`You are on the hub itself (${location.hostname}), which browsers treat as secure: signing works here without HTTPS. From your other devices, open the hub over HTTPS${s.https_port ? ` (port ${s.https_port})` : ""} after installing its certificate authority below.`);
+  }
+  return notice(`This page is not using HTTPS, so this device cannot sign approvals here. Open the hub at https://${location.hostname}${s.https_port ? `:${s.https_port}` : ""}/ after installing its certificate authority below.`, "warn");
+}
+
+// What retention keeps for agencies (GET /api/v1/owner/holds, PROTOCOL §2.1): a waiting request
+// holds its range until its answer-by date, never longer; declining it in the inbox releases it.
+function holdsSection(holds, names) {
+  const rows = holds.map((x) => ({
+    cells: [
+      x.agency_name || "an agency no longer trusted",
+      x.cameras.map((c) => names[c] || c).join(", "),
+      fmtRange(new Date(x.start * 1000), new Date(x.end * 1000), { seconds: false }),
+      x.reason === "pending_request"
+        ? h("span", {}, `until ${fmtUnix(x.until, { seconds: false })} while the request waits — `, h("a", { href: "#/inbox" }, "decline it to release"))
+        : `until ${fmtUnix(x.until, { seconds: false })}: you approved it`,
+    ],
+  }));
+  return h("section", { class: "card", "aria-labelledby": "h-holds" },
+    h("h2", { id: "h-holds" }, `Footage kept for agencies (${holds.length})`),
+    holds.length
+      ? cardTable({ id: "holds" }, ["Agency", "Cameras", "Footage", "Kept"], rows)
+      : h("p", { class: "muted" }, "No agency request is holding footage: it is deleted on the usual schedule."));
+}
+
 export async function render(root, ctx, message = null) {
-  const [s, cams, devs] = await Promise.all([api.get("/api/v1/owner/settings"), api.get("/api/v1/owner/cameras"), api.get("/api/v1/owner/devices")]);
+  const [s, cams, devs, held] = await Promise.all([api.get("/api/v1/owner/settings"), api.get("/api/v1/owner/cameras"), api.get("/api/v1/owner/devices"), api.get("/api/v1/owner/holds")]);
   const { key, enrolled } = await signingKey(devs.keys.map((k) => k.kid));
-  const secure = location.protocol === "https:";
   const reload = (msg) => render(root, ctx, msg);
   const addForm = addCameraForm(reload);
+  const flash = message ? notice(message, "ok") : null;
+  const names = Object.fromEntries(cams.cameras.map((c) => [c.id, c.name]));
   replace(root,
     h("h1", {}, "Settings"),
-    message ? notice(message, "ok") : null,
+    flash,
     clockSection(s, ctx.session.hub_id, !!key && enrolled, () => render(root, ctx)),
-    h("section", { class: "card" },
-      h("h2", {}, "Cameras"),
-      h("div", { class: "scroll" }, h("table", { id: "cameras" },
-        h("thead", {}, h("tr", {}, ["Camera", "Source", "Recording", "Keep footage", "State", "Configured in"].map((t) => h("th", { scope: "col" }, t)))),
-        h("tbody", {}, cams.cameras.map((c) => cameraRow(c, s.storage, reload))))),
-      h("p", { class: "muted" }, "Cameras in the hub's configuration file (camhub.toml) are changed there, where they can be reviewed and backed up; `camhub check-config` validates it.")),
-    h("section", { class: "card" },
-      h("h2", {}, `Found on your network (${cams.discovered.length})`),
+    h("section", { class: "card", "aria-labelledby": "h-cameras" },
+      h("h2", { id: "h-cameras" }, "Cameras"),
+      cardTable({ id: "cameras" }, ["Camera", "State", "Recording", "Keep footage", "Video", "Managed in"], cams.cameras.map((c) => cameraRow(c, s.storage, reload))),
+      h("p", { class: "muted" }, "Cameras in the hub's configuration file (camhub.toml) are changed there, where they can be reviewed and backed up; “camhub check-config” checks it.")),
+    h("section", { class: "card", "aria-labelledby": "h-found" },
+      h("h2", { id: "h-found" }, `Found on your network (${cams.discovered.length})`),
       cams.discovered.length
-        ? cams.discovered.map((d) => h("details", { class: "discovered", dataset: { uid: d.uid, rtspUrl: d.rtsp_url } },
-            h("summary", {}, `${d.instance}${d.model ? ` (${d.model})` : ""} — ${d.addresses.join(", ")} `,
-              h("button", { type: "button", onclick: (ev) => { ev.preventDefault(); prefill(addForm, d); } }, `Add ${d.instance}`)),
-            h("p", {}, "Or append this to camhub.toml and restart the hub:"),
-            h("textarea", { readonly: true, rows: 6, "aria-label": `Configuration for ${d.instance}` }, snippet(d))))
-        : h("p", { class: "muted" }, "No cameras announce themselves over mDNS right now (or discovery is off).")),
+        ? cams.discovered.map((d) => h("div", { class: "discovered", dataset: { uid: d.uid, rtspUrl: d.rtsp_url } },
+            h("p", {}, h("strong", {}, d.instance), `${d.model ? ` (${d.model})` : ""} — ${d.addresses.join(", ")} `,
+              d.added_as
+                ? h("span", { class: "muted" }, `already added as ${names[d.added_as] || d.added_as}`)
+                : h("button", { type: "button", onclick: () => prefill(addForm, d) }, `Add ${d.instance}`)),
+            d.added_as ? null : h("details", {},
+              h("summary", {}, "Or add it to camhub.toml instead"),
+              h("p", {}, "Append this to camhub.toml and restart the hub:"),
+              h("textarea", { readonly: true, rows: 6, "aria-label": `Configuration for ${d.instance}` }, snippet(d)))))
+        : h("p", { class: "muted" }, "No cameras announce themselves on your network right now (or discovery is off).")),
     addForm,
-    h("section", { class: "card" },
-      h("h2", {}, "Storage and consent"),
+    h("section", { class: "card", "aria-labelledby": "h-storage" },
+      h("h2", { id: "h-storage" }, "Storage and consent"),
       storageForm(s, reload),
       h("dl", { class: "facts" },
-        h("dt", {}, "Segment length"), h("dd", {}, `${s.storage.segment_seconds} s`),
+        h("dt", {}, "Recordings are saved in pieces of"), h("dd", {}, `${s.storage.segment_seconds} s`),
         h("dt", {}, "Keep footage"), h("dd", {}, `${s.storage.max_age_days} days (unless an agency request holds it)`),
         h("dt", {}, "Disk quota"), h("dd", {}, s.storage.quota_bytes ? fmtBytes(s.storage.quota_bytes) : "none"),
         h("dt", {}, "Keep free"), h("dd", {}, `${s.storage.min_free_percent} % of the disk`),
         h("dt", {}, "Agencies must hear back within"), h("dd", {}, `${s.consent.respond_by_days} days`),
         h("dt", {}, "Default downloads per approval"), h("dd", {}, String(s.consent.max_fetches)),
-        h("dt", {}, "Clock"), h("dd", { id: "clock-state" }, s.consent.trust_system_clock ? "trusted (battery-backed clock)" : s.clock_synced ? "synchronised or confirmed for this boot" : "NOT confirmed: consent decisions are refused"))),
-    h("section", { class: "card" },
-      h("h2", {}, "HTTPS on your network"),
-      h("p", {}, secure
-        ? "This page is served over HTTPS by the hub's own certificate authority."
-        : "This page is not using HTTPS. On your network, open the hub at https://<name>.local (its signing features need HTTPS)."),
+        h("dt", {}, "Clock"), h("dd", { id: "clock-state" }, s.consent.trust_system_clock ? "trusted (battery-backed clock)" : s.clock_synced ? "synchronised or confirmed for this boot" : "NOT confirmed: consent decisions are refused"),
+        h("dt", {}, "Relay"), h("dd", { id: "relay-state" }, relayState(s.relay)))),
+    holdsSection(held.holds, names),
+    h("section", { class: "card", "aria-labelledby": "h-https" },
+      h("h2", { id: "h-https" }, "HTTPS on your network"),
+      httpsText(s),
       h("p", {}, "Install the hub's certificate authority once on each device. Before trusting it, compare its SHA-256 fingerprint with the one the hub printed on its console."),
-      h("p", {}, h("a", { href: "/ca.crt", download: "camhub-ca.crt" }, "Download the CA certificate"), s.https_port ? ` (HTTPS port ${s.https_port})` : " (HTTPS is off on this hub)")));
+      h("p", {}, h("a", { href: "/ca.crt", download: "camhub-ca.crt" }, "Download the certificate authority"), s.https_port ? ` (HTTPS port ${s.https_port})` : " (HTTPS is off on this hub)")));
+  if (flash) focusResult(flash);
 }

@@ -5,9 +5,11 @@
 import * as api from "../lib/api.js";
 import { h, notice, replace } from "../lib/dom.js";
 import { allCameras, cameraOptions, hashParams } from "../lib/route.js";
-import { dayBounds, fmtDateTime, fmtTime, fromUnix, localDay } from "../lib/time.js";
+import { dayBounds, fmtDuration, fmtTime, fmtWhen, fromUnix, localDay, zoneName } from "../lib/time.js";
 
 const MERGE_S = 1.0; // segments closer than this draw as one span
+// Close-up labels: hour and minute only, so five of them fit on a phone.
+const fmtClockShort = (date) => date.toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" });
 
 export async function render(root) {
   const params = hashParams();
@@ -20,7 +22,8 @@ export async function render(root) {
   const t0 = params.has("t") ? Number(params.get("t")) : null;
   const camSel = h("select", { id: "tl-camera" }, cameraOptions(cameras, params.get("camera") || cameras[0].id));
   const dayInput = h("input", { id: "tl-day", type: "date", value: localDay(t0 ? fromUnix(t0) : new Date()) });
-  const bar = h("div", { class: "daybar", role: "slider", tabindex: "0", "aria-label": "Time of day; click or use arrow keys to play", "aria-valuemin": "0", "aria-valuemax": "86400" });
+  // A slider needs a value from the start (ARIA 1.2 requires aria-valuenow): the start of the day.
+  const bar = h("div", { class: "daybar", role: "slider", tabindex: "0", "aria-label": "Time of day; click or use the arrow keys to play", "aria-valuemin": "0", "aria-valuemax": "86400", "aria-valuenow": "0", "aria-valuetext": "nothing playing yet" });
   const cursor = h("div", { class: "cursor", hidden: true });
   // A one-hour close-up around the moment being watched: a day bar is too coarse to hit a 4 s segment.
   const zoom = h("div", { class: "daybar zoom", id: "tl-zoom", "aria-label": "The hour around the selected time; click to play" });
@@ -104,14 +107,14 @@ export async function render(root) {
     zoom.dataset.start = String(lo);
     zoom.dataset.end = String(lo + hour);
     drawBar(zoom, zoomBounds, zoomCursor);
-    replace(zoomLabels, [0, 15, 30, 45, 60].map((m) => h("span", {}, fmtTime(fromUnix(lo + m * 60)).replace(/:00$/, ""))));
+    replace(zoomLabels, [0, 15, 30, 45, 60].map((m) => h("span", {}, fmtClockShort(fromUnix(lo + m * 60)))));
   }
 
   function draw() {
     drawBar(bar, bounds, cursor);
     const all = spans();
     const recorded = all.reduce((n, s) => n + (Math.min(s.end, bounds[1]) - Math.max(s.start, bounds[0])), 0);
-    summary.textContent = `${data.segments.length} segments, ${(recorded / 60).toFixed(1)} min recorded, ${data.gaps.length} gaps, ${data.events.length} events.`;
+    summary.textContent = `${fmtDuration(recorded)} recorded this day, ${data.gaps.length} ${data.gaps.length === 1 ? "gap" : "gaps"}, ${data.events.length} ${data.events.length === 1 ? "event" : "events"}. Times are ${zoneName(fromUnix(bounds[0]))}.`;
     const last = data.segments.at(-1);
     focusZoom(t0 && t0 >= bounds[0] && t0 < bounds[1] ? t0 : last ? last.start : (bounds[0] + bounds[1]) / 2);
   }
@@ -140,13 +143,13 @@ export async function render(root) {
       video.play().catch(() => {});
     };
     video.addEventListener("loadedmetadata", start, { once: true });
-    nowPlaying.textContent = `Playing ${camSel.value} from ${fmtDateTime(fromUnix(seg.start + offset))}`;
+    nowPlaying.textContent = `Playing ${camSel.selectedOptions[0]?.textContent || camSel.value} from ${fmtWhen(fromUnix(seg.start + offset))}`;
   }
 
   function playAt(t) {
     const i = segmentAt(t);
     if (i < 0) {
-      nowPlaying.textContent = `No footage at or after ${fmtTime(fromUnix(t))}.`;
+      nowPlaying.textContent = `No recording at or after ${fmtWhen(fromUnix(t))}.`;
       return;
     }
     play(i, Math.max(0, t - data.segments[i].start));

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +23,23 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def b64url_decode(text: str) -> bytes:
-    """Strict inverse of `b64url`: rejects padding and characters outside the alphabet."""
-    if not isinstance(text, str) or "=" in text or any(c in text for c in "+/ \n\r\t"):
+    """Strict inverse of `b64url`: exactly one string decodes to given bytes.
+
+    The stdlib decoder skips characters outside the alphabet and ignores the unused low bits of the
+    last character, so `x + "!!"` or `x` with other trailing bits would decode to the same key under
+    a different JWK thumbprint (an alias kid that survives revoking the visible one: issue 12). Only
+    the canonical unpadded spelling (RFC 4648 §3.5, §5) is accepted.
+    """
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("not unpadded base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(raw) != text:
+        raise ValueError("not the canonical base64url encoding (non-zero trailing bits)")
+    return raw
 
 
 def okp_public_jwk(key: Ed25519PublicKey) -> dict[str, str]:
@@ -50,9 +63,10 @@ def public_key_from_jwk(jwk: dict[str, str]) -> Ed25519PublicKey:
     if not isinstance(jwk, dict) or "d" in jwk:
         raise ValueError("expected a public OKP JWK")
     jwk_thumbprint(jwk)  # validates kty/crv/x
+    # 32 bytes are exactly 43 unpadded characters; checked first so nothing long is decoded.
+    if len(jwk["x"]) != 43:
+        raise ValueError("x must be the unpadded base64url of exactly 32 bytes (43 characters)")
     raw = b64url_decode(jwk["x"])
-    if len(raw) != 32:
-        raise ValueError("Ed25519 public key must be 32 bytes")
     return Ed25519PublicKey.from_public_bytes(raw)
 
 

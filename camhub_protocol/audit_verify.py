@@ -4,8 +4,8 @@ Deliberately imports nothing from `hub` and nothing outside the standard library
 `cryptography`: the owner (or a court, or an agency holding an `audit-proof.json`) must be able to
 check the log with a copy of this one file, without trusting or even installing the hub that wrote
 it. So the few pieces it needs are copied here rather than imported: RFC 9162 hashing and proof
-verification (`hub/consent/merkle.py`), C2SP signed-note checking (`hub/consent/checkpoint.py`), the
-RFC 7638 thumbprint (`hub/consent/keys.py`) and an RFC 8785 check (entries carry no floats, and for
+verification (`camhub_protocol/merkle.py`), C2SP signed-note checking (`camhub_protocol/checkpoint.py`), the
+RFC 7638 thumbprint (`camhub_protocol/keys.py`) and an RFC 8785 check (entries carry no floats, and for
 the other JSON types RFC 8785 equals sorted-key, no-whitespace `json.dumps` with keys ordered by
 UTF-16 code units). The tests run this file against the hub's own output.
 
@@ -51,11 +51,15 @@ class VerifyError(Exception):
         self.last = last  # set when only a range seq..last can be named
 
 
-# ---- RFC 7638 thumbprint of an Ed25519 OKP JWK (copied from hub/consent/keys.py) ----
+# ---- RFC 7638 thumbprint of an Ed25519 OKP JWK (copied from camhub_protocol/keys.py) ----
 def _b64url_decode(text: str) -> bytes:
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text):
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", text) or len(text) % 4 == 1:
         raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    # One spelling per key: other trailing bits would name the same key under another hub_id.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
+        raise ValueError("not canonical base64url")
+    return raw
 
 
 def load_hub_key(jwk: dict[str, Any]) -> tuple[Ed25519PublicKey, str]:
@@ -75,7 +79,7 @@ def load_hub_key(jwk: dict[str, Any]) -> tuple[Ed25519PublicKey, str]:
     return Ed25519PublicKey.from_public_bytes(raw), hub_id
 
 
-# ---- RFC 9162 §2.1 (copied from hub/consent/merkle.py) ----
+# ---- RFC 9162 §2.1 (copied from camhub_protocol/merkle.py) ----
 def leaf_hash(entry: bytes) -> bytes:
     return hashlib.sha256(b"\x00" + entry).digest()
 
@@ -154,7 +158,7 @@ def verify_consistency(
     return fr == old_root and sr == new_root and sn == 0
 
 
-# ---- C2SP signed-note + tlog-checkpoint (copied from hub/consent/checkpoint.py) ----
+# ---- C2SP signed-note + tlog-checkpoint (copied from camhub_protocol/checkpoint.py) ----
 def parse_checkpoint(note: str, key: Ed25519PublicKey, origin: str) -> tuple[int, bytes]:
     """Verify a signed checkpoint; returns (tree size, root)."""
     from cryptography.hazmat.primitives import serialization

@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hub.consent.errors import AuditError
+from camhub_protocol.errors import AuditError
 
 SIG_TYPE_ED25519 = b"\x01"
 MAX_NOTE_BYTES = 16 * 1024

@@ -46,9 +46,9 @@ import pyrage
 import rfc8785
 from pyrage import x25519
 
-from hub.consent import audit_verify, jws
-from hub.consent.errors import ConsentError, DeliveryError
-from hub.consent.keys import HubKey, jwk_thumbprint, public_key_from_jwk
+from camhub_protocol import audit_verify, jws
+from camhub_protocol.errors import ConsentError, DeliveryError
+from camhub_protocol.keys import HubKey, jwk_thumbprint, public_key_from_jwk
 
 CONTENT_TYPE = "application/vnd.camhub.delivery+age"
 MANIFEST_TYP = "camhub-manifest+jws"

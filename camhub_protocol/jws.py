@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hub.consent.errors import JWSError
+from camhub_protocol.errors import JWSError
 
 #: RFC 9864 fully specified name first; the RFC 8037 polymorphic name is accepted, nothing else.
 ALLOWED_ALGS = frozenset({"Ed25519", "EdDSA"})

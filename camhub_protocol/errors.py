@@ -18,13 +18,19 @@ class ConsentError(Exception):
     """A consent-layer rejection with a stable machine-readable `code`."""
 
     status: int = 400
+    # Seconds a refused client should wait (429 and 503): sent as `Retry-After` (RFC 9110 §10.2.3).
+    retry_after: float | None = None
 
-    def __init__(self, code: str, detail: str = "", status: int | None = None) -> None:
+    def __init__(
+        self, code: str, detail: str = "", status: int | None = None, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
         self.detail = detail
         if status is not None:
             self.status = status
+        if retry_after is not None:
+            self.retry_after = retry_after
 
     def to_json(self) -> dict[str, str]:
         """The response body PROTOCOL.md prescribes: `{"error": code, "detail": ...}`."""

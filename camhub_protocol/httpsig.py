@@ -33,8 +33,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from hub.consent.errors import SignatureError
-from hub.consent.structured_fields import (
+from camhub_protocol.errors import SignatureError
+from camhub_protocol.structured_fields import (
     BareItem,
     InnerList,
     Item,
@@ -196,7 +196,9 @@ class _Checked:
     signature: bytes
 
 
-def _precheck(request: Request, body: bytes, now: int, expected_tag: str) -> _Checked:
+def _precheck(
+    request: Request, body: bytes, now: int, expected_tag: str, queued_max_age_s: int | None = None
+) -> _Checked:
     """Every PROTOCOL §2 rule that needs no key: syntax, label, alg, tag, coverage, times, nonce."""
     if len(body) > MAX_BODY_BYTES:
         raise SignatureError("body_too_large", f"body over {MAX_BODY_BYTES} bytes", status=413)
@@ -263,7 +265,12 @@ def _precheck(request: Request, body: bytes, now: int, expected_tag: str) -> _Ch
     created, expires = int(params["created"]), int(params["expires"])
     if created > now + MAX_FUTURE_S:
         raise SignatureError("created_in_future", f"created is more than {MAX_FUTURE_S} s ahead")
-    if expires < now:
+    if queued_max_age_s is not None:
+        # PROTOCOL §7.2: a request a relay queued may arrive after its expires; it stays good while
+        # created is at most the queue's age old (replays are refused by the request id, not the clock).
+        if created < now - queued_max_age_s:
+            raise SignatureError("signature_expired", f"created is more than {queued_max_age_s} s ago")
+    elif expires < now:
         raise SignatureError("signature_expired", "expires is in the past")
     if expires < created:
         raise SignatureError("signature_malformed", "expires is before created")
@@ -346,10 +353,13 @@ async def verify_request_async(
     nonce_check: AsyncNonceCheck | NonceCheck,
     scheme: str = "https",
     tag: str = TAG,
+    queued_max_age_s: int | None = None,
 ) -> Verified:
-    """`verify_request` for callers whose key lookup and nonce store are coroutines (the DB thread)."""
+    """`verify_request` for callers whose key lookup and nonce store are coroutines (the DB thread).
+    `queued_max_age_s`: the request was held in a relay's queue (PROTOCOL §7.2), so `expires` may
+    have passed as long as `created` is at most that old."""
     request = Request.build(method, authority, path, query, headers, scheme)
-    checked = _precheck(request, body, now, tag)
+    checked = _precheck(request, body, now, tag, queued_max_age_s)
     key: Any = resolve_key(checked.keyid)
     if inspect.isawaitable(key):
         key = await key

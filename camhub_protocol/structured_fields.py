@@ -17,7 +17,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Union
 
-from hub.consent.errors import SignatureError
+from camhub_protocol.errors import SignatureError
 
 
 class Token(str):

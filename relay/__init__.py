@@ -1,0 +1,1 @@
+"""camhub-relay (PROTOCOL.md §7)."""
