@@ -32,6 +32,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from camhub_protocol import rfc3339
+from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from firmware_sim.camera import SimCamera
 from hub import config as config_mod
 from hub.agency_client import Agency, keygen
@@ -105,6 +106,7 @@ class Full:
     live_url: str
     owner_viewer: WhepViewer
     agency_viewer: WhepViewer
+    owner_kid: str
 
     @property
     def url(self) -> str:
@@ -130,6 +132,7 @@ class Full:
                 "session_id": agency_session,
             },
             "/api/v1/owner/live/{session_id}": {"session_id": owner_session},
+            "/api/v1/owner/devices/{kid}/revoke-preview": {"kid": self.owner_kid},
             "/api/v1/cameras/{camera_id}/whip": {"camera_id": WHIP_CAMERA},
             "/api/v1/cameras/{camera_id}/whip/{session_id}": {
                 "camera_id": WHIP_CAMERA,
@@ -255,7 +258,7 @@ async def _fill(
 
     full = Full(
         services, owner_http, agency_http, csrf, agency, recorded[0]["id"], event.id, clip["id"], deliveries[0]["url"],
-        live_state["live"]["url"], WhepViewer(), WhepViewer(),
+        live_state["live"]["url"], WhepViewer(), WhepViewer(), jwk_thumbprint(okp_public_jwk(owner.public_key())),
     )  # fmt: skip
     await full.owner_viewer.connect(
         f"{url}/api/v1/owner/cameras/{CAMERA}/whep", owner_http, sign=full.owner_headers
