@@ -230,12 +230,14 @@ async def test_live_without_a_grant_id_uses_any_live_grant_of_the_agency(store: 
 async def test_the_fetch_count_is_per_delivery_and_only_when_allowed(store: Store) -> None:
     # A refused check takes no fetch: after the refusal both fetches are still there.
     await _denied(store, "not_permitted", camera="back", take_fetch=True)
-    await _denied(store, "grant_expired", now=NOW + 3600, take_fetch=True)
     await _check(store, take_fetch=True)
     await _check(store, take_fetch=True)
     await _denied(store, "fetch_limit_reached", take_fetch=True)
     # Re-checks between chunks still pass: the limit counts fetches, not chunks.
     assert (await _check(store)).id == "g1"
+    # Last: a check after not_after records the grant as over (PROTOCOL §4), so nothing passes after it.
+    await _denied(store, "grant_expired", now=NOW + 3600, take_fetch=True)
+    await _denied(store, "grant_expired")
 
 
 async def test_opening_a_live_window_happens_once_and_only_for_live(store: Store) -> None:

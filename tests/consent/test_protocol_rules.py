@@ -40,7 +40,13 @@ DAY = 86400
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
-    env = start_hub_env(tmp_path_factory.mktemp("hub"), in_process=True)
+    # One agency files far more than the default 30 requests an hour, and the module makes far more
+    # than 200 calls from 127.0.0.1 in a few seconds: both limits have their own tests
+    # (test_agency_limits.py, tests/security/test_floods.py); each rule here needs a call of its own.
+    env = start_hub_env(
+        tmp_path_factory.mktemp("hub"), in_process=True, consent="agency_requests_per_hour = 100000\n",
+        hub="rate_limit_per_s = 100000\nrate_limit_burst = 1000000\n",
+    )  # fmt: skip
     try:
         yield env
     finally:
@@ -252,6 +258,10 @@ def test_rejections_are_audited_with_what_was_claimed(hub: HubEnv, tmp_path: Pat
         "path": PATH,
         "remote": "127.0.0.1",
         "claimed_keyid": stranger.keyid,
+        # A refusal that proves nothing about its sender is grouped (PROTOCOL §5): the group's route
+        # and its count (every one is its own entry here: rejection_audit_window_s = 0).
+        "route": f"POST {PATH}",
+        "count": 1,
     }
     # A Signature-Input that does not parse, or whose keyid is no string: nothing is claimed.
     for value in ('sig1=("@method";keyid="x"', "sig1=();keyid=5", 'sig2=();keyid="x"'):
@@ -351,7 +361,10 @@ def test_each_common_decision_rule(hub: HubEnv, case: str, overrides: dict[str, 
     rid, sha = _request(hub)
     payload = _payload(hub, _decline(hub, rid, sha), **overrides)
     entry = _rejected(hub, _raw_jws(payload, hub.owner), 403 if code == "wrong_hub" else 400, code)
-    assert entry["actor"] == f"owner:{hub.owner_kid}" and entry["data"]["kid"] == hub.owner_kid
+    # Refused before its jti was spent, so anyone who saw the signed JWS could have sent it: counted
+    # like an unverified one (no owner actor; the kid it was signed with is in the data).
+    assert entry["actor"] == "unauthenticated" and entry["data"]["kid"] == hub.owner_kid
+    assert (entry["data"]["route"], entry["data"]["count"]) == ("POST /api/v1/decisions", 1)
     # The request is still open: the refused decision decided nothing.
     assert hub.decide(_decline(hub, rid, sha)).status == 201
 
