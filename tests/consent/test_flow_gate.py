@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -293,3 +294,58 @@ async def test_a_check_without_start_live_opens_no_window(store: Store) -> None:
     assert grant.live_started_at is None
     grant = await gate.check(store, "pd", "front", None, None, kind="live", now=NOW + 100)
     assert grant.live_started_at is None and grant.ends_at == NOW + 3600
+
+
+# --- Deadlines: a grant's end on the monotonic clock too (PROTOCOL §6) --------------------------
+
+
+class _Mono:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.t = 500.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _grant(gid: str = "m1", not_after: float = NOW + 100) -> q.GrantRecord:
+    return q.GrantRecord(gid, "r1", "pd", "clip", ("front",), None, None, None, 1, not_after, None, "owner")
+
+
+def test_deadlines_remaining_is_what_the_stricter_clock_says() -> None:
+    mono = _Mono()
+    d = gate.Deadlines(mono)
+    g = _grant()
+    # First look arms it: 100 s left by both clocks.
+    assert d.remaining(g, NOW) == 100.0 and len(d) == 1
+    # The wall clock set back 50 s: the wall clock says 150 s, the monotonic deadline still 100 s.
+    assert d.remaining(g, NOW - 50) == 100.0
+    # 30 s pass on the monotonic clock while the wall clock is stuck: 70 s.
+    mono.t += 30
+    assert d.remaining(g, NOW) == 70.0
+    # The wall clock jumps forward 60 s: the deadline moves earlier (to 40 s from here), and stays.
+    assert d.remaining(g, NOW + 90) == 10.0
+    assert d.remaining(g, NOW + 30) == 10.0  # set back again: still the earlier deadline
+    mono.t += 10
+    assert d.remaining(g, NOW + 30) == 0.0
+    assert d.over(g, NOW + 30) and not d.over(_grant("m2"), NOW)
+
+
+def test_deadlines_over_by_either_clock_and_forget() -> None:
+    mono = _Mono()
+    d = gate.Deadlines(mono)
+    g = _grant()
+    assert not d.over(g, NOW)  # arms it: monotonic deadline 600
+    assert d.over(g, NOW + 100)  # not_after itself has passed (exclusive end)
+    assert not d.over(g, NOW + 99.5)  # a wall clock ahead tightens the deadline to 500.5
+    assert d.arm(g, NOW) == 500.5  # and arming again never moves it later
+    mono.t += 0.5  # only the monotonic clock moved on: over, whatever the wall clock says
+    assert d.over(g, NOW)
+    # An ended grant is over at any time, by any clock, and is not armed for it.
+    assert d.over(dataclasses.replace(_grant("m3"), ended_at=NOW), NOW - 1000)
+    assert len(d) == 1
+    d.forget("m1")
+    assert len(d) == 0 and d.arm(g, NOW) == 600.5  # forgotten: armed afresh from the wall clock
+    d.forget("nope")  # forgetting an unknown grant is fine
+    assert len(d) == 1
