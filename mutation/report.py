@@ -179,7 +179,7 @@ def collect() -> list[Mutant]:
             function, cls = orig_function_and_class_names_from_key(name)
             qual = f"{cls}.{function}" if cls else function
             m = Mutant(name, path, qual, status, "", "", "")
-            if status not in ("killed", "timeout"):
+            if status not in ("killed", "timeout", "not checked"):
                 m.diff = get_diff_for_mutant(name, path=path)
                 m.before, m.after = _changed_lines(m.diff)
                 functions = read_functions_from_index(name, path)
@@ -229,34 +229,40 @@ def render(mutants: list[Mutant], stale: list[dict[str, str]]) -> str:
         f"Results of `make mutate` as of {dt.datetime.fromtimestamp(newest, dt.UTC):%Y-%m-%d %H:%M} UTC "
         f"(mutmut {metadata.version('mutmut')}"
         + (f"; the last `mutmut run` took {int(seconds) // 60} min {int(seconds) % 60} s" if seconds else "")
-        + "). Score = killed / (mutants − free text − equivalent); timeouts count as killed.",
+        + "). Score = killed / (mutants checked − free text − equivalent); timeouts count as killed."
+        + " A mutant not checked (the run was stopped or covered a sample) counts nowhere but its column.",
         "",
-        "| module | mutants | killed | timeout | free text | equivalent | accepted | unexplained | no tests | score | raw |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| module | mutants | not checked | killed | timeout | free text | equivalent | accepted | unexplained "
+        "| no tests | score | raw |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     totals: Counter[str] = Counter()
     for module, ms in by_module.items():
         c = Counter(m.verdict or m.status for m in ms)
+        checked = len(ms) - c["not checked"]
         killed = c["killed"] + c["timeout"]
-        scored = len(ms) - c["free text"] - c["equivalent"]
+        scored = checked - c["free text"] - c["equivalent"]
         goal = ""
         if Path(module).name in GOAL_MODULES:
             goal = " ✓" if scored and killed / scored >= GOAL else " ✗ (goal 90 %)"
         out.append(
-            f"| `{module}` | {len(ms)} | {c['killed']} | {c['timeout']} | {c['free text']} | {c['equivalent']} "
-            f"| {c['accepted']} | {c['unexplained']} | {c['no tests']} | {_pct(killed, scored)}{goal} "
-            f"| {_pct(killed, len(ms))} |"
+            f"| `{module}` | {len(ms)} | {c['not checked']} | {c['killed']} | {c['timeout']} | {c['free text']} "
+            f"| {c['equivalent']} | {c['accepted']} | {c['unexplained']} | {c['no tests']} "
+            f"| {_pct(killed, scored)}{goal} | {_pct(killed, checked)} |"
         )
         totals.update(c)
         totals["mutants"] += len(ms)
+    checked = totals["mutants"] - totals["not checked"]
     killed = totals["killed"] + totals["timeout"]
-    scored = totals["mutants"] - totals["free text"] - totals["equivalent"]
+    scored = checked - totals["free text"] - totals["equivalent"]
     out.append(
-        f"| **all** | {totals['mutants']} | {totals['killed']} | {totals['timeout']} | {totals['free text']} "
-        f"| {totals['equivalent']} | {totals['accepted']} | {totals['unexplained']} | {totals['no tests']} "
-        f"| {_pct(killed, scored)} | {_pct(killed, totals['mutants'])} |"
+        f"| **all** | {totals['mutants']} | {totals['not checked']} | {totals['killed']} | {totals['timeout']} "
+        f"| {totals['free text']} | {totals['equivalent']} | {totals['accepted']} | {totals['unexplained']} "
+        f"| {totals['no tests']} | {_pct(killed, scored)} | {_pct(killed, checked)} |"
     )
-    others = sorted({m.status for m in mutants} - {"killed", "timeout", "survived", "no tests"})
+    others = sorted(
+        {m.status for m in mutants} - {"killed", "timeout", "survived", "no tests", "not checked"}
+    )
     if others:
         out += ["", f"Other states (not checked, suspicious, …): {', '.join(others)} — re-run `make mutate`."]
 
