@@ -40,7 +40,8 @@ def _refused(body: bytes, code: str, cameras: tuple[str, ...] = CAMERAS, now: fl
     with pytest.raises(ConsentError) as info:
         parse_area_body(body, CELL, cameras, now)
     assert (info.value.code, info.value.status) == (code, 400), info.value
-    assert info.value.detail
+    # PROTOCOL: the error body is {"error", "detail"} with a human detail, a string.
+    assert isinstance(info.value.detail, str) and info.value.detail, info.value.detail
     return info.value.detail
 
 
