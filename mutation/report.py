@@ -169,6 +169,20 @@ def _load_equivalents() -> list[dict[str, str]]:
     return entries
 
 
+# Error classes whose status argument has a class default: passing None or leaving it out is that status.
+DEFAULT_STATUS = {"ConsentError": 400, "EgressDenied": 403}
+
+
+def _default_status(before: str, after: str) -> str | None:
+    """Why the mutant only turned an error's explicit status into its class default, or None."""
+    for cls, status in DEFAULT_STATUS.items():
+        if f"{cls}(" in before and before.count(f", {status})") == 1:
+            for spelled in (", None)", ", )"):
+                if before.replace(f", {status})", spelled) == after:
+                    return f"{cls}'s status left as its class default, {status}: the same status (by rule)."
+    return None
+
+
 def collect() -> list[Mutant]:
     mutants: list[Mutant] = []
     for path in sorted(config().only_mutate):
@@ -187,6 +201,9 @@ def collect() -> list[Mutant]:
                     orig, mut = (cst.Module([f]).code for f in functions)
                     if status == "survived" and (_free_text(orig, mut) or _log_only(orig, mut)):
                         m.verdict = "free text"
+                why = _default_status(m.before, m.after)
+                if status == "survived" and not m.verdict and why:
+                    m.verdict, m.why = "equivalent", why
             mutants.append(m)
     return mutants
 
