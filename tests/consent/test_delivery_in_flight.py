@@ -183,6 +183,38 @@ def test_expiry_stops_a_delivery_in_flight(hub: HubEnv, tmp_path: Path) -> None:
         consent.now = time.time
 
 
+def test_a_fetch_after_the_grant_ran_out_on_the_monotonic_clock(hub: HubEnv, tmp_path: Path) -> None:
+    # PROTOCOL §6: an approval's end also runs on the monotonic clock, so a wall clock set back (here:
+    # the monotonic clock two hours on, the wall clock where it was) does not keep it open.
+    agency = new_agency(tmp_path / "pd")
+    hub.add_agency(agency, "Monotonic PD")
+    consent = hub.hub.services.consent if hub.hub.services else None
+    assert consent is not None
+    _, delivery = _fulfilled(hub, agency)
+    real = consent.deadlines.monotonic
+    consent.deadlines.monotonic = lambda: real() + 7200
+    try:
+        _refused(hub, agency, delivery["url"], 403, "grant_expired")
+    finally:
+        consent.deadlines.monotonic = real
+
+
+def test_the_monotonic_clock_alone_stops_a_delivery_in_flight(hub: HubEnv, tmp_path: Path) -> None:
+    agency = new_agency(tmp_path / "pd")
+    hub.add_agency(agency, "Monotonic PD 2")
+    consent = hub.hub.services.consent if hub.hub.services else None
+    assert consent is not None
+    real = consent.deadlines.monotonic
+
+    def run_out(rid: str) -> None:
+        consent.deadlines.monotonic = lambda: real() + 7200
+
+    try:
+        _stopped_mid_transfer(hub, agency, run_out, "grant_expired")
+    finally:
+        consent.deadlines.monotonic = real
+
+
 def test_removing_the_agency_stops_a_delivery_in_flight(hub: HubEnv, tmp_path: Path) -> None:
     agency = new_agency(tmp_path / "pd")
     hub.add_agency(agency, "Removed PD")
