@@ -312,7 +312,8 @@ def render(mutants: list[Mutant], stale: list[dict[str, str]]) -> str:
     if stale:
         out += [
             "",
-            "### Entries of mutation/equivalent.toml that matched no survivor (stale: remove them)",
+            "### Entries of mutation/equivalent.toml that matched no survivor (stale: remove them, unless"
+            " their mutant was not checked in this run)",
             "",
         ]
         out += [f"- `{e['file']}` `{e['function']}`: `{e['before']}` → `{e['after']}`" for e in stale]
