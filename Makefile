@@ -79,13 +79,13 @@ test: venv sysdeps webdeps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: venv
-	$(BIN)/ruff check hub camhub_protocol relay firmware_sim tests bench
-	$(BIN)/ruff format --check hub camhub_protocol relay firmware_sim tests bench
+	$(BIN)/ruff check hub camhub_protocol relay firmware_sim tests bench mutation
+	$(BIN)/ruff format --check hub camhub_protocol relay firmware_sim tests bench mutation
 	$(BIN)/shellcheck packaging/install.sh
 
 format: venv
-	$(BIN)/ruff format hub camhub_protocol relay firmware_sim tests bench
-	$(BIN)/ruff check --fix hub camhub_protocol relay firmware_sim tests bench
+	$(BIN)/ruff format hub camhub_protocol relay firmware_sim tests bench mutation
+	$(BIN)/ruff check --fix hub camhub_protocol relay firmware_sim tests bench mutation
 
 # Full run (<= 10 min on 2 cores): refreshes bench/results/latest.json and latest.md (committed).
 bench: venv sysdeps
