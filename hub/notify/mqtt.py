@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import ssl
@@ -44,6 +45,9 @@ class MqttMessage:
     topic: str
     payload: bytes
     retain: bool = False
+    # Retained state only: the connection it was queued on. After a reconnect the announce has
+    # published the current state, so an older queued value would overwrite it with a stale one.
+    epoch: int = -1
 
 
 @dataclass
@@ -244,8 +248,17 @@ class MqttChannel(Channel[MqttMessage]):
         for m in messages:
             await client.publish(m.topic, m.payload, qos=1, retain=m.retain, timeout=PUBLISH_TIMEOUT_S)
 
+    def offer(self, item: MqttMessage) -> bool:
+        if item.retain:
+            if not self.connected.is_set():
+                return True  # superseded: the current state is published on (re)connect
+            item = dataclasses.replace(item, epoch=self.connects)
+        return super().offer(item)
+
     async def send(self, item: MqttMessage) -> None:
         await self.connected.wait()  # the bounded queue holds what happens while the broker is away
+        if item.retain and item.epoch != self.connects:
+            return  # queued before a reconnect whose announce already said the current state
         client = self._client
         if client is None:
             raise RetryLater("not connected")
