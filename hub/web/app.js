@@ -229,3 +229,9 @@ document.addEventListener("visibilitychange", () => {
 });
 window.addEventListener("hashchange", route);
 boot().catch((err) => replace(main, notice(`The hub did not answer: ${err.message}`, "error")));
+
+// The installable app's service worker (PROTOCOL §8.3): shows Web Push notifications. Browsers
+// allow it only in a secure context (HTTPS, or http://localhost); elsewhere the page works without.
+export const serviceWorker = "serviceWorker" in navigator && window.isSecureContext
+  ? navigator.serviceWorker.register("/ui/sw.js", { scope: "/ui/" }).catch(() => null)
+  : Promise.resolve(null);
