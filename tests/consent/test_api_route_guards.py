@@ -56,3 +56,25 @@ async def test_every_route_is_declared_and_media_is_guarded(tmp_path: Path) -> N
                 body = await r.read()
                 media = MEDIA_TYPES.match(r.headers.get("Content-Type", ""))
                 assert not (200 <= r.status < 300 and media), (method, path, r.status, r.headers, body[:100])
+
+
+async def test_every_owner_session_route_refuses_a_caller_without_a_session(tmp_path: Path) -> None:
+    """Declared OWNER_SESSION (e.g. the notification settings and push subscriptions, PROTOCOL §8):
+    without a session cookie the handler never runs — 401, or 403 where CSRF is checked first."""
+    async with running_hub(_config(tmp_path / "data")) as services, aiohttp.ClientSession() as http:
+        app = make_app(services)
+        routes = [(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None]
+        owner_routes = [
+            (m, p)
+            for m, p in routes
+            if (g := guards.guard_for(m, p)) is not None and g.guard is guards.Guard.OWNER_SESSION
+        ]
+        assert ("POST", "/api/v1/owner/push/subscriptions") in owner_routes
+        assert ("PATCH", "/api/v1/owner/notifications") in owner_routes
+        for method, path in owner_routes:
+            concrete = re.sub(r"\{[^}]+\}", "1", path)
+            body = b'{"endpoint": "https://push.example/x", "keys": {}}'
+            async with http.request(
+                method, services.base_url + concrete, data=body, headers={"Content-Type": "application/json"}
+            ) as r:
+                assert r.status in (401, 403), (method, path, r.status, await r.text())
