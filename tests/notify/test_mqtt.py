@@ -55,6 +55,11 @@ class Listener:
         return [p for t, p, _ in self.messages if t == topic]
 
 
+async def _publish(port: int, topic: str, payload: bytes) -> None:
+    async with aiomqtt.Client("127.0.0.1", port, username=MQTT_USER, password=MQTT_PASSWORD) as c:
+        await c.publish(topic, payload, qos=1)
+
+
 def mqtt_config(port: int, extra: str = "") -> str:
     return (
         f'\n[mqtt]\nurl = "mqtt://127.0.0.1:{port}"\nusername = "{MQTT_USER}"\npassword = "{MQTT_PASSWORD}"\n'
@@ -107,6 +112,11 @@ def test_discovery_state_and_events_reach_home_assistant(tmp_path: Path) -> None
                             or (json.loads(payload).keys() <= {"event_type", "camera"})
                         ), (topic, payload)
 
+                # Home Assistant restarted (its birth message): the hub announces itself again.
+                configs_before = len(ha.on(doorbell))
+                asyncio.run(_publish(broker.port, "homeassistant/status", b"online"))
+                wait_for("discovery again", lambda: len(ha.on(doorbell)) > configs_before)
+
                 # Switched off in Settings: no more consent events (and the change is audited).
                 code, body = owner.call(
                     "PATCH", "/api/v1/owner/notifications", {"events": {"request": False}}
@@ -138,6 +148,9 @@ def test_a_broker_that_is_down_costs_only_counted_drops(tmp_path: Path) -> None:
             # What waited in the queue goes out on reconnect; the retained state is current.
             wait_for("queued events", lambda: ha.on(f"{base}/consent"))
             wait_for("pending 5", lambda: ha.on(f"{base}/requests/pending")[-1:] == [b"5"])
-            env.stop()
+            # A crash (no clean stop): the broker publishes the hub's last will.
+            env.daemon.proc.kill()
+            env.daemon.proc.wait(10)
+            wait_for("last will", lambda: ha.on(f"{base}/status")[-1:] == [b"offline"])
     finally:
         env.stop()

@@ -11,7 +11,15 @@ import hub.notify
 from hub.consent import gate
 
 # Everything in the hub that opens footage or pictures.
-MEDIA_MODULES = ("hub.record", "hub.events.thumbnails", "hub.ingest", "hub.api.snapshot", "hub.egress", "av", "cv2")
+MEDIA_MODULES = (
+    "hub.record",
+    "hub.events.thumbnails",
+    "hub.ingest",
+    "hub.api.snapshot",
+    "hub.egress",
+    "av",
+    "cv2",
+)
 
 
 def test_the_notifier_imports_nothing_that_reads_media() -> None:
