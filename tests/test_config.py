@@ -186,5 +186,5 @@ def test_notification_tables_are_validated() -> None:
     text = "\n".join(exc.value.problems)
     for key in ("mqtt.url", "mqtt.discovery_prefix", "mqtt.tls", "push.contact", "notify.queue_size"):
         assert key in text, text
-    with pytest.raises(config.ConfigError, match="mqtt.url: is required"):
+    with pytest.raises(config.ConfigError, match=r"mqtt\.url: is required"):
         config.parse({**base, "mqtt": {"username": "u"}})

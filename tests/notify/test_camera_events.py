@@ -12,7 +12,6 @@ from typing import Any
 from tests.notify.env import start, status, wait_for
 from tests.notify.servers import Browser, PushService, mosquitto
 from tests.notify.test_mqtt import Listener, mqtt_config
-from tests.web.conftest import sim_camera  # noqa: F401 - the fixture
 
 # The sim's frame stamp and clock overlay change every frame: masked, as in tests/events/test_against_sim.py.
 MASKS = (

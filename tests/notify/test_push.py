@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import free_port
 from tests.notify.env import start, status, wait_for
 from tests.notify.servers import Browser, PushService
 
@@ -44,7 +45,13 @@ def test_a_request_is_pushed_encrypted_and_vapid_signed_without_details(tmp_path
             }
             assert got[0].headers["urgency"] == "high" and int(got[0].headers["ttl"]) > 0
             assert not push.errors, push.errors
-            # The camera that never answers is reported offline after offline_after_s.
+            # A camera added now that never answers is reported offline after offline_after_s (one
+            # configured before the subscription existed may have been reported to nobody already).
+            code, body = owner.call(
+                "POST", "/api/v1/owner/settings/cameras",
+                {"id": "back-yard", "url": f"rtsp://127.0.0.1:{free_port()}/none", "record": False},
+            )  # fmt: skip
+            assert code == 201, body
             wait_for(
                 "camera offline push",
                 lambda: [r for r in push.received if r.message["event"] == "camera_offline"],
