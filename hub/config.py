@@ -670,6 +670,8 @@ def _parse_mqtt(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> Mqtt
     ca_path = Path(ca) if ca else None
     if ca_path is not None and not ca_path.is_absolute() and base_dir is not None:
         ca_path = (base_dir / ca_path).resolve()
+    # The broker password, like the cameras', never appears in a log line (hub/redact.py).
+    redact.add_secrets([t.get("password") if isinstance(t.get("password"), str) else None])
     return MqttConfig(
         url=url,
         username=v.get(t, p, "username", str, None, short),
