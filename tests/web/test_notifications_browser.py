@@ -1,5 +1,5 @@
 """Notifications in the browser (PROTOCOL §8): the page is an installable app (a manifest, a service
-worker at /ui/sw.js), Settings → Notifications switches events per camera through the hub (audited),
+worker at /ui/sw.js), the Notifications page switches events per camera through the hub (audited),
 and the service worker turns a push message into a notification.
 
 What the browser part covers, plainly: Chromium registers the service worker and receives a push
@@ -56,10 +56,10 @@ def test_service_worker_manifest_settings_and_a_push_message(make_hub: Any, cont
     )
     assert scope == hub.url + "/ui/"
 
-    # Settings → Notifications: motion is opt-in per camera; the change goes through the hub.
-    page.goto(hub.url + "/#/settings")
+    # The Notifications page: motion is opt-in per camera; the change goes through the hub.
+    page.goto(hub.url + "/#/notifications")
     section = page.locator("#notifications")
-    section.get_by_role("heading", name="Notifications", exact=True).wait_for()
+    section.get_by_role("heading", name="Channels and events").wait_for()
     section.get_by_text("never what a camera saw").wait_for()
     section.get_by_label("Front door").check()
     page.get_by_text("Notification settings saved.").wait_for()
