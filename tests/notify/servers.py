@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 
+from hub import tls
 from tests.conftest import free_port
 
 MQTT_USER = "camhub"
@@ -45,9 +46,11 @@ class Mosquitto:
                 self.proc.wait(5)
 
 
-def start_mosquitto(directory: Path, port: int | None = None) -> Mosquitto:
+def start_mosquitto(directory: Path, port: int | None = None, tls_port: int | None = None) -> Mosquitto:
     """mosquitto on 127.0.0.1 requiring MQTT_USER/MQTT_PASSWORD (shared/SERVER_NOTES.md: `user root`,
-    or it drops privileges and cannot read the password file in a 0700 temp dir)."""
+    or it drops privileges and cannot read the password file in a 0700 temp dir). With `tls_port`, a
+    second listener speaks TLS with a certificate for 127.0.0.1 from a CA made in `directory`
+    (`directory/tls/web-ca.crt`)."""
     assert shutil.which("mosquitto"), "Debian package mosquitto is missing (make sysdeps)"
     directory.mkdir(parents=True, exist_ok=True)
     pwfile = directory / "passwd"
@@ -58,6 +61,11 @@ def start_mosquitto(directory: Path, port: int | None = None) -> Mosquitto:
         f"user root\nlistener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pwfile}\n"
         "persistence false\n"
     )
+    if tls_port is not None:
+        (directory / "tls").mkdir(mode=0o700, exist_ok=True)
+        files = tls.ensure(directory / "tls", "broker", ["127.0.0.1"])
+        with conf.open("a") as f:
+            f.write(f"listener {tls_port} 127.0.0.1\ncertfile {files.cert}\nkeyfile {files.key}\n")
     log = directory / "mosquitto.log"
     with log.open("ab") as f:
         proc = subprocess.Popen(["mosquitto", "-c", str(conf), "-v"], stdout=f, stderr=subprocess.STDOUT)
@@ -77,8 +85,8 @@ def start_mosquitto(directory: Path, port: int | None = None) -> Mosquitto:
 
 
 @contextlib.contextmanager
-def mosquitto(directory: Path, port: int | None = None) -> Iterator[Mosquitto]:
-    broker = start_mosquitto(directory, port)
+def mosquitto(directory: Path, port: int | None = None, tls_port: int | None = None) -> Iterator[Mosquitto]:
+    broker = start_mosquitto(directory, port, tls_port)
     try:
         yield broker
     finally:

@@ -154,3 +154,29 @@ def test_a_broker_that_is_down_costs_only_counted_drops(tmp_path: Path) -> None:
             wait_for("last will", lambda: ha.on(f"{base}/status")[-1:] == [b"offline"])
     finally:
         env.stop()
+
+
+def test_mqtts_with_the_brokers_ca_and_not_without_it(tmp_path: Path) -> None:
+    tls_port = free_port()
+    with mosquitto(tmp_path / "mqtt", tls_port=tls_port) as broker, Listener(broker.port) as ha:
+        ca = tmp_path / "mqtt" / "tls" / "web-ca.crt"
+        # Without the broker's CA (the system's trust store) the hub does not connect, and still runs.
+        (tmp_path / "untrusted").mkdir()
+        (tmp_path / "trusted").mkdir()
+        plain = mqtt_config(tls_port).replace("mqtt://", "mqtts://") + "[push]\nenabled = false\n"
+        env, owner = start(tmp_path / "untrusted", plain)
+        try:
+            wait_for(
+                "a refused certificate logged",
+                lambda: "certificate verify failed" in env.daemon.log().lower(),
+            )
+            assert status(owner)["status"]["mqtt"]["connected"] is False
+        finally:
+            env.stop()
+        trusted = mqtt_config(tls_port, f'tls_ca_file = "{ca}"').replace("mqtt://", "mqtts://")
+        env, owner = start(tmp_path / "trusted", trusted + "[push]\nenabled = false\n")
+        try:
+            wait_for("connected over TLS", lambda: status(owner)["status"]["mqtt"]["connected"])
+            wait_for("discovery", lambda: ha.on(f"homeassistant/event/{env.hub_id}_consent/config"))
+        finally:
+            env.stop()
