@@ -126,6 +126,30 @@ def test_subscription_input_is_checked(tmp_path: Path) -> None:
         for body, error in cases:
             code, answer = owner.call("POST", "/api/v1/owner/push/subscriptions", body)
             assert (code, answer["error"]) == (400, error), (body, answer)
+        # The same endpoint again replaces its keys (200, same id); at most 20; removal is by id. The
+        # endpoints are loopback and the channel is off: nothing is sent anywhere from this test.
+        assert owner.call("PATCH", "/api/v1/owner/notifications", {"channels": {"push": False}})[0] == 200
+        first = {"endpoint": "https://127.0.0.1:9/sub/0", "keys": good, "name": "phone"}
+        code, created = owner.call("POST", "/api/v1/owner/push/subscriptions", first)
+        assert code == 201, created
+        code, again = owner.call(
+            "POST", "/api/v1/owner/push/subscriptions", {**first, "keys": Browser().keys()}
+        )
+        assert (code, again["id"]) == (200, created["id"]), again
+        for i in range(1, 20):
+            sub = {"endpoint": f"https://127.0.0.1:9/sub/{i}", "keys": good}
+            assert owner.call("POST", "/api/v1/owner/push/subscriptions", sub)[0] == 201
+        code, answer = owner.call(
+            "POST",
+            "/api/v1/owner/push/subscriptions",
+            {"endpoint": "https://127.0.0.1:9/sub/20", "keys": good},
+        )
+        assert (code, answer["error"]) == (409, "too_many_subscriptions"), answer
+        listed = status(owner)["subscriptions"]
+        assert len(listed) == 20 and {s["origin"] for s in listed} == {"https://127.0.0.1:9"}
+        assert all("endpoint" not in s and "keys" not in s for s in listed)
+        assert owner.call("DELETE", f"/api/v1/owner/push/subscriptions/{created['id']}")[0] == 200
+        assert owner.call("DELETE", f"/api/v1/owner/push/subscriptions/{created['id']}")[0] == 404
         code, answer = owner.call("PATCH", "/api/v1/owner/notifications", {"events": {"nope": True}})
         assert (code, answer["error"], answer["field"]) == (400, "bad_setting", "events"), answer
         code, answer = owner.call("PATCH", "/api/v1/owner/notifications", {"colour": 1})
