@@ -296,6 +296,8 @@ class Cameras:
         # Called on the event loop with each recorded event (a press; a motion start and end): the
         # owner's notifications (hub/notify/) listen here. Listeners must not block.
         self.event_listeners: list[Callable[[events_q.Event], None]] = []
+        # Passed to each camera's OnvifEventListener (tests shorten the subscription and the backoff).
+        self.onvif_options: dict[str, object] | None = None
         self._retention_wake = asyncio.Event()
 
     async def start(self) -> None:
@@ -351,7 +353,7 @@ class Cameras:
         motion_url = None
         if cam.motion.enabled and not cam.whip:
             motion_url = cam.authenticated_url(cam.sub_url) if cam.sub_url else cam.authenticated_url()
-        if motion_url is None and cam.events_url is None:
+        if motion_url is None and cam.events_url is None and cam.onvif is None:
             return
         recorder = EventRecorder(
             cam.id,
@@ -363,6 +365,9 @@ class Cameras:
             at_rest=self._at_rest,
             on_event=self._on_event,
             runner_options={"rtsp_transport": cam.rtsp_transport, "read_timeout_s": cam.read_timeout_s},
+            onvif_url=cam.onvif,
+            onvif_credentials=(cam.username, cam.password),
+            onvif_options=self.onvif_options,
         )
         try:
             await recorder.start()
