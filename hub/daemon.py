@@ -144,6 +144,9 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
         stack.push_async_callback(services.notifier.stop)
         services.consent.audit_listeners.append(services.notifier.on_audit)
         cameras.event_listeners.append(services.notifier.on_camera_event)
+        if not services.consent.clock.synced():
+            # `clock.unsynced` is audited only when a decision is refused: tell the owner at start too.
+            services.notifier.clock_unsynced()
 
         app = make_app(services)
         if _MALFORMED not in logging.getLogger("aiohttp.server").filters:

@@ -156,6 +156,13 @@ class Notifier:
         if on:
             self._push(messages.camera_event("motion", cam))
 
+    def clock_unsynced(self) -> None:
+        """The hub started without a known-good clock (PROTOCOL §6): decisions are refused until the
+        owner confirms the time, so say so now rather than when the first one is refused."""
+        n = messages.from_audit("clock.unsynced", {})
+        if n is not None:
+            self.dispatch(n)
+
     def dispatch(self, n: Notification) -> None:
         """Offer one notification to every channel the owner wants it on. Never blocks."""
         s = self.settings

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiomqtt
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_daemon, write_config
 from tests.consent.flow_env import CAMERA
 from tests.notify.env import start, status, wait_for
 from tests.notify.servers import MQTT_PASSWORD, MQTT_USER, mosquitto
@@ -180,3 +180,20 @@ def test_mqtts_with_the_brokers_ca_and_not_without_it(tmp_path: Path) -> None:
             wait_for("discovery", lambda: ha.on(f"homeassistant/event/{env.hub_id}_consent/config"))
         finally:
             env.stop()
+
+
+def test_a_hub_that_starts_with_an_unsynced_clock_says_so(tmp_path: Path) -> None:
+    with mosquitto(tmp_path / "mqtt") as broker, Listener(broker.port) as ha:
+        config = write_config(
+            tmp_path / "camhub.toml", tmp_path / "data", free_port(), mqtt_config(broker.port)
+        )
+        config.write_text(
+            config.read_text().replace("trust_system_clock = true", "trust_system_clock = false")
+        )
+        daemon = start_daemon(config, tmp_path / "daemon.log")
+        try:
+            daemon.wait_ready()
+            events = wait_for("clock event", lambda: ha.on(f"camhub/{daemon.hub_id}/consent"))
+            assert json.loads(events[0]) == {"event_type": "clock_unsynced"}
+        finally:
+            daemon.stop()
