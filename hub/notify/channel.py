@@ -27,6 +27,10 @@ class GiveUp(Exception):
     """The item can never go through (the push service refused it for good)."""
 
 
+class Superseded(Exception):
+    """The item is moot (its subscription has ended since it was queued): not sent, not a loss."""
+
+
 @dataclass
 class ChannelStats:
     queued: int = 0
@@ -91,6 +95,8 @@ class Channel(Generic[T]):
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, self._backoff_max_s)
                 continue
+            except Superseded:
+                return
             except GiveUp as exc:
                 self.stats.failed += 1
                 self.stats.dropped += 1

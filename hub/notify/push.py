@@ -27,7 +27,7 @@ from py_vapid import Vapid
 from pywebpush import WebPushException, webpush_async
 
 from hub.config import PushConfig
-from hub.notify.channel import Channel, GiveUp, RetryLater
+from hub.notify.channel import Channel, GiveUp, RetryLater, Superseded
 from hub.store.notify import PushSubscription
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,7 @@ class PushChannel(Channel[PushItem]):
         config: PushConfig,
         vapid: Vapid,
         on_expired: Callable[[PushSubscription], Awaitable[None]],
+        is_current: Callable[[str], bool],
         *,
         queue_size: int,
         max_attempts: int,
@@ -87,6 +88,7 @@ class PushChannel(Channel[PushItem]):
         self.vapid = vapid
         self.public_key = public_key_b64(vapid)
         self._on_expired = on_expired
+        self._is_current = is_current
         self._session: aiohttp.ClientSession | None = None
         self.expired = 0
 
@@ -99,6 +101,9 @@ class PushChannel(Channel[PushItem]):
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
         sub = item.subscription
+        if not self._is_current(sub.id):
+            # Ended (410) or removed by the owner after this was queued: never send to it again.
+            raise Superseded(sub.id)
         try:
             await webpush_async(
                 {"endpoint": sub.endpoint, "keys": {"p256dh": sub.p256dh, "auth": sub.auth}},

@@ -108,7 +108,12 @@ class Notifier:
                 log.error("web push disabled: cannot read or make %s: %s", config.keys_dir / "vapid.pem", exc)
         if vapid is not None:
             n.push = PushChannel(
-                config.push, vapid, n._expired, queue_size=nc.queue_size, max_attempts=nc.max_attempts
+                config.push,
+                vapid,
+                n._expired,
+                lambda sub_id: any(s.id == sub_id for s in n.subscriptions),
+                queue_size=nc.queue_size,
+                max_attempts=nc.max_attempts,
             )
             n._spawn("notify:push-queue", n.push.run)
         n._spawn("notify:cameras", n._watch_loop)

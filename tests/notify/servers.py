@@ -146,7 +146,10 @@ class PushService:
         kind, name = request.match_info["kind"], request.match_info["name"]
         self.hits[request.path] = self.hits.get(request.path, 0) + 1
         if kind == "hang":
-            await asyncio.sleep(3600)
+            # Never answers while the test runs; let go at stop so no handler outlives the loop.
+            assert self._stop is not None
+            await self._stop.wait()
+            return web.Response(status=503)
         if kind == "gone":
             return web.Response(status=410)
         body = await request.read()
