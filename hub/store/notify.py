@@ -1,4 +1,4 @@
-"""Owner notification settings and Web Push subscriptions (migration 0014, PROTOCOL §8)."""
+"""Owner notification settings and Web Push subscriptions (migration 0015, PROTOCOL §8)."""
 
 from __future__ import annotations
 
