@@ -53,6 +53,7 @@ import contextlib
 import dataclasses
 import errno
 import logging
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -103,6 +104,7 @@ _BATCH_TURN = threading.Lock()
 WATCHDOG_INTERVAL_S = 0.25
 STALL_MARGIN_S = 0.5
 TRANSPORTS = ("tcp", "udp", "auto")
+_RTSP_461 = re.compile(r"(?i)returned 461\b|\b461 unsupported")
 
 
 class SourceUnauthorized(SourceOpenError):
@@ -121,7 +123,9 @@ def _open_error(camera_id: str, exc: BaseException) -> SourceOpenError:
     """A typed, credential-free error for a failed open (FFmpeg quotes the URL it was given)."""
     text = redact(str(exc))
     if isinstance(exc, av.error.FFmpegError):
-        if exc.errno in (errno.EPROTONOSUPPORT, errno.ENOPROTOOPT) or "461" in text:
+        # "461" only as FFmpeg states a status ("Server returned 461 …"): a bare substring also
+        # matched a port (rtsp://…:46183) and turned a wrong password into a transport refusal.
+        if exc.errno in (errno.EPROTONOSUPPORT, errno.ENOPROTOOPT) or _RTSP_461.search(text):
             return TransportRefused(f"{camera_id}: the camera refused this RTP transport (461): {text}")
         if isinstance(exc, av.error.HTTPUnauthorizedError | av.error.HTTPForbiddenError):
             return SourceUnauthorized(f"{camera_id}: the camera refused the credentials (401): {text}")
