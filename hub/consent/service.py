@@ -70,6 +70,12 @@ class ConsentService:
     # New requests per trusted agency (`[consent] agency_requests_per_hour`), by keyid.
     agency_limits: TokenBuckets = field(default_factory=lambda: TokenBuckets(30 / 3600, 30))
 
+    def privacy_masks(self, camera_id: str) -> tuple[tuple[tuple[float, float], ...], ...]:
+        """The privacy masks in force for `camera_id` now (PROTOCOL §4.1; the settings overlay is
+        applied to `config` by `hub/api/settings.py`)."""
+        cam = self.config.camera(camera_id)
+        return () if cam is None else cam.privacy.masks
+
     @property
     def hub_id(self) -> str:
         return self.hub_key.hub_id
