@@ -202,6 +202,8 @@ async def open_agency_live(
             recheck=recheck,
             on_close=ended,
             configuration=configuration,
+            # Whatever leaves for an agency carries the masks in force when each frame is sent (§4.1).
+            masks=lambda: consent.privacy_masks(camera),
         )
     except LiveError as exc:
         refusal = ConsentError(exc.code, exc.detail, exc.status)
@@ -216,6 +218,7 @@ async def open_agency_live(
             "request_id": grant.request_id,
             "camera": camera,
             "not_after": consent.time_text(not_after),
+            "masked": session.masked,
         },
     )
     await consent.audit.checkpoint()
@@ -294,6 +297,8 @@ async def post_owner_whep(request: web.Request) -> web.StreamResponse:
             not_after=owner_session.expires_at,
             recheck=recheck,
             recheck_interval_s=VIEW_RECHECK_S,
+            # The owner's own view is whole unless the owner asked for masks there too (§4.1).
+            masks=lambda: gate.privacy_masks(services.config, camera, audience="owner"),
         )
     except LiveError as exc:
         return _error(exc.status, exc.code, exc.detail)

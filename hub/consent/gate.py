@@ -40,6 +40,12 @@ Every path that sends bytes off the box, and how it reaches the gate:
 | relay: polls, decisions, `GET …/api/v1/hub`, queued requests (`hub/uplink/calls.py`) | status, ids, delivery URLs, error codes; no media | agency signature / owner JWS / public |
 | relay registration (`hub/uplink/link.py`, KV `camhub_hubs`) | hub_id, public key, name, `respond_by_s` | no media |
 
+Privacy masks (§4.1): what leaves for an agency is painted with `privacy_masks()` — the delivery build
+(`deliveries._build_one` → `hub.egress.privacy.redact_clip`) and every agency WHEP session
+(`hub/api/live.py` → `LiveSession(masks=…)` → `privacy.RedactingTrack`, masks read per frame); the
+owner's own views only with `owner_views`. `tests/egress/test_privacy_delivery.py` and
+`tests/egress/test_privacy_live.py` decode what an agency received and check the masked area is black.
+
 `tests/consent/test_api_route_guards.py` enumerates the aiohttp routes against the table in
 `hub/api/guards.py` and fails if a route that can return media is behind neither the owner session
 nor this gate; `tests/relay/test_relay_guards.py` does the same for the paths a relay may reach
@@ -54,11 +60,27 @@ from collections.abc import Callable
 from typing import Any
 
 from camhub_protocol.errors import ConsentError
+from hub.config import Config, Polygon
 from hub.store import Store, transaction
 from hub.store import consent as q
 
+Masks = tuple[Polygon, ...]
+
 # Float tolerance for range containment (times are REAL seconds; RFC 3339 carries milliseconds).
 _EPS = 1e-3
+
+
+def privacy_masks(config: Config, camera: str, *, audience: str = "agency") -> Masks:
+    """What must be painted black on `camera`'s picture before it leaves for `audience` (PROTOCOL
+    §4.1): the camera's masks for an agency (deliveries and livestreams), and for the owner's own
+    views only when the owner turned `owner_views` on. `config` is the effective config (camhub.toml
+    plus the owner's settings), read at the moment of sending, so a change applies at once."""
+    cam = config.camera(camera)
+    if cam is None:
+        return ()
+    if audience == "owner" and not cam.privacy.owner_views:
+        return ()
+    return cam.privacy.masks
 
 
 class EgressDenied(ConsentError):

@@ -24,7 +24,7 @@ from camhub_protocol.limits import TokenBuckets
 from hub.config import Config
 from hub.consent.audit import AuditLog
 from hub.consent.clock import ClockGuard
-from hub.consent.gate import Deadlines
+from hub.consent.gate import Deadlines, privacy_masks
 from hub.consent.pairing import PairingGuard
 from hub.consent.rejections import RejectionCounter
 from hub.record.sealed import AtRest
@@ -73,8 +73,7 @@ class ConsentService:
     def privacy_masks(self, camera_id: str) -> tuple[tuple[tuple[float, float], ...], ...]:
         """The privacy masks in force for `camera_id` now (PROTOCOL §4.1; the settings overlay is
         applied to `config` by `hub/api/settings.py`)."""
-        cam = self.config.camera(camera_id)
-        return () if cam is None else cam.privacy.masks
+        return privacy_masks(self.config, camera_id)
 
     @property
     def hub_id(self) -> str:
