@@ -110,7 +110,9 @@ class MaskPainter:
         """`frame` (any format) as yuv420p with `masks` filled black; pts and time_base kept."""
         if frame.format.name != "yuv420p":
             converted = frame.reformat(format="yuv420p")
-            converted.pts, converted.time_base = frame.pts, frame.time_base
+            converted.pts = frame.pts
+            if frame.time_base is not None:
+                converted.time_base = frame.time_base
             frame = converted
         if not masks:
             return frame
