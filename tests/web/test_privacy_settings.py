@@ -107,3 +107,35 @@ def test_privacy_masks_from_settings_preview_audit_restart(
     assert first["points"] == [[[f"{x:g}", f"{y:g}"] for x, y in WINDOW]]
     assert entries[1]["data"]["owner_views"] is True
     assert entries[2]["data"]["masks"] == 0 and entries[2]["data"]["configured_in"] == "file"
+
+
+def test_owner_draws_a_mask_in_settings(make_hub: Any, context: Any, sim_camera: dict[str, Any]) -> None:
+    from tests.web.conftest import login
+
+    camera = sim_camera["camera"]
+    extra = f'\n[[cameras]]\nid = "{camera}"\nname = "Front door"\nurl = "{sim_camera["rtsp_main"]}"\nrecord = false\n'
+    hub = make_hub(password=True, extra=extra)
+    page = context.new_page()
+    login(page, hub.url)
+    page.goto(hub.url + "/#/settings")
+    editor = page.locator(f".privacy-camera[data-camera='{camera}']")
+    editor.wait_for()
+    canvas = editor.locator("canvas")
+    box = canvas.bounding_box()
+    assert box is not None
+    # Four clicks: a quarter of the picture, top left.
+    for fx, fy in ((0.0, 0.0), (0.5, 0.0), (0.5, 0.5), (0.0, 0.5)):
+        canvas.click(position={"x": fx * box["width"], "y": fy * box["height"]})
+    editor.get_by_role("button", name="Close shape").click()
+    editor.get_by_role("button", name="Save masks").click()
+    page.get_by_text("Privacy masks of Front door saved.").wait_for()
+
+    owner = Owner(hub.url)
+    owner.login()
+    entry = owner.call("GET", "/api/v1/owner/settings/privacy")[1]["cameras"][0]
+    assert entry["configured_in"] == "settings" and len(entry["masks"]) == 1
+    xs = [x for x, _ in entry["masks"][0]]
+    ys = [y for _, y in entry["masks"][0]]
+    assert max(abs(a - b) for a, b in zip(sorted(xs), [0, 0, 0.5, 0.5], strict=True)) <= 0.01
+    assert max(abs(a - b) for a, b in zip(sorted(ys), [0, 0, 0.5, 0.5], strict=True)) <= 0.01
+    assert [e["data"]["change"] for e in hub.audit() if e["type"] == "settings.changed"] == ["privacy"]

@@ -8,6 +8,7 @@ import { confirmClock, signingKey } from "../lib/decide.js";
 import { cardTable, confirmDialog, focusResult, h, notice, replace } from "../lib/dom.js";
 import { fmtBytes, fmtRange, fmtUnix } from "../lib/time.js";
 import { cameraProblem, details, sentence } from "../lib/words.js";
+import { privacySection } from "./privacy.js";
 
 const RETRY_MAX_S = 30; // hub/ingest/camera.py MAX_BACKOFF_S: the longest wait between reconnects
 
@@ -238,7 +239,7 @@ function holdsSection(holds, names) {
 }
 
 export async function render(root, ctx, message = null) {
-  const [s, cams, devs, held] = await Promise.all([api.get("/api/v1/owner/settings"), api.get("/api/v1/owner/cameras"), api.get("/api/v1/owner/devices"), api.get("/api/v1/owner/holds")]);
+  const [s, cams, devs, held, privacy] = await Promise.all([api.get("/api/v1/owner/settings"), api.get("/api/v1/owner/cameras"), api.get("/api/v1/owner/devices"), api.get("/api/v1/owner/holds"), api.get("/api/v1/owner/settings/privacy")]);
   const { key, enrolled } = await signingKey(devs.keys.map((k) => k.kid));
   const reload = (msg) => render(root, ctx, msg);
   const addForm = addCameraForm(reload);
@@ -279,6 +280,7 @@ export async function render(root, ctx, message = null) {
         h("dt", {}, "Clock"), h("dd", { id: "clock-state" }, s.consent.trust_system_clock ? "trusted (battery-backed clock)" : s.clock_synced ? "synchronised or confirmed for this boot" : "NOT confirmed: consent decisions are refused"),
         h("dt", {}, "Relay"), h("dd", { id: "relay-state" }, relayState(s.relay)))),
     holdsSection(held.holds, names),
+    privacySection(privacy, names, reload),
     h("section", { class: "card", "aria-labelledby": "h-https" },
       h("h2", { id: "h-https" }, "HTTPS on your network"),
       httpsText(s),
