@@ -19,8 +19,8 @@ Why the encoder never sees masked pixels: painting happens on the decoded frame 
 to any encoder, so masked content cannot leak through motion prediction or deblocking; only the
 unmasked neighbours of an edge can bleed a pixel or two into the black.
 
-Cost (bench/privacy_bench.py): clip redaction uses libx264 `veryfast` by default, on one thread
-when asked (`threads=1`, how the bench measures "one core"); live redaction uses aiortc's own encoder
+Cost (bench/privacy_bench.py): clip redaction uses libx264 `ultrafast` crf 20 (see DEFAULT_PRESET
+for the measured reason), on one thread when asked (`threads=1`, how the bench measures "one core"); live redaction uses aiortc's own encoder
 (libx264, zerolatency) and decodes in a worker thread so the event loop never decodes.
 """
 
@@ -48,7 +48,11 @@ log = logging.getLogger(__name__)
 
 BLACK_Y = 16  # BT.601 limited range black
 NEUTRAL_C = 128
-DEFAULT_PRESET = "veryfast"
+# libx264 `ultrafast`: the issue's budget is ≥ 4× realtime for 1080p15 on one core of a 2-core box.
+# Measured there (bench/privacy_bench.py, CPU time on one core, a textured panning picture):
+# ultrafast 4.5×, superfast 3.0×, veryfast 2.4×. The price is size (about 4× veryfast's bytes at the
+# same crf), not fidelity: crf 20 keeps the picture's quality, and a delivery is one file, once.
+DEFAULT_PRESET = "ultrafast"
 DEFAULT_CRF = 20
 
 Masks = tuple[Polygon, ...]
