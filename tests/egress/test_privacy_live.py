@@ -170,3 +170,52 @@ async def test_owner_views_on_masks_the_owners_webrtc_view(owner_masked_hub: Liv
         await viewer.close()
         await sessions.close_all()
     assert_masked(frames, reference)
+
+
+@pytest.fixture
+async def open_hub(sim: SimCamera, tmp_path: Path) -> AsyncIterator[LiveHub]:
+    async for hub in _hub(sim, tmp_path, {}):
+        yield hub
+
+
+async def test_masks_drawn_mid_stream_end_the_unmasked_agency_stream(
+    open_hub: LiveHub, tmp_path: Path
+) -> None:
+    from tests.egress.conftest import owner_session
+    from tests.egress.test_owner_views import as_owner
+
+    hub = open_hub
+    agency = await add_agency(hub, tmp_path / "agency", "PD")
+    _, url = await live_grant(hub, agency, seconds=60)
+    reference = await camera_frames(hub, 60)
+    owner = await owner_session(hub.url, hub.consent.hub_id, hub.owner, set_password=True)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        viewer, mine = WhepViewer(max_frames=256), WhepViewer()
+        try:
+            await viewer.connect(url, http, sign=agency.signer())
+            await mine.connect(
+                f"{hub.url}/api/v1/owner/cameras/{hub.camera}/whep", http, sign=as_owner(owner)
+            )
+            await viewer.wait_frames(5, timeout=15)
+            await mine.wait_frames(5, timeout=15)
+            masks = [[list(p) for p in poly] for poly in MASKS]
+            path = f"{hub.url}/api/v1/owner/settings/privacy/{hub.camera}"
+            async with http.put(path, json={"masks": masks}, headers=owner) as resp:
+                assert resp.status == 200, await resp.text()
+            # The agency's unmasked stream ends; the owner's own view (no owner_views) keeps running.
+            async with asyncio.timeout(5):
+                await viewer.ended.wait()
+            seen = mine.frame_count
+            await mine.wait_frames(seen + 5, timeout=10)
+        finally:
+            await viewer.close()
+            await mine.close()
+        again = WhepViewer(max_frames=256)
+        try:
+            await again.connect(url, http, sign=agency.signer())
+            frames = await received(again, 30)
+        finally:
+            await again.close()
+    assert_masked(frames, reference)
+    ends = [e for t, e in await hub.audit_types() if t == "egress.live.end"]
+    assert any(b"privacy masks changed" in e for e in ends)
