@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+import time
 from pathlib import Path
 
 from hub import config as config_mod
@@ -108,6 +109,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from hub import datadir
     from hub.record import clip, sealed
     from hub.store import Store
+    from hub.store import exports as exports_q
 
     cfg = _load_config(args.config)
     if cfg.camera(args.camera) is None:
@@ -123,9 +125,20 @@ def cmd_export(args: argparse.Namespace) -> int:
         at_rest = sealed.reader_at_rest(cfg.keys_dir, cfg.hub_key_path)
         store = await Store.open(cfg.db_path)
         try:
-            return await clip.export_clip(
+            made = await clip.export_clip(
                 cfg.segments_dir, store, args.camera, args.start, args.end, Path(args.output), at_rest=at_rest
             )
+            # Exports age out with the footage (PROTOCOL §3.1): the hub deletes this file once its
+            # newest footage is older than the camera's max age, unless the owner holds it.
+            await store.run(
+                exports_q.record,
+                str(made.path.resolve()),
+                made.camera_id,
+                made.start_at,
+                made.end_at,
+                time.time(),
+            )
+            return made
         finally:
             await store.close()
 
@@ -137,6 +150,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(
         f"{result.path}: {result.camera_id} {result.duration_s:.2f} s "
         f"({result.codec} {result.width}x{result.height}, {len(result.segments)} segments, stream-copied)"
+    )
+    print(
+        "note: the hub deletes this file with the footage when it passes max age, unless you hold it",
+        file=sys.stderr,
     )
     if not result.covers_request:
         print("note: the recording does not cover the whole range (gap or not yet recorded)", file=sys.stderr)

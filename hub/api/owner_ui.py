@@ -504,7 +504,8 @@ async def grants(request: web.Request) -> web.Response:
 async def holds(request: web.Request) -> web.Response:
     """Footage retention keeps for agencies: pending requests (until respond_by) and approvals."""
     services = request.app[SERVICES]
-    rows = await services.store.run(consent_q.holds_detail, time.time())
+    limits = services.consent.hold_limits() if services.consent is not None else None
+    rows = await services.store.run(consent_q.holds_detail, time.time(), limits)
     return web.json_response({"holds": rows})
 
 

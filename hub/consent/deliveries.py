@@ -189,6 +189,9 @@ async def open_for_fetch(svc: ConsentService, keyid: str, delivery_id: str) -> t
     grant = None if record is None else await svc.store.run(q.grant, record.grant_id)
     if record is None or grant is None or grant.recipient != keyid:
         raise ConsentError("not_found", NOT_FOUND_DETAIL, 404)
+    if await svc.store.run(q.delivery_expired, record.id):
+        # Its footage passed the owner's max age and the file is gone (PROTOCOL §3.1).
+        raise ConsentError("not_found", NOT_FOUND_DETAIL, 404)
     await gate.check(
         svc.store, keyid, record.camera_id, record.start_at, record.end_at,
         kind="clip", now=svc.now(), delivery_id=record.id, take_fetch=True, deadlines=svc.deadlines,
