@@ -204,7 +204,7 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     assert declined.evaluate("el => el === document.activeElement")
     # The decline released the hold.
     page.goto(hub.url + "/#/settings")
-    page.get_by_text("No agency request is holding footage").wait_for()
+    page.get_by_text("Nothing is held: footage is deleted on the usual schedule.").wait_for()
     page.goto(hub.url + "/#/inbox")
     page.get_by_text("Show earlier requests").click()
     assert "declined" in page.locator(f"article[data-request-id='{second['id']}']").inner_text()

@@ -218,24 +218,32 @@ function httpsText(s) {
   return notice(`This page is not using HTTPS, so this device cannot sign approvals here. Open the hub at https://${location.hostname}${s.https_port ? `:${s.https_port}` : ""}/ after installing its certificate authority below.`, "warn");
 }
 
-// What retention keeps for agencies (GET /api/v1/owner/holds, PROTOCOL §2.1): a waiting request
-// holds its range until its answer-by date, never longer; declining it in the inbox releases it.
+// What retention keeps past the max age (GET /api/v1/owner/holds, PROTOCOL §3.1), with who asked and
+// why: the owner's own signed holds, a waiting request (until its answer-by date, never longer;
+// declining it in the inbox releases it) and an approval whose delivery is not built yet.
 function holdsSection(holds, names) {
+  const kept = (x) => {
+    const until = `until ${fmtUnix(x.until, { seconds: false })}`;
+    if (x.reason === "pending_request") return h("span", {}, `${until} while the request waits — `, h("a", { href: "#/inbox" }, "decline it to release"));
+    if (x.reason === "owner_hold") return `${until}: you held it${x.key_name ? ` (signed on “${x.key_name}”)` : ""}`;
+    return `${until}: you approved it`;
+  };
   const rows = holds.map((x) => ({
+    attrs: { "data-reason": x.reason },
     cells: [
-      x.agency_name || "an agency no longer trusted",
+      x.asked_by || x.agency_name || "an agency no longer trusted",
+      x.why || "—",
       x.cameras.map((c) => names[c] || c).join(", "),
       fmtRange(new Date(x.start * 1000), new Date(x.end * 1000), { seconds: false }),
-      x.reason === "pending_request"
-        ? h("span", {}, `until ${fmtUnix(x.until, { seconds: false })} while the request waits — `, h("a", { href: "#/inbox" }, "decline it to release"))
-        : `until ${fmtUnix(x.until, { seconds: false })}: you approved it`,
+      kept(x),
     ],
   }));
   return h("section", { class: "card", "aria-labelledby": "h-holds" },
-    h("h2", { id: "h-holds" }, `Footage kept for agencies (${holds.length})`),
+    h("h2", { id: "h-holds" }, `Footage kept past the usual schedule (${holds.length})`),
+    h("p", { class: "muted" }, "Footage older than the days you keep it is deleted, copies for agencies and exports included, unless it is held here."),
     holds.length
-      ? cardTable({ id: "holds" }, ["Agency", "Cameras", "Footage", "Kept"], rows)
-      : h("p", { class: "muted" }, "No agency request is holding footage: it is deleted on the usual schedule."));
+      ? cardTable({ id: "holds" }, ["Asked by", "Why", "Cameras", "Footage", "Kept"], rows)
+      : h("p", { class: "muted" }, "Nothing is held: footage is deleted on the usual schedule."));
 }
 
 export async function render(root, ctx, message = null) {
