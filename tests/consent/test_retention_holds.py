@@ -144,8 +144,18 @@ def test_max_age_is_a_hard_limit_except_for_what_is_held(tmp_path: Path) -> None
         assert theirs["request_id"] == pending and theirs["asked_by"] == "Test PD" and theirs["why"]
 
         # Releasing the hold lets retention take that footage too.
-        r = hub.decide({"decision": "release-hold", "subject": {"hold_id": hold_id}})
-        assert r.status == 201, r.body
+        # ... by the owner CLI (`camhub owner release-hold`), with the owner's key as a file.
+        from tests.consent.test_flow_e2e import _pem
+
+        key = tmp_path / "owner.key"
+        key.write_bytes(_pem(hub))
+        key.chmod(0o600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "hub", "owner", "release-hold", "--url", hub.url, "--key", str(key),
+             "--hold-id", hold_id],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
         r = hub.decide({"decision": "release-hold", "subject": {"hold_id": hold_id}})
         assert (r.status, r.json()["error"]) == (403, "unknown_hold")
         deadline = time.monotonic() + 60
