@@ -4,9 +4,9 @@
 // Every change is validated by the hub with the config file's own rules and audited.
 
 import * as api from "../lib/api.js";
-import { confirmClock, signingKey } from "../lib/decide.js";
+import { confirmClock, decide, signingKey } from "../lib/decide.js";
 import { cardTable, confirmDialog, focusResult, h, notice, replace } from "../lib/dom.js";
-import { fmtBytes, fmtRange, fmtUnix } from "../lib/time.js";
+import { fmtBytes, fmtRange, fmtUnix, rfc3339 } from "../lib/time.js";
 import { cameraProblem, details, sentence } from "../lib/words.js";
 import { privacySection } from "./privacy.js";
 
@@ -221,11 +221,57 @@ function httpsText(s) {
 // What retention keeps past the max age (GET /api/v1/owner/holds, PROTOCOL §3.1), with who asked and
 // why: the owner's own signed holds, a waiting request (until its answer-by date, never longer;
 // declining it in the inbox releases it) and an approval whose delivery is not built yet.
-function holdsSection(holds, names) {
+// Keep footage past the max age (a signed `hold` decision, PROTOCOL §3): cameras, the footage's
+// range, until when, who asked and why. Signed in this browser with its owner key, like approvals.
+function holdForm(hubId, cams, canSign, reload) {
+  const st = h("div", { "aria-live": "polite" });
+  const local = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  const now = new Date();
+  const form = h("form", { class: "stack", id: "hold-form", novalidate: true },
+    h("fieldset", {}, h("legend", {}, "Cameras"),
+      cams.map((c) => h("label", {}, h("input", { type: "checkbox", name: "camera", value: c.id }), ` ${c.name}`))),
+    h("div", { class: "row" },
+      h("label", {}, "Footage from", h("input", { type: "datetime-local", name: "start", value: local(new Date(now - 3600e3)) })),
+      h("label", {}, "to", h("input", { type: "datetime-local", name: "end", value: local(now) })),
+      h("label", {}, "Keep until", h("input", { type: "datetime-local", name: "until", value: local(new Date(+now + 30 * 86400e3)) }))),
+    h("div", { class: "row" },
+      h("label", {}, "Who asked", h("input", { name: "asked_by", maxlength: 200, placeholder: "e.g. my insurer, claim 42" })),
+      h("label", {}, "Why", h("input", { name: "reason", maxlength: 500, placeholder: "e.g. the dented car" }))),
+    h("button", { type: "submit", disabled: !canSign }, "Sign and hold"),
+    st);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = form.elements;
+    const cameras = [...form.querySelectorAll("input[name=camera]:checked")].map((i) => i.value);
+    try {
+      if (!cameras.length) throw new Error("Choose at least one camera.");
+      const res = await decide(hubId, { decision: "hold", subject: {
+        cameras, start: rfc3339(new Date(f.start.value)), end: rfc3339(new Date(f.end.value)),
+        until: rfc3339(new Date(f.until.value)), reason: f.reason.value.trim(), asked_by: f.asked_by.value.trim() } });
+      reload(`Footage held (hold ${res.hold_id.slice(0, 8)}…).`);
+    } catch (err) {
+      replace(st, notice(`Not held: ${err.detail || err.message || sentence(err)}`, "error"));
+    }
+  });
+  return h("details", {}, h("summary", {}, "Keep footage longer (sign a hold)"), form);
+}
+
+function releaseButton(hubId, x, canSign, reload) {
+  return h("button", { type: "button", class: "secondary", disabled: !canSign, onclick: async () => {
+    try {
+      await decide(hubId, { decision: "release-hold", subject: { hold_id: x.hold_id } });
+      reload("Hold released: that footage is deleted on the usual schedule.");
+    } catch (err) {
+      reload(`Not released: ${sentence(err)}`);
+    }
+  } }, "Release");
+}
+
+function holdsSection(holds, names, extra = {}) {
   const kept = (x) => {
     const until = `until ${fmtUnix(x.until, { seconds: false })}`;
     if (x.reason === "pending_request") return h("span", {}, `${until} while the request waits — `, h("a", { href: "#/inbox" }, "decline it to release"));
-    if (x.reason === "owner_hold") return `${until}: you held it${x.key_name ? ` (signed on “${x.key_name}”)` : ""}`;
+    if (x.reason === "owner_hold") return h("span", {}, `${until}: you held it${x.key_name ? ` (signed on “${x.key_name}”)` : ""} `, extra.release ? extra.release(x) : null);
     return `${until}: you approved it`;
   };
   const rows = holds.map((x) => ({
@@ -243,7 +289,8 @@ function holdsSection(holds, names) {
     h("p", { class: "muted" }, "Footage older than the days you keep it is deleted, copies for agencies and exports included, unless it is held here."),
     holds.length
       ? cardTable({ id: "holds" }, ["Asked by", "Why", "Cameras", "Footage", "Kept"], rows)
-      : h("p", { class: "muted" }, "Nothing is held: footage is deleted on the usual schedule."));
+      : h("p", { class: "muted" }, "Nothing is held: footage is deleted on the usual schedule."),
+    extra.form || null);
 }
 
 export async function render(root, ctx, message = null) {
@@ -287,7 +334,10 @@ export async function render(root, ctx, message = null) {
         h("dt", {}, "Default downloads per approval"), h("dd", {}, String(s.consent.max_fetches)),
         h("dt", {}, "Clock"), h("dd", { id: "clock-state" }, s.consent.trust_system_clock ? "trusted (battery-backed clock)" : s.clock_synced ? "synchronised or confirmed for this boot" : "NOT confirmed: consent decisions are refused"),
         h("dt", {}, "Relay"), h("dd", { id: "relay-state" }, relayState(s.relay)))),
-    holdsSection(held.holds, names),
+    holdsSection(held.holds, names, {
+      form: holdForm(ctx.session.hub_id, cams.cameras, !!key && enrolled, reload),
+      release: (x) => releaseButton(ctx.session.hub_id, x, !!key && enrolled, reload),
+    }),
     privacySection(privacy, names, reload),
     h("section", { class: "card", "aria-labelledby": "h-https" },
       h("h2", { id: "h-https" }, "HTTPS on your network"),
