@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import sys
 import time
@@ -106,7 +107,9 @@ def _time_arg(text: str) -> float:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """The owner's own local export on the box (sharing outward goes through consent, never here)."""
+    from camhub_protocol import rfc3339
     from hub import datadir
+    from hub.consent import audit
     from hub.record import clip, sealed
     from hub.store import Store
     from hub.store import exports as exports_q
@@ -138,6 +141,13 @@ def cmd_export(args: argparse.Namespace) -> int:
                 made.end_at,
                 time.time(),
             )
+            # Who watched what (PROTOCOL §5): an export is a view, by whoever has a shell on the box.
+            who = f"box:{getpass.getuser()}"
+            await store.run(
+                audit.append_sync, "view.export", who,
+                {"camera": made.camera_id, "who": who, "start": rfc3339.format(made.start_at),
+                 "end": rfc3339.format(made.end_at), "path": str(made.path.resolve())},
+            )  # fmt: skip
             return made
         finally:
             await store.close()

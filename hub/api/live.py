@@ -43,6 +43,7 @@ from camhub_protocol import whep
 from camhub_protocol.errors import ConsentError
 from hub.api.agency import signed_message
 from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, SessionError, require_owner, session_alive
+from hub.api.views import view_log
 from hub.consent import gate, requests
 from hub.consent.service import ConsentService
 from hub.egress import ice
@@ -288,6 +289,16 @@ async def post_owner_whep(request: web.Request) -> web.StreamResponse:
         if not await session_alive(services, owner_session.id_sha256):
             raise SessionError("the owner session ended")
 
+    views = view_log(request)
+
+    async def ended(session: LiveSession) -> None:
+        # Who watched what (PROTOCOL §5): the owner's view is audited like an agency's.
+        seconds = int((session.ended_at or time.time()) - session.started_at)
+        await views.record(
+            request, "view.live.end",
+            {"session": session.id, "camera": camera, "via": "webrtc", "seconds": seconds},
+        )  # fmt: skip
+
     try:
         session, answer = await media.sessions.open(
             camera_id=camera,
@@ -299,9 +310,11 @@ async def post_owner_whep(request: web.Request) -> web.StreamResponse:
             recheck_interval_s=VIEW_RECHECK_S,
             # The owner's own view is whole unless the owner asked for masks there too (§4.1).
             masks=lambda: gate.privacy_masks(services.config, camera, audience="owner"),
+            on_close=ended,
         )
     except LiveError as exc:
         return _error(exc.status, exc.code, exc.detail)
+    await views.record(request, "view.live.start", {"session": session.id, "camera": camera, "via": "webrtc"})
     return _answer(answer, f"/api/v1/owner/live/{session.id}")
 
 

@@ -13,11 +13,13 @@ session in a shared device's cache. Decoding is in `hub/ingest/snapshot.py`.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 
 from aiohttp import web
 
 from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, require_owner, session_alive
+from hub.api.views import SNAPSHOT_WINDOW_S, view_log
 from hub.consent import gate
 from hub.egress import privacy
 from hub.errors import HubError, NotFound
@@ -64,6 +66,12 @@ async def snapshot(request: web.Request) -> web.Response:
         snap = await source.get()
     except SnapshotError as exc:
         raise CameraOffline(f"the camera sent no picture: {exc}") from exc
+    camera = request.match_info["camera_id"]
+    session = request[OWNER_SESSION].id_sha256
+    await view_log(request).record(
+        request, "view.snapshot", {"camera": camera}, fold=(session, f"snapshot:{camera}"),
+        window_s=SNAPSHOT_WINDOW_S,
+    )  # fmt: skip
     return web.Response(
         body=await _owner_jpeg(request, snap.jpeg),
         content_type="image/jpeg",
@@ -106,6 +114,10 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     ends_at = time.monotonic() + MJPEG_MAX_S
     next_check = time.monotonic() + VIEW_RECHECK_S
+    camera = request.match_info["camera_id"]
+    view = {"session": secrets.token_urlsafe(12), "camera": camera, "via": "mjpeg"}
+    started = time.monotonic()
+    await view_log(request).record(request, "view.live.start", view)
     try:
         while time.monotonic() < ends_at:
             jpeg = await _owner_jpeg(request, snap.jpeg)
@@ -127,6 +139,9 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
                         raise
     except (SnapshotError, ConnectionResetError):
         pass  # the camera went away or the viewer left: end the stream
+    finally:
+        seconds = int(time.monotonic() - started)
+        await view_log(request).record(request, "view.live.end", {**view, "seconds": seconds})
     return response
 
 

@@ -96,6 +96,13 @@ def test_max_age_is_a_hard_limit_except_for_what_is_held(tmp_path: Path) -> None
         held_export, loose_export = tmp_path / "held.mp4", tmp_path / "loose.mp4"
         _export(hub, t0 + 12, t0 + 18, held_export)
         _export(hub, t0 + 0, t0 + 6, loose_export)
+        # Each export is a view, audited with who made it (PROTOCOL §5).
+        exported = [e for e in hub.audit_entries() if e["type"] == "view.export"]
+        assert [e["data"]["path"] for e in exported] == [
+            str(held_export.resolve()),
+            str(loose_export.resolve()),
+        ]
+        assert all(e["actor"].startswith("box:") and e["data"]["who"] == e["actor"] for e in exported)
 
         # The owner shortens max age: everything indexed is past it now.
         hub.config.write_text(hub.config.read_text().replace(LONG, SHORT))

@@ -219,3 +219,10 @@ async def test_masks_drawn_mid_stream_end_the_unmasked_agency_stream(
     assert_masked(frames, reference)
     ends = [e for t, e in await hub.audit_types() if t == "egress.live.end"]
     assert any(b"privacy masks changed" in e for e in ends)
+    # The owner's own WebRTC view is audited too (who watched what, PROTOCOL §5).
+    async with asyncio.timeout(10):
+        while not any(t == "view.live.end" for t, _ in await hub.audit_types()):
+            await asyncio.sleep(0.1)
+    views = [(t, e) for t, e in await hub.audit_types() if t.startswith("view.live.")]
+    assert [t for t, _ in views] == ["view.live.start", "view.live.end"]
+    assert all(b'"via":"webrtc"' in e and b'"who":"owner"' in e for _, e in views)
