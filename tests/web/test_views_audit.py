@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.web.conftest import CAMERAS
+from tests.web.conftest import CAMERAS, login
 from tests.web.test_settings_api import Owner
 
 VIEW_TYPES = "view.live.start,view.live.end,view.playback,view.snapshot,view.export"
@@ -32,7 +32,7 @@ def _get(owner: Owner, path: str, headers: dict[str, str] | None = None, read: i
 
 
 def test_every_view_is_audited_once_per_view(
-    make_hub: Any, sim_camera: dict[str, Any], tmp_path: Path
+    make_hub: Any, sim_camera: dict[str, Any], tmp_path: Path, context: Any
 ) -> None:
     sim = sim_camera["camera"]
     extra = (
@@ -85,3 +85,17 @@ def test_every_view_is_audited_once_per_view(
     assert status == 200
     assert sorted(e["entry"].split('"type":"')[1].split('"')[0] for e in body["entries"]) == sorted(kinds)
     assert all(e["inclusion_proof"] is not None for e in body["entries"])
+
+    # The "who watched what" page lists them, filterable by camera.
+    page = context.new_page()
+    login(page, hub.url)
+    page.goto(hub.url + "/#/views")
+    page.get_by_role("heading", name="Who watched what").wait_for()
+    table = page.locator("#views")
+    table.get_by_text("looked at live stills").wait_for()
+    assert table.get_by_text("played the recording").count() == 1
+    assert table.locator("tbody tr").count() == len(kinds)
+    page.get_by_label("Camera").select_option(sim)
+    assert table.locator("tbody tr").count() == 3  # the still and the MJPEG view's start and end
+    page.get_by_label("Person").select_option("owner")
+    assert page.locator("#views tbody tr").count() == 3
