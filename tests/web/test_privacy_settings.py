@@ -120,7 +120,12 @@ def test_owner_draws_a_mask_in_settings(make_hub: Any, context: Any, sim_camera:
     page.goto(hub.url + "/#/settings")
     editor = page.locator(f".privacy-camera[data-camera='{camera}']")
     editor.wait_for()
+    editor.locator("summary").click()
     canvas = editor.locator("canvas")
+    canvas.wait_for()
+    page.wait_for_function(
+        "() => { const c = document.querySelector('.privacy-camera canvas'); return c && c.getContext('2d').getImageData(0, 0, 1, 1).data[3] > 0; }"
+    )  # the still is drawn
     box = canvas.bounding_box()
     assert box is not None
     # Four clicks: a quarter of the picture, top left.

@@ -36,7 +36,6 @@ function cameraEditor(cam, name, reload) {
   const ownerViews = h("input", { type: "checkbox", name: "owner_views", checked: cam.owner_views });
   const sync = () => { text.value = JSON.stringify(masks); draw(canvas, img, masks, current); };
   img.onload = () => draw(canvas, img, masks, current);
-  img.src = `/api/v1/owner/cameras/${encodeURIComponent(cam.camera)}/snapshot.jpg?t=${Date.now()}`;
   canvas.addEventListener("click", (ev) => {
     const r = canvas.getBoundingClientRect();
     current.push([round((ev.clientX - r.left) / r.width), round((ev.clientY - r.top) / r.height)]);
@@ -61,8 +60,12 @@ function cameraEditor(cam, name, reload) {
     }
   };
   sync();
-  return h("div", { class: "privacy-camera", dataset: { camera: cam.camera } },
-    h("h3", {}, name, h("span", { class: "muted" }, cam.configured_in === "settings" ? " (set here)" : " (from camhub.toml)")),
+  const n = cam.masks.length;
+  // Closed by default: the page stays short, and the still is fetched only when the owner opens it.
+  const box = h("details", { class: "privacy-camera", dataset: { camera: cam.camera } },
+    h("summary", {}, `${name}: ${n ? `${n} masked ${n === 1 ? "area" : "areas"}` : "no masks"}`,
+      h("span", { class: "muted" }, cam.configured_in === "settings" ? " (set here)" : " (from camhub.toml)")),
+    h("p", { class: "muted" }, "Masked areas are blacked out of all that leaves the house (approved footage, agency livestreams); recordings stay whole."),
     canvas,
     h("div", { class: "row" },
       h("button", { type: "button", onclick: () => { if (current.length >= 3) { masks.push(current); current = []; sync(); } else replace(status, notice("A masked area needs at least 3 corners.", "error")); } }, "Close shape"),
@@ -76,12 +79,15 @@ function cameraEditor(cam, name, reload) {
         ? h("button", { type: "button", onclick: () => save({ masks: null }, `${name} uses camhub.toml's masks again.`) }, "Use camhub.toml's")
         : null),
     status);
+  box.addEventListener("toggle", () => {
+    if (box.open && !img.src) img.src = `/api/v1/owner/cameras/${encodeURIComponent(cam.camera)}/snapshot.jpg?t=${Date.now()}`;
+  });
+  return box;
 }
 
 export function privacySection(privacy, names, reload) {
   return h("section", { class: "card", "aria-labelledby": "h-privacy" },
     h("h2", { id: "h-privacy" }, "Privacy masks"),
-    h("p", { class: "muted" }, "Areas blacked out of everything that leaves the house: footage you approve for an agency and agency livestreams. Your recordings are kept whole."),
     privacy.cameras.length
       ? privacy.cameras.map((c) => cameraEditor(c, names[c.camera] || c.camera, reload))
       : h("p", { class: "muted" }, "No cameras yet."));

@@ -253,7 +253,9 @@ function holdForm(hubId, cams, canSign, reload) {
       replace(st, notice(`Not held: ${err.detail || err.message || sentence(err)}`, "error"));
     }
   });
-  return h("details", {}, h("summary", {}, "Keep footage longer (sign a hold)"), form);
+  return h("details", {}, h("summary", {}, "Keep footage longer (sign a hold)"),
+    h("p", { class: "muted" }, "Footage older than the days you keep it is deleted, copies for agencies and exports included, unless it is held."),
+    form);
 }
 
 function releaseButton(hubId, x, canSign, reload) {
@@ -277,18 +279,16 @@ function holdsSection(holds, names, extra = {}) {
   const rows = holds.map((x) => ({
     attrs: { "data-reason": x.reason },
     cells: [
-      x.asked_by || x.agency_name || "an agency no longer trusted",
-      x.why || "—",
+      h("span", {}, x.asked_by || x.agency_name || "an agency no longer trusted", x.why ? h("span", { class: "muted" }, ` — ${x.why}`) : null),
       x.cameras.map((c) => names[c] || c).join(", "),
       fmtRange(new Date(x.start * 1000), new Date(x.end * 1000), { seconds: false }),
       kept(x),
     ],
   }));
   return h("section", { class: "card", "aria-labelledby": "h-holds" },
-    h("h2", { id: "h-holds" }, `Footage kept past the usual schedule (${holds.length})`),
-    h("p", { class: "muted" }, "Footage older than the days you keep it is deleted, copies for agencies and exports included, unless it is held here."),
+    h("h2", { id: "h-holds" }, `Footage held (${holds.length})`),
     holds.length
-      ? cardTable({ id: "holds" }, ["Asked by", "Why", "Cameras", "Footage", "Kept"], rows)
+      ? cardTable({ id: "holds" }, ["Asked by — why", "Cameras", "Footage", "Kept"], rows)
       : h("p", { class: "muted" }, "Nothing is held: footage is deleted on the usual schedule."),
     extra.form || null);
 }
