@@ -131,7 +131,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             made = await clip.export_clip(
                 cfg.segments_dir, store, args.camera, args.start, args.end, Path(args.output), at_rest=at_rest
             )
-            # Exports age out with the footage (PROTOCOL §3.1): the hub deletes this file once its
+            # Exports age out with the footage (PROTOCOL §3.2): the hub deletes this file once its
             # newest footage is older than the camera's max age, unless the owner holds it.
             await store.run(
                 exports_q.record,

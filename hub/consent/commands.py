@@ -7,7 +7,7 @@
     camhub owner reset --config FILE                          on the box: revoke every owner key (§1)
     camhub owner requests --config FILE                       list requests (on the box; read only)
     camhub owner approve|decline|revoke --key FILE --url U --request-id ID ...   sign a decision (§3)
-    camhub owner hold|release-hold --key FILE --url U ...                       keep footage past max age (§3.1)
+    camhub owner hold|release-hold --key FILE --url U ...                       keep footage past max age (§3.2)
     camhub owner confirm-time --key FILE --url U              confirm the hub's clock (§6)
     camhub agency add NAME --sig-key JWK --recipient age1... --key FILE --url U
     camhub agency remove KEYID --key FILE --url U
@@ -166,7 +166,7 @@ def cmd_owner_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_owner_hold(args: argparse.Namespace) -> int:
-    """A signed `hold` (PROTOCOL §3.1): keep footage past the max age until --until."""
+    """A signed `hold` (PROTOCOL §3.2): keep footage past the max age until --until."""
     from hub.consent import owner_client
 
     subject = {
@@ -408,7 +408,7 @@ def add_parsers(sub: Any) -> None:
     _http_opts(p)
     p.add_argument("--request-id", required=True)
     p.set_defaults(func=cmd_owner_revoke)
-    p = owner.add_parser("hold", help="keep footage past the max age until --until (PROTOCOL §3.1)")
+    p = owner.add_parser("hold", help="keep footage past the max age until --until (PROTOCOL §3.2)")
     _http_opts(p)
     p.add_argument("--camera", action="append", required=True)
     p.add_argument("--start", required=True, help="RFC 3339 UTC")

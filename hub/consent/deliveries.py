@@ -190,7 +190,7 @@ async def open_for_fetch(svc: ConsentService, keyid: str, delivery_id: str) -> t
     if record is None or grant is None or grant.recipient != keyid:
         raise ConsentError("not_found", NOT_FOUND_DETAIL, 404)
     if await svc.store.run(q.delivery_expired, record.id):
-        # Its footage passed the owner's max age and the file is gone (PROTOCOL §3.1).
+        # Its footage passed the owner's max age and the file is gone (PROTOCOL §3.2).
         raise ConsentError("not_found", NOT_FOUND_DETAIL, 404)
     await gate.check(
         svc.store, keyid, record.camera_id, record.start_at, record.end_at,

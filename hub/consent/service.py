@@ -206,7 +206,7 @@ class ConsentService:
                 log.exception("grant listener failed")
 
     def hold_limits(self) -> q.HoldLimits:
-        """How far back agency holds reach (PROTOCOL §3.1), from the effective config (Settings too)."""
+        """How far back agency holds reach (PROTOCOL §3.2), from the effective config (Settings too)."""
         day = 86400.0
         cfg = self.config
         return q.HoldLimits(
@@ -217,7 +217,7 @@ class ConsentService:
 
     async def expire_copies(self) -> int:
         """Delete deliveries whose footage passed its camera's max age, unless an owner hold covers
-        them (PROTOCOL §3.1): the file goes, the row stays as the record (a fetch answers 404); the
+        them (PROTOCOL §3.2): the file goes, the row stays as the record (a fetch answers 404); the
         same for `camhub export` outputs. One `retention.deleted` entry per pass that deleted any."""
         now = self.now()
         limits = self.hold_limits()
@@ -288,7 +288,7 @@ class ConsentService:
             await self.refresh_holds()
 
     async def _retention_loop(self) -> None:
-        """PROTOCOL §3.1, every RETENTION_INTERVAL_S: refresh the holds snapshot (a request past its
+        """PROTOCOL §3.2, every RETENTION_INTERVAL_S: refresh the holds snapshot (a request past its
         respond_by, or footage past max age + respond_by_days, stops being held within one interval)
         and delete deliveries whose footage passed max age."""
         while True:

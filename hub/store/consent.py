@@ -132,6 +132,47 @@ def revoke_owner_key(conn: sqlite3.Connection, kid: str, now: float, by: str) ->
     )
 
 
+@dataclass(frozen=True)
+class Passkey:
+    """What WebAuthn adds to an owner key (migration 0013, PROTOCOL §3.2)."""
+
+    kid: str
+    credential_id: str
+    public_key: bytes  # COSE_Key
+    rp_id: str
+    sign_count: int
+
+
+def passkey(conn: sqlite3.Connection, kid: str) -> Passkey | None:
+    row = conn.execute(
+        "SELECT kid, credential_id, public_key, rp_id, sign_count FROM owner_passkeys WHERE kid = ?", (kid,)
+    ).fetchone()
+    return None if row is None else Passkey(row[0], row[1], bytes(row[2]), row[3], row[4])
+
+
+def passkeys(conn: sqlite3.Connection) -> dict[str, Passkey]:
+    rows = conn.execute(
+        "SELECT kid, credential_id, public_key, rp_id, sign_count FROM owner_passkeys"
+    ).fetchall()
+    return {r[0]: Passkey(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows}
+
+
+def passkey_by_credential(conn: sqlite3.Connection, credential_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM owner_passkeys WHERE credential_id = ?", (credential_id,)).fetchone()
+    return row is not None
+
+
+def insert_passkey(conn: sqlite3.Connection, key: Passkey) -> None:
+    conn.execute(
+        "INSERT INTO owner_passkeys (kid, credential_id, public_key, rp_id, sign_count) VALUES (?, ?, ?, ?, ?)",
+        (key.kid, key.credential_id, key.public_key, key.rp_id, key.sign_count),
+    )
+
+
+def set_passkey_sign_count(conn: sqlite3.Connection, kid: str, count: int) -> None:
+    conn.execute("UPDATE owner_passkeys SET sign_count = ? WHERE kid = ?", (count, kid))
+
+
 def ancestors(conn: sqlite3.Connection, kid: str) -> list[str]:
     """The keys that enrolled `kid`, its enroller's enroller, ... up to a root (nearest first)."""
     rows = conn.execute(
@@ -341,11 +382,14 @@ def insert_decision(
     jws: str,
     issued_at: float,
     now: float,
+    format: str = "jws",
 ) -> None:
+    """`jws` is the signed decision verbatim: the JWS compact string, or for a passkey decision
+    (`format` "webauthn", PROTOCOL §3.2) its canonical JSON with the assertion."""
     conn.execute(
-        "INSERT INTO decisions (id, kind, kid, request_id, jws, issued_at, accepted_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (decision_id, kind, kid, request_id, jws, issued_at, now),
+        "INSERT INTO decisions (id, kind, kid, request_id, jws, issued_at, accepted_at, format)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (decision_id, kind, kid, request_id, jws, issued_at, now, format),
     )
 
 
@@ -426,7 +470,7 @@ def revoke_grants_approved_by(conn: sqlite3.Connection, kid: str, now: float, by
 
 @dataclass(frozen=True)
 class HoldLimits:
-    """How far agency holds may reach back (PROTOCOL §2.1, §3.1): footage at most the camera's max age
+    """How far agency holds may reach back (PROTOCOL §2.1, §3.2): footage at most the camera's max age
     plus `respond_by_s` old. Empty (no max age known): agency holds are cut only to receipt time."""
 
     max_age_s: dict[str, float] = field(default_factory=dict)
@@ -477,7 +521,7 @@ def _cut(
 def holds(
     conn: sqlite3.Connection, now: float, limits: HoldLimits | None = None
 ) -> list[tuple[str, float, float]]:
-    """(camera, start, end) retention must keep now (PROTOCOL §3.1): owner holds in force, pending clip
+    """(camera, start, end) retention must keep now (PROTOCOL §3.2): owner holds in force, pending clip
     requests and approvals not yet built, the last two cut by `limits`."""
     limits = limits or HoldLimits()
     out: list[tuple[str, float, float]] = []
@@ -495,7 +539,7 @@ def holds(
 
 
 def owner_hold_ranges(conn: sqlite3.Connection, now: float) -> list[tuple[str, float, float]]:
-    """(camera, start, end) of the owner's holds in force: what keeps deliveries and exports (§3.1)."""
+    """(camera, start, end) of the owner's holds in force: what keeps deliveries and exports (§3.2)."""
     return [(c, h.start_at, h.end_at) for h in owner_holds(conn, now) for c in h.cameras]
 
 
@@ -576,7 +620,7 @@ def release_owner_hold(conn: sqlite3.Connection, hold_id: str, now: float, by: s
     )
 
 
-# --- copies of footage that age like it (deliveries, exports; PROTOCOL §3.1) ---------------------
+# --- copies of footage that age like it (deliveries, exports; PROTOCOL §3.2) ---------------------
 
 
 def deliveries_to_expire(

@@ -1,4 +1,4 @@
-"""Retention the owner controls (PROTOCOL §3, §3.1): max age is a hard limit for segments, deliveries
+"""Retention the owner controls (PROTOCOL §3, §3.2): max age is a hard limit for segments, deliveries
 and exports; only the owner's signed hold, a pending request (until respond_by, cut to receipt time and
 to max age + respond_by_days) or an approval not yet built keep footage past it.
 

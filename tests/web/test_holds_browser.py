@@ -1,4 +1,4 @@
-"""Holds in Settings (PROTOCOL §3, §3.1): the owner signs a hold in the browser, sees it listed with who
+"""Holds in Settings (PROTOCOL §3, §3.2): the owner signs a hold in the browser, sees it listed with who
 asked and why, and releases it; both are signed decisions in the audit log."""
 
 from __future__ import annotations

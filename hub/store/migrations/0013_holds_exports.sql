@@ -1,4 +1,4 @@
--- Retention the owner controls (PROTOCOL §3.1, issue 19).
+-- Retention the owner controls (PROTOCOL §3.2, issue 19).
 -- Owner holds: footage kept past the max age because the owner signed a `hold` decision. `id` is the
 -- decision id; `kid` the owner key that signed it; released by a signed `release-hold` (or never).
 CREATE TABLE owner_holds (
@@ -28,6 +28,6 @@ CREATE TABLE exports (
 );
 CREATE INDEX exports_live ON exports (deleted_at, end_at);
 
--- A delivery whose footage passed max age is deleted from disk (§3.1); the row stays, as the record
+-- A delivery whose footage passed max age is deleted from disk (§3.2); the row stays, as the record
 -- of what was sent, and a fetch of it answers 404.
 ALTER TABLE deliveries ADD COLUMN expired_at REAL;
