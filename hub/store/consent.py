@@ -134,7 +134,7 @@ def revoke_owner_key(conn: sqlite3.Connection, kid: str, now: float, by: str) ->
 
 @dataclass(frozen=True)
 class Passkey:
-    """What WebAuthn adds to an owner key (migration 0013, PROTOCOL §3.2)."""
+    """What WebAuthn adds to an owner key (migration 0013, PROTOCOL §3.1)."""
 
     kid: str
     credential_id: str
@@ -385,7 +385,7 @@ def insert_decision(
     format: str = "jws",
 ) -> None:
     """`jws` is the signed decision verbatim: the JWS compact string, or for a passkey decision
-    (`format` "webauthn", PROTOCOL §3.2) its canonical JSON with the assertion."""
+    (`format` "webauthn", PROTOCOL §3.1) its canonical JSON with the assertion."""
     conn.execute(
         "INSERT INTO decisions (id, kind, kid, request_id, jws, issued_at, accepted_at, format)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
