@@ -13,7 +13,7 @@ def test_owner_signs_lists_and_releases_a_hold_in_settings(make_hub: Any, contex
     page = context.new_page()
     onboard(page, hub)
     page.goto(hub.url + "/#/settings")
-    page.get_by_text("Keep footage longer (sign a hold)").click()
+    page.get_by_text("Hold footage…").click()
     form = page.locator("#hold-form")
     form.get_by_label("Front door").check()
     form.get_by_label("Who asked").fill("Acme Insurance, claim 42")

@@ -86,8 +86,12 @@ function cameraEditor(cam, name, reload) {
 }
 
 export function privacySection(privacy, names, reload) {
-  return h("section", { class: "card", "aria-labelledby": "h-privacy" },
-    h("h2", { id: "h-privacy" }, "Privacy masks"),
+  // One line when closed (the Settings page is long on a phone): how many cameras have masks.
+  const masked = privacy.cameras.filter((c) => c.masks.length).length;
+  // On the Cameras card's heading line, not a card of its own: masks are a property of each camera,
+  // and the Settings page is long on a phone.
+  return h("details", { id: "privacy", open: masked > 0 || undefined },
+    h("summary", { id: "h-privacy" }, masked ? `Privacy masks (${masked} of ${privacy.cameras.length} cameras)…` : "Privacy masks…"),
     privacy.cameras.length
       ? privacy.cameras.map((c) => cameraEditor(c, names[c.camera] || c.camera, reload))
       : h("p", { class: "muted" }, "No cameras yet."));

@@ -259,7 +259,7 @@ function holdForm(hubId, cams, canSign, reload) {
       replace(st, notice(`Not held: ${err.detail || err.message || sentence(err)}`, "error"));
     }
   });
-  return h("details", {}, h("summary", {}, "Keep footage longer (sign a hold)"),
+  return h("details", { class: "hold-details" }, h("summary", {}, "Hold footage…"),
     h("p", { class: "muted" }, "Footage older than the days you keep it is deleted, copies for agencies and exports included, unless it is held."),
     form);
 }
@@ -292,11 +292,10 @@ function holdsSection(holds, names, extra = {}) {
     ],
   }));
   return h("section", { class: "card", "aria-labelledby": "h-holds" },
-    h("h2", { id: "h-holds" }, `Footage held (${holds.length})`),
+    h("div", { class: "heading-row" }, h("h2", { id: "h-holds" }, `Footage held (${holds.length})`), extra.form || null),
     holds.length
-      ? cardTable({ id: "holds" }, ["Asked by — why", "Cameras", "Footage", "Kept"], rows)
-      : h("p", { class: "muted" }, "Nothing is held: footage is deleted on the usual schedule."),
-    extra.form || null);
+      ? cardTable({ id: "holds" }, ["Who, why", "Cameras", "Footage", "Kept"], rows)
+      : h("p", { class: "muted" }, "Nothing is held: footage is deleted on the usual schedule."));
 }
 
 export async function render(root, ctx, message = null) {
@@ -311,7 +310,7 @@ export async function render(root, ctx, message = null) {
     flash,
     clockSection(s, ctx.session.hub_id, !!key && enrolled, () => render(root, ctx)),
     h("section", { class: "card", "aria-labelledby": "h-cameras" },
-      h("h2", { id: "h-cameras" }, "Cameras"),
+      h("div", { class: "heading-row" }, h("h2", { id: "h-cameras" }, "Cameras"), privacySection(privacy, names, reload)),
       cardTable({ id: "cameras" }, ["Camera", "State", "Recording", "Keep footage", "Video", "Managed in"], cams.cameras.map((c) => cameraRow(c, s.storage, reload))),
       h("p", { class: "muted" }, "Cameras in the hub's configuration file (camhub.toml) are changed there, where they can be reviewed and backed up; “camhub check-config” checks it.")),
     h("section", { class: "card", "aria-labelledby": "h-found" },
@@ -344,7 +343,6 @@ export async function render(root, ctx, message = null) {
       form: holdForm(ctx.session.hub_id, cams.cameras, !!key && enrolled, reload),
       release: (x) => releaseButton(ctx.session.hub_id, x, !!key && enrolled, reload),
     }),
-    privacySection(privacy, names, reload),
     h("section", { class: "card", "aria-labelledby": "h-https" },
       h("h2", { id: "h-https" }, "HTTPS on your network"),
       httpsText(s),
