@@ -286,15 +286,15 @@ function holdsSection(holds, names, extra = {}) {
     attrs: { "data-reason": x.reason },
     cells: [
       h("span", {}, x.asked_by || x.agency_name || "an agency no longer trusted", x.why ? h("span", { class: "muted" }, ` — ${x.why}`) : null),
-      x.cameras.map((c) => names[c] || c).join(", "),
-      fmtRange(new Date(x.start * 1000), new Date(x.end * 1000), { seconds: false }),
+      // Cameras and range in one cell: a card on a phone stays three lines (the page is long there).
+      `${x.cameras.map((c) => names[c] || c).join(", ")}: ${fmtRange(new Date(x.start * 1000), new Date(x.end * 1000), { seconds: false })}`,
       kept(x),
     ],
   }));
   return h("section", { class: "card", "aria-labelledby": "h-holds" },
     h("div", { class: "heading-row" }, h("h2", { id: "h-holds" }, `Footage held (${holds.length})`), extra.form || null),
     holds.length
-      ? cardTable({ id: "holds" }, ["Who, why", "Cameras", "Footage", "Kept"], rows)
+      ? cardTable({ id: "holds" }, ["Who, why", "Footage", "Kept"], rows)
       : h("p", { class: "muted" }, "Nothing is held: footage is deleted on the usual schedule."));
 }
 
