@@ -12,11 +12,12 @@ STAMP := $(VENV)/.installed-stamp
 # systemd (only its systemd-analyze: tests/packaging/ verifies the installed unit offline; nothing
 # needs systemd running), and GStreamer with its Python bindings (Debian's python3-gst-1.0, run with
 # /usr/bin/python3): the rtsp-server cameras and the webrtcbin WHIP client of tests/interop/, camera
-# stacks nobody here wrote. The daemon's own run-time packages are packaging/install.sh's RUNTIME_PACKAGES.
+# stacks nobody here wrote; mosquitto (the MQTT broker tests/notify/ start on 127.0.0.1 with a
+# password file, as Home Assistant users run it). The daemon's own run-time packages are packaging/install.sh's RUNTIME_PACKAGES.
 SYSTEM_PACKAGES := ffmpeg age chromium faketime iproute2 nats-server coturn systemd \
 	gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gir1.2-gst-plugins-bad-1.0 python3-gst-1.0 python3-gi \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-	gstreamer1.0-nice
+	gstreamer1.0-nice mosquitto
 
 # Test-only JavaScript for the browser tests (axe-core, injected into pages to check accessibility),
 # pinned by tests/web/package-lock.json and installed with npm ci; the hub never serves it.

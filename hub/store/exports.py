@@ -1,4 +1,4 @@
-"""`camhub export` outputs, indexed so that they age out with the footage (PROTOCOL §3.2, migration 0015)."""
+"""`camhub export` outputs, indexed so that they age out with the footage (PROTOCOL §3.2, migration 0017)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The owner's settings overlay (migration 0008): cameras added in the web UI and storage overrides;
-privacy masks per camera (migration 0014).
+privacy masks per camera (migration 0016).
 
 Rows hold the TOML-shaped tables as JSON; `hub/settings.py` validates them with `hub.config`.
 """
@@ -47,7 +47,7 @@ def put_storage(conn: sqlite3.Connection, table: dict[str, Any], now: float) -> 
 
 
 def privacy(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
-    """camera id -> the privacy table the owner set in the web UI (migration 0014)."""
+    """camera id -> the privacy table the owner set in the web UI (migration 0016)."""
     rows = conn.execute("SELECT camera_id, privacy FROM owner_privacy ORDER BY camera_id").fetchall()
     return {r[0]: json.loads(r[1]) for r in rows}
 

@@ -18,6 +18,7 @@ route, or the signature check from any agency route, fails this test.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 import time
@@ -29,6 +30,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from camhub_protocol import rfc3339
@@ -107,6 +110,7 @@ class Full:
     owner_viewer: WhepViewer
     agency_viewer: WhepViewer
     owner_kid: str
+    push_subscription_id: str = ""
 
     @property
     def url(self) -> str:
@@ -133,6 +137,7 @@ class Full:
             },
             "/api/v1/owner/live/{session_id}": {"session_id": owner_session},
             "/api/v1/owner/devices/{kid}/revoke-preview": {"kid": self.owner_kid},
+            "/api/v1/owner/push/subscriptions/{sub_id}": {"sub_id": self.push_subscription_id},
             "/api/v1/cameras/{camera_id}/whip": {"camera_id": WHIP_CAMERA},
             "/api/v1/cameras/{camera_id}/whip/{session_id}": {
                 "camera_id": WHIP_CAMERA,
@@ -264,7 +269,25 @@ async def _fill(
         f"{url}/api/v1/owner/cameras/{CAMERA}/whep", owner_http, sign=full.owner_headers
     )
     await full.agency_viewer.connect(full.live_url, agency_http, sign=full.agency_headers)
+    # A real Web Push subscription (PROTOCOL §8.3) for DELETE …/push/subscriptions/{sub_id}; its
+    # endpoint is a closed loopback port, so a notification sent meanwhile goes nowhere.
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    keys = {"p256dh": _b64url(point), "auth": _b64url(b"a" * 16)}
+    sub = {"endpoint": "https://127.0.0.1:9/push/guard-sweep", "keys": keys}
+    async with owner_http.post(
+        url + "/api/v1/owner/push/subscriptions", json=sub, headers={"X-CSRF-Token": csrf}
+    ) as r:
+        assert r.status == 201, await r.text()
+        full.push_subscription_id = (await r.json())["id"]
     return full
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 async def _media_with_credentials(full: Full) -> set[tuple[str, str]]:

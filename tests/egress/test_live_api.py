@@ -51,6 +51,16 @@ class LiveHub:
         types = [t for t, _ in await self.audit_types()]
         return types.count("egress.live.start") == types.count("egress.live.end")
 
+    async def sessions_end_audited(self, timeout: float = 5.0) -> bool:
+        """`all_sessions_ended`, waiting for an end being audited: a session closes (media stops) first
+        and writes its `egress.live.end` entry after, so a viewer can see the end before it is written."""
+        deadline = time.monotonic() + timeout
+        while not await self.all_sessions_ended():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     async def audit_entries(self, since: int = 0) -> list[dict[str, Any]]:
         """Audit entries from seq `since` on, parsed."""
         entries = await self.consent.audit.entries(since, self.consent.audit.size)
@@ -163,12 +173,43 @@ async def test_approved_live_grant_streams_and_revoke_cuts_within_1s(
             await viewer.close()
     assert frames_before >= 10
     assert last < revoked_at + 1.0  # PROTOCOL §2.4: within 1 s of the owner's revoke
-    assert await live_hub.all_sessions_ended()
+    assert await live_hub.sessions_end_audited()
     types = [t for t, _ in await live_hub.audit_types()]
     assert types.count("egress.live.start") == 1
     assert types.count("egress.live.end") == 1
     end_entry = next(e for t, e in await live_hub.audit_types() if t == "egress.live.end")
     assert b"refused: " in end_entry  # the gate said no (grant_revoked or not_permitted)
+
+
+async def test_revoke_cuts_through_the_listener_without_the_poll(
+    live_hub: LiveHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The revoke reaches the session through `grant_listeners` at once (issue 17: ≤ 100 ms, measured in
+    bench/live_bench.py): with the sessions' periodic re-check made an hour long, media still stops
+    within the 1 s of PROTOCOL §2.4 (it would otherwise run to the grant's 10 s end)."""
+    from hub.egress import webrtc
+
+    original = webrtc.LiveSession.__init__
+
+    def without_poll(self: webrtc.LiveSession, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        self._recheck_interval_s = 3600.0
+
+    monkeypatch.setattr(webrtc.LiveSession, "__init__", without_poll)
+    agency = await add_agency(live_hub, tmp_path / "agency", "PD")
+    request_id, url = await live_grant(live_hub, agency, seconds=10)
+    viewer = WhepViewer()
+    async with aiohttp.ClientSession() as http:
+        try:
+            await viewer.connect(url, http, sign=agency.signer())
+            await viewer.wait_frames(5, timeout=10)
+            await live_hub.decide({"decision": "revoke", "request_id": request_id})
+            revoked_at = time.time()
+            last = await stop_time(viewer, quiet_s=1.5, limit_s=12)
+        finally:
+            await viewer.close()
+    assert last < revoked_at + 1.0
+    assert await live_hub.sessions_end_audited()
 
 
 async def test_revoking_the_approving_owner_key_cuts_within_1s(live_hub: LiveHub, tmp_path: Path) -> None:
@@ -192,7 +233,7 @@ async def test_revoking_the_approving_owner_key_cuts_within_1s(live_hub: LiveHub
         finally:
             await viewer.close()
     assert last < revoked_at + 1.0
-    assert await live_hub.all_sessions_ended()
+    assert await live_hub.sessions_end_audited()
 
 
 async def test_agency_saves_the_livestream_to_mp4(live_hub: LiveHub, tmp_path: Path) -> None:
@@ -203,7 +244,7 @@ async def test_agency_saves_the_livestream_to_mp4(live_hub: LiveHub, tmp_path: P
     assert 25 <= count <= 32
     with av.open(str(out)) as f:
         assert sum(1 for _ in f.decode(video=0)) == count
-    assert await live_hub.all_sessions_ended()  # the DELETE ended it
+    assert await live_hub.sessions_end_audited()  # the DELETE ended it
     end_entry = next(e for t, e in await live_hub.audit_types() if t == "egress.live.end")
     assert b'"reason":"agency sent DELETE"' in end_entry
 
@@ -294,7 +335,7 @@ async def test_refused_live_calls_send_no_media(live_hub: LiveHub, tmp_path: Pat
             await asyncio.wait_for(viewer.ended.wait(), 5)
         finally:
             await viewer.close()
-    assert await live_hub.all_sessions_ended()
+    assert await live_hub.sessions_end_audited()
     types = [t for t, _ in await live_hub.audit_types()]
     assert types.count("egress.live.start") == 1  # only the one accepted connection
     assert types.count("egress.live.end") == 1
@@ -316,4 +357,4 @@ async def test_owner_view_needs_an_owner_session(live_hub: LiveHub) -> None:
             assert err.value.status == 401
     finally:
         await viewer.close()
-    assert await live_hub.all_sessions_ended()
+    assert await live_hub.sessions_end_audited()
