@@ -58,10 +58,13 @@ _CLIP_NAME = re.compile(r"clip-[A-Za-z0-9][A-Za-z0-9._-]*\.mp4")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: The caller supplies these; `v`, `hub_id`, `files`, `audit` and `created` are filled in here.
 CALLER_FIELDS = ("request_id", "request_sha256", "approval_id", "camera", "start", "end", "segments")
+#: Optional for the caller (absent: `null`, a stream copy); optional for the verifier (hubs before it).
+REDACTION = "redaction"
 MANIFEST_FIELDS = frozenset(
     {"v", "hub_id", "request_id", "request_sha256", "approval_id", "camera", "start", "end", "files",
-     "segments", "audit", "created"}
+     "segments", "redaction", "audit", "created"}
 )  # fmt: skip
+REDACTION_FIELDS = frozenset({"masks", "width", "height", "fill", "codec"})
 FIXED_NAMES = ("audit-proof.json", "manifest.json", "manifest.jws")
 
 
@@ -146,6 +149,26 @@ def _tarinfo(name: str, size: int, mtime: int) -> tarfile.TarInfo:
     return info
 
 
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _valid_redaction(value: Any) -> bool:
+    """PROTOCOL §2.3: `{"masks": [[[x, y], …]], "width", "height", "fill": "black", "codec": "h264"}`."""
+    if not isinstance(value, dict) or set(value) != REDACTION_FIELDS:
+        return False
+    if value["fill"] != "black" or value["codec"] != "h264":
+        return False
+    if not (_int(value["width"]) and _int(value["height"]) and isinstance(value["masks"], list)):
+        return False
+    return all(
+        isinstance(poly, list)
+        and len(poly) >= 3
+        and all(isinstance(pt, list) and len(pt) == 2 and all(_int(c) for c in pt) for pt in poly)
+        for poly in value["masks"]
+    )
+
+
 def _manifest(
     hub_id: str,
     fields: Mapping[str, Any],
@@ -153,7 +176,7 @@ def _manifest(
     proof: Mapping[str, Any],
     created: str,
 ) -> dict[str, Any]:
-    unknown = sorted(set(fields) - set(CALLER_FIELDS))
+    unknown = sorted(set(fields) - set(CALLER_FIELDS) - {REDACTION})
     missing = [k for k in CALLER_FIELDS if k not in fields]
     if unknown or missing:
         raise DeliveryError("delivery_bad_input", f"manifest fields: unknown {unknown}, missing {missing}")
@@ -161,6 +184,9 @@ def _manifest(
         isinstance(s, dict) and set(s) == {"start", "end", "sha256"} for s in fields["segments"]
     ):
         raise DeliveryError("delivery_bad_input", 'segments must be [{"start", "end", "sha256"}]')
+    redaction = fields.get(REDACTION)
+    if redaction is not None and not _valid_redaction(redaction):
+        raise DeliveryError("delivery_bad_input", "redaction must be null or PROTOCOL §2.3's object")
     seq, entry_hash = proof.get("seq"), proof.get("entry_hash")
     if not isinstance(seq, int) or not isinstance(entry_hash, str) or proof.get("hub_id") != hub_id:
         raise DeliveryError("delivery_bad_input", "audit proof is not a proof_bundle() of this hub")
@@ -170,6 +196,7 @@ def _manifest(
         **{k: fields[k] for k in CALLER_FIELDS if k != "segments"},
         "files": files,
         "segments": fields["segments"],
+        "redaction": redaction,
         "audit": {"seq": seq, "entry_hash": entry_hash},
         "created": created,
     }
@@ -345,8 +372,10 @@ def verify_unpacked(
         raise DeliveryError("delivery_bad_signature", f"manifest.jws does not verify: {exc}") from exc
     if (directory / "manifest.json").read_bytes() != payload:
         raise DeliveryError("delivery_bad_signature", "manifest.json differs from the signed manifest")
-    if not isinstance(manifest, dict) or set(manifest) != MANIFEST_FIELDS or manifest["v"] != 1:
+    if not isinstance(manifest, dict) or set(manifest) | {REDACTION} != MANIFEST_FIELDS or manifest["v"] != 1:
         raise DeliveryError("delivery_bad_manifest", "manifest fields differ from PROTOCOL §2.3")
+    if manifest.get(REDACTION) is not None and not _valid_redaction(manifest[REDACTION]):
+        raise DeliveryError("delivery_bad_manifest", "redaction differs from PROTOCOL §2.3")
     if manifest["hub_id"] != hub_id:
         raise DeliveryError("delivery_bad_manifest", "manifest hub_id is not this hub")
     listed: dict[str, dict[str, Any]] = {}

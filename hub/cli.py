@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import sys
+import time
 from pathlib import Path
 
 from hub import config as config_mod
@@ -105,9 +107,12 @@ def _time_arg(text: str) -> float:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """The owner's own local export on the box (sharing outward goes through consent, never here)."""
+    from camhub_protocol import rfc3339
     from hub import datadir
+    from hub.consent import audit
     from hub.record import clip, sealed
     from hub.store import Store
+    from hub.store import exports as exports_q
 
     cfg = _load_config(args.config)
     if cfg.camera(args.camera) is None:
@@ -123,9 +128,27 @@ def cmd_export(args: argparse.Namespace) -> int:
         at_rest = sealed.reader_at_rest(cfg.keys_dir, cfg.hub_key_path)
         store = await Store.open(cfg.db_path)
         try:
-            return await clip.export_clip(
+            made = await clip.export_clip(
                 cfg.segments_dir, store, args.camera, args.start, args.end, Path(args.output), at_rest=at_rest
             )
+            # Exports age out with the footage (PROTOCOL §3.2): the hub deletes this file once its
+            # newest footage is older than the camera's max age, unless the owner holds it.
+            await store.run(
+                exports_q.record,
+                str(made.path.resolve()),
+                made.camera_id,
+                made.start_at,
+                made.end_at,
+                time.time(),
+            )
+            # Who watched what (PROTOCOL §5): an export is a view, by whoever has a shell on the box.
+            who = f"box:{getpass.getuser()}"
+            await store.run(
+                audit.append_sync, "view.export", who,
+                {"camera": made.camera_id, "who": who, "start": rfc3339.format(made.start_at),
+                 "end": rfc3339.format(made.end_at), "path": str(made.path.resolve())},
+            )  # fmt: skip
+            return made
         finally:
             await store.close()
 
@@ -137,6 +160,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     print(
         f"{result.path}: {result.camera_id} {result.duration_s:.2f} s "
         f"({result.codec} {result.width}x{result.height}, {len(result.segments)} segments, stream-copied)"
+    )
+    print(
+        "note: the hub deletes this file with the footage when it passes max age, unless you hold it",
+        file=sys.stderr,
     )
     if not result.covers_request:
         print("note: the recording does not cover the whole range (gap or not yet recorded)", file=sys.stderr)

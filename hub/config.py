@@ -88,6 +88,24 @@ class MotionConfig:
     post_roll_seconds: float = 10.0
 
 
+Polygon = tuple[tuple[float, float], ...]
+
+#: Bounds on privacy masks (PROTOCOL §4.1): enough for any window or street, small enough that a
+#: mask can never make painting a frame expensive.
+MAX_PRIVACY_MASKS = 16
+MAX_PRIVACY_POINTS = 64
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """What is blacked out of this camera's picture in everything that leaves (PROTOCOL §4.1)."""
+
+    # Polygons in normalised 0..1 picture coordinates (0,0 top left), filled black.
+    masks: tuple[Polygon, ...] = ()
+    # Mask the owner's own live views too (off: the owner sees the whole picture at home).
+    owner_views: bool = False
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     id: str
@@ -103,6 +121,7 @@ class CameraConfig:
     record: bool = True
     retention_days: float | None = None
     motion: MotionConfig = field(default_factory=MotionConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     # How RTP reaches the hub (RFC 2326 §12.39): "tcp" interleaved on the RTSP connection, "udp"
     # (cameras whose server refuses TCP with 461, as VLC's does), or "auto": TCP, then UDP on 461.
     rtsp_transport: str = "auto"
@@ -793,6 +812,31 @@ def _parse_polygons(v: _Validator, key: str, value: Any) -> tuple[tuple[tuple[fl
     return tuple(polygons)
 
 
+def parse_privacy_table(v: _Validator, key: str, table: Any) -> PrivacyConfig:
+    """`[cameras.privacy]` (PROTOCOL §4.1): `masks` polygons and `owner_views`."""
+    if not isinstance(table, dict):
+        v.error(key, "must be a table")
+        return PrivacyConfig()
+    v.unknown(table, f"{key}.", {"masks", "owner_views"})
+    raw = table.get("masks", [])
+    masks = _parse_polygons(v, f"{key}.masks", raw)
+    if isinstance(raw, list) and len(raw) > MAX_PRIVACY_MASKS:
+        v.error(f"{key}.masks", f"at most {MAX_PRIVACY_MASKS} polygons")
+    for i, poly in enumerate(masks):
+        if len(poly) > MAX_PRIVACY_POINTS:
+            v.error(f"{key}.masks[{i}]", f"at most {MAX_PRIVACY_POINTS} points")
+    return PrivacyConfig(masks=masks, owner_views=v.get(table, f"{key}.", "owner_views", bool, False))
+
+
+def parse_privacy(table: dict[str, Any]) -> PrivacyConfig:
+    """A privacy table from the owner's settings, by the file's rules. Raises ConfigError."""
+    v = _Validator()
+    privacy = parse_privacy_table(v, "privacy", table)
+    if v.problems:
+        raise ConfigError(v.problems)
+    return privacy
+
+
 def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
     if not isinstance(value, list):
         v.error("cameras", "must be an array of tables ([[cameras]])")
@@ -802,6 +846,7 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
     allowed = {
         "id", "name", "url", "whip_token", "sub_url", "events_url", "username", "password",
         "record", "retention_days", "motion", "rtsp_transport", "audio", "onvif", "read_timeout_s",
+        "privacy",
     }  # fmt: skip
     for index, t in enumerate(value):
         if not isinstance(t, dict):
@@ -878,6 +923,7 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
                     )
                 ),
             )
+        privacy = parse_privacy_table(v, f"{p}privacy", t.get("privacy", {}))
         cameras.append(
             CameraConfig(
                 id=cam_id,
@@ -899,6 +945,7 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
                 record=v.get(t, p, "record", bool, True),
                 retention_days=_opt_float(v.get(t, p, "retention_days", (int, float), None, _positive)),
                 motion=motion,
+                privacy=privacy,
                 rtsp_transport=v.get(
                     t,
                     p,

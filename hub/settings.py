@@ -2,6 +2,7 @@
 
     effective config = camhub.toml  +  cameras the owner added in the browser
                                     +  [storage] keys the owner changed (max_age_days, quota_gb)
+                                    +  privacy masks the owner drew (any camera, PROTOCOL §4.1)
 
 Cameras in camhub.toml stay the file's: the UI shows them read-only (they can be reviewed, backed up
 and diffed there), and an overlay row can never shadow one (the file wins, the row is skipped with a
@@ -24,7 +25,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.config import CameraConfig, Config, ConfigError, parse_camera, parse_storage
+from hub.config import (
+    CameraConfig,
+    Config,
+    ConfigError,
+    PrivacyConfig,
+    parse_camera,
+    parse_privacy,
+    parse_storage,
+)
 from hub.errors import HubError
 from hub.store import Store
 from hub.store import settings as q
@@ -101,6 +110,17 @@ def validate_storage(table: dict[str, Any]) -> dict[str, Any]:
     return dict(table)
 
 
+def validate_privacy(table: dict[str, Any]) -> PrivacyConfig:
+    """`{"masks": [...], "owner_views": bool}` from the UI, by the file's `[cameras.privacy]` rules."""
+    try:
+        return parse_privacy(table)
+    except ConfigError as exc:
+        first = exc.problems[0] if exc.problems else "privacy: invalid"
+        key, _, detail = first.partition(": ")
+        name = key.split(".")[1].split("[")[0] if "." in key else "body"
+        raise SettingsError(name, detail or first) from exc
+
+
 def public_camera(table: dict[str, Any]) -> dict[str, Any]:
     """What a GET may show of a UI camera: never the password, nor credentials inside the URL."""
     out = {k: v for k, v in table.items() if k not in ("username", "password")}
@@ -125,6 +145,7 @@ class OwnerSettings:
     file_config: Config
     cameras: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> camera table
     storage: dict[str, Any] = field(default_factory=dict)
+    privacy: dict[str, dict[str, Any]] = field(default_factory=dict)  # camera id -> privacy table
 
     async def load(self, store: Store) -> None:
         """Read the overlay rows (once, at start). A row that is invalid, or whose id is now in
@@ -146,6 +167,15 @@ class OwnerSettings:
             self.storage = validate_storage(await store.run(q.storage))
         except SettingsError as exc:
             log.warning("storage settings from the web UI are invalid and ignored: %s", exc)
+        self.privacy.clear()
+        for cam_id, table in (await store.run(q.privacy)).items():
+            try:
+                validate_privacy(table)
+            except SettingsError as exc:
+                # Fail loud: the file's masks (if any) stay in force, never none at all silently.
+                log.error("privacy masks of %s from the web UI are invalid and skipped: %s", cam_id, exc)
+                continue
+            self.privacy[cam_id] = table
 
     def is_file_camera(self, camera_id: str) -> bool:
         return self.file_config.camera(camera_id) is not None
@@ -160,4 +190,8 @@ class OwnerSettings:
             if "quota_gb" in self.storage:
                 storage = dataclasses.replace(storage, quota_bytes=parsed.quota_bytes)
         cameras = file.cameras + tuple(parse_camera(t) for t in self.cameras.values())
+        cameras = tuple(
+            dataclasses.replace(c, privacy=parse_privacy(self.privacy[c.id])) if c.id in self.privacy else c
+            for c in cameras
+        )
         return dataclasses.replace(file, cameras=cameras, storage=storage)

@@ -55,6 +55,14 @@ EXPECTED: dict[str, set[str]] = {
         "meets_target",
     },
     "retention_bench": {"eviction", "timeline"},
+    "privacy_bench": {
+        "x_realtime",
+        "reference_ffmpeg_x_realtime",
+        "live_masked_cpu_pct",
+        "reference_relay_cpu_pct",
+        "target",
+        "meets_target",
+    },
     "relay_bench": {
         "request_to_202",
         "send_to_hub_ms",

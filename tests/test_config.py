@@ -173,6 +173,31 @@ def test_relay_section() -> None:
         config.parse({"relay": {"url": "nats://127.0.0.1:4222"}})
 
 
+def test_privacy_masks_are_typed_bounded_and_named_in_errors() -> None:
+    base = {"id": "cam", "url": "rtsp://127.0.0.1/x"}
+    window = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.6]]
+    cam = config.parse_camera({**base, "privacy": {"masks": [window], "owner_views": True}})
+    assert cam.privacy == config.PrivacyConfig(
+        masks=(((0.1, 0.1), (0.5, 0.1), (0.5, 0.6)),), owner_views=True
+    )
+    assert config.parse_camera(base).privacy == config.PrivacyConfig()
+    bad = [
+        ({"masks": [[[0, 0], [1, 1]]]}, "cameras.cam.privacy.masks[0]: must be a list of at least 3"),
+        ({"masks": [[[0, 0], [1.5, 0], [0, 1]]]}, "cameras.cam.privacy.masks[0][1]: must be [x, y]"),
+        ({"masks": [window] * 17}, "cameras.cam.privacy.masks: at most 16 polygons"),
+        ({"masks": [[[0, 0]] * 65]}, "cameras.cam.privacy.masks[0]: at most 64 points"),
+        ({"owner_views": 1}, "cameras.cam.privacy.owner_views: must be true or false"),
+        ({"mask": []}, "cameras.cam.privacy.mask: unknown key"),
+    ]
+    for table, message in bad:
+        try:
+            config.parse_camera({**base, "privacy": table})
+        except config.ConfigError as exc:
+            assert any(p.startswith(message) for p in exc.problems), exc.problems
+        else:
+            raise AssertionError(f"accepted {table}")
+
+
 def test_notification_tables_are_validated() -> None:
     base = {"hub": {"data_dir": "/tmp/x"}}
     cfg = config.parse(

@@ -24,6 +24,7 @@ from hub.api import (
     settings,
     snapshot,
 )
+from hub.api.views import VIEW_LOG, ViewLog
 from hub.ingest import whip
 from hub.services import SERVICES, Services
 
@@ -42,6 +43,7 @@ def make_app(services: Services) -> web.Application:
     ]
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app[SERVICES] = services
+    app[VIEW_LOG] = ViewLog()  # who watched what (PROTOCOL §5): owner views are audited
     public.setup(app)
     session.setup(app)  # owner sessions, CSRF, security headers on every response
     owner_ui.setup(app)  # owner pages and their JSON, each route behind session.require_owner

@@ -57,6 +57,10 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     # hub/api/snapshot.py: the owner's live-view fallback without WebRTC (stills of the live stream)
     ("GET", "/api/v1/owner/cameras/{camera_id}/snapshot.jpg"): RouteGuard(Guard.OWNER_SESSION, media=True),
     ("GET", "/api/v1/owner/cameras/{camera_id}/mjpeg"): RouteGuard(Guard.OWNER_SESSION, media=True),
+    # the approval screen's still of what would leave, masks painted (§4.1)
+    ("GET", "/api/v1/owner/cameras/{camera_id}/privacy-preview.jpg"): RouteGuard(
+        Guard.OWNER_SESSION, media=True
+    ),
     # hub/ingest/whip.py: cameras pushing their stream to the hub
     ("POST", "/api/v1/cameras/{camera_id}/whip"): RouteGuard(Guard.CAMERA_TOKEN),
     ("DELETE", "/api/v1/cameras/{camera_id}/whip/{session_id}"): RouteGuard(Guard.CAMERA_TOKEN),
@@ -87,6 +91,8 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("PATCH", "/api/v1/owner/settings/cameras/{camera_id}"): RouteGuard(Guard.OWNER_SESSION),
     ("DELETE", "/api/v1/owner/settings/cameras/{camera_id}"): RouteGuard(Guard.OWNER_SESSION),
     ("PATCH", "/api/v1/owner/settings/storage"): RouteGuard(Guard.OWNER_SESSION),
+    ("GET", "/api/v1/owner/settings/privacy"): RouteGuard(Guard.OWNER_SESSION),
+    ("PUT", "/api/v1/owner/settings/privacy/{camera_id}"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/audit/entries"): RouteGuard(Guard.OWNER_SESSION),
     # hub/api/notify.py: notification settings and Web Push subscriptions (PROTOCOL §8), no media
     ("GET", "/api/v1/owner/notifications"): RouteGuard(Guard.OWNER_SESSION),

@@ -43,6 +43,7 @@ from camhub_protocol import whep
 from camhub_protocol.errors import ConsentError
 from hub.api.agency import signed_message
 from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, SessionError, require_owner, session_alive
+from hub.api.views import view_log
 from hub.consent import gate, requests
 from hub.consent.service import ConsentService
 from hub.egress import ice
@@ -202,6 +203,8 @@ async def open_agency_live(
             recheck=recheck,
             on_close=ended,
             configuration=configuration,
+            # Whatever leaves for an agency carries the masks in force when each frame is sent (§4.1).
+            masks=lambda: consent.privacy_masks(camera),
         )
     except LiveError as exc:
         refusal = ConsentError(exc.code, exc.detail, exc.status)
@@ -216,6 +219,7 @@ async def open_agency_live(
             "request_id": grant.request_id,
             "camera": camera,
             "not_after": consent.time_text(not_after),
+            "masked": session.masked,
         },
     )
     await consent.audit.checkpoint()
@@ -285,6 +289,16 @@ async def post_owner_whep(request: web.Request) -> web.StreamResponse:
         if not await session_alive(services, owner_session.id_sha256):
             raise SessionError("the owner session ended")
 
+    views = view_log(request)
+
+    async def ended(session: LiveSession) -> None:
+        # Who watched what (PROTOCOL §5): the owner's view is audited like an agency's.
+        seconds = int((session.ended_at or time.time()) - session.started_at)
+        await views.record(
+            request, "view.live.end",
+            {"session": session.id, "camera": camera, "via": "webrtc", "seconds": seconds},
+        )  # fmt: skip
+
     try:
         session, answer = await media.sessions.open(
             camera_id=camera,
@@ -294,9 +308,13 @@ async def post_owner_whep(request: web.Request) -> web.StreamResponse:
             not_after=owner_session.expires_at,
             recheck=recheck,
             recheck_interval_s=VIEW_RECHECK_S,
+            # The owner's own view is whole unless the owner asked for masks there too (§4.1).
+            masks=lambda: gate.privacy_masks(services.config, camera, audience="owner"),
+            on_close=ended,
         )
     except LiveError as exc:
         return _error(exc.status, exc.code, exc.detail)
+    await views.record(request, "view.live.start", {"session": session.id, "camera": camera, "via": "webrtc"})
     return _answer(answer, f"/api/v1/owner/live/{session.id}")
 
 

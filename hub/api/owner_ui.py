@@ -62,10 +62,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from camhub_protocol import rfc3339
 from camhub_protocol.keys import jwk_thumbprint
 from hub.api import history as history_mod
-from hub.api.session import require_owner
+from hub.api.session import OWNER_SESSION, require_owner
 from hub.api.settings import OWNER_SETTINGS
+from hub.api.views import view_log
 from hub.config import CAMERA_ID_RE, MotionConfig
 from hub.errors import BadRequest, HubError, NotFound
 from hub.record.sealed import SealedError
@@ -275,6 +277,14 @@ async def segment_media(request: web.Request) -> web.StreamResponse:
     path = _inside(services.config.segments_dir, row[1])
     if not path.is_file():
         raise NotFound("segment file is gone (retention)")
+    # Who watched what (PROTOCOL §5): once per segment per browser session, not per Range request.
+    span = await services.store.run(q.segment_span, segment_id)
+    await view_log(request).record(
+        request, "view.playback",
+        {"camera": row[0], "segment": segment_id,
+         "start": rfc3339.format(span[0]) if span else None, "end": rfc3339.format(span[1]) if span else None},
+        fold=(request[OWNER_SESSION].id_sha256, f"segment:{segment_id}"),
+    )  # fmt: skip
     # no-store: footage must not outlive the session in the browser's cache (a shared tablet, a
     # phone handed to someone) nor a retention deletion on the hub.
     headers = {"Content-Type": "video/mp4", "Cache-Control": "no-store"}
@@ -528,7 +538,8 @@ async def grants(request: web.Request) -> web.Response:
 async def holds(request: web.Request) -> web.Response:
     """Footage retention keeps for agencies: pending requests (until respond_by) and approvals."""
     services = request.app[SERVICES]
-    rows = await services.store.run(consent_q.holds_detail, time.time())
+    limits = services.consent.hold_limits() if services.consent is not None else None
+    rows = await services.store.run(consent_q.holds_detail, time.time(), limits)
     return web.json_response({"holds": rows})
 
 

@@ -5,6 +5,8 @@
     PATCH  /api/v1/owner/settings/cameras/{camera_id}   owner + CSRF   name, record, retention_days, motion
     DELETE /api/v1/owner/settings/cameras/{camera_id}   owner + CSRF   remove a camera added here
     PATCH  /api/v1/owner/settings/storage               owner + CSRF   max_age_days, quota_gb (null: the file's)
+    GET    /api/v1/owner/settings/privacy               owner          every camera's privacy masks (§4.1)
+    PUT    /api/v1/owner/settings/privacy/{camera_id}   owner + CSRF   masks, owner_views (masks null: the file's)
 
 The overlay and its rules are in `hub/settings.py` (validated by the config file's own validators;
 cameras from camhub.toml are read-only here: 409 `read_only`). Each change is stored first, then
@@ -32,6 +34,7 @@ from aiohttp import web
 
 from hub.api.session import Handler, json_object, require_owner
 from hub.config import onvif_url_problem
+from hub.egress.webrtc import LiveSessions
 from hub.errors import HubError, NotFound
 from hub.onvif.device import OnvifError, read_streams
 from hub.services import SERVICES, Services
@@ -42,6 +45,7 @@ from hub.settings import (
     public_camera,
     redact_url,
     validate_camera,
+    validate_privacy,
 )
 from hub.settings import validate_storage as check_storage
 from hub.store import settings as q
@@ -96,6 +100,9 @@ async def _apply(request: web.Request) -> None:
     services = request.app[SERVICES]
     effective = request.app[OWNER_SETTINGS].effective()
     services.config = effective
+    if services.consent is not None:
+        # Deliveries and agency streams read the masks from here at the moment of sending (§4.1).
+        services.consent.config = effective
     if services.cameras is not None:
         services.cameras.reconfigure(effective)
 
@@ -244,6 +251,88 @@ async def edit_storage(request: web.Request) -> web.Response:
     )
 
 
+def _privacy_json(services: Services, settings: OwnerSettings, camera_id: str) -> dict[str, Any]:
+    cam = services.config.camera(camera_id)
+    assert cam is not None
+    return {
+        "camera": camera_id,
+        "masks": [[list(pt) for pt in poly] for poly in cam.privacy.masks],
+        "owner_views": cam.privacy.owner_views,
+        "configured_in": "settings" if camera_id in settings.privacy else "file",
+    }
+
+
+async def get_privacy(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    settings = request.app[OWNER_SETTINGS]
+    return web.json_response(
+        {"cameras": [_privacy_json(services, settings, c.id) for c in services.config.cameras]}
+    )
+
+
+async def put_privacy(request: web.Request) -> web.Response:
+    """Set one camera's masks (any camera, camhub.toml's too: PROTOCOL §4.1)."""
+    services = request.app[SERVICES]
+    settings = request.app[OWNER_SETTINGS]
+    camera_id = request.match_info["camera_id"]
+    body = await json_object(request)
+    for key in body:
+        if key not in ("masks", "owner_views"):
+            raise SettingsError(key, "unknown field (expected masks, owner_views)")
+    async with request.app[SETTINGS_LOCK]:
+        if services.config.camera(camera_id) is None:
+            raise NotFound("no such camera")
+        table: dict[str, Any] | None
+        if "masks" in body and body["masks"] is None:
+            table = None  # back to camhub.toml's masks
+        else:
+            current = _privacy_json(services, settings, camera_id)
+            table = {
+                "masks": body.get("masks", current["masks"]),
+                "owner_views": body.get("owner_views", current["owner_views"]),
+            }
+            validate_privacy(table)
+        await services.store.run(q.put_privacy, camera_id, table, time.time())
+        if table is None:
+            settings.privacy.pop(camera_id, None)
+        else:
+            settings.privacy[camera_id] = table
+        await _apply(request)
+        cam = services.config.camera(camera_id)
+        assert cam is not None
+        # A stream that was relayed unmasked cannot start painting mid-stream: end it; the viewer
+        # reconnects and gets the masked stream. Painting streams read the new masks per frame.
+        live = _live_sessions(request)
+        if live is not None:
+            await live.masks_changed(
+                camera_id,
+                lambda s: (
+                    bool(cam.privacy.masks) and (s.audience.kind.value == "agency" or cam.privacy.owner_views)
+                ),
+            )
+    entry = _privacy_json(services, settings, camera_id)
+    await _audit(
+        services,
+        request,
+        {
+            "change": "privacy",
+            "camera": camera_id,
+            "masks": len(cam.privacy.masks),
+            "points": _audit_value(entry["masks"]),
+            "owner_views": cam.privacy.owner_views,
+            "configured_in": entry["configured_in"],
+        },
+    )
+    return web.json_response(entry)
+
+
+def _live_sessions(request: web.Request) -> LiveSessions | None:
+    from hub.api.live import LIVE_MEDIA
+
+    media = request.app.get(LIVE_MEDIA)
+    return None if media is None else media.sessions
+
+
 def setup(app: web.Application) -> None:
     # make_app runs before startup, so services.config is still the file's here.
     app[OWNER_SETTINGS] = OwnerSettings(app[SERVICES].config)
@@ -254,6 +343,8 @@ def setup(app: web.Application) -> None:
     app.router.add_patch(f"{prefix}/cameras/{{camera_id}}", owner(_field_errors(edit_camera)))
     app.router.add_delete(f"{prefix}/cameras/{{camera_id}}", owner(_field_errors(remove_camera)))
     app.router.add_patch(f"{prefix}/storage", owner(_field_errors(edit_storage)))
+    app.router.add_get(f"{prefix}/privacy", owner(get_privacy))
+    app.router.add_put(f"{prefix}/privacy/{{camera_id}}", owner(_field_errors(put_privacy)))
 
     async def load(app: web.Application) -> None:
         # Before the hub reports ready: the owner's cameras run alongside the file's from the start.

@@ -2,6 +2,7 @@
 
     GET /api/v1/owner/cameras/{camera_id}/snapshot.jpg   owner session   the latest still (≤ 1 s old)
     GET /api/v1/owner/cameras/{camera_id}/mjpeg          owner session   multipart/x-mixed-replace stream
+    GET /api/v1/owner/cameras/{camera_id}/privacy-preview.jpg   owner    the still as it would leave (§4.1)
 
 Both are the owner's own live picture on the LAN (PROTOCOL §4 exempts it from the egress gate; it is
 declared OWNER_SESSION + media in `hub/api/guards.py`). Unknown camera → 404 `not_found`; a camera
@@ -11,11 +12,16 @@ session in a shared device's cache. Decoding is in `hub/ingest/snapshot.py`.
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
 
 from aiohttp import web
 
 from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, require_owner, session_alive
+from hub.api.views import SNAPSHOT_WINDOW_S, view_log
+from hub.consent import gate
+from hub.egress import privacy
 from hub.errors import HubError, NotFound
 from hub.ingest.relay import RelayHub
 from hub.ingest.snapshot import SnapshotError, Snapshots, SnapshotSource
@@ -46,16 +52,48 @@ def _source(request: web.Request) -> SnapshotSource:
     return source
 
 
+async def _owner_jpeg(request: web.Request, jpeg: bytes) -> bytes:
+    """The owner's still, masked only if the owner turned `owner_views` on (PROTOCOL §4.1)."""
+    masks = gate.privacy_masks(
+        request.app[SERVICES].config, request.match_info["camera_id"], audience="owner"
+    )
+    return await asyncio.to_thread(privacy.masked_still, jpeg, masks) if masks else jpeg
+
+
 async def snapshot(request: web.Request) -> web.Response:
     source = _source(request)
     try:
         snap = await source.get()
     except SnapshotError as exc:
         raise CameraOffline(f"the camera sent no picture: {exc}") from exc
+    camera = request.match_info["camera_id"]
+    session = request[OWNER_SESSION].id_sha256
+    await view_log(request).record(
+        request, "view.snapshot", {"camera": camera}, fold=(session, f"snapshot:{camera}"),
+        window_s=SNAPSHOT_WINDOW_S,
+    )  # fmt: skip
     return web.Response(
-        body=snap.jpeg,
+        body=await _owner_jpeg(request, snap.jpeg),
         content_type="image/jpeg",
         headers={"Cache-Control": "no-store", "X-Snapshot-Seq": str(snap.seq)},
+    )
+
+
+async def privacy_preview(request: web.Request) -> web.Response:
+    """The approval screen's preview (PROTOCOL §4.1): the latest still with the masks an agency's
+    copy gets painted exactly as a delivery paints them (`hub.egress.privacy`)."""
+    source = _source(request)
+    camera = request.match_info["camera_id"]
+    try:
+        snap = await source.get()
+    except SnapshotError as exc:
+        raise CameraOffline(f"the camera sent no picture: {exc}") from exc
+    masks = gate.privacy_masks(request.app[SERVICES].config, camera)
+    jpeg = await asyncio.to_thread(privacy.masked_still, snap.jpeg, masks) if masks else snap.jpeg
+    return web.Response(
+        body=jpeg,
+        content_type="image/jpeg",
+        headers={"Cache-Control": "no-store", "X-Privacy-Masks": str(len(masks))},
     )
 
 
@@ -76,10 +114,15 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     ends_at = time.monotonic() + MJPEG_MAX_S
     next_check = time.monotonic() + VIEW_RECHECK_S
+    camera = request.match_info["camera_id"]
+    view = {"session": secrets.token_urlsafe(12), "camera": camera, "via": "mjpeg"}
+    started = time.monotonic()
+    await view_log(request).record(request, "view.live.start", view)
     try:
         while time.monotonic() < ends_at:
-            head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(snap.jpeg)}\r\n\r\n"
-            await response.write(head.encode("ascii") + snap.jpeg + b"\r\n")
+            jpeg = await _owner_jpeg(request, snap.jpeg)
+            head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+            await response.write(head.encode("ascii") + jpeg + b"\r\n")
             give_up = time.monotonic() + PICTURE_TIMEOUT_S
             while True:
                 # Wait for the next picture in slices, asking between them whether the owner session
@@ -96,6 +139,9 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
                         raise
     except (SnapshotError, ConnectionResetError):
         pass  # the camera went away or the viewer left: end the stream
+    finally:
+        seconds = int(time.monotonic() - started)
+        await view_log(request).record(request, "view.live.end", {**view, "seconds": seconds})
     return response
 
 
@@ -103,6 +149,9 @@ def setup(app: web.Application, relays: RelayHub) -> None:
     app[SNAPSHOTS] = Snapshots(relays)
     app.router.add_get("/api/v1/owner/cameras/{camera_id}/snapshot.jpg", require_owner(snapshot))
     app.router.add_get("/api/v1/owner/cameras/{camera_id}/mjpeg", require_owner(mjpeg))
+    app.router.add_get(
+        "/api/v1/owner/cameras/{camera_id}/privacy-preview.jpg", require_owner(privacy_preview)
+    )
 
     async def close(app: web.Application) -> None:
         await app[SNAPSHOTS].close()

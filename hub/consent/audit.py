@@ -313,3 +313,21 @@ def _rebuild(conn: Any, check_size: int | None) -> tuple[Frontier, bytes | None]
             root_at_check = tree.root()
     q.store_nodes(conn, pending)
     return tree, root_at_check
+
+
+def append_sync(conn: Any, type_: str, actor: str, data: dict[str, Any]) -> None:
+    """Append one entry from outside the daemon (a CLI on the box, e.g. `camhub export`'s
+    `view.export`), in its own transaction; a running daemon picks it up at its next append, as it
+    does `owner.reset`'s. Blocking: run it on the store's thread."""
+    from camhub_protocol.merkle import leaf_hash
+    from hub.store import transaction
+
+    _check_data(data)
+    time_text = rfc3339_now()
+
+    def make(seq: int) -> tuple[bytes, bytes]:
+        entry = canonical_entry(seq, time_text, type_, actor, data)
+        return entry, leaf_hash(entry)
+
+    with transaction(conn):
+        q.insert_next_entry(conn, make)

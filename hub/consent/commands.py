@@ -7,6 +7,7 @@
     camhub owner reset --config FILE                          on the box: revoke every owner key (§1)
     camhub owner requests --config FILE                       list requests (on the box; read only)
     camhub owner approve|decline|revoke --key FILE --url U --request-id ID ...   sign a decision (§3)
+    camhub owner hold|release-hold --key FILE --url U ...                       keep footage past max age (§3.2)
     camhub owner confirm-time --key FILE --url U              confirm the hub's clock (§6)
     camhub agency add NAME --sig-key JWK --recipient age1... --key FILE --url U
     camhub agency remove KEYID --key FILE --url U
@@ -164,6 +165,25 @@ def cmd_owner_revoke(args: argparse.Namespace) -> int:
     return _run_http(lambda: owner_client.decide(args.url, _key(args), fields, args.cafile))
 
 
+def cmd_owner_hold(args: argparse.Namespace) -> int:
+    """A signed `hold` (PROTOCOL §3.2): keep footage past the max age until --until."""
+    from hub.consent import owner_client
+
+    subject = {
+        "cameras": args.camera, "start": args.start, "end": args.end, "until": args.until,
+        "reason": args.reason, "asked_by": args.asked_by,
+    }  # fmt: skip
+    fields = {"decision": "hold", "subject": subject}
+    return _run_http(lambda: owner_client.decide(args.url, _key(args), fields, args.cafile))
+
+
+def cmd_owner_release_hold(args: argparse.Namespace) -> int:
+    from hub.consent import owner_client
+
+    fields = {"decision": "release-hold", "subject": {"hold_id": args.hold_id}}
+    return _run_http(lambda: owner_client.decide(args.url, _key(args), fields, args.cafile))
+
+
 def cmd_owner_confirm_time(args: argparse.Namespace) -> int:
     from hub.consent import owner_client
 
@@ -304,7 +324,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 # Options whose value is an id (base64url: JWK thumbprints, request ids, hub ids) that may start
 # with "-", which argparse would take for an option ("expected one argument"): 1 in 32 keyids.
-ID_OPTIONS = frozenset({"--recipient", "--request-id", "--kid", "--hub-id", "--keyid", "--hub"})
+ID_OPTIONS = frozenset({"--recipient", "--request-id", "--kid", "--hub-id", "--keyid", "--hub", "--hold-id"})
 
 
 def join_id_options(argv: list[str]) -> list[str]:
@@ -388,6 +408,19 @@ def add_parsers(sub: Any) -> None:
     _http_opts(p)
     p.add_argument("--request-id", required=True)
     p.set_defaults(func=cmd_owner_revoke)
+    p = owner.add_parser("hold", help="keep footage past the max age until --until (PROTOCOL §3.2)")
+    _http_opts(p)
+    p.add_argument("--camera", action="append", required=True)
+    p.add_argument("--start", required=True, help="RFC 3339 UTC")
+    p.add_argument("--end", required=True, help="RFC 3339 UTC")
+    p.add_argument("--until", required=True, help="RFC 3339 UTC, at most 366 days from now")
+    p.add_argument("--reason", required=True, help="why it is kept (shown in Settings)")
+    p.add_argument("--asked-by", required=True, help='who asked, e.g. "insurer, claim 42" or "myself"')
+    p.set_defaults(func=cmd_owner_hold)
+    p = owner.add_parser("release-hold", help="end a hold now")
+    _http_opts(p)
+    p.add_argument("--hold-id", required=True)
+    p.set_defaults(func=cmd_owner_release_hold)
     p = owner.add_parser("confirm-time", help="confirm the hub's clock from this machine's (PROTOCOL §6)")
     _http_opts(p)
     p.set_defaults(func=cmd_owner_confirm_time)

@@ -63,8 +63,11 @@ MEMBERS: dict[str, frozenset[str]] = {
     "revoke-key": COMMON_MEMBERS | {"subject"},
     "add-agency": COMMON_MEMBERS | {"subject"},
     "remove-agency": COMMON_MEMBERS | {"subject"},
+    "hold": COMMON_MEMBERS | {"subject"},
+    "release-hold": COMMON_MEMBERS | {"subject"},
 }
-MANAGEMENT = frozenset({"enroll-key", "revoke-key", "add-agency", "remove-agency"})
+MANAGEMENT = frozenset({"enroll-key", "revoke-key", "add-agency", "remove-agency", "hold", "release-hold"})
+MAX_HOLD_S = 366 * 86400  # PROTOCOL §3: a hold's `until` is at most 366 days after issued_at
 
 
 def invalid(detail: str) -> ConsentError:
@@ -106,6 +109,7 @@ class Context:
     now: float
     default_max_fetches: int
     rp_id: str  # the WebAuthn relying party for passkey decisions (§3.1)
+    cameras: frozenset[str] = frozenset()  # this hub's camera ids (a hold names only these, §3.2)
 
 
 Handler = Callable[[sqlite3.Connection, Context, Decision], Outcome]
@@ -126,6 +130,8 @@ def _handlers() -> dict[str, Handler]:
         "revoke-key": owners.revoke_key,
         "add-agency": agencies.add_agency,
         "remove-agency": agencies.remove_agency,
+        "hold": _hold,
+        "release-hold": _release_hold,
     }
 
 
@@ -280,7 +286,10 @@ async def submit(svc: ConsentService, compact: bytes, route: str = DECISIONS_ROU
     await svc.require_clock("owner", "decision")
     attempt = Attempt()
     try:
-        ctx = Context(svc.hub_id, svc.now(), svc.config.consent.max_fetches, svc.config.hub.rp_id)
+        ctx = Context(
+            svc.hub_id, svc.now(), svc.config.consent.max_fetches, svc.config.hub.rp_id,
+            frozenset(c.id for c in svc.config.cameras),
+        )  # fmt: skip
         outcome = await svc.store.run(_verify_and_apply, ctx, compact, attempt)
     except ConsentError as exc:
         payload = attempt.payload
@@ -455,6 +464,81 @@ def _revoke(conn: sqlite3.Connection, ctx: Context, d: Decision) -> Outcome:
     return Outcome({"decision_id": d.id, "request_id": record.id}, grants_ended=True)
 
 
+# --- hold, release-hold (PROTOCOL §3, §3.2) -----------------------------------------------------
+
+
+def _text(value: Any, member: str, limit: int) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise invalid(f"{member} must be 1..{limit} characters")
+    return value
+
+
+def _hold(conn: sqlite3.Connection, ctx: Context, d: Decision) -> Outcome:
+    """`{"decision": "hold", "subject": {"cameras", "start", "end", "until", "reason", "asked_by"}}`."""
+    subject = d.payload.get("subject")
+    members = {"cameras", "start", "end", "until", "reason", "asked_by"}
+    if not isinstance(subject, dict) or set(subject) != members:
+        raise invalid(f"hold subject is {{{', '.join(sorted(members))}}}")
+    cameras = subject["cameras"]
+    if (
+        not isinstance(cameras, list)
+        or not 1 <= len(cameras) <= 64
+        or not all(isinstance(c, str) for c in cameras)
+        or len(set(cameras)) != len(cameras)
+    ):
+        raise invalid("subject.cameras must be 1..64 distinct camera ids")
+    try:
+        start, end, until = (rfc3339.parse(subject[k]) for k in ("start", "end", "until"))
+    except (ValueError, TypeError) as exc:
+        raise invalid("start, end and until must be RFC 3339 times") from exc
+    reason = _text(subject["reason"], "subject.reason", 500)
+    asked_by = _text(subject["asked_by"], "subject.asked_by", 200)
+    if not start < end:
+        raise invalid("start must be before end")
+    if end > ctx.now + MAX_FUTURE_S:
+        raise invalid("a hold cannot keep footage that is not recorded yet (end is in the future)")
+    if until <= ctx.now or until > d.issued_at + MAX_HOLD_S:
+        raise invalid("until must be later than now and at most 366 days after issued_at")
+    unknown = sorted(set(cameras) - ctx.cameras)
+    if unknown:
+        raise refuse("unknown_camera", f"this hub has no camera {', '.join(unknown)}")
+    hold = q.OwnerHold(d.id, d.kid, tuple(cameras), start, end, until, reason, asked_by)
+    q.insert_owner_hold(conn, hold, ctx.now)
+    return Outcome(
+        {"decision_id": d.id, "hold_id": d.id},
+        events=[
+            (
+                "hold.placed",
+                {
+                    "hold_id": d.id,
+                    "cameras": cameras,
+                    "start": subject["start"],
+                    "end": subject["end"],
+                    "until": subject["until"],
+                    "reason": reason,
+                    "asked_by": asked_by,
+                },
+            )
+        ],
+    )
+
+
+def _release_hold(conn: sqlite3.Connection, ctx: Context, d: Decision) -> Outcome:
+    subject = d.payload.get("subject")
+    if (
+        not isinstance(subject, dict)
+        or set(subject) != {"hold_id"}
+        or not isinstance(subject["hold_id"], str)
+    ):
+        raise invalid('release-hold subject is {"hold_id": "..."}')
+    if not q.release_owner_hold(conn, subject["hold_id"], ctx.now, d.id):
+        raise refuse("unknown_hold", "no hold in force has this hold_id")
+    return Outcome(
+        {"decision_id": d.id, "hold_id": subject["hold_id"]},
+        events=[("hold.released", {"hold_id": subject["hold_id"], "decision_id": d.id})],
+    )
+
+
 async def holds(svc: ConsentService) -> list[tuple[str, float, float]]:
     """(camera, start, end) of pending requests and unexpired approvals: retention must keep them."""
-    return await svc.store.run(q.holds, svc.now())
+    return await svc.store.run(q.holds, svc.now(), svc.hold_limits())

@@ -2,7 +2,9 @@
 
 Build (after an approval, and again at start for approvals whose deliveries are missing): for each
 approved camera, `hub.record.clip.export_clip` cuts the approved range from the indexed segments by
-stream copy at keyframes into a work directory; a `delivery.built` audit entry records what was cut
+stream copy at keyframes into a work directory; a camera with privacy masks (PROTOCOL §4.1) then has
+that cut re-encoded with the masks painted black (`hub.egress.privacy.redact_clip`) and only the
+re-encoded clip leaves, the manifest's `redaction` naming the painted polygons; a `delivery.built` audit entry records what was cut
 (camera, range, clip and segment hashes) and a fresh checkpoint covers it; `delivery.build_delivery`
 then writes the age-encrypted tar (clip, manifest.json/.jws, audit-proof.json with that entry's
 inclusion proof) to `<data>/deliveries/<id>.age` in bounded memory in a worker thread. The database
@@ -32,6 +34,7 @@ from camhub_protocol.errors import ConsentError
 from hub.consent import gate
 from hub.consent.requests import new_id
 from hub.consent.service import ConsentService
+from hub.egress import privacy
 from hub.record import clip as clip_mod
 from hub.store import consent as q
 
@@ -101,6 +104,9 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
     await asyncio.to_thread(work.mkdir, mode=0o700)
     try:
         clip_path = work / clip_name(camera)
+        # The masks in force now (PROTOCOL §4.1): with none, the cut clip is what leaves (stream copy).
+        masks = svc.privacy_masks(camera)
+        cut_path = work / "cut.mp4" if masks else clip_path
         try:
             clip = await clip_mod.export_clip(
                 svc.config.segments_dir,
@@ -108,12 +114,18 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
                 camera,
                 grant.start_at,
                 grant.end_at,
-                clip_path,
+                cut_path,
                 at_rest=svc.at_rest,
             )
         except clip_mod.NoFootage:
             log.info("request %s: no footage of %s in the approved range", grant.request_id, camera)
             return None
+        redaction: dict[str, object] | None = None
+        if masks:
+            # Only what leaves is re-encoded; the recording and the cut stay as they were.
+            painted = await privacy.redact_clip(cut_path, clip_path, masks)
+            await asyncio.to_thread(cut_path.unlink)
+            redaction = painted.manifest()
         request = await svc.store.run(q.request, grant.request_id)
         agency = await svc.store.run(q.agency, grant.recipient)
         if request is None or agency is None:
@@ -136,6 +148,7 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
                 "clip_start": rfc3339.format(clip.start_at),
                 "clip_end": rfc3339.format(clip.end_at),
                 "segments": segments,
+                "redaction": redaction,
             },
         )
         await svc.audit.checkpoint()
@@ -151,6 +164,7 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
                 "start": rfc3339.format(grant.start_at),
                 "end": rfc3339.format(grant.end_at),
                 "segments": segments,
+                "redaction": redaction,
             },
             audit_proof=bundle,
             hub_key=svc.hub_key,
@@ -174,6 +188,9 @@ async def open_for_fetch(svc: ConsentService, keyid: str, delivery_id: str) -> t
     record = await svc.store.run(q.delivery, delivery_id[:128])
     grant = None if record is None else await svc.store.run(q.grant, record.grant_id)
     if record is None or grant is None or grant.recipient != keyid:
+        raise ConsentError("not_found", NOT_FOUND_DETAIL, 404)
+    if await svc.store.run(q.delivery_expired, record.id):
+        # Its footage passed the owner's max age and the file is gone (PROTOCOL §3.2).
         raise ConsentError("not_found", NOT_FOUND_DETAIL, 404)
     await gate.check(
         svc.store, keyid, record.camera_id, record.start_at, record.end_at,

@@ -42,6 +42,12 @@ Every path that sends bytes off the box, and how it reaches the gate:
 | Home Assistant over MQTT (`hub/notify/mqtt.py`, PROTOCOL §8.4) | discovery configs, `online`/`offline`, `ON`/`OFF`, a pending count, `{"event_type"[, "camera"]}`; never snapshots or thumbnails | no media: `hub/notify/` imports nothing that reads footage or stills (`tests/notify/test_no_media.py`); the broker and credentials are the owner's `[mqtt]` |
 | Web Push (`hub/notify/push.py`, PROTOCOL §8.3) | `{"v","event","title","body","url"}` encrypted (RFC 8291) to a browser the owner subscribed; `body` empty unless the owner turned details on | no media (as the MQTT row); subscriptions only through the owner session + CSRF |
 
+Privacy masks (§4.1): what leaves for an agency is painted with `privacy_masks()` — the delivery build
+(`deliveries._build_one` → `hub.egress.privacy.redact_clip`) and every agency WHEP session
+(`hub/api/live.py` → `LiveSession(masks=…)` → `privacy.RedactingTrack`, masks read per frame); the
+owner's own views only with `owner_views`. `tests/egress/test_privacy_delivery.py` and
+`tests/egress/test_privacy_live.py` decode what an agency received and check the masked area is black.
+
 `tests/consent/test_api_route_guards.py` enumerates the aiohttp routes against the table in
 `hub/api/guards.py` and fails if a route that can return media is behind neither the owner session
 nor this gate; `tests/relay/test_relay_guards.py` does the same for the paths a relay may reach
@@ -56,11 +62,27 @@ from collections.abc import Callable
 from typing import Any
 
 from camhub_protocol.errors import ConsentError
+from hub.config import Config, Polygon
 from hub.store import Store, transaction
 from hub.store import consent as q
 
+Masks = tuple[Polygon, ...]
+
 # Float tolerance for range containment (times are REAL seconds; RFC 3339 carries milliseconds).
 _EPS = 1e-3
+
+
+def privacy_masks(config: Config, camera: str, *, audience: str = "agency") -> Masks:
+    """What must be painted black on `camera`'s picture before it leaves for `audience` (PROTOCOL
+    §4.1): the camera's masks for an agency (deliveries and livestreams), and for the owner's own
+    views only when the owner turned `owner_views` on. `config` is the effective config (camhub.toml
+    plus the owner's settings), read at the moment of sending, so a change applies at once."""
+    cam = config.camera(camera)
+    if cam is None:
+        return ()
+    if audience == "owner" and not cam.privacy.owner_views:
+        return ()
+    return cam.privacy.masks
 
 
 class EgressDenied(ConsentError):

@@ -24,12 +24,13 @@ from camhub_protocol.limits import TokenBuckets
 from hub.config import Config
 from hub.consent.audit import AuditLog
 from hub.consent.clock import ClockGuard
-from hub.consent.gate import Deadlines
+from hub.consent.gate import Deadlines, privacy_masks
 from hub.consent.pairing import PairingGuard
 from hub.consent.rejections import RejectionCounter
 from hub.record.sealed import AtRest
 from hub.store import Store
 from hub.store import consent as q
+from hub.store import exports as exports_q
 from hub.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_INTERVAL_S = 3600.0
 NONCE_WINDOW_S = 600.0
 NONCE_PRUNE_INTERVAL_S = 60.0
+RETENTION_INTERVAL_S = 30.0  # like the recordings' retention pass (hub/ingest/camera.py)
 # Audit `clock.unsynced` at most this often: a flood of refused requests must not flood the log.
 CLOCK_AUDIT_INTERVAL_S = 60.0
 
@@ -73,6 +75,11 @@ class ConsentService:
     deadlines: Deadlines = field(default_factory=Deadlines)
     # New requests per trusted agency (`[consent] agency_requests_per_hour`), by keyid.
     agency_limits: TokenBuckets = field(default_factory=lambda: TokenBuckets(30 / 3600, 30))
+
+    def privacy_masks(self, camera_id: str) -> tuple[tuple[tuple[float, float], ...], ...]:
+        """The privacy masks in force for `camera_id` now (PROTOCOL §4.1; the settings overlay is
+        applied to `config` by `hub/api/settings.py`)."""
+        return privacy_masks(self.config, camera_id)
 
     @property
     def hub_id(self) -> str:
@@ -142,6 +149,7 @@ class ConsentService:
                 svc.deadlines.arm(grant, now)  # from here on their ends run on this boot's monotonic clock
         supervisor.spawn("consent-checkpoint", svc._checkpoint_loop)
         supervisor.spawn("consent-nonce-prune", svc._prune_loop)
+        supervisor.spawn("consent-retention", svc._retention_loop)
         supervisor.spawn("consent-rejection-counts", svc.rejections.run)
         from hub.consent import deliveries
 
@@ -207,11 +215,58 @@ class ConsentService:
             except Exception:
                 log.exception("grant listener failed")
 
+    def hold_limits(self) -> q.HoldLimits:
+        """How far back agency holds reach (PROTOCOL §3.2), from the effective config (Settings too)."""
+        day = 86400.0
+        cfg = self.config
+        return q.HoldLimits(
+            max_age_s={c.id: c.retention_days * day for c in cfg.cameras if c.retention_days is not None},
+            default_max_age_s=cfg.storage.max_age_days * day,
+            respond_by_s=cfg.consent.respond_by_days * day,
+        )
+
+    async def expire_copies(self) -> int:
+        """Delete deliveries whose footage passed its camera's max age, unless an owner hold covers
+        them (PROTOCOL §3.2): the file goes, the row stays as the record (a fetch answers 404); the
+        same for `camhub export` outputs. One `retention.deleted` entry per pass that deleted any."""
+        now = self.now()
+        limits = self.hold_limits()
+        cutoffs = {c: now - age for c, age in limits.max_age_s.items()}
+        default = None if limits.default_max_age_s is None else now - limits.default_max_age_s
+        due = await self.store.run(q.deliveries_to_expire, cutoffs, default)
+        held = await self.store.run(q.owner_hold_ranges, now)
+        gone = []
+        for d in due:
+            if any(c == d.camera_id and d.start_at <= e and d.end_at >= s for c, s, e in held):
+                continue
+            await asyncio.to_thread((self.config.hub.data_dir / d.path).unlink, True)
+            await self.store.run(q.expire_delivery, d.id, now)
+            gone.append(d)
+        exported = []
+        for x in await self.store.run(exports_q.to_expire, cutoffs, default):
+            if any(c == x.camera_id and x.start_at <= e and x.end_at >= s for c, s, e in held):
+                continue
+            await asyncio.to_thread(Path(x.path).unlink, True)
+            await self.store.run(exports_q.mark_deleted, x.id, now)
+            exported.append(x)
+        if gone or exported:
+            await self.record(
+                "retention.deleted",
+                "hub",
+                {
+                    "deliveries": [d.id for d in gone],
+                    "exports": [x.path for x in exported],
+                    "bytes": sum(d.bytes for d in gone),
+                    "cameras": sorted({d.camera_id for d in gone} | {x.camera_id for x in exported}),
+                },
+            )
+        return len(gone) + len(exported)
+
     async def refresh_holds(self) -> None:
         added: list[tuple[str, float, float]] = []  # add_holds() calls while the query is in flight
         self._refreshing.append(added)
         try:
-            fresh = await self.store.run(q.holds, self.now())
+            fresh = await self.store.run(q.holds, self.now(), self.hold_limits())
         finally:
             self._refreshing = [a for a in self._refreshing if a is not added]  # by identity
         # A request inserted after the query ran is not in `fresh`: keep what it added.
@@ -241,6 +296,18 @@ class ConsentService:
             await asyncio.sleep(CHECKPOINT_INTERVAL_S)
             await self.audit.checkpoint()
             await self.refresh_holds()
+
+    async def _retention_loop(self) -> None:
+        """PROTOCOL §3.2, every RETENTION_INTERVAL_S: refresh the holds snapshot (a request past its
+        respond_by, or footage past max age + respond_by_days, stops being held within one interval)
+        and delete deliveries whose footage passed max age."""
+        while True:
+            try:
+                await self.refresh_holds()
+                await self.expire_copies()
+            except Exception:
+                log.exception("consent retention pass failed; retrying in %.0f s", RETENTION_INTERVAL_S)
+            await asyncio.sleep(RETENTION_INTERVAL_S)
 
     async def _prune_loop(self) -> None:
         while True:

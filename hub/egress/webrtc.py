@@ -2,7 +2,10 @@
 
 Data flow: camera source → `PacketRelay` → `RelayTrack` (one relay subscription per viewer) →
 aiortc `RTCRtpSender`, which only packetizes (RFC 6184 FU-A/STAP-A) when `recv()` returns an
-`av.Packet` instead of a decoded frame (MEDIA_NOTES). No decoder or encoder runs on the hub.
+`av.Packet` instead of a decoded frame (MEDIA_NOTES). No decoder or encoder runs on the hub —
+except for a camera with privacy masks (PROTOCOL §4.1): then an agency's session (and the owner's,
+with `owner_views`) sends through `privacy.RedactingTrack`, which decodes and paints, and aiortc
+encodes.
 
 Because nothing re-encodes, aiortc ignores the viewer's PLI keyframe requests; a viewer instead starts
 at the relay's cached keyframe. Nothing checks that the packets match the negotiated codec either, so
@@ -40,7 +43,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from hub.egress import dtls, offers
+from hub.egress import dtls, offers, privacy
 from hub.egress.ice import rtc_configuration
 from hub.ingest.relay import PacketRelay, RelayClosed, RelaySubscription
 from hub.ingest.source import MediaPacket, has_parameter_sets
@@ -160,6 +163,7 @@ class LiveSession:
         recheck_interval_s: float = RECHECK_INTERVAL_S,
         on_close: Callable[[LiveSession], Awaitable[None]] | None = None,
         configuration: RTCConfiguration | None = None,
+        masks: Callable[[], privacy.Masks] | None = None,
     ) -> None:
         if audience.kind is SessionKind.AGENCY and (not_after is None or recheck is None):
             # An agency stream without an end and a gate re-check would outlive a revoke.
@@ -183,6 +187,12 @@ class LiveSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._answered = False  # on_close runs only for sessions that were set up (and so audited)
         self.track = RelayTrack(relay.subscribe(), may_send=self._may_send)  # RelayClosed if it is
+        # Privacy masks (PROTOCOL §4.1): a masked camera's picture is decoded, painted and re-encoded
+        # by aiortc; otherwise the camera's packets are relayed as they are.
+        self.masked = masks is not None and bool(masks())
+        self.sender_track: MediaStreamTrack = (
+            privacy.RedactingTrack(self.track, masks) if masks is not None and self.masked else self.track
+        )
         # Through a relay (PROTOCOL §7.3) the configuration names the relay's TURN server and offers
         # only relayed candidates; otherwise no STUN/TURN at all (hub/egress/ice.py).
         self.pc = RTCPeerConnection(configuration or rtc_configuration())
@@ -229,7 +239,7 @@ class LiveSession:
             await self.close("unsupported offer")
             raise LiveError("unsupported_offer", offers.unsupported(offer_sdp, "sends"))
         try:
-            transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
+            transceiver = self.pc.addTransceiver(self.sender_track, direction="sendonly")
             h264 = [
                 c
                 for c in RTCRtpSender.getCapabilities("video").codecs
@@ -308,6 +318,7 @@ class LiveSession:
         self.close_reason = reason
         self.ended_at = time.time()
         self.track.stop()  # media stops here: the sender's next recv() ends
+        self.sender_track.stop()
         try:
             await asyncio.wait_for(self.pc.close(), PC_CLOSE_TIMEOUT_S)
         except TimeoutError:
@@ -368,6 +379,7 @@ class LiveSessions:
         on_close: Callable[[LiveSession], Awaitable[None]] | None = None,
         recheck_interval_s: float | None = None,
         configuration: RTCConfiguration | None = None,
+        masks: Callable[[], privacy.Masks] | None = None,
     ) -> tuple[LiveSession, str]:
         """Create a session, answer the offer, register it. Returns (session, SDP answer).
 
@@ -396,6 +408,7 @@ class LiveSessions:
                 recheck_interval_s=recheck_interval_s or self.recheck_interval_s,
                 on_close=unregister,
                 configuration=configuration,
+                masks=masks,
             )
         except RelayClosed:
             raise LiveError("camera_unavailable", "the camera is not streaming", status=503) from None
@@ -432,6 +445,18 @@ class LiveSessions:
         sessions = [s for s in self._sessions.values() if s.audience.kind is SessionKind.AGENCY]
         results = await asyncio.gather(*(s.recheck() for s in sessions))
         return sum(not ok for ok in results)
+
+    async def masks_changed(self, camera_id: str, masked: Callable[[LiveSession], bool]) -> int:
+        """End the sessions of `camera_id` that send unmasked while `masked(session)` says they must
+        not (masks added in Settings): their viewers reconnect and get the masked stream. Sessions
+        that paint keep running; they read the masks per frame. Returns how many were ended."""
+        sessions = [
+            s for s in self._sessions.values() if s.camera_id == camera_id and not s.masked and masked(s)
+        ]
+        for session in sessions:
+            session._revoked = True
+        await asyncio.gather(*(s.close("privacy masks changed") for s in sessions))
+        return len(sessions)
 
     async def close_all(self, reason: str = "hub stopping") -> None:
         """Close every session and refuse new ones (daemon shutdown)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hub.store import transaction
 
@@ -468,54 +468,183 @@ def revoke_grants_approved_by(conn: sqlite3.Connection, kid: str, now: float, by
     ).rowcount
 
 
-def holds(conn: sqlite3.Connection, now: float) -> list[tuple[str, float, float]]:
-    """(camera, start, end) of every clip range a pending request or a live grant still covers."""
+@dataclass(frozen=True)
+class HoldLimits:
+    """How far agency holds may reach back (PROTOCOL §2.1, §3.2): footage at most the camera's max age
+    plus `respond_by_s` old. Empty (no max age known): agency holds are cut only to receipt time."""
+
+    max_age_s: dict[str, float] = field(default_factory=dict)
+    default_max_age_s: float | None = None
+    respond_by_s: float = 7 * 86400.0
+
+    def oldest(self, camera: str, now: float) -> float | None:
+        age = self.max_age_s.get(camera, self.default_max_age_s)
+        return None if age is None else now - age - self.respond_by_s
+
+
+def _agency_rows(conn: sqlite3.Connection, now: float) -> list[tuple[str, sqlite3.Row]]:
+    rows = [
+        ("pending_request", r)
+        for r in conn.execute(
+            "SELECT r.id AS request_id, NULL AS grant_id, r.agency_keyid AS agency, r.cameras, r.start_at,"
+            " r.end_at, r.received_at, r.respond_by AS until, r.body FROM consent_requests r"
+            " WHERE r.kind = 'clip' AND r.state = 'pending' AND r.respond_by > ? ORDER BY r.received_at",
+            (now,),
+        ).fetchall()
+    ]
+    # An approval holds only until its deliveries are built: from then on the delivery is the copy.
+    rows += [
+        ("approval", r)
+        for r in conn.execute(
+            "SELECT g.request_id, g.id AS grant_id, g.recipient AS agency, g.cameras, g.start_at, g.end_at,"
+            " r.received_at, g.not_after AS until, r.body FROM grants g"
+            " JOIN consent_requests r ON r.id = g.request_id WHERE g.kind = 'clip'"
+            " AND g.revoked_at IS NULL AND g.ended_at IS NULL AND g.not_after > ?"
+            " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.grant_id = g.id) ORDER BY g.not_after",
+            (now,),
+        ).fetchall()
+    ]
+    return rows
+
+
+def _cut(
+    limits: HoldLimits, camera: str, start: float, end: float, received: float, now: float
+) -> tuple[float, float] | None:
+    """An agency hold's range as retention applies it: never past receipt, never older than allowed."""
+    end = min(end, received)
+    oldest = limits.oldest(camera, now)
+    if oldest is not None:
+        start = max(start, oldest)
+    return (start, end) if start <= end else None
+
+
+def holds(
+    conn: sqlite3.Connection, now: float, limits: HoldLimits | None = None
+) -> list[tuple[str, float, float]]:
+    """(camera, start, end) retention must keep now (PROTOCOL §3.2): owner holds in force, pending clip
+    requests and approvals not yet built, the last two cut by `limits`."""
+    limits = limits or HoldLimits()
     out: list[tuple[str, float, float]] = []
-    rows = conn.execute(
-        "SELECT cameras, start_at, end_at FROM consent_requests WHERE kind = 'clip'"
-        " AND state = 'pending' AND respond_by > ?",
-        (now,),
-    ).fetchall()
-    rows += conn.execute(
-        "SELECT cameras, start_at, end_at FROM grants WHERE kind = 'clip' AND revoked_at IS NULL"
-        " AND not_after > ?",
-        (now,),
-    ).fetchall()
-    for row in rows:
+    for _, row in _agency_rows(conn, now):
         for camera in json.loads(row["cameras"]):
-            out.append((camera, row["start_at"], row["end_at"]))
+            cut = _cut(limits, camera, row["start_at"], row["end_at"], row["received_at"], now)
+            if cut is not None:
+                out.append((camera, *cut))
+    for hold in owner_holds(conn, now):
+        for camera in hold.cameras:
+            out.append((camera, hold.start_at, hold.end_at))
     # Many agencies asking for the same incident hold the same range once (retention checks every
     # segment against every hold).
     return list(dict.fromkeys(out))
 
 
-def holds_detail(conn: sqlite3.Connection, now: float) -> list[dict[str, object]]:
-    """What `holds` keeps, and why, for the owner: each pending clip request (held until its
-    respond_by; declining it releases the hold) and each grant in force (until its not_after)."""
+def owner_hold_ranges(conn: sqlite3.Connection, now: float) -> list[tuple[str, float, float]]:
+    """(camera, start, end) of the owner's holds in force: what keeps deliveries and exports (§3.2)."""
+    return [(c, h.start_at, h.end_at) for h in owner_holds(conn, now) for c in h.cameras]
+
+
+def holds_detail(
+    conn: sqlite3.Connection, now: float, limits: HoldLimits | None = None
+) -> list[dict[str, object]]:
+    """What `holds` keeps, who asked and why, for the owner: owner holds, each pending clip request
+    (until its respond_by; declining it releases the hold) and each approval not yet built."""
+    limits = limits or HoldLimits()
     out: list[dict[str, object]] = []
-    rows = conn.execute(
-        "SELECT r.id, r.agency_keyid, r.cameras, r.start_at, r.end_at, r.respond_by, a.name"
-        " FROM consent_requests r LEFT JOIN agencies a ON a.keyid = r.agency_keyid"
-        " WHERE r.kind = 'clip' AND r.state = 'pending' AND r.respond_by > ? ORDER BY r.received_at",
-        (now,),
-    ).fetchall()
-    for r in rows:
+    for h in owner_holds(conn, now):
+        key = owner_key(conn, h.kid)
         out.append(
-            {"reason": "pending_request", "request_id": r[0], "agency": r[1], "agency_name": r[6],
-             "cameras": json.loads(r[2]), "start": r[3], "end": r[4], "until": r[5]}
+            {"reason": "owner_hold", "hold_id": h.id, "kid": h.kid, "key_name": key.name if key else None,
+             "asked_by": h.asked_by, "why": h.reason, "cameras": list(h.cameras), "start": h.start_at,
+             "end": h.end_at, "until": h.until}
         )  # fmt: skip
-    rows = conn.execute(
-        "SELECT g.id, g.request_id, g.recipient, g.cameras, g.start_at, g.end_at, g.not_after, a.name"
-        " FROM grants g LEFT JOIN agencies a ON a.keyid = g.recipient WHERE g.kind = 'clip'"
-        " AND g.revoked_at IS NULL AND g.ended_at IS NULL AND g.not_after > ? ORDER BY g.not_after",
-        (now,),
-    ).fetchall()
-    for r in rows:
-        out.append(
-            {"reason": "approval", "grant_id": r[0], "request_id": r[1], "agency": r[2], "agency_name": r[7],
-             "cameras": json.loads(r[3]), "start": r[4], "end": r[5], "until": r[6]}
-        )  # fmt: skip
+    for reason, r in _agency_rows(conn, now):
+        agency_row = agency(conn, r["agency"])
+        try:
+            why = json.loads(r["body"]).get("reason")
+        except (ValueError, AttributeError):
+            why = None
+        cams = json.loads(r["cameras"])
+        cuts = [_cut(limits, c, r["start_at"], r["end_at"], r["received_at"], now) for c in cams]
+        kept = [c for c in cuts if c is not None]
+        entry: dict[str, object] = {
+            "reason": reason, "request_id": r["request_id"], "agency": r["agency"],
+            "agency_name": agency_row.name if agency_row else None,
+            "asked_by": agency_row.name if agency_row else r["agency"], "why": why, "cameras": cams,
+            "start": min((c[0] for c in kept), default=r["start_at"]),
+            "end": max((c[1] for c in kept), default=r["end_at"]), "until": r["until"],
+        }  # fmt: skip
+        if r["grant_id"] is not None:
+            entry["grant_id"] = r["grant_id"]
+        out.append(entry)
     return out
+
+
+@dataclass(frozen=True)
+class OwnerHold:
+    id: str
+    kid: str
+    cameras: tuple[str, ...]
+    start_at: float
+    end_at: float
+    until: float
+    reason: str
+    asked_by: str
+
+
+def owner_holds(conn: sqlite3.Connection, now: float) -> list[OwnerHold]:
+    rows = conn.execute(
+        "SELECT id, kid, cameras, start_at, end_at, until, reason, asked_by FROM owner_holds"
+        " WHERE released_at IS NULL AND until > ? ORDER BY created_at, id",
+        (now,),
+    ).fetchall()
+    return [OwnerHold(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6], r[7]) for r in rows]
+
+
+def insert_owner_hold(conn: sqlite3.Connection, hold: OwnerHold, now: float) -> None:
+    conn.execute(
+        "INSERT INTO owner_holds (id, kid, cameras, start_at, end_at, until, reason, asked_by, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (hold.id, hold.kid, json.dumps(list(hold.cameras)), hold.start_at, hold.end_at, hold.until,
+         hold.reason, hold.asked_by, now),
+    )  # fmt: skip
+
+
+def release_owner_hold(conn: sqlite3.Connection, hold_id: str, now: float, by: str) -> bool:
+    return (
+        conn.execute(
+            "UPDATE owner_holds SET released_at = ?, released_by = ? WHERE id = ? AND released_at IS NULL"
+            " AND until > ?",
+            (now, by, hold_id, now),
+        ).rowcount
+        > 0
+    )
+
+
+# --- copies of footage that age like it (deliveries, exports; PROTOCOL §3.2) ---------------------
+
+
+def deliveries_to_expire(
+    conn: sqlite3.Connection, cutoffs: dict[str, float], default: float | None
+) -> list[DeliveryRecord]:
+    """Unexpired deliveries whose newest footage ended before its camera's cutoff (now − max age)."""
+    rows = conn.execute("SELECT * FROM deliveries WHERE expired_at IS NULL ORDER BY end_at").fetchall()
+    out = []
+    for row in rows:
+        cutoff = cutoffs.get(row["camera_id"], default)
+        if cutoff is not None and row["end_at"] < cutoff:
+            out.append(_delivery(row))
+    return out
+
+
+def expire_delivery(conn: sqlite3.Connection, delivery_id: str, now: float) -> None:
+    conn.execute(
+        "UPDATE deliveries SET expired_at = ? WHERE id = ? AND expired_at IS NULL", (now, delivery_id)
+    )
+
+
+def delivery_expired(conn: sqlite3.Connection, delivery_id: str) -> bool:
+    row = conn.execute("SELECT expired_at FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    return row is not None and row[0] is not None
 
 
 # --- nonces -----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The owner's settings overlay (migration 0008): cameras added in the web UI and storage overrides.
+"""The owner's settings overlay (migration 0008): cameras added in the web UI and storage overrides;
+privacy masks per camera (migration 0016).
 
 Rows hold the TOML-shaped tables as JSON; `hub/settings.py` validates them with `hub.config`.
 """
@@ -42,4 +43,24 @@ def put_storage(conn: sqlite3.Connection, table: dict[str, Any], now: float) -> 
         ON CONFLICT(id) DO UPDATE SET storage = excluded.storage, updated_at = excluded.updated_at
         """,
         (json.dumps(table), now),
+    )
+
+
+def privacy(conn: sqlite3.Connection) -> dict[str, dict[str, Any]]:
+    """camera id -> the privacy table the owner set in the web UI (migration 0016)."""
+    rows = conn.execute("SELECT camera_id, privacy FROM owner_privacy ORDER BY camera_id").fetchall()
+    return {r[0]: json.loads(r[1]) for r in rows}
+
+
+def put_privacy(conn: sqlite3.Connection, camera_id: str, table: dict[str, Any] | None, now: float) -> None:
+    """Set (or, with None, forget: back to camhub.toml's) one camera's privacy table."""
+    if table is None:
+        conn.execute("DELETE FROM owner_privacy WHERE camera_id = ?", (camera_id,))
+        return
+    conn.execute(
+        """
+        INSERT INTO owner_privacy (camera_id, privacy, updated_at) VALUES (?, ?, ?)
+        ON CONFLICT(camera_id) DO UPDATE SET privacy = excluded.privacy, updated_at = excluded.updated_at
+        """,
+        (camera_id, json.dumps(table), now),
     )

@@ -229,3 +229,9 @@ def segment(conn: sqlite3.Connection, segment_id: int) -> tuple[str, str] | None
     """(camera_id, path) of one segment, for serving its file to the owner."""
     row = conn.execute("SELECT camera_id, path FROM segments WHERE id = ?", (segment_id,)).fetchone()
     return None if row is None else (row[0], row[1])
+
+
+def segment_span(conn: sqlite3.Connection, segment_id: int) -> tuple[float, float] | None:
+    """(start_at, end_at) of one segment, for the playback audit entry."""
+    row = conn.execute("SELECT start_at, end_at FROM segments WHERE id = ?", (segment_id,)).fetchone()
+    return None if row is None else (row[0], row[1])

@@ -14,9 +14,10 @@ const views = {
   settings: () => import("./views/settings.js"),
   notifications: () => import("./views/notifications.js"),
   audit: () => import("./views/audit.js"),
+  views: () => import("./views/views.js"),
 };
 
-const TITLES = { live: "Live", timeline: "Timeline", events: "Events", inbox: "Requests", agencies: "Agencies", devices: "Devices", settings: "Settings", notifications: "Notifications", audit: "Audit log" };
+const TITLES = { live: "Live", timeline: "Timeline", events: "Events", inbox: "Requests", agencies: "Agencies", devices: "Devices", settings: "Settings", notifications: "Notifications", audit: "Audit log", views: "Who watched what" };
 // How often the page asks whether requests are waiting (a cheap route): the tab title, the menu
 // badge and the screen-reader announcement follow within this time.
 const WAITING_POLL_MS = 10_000;

@@ -322,6 +322,11 @@ async def _media_with_credentials(full: Full) -> set[tuple[str, str]]:
         "/api/v1/owner/cameras/{camera_id}/mjpeg",
         "multipart/x-mixed-replace",
     )
+    await get(  # the approval screen's still as it would leave (PROTOCOL §4.1)
+        f"/api/v1/owner/cameras/{CAMERA}/privacy-preview.jpg",
+        "/api/v1/owner/cameras/{camera_id}/privacy-preview.jpg",
+        "image/jpeg",
+    )
     await get(
         urlsplit(full.delivery_url).path,
         "/api/agency/v1/deliveries/{id}",

@@ -100,8 +100,9 @@ def test_manifest_fields_exactly_as_the_page(env: dict[str, Any]) -> None:
     d = build(env)
     assert list(d.manifest) == [
         "v", "hub_id", "request_id", "request_sha256", "approval_id", "camera", "start", "end",
-        "files", "segments", "audit", "created",
+        "files", "segments", "redaction", "audit", "created",
     ]  # fmt: skip
+    assert d.manifest["redaction"] is None  # a stream copy (no privacy masks)
     assert d.manifest["hub_id"] == env["hub_key"].hub_id
     assert d.manifest["audit"] == {"seq": env["proof"]["seq"], "entry_hash": env["proof"]["entry_hash"]}
     clip_bytes = env["clip"].read_bytes()

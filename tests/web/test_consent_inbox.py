@@ -144,6 +144,12 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     card.get_by_label("To").fill(_time_input(end))
     card.get_by_text("about 3 seconds of recorded video").wait_for()  # the summary follows the narrowed range
     card.get_by_role("button", name="Approve what is shown").click()
+    # The confirmation shows each camera as it would leave, privacy masks painted (PROTOCOL §4.1);
+    # this camera is offline, so the figure says there is no current picture instead.
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("What leaves looks like this").wait_for()
+    assert dialog.locator(".privacy-preview").count() == 1
+    dialog.locator(".privacy-preview").get_by_text("Front door").wait_for()
     page.get_by_role("dialog").get_by_role("button", name="Sign and approve").click()
     page.locator("#inbox-flash").filter(has_text="Approved for Springfield PD (case 2026-000123)").wait_for()
     page.locator("#grants tbody tr").filter(has_text="2026-000123").wait_for(timeout=10_000)
@@ -214,7 +220,7 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     assert declined.evaluate("el => el === document.activeElement")
     # The decline released the hold.
     page.goto(hub.url + "/#/settings")
-    page.get_by_text("No agency request is holding footage").wait_for()
+    page.get_by_text("Nothing is held: footage is deleted on the usual schedule.").wait_for()
     page.goto(hub.url + "/#/inbox")
     page.get_by_text("Show earlier requests").click()
     assert "declined" in page.locator(f"article[data-request-id='{second['id']}']").inner_text()

@@ -50,6 +50,7 @@ async function request(method, path, { json, body, contentType } = {}) {
 export const get = (path) => request("GET", path);
 export const post = (path, json) => request("POST", path, { json });
 export const patch = (path, json) => request("PATCH", path, { json });
+export const put = (path, json) => request("PUT", path, { json });
 export const del = (path) => request("DELETE", path);
 
 // Owner decisions are a JWS posted as application/jose (PROTOCOL.md §1, §3): the signature is the

@@ -238,6 +238,7 @@ function decisionForm(r, ctx) {
     const ok = await confirmDialog({
       title: `Approve and send to ${r.agency.name || "the agency"}?`,
       body: h("div", {}, h("p", {}, "Exactly this will leave the house, and nothing else:"), facts(lines),
+        maskedPreviews(p.scope.cameras, cam),
         h("p", { class: "muted" }, `${signedBy(ctx)} You can revoke the approval at any time until it ends.`)),
       confirm: "Sign and approve",
     });
@@ -428,6 +429,19 @@ function grantRows(grants, ctx) {
       ],
     };
   });
+}
+
+// What would leave, as the agency gets it: each camera's current still with its privacy masks filled
+// black exactly as a delivery or an agency livestream paints them (PROTOCOL §4.1).
+function maskedPreviews(cameras, cam) {
+  return h("div", { class: "previews" }, h("p", {}, "What leaves looks like this (privacy masks blacked out):"),
+    cameras.map((c) => {
+      const fig = h("figure", { class: "privacy-preview" });
+      const img = h("img", { src: `/api/v1/owner/cameras/${encodeURIComponent(c)}/privacy-preview.jpg?t=${Date.now()}`, alt: `What leaves of ${cam(c)}, masked areas black`, width: 240 });
+      img.addEventListener("error", () => replace(fig, h("figcaption", { class: "muted" }, `${cam(c)}: no current picture to preview.`)));
+      fig.append(img, h("figcaption", {}, cam(c)));
+      return fig;
+    }));
 }
 
 export async function render(root, ctx, flash = null) {

@@ -4,10 +4,11 @@
 // Every change is validated by the hub with the config file's own rules and audited.
 
 import * as api from "../lib/api.js";
-import { confirmClock, signingKey } from "../lib/decide.js";
+import { confirmClock, decide, signingKey } from "../lib/decide.js";
 import { cardTable, confirmDialog, focusResult, h, notice, replace } from "../lib/dom.js";
-import { fmtBytes, fmtRange, fmtUnix } from "../lib/time.js";
+import { fmtBytes, fmtRange, fmtUnix, rfc3339 } from "../lib/time.js";
 import { cameraProblem, details, sentence } from "../lib/words.js";
+import { privacySection } from "./privacy.js";
 
 const RETRY_MAX_S = 30; // hub/ingest/camera.py MAX_BACKOFF_S: the longest wait between reconnects
 
@@ -223,28 +224,82 @@ function httpsText(s) {
   return notice(`This page is not using HTTPS, so this device cannot sign approvals here. Open the hub at https://${location.hostname}${s.https_port ? `:${s.https_port}` : ""}/ after installing its certificate authority below.`, "warn");
 }
 
-// What retention keeps for agencies (GET /api/v1/owner/holds, PROTOCOL §2.1): a waiting request
-// holds its range until its answer-by date, never longer; declining it in the inbox releases it.
-function holdsSection(holds, names) {
+// What retention keeps past the max age (GET /api/v1/owner/holds, PROTOCOL §3.2), with who asked and
+// why: the owner's own signed holds, a waiting request (until its answer-by date, never longer;
+// declining it in the inbox releases it) and an approval whose delivery is not built yet.
+// Keep footage past the max age (a signed `hold` decision, PROTOCOL §3): cameras, the footage's
+// range, until when, who asked and why. Signed in this browser with its owner key, like approvals.
+function holdForm(hubId, cams, canSign, reload) {
+  const st = h("div", { "aria-live": "polite" });
+  const local = (d) => new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+  const now = new Date();
+  const form = h("form", { class: "stack", id: "hold-form", novalidate: true },
+    h("fieldset", {}, h("legend", {}, "Cameras"),
+      cams.map((c) => h("label", {}, h("input", { type: "checkbox", name: "camera", value: c.id }), ` ${c.name}`))),
+    h("div", { class: "row" },
+      h("label", {}, "Footage from", h("input", { type: "datetime-local", name: "start", value: local(new Date(now - 3600e3)) })),
+      h("label", {}, "to", h("input", { type: "datetime-local", name: "end", value: local(now) })),
+      h("label", {}, "Keep until", h("input", { type: "datetime-local", name: "until", value: local(new Date(+now + 30 * 86400e3)) }))),
+    h("div", { class: "row" },
+      h("label", {}, "Who asked", h("input", { name: "asked_by", maxlength: 200, placeholder: "e.g. my insurer, claim 42" })),
+      h("label", {}, "Why", h("input", { name: "reason", maxlength: 500, placeholder: "e.g. the dented car" }))),
+    h("button", { type: "submit", disabled: !canSign }, "Sign and hold"),
+    st);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = form.elements;
+    const cameras = [...form.querySelectorAll("input[name=camera]:checked")].map((i) => i.value);
+    try {
+      if (!cameras.length) throw new Error("Choose at least one camera.");
+      const res = await decide(hubId, { decision: "hold", subject: {
+        cameras, start: rfc3339(new Date(f.start.value)), end: rfc3339(new Date(f.end.value)),
+        until: rfc3339(new Date(f.until.value)), reason: f.reason.value.trim(), asked_by: f.asked_by.value.trim() } });
+      reload(`Footage held (hold ${res.hold_id.slice(0, 8)}…).`);
+    } catch (err) {
+      replace(st, notice(`Not held: ${err.detail || err.message || sentence(err)}`, "error"));
+    }
+  });
+  return h("details", { class: "hold-details" }, h("summary", {}, "Hold footage…"),
+    h("p", { class: "muted" }, "Footage older than the days you keep it is deleted, copies for agencies and exports included, unless it is held."),
+    form);
+}
+
+function releaseButton(hubId, x, canSign, reload) {
+  return h("button", { type: "button", class: "secondary", disabled: !canSign, onclick: async () => {
+    try {
+      await decide(hubId, { decision: "release-hold", subject: { hold_id: x.hold_id } });
+      reload("Hold released: that footage is deleted on the usual schedule.");
+    } catch (err) {
+      reload(`Not released: ${sentence(err)}`);
+    }
+  } }, "Release");
+}
+
+function holdsSection(holds, names, extra = {}) {
+  const kept = (x) => {
+    const until = `until ${fmtUnix(x.until, { seconds: false })}`;
+    if (x.reason === "pending_request") return h("span", {}, `${until} while the request waits — `, h("a", { href: "#/inbox" }, "decline it to release"));
+    if (x.reason === "owner_hold") return h("span", {}, `${until}: you held it${x.key_name ? ` (signed on “${x.key_name}”)` : ""} `, extra.release ? extra.release(x) : null);
+    return `${until}: you approved it`;
+  };
   const rows = holds.map((x) => ({
+    attrs: { "data-reason": x.reason },
     cells: [
-      x.agency_name || "an agency no longer trusted",
-      x.cameras.map((c) => names[c] || c).join(", "),
-      fmtRange(new Date(x.start * 1000), new Date(x.end * 1000), { seconds: false }),
-      x.reason === "pending_request"
-        ? h("span", {}, `until ${fmtUnix(x.until, { seconds: false })} while the request waits — `, h("a", { href: "#/inbox" }, "decline it to release"))
-        : `until ${fmtUnix(x.until, { seconds: false })}: you approved it`,
+      h("span", {}, x.asked_by || x.agency_name || "an agency no longer trusted", x.why ? h("span", { class: "muted" }, ` — ${x.why}`) : null),
+      // Cameras and range in one cell: a card on a phone stays three lines (the page is long there).
+      `${x.cameras.map((c) => names[c] || c).join(", ")}: ${fmtRange(new Date(x.start * 1000), new Date(x.end * 1000), { seconds: false })}`,
+      kept(x),
     ],
   }));
   return h("section", { class: "card", "aria-labelledby": "h-holds" },
-    h("h2", { id: "h-holds" }, `Footage kept for agencies (${holds.length})`),
+    h("div", { class: "heading-row" }, h("h2", { id: "h-holds" }, `Footage held (${holds.length})`), extra.form || null),
     holds.length
-      ? cardTable({ id: "holds" }, ["Agency", "Cameras", "Footage", "Kept"], rows)
-      : h("p", { class: "muted" }, "No agency request is holding footage: it is deleted on the usual schedule."));
+      ? cardTable({ id: "holds" }, ["Who, why", "Footage", "Kept"], rows)
+      : h("p", { class: "muted" }, "Nothing is held: footage is deleted on the usual schedule."));
 }
 
 export async function render(root, ctx, message = null) {
-  const [s, cams, devs, held] = await Promise.all([api.get("/api/v1/owner/settings"), api.get("/api/v1/owner/cameras"), api.get("/api/v1/owner/devices"), api.get("/api/v1/owner/holds")]);
+  const [s, cams, devs, held, privacy] = await Promise.all([api.get("/api/v1/owner/settings"), api.get("/api/v1/owner/cameras"), api.get("/api/v1/owner/devices"), api.get("/api/v1/owner/holds"), api.get("/api/v1/owner/settings/privacy")]);
   const { key, enrolled } = await signingKey(devs.keys.map((k) => k.kid));
   const reload = (msg) => render(root, ctx, msg);
   const addForm = addCameraForm(reload);
@@ -255,7 +310,7 @@ export async function render(root, ctx, message = null) {
     flash,
     clockSection(s, ctx.session.hub_id, !!key && enrolled, () => render(root, ctx)),
     h("section", { class: "card", "aria-labelledby": "h-cameras" },
-      h("h2", { id: "h-cameras" }, "Cameras"),
+      h("div", { class: "heading-row" }, h("h2", { id: "h-cameras" }, "Cameras"), privacySection(privacy, names, reload)),
       cardTable({ id: "cameras" }, ["Camera", "State", "Recording", "Keep footage", "Video", "Managed in"], cams.cameras.map((c) => cameraRow(c, s.storage, reload))),
       h("p", { class: "muted" }, "Cameras in the hub's configuration file (camhub.toml) are changed there, where they can be reviewed and backed up; “camhub check-config” checks it.")),
     h("section", { class: "card", "aria-labelledby": "h-found" },
@@ -284,7 +339,10 @@ export async function render(root, ctx, message = null) {
         h("dt", {}, "Default downloads per approval"), h("dd", {}, String(s.consent.max_fetches)),
         h("dt", {}, "Clock"), h("dd", { id: "clock-state" }, s.consent.trust_system_clock ? "trusted (battery-backed clock)" : s.clock_synced ? "synchronised or confirmed for this boot" : "NOT confirmed: consent decisions are refused"),
         h("dt", {}, "Relay"), h("dd", { id: "relay-state" }, relayState(s.relay)))),
-    holdsSection(held.holds, names),
+    holdsSection(held.holds, names, {
+      form: holdForm(ctx.session.hub_id, cams.cameras, !!key && enrolled, reload),
+      release: (x) => releaseButton(ctx.session.hub_id, x, !!key && enrolled, reload),
+    }),
     h("section", { class: "card", "aria-labelledby": "h-https" },
       h("h2", { id: "h-https" }, "HTTPS on your network"),
       httpsText(s),
