@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from hub import redact
-
 T = TypeVar("T")
 
 CAMERA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -718,8 +716,6 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
                 read_timeout_s=float(v.get(t, p, "read_timeout_s", (int, float), 5.0, _range(1, 60))),
             )
         )
-    # Passwords are removed from every log line and stored error from now on (hub/redact.py).
-    redact.add_secrets(c.password for c in cameras)
     return tuple(cameras)
 
 
