@@ -34,10 +34,12 @@ log = logging.getLogger(__name__)
 #: Keys of a `[[cameras]]` table the web UI may set. WHIP cameras need a token shared with the
 #: camera, sub-streams and motion zones need care: those stay in camhub.toml.
 CAMERA_KEYS = frozenset(
-    {"id", "name", "url", "username", "password", "record", "retention_days", "events_url", "motion"}
-)
+    {"id", "name", "url", "username", "password", "record", "retention_days", "events_url", "motion",
+     "audio", "rtsp_transport", "onvif"}
+)  # fmt: skip
 #: Keys an edit may change; the rest identify the camera (remove it and add it again to change them).
-EDITABLE_KEYS = frozenset({"name", "record", "retention_days", "motion"})
+#: `audio` is the owner's to turn on (off by default: recording conversations is regulated).
+EDITABLE_KEYS = frozenset({"name", "record", "retention_days", "motion", "audio", "rtsp_transport"})
 STORAGE_KEYS = frozenset({"max_age_days", "quota_gb"})
 # `cameras.<id>.<key>…: message` or `cameras[0].<key>: message` (hub.config's problem lines)
 _PROBLEM = re.compile(r"^(?:cameras(?:\[\d+\]|\.[a-z0-9_-]+)|storage)\.([a-z_]+)[^:]*: (.*)$")

@@ -62,7 +62,8 @@ export function sentence(err) {
 // The camera's last error (FFmpeg, errno and camhub text) in words; null when there is none.
 const CAMERA = [
   [/5\d\d|5XX|server error/i, "The camera answered with a server error"],
-  [/401|403|unauthori[sz]ed|forbidden|authenticat/i, "The camera refused the user name or password"],
+  [/461|unsupported transport|refused this RTP transport/i, "The camera does not send video over TCP: set its transport to udp or auto"],
+  [/401|403|unauthori[sz]ed|forbidden|authenticat|credentials/i, "The camera refused the user name or password"],
   [/404|not found/i, "The camera has no video at this address: check the path in the RTSP URL"],
   [/connection refused/i, "The camera refused the connection: is it switched on, and is the address right?"],
   [/no route to host|network is unreachable|host is unreachable/i, "The camera cannot be reached on the network"],

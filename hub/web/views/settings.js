@@ -81,7 +81,8 @@ function addCameraForm(reload) {
     h("div", { class: "row" },
       h("label", {}, "Keep footage (days)", h("input", { id: "cam-retention", name: "retention_days", type: "number", min: "0.01", step: "any", placeholder: "hub default" })),
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "record", checked: true }), " Record"),
-      h("label", { class: "check" }, h("input", { type: "checkbox", name: "motion", checked: true }), " Motion detection")),
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "motion", checked: true }), " Motion detection"),
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "audio", "aria-describedby": "audio-note" }), " Record sound (see the note on sound above)")),
     h("input", { type: "hidden", name: "events_url" }),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Add camera")),
     status);
@@ -93,6 +94,7 @@ function addCameraForm(reload) {
       username: f.username.value || null, password: f.password.value || null,
       record: f.record.checked, retention_days: numberOrNull(f.retention_days.value),
       events_url: f.events_url.value || null, motion: { enabled: f.motion.checked },
+      audio: f.audio.checked,
     };
     try {
       await api.post("/api/v1/owner/settings/cameras", body);
@@ -102,6 +104,30 @@ function addCameraForm(reload) {
     }
   });
   return form;
+}
+
+// Sound is off unless the owner turns it on, camera by camera (hub/config.py `audio`): the law on
+// recording conversations differs from place to place, and the owner is the one who knows.
+function audioNote(id) {
+  return h("p", { class: "muted", id },
+    "Sound is off unless you turn it on. Recording conversations is regulated (in several US states and under the GDPR everyone recorded must agree): check the rules where you live first.");
+}
+
+function audioControl(c, reload) {
+  const st = h("span", { class: "status" });
+  if (c.configured_in !== "settings") return c.audio ? "on" : "off";
+  const box = h("input", { type: "checkbox", checked: !!c.audio, "aria-label": `Record sound from ${c.name}`, "aria-describedby": "audio-note", onchange: async () => {
+    try {
+      await api.patch(`/api/v1/owner/settings/cameras/${encodeURIComponent(c.id)}`, { audio: box.checked });
+      reload(box.checked ? `Sound from ${c.name} is recorded from now on.` : `Sound from ${c.name} is no longer recorded.`);
+    } catch (err) {
+      box.checked = !box.checked;
+      const msg = notice(sentence(err), "error");
+      replace(st, msg);
+      focusResult(msg);
+    }
+  } });
+  return h("span", {}, h("label", { class: "check" }, box, " on"), " ", st);
 }
 
 function prefill(form, d) {
@@ -166,7 +192,7 @@ function cameraRow(c, storage, reload) {
     cells: [
       h("span", {}, h("strong", {}, c.name), c.name === c.id ? null : h("span", { class: "muted" }, ` (${c.id})`)),
       h("span", { class: "state" }, cameraState(c)),
-      c.record ? "on" : "off",
+      h("span", {}, c.record ? "on" : "off", "; sound: ", audioControl(c, reload)),
       keep,
       c.source === "whip" ? "it sends to the hub (WHIP)" : "the hub fetches it (RTSP)",
       editable ? h("span", {}, "this page ", remove, " ", st) : h("span", { class: "muted" }, "camhub.toml (read-only)"),
@@ -251,6 +277,7 @@ export async function render(root, ctx, message = null) {
     h("section", { class: "card", "aria-labelledby": "h-cameras" },
       h("h2", { id: "h-cameras" }, "Cameras"),
       cardTable({ id: "cameras" }, ["Camera", "State", "Recording", "Keep footage", "Video", "Managed in"], cams.cameras.map((c) => cameraRow(c, s.storage, reload))),
+      audioNote("audio-note"),
       h("p", { class: "muted" }, "Cameras in the hub's configuration file (camhub.toml) are changed there, where they can be reviewed and backed up; “camhub check-config” checks it.")),
     h("section", { class: "card", "aria-labelledby": "h-found" },
       h("h2", { id: "h-found" }, `Found on your network (${cams.discovered.length})`),
