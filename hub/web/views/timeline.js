@@ -8,6 +8,13 @@ import { allCameras, cameraOptions, hashParams } from "../lib/route.js";
 import { dayBounds, fmtDuration, fmtTime, fmtWhen, fromUnix, localDay, zoneName } from "../lib/time.js";
 
 const MERGE_S = 1.0; // segments closer than this draw as one span
+// What the hub records H.265 as (an hvc1 sample entry, Main profile): can this browser play it?
+const HEVC_MP4 = 'video/mp4; codecs="hvc1.1.6.L93.B0"';
+
+function canPlayHevc(video) {
+  if (window.MediaSource?.isTypeSupported?.(HEVC_MP4)) return true;
+  return video.canPlayType(HEVC_MP4) === "probably";
+}
 // Close-up labels: hour and minute only, so five of them fit on a phone.
 const fmtClockShort = (date) => date.toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" });
 
@@ -32,6 +39,11 @@ export async function render(root) {
   const hours = h("div", { class: "hours", "aria-hidden": "true" }, ["00", "03", "06", "09", "12", "15", "18", "21", "24"].map((x) => h("span", {}, x)));
   const video = h("video", { id: "tl-video", controls: true, muted: true, playsinline: true, preload: "metadata" });
   const nowPlaying = h("p", { class: "muted", "aria-live": "polite" }, "Click the bar to play.");
+  // H.265 footage: said in words when this browser cannot play it, and then watched as an H.264 copy
+  // the hub makes of the piece being watched (GET …/segments/{id}/h264.mp4). The recording itself,
+  // and anything delivered to an agency, stays the camera's H.265.
+  const codecNote = h("p", { class: "notice warn", role: "note", hidden: true },
+    "This camera records H.265, which this browser cannot play. The hub converts the piece you are watching to H.264 for this browser, which takes a few seconds per piece; the recording itself is unchanged.");
   const summary = h("p", { class: "muted" });
 
   let data = null;
@@ -54,7 +66,7 @@ export async function render(root) {
       h("div", { class: "legend" }, h("span", {}, h("i", { class: "rec" }), "recorded"), h("span", {}, h("i", { class: "gap" }), "no footage"), h("span", {}, h("i", { class: "ev" }), "event")),
       summary,
     ),
-    h("div", { class: "card" }, video, nowPlaying),
+    h("div", { class: "card" }, codecNote, video, nowPlaying),
   );
 
   function shiftDay(delta) {
@@ -136,7 +148,9 @@ export async function render(root) {
     const seg = data.segments[index];
     if (!seg) return;
     current = index;
-    video.src = `/api/v1/owner/segments/${seg.id}.mp4`;
+    const copy = seg.codec === "hevc" && !canPlayHevc(video);
+    codecNote.hidden = !copy;
+    video.src = copy ? `/api/v1/owner/segments/${seg.id}/h264.mp4` : `/api/v1/owner/segments/${seg.id}.mp4`;
     video.dataset.segment = String(seg.id);
     const start = () => {
       if (offset > 0) video.currentTime = Math.min(offset, Math.max(0, (video.duration || offset) - 0.1));
