@@ -57,11 +57,15 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CLIP_NAME = re.compile(r"clip-[A-Za-z0-9][A-Za-z0-9._-]*\.mp4")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: The caller supplies these; `v`, `hub_id`, `files`, `audit` and `created` are filled in here.
-CALLER_FIELDS = ("request_id", "request_sha256", "approval_id", "camera", "start", "end", "segments")
-MANIFEST_FIELDS = frozenset(
-    {"v", "hub_id", "request_id", "request_sha256", "approval_id", "camera", "start", "end", "files",
-     "segments", "audit", "created"}
+CALLER_FIELDS = (
+    "request_id", "request_sha256", "approval_id", "camera", "start", "end", "audio", "segments"
 )  # fmt: skip
+MANIFEST_FIELDS = frozenset(
+    {"v", "hub_id", "request_id", "request_sha256", "approval_id", "camera", "start", "end", "audio",
+     "files", "segments", "audit", "created"}
+)  # fmt: skip
+#: A manifest from a hub before `audio` (PROTOCOL §2.3) has none; it reads as `false`.
+MANIFEST_FIELDS_BEFORE_AUDIO = MANIFEST_FIELDS - {"audio"}
 FIXED_NAMES = ("audit-proof.json", "manifest.json", "manifest.jws")
 
 
@@ -161,6 +165,8 @@ def _manifest(
         isinstance(s, dict) and set(s) == {"start", "end", "sha256"} for s in fields["segments"]
     ):
         raise DeliveryError("delivery_bad_input", 'segments must be [{"start", "end", "sha256"}]')
+    if not isinstance(fields["audio"], bool):
+        raise DeliveryError("delivery_bad_input", "audio must be true or false (the approval's scope.audio)")
     seq, entry_hash = proof.get("seq"), proof.get("entry_hash")
     if not isinstance(seq, int) or not isinstance(entry_hash, str) or proof.get("hub_id") != hub_id:
         raise DeliveryError("delivery_bad_input", "audit proof is not a proof_bundle() of this hub")
@@ -345,8 +351,14 @@ def verify_unpacked(
         raise DeliveryError("delivery_bad_signature", f"manifest.jws does not verify: {exc}") from exc
     if (directory / "manifest.json").read_bytes() != payload:
         raise DeliveryError("delivery_bad_signature", "manifest.json differs from the signed manifest")
-    if not isinstance(manifest, dict) or set(manifest) != MANIFEST_FIELDS or manifest["v"] != 1:
+    if (
+        not isinstance(manifest, dict)
+        or set(manifest) not in (MANIFEST_FIELDS, MANIFEST_FIELDS_BEFORE_AUDIO)
+        or manifest["v"] != 1
+    ):
         raise DeliveryError("delivery_bad_manifest", "manifest fields differ from PROTOCOL §2.3")
+    if not isinstance(manifest.get("audio", False), bool):
+        raise DeliveryError("delivery_bad_manifest", "manifest audio must be true or false")
     if manifest["hub_id"] != hub_id:
         raise DeliveryError("delivery_bad_manifest", "manifest hub_id is not this hub")
     listed: dict[str, dict[str, Any]] = {}

@@ -110,6 +110,7 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
                 grant.end_at,
                 clip_path,
                 at_rest=svc.at_rest,
+                audio=grant.audio,  # the camera's sound leaves only under a grant that says so (§3)
             )
         except clip_mod.NoFootage:
             log.info("request %s: no footage of %s in the approved range", grant.request_id, camera)
@@ -135,6 +136,7 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
                 "end": rfc3339.format(grant.end_at),
                 "clip_start": rfc3339.format(clip.start_at),
                 "clip_end": rfc3339.format(clip.end_at),
+                "audio_codec": clip.audio_codec,  # what left with the video, None when nothing
                 "segments": segments,
             },
         )
@@ -150,6 +152,7 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
                 "camera": camera,
                 "start": rfc3339.format(grant.start_at),
                 "end": rfc3339.format(grant.end_at),
+                "audio": grant.audio,
                 "segments": segments,
             },
             audit_proof=bundle,
