@@ -442,7 +442,14 @@ def _requests_snapshot(conn: Any, now: float, known_cameras: frozenset[str]) -> 
                     {
                         "camera": camera,
                         "segments": [
-                            {"id": s.id, "start": s.start_at, "end": s.end_at, "bytes": s.bytes}
+                            {
+                                "id": s.id,
+                                "start": s.start_at,
+                                "end": s.end_at,
+                                "bytes": s.bytes,
+                                "codec": s.codec,
+                                "audio_codec": s.audio_codec,
+                            }
                             for s in segs[:2000]
                         ],
                         "bytes": sum(s.bytes for s in segs),

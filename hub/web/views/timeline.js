@@ -5,16 +5,10 @@
 import * as api from "../lib/api.js";
 import { h, notice, replace } from "../lib/dom.js";
 import { allCameras, cameraOptions, hashParams } from "../lib/route.js";
+import { segmentSource } from "../lib/codecs.js";
 import { dayBounds, fmtDuration, fmtTime, fmtWhen, fromUnix, localDay, zoneName } from "../lib/time.js";
 
 const MERGE_S = 1.0; // segments closer than this draw as one span
-// What the hub records H.265 as (an hvc1 sample entry, Main profile): can this browser play it?
-const HEVC_MP4 = 'video/mp4; codecs="hvc1.1.6.L93.B0"';
-
-function canPlayHevc(video) {
-  if (window.MediaSource?.isTypeSupported?.(HEVC_MP4)) return true;
-  return video.canPlayType(HEVC_MP4) === "probably";
-}
 // Close-up labels: hour and minute only, so five of them fit on a phone.
 const fmtClockShort = (date) => date.toLocaleTimeString(undefined, { hour: "numeric", minute: "2-digit" });
 
@@ -148,9 +142,9 @@ export async function render(root) {
     const seg = data.segments[index];
     if (!seg) return;
     current = index;
-    const copy = seg.codec === "hevc" && !canPlayHevc(video);
+    const { src, copy } = segmentSource(seg, video);
     codecNote.hidden = !copy;
-    video.src = copy ? `/api/v1/owner/segments/${seg.id}/h264.mp4` : `/api/v1/owner/segments/${seg.id}.mp4`;
+    video.src = src;
     video.dataset.segment = String(seg.id);
     const start = () => {
       if (offset > 0) video.currentTime = Math.min(offset, Math.max(0, (video.duration || offset) - 0.1));
