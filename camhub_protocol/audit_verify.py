@@ -19,6 +19,12 @@ The first bad seq is printed and the exit status is 1. With leaf-hashes.txt pres
 entry is named exactly: that list is authenticated by the checkpoints, so the entry whose recomputed
 hash differs from it is the bad one; otherwise the range between two checkpoints is reported.
 
+- every passkey decision (PROTOCOL §3.1: a `decision.accepted` entry carrying `"webauthn"`) is
+  re-verified from the log alone: the passkey's `key.enrolled` entry (with its `public_jwk` and
+  `rp_id`) comes earlier, the key's RFC 7638 thumbprint is the kid, the payload is for this hub, and
+  clientDataJSON (type `webauthn.get`, challenge = SHA-256 of the payload), the rpIdHash, the UP and
+  UV flags and the ES256 or EdDSA signature over authenticatorData ‖ SHA-256(clientDataJSON) all
+  check (WebAuthn L2 §7.2). So a hub that logged a decision its owner's passkey never signed is named.
 Given a file instead of a directory, verifies an `audit-proof.json` from a delivery: the entry, its
 RFC 9162 inclusion proof and the signed checkpoint, against the hub key.
 """
@@ -37,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 ENTRY_KEYS = ("actor", "data", "seq", "time", "type")
@@ -240,6 +248,88 @@ def check_entry(line: bytes, seq: int) -> dict[str, Any]:
     return obj
 
 
+# ---- passkey decisions (PROTOCOL §3.1; WebAuthn L2 §7.2) ----
+def _passkey_public_key(jwk: Any) -> tuple[ec.EllipticCurvePublicKey | Ed25519PublicKey, str]:
+    """The key and its RFC 7638 thumbprint, from a `key.enrolled` entry's `public_jwk`."""
+    if not isinstance(jwk, dict):
+        raise ValueError("public_jwk is not an object")
+    if jwk.get("kty") == "EC" and jwk.get("crv") == "P-256":
+        x, y = _b64url_decode(str(jwk.get("x"))), _b64url_decode(str(jwk.get("y")))
+        if len(x) != 32 or len(y) != 32:
+            raise ValueError("P-256 coordinates are 32 bytes")
+        members = {"crv": "P-256", "kty": "EC", "x": jwk["x"], "y": jwk["y"]}
+        key: ec.EllipticCurvePublicKey | Ed25519PublicKey = ec.EllipticCurvePublicNumbers(
+            int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
+        ).public_key()
+    elif jwk.get("kty") == "OKP" and jwk.get("crv") == "Ed25519":
+        raw = _b64url_decode(str(jwk.get("x")))
+        if len(raw) != 32:
+            raise ValueError("an Ed25519 key is 32 bytes")
+        members = {"crv": "Ed25519", "kty": "OKP", "x": jwk["x"]}
+        key = Ed25519PublicKey.from_public_bytes(raw)
+    else:
+        raise ValueError("public_jwk is neither P-256 nor Ed25519")
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return key, base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
+def check_passkey_decision(signed: Any, enrolled: dict[str, Any], hub_id: str) -> None:
+    """Re-verify one stored passkey decision; ValueError says what is wrong."""
+    if not isinstance(signed, dict) or signed.get("format") != "webauthn":
+        raise ValueError("webauthn member is not a passkey decision")
+    kid = signed.get("kid")
+    if kid not in enrolled:
+        raise ValueError(f"kid {str(kid)[:60]!r} has no earlier key.enrolled entry with a passkey")
+    key_entry = enrolled[kid]
+    key, thumbprint = _passkey_public_key(key_entry.get("public_jwk"))
+    if thumbprint != kid:
+        raise ValueError("the enrolled public_jwk is not the key the kid names")
+    payload = _b64url_decode(str(signed.get("payload")))
+    auth = _b64url_decode(str(signed.get("authenticator_data")))
+    client_raw = _b64url_decode(str(signed.get("client_data_json")))
+    signature = _b64url_decode(str(signed.get("signature")))
+    body = json.loads(payload.decode("utf-8"))
+    if not isinstance(body, dict) or body.get("hub") != hub_id:
+        raise ValueError("the payload is not for this hub")
+    client = json.loads(client_raw.decode("utf-8"))
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(payload).digest()).rstrip(b"=").decode()
+    if not isinstance(client, dict) or client.get("type") != "webauthn.get":
+        raise ValueError("clientDataJSON.type is not webauthn.get")
+    if client.get("challenge") != challenge:
+        raise ValueError("the assertion was made for another payload")
+    rp_id = key_entry.get("rp_id")
+    if not isinstance(rp_id, str) or len(auth) < 37 or auth[:32] != hashlib.sha256(rp_id.encode()).digest():
+        raise ValueError("authenticatorData is not for the passkey's relying party")
+    if auth[32] & 0x05 != 0x05:
+        raise ValueError("the user was not present and verified (UP and UV flags)")
+    signed_bytes = auth + hashlib.sha256(client_raw).digest()
+    try:
+        if isinstance(key, Ed25519PublicKey):
+            key.verify(signature, signed_bytes)
+        else:
+            key.verify(signature, signed_bytes, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature as exc:
+        raise ValueError("the passkey signature does not verify") from exc
+
+
+def check_passkey_entries(entries: Sequence[tuple[int, dict[str, Any]]], hub_id: str) -> list[VerifyError]:
+    """Every passkey decision in the log, against the passkeys enrolled before it."""
+    enrolled: dict[str, Any] = {}
+    problems: list[VerifyError] = []
+    for seq, entry in entries:
+        data = entry.get("data")
+        if not isinstance(data, dict):
+            continue
+        if entry.get("type") == "key.enrolled" and "public_jwk" in data and "rp_id" in data:
+            enrolled[str(data.get("kid"))] = data
+        elif entry.get("type") == "decision.accepted" and "webauthn" in data:
+            try:
+                check_passkey_decision(data["webauthn"], enrolled, hub_id)
+            except (ValueError, UnicodeDecodeError, RecursionError, TypeError) as exc:
+                problems.append(VerifyError(f"entry {seq}: passkey decision does not verify: {exc}", seq))
+    return problems
+
+
 # ---- the export directory ----
 def verify_export(directory: Path, jwk: dict[str, Any], extra_checkpoints: Sequence[str] = ()) -> list[str]:
     """Verify an export; returns warnings, raises VerifyError (with the first bad seq) on failure."""
@@ -251,13 +341,15 @@ def verify_export(directory: Path, jwk: dict[str, Any], extra_checkpoints: Seque
     lines = data.split(b"\n")[:-1] if data else []
     problems: list[VerifyError] = []
     leaves: list[bytes] = []
+    parsed: list[tuple[int, dict[str, Any]]] = []
     for seq, line in enumerate(lines):
         try:
-            check_entry(line, seq)
+            parsed.append((seq, check_entry(line, seq)))
         except VerifyError as exc:
             problems.append(exc)
         leaves.append(leaf_hash(line))
     tree = Tree(leaves)
+    problems += check_passkey_entries(parsed, hub_id)
 
     listed: list[bytes] | None = None
     hashes_file = directory / "leaf-hashes.txt"

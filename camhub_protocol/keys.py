@@ -58,6 +58,22 @@ def jwk_thumbprint(jwk: dict[str, str]) -> str:
     return b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
 
 
+def jwk_thumbprint_any(jwk: dict[str, str]) -> str:
+    """RFC 7638 thumbprint of an owner key of either kind: an Ed25519 OKP JWK, or a passkey's EC
+    P-256 JWK (required members crv, kty, x, y in that order; PROTOCOL §3.1)."""
+    if jwk.get("kty") == "EC":
+        if (
+            jwk.get("crv") != "P-256"
+            or not isinstance(jwk.get("x"), str)
+            or not isinstance(jwk.get("y"), str)
+        ):
+            raise ValueError("only P-256 EC JWKs are accepted")
+        members = {"crv": jwk["crv"], "kty": "EC", "x": jwk["x"], "y": jwk["y"]}
+        canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+        return b64url(hashlib.sha256(canonical.encode("utf-8")).digest())
+    return jwk_thumbprint(jwk)
+
+
 def public_key_from_jwk(jwk: dict[str, str]) -> Ed25519PublicKey:
     """Parse an Ed25519 OKP JWK; raises ValueError on anything else (no private members accepted)."""
     if not isinstance(jwk, dict) or "d" in jwk:

@@ -83,6 +83,41 @@ def area_call_subject(cell: str) -> str:
     return f"camhub.call.area.{cell}"
 
 
+# NATS inbox prefixes (§7.7). The relay's replies land under `_RELAY`, a hub's under
+# `_INBOX.<hub_id>`: so a hub's NATS user can be allowed to answer the relay and to read only its own
+# inbox, and one hub's credentials never see another hub's calls, queue or replies.
+RELAY_INBOX_PREFIX = "_RELAY"
+
+
+def hub_inbox_prefix(hub_id: str) -> str:
+    return f"_INBOX.{hub_id}"
+
+
+def hub_permissions(hub_id: str, area: str | None = None) -> dict[str, dict[str, list[str]]]:
+    """The NATS permissions a hub's user needs, and no more (§7.7): answer calls to itself (and its
+    area cell), register itself, and pull its own durable consumer on its own queue subject."""
+    durable = consumer_name(hub_id)
+    publish = [
+        f"{RELAY_INBOX_PREFIX}.>",  # answers to the relay's calls, and delivery chunks
+        f"$KV.{HUBS_BUCKET}.{hub_id}",
+        f"$JS.API.STREAM.INFO.KV_{HUBS_BUCKET}",
+    ]
+    subscribe = [call_subject(hub_id), f"{hub_inbox_prefix(hub_id)}.>"]
+    queues = [(QUEUE_STREAM, queue_subject(hub_id))]
+    if area is not None:
+        subscribe.append(area_call_subject(area))
+        queues.append((AREA_STREAM, area_subject(area)))
+    for stream, subject in queues:
+        publish += [
+            f"$JS.API.CONSUMER.INFO.{stream}.{durable}",
+            # The create subject names the filter (nats-server ≥ 2.9): only its own subject.
+            f"$JS.API.CONSUMER.CREATE.{stream}.{durable}.{subject}",
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}",
+            f"$JS.ACK.{stream}.{durable}.>",
+        ]
+    return {"publish": {"allow": publish}, "subscribe": {"allow": subscribe}}
+
+
 def consumer_name(hub_id: str) -> str:
     """The hub's durable consumer on a stream (one per hub: the queue is a work queue)."""
     return f"hub-{hub_id}"

@@ -32,6 +32,7 @@ from firmware_sim.feed import AccessUnit, Feed
 if TYPE_CHECKING:
     from firmware_sim.control import ControlServer
     from firmware_sim.mdns import MdnsAdvertiser
+    from firmware_sim.onvif import OnvifServer, WsDiscoveryResponder
     from firmware_sim.rtsp import RtspServer
     from firmware_sim.whip import WhipPublisher
 
@@ -91,6 +92,9 @@ class SimCamera:
         model: str = "camhub-sim doorbell",
         bitrate_kbit: int = 0,
         cache_dir: Path | None = None,
+        onvif: bool = False,
+        onvif_port: int = 0,
+        wsd_port: int | None = None,
     ) -> None:
         if fps <= 0 or gop <= 0 or width <= 0 or height <= 0:
             raise ValueError("fps, gop and sizes must be positive")
@@ -108,6 +112,9 @@ class SimCamera:
             "password": password,
             "mdns": mdns,
             "session_timeout_s": session_timeout_s,
+            "onvif": onvif,
+            "onvif_port": onvif_port,
+            "wsd_port": wsd_port,
         }
         self.loop_frames = max(1, round(loop_s * fps / gop)) * gop
         self.visitor_frames = max(1, round(visitor_s * fps / gop)) * gop
@@ -118,6 +125,9 @@ class SimCamera:
         self.rtsp: RtspServer | None = None
         self.control: ControlServer | None = None
         self.mdns: MdnsAdvertiser | None = None
+        # ONVIF device/media/events services (firmware_sim/onvif.py); set by OnvifServer.start().
+        self.onvif: OnvifServer | None = None
+        self.wsd: WsDiscoveryResponder | None = None
         self._owned: list[Any] = []  # servers this camera started itself (standalone use)
         self._task: asyncio.Task[None] | None = None
         self._seq = 0
@@ -173,6 +183,8 @@ class SimCamera:
         if self.control is not None:
             info["control"] = self.control_url
             info["events"] = self.events_url
+        if self.onvif is not None:
+            info["onvif"] = self.onvif.base_url
         return info
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -268,6 +280,22 @@ class SimCamera:
                 self.control.add_camera(self)
                 await self.control.start()
                 self._owned.append(self.control)
+            if opts["onvif"]:
+                from firmware_sim.onvif import OnvifServer, WsDiscoveryResponder
+
+                server = OnvifServer(
+                    self,
+                    host=self.host,
+                    port=int(opts["onvif_port"]),
+                    user=str(opts["user"]),
+                    password=str(opts["password"]),
+                )
+                await server.start()
+                self._owned.append(server)
+                if opts["wsd_port"] is not None:
+                    self.wsd = WsDiscoveryResponder([self], host=self.host, port=int(opts["wsd_port"]))
+                    await self.wsd.start()
+                    self._owned.append(self.wsd)
             await self.start_clock()
             if opts["mdns"]:
                 self.mdns = MdnsAdvertiser(self.host)
@@ -445,6 +473,8 @@ class SimCamera:
             elif kind == "reboot":
                 seconds = _seconds(params, 5.0)
                 self.close_event_streams()  # event streams end too: the whole camera restarts
+                if self.onvif is not None:
+                    self.onvif.end_subscriptions()  # and so do ONVIF subscriptions
                 if self.rtsp is not None:
                     await self.rtsp.reboot_camera(self.name, seconds)
             elif kind == "resolution":

@@ -41,6 +41,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--session-timeout-s", type=float, default=60.0)
     p.add_argument("--no-mdns", action="store_true", help="do not advertise on mDNS")
     p.add_argument(
+        "--onvif-port",
+        type=int,
+        default=None,
+        help="serve ONVIF (device/media/events) on this port, +1 for each further camera; 0 = any",
+    )
+    p.add_argument(
+        "--wsd-port",
+        type=int,
+        default=None,
+        help="answer WS-Discovery probes on this UDP port (3702 is ONVIF's); needs --onvif-port",
+    )
+    p.add_argument(
+        "--wsd-multicast",
+        action="store_true",
+        help="also join 239.255.255.250 on --host's interface (binds the group address and --wsd-port)",
+    )
+    p.add_argument(
         "--cache-dir",
         type=Path,
         default=default_cache_dir(),
@@ -61,6 +78,10 @@ async def run(args: argparse.Namespace) -> None:
         password=args.password,
         mdns=not args.no_mdns,
         session_timeout_s=args.session_timeout_s,
+        onvif=args.onvif_port is not None,
+        onvif_port=args.onvif_port or 0,
+        wsd_port=args.wsd_port,
+        wsd_multicast=args.wsd_multicast,
         width=args.width,
         height=args.height,
         sub_width=args.sub_width,

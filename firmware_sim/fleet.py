@@ -20,6 +20,7 @@ from typing import Any, Self
 from firmware_sim.camera import SimCamera
 from firmware_sim.control import ControlServer
 from firmware_sim.mdns import MdnsAdvertiser
+from firmware_sim.onvif import OnvifServer, WsDiscoveryResponder
 from firmware_sim.rtsp import RtspServer
 
 
@@ -37,6 +38,10 @@ class SimFleet:
         password: str = "camhub",
         mdns: bool = False,
         session_timeout_s: float = 60.0,
+        onvif: bool = False,
+        onvif_port: int = 0,
+        wsd_port: int | None = None,
+        wsd_multicast: bool = False,
         **camera_options: Any,
     ) -> None:
         if cameras < 1:
@@ -47,6 +52,23 @@ class SimFleet:
         )
         self.control = ControlServer(host, control_port) if control_port is not None else None
         self.mdns = MdnsAdvertiser(host) if mdns else None
+        # ONVIF: one device service per camera (its URL is the camera's identity, `http://host:port`),
+        # on onvif_port, onvif_port + 1, … (0: any free ports); one WS-Discovery responder for all.
+        self.onvif_servers = (
+            [
+                OnvifServer(
+                    c, host=host, port=onvif_port + i if onvif_port else 0, user=user, password=password
+                )
+                for i, c in enumerate(self.cameras)
+            ]
+            if onvif
+            else []
+        )
+        self.wsd = (
+            WsDiscoveryResponder(self.cameras, host=host, port=wsd_port, multicast=wsd_multicast)
+            if onvif and wsd_port is not None
+            else None
+        )
         self._started: list[Any] = []
 
     def __getitem__(self, name: str) -> SimCamera:
@@ -70,6 +92,12 @@ class SimFleet:
             if self.control is not None:
                 await self.control.start()
                 self._started.append(self.control)
+            for server in self.onvif_servers:
+                await server.start()
+                self._started.append(server)
+            if self.wsd is not None:
+                await self.wsd.start()
+                self._started.append(self.wsd)
             for camera in self.cameras:
                 await camera.start_clock()
                 self._started.append(_Clock(camera))

@@ -61,6 +61,18 @@ class HubConfig:
     rate_limit_burst: int = 200
     # Live viewers at once (WebRTC); agencies share all but one, which is kept for the owner.
     max_live_sessions: int = 16
+    # WebAuthn relying party id for passkeys (PROTOCOL §3.1). None means `<name>.local`, the name the
+    # hub answers to by mDNS; an origin is accepted when its host is exactly this (https), or for
+    # "localhost" also over http, which browsers count as a secure context.
+    passkey_rp_id: str | None = None
+
+    @property
+    def rp_id(self) -> str:
+        if self.passkey_rp_id:
+            return self.passkey_rp_id
+        # The host name hub/discovery.py advertises (`<label>.local`), made from the name the same way.
+        label = re.sub(r"[^a-z0-9-]+", "-", self.name.lower()).strip("-")[:52] or "camhub"
+        return f"{label}.local"
 
 
 @dataclass(frozen=True)
@@ -148,6 +160,12 @@ class DiscoveryConfig:
     browse: bool = True
     # Interface addresses zeroconf binds to; empty means all.
     interfaces: tuple[str, ...] = ()
+    # ONVIF cameras by WS-Discovery (hub/onvif/discovery.py): a Probe every onvif_probe_interval_s.
+    onvif: bool = True
+    onvif_probe_interval_s: float = 60.0
+    # `host:port` to send unicast Probes to instead of the multicast group 239.255.255.250:3702
+    # (cameras on another subnet; tests on 127.0.0.1). Empty: multicast.
+    onvif_targets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -360,7 +378,7 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
         p,
         {"name", "data_dir", "key_file", "bind", "port", "https_port", "ice_addresses", "log_level",
          "idle_timeout_s", "owner_remote", "allowed_hosts", "rate_limit_per_s", "rate_limit_burst",
-         "max_live_sessions"},
+         "max_live_sessions", "passkey_rp_id"},
     )  # fmt: skip
     d = HubConfig()
     name = v.get(t, p, "name", str, d.name, lambda s: None if 0 < len(s) <= 63 else "must be 1-63 characters")
@@ -410,7 +428,17 @@ def _parse_hub(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> HubCo
         ),
         rate_limit_burst=v.get(t, p, "rate_limit_burst", int, d.rate_limit_burst, _range(1, 1_000_000)),
         max_live_sessions=v.get(t, p, "max_live_sessions", int, d.max_live_sessions, _range(2, 1000)),
+        passkey_rp_id=v.get(t, p, "passkey_rp_id", str, None, _rp_id),
     )
+
+
+def _rp_id(value: str) -> str | None:
+    # A WebAuthn rpId is a domain (a "valid domain string"), never an IP address (WebAuthn L2 §5.1.3).
+    if not _HOST_RE.fullmatch(value) or value.endswith(".") or _ip(value) is None:
+        return "must be a DNS name without a port (not an IP address)"
+    if value != value.lower():
+        return "must be lower case"
+    return None
 
 
 def _parse_storage(v: _Validator, t: dict[str, Any]) -> StorageConfig:
@@ -464,18 +492,39 @@ def _parse_consent(v: _Validator, t: dict[str, Any]) -> ConsentConfig:
 
 def _parse_discovery(v: _Validator, t: dict[str, Any]) -> DiscoveryConfig:
     p = "discovery."
-    v.unknown(t, p, {"enabled", "advertise", "browse", "interfaces"})
+    v.unknown(
+        t,
+        p,
+        {"enabled", "advertise", "browse", "interfaces", "onvif", "onvif_probe_interval_s", "onvif_targets"},
+    )
     d = DiscoveryConfig()
     interfaces = v.get(t, p, "interfaces", list, [])
     for i, addr in enumerate(interfaces):
         if not isinstance(addr, str) or _ip(addr):
             v.error(f"{p}interfaces[{i}]", "must be an IP address")
+    targets = v.get(t, p, "onvif_targets", list, [])
+    for i, target in enumerate(targets):
+        if not isinstance(target, str) or _host_port(target):
+            v.error(f"{p}onvif_targets[{i}]", "must be host:port (an IP address and a UDP port)")
     return DiscoveryConfig(
         enabled=v.get(t, p, "enabled", bool, d.enabled),
         advertise=v.get(t, p, "advertise", bool, d.advertise),
         browse=v.get(t, p, "browse", bool, d.browse),
         interfaces=tuple(a for a in interfaces if isinstance(a, str)),
+        onvif=v.get(t, p, "onvif", bool, d.onvif),
+        onvif_probe_interval_s=float(
+            v.get(t, p, "onvif_probe_interval_s", (int, float), d.onvif_probe_interval_s, _range(1, 86400))
+        ),
+        onvif_targets=tuple(a for a in targets if isinstance(a, str) and not _host_port(a)),
     )
+
+
+def _host_port(value: str) -> str | None:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536 or _ip(host):
+        return "must be host:port"
+    return None
 
 
 _GEOHASH5 = re.compile(r"[0-9b-hjkmnp-z]{5}")
@@ -712,7 +761,7 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
                     ),
                 ),
                 audio=v.get(t, p, "audio", bool, False),
-                onvif=v.get(t, p, "onvif", str, None, _onvif_url),
+                onvif=v.get(t, p, "onvif", str, None, onvif_url_problem),
                 read_timeout_s=float(v.get(t, p, "read_timeout_s", (int, float), 5.0, _range(1, 60))),
             )
         )
@@ -722,7 +771,8 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
 RTSP_TRANSPORTS = ("auto", "tcp", "udp")
 
 
-def _onvif_url(value: str) -> str | None:
+def onvif_url_problem(value: str) -> str | None:
+    """Why `value` is not a camera's ONVIF URL (`http://host:port`, no credentials), or None."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "must be an http:// URL of the camera's ONVIF service (http://host:port)"

@@ -29,6 +29,7 @@ from hub.consent import pairing
 from hub.consent.service import ConsentService
 from hub.discovery import Discovery
 from hub.ingest.camera import Cameras
+from hub.onvif.discovery import OnvifDiscovery
 from hub.record import sealed
 from hub.services import Services
 from hub.store import Store, StoreError
@@ -168,6 +169,10 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
             services.discovery = await _start_discovery(config, hub_key.hub_id, *advertised)
             if services.discovery is not None:
                 stack.push_async_callback(services.discovery.stop)
+            if config.discovery.onvif:
+                services.onvif_discovery = await _start_onvif_discovery(config)
+                if services.onvif_discovery is not None:
+                    stack.push_async_callback(services.onvif_discovery.stop)
 
         if config.relay.enabled:
             # Last, once everything it forwards to is serving; one supervised task, stopped with the others.
@@ -251,6 +256,22 @@ async def _start_discovery(config: Config, hub_id: str, scheme: str, port: int) 
     except OSError as exc:
         # mDNS is a convenience: a box without multicast still records and serves.
         log.warning("discovery disabled: %s", exc)
+        return None
+    return discovery
+
+
+async def _start_onvif_discovery(config: Config) -> OnvifDiscovery | None:
+    interfaces = [a for a in config.discovery.interfaces if ":" not in a]
+    discovery = OnvifDiscovery(
+        interval_s=config.discovery.onvif_probe_interval_s,
+        targets=config.discovery.onvif_targets,
+        interface=interfaces[0] if interfaces else None,
+    )
+    try:
+        await discovery.start()
+    except OSError as exc:
+        # Like mDNS, a convenience: cameras can still be added by address.
+        log.warning("onvif discovery disabled: %s", exc)
         return None
     return discovery
 

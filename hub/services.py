@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from hub.consent.service import ConsentService
     from hub.discovery import Discovery
     from hub.ingest.camera import Cameras
+    from hub.onvif.discovery import OnvifDiscovery
     from hub.uplink.link import RelayLink
 
 
@@ -41,6 +42,8 @@ class Services:
     cameras: Cameras | None = None
     # mDNS browse/advertise; None when disabled or multicast is unavailable.
     discovery: Discovery | None = None
+    # WS-Discovery probes for ONVIF cameras (`[discovery] onvif`); None when off or no UDP socket.
+    onvif_discovery: OnvifDiscovery | None = None
     # The outbound link to a camhub-relay (`[relay]`, PROTOCOL §7); None when not configured.
     uplink: RelayLink | None = None
 

@@ -32,11 +32,25 @@ from hub.store import settings as q
 log = logging.getLogger(__name__)
 
 #: Keys of a `[[cameras]]` table the web UI may set. WHIP cameras need a token shared with the
-#: camera, sub-streams and motion zones need care: those stay in camhub.toml.
+#: camera and motion zones need care: those stay in camhub.toml. `onvif` and `sub_url` are here for
+#: ONVIF cameras, whose stream URIs the hub reads from the camera when one is added (hub/api/settings.py).
 CAMERA_KEYS = frozenset(
-    {"id", "name", "url", "username", "password", "record", "retention_days", "events_url", "motion",
-     "audio", "rtsp_transport", "onvif"}
-)  # fmt: skip
+    {
+        "id",
+        "name",
+        "url",
+        "sub_url",
+        "onvif",
+        "username",
+        "password",
+        "record",
+        "retention_days",
+        "events_url",
+        "motion",
+        "audio",
+        "rtsp_transport",
+    }
+)
 #: Keys an edit may change; the rest identify the camera (remove it and add it again to change them).
 #: `audio` is the owner's to turn on (off by default: recording conversations is regulated).
 EDITABLE_KEYS = frozenset({"name", "record", "retention_days", "motion", "audio", "rtsp_transport"})

@@ -5,6 +5,11 @@
 prints `camhub-relay ready url=<public url>` once it serves, and stops within 5 s of SIGTERM. Run as
 many side by side as you like (behind a load balancer): all state is in JetStream. `--replicas 3` on
 a 3-node cluster replicates the queue on every node.
+
+    camhub-relay hub-user --hub-id HUB_ID --nkey U… [--area CELL]
+
+prints the NATS `authorization` user entry (JSON, which nats-server's config reads) that lets one
+hub's nkey do what a hub does and nothing more (PROTOCOL §7.7).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import sys
@@ -19,6 +25,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from camhub_protocol import relay_wire as wire
 from relay.engine import Limits, connect, setup
 from relay.gateway import Gateway, GatewayLimits
 
@@ -102,7 +109,29 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
             await asyncio.wait_for(nc.close(), 1.0)
 
 
+def hub_user(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="camhub-relay hub-user", description="The NATS user entry for one hub's nkey (PROTOCOL §7.7)."
+    )
+    p.add_argument("--hub-id", required=True, help="the hub id (GET /api/v1/hub)")
+    p.add_argument("--nkey", required=True, help="the hub's public user nkey (U…)")
+    p.add_argument("--area", help="the hub's area cell, if it opted in (§7.4)")
+    args = p.parse_args(argv)
+    if not wire.HUB_ID_RE.fullmatch(args.hub_id):
+        p.error("--hub-id must be a hub id (43 base64url characters)")
+    if not (len(args.nkey) == 56 and args.nkey.startswith("U") and args.nkey.isalnum()):
+        p.error("--nkey must be a public user nkey (56 characters starting with U)")
+    if args.area is not None and not wire.CELL_RE.fullmatch(args.area):
+        p.error("--area must be a 5-character geohash cell")
+    entry = {"nkey": args.nkey, "permissions": wire.hub_permissions(args.hub_id, args.area)}
+    print(json.dumps(entry, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hub-user"]:
+        return hub_user(argv[1:])
     args = build_parser().parse_args(argv)
     parts = urlsplit(args.public_url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query:

@@ -27,7 +27,7 @@ import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError
+from nats.js.errors import APIError, BadRequestError
 from nats.js.kv import KeyValue
 
 from camhub_protocol import relay_wire as wire
@@ -68,6 +68,7 @@ async def connect(servers: list[str], name: str, nkey_seed_file: str | None = No
         reconnect_time_wait=0.5,
         connect_timeout=5,
         allow_reconnect=True,
+        inbox_prefix=wire.RELAY_INBOX_PREFIX,  # hubs may publish here and nowhere else (§7.7)
         **options,  # type: ignore[arg-type]
     )
 
@@ -76,7 +77,9 @@ async def _retry(what: str, coro_factory, attempts: int = 40):  # type: ignore[n
     for attempt in range(attempts):
         try:
             return await coro_factory()
-        except (TimeoutError, nats.errors.Error, BadRequestError) as exc:
+        # Any JetStream API refusal while the node is still starting (seen: add_stream refused, then
+        # update_stream "stream not found" on a loaded machine) is retried, not fatal.
+        except (TimeoutError, nats.errors.Error, APIError) as exc:
             if isinstance(exc, BadRequestError) and "already in use" in str(exc):
                 raise
             if attempt == attempts - 1:

@@ -52,6 +52,17 @@ def test_limit_keys_are_validated() -> None:
     assert ok.hub.allowed_hosts == ("proxy.lan", "192.168.1.5", "fd00::5")
 
 
+def test_passkey_rp_id_is_a_domain_and_defaults_to_the_mdns_name() -> None:
+    """PROTOCOL §3.1: a WebAuthn rpId is a domain, never an IP address (browsers refuse those)."""
+    assert config.parse({}).hub.rp_id == "camhub.local"
+    assert config.parse({"hub": {"name": "Front Door"}}).hub.rp_id == "front-door.local"  # as mDNS advertises
+    assert config.parse({"hub": {"passkey_rp_id": "localhost"}}).hub.rp_id == "localhost"
+    for bad in ("192.168.1.5", "fd00::5", "hub.lan:8443", "Hub.LAN", "a b", ""):
+        with pytest.raises(config.ConfigError) as err:
+            config.parse({"hub": {"passkey_rp_id": bad}})
+        assert "hub.passkey_rp_id" in str(err.value), bad
+
+
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [

@@ -47,11 +47,21 @@ def _unix(text: Any) -> float | None:
         return None
 
 
-def _jws_payload(compact: Any) -> dict[str, Any]:
-    """The payload of a JWS the hub already verified when it accepted the decision (§3)."""
+def _decision_payload(data: dict[str, Any]) -> dict[str, Any]:
+    """The payload of a decision the hub already verified when it accepted it: a JWS (§3) or a
+    passkey decision (§3.1, `"webauthn"`, whose `payload` is base64url JSON)."""
+    signed = data.get("webauthn")
+    if isinstance(signed, dict):
+        return _b64_json(signed.get("payload"))
+    compact = data.get("jws")
     if not isinstance(compact, str) or compact.count(".") != 2:
         return {}
-    part = compact.split(".")[1]
+    return _b64_json(compact.split(".")[1])
+
+
+def _b64_json(part: Any) -> dict[str, Any]:
+    if not isinstance(part, str):
+        return {}
     try:
         payload = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
     except (ValueError, binascii.Error):
@@ -166,7 +176,7 @@ def _fold(
             kind = data.get("decision")
             kid = e.get("actor", "").removeprefix("owner:")
             if kind == "approve":
-                p = _jws_payload(data.get("jws"))
+                p = _decision_payload(data)
                 fetches = p.get("max_fetches")
                 r.approvals.append(
                     _Approval(

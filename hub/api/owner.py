@@ -2,6 +2,7 @@
 
     POST /api/v1/owner/enroll       pairing code   first owner key `{"pairing_code","public_jwk","name"}` → 201 {"kid"}
     POST /api/v1/decisions          owner JWS      every owner decision, `application/jose` → 201 {"decision_id","request_id"?}
+                                    or passkey     the same as a WebAuthn assertion, `application/json` (§3.1)
     POST /api/v1/owner/clock        owner JWS      confirm the hub's clock (§6; see hub/consent/clock.py)
     GET  /api/v1/audit/checkpoint   owner session  the latest signed checkpoint (C2SP signed note, text/plain)
     GET  /api/v1/audit/proof        owner session  ?seq=N&size=M → RFC 9162 inclusion proof
@@ -38,13 +39,19 @@ def _consent(request: web.Request) -> ConsentService:
     return consent
 
 
-async def _jose_body(request: web.Request) -> bytes:
+async def _jose_body(request: web.Request, passkey: bool = False) -> bytes:
+    """The signed body: a JWS (`application/jose`), for decisions also a passkey decision
+    (`application/json`, PROTOCOL §3.1), or either sealed to the hub (§7.6). Which one a sealed body
+    is, `decisions.submit` tells by its first byte; a passkey decision is not accepted elsewhere."""
     if request.content_type == sealed_bodies.CONTENT_TYPE:
         # A decision sealed to the hub (PROTOCOL §7.6), as owner tools send it through a relay.
-        return _consent(request).open_sealed(await request.read()).strip()
-    if request.content_type != JOSE:
-        raise ConsentError("unsupported_media_type", f"Content-Type must be {JOSE}", 415)
-    return (await request.read()).strip()
+        body = _consent(request).open_sealed(await request.read()).strip()
+    elif request.content_type == JOSE or (passkey and request.content_type == "application/json"):
+        body = (await request.read()).strip()
+    else:
+        allowed = f"{JOSE} or application/json" if passkey else JOSE
+        raise ConsentError("unsupported_media_type", f"Content-Type must be {allowed}", 415)
+    return body
 
 
 async def enroll(request: web.Request) -> web.Response:
@@ -60,7 +67,7 @@ async def enroll(request: web.Request) -> web.Response:
 
 async def post_decision(request: web.Request) -> web.Response:
     consent = _consent(request)
-    result = await decisions.submit(consent, await _jose_body(request))
+    result = await decisions.submit(consent, await _jose_body(request, passkey=True))
     return web.json_response(result, status=201)
 
 

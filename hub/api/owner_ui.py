@@ -5,11 +5,14 @@ Route table (who may call each is declared here, where it is registered):
     GET  /ui/*                               public   static JS/CSS (no data in them)
     GET  /ca.crt                             public   the local HTTPS CA to trust once (hub/tls.py)
     GET  /api/v1/owner/cameras               owner    configured cameras, their status, discovered ones
+                                                      (`protocol` "mdns" with `rtsp_url`, or "onvif" with
+                                                      `onvif_url`; `added_as` once configured)
     GET  /api/v1/owner/timeline              owner    one camera's segments, gaps and events in a range
     GET  /api/v1/owner/segments/{id}.mp4     owner    one fMP4 segment, with HTTP Range (RFC 9110 §14)
     GET  /api/v1/owner/segments/{id}/h264.mp4  owner  an H.264 copy of an H.265 segment, for a browser
                                                       that cannot play H.265 (hub/record/transcode.py)
-    GET  /api/v1/owner/events                owner    events by camera / kind / day
+    GET  /api/v1/owner/events                owner    events by camera / kind / day; `source` "hub" (the
+                                                      hub's motion analysis) or "camera" (presses, ONVIF motion)
     GET  /api/v1/owner/events/{id}.jpg       owner    an event's thumbnail
     GET  /api/v1/owner/requests              owner    agency requests with what would leave, and each
                                                       one's history from the audit log (hub/api/history.py)
@@ -202,6 +205,7 @@ async def cameras(request: web.Request) -> web.Response:
         for cam in discovery.cameras():
             found.append(
                 {
+                    "protocol": "mdns",
                     "added_as": pulled.get(_stream_key(cam.rtsp_url) or ("", None, "")),
                     "uid": cam.uid,
                     "instance": cam.instance,
@@ -210,6 +214,25 @@ async def cameras(request: web.Request) -> web.Response:
                     "rtsp_url": cam.rtsp_url,
                     "events_url": cam.events_url,
                     "last_seen": cam.last_seen,
+                }
+            )
+    onvif_discovery = getattr(services, "onvif_discovery", None)
+    if onvif_discovery is not None:
+        # ONVIF cameras (WS-Discovery): added with their credentials, which read their stream URIs.
+        onvif_added = {k: c.id for c in services.config.cameras if (k := _stream_key(c.onvif)) is not None}
+        for ocam in onvif_discovery.cameras():
+            found.append(
+                {
+                    "protocol": "onvif",
+                    "added_as": onvif_added.get(_stream_key(ocam.onvif_url) or ("", None, "")),
+                    "uid": ocam.uid,
+                    "instance": ocam.name or ocam.address,
+                    "model": ocam.hardware,
+                    "addresses": [ocam.address],
+                    "rtsp_url": None,
+                    "onvif_url": ocam.onvif_url,
+                    "events_url": None,
+                    "last_seen": ocam.last_seen,
                 }
             )
     recorded = await services.store.run(segments_q.camera_ids)
@@ -384,6 +407,7 @@ async def events(request: web.Request) -> web.Response:
                     "end_at": e.end_at,
                     "score": e.score,
                     "has_thumbnail": e.thumbnail is not None,
+                    "source": e.source,
                     "footage": footage(e),
                 }
                 for e in rows
@@ -577,19 +601,28 @@ async def agencies(request: web.Request) -> web.Response:
 async def devices(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
 
-    def snapshot(conn: Any) -> tuple[list[consent_q.OwnerKey], list[dict[str, Any]]]:
+    def snapshot(
+        conn: Any,
+    ) -> tuple[list[consent_q.OwnerKey], list[dict[str, Any]], dict[str, consent_q.Passkey]]:
         keys = consent_q.active_owner_keys(conn)
         enrolled = {k.kid for k in keys}
         pending = [d for d in q.device_requests(conn, time.time() - 24 * 3600) if d["kid"] not in enrolled]
-        return keys, pending
+        return keys, pending, consent_q.passkeys(conn)
 
-    keys, pending = await services.store.run(snapshot)
+    keys, pending, passkeys = await services.store.run(snapshot)
+
+    def key_json(k: consent_q.OwnerKey) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "kid": k.kid, "name": k.name, "enrolled_at": k.enrolled_at, "enrolled_by": k.enrolled_by
+        }  # fmt: skip
+        if k.kid in passkeys:  # PROTOCOL §3.1: what the UI asks the browser to sign with
+            pk = passkeys[k.kid]
+            out["passkey"] = {"credential_id": pk.credential_id, "rp_id": pk.rp_id}
+        return out
+
     return web.json_response(
         {
-            "keys": [
-                {"kid": k.kid, "name": k.name, "enrolled_at": k.enrolled_at, "enrolled_by": k.enrolled_by}
-                for k in keys
-            ],
+            "keys": [key_json(k) for k in keys],
             "pending": pending,
         }
     )

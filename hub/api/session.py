@@ -3,7 +3,8 @@
 How a browser becomes an owner session
 - The password is set once, during onboarding, by a browser that has just enrolled its signing key
   with the pairing code (PROTOCOL §1): `POST /api/v1/session/password` carries a JWS signed by that
-  enrolled owner key, so nobody else on the LAN can race the owner to choose it. The same call,
+  enrolled owner key (or, for a passkey, a passkey assertion in the PROTOCOL §3.1 format around the
+  same payload), so nobody else on the LAN can race the owner to choose it. The same call,
   signed by any enrolled key, resets a forgotten password (and ends every session).
 - `POST /api/v1/session/login {"password"}` checks the scrypt hash (RFC 7914) and sets the session
   cookie: 32 random bytes, HttpOnly, SameSite=Strict, Path=/, and on HTTPS `Secure` with the
@@ -47,6 +48,7 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import json
 import logging
 import math
 import secrets
@@ -328,6 +330,7 @@ async def get_session(request: web.Request) -> web.Response:
         "hub_id": services.hub_key.hub_id,
         "public_jwk": services.hub_key.public_jwk,
         "name": services.config.hub.name,
+        "passkey_rp_id": services.config.hub.rp_id,  # PROTOCOL §3.1, for the UI's WebAuthn calls
         "secure": request.secure,
     }
     if session is not None:
@@ -388,19 +391,46 @@ def _rfc3339(value: Any) -> float | None:
         return None
 
 
-def _verify_owner_proof(conn: Any, compact: str, hub_id: str, now: float) -> str:
-    """Check a password proof JWS against an enrolled, unrevoked owner key; returns its kid.
+def _verify_passkey_proof(conn: Any, proof: dict[str, Any], hub_id: str, now: float, rp_id: str) -> str:
+    """A proof signed by a passkey: the passkey decision format of PROTOCOL §3.1 around the same
+    payload (onboarding with a passkey and the pairing code has no JWS key to sign with). As for
+    decisions, the counter is checked after the jti is spent, so a replay reads as a replay."""
+    from hub.consent import decisions, passkeys
 
-    Payload `{"v":1, "hub", "purpose": "set-password", "issued_at" (RFC 3339 UTC, "Z"), "jti"}`; the jti is
+    signed, payload = decisions.verify_passkey_sync(conn, rp_id, json.dumps(proof).encode())
+    kid = _check_proof_payload(conn, signed.kid, payload, hub_id, now)
+    stored = consent_q.passkey(conn, kid)
+    assert stored is not None
+    if passkeys.counter_regressed(stored.sign_count, signed.sign_count):
+        raise HubError(
+            "the passkey's signature counter went backwards", code="passkey_counter_regressed", status=403
+        )
+    consent_q.set_passkey_sign_count(conn, kid, signed.sign_count)
+    return kid
+
+
+def _verify_owner_proof(conn: Any, proof: str | dict[str, Any], hub_id: str, now: float, rp_id: str) -> str:
+    """Check a password proof against an enrolled, unrevoked owner key; returns its kid.
+
+    A JWS (`typ` camhub-web-password+jws), or a passkey assertion in the §3.1 format. Payload
+    `{"v":1, "hub", "purpose": "set-password", "issued_at" (RFC 3339 UTC, "Z"), "jti"}`; the jti is
     single use in the same table as decisions' (PROTOCOL §3), so a proof cannot be replayed.
     """
-    parsed = jws.parse(compact, typ=PROOF_TYP)
+    if isinstance(proof, dict):
+        return _verify_passkey_proof(conn, proof, hub_id, now, rp_id)
+    parsed = jws.parse(proof, typ=PROOF_TYP)
     key = consent_q.owner_key(conn, parsed.kid)
     if key is None or key.revoked_at is not None:
         raise HubError(
             "the proof is not signed by an enrolled owner key", code="unknown_owner_key", status=403
         )
+    if consent_q.passkey(conn, parsed.kid) is not None:  # a passkey never signs a JWS (§3.1)
+        raise HubError("a passkey cannot sign this proof", code="key_format_mismatch", status=403)
     payload = jws.decode_json(jws.verify(parsed, public_key_from_jwk(key.public_jwk)))
+    return _check_proof_payload(conn, parsed.kid, payload, hub_id, now)
+
+
+def _check_proof_payload(conn: Any, kid: str, payload: Any, hub_id: str, now: float) -> str:
     if not isinstance(payload, dict) or payload.get("v") != 1 or payload.get("purpose") != "set-password":
         raise HubError("not a set-password proof", code="bad_proof")
     if payload.get("hub") != hub_id:
@@ -411,7 +441,7 @@ def _verify_owner_proof(conn: Any, compact: str, hub_id: str, now: float) -> str
     jti = payload.get("jti")
     if not isinstance(jti, str) or not 16 <= len(jti) <= 128 or not consent_q.use_jti(conn, jti, now):
         raise HubError("proof jti missing or already used", code="bad_proof", status=403)
-    return parsed.kid
+    return kid
 
 
 async def set_password(request: web.Request) -> web.Response:
@@ -423,10 +453,12 @@ async def set_password(request: web.Request) -> web.Response:
     body = await json_object(request)
     password = _valid_password(body.get("password"))
     proof = body.get("proof")
-    if not isinstance(proof, str):
-        raise HubError("proof (a JWS signed by an enrolled owner key) is required", code="bad_proof")
+    if not isinstance(proof, str | dict):
+        raise HubError("proof (signed by an enrolled owner key) is required", code="bad_proof")
     try:
-        kid = await services.store.run(_verify_owner_proof, proof, services.hub_key.hub_id, time.time())
+        kid = await services.store.run(
+            _verify_owner_proof, proof, services.hub_key.hub_id, time.time(), services.config.hub.rp_id
+        )
     except ConsentError as exc:
         raise HubError(exc.detail, code=exc.code, status=exc.status) from exc
     encoded = await asyncio.to_thread(hash_password, password)

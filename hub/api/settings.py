@@ -1,6 +1,7 @@
 """Settings the owner changes in the web UI: cameras (add, edit, remove) and storage limits.
 
-    POST   /api/v1/owner/settings/cameras               owner + CSRF   add a camera (e.g. one found by mDNS)
+    POST   /api/v1/owner/settings/cameras               owner + CSRF   add a camera (e.g. one found by mDNS
+                                                                   or WS-Discovery)
     PATCH  /api/v1/owner/settings/cameras/{camera_id}   owner + CSRF   name, record, retention_days, motion
     DELETE /api/v1/owner/settings/cameras/{camera_id}   owner + CSRF   remove a camera added here
     PATCH  /api/v1/owner/settings/storage               owner + CSRF   max_age_days, quota_gb (null: the file's)
@@ -10,6 +11,13 @@ cameras from camhub.toml are read-only here: 409 `read_only`). Each change is st
 applied to the running hub (`Cameras.add/remove/reconfigure`), then audited as `settings.changed`
 (PROTOCOL §5 lists its entry types "at least"; this is one more). No response, and no audit entry,
 ever holds a camera's credentials.
+
+Adding an ONVIF camera: a body with `onvif` (`http://host:port`), `username`, `password` and no
+`url` makes the hub read the camera's profiles with those credentials (GetProfiles, GetStreamUri,
+hub/onvif/device.py) and store the main stream as `url` and the smaller one as `sub_url`, beside
+`onvif` (events). Refusals name the field: wrong credentials 400 `onvif_unauthorized` (field
+`password`), no answer 502 `onvif_unreachable` and an answer the hub cannot use 502
+`onvif_bad_answer` (field `onvif`).
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ from typing import Any
 from aiohttp import web
 
 from hub.api.session import Handler, json_object, require_owner
+from hub.config import onvif_url_problem
 from hub.errors import HubError, NotFound
+from hub.onvif.device import OnvifError, read_streams
 from hub.services import SERVICES, Services
 from hub.settings import (
     EDITABLE_KEYS,
@@ -99,6 +109,8 @@ async def add_camera(request: web.Request) -> web.Response:
     settings = request.app[OWNER_SETTINGS]
     body = await json_object(request)
     table = {k: v for k, v in body.items() if v is not None and v != ""}
+    if "onvif" in table and "url" not in table:
+        table.update(await _onvif_streams(table))
     async with request.app[SETTINGS_LOCK]:
         cam = validate_camera(table)
         if settings.is_file_camera(cam.id) or cam.id in settings.cameras:
@@ -118,12 +130,36 @@ async def add_camera(request: web.Request) -> web.Response:
             "camera": cam.id,
             "name": cam.name,
             "url": redact_url(cam.url or ""),
+            "onvif": cam.onvif,
             "credentials": cam.username is not None or cam.password is not None,
             "record": cam.record,
             "retention_days": _days(cam.retention_days),
         },
     )
     return web.json_response({"camera": _camera_json(table)}, status=201)
+
+
+async def _onvif_streams(table: dict[str, Any]) -> dict[str, Any]:
+    """The stream URIs of the ONVIF camera at `table["onvif"]`, read with the table's credentials."""
+    url, username, password = table["onvif"], table.get("username"), table.get("password")
+    problem = "must be a string" if not isinstance(url, str) else onvif_url_problem(url)
+    if problem:
+        raise SettingsError("onvif", problem)
+    if not isinstance(username, str | None) or not isinstance(password, str | None):
+        raise SettingsError("username", "must be a string")
+    try:
+        streams = await read_streams(url, username, password)
+    except OnvifError as exc:
+        field = "password" if exc.code == "onvif_unauthorized" else "onvif"
+        raise SettingsError(
+            field, exc.detail, code=exc.code, status=400 if field == "password" else 502
+        ) from None
+    found: dict[str, Any] = {"url": streams.main_url}
+    if streams.sub_url is not None:
+        found["sub_url"] = streams.sub_url
+    if "name" not in table and streams.model:
+        found["name"] = streams.model
+    return found
 
 
 def _ui_camera(request: web.Request) -> tuple[str, dict[str, Any]]:

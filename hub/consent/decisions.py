@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from typing import Any
 from camhub_protocol import jws, rfc3339
 from camhub_protocol.errors import ConsentError
 from camhub_protocol.keys import public_key_from_jwk
+from hub.consent import passkeys
 from hub.consent.service import ConsentService
 from hub.store import consent as q
 from hub.store import transaction
@@ -83,8 +85,9 @@ class Decision:
     kid: str
     kind: str
     payload: dict[str, Any]
-    compact: str
+    compact: str  # the signed decision as stored: JWS compact string, or a passkey decision's JSON
     issued_at: float
+    format: str = "jws"  # or "webauthn" (PROTOCOL §3.1)
 
 
 @dataclass
@@ -102,13 +105,14 @@ class Context:
     hub_id: str
     now: float
     default_max_fetches: int
+    rp_id: str  # the WebAuthn relying party for passkey decisions (§3.1)
 
 
 Handler = Callable[[sqlite3.Connection, Context, Decision], Outcome]
 
 
 def decision_id(compact: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(compact.encode("ascii")).digest()).rstrip(b"=").decode()
+    return base64.urlsafe_b64encode(hashlib.sha256(compact.encode("utf-8")).digest()).rstrip(b"=").decode()
 
 
 def _handlers() -> dict[str, Handler]:
@@ -135,6 +139,9 @@ def verify_owner_jws_sync(
         raise refuse("unknown_owner_key", "kid is not an enrolled owner key")
     if key.revoked_at is not None:
         raise refuse("owner_key_revoked", "this owner key was revoked")
+    if q.passkey(conn, parsed.kid) is not None:
+        # A passkey signs WebAuthn assertions, never a JWS (§3.1); its JWK may not even be Ed25519.
+        raise refuse("key_format_mismatch", "this owner key is a passkey: send a passkey decision (§3.1)")
     payload = jws.decode_json(jws.verify(parsed, public_key_from_jwk(key.public_jwk)))
     if not isinstance(payload, dict):
         raise invalid("payload must be a JSON object")
@@ -182,6 +189,24 @@ def check_times(kind: str, issued_at: float, now: float) -> None:
         raise refuse("stale_decision", f"issued_at must be within {MANAGEMENT_WINDOW_S} s of the hub's clock")
 
 
+def verify_passkey_sync(
+    conn: sqlite3.Connection, rp_id: str, body: bytes
+) -> tuple[passkeys.SignedDecision, dict[str, Any]]:
+    """Steps 2-3 for a passkey decision (§3.1): parse, find the unrevoked passkey by `kid`, verify
+    the assertion (challenge = SHA-256 of the payload, origin, rpId, UP and UV, signature)."""
+    signed = passkeys.parse(body)
+    key = q.owner_key(conn, signed.kid)
+    if key is None:
+        raise refuse("unknown_owner_key", "kid is not an enrolled owner key")
+    if key.revoked_at is not None:
+        raise refuse("owner_key_revoked", "this owner key was revoked")
+    passkey = q.passkey(conn, signed.kid)
+    if passkey is None:
+        raise refuse("key_format_mismatch", "this owner key signs JWS, not WebAuthn assertions")
+    passkeys.verify(passkeys.RelyingParty(rp_id), passkey, signed)
+    return signed, passkeys.payload_of(signed)
+
+
 @dataclass
 class Attempt:
     """What is known about a posted decision as it is checked, for its audit entry if refused."""
@@ -192,6 +217,7 @@ class Attempt:
     # on is an owner's own and audited one by one. Before (or a replay), anyone could have sent it.
     accountable: bool = False
     decision: Decision | None = None
+    counter: tuple[int, int] | None = None  # (stored, seen) when a passkey's counter went backwards
 
 
 def _verify_and_apply(conn: sqlite3.Connection, ctx: Context, compact: bytes, attempt: Attempt) -> Outcome:
@@ -203,25 +229,42 @@ def _verify_and_apply(conn: sqlite3.Connection, ctx: Context, compact: bytes, at
     another process such as `camhub owner reset` cannot interleave either) the second of the two
     sees the first.
     """
-    parsed, payload = verify_owner_jws_sync(conn, compact, DECISION_TYP)
-    attempt.kid, attempt.payload = parsed.kid, payload
+    signed: passkeys.SignedDecision | None = None
+    if passkeys.is_passkey_body(compact):
+        signed, payload = verify_passkey_sync(conn, ctx.rp_id, compact)
+        kid, text, fmt = signed.kid, signed.canonical, passkeys.FORMAT
+    else:
+        parsed, payload = verify_owner_jws_sync(conn, compact, DECISION_TYP)
+        kid, text, fmt = parsed.kid, compact.decode("ascii"), "jws"
+    attempt.kid, attempt.payload = kid, payload
     kind, issued_at, jti = check_common(payload, ctx.hub_id)
-    text = compact.decode("ascii")
-    decision = Decision(decision_id(text), parsed.kid, kind, payload, text, issued_at)
+    decision = Decision(decision_id(text), kid, kind, payload, text, issued_at, fmt)
     attempt.decision = decision
     # Step 5: spend the jti in its own (autocommit) statement so it stays spent if the kind refuses.
     if not q.use_jti(conn, jti, ctx.now):
         raise refuse("jti_replayed", "this jti was already used")
     attempt.accountable = True
+    if signed is not None:
+        # §3.1: after the jti, so a replay is `jti_replayed` and only a fresh assertion whose counter
+        # did not grow reads as a second copy of the credential. Kept (autocommit) even if refused below.
+        passkey = q.passkey(conn, kid)
+        assert passkey is not None
+        if passkeys.counter_regressed(passkey.sign_count, signed.sign_count):
+            attempt.counter = (passkey.sign_count, signed.sign_count)
+            raise refuse(
+                "passkey_counter_regressed",
+                f"signature counter {signed.sign_count} is not above {passkey.sign_count}: a cloned authenticator?",
+            )
+        q.set_passkey_sign_count(conn, kid, signed.sign_count)
     check_times(kind, issued_at, ctx.now)
     with transaction(conn):
-        key = q.owner_key(conn, parsed.kid)
+        key = q.owner_key(conn, kid)
         if key is None or key.revoked_at is not None:
             raise refuse("owner_key_revoked", "this owner key was revoked")
         outcome = _handlers()[kind](conn, ctx, decision)
         q.insert_decision(
             conn, decision.id, decision.kind, decision.kid, payload.get("request_id"),
-            decision.compact, decision.issued_at, ctx.now,
+            decision.compact, decision.issued_at, ctx.now, decision.format,
         )  # fmt: skip
         if outcome.grant is not None:
             q.insert_grant(conn, outcome.grant)
@@ -237,7 +280,7 @@ async def submit(svc: ConsentService, compact: bytes, route: str = DECISIONS_ROU
     await svc.require_clock("owner", "decision")
     attempt = Attempt()
     try:
-        ctx = Context(svc.hub_id, svc.now(), svc.config.consent.max_fetches)
+        ctx = Context(svc.hub_id, svc.now(), svc.config.consent.max_fetches, svc.config.hub.rp_id)
         outcome = await svc.store.run(_verify_and_apply, ctx, compact, attempt)
     except ConsentError as exc:
         payload = attempt.payload
@@ -247,6 +290,13 @@ async def submit(svc: ConsentService, compact: bytes, route: str = DECISIONS_ROU
         for member in ("decision", "request_id", "jti"):
             if isinstance(payload.get(member), str):
                 data[member] = payload[member][:256]
+        if attempt.counter is not None and attempt.kid is not None and attempt.decision is not None:
+            stored, seen = attempt.counter
+            await svc.record(
+                "key.counter_regressed",
+                f"owner:{attempt.kid}",
+                {"kid": attempt.kid, "stored": stored, "seen": seen, "decision_id": attempt.decision.id},
+            )
         if attempt.accountable and attempt.kid is not None:
             await svc.record("decision.rejected", f"owner:{attempt.kid}", data)
         else:
@@ -262,7 +312,11 @@ async def submit(svc: ConsentService, compact: bytes, route: str = DECISIONS_ROU
             "decision_id": decision.id,
             "decision": decision.kind,
             "request_id": decision.payload.get("request_id"),
-            "jws": decision.compact,
+            **(
+                {"webauthn": json.loads(decision.compact)}
+                if decision.format == passkeys.FORMAT
+                else {"jws": decision.compact}
+            ),
         },
     )
     if outcome.grant is not None:

@@ -35,6 +35,7 @@ from typing import Any
 from camhub_protocol.errors import ConsentError
 from camhub_protocol.keys import jwk_thumbprint, public_key_from_jwk
 from camhub_protocol.limits import client_key
+from hub.consent import passkeys
 from hub.consent.decisions import Context, Decision, Outcome, invalid, refuse
 from hub.consent.service import ConsentService
 from hub.store import consent as q
@@ -61,6 +62,33 @@ def _public_jwk(value: Any, what: str) -> tuple[dict[str, str], str]:
     return {"kty": "OKP", "crv": "Ed25519", "x": value["x"]}, kid
 
 
+def _passkey(rp_id: str, hub_id: str, value: Any) -> passkeys.NewPasskey:
+    """A passkey registration (PROTOCOL §3.1 "Enrolment"); 400 `passkey_registration_invalid`."""
+    try:
+        return passkeys.register(passkeys.RelyingParty(rp_id), hub_id, value)
+    except ValueError as exc:
+        raise ConsentError("passkey_registration_invalid", str(exc)[:300], 400) from exc
+
+
+def _insert(conn: sqlite3.Connection, kid: str, jwk: dict[str, str], name: str, now: float, by: str | None,
+            passkey: passkeys.NewPasskey | None, rp_id: str) -> None:  # fmt: skip
+    """One owner key row, and for a passkey its WebAuthn row, in the caller's transaction."""
+    q.insert_owner_key(conn, kid, jwk, name, now, by)
+    if passkey is not None:
+        q.insert_passkey(
+            conn, q.Passkey(kid, passkey.credential_id, passkey.cose_key, rp_id, passkey.sign_count)
+        )
+
+
+def _enrolled_event(kid: str, name: str, passkey: passkeys.NewPasskey | None, rp_id: str) -> dict[str, Any]:
+    """`key.enrolled` data; for a passkey also what `camhub audit verify` needs to re-verify its
+    decisions from the log alone (§3.1)."""
+    data: dict[str, Any] = {"kid": kid, "name": name}
+    if passkey is not None:
+        data |= {"public_jwk": passkey.public_jwk, "credential_id": passkey.credential_id, "rp_id": rp_id}
+    return data
+
+
 def _subject(d: Decision) -> dict[str, Any]:
     subject = d.payload.get("subject")
     if not isinstance(subject, dict):
@@ -75,13 +103,21 @@ async def enroll_first(svc: ConsentService, body: Any, remote: str) -> dict[str,
     """`POST /api/v1/owner/enroll` `{"pairing_code","public_jwk","name"}` → `{"kid"}` (201)."""
     if not isinstance(body, dict):
         raise ConsentError("invalid_json", "body must be a JSON object", 400)
-    extra = sorted(set(body) - {"pairing_code", "public_jwk", "name"})
+    extra = sorted(set(body) - {"pairing_code", "public_jwk", "passkey", "name"})
     if extra:
         raise ConsentError("unknown_field", f"unknown fields: {', '.join(extra)}", 400)
     code = body.get("pairing_code")
     if not isinstance(code, str):
         raise ConsentError("invalid_field", "pairing_code must be a string", 400)
-    jwk, kid = _public_jwk(body.get("public_jwk"), "public_jwk")
+    rp_id = svc.config.hub.rp_id
+    passkey: passkeys.NewPasskey | None = None
+    if "passkey" in body:
+        if "public_jwk" in body:
+            raise ConsentError("invalid_field", "send public_jwk or passkey, not both", 400)
+        passkey = _passkey(rp_id, svc.hub_id, body["passkey"])
+        jwk, kid = passkey.public_jwk, passkey.kid
+    else:
+        jwk, kid = _public_jwk(body.get("public_jwk"), "public_jwk")
     name = _name(body.get("name"), "name")
     client = client_key(remote)
     wait = svc.pairing.retry_after(client, time.monotonic())
@@ -102,10 +138,12 @@ async def enroll_first(svc: ConsentService, body: Any, remote: str) -> dict[str,
         if not svc.pairing.redeem(conn, code, now, client, time.monotonic()):
             return "bad_pairing_code", "wrong, used or expired pairing code"
         with transaction(conn):
-            if q.owner_key(conn, kid) is not None:
+            if q.owner_key(conn, kid) is not None or (
+                passkey is not None and q.passkey_by_credential(conn, passkey.credential_id)
+            ):
                 # The code is spent: a revoked key must not come back, not even from the box.
                 return "owner_key_revoked", "this key was enrolled before and revoked; make a new key"
-            q.insert_owner_key(conn, kid, jwk, name, now, None)
+            _insert(conn, kid, jwk, name, now, None, passkey, rp_id)
         return None
 
     problem = await svc.store.run(enroll)
@@ -115,36 +153,39 @@ async def enroll_first(svc: ConsentService, body: Any, remote: str) -> dict[str,
             "pairing.failed", ENROLL_ROUTE, reason, {"remote": remote, "detail": detail}
         )
         raise ConsentError("bad_pairing_code" if reason != "owner_key_revoked" else reason, detail, 403)
-    await svc.record("key.enrolled", f"owner:{kid}", {"kid": kid, "name": name, "via": "pairing_code"})
+    await svc.record(
+        "key.enrolled", f"owner:{kid}", _enrolled_event(kid, name, passkey, rp_id) | {"via": "pairing_code"}
+    )
     return {"kid": kid}
 
 
 def enroll_key(conn: sqlite3.Connection, ctx: Context, d: Decision) -> Outcome:
-    """`{"decision": "enroll-key", "subject": {"public_jwk", "name"}}` (§3)."""
+    """`{"decision": "enroll-key", "subject": {"public_jwk" | "passkey", "name"}}` (§3, §3.1)."""
     subject = _subject(d)
-    extra = sorted(set(subject) - {"public_jwk", "name"})
-    if extra:
-        raise invalid(f"unknown subject members: {', '.join(extra)}")
+    extra = sorted(set(subject) - {"public_jwk", "passkey", "name"})
+    if extra or ("public_jwk" in subject) == ("passkey" in subject):
+        raise invalid("enroll-key subject is {public_jwk or passkey, name}")
+    passkey: passkeys.NewPasskey | None = None
     try:
-        jwk, kid = _public_jwk(subject.get("public_jwk"), "subject.public_jwk")
+        if "passkey" in subject:
+            passkey = _passkey(ctx.rp_id, ctx.hub_id, subject["passkey"])
+            jwk, kid = passkey.public_jwk, passkey.kid
+        else:
+            jwk, kid = _public_jwk(subject.get("public_jwk"), "subject.public_jwk")
         name = _name(subject.get("name"), "subject.name")
     except ConsentError as exc:
         raise invalid(exc.detail) from exc
     existing = q.owner_key(conn, kid)
     if existing is not None and existing.revoked_at is None:
         raise refuse("key_exists", "this owner key is already enrolled")
+    if passkey is not None and existing is None and q.passkey_by_credential(conn, passkey.credential_id):
+        raise refuse("key_exists", "a passkey with this credential id is already enrolled")
     if existing is not None:
         raise refuse("owner_key_revoked", "this key was revoked and can never be enrolled again")
-    q.insert_owner_key(conn, kid, jwk, name, ctx.now, d.kid)
-    return Outcome(
-        {"decision_id": d.id},
-        events=[
-            (
-                "key.enrolled",
-                {"kid": kid, "name": name, "via": "enroll-key", "enrolled_by": d.kid, "decision_id": d.id},
-            )
-        ],
-    )
+    _insert(conn, kid, jwk, name, ctx.now, d.kid, passkey, ctx.rp_id)
+    event = _enrolled_event(kid, name, passkey, ctx.rp_id)
+    event |= {"via": "enroll-key", "enrolled_by": d.kid, "decision_id": d.id}
+    return Outcome({"decision_id": d.id}, events=[("key.enrolled", event)])
 
 
 @dataclass(frozen=True)

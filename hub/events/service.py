@@ -1,7 +1,9 @@
 """`EventRecorder`: one camera's events, from detection to a row in SQLite and a JPEG on disk.
 
 It owns a `MotionRunner` (decode thread, when the camera has a stream to analyse), a
-`DoorbellListener` (when the camera has an event stream) and one writer task that turns motion
+`DoorbellListener` (when the camera has an event stream), an `OnvifEventListener` (when the
+camera has an ONVIF service: its Visitor events are presses, its motion events are recorded as
+`motion` with source "camera", beside the hub's own) and one writer task that turns motion
 transitions into rows in order. `stop()` stops them in reverse: the runner first (closing an
 ongoing motion event at its last motion), then the listener, then the writer once it has written
 everything queued.
@@ -22,6 +24,7 @@ import numpy as np
 from hub.events.doorbell import DoorbellListener, SseMessage
 from hub.events.motion import MotionConfig, MotionRunner, Transition
 from hub.events.thumbnails import thumbnail_relpath, write_thumbnail
+from hub.onvif.events import OnvifEvent, OnvifEventListener
 from hub.record.sealed import AtRest, SealedError
 from hub.store import Store
 from hub.store import events as q
@@ -52,6 +55,9 @@ class EventRecorder:
         runner_options: dict[str, object] | None = None,
         doorbell_options: dict[str, object] | None = None,
         at_rest: AtRest | None = None,
+        onvif_url: str | None = None,
+        onvif_credentials: tuple[str | None, str | None] = (None, None),
+        onvif_options: dict[str, object] | None = None,
     ) -> None:
         self.camera_id = camera_id
         self._store = store
@@ -79,6 +85,16 @@ class EventRecorder:
                 self._on_press,
                 **(doorbell_options or {}),  # type: ignore[arg-type]
             )
+        self.onvif: OnvifEventListener | None = None
+        self._camera_motion: q.Event | None = None  # the camera's own motion event, while it lasts
+        if onvif_url is not None:
+            self.onvif = OnvifEventListener(
+                camera_id,
+                onvif_url,
+                *onvif_credentials,
+                self._on_onvif,
+                **(onvif_options or {}),  # type: ignore[arg-type]
+            )
 
     async def start(self) -> None:
         if self._writer is not None:
@@ -92,6 +108,8 @@ class EventRecorder:
                 await self.runner.start()
             if self.doorbell is not None:
                 await self.doorbell.start()
+            if self.onvif is not None:
+                await self.onvif.start()
         except BaseException:
             await self.stop()
             raise
@@ -102,6 +120,11 @@ class EventRecorder:
             await self.runner.stop()
         if self.doorbell is not None:
             await self.doorbell.stop()
+        if self.onvif is not None:
+            await self.onvif.stop()
+        if self._camera_motion is not None:
+            # The camera's motion was still on: it ends where the hub stopped following it.
+            await self._end_camera_motion(time.time())
         writer, self._writer = self._writer, None
         if writer is None:
             return
@@ -159,6 +182,47 @@ class EventRecorder:
             self._notify(ended)
 
     async def _on_press(self, received_at: float, msg: SseMessage) -> None:
+        await self._record_press(received_at)
+
+    async def _on_onvif(self, received_at: float, event: OnvifEvent) -> None:
+        if event.kind == "press":
+            if event.active:  # Visitor State=false is the button's release, not a second press
+                await self._record_press(received_at)
+            return
+        if event.active and self._camera_motion is None:
+            motion = q.Event(
+                id=uuid.uuid4().hex,
+                camera_id=self.camera_id,
+                kind="motion",
+                start_at=received_at,
+                end_at=None,
+                score=1.0,
+                thumbnail=None,
+                created_at=time.time(),
+                source="camera",
+            )
+            await self._store.run(q.insert_event, motion)
+            self._camera_motion = motion
+            log.info("events %s: camera reports motion (%s, %s)", self.camera_id, motion.id, event.topic)
+            self._notify(motion)
+        elif not event.active and self._camera_motion is not None:
+            await self._end_camera_motion(received_at)
+
+    async def _end_camera_motion(self, end_at: float) -> None:
+        motion, self._camera_motion = self._camera_motion, None
+        if motion is None:
+            return
+        thumbnail = None
+        latest = self.runner.latest if self.runner is not None else None
+        if latest is not None and abs(end_at - latest.time) <= self._press_max_age:
+            thumbnail = await self._save_thumbnail(motion.id, motion.start_at, latest.image)
+        await self._store.run(q.end_event, motion.id, max(end_at, motion.start_at), 1.0, thumbnail)
+        log.info("events %s: camera motion ended (%s)", self.camera_id, motion.id)
+        ended = await self._store.run(q.get_event, motion.id)
+        if ended is not None:
+            self._notify(ended)
+
+    async def _record_press(self, received_at: float) -> None:
         event_id = uuid.uuid4().hex
         thumbnail = None
         latest = self.runner.latest if self.runner is not None else None
@@ -173,6 +237,7 @@ class EventRecorder:
             score=1.0,
             thumbnail=thumbnail,
             created_at=time.time(),
+            source="camera",
         )
         await self._store.run(q.insert_event, event)
         log.info("events %s: doorbell press (%s)", self.camera_id, event_id)

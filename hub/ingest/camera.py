@@ -292,6 +292,8 @@ class Cameras:
         self.whip = WhipIngest(config)
         self.runtimes: dict[str, CameraRuntime] = {}
         self.events: dict[str, EventRecorder] = {}
+        # Passed to each camera's OnvifEventListener (tests shorten the subscription and the backoff).
+        self.onvif_options: dict[str, object] | None = None
         self._retention_wake = asyncio.Event()
 
     async def start(self) -> None:
@@ -347,7 +349,7 @@ class Cameras:
         motion_url = None
         if cam.motion.enabled and not cam.whip:
             motion_url = cam.authenticated_url(cam.sub_url) if cam.sub_url else cam.authenticated_url()
-        if motion_url is None and cam.events_url is None:
+        if motion_url is None and cam.events_url is None and cam.onvif is None:
             return
         recorder = EventRecorder(
             cam.id,
@@ -358,6 +360,9 @@ class Cameras:
             events_url=cam.events_url,
             at_rest=self._at_rest,
             runner_options={"rtsp_transport": cam.rtsp_transport, "read_timeout_s": cam.read_timeout_s},
+            onvif_url=cam.onvif,
+            onvif_credentials=(cam.username, cam.password),
+            onvif_options=self.onvif_options,
         )
         try:
             await recorder.start()

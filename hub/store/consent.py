@@ -133,6 +133,47 @@ def revoke_owner_key(conn: sqlite3.Connection, kid: str, now: float, by: str) ->
     )
 
 
+@dataclass(frozen=True)
+class Passkey:
+    """What WebAuthn adds to an owner key (migration 0013, PROTOCOL §3.1)."""
+
+    kid: str
+    credential_id: str
+    public_key: bytes  # COSE_Key
+    rp_id: str
+    sign_count: int
+
+
+def passkey(conn: sqlite3.Connection, kid: str) -> Passkey | None:
+    row = conn.execute(
+        "SELECT kid, credential_id, public_key, rp_id, sign_count FROM owner_passkeys WHERE kid = ?", (kid,)
+    ).fetchone()
+    return None if row is None else Passkey(row[0], row[1], bytes(row[2]), row[3], row[4])
+
+
+def passkeys(conn: sqlite3.Connection) -> dict[str, Passkey]:
+    rows = conn.execute(
+        "SELECT kid, credential_id, public_key, rp_id, sign_count FROM owner_passkeys"
+    ).fetchall()
+    return {r[0]: Passkey(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows}
+
+
+def passkey_by_credential(conn: sqlite3.Connection, credential_id: str) -> bool:
+    row = conn.execute("SELECT 1 FROM owner_passkeys WHERE credential_id = ?", (credential_id,)).fetchone()
+    return row is not None
+
+
+def insert_passkey(conn: sqlite3.Connection, key: Passkey) -> None:
+    conn.execute(
+        "INSERT INTO owner_passkeys (kid, credential_id, public_key, rp_id, sign_count) VALUES (?, ?, ?, ?, ?)",
+        (key.kid, key.credential_id, key.public_key, key.rp_id, key.sign_count),
+    )
+
+
+def set_passkey_sign_count(conn: sqlite3.Connection, kid: str, count: int) -> None:
+    conn.execute("UPDATE owner_passkeys SET sign_count = ? WHERE kid = ?", (count, kid))
+
+
 def ancestors(conn: sqlite3.Connection, kid: str) -> list[str]:
     """The keys that enrolled `kid`, its enroller's enroller, ... up to a root (nearest first)."""
     rows = conn.execute(
@@ -342,11 +383,14 @@ def insert_decision(
     jws: str,
     issued_at: float,
     now: float,
+    format: str = "jws",
 ) -> None:
+    """`jws` is the signed decision verbatim: the JWS compact string, or for a passkey decision
+    (`format` "webauthn", PROTOCOL §3.1) its canonical JSON with the assertion."""
     conn.execute(
-        "INSERT INTO decisions (id, kind, kid, request_id, jws, issued_at, accepted_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (decision_id, kind, kid, request_id, jws, issued_at, now),
+        "INSERT INTO decisions (id, kind, kid, request_id, jws, issued_at, accepted_at, format)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (decision_id, kind, kid, request_id, jws, issued_at, now, format),
     )
 
 

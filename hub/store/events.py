@@ -25,6 +25,8 @@ class Event:
     score: float
     thumbnail: str | None
     created_at: float
+    # "hub" (the hub's motion analysis) or "camera" (a press, or an ONVIF camera's own motion event).
+    source: str = "hub"
 
 
 def _event(row: sqlite3.Row) -> Event:
@@ -37,13 +39,14 @@ def _event(row: sqlite3.Row) -> Event:
         score=row["score"],
         thumbnail=row["thumbnail"],
         created_at=row["created_at"],
+        source=row["source"],
     )
 
 
 def insert_event(conn: sqlite3.Connection, event: Event) -> None:
     conn.execute(
-        "INSERT INTO events (id, camera_id, kind, start_at, end_at, score, thumbnail, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (id, camera_id, kind, start_at, end_at, score, thumbnail, created_at, source)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             event.id,
             event.camera_id,
@@ -53,6 +56,7 @@ def insert_event(conn: sqlite3.Connection, event: Event) -> None:
             event.score,
             event.thumbnail,
             event.created_at,
+            event.source,
         ),
     )
 

@@ -207,7 +207,7 @@ def events_between(
         return []
     marks = ",".join("?" * len(camera_ids))
     rows = conn.execute(
-        f"SELECT id, camera_id, kind, start_at, end_at, score, thumbnail FROM events"
+        f"SELECT id, camera_id, kind, start_at, end_at, score, thumbnail, source FROM events"
         f" WHERE camera_id IN ({marks}) AND start_at >= ? AND start_at < ? ORDER BY start_at LIMIT ?",
         (*camera_ids, start, end, limit),
     ).fetchall()
@@ -220,6 +220,7 @@ def events_between(
             "end_at": r[4],
             "score": r[5],
             "has_thumbnail": r[6] is not None,
+            "source": r[7],
         }
         for r in rows
     ]

@@ -148,7 +148,12 @@ class RelayLink:
             task.add_done_callback(self._tasks.discard)
 
         async def error(exc: Exception) -> None:
-            log.debug("relay link: %r", exc)
+            # The client retries by itself (a refused nkey included, for ever): without this the owner
+            # would see "connecting" and no reason. Logged once per distinct error, not per retry.
+            detail = f"{type(exc).__name__}: {exc}"[:300]
+            if detail != self.status.detail:
+                log.warning("relay link: %s", detail)
+            self.status.set(self.status.state, detail, self.status.server)
 
         options: dict[str, Any] = {}
         if self.relay.nkey_seed_file is not None:
@@ -163,6 +168,8 @@ class RelayLink:
             disconnected_cb=disconnected,
             reconnected_cb=reconnected,
             error_cb=error,
+            # Its own inbox, so the operator can confine this hub's NATS user to it (§7.7).
+            inbox_prefix=wire.hub_inbox_prefix(self.consent.hub_id),
             **options,
         )
         return nc

@@ -11,6 +11,8 @@ mutations of valid messages, so the fuzzer gets past the first checks into the d
 - the §2.1 JSON request validator (`requests.parse_body`) → `ConsentError`;
 - JWS compact parsing (`jws.parse`) → `JWSError`, and owner decisions end to end through the real
   consent service (`decisions.submit`, real signatures over fuzzed payloads) → `ConsentError`;
+- passkey decisions (`passkeys.parse`, `verify`, `payload_of`) → `ConsentError`, and passkey
+  registrations (`passkeys.register`) → `ValueError` (PROTOCOL §3.1);
 - what the hub itself parses of a camera's stream: Annex B NAL scanning (`source._nal_types`,
   `has_parameter_sets`, `rtsp._param_set_nals`), the timestamp fixer, and WHIP SDP offers
   (`whip.WhipSession.accept`, aiortc's SDP parser underneath) → `WhipOfferError`. The RTSP protocol
@@ -22,6 +24,7 @@ Atheris harnesses for the same parsers live in `fuzz/` (`make fuzz`, not in CI).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import time
@@ -241,6 +244,65 @@ def test_jws_mutated(data: st.DataObject, segment: int) -> None:
         parsed = jws.parse(".".join(parts), typ=decisions.DECISION_TYP)
         jws.decode_json(jws.verify(parsed, OWNER.public_key()))
     except JWSError:
+        pass
+
+
+# --- passkey decisions and registrations (PROTOCOL §3.1) --------------------------------------
+
+PASSKEY_MEMBERS = ("kid", "payload", "authenticator_data", "client_data_json", "signature", "v", "format")
+
+
+@functools.cache  # one authenticator and one body per run: hypothesis needs the same input lengths
+def _passkey_setup() -> tuple[Any, Any, bytes, dict[str, str]]:
+    from hub.consent import passkeys
+    from hub.store import consent as consent_q
+    from tests.consent.softauthn import SoftPasskey, decision, payload
+
+    pk = SoftPasskey("localhost", "http://localhost:8080")
+    registration = pk.create(HUB_ID)
+    new = passkeys.register(passkeys.RelyingParty("localhost"), HUB_ID, registration)
+    stored = consent_q.Passkey(new.kid, new.credential_id, new.cose_key, "localhost", 0)
+    body = decision(
+        pk,
+        payload(HUB_ID, {"decision": "decline", "request_id": "r", "request_sha256": "0", "recipient": "a"}),
+    )
+    return passkeys, stored, body, registration
+
+
+def test_the_unmutated_passkey_decision_verifies() -> None:
+    passkeys, stored, body, _ = _passkey_setup()
+    signed = passkeys.parse(body)
+    passkeys.verify(passkeys.RelyingParty("localhost"), stored, signed)
+    assert passkeys.payload_of(signed)["decision"] == "decline"
+
+
+@FUZZ
+@given(data=st.data(), member=st.sampled_from([*PASSKEY_MEMBERS, "<body>"]))
+def test_passkey_decision_mutated(data: st.DataObject, member: str) -> None:
+    passkeys, stored, body, _ = _passkey_setup()
+    if member == "<body>":
+        mutated = mutate(body.decode(), data).encode()
+    else:
+        obj = json.loads(body)
+        obj[member] = data.draw(json_values) if data.draw(st.booleans()) else mutate(str(obj[member]), data)
+        mutated = json.dumps(obj).encode()
+    try:
+        signed = passkeys.parse(mutated)
+        passkeys.verify(passkeys.RelyingParty("localhost"), stored, signed)
+        passkeys.payload_of(signed)
+    except ConsentError:
+        pass
+
+
+@FUZZ
+@given(data=st.data(), member=st.sampled_from(["credential_id", "client_data_json", "attestation_object"]))
+def test_passkey_registration_mutated(data: st.DataObject, member: str) -> None:
+    passkeys, _, _, registration = _passkey_setup()
+    value = dict(registration)
+    value[member] = data.draw(json_values) if data.draw(st.booleans()) else mutate(value[member], data)
+    try:
+        passkeys.register(passkeys.RelyingParty("localhost"), HUB_ID, value)
+    except ValueError:
         pass
 
 

@@ -178,6 +178,7 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
     page.goto(hub.url + "/#/inbox")
     row = page.locator("#grants tbody tr").filter(has_text="2026-000123")
     row.get_by_role("button", name="Revoke").click()
+    page.get_by_role("dialog").get_by_role("button", name="Sign and revoke").click()
     row.wait_for(state="detached", timeout=10_000)
     flash = page.locator("#inbox-flash").filter(has_text="Revoked the approval for Springfield PD")
     flash.wait_for()

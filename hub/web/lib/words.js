@@ -63,17 +63,21 @@ export function sentence(err) {
   return err.detail || err.message || String(err);
 }
 
-// The camera's last error (FFmpeg, errno and camhub text) in words; null when there is none.
+// The camera's last error (FFmpeg, errno and camhub text) in words; null when there is none. Status
+// codes only count where FFmpeg or camhub says they are one ("Server returned 404", "(401)"): a bare
+// number would also match a port (":554", ":8554") or an errno. The order matters: the most specific
+// first (a stall message also says how long, "no video for 5.2 s (read_timeout_s 5)").
 const CAMERA = [
-  [/5\d\d|5XX|server error/i, "The camera answered with a server error"],
-  [/461|unsupported transport|refused this RTP transport/i, "The camera does not send video over TCP: set its transport to udp or auto"],
-  [/401|403|unauthori[sz]ed|forbidden|authenticat|credentials/i, "The camera refused the user name or password"],
-  [/404|not found/i, "The camera has no video at this address: check the path in the RTSP URL"],
+  [/refused the credentials|returned 40[13]\b|\(40[13]\)|unauthori[sz]ed|forbidden|authenticat/i, "The camera refused the user name or password"],
+  [/rtp transport|\b461\b|unsupported transport/i, "The camera refused the way camhub asked for video: try another RTSP transport (TCP or UDP) in its settings"],
+  [/not recordable|codec/i, "The camera sends video in a format camhub cannot record (it needs H.264 or H.265)"],
+  [/watchdog|no packets|no video|no whip media|stall/i, "The camera kept the connection open but sent no video"],
+  [/returned 404|\b404 not found|not found/i, "The camera has no video at this address: check the path in the RTSP URL"],
+  [/returned 5(?:\d\d|xx)\b|\b5(?:\d\d|xx) server error|server error/i, "The camera answered with a server error"],
   [/connection refused/i, "The camera refused the connection: is it switched on, and is the address right?"],
   [/no route to host|network is unreachable|host is unreachable/i, "The camera cannot be reached on the network"],
   [/name or service not known|name resolution|nodename nor servname/i, "The camera's name cannot be found on the network"],
   [/timed? ?out|timeout/i, "The camera did not answer in time"],
-  [/watchdog|no packets|no video|stall/i, "The camera kept the connection open but sent no video"],
   [/stream ended|end of file|eof|connection reset|broken pipe/i, "The camera stopped sending video"],
 ];
 

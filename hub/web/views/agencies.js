@@ -37,8 +37,8 @@ function parseRecipient(text) {
 export async function render(root, ctx, flash = null) {
   const hubId = ctx.session.hub_id;
   const [{ agencies }, { keys }] = await Promise.all([api.get("/api/v1/owner/agencies"), api.get("/api/v1/owner/devices")]);
-  const { key, enrolled } = await signingKey(keys.map((k) => k.kid));
-  const canSign = !!key && enrolled;
+  const { kind } = await signingKey(keys, ctx.session.passkey_rp_id);
+  const canSign = kind !== "none";
   const reload = (message) => render(root, ctx, message);
 
   const status = h("div", { class: "status" });

@@ -41,9 +41,11 @@ const REFUSED = {
   unknown_field: "the request had unknown fields", invalid_json: "the request was not valid JSON", body_too_large: "it was too large",
 };
 
-function payloadOf(jws) {
+// The signed payload of an accepted decision: a JWS (PROTOCOL §3) or a passkey decision (§3.1).
+function payloadOf(d) {
   try {
-    return JSON.parse(new TextDecoder().decode(unb64url(jws.split(".")[1])));
+    const part = d.webauthn ? d.webauthn.payload : d.jws.split(".")[1];
+    return JSON.parse(new TextDecoder().decode(unb64url(part)));
   } catch {
     return {};
   }
@@ -71,7 +73,7 @@ function describe(e, n) {
       return `A call ${e.actor?.startsWith("agency:") ? `from ${agencyName(actorKey)}` : "from someone unknown"} was refused: ${REFUSED[d.code] || (d.code || "").replace(/_/g, " ")}`;
     case "decision.accepted": {
       const by = device(actorKey);
-      const p = d.jws ? payloadOf(d.jws) : {};
+      const p = d.jws || d.webauthn ? payloadOf(d) : {};
       switch (d.decision) {
         case "approve":
           return `You approved ${req(d.request_id)} from ${by}: ${p.scope?.kind === "live" ? `a livestream of ${joinNames((p.scope.cameras || []).map(cam))}` : `${joinNames((p.scope?.cameras || []).map(cam))}, ${range(p.scope?.start, p.scope?.end)}`}${p.scope?.audio ? ", with sound" : ", no sound"}`;
@@ -97,6 +99,7 @@ function describe(e, n) {
     case "egress.live.start": return `${agencyName(actorKey)} started watching ${cam(d.camera)} live`;
     case "egress.live.end": return `${agencyName(actorKey)} stopped watching ${cam(d.camera)} live after ${d.seconds ? fmtDuration(d.seconds) : "less than a second"}${d.reason ? ` (${String(d.reason).replace(/_/g, " ")})` : ""}`;
     case "key.enrolled": return `The device “${d.name || shortFingerprint(d.kid)}” was enrolled${d.via === "pairing_code" ? " with the pairing code" : ""}`;
+    case "key.counter_regressed": return `The passkey ${device(d.kid)} signed with a counter it had already used (${d.seen}, last seen ${d.stored}): another copy of it may exist. The decision was refused; revoke the passkey if this was not you`;
     case "key.revoked": return `The device ${device(d.kid)} was revoked${d.grants_revoked ? `, and ${d.grants_revoked} approvals it gave with it` : ""}`;
     case "agency.added": return `The agency ${d.name || agencyName(d.keyid)} was added`;
     case "agency.removed": return `The agency ${agencyName(d.keyid)} was removed${d.grants_revoked ? `; ${d.grants_revoked} approvals revoked` : ""}${d.requests_closed ? `; ${d.requests_closed} requests closed` : ""}`;

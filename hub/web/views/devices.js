@@ -5,9 +5,10 @@
 // enroller...), and revoking a device also revokes what it did; the dialog lists that first.
 
 import * as api from "../lib/api.js";
-import { decide } from "../lib/decide.js";
+import { decide, preferPasskey, signingKey } from "../lib/decide.js";
 import { cardTable, confirmDialog, focusResult, h, notice, replace } from "../lib/dom.js";
 import { createOwnerKey, markEnrolled, ownerKey } from "../lib/keys.js";
+import { createPasskey, passkeysAvailable, rememberPasskey } from "../lib/passkey.js";
 import { fmtUnix } from "../lib/time.js";
 import { details, sentence, shortFingerprint } from "../lib/words.js";
 
@@ -17,6 +18,10 @@ export async function render(root, ctx, flash = null) {
   const mine = await ownerKey();
   const enrolled = !!mine && keys.some((k) => k.kid === mine.kid);
   if (mine && enrolled !== !!mine.enrolled) await markEnrolled(enrolled);
+  const rpId = ctx.session.passkey_rp_id;
+  const { kind } = await signingKey(keys, rpId);
+  const canSign = kind !== "none";
+  const passkeys = keys.filter((k) => k.passkey);
   const reload = (message) => render(root, ctx, message);
   const status = h("div", { class: "status" });
 
@@ -50,6 +55,54 @@ export async function render(root, ctx, flash = null) {
         } }, mine ? "Ask again" : "Make a key and ask to be enrolled")));
   }
 
+  // Passkeys (PROTOCOL §3.1): made by this browser's authenticator (a phone's fingerprint or face),
+  // enrolled by a signed enroll-key like any device, and from then on what this browser signs with.
+  const pkName = h("input", { id: "pk-name", value: "passkey", maxlength: 64 });
+  const addPasskey = async () => {
+    const name = pkName.value.trim() || "passkey";
+    let passkey;
+    try {
+      passkey = await createPasskey(hubId, rpId, name);
+    } catch (err) {
+      fail("No passkey added", err);
+      return;
+    }
+    if (kind === "passkey") {
+      // Signed with a passkey: its prompt shows nothing, so say here what it will sign.
+      const ok = await confirmDialog({
+        title: `Enrol the passkey “${name}”?`,
+        body: h("div", {}, h("p", {}, `“${name}” will be able to approve and decline requests and manage devices, as a device enrolled by this one.`),
+          h("p", { class: "muted" }, "Next, your passkey asks for your fingerprint, face or PIN. It shows nothing of this decision.")),
+        confirm: "Sign and enrol",
+      });
+      if (!ok) return;
+    }
+    try {
+      await decide(hubId, { decision: "enroll-key", subject: { passkey, name } });
+      preferPasskey(true);
+      const enrolledNow = (await api.get("/api/v1/owner/devices")).keys.find((k) => k.passkey?.credential_id === passkey.credential_id);
+      if (enrolledNow) rememberPasskey(enrolledNow.kid, passkey.credential_id);
+      reload(`Added the passkey “${name}”. This browser now approves with it (your fingerprint, face or PIN each time).`);
+    } catch (err) {
+      fail("No passkey added", err);
+    }
+  };
+  const passkeySection = h("section", { class: "card", "aria-labelledby": "h-passkeys" },
+    h("h2", { id: "h-passkeys" }, "Passkeys"),
+    h("p", {}, "A passkey lives in your phone or laptop and signs only after your fingerprint, face or PIN. Before it asks, this page shows you exactly what you are signing."),
+    kind === "passkey" ? notice("This browser approves with a passkey.", "ok") : null,
+    !passkeysAvailable()
+      ? notice("This browser cannot use passkeys here (open the hub over https:// with its name, or on this machine over http://localhost).", "warn")
+      : h("div", { class: "row" },
+          h("label", { for: "pk-name" }, "Name for the passkey", pkName),
+          h("button", { type: "button", disabled: !canSign, onclick: addPasskey }, "Add a passkey (sign)"),
+          passkeys.length && enrolled
+            ? h("button", { type: "button", class: "secondary", onclick: () => {
+                preferPasskey(kind !== "passkey");
+                reload(kind === "passkey" ? "This browser approves with its own key again." : "This browser approves with a passkey now.");
+              } }, kind === "passkey" ? "Approve with this browser's key instead" : "Approve with a passkey")
+            : null));
+
   // Keys above this browser's own: it may not revoke them (the hub refuses with revoke_ancestor).
   const byKid = new Map(keys.map((k) => [k.kid, k]));
   const above = new Set();
@@ -58,7 +111,7 @@ export async function render(root, ctx, flash = null) {
   }
   const whyNot = (k) => {
     if (keys.length < 2) return "The only device that can approve cannot be revoked: enrol another one first.";
-    if (!enrolled) return "Only an enrolled device can revoke.";
+    if (!canSign) return "Only an enrolled device can revoke.";
     if (above.has(k.kid)) return "This browser was enrolled through it, so it cannot revoke it: revoke it from the device that enrolled it.";
     if (!k.enrolled_by) return "The first device (paired with the code) cannot be revoked: every other device was enrolled through it. If it was stolen, run “camhub owner reset” on the hub.";
     return null;
@@ -108,11 +161,12 @@ export async function render(root, ctx, flash = null) {
     h("h1", {}, "Owner devices"),
     flashEl,
     h("section", { class: "card", "aria-labelledby": "h-this" }, h("h2", { id: "h-this" }, "This device"), thisDevice),
+    passkeySection,
     h("section", { class: "card", "aria-labelledby": "h-keys" },
       h("h2", { id: "h-keys" }, "Devices that can approve"),
       cardTable({ id: "devices" }, ["Name", "Fingerprint", "Enrolled", "Action"], keys.map((k) => ({
         cells: [
-          `${k.name}${mine?.kid === k.kid ? " (this browser)" : ""}`,
+          `${k.name}${mine?.kid === k.kid ? " (this browser)" : ""}${k.passkey ? " (passkey)" : ""}`,
           h("span", {}, h("code", {}, shortFingerprint(k.kid)), details(h("p", {}, "Key id: ", h("code", {}, k.kid)))),
           `${fmtUnix(k.enrolled_at, { seconds: false })}${k.enrolled_by ? ` by ${byKid.get(k.enrolled_by)?.name ?? "another device"}` : " (with the pairing code)"}`,
           revokeButton(k),
@@ -124,7 +178,7 @@ export async function render(root, ctx, flash = null) {
           h("p", { class: "muted" }, "Compare the fingerprint with the one shown on the new device before approving."),
           pending.map((p) => h("div", { class: "row pending-device" },
             h("span", {}, h("strong", {}, p.name), " fingerprint ", h("code", {}, shortFingerprint(p.kid))),
-            h("button", { type: "button", disabled: !enrolled, onclick: async () => {
+            h("button", { type: "button", disabled: !canSign, onclick: async () => {
               try {
                 await decide(hubId, { decision: "enroll-key", subject: { public_jwk: p.public_jwk, name: p.name } });
                 reload(`Enrolled “${p.name}”. It can approve now.`);

@@ -27,7 +27,8 @@ export async function render(root) {
     }
     replace(list, events.map((e) => {
       const when = fmtWhen(fromUnix(e.start_at));
-      const what = e.kind === "press" ? "Doorbell press" : "Motion";
+      // Motion the camera itself reported (ONVIF) is listed beside the hub's own analysis, and says so.
+      const what = e.kind === "press" ? "Doorbell press" : e.source === "camera" ? "Motion (reported by the camera)" : "Motion";
       // A press is a moment; motion lasts (or is still going on).
       const length = e.kind === "press" ? "" : e.end_at ? ` · lasted ${fmtDuration(e.end_at - e.start_at)}` : " · still going on";
       // Play from the event's footage range (the camera's configured pre-roll before it starts).

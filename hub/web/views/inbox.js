@@ -103,6 +103,15 @@ const VALIDITY = {
   live: [[3600, "1 hour"], [15 * 60, "15 minutes"], [DAY, "1 day"]],
 };
 
+// How the answer is signed, said in the confirmation right before the signature is asked for. A
+// passkey's prompt (the phone's fingerprint or face sheet) shows nothing of what is signed
+// (PROTOCOL §3.1), so this dialog is the owner's only view of it.
+function signedBy(ctx) {
+  return ctx.passkey
+    ? "Next, your passkey asks for your fingerprint, face or PIN. It shows nothing of this decision: what you sign is exactly what is listed here."
+    : "Signing happens in this browser with its own key.";
+}
+
 function decisionForm(r, ctx) {
   const { hubId, canSign, cam, done, defaultFetches } = ctx;
   const uid = `f-${r.id.replace(/[^A-Za-z0-9_-]/g, "")}`;
@@ -253,7 +262,7 @@ function decisionForm(r, ctx) {
     const ok = await confirmDialog({
       title: `Approve and send to ${r.agency.name || "the agency"}?`,
       body: h("div", {}, h("p", {}, "Exactly this will leave the house, and nothing else:"), facts(lines),
-        h("p", { class: "muted" }, "Signing happens in this browser with its own key. You can revoke the approval at any time until it ends.")),
+        h("p", { class: "muted" }, `${signedBy(ctx)} You can revoke the approval at any time until it ends.`)),
       confirm: "Sign and approve",
     });
     if (!ok) return;
@@ -263,7 +272,7 @@ function decisionForm(r, ctx) {
         request_id: r.id, request_sha256: r.request_sha256, recipient: r.agency.keyid, decision: "approve",
         scope: p.scope, ...(p.maxFetches === null ? {} : { max_fetches: p.maxFetches }), not_after: rfc3339(notAfter),
       });
-      done(`Approved for ${r.agency.name || "the agency"} (case ${r.case_id || "—"}) and signed in this browser. ${describe(p, notAfter).text}`, res);
+      done(`Approved for ${r.agency.name || "the agency"} (case ${r.case_id || "—"}) and signed ${ctx.passkey ? "with your passkey" : "in this browser"}. ${describe(p, notAfter).text}`, res);
     } catch (err) {
       failed(err, "Not approved");
     }
@@ -273,7 +282,13 @@ function decisionForm(r, ctx) {
     const ok = await confirmDialog({
       title: `Decline the request of ${r.agency.name || "the agency"}?`,
       body: h("div", {},
-        h("p", {}, `Nothing will be sent for case ${r.case_id || "—"}. The agency keeps seeing “pending” until the answer-by date, then “closed”: it cannot tell a decline from no answer.`)),
+        facts([
+          ["To", `${r.agency.name || "the agency"}${r.case_id ? ` (case ${r.case_id})` : ""}`],
+          ["Asked for", r.kind === "live" ? `a livestream of ${joinNames(r.cameras.map(cam))}, up to ${fmtDuration(r.live_max_seconds)}` : `${joinNames(r.cameras.map(cam))}, ${fmtRange(new Date(r.start), new Date(r.end))}`],
+          ["Answer", "declined: nothing is sent"],
+        ]),
+        h("p", {}, `Nothing will be sent for case ${r.case_id || "—"}. The agency keeps seeing “pending” until the answer-by date, then “closed”: it cannot tell a decline from no answer.`),
+        h("p", { class: "muted" }, signedBy(ctx))),
       confirm: "Sign and decline",
       danger: true,
     });
@@ -391,7 +406,25 @@ function grantRows(grants, ctx) {
   return grants.map((g) => {
     const status = h("span", { class: "status" });
     const who = g.agency_name || `agency ${shortFingerprint(g.recipient)}`;
+    const what = `${g.kind === "live" ? `Livestream, up to ${fmtDuration(g.live_max_seconds)}` : fmtRange(fromUnix(g.start_at), fromUnix(g.end_at))}${g.audio ? ", with sound" : ", no sound"}`;
     const button = h("button", { type: "button", class: "danger", disabled: !canSign, "aria-label": `Revoke the approval for ${who}, case ${g.case_id || "—"}`, onclick: async () => {
+      // The whole decision on screen before the signature is asked for (a passkey's prompt shows none of it).
+      const ok = await confirmDialog({
+        title: `Revoke the approval for ${who}?`,
+        body: h("div", {},
+          facts([
+            ["Agency", `${who}, case ${g.case_id || "—"}`],
+            ["Cameras", joinNames(g.cameras.map(cam))],
+            [g.kind === "live" ? "Livestream" : "Footage", what],
+            g.kind === "live" ? null : ["Downloads allowed", String(g.max_fetches)],
+            ["Valid until", fmtUnix(g.ends_at, { seconds: false })],
+          ]),
+          h("p", {}, "From now on nothing more of it can leave: pending downloads are refused and a livestream is cut."),
+          h("p", { class: "muted" }, signedBy(ctx))),
+        confirm: "Sign and revoke",
+        danger: true,
+      });
+      if (!ok) return;
       button.disabled = true;
       try {
         await decide(hubId, { decision: "revoke", request_id: g.request_id });
@@ -403,7 +436,6 @@ function grantRows(grants, ctx) {
         button.disabled = false;
       }
     } }, "Revoke");
-    const what = `${g.kind === "live" ? `Livestream, up to ${fmtDuration(g.live_max_seconds)}` : fmtRange(fromUnix(g.start_at), fromUnix(g.end_at))}${g.audio ? ", with sound" : ", no sound"}`;
     const downloads = g.kind === "live"
       ? "—"
       : g.cameras.map((c) => `${cam(c)}: ${g.downloads_used?.[c] || 0} of ${g.max_fetches} used`).join("; ");
@@ -428,12 +460,12 @@ export async function render(root, ctx, flash = null) {
     api.get("/api/v1/owner/requests"), api.get("/api/v1/owner/grants"), api.get("/api/v1/owner/devices"),
     api.get("/api/v1/owner/cameras"), api.get("/api/v1/owner/settings"),
   ]);
-  const { key, enrolled } = await signingKey(keys.map((k) => k.kid));
-  const canSign = !!key && enrolled;
+  const { kind } = await signingKey(keys, ctx.session.passkey_rp_id);
+  const canSign = kind !== "none";
   const names = Object.fromEntries(camData.cameras.map((c) => [c.id, c.name || c.id]));
   const keyNames = Object.fromEntries(keys.map((k) => [k.kid, k.name]));
   const view = {
-    hubId, canSign, defaultFetches: settings.consent?.max_fetches || 3,
+    hubId, canSign, passkey: kind === "passkey", defaultFetches: settings.consent?.max_fetches || 3,
     cam: (id) => names[id] || id,
     keyName: (kid) => keyNames[kid] || `device ${shortFingerprint(kid)}`,
     done: (message) => {

@@ -4,6 +4,7 @@ import * as api from "../lib/api.js";
 import { h, notice, replace } from "../lib/dom.js";
 import { sentence } from "../lib/words.js";
 import { ownerKey } from "../lib/keys.js";
+import { knownPasskeys, passkeysAvailable } from "../lib/passkey.js";
 
 export async function render(root, ctx) {
   const status = h("div", { "aria-live": "polite" });
@@ -25,12 +26,13 @@ export async function render(root, ctx) {
     }
   });
   const key = await ownerKey();
-  const reset = key?.enrolled
+  const withPasskey = !key?.enrolled && knownPasskeys().length > 0 && passkeysAvailable();
+  const reset = key?.enrolled || withPasskey
     ? h("p", { class: "muted" }, h("a", { href: "#", id: "forgot", onclick: async (ev) => {
         ev.preventDefault();
         const mod = await import("./onboard.js");
         await mod.render(root, { ...ctx, session: { ...ctx.session, owner_enrolled: true } });
-      } }, "Forgot the password? This browser's key can set a new one."))
+      } }, withPasskey ? "Forgot the password? Your passkey can set a new one." : "Forgot the password? This browser's key can set a new one."))
     : null;
   replace(root, h("section", { class: "card narrow" }, h("h1", {}, "Log in"), form, reset));
   form.elements.password.focus();

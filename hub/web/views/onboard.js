@@ -3,7 +3,9 @@
 
 import * as api from "../lib/api.js";
 import { focusResult, h, notice, replace } from "../lib/dom.js";
+import { preferPasskey } from "../lib/decide.js";
 import { createOwnerKey, markEnrolled, ownerKey, randomJti, signJws } from "../lib/keys.js";
+import { createPasskey, knownPasskeys, passkeysAvailable, rememberPasskey, signWithPasskey } from "../lib/passkey.js";
 import { rfc3339 } from "../lib/time.js";
 import { sentence } from "../lib/words.js";
 
@@ -40,7 +42,30 @@ export async function render(root, ctx) {
   const existing = await ownerKey();
 
   if (session.owner_enrolled) {
-    // An owner exists: only a browser holding an enrolled key may (re)set the password.
+    // An owner exists: only a browser holding an enrolled key (or a passkey it enrolled) may (re)set the password.
+    const passkeys = knownPasskeys();
+    if ((!existing || !existing.enrolled) && passkeys.length && passkeysAvailable()) {
+      const form = h("form", { class: "stack", novalidate: true },
+        notice("Your passkey can set a new password: it asks for your fingerprint, face or PIN to sign “set this hub's password”. Choosing a new password logs out every other browser."),
+        ...passwordFields(),
+        h("button", { type: "submit" }, "Set password with the passkey"),
+        status,
+      );
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        try {
+          const pw = readPassword(form);
+          await setPasswordWithPasskey(session, pw, passkeys);
+          await ctx.onAuthenticated();
+        } catch (err) {
+          const msg = notice(sentence(err), "error");
+          replace(status, msg);
+          focusResult(msg);
+        }
+      });
+      replace(root, h("section", { class: "card narrow" }, h("h1", {}, "Set the owner password"), form));
+      return;
+    }
     if (!existing || !existing.enrolled) {
       replace(
         root,
@@ -84,6 +109,11 @@ export async function render(root, ctx) {
     ...passwordFields(),
     h("p", { class: "muted" },
       "This browser will make a signing key that cannot be copied out of it. Every approval you give an agency is signed with it, here, on this device."),
+    passkeysAvailable()
+      ? h("label", { class: "check", for: "use-passkey" },
+          h("input", { type: "checkbox", id: "use-passkey", name: "usePasskey" }),
+          " Use a passkey instead (your fingerprint, face or PIN for every approval; PROTOCOL §3.1)")
+      : null,
     h("button", { type: "submit" }, "Pair this browser"),
     status,
   );
@@ -94,6 +124,11 @@ export async function render(root, ctx) {
     try {
       const pw = readPassword(form);
       const name = form.elements.devname.value.trim() || "browser";
+      if (form.elements.usePasskey?.checked) {
+        await pairWithPasskey(session, form.elements.pairing.value.trim(), name, pw, status);
+        await ctx.onAuthenticated();
+        return;
+      }
       replace(status, notice("Making this browser's signing key…"));
       const key = await createOwnerKey(name);
       replace(status, notice("Enrolling the key with the pairing code…"));
@@ -115,6 +150,27 @@ export async function render(root, ctx) {
     }
   });
   replace(root, h("section", { class: "card narrow" }, h("h1", {}, "Set up your camhub"), form));
+}
+
+// Pairing with a passkey (PROTOCOL §1, §3.1): the authenticator makes the key, the pairing code
+// enrols it, and the passkey (not a browser key) signs the proof that sets the password.
+async function pairWithPasskey(session, pairingCode, name, password, status) {
+  const rpId = session.passkey_rp_id;
+  replace(status, notice("Making a passkey: your device asks for your fingerprint, face or PIN…"));
+  const passkey = await createPasskey(session.hub_id, rpId, name);
+  replace(status, notice("Enrolling the passkey with the pairing code…"));
+  const res = await api.post("/api/v1/owner/enroll", { pairing_code: pairingCode, passkey, name });
+  preferPasskey(true);
+  rememberPasskey(res.kid, passkey.credential_id);
+  replace(status, notice("Setting the password: the passkey asks once more, to sign “set this hub's password”…"));
+  return setPasswordWithPasskey(session, password, [{ kid: res.kid, passkey: { credential_id: passkey.credential_id } }]);
+}
+
+// The set-password proof signed by a passkey (hub/api/session.py: the §3.1 format around it).
+async function setPasswordWithPasskey(session, password, passkeys) {
+  const payload = { v: 1, hub: session.hub_id, purpose: "set-password", issued_at: rfc3339(new Date()), jti: randomJti() };
+  const proof = await signWithPasskey(payload, passkeys, session.passkey_rp_id);
+  return api.post("/api/v1/session/password", { password, proof });
 }
 
 function guessDeviceName() {

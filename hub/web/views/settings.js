@@ -17,7 +17,10 @@ function tomlString(s) {
 
 function snippet(d) {
   const id = slug(d);
-  const lines = ["[[cameras]]", `id = ${tomlString(id)}`, `name = ${tomlString(d.instance || id)}`, `url = ${tomlString(d.rtsp_url)}`];
+  const lines = ["[[cameras]]", `id = ${tomlString(id)}`, `name = ${tomlString(d.instance || id)}`];
+  // An ONVIF camera's stream URLs are read with its password: adding it on this page does that.
+  lines.push(d.rtsp_url ? `url = ${tomlString(d.rtsp_url)}` : '# url = "rtsp://…"   (this page reads it from the camera)');
+  if (d.onvif_url) lines.push(`onvif = ${tomlString(d.onvif_url)}`);
   if (d.events_url) lines.push(`events_url = ${tomlString(d.events_url)}`);
   lines.push('# username = "…"', '# password = "…"');
   return lines.join("\n");
@@ -71,10 +74,11 @@ function addCameraForm(reload) {
   const field = (id, label, attrs) => [h("label", { for: `cam-${id}` }, label), h("input", { id: `cam-${id}`, name: id, ...attrs })];
   const form = h("form", { class: "stack card", id: "add-camera", "aria-labelledby": "h-add-camera", novalidate: true },
     h("h2", { id: "h-add-camera" }, "Add a camera"),
-    h("p", { class: "muted" }, "An RTSP camera on your network, checked like camhub.toml. Its password stays on the hub, unshown."),
+    h("p", { class: "muted" }, "An RTSP or ONVIF camera on your network. For an ONVIF camera, its address and password are enough: the hub reads its streams from it, and follows its doorbell presses and motion. The hub checks everything with the same rules as camhub.toml. The password is kept on the hub and never shown again."),
     field("id", "Camera id", { required: true, maxlength: 63, placeholder: "porch", autocomplete: "off" }),
     field("name", "Name", { maxlength: 100, placeholder: "Porch" }),
-    field("url", "RTSP URL", { required: true, placeholder: "rtsp://192.168.1.20:554/main", autocomplete: "off" }),
+    field("url", "RTSP URL", { placeholder: "rtsp://192.168.1.20:554/main", autocomplete: "off" }),
+    field("onvif", "ONVIF address", { placeholder: "http://192.168.1.20:80", autocomplete: "off" }),
     h("div", { class: "row" },
       h("label", {}, "Username", h("input", { id: "cam-username", name: "username", autocomplete: "off" })),
       h("label", {}, "Password", h("input", { id: "cam-password", name: "password", type: "password", autocomplete: "new-password" }))),
@@ -90,7 +94,8 @@ function addCameraForm(reload) {
     ev.preventDefault();
     const f = form.elements;
     const body = {
-      id: f.id.value.trim(), name: f.name.value.trim() || null, url: f.url.value.trim(),
+      id: f.id.value.trim(), name: f.name.value.trim() || null, url: f.url.value.trim() || null,
+      onvif: f.onvif.value.trim() || null,
       username: f.username.value || null, password: f.password.value || null,
       record: f.record.checked, retention_days: numberOrNull(f.retention_days.value),
       events_url: f.events_url.value || null, motion: { enabled: f.motion.checked },
@@ -135,6 +140,7 @@ function prefill(form, d) {
   f.id.value = slug(d);
   f.name.value = d.instance || "";
   f.url.value = d.rtsp_url || "";
+  f.onvif.value = d.onvif_url || "";
   f.events_url.value = d.events_url || "";
   f.username.value = "";
   f.password.value = "";
@@ -283,8 +289,8 @@ export async function render(root, ctx, message = null) {
     h("section", { class: "card", "aria-labelledby": "h-found" },
       h("h2", { id: "h-found" }, `Found on your network (${cams.discovered.length})`),
       cams.discovered.length
-        ? cams.discovered.map((d) => h("div", { class: "discovered", dataset: { uid: d.uid, rtspUrl: d.rtsp_url } },
-            h("p", {}, h("strong", {}, d.instance), `${d.model ? ` (${d.model})` : ""} — ${d.addresses.join(", ")} `,
+        ? cams.discovered.map((d) => h("div", { class: "discovered", dataset: { uid: d.uid, rtspUrl: d.rtsp_url || "", onvifUrl: d.onvif_url || "", protocol: d.protocol } },
+            h("p", {}, h("strong", {}, d.instance), `${d.model ? ` (${d.model})` : ""} — ${d.addresses.join(", ")}${d.protocol === "onvif" ? " (ONVIF)" : ""} `,
               d.added_as
                 ? h("span", { class: "muted" }, `already added as ${names[d.added_as] || d.added_as}`)
                 : h("button", { type: "button", onclick: () => prefill(addForm, d) }, `Add ${d.instance}`)),
