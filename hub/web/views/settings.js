@@ -74,7 +74,7 @@ function addCameraForm(reload) {
   const field = (id, label, attrs) => [h("label", { for: `cam-${id}` }, label), h("input", { id: `cam-${id}`, name: id, ...attrs })];
   const form = h("form", { class: "stack card", id: "add-camera", "aria-labelledby": "h-add-camera", novalidate: true },
     h("h2", { id: "h-add-camera" }, "Add a camera"),
-    h("p", { class: "muted" }, "An RTSP or ONVIF camera on your network. For an ONVIF camera, its address and password are enough: the hub reads its streams from it, and follows its doorbell presses and motion. The hub checks everything with the same rules as camhub.toml. The password is kept on the hub and never shown again."),
+    h("p", { class: "muted" }, "An RTSP or ONVIF camera (for ONVIF, address and password are enough: the hub reads its streams and events). Passwords are never shown again."),
     field("id", "Camera id", { required: true, maxlength: 63, placeholder: "porch", autocomplete: "off" }),
     field("name", "Name", { maxlength: 100, placeholder: "Porch" }),
     field("url", "RTSP URL", { placeholder: "rtsp://192.168.1.20:554/main", autocomplete: "off" }),
