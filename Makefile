@@ -12,17 +12,18 @@ STAMP := $(VENV)/.installed-stamp
 # systemd (only its systemd-analyze: tests/packaging/ verifies the installed unit offline; nothing
 # needs systemd running), and GStreamer with its Python bindings (Debian's python3-gst-1.0, run with
 # /usr/bin/python3): the rtsp-server cameras and the webrtcbin WHIP client of tests/interop/, camera
-# stacks nobody here wrote. The daemon's own run-time packages are packaging/install.sh's RUNTIME_PACKAGES.
+# stacks nobody here wrote; mosquitto (the MQTT broker tests/notify/ start on 127.0.0.1 with a
+# password file, as Home Assistant users run it). The daemon's own run-time packages are packaging/install.sh's RUNTIME_PACKAGES.
 SYSTEM_PACKAGES := ffmpeg age chromium faketime iproute2 nats-server coturn systemd \
 	gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 gir1.2-gst-plugins-bad-1.0 python3-gst-1.0 python3-gi \
 	gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav \
-	gstreamer1.0-nice
+	gstreamer1.0-nice mosquitto
 
 # Test-only JavaScript for the browser tests (axe-core, injected into pages to check accessibility),
 # pinned by tests/web/package-lock.json and installed with npm ci; the hub never serves it.
 WEBDEPS := tests/web/node_modules/.installed-stamp
 
-.PHONY: all venv sysdeps webdeps demo test lint format bench soak fuzz clean install uninstall rollback
+.PHONY: all venv sysdeps webdeps demo test lint format bench soak fuzz mutate mutate-report clean install uninstall rollback
 
 all: test
 
@@ -79,13 +80,13 @@ test: venv sysdeps webdeps
 	$(BIN)/pytest -q -p no:cacheprovider
 
 lint: venv
-	$(BIN)/ruff check hub camhub_protocol relay firmware_sim tests bench
-	$(BIN)/ruff format --check hub camhub_protocol relay firmware_sim tests bench
+	$(BIN)/ruff check hub camhub_protocol relay firmware_sim tests bench mutation
+	$(BIN)/ruff format --check hub camhub_protocol relay firmware_sim tests bench mutation
 	$(BIN)/shellcheck packaging/install.sh
 
 format: venv
-	$(BIN)/ruff format hub camhub_protocol relay firmware_sim tests bench
-	$(BIN)/ruff check --fix hub camhub_protocol relay firmware_sim tests bench
+	$(BIN)/ruff format hub camhub_protocol relay firmware_sim tests bench mutation
+	$(BIN)/ruff check --fix hub camhub_protocol relay firmware_sim tests bench mutation
 
 # Full run (<= 10 min on 2 cores): refreshes bench/results/latest.json and latest.md (committed).
 bench: venv sysdeps
@@ -107,6 +108,25 @@ fuzz: venv
 		$(BIN)/python fuzz/harness.py $$t fuzz/.corpus/$$t fuzz/seeds/$$t \
 			-max_total_time=$(FUZZ_SECONDS) -artifact_prefix=fuzz/ -print_final_stats=1 || exit 1; \
 	done
+
+# Mutation testing of the consent core with mutmut (docs/MUTATION.md); not in CI. The files mutated and
+# the tests run are [tool.mutmut] in pyproject.toml. mutmut keeps its results in mutants/ and re-tests
+# only what changed; MUTATE_FRESH=1 starts from scratch (after a merge, to re-score everything).
+# The run is bounded by MUTATE_TIMEOUT; then docs/MUTATION.md is rewritten from the results.
+MUTATE_JOBS ?= 2
+MUTATE_TIMEOUT ?= 3h
+mutate: venv
+	$(BIN)/pip install --quiet -e '.[mutation]'
+	@if [ -n "$(MUTATE_FRESH)" ]; then rm -rf mutants; fi
+	@start=$$(date +%s); \
+	timeout $(MUTATE_TIMEOUT) $(BIN)/mutmut run --max-children $(MUTATE_JOBS); rc=$$?; \
+	echo $$(( $$(date +%s) - start )) > mutants/run-seconds; \
+	if [ $$rc -ne 0 ]; then echo "mutmut run exited with $$rc"; exit $$rc; fi
+	$(MAKE) mutate-report
+
+# Rewrite the generated part of docs/MUTATION.md from mutants/ (no test run).
+mutate-report: venv
+	$(BIN)/python -m mutation.report --out docs/MUTATION.md
 
 # 30 minutes: 4 simulated cameras, events, an agency polling, retention cycling; prints RSS/fds/threads/tasks
 # and fails if they grow or the log has errors (bench/soak.py). Not in CI (tests/faults/test_soak.py runs 60 s).

@@ -26,17 +26,22 @@ from pathlib import Path
 from bench import RESULTS_ENV, results_dir
 
 # (module, time limit in seconds for a full run). The sum stays under the 10-minute budget on 2 cores.
+# Issue 17 added daemon_bench; the limits that had the most room over their last runs gave it time.
 SCENARIOS: list[tuple[str, int]] = [
-    ("sim_bench", 60),
-    ("record_bench", 170),  # ran 130 s in the last full run
-    ("encrypt_bench", 25),  # ran 8 s
-    ("motion_bench", 45),
+    ("sim_bench", 55),  # ran 48 s
+    ("record_bench", 160),  # ran 130 s in the last full run
+    (
+        "daemon_bench",
+        85,
+    ),  # ran 80 s on a loaded machine (load 11); issue 17: the whole daemon vs ffmpeg, 1/4/8 cameras + 16 alone
+    ("encrypt_bench", 15),  # ran 8 s
+    ("motion_bench", 40),  # ran 29 s
     ("live_bench", 45),
-    ("httpsig_bench", 30),
-    ("consent_flow_bench", 20),
-    ("agency_bench", 35),  # after httpsig and live: it quotes their figures from this run
-    ("delivery_bench", 45),  # ran 27 s
-    ("retention_bench", 35),  # ran 19 s
+    ("httpsig_bench", 25),  # ran 17 s
+    ("consent_flow_bench", 10),  # ran 3 s
+    ("agency_bench", 20),  # ran 6 s; after httpsig and live: it quotes their figures from this run
+    ("delivery_bench", 40),  # ran 27 s
+    ("retention_bench", 25),  # ran 19 s
     ("relay_bench", 75),  # issue 15: 1,000 simulated hubs, a relay, a 3-node cluster
 ]
 BUDGET_S = 600  # issue 7: the whole run within 10 minutes; tests check sum(limits) <= BUDGET_S

@@ -17,11 +17,18 @@ join (the GOP in progress, which the relay hands a new viewer first so it starts
 once, decoded in a burst) are not live latency; they are reported apart as the join: time to first
 frame, how old the oldest cached frame was, and when the viewer had caught up with live.
 
-Revoke→cut, two ways, each over several fresh sessions:
-- ``cut``: the revoke path calls `LiveSessions.cut(request_id)` (what the consent service's grant
-  listener triggers);
-- ``gate``: nobody calls cut; the gate re-check starts refusing and the session watchdog (≤ 0.5 s
-  period) must notice.
+Revoke→cut, three ways, each over several fresh sessions:
+- ``cut``: the revoke path calls `LiveSessions.cut(request_id)` directly;
+- ``listener``: what a revoke decision does (hub/consent/decisions.py calls the consent service's
+  `grant_listeners` as soon as the revoke is committed): the gate starts refusing and
+  `LiveMedia.grants_changed` (hub/api/live.py) re-checks every agency session at once;
+- ``gate``: the fallback when no listener fires (a revoke from another process, `camhub owner
+  reset`): the gate re-check starts refusing and the session watchdog (≤ 0.5 s period) must notice.
+The target (issue 17) is on the listener and cut paths: ≤ 100 ms worst from the revoke to the hub
+sending no more media (the session's track stopped: nothing of the stream leaves the box after it);
+the viewer-side figures are printed beside it (they add the viewer's own decode backlog, which on a
+loaded machine is hundreds of ms of frames sent before the revoke). The fallback keeps PROTOCOL §2.4's
+1 s, judged at the viewer as before.
 Reported per way: hub side (revoke → track stopped and peer connection closed) and viewer side
 (revoke → last decoded frame, and → the viewer saw the track end).
 
@@ -61,7 +68,8 @@ from bench import results_dir, spread
 RESULTS = results_dir() / "live.json"
 LOOPBACK = ["127.0.0.1"]
 TARGET_G2G_P95_MS = 500.0  # issue 7, on loopback
-TARGET_CUT_MS = 1000.0  # issue 7: revoke → livestream cut
+TARGET_CUT_MS = 100.0  # issue 17: revoke → livestream cut, listener (and direct cut) path, worst
+TARGET_FALLBACK_MS = 1000.0  # PROTOCOL §2.4 / issue 7: the 0.5 s re-check when no listener fires
 
 
 def cpu_seconds(pid: int) -> float:
@@ -86,9 +94,10 @@ async def worker(url: str) -> None:
     from aiohttp import web
 
     from firmware_sim import h264
+    from hub.api.live import LiveMedia
     from hub.egress.ice import use_host_addresses
     from hub.egress.webrtc import Audience, LiveSessions, SessionKind
-    from hub.ingest.relay import PacketRelay
+    from hub.ingest.relay import PacketRelay, RelayHub
     from hub.ingest.rtsp import RtspSource
 
     use_host_addresses(LOOPBACK)
@@ -99,6 +108,7 @@ async def worker(url: str) -> None:
     refused: set[str] = set()
     ended: dict[str, float | None] = {}  # session id -> when the hub closed it
     sessions = LiveSessions()
+    media = LiveMedia(RelayHub(), sessions)  # the daemon's grant listener (hub/api/live.py)
 
     async def pump() -> None:
         async for packet in source.packets():
@@ -139,6 +149,9 @@ async def worker(url: str) -> None:
         if mode == "cut":
             refused.add(token)
             await sessions.cut(token)
+        elif mode == "listener":
+            refused.add(token)
+            media.grants_changed()  # what ConsentService.grants_changed calls after the commit
         else:
             refused.add(token)  # only the watchdog's re-check will notice
         return web.json_response({"revoked_at": at})
@@ -330,7 +343,7 @@ async def run(smoke: bool) -> dict[str, Any]:
                 cpu0, t0 = cpu_seconds(hub.pid), time.monotonic()
                 seens.append(await glass_to_glass(http, base, watch_s / viewers))
                 hub_cpus.append((cpu_seconds(hub.pid) - cpu0) / (time.monotonic() - t0) * 100)
-            cuts: dict[str, list[dict[str, float]]] = {"cut": [], "gate": []}
+            cuts: dict[str, list[dict[str, float]]] = {"cut": [], "listener": [], "gate": []}
             for _ in range(rounds):
                 for mode in cuts:
                     cuts[mode].append(await revoke_round(http, base, mode))
@@ -432,9 +445,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = asyncio.run(run(args.smoke))
     g = result["glass_to_glass_ms"]
-    worst_cut = max(v["viewer_ended_ms"]["max"] for v in result["revoke_to_cut_ms"].values())
-    result["target"] = f"glass-to-glass p95 < {TARGET_G2G_P95_MS:g} ms, revoke→cut <= {TARGET_CUT_MS:g} ms"
-    result["meets_target"] = g["p95"] < TARGET_G2G_P95_MS and worst_cut <= TARGET_CUT_MS
+    cuts = result["revoke_to_cut_ms"]
+    worst_cut = max(cuts[m]["hub_close_ms"]["max"] for m in ("cut", "listener"))
+    worst_viewer = max(cuts[m]["viewer_ended_ms"]["max"] for m in ("cut", "listener"))
+    worst_fallback = cuts["gate"]["viewer_ended_ms"]["max"]
+    result["target"] = (
+        f"glass-to-glass p95 < {TARGET_G2G_P95_MS:g} ms, revoke→cut <= {TARGET_CUT_MS:g} ms "
+        f"(listener), <= {TARGET_FALLBACK_MS:g} ms (poll fallback)"
+    )
+    result["meets_target"] = (
+        g["p95"] < TARGET_G2G_P95_MS and worst_cut <= TARGET_CUT_MS and worst_fallback <= TARGET_FALLBACK_MS
+    )
     p95s = g["p95_viewers"] or {"min": float("nan"), "max": float("nan")}
     nan = {"median": float("nan"), "max": float("nan")}
     j = {
@@ -446,7 +467,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['rtsp_leg_ms']['p50']:.0f} ms; no reference relay: absolute target); "
         f"join: first frame {j['first_frame_ms']['median']:.0f} ms, from the cached GOP (up to "
         f"{j['oldest_cached_frame_age_ms']['max']:.0f} ms old), live after {j['caught_up_ms']['max']:.0f} ms "
-        f"at worst; revoke→cut worst {worst_cut:.0f} ms; hub relay CPU "
+        f"at worst; revoke→cut (hub stops sending) worst {worst_cut:.0f} ms (listener "
+        f"{cuts['listener']['hub_close_ms']['max']:.0f}, direct cut {cuts['cut']['hub_close_ms']['max']:.0f}; "
+        f"viewer saw the end {worst_viewer:.0f}); poll fallback at the viewer {worst_fallback:.0f} ms; hub relay CPU "
         f"{result['hub_cpu_percent_one_viewer']:.1f}% of a core"
     )
     print(table(result))

@@ -8,7 +8,9 @@ Every `--interval` seconds it prints one row: the daemon's RSS, open fds, thread
 (the daemon logs them on SIGUSR1, hub/daemon.py), plus what the hub did (segments, deletions,
 requests, fetches). After the warm-up (a quarter of the run, at least 15 s) the first row is the
 baseline; the run fails (exit 1) if the median of the last three rows grows past the tolerance, if the
-daemon dies, or if its log has an ERROR or a Traceback. Not part of `python -m bench` (which measures
+daemon dies, or if its log has an ERROR or a Traceback. It also prints the RSS slope: a least-squares
+line through the rows after the warm-up, in MB per hour (issue 17: the unit's `MemoryMax=512M` is a
+budget, and a slope says how long it lasts where a first-versus-last difference is mostly noise). Not part of `python -m bench` (which measures
 speed); this measures that nothing grows.
 """
 
@@ -66,6 +68,16 @@ class SoakResult:
     samples: list[Sample] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     log_path: Path | None = None
+    warmup_s: float = 0.0
+
+    def rss_slope_mb_per_h(self) -> float | None:
+        """Least-squares slope of RSS over the samples after the warm-up, MB (10^6 bytes) per hour;
+        None with fewer than 3 such samples."""
+        after = [s for s in self.samples if s.t >= self.warmup_s]
+        if len(after) < 3:
+            return None
+        slope_kb_per_s = statistics.linear_regression([s.t for s in after], [s.rss_kb for s in after]).slope
+        return slope_kb_per_s * 1024 * 3600 / 1e6
 
     @property
     def ok(self) -> bool:
@@ -145,11 +157,14 @@ class _Hub:
             for name, info in sim.cameras.items()
         )
         self.config = workdir / "camhub.toml"
-        # Retention cycles: segments older than ~17 s go, and the index stays under ~2 MB.
+        # Retention cycles: segments older than ~17 s go, and the index stays under ~2 MB. The agency asks
+        # every 6-10 s, past the default 30 requests an hour per agency (a 30-minute soak died of 429
+        # after ~4 minutes): the soak measures growth, not that limit (tests/security has it).
         self.config.write_text(
             f'[hub]\nname = "soak"\ndata_dir = "{self.data}"\nbind = "127.0.0.1"\nport = {_free_port()}\n'
             "[storage]\nsegment_seconds = 2\nmax_age_days = 0.0002\nquota_gb = 0.002\n"
-            "[consent]\ntrust_system_clock = true\n[discovery]\nenabled = false\n" + cameras
+            "[consent]\ntrust_system_clock = true\nagency_requests_per_hour = 100000\n"
+            "[discovery]\nenabled = false\n" + cameras
         )
         self.log_path = workdir / "daemon.log"
         log = self.log_path.open("w")
@@ -317,6 +332,7 @@ def run(
         next_event = next_ask = next_poll = started + 3
         next_sample = started
         warmup = max(15.0, seconds / 4)
+        result.warmup_s = warmup
         while (now := time.monotonic()) - started < seconds:
             if hub.proc.poll() is not None:
                 result.problems.append(f"daemon exited with {hub.proc.returncode}")
@@ -405,6 +421,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     result = run(args.seconds, args.interval, args.cameras, args.workdir)
     print(result.table())
+    slope = result.rss_slope_mb_per_h()
+    after = [s for s in result.samples if s.t >= result.warmup_s]
+    if slope is not None:
+        print(
+            f"rss slope after the {result.warmup_s:.0f} s warm-up: {slope:+.2f} MB/h "
+            f"(linear fit over {len(after)} samples; {after[0].rss_kb / 1024:.1f} -> {after[-1].rss_kb / 1024:.1f} MiB)"
+        )
     if result.ok:
         print("soak ok: nothing grew past the tolerance, no errors in the log")
         return 0

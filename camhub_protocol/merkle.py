@@ -4,16 +4,21 @@ The audit log (PROTOCOL §5) is a list of canonical JSON entries; leaf i hashes 
 SHA-256(0x00 ‖ entry_i) and an interior node to SHA-256(0x01 ‖ left ‖ right) (§2.1.1). The tree
 head of the first n leaves, MTH(D[0:n]), splits at the largest power of two k < n (§2.1.1).
 
-`MerkleTree` keeps every complete, aligned subtree hash ("perfect" nodes): level h holds the hash
-of leaves [i·2^h, (i+1)·2^h). Appending costs O(log n); any MTH(D[a:b]) that RFC 9162's recursion
-needs is at most O(log n) lookups and hashes, because the left half of every split is such a
-perfect subtree. 100k entries take ~6.4 MB (two 32-byte hashes per leaf).
+A "perfect" node is a complete, aligned subtree: level h, index i holds the hash of leaves
+[i·2^h, (i+1)·2^h). Any MTH(D[a:b]) that RFC 9162's recursion needs is at most O(log n) perfect-node
+lookups and hashes, because the left half of every split is such a node; `subtree_hash`,
+`inclusion_path` and `consistency_path` take the lookup as a function, so the nodes can live anywhere.
+
+`MerkleTree` keeps every perfect node in memory (~6.4 MB per 100k leaves): for verifiers and tests.
+`Frontier` keeps only the right edge — the perfect nodes D[0:n] decomposes into, one per set bit of
+n — so its memory is proportional to the tree's height; appending returns the nodes it completes,
+for the caller to store where its lookup finds them (the hub: SQLite, hub/consent/audit.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from camhub_protocol.errors import AuditError
 
@@ -34,6 +39,92 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 def _split(n: int) -> int:
     """The largest power of two strictly smaller than n (n > 1)."""
     return 1 << ((n - 1).bit_length() - 1)
+
+
+PerfectLookup = Callable[[int, int], bytes]  # (level, index) -> hash of that perfect node
+Node = tuple[int, int, bytes]  # (level, index, hash)
+
+
+def subtree_hash(perfect: PerfectLookup, start: int, end: int) -> bytes:
+    """MTH(D[start:end]) for start < end (RFC 9162 §2.1.1), perfect aligned subtrees from `perfect`."""
+    n = end - start
+    if n & (n - 1) == 0 and start % n == 0:
+        return perfect(n.bit_length() - 1, start // n)
+    k = _split(n)
+    return node_hash(subtree_hash(perfect, start, start + k), subtree_hash(perfect, start + k, end))
+
+
+def inclusion_path(perfect: PerfectLookup, m: int, start: int, end: int) -> list[bytes]:
+    """PATH(m, D[start:end]) of RFC 9162 §2.1.3.1, leaf first (no range checks)."""
+    n = end - start
+    if n == 1:
+        return []
+    k = _split(n)
+    if m < k:
+        return [*inclusion_path(perfect, m, start, start + k), subtree_hash(perfect, start + k, end)]
+    return [*inclusion_path(perfect, m - k, start + k, end), subtree_hash(perfect, start, start + k)]
+
+
+def consistency_path(perfect: PerfectLookup, m: int, start: int, end: int, whole: bool = True) -> list[bytes]:
+    """SUBPROOF(m, D[start:end], whole) of RFC 9162 §2.1.4.1 (no range checks; 0 < m <= n)."""
+    n = end - start
+    if m == n:
+        return [] if whole else [subtree_hash(perfect, start, end)]
+    k = _split(n)
+    if m <= k:
+        return [*consistency_path(perfect, m, start, start + k, whole), subtree_hash(perfect, start + k, end)]
+    return [*consistency_path(perfect, m - k, start + k, end, False), subtree_hash(perfect, start, start + k)]
+
+
+class Frontier:
+    """The right edge of an append-only RFC 9162 tree: O(log n) hashes, whatever n is.
+
+    Holds the perfect nodes D[0:size] decomposes into, largest first (one per set bit of size). The
+    root of the current size folds them; anything about an older size needs the other perfect nodes,
+    which `extend` hands to the caller as it completes them."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._edge: list[tuple[int, bytes]] = []  # (level, hash), levels strictly decreasing
+
+    def copy(self) -> Frontier:
+        other = Frontier()
+        other.size, other._edge = self.size, list(self._edge)
+        return other
+
+    def extend(self, leaves: Iterable[bytes]) -> list[Node]:
+        """Append leaf hashes; returns every perfect node of level >= 1 they complete."""
+        done: list[Node] = []
+        for leaf in leaves:
+            if len(leaf) != HASH_SIZE:
+                raise ValueError("leaf hash must be 32 bytes")
+            index = self.size
+            level, h = 0, leaf
+            while self._edge and self._edge[-1][0] == level:
+                _, left = self._edge.pop()
+                level, h = level + 1, node_hash(left, h)
+                done.append((level, index >> level, h))
+            self._edge.append((level, h))
+            self.size += 1
+        return done
+
+    def nodes(self) -> list[Node]:
+        """The edge as (level, index, hash), largest first."""
+        out, start = [], 0
+        for level, h in self._edge:
+            out.append((level, start >> level, h))
+            start += 1 << level
+        return out
+
+    def root(self) -> bytes:
+        """MTH(D[0:size]): the right edge folded from the smallest node up (RFC 9162 §2.1.1 splits at
+        the largest power of two, which is the edge's first node)."""
+        if not self._edge:
+            return EMPTY_ROOT
+        root = self._edge[-1][1]
+        for _, h in reversed(self._edge[:-1]):
+            root = node_hash(h, root)
+        return root
 
 
 class MerkleTree:
@@ -65,13 +156,12 @@ class MerkleTree:
     def leaf(self, index: int) -> bytes:
         return self._levels[0][index]
 
+    def _perfect(self, level: int, index: int) -> bytes:
+        return self._levels[level][index]
+
     def _hash(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) for start < end; perfect aligned subtrees come from the cache."""
-        n = end - start
-        if n & (n - 1) == 0 and start % n == 0:
-            return self._levels[n.bit_length() - 1][start // n]
-        k = _split(n)
-        return node_hash(self._hash(start, start + k), self._hash(start + k, end))
+        return subtree_hash(self._perfect, start, end)
 
     def _check_size(self, size: int) -> None:
         if not 0 <= size <= self.size:
@@ -88,16 +178,7 @@ class MerkleTree:
         self._check_size(size)
         if not 0 <= index < size:
             raise AuditError("bad_leaf_index", f"leaf {index} is not in a tree of size {size}")
-        return self._path(index, 0, size)
-
-    def _path(self, m: int, start: int, end: int) -> list[bytes]:
-        n = end - start
-        if n == 1:
-            return []
-        k = _split(n)
-        if m < k:
-            return [*self._path(m, start, start + k), self._hash(start + k, end)]
-        return [*self._path(m - k, start + k, end), self._hash(start, start + k)]
+        return inclusion_path(self._perfect, index, 0, size)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """PROOF(m, D[0:n]) of RFC 9162 §2.1.4.1; empty when m == n or m == 0."""
@@ -106,16 +187,7 @@ class MerkleTree:
             raise AuditError("bad_tree_size", f"cannot prove {old_size} -> {new_size}")
         if old_size in (0, new_size):
             return []
-        return self._subproof(old_size, 0, new_size, True)
-
-    def _subproof(self, m: int, start: int, end: int, whole: bool) -> list[bytes]:
-        n = end - start
-        if m == n:
-            return [] if whole else [self._hash(start, end)]
-        k = _split(n)
-        if m <= k:
-            return [*self._subproof(m, start, start + k, whole), self._hash(start + k, end)]
-        return [*self._subproof(m - k, start + k, end, False), self._hash(start, start + k)]
+        return consistency_path(self._perfect, old_size, 0, new_size)
 
 
 def root_from_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes | None:

@@ -328,7 +328,7 @@ class SimCamera:
         try:
             while True:
                 try:
-                    self._tick(loop.time())
+                    self._tick(loop.time(), next_t)
                 except Exception:
                     # A bug in one frame must not stop the camera; log it and carry on.
                     log.exception("camera %s: frame %d failed", self.name, self._seq)
@@ -342,7 +342,12 @@ class SimCamera:
         finally:
             log.debug("camera %s clock stopped at frame %d", self.name, self._seq)
 
-    def _tick(self, now: float) -> None:
+    def _tick(self, now: float, scheduled: float | None = None) -> None:
+        """Produce one frame. `scheduled`: the loop time this frame was due. A camera's sensor captures
+        on its frame clock (which the RTP timestamps, `seq / fps`, follow) and encoding and sending add
+        latency after it, so the capture time stamped is when the frame was due, not when this event
+        loop got round to it: a tick 60 ms late on a busy machine used to stamp a capture time 60 ms
+        off the frame's own timestamp, a camera no hub could record to the 100 ms issue 17 asks."""
         frames = self.visitor_frames if self._kind == picture.CLIP_VISITOR else self.loop_frames
         if self._pos >= frames:
             if self._kind == picture.CLIP_VISITOR:
@@ -362,7 +367,7 @@ class SimCamera:
                 self._emit("motion", state="start")
         if self._kind == picture.CLIP_VISITOR and self._pos == self._ring_at:
             self._emit("doorbell")
-        capture_s = self.camera_time()
+        capture_s = self.camera_time() - (max(0.0, now - scheduled) if scheduled is not None else 0.0)
         deliver = now >= self._stalled_until and now >= self._muted_until
         corrupt = self._corrupt_left > 0
         if corrupt:

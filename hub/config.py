@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from hub import redact
+
 T = TypeVar("T")
 
 CAMERA_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -196,6 +198,61 @@ class RelayConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    """`[mqtt]`: Home Assistant over MQTT (PROTOCOL §8.4). Absent: no MQTT. Never carries media."""
+
+    # mqtt://host:port or mqtts://host:port (TLS); empty: MQTT is off.
+    url: str = ""
+    username: str | None = None
+    password: str | None = None
+    # CA bundle for mqtts:// (a broker with a private CA); None: the system's trust store.
+    tls_ca_file: Path | None = None
+    discovery_prefix: str = "homeassistant"
+    topic_prefix: str = "camhub"
+    # Reconnect backoff while the broker is unreachable: 1 s doubling up to this.
+    reconnect_max_s: float = 60.0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts://")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    """`[push]`: Web Push to the owner's browsers (PROTOCOL §8.3). Never carries media."""
+
+    enabled: bool = True
+    # RFC 8292 §2.1 `sub`: how a push service reaches the hub's operator (mailto: or https:).
+    contact: str = "mailto:owner@camhub.invalid"
+    # How long one push service may take to answer before the attempt counts as failed.
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """`[notify]`: what every channel shares (PROTOCOL §8.1)."""
+
+    # A camera silent this long is reported offline (once, until it is back).
+    offline_after_s: float = 60.0
+    # Per channel: notifications waiting to be sent; beyond this the newest is dropped and counted.
+    queue_size: int = 100
+    # Attempts per notification (a failing push service or broker), with backoff between them.
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
 class Config:
     hub: HubConfig
     cameras: tuple[CameraConfig, ...]
@@ -203,6 +260,9 @@ class Config:
     consent: ConsentConfig
     discovery: DiscoveryConfig
     relay: RelayConfig = field(default_factory=RelayConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    push: PushConfig = field(default_factory=PushConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
     def camera(self, camera_id: str) -> CameraConfig | None:
         return next((c for c in self.cameras if c.id == camera_id), None)
@@ -253,18 +313,24 @@ def load(path: Path) -> Config:
 def parse(data: dict[str, Any], base_dir: Path | None = None) -> Config:
     """Validate an already-parsed TOML document."""
     v = _Validator()
-    v.unknown(data, "", {"hub", "cameras", "storage", "consent", "discovery", "relay"})
+    v.unknown(
+        data, "", {"hub", "cameras", "storage", "consent", "discovery", "relay", "mqtt", "push", "notify"}
+    )
     hub = _parse_hub(v, v.table(data, "hub"), base_dir)
     storage = _parse_storage(v, v.table(data, "storage"))
     consent = _parse_consent(v, v.table(data, "consent"))
     discovery = _parse_discovery(v, v.table(data, "discovery"))
     relay = _parse_relay(v, v.table(data, "relay"), base_dir)
+    mqtt = _parse_mqtt(v, v.table(data, "mqtt"), base_dir)
+    push = _parse_push(v, v.table(data, "push"))
+    notify = _parse_notify(v, v.table(data, "notify"))
     cameras = _parse_cameras(v, data.get("cameras", []))
     if v.problems:
         raise ConfigError(v.problems)
     return Config(
-        hub=hub, cameras=cameras, storage=storage, consent=consent, discovery=discovery, relay=relay
-    )
+        hub=hub, cameras=cameras, storage=storage, consent=consent, discovery=discovery, relay=relay,
+        mqtt=mqtt, push=push, notify=notify,
+    )  # fmt: skip
 
 
 def parse_camera(table: dict[str, Any]) -> CameraConfig:
@@ -613,6 +679,89 @@ def _rtsp_url(value: str) -> str | None:
     return None
 
 
+def _mqtt_url(value: str) -> str | None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        return "must be an mqtt:// or mqtts:// URL (mqtt://host:port)"
+    if parts.username or parts.password:
+        return "must not hold credentials (use mqtt.username and mqtt.password)"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return "must be mqtt://host:port with no path, query or fragment"
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "has an invalid port"
+    return None
+
+
+# MQTT topic level (no wildcards, no separator) and Home Assistant's discovery prefix rules.
+_TOPIC_LEVEL = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _topic_level(value: str) -> str | None:
+    return None if _TOPIC_LEVEL.fullmatch(value) else "must be 1-64 characters of A-Z a-z 0-9 _ -"
+
+
+def _parse_mqtt(v: _Validator, t: dict[str, Any], base_dir: Path | None) -> MqttConfig:
+    p = "mqtt."
+    v.unknown(
+        t, p,
+        {"url", "username", "password", "tls_ca_file", "discovery_prefix", "topic_prefix", "reconnect_max_s"},
+    )  # fmt: skip
+    if not t:
+        return MqttConfig()
+    d = MqttConfig()
+    if "url" not in t:
+        v.error(f"{p}url", "is required: mqtt://host:port or mqtts://host:port")
+    url = v.get(t, p, "url", str, "", _mqtt_url)
+    short = lambda s: None if 0 < len(s) <= 256 else "must be 1-256 characters"  # noqa: E731
+    ca = v.get(t, p, "tls_ca_file", str, None, lambda s: None if s else "must not be empty")
+    ca_path = Path(ca) if ca else None
+    if ca_path is not None and not ca_path.is_absolute() and base_dir is not None:
+        ca_path = (base_dir / ca_path).resolve()
+    # The broker password, like the cameras', never appears in a log line (hub/redact.py).
+    redact.add_secrets([t.get("password") if isinstance(t.get("password"), str) else None])
+    return MqttConfig(
+        url=url,
+        username=v.get(t, p, "username", str, None, short),
+        password=v.get(t, p, "password", str, None, short),
+        tls_ca_file=ca_path,
+        discovery_prefix=v.get(t, p, "discovery_prefix", str, d.discovery_prefix, _topic_level),
+        topic_prefix=v.get(t, p, "topic_prefix", str, d.topic_prefix, _topic_level),
+        reconnect_max_s=float(
+            v.get(t, p, "reconnect_max_s", (int, float), d.reconnect_max_s, _range(1, 3600))
+        ),
+    )
+
+
+def _parse_push(v: _Validator, t: dict[str, Any]) -> PushConfig:
+    p = "push."
+    v.unknown(t, p, {"enabled", "contact", "timeout_s"})
+    d = PushConfig()
+    contact = v.get(
+        t, p, "contact", str, d.contact,
+        lambda s: None if re.fullmatch(r"(mailto:|https://)\S{1,250}", s) else "must be a mailto: or https:// URL",
+    )  # fmt: skip
+    return PushConfig(
+        enabled=v.get(t, p, "enabled", bool, d.enabled),
+        contact=contact,
+        timeout_s=float(v.get(t, p, "timeout_s", (int, float), d.timeout_s, _range(0.1, 120))),
+    )
+
+
+def _parse_notify(v: _Validator, t: dict[str, Any]) -> NotifyConfig:
+    p = "notify."
+    v.unknown(t, p, {"offline_after_s", "queue_size", "max_attempts"})
+    d = NotifyConfig()
+    return NotifyConfig(
+        offline_after_s=float(
+            v.get(t, p, "offline_after_s", (int, float), d.offline_after_s, _range(1, 86400))
+        ),
+        queue_size=v.get(t, p, "queue_size", int, d.queue_size, _range(1, 10_000)),
+        max_attempts=v.get(t, p, "max_attempts", int, d.max_attempts, _range(1, 20)),
+    )
+
+
 def _http_url(value: str) -> str | None:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -765,6 +914,8 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
                 read_timeout_s=float(v.get(t, p, "read_timeout_s", (int, float), 5.0, _range(1, 60))),
             )
         )
+    # Passwords are removed from every log line and stored error from now on (hub/redact.py).
+    redact.add_secrets(c.password for c in cameras)
     return tuple(cameras)
 
 

@@ -29,6 +29,7 @@ from hub.consent import pairing
 from hub.consent.service import ConsentService
 from hub.discovery import Discovery
 from hub.ingest.camera import Cameras
+from hub.notify.service import Notifier as OwnerNotifier
 from hub.onvif.discovery import OnvifDiscovery
 from hub.record import sealed
 from hub.services import Services
@@ -134,6 +135,18 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
         )
         stack.push_async_callback(services.cameras.stop)
         await services.cameras.start()
+
+        # Notifications after what feeds them (audit entries, camera events), stopped before them.
+        cameras = services.cameras
+        services.notifier = await OwnerNotifier.start(
+            config, store, supervisor, hub_key.hub_id, cameras.status
+        )
+        stack.push_async_callback(services.notifier.stop)
+        services.consent.audit_listeners.append(services.notifier.on_audit)
+        cameras.event_listeners.append(services.notifier.on_camera_event)
+        if not services.consent.clock.synced():
+            # `clock.unsynced` is audited only when a decision is refused: tell the owner at start too.
+            services.notifier.clock_unsynced()
 
         app = make_app(services)
         if _MALFORMED not in logging.getLogger("aiohttp.server").filters:

@@ -7,15 +7,16 @@ password in base64. `redact()` removes all of these from any text; it is applied
 made (source errors, motion and camera status) and, as a second line, by `RedactingFilter` on every
 log record the daemon writes (hub/cli.py), so a library's own log line cannot leak them either.
 
-It is structural on purpose: blanking the configured passwords wherever they appear would also blank
-ordinary words (the simulator's password is "camhub", which then erased the daemon's own
-`camhub ready` line).
+`secrets` lets a caller also remove exact values (the configured password, which a URL may carry
+percent-encoded or a library may echo alone).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
+from urllib.parse import quote
 
 # scheme://user[:password]@ — anything up to the first '@' before the host (RFC 3986 §3.2.1).
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
@@ -23,15 +24,30 @@ _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]*@")
 _DIGEST = re.compile(r'(?i)\b(response|nonce|cnonce|username|opaque)\s*=\s*("[^"]*"|[^,\s]+)')
 _AUTH_HEADER = re.compile(r"(?i)\b((?:proxy-)?authorization\s*:\s*(?:basic|digest|bearer)?\s*)[^\r\n]+")
 _REDACTED = "***"
+_secrets: set[str] = set()
+
+
+def add_secrets(values: Iterable[str | None]) -> None:
+    """Remember exact values to remove from every text `redact` sees (the cameras' passwords,
+    also percent-encoded as they appear in a URL). Short values are ignored: a one-letter
+    "password" would blank every such letter in every log line."""
+    for value in values:
+        if value and len(value) >= 4:
+            _secrets.add(value)
+            _secrets.add(quote(value, safe=""))
 
 
 def redact(text: str) -> str:
-    """`text` without URL userinfo or Digest/Basic credential material."""
+    """`text` without URL userinfo, Digest/Basic material or any remembered secret."""
     if not text:
         return text
     out = _USERINFO.sub(r"\1", text)
     out = _DIGEST.sub(lambda m: f'{m.group(1)}="{_REDACTED}"', out)
-    return _AUTH_HEADER.sub(lambda m: m.group(1) + _REDACTED, out)
+    out = _AUTH_HEADER.sub(lambda m: m.group(1) + _REDACTED, out)
+    for secret in _secrets:
+        if secret in out:
+            out = out.replace(secret, _REDACTED)
+    return out
 
 
 class RedactingFilter(logging.Filter):

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from hub.consent.service import ConsentService
     from hub.discovery import Discovery
     from hub.ingest.camera import Cameras
+    from hub.notify.service import Notifier
     from hub.onvif.discovery import OnvifDiscovery
     from hub.uplink.link import RelayLink
 
@@ -46,6 +47,9 @@ class Services:
     onvif_discovery: OnvifDiscovery | None = None
     # The outbound link to a camhub-relay (`[relay]`, PROTOCOL §7); None when not configured.
     uplink: RelayLink | None = None
+    # The owner's notifications (Home Assistant over MQTT, Web Push; PROTOCOL §8); started after the
+    # cameras, stopped before them.
+    notifier: Notifier | None = None
 
 
 # Routes reach the services through this typed key (aiohttp's AppKey), never a string.

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED: dict[str, set[str]] = {
     "sim_bench": {"results", "reference", "why_no_reference"},
     "record_bench": {"scenarios", "target", "meets_target"},
+    "daemon_bench": {"side_by_side", "scaling", "target", "meets_target"},
     "encrypt_bench": {"recording_cpu_s_per_camera_s"},
     "motion_bench": {"runs", "detector_only", "reference", "target", "meets_target"},
     "live_bench": {

@@ -171,3 +171,31 @@ def test_relay_section() -> None:
         assert key in problems, (key, problems)
     with pytest.raises(config.ConfigError, match=r"relay\.public_url: is required"):
         config.parse({"relay": {"url": "nats://127.0.0.1:4222"}})
+
+
+def test_notification_tables_are_validated() -> None:
+    base = {"hub": {"data_dir": "/tmp/x"}}
+    cfg = config.parse(
+        {
+            **base,
+            "mqtt": {"url": "mqtts://broker.lan", "username": "u", "password": "p"},
+            "notify": {"offline_after_s": 5},
+        }
+    )
+    assert cfg.mqtt.enabled and cfg.mqtt.tls and cfg.mqtt.port == 8883 and cfg.mqtt.host == "broker.lan"
+    assert cfg.mqtt.discovery_prefix == "homeassistant" and cfg.notify.offline_after_s == 5
+    assert cfg.push.enabled and not config.parse(base).mqtt.enabled
+    with pytest.raises(config.ConfigError) as exc:
+        config.parse(
+            {
+                **base,
+                "mqtt": {"url": "mqtt://u:p@broker.lan", "discovery_prefix": "home/assistant", "tls": True},
+                "push": {"contact": "owner@example.org"},
+                "notify": {"queue_size": 0},
+            }
+        )
+    text = "\n".join(exc.value.problems)
+    for key in ("mqtt.url", "mqtt.discovery_prefix", "mqtt.tls", "push.contact", "notify.queue_size"):
+        assert key in text, text
+    with pytest.raises(config.ConfigError, match=r"mqtt\.url: is required"):
+        config.parse({**base, "mqtt": {"username": "u"}})

@@ -15,6 +15,7 @@ from hub.api import (
     errors,
     hosts,
     live,
+    notify,
     owner,
     owner_ui,
     public,
@@ -45,6 +46,7 @@ def make_app(services: Services) -> web.Application:
     session.setup(app)  # owner sessions, CSRF, security headers on every response
     owner_ui.setup(app)  # owner pages and their JSON, each route behind session.require_owner
     settings.setup(app)  # owner settings from the web UI: cameras and storage, overlaid on the file
+    notify.setup(app)  # owner: notification settings and Web Push subscriptions (PROTOCOL §8)
     owner.setup(app)  # consent: first-owner enrolment, signed decisions, audit proofs
     agency.setup(app)  # consent: RFC 9421 signed agency API; media only through gate.check
     if services.cameras is not None:

@@ -90,6 +90,11 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("DELETE", "/api/v1/owner/settings/cameras/{camera_id}"): RouteGuard(Guard.OWNER_SESSION),
     ("PATCH", "/api/v1/owner/settings/storage"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/audit/entries"): RouteGuard(Guard.OWNER_SESSION),
+    # hub/api/notify.py: notification settings and Web Push subscriptions (PROTOCOL §8), no media
+    ("GET", "/api/v1/owner/notifications"): RouteGuard(Guard.OWNER_SESSION),
+    ("PATCH", "/api/v1/owner/notifications"): RouteGuard(Guard.OWNER_SESSION),
+    ("POST", "/api/v1/owner/push/subscriptions"): RouteGuard(Guard.OWNER_SESSION),
+    ("DELETE", "/api/v1/owner/push/subscriptions/{sub_id}"): RouteGuard(Guard.OWNER_SESSION),
 }
 
 

@@ -8,9 +8,15 @@ the tree. Checkpoints are C2SP tlog-checkpoints signed by the hub key (see `chec
 formatting (ECMAScript) is the one part of canonical JSON the stdlib does not reproduce, and the
 stand-alone verifier (`audit_verify.py`) checks canonical form with the stdlib only.
 
-The in-memory `MerkleTree` is rebuilt from the stored leaf hashes at open (one pass) and then grows
-by O(log n) per append; proofs never rescan the log. One asyncio lock orders appends so the tree's
-leaf order is the database's seq order.
+Memory proportional to the tree's height, not its size (issue 17: the whole tree in memory grew
+~6.4 MB per 100k entries). In memory only the tree's right edge (`merkle.Frontier`, one hash per set
+bit of the size); the interior nodes are rows of `audit_nodes`, written as appends complete them and
+read back for proofs and old roots (O(log n) indexed lookups on the store's read connection, on the
+calling thread). At open one streaming pass over the stored leaf hashes rebuilds the edge, fills in any
+node rows that are missing (the first start after the migration, or entries `camhub owner reset`
+appended from another process) and checks the last checkpoint. The nodes of an append are stored
+before the tree's size moves past them, so any proof of a size the log has reached finds its nodes.
+One asyncio lock orders appends so the tree's leaf order is the database's seq order.
 
 Export layout (read by `camhub audit verify DIR`):
     entries.jsonl      one entry per line: the exact stored bytes, then "\\n"
@@ -32,10 +38,11 @@ from typing import Any
 
 import rfc8785
 
+from camhub_protocol import merkle
 from camhub_protocol.checkpoint import origin_for, parse_checkpoint, sign_checkpoint
 from camhub_protocol.errors import AuditError
 from camhub_protocol.keys import HubKey
-from camhub_protocol.merkle import MerkleTree, leaf_hash
+from camhub_protocol.merkle import Frontier, leaf_hash
 from hub.store import Store
 from hub.store import audit as q
 
@@ -115,7 +122,7 @@ class AuditLog:
     """The hub's audit log over the store; create with `await AuditLog.open(store, hub_key)`."""
 
     def __init__(
-        self, store: Store, hub_key: HubKey, tree: MerkleTree, clock: Callable[[], str] = rfc3339_now
+        self, store: Store, hub_key: HubKey, tree: Frontier, clock: Callable[[], str] = rfc3339_now
     ) -> None:
         self._store = store
         self._key = hub_key
@@ -126,19 +133,22 @@ class AuditLog:
 
     @classmethod
     async def open(cls, store: Store, hub_key: HubKey, clock: Callable[[], str] = rfc3339_now) -> AuditLog:
-        """Load the stored leaf hashes into the tree (one pass) and check it against the last checkpoint."""
-        leaves = await store.run(q.leaf_hashes)
-        tree = await asyncio.to_thread(MerkleTree, leaves)
-        log = cls(store, hub_key, tree, clock)
+        """Rebuild the right edge from the stored leaf hashes (one streaming pass), store missing
+        nodes, and check the tree against the last checkpoint."""
         latest = await store.run(q.latest_checkpoint)
-        if latest is not None:
-            cp = parse_checkpoint(latest[1], hub_key.public_key, log.origin)
-            if cp.size > tree.size or tree.root(cp.size) != cp.root:
-                raise AuditError(
-                    "audit_inconsistent",
-                    f"stored log does not match its checkpoint at size {cp.size}",
-                    status=500,
-                )
+        check = (
+            None
+            if latest is None
+            else parse_checkpoint(latest[1], hub_key.public_key, origin_for(hub_key.hub_id))
+        )
+        tree, root_at_check = await store.run(_rebuild, None if check is None else check.size)
+        log = cls(store, hub_key, tree, clock)
+        if check is not None and (check.size > tree.size or root_at_check != check.root):
+            raise AuditError(
+                "audit_inconsistent",
+                f"stored log does not match its checkpoint at size {check.size}",
+                status=500,
+            )
         return log
 
     @property
@@ -157,23 +167,43 @@ class AuditLog:
             seq, _, leaf, missed = await self._store.run(q.append_entry, make, self._tree.size)
             # Entries another process appended meanwhile (`camhub owner reset` on the box) join the
             # tree first, in seq order, so the tree stays the database's log.
-            for hash_ in missed:
-                self._tree.append(hash_)
-            if seq != self._tree.size:
+            if seq != self._tree.size + len(missed):
                 raise AuditError(
-                    "audit_inconsistent", f"store gave seq {seq}, tree has {self._tree.size}", 500
+                    "audit_inconsistent",
+                    f"store gave seq {seq}, tree has {self._tree.size + len(missed)}",
+                    500,
                 )
-            self._tree.append(leaf)
+            grown = self._tree.copy()
+            nodes = grown.extend([*missed, leaf])
+            # Nodes first: a reader that sees the new size must find every node of it.
+            await self._store.run(q.store_nodes, nodes)
+            self._tree = grown
         return seq, leaf
 
+    def _perfect(self, level: int, index: int) -> bytes:
+        found = self._store.read_here(q.perfect_node, level, index)
+        if found is None:
+            raise AuditError("audit_inconsistent", f"audit node ({level}, {index}) is not stored", 500)
+        return found
+
+    def _check_size(self, size: int) -> None:
+        if not 0 <= size <= self._tree.size:
+            raise AuditError("bad_tree_size", f"tree size {size} outside 0..{self._tree.size}")
+
     def root(self, size: int | None = None) -> bytes:
-        return self._tree.root(size)
+        """MTH(D[0:size]) (RFC 9162 §2.1.1); the current size (from memory) by default."""
+        tree = self._tree
+        size = tree.size if size is None else size
+        self._check_size(size)
+        if size == tree.size:
+            return tree.root()
+        return merkle.EMPTY_ROOT if size == 0 else merkle.subtree_hash(self._perfect, 0, size)
 
     async def checkpoint(self) -> str:
         """Sign a checkpoint of the current tree, store it and return the signed note."""
         async with self._lock:
             size = self._tree.size
-            note = sign_checkpoint(self.origin, size, self._tree.root(size), self._key.private_key)
+            note = sign_checkpoint(self.origin, size, self._tree.root(), self._key.private_key)
             await self._store.run(q.store_checkpoint, size, note)
         stored = await self._store.run(q.checkpoint_at_least, size)
         if stored is None or stored[0] != size:
@@ -186,11 +216,19 @@ class AuditLog:
 
     def inclusion_proof(self, seq: int, size: int) -> list[bytes]:
         """RFC 9162 §2.1.3.1 audit path for entry `seq` in the tree of `size` entries."""
-        return self._tree.inclusion_proof(seq, size)
+        self._check_size(size)
+        if not 0 <= seq < size:
+            raise AuditError("bad_leaf_index", f"leaf {seq} is not in a tree of size {size}")
+        return merkle.inclusion_path(self._perfect, seq, 0, size)
 
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """RFC 9162 §2.1.4.1 proof that the tree of `new_size` extends the one of `old_size`."""
-        return self._tree.consistency_proof(old_size, new_size)
+        self._check_size(new_size)
+        if not 0 <= old_size <= new_size:
+            raise AuditError("bad_tree_size", f"cannot prove {old_size} -> {new_size}")
+        if old_size in (0, new_size):
+            return []
+        return merkle.consistency_path(self._perfect, old_size, 0, new_size)
 
     async def entry(self, seq: int) -> bytes:
         data = await self._store.run(q.read_entry, seq)
@@ -217,7 +255,7 @@ class AuditLog:
             "entry": entry.decode("utf-8"),
             "entry_hash": leaf_hash(entry).hex(),
             "tree_size": cp.size,
-            "inclusion_proof": [_b64(h) for h in self._tree.inclusion_proof(seq, cp.size)],
+            "inclusion_proof": [_b64(h) for h in self.inclusion_proof(seq, cp.size)],
             "checkpoint": note,
         }
 
@@ -225,26 +263,28 @@ class AuditLog:
         """Write the export layout (module doc) into `directory`; returns the number of entries."""
         size = self._tree.size
         checkpoints = await self._store.run(q.all_checkpoints)
-        leaves = [self._tree.leaf(i) for i in range(size)]
         entries_path = directory / "entries.jsonl"
+        leaves_path = directory / "leaf-hashes.txt"
 
         def start_files() -> None:
             (directory / "checkpoints").mkdir(parents=True, exist_ok=True)
             entries_path.write_bytes(b"")
+            leaves_path.write_bytes(b"")
 
         await asyncio.to_thread(start_files)
         for start in range(0, size, batch):
-            rows = await self._store.run(q.read_entries, start, min(size, start + batch))
+            rows = await self._store.run(q.read_leaves, start, min(size, start + batch))
 
-            def write(rows: list[tuple[int, bytes]] = rows) -> None:
+            def write(rows: list[tuple[int, bytes, bytes]] = rows) -> None:
                 with entries_path.open("ab") as f:
-                    for _, entry in rows:
+                    for _, entry, _ in rows:
                         f.write(entry + b"\n")
+                with leaves_path.open("a") as f:
+                    f.write("".join(bytes(h).hex() + "\n" for _, _, h in rows))
 
             await asyncio.to_thread(write)
 
         def write_rest() -> None:
-            (directory / "leaf-hashes.txt").write_text("".join(h.hex() + "\n" for h in leaves))
             for tree_size, note in checkpoints:
                 if tree_size <= size:
                     (directory / "checkpoints" / f"{tree_size}.note").write_text(note, encoding="utf-8")
@@ -252,3 +292,24 @@ class AuditLog:
 
         await asyncio.to_thread(write_rest)
         return size
+
+
+def _rebuild(conn: Any, check_size: int | None) -> tuple[Frontier, bytes | None]:
+    """(the tree's right edge, its root at `check_size`) from one pass over the stored leaf hashes; any
+    interior node the pass completes that is not stored yet is stored. Runs in the database thread."""
+    tree = Frontier()
+    root_at_check = merkle.EMPTY_ROOT if check_size == 0 else None
+    size = q.entry_count(conn)
+    complete = q.node_count(conn) == size - size.bit_count()  # n leaves have n - popcount(n) nodes
+    pending: list[merkle.Node] = []
+    for leaf in q.iter_leaf_hashes(conn):
+        nodes = tree.extend([leaf])
+        if not complete:
+            pending.extend(nodes)
+            if len(pending) >= 10_000:
+                q.store_nodes(conn, pending)
+                pending = []
+        if tree.size == check_size:
+            root_at_check = tree.root()
+    q.store_nodes(conn, pending)
+    return tree, root_at_check

@@ -304,6 +304,11 @@ async def submit(svc: ConsentService, compact: bytes, route: str = DECISIONS_ROU
         raise
     decision = attempt.decision
     assert decision is not None
+    if outcome.grants_ended:
+        # At once, before the audit entries and the holds refresh below (each a database round trip):
+        # the revoke is committed, and every live session re-checks the gate now (issue 17: cut within
+        # 100 ms; the sessions' 0.5 s re-check is only the fallback).
+        svc.grants_changed()
     actor = f"owner:{decision.kid}"
     await svc.record(
         "decision.accepted",
@@ -324,8 +329,6 @@ async def submit(svc: ConsentService, compact: bytes, route: str = DECISIONS_ROU
     for type_, data in outcome.events:
         await svc.record(type_, actor, data)
     await svc.refresh_holds()
-    if outcome.grants_ended:
-        svc.grants_changed()
     if outcome.grant is not None and outcome.grant.kind == "clip":
         from hub.consent import deliveries
 

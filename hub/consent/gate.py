@@ -40,6 +40,8 @@ Every path that sends bytes off the box, and how it reaches the gate:
 | relay: `POST {public_url}/hubs/{hub_id}/api/agency/v1/live/{grant_id}` (`hub/uplink/calls.py` → `live.open_agency_live`) | live camera media over WebRTC, signalled through the relay | as the LAN WHEP row: agency signature (against `public_url`), `gate.check(kind="live")`, the session watchdog |
 | relay: polls, decisions, `GET …/api/v1/hub`, queued requests (`hub/uplink/calls.py`) | status, ids, delivery URLs, error codes; no media | agency signature / owner JWS / public |
 | relay registration (`hub/uplink/link.py`, KV `camhub_hubs`) | hub_id, public key, name, `respond_by_s` | no media |
+| Home Assistant over MQTT (`hub/notify/mqtt.py`, PROTOCOL §8.4) | discovery configs, `online`/`offline`, `ON`/`OFF`, a pending count, `{"event_type"[, "camera"]}`; never snapshots or thumbnails | no media: `hub/notify/` imports nothing that reads footage or stills (`tests/notify/test_no_media.py`); the broker and credentials are the owner's `[mqtt]` |
+| Web Push (`hub/notify/push.py`, PROTOCOL §8.3) | `{"v","event","title","body","url"}` encrypted (RFC 8291) to a browser the owner subscribed; `body` empty unless the owner turned details on | no media (as the MQTT row); subscriptions only through the owner session + CSRF |
 
 `tests/consent/test_api_route_guards.py` enumerates the aiohttp routes against the table in
 `hub/api/guards.py` and fails if a route that can return media is behind neither the owner session

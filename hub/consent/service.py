@@ -56,6 +56,10 @@ class ConsentService:
     # Called (synchronously, on the event loop) after anything that can end a grant: revoke,
     # revoke-key, remove-agency. Live egress (WHEP) subscribes to cut streams at once (§2.4).
     grant_listeners: list[Callable[[], None]] = field(default_factory=list)
+    # Called (synchronously, on the event loop, never awaited) with (type, actor, data) after each
+    # audit entry is appended: the owner's notifications (hub/notify/) listen here. A listener must
+    # not block; one that raises is logged and the entry stands.
+    audit_listeners: list[Callable[[str, str, dict[str, Any]], None]] = field(default_factory=list)
     # Latest holds (camera, start, end) for retention, refreshed after every consent write.
     _holds: list[tuple[str, float, float]] = field(default_factory=list)
     _refreshing: list[list[tuple[str, float, float]]] = field(default_factory=list)
@@ -146,7 +150,13 @@ class ConsentService:
 
     async def record(self, type_: str, actor: str, data: dict[str, Any]) -> tuple[int, bytes]:
         """Append an audit entry (§5). Floats are not allowed in entries: pass times as RFC 3339."""
-        return await self.audit.append(type_, actor, data)
+        appended = await self.audit.append(type_, actor, data)
+        for listener in list(self.audit_listeners):
+            try:
+                listener(type_, actor, data)
+            except Exception:
+                log.exception("audit listener failed")
+        return appended
 
     async def record_unauthenticated(
         self, type_: str, route: str, code: str, data: dict[str, Any], actor: str = "unauthenticated"

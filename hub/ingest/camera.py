@@ -46,6 +46,7 @@ from hub.record.sealed import AtRest
 from hub.redact import redact
 from hub.store import Store
 from hub.store import cameras as status_q
+from hub.store import events as events_q
 from hub.store import segments as segments_q
 from hub.supervisor import Supervisor
 
@@ -292,6 +293,9 @@ class Cameras:
         self.whip = WhipIngest(config)
         self.runtimes: dict[str, CameraRuntime] = {}
         self.events: dict[str, EventRecorder] = {}
+        # Called on the event loop with each recorded event (a press; a motion start and end): the
+        # owner's notifications (hub/notify/) listen here. Listeners must not block.
+        self.event_listeners: list[Callable[[events_q.Event], None]] = []
         # Passed to each camera's OnvifEventListener (tests shorten the subscription and the backoff).
         self.onvif_options: dict[str, object] | None = None
         self._retention_wake = asyncio.Event()
@@ -359,6 +363,7 @@ class Cameras:
             motion=motion_settings(cam),
             events_url=cam.events_url,
             at_rest=self._at_rest,
+            on_event=self._on_event,
             runner_options={"rtsp_transport": cam.rtsp_transport, "read_timeout_s": cam.read_timeout_s},
             onvif_url=cam.onvif,
             onvif_credentials=(cam.username, cam.password),
@@ -371,6 +376,18 @@ class Cameras:
             log.exception("camera %s: events did not start", cam.id)
             return
         self.events[cam.id] = recorder
+
+    def _on_event(self, event: events_q.Event) -> None:
+        for listener in list(self.event_listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("camera %s: event listener failed", event.camera_id)
+
+    def status(self) -> dict[str, tuple[str, bool]]:
+        """camera id -> (display name, online now) for every running camera."""
+        now = time.time()
+        return {cam_id: (rt.camera.name or cam_id, rt.online(now)) for cam_id, rt in self.runtimes.items()}
 
     async def stop(self) -> None:
         """Stop events, finalize every recording (in parallel, each bounded), end the camera loops."""

@@ -33,10 +33,11 @@ the socket timeout. `close()` waits for the thread to exit. The one exception is
 above: FFmpeg cannot be interrupted there, so its thread ends when that connection does.
 
 Batching: while nobody needs packets promptly (the recorder muxes on this thread, the live relay has
-no viewers), each GOP's packets are kept as read and processed together when the next keyframe
-arrives. The fMP4 muxer holds a fragment until that keyframe anyway, so a crash loses nothing more;
-the interpreter runs its per-packet code warm instead of once per wake-up, which cut that code's CPU
-by ~4x (bench/record_bench.py). A viewer arriving turns it off at the next read. Batches of all
+no viewers), packets are kept as read and processed together when the next keyframe arrives or the
+oldest has waited `MAX_BATCH_S`, whichever is first; the interpreter runs its per-packet code warm
+instead of once per wake-up, which cut that code's CPU by ~4x (bench/record_bench.py). The time bound
+is part of the recorder's crash budget: a packet reaches the muxer at most `MAX_BATCH_S` after it was
+read, and the muxer writes a fragment every `segmenter.FRAGMENT_S` (README, "What a crash loses"). A viewer arriving turns it off at the next read. Batches of all
 cameras take turns (`_BATCH_TURN`) rather than interleave at every GIL release.
 
 Packets are normalised to the `hub.ingest.source` contract: Annex B (MP4-style length-prefixed input
@@ -89,6 +90,9 @@ MAX_HELD_BYTES = 32 * 1024 * 1024
 # Bounds on a batch of packets read but not yet processed (see Batching above).
 MAX_BATCH_PACKETS = 120
 MAX_BATCH_BYTES = 8 * 1024 * 1024
+# A packet waits at most this long to be muxed: with a 4 s GOP, batching per GOP held 4 s of footage in
+# memory only, which a kill -9 lost (issue 17). Fragment (0.5 s) + this stays under the 1 s budget.
+MAX_BATCH_S = 0.25
 # Held while a batch goes through the sink. Without it, the threads of cameras whose GOPs end
 # together (common: same model, same settings) interleave at every GIL release inside the muxer,
 # and each switch is a futex wait and wake: 8 cameras x1.65 of ffmpeg's CPU, x1.32 with it
@@ -130,6 +134,12 @@ _PS_TYPES = {"h264": {7, 8}, "hevc": {32, 33, 34}}
 
 class AvSource(PacketSource):
     """A PyAV input demuxed in a dedicated thread. Use `RtspSource` or `FileSource`."""
+
+    # FFmpeg's RTSP demuxer runs the H.264/H.265 parser, which hands over an access unit once the next
+    # one begins: a live packet is read about a frame after its capture (measured: 52-102 ms, median
+    # 67 ms at 15 fps against the sim's SEI capture stamps), and its read time bounds the next
+    # packet's capture (`MediaPacket.bounds_next`). Not for files (their packets are all there).
+    _parser_holds_frame = False
 
     def __init__(
         self,
@@ -349,7 +359,14 @@ class AvSource(PacketSource):
             assert container is not None
             audio = self._audio_track(container) if self._audio else None
             try:
-                demux = _Demux(self.camera_id, container, stream, self._max_jump_s, audio)
+                demux = _Demux(
+                    self.camera_id,
+                    container,
+                    stream,
+                    self._max_jump_s,
+                    audio,
+                    bounds_next=self._parser_holds_frame and not self._realtime,
+                )
             except SourceError as exc:
                 self._settle(self._opened, exc=exc)
                 return
@@ -455,6 +472,7 @@ class AvSource(PacketSource):
                     and not (is_video and raw.is_keyframe)
                     and len(pending) < MAX_BATCH_PACKETS
                     and pending_bytes < MAX_BATCH_BYTES
+                    and arrival - pending[0][1] < MAX_BATCH_S
                 ):
                     continue
                 batch, pending, pending_bytes = pending, [], 0
@@ -581,9 +599,17 @@ class _Demux:
     """Per-stream normalisation: Annex B, fixed timestamps, codec parameters tracking the SPS."""
 
     def __init__(
-        self, camera_id: str, container: Any, stream: Any, max_jump_s: float, audio: AudioTrack | None = None
+        self,
+        camera_id: str,
+        container: Any,
+        stream: Any,
+        max_jump_s: float,
+        audio: AudioTrack | None = None,
+        *,
+        bounds_next: bool = False,
     ) -> None:
         self.camera_id = camera_id
+        self.bounds_next = bounds_next
         self.stream = stream
         self.audio = audio
         self._audio_fixer = (
@@ -676,7 +702,10 @@ class _Demux:
         pts, dts, discontinuity = self.fixer.fix(pts, dts, duration)
         if key:
             self._track_param_sets(data)
-        return MediaPacket(data, pts, dts, self.time_base, key, arrival, duration, discontinuity, self.params)
+        return MediaPacket(
+            data, pts, dts, self.time_base, key, arrival, duration, discontinuity, self.params,
+            bounds_next=self.bounds_next,
+        )  # fmt: skip
 
     def _track_param_sets(self, data: bytes) -> None:
         sets = _param_set_nals(data, self.codec)
@@ -723,6 +752,8 @@ def _param_set_nals(data: bytes, codec: str) -> tuple[bytes, ...]:
 class RtspSource(AvSource):
     """An RTSP camera, read with FFmpeg: RTP interleaved over TCP (RFC 2326 §10.12) or over UDP
     (§12.39), or "auto" (TCP, then UDP on 461; see Transport in the module docstring)."""
+
+    _parser_holds_frame = True
 
     def __init__(
         self,

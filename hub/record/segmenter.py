@@ -14,7 +14,11 @@ dropped and counted. Each segment:
 1. is opened at a keyframe as `<recordings>/<camera>/<YYYY-MM-DD>/<start>.mp4.part` (UTC date and
    start time, e.g. `2026-11-23/20261123T091857.123456Z.mp4.part`);
 2. is written as fragmented MP4 (`frag_keyframe+empty_moov+default_base_moof`: `ftyp`+`moov` up front,
-   one `moof`+`mdat` per GOP), so a crash loses at most the GOP being written (see recovery.py);
+   then a `moof`+`mdat` fragment at every keyframe and at least every `FRAGMENT_S` of media, so
+   fragments need not start at a keyframe), each handed to the kernel as soon as the muxer completes
+   it (`flush_packets`): a killed process loses at most the fragment being written (see recovery.py;
+   README, "What a crash loses"). Fragments are not fsynced: a power cut loses what the kernel had not
+   written back yet;
 3. is cut at the first keyframe at least `segment_s` after its start, so its length is the target
    rounded up to whole GOPs;
 4. on close: fsync the file, rename away `.part`, fsync the directory, then insert the index row —
@@ -24,7 +28,10 @@ dropped and counted. Each segment:
 Wall-clock times. A run (the packets between two discontinuities) is anchored once: its first
 keyframe's arrival time maps to its pts; every later time is anchor + (pts - anchor_pts) × time_base.
 So a segment's end is exactly the next segment's start (contiguous to float precision), and the
-timeline follows the camera's frame clock rather than network jitter. If that mapping drifts from the
+timeline follows the camera's frame clock rather than network jitter. While a run's first segment is
+open its anchor may still move earlier (`_refine_anchor`); its `.part` is renamed to follow, so the
+start a crash leaves in the file name (what recovery indexes) is the refined one, not the arrival of a
+cached keyframe (issue 17: recovered footage ran 1.4 s ahead of the wall clock). If that mapping drifts from the
 arrival clock by more than `max_drift_s`, the run is re-anchored at the next segment boundary and the
 unaccounted time is recorded as a gap.
 
@@ -76,6 +83,11 @@ from hub.store import segments as q
 log = logging.getLogger(__name__)
 
 FMP4_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+# Longest fragment, in media time: the muxer writes a fragment once its first sample is this old, so a
+# kill -9 loses at most this (plus the reader's batching, rtsp.MAX_BATCH_S) whatever the camera's GOP.
+FRAGMENT_S = 0.5
+# Rename an open first segment when its refined start moved by more than this (name precision is 1 µs).
+RENAME_AFTER_S = 0.001
 PART_SUFFIX = ".part"
 # A segment's index row waits out another process's write lock: each try already waits the store's
 # busy_timeout (10 s), so this is about a minute before the row is given up to recovery.
@@ -83,7 +95,9 @@ INDEX_BUSY_TRIES = 6
 _NAME_FORMAT = "%Y%m%dT%H%M%S.%fZ"
 # A run after earlier footage is held until its packets span this much arrival time: a GOP-cache burst
 # arrives within milliseconds, so by then live packets have bounded the capture times (see _release).
-HOLD_SETTLE_S = 1.0
+# Held packets are in memory only, so this is part of what a kill -9 just after a reconnect loses: half
+# a second (~7 live frames at 15 fps) rather than the second it was (issue 17's 1 s budget).
+HOLD_SETTLE_S = 0.5
 HOLD_MAX_PACKETS = 600  # ~40 s at 15 fps: a camera that never settles is released anyway
 RECENT_KEYFRAMES = 4  # digests of the last run's keyframes, to recognise them when replayed
 MAX_AUDIO_QUEUE = 500  # audio packets waiting for video (~30 s of AAC at 16 kHz): a camera without video
@@ -180,6 +194,7 @@ class _OpenSegment:
         self.relpath = relpath
         self.params = params
         self.start_at = start_at
+        self.named_start = start_at  # the start the file name says (what recovery would index)
         self.start_pts = first.pts
         self.base_dts = first.dts  # timestamps in the file start at 0
         self.end_pts = first.pts  # max(pts + duration) so far
@@ -190,14 +205,19 @@ class _OpenSegment:
         self.sink: SealedWriter | None = (
             at_rest.writer(path) if at_rest is not None and at_rest.seal else None
         )
-        # flush_packets: hand each finished fragment to the kernel at once, so a killed process loses
-        # at most the GOP in progress (what recovery can salvage is what reached the file).
+        # flush_packets: hand each finished fragment to the kernel at once, and frag_duration: finish
+        # one every FRAGMENT_S even inside a long GOP, so a killed process loses at most the fragment
+        # in progress (what recovery can salvage is what reached the file).
         try:
             self.container: Any = av.open(
                 self.sink if self.sink is not None else str(path),
                 "w",
                 format="mp4",
-                options={"movflags": FMP4_MOVFLAGS, "flush_packets": "1"},
+                options={
+                    "movflags": FMP4_MOVFLAGS,
+                    "flush_packets": "1",
+                    "frag_duration": str(round(FRAGMENT_S * 1_000_000)),
+                },
             )
         except BaseException:
             if self.sink is not None:
@@ -266,6 +286,14 @@ class _OpenSegment:
         self.last_audio_dts = rel
         return True
 
+    def rename(self, path: Path, relpath: str, start_at: float) -> None:
+        """Move the open `.part` to the name of its refined start (the muxer's fd stays valid)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(self.path, path)
+        self.path, self.relpath, self.named_start = path, relpath, start_at
+        if self.sink is not None:
+            self.sink.path = path
+
     def close(self) -> None:
         try:
             self.container.close()
@@ -324,6 +352,8 @@ class Segmenter:
         self._recent_keys: deque[bytes] = deque(maxlen=RECENT_KEYFRAMES)
         self._inline_cuts = False
         self._audio: deque[MediaPacket] = deque()  # audio waiting for video to pass its time
+        # The last video packet's arrival when it also bounds the next one's capture (`bounds_next`).
+        self._bounding_arrival: float | None = None
 
     # --- public, blocking -------------------------------------------------------------------
 
@@ -403,6 +433,7 @@ class Segmenter:
             self._recent_keys.append(_digest(pkt.data))
         if self._refining:
             self._refine_anchor(pkt, seg)
+        self._bounding_arrival = pkt.arrival if pkt.bounds_next else None
         self.stats.packets += 1
         self.stats.last_frame_at = pkt.arrival
 
@@ -420,16 +451,24 @@ class Segmenter:
         once packets come in real time that bound shows how late the first one was. Move the anchor
         (and the open first segment) back to it, never before the previous footage's end. Without
         this the timeline runs ahead of the wall clock and each reconnect adds to it (the next run
-        starts at the previous end: the outage is a zero-length gap)."""
+        starts at the previous end: the outage is a zero-length gap). With a `bounds_next` source
+        (RTSP) the previous packet's arrival bounds this one's capture too, a frame tighter."""
         assert self._anchor is not None
         wall, anchor_pts, tb = self._anchor
         bound = pkt.arrival - float((pkt.pts - anchor_pts) * tb)
+        prev = self._bounding_arrival
+        if prev is not None:
+            bound = min(bound, prev - float((pkt.pts - anchor_pts) * tb))
         if bound >= wall:
             return
         new_wall = max(bound, self._floor)
         if new_wall < wall:
             self._anchor = (new_wall, anchor_pts, tb)
             seg.start_at -= wall - new_wall
+            if seg.named_start - seg.start_at > RENAME_AFTER_S:
+                # A crash now must leave the refined start in the name: recovery indexes by it.
+                path, relpath, named = self._free_path(seg.start_at)
+                seg.rename(path, relpath, named)
 
     def _continues_hold(self, pkt: MediaPacket, params: CodecParams) -> bool:
         assert self._held is not None
@@ -456,6 +495,9 @@ class Segmenter:
         first = held[0][0]
         base, tb = first.pts, first.time_base
         wall = min(p.arrival - float((p.pts - base) * tb) for p, _ in held)
+        for (a, _), (b, _) in itertools.pairwise(held):
+            if a.bounds_next:  # a was read after b began arriving, so after b's capture
+                wall = min(wall, a.arrival - float((b.pts - base) * tb))
         self._estimate = (wall, base, tb)
         begin = 0
         # The previous run's end is an estimate too (up to its anchor's error ahead of the truth):
@@ -531,6 +573,7 @@ class Segmenter:
             self._pending_gap = (self._anchor[0], reason)
         self._anchor = None
         self._period = 0
+        self._bounding_arrival = None
 
     def abandon(self) -> Path | None:
         """Drop the current segment without indexing it; returns its `.part` (left for recovery)."""
@@ -600,15 +643,21 @@ class Segmenter:
             )
             start = drift_to
             self._anchor = (start, pkt.pts, pkt.time_base)
+        path, relpath, start = self._free_path(start)
+        seg = _OpenSegment(path, relpath, params, start, pkt, self.at_rest)
+        self._seg = seg
+        return seg, data
+
+    def _free_path(self, start: float) -> tuple[Path, str, float]:
+        """`.part` path, final relpath and start (nudged) of a segment starting at `start`, never an
+        existing file's."""
         relpath = segment_relpath(self.camera_id, start)
         path = self.recordings_dir / (relpath + PART_SUFFIX)
         while path.exists() or path.with_name(path.name.removesuffix(PART_SUFFIX)).exists():
             start += 1e-6  # same microsecond as an existing file: nudge the name, never overwrite
             relpath = segment_relpath(self.camera_id, start)
             path = self.recordings_dir / (relpath + PART_SUFFIX)
-        seg = _OpenSegment(path, relpath, params, start, pkt, self.at_rest)
-        self._seg = seg
-        return seg, data
+        return path, relpath, start
 
     def _start_run(self, pkt: MediaPacket) -> float:
         """Anchor a new run at this keyframe and record the gap since the previous footage."""

@@ -106,6 +106,7 @@ class Store:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camhub-db")
         self._closed = False
+        self._reader: sqlite3.Connection | None = None  # see read_here
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -141,6 +142,19 @@ class Store:
     def _call(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
         return fn(self._conn, *args)
 
+    def read_here(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a short read-only `fn(conn, *args)` on the calling thread (the event loop included) with
+        the store's second connection, read-only: for a few indexed lookups that cost less than a
+        thread hop (the audit log's Merkle nodes). It sees only committed data (WAL)."""
+        if self._closed:
+            raise StoreError("store is closed")
+        if self._reader is None:
+            self._reader = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+            self._reader.execute("PRAGMA busy_timeout=10000")
+        return fn(self._reader, *args)
+
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn(conn, *args)` from a worker thread that is not the event loop (e.g. a muxer thread)."""
         if self._closed:
@@ -152,6 +166,9 @@ class Store:
         if self._closed:
             return
         self._closed = True
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         loop = asyncio.get_running_loop()
 
         def _close() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from hub.store import transaction
 
@@ -54,6 +54,15 @@ def read_entries(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[i
     return [(r[0], bytes(r[1])) for r in rows]
 
 
+def read_leaves(conn: sqlite3.Connection, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+    """(seq, entry, leaf hash) with start <= seq < end, in order (the export)."""
+    rows = conn.execute(
+        "SELECT seq, entry, leaf_hash FROM audit_entries WHERE seq >= ? AND seq < ? ORDER BY seq",
+        (start, end),
+    )
+    return [(r[0], bytes(r[1]), bytes(r[2])) for r in rows]
+
+
 def read_entry(conn: sqlite3.Connection, seq: int) -> bytes | None:
     row = conn.execute("SELECT entry FROM audit_entries WHERE seq = ?", (seq,)).fetchone()
     return None if row is None else bytes(row[0])
@@ -62,6 +71,42 @@ def read_entry(conn: sqlite3.Connection, seq: int) -> bytes | None:
 def leaf_hashes(conn: sqlite3.Connection) -> list[bytes]:
     """Every leaf hash in seq order (to rebuild the in-memory tree at start)."""
     return [bytes(r[0]) for r in conn.execute("SELECT leaf_hash FROM audit_entries ORDER BY seq")]
+
+
+def iter_leaf_hashes(conn: sqlite3.Connection, batch: int = 10_000) -> Iterator[bytes]:
+    """Every leaf hash in seq order, read `batch` rows at a time (bounded memory at any log size)."""
+    start = 0
+    while True:
+        rows = conn.execute(
+            "SELECT seq, leaf_hash FROM audit_entries WHERE seq >= ? ORDER BY seq LIMIT ?", (start, batch)
+        ).fetchall()
+        if not rows:
+            return
+        for r in rows:
+            yield bytes(r[1])
+        start = rows[-1][0] + 1
+
+
+def node_count(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT COUNT(*) FROM audit_nodes").fetchone()[0]
+
+
+def store_nodes(conn: sqlite3.Connection, nodes: list[tuple[int, int, bytes]]) -> None:
+    """Interior Merkle nodes (level >= 1, index, hash); one derived from the leaves never changes."""
+    if nodes:
+        with transaction(conn):
+            conn.executemany("INSERT OR IGNORE INTO audit_nodes (level, idx, hash) VALUES (?, ?, ?)", nodes)
+
+
+def perfect_node(conn: sqlite3.Connection, level: int, index: int) -> bytes | None:
+    """The hash of the perfect subtree (level, index): a leaf hash at level 0, else a stored node."""
+    if level == 0:
+        row = conn.execute("SELECT leaf_hash FROM audit_entries WHERE seq = ?", (index,)).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT hash FROM audit_nodes WHERE level = ? AND idx = ?", (level, index)
+        ).fetchone()
+    return None if row is None else bytes(row[0])
 
 
 def store_checkpoint(conn: sqlite3.Connection, tree_size: int, note: str) -> None:

@@ -12,10 +12,11 @@ const views = {
   agencies: () => import("./views/agencies.js"),
   devices: () => import("./views/devices.js"),
   settings: () => import("./views/settings.js"),
+  notifications: () => import("./views/notifications.js"),
   audit: () => import("./views/audit.js"),
 };
 
-const TITLES = { live: "Live", timeline: "Timeline", events: "Events", inbox: "Requests", agencies: "Agencies", devices: "Devices", settings: "Settings", audit: "Audit log" };
+const TITLES = { live: "Live", timeline: "Timeline", events: "Events", inbox: "Requests", agencies: "Agencies", devices: "Devices", settings: "Settings", notifications: "Notifications", audit: "Audit log" };
 // How often the page asks whether requests are waiting (a cheap route): the tab title, the menu
 // badge and the screen-reader announcement follow within this time.
 const WAITING_POLL_MS = 10_000;
@@ -229,3 +230,9 @@ document.addEventListener("visibilitychange", () => {
 });
 window.addEventListener("hashchange", route);
 boot().catch((err) => replace(main, notice(`The hub did not answer: ${err.message}`, "error")));
+
+// The installable app's service worker (PROTOCOL §8.3): shows Web Push notifications. Browsers
+// allow it only in a secure context (HTTPS, or http://localhost); elsewhere the page works without.
+export const serviceWorker = "serviceWorker" in navigator && window.isSecureContext
+  ? navigator.serviceWorker.register("/ui/sw.js", { scope: "/ui/" }).catch(() => null)
+  : Promise.resolve(null);

@@ -22,6 +22,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from hub.ingest.source import MediaPacket, SourceEnded
 from hub.record.segmenter import Segmenter
 from hub.store import Store
 from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
+from tests.consent.thread_hub import ThreadHub
 from tests.record.media import make_h264, read_packets
 
 CAMERA = "front-door"
@@ -78,17 +80,25 @@ async def _read_all(path: Path) -> list[MediaPacket]:
 
 
 def record_footage(
-    data_dir: Path, config_path: Path, t0: float, seconds: int = FOOTAGE_S, noise: bool = False,
+    data_dir: Path,
+    config_path: Path,
+    t0: float,
+    seconds: int = FOOTAGE_S,
+    *,
+    camera: str = CAMERA,
+    source: Path | None = None,
+    noise: bool = False,
     audio: bool = False,
-) -> None:  # fmt: skip
-    """Index `seconds` of real H.264 (keyframe every 1 s) for CAMERA starting at wall time `t0`
-    (`noise`: about 1 MB a second, for deliveries large enough to be stopped mid-transfer; `audio`:
-    with an AAC track recorded beside it, as a camera whose sound the owner turned on)."""
+) -> None:
+    """Index `seconds` of real H.264 (keyframe every 1 s) for `camera` starting at wall time `t0`,
+    looping `source` (default: a small 4 s clip; `noise`: about 1 MB a second, for deliveries large
+    enough to be stopped mid-transfer; `audio`: `seconds` of H.264 with an AAC track recorded beside
+    it, as a camera whose sound the owner turned on)."""
     cfg = config_mod.load(config_path)
     datadir.prepare(cfg)
     if audio:
         source = _h264_aac(data_dir.parent / "source.mp4", seconds)
-    else:
+    elif source is None:
         source = make_h264(data_dir.parent / "source.mp4", seconds=4.0, fps=FPS, gop=FPS, noise=noise)
 
     async def run() -> None:
@@ -104,7 +114,7 @@ def record_footage(
         ]
         store = await Store.open(cfg.db_path)
         try:
-            seg = Segmenter(CAMERA, cfg.segments_dir, store, segment_s=SEGMENT_S)
+            seg = Segmenter(camera, cfg.segments_dir, store, segment_s=SEGMENT_S)
 
             def work() -> None:
                 for p in arrived:
@@ -168,11 +178,14 @@ class HubEnv:
     tmp: Path
     config: Path
     data_dir: Path
-    daemon: DaemonProcess
+    daemon: DaemonProcess | ThreadHub
     owner: Ed25519PrivateKey
     agency: AgencyKeys
     t0: float
-    extra_daemons: list[DaemonProcess] = field(default_factory=list)
+    extra_daemons: list[DaemonProcess | ThreadHub] = field(default_factory=list)
+    # How long a test waits for the hub to do something (build a delivery, log a line). A hub in the
+    # test process has nothing to start; short, so a mutant that stops it fails fast (docs/MUTATION.md).
+    deadline_s: float = 60.0
 
     @property
     def url(self) -> str:
@@ -312,7 +325,8 @@ class HubEnv:
     def poll(self, request_id: str, agency: AgencyKeys | None = None) -> Response:
         return self.signed("GET", f"/api/agency/v1/requests/{request_id}", agency=agency)
 
-    def wait_status(self, request_id: str, status: str, timeout: float = 60.0) -> dict[str, Any]:
+    def wait_status(self, request_id: str, status: str, timeout: float | None = None) -> dict[str, Any]:
+        timeout = self.deadline_s if timeout is None else timeout
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
@@ -320,7 +334,13 @@ class HubEnv:
             last = r.json()
             if r.status == 200 and last["status"] == status:
                 return last
-            time.sleep(0.1)
+            # A hub in this process logs a build that raised: no point waiting for it any longer.
+            if (
+                isinstance(self.daemon, ThreadHub)
+                and f"delivery for request {request_id} camera" in self.daemon.log()
+            ):
+                raise AssertionError(f"a delivery build of {request_id} failed:\n{self.daemon.log()}")
+            time.sleep(0.05)
         raise AssertionError(f"request {request_id} not {status} within {timeout} s: {last}")
 
     # --- audit --------------------------------------------------------------------------------
@@ -339,16 +359,42 @@ class HubEnv:
         entries = self.audit_entries()
         return entries[-1]["seq"] if entries else -1
 
+    @property
+    def hub(self) -> ThreadHub:
+        """The in-process hub (`start_hub_env(..., in_process=True)`)."""
+        assert isinstance(self.daemon, ThreadHub), "needs start_hub_env(..., in_process=True)"
+        return self.daemon
+
     def restart(self) -> None:
         self.daemon.stop()
         log = self.tmp / f"daemon-{len(self.extra_daemons) + 1}.log"
         self.extra_daemons.append(self.daemon)
-        self.daemon = start_daemon(self.config, log)
+        self.daemon = (
+            ThreadHub(self.config) if isinstance(self.daemon, ThreadHub) else start_daemon(self.config, log)
+        )
         self.daemon.wait_ready()
 
     def stop(self) -> None:
-        if self.daemon.proc.poll() is None:
+        alive = self.daemon.alive if isinstance(self.daemon, ThreadHub) else self.daemon.proc.poll() is None
+        if alive:
             self.daemon.stop()
+
+
+def assert_refused(
+    hub: HubEnv, r: Response, status: int, code: str, since: int, audit_type: str = "request.rejected"
+) -> dict[str, Any]:
+    """The refusal rule of STYLE.md: the status, the error code, its audit entry, and no media byte
+    (a JSON error body and nothing else, and no egress entry since `since`)."""
+    assert r.status == status, r.body
+    assert r.is_json_error, (r.headers, r.body[:200])  # an error body and nothing else: no media
+    assert r.json()["error"] == code, r.body
+    assert isinstance(r.json()["detail"], str) and r.json()["detail"], r.body  # PROTOCOL: a human detail
+    new = hub.audit_entries(since)
+    entries = [e for e in new if e["type"] == audit_type and e["data"].get("code") == code]
+    assert entries, f"no {audit_type} audit entry with code {code}: {new}"
+    # Nothing left the box for it: no egress entry (every byte sent to an agency has one, §5).
+    assert not [e for e in new if e["type"].startswith("egress.")], new
+    return entries[-1]
 
 
 def start_hub_env(
@@ -356,12 +402,19 @@ def start_hub_env(
     *,
     footage: bool = True,
     extra_config: str = "",
+    in_process: bool = False,
+    before_start: Callable[[Path, Path, float], None] | None = None,
     consent: str = "",
     hub: str = "",
     noise: bool = False,
     audio: bool = False,
 ) -> HubEnv:
-    """Record footage, start the daemon, enrol an owner key with the pairing code, add one agency."""
+    """Record footage, start the daemon, enrol an owner key with the pairing code, add one agency.
+
+    `in_process`: the hub runs in a thread of the test process (`thread_hub.ThreadHub`) instead of
+    `camhub run`. `before_start(data_dir, config, t0)` may index more footage before it starts.
+    `consent`/`hub` are extra lines for those config sections.
+    """
     data_dir = tmp / "data"
     # Tests here look at the audit entry of each single refusal: write every one at once instead of
     # counting repeats per minute (tests/security/test_floods.py checks the counting itself).
@@ -372,11 +425,22 @@ def start_hub_env(
     t0 = float(int(time.time()) - FOOTAGE_S - 60)
     if footage:
         record_footage(data_dir, config, t0, noise=noise, audio=audio)
-    daemon = start_daemon(config, tmp / "daemon.log")
+    if before_start is not None:
+        before_start(data_dir, config, t0)
+    daemon = ThreadHub(config) if in_process else start_daemon(config, tmp / "daemon.log")
     daemon.wait_ready()
     assert daemon.pairing_code is not None, daemon.log()
     owner = Ed25519PrivateKey.generate()
     owner_client.enroll_first(daemon.url, owner, daemon.pairing_code, "test-owner")
-    env = HubEnv(tmp, config, data_dir, daemon, owner, new_agency(tmp / "agency"), t0)
+    env = HubEnv(
+        tmp,
+        config,
+        data_dir,
+        daemon,
+        owner,
+        new_agency(tmp / "agency"),
+        t0,
+        deadline_s=10.0 if in_process else 60.0,
+    )
     env.add_agency(env.agency, "Test PD")
     return env

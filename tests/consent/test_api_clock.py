@@ -92,7 +92,12 @@ async def test_unsynced_clock_refuses_until_the_owner_confirms(
             "error": "clock_unsynced",
             "detail": "the hub's clock is not known to be synchronised",
         }
-        assert "clock.unsynced" in [e["type"] for e in await _entries(s)]
+        # Audited once (not once per refusal: a flood must not flood the log), naming who was refused.
+        entries = await _entries(s)
+        unsynced = [e for e in entries if e["type"] == "clock.unsynced"]
+        assert [(e["actor"], e["data"]) for e in unsynced] == [("owner", {"refused": "decision"})]
+        # ... and only there: the refused calls write no rejection entry of their own either.
+        assert not [e for e in entries if e["type"] in ("request.rejected", "decision.rejected")], entries
 
         # An owner device whose clock disagrees cannot vouch for ours.
         confirm = {"decision": "confirm-time"}

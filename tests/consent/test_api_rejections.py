@@ -1,8 +1,11 @@
 """Every refusal of PROTOCOL.md §2 and §3 against a real daemon: the status, the error code, an audit
 entry, and nothing but a JSON error body (zero footage bytes).
 
-One daemon (with recorded footage, an enrolled owner and a trusted agency) serves the whole module;
+One hub (with recorded footage, an enrolled owner and a trusted agency) serves the whole module;
 each test makes its own requests, keys and agencies, so the tests do not depend on each other's order.
+It runs in a thread of the test process (`thread_hub.ThreadHub`: the daemon's own `running_hub`,
+over loopback HTTP like any client) so that `make mutate` can see which of these tests reach which
+consent function; `camhub run` itself is exercised by test_flow_e2e.py and test_flow_cli.py.
 """
 
 from __future__ import annotations
@@ -17,29 +20,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from camhub_protocol import httpsig, rfc3339
 from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
-from tests.consent.flow_env import CAMERA, HubEnv, Response, http, new_agency, start_hub_env
+from tests.consent.flow_env import CAMERA, HubEnv, Response, assert_refused, http, new_agency, start_hub_env
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
-    env = start_hub_env(tmp_path_factory.mktemp("hub"))
+    env = start_hub_env(tmp_path_factory.mktemp("hub"), in_process=True)
     try:
         yield env
     finally:
         env.stop()
-
-
-def assert_refused(
-    hub: HubEnv, r: Response, status: int, code: str, since: int, audit_type: str = "request.rejected"
-) -> dict[str, Any]:
-    assert r.status == status, r.body
-    assert r.is_json_error, (r.headers, r.body[:200])  # an error body and nothing else: no media
-    assert r.json()["error"] == code, r.body
-    entries = [
-        e for e in hub.audit_entries(since) if e["type"] == audit_type and e["data"].get("code") == code
-    ]
-    assert entries, f"no {audit_type} audit entry with code {code}: {hub.audit_entries(since)}"
-    return entries[-1]
 
 
 def _body(env: HubEnv, /, **overrides: Any) -> bytes:
@@ -352,7 +342,7 @@ def test_restart_removes_interrupted_builds_and_keeps_deliveries(hub: HubEnv) ->
     (deliveries / ".work-crashed").mkdir()
     (deliveries / "crashed.age").write_bytes(b"half a file")
     hub.restart()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + hub.deadline_s
     while (deliveries / "crashed.age").exists() or (deliveries / ".work-crashed").exists():
         assert time.monotonic() < deadline, sorted(p.name for p in deliveries.iterdir())
         time.sleep(0.05)

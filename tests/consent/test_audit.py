@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -12,11 +13,13 @@ from pathlib import Path
 
 import pytest
 import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from camhub_protocol import audit_verify, merkle
+from camhub_protocol import checkpoint as checkpoint_mod
 from camhub_protocol.checkpoint import parse_checkpoint
 from camhub_protocol.errors import AuditError
-from camhub_protocol.keys import HubKey
+from camhub_protocol.keys import HubKey, jwk_thumbprint, okp_public_jwk
 from hub.consent.audit import AuditLog, canonical_entry
 from hub.store import Store
 
@@ -330,3 +333,479 @@ async def test_fuzzed_proof_bundles_only_fail_cleanly(store: Store, hub_key: Hub
     check()
     with pytest.raises(audit_verify.VerifyError):
         audit_verify.verify_proof_bundle([], jwk)  # type: ignore[arg-type]
+
+
+# --- forgeries by someone who can rewrite the export but not sign (THREAT_MODEL "Tampering") ---------
+#
+# Each forgery below is made *consistent* the way an attacker without the hub key would make it: the
+# entries rewritten with correct seq fields, leaf-hashes.txt recomputed, and every checkpoint's size and
+# root line replaced by the forged tree's, keeping the old signature lines. Only the signatures (or a
+# checkpoint kept elsewhere) can then tell. `_forgery_is_self_consistent` checks the attacker's work, so
+# a refusal must come from a signature; the honest export verifying is the control.
+
+
+def _lines(out: Path) -> list[bytes]:
+    return (out / "entries.jsonl").read_bytes().split(b"\n")[:-1]
+
+
+def _renumbered(lines: list[bytes]) -> list[bytes]:
+    """Entries with their seq fields rewritten to their line numbers, still RFC 8785 canonical."""
+    return [
+        audit_verify._canon({**json.loads(line), "seq": seq}).encode("utf-8")
+        for seq, line in enumerate(lines)
+    ]
+
+
+def _reroot(out: Path, lines: list[bytes]) -> None:
+    """Write `lines` as the log, recompute the hash list, and point each checkpoint the log still
+    reaches at the forged tree (same origin, same signature lines); drop the ones past its end."""
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    leaves = [audit_verify.leaf_hash(line) for line in lines]
+    (out / "leaf-hashes.txt").write_text("".join(h.hex() + "\n" for h in leaves))
+    tree = audit_verify.Tree(leaves)
+    for note_path in (out / "checkpoints").glob("*.note"):
+        body, sep, signatures = note_path.read_text(encoding="utf-8").partition("\n\n")
+        origin, size, *rest = body.split("\n")
+        if int(size) > len(lines):
+            note_path.unlink()
+            continue
+        root = base64.b64encode(tree.root(int(size))).decode()
+        note_path.write_text("\n".join([origin, size, root, *rest[1:]]) + sep + signatures, encoding="utf-8")
+
+
+def _forgery_is_self_consistent(out: Path) -> None:
+    """What the attacker controls adds up: every line canonical with its seq, hash list and every
+    checkpoint root match the entries. Only a signature can still refuse it."""
+    lines = _lines(out)
+    for seq, line in enumerate(lines):
+        audit_verify.check_entry(line, seq)
+    leaves = [audit_verify.leaf_hash(line) for line in lines]
+    assert (out / "leaf-hashes.txt").read_text().split() == [h.hex() for h in leaves]
+    tree = audit_verify.Tree(leaves)
+    notes = list((out / "checkpoints").glob("*.note"))
+    assert notes
+    for note_path in notes:
+        _, size, root = note_path.read_text(encoding="utf-8").split("\n")[:3]
+        assert base64.b64decode(root) == tree.root(int(size)), note_path.name
+
+
+def _verify(out: Path, hub_key: HubKey, *checkpoints: str) -> audit_verify.VerifyError | None:
+    try:
+        audit_verify.verify_export(out, hub_key.public_jwk, checkpoints)
+    except audit_verify.VerifyError as exc:
+        return exc
+    return None
+
+
+async def test_rewritten_entry_rerooted_under_the_old_signatures_fails(
+    tmp_path: Path, store: Store, hub_key: HubKey
+) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    assert _verify(out, hub_key) is None  # the honest export verifies
+    lines = _lines(out)
+    lines[6] = lines[6].replace(b"agency:0", b"agency:2")
+    _reroot(out, lines)
+    _forgery_is_self_consistent(out)
+    failure = _verify(out, hub_key)
+    assert failure is not None and failure.seq is None  # no entry is wrong by itself: a checkpoint is
+    rc, text = run_verify(str(out), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert rc == 1, text
+
+
+async def test_dropped_entry_fails(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    out2 = tmp_path / "copy"
+    shutil.copytree(out, out2)
+    original = _lines(out)
+    dropped = original[:5] + original[6:]
+    # Dropped as is: line 5 carries seq 6.
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in dropped))
+    failure = _verify(out, hub_key)
+    assert failure is not None and failure.seq == 5, failure
+    # Renumbered, hashes recomputed, checkpoints re-rooted: the signatures refuse it.
+    _reroot(out, _renumbered(dropped))
+    _forgery_is_self_consistent(out)
+    assert _verify(out, hub_key) is not None
+    # Renumbered but the signed checkpoints left alone: named within the first checkpoint it breaks.
+    (out2 / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in _renumbered(dropped)))
+    failure = _verify(out2, hub_key)
+    assert failure is not None and failure.seq == 5, failure
+
+
+async def test_reordered_pair_fails(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    original = _lines(out)
+    swapped = [*original[:5], original[6], original[5], *original[7:]]
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in swapped))
+    failure = _verify(out, hub_key)
+    assert failure is not None and failure.seq == 5, failure
+    # Renumbered so every seq fits its line: the signed roots (and the signed hash list) name seq 5.
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in _renumbered(swapped)))
+    failure = _verify(out, hub_key)
+    assert failure is not None and failure.seq == 5, failure
+    # And re-rooted under the old signatures: refused by the signatures.
+    _reroot(out, _renumbered(swapped))
+    _forgery_is_self_consistent(out)
+    assert _verify(out, hub_key) is not None
+
+
+async def test_truncated_log_with_its_later_checkpoints_removed(
+    tmp_path: Path, store: Store, hub_key: HubKey
+) -> None:
+    """Cut to 7 entries and the checkpoints past them deleted: the remaining ones still verify, so the
+    export alone looks fine (THREAT_MODEL: caught only against a checkpoint kept elsewhere); with the
+    owner's last-seen checkpoint it fails and names the first missing seq."""
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    seen = tmp_path / "seen.note"
+    seen.write_text((out / "checkpoints" / "12.note").read_text())
+    _reroot(out, _lines(out)[:7])
+    assert sorted(p.name for p in (out / "checkpoints").glob("*.note")) == ["4.note"]
+    assert _verify(out, hub_key) is None
+    failure = _verify(out, hub_key, seen.read_text())
+    assert failure is not None and failure.seq == 7, failure
+    rc, text = run_verify(str(out), "--hub-key", json.dumps(hub_key.public_jwk), "--checkpoint", str(seen))
+    assert rc == 1 and "first bad seq: 7" in text, text
+
+
+async def test_a_checkpoint_signed_by_another_key_is_refused(
+    tmp_path: Path, store: Store, hub_key: HubKey
+) -> None:
+    """A forged log re-signed with a key that is not the hub's: consistent, signed, refused."""
+    (tmp_path / "k2").mkdir()
+    other = HubKey.load_or_create(tmp_path / "k2")[0]
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    forged_store = await Store.open(tmp_path / "forged.db")
+    try:
+        forged = await filled(forged_store, other, 12)
+        await forged.checkpoint()
+        await forged.export(tmp_path / "forged")
+    finally:
+        await forged_store.close()
+    # The other key's notes carry the other hub's origin: renamed to this hub's, they do not verify.
+    for note_path in (tmp_path / "forged" / "checkpoints").glob("*.note"):
+        note = note_path.read_text().replace(f"camhub/{other.hub_id}", f"camhub/{hub_key.hub_id}")
+        (out / "checkpoints" / note_path.name).write_text(note)
+    (out / "entries.jsonl").write_bytes((tmp_path / "forged" / "entries.jsonl").read_bytes())
+    (out / "leaf-hashes.txt").write_bytes((tmp_path / "forged" / "leaf-hashes.txt").read_bytes())
+    assert _verify(out, hub_key) is not None
+    assert _verify(tmp_path / "forged", other) is None  # the same log does verify with its own key
+
+
+# --- the stand-alone verifier in this process: its CLI, each proof-bundle rule, export edge cases ----
+# (run_verify above runs it as its own file in a fresh interpreter; these call it directly, so each
+# answer is checked exactly and mutation testing sees which test reaches which line.)
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    rc = audit_verify.main(list(args))
+    return rc, capsys.readouterr().out.splitlines()
+
+
+async def test_cli_in_process_reports_ok_warnings_and_the_first_bad_seq(
+    tmp_path: Path, store: Store, hub_key: HubKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, log = await export_dir(tmp_path, store, hub_key)
+    jwk_file = tmp_path / "hub.jwk"
+    jwk_file.write_text(json.dumps(hub_key.public_jwk))
+    assert _main(capsys, str(out), "--hub-key", str(jwk_file)) == (0, [f"ok: {out}"])
+    assert _main(capsys, str(out), "--hub-key", json.dumps(hub_key.public_jwk)) == (0, [f"ok: {out}"])
+    # Entries past the last checkpoint are reported, not failed.
+    await log.append("hub.started", "hub", {})
+    await log.append("hub.started", "hub", {})
+    await log.export(out)
+    rc, lines = _main(capsys, str(out), "--hub-key", str(jwk_file))
+    assert (rc, lines) == (0, ["warning: entries 12..13 are not yet covered by a checkpoint", f"ok: {out}"])
+    # A range when only a checkpoint interval can be named; one seq when the entry is known.
+    lines_ = _lines(out)
+    lines_[6] = lines_[6].replace(b"agency:0", b"agency:2")
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines_))
+    leaves = [audit_verify.leaf_hash(line) for line in lines_]
+    (out / "leaf-hashes.txt").write_text("".join(h.hex() + "\n" for h in leaves))
+    rc, lines = _main(capsys, str(out), "--hub-key", str(jwk_file))
+    assert rc == 1 and lines[0] == "first bad seq: in 4..7", lines
+    assert lines[1].startswith("FAILED: checkpoint 8.note (size 8) does not match entries 4..7"), lines
+    (out / "leaf-hashes.txt").unlink()
+    rc, lines = _main(capsys, str(out), "--hub-key", str(jwk_file))
+    assert rc == 1 and lines[0] == "first bad seq: in 4..7", lines
+    # Unreadable input and a key that is not a public Ed25519 JWK are failures, not crashes.
+    rc, lines = _main(capsys, str(tmp_path / "missing"), "--hub-key", str(jwk_file))
+    assert rc == 1 and lines[0].startswith("FAILED: cannot read input"), lines
+    for bad in (
+        "[1]",
+        json.dumps({**hub_key.public_jwk, "crv": "X25519"}),
+        json.dumps({**hub_key.public_jwk, "d": "AA"}),
+    ):
+        rc, lines = _main(capsys, str(out), "--hub-key", bad)
+        assert rc == 1 and lines[0].startswith("FAILED:") and "seq" not in lines[0], (bad, lines)
+
+
+async def test_cli_in_process_checks_a_proof_bundle(
+    tmp_path: Path, store: Store, hub_key: HubKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = await filled(store, hub_key, 6)
+    seq, _ = await log.append("egress.delivery", "agency:x", {"request_id": "r1"})
+    path = tmp_path / "audit-proof.json"
+    path.write_text(json.dumps(await log.proof_bundle(seq)))
+    rc, lines = _main(capsys, str(path), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert (rc, lines) == (0, [f"ok: entry {seq} (egress.delivery) is in the hub's signed log"])
+    bundle = json.loads(path.read_text())
+    path.write_text(json.dumps({**bundle, "entry_hash": "00" * 32}))
+    rc, lines = _main(capsys, str(path), "--hub-key", json.dumps(hub_key.public_jwk))
+    assert rc == 1 and lines[0] == f"first bad seq: {seq}", lines
+
+
+async def test_every_proof_bundle_rule(store: Store, hub_key: HubKey, tmp_path: Path) -> None:
+    log = await filled(store, hub_key, 9)
+    seq = 5
+    bundle = await log.proof_bundle(seq)
+    jwk = hub_key.public_jwk
+    obj = audit_verify.verify_proof_bundle(bundle, jwk)
+    assert obj == json.loads(bundle["entry"]) and obj["seq"] == seq
+    (tmp_path / "k2").mkdir()
+    other = HubKey.load_or_create(tmp_path / "k2")[0]
+    proof = bundle["inclusion_proof"]
+    cases: list[tuple[str, dict[str, object], int | None]] = [
+        ("version", {"v": 2}, None),
+        ("no version", {"v": None}, None),
+        ("another hub", {"hub_id": other.hub_id}, None),
+        ("unsigned checkpoint", {"checkpoint": bundle["checkpoint"].split("\n\n")[0] + "\n"}, None),
+        ("seq as text", {"seq": str(seq)}, None),
+        ("seq as bool", {"seq": True}, None),
+        ("no entry", {"entry": None}, seq),
+        ("entry of another seq", {"seq": seq + 1}, seq + 1),
+        ("entry hash", {"entry_hash": "00" * 32}, seq),
+        ("tree size", {"tree_size": bundle["tree_size"] + 1}, seq),
+        ("proof not base64", {"inclusion_proof": ["!!", *proof[1:]]}, seq),
+        (
+            "proof node with a stray character",
+            {"inclusion_proof": [proof[0][:10] + "*" + proof[0][10:], *proof[1:]]},
+            seq,
+        ),
+        (
+            "proof node changed",
+            {"inclusion_proof": [base64.b64encode(b"\x00" * 32).decode(), *proof[1:]]},
+            seq,
+        ),
+        ("proof node dropped", {"inclusion_proof": proof[1:]}, seq),
+        ("no proof", {"inclusion_proof": []}, seq),
+    ]
+    for case, change, bad_seq in cases:
+        with pytest.raises(audit_verify.VerifyError) as info:
+            audit_verify.verify_proof_bundle({**bundle, **change}, jwk)
+        assert info.value.seq == bad_seq, (case, info.value, info.value.seq)
+        assert str(info.value) not in ("", "None"), case
+    with pytest.raises(audit_verify.VerifyError):
+        audit_verify.verify_proof_bundle(bundle, other.public_jwk)
+    # A bundle without a proof list at all is the empty proof: refused for a tree of more than one.
+    without = {k: v for k, v in bundle.items() if k != "inclusion_proof"}
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_proof_bundle(without, jwk)
+    assert info.value.seq == seq
+
+
+async def test_export_edge_cases(tmp_path: Path, store: Store, hub_key: HubKey) -> None:
+    out, log = await export_dir(tmp_path, store, hub_key)
+    jwk = hub_key.public_jwk
+    note = await log.checkpoint()
+    # A lost final newline changes no entry: still good.
+    data = (out / "entries.jsonl").read_bytes()
+    (out / "entries.jsonl").write_bytes(data.rstrip(b"\n"))
+    assert audit_verify.verify_export(out, jwk) == []
+    (out / "entries.jsonl").write_bytes(data)
+    # An unreadable hash list is ignored (it only helps to name the bad entry).
+    (out / "leaf-hashes.txt").write_text("not hex\n")
+    assert audit_verify.verify_export(out, jwk) == []
+    # A checkpoint that is not a signed note names the file.
+    (out / "checkpoints" / "3.note").write_text("camhub/x\n3\n")
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_export(out, jwk)
+    assert str(info.value).startswith("checkpoint 3.note: ") and info.value.seq is None
+    (out / "checkpoints" / "3.note").unlink()
+    # No checkpoint at all: nothing authenticates the log.
+    for path in (out / "checkpoints").glob("*.note"):
+        path.unlink()
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_export(out, jwk)
+    assert "no checkpoints" in str(info.value)
+    # ... unless one kept elsewhere is given.
+    assert audit_verify.verify_export(out, jwk, [note]) == []
+    # An empty log against a checkpoint that covers entries: truncated at 0.
+    (out / "entries.jsonl").write_bytes(b"")
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_export(out, jwk, [note])
+    assert info.value.seq == 0 and "truncated" in str(info.value)
+
+
+def test_load_hub_key_rules() -> None:
+    key = Ed25519PrivateKey.generate()
+    jwk = okp_public_jwk(key.public_key())
+    public, hub_id = audit_verify.load_hub_key(jwk)
+    assert hub_id == jwk_thumbprint(jwk)
+    assert public.public_bytes_raw() == key.public_key().public_bytes_raw()
+    for bad in (
+        {**jwk, "kty": "EC"},
+        {**jwk, "crv": "Ed448"},
+        {**jwk, "x": 5},
+        {**jwk, "d": jwk["x"]},
+        {**jwk, "x": jwk["x"][:-2]},
+        {**jwk, "x": jwk["x"] + "AAAA"},
+        {k: v for k, v in jwk.items() if k != "x"},
+    ):
+        with pytest.raises((audit_verify.VerifyError, ValueError)):
+            audit_verify.load_hub_key(bad)
+    with pytest.raises(ValueError):
+        audit_verify.load_hub_key({**jwk, "x": jwk["x"][:-1] + "+"})
+
+
+async def test_cli_in_process_with_saved_checkpoints_and_its_arguments(
+    tmp_path: Path, store: Store, hub_key: HubKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    jwk = json.dumps(hub_key.public_jwk)
+    seen = [tmp_path / "seen-12.note", tmp_path / "seen-8.note"]
+    seen[0].write_text((out / "checkpoints" / "12.note").read_text(encoding="utf-8"), encoding="utf-8")
+    seen[1].write_text((out / "checkpoints" / "8.note").read_text(encoding="utf-8"), encoding="utf-8")
+    # Saved checkpoints, given as files (repeatable), all consistent with the export: fine.
+    assert (
+        _main(capsys, str(out), "--hub-key", jwk, "--checkpoint", str(seen[0]), "--checkpoint", str(seen[1]))[
+            0
+        ]
+        == 0
+    )
+    # The export truncated to 9 entries, its own later checkpoints gone: only the saved ones tell.
+    _reroot(out, _lines(out)[:9])
+    warning = "warning: entries 8..8 are not yet covered by a checkpoint"
+    assert _main(capsys, str(out), "--hub-key", jwk) == (0, [warning, f"ok: {out}"])
+    rc, lines = _main(
+        capsys, str(out), "--hub-key", jwk, "--checkpoint", str(seen[1]), "--checkpoint", str(seen[0])
+    )
+    assert rc == 1 and lines[0] == "first bad seq: 9", lines
+    # A JWK inline with whitespace before it is still inline, not a file name.
+    assert _main(capsys, str(tmp_path / "nothing"), "--hub-key", "  \n" + jwk)[1][0].startswith(
+        "FAILED: cannot read input"
+    )
+    assert _main(capsys, str(out), "--hub-key", "  \n" + jwk) == (0, [warning, f"ok: {out}"])
+    # --hub-key is required.
+    with pytest.raises(SystemExit) as info:
+        audit_verify.main([str(out)])
+    assert info.value.code == 2
+    capsys.readouterr()
+
+
+def test_verifier_messages_say_something() -> None:
+    jwk = okp_public_jwk(Ed25519PrivateKey.generate().public_key())
+    for bad in ({**jwk, "crv": "X25519"}, {**jwk, "x": jwk["x"][:8]}):
+        with pytest.raises(audit_verify.VerifyError) as info:
+            audit_verify.load_hub_key(bad)
+        assert str(info.value) not in ("", "None"), bad
+    with pytest.raises(ValueError) as err:
+        audit_verify.load_hub_key({**jwk, "x": "*" * 43})
+    assert str(err.value) not in ("", "None")
+
+
+@pytest.mark.parametrize(
+    ("case", "line"),
+    [
+        ("not UTF-8", b'{"actor":"a","data":{},"seq":3,"time":"t","type":"x.y\xff"}'),
+        ("a duplicate key", b'{"actor":"a","actor":"b","data":{},"seq":3,"time":"t","type":"x.y"}'),
+        ("NaN", b'{"actor":"a","data":{"n":NaN},"seq":3,"time":"t","type":"x.y"}'),
+        ("not canonical (spaces)", b'{"actor": "a","data":{},"seq":3,"time":"t","type":"x.y"}'),
+        ("not canonical (key order)", b'{"data":{},"actor":"a","seq":3,"time":"t","type":"x.y"}'),
+        ("not an object", b'["actor","data","seq","time","type"]'),
+        ("a key missing", b'{"actor":"a","data":{},"seq":3,"type":"x.y"}'),
+        ("a key too many", b'{"actor":"a","data":{},"extra":1,"seq":3,"time":"t","type":"x.y"}'),
+        ("another seq", b'{"actor":"a","data":{},"seq":4,"time":"t","type":"x.y"}'),
+        ("seq as true", b'{"actor":"a","data":{},"seq":true,"time":"t","type":"x.y"}'),
+        (
+            "a number too large",
+            b'{"actor":"a","data":{"n":9007199254740992},"seq":3,"time":"t","type":"x.y"}',
+        ),
+    ],
+)
+def test_each_entry_rule_names_the_seq(case: str, line: bytes) -> None:
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.check_entry(line, 3)
+    assert info.value.seq == 3 and str(info.value) not in ("", "None"), case
+
+
+def test_a_good_entry_and_seq_1_as_true_is_not_1() -> None:
+    line = b'{"actor":"a","data":{"n":9007199254740991,"s":"\xc3\xa9"},"seq":1,"time":"t","type":"x.y"}'
+    assert audit_verify.check_entry(line, 1)["data"]["s"] == "\u00e9"
+    with pytest.raises(audit_verify.VerifyError):
+        audit_verify.check_entry(line.replace(b'"seq":1', b'"seq":true'), 1)
+
+
+def test_canonical_form_edges_match_rfc8785() -> None:
+    # RFC 8785 §3.2.3 sorts keys by UTF-16 code units: U+E000 after U+1F600 (a surrogate pair, D83D).
+    for value in (
+        {"\ue000": 1, "\U0001f600": 2, "a": 3, "B": 4},
+        {"é": "ü", "z": "\u2028"},
+        {"n": 2**53 - 1, "m": -(2**53 - 1)},
+        ["x", {"b": None, "a": [True, False]}],
+    ):
+        assert audit_verify._canon(value).encode("utf-8") == rfc8785.dumps(value), value
+    for number in (2**53, -(2**53), 2**54, 3**40):
+        with pytest.raises(ValueError) as info:
+            audit_verify._canon(number)
+        assert str(info.value) not in ("", "None")
+    with pytest.raises(ValueError):
+        audit_verify._canon(1.5)
+
+
+async def test_the_first_bad_seq_is_the_lowest_of_all_problems(
+    tmp_path: Path, store: Store, hub_key: HubKey
+) -> None:
+    out, _ = await export_dir(tmp_path, store, hub_key)
+    pristine = tmp_path / "pristine"
+    shutil.copytree(out, pristine)
+    lines = _lines(out)
+    # Entry 2 rewritten (hash list recomputed): only the first checkpoint's interval, 0..3, can be named.
+    lines[2] = lines[2].replace(b"agency:2", b"agency:0")
+    # Entry 10 not canonical: named by itself, but later than 0.
+    lines[10] = lines[10].replace(b'"seq":10', b'"seq": 10')
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    (out / "leaf-hashes.txt").write_text("".join(audit_verify.leaf_hash(x).hex() + "\n" for x in lines))
+    failure = _verify(out, hub_key)
+    assert failure is not None and (failure.seq, failure.last) == (0, 3), (failure, failure and failure.seq)
+    # With the signed hash list kept, the entry itself is named, also in the last interval (8..11).
+    (pristine / "entries.jsonl").write_bytes(
+        b"".join(
+            (x.replace(b"agency:1", b"agency:2") if i == 10 else x) + b"\n"
+            for i, x in enumerate(_lines(pristine))
+        )
+    )
+    failure = _verify(pristine, hub_key)
+    assert failure is not None and (failure.seq, failure.last) == (10, None), failure
+
+
+def test_base64_in_notes_and_bundles_is_strict() -> None:
+    """A character outside the alphabet is refused, not skipped (non-validating base64 drops it)."""
+    key = Ed25519PrivateKey.generate()
+    origin = "camhub/abc"
+    root = base64.b64encode(b"\x05" * 32).decode()
+    for body in (f"{origin}\n5\n{root[:10]}*{root[10:]}\n",):
+        note = checkpoint_mod.sign_note(body, origin, key)
+        with pytest.raises(audit_verify.VerifyError) as info:
+            audit_verify.parse_checkpoint(note, key.public_key(), origin)
+        assert str(info.value) not in ("", "None")
+    good = checkpoint_mod.sign_note(f"{origin}\n5\n{root}\n", origin, key)
+    text, sig_line = good.rstrip("\n").rsplit("\n", 1)
+    name, sig = sig_line.rsplit(" ", 1)
+    starred = f"{text}\n{name} {sig[:10]}*{sig[10:]}\n"
+    for parse in (audit_verify.parse_checkpoint, checkpoint_mod.parse_checkpoint):
+        with pytest.raises((audit_verify.VerifyError, AuditError)):
+            parse(starred, key.public_key(), origin)  # type: ignore[operator]
+
+
+def test_signatures_of_other_keys_before_the_hubs_are_skipped() -> None:
+    key = Ed25519PrivateKey.generate()
+    origin = "camhub/abc"
+    body = f"{origin}\n5\n{base64.b64encode(bytes(32)).decode()}\n"
+    hub_line = checkpoint_mod.sign_note(body, origin, key).split("\n\n")[1]
+    witness = checkpoint_mod.sign_note(body, "witness.example", Ed25519PrivateKey.generate()).split("\n\n")[1]
+    for note in (body + "\n" + witness + hub_line, body + "\n" + hub_line + witness):
+        assert audit_verify.parse_checkpoint(note, key.public_key(), origin) == (5, bytes(32))
+        assert checkpoint_mod.parse_checkpoint(note, key.public_key(), origin).size == 5
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.parse_checkpoint(body + "\n" + witness, key.public_key(), origin)
+    assert str(info.value) not in ("", "None")

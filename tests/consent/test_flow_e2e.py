@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from camhub_protocol import delivery, rfc3339
-from tests.consent.flow_env import CAMERA, HubEnv, start_hub_env
+from tests.consent.flow_env import CAMERA, HubEnv, Response, start_hub_env
 from tests.record.media import ffprobe
 
 GOP_S = 1.0
@@ -164,26 +165,93 @@ def _pem(hub: HubEnv) -> bytes:
     )
 
 
-def test_approved_range_without_footage_stays_pending_like_a_decline(hub: HubEnv) -> None:
-    """§2.2 privacy rule: approval of a range with no footage looks exactly like a decline."""
+@pytest.fixture
+def hub_in_process(tmp_path: Path) -> Iterator[HubEnv]:
+    # In the test process, so the consent clock can pass respond_by (and mutation testing sees it).
+    env = start_hub_env(tmp_path, in_process=True)
+    try:
+        yield env
+    finally:
+        env.stop()
+
+
+RFC3339_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z")
+
+
+def _same_to_the_agency(polls: dict[str, Response], answers: dict[str, dict[str, Any]]) -> None:
+    """Every poll answer is the same bytes but for the request's own id and respond_by; those two
+    are the values the 202 gave, in the same format; the headers are the same but for Date."""
+    shapes = {}
+    for name, r in polls.items():
+        doc = r.json()
+        assert r.status == 200, (name, r.body)
+        assert doc["id"] == answers[name]["id"], name
+        assert doc["respond_by"] == answers[name]["respond_by"], (name, doc, answers[name])
+        assert RFC3339_Z.fullmatch(doc["respond_by"]), doc
+        shapes[name] = (
+            r.body.replace(doc["id"].encode(), b"<id>").replace(doc["respond_by"].encode(), b"<respond_by>"),
+            {k.lower(): v for k, v in r.headers.items() if k.lower() != "date"},
+        )
+    first = next(iter(shapes.values()))
+    assert all(shape == first for shape in shapes.values()), shapes
+
+
+def test_approved_range_without_footage_stays_pending_like_a_decline(hub_in_process: HubEnv) -> None:
+    """§2.2 privacy rule: an approval of a range without footage, a decline and an approval naming an
+    unknown camera look exactly like a request nobody decided yet — pending, then closed after
+    respond_by — byte for byte but for the request id and its respond_by (which stays what the 202
+    said: nothing about when or how the owner decided), with the same headers."""
+    hub = hub_in_process
     gap_start = time.time() - 30  # after the recorded footage ended
-    rid_a, sha_a = hub.submit(gap_start, gap_start + 20)
-    rid_d, sha_d = hub.submit(gap_start, gap_start + 20)
-    rid_u, sha_u = hub.submit(hub.t0 + 10, hub.t0 + 20, cameras=["no-such-camera"])
-    r = hub.decide(hub.approval(rid_a, sha_a, gap_start, gap_start + 20))
-    assert r.status == 201
+    answers: dict[str, dict[str, Any]] = {}
+    digests: dict[str, str] = {}
+    for name, body in (
+        ("undecided", hub.request_body(gap_start, gap_start + 20)),
+        ("no footage", hub.request_body(gap_start, gap_start + 20)),
+        ("declined", hub.request_body(gap_start, gap_start + 20)),
+        ("unknown camera", hub.request_body(hub.t0 + 10, hub.t0 + 20, cameras=["no-such-camera"])),
+    ):
+        r = hub.signed("POST", "/api/agency/v1/requests", body)
+        assert r.status == 202, r.body
+        answers[name] = r.json()
+        assert set(answers[name]) == {"id", "status", "respond_by"} and answers[name]["status"] == "pending"
+        digests[name] = hashlib.sha256(body).hexdigest()
+    ids = {name: a["id"] for name, a in answers.items()}
+    r = hub.decide(hub.approval(ids["no footage"], digests["no footage"], gap_start, gap_start + 20))
+    assert r.status == 201, r.body
     r = hub.decide(
-        {"decision": "decline", "request_id": rid_d, "request_sha256": sha_d, "recipient": hub.agency.keyid}
-    )
-    assert r.status == 201
-    r = hub.decide(hub.approval(rid_u, sha_u, hub.t0 + 10, hub.t0 + 20, cameras=["no-such-camera"]))
-    assert r.status == 201
-    # Wait until both approvals' builds ran and found nothing (the daemon logs it; the agency sees nothing).
-    deadline = time.monotonic() + 30
-    while not all(f"request {rid}: no footage" in hub.daemon.log() for rid in (rid_a, rid_u)):
+        {"decision": "decline", "request_id": ids["declined"], "request_sha256": digests["declined"],
+         "recipient": hub.agency.keyid}
+    )  # fmt: skip
+    assert r.status == 201, r.body
+    r = hub.decide(
+        hub.approval(ids["unknown camera"], digests["unknown camera"], hub.t0 + 10, hub.t0 + 20,
+                     cameras=["no-such-camera"])
+    )  # fmt: skip
+    assert r.status == 201, r.body
+    # Wait until both approvals' builds ran and found nothing (the hub logs it; the agency sees nothing).
+    deadline = time.monotonic() + hub.deadline_s
+    while not all(
+        f"request {ids[n]}: no footage" in hub.daemon.log() for n in ("no footage", "unknown camera")
+    ):
         assert time.monotonic() < deadline, hub.daemon.log()
         time.sleep(0.1)
-    bodies = [hub.poll(rid).json() for rid in (rid_a, rid_d, rid_u)]
-    # Same keys, same status, same respond_by format; only the ids differ.
-    assert [set(b) for b in bodies] == [{"id", "status", "respond_by"}] * 3
-    assert {b["status"] for b in bodies} == {"pending"}
+
+    polls = {name: hub.poll(rid) for name, rid in ids.items()}
+    assert {r.json()["status"] for r in polls.values()} == {"pending"}
+    _same_to_the_agency(polls, answers)
+
+    # After respond_by (the hub's clock moved 8 days on; signatures made at that time): all closed alike.
+    consent = hub.hub.services.consent if hub.hub.services else None
+    assert consent is not None
+    later = time.time() + 8 * 86400
+    consent.now = lambda: time.time() + 8 * 86400
+    try:
+        polls = {
+            name: hub.signed("GET", f"/api/agency/v1/requests/{rid}", created=int(later))
+            for name, rid in ids.items()
+        }
+    finally:
+        consent.now = time.time
+    assert {r.json()["status"] for r in polls.values()} == {"closed"}, {n: r.body for n, r in polls.items()}
+    _same_to_the_agency(polls, answers)

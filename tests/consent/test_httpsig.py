@@ -420,3 +420,51 @@ def test_structured_field_round_trip(text: str, number: int, data: bytes, flag: 
     parsed = parse_dictionary(header)
     assert parsed["sig1"] == inner
     assert serialize_inner_list(parsed["sig1"]) == serialize_inner_list(inner)  # type: ignore[arg-type]
+
+
+def test_scheme_and_target_uri_components_default_to_https() -> None:
+    # Signed covering @scheme and @target-uri with the default scheme (https) on both sides, then
+    # judged as http: the scheme is part of what is signed.
+    components = [
+        "@method",
+        "@authority",
+        "@path",
+        "@scheme",
+        "@target-uri",
+        "content-digest",
+        "content-type",
+    ]
+    headers = signed(components=components)
+    assert verify(headers).keyid == KEYID
+    with pytest.raises(SignatureError) as exc:
+        httpsig.verify_request(
+            method="POST", authority="hub.local:8443", path="/api/agency/v1/requests", query=None,
+            headers=headers, body=BODY, now=NOW, resolve_key=resolver, nonce_check=Nonces(), scheme="http",
+        )  # fmt: skip
+    assert exc.value.code == "bad_signature"
+    http_signed = signed(components=components, scheme="http")
+    assert code_of(http_signed) == "bad_signature"
+
+
+def test_the_nonce_check_gets_the_signed_values() -> None:
+    calls: list[tuple[str, str, int]] = []
+
+    def record(keyid: str, nonce: str, expires: int) -> bool:
+        calls.append((keyid, nonce, expires))
+        return True
+
+    headers = signed(nonce="n" * 24, expires=NOW + 200)
+    httpsig.verify_request(
+        method="POST", authority="hub.local:8443", path="/api/agency/v1/requests", query=None,
+        headers=headers, body=BODY, now=NOW, resolve_key=resolver, nonce_check=record,
+    )  # fmt: skip
+    assert calls == [(KEYID, "n" * 24, NOW + 200)]
+
+
+def test_a_replayed_nonce_says_why() -> None:
+    nonces = Nonces()
+    headers = signed()
+    verify(headers, nonces=nonces)
+    with pytest.raises(SignatureError) as exc:
+        verify(headers, nonces=nonces)
+    assert exc.value.code == "nonce_replayed" and exc.value.status == 401 and exc.value.detail

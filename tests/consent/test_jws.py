@@ -131,9 +131,12 @@ def test_oversize_refused() -> None:
     assert exc.value.status == 413
 
 
-def test_nan_refused() -> None:
-    with pytest.raises(JWSError):
-        jws.decode_json(b'{"x": NaN}')
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_refused(constant: str) -> None:
+    with pytest.raises(JWSError) as info:
+        jws.decode_json(b'{"x": %s}' % constant.encode())
+    assert (info.value.code, info.value.status) == ("jws_malformed", 400)
+    assert constant in info.value.detail
 
 
 @settings(max_examples=500, deadline=None)

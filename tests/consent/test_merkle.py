@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from camhub_protocol import merkle
+from camhub_protocol import audit_verify, merkle
 from camhub_protocol.errors import AuditError
 
 # certificate-transparency / transparency-dev test vectors (RFC 6962 hashing = RFC 9162 §2.1).
@@ -180,13 +180,16 @@ def test_fork_fails_consistency() -> None:
 
 def test_out_of_range() -> None:
     tree = tree_of(LEAVES)
-    for call in (
-        lambda: tree.root(9),
-        lambda: tree.inclusion_proof(8, 8),
-        lambda: tree.consistency_proof(5, 4),
+    for call, code in (
+        (lambda: tree.root(9), "bad_tree_size"),
+        (lambda: tree.inclusion_proof(8, 8), "bad_leaf_index"),
+        (lambda: tree.consistency_proof(5, 4), "bad_tree_size"),
+        (lambda: tree.consistency_proof(0, 9), "bad_tree_size"),
+        (lambda: tree.consistency_proof(-1, 3), "bad_tree_size"),
     ):
-        with pytest.raises(AuditError):
+        with pytest.raises(AuditError) as exc:
             call()
+        assert exc.value.code == code and exc.value.detail
 
 
 def test_append_is_logarithmic_for_100k() -> None:
@@ -202,3 +205,82 @@ def test_append_is_logarithmic_for_100k() -> None:
     assert len(proof) == 17
     assert merkle.verify_inclusion(54_321, 100_000, tree.leaf(54_321), proof, root)
     assert elapsed < 5.0
+
+
+# Both RFC 9162 verifiers — the hub's (merkle.py) and the stand-alone copy the owner runs
+# (audit_verify.py) — on every proof of every tree up to 17 leaves, against the reference above, and
+# against every way to spoil a proof: a changed node, a node dropped or added, a wrong index, size,
+# leaf or root. Deterministic, so it decides each mutant the same way every time (docs/MUTATION.md).
+VERIFIERS = {"merkle": merkle, "audit_verify": audit_verify}
+SMALL = [bytes([i]) * (i % 3 + 1) for i in range(17)]
+ZERO = b"\x00" * 32
+
+
+def _spoiled(proof: list[bytes]) -> list[list[bytes]]:
+    out = [proof[:-1], [*proof, ZERO], [ZERO, *proof]] if proof else [[ZERO]]
+    for i in range(len(proof)):
+        flipped = bytes([proof[i][0] ^ 1]) + proof[i][1:]
+        out += [[*proof[:i], flipped, *proof[i + 1 :]], [*proof[:i], *proof[i + 1 :]]]
+    out.append([*proof[:1], b"\x01" * 31] if proof else [b"\x01" * 31])  # a node of the wrong length
+    return out
+
+
+@pytest.mark.parametrize("impl", list(VERIFIERS))
+def test_every_inclusion_proof_of_small_trees(impl: str) -> None:
+    verify = VERIFIERS[impl].verify_inclusion
+    for size in range(1, len(SMALL) + 1):
+        root = ref_mth(SMALL[:size])
+        for index in range(size):
+            leaf = merkle.leaf_hash(SMALL[index])
+            proof = ref_path(index, SMALL[:size])
+            assert verify(index, size, leaf, proof, root), (size, index)
+            for bad in _spoiled(proof):
+                assert not verify(index, size, leaf, bad, root), (size, index, bad)
+            assert not verify(index, size, merkle.leaf_hash(SMALL[index] + b"x"), proof, root)
+            assert not verify(index, size, leaf, proof, ref_mth(SMALL[: size - 1]) if size > 1 else ZERO)
+            for other in {index - 1, index + 1, size, -1} - {index}:
+                same = (
+                    0 <= other < size
+                    and ref_path(other, SMALL[:size]) == proof
+                    and SMALL[other] == SMALL[index]
+                )
+                assert same or not verify(other, size, leaf, proof, root), (size, index, other)
+            for other_size in (0, index, -1):  # an index outside the claimed tree
+                assert not verify(index, other_size, leaf, proof, root), (size, index, other_size)
+
+
+@pytest.mark.parametrize("impl", list(VERIFIERS))
+def test_every_consistency_proof_of_small_trees(impl: str) -> None:
+    verify = VERIFIERS[impl].verify_consistency
+    for new in range(0, len(SMALL) + 1):
+        new_root = ref_mth(SMALL[:new])
+        for old in range(0, new + 1):
+            old_root = ref_mth(SMALL[:old])
+            proof = ref_subproof(old, SMALL[:new], True) if 0 < old < new else []
+            assert verify(old, new, old_root, new_root, proof), (old, new)
+            # RFC 9162 §2.1.4.2: equal sizes need an empty proof and equal roots; size 0 an empty proof.
+            if old == new or old == 0:
+                assert not verify(old, new, old_root, new_root, [ZERO]), (old, new)
+            if old == new:
+                assert not verify(old, new, old_root, ZERO, []), (old, new)
+            else:
+                for bad in _spoiled(proof):
+                    assert not verify(old, new, old_root, new_root, bad), (old, new, bad)
+                if old > 0:
+                    assert not verify(old, new, ZERO, new_root, proof), (old, new)
+                    assert not verify(old, new, old_root, ZERO, proof), (old, new)
+                    assert not verify(new, old, new_root, old_root, proof), (old, new)
+            assert not verify(old, new, old_root, new_root, [b"\x01" * 31]), (old, new)
+            if new + 1 <= len(SMALL) and 0 < old < new:
+                assert not verify(old, new + 1, old_root, ref_mth(SMALL[: new + 1]), proof) or proof == (
+                    ref_subproof(old, SMALL[: new + 1], True)
+                ), (old, new)
+
+
+def test_stand_alone_tree_roots_match_the_reference() -> None:
+    leaves = [merkle.leaf_hash(e) for e in SMALL]
+    tree = audit_verify.Tree(leaves)
+    for size in range(len(SMALL) + 1):
+        assert tree.root(size) == ref_mth(SMALL[:size]) == merkle.MerkleTree(leaves).root(size)
+    assert audit_verify.leaf_hash(b"x") == merkle.leaf_hash(b"x")
+    assert audit_verify.node_hash(b"a", b"b") == merkle.node_hash(b"a", b"b")

@@ -16,8 +16,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import av
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from firmware_sim import h264
 from hub.consent import owner_client
 from tests.conftest import DaemonProcess, free_port, write_config
 from tests.consent.flow_env import FOOTAGE_S, HubEnv, new_agency, record_footage
@@ -221,3 +223,29 @@ def audit_verify(env: HubEnv, out: Path) -> str:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
+
+
+def recorded_frames(data: Path, camera: str) -> list[tuple[int, float, float]]:
+    """(sim frame counter, capture time, recorded wall-clock time) of every frame in the camera's
+    segments, from the SEI stamp the sim puts in each frame and the segment's indexed start."""
+    conn = db(data)
+    try:
+        rows = conn.execute(
+            "SELECT path, start_at FROM segments WHERE camera_id = ? ORDER BY start_at", (camera,)
+        ).fetchall()
+    finally:
+        conn.close()
+    frames = []
+    for path, start_at in rows:
+        with av.open(str(data / "segments" / path)) as c:
+            st = c.streams.video[0]
+            first: int | None = None
+            for p in c.demux(st):
+                if not p.size:
+                    continue
+                first = p.pts if first is None else first
+                stamp = h264.find_stamp(bytes(p))
+                assert stamp is not None, path
+                recorded = start_at + float((p.pts - first) * p.time_base)
+                frames.append((stamp.seq, stamp.capture_us / 1e6, recorded))
+    return frames

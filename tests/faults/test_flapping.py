@@ -11,9 +11,6 @@ import sqlite3
 import time
 from pathlib import Path
 
-import av
-
-from firmware_sim import h264
 from tests.conftest import free_port, write_config
 from tests.faults.hubproc import (
     SimProcess,
@@ -21,6 +18,7 @@ from tests.faults.hubproc import (
     check_store,
     db,
     problems_in_log,
+    recorded_frames,
     start_hub,
     stats,
     until,
@@ -262,7 +260,7 @@ def test_rapid_flaps_keep_the_timeline_honest(tmp_path: Path) -> None:
         finally:
             sim.stop()
     assert _ahead_of_wall_clock(data) == []
-    frames = _recorded_frames(data, "sim-1")
+    frames = recorded_frames(data, "sim-1")
     seqs = [f[0] for f in frames]
     # No frame written twice (the replayed GOP is dropped, not appended).
     assert len(seqs) == len(set(seqs)), sorted(s for s in set(seqs) if seqs.count(s) > 1)
@@ -294,32 +292,6 @@ def test_rapid_flaps_keep_the_timeline_honest(tmp_path: Path) -> None:
         f"frames={len(seqs)} missing={len(missing)} gaps={len(gaps)} "
         f"stamped_after_capture_s min={min(offsets):.3f} max={max(offsets):.3f}"
     )
-
-
-def _recorded_frames(data: Path, camera: str) -> list[tuple[int, float, float]]:
-    """(sim frame counter, capture time, recorded wall-clock time) of every frame in the camera's
-    segments, from the SEI stamp the sim puts in each frame and the segment's indexed start."""
-    conn = db(data)
-    try:
-        rows = conn.execute(
-            "SELECT path, start_at FROM segments WHERE camera_id = ? ORDER BY start_at", (camera,)
-        ).fetchall()
-    finally:
-        conn.close()
-    frames = []
-    for path, start_at in rows:
-        with av.open(str(data / "segments" / path)) as c:
-            st = c.streams.video[0]
-            first: int | None = None
-            for p in c.demux(st):
-                if not p.size:
-                    continue
-                first = p.pts if first is None else first
-                stamp = h264.find_stamp(bytes(p))
-                assert stamp is not None, path
-                recorded = start_at + float((p.pts - first) * p.time_base)
-                frames.append((stamp.seq, stamp.capture_us / 1e6, recorded))
-    return frames
 
 
 def _frame_period(frames: list[tuple[int, float, float]]) -> float:

@@ -18,3 +18,6 @@ def test_soak_60_seconds(tmp_path: Path) -> None:
     assert result.ok, "\n".join(result.problems)
     last = result.samples[-1]
     assert last.segments > 0 and last.events > 0 and last.requests > 0
+    slope = result.rss_slope_mb_per_h()  # what `make soak` prints beside the table (issue 17)
+    assert slope is not None
+    print(f"rss slope after warm-up: {slope:+.2f} MB/h")

@@ -195,18 +195,20 @@ async def test_sealed_segments_record_recover_and_export(
 
 
 async def test_sealed_partial_keeps_complete_fragments(tmp_path: Path, store: Store, clip_320: Path) -> None:
-    """A sealed `.part` cut inside its third fragment's record is resealed with two fragments."""
+    """A sealed `.part` cut inside its fifth fragment's record is resealed with four fragments."""
     rest = AtRest(StorageKey.generate(), seal=True)
-    _, pkts = await read_packets(clip_320, 45)  # three 1 s GOPs = three fragments = three records
+    # Three 1 s GOPs = six fragments (one at each keyframe and every FRAGMENT_S) = six records.
+    _, pkts = await read_packets(clip_320, 45)
     await _write_all(Segmenter("src", tmp_path / "src", store, segment_s=10, at_rest=rest), _arrive(pkts))
     (src,) = await store.run(q.segments_between, "src", 0, 1e12)
     await store.run(q.delete_segments, [src.id])
     header, records = _records(tmp_path / "src" / src.path)
-    # ftyp, moov, three fragments, mfra trailer, last: what the muxer wrote after each packet.
+    # ftyp, moov, six fragments, mfra trailer, last: what the muxer wrote after each packet.
     day = tmp_path / "media" / "cam" / "2026-11-23"
     day.mkdir(parents=True)
     part = day / "20261123T091500.000000Z.mp4.part"
-    part.write_bytes(header + b"".join(records[:4]) + records[4][:-7])  # killed mid-write
+    assert len(records) == 10, len(records)
+    part.write_bytes(header + b"".join(records[:6]) + records[6][:-7])  # killed mid-write
     unknown_key = day / "20261123T091600.000000Z.mp4.part"
     with sealed.SealedWriter(unknown_key, StorageKey.generate()) as w:
         w.write(b"someone else's footage")

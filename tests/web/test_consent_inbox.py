@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from camhub_protocol import jws
+from camhub_protocol.keys import okp_public_jwk
 from hub.agency_client import Agency, AgencyError
 from tests.web.conftest import PASSWORD, onboard, screenshot
 
@@ -67,13 +68,21 @@ def test_onboarding_makes_a_non_extractable_key_and_a_session(make_hub: Any, con
     assert row.get_by_role("button", name="Revoke").is_disabled()
     row.get_by_text("The only device that can approve cannot be revoked").wait_for()
     screenshot(page, "devices")
-    # The pairing code is single use.
+    # The pairing code is single use: a well-formed enrolment (a real key, so it reaches the code and
+    # owner checks instead of a 400 for the key) with the spent code is refused, audited, and enrols
+    # nothing.
+    since = len(hub.audit())
+    another = okp_public_jwk(Ed25519PrivateKey.generate().public_key())
     r = page.request.post(
         hub.url + "/api/v1/owner/enroll",
-        data=json.dumps({"pairing_code": hub.daemon.pairing_code, "public_jwk": {}, "name": "x"}),
-        headers={"Content-Type": "application/json", "X-CSRF-Token": "n/a"},
+        data=json.dumps({"pairing_code": hub.daemon.pairing_code, "public_jwk": another, "name": "x"}),
+        headers={"Content-Type": "application/json"},
     )
-    assert r.status in (400, 403)
+    assert (r.status, r.json()["error"]) == (403, "bad_pairing_code"), r.text()
+    assert [e["type"] for e in hub.audit()[since:]] == ["pairing.failed"]
+    page.reload()
+    page.get_by_text("This browser is enrolled").wait_for()
+    assert page.locator("#devices tbody tr").count() == 1
 
 
 def test_a_failed_pairing_says_why_and_takes_focus(make_hub: Any, context: Any) -> None:
@@ -214,11 +223,17 @@ def test_request_approved_narrower_in_the_browser_and_fetched(
         == "pending"
     )
 
-    # The delivery URL the agency was given is refused at send time by the egress gate.
+    # The delivery URL the agency was given is refused at send time by the egress gate: 403
+    # grant_revoked as a JSON error (no byte of the delivery), audited, and no egress recorded.
     agency = Agency(tmp_path / "agency", hub.url)
+    since = len(hub.audit())
     with pytest.raises(AgencyError) as refused:
         agency._open("GET", status["deliveries"][0]["url"])
-    assert refused.value.status in (403, 404, 410), refused.value
+    assert refused.value.status == 403, refused.value
+    assert refused.value.body == {"error": "grant_revoked", "detail": refused.value.body["detail"]}
+    new = hub.audit()[since:]
+    assert [e["data"]["code"] for e in new if e["type"] == "request.rejected"] == ["grant_revoked"], new
+    assert not [e for e in new if e["type"].startswith("egress.")], new
     assert (
         _agency("status", "--url", hub.url, "--key", str(tmp_path / "agency"), "--", request_id)["status"]
         == "closed"
