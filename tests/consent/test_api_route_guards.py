@@ -128,6 +128,7 @@ class Full:
         agency_session = _session_id(self.agency_viewer)
         values = {
             "/api/v1/owner/segments/{id}.mp4": {"id": str(self.segment_id)},
+            "/api/v1/owner/segments/{id}/h264.mp4": {"id": str(self.segment_id)},
             "/api/v1/owner/events/{id}.jpg": {"id": self.event_id},
             "/api/agency/v1/requests/{id}": {"id": self.request_id},
             "/api/agency/v1/deliveries/{id}": {"id": self.delivery_url.rsplit("/", 1)[-1]},
