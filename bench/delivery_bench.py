@@ -78,6 +78,7 @@ def child(clip: Path, out: Path) -> None:
         "camera": "front-door",
         "start": "2026-11-20T18:00:00Z",
         "end": "2026-11-20T18:30:00Z",
+        "audio": False,
         "segments": [],
     }
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

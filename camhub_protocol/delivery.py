@@ -57,14 +57,19 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CLIP_NAME = re.compile(r"clip-[A-Za-z0-9][A-Za-z0-9._-]*\.mp4")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 #: The caller supplies these; `v`, `hub_id`, `files`, `audit` and `created` are filled in here.
-CALLER_FIELDS = ("request_id", "request_sha256", "approval_id", "camera", "start", "end", "segments")
+CALLER_FIELDS = (
+    "request_id", "request_sha256", "approval_id", "camera", "start", "end", "audio", "segments"
+)  # fmt: skip
 #: Optional for the caller (absent: `null`, a stream copy); optional for the verifier (hubs before it).
 REDACTION = "redaction"
 MANIFEST_FIELDS = frozenset(
-    {"v", "hub_id", "request_id", "request_sha256", "approval_id", "camera", "start", "end", "files",
-     "segments", "redaction", "audit", "created"}
+    {"v", "hub_id", "request_id", "request_sha256", "approval_id", "camera", "start", "end", "audio",
+     "files", "segments", "redaction", "audit", "created"}
 )  # fmt: skip
 REDACTION_FIELDS = frozenset({"masks", "width", "height", "fill", "codec"})
+#: A manifest from a hub before `audio` or `redaction` (PROTOCOL §2.3) lacks them: they read as
+#: `false` and `null`.
+OPTIONAL_MANIFEST_FIELDS = frozenset({"audio", REDACTION})
 FIXED_NAMES = ("audit-proof.json", "manifest.json", "manifest.jws")
 
 
@@ -187,6 +192,8 @@ def _manifest(
     redaction = fields.get(REDACTION)
     if redaction is not None and not _valid_redaction(redaction):
         raise DeliveryError("delivery_bad_input", "redaction must be null or PROTOCOL §2.3's object")
+    if not isinstance(fields["audio"], bool):
+        raise DeliveryError("delivery_bad_input", "audio must be true or false (the approval's scope.audio)")
     seq, entry_hash = proof.get("seq"), proof.get("entry_hash")
     if not isinstance(seq, int) or not isinstance(entry_hash, str) or proof.get("hub_id") != hub_id:
         raise DeliveryError("delivery_bad_input", "audit proof is not a proof_bundle() of this hub")
@@ -372,8 +379,14 @@ def verify_unpacked(
         raise DeliveryError("delivery_bad_signature", f"manifest.jws does not verify: {exc}") from exc
     if (directory / "manifest.json").read_bytes() != payload:
         raise DeliveryError("delivery_bad_signature", "manifest.json differs from the signed manifest")
-    if not isinstance(manifest, dict) or set(manifest) | {REDACTION} != MANIFEST_FIELDS or manifest["v"] != 1:
+    if (
+        not isinstance(manifest, dict)
+        or set(manifest) | OPTIONAL_MANIFEST_FIELDS != MANIFEST_FIELDS
+        or manifest["v"] != 1
+    ):
         raise DeliveryError("delivery_bad_manifest", "manifest fields differ from PROTOCOL §2.3")
+    if not isinstance(manifest.get("audio", False), bool):
+        raise DeliveryError("delivery_bad_manifest", "manifest audio must be true or false")
     if manifest.get(REDACTION) is not None and not _valid_redaction(manifest[REDACTION]):
         raise DeliveryError("delivery_bad_manifest", "redaction differs from PROTOCOL §2.3")
     if manifest["hub_id"] != hub_id:

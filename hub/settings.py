@@ -56,10 +56,13 @@ CAMERA_KEYS = frozenset(
         "retention_days",
         "events_url",
         "motion",
+        "audio",
+        "rtsp_transport",
     }
 )
 #: Keys an edit may change; the rest identify the camera (remove it and add it again to change them).
-EDITABLE_KEYS = frozenset({"name", "record", "retention_days", "motion"})
+#: `audio` is the owner's to turn on (off by default: recording conversations is regulated).
+EDITABLE_KEYS = frozenset({"name", "record", "retention_days", "motion", "audio", "rtsp_transport"})
 STORAGE_KEYS = frozenset({"max_age_days", "quota_gb"})
 # `cameras.<id>.<key>…: message` or `cameras[0].<key>: message` (hub.config's problem lines)
 _PROBLEM = re.compile(r"^(?:cameras(?:\[\d+\]|\.[a-z0-9_-]+)|storage)\.([a-z_]+)[^:]*: (.*)$")

@@ -75,6 +75,8 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("GET", "/api/v1/owner/cameras"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/timeline"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/segments/{id}.mp4"): RouteGuard(Guard.OWNER_SESSION, media=True),
+    # an H.264 copy of an H.265 segment for a browser without H.265 (hub/record/transcode.py)
+    ("GET", "/api/v1/owner/segments/{id}/h264.mp4"): RouteGuard(Guard.OWNER_SESSION, media=True),
     ("GET", "/api/v1/owner/events"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/events/{id}.jpg"): RouteGuard(Guard.OWNER_SESSION, media=True),
     ("GET", "/api/v1/owner/requests"): RouteGuard(Guard.OWNER_SESSION),

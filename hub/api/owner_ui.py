@@ -9,6 +9,8 @@ Route table (who may call each is declared here, where it is registered):
                                                       `onvif_url`; `added_as` once configured)
     GET  /api/v1/owner/timeline              owner    one camera's segments, gaps and events in a range
     GET  /api/v1/owner/segments/{id}.mp4     owner    one fMP4 segment, with HTTP Range (RFC 9110 §14)
+    GET  /api/v1/owner/segments/{id}/h264.mp4  owner  an H.264 copy of an H.265 segment, for a browser
+                                                      that cannot play H.265 (hub/record/transcode.py)
     GET  /api/v1/owner/events                owner    events by camera / kind / day; `source` "hub" (the
                                                       hub's motion analysis) or "camera" (presses, ONVIF motion)
     GET  /api/v1/owner/events/{id}.jpg       owner    an event's thumbnail
@@ -50,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import io
 import json
 import logging
 import re
@@ -60,6 +63,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import av
+import av.error
 from aiohttp import web
 
 from camhub_protocol import rfc3339
@@ -71,6 +76,7 @@ from hub.api.views import view_log
 from hub.config import CAMERA_ID_RE, MotionConfig
 from hub.errors import BadRequest, HubError, NotFound
 from hub.record.sealed import SealedError
+from hub.record.transcode import H264Copies
 from hub.services import SERVICES
 from hub.settings import public_camera
 from hub.store import audit as audit_q
@@ -179,6 +185,8 @@ async def cameras(request: web.Request) -> web.Response:
             "name": c.name,
             "source": "whip" if c.whip else "rtsp",
             "record": c.record,
+            "audio": c.audio,
+            "rtsp_transport": c.rtsp_transport,
             "retention_days": c.retention_days
             if c.retention_days is not None
             else services.config.storage.max_age_days,
@@ -256,6 +264,9 @@ async def timeline(request: web.Request) -> web.Response:
                     "bytes": s.bytes,
                     "width": s.width,
                     "height": s.height,
+                    # The player asks the browser whether it can play these (H.265, audio).
+                    "codec": s.codec,
+                    "audio_codec": s.audio_codec,
                 }
                 for s in segments
             ],
@@ -295,6 +306,37 @@ async def segment_media(request: web.Request) -> web.StreamResponse:
         return web.FileResponse(path, headers=headers)
     # Sealed at rest: a segment is a few seconds, so it is opened whole in memory for each request.
     return _ranged(request, await _open_sealed(at_rest.read_file, path), headers)
+
+
+H264_COPIES = web.AppKey("h264_copies", H264Copies)
+
+
+async def segment_h264(request: web.Request) -> web.StreamResponse:
+    """The owner's H.265 footage re-encoded as H.264 for watching (never what leaves the box)."""
+    services = request.app[SERVICES]
+    try:
+        segment_id = int(request.match_info["id"])
+    except ValueError as exc:
+        raise NotFound("no such segment") from exc
+    row = await services.store.run(q.segment, segment_id)
+    if row is None:
+        raise NotFound("no such segment")
+    path = _inside(services.config.segments_dir, row[1])
+    if not path.is_file():
+        raise NotFound("segment file is gone (retention)")
+    at_rest = services.at_rest
+
+    def source() -> str | io.BytesIO:
+        return io.BytesIO(at_rest.read_file(path)) if at_rest.is_sealed(path) else str(path)
+
+    try:
+        data = await request.app[H264_COPIES].get(segment_id, source)
+    except (av.error.FFmpegError, IndexError, SealedError) as exc:
+        log.error("H.264 copy of segment %d failed: %s", segment_id, exc)
+        raise HubError(
+            "this segment could not be converted for this browser", code="transcode_failed", status=500
+        ) from exc
+    return _ranged(request, data, {"Content-Type": "video/mp4", "Cache-Control": "no-store"})
 
 
 async def _open_sealed(read: Callable[[Path], bytes], path: Path) -> bytes:
@@ -434,7 +476,14 @@ def _requests_snapshot(conn: Any, now: float, known_cameras: frozenset[str]) -> 
                     {
                         "camera": camera,
                         "segments": [
-                            {"id": s.id, "start": s.start_at, "end": s.end_at, "bytes": s.bytes}
+                            {
+                                "id": s.id,
+                                "start": s.start_at,
+                                "end": s.end_at,
+                                "bytes": s.bytes,
+                                "codec": s.codec,
+                                "audio_codec": s.audio_codec,
+                            }
                             for s in segs[:2000]
                         ],
                         "bytes": sum(s.bytes for s in segs),
@@ -791,6 +840,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/owner/cameras", owner(cameras))
     app.router.add_get("/api/v1/owner/timeline", owner(timeline))
     app.router.add_get(r"/api/v1/owner/segments/{id:\d+}.mp4", owner(segment_media))
+    app[H264_COPIES] = H264Copies()
+    app.router.add_get(r"/api/v1/owner/segments/{id:\d+}/h264.mp4", owner(segment_h264))
     app.router.add_get("/api/v1/owner/events", owner(events))
     app.router.add_get(r"/api/v1/owner/events/{id}.jpg", owner(event_thumbnail))
     app.router.add_get("/api/v1/owner/requests", owner(requests))

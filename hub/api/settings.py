@@ -198,8 +198,13 @@ async def edit_camera(request: web.Request) -> web.Response:
         await services.store.run(q.put_camera, camera_id, table, time.time())
         settings.cameras[camera_id] = table
         await _apply(request)
-        # Retention and the name need no restart; recording or motion on/off restart the camera.
-        restart = (cam.record, cam.motion) != (before.record, before.motion)
+        # Retention and the name need no restart; recording, motion, audio or transport do.
+        restart = (cam.record, cam.motion, cam.audio, cam.rtsp_transport) != (
+            before.record,
+            before.motion,
+            before.audio,
+            before.rtsp_transport,
+        )
         if restart and services.cameras is not None:
             await services.cameras.remove(camera_id)
             await services.cameras.add(cam)

@@ -144,6 +144,7 @@ def cmd_owner_approve(args: argparse.Namespace) -> int:
         "start": None if live else args.start,
         "end": None if live else args.end,
         "live_max_seconds": args.live_max_seconds,
+        "audio": args.audio,  # signed either way: the owner's CLI states it, like the web UI
     }
     fields["max_fetches"] = args.max_fetches
     fields["not_after"] = args.not_after or rfc3339.format(int(time.time() + args.valid_hours * 3600))
@@ -399,6 +400,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--max-fetches", type=int, default=3)
     p.add_argument("--not-after", help="RFC 3339 UTC; default now + --valid-hours")
     p.add_argument("--valid-hours", type=float, default=72.0)
+    p.add_argument(
+        "--audio",
+        action="store_true",
+        help="let the cameras' recorded sound leave too (scope.audio; without it: video only)",
+    )
     p.set_defaults(func=cmd_owner_approve)
     p = owner.add_parser("decline", help="decline a request")
     _http_opts(p)

@@ -367,13 +367,21 @@ def _open_request(conn: sqlite3.Connection, ctx: Context, d: Decision) -> q.Requ
     return record
 
 
+def _scope_audio(scope: dict[str, Any]) -> bool:
+    """`scope.audio` (PROTOCOL §3): may the camera's sound leave? Absent means no."""
+    audio = scope.get("audio", False)
+    if not isinstance(audio, bool):
+        raise invalid("scope.audio must be true or false")
+    return audio
+
+
 def _scope(
     p: dict[str, Any], record: q.RequestRecord
 ) -> tuple[tuple[str, ...], float | None, float | None, int | None]:
     scope = p.get("scope")
     if not isinstance(scope, dict):
         raise invalid("approve needs a scope object")
-    extra = sorted(set(scope) - {"kind", "cameras", "start", "end", "live_max_seconds"})
+    extra = sorted(set(scope) - {"kind", "cameras", "start", "end", "live_max_seconds", "audio"})
     if extra:
         raise invalid(f"unknown scope members: {', '.join(extra)}")
     cameras = scope.get("cameras")
@@ -415,6 +423,7 @@ def _approve(conn: sqlite3.Connection, ctx: Context, d: Decision) -> Outcome:
     p = d.payload
     record = _open_request(conn, ctx, d)
     cameras, start, end, live = _scope(p, record)
+    audio = _scope_audio(p["scope"])
     try:
         not_after = rfc3339.parse(p.get("not_after"))
     except ValueError as exc:
@@ -433,7 +442,7 @@ def _approve(conn: sqlite3.Connection, ctx: Context, d: Decision) -> Outcome:
     q.set_request_state(conn, record.id, "approved")
     grant = q.GrantRecord(
         d.id, record.id, record.agency_keyid, record.kind, cameras, start, end, live, max_fetches, not_after,
-        None, d.kid,
+        None, d.kid, audio=audio,
     )  # fmt: skip
     return Outcome({"decision_id": d.id, "request_id": record.id}, grant=grant)
 

@@ -116,6 +116,7 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
                 grant.end_at,
                 cut_path,
                 at_rest=svc.at_rest,
+                audio=grant.audio,  # the camera's sound leaves only under a grant that says so (§3)
             )
         except clip_mod.NoFootage:
             log.info("request %s: no footage of %s in the approved range", grant.request_id, camera)
@@ -147,6 +148,8 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
                 "end": rfc3339.format(grant.end_at),
                 "clip_start": rfc3339.format(clip.start_at),
                 "clip_end": rfc3339.format(clip.end_at),
+                # What left with the video, None when nothing (a masked clip is re-encoded without it).
+                "audio_codec": None if masks else clip.audio_codec,
                 "segments": segments,
                 "redaction": redaction,
             },
@@ -163,6 +166,7 @@ async def _build_one(svc: ConsentService, grant: q.GrantRecord, camera: str) -> 
                 "camera": camera,
                 "start": rfc3339.format(grant.start_at),
                 "end": rfc3339.format(grant.end_at),
+                "audio": grant.audio,
                 "segments": segments,
                 "redaction": redaction,
             },

@@ -30,6 +30,7 @@ Every path that sends bytes off the box, and how it reaches the gate:
 | `GET /api/v1/hub`, `POST /api/v1/owner/enroll`, `POST /api/v1/decisions`, `POST /api/v1/owner/clock` | hub identity, ids, error codes; no media | public / pairing code / owner JWS |
 | `GET /api/v1/audit/*` | checkpoints and Merkle proofs; no media | owner session (`hub/api/owner.py`) |
 | owner web UI media (`/api/v1/owner/segments/{id}.mp4`, `/api/v1/owner/events/{id}.jpg`, `hub/api/owner_ui.py`) | the owner's own footage to the owner | owner session on the LAN (`require_owner`), which §4 exempts from the gate |
+| `GET /api/v1/owner/segments/{id}/h264.mp4` (`hub/api/owner_ui.py`, `hub/record/transcode.py`) | the owner's own H.265 footage re-encoded as H.264, for a browser that cannot play H.265; never used for deliveries (they stay stream copies) | owner session on the LAN (`require_owner`), exempt from the gate by §4 |
 | `POST /api/agency/v1/live/{grant_id}` (WHEP, `hub/api/live.py`) | live camera media over WebRTC | RFC 9421 agency signature, then `gate.check(kind="live")` before answering the offer; the session's watchdog calls `gate.check` again every ≤ 0.5 s and at once on `ConsentService.grant_listeners` (revoke, revoke-key, remove-agency), and ends the peer connection when it refuses |
 | `DELETE /api/agency/v1/live/{grant_id}[/{session_id}]` | nothing (ends a session) | RFC 9421 agency signature |
 | `POST /api/v1/owner/cameras/{camera_id}/whep` (`hub/api/live.py`) | the owner's own live view | owner session on the LAN (`require_owner`), exempt from the gate by §4 |

@@ -7,7 +7,13 @@ except for a camera with privacy masks (PROTOCOL §4.1): then an agency's sessio
 with `owner_views`) sends through `privacy.RedactingTrack`, which decodes and paints, and aiortc
 encodes.
 
-Because nothing re-encodes, aiortc ignores the viewer's PLI keyframe requests; a viewer instead starts
+H.265 cameras are the exception (issue 16): WebRTC in the browsers the hub serves carries H.264, so
+an H.265 camera's packets are decoded here and handed to aiortc as frames, which its own H.264
+encoder compresses (and then PLI is honoured). That costs real CPU, so it is bounded: one such
+session at a time on the whole hub (`TRANSCODE_SLOTS`, 503 `transcode_busy` beyond it), one decoder
+thread, frames scaled down to at most `TRANSCODE_MAX` (aiortc's encoder is set for level 3.1).
+
+Because nothing re-encodes (H.264), aiortc ignores the viewer's PLI keyframe requests; a viewer instead starts
 at the relay's cached keyframe. Nothing checks that the packets match the negotiated codec either, so
 the session forces H.264 with `setCodecPreferences`, in the order that negotiates H.264 with Chromium:
 `addTransceiver(track, "sendonly")` → `setCodecPreferences` → `setRemoteDescription(offer)`.
@@ -37,8 +43,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import av
+import av.error
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.exceptions import OperationError
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -55,6 +63,15 @@ RECHECK_INTERVAL_S = 0.5
 PC_CLOSE_TIMEOUT_S = 2.0
 MAX_JUMP = 5 * 90_000  # a timestamp step beyond ±5 s is a discontinuity, not a frame interval
 DEFAULT_STEP = 90_000 // 15
+TRANSCODE_SLOTS = 1  # H.265 live sessions converted at once, hub-wide (a doorbell hub has two cores)
+TRANSCODE_MAX = (1280, 720)  # the largest picture the conversion sends (H.264 level 3.1)
+_transcoding: set[RelayTrack] = set()
+
+
+def transcode_busy() -> bool:
+    """True when another H.265 live session already holds the conversion slot."""
+    return len(_transcoding) >= TRANSCODE_SLOTS
+
 
 # A gate re-check: returns normally while sending is allowed, raises (ConsentError, or anything
 # else — both close the session) once it is not.
@@ -95,8 +112,44 @@ class RelayTrack(MediaStreamTrack):
         self.packets_sent = 0
         self.bytes_sent = 0
         self.last_sent_at: float | None = None  # wall clock of the last packet handed to aiortc
+        self._decoder: Any = None  # H.265 only: the camera's video decoded here, re-encoded by aiortc
 
-    async def recv(self) -> av.Packet:  # type: ignore[override]
+    async def recv(self) -> av.Packet | av.VideoFrame:  # type: ignore[override]
+        while True:
+            packet = await self._next_packet()
+            if self._decoder is None:
+                return packet
+            frame = await asyncio.to_thread(self._decode, self._decoder, packet)
+            if frame is not None:
+                return frame
+
+    @staticmethod
+    def _decode(decoder: Any, packet: av.Packet) -> av.VideoFrame | None:
+        """The newest picture of one H.265 packet (none while the decoder fills), scaled to fit."""
+        try:
+            frames = decoder.decode(packet)
+        except av.error.FFmpegError as exc:  # a damaged packet: skip it, the next keyframe repairs
+            log.debug("H.265 live decode: %s", exc)
+            return None
+        if not frames:
+            return None
+        frame = frames[-1]
+        w, h = frame.width, frame.height
+        scale = min(1.0, TRANSCODE_MAX[0] / w, TRANSCODE_MAX[1] / h)
+        if scale < 1.0 or frame.format.name != "yuv420p":
+            w, h = max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2)
+            frame = frame.reformat(width=w, height=h, format="yuv420p")
+        frame.pts, frame.time_base = packet.pts, RTP_CLOCK
+        return frame
+
+    def _start_transcoding(self) -> None:
+        if self not in _transcoding and transcode_busy():
+            raise LiveError("transcode_busy", "another H.265 live view is being converted", status=503)
+        _transcoding.add(self)
+        self._decoder = av.CodecContext.create("hevc", "r")
+        self._decoder.thread_count = 1
+
+    async def _next_packet(self) -> av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         try:
@@ -109,6 +162,13 @@ class RelayTrack(MediaStreamTrack):
             raise MediaStreamError
         data = pkt.data
         params = pkt.params
+        if params is not None and params.codec == "hevc" and self._decoder is None:
+            try:
+                self._start_transcoding()
+            except LiveError:
+                log.warning("H.265 live view refused: another one is being converted")
+                self.stop()
+                raise MediaStreamError from None
         if pkt.is_keyframe and params is not None and params.extradata:
             if not has_parameter_sets(data, params.codec):
                 # Out-of-band SPS/PPS (RTSP sprop-parameter-sets): a WebRTC decoder needs them in-band.
@@ -135,6 +195,8 @@ class RelayTrack(MediaStreamTrack):
         return ts
 
     def stop(self) -> None:
+        _transcoding.discard(self)
+        self._decoder = None
         self._sub.close()
         super().stop()
 
@@ -392,6 +454,13 @@ class LiveSessions:
         limit = self.max_sessions - (1 if audience.kind is SessionKind.AGENCY else 0)
         if len(self._sessions) >= limit:
             raise LiveError("too_many_sessions", f"at most {limit} live viewers of this kind", status=503)
+        if relay.params is not None and relay.params.codec == "hevc" and transcode_busy():
+            raise LiveError(
+                "transcode_busy",
+                "this camera sends H.265, which is converted for the browser one view at a time;"
+                " another view is open",
+                status=503,
+            )
 
         async def unregister(session: LiveSession) -> None:
             self._sessions.pop(session.id, None)

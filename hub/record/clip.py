@@ -14,6 +14,14 @@ stream from segment to output one at a time; the muxer keeps only the sample tab
 frame, about 1.6 MB for an hour at 15 fps); `faststart` moves the `moov` in a second pass with a fixed
 buffer.
 
+Sound. Segments may carry the camera's audio beside the video (when the owner turned it on for that
+camera). A clip carries it only when the caller asks (`audio=True`: the approval's `scope.audio`,
+PROTOCOL §3); otherwise the audio stream is simply not copied, so the clip has none. When it is
+copied, its packets keep their bytes and are placed on the clip's timeline by the same wall clock as
+the video (the segmenter muxed them on the video's clock); audio from before the first kept keyframe
+or after the clip's end is left out. The audio track's format comes from the first segment: a
+segment whose audio differs (or has none) contributes no audio, so the sound has a gap there.
+
 Integrity. Each segment's SHA-256 is checked against the index before it is used, and the clip result
 lists the segments used (start, end, sha256) for the consent manifest. A gap inside the range stays a
 gap (the timeline jumps; no frames are invented), and the result lists the gaps.
@@ -91,6 +99,7 @@ class Clip:
     height: int
     segments: list[ClipSegment]
     gaps: list[q.Gap]
+    audio_codec: str | None = None  # the audio stream the clip carries, None when it has none
 
     @property
     def covers_request(self) -> bool:
@@ -107,8 +116,9 @@ def export_clip_sync(
     *,
     verify: bool = True,
     at_rest: AtRest | None = None,
+    audio: bool = False,
 ) -> Clip:
-    """Blocking; call from a worker thread (uses `store.run_sync`)."""
+    """Blocking; call from a worker thread (uses `store.run_sync`). `audio`: copy the sound too."""
     at_rest = at_rest or AtRest()
     if end <= start:
         raise ClipError(f"end ({end}) must be after start ({start})")
@@ -129,12 +139,13 @@ def export_clip_sync(
             source = _segment_source(at_rest, Path(recordings_dir), seg, verify)
             with av.open(source) as container:
                 stream = container.streams.video[0]
+                sound = container.streams.audio[0] if audio and container.streams.audio else None
                 if writer is None:
                     cut = _last_keyframe_at_or_before(container, stream, seg.start_at, start)
-                    writer = _ClipWriter(tmp, stream, seg.start_at + cut)
+                    writer = _ClipWriter(tmp, stream, seg.start_at + cut, sound)
                 elif writer.extradata != bytes(stream.codec_context.extradata or b""):
                     raise StreamChanged(f"{seg.path}: parameter sets differ from the clip's")
-                if writer.add_segment(container, stream, seg.start_at, start, end):
+                if writer.add_segment(container, stream, sound, seg.start_at, start, end):
                     used.append(ClipSegment(seg.path, seg.start_at, seg.end_at, seg.sha256))
             if writer.done:
                 break
@@ -162,15 +173,17 @@ def export_clip_sync(
         first.height,
         used,
         [g for g in gaps if g.end_at >= writer.start_wall and g.start_at <= writer.end_wall],
+        writer.audio_codec if writer.audio_packets else None,
     )
     log.info(
-        "clip %s: %s %.3f–%.3f (%d segments, %d packets)",
+        "clip %s: %s %.3f–%.3f (%d segments, %d packets, audio %s)",
         out_path,
         camera_id,
         clip.start_at,
         clip.end_at,
         len(used),
         clip.packets,
+        f"{clip.audio_codec} ({writer.audio_packets} packets)" if clip.audio_codec else "none",
     )
     return clip
 
@@ -185,6 +198,7 @@ async def export_clip(
     *,
     verify: bool = True,
     at_rest: AtRest | None = None,
+    audio: bool = False,
 ) -> Clip:
     """Export [start, end] of `camera_id` to `out_path` (see module docstring), in a worker thread."""
     return await asyncio.to_thread(
@@ -197,6 +211,7 @@ async def export_clip(
         Path(out_path),
         verify=verify,
         at_rest=at_rest,
+        audio=audio,
     )
 
 
@@ -240,7 +255,7 @@ def _last_keyframe_at_or_before(container: Any, stream: Any, seg_start: float, s
 class _ClipWriter:
     """The output file and the one timeline all kept packets are shifted onto."""
 
-    def __init__(self, path: Path, template: Any, start_wall: float) -> None:
+    def __init__(self, path: Path, template: Any, start_wall: float, audio_template: Any = None) -> None:
         self.path = path
         self.time_base = Fraction(template.time_base.numerator, template.time_base.denominator)
         self.extradata = bytes(template.codec_context.extradata or b"")
@@ -254,18 +269,46 @@ class _ClipWriter:
         # A stream from the recording's own parameters: no encoder is opened (MEDIA_NOTES).
         self.stream = self.container.add_stream_from_template(template)
         self.stream.time_base = self.time_base
+        # The sound, when it may leave: a second stream copied the same way, or none at all.
+        self.audio_stream: Any = None
+        self.audio_codec: str | None = None
+        self.audio_extradata = b""
+        self.audio_packets = 0
+        self._last_audio_pts: int | None = None
+        if audio_template is not None:
+            self.audio_stream = self.container.add_stream_from_template(audio_template)
+            self.audio_stream.time_base = audio_template.time_base
+            self.audio_codec = audio_template.codec_context.name
+            self.audio_extradata = bytes(audio_template.codec_context.extradata or b"")
 
-    def add_segment(self, container: Any, stream: Any, seg_start: float, start: float, end: float) -> bool:
-        """Copy the packets of one segment that belong in the clip; True if any did."""
+    def add_segment(
+        self, container: Any, stream: Any, sound: Any, seg_start: float, start: float, end: float
+    ) -> bool:
+        """Copy the packets of one segment that belong in the clip; True if any video did."""
         tb = self.time_base
         first_pts: int | None = None
         shift = 0
         used = False
-        for p in container.demux(stream):
+        if sound is not None and (
+            self.audio_stream is None
+            or sound.codec_context.name != self.audio_codec
+            or bytes(sound.codec_context.extradata or b"") != self.audio_extradata
+        ):
+            sound = None  # no audio track in the clip, or this segment's differs: a gap in the sound
+        early: list[Any] = []
+        for p in container.demux(stream) if sound is None else container.demux(stream, sound):
             if p.size == 0 or p.pts is None or p.dts is None:
+                continue
+            if p.stream is not stream:
+                if first_pts is None:
+                    early.append(p)  # placed once the video's first time is known
+                else:
+                    self._add_audio(p, seg_start + float(p.pts * p.time_base - first_pts * tb))
                 continue
             if first_pts is None:
                 first_pts = p.pts
+                for a in early:
+                    self._add_audio(a, seg_start + float(a.pts * a.time_base - first_pts * tb))
                 # This segment's timeline placed on the clip's: t_clip = seg_start + (pts - first) - start_wall.
                 shift = round((seg_start - self.start_wall) / tb) - first_pts
             wall = seg_start + float((p.pts - first_pts) * tb)
@@ -291,6 +334,20 @@ class _ClipWriter:
             used = True
             self.end_wall = max(self.end_wall, self.start_wall + float((pts + duration) * tb))
         return used
+
+    def _add_audio(self, p: Any, wall: float) -> None:
+        """One audio packet at `wall` (s), on the clip's timeline; none from before its first frame."""
+        if wall < self.start_wall - 1e-6:
+            return
+        atb = p.time_base
+        pts = round((wall - self.start_wall) / atb)
+        if self._last_audio_pts is not None and pts <= self._last_audio_pts:
+            return  # overlaps what the previous segment gave (rounding at the seam)
+        p.pts = p.dts = pts
+        p.stream = self.audio_stream
+        self.container.mux(p)
+        self._last_audio_pts = pts
+        self.audio_packets += 1
 
     def close(self) -> None:
         self.container.close()

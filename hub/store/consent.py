@@ -70,6 +70,7 @@ class GrantRecord:
     approved_by: str  # owner kid that signed the approval
     live_started_at: float | None = None  # first livestream connection the gate let through
     ended_at: float | None = None  # when the gate saw its time run out: over for good
+    audio: bool = False  # scope.audio: may the camera's sound leave with it (PROTOCOL §3)
 
     @property
     def ends_at(self) -> float:
@@ -402,7 +403,8 @@ def decision_jws(conn: sqlite3.Connection, decision_id: str) -> str | None:
 
 _GRANT_SELECT = (
     "SELECT g.id, g.request_id, g.recipient, g.kind, g.cameras, g.start_at, g.end_at, g.live_max_seconds,"
-    " g.max_fetches, g.not_after, g.revoked_at, d.kid AS approved_by, g.live_started_at, g.ended_at"
+    " g.max_fetches, g.not_after, g.revoked_at, d.kid AS approved_by, g.live_started_at, g.ended_at,"
+    " g.audio"
     " FROM grants g JOIN decisions d ON d.id = g.id"
 )
 
@@ -411,17 +413,17 @@ def _grant(row: sqlite3.Row) -> GrantRecord:
     return GrantRecord(
         row["id"], row["request_id"], row["recipient"], row["kind"], tuple(json.loads(row["cameras"])),
         row["start_at"], row["end_at"], row["live_max_seconds"], row["max_fetches"], row["not_after"],
-        row["revoked_at"], row["approved_by"], row["live_started_at"], row["ended_at"],
+        row["revoked_at"], row["approved_by"], row["live_started_at"], row["ended_at"], bool(row["audio"]),
     )  # fmt: skip
 
 
 def insert_grant(conn: sqlite3.Connection, g: GrantRecord) -> None:
     conn.execute(
         "INSERT INTO grants (id, request_id, recipient, kind, cameras, start_at, end_at, live_max_seconds,"
-        " max_fetches, not_after) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " max_fetches, not_after, audio) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             g.id, g.request_id, g.recipient, g.kind, json.dumps(g.cameras), g.start_at, g.end_at,
-            g.live_max_seconds, g.max_fetches, g.not_after,
+            g.live_max_seconds, g.max_fetches, g.not_after, int(g.audio),
         ),
     )  # fmt: skip
 

@@ -163,7 +163,7 @@ def grants_in_force(conn: sqlite3.Connection, now: float) -> list[dict[str, Any]
     """Unrevoked, unexpired grants with the agency they go to, newest first (the owner's Revoke list)."""
     rows = conn.execute(
         "SELECT g.id, g.request_id, g.recipient, g.kind, g.cameras, g.start_at, g.end_at,"
-        " g.live_max_seconds, g.max_fetches, g.not_after, d.accepted_at, a.name AS agency_name,"
+        " g.live_max_seconds, g.max_fetches, g.not_after, g.audio, d.accepted_at, a.name AS agency_name,"
         " r.body AS request_body"
         " FROM grants g JOIN decisions d ON d.id = g.id"
         " JOIN consent_requests r ON r.id = g.request_id"
@@ -191,6 +191,7 @@ def grants_in_force(conn: sqlite3.Connection, now: float) -> list[dict[str, Any]
                 "end_at": r["end_at"],
                 "live_max_seconds": r["live_max_seconds"],
                 "max_fetches": r["max_fetches"],
+                "audio": bool(r["audio"]),
                 "not_after": r["not_after"],
                 "approved_at": r["accepted_at"],
             }

@@ -18,6 +18,7 @@ import hashlib
 import json
 import secrets
 import sqlite3
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -36,7 +37,8 @@ from hub import datadir
 from hub.agency_client import Agency
 from hub.agency_client import keygen as agency_keygen
 from hub.consent import owner_client
-from hub.ingest.source import MediaPacket
+from hub.ingest.rtsp import FileSource
+from hub.ingest.source import MediaPacket, SourceEnded
 from hub.record.segmenter import Segmenter
 from hub.store import Store
 from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
@@ -50,6 +52,33 @@ SEGMENT_S = 4.0
 DECISION_TYP = "camhub-decision+jws"
 
 
+def _h264_aac(path: Path, seconds: int) -> Path:
+    """`seconds` of H.264 (keyframe every 1 s, no B-frames) with a 440 Hz AAC tone beside it."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size=320x240:rate={FPS}",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000", "-t", str(seconds),
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", str(FPS), "-bf", "0", "-sc_threshold", "0",
+         "-c:a", "aac", "-b:a", "32k", "-ac", "1", str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    return path
+
+
+async def _read_all(path: Path) -> list[MediaPacket]:
+    """Every packet of `path`, video and audio, as a camera with audio on would deliver them."""
+    src = FileSource("test", path, realtime=False, audio=True)
+    await src.open()
+    out: list[MediaPacket] = []
+    try:
+        async for p in src.packets():
+            out.append(p)
+    except SourceEnded:
+        pass  # the whole file was read
+    finally:
+        await src.close()
+    return out
+
+
 def record_footage(
     data_dir: Path,
     config_path: Path,
@@ -59,20 +88,29 @@ def record_footage(
     camera: str = CAMERA,
     source: Path | None = None,
     noise: bool = False,
+    audio: bool = False,
 ) -> None:
     """Index `seconds` of real H.264 (keyframe every 1 s) for `camera` starting at wall time `t0`,
     looping `source` (default: a small 4 s clip; `noise`: about 1 MB a second, for deliveries large
-    enough to be stopped mid-transfer)."""
+    enough to be stopped mid-transfer; `audio`: `seconds` of H.264 with an AAC track recorded beside
+    it, as a camera whose sound the owner turned on)."""
     cfg = config_mod.load(config_path)
     datadir.prepare(cfg)
-    if source is None:
+    if audio:
+        source = _h264_aac(data_dir.parent / "source.mp4", seconds)
+    elif source is None:
         source = make_h264(data_dir.parent / "source.mp4", seconds=4.0, fps=FPS, gop=FPS, noise=noise)
 
     async def run() -> None:
-        _, pkts = await read_packets(source, seconds * FPS)
-        base = pkts[0].dts
+        if audio:
+            pkts = await _read_all(source)
+        else:
+            _, pkts = await read_packets(source, seconds * FPS)
+        base = next(p for p in pkts if not p.audio)
+        base_s = float(base.dts * base.time_base)
+        # Audio is stamped on the video's clock (FileSource): both arrive by that clock.
         arrived: list[MediaPacket] = [
-            dataclasses.replace(p, arrival=t0 + float((p.dts - base) * p.time_base)) for p in pkts
+            dataclasses.replace(p, arrival=t0 + float(p.dts * p.time_base) - base_s) for p in pkts
         ]
         store = await Store.open(cfg.db_path)
         try:
@@ -205,7 +243,9 @@ class HubEnv:
     def approval(
         self, request_id: str, sha256: str, start: float, end: float, agency: AgencyKeys | None = None,
         cameras: list[str] | None = None, not_after: float | None = None, max_fetches: int = 3,
+        audio: bool | None = None,
     ) -> dict[str, Any]:  # fmt: skip
+        """An approval of a clip; `audio` None leaves `scope.audio` out (a client from before it)."""
         return {
             "decision": "approve",
             "request_id": request_id,
@@ -217,6 +257,7 @@ class HubEnv:
                 "start": rfc3339.format(start),
                 "end": rfc3339.format(end),
                 "live_max_seconds": None,
+                **({} if audio is None else {"audio": audio}),
             },
             "max_fetches": max_fetches,
             "not_after": rfc3339.format(not_after or time.time() + 3600),
@@ -366,6 +407,7 @@ def start_hub_env(
     consent: str = "",
     hub: str = "",
     noise: bool = False,
+    audio: bool = False,
 ) -> HubEnv:
     """Record footage, start the daemon, enrol an owner key with the pairing code, add one agency.
 
@@ -382,7 +424,7 @@ def start_hub_env(
     )  # fmt: skip
     t0 = float(int(time.time()) - FOOTAGE_S - 60)
     if footage:
-        record_footage(data_dir, config, t0, noise=noise)
+        record_footage(data_dir, config, t0, noise=noise, audio=audio)
     if before_start is not None:
         before_start(data_dir, config, t0)
     daemon = ThreadHub(config) if in_process else start_daemon(config, tmp / "daemon.log")

@@ -78,6 +78,7 @@ FIELDS = {
     "camera": "front-door",
     "start": "2026-11-20T18:00:00Z",
     "end": "2026-11-20T18:00:30Z",
+    "audio": False,
     "segments": [{"start": "2026-11-20T17:59:58Z", "end": "2026-11-20T18:00:32Z", "sha256": "cd" * 32}],
 }
 
@@ -100,7 +101,7 @@ def test_manifest_fields_exactly_as_the_page(env: dict[str, Any]) -> None:
     d = build(env)
     assert list(d.manifest) == [
         "v", "hub_id", "request_id", "request_sha256", "approval_id", "camera", "start", "end",
-        "files", "segments", "redaction", "audit", "created",
+        "audio", "files", "segments", "redaction", "audit", "created",
     ]  # fmt: skip
     assert d.manifest["redaction"] is None  # a stream copy (no privacy masks)
     assert d.manifest["hub_id"] == env["hub_key"].hub_id

@@ -109,8 +109,9 @@ async def add_agency(hub: LiveHub, directory: Path, name: str) -> AgencyParty:
 
 
 async def live_grant(
-    hub: LiveHub, agency: AgencyParty, seconds: int = 10, approver: Ed25519PrivateKey | None = None
-) -> tuple[str, str]:
+    hub: LiveHub, agency: AgencyParty, seconds: int = 10, approver: Ed25519PrivateKey | None = None,
+    audio: bool | None = None,
+) -> tuple[str, str]:  # fmt: skip
     """Request a livestream and approve it; returns (request id, live URL from the poll)."""
     fields = {
         "case_id": "2026-000123", "kind": "live", "cameras": [hub.camera], "start": None, "end": None,
@@ -122,7 +123,7 @@ async def live_grant(
         {
             "decision": "approve", "request_id": made["id"], "request_sha256": made["request_sha256"],
             "scope": {"kind": "live", "cameras": [hub.camera], "start": None, "end": None,
-                      "live_max_seconds": seconds},
+                      "live_max_seconds": seconds, **({} if audio is None else {"audio": audio})},
             "recipient": agency.keyid, "max_fetches": 1,
             "not_after": rfc3339.format(int(time.time()) + 3600),
         },
@@ -210,6 +211,27 @@ async def test_revoke_cuts_through_the_listener_without_the_poll(
             await viewer.close()
     assert last < revoked_at + 1.0
     assert await live_hub.sessions_end_audited()
+
+
+async def test_a_livestream_sends_no_sound_even_when_asked_for(live_hub: LiveHub, tmp_path: Path) -> None:
+    """PROTOCOL §2.4: sound only under `scope.audio`, and this hub sends none at all yet. A viewer that
+    offers to receive audio, under a grant that allows it, gets video and an audio section the hub
+    does not send on."""
+    agency = await add_agency(live_hub, tmp_path / "agency", "PD")
+    _, url = await live_grant(live_hub, agency, seconds=10, audio=True)
+    viewer = WhepViewer()
+    viewer.pc.addTransceiver("audio", direction="recvonly")
+    async with aiohttp.ClientSession() as http:
+        try:
+            await viewer.connect(url, http, sign=agency.signer())
+            await viewer.wait_frames(5, timeout=10)
+            answer = viewer.pc.remoteDescription.sdp
+        finally:
+            await viewer.close()
+    sections = {part.split(" ", 1)[0]: part for part in answer.split("\r\nm=")[1:]}
+    assert set(sections) == {"video", "audio"}, answer
+    assert "a=sendonly" in sections["video"]
+    assert "a=sendonly" not in sections["audio"] and "a=sendrecv" not in sections["audio"], answer
 
 
 async def test_revoking_the_approving_owner_key_cuts_within_1s(live_hub: LiveHub, tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ class WebHub:
 
 
 def seed(
-    data_dir: Path, *, password: bool, segments_at: float | None
+    data_dir: Path, *, password: bool, segments_at: float | None, codec: str = "h264"
 ) -> tuple[list[Any], Ed25519PrivateKey | None]:
     """Prepare the database before the daemon starts: the owner password and recorded segments."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -127,14 +127,14 @@ def seed(
         written: list[Any] = []
         if segments_at is not None:
             rec = data_dir / "segments"
-            written = write_segments(rec, "front-door", segments_at, 3)
+            written = write_segments(rec, "front-door", segments_at, 3, codec=codec)
             # A gap, then two more: the day bar must show it.
-            written += write_segments(rec, "front-door", segments_at + 60, 2)
+            written += write_segments(rec, "front-door", segments_at + 60, 2, codec=codec)
             for w in written:
                 segments_q.insert_segment(
                     conn,
                     segments_q.NewSegment(
-                        "front-door", w.start_at, w.end_at, w.bytes, w.sha256, "h264", 320, 180, w.path
+                        "front-door", w.start_at, w.end_at, w.bytes, w.sha256, codec, 320, 180, w.path
                     ),
                 )
             segments_q.insert_gap(conn, "front-door", segments_at + 6, segments_at + 60, "reconnect")
@@ -162,9 +162,10 @@ def make_hub(tmp_path: Path) -> Iterator[Callable[..., WebHub]]:
         hub_keys: str = "",
         trust_clock: bool = True,
         discovery: str = "",
+        codec: str = "h264",
     ) -> WebHub:
         data_dir = tmp_path / f"data{len(started)}"
-        written, owner_key = seed(data_dir, password=password, segments_at=segments_at)
+        written, owner_key = seed(data_dir, password=password, segments_at=segments_at, codec=codec)
         config = write_config(tmp_path / f"camhub{len(started)}.toml", data_dir, free_port(), extra)
         if not trust_clock:  # PROTOCOL §6: rely on the kernel's sync state or the owner's confirmation
             config.write_text(

@@ -21,15 +21,23 @@ class WrittenSegment:
     sha256: str
 
 
-def fmp4_clip(seconds: float, fps: int = 15, width: int = 320, height: int = 180, shade: int = 0) -> bytes:
-    """H.264 in fragmented MP4 with a moving bar (frames differ), keyframe every second."""
+def fmp4_clip(
+    seconds: float, fps: int = 15, width: int = 320, height: int = 180, shade: int = 0, codec: str = "h264"
+) -> bytes:
+    """H.264 (or H.265, `codec="hevc"`, tagged hvc1 as the recorder does) in fragmented MP4 with a
+    moving bar (frames differ), keyframe every second."""
     buf = io.BytesIO()
     with av.open(
         buf, "w", format="mp4", options={"movflags": "frag_keyframe+empty_moov+default_base_moof"}
     ) as out:
-        stream = out.add_stream("libx264", rate=fps)
+        if codec == "hevc":
+            stream = out.add_stream("libx265", rate=fps)
+            stream.codec_tag = "hvc1"
+            stream.options = {"x265-params": f"log-level=none:keyint={fps}", "preset": "ultrafast"}
+        else:
+            stream = out.add_stream("libx264", rate=fps)
+            stream.options = {"g": str(fps), "preset": "ultrafast", "tune": "zerolatency"}
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"g": str(fps), "preset": "ultrafast", "tune": "zerolatency"}
         stream.time_base = Fraction(1, fps)
         for i in range(int(seconds * fps)):
             img = np.full((height, width, 3), (40 + shade) % 256, dtype=np.uint8)
@@ -45,12 +53,12 @@ def fmp4_clip(seconds: float, fps: int = 15, width: int = 320, height: int = 180
 
 
 def write_segments(
-    recordings: Path, camera: str, start_at: float, count: int, seconds: float = 2.0
+    recordings: Path, camera: str, start_at: float, count: int, seconds: float = 2.0, codec: str = "h264"
 ) -> list[WrittenSegment]:
     """`count` back-to-back segments for `camera` starting at `start_at` (wall-clock unix seconds)."""
     out = []
     for i in range(count):
-        data = fmp4_clip(seconds, shade=i * 50)
+        data = fmp4_clip(seconds, shade=i * 50, codec=codec)
         s = start_at + i * seconds
         rel = f"{camera}/day/{int(s * 1000)}.mp4"
         path = recordings / rel

@@ -2,7 +2,7 @@
 
 A request card once let the owner untick a camera, read "Will send Town PD: Front door from … to …",
 press "Approve as asked" and sign an approval for both cameras. Here, for every way to edit the
-answer (cameras, start, end, validity, downloads, livestream length) and every button that signs
+answer (cameras, start, end, validity, downloads, sound, livestream length) and every button that signs
 (Approve as asked / Approve what is shown, Decline), the JWS the browser posts to /api/v1/decisions
 is intercepted, its signature checked against this browser's own public key, and its payload
 compared with what the summary and the confirmation said. The browser runs in New York time against
@@ -154,7 +154,7 @@ def test_every_edit_and_button_signs_exactly_what_the_summary_shows(
         return payload, shown
 
     def check(payload: dict[str, Any], shown: str, cameras: list[str], start: float, end: float,
-              valid_s: int, fetches: int) -> None:  # fmt: skip
+              valid_s: int, fetches: int, audio: bool = False) -> None:  # fmt: skip
         now = time.time()
         assert payload["decision"] == "approve"
         assert payload["scope"] == {
@@ -163,6 +163,7 @@ def test_every_edit_and_button_signs_exactly_what_the_summary_shows(
             "start": _utc(start),
             "end": _utc(end),
             "live_max_seconds": None,
+            "audio": audio,
         }
         assert payload["max_fetches"] == fetches
         assert (payload["request_id"], payload["recipient"]) == (asked["id"], ident["keyid"])
@@ -177,6 +178,9 @@ def test_every_edit_and_button_signs_exactly_what_the_summary_shows(
             assert f"{_clock(start)} – {_clock(end)} E" in text, text
         assert f"{fetches} download" in said and f"Downloads allowed\n{fetches}" in shown
         assert _clock(not_after, seconds=False) in shown  # "valid until <that time>"
+        # Sound: the confirmation's yes/no is the signed scope.audio, and the summary says it too.
+        assert f"Audio\n{'yes' if audio else 'no'}:" in shown, shown
+        assert ("(with sound)" if audio else "(video only, no sound)") in said, said
 
     def edit() -> None:
         if card.get_by_role("button", name="Change what is sent").get_attribute("aria-expanded") != "true":
@@ -228,26 +232,37 @@ def test_every_edit_and_button_signs_exactly_what_the_summary_shows(
     check(*sign("Approve and send"), ["front-door", "garage"], lo, hi, 7 * DAY, 5)
     undo()
 
+    # 7. Sound: off unless ticked; ticked, the scope differs from what was asked and says audio.
+    edit()
+    assert not card.get_by_label("Include sound").is_checked()
+    card.get_by_label("Include sound").check()
+    assert approve.inner_text() == "Approve what is shown"
+    approve.click()
+    check(*sign("Approve and send"), ["front-door", "garage"], lo, hi, 7 * DAY, 3, audio=True)
+    undo()
+    assert not card.get_by_label("Include sound").is_checked()
+
     # A cancelled confirmation posts nothing.
     approve.click()
     page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
     page.wait_for_timeout(300)
     assert decisions.posted == []
 
-    # 7. Decline asks too, and signs a decline without a scope.
+    # 8. Decline asks too, and signs a decline without a scope.
     card.get_by_role("button", name="Decline").click()
     payload, shown = sign("Decline the request of Town PD", confirm="Sign and decline")
     assert payload["decision"] == "decline" and "scope" not in payload
     assert payload["request_id"] == asked["id"]
 
-    # 8. All edits at once, and this time the hub gets it: the approval it stores (and builds clips
-    # from) is the one the summary showed: Front door only, 1 s to 4 s, 1 day, 2 downloads.
+    # 9. All edits at once, and this time the hub gets it: the approval it stores (and builds clips
+    # from) is the one the summary showed: Front door only, 1 s to 4 s, 1 day, 2 downloads, sound.
     edit()
     card.get_by_label("Garage").uncheck()
     card.get_by_label("From").fill(_time_input(t0 + 1))
     card.get_by_label("To").fill(_time_input(t0 + 4))
     card.get_by_label("Approval valid for").select_option(label="1 day")
     card.get_by_label("Downloads allowed").fill("2")
+    card.get_by_label("Include sound").check()
     decisions.let_through = True
     approve.click()
     dialog = page.get_by_role("dialog")
@@ -258,12 +273,14 @@ def test_every_edit_and_button_signs_exactly_what_the_summary_shows(
     flash.wait_for()
     assert flash.evaluate("el => el === document.activeElement")  # focus moves to the result
     assert "Garage" not in shown and "Garage" not in flash.inner_text()
+    assert "Audio\nyes:" in shown and payload["scope"]["audio"] is True
     (grant,) = page.request.get(hub.url + "/api/v1/owner/grants").json()["grants"]
-    assert (grant["cameras"], grant["start_at"], grant["end_at"], grant["max_fetches"]) == (
+    assert (grant["cameras"], grant["start_at"], grant["end_at"], grant["max_fetches"], grant["audio"]) == (
         ["front-door"],
         t0 + 1,
         t0 + 4,
         2,
+        True,
     )
     assert abs(grant["not_after"] - (time.time() + DAY)) < 120
     assert payload["scope"]["cameras"] == ["front-door"]
@@ -295,6 +312,7 @@ def test_a_livestream_request_signs_the_length_shown(make_hub: Any, ny_context: 
     card.locator("button.approve").click()
     dialog = page.get_by_role("dialog")
     assert "up to 1 min 30 s" in dialog.inner_text()
+    assert "Audio\nno:" in _text(dialog)
     dialog.get_by_role("button", name="Sign and approve").click()
     payload = decisions.take(page)
     assert payload["scope"] == {
@@ -303,6 +321,7 @@ def test_a_livestream_request_signs_the_length_shown(make_hub: Any, ny_context: 
         "start": None,
         "end": None,
         "live_max_seconds": 90,
+        "audio": False,
     }
     assert "max_fetches" not in payload  # downloads mean nothing for a livestream: not asked, not signed
 

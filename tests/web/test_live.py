@@ -235,6 +235,8 @@ def test_revoke_in_the_browser_cuts_an_agency_livestream(
         page.goto(hub.url + "/#/inbox")
         row = page.locator("#grants tbody tr").filter(has_text="2026-000777")
         row.get_by_role("button", name="Revoke").click()
+        # Revoking asks first (the whole decision on screen before signing, from main's passkey work).
+        page.get_by_role("dialog").get_by_role("button", name="Sign and revoke").click()
         clicked = time.time()
         row.wait_for(state="detached", timeout=10_000)
         result = watched.result(timeout=30)

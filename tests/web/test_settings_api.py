@@ -89,6 +89,8 @@ def test_cameras_and_retention_change_at_runtime_and_survive_a_restart(
         ({**new, "url": "whip"}, "url"),
         ({**new, "retention_days": -1}, "retention_days"),
         ({**new, "record": "yes"}, "record"),
+        ({**new, "audio": "yes"}, "audio"),
+        ({**new, "rtsp_transport": "quic"}, "rtsp_transport"),
         ({**new, "whip_token": "x" * 20}, "whip_token"),
         ({k: v for k, v in new.items() if k != "url"}, "url"),
     ]
@@ -103,6 +105,8 @@ def test_cameras_and_retention_change_at_runtime_and_survive_a_restart(
     cam = _wait_online(owner, "porch")
     assert cam["configured_in"] == "settings" and cam["has_credentials"] is True
     assert cam["retention_days"] == 3 and cam["url"] == url
+    # Sound is off unless the owner turns it on (recording conversations is regulated).
+    assert cam["audio"] is False and cam["rtsp_transport"] == "auto"
     assert _camera(owner, "front-door")["configured_in"] == "file"  # type: ignore[index]
     # No GET ever returns the camera's password.
     for path in ("/api/v1/owner/cameras", "/api/v1/owner/settings"):
@@ -122,6 +126,11 @@ def test_cameras_and_retention_change_at_runtime_and_survive_a_restart(
     status, body = owner.call("PATCH", "/api/v1/owner/settings/cameras/porch", {"retention_days": 1.5})
     assert status == 200, body
     assert _camera(owner, "porch")["retention_days"] == 1.5  # type: ignore[index]
+    status, body = owner.call("PATCH", "/api/v1/owner/settings/cameras/porch", {"audio": 1})
+    assert (status, body["field"]) == (400, "audio")
+    status, body = owner.call("PATCH", "/api/v1/owner/settings/cameras/porch", {"audio": True})
+    assert status == 200, body
+    assert _wait_online(owner, "porch")["audio"] is True  # restarted with sound on
 
     # The hub-wide limits: validated like [storage], null goes back to the file's value.
     status, body = owner.call("PATCH", "/api/v1/owner/settings/storage", {"quota_gb": -1})
@@ -140,7 +149,7 @@ def test_cameras_and_retention_change_at_runtime_and_survive_a_restart(
         owner = Owner(restarted.url)
         owner.login()
         cam = _wait_online(owner, "porch")
-        assert cam["retention_days"] == 1.5
+        assert cam["retention_days"] == 1.5 and cam["audio"] is True
         assert owner.call("GET", "/api/v1/owner/settings")[1]["storage"]["quota_bytes"] == 2 * 1024**3
         status, body = owner.call("DELETE", "/api/v1/owner/settings/cameras/porch")
         assert status == 200, body
@@ -158,9 +167,11 @@ def test_cameras_and_retention_change_at_runtime_and_survive_a_restart(
     assert [e["data"]["change"] for e in entries] == [
         "camera.added",
         "camera.edited",
+        "camera.edited",
         "storage",
         "camera.removed",
     ]
     assert entries[0]["data"]["credentials"] is True and entries[0]["actor"] == "owner"
     assert entries[1]["data"]["set"] == {"retention_days": "1.5"}
+    assert entries[2]["data"]["set"] == {"audio": True}
     assert password not in json.dumps(entries)

@@ -52,6 +52,10 @@ def test_add_a_discovered_camera_change_its_retention_and_remove_it(
     form.get_by_label("Username").fill(parts.username or "")
     form.get_by_label("Password").fill(parts.password or "")
     form.get_by_label("Motion detection").uncheck()
+    # Sound is off unless the owner ticks it, and the page says why.
+    assert not form.get_by_label("Record sound").is_checked()
+    note = page.locator("#audio-note")
+    assert "regulated" in note.inner_text() and "GDPR" in note.inner_text()
     # Bad input: the hub's validator (the config file's) names the field, and the page marks it.
     form.get_by_label("Keep footage (days)").fill("-2")
     form.get_by_role("button", name="Add camera").click()
@@ -75,6 +79,11 @@ def test_add_a_discovered_camera_change_its_retention_and_remove_it(
     row.get_by_role("button", name="Save").click()
     page.get_by_text(f"Retention of {sim['camera']} saved.").wait_for()
     assert row.get_by_label(f"Keep footage of {sim['camera']} (days)").input_value() == "2.5"
+    sound = row.get_by_label(f"Record sound from {sim['camera']}")
+    assert not sound.is_checked()
+    sound.check()
+    page.get_by_text(f"Sound from {sim['camera']} is recorded from now on.").wait_for()
+    assert row.get_by_label(f"Record sound from {sim['camera']}").is_checked()
     screenshot(page, "settings", full_page=True)
 
     # And it can be removed again (after a confirmation).
@@ -84,6 +93,12 @@ def test_add_a_discovered_camera_change_its_retention_and_remove_it(
     assert row.count() == 0
 
     changes = [e["data"] for e in hub.audit() if e["type"] == "settings.changed"]
-    assert [c["change"] for c in changes] == ["camera.added", "camera.edited", "camera.removed"]
+    assert [c["change"] for c in changes] == [
+        "camera.added",
+        "camera.edited",
+        "camera.edited",
+        "camera.removed",
+    ]
     assert changes[0]["camera"] == sim["camera"] and changes[0]["credentials"] is True
     assert changes[1]["set"] == {"retention_days": "2.5"}
+    assert changes[2]["set"] == {"audio": True}

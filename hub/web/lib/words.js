@@ -37,12 +37,16 @@ const ERRORS = {
   csrf: "The page was open too long or in another tab. Reload it and try again.",
   read_only: "This camera is set in the hub's configuration file (camhub.toml): change it there.",
   camera_exists: "There is already a camera with this id: choose another id.",
+  too_many_sessions: "Too many people are watching live right now. Close another live view and try again.",
+  transcode_busy: "This camera sends H.265, which the hub converts for the browser one live view at a time, and another view is open. Close it, or watch the recording.",
+  transcode_failed: "This piece of H.265 footage could not be converted for this browser. Download it or watch it in a player that plays H.265.",
 };
 
 const FIELDS = {
   id: "Camera id", name: "Name", url: "RTSP URL", username: "Username", password: "Password",
   retention_days: "Keep footage (days)", max_age_days: "Keep footage (days)", quota_gb: "Disk quota",
   quota_bytes: "Disk quota", events_url: "Events URL", record: "Record", motion: "Motion detection",
+  audio: "Record sound", rtsp_transport: "Transport",
 };
 
 // A sentence for an ApiError (or any Error): the known code's sentence; a settings error names its

@@ -76,7 +76,7 @@ function describe(e, n) {
       const p = d.jws || d.webauthn ? payloadOf(d) : {};
       switch (d.decision) {
         case "approve":
-          return `You approved ${req(d.request_id)} from ${by}: ${p.scope?.kind === "live" ? `a livestream of ${joinNames((p.scope.cameras || []).map(cam))}` : `${joinNames((p.scope?.cameras || []).map(cam))}, ${range(p.scope?.start, p.scope?.end)}`}`;
+          return `You approved ${req(d.request_id)} from ${by}: ${p.scope?.kind === "live" ? `a livestream of ${joinNames((p.scope.cameras || []).map(cam))}` : `${joinNames((p.scope?.cameras || []).map(cam))}, ${range(p.scope?.start, p.scope?.end)}`}${p.scope?.audio ? ", with sound" : ", no sound"}`;
         case "decline": return `You declined the request of ${req(d.request_id)} (from ${by})`;
         case "revoke": return `You revoked the approval for ${req(d.request_id)} (from ${by})`;
         case "enroll-key": return `You enrolled a new device${p.subject?.name ? ` “${p.subject.name}”` : ""} (from ${by})`;

@@ -8,6 +8,7 @@
 // as soon as the form differs from the request, and both sign the proposal.
 
 import * as api from "../lib/api.js";
+import { segmentSource } from "../lib/codecs.js";
 import { decide, signingKey } from "../lib/decide.js";
 import { cardTable, confirmDialog, focusResult, h, notice, replace } from "../lib/dom.js";
 import { fmtBytes, fmtClock, fmtDay, fmtDuration, fmtRange, fmtUnix, fmtWhen, fromUnix, rfc3339, timeInRange, toTimeInput, zoneName } from "../lib/time.js";
@@ -30,8 +31,16 @@ function facts(pairs) {
 // What a scope covers, in words: "Front door and Garage, Sun, Nov 23, 11:04 – 11:05 PM EST (…)".
 function scopeWords(scope, cam) {
   const cams = joinNames(scope.cameras.map(cam));
-  if (scope.kind === "live") return `a livestream of ${cams} for up to ${fmtDuration(scope.live_max_seconds)}, from when the agency connects`;
-  return `${cams}, ${fmtRange(new Date(scope.start), new Date(scope.end))}`;
+  const sound = scope.audio ? "with sound" : "video only, no sound";
+  if (scope.kind === "live") return `a livestream of ${cams} for up to ${fmtDuration(scope.live_max_seconds)}, from when the agency connects (${sound})`;
+  return `${cams}, ${fmtRange(new Date(scope.start), new Date(scope.end))} (${sound})`;
+}
+
+// The confirmation's "Audio" line (PROTOCOL §3 scope.audio): it starts with the yes/no that is signed.
+function audioWords(scope) {
+  return scope.audio
+    ? "yes: the sound the cameras recorded leaves with the video"
+    : "no: video only, the sound is left out";
 }
 
 // How much recorded video a clip scope holds (the hub cuts at keyframes: up to a GOP more each end).
@@ -63,7 +72,7 @@ function preview(r, cam) {
     const seconds = p.segments.reduce((n, s) => n + (s.end - s.start), 0);
     parts.push(h("div", { class: "preview" },
       h("p", {}, h("strong", {}, cam(p.camera)), `: about ${fmtDuration(seconds)} of video (${fmtBytes(p.bytes)}), from ${fmtWhen(fromUnix(Math.max(first.start, 0)))}`),
-      h("video", { controls: true, muted: true, preload: "metadata", playsinline: true, class: "preview-video", src: `/api/v1/owner/segments/${first.id}.mp4`, "aria-label": `Preview of ${cam(p.camera)}` }),
+      h("video", { controls: true, muted: true, preload: "metadata", playsinline: true, class: "preview-video", src: segmentSource(first).src, "aria-label": `Preview of ${cam(p.camera)}` }),
       h("p", {}, h("a", { href: `#/timeline?${new URLSearchParams({ camera: p.camera, t: String(Math.floor(first.start)) })}` }, `Watch all of ${cam(p.camera)} in this range in the timeline`))));
   }
   if (r.events.length) {
@@ -76,8 +85,16 @@ function preview(r, cam) {
   return h("div", {}, parts);
 }
 
+// Whether the footage asked for has sound at all, so the owner knows what the tick would send.
+function soundNote(r) {
+  if (r.kind === "live") return "";
+  const any = (r.preview || []).some((p) => p.segments.some((s) => s.audio_codec));
+  return any ? " Some of the footage asked for has sound." : " The footage asked for has no sound recorded.";
+}
+
 function sameScope(a, b) {
   return a.kind === b.kind && a.start === b.start && a.end === b.end && a.live_max_seconds === b.live_max_seconds
+    && a.audio === b.audio
     && a.cameras.length === b.cameras.length && a.cameras.every((c, i) => c === b.cameras[i]);
 }
 
@@ -103,8 +120,8 @@ function decisionForm(r, ctx) {
   const reqEnd = r.end ? new Date(r.end) : null;
   const known = r.cameras.filter((c) => !r.unknown_cameras.includes(c));
   const asked = r.kind === "live"
-    ? { kind: "live", cameras: r.cameras, start: null, end: null, live_max_seconds: r.live_max_seconds }
-    : { kind: "clip", cameras: r.cameras, start: r.start, end: r.end, live_max_seconds: null };
+    ? { kind: "live", cameras: r.cameras, start: null, end: null, live_max_seconds: r.live_max_seconds, audio: false }
+    : { kind: "clip", cameras: r.cameras, start: r.start, end: r.end, live_max_seconds: null, audio: false };
 
   const camBoxes = r.cameras.map((c) => {
     const unknown = r.unknown_cameras.includes(c);
@@ -119,6 +136,9 @@ function decisionForm(r, ctx) {
   const liveIn = r.kind === "live" && h("input", { type: "number", name: "live", id: `${uid}-live`, min: "1", max: String(r.live_max_seconds), inputmode: "numeric", class: "short" });
   const validity = h("select", { name: "validity", id: `${uid}-validity` }, VALIDITY[r.kind].map(([s, t]) => h("option", { value: String(s) }, t)));
   const fetches = r.kind === "clip" && h("input", { type: "number", name: "fetches", id: `${uid}-fetches`, min: "1", max: "100", inputmode: "numeric", class: "short" });
+  // Sound is a separate yes/no, off unless the owner ticks it: recording conversations is regulated,
+  // and a grant without it sends video only (the hub strips the audio stream).
+  const audioBox = h("input", { type: "checkbox", name: "audio", id: `${uid}-audio` });
   const summary = h("p", { class: "summary", "aria-live": "polite", id: `${uid}-summary` });
 
   function reset() {
@@ -131,6 +151,7 @@ function decisionForm(r, ctx) {
     if (liveIn) liveIn.value = String(r.live_max_seconds);
     validity.selectedIndex = 0;
     if (fetches) fetches.value = String(defaultFetches);
+    audioBox.checked = false;
   }
 
   // The answer the form shows now, or an Error saying in words what is wrong with it.
@@ -141,7 +162,7 @@ function decisionForm(r, ctx) {
     if (r.kind === "live") {
       const secs = Number(liveIn.value);
       if (!Number.isInteger(secs) || secs < 1 || secs > r.live_max_seconds) throw new Error(`Livestream length: choose 1 to ${r.live_max_seconds} seconds.`);
-      return { scope: { kind: "live", cameras, start: null, end: null, live_max_seconds: secs }, validityS, maxFetches: null };
+      return { scope: { kind: "live", cameras, start: null, end: null, live_max_seconds: secs, audio: audioBox.checked }, validityS, maxFetches: null };
     }
     const start = timeInRange(startIn.value, reqStart, reqEnd, "earlier");
     const end = timeInRange(endIn.value, reqStart, reqEnd, "later");
@@ -150,7 +171,7 @@ function decisionForm(r, ctx) {
     if (!(start < end)) throw new Error("To must be after From.");
     const n = Number(fetches.value);
     if (!Number.isInteger(n) || n < 1 || n > 100) throw new Error("Downloads allowed: choose 1 to 100.");
-    return { scope: { kind: "clip", cameras, start: rfc3339(start), end: rfc3339(end), live_max_seconds: null }, validityS, maxFetches: n };
+    return { scope: { kind: "clip", cameras, start: rfc3339(start), end: rfc3339(end), live_max_seconds: null, audio: audioBox.checked }, validityS, maxFetches: n };
   }
 
   // The sentence (and the lines of the confirmation) for a proposal; `notAfter` once it is fixed.
@@ -166,7 +187,7 @@ function decisionForm(r, ctx) {
       p.scope.kind === "clip" ? ["What that holds", footage(r, p.scope)] : null,
       ["Approval valid", valid],
       p.scope.kind === "clip" ? ["Downloads allowed", String(p.maxFetches)] : null,
-      ["Sound", "none (the hub records video only)"],
+      ["Audio", audioWords(p.scope)],
     ].filter(Boolean);
     const text = p.scope.kind === "live"
       ? `Will allow ${who} ${scopeWords(p.scope, cam)}. The approval stays valid ${valid}.`
@@ -205,6 +226,9 @@ function decisionForm(r, ctx) {
           h("label", { for: `${uid}-end` }, endLabel, endIn),
           h("span", { class: "muted zone-note" }, `Times are ${zoneName(reqStart)}, within what was asked: ${fmtRange(reqStart, reqEnd)}.`))
       : h("div", { class: "row" }, h("label", { for: `${uid}-live` }, "Livestream up to (seconds)", liveIn)),
+    h("div", { class: "row" },
+      h("label", { class: "check", for: `${uid}-audio` }, audioBox, " Include sound (where the camera records it)"),
+      h("span", { class: "muted" }, `Off unless you tick it: recording conversations is regulated (two-party consent states, the GDPR), so sound leaves only if you say so.${soundNote(r)}`)),
     h("div", { class: "row" },
       h("label", { for: `${uid}-validity` }, "Approval valid for", validity),
       fetches ? h("label", { for: `${uid}-fetches` }, "Downloads allowed", fetches) : null,
@@ -383,7 +407,7 @@ function grantRows(grants, ctx) {
   return grants.map((g) => {
     const status = h("span", { class: "status" });
     const who = g.agency_name || `agency ${shortFingerprint(g.recipient)}`;
-    const what = g.kind === "live" ? `Livestream, up to ${fmtDuration(g.live_max_seconds)}` : fmtRange(fromUnix(g.start_at), fromUnix(g.end_at));
+    const what = `${g.kind === "live" ? `Livestream, up to ${fmtDuration(g.live_max_seconds)}` : fmtRange(fromUnix(g.start_at), fromUnix(g.end_at))}${g.audio ? ", with sound" : ", no sound"}`;
     const button = h("button", { type: "button", class: "danger", disabled: !canSign, "aria-label": `Revoke the approval for ${who}, case ${g.case_id || "—"}`, onclick: async () => {
       // The whole decision on screen before the signature is asked for (a passkey's prompt shows none of it).
       const ok = await confirmDialog({

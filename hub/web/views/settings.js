@@ -75,7 +75,7 @@ function addCameraForm(reload) {
   const field = (id, label, attrs) => [h("label", { for: `cam-${id}` }, label), h("input", { id: `cam-${id}`, name: id, ...attrs })];
   const form = h("form", { class: "stack card", id: "add-camera", "aria-labelledby": "h-add-camera", novalidate: true },
     h("h2", { id: "h-add-camera" }, "Add a camera"),
-    h("p", { class: "muted" }, "An RTSP or ONVIF camera on your network. For an ONVIF camera, its address and password are enough: the hub reads its streams from it, and follows its doorbell presses and motion. The hub checks everything with the same rules as camhub.toml. The password is kept on the hub and never shown again."),
+    h("p", { class: "muted" }, "An RTSP or ONVIF camera (for ONVIF, address and password are enough: the hub reads its streams and events). Passwords are never shown again."),
     field("id", "Camera id", { required: true, maxlength: 63, placeholder: "porch", autocomplete: "off" }),
     field("name", "Name", { maxlength: 100, placeholder: "Porch" }),
     field("url", "RTSP URL", { placeholder: "rtsp://192.168.1.20:554/main", autocomplete: "off" }),
@@ -86,7 +86,8 @@ function addCameraForm(reload) {
     h("div", { class: "row" },
       h("label", {}, "Keep footage (days)", h("input", { id: "cam-retention", name: "retention_days", type: "number", min: "0.01", step: "any", placeholder: "hub default" })),
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "record", checked: true }), " Record"),
-      h("label", { class: "check" }, h("input", { type: "checkbox", name: "motion", checked: true }), " Motion detection")),
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "motion", checked: true }), " Motion detection"),
+      h("label", { class: "check" }, h("input", { type: "checkbox", name: "audio", "aria-describedby": "audio-note" }), " Record sound")),
     h("input", { type: "hidden", name: "events_url" }),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Add camera")),
     status);
@@ -99,6 +100,7 @@ function addCameraForm(reload) {
       username: f.username.value || null, password: f.password.value || null,
       record: f.record.checked, retention_days: numberOrNull(f.retention_days.value),
       events_url: f.events_url.value || null, motion: { enabled: f.motion.checked },
+      audio: f.audio.checked,
     };
     try {
       await api.post("/api/v1/owner/settings/cameras", body);
@@ -108,6 +110,30 @@ function addCameraForm(reload) {
     }
   });
   return form;
+}
+
+// Sound is off unless the owner turns it on, camera by camera (hub/config.py `audio`): the law on
+// recording conversations differs from place to place, and the owner is the one who knows.
+function audioNote(id) {
+  return h("span", { id }, "Sound is off by default: recording conversations is regulated (GDPR, two-party consent).");
+}
+
+function audioControl(c, reload) {
+  const st = h("span", { class: "status" });
+  // camhub.toml cameras: said only when on (off is the default the note below explains).
+  if (c.configured_in !== "settings") return c.audio ? ", with sound" : null;
+  const box = h("input", { type: "checkbox", checked: !!c.audio, "aria-label": `Record sound from ${c.name}`, "aria-describedby": "audio-note", onchange: async () => {
+    try {
+      await api.patch(`/api/v1/owner/settings/cameras/${encodeURIComponent(c.id)}`, { audio: box.checked });
+      reload(box.checked ? `Sound from ${c.name} is recorded from now on.` : `Sound from ${c.name} is no longer recorded.`);
+    } catch (err) {
+      box.checked = !box.checked;
+      const msg = notice(sentence(err), "error");
+      replace(st, msg);
+      focusResult(msg);
+    }
+  } });
+  return h("span", {}, h("label", { class: "check" }, box, " on"), " ", st);
 }
 
 function prefill(form, d) {
@@ -173,7 +199,9 @@ function cameraRow(c, storage, reload) {
     cells: [
       h("span", {}, h("strong", {}, c.name), c.name === c.id ? null : h("span", { class: "muted" }, ` (${c.id})`)),
       h("span", { class: "state" }, cameraState(c)),
-      c.record ? "on" : "off",
+      c.configured_in === "settings"
+        ? h("span", {}, c.record ? "on" : "off", "; sound: ", audioControl(c, reload))
+        : h("span", {}, c.record ? "on" : "off", audioControl(c, reload)),
       keep,
       c.source === "whip" ? "it sends to the hub (WHIP)" : "the hub fetches it (RTSP)",
       editable ? h("span", {}, "this page ", remove, " ", st) : h("span", { class: "muted" }, "camhub.toml (read-only)"),
@@ -312,7 +340,7 @@ export async function render(root, ctx, message = null) {
     h("section", { class: "card", "aria-labelledby": "h-cameras" },
       h("div", { class: "heading-row" }, h("h2", { id: "h-cameras" }, "Cameras"), privacySection(privacy, names, reload)),
       cardTable({ id: "cameras" }, ["Camera", "State", "Recording", "Keep footage", "Video", "Managed in"], cams.cameras.map((c) => cameraRow(c, s.storage, reload))),
-      h("p", { class: "muted" }, "Cameras in the hub's configuration file (camhub.toml) are changed there, where they can be reviewed and backed up; “camhub check-config” checks it.")),
+      h("p", { class: "muted" }, audioNote("audio-note"), " Cameras in camhub.toml are changed there, where they are backed up (“camhub check-config”).")),
     h("section", { class: "card", "aria-labelledby": "h-found" },
       h("h2", { id: "h-found" }, `Found on your network (${cams.discovered.length})`),
       cams.discovered.length

@@ -5,6 +5,7 @@
 import * as api from "../lib/api.js";
 import { h, notice, replace } from "../lib/dom.js";
 import { allCameras, cameraOptions, hashParams } from "../lib/route.js";
+import { segmentSource } from "../lib/codecs.js";
 import { dayBounds, fmtDuration, fmtTime, fmtWhen, fromUnix, localDay, zoneName } from "../lib/time.js";
 
 const MERGE_S = 1.0; // segments closer than this draw as one span
@@ -32,6 +33,11 @@ export async function render(root) {
   const hours = h("div", { class: "hours", "aria-hidden": "true" }, ["00", "03", "06", "09", "12", "15", "18", "21", "24"].map((x) => h("span", {}, x)));
   const video = h("video", { id: "tl-video", controls: true, muted: true, playsinline: true, preload: "metadata" });
   const nowPlaying = h("p", { class: "muted", "aria-live": "polite" }, "Click the bar to play.");
+  // H.265 footage: said in words when this browser cannot play it, and then watched as an H.264 copy
+  // the hub makes of the piece being watched (GET …/segments/{id}/h264.mp4). The recording itself,
+  // and anything delivered to an agency, stays the camera's H.265.
+  const codecNote = h("p", { class: "notice warn", role: "note", hidden: true },
+    "This camera records H.265, which this browser cannot play. The hub converts the piece you are watching to H.264 for this browser, which takes a few seconds per piece; the recording itself is unchanged.");
   const summary = h("p", { class: "muted" });
 
   let data = null;
@@ -54,7 +60,7 @@ export async function render(root) {
       h("div", { class: "legend" }, h("span", {}, h("i", { class: "rec" }), "recorded"), h("span", {}, h("i", { class: "gap" }), "no footage"), h("span", {}, h("i", { class: "ev" }), "event")),
       summary,
     ),
-    h("div", { class: "card" }, video, nowPlaying),
+    h("div", { class: "card" }, codecNote, video, nowPlaying),
   );
 
   function shiftDay(delta) {
@@ -136,7 +142,9 @@ export async function render(root) {
     const seg = data.segments[index];
     if (!seg) return;
     current = index;
-    video.src = `/api/v1/owner/segments/${seg.id}.mp4`;
+    const { src, copy } = segmentSource(seg, video);
+    codecNote.hidden = !copy;
+    video.src = src;
     video.dataset.segment = String(seg.id);
     const start = () => {
       if (offset > 0) video.currentTime = Math.min(offset, Math.max(0, (video.duration || offset) - 0.1));
