@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from camhub_protocol.keys import HubKey
-from hub import datadir, tls
+from hub import datadir, redact, tls
 from hub.api import make_app
 from hub.config import Config
 from hub.consent import pairing
@@ -113,7 +113,7 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
         if code is not None:
             # The console is the out-of-band channel the first owner pairs through (PROTOCOL.md §1):
             # a box that stands out among the start-up lines, around the line tools parse.
-            log.warning("%s", pairing_banner(code))
+            log.warning("%s", pairing_banner(code), extra=redact.PLAIN)
 
         supervisor = Supervisor()
         stack.push_async_callback(supervisor.stop, STOP_TIMEOUT_SECONDS)
@@ -195,7 +195,7 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
             services.uplink = RelayLink(config, services.consent, lambda: app.get(LIVE_MEDIA))
             supervisor.spawn("relay-link", services.uplink.run)
 
-        log.info("camhub ready url=%s hub_id=%s", services.base_url, hub_key.hub_id)
+        log.info("camhub ready url=%s hub_id=%s", services.base_url, hub_key.hub_id, extra=redact.PLAIN)
         notifier.ready(status=f"serving {services.base_url}")
         stack.push_async_callback(notifier.stopping)
         yield services

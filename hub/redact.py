@@ -37,14 +37,22 @@ def add_secrets(values: Iterable[str | None]) -> None:
             _secrets.add(quote(value, safe=""))
 
 
-def redact(text: str) -> str:
+# `extra=PLAIN` on a log call: the message is made only of values the hub itself made (its URL, hub
+# id, pairing code), never camera or network text, so the exact-secret scan is skipped for it. The
+# scan would otherwise blank a contract line whenever a camera's password is a word in it: with the
+# password "camhub" (the simulator's), `camhub ready url=` became `*** ready url=` and nothing
+# waiting for it (tests, install.sh, an owner) saw the hub come up. Structural redaction still runs.
+PLAIN = {"camhub_plain": True}
+
+
+def redact(text: str, *, secrets: bool = True) -> str:
     """`text` without URL userinfo, Digest/Basic material or any remembered secret."""
     if not text:
         return text
     out = _USERINFO.sub(r"\1", text)
     out = _DIGEST.sub(lambda m: f'{m.group(1)}="{_REDACTED}"', out)
     out = _AUTH_HEADER.sub(lambda m: m.group(1) + _REDACTED, out)
-    for secret in _secrets:
+    for secret in _secrets if secrets else ():
         if secret in out:
             out = out.replace(secret, _REDACTED)
     return out
@@ -58,7 +66,7 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string: leave it to logging's own error report
             return True
-        cleaned = redact(message)
+        cleaned = redact(message, secrets=not getattr(record, "camhub_plain", False))
         if record.exc_info and record.exc_info[1] is not None:
             # Tracebacks quote the exception text: format it now, redacted, and drop the original.
             formatter = logging.Formatter()
