@@ -204,7 +204,8 @@ class _Hub:
         try:
             segments = conn.execute("SELECT count(*) FROM segments").fetchone()[0]
             deleted = sum(
-                json.loads(e)["data"]["segments"]
+                # Deliveries and exports that aged out are audited as retention.deleted too, without segments.
+        json.loads(e)["data"].get("segments", 0)
                 for (e,) in conn.execute(
                     "SELECT entry FROM audit_entries WHERE CAST(entry AS TEXT) LIKE '%retention.deleted%'"
                 )

@@ -103,7 +103,15 @@ function describe(e, n) {
     case "key.revoked": return `The device ${device(d.kid)} was revoked${d.grants_revoked ? `, and ${d.grants_revoked} approvals it gave with it` : ""}`;
     case "agency.added": return `The agency ${d.name || agencyName(d.keyid)} was added`;
     case "agency.removed": return `The agency ${agencyName(d.keyid)} was removed${d.grants_revoked ? `; ${d.grants_revoked} approvals revoked` : ""}${d.requests_closed ? `; ${d.requests_closed} requests closed` : ""}`;
-    case "retention.deleted": return `Old recordings of ${joinNames((d.cameras || []).map(cam))} were deleted by the retention rules (${range(d.from, d.to)})`;
+    case "retention.deleted":
+      if (d.segments === undefined) {
+        // Agency deliveries and exports that reached the maximum age (PROTOCOL §3.2), not recordings.
+        const parts = [];
+        if (d.deliveries?.length) parts.push(`${d.deliveries.length} ${d.deliveries.length === 1 ? "delivery" : "deliveries"} to agencies`);
+        if (d.exports?.length) parts.push(`${d.exports.length} ${d.exports.length === 1 ? "export" : "exports"}`);
+        return `Old ${parts.join(" and ") || "files"} of ${joinNames((d.cameras || []).map(cam))} were deleted by the retention rules`;
+      }
+      return `Old recordings of ${joinNames((d.cameras || []).map(cam))} were deleted by the retention rules (${range(d.from, d.to)})`;
     case "owner.login": return `You logged in (from ${d.remote || "?"})`;
     case "owner.login_failed": return `A login failed: ${d.reason === "rate_limited" ? "too many tries" : "wrong password"} (from ${d.remote || "?"})`;
     case "owner.password_set": return "The owner password was set";
