@@ -205,7 +205,7 @@ class _Hub:
             segments = conn.execute("SELECT count(*) FROM segments").fetchone()[0]
             deleted = sum(
                 # Deliveries and exports that aged out are audited as retention.deleted too, without segments.
-        json.loads(e)["data"].get("segments", 0)
+                json.loads(e)["data"].get("segments", 0)
                 for (e,) in conn.execute(
                     "SELECT entry FROM audit_entries WHERE CAST(entry AS TEXT) LIKE '%retention.deleted%'"
                 )
