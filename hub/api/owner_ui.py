@@ -276,7 +276,8 @@ async def timeline(request: web.Request) -> web.Response:
     )
 
 
-async def segment_media(request: web.Request) -> web.StreamResponse:
+async def _segment_file(request: web.Request) -> tuple[int, Any, Path]:
+    """The segment named in the URL: (id, its index row, its file), or a 404 saying why."""
     services = request.app[SERVICES]
     try:
         segment_id = int(request.match_info["id"])
@@ -288,6 +289,12 @@ async def segment_media(request: web.Request) -> web.StreamResponse:
     path = _inside(services.config.segments_dir, row[1])
     if not path.is_file():
         raise NotFound("segment file is gone (retention)")
+    return segment_id, row, path
+
+
+async def segment_media(request: web.Request) -> web.StreamResponse:
+    services = request.app[SERVICES]
+    segment_id, row, path = await _segment_file(request)
     # Who watched what (PROTOCOL §5): once per segment per browser session, not per Range request.
     span = await services.store.run(q.segment_span, segment_id)
     await view_log(request).record(
@@ -314,16 +321,7 @@ H264_COPIES = web.AppKey("h264_copies", H264Copies)
 async def segment_h264(request: web.Request) -> web.StreamResponse:
     """The owner's H.265 footage re-encoded as H.264 for watching (never what leaves the box)."""
     services = request.app[SERVICES]
-    try:
-        segment_id = int(request.match_info["id"])
-    except ValueError as exc:
-        raise NotFound("no such segment") from exc
-    row = await services.store.run(q.segment, segment_id)
-    if row is None:
-        raise NotFound("no such segment")
-    path = _inside(services.config.segments_dir, row[1])
-    if not path.is_file():
-        raise NotFound("segment file is gone (retention)")
+    segment_id, _row, path = await _segment_file(request)
     at_rest = services.at_rest
 
     def source() -> str | io.BytesIO:
