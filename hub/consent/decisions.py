@@ -546,8 +546,3 @@ def _release_hold(conn: sqlite3.Connection, ctx: Context, d: Decision) -> Outcom
         {"decision_id": d.id, "hold_id": subject["hold_id"]},
         events=[("hold.released", {"hold_id": subject["hold_id"], "decision_id": d.id})],
     )
-
-
-async def holds(svc: ConsentService) -> list[tuple[str, float, float]]:
-    """(camera, start, end) of pending requests and unexpired approvals: retention must keep them."""
-    return await svc.store.run(q.holds, svc.now(), svc.hold_limits())

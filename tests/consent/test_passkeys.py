@@ -23,7 +23,7 @@ ORIGIN = "http://localhost:8080"
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[HubEnv]:
     (tmp_path / "hub").mkdir()
-    env = start_hub_env(tmp_path / "hub", footage=False, hub='passkey_rp_id = "localhost"')
+    env = start_hub_env(tmp_path / "hub", footage=False, hub='passkey_rp_id = "localhost"', in_process=True)
     try:
         yield env
     finally:
