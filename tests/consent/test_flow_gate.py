@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hub import config as config_mod
 from hub.consent import gate
 from hub.store import Store
 from hub.store import consent as q
@@ -349,3 +350,43 @@ def test_deadlines_over_by_either_clock_and_forget() -> None:
     assert len(d) == 0 and d.arm(g, NOW) == 600.5  # forgotten: armed afresh from the wall clock
     d.forget("nope")  # forgetting an unknown grant is fine
     assert len(d) == 1
+
+
+async def test_the_gate_forgets_the_deadline_of_a_grant_it_found_over(store: Store) -> None:
+    # Armed by a first look, then found over by the wall clock: the gate records the end
+    # (`ended_at`) and drops the monotonic deadline, so a long-running hub does not keep one per
+    # grant it ever saw.
+    d = gate.Deadlines(_Mono())
+    assert (await _check(store, deadlines=d)).id == "g1"
+    assert len(d) == 1
+    await _denied(store, "grant_expired", now=NOW + 3600, deadlines=d)
+    assert len(d) == 0
+
+
+def test_privacy_masks_go_to_agencies_and_to_the_owner_only_if_asked() -> None:
+    window = [[0.1, 0.1], [0.5, 0.1], [0.5, 0.6]]
+    masks = (((0.1, 0.1), (0.5, 0.1), (0.5, 0.6)),)
+    cfg = config_mod.parse(
+        {
+            "hub": {"data_dir": "/tmp/camhub-unused"},
+            "cameras": [
+                {"id": "yard", "url": "rtsp://127.0.0.1/y", "privacy": {"masks": [window]}},
+                {
+                    "id": "door",
+                    "url": "rtsp://127.0.0.1/d",
+                    "privacy": {"masks": [window], "owner_views": True},
+                },
+                {"id": "bare", "url": "rtsp://127.0.0.1/b"},
+            ],
+        }
+    )
+    # An agency gets every camera's masks, by default and when named.
+    assert gate.privacy_masks(cfg, "yard") == masks
+    assert gate.privacy_masks(cfg, "yard", audience="agency") == masks
+    assert gate.privacy_masks(cfg, "door") == masks
+    # The owner's own view is painted only where the owner turned owner_views on.
+    assert gate.privacy_masks(cfg, "yard", audience="owner") == ()
+    assert gate.privacy_masks(cfg, "door", audience="owner") == masks
+    # No masks, or no such camera: nothing to paint.
+    assert gate.privacy_masks(cfg, "bare") == ()
+    assert gate.privacy_masks(cfg, "nope") == ()
