@@ -144,7 +144,8 @@ class Response:
         if not self.headers.get("Content-Type", "").startswith("application/json"):
             return False
         doc = self.json()
-        return isinstance(doc, dict) and set(doc) == {"error", "detail"}
+        # docs/PROTOCOL.md: `{"error": "<code>", "detail": "…"}`, the detail a string for people.
+        return isinstance(doc, dict) and set(doc) == {"error", "detail"} and isinstance(doc["detail"], str)
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> Response:

@@ -226,6 +226,25 @@ def test_removing_the_agency_stops_a_delivery_in_flight(hub: HubEnv, tmp_path: P
     _refused(hub, agency, url, 401, "unknown_key")
 
 
+def test_a_delivery_whose_footage_aged_out_is_not_found(hub: HubEnv, tmp_path: Path) -> None:
+    # PROTOCOL §3.2: a delivery ages like its footage. Once the camera's max age has passed, the
+    # retention pass deletes the file and keeps the row; a fetch is then 404 `not_found` (as an id
+    # that never existed), not the gate's 403, and nothing leaves.
+    agency = new_agency(tmp_path / "pd")
+    hub.add_agency(agency, "Aged PD")
+    consent = hub.hub.services.consent if hub.hub.services else None
+    assert consent is not None
+    _, delivery = _fulfilled(hub, agency)
+    path = hub.data_dir / "deliveries" / (delivery["url"].rsplit("/", 1)[-1] + ".age")
+    consent.now = lambda: time.time() + 60 * 86400  # past the default 30-day max age
+    try:
+        assert hub.hub.call(lambda services: services.consent.expire_copies()) >= 1
+    finally:
+        consent.now = time.time
+    assert not path.exists()
+    _refused(hub, agency, delivery["url"], 404, "not_found")
+
+
 def _refused(hub: HubEnv, agency: AgencyKeys, url: str, status: int, code: str) -> None:
     """The next fetch: the status and code, its audit entry, a JSON error body, no egress."""
     since = hub.last_seq()
