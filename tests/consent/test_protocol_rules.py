@@ -949,3 +949,141 @@ def test_a_live_window_opens_at_the_first_connection_and_closes_the_grant(hub: H
     assert (r.status, r.json()["error"]) == (503, "camera_unavailable")
     with _pinned(hub, time.time() + 6):
         assert hub.signed("GET", f"{PATH}/{rid}", created=int(time.time() + 6)).json()["status"] == "closed"
+
+
+# --- §3 hold and release-hold (retention, §3.2) -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
+    """A hub that knows its camera (a hold names only cameras of this hub), recording nothing."""
+    from tests.conftest import free_port
+
+    camera = f'\n[[cameras]]\nid = "{CAMERA}"\nurl = "rtsp://127.0.0.1:{free_port()}/none"\nrecord = false\n'
+    env = start_hub_env(tmp_path_factory.mktemp("held"), in_process=True, extra_config=camera)
+    try:
+        yield env
+    finally:
+        env.stop()
+
+
+def _subject(at: float, /, **changes: Any) -> dict[str, Any]:
+    subject = {
+        "cameras": [CAMERA], "start": rfc3339.format(at - 600), "end": rfc3339.format(at - 300),
+        "until": rfc3339.format(at + 3600), "reason": "insurance claim for the dented car",
+        "asked_by": "Acme Insurance, claim 42",
+    }  # fmt: skip
+    subject.update(changes)
+    return {k: v for k, v in subject.items() if v is not ...}
+
+
+def _owner_hold(hub: HubEnv, hold_id: str) -> dict[str, Any] | None:
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{hub.data_dir / 'camhub.sqlite'}?mode=ro", uri=True, timeout=10)
+    conn.row_factory = sqlite3.Row
+    try:
+        row = conn.execute("SELECT * FROM owner_holds WHERE id = ?", (hold_id,)).fetchone()
+    finally:
+        conn.close()
+    return None if row is None else dict(row)
+
+
+AT = float(int(time.time()))  # the consent clock, pinned for the hold rules; issued_at is AT too
+HOLD_DAYS = 366 * DAY
+
+
+@pytest.mark.parametrize(
+    ("case", "subject", "status", "code"),
+    [
+        ("subject not an object", ["x"], 400, "invalid_decision"),
+        ("a member missing", _subject(AT, asked_by=...), 400, "invalid_decision"),
+        ("a member too many", _subject(AT, extra=1), 400, "invalid_decision"),
+        ("cameras not a list", _subject(AT, cameras=CAMERA), 400, "invalid_decision"),
+        ("no camera", _subject(AT, cameras=[]), 400, "invalid_decision"),
+        ("65 cameras", _subject(AT, cameras=[f"c{i}" for i in range(65)]), 400, "invalid_decision"),
+        ("64 cameras, unknown", _subject(AT, cameras=[f"c{i}" for i in range(64)]), 403, "unknown_camera"),
+        ("a camera not a string", _subject(AT, cameras=[CAMERA, 7]), 400, "invalid_decision"),
+        ("a camera twice", _subject(AT, cameras=[CAMERA, CAMERA]), 400, "invalid_decision"),
+        ("an unknown camera", _subject(AT, cameras=[CAMERA, "attic"]), 403, "unknown_camera"),
+        ("start not a time", _subject(AT, start="yesterday"), 400, "invalid_decision"),
+        ("end a number", _subject(AT, end=5), 400, "invalid_decision"),
+        ("until not a time", _subject(AT, until="soon"), 400, "invalid_decision"),
+        ("empty reason", _subject(AT, reason=""), 400, "invalid_decision"),
+        ("blank reason", _subject(AT, reason="   "), 400, "invalid_decision"),
+        ("reason 501 characters", _subject(AT, reason="r" * 501), 400, "invalid_decision"),
+        ("reason not a string", _subject(AT, reason=5), 400, "invalid_decision"),
+        ("asked_by 201 characters", _subject(AT, asked_by="a" * 201), 400, "invalid_decision"),
+        ("empty asked_by", _subject(AT, asked_by=""), 400, "invalid_decision"),
+        ("start = end", _subject(AT, start=rfc3339.format(AT - 300)), 400, "invalid_decision"),
+        ("start after end", _subject(AT, start=rfc3339.format(AT - 299)), 400, "invalid_decision"),
+        ("end 61 s ahead", _subject(AT, end=rfc3339.format(AT + 61)), 400, "invalid_decision"),
+        ("until now", _subject(AT, until=rfc3339.format(AT)), 400, "invalid_decision"),
+        ("until past", _subject(AT, until=rfc3339.format(AT - 1)), 400, "invalid_decision"),
+        (
+            "until 366 days + 1 s",
+            _subject(AT, until=rfc3339.format(AT + HOLD_DAYS + 1)),
+            400,
+            "invalid_decision",
+        ),
+    ],
+)
+def test_each_hold_rule(held: HubEnv, case: str, subject: Any, status: int, code: str) -> None:
+    with _pinned(held, AT):
+        compact = held.sign({"decision": "hold", "subject": subject}, issued_at=rfc3339.format(AT))
+        entry = _rejected(held, compact, status, code)
+    assert entry["data"]["decision"] == "hold"
+    if case == "an unknown camera":  # the detail names the camera this hub does not have, only it
+        assert entry["data"]["detail"].endswith(" attic"), entry
+
+
+def test_a_hold_at_its_bounds_its_answer_audit_and_release(held: HubEnv) -> None:
+    # Accepted at every bound: 64 cameras would need 64 of them; end exactly 60 s ahead, until 1 s
+    # and exactly 366 days ahead, a 500-character reason and a 200-character asked_by.
+    with _pinned(held, AT):
+        for subject in (
+            _subject(AT, end=rfc3339.format(AT + 60), until=rfc3339.format(AT + 1)),
+            _subject(AT, until=rfc3339.format(AT + HOLD_DAYS), reason="r" * 500, asked_by="a" * 200),
+            _subject(AT, start=rfc3339.format(AT - 301), reason=" why ", asked_by=" who "),
+        ):
+            compact = held.sign({"decision": "hold", "subject": subject}, issued_at=rfc3339.format(AT))
+            since = held.last_seq()
+            r = held.post_decision(compact)
+            assert r.status == 201, (subject, r.body)
+            hold_id = (
+                base64.urlsafe_b64encode(hashlib.sha256(compact.encode()).digest()).rstrip(b"=").decode()
+            )
+            assert r.json() == {"decision_id": hold_id, "hold_id": hold_id}
+            (placed,) = [e for e in held.audit_entries(since) if e["type"] == "hold.placed"]
+            assert placed["actor"] == f"owner:{held.owner_kid}"
+            assert placed["data"] == {"hold_id": hold_id, **subject}
+            row = _owner_hold(held, hold_id)
+            assert row is not None
+            assert (json.loads(row["cameras"]), row["kid"], row["reason"], row["asked_by"]) == (
+                subject["cameras"], held.owner_kid, subject["reason"], subject["asked_by"],
+            )  # fmt: skip
+            assert (row["start_at"], row["end_at"], row["until"], row["created_at"]) == (
+                rfc3339.parse(subject["start"]), rfc3339.parse(subject["end"]), rfc3339.parse(subject["until"]), AT,
+            )  # fmt: skip
+            assert row["released_at"] is None
+
+    # release-hold: the subject's shape, a hold that is not in force, then the release itself.
+    for subject in (["x"], {"hold_id": hold_id, "extra": 1}, {"hold_id": 7}, {}):
+        _rejected(held, held.sign({"decision": "release-hold", "subject": subject}), 400, "invalid_decision")
+    _rejected(
+        held, held.sign({"decision": "release-hold", "subject": {"hold_id": "nope"}}), 403, "unknown_hold"
+    )
+    since = held.last_seq()
+    compact = held.sign({"decision": "release-hold", "subject": {"hold_id": hold_id}})
+    r = held.post_decision(compact)
+    assert r.status == 201, r.body
+    released_by = base64.urlsafe_b64encode(hashlib.sha256(compact.encode()).digest()).rstrip(b"=").decode()
+    assert r.json() == {"decision_id": released_by, "hold_id": hold_id}
+    (released,) = [e for e in held.audit_entries(since) if e["type"] == "hold.released"]
+    assert released["data"] == {"hold_id": hold_id, "decision_id": released_by}
+    row = _owner_hold(held, hold_id)
+    assert row is not None and row["released_by"] == released_by and row["released_at"] is not None
+    # Released: no longer in force, so a second release finds nothing.
+    _rejected(
+        held, held.sign({"decision": "release-hold", "subject": {"hold_id": hold_id}}), 403, "unknown_hold"
+    )
