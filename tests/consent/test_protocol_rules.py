@@ -956,10 +956,14 @@ def test_a_live_window_opens_at_the_first_connection_and_closes_the_grant(hub: H
 
 @pytest.fixture(scope="module")
 def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
-    """A hub that knows its camera (a hold names only cameras of this hub), recording nothing."""
+    """A hub that knows its camera (a hold names only cameras of this hub), recording nothing (its
+    footage is indexed before the start), with one privacy mask on it (§4.1)."""
     from tests.conftest import free_port
 
-    camera = f'\n[[cameras]]\nid = "{CAMERA}"\nurl = "rtsp://127.0.0.1:{free_port()}/none"\nrecord = false\n'
+    camera = (
+        f'\n[[cameras]]\nid = "{CAMERA}"\nurl = "rtsp://127.0.0.1:{free_port()}/none"\nrecord = false\n'
+        "[cameras.privacy]\nmasks = [[[0.1, 0.1], [0.5, 0.1], [0.5, 0.6]]]\n"
+    )
     env = start_hub_env(tmp_path_factory.mktemp("held"), in_process=True, extra_config=camera)
     try:
         yield env
@@ -1087,3 +1091,23 @@ def test_a_hold_at_its_bounds_its_answer_audit_and_release(held: HubEnv) -> None
     _rejected(
         held, held.sign({"decision": "release-hold", "subject": {"hold_id": hold_id}}), 403, "unknown_hold"
     )
+
+
+def test_a_masked_camera_delivers_the_painted_clip_and_says_so(held: HubEnv, tmp_path: Path) -> None:
+    # §4.1: the delivery of a camera with masks is re-encoded with them painted, and both the manifest
+    # and the delivery.built entry name the painted polygons; the re-encoded clip carries no sound.
+    since = held.last_seq()
+    start, end = held.t0 + 10, held.t0 + 14
+    rid, sha = held.submit(start, end)
+    assert held.decide(held.approval(rid, sha, start, end)).status == 201
+    held.wait_status(rid, "fulfilled")
+    (fetched,) = held.client().fetch(rid, tmp_path / "case")
+    manifest = json.loads((Path(fetched["directory"]) / "manifest.json").read_text())
+    red = manifest["redaction"]
+    w, h = red["width"], red["height"]
+    assert red == {"masks": [[[round(0.1 * w), round(0.1 * h)], [round(0.5 * w), round(0.1 * h)],
+                              [round(0.5 * w), round(0.6 * h)]]],
+                   "width": w, "height": h, "fill": "black", "codec": "h264"}  # fmt: skip
+    (built,) = [e for e in held.audit_entries(since) if e["type"] == "delivery.built"]
+    assert built["data"]["redaction"] == red and built["data"]["audio_codec"] is None
+    assert (manifest["camera"], manifest["audio"]) == (CAMERA, False)
