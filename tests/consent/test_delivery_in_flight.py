@@ -65,7 +65,10 @@ def _loud_footage(data_dir: Path, config: Path, t0: float) -> None:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
-    env = start_hub_env(tmp_path_factory.mktemp("hub"), in_process=True, before_start=_loud_footage)
+    # The front door's footage has sound (test_a_clip_carries_sound_only_when_the_grant_says_so).
+    env = start_hub_env(
+        tmp_path_factory.mktemp("hub"), in_process=True, before_start=_loud_footage, audio=True
+    )
     try:
         yield env
     finally:
@@ -243,6 +246,23 @@ def test_a_delivery_whose_footage_aged_out_is_not_found(hub: HubEnv, tmp_path: P
         consent.now = time.time
     assert not path.exists()
     _refused(hub, agency, delivery["url"], 404, "not_found")
+
+
+def test_a_clip_carries_sound_only_when_the_grant_says_so(hub: HubEnv) -> None:
+    # PROTOCOL §3 scope.audio: the build cuts the camera's sound only under a grant that allows it;
+    # delivery.built says what left with the video (tests/consent/test_audio_consent.py probes the
+    # clips themselves).
+    codecs = []
+    for audio in (True, False):
+        since = hub.last_seq()
+        start, end = hub.t0 + 10, hub.t0 + 20
+        rid, sha = hub.submit(start, end)
+        r = hub.decide(hub.approval(rid, sha, start, end, audio=audio))
+        assert r.status == 201, r.body
+        hub.wait_status(rid, "fulfilled")
+        (built,) = [e for e in hub.audit_entries(since) if e["type"] == "delivery.built"]
+        codecs.append(built["data"]["audio_codec"])
+    assert codecs == ["aac", None]
 
 
 def _refused(hub: HubEnv, agency: AgencyKeys, url: str, status: int, code: str) -> None:
