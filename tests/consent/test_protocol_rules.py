@@ -964,7 +964,7 @@ def held(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubEnv]:
         f'\n[[cameras]]\nid = "{CAMERA}"\nurl = "rtsp://127.0.0.1:{free_port()}/none"\nrecord = false\n'
         "[cameras.privacy]\nmasks = [[[0.1, 0.1], [0.5, 0.1], [0.5, 0.6]]]\n"
     )
-    env = start_hub_env(tmp_path_factory.mktemp("held"), in_process=True, extra_config=camera)
+    env = start_hub_env(tmp_path_factory.mktemp("held"), in_process=True, extra_config=camera, audio=True)
     try:
         yield env
     finally:
@@ -1095,11 +1095,12 @@ def test_a_hold_at_its_bounds_its_answer_audit_and_release(held: HubEnv) -> None
 
 def test_a_masked_camera_delivers_the_painted_clip_and_says_so(held: HubEnv, tmp_path: Path) -> None:
     # §4.1: the delivery of a camera with masks is re-encoded with them painted, and both the manifest
-    # and the delivery.built entry name the painted polygons; the re-encoded clip carries no sound.
+    # and the delivery.built entry name the painted polygons; the re-encoded clip carries no sound,
+    # even from footage with sound under a grant that allows it.
     since = held.last_seq()
     start, end = held.t0 + 10, held.t0 + 14
     rid, sha = held.submit(start, end)
-    assert held.decide(held.approval(rid, sha, start, end)).status == 201
+    assert held.decide(held.approval(rid, sha, start, end, audio=True)).status == 201
     held.wait_status(rid, "fulfilled")
     (fetched,) = held.client().fetch(rid, tmp_path / "case")
     manifest = json.loads((Path(fetched["directory"]) / "manifest.json").read_text())
@@ -1110,4 +1111,4 @@ def test_a_masked_camera_delivers_the_painted_clip_and_says_so(held: HubEnv, tmp
                    "width": w, "height": h, "fill": "black", "codec": "h264"}  # fmt: skip
     (built,) = [e for e in held.audit_entries(since) if e["type"] == "delivery.built"]
     assert built["data"]["redaction"] == red and built["data"]["audio_codec"] is None
-    assert (manifest["camera"], manifest["audio"]) == (CAMERA, False)
+    assert (manifest["camera"], manifest["audio"]) == (CAMERA, True)
