@@ -32,7 +32,11 @@ def _config(data_dir: Path) -> config_mod.Config:
 
 
 def _decision(
-    s: Services, key: Ed25519PrivateKey, fields: dict[str, Any], issued_at: float | None = None
+    s: Services,
+    key: Ed25519PrivateKey,
+    fields: dict[str, Any],
+    issued_at: float | None = None,
+    typ: str = "camhub-decision+jws",
 ) -> str:
     payload = {
         "v": 1,
@@ -42,7 +46,7 @@ def _decision(
         "jti": secrets.token_urlsafe(16),
     }
     kid = jwk_thumbprint(okp_public_jwk(key.public_key()))
-    return jws.sign(json.dumps(payload).encode(), key, kid, "camhub-decision+jws")
+    return jws.sign(json.dumps(payload).encode(), key, kid, typ)
 
 
 async def _entries(s: Services) -> list[dict[str, Any]]:
@@ -107,6 +111,10 @@ async def test_unsynced_clock_refuses_until_the_owner_confirms(
         assert r.status == 409 and (await r.json())["error"] == "clock_mismatch"
         r = await http.post(url + "/api/v1/decisions", data=_decision(s, owner, add_agency), headers=jose)
         assert r.status == 503
+        # Only a decision JWS vouches for the time: the same payload signed as another type is refused.
+        other = _decision(s, owner, confirm, typ="JWT")
+        r = await http.post(url + "/api/v1/owner/clock", data=other, headers=jose)
+        assert r.status == 400 and (await r.json())["error"] == "jws_bad_typ", await r.text()
 
         r = await http.post(url + "/api/v1/owner/clock", data=_decision(s, owner, confirm), headers=jose)
         assert r.status == 201, await r.text()
