@@ -65,6 +65,7 @@ DETAIL_ARGS: dict[str, tuple[int, ...]] = {
     "invalid": (0,),
     "_deny": (1,),
     "_field_error": (0, 1),
+    "_text": (1,),  # decisions._text(value, member, limit): member only names the field in the detail
     "_bad": (0,),
     "VerifyError": (0,),
 }
