@@ -94,6 +94,25 @@ def test_enrol_then_approve_with_a_passkey_and_every_forgery_is_refused(hub: Hub
     refused(post(hub, body), 403, "jti_replayed")
 
 
+def test_a_passkey_decision_needs_an_enrolled_passkey(hub: HubEnv) -> None:
+    # §3.1 step 2: the kid must name an enrolled owner key, and that key must be a passkey.
+    rid, sha = request(hub)
+    approve = payload(hub.hub_id, hub.approval(rid, sha, hub.t0 + 10, hub.t0 + 40))
+    stranger = SoftPasskey("localhost", ORIGIN)  # never enrolled
+    since = hub.last_seq()
+    unknown = post(hub, decision(stranger, approve))
+    refused(unknown, 403, "unknown_owner_key")
+    # A well-formed assertion whose kid is the owner's Ed25519 (JWS) key.
+    body = json.loads(decision(stranger, approve))
+    body["kid"] = hub.owner_kid
+    mismatch = post(hub, json.dumps(body).encode())
+    refused(mismatch, 403, "key_format_mismatch")
+    assert unknown.is_json_error and mismatch.is_json_error  # {"error", "detail"}, the detail a string
+    codes = [e["data"]["code"] for e in hub.audit_entries(since) if e["type"].endswith(".rejected")]
+    assert codes == ["unknown_owner_key", "key_format_mismatch"], codes
+    assert hub.poll(rid).json()["status"] == "pending"
+
+
 def test_a_cloned_authenticator_is_flagged_by_its_counter(hub: HubEnv) -> None:
     pk = SoftPasskey("localhost", ORIGIN)
     assert enrol(hub, pk).status == 201
