@@ -452,6 +452,7 @@ def _approve(hub: HubEnv, rid: str, sha: str, **changes: Any) -> dict[str, Any]:
         ("scope camera not a string", {"scope": {"cameras": [1]}}, 400, "invalid_decision"),
         ("scope camera twice", {"scope": {"cameras": [CAMERA, CAMERA]}}, 400, "invalid_decision"),
         ("scope kind unknown", {"scope": {"kind": "still"}}, 400, "invalid_decision"),
+        ("scope audio not a boolean", {"scope": {"audio": 1}}, 400, "invalid_decision"),
         (
             "scope kind live for a clip",
             {"scope": {"kind": "live", "start": None, "end": None, "live_max_seconds": 10}},
