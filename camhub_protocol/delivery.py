@@ -123,7 +123,8 @@ class _TarStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: Any) -> int:
+    def _next_piece(self) -> bool:
+        """Make `_piece` non-empty; False at the end of the archive."""
         while not self._piece:
             try:
                 piece = next(self._parts, None)
@@ -131,8 +132,25 @@ class _TarStream(io.RawIOBase):
                 self.error = exc
                 raise
             if piece is None:
-                return 0
+                return False
             self._piece = memoryview(piece).cast("B")
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        # pyrage calls read(8192) ~110,000 times per GB: one copy here, not RawIOBase.read's
+        # bytearray + readinto + bytes (measured: half the time of the default path).
+        if size is None or size < 0:
+            return self.readall()
+        if not size or not self._next_piece():
+            return b""
+        out = self._piece[:size].tobytes()
+        self._piece = self._piece[len(out) :]
+        self.offset += len(out)
+        return out
+
+    def readinto(self, b: Any) -> int:
+        if not self._next_piece():
+            return 0
         n = min(len(b), len(self._piece))
         self.offset += n
         b[:n] = self._piece[:n]
