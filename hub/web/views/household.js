@@ -13,7 +13,7 @@ const KINDS = [["live", "Live"], ["recordings", "Recordings"]];
 // One checkbox per camera and kind; `prefix` keeps ids unique on the page.
 function rightsFieldset(prefix, cameras, rights, legend) {
   const boxes = [];
-  const rows = cameras.map((c) => h("div", { class: "row" },
+  const rows = cameras.map((c) => h("div", {},
     h("span", {}, c.name || c.id),
     KINDS.map(([kind, label]) => {
       const id = `${prefix}-${c.id}-${kind}`;
