@@ -4,8 +4,9 @@
     GET /api/v1/owner/cameras/{camera_id}/mjpeg          owner session   multipart/x-mixed-replace stream
     GET /api/v1/owner/cameras/{camera_id}/privacy-preview.jpg   owner    the still as it would leave (§4.1)
 
-Both are the owner's own live picture on the LAN (PROTOCOL §4 exempts it from the egress gate; it is
-declared OWNER_SESSION + media in `hub/api/guards.py`). Unknown camera → 404 `not_found`; a camera
+Both are the owner's own live picture on the LAN (PROTOCOL §4 exempts it from the egress gate); a
+household member with `live` on the camera may use them too (§1.2), so they are declared VIEWER_LIVE
++ media in `hub/api/guards.py`; the privacy preview stays OWNER_SESSION. Unknown camera → 404 `not_found`; a camera
 that sends no picture → 503 `camera_offline`. Responses are `no-store`: a still must not outlive the
 session in a shared device's cache. Decoding is in `hub/ingest/snapshot.py`.
 """

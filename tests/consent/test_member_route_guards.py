@@ -188,6 +188,15 @@ async def test_members_reach_only_their_cameras_on_every_route(tmp_path: Path) -
             )
             undeclared = [(m, p) for m, p in routes if guards.guard_for(m, p) is None]
             assert not undeclared, f"declare these routes in hub/api/guards.py: {undeclared}"
+            # The wrapper each handler is mounted with is the one the table declares.
+            for r in app.router.routes():
+                if r.resource is None:
+                    continue
+                declared = guards.guard_for(r.method, r.resource.canonical)
+                assert declared is not None
+                mounted = getattr(r.handler, "guard", None)
+                expected = declared.guard.value if declared.guard in guards.SESSION_GUARDS else None
+                assert mounted == expected, (r.method, r.resource.canonical, mounted, declared)
             full = await _fill(services, tmp_path, owner_http, agency_http)
             member_viewer = WhepViewer()
             try:
