@@ -134,3 +134,15 @@ def remove(conn: sqlite3.Connection, member_id: str, now: float) -> tuple[Member
         conn.execute("ROLLBACK")
         raise
     return found, ended
+
+
+def remove_all(conn: sqlite3.Connection, now: float) -> list[str]:
+    """Remove every member (`camhub owner reset`: whoever held the owner's session may have invited
+    themselves); their sessions go with every other in the same reset. Call inside the caller's
+    transaction. Returns the ids removed."""
+    rows = conn.execute(
+        "UPDATE members SET removed_at = ?, invite_sha256 = NULL, password_hash = NULL"
+        " WHERE removed_at IS NULL RETURNING id",
+        (now,),
+    ).fetchall()
+    return sorted(r[0] for r in rows)
