@@ -4,6 +4,7 @@ key; removing a member ends their session and their live view, narrowing their r
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from hub.consent import owner_client
+from tests.security.test_floods import Client
 from tests.web.conftest import CAMERAS
 from tests.web.test_settings_api import Owner
 
@@ -112,6 +114,16 @@ def test_invites_are_single_use_expire_and_are_limited_per_client(make_hub: Any)
         assert body["error"] == "bad_invite_code", body
     assert seen[-1] == 429, seen
     assert Member(hub.url).join(fresh["code"])[0] == 429  # the right code waits too
+    # ... for this client only: another address is looked at (and told its code is wrong).
+    neighbour = Client(hub.url, source="127.0.0.2")
+    try:
+        status, _, raw = neighbour.call(
+            "POST", "/api/v1/members/join", json.dumps({"code": "y" * 22, "password": MEMBER_PASSWORD}).encode(),
+            {"Content-Type": "application/json"},
+        )  # fmt: skip
+    finally:
+        neighbour.close()
+    assert (status, json.loads(raw)["error"]) == (403, "bad_invite_code")
     deadline = time.monotonic() + 70
     while (result := Member(hub.url).join(fresh["code"]))[0] == 429 and time.monotonic() < deadline:
         time.sleep(0.5)
