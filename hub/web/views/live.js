@@ -250,7 +250,8 @@ class LiveTile {
 }
 
 export async function render(root) {
-  const { cameras } = await api.get("/api/v1/owner/cameras");
+  // A household member's list carries their rights: only the cameras they may watch live here.
+  const cameras = (await api.get("/api/v1/owner/cameras")).cameras.filter((c) => !c.rights || c.rights.live);
   if (!cameras.length) {
     replace(root, h("h1", {}, "Live"), notice("No cameras are configured yet. See Settings."));
     return;

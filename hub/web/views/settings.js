@@ -337,6 +337,7 @@ export async function render(root, ctx, message = null) {
   const names = Object.fromEntries(cams.cameras.map((c) => [c.id, c.name]));
   replace(root,
     h("h1", {}, "Settings"),
+    h("p", {}, "People of your home who may watch some cameras: ", h("a", { href: "#/household" }, "Household"), "."),
     flash,
     clockSection(s, ctx.session.hub_id, canSign, () => render(root, ctx)),
     h("section", { class: "card", "aria-labelledby": "h-cameras" },
