@@ -19,6 +19,11 @@ calls `gate.check` again every ≤ 0.5 s; the consent service's `grant_listeners
 immediate re-check after any revoke, revoke-key or remove-agency. Every end is audited
 (`egress.live.end`, with the reason) and followed by a checkpoint (PROTOCOL §5).
 
+Sound (§2.4): the agency's session gets the camera's sound only when its grant's signed `scope.audio`
+is true and the camera records sound; the owner's (and a household member's with `live`) whenever the
+camera records sound. `egress.live.start` says which (`"audio"`), `egress.live.end` how many audio
+packets went to the encoder.
+
 Owner path: `require_viewer` (the owner session on the LAN, or a household member's with `live` on
 the camera, PROTOCOL §1.2; §4 exempts both from the gate: nothing leaves the house).
 The view is bound to that session: it ends at the session's expiry, and its watchdog asks every
@@ -52,6 +57,7 @@ from hub.api.session import (
     session_alive,
 )
 from hub.api.views import view_log
+from hub.config import Config
 from hub.consent import gate, requests
 from hub.consent.service import ConsentService
 from hub.egress import ice
@@ -96,6 +102,12 @@ def _answer(answer: str, location: str) -> web.Response:
         content_type=SDP,
         headers={"Location": location, "Cache-Control": "no-store"},
     )
+
+
+def camera_records_sound(config: Config, camera: str) -> bool:
+    """True if the owner turned sound recording on for `camera`: without it there is none to send."""
+    cam = config.camera(camera)
+    return cam is not None and cam.audio
 
 
 # --- agency (PROTOCOL §2.4) ---------------------------------------------------------------------
@@ -197,6 +209,7 @@ async def open_agency_live(
                 "seconds": int((session.ended_at or time.time()) - session.started_at),
                 "packets": session.track.packets_sent,
                 "bytes": session.track.bytes_sent,
+                "audio_packets": session.audio_track.packets_sent if session.audio_track else 0,
             },
         )
         await consent.audit.checkpoint()
@@ -213,6 +226,8 @@ async def open_agency_live(
             configuration=configuration,
             # Whatever leaves for an agency carries the masks in force when each frame is sent (§4.1).
             masks=lambda: consent.privacy_masks(camera),
+            # Sound only under the grant's signed scope.audio, and only if it is recorded at all (§2.4).
+            audio=grant.audio and camera_records_sound(consent.config, camera),
         )
     except LiveError as exc:
         refusal = ConsentError(exc.code, exc.detail, exc.status)
@@ -228,6 +243,7 @@ async def open_agency_live(
             "camera": camera,
             "not_after": consent.time_text(not_after),
             "masked": session.masked,
+            "audio": session.audio_track is not None,
         },
     )
     await consent.audit.checkpoint()
@@ -320,6 +336,8 @@ async def post_owner_whep(request: web.Request) -> web.StreamResponse:
             # The owner's own view is whole unless the owner asked for masks there too (§4.1).
             masks=lambda: gate.privacy_masks(services.config, camera, audience="owner"),
             on_close=ended,
+            # The owner hears what the camera records (§2.4; the owner's view is exempt from the gate).
+            audio=camera_records_sound(services.config, camera),
         )
     except LiveError as exc:
         return _error(exc.status, exc.code, exc.detail)
