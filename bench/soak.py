@@ -185,6 +185,9 @@ class _Hub:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited:\n{text[-3000:]}")
             time.sleep(0.05)
+        # run() only stops a hub it got back: this one would outlive the soak.
+        self.proc.kill()
+        self.proc.wait()
         raise RuntimeError("daemon not ready within 60 s")
 
     def stats(self) -> dict[str, int]:
@@ -420,6 +423,9 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the data dir and logs here (default: a temp dir, removed on success)",
     )
     args = p.parse_args(argv)
+    # A soak is long and gets killed: SIGTERM as an exit, so run()'s cleanup stops the daemon and the
+    # simulator instead of leaving them running (and skewing every measurement after it).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args.seconds, args.interval, args.cameras, args.workdir)
     print(result.table())
     slope = result.rss_slope_mb_per_h()

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +85,21 @@ async def _cancel_and_wait(tasks: list[asyncio.Task[None]], timeout: float) -> N
     for task in done:
         if not task.cancelled() and task.exception() is not None:
             log.error("task %s failed while stopping: %r", task.get_name(), task.exception())
+
+
+async def stop_task(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a task a component owns and wait until it has ended (nothing to do for None).
+
+    `with suppress(CancelledError): await task` would also swallow a cancellation of the *caller*
+    arriving during the wait, and its shutdown would carry on as if nothing had happened; this
+    re-raises that one and absorbs only the task's own.
+    """
+    if task is None:
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise

@@ -7,10 +7,11 @@ dozen lines, and the daemon must not need a C library to run outside systemd.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
+
+from hub.supervisor import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,5 @@ class Notifier:
 
     async def stopping(self) -> None:
         self.notify("STOPPING=1")
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)

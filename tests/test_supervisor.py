@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from hub.supervisor import Supervisor
+import pytest
+
+from hub.supervisor import Supervisor, stop_task
 
 
 async def test_crashed_task_is_restarted_and_others_keep_running() -> None:
@@ -57,3 +59,29 @@ async def test_task_that_ignores_cancellation_is_abandoned_within_timeout() -> N
     await sup.stop(timeout=0.2)
     assert loop.time() - started < 2
     release.set()
+
+
+async def test_stop_task_ends_the_task_and_keeps_the_callers_own_cancellation() -> None:
+    await stop_task(None)
+    forever = asyncio.create_task(asyncio.Event().wait())
+    await asyncio.sleep(0)
+    await stop_task(forever)
+    assert forever.cancelled()
+
+    # A task that takes a while to clean up; its owner is itself cancelled while waiting for it.
+    async def slow_cleanup() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.sleep(0.2)
+
+    slow = asyncio.create_task(slow_cleanup())
+    await asyncio.sleep(0)
+    owner = asyncio.create_task(stop_task(slow))
+    await asyncio.sleep(0.05)
+    owner.cancel()
+    # The owner's cancellation is not swallowed as if it were the task's.
+    with pytest.raises(asyncio.CancelledError):
+        await owner
+    await asyncio.wait([slow], timeout=5)
+    assert slow.done()

@@ -15,6 +15,7 @@ from hub.api import (
     errors,
     hosts,
     live,
+    members,
     notify,
     owner,
     owner_ui,
@@ -49,6 +50,7 @@ def make_app(services: Services) -> web.Application:
     owner_ui.setup(app)  # owner pages and their JSON, each route behind session.require_owner
     settings.setup(app)  # owner settings from the web UI: cameras and storage, overlaid on the file
     notify.setup(app)  # owner: notification settings and Web Push subscriptions (PROTOCOL §8)
+    members.setup(app)  # household members (PROTOCOL §1.2): the owner invites, members join
     owner.setup(app)  # consent: first-owner enrolment, signed decisions, audit proofs
     agency.setup(app)  # consent: RFC 9421 signed agency API; media only through gate.check
     if services.cameras is not None:

@@ -3,8 +3,10 @@
 Every route the app serves must appear in `ROUTES` with its guard and whether it can return media
 (footage, stills, thumbnails, live media). The rule of PROTOCOL.md §4, checked by
 `tests/consent/test_api_route_guards.py` against the live router: a media route is behind either an
-owner session on the LAN or the egress gate (`hub/consent/gate.py`); an undeclared route fails the
-test, so adding a route forces a decision here.
+owner session on the LAN, a household member's session with the right on that camera (§1.2), or
+the egress gate (`hub/consent/gate.py`); an undeclared route fails the test, so adding a route
+forces a decision here. `tests/consent/test_member_route_guards.py` sweeps every route again with
+member sessions and checks each answer against this table.
 """
 
 from __future__ import annotations
@@ -21,10 +23,20 @@ class Guard(StrEnum):
     AGENCY_SIGNATURE = "agency_signature"  # RFC 9421 signature of a trusted agency (§2)
     AGENCY_GATE = "agency_signature+gate"  # ... and gate.check() at send time (§4)
     CAMERA_TOKEN = "camera_token"  # a camera's own WHIP bearer token (media flows in, not out)
+    INVITE_CODE = "invite_code"  # a household member's one-time invite code (§1.2)
+    # The owner, or a household member's session (§1.2, `session.require_viewer`): any session; or
+    # a member only with the `live` / `recordings` right on the route's camera.
+    SESSION = "session"
+    VIEWER_LIVE = "viewer:live"
+    VIEWER_RECORDINGS = "viewer:recordings"
 
 
 #: Guards that may front a route returning media (PROTOCOL §4).
-MEDIA_GUARDS = frozenset({Guard.OWNER_SESSION, Guard.AGENCY_GATE})
+MEDIA_GUARDS = frozenset({Guard.OWNER_SESSION, Guard.AGENCY_GATE, Guard.VIEWER_LIVE, Guard.VIEWER_RECORDINGS})
+#: Guards behind a browser session on the LAN (owner or member): never relayed (§7.1), not rate limited.
+SESSION_GUARDS = frozenset({Guard.OWNER_SESSION, Guard.SESSION, Guard.VIEWER_LIVE, Guard.VIEWER_RECORDINGS})
+#: What a member needs on the route's camera, by guard (PROTOCOL §1.2); SESSION needs no right.
+MEMBER_RIGHT = {Guard.VIEWER_LIVE: "live", Guard.VIEWER_RECORDINGS: "recordings"}
 
 
 @dataclass(frozen=True)
@@ -52,11 +64,11 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("POST", "/api/agency/v1/live/{grant_id}"): RouteGuard(Guard.AGENCY_GATE, media=True),
     ("DELETE", "/api/agency/v1/live/{grant_id}"): RouteGuard(Guard.AGENCY_SIGNATURE),
     ("DELETE", "/api/agency/v1/live/{grant_id}/{session_id}"): RouteGuard(Guard.AGENCY_SIGNATURE),
-    ("POST", "/api/v1/owner/cameras/{camera_id}/whep"): RouteGuard(Guard.OWNER_SESSION, media=True),
-    ("DELETE", "/api/v1/owner/live/{session_id}"): RouteGuard(Guard.OWNER_SESSION),
+    ("POST", "/api/v1/owner/cameras/{camera_id}/whep"): RouteGuard(Guard.VIEWER_LIVE, media=True),
+    ("DELETE", "/api/v1/owner/live/{session_id}"): RouteGuard(Guard.SESSION),  # only its own views
     # hub/api/snapshot.py: the owner's live-view fallback without WebRTC (stills of the live stream)
-    ("GET", "/api/v1/owner/cameras/{camera_id}/snapshot.jpg"): RouteGuard(Guard.OWNER_SESSION, media=True),
-    ("GET", "/api/v1/owner/cameras/{camera_id}/mjpeg"): RouteGuard(Guard.OWNER_SESSION, media=True),
+    ("GET", "/api/v1/owner/cameras/{camera_id}/snapshot.jpg"): RouteGuard(Guard.VIEWER_LIVE, media=True),
+    ("GET", "/api/v1/owner/cameras/{camera_id}/mjpeg"): RouteGuard(Guard.VIEWER_LIVE, media=True),
     # the approval screen's still of what would leave, masks painted (§4.1)
     ("GET", "/api/v1/owner/cameras/{camera_id}/privacy-preview.jpg"): RouteGuard(
         Guard.OWNER_SESSION, media=True
@@ -71,14 +83,14 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("GET", "/api/v1/session"): RouteGuard(Guard.PUBLIC),
     ("POST", "/api/v1/session/login"): RouteGuard(Guard.PUBLIC),
     ("POST", "/api/v1/session/password"): RouteGuard(Guard.OWNER_JWS),
-    ("POST", "/api/v1/session/logout"): RouteGuard(Guard.OWNER_SESSION),
-    ("GET", "/api/v1/owner/cameras"): RouteGuard(Guard.OWNER_SESSION),
-    ("GET", "/api/v1/owner/timeline"): RouteGuard(Guard.OWNER_SESSION),
-    ("GET", "/api/v1/owner/segments/{id}.mp4"): RouteGuard(Guard.OWNER_SESSION, media=True),
+    ("POST", "/api/v1/session/logout"): RouteGuard(Guard.SESSION),
+    ("GET", "/api/v1/owner/cameras"): RouteGuard(Guard.SESSION),  # a member: only their cameras
+    ("GET", "/api/v1/owner/timeline"): RouteGuard(Guard.VIEWER_RECORDINGS),
+    ("GET", "/api/v1/owner/segments/{id}.mp4"): RouteGuard(Guard.VIEWER_RECORDINGS, media=True),
     # an H.264 copy of an H.265 segment for a browser without H.265 (hub/record/transcode.py)
-    ("GET", "/api/v1/owner/segments/{id}/h264.mp4"): RouteGuard(Guard.OWNER_SESSION, media=True),
+    ("GET", "/api/v1/owner/segments/{id}/h264.mp4"): RouteGuard(Guard.VIEWER_RECORDINGS, media=True),
     ("GET", "/api/v1/owner/events"): RouteGuard(Guard.OWNER_SESSION),
-    ("GET", "/api/v1/owner/events/{id}.jpg"): RouteGuard(Guard.OWNER_SESSION, media=True),
+    ("GET", "/api/v1/owner/events/{id}.jpg"): RouteGuard(Guard.VIEWER_RECORDINGS, media=True),
     ("GET", "/api/v1/owner/requests"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/requests/waiting"): RouteGuard(Guard.OWNER_SESSION),
     ("GET", "/api/v1/owner/grants"): RouteGuard(Guard.OWNER_SESSION),
@@ -101,6 +113,12 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("PATCH", "/api/v1/owner/notifications"): RouteGuard(Guard.OWNER_SESSION),
     ("POST", "/api/v1/owner/push/subscriptions"): RouteGuard(Guard.OWNER_SESSION),
     ("DELETE", "/api/v1/owner/push/subscriptions/{sub_id}"): RouteGuard(Guard.OWNER_SESSION),
+    # hub/api/members.py: household members (§1.2); managing them is the owner's, joining the invitee's
+    ("GET", "/api/v1/owner/members"): RouteGuard(Guard.OWNER_SESSION),
+    ("POST", "/api/v1/owner/members"): RouteGuard(Guard.OWNER_SESSION),
+    ("PATCH", "/api/v1/owner/members/{member_id}"): RouteGuard(Guard.OWNER_SESSION),
+    ("DELETE", "/api/v1/owner/members/{member_id}"): RouteGuard(Guard.OWNER_SESSION),
+    ("POST", "/api/v1/members/join"): RouteGuard(Guard.INVITE_CODE),
 }
 
 

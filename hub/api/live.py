@@ -19,7 +19,13 @@ calls `gate.check` again every ≤ 0.5 s; the consent service's `grant_listeners
 immediate re-check after any revoke, revoke-key or remove-agency. Every end is audited
 (`egress.live.end`, with the reason) and followed by a checkpoint (PROTOCOL §5).
 
-Owner path: `require_owner` (the owner session on the LAN, which PROTOCOL §4 exempts from the gate).
+Sound (§2.4): the agency's session gets the camera's sound only when its grant's signed `scope.audio`
+is true and the camera records sound; the owner's (and a household member's with `live`) whenever the
+camera records sound. `egress.live.start` says which (`"audio"`), `egress.live.end` how many audio
+packets went to the encoder.
+
+Owner path: `require_viewer` (the owner session on the LAN, or a household member's with `live` on
+the camera, PROTOCOL §1.2; §4 exempts both from the gate: nothing leaves the house).
 The view is bound to that session: it ends at the session's expiry, and its watchdog asks every
 `VIEW_RECHECK_S` whether the session still exists, so logout, a password change or a box reset
 end it within 1 s (issue 12).
@@ -42,8 +48,16 @@ from aiortc import RTCConfiguration
 from camhub_protocol import whep
 from camhub_protocol.errors import ConsentError
 from hub.api.agency import signed_message
-from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, SessionError, require_owner, session_alive
+from hub.api.session import (
+    OWNER_SESSION,
+    PRINCIPAL,
+    VIEW_RECHECK_S,
+    SessionError,
+    require_viewer,
+    session_alive,
+)
 from hub.api.views import view_log
+from hub.config import Config
 from hub.consent import gate, requests
 from hub.consent.service import ConsentService
 from hub.egress import ice
@@ -88,6 +102,12 @@ def _answer(answer: str, location: str) -> web.Response:
         content_type=SDP,
         headers={"Location": location, "Cache-Control": "no-store"},
     )
+
+
+def camera_records_sound(config: Config, camera: str) -> bool:
+    """True if the owner turned sound recording on for `camera`: without it there is none to send."""
+    cam = config.camera(camera)
+    return cam is not None and cam.audio
 
 
 # --- agency (PROTOCOL §2.4) ---------------------------------------------------------------------
@@ -189,6 +209,7 @@ async def open_agency_live(
                 "seconds": int((session.ended_at or time.time()) - session.started_at),
                 "packets": session.track.packets_sent,
                 "bytes": session.track.bytes_sent,
+                "audio_packets": session.audio_track.packets_sent if session.audio_track else 0,
             },
         )
         await consent.audit.checkpoint()
@@ -205,6 +226,8 @@ async def open_agency_live(
             configuration=configuration,
             # Whatever leaves for an agency carries the masks in force when each frame is sent (§4.1).
             masks=lambda: consent.privacy_masks(camera),
+            # Sound only under the grant's signed scope.audio, and only if it is recorded at all (§2.4).
+            audio=grant.audio and camera_records_sound(consent.config, camera),
         )
     except LiveError as exc:
         refusal = ConsentError(exc.code, exc.detail, exc.status)
@@ -220,6 +243,7 @@ async def open_agency_live(
             "camera": camera,
             "not_after": consent.time_text(not_after),
             "masked": session.masked,
+            "audio": session.audio_track is not None,
         },
     )
     await consent.audit.checkpoint()
@@ -270,7 +294,7 @@ async def close_agency_live(
 
 
 async def post_owner_whep(request: web.Request) -> web.StreamResponse:
-    """The owner's live view of one camera (mount behind `require_owner`)."""
+    """The owner's (or a household member's) live view of one camera (mount behind `require_viewer`)."""
     media = request.app[LIVE_MEDIA]
     camera = request.match_info["camera_id"]
     if request.content_type != SDP:
@@ -286,8 +310,9 @@ async def post_owner_whep(request: web.Request) -> web.StreamResponse:
     owner_session = request[OWNER_SESSION]
 
     async def recheck() -> None:
-        if not await session_alive(services, owner_session.id_sha256):
-            raise SessionError("the owner session ended")
+        # A member's view also ends when the member is removed or loses `live` here (§1.2).
+        if not await session_alive(services, owner_session.id_sha256, camera):
+            raise SessionError("the session ended or may no longer watch this camera")
 
     views = view_log(request)
 
@@ -311,6 +336,8 @@ async def post_owner_whep(request: web.Request) -> web.StreamResponse:
             # The owner's own view is whole unless the owner asked for masks there too (§4.1).
             masks=lambda: gate.privacy_masks(services.config, camera, audience="owner"),
             on_close=ended,
+            # The owner hears what the camera records (§2.4; the owner's view is exempt from the gate).
+            audio=camera_records_sound(services.config, camera),
         )
     except LiveError as exc:
         return _error(exc.status, exc.code, exc.detail)
@@ -322,6 +349,10 @@ async def delete_owner_live(request: web.Request) -> web.StreamResponse:
     media = request.app[LIVE_MEDIA]
     session = media.sessions.get(request.match_info["session_id"])
     if session is None or session.audience.kind is not SessionKind.OWNER:
+        return _error(404, "not_found", "no such live session")
+    principal = request[PRINCIPAL]
+    # A household member ends only their own browser session's views (PROTOCOL §1.2).
+    if principal.member is not None and session.audience.recipient != principal.session.id_sha256:
         return _error(404, "not_found", "no such live session")
     await session.close("owner sent DELETE")
     return web.Response(status=200)
@@ -344,8 +375,11 @@ def setup(app: web.Application, relays: RelayHub, sessions: LiveSessions | None 
     app.router.add_post(f"{AGENCY_PREFIX}/{{grant_id}}", post_agency_live)
     app.router.add_delete(f"{AGENCY_PREFIX}/{{grant_id}}", delete_agency_live)
     app.router.add_delete(f"{AGENCY_PREFIX}/{{grant_id}}/{{session_id}}", delete_agency_live)
-    app.router.add_post("/api/v1/owner/cameras/{camera_id}/whep", require_owner(post_owner_whep))
-    app.router.add_delete("/api/v1/owner/live/{session_id}", require_owner(delete_owner_live))
+    # The owner, or a household member with `live` on the camera (PROTOCOL §1.2).
+    app.router.add_post(
+        "/api/v1/owner/cameras/{camera_id}/whep", require_viewer(post_owner_whep, right="live")
+    )
+    app.router.add_delete("/api/v1/owner/live/{session_id}", require_viewer(delete_owner_live, right=None))
 
     async def subscribe(app: web.Application) -> None:
         ice.use_host_addresses(ice.addresses_for(app[SERVICES].config.hub))

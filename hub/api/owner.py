@@ -42,7 +42,7 @@ def _consent(request: web.Request) -> ConsentService:
 async def _jose_body(request: web.Request, passkey: bool = False) -> bytes:
     """The signed body: a JWS (`application/jose`), for decisions also a passkey decision
     (`application/json`, PROTOCOL §3.1), or either sealed to the hub (§7.6). Which one a sealed body
-    is, `decisions.submit` tells by its first byte; a passkey decision is not accepted elsewhere."""
+    is, `decisions.submit` (and `confirm_clock`) tells by its first byte; elsewhere only a JWS."""
     if request.content_type == sealed_bodies.CONTENT_TYPE:
         # A decision sealed to the hub (PROTOCOL §7.6), as owner tools send it through a relay.
         body = _consent(request).open_sealed(await request.read()).strip()
@@ -73,7 +73,7 @@ async def post_decision(request: web.Request) -> web.Response:
 
 async def post_clock(request: web.Request) -> web.Response:
     consent = _consent(request)
-    result = await confirm_clock(consent, await _jose_body(request))
+    result = await confirm_clock(consent, await _jose_body(request, passkey=True))
     return web.json_response(result, status=201)
 
 

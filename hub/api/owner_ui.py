@@ -52,6 +52,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import io
 import json
 import logging
@@ -70,7 +71,7 @@ from aiohttp import web
 from camhub_protocol import rfc3339
 from camhub_protocol.keys import jwk_thumbprint
 from hub.api import history as history_mod
-from hub.api.session import OWNER_SESSION, require_owner
+from hub.api.session import OWNER_SESSION, PRINCIPAL, require_owner, require_viewer
 from hub.api.settings import OWNER_SETTINGS
 from hub.api.views import view_log
 from hub.config import CAMERA_ID_RE, MotionConfig
@@ -238,6 +239,16 @@ async def cameras(request: web.Request) -> web.Response:
                 }
             )
     recorded = await services.store.run(segments_q.camera_ids)
+    member = request[PRINCIPAL].member
+    if member is not None:
+        # A household member (PROTOCOL §1.2): their cameras only, and nothing about the setup.
+        mine = [
+            {"id": c["id"], "name": c["name"], "status": c["status"], "rights": member.rights[c["id"]]}
+            for c in configured
+            if any(member.rights.get(c["id"], {}).values())
+        ]
+        recorded = [r for r in recorded if member.may(r, "recordings")]
+        return web.json_response({"cameras": mine, "recorded": recorded, "discovered": []})
     return web.json_response({"cameras": configured, "recorded": recorded, "discovered": found})
 
 
@@ -274,6 +285,33 @@ async def timeline(request: web.Request) -> web.Response:
             "events": events,
         }
     )
+
+
+# Where a viewer route's camera is (session.require_viewer's `camera_of`): 404 for an id that names
+# nothing, exactly as the handler would answer the owner.
+
+
+async def _camera_in_query(request: web.Request) -> str:
+    camera = _camera_arg(request)
+    assert camera is not None
+    return camera
+
+
+async def _segment_camera(request: web.Request) -> str:
+    segment_id = int(request.match_info["id"])  # the route's pattern is \d+
+    if segment_id >= 1 << 63:  # beyond SQLite's INTEGER
+        raise NotFound("no such segment")
+    row = await request.app[SERVICES].store.run(q.segment, segment_id)
+    if row is None:
+        raise NotFound("no such segment")
+    return row[0]
+
+
+async def _event_camera(request: web.Request) -> str:
+    event = await request.app[SERVICES].store.run(events_q.get_event, request.match_info["id"])
+    if event is None:
+        raise NotFound("no thumbnail")
+    return event.camera_id
 
 
 async def _segment_file(request: web.Request) -> tuple[int, Any, Path]:
@@ -835,13 +873,19 @@ def setup(app: web.Application) -> None:
     app.router.add_static("/ui/", WEB_DIR, show_index=False, follow_symlinks=False)
     app.router.add_get("/ca.crt", ca_certificate)
     owner = require_owner
-    app.router.add_get("/api/v1/owner/cameras", owner(cameras))
-    app.router.add_get("/api/v1/owner/timeline", owner(timeline))
-    app.router.add_get(r"/api/v1/owner/segments/{id:\d+}.mp4", owner(segment_media))
+    # Viewer routes (PROTOCOL §1.2): the owner, or a household member with the right on the camera.
+    recordings = functools.partial(require_viewer, right="recordings")
+    app.router.add_get("/api/v1/owner/cameras", require_viewer(cameras, right=None))
+    app.router.add_get("/api/v1/owner/timeline", recordings(timeline, camera_of=_camera_in_query))
+    app.router.add_get(
+        r"/api/v1/owner/segments/{id:\d+}.mp4", recordings(segment_media, camera_of=_segment_camera)
+    )
     app[H264_COPIES] = H264Copies()
-    app.router.add_get(r"/api/v1/owner/segments/{id:\d+}/h264.mp4", owner(segment_h264))
+    app.router.add_get(
+        r"/api/v1/owner/segments/{id:\d+}/h264.mp4", recordings(segment_h264, camera_of=_segment_camera)
+    )
     app.router.add_get("/api/v1/owner/events", owner(events))
-    app.router.add_get(r"/api/v1/owner/events/{id}.jpg", owner(event_thumbnail))
+    app.router.add_get(r"/api/v1/owner/events/{id}.jpg", recordings(event_thumbnail, camera_of=_event_camera))
     app.router.add_get("/api/v1/owner/requests", owner(requests))
     app.router.add_get("/api/v1/owner/requests/waiting", owner(waiting))
     app.router.add_get("/api/v1/owner/grants", owner(grants))

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from camhub_protocol.limits import TokenBuckets, client_key, retry_after_header
 from hub.api.errors import error_response
-from hub.api.guards import Guard, guard_for
+from hub.api.guards import SESSION_GUARDS, Guard, guard_for
 from hub.services import SERVICES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,7 +49,7 @@ def middleware(buckets: TokenBuckets) -> Callable[[web.Request, Handler], Awaita
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         route, guard = route_of(request)
-        if guard is Guard.OWNER_SESSION:
+        if guard in SESSION_GUARDS:
             return await handler(request)
         wait = buckets.take(client_key(request.remote), time.monotonic())
         if wait <= 0:

@@ -33,10 +33,18 @@ CSRF (synchronizer token)
   `{"error": "csrf"}`. SameSite=Strict alone is not enough: another port on the same host is the
   same *site* and would get the cookie.
 
-The guard
-- `require_owner(handler)` wraps a handler: no valid session → 401 `{"error": "no_session"}`; bad
-  CSRF on an unsafe method → 403. The session is at `request[OWNER_SESSION]`. Routes declare it
-  where they are registered: `app.router.add_get(path, require_owner(handler))`.
+The guards
+- `require_owner(handler)` wraps a handler: no valid session → 401 `{"error": "no_session"}`; a
+  household member's session → 403 `owner_only` (PROTOCOL §1.2); bad CSRF on an unsafe method → 403.
+  The session is at `request[OWNER_SESSION]`. Routes declare it where they are registered:
+  `app.router.add_get(path, require_owner(handler))`.
+- `require_viewer(handler, right=..., camera_of=...)` admits the owner, or a member with `right`
+  ("live" | "recordings") on the route's camera (403 `not_permitted` otherwise); `right=None` admits
+  any session (the camera list, logout). Who it is: `request[PRINCIPAL]`.
+- Both set `guarded.guard` so `hub/api/guards.py`'s table can be checked against the handlers.
+
+Household members (PROTOCOL §1.2, `hub/api/members.py`) log in here too, with their name: the
+session row then records the member's id, and nothing else about a session differs.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -65,6 +74,7 @@ from camhub_protocol.limits import Backoff, client_key
 from hub.errors import HubError, RateLimited
 from hub.services import SERVICES, Services
 from hub.store import consent as consent_q
+from hub.store import members as members_q
 from hub.store import web as q
 
 log = logging.getLogger(__name__)
@@ -99,6 +109,32 @@ class CsrfError(HubError):
 class NotLocal(HubError):
     code = "owner_not_local"
     status = 403
+
+
+class OwnerOnly(HubError):
+    code = "owner_only"
+    status = 403
+
+
+class NotPermitted(HubError):
+    code = "not_permitted"
+    status = 403
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a browser session is: the owner (`member` None) or a household member (PROTOCOL §1.2)."""
+
+    session: q.Session
+    member: members_q.Member | None = None
+
+    @property
+    def actor(self) -> str:
+        """The audit actor (PROTOCOL §5): `owner` or `member:<id>`."""
+        return "owner" if self.member is None else f"member:{self.member.id}"
+
+    def may(self, camera: str, right: str) -> bool:
+        return self.member is None or self.member.may(camera, right)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -156,20 +192,21 @@ VIEW_RECHECK_S = 0.5
 
 LOGIN_LIMITER = web.AppKey("login_limiter", Backoff)
 OWNER_SESSION = web.RequestKey("owner_session", q.Session)
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 # ------------------------------------------------------------------------------------------------
 # Audit (PROTOCOL §5: owner.login, owner.login_failed)
 
 
-async def _audit(services: Services, type_: str, data: dict[str, Any]) -> None:
+async def _audit(services: Services, type_: str, data: dict[str, Any], actor: str = "owner") -> None:
     # The consent service owns the audit log (hub/consent/service.py); a hub started without it
     # (unit tests of the API alone) still logs the event.
     consent = services.consent
     if consent is None:
         log.info("%s %s", type_, data)
         return
-    await consent.record(type_, "owner", data)
+    await consent.record(type_, actor, data)
 
 
 async def _audit_failed_login(services: Services, reason: str, client: str) -> None:
@@ -245,21 +282,67 @@ def check_csrf(request: web.Request, session: q.Session) -> None:
         raise CsrfError(f"missing or wrong {CSRF_HEADER} header")
 
 
+async def _principal(request: web.Request) -> Principal:
+    """The request's session and who it is; 401 `no_session` without one (or for a removed member)."""
+    session = await current_session(request)
+    if session is None:
+        raise SessionError("log in first")
+    if session.member_id is None:
+        return Principal(session)
+    member = await request.app[SERVICES].store.run(members_q.member, session.member_id)
+    if member is None:  # removed: its sessions were deleted with it, this is only a race
+        raise SessionError("log in first")
+    return Principal(session, member)
+
+
 def require_owner(handler: Handler) -> Handler:
-    """Guard a route: a client on the LAN (403), an owner session (401 otherwise) and, on unsafe
-    methods, its CSRF token (403)."""
+    """Guard a route: a client on the LAN (403), an owner session (401 without a session, 403
+    `owner_only` for a household member's) and, on unsafe methods, its CSRF token (403)."""
 
     @functools.wraps(handler)
     async def guarded(request: web.Request) -> web.StreamResponse:
         check_owner_local(request)
-        session = await current_session(request)
-        if session is None:
-            raise SessionError("log in as the owner first")
-        check_csrf(request, session)
-        request[OWNER_SESSION] = session
+        principal = await _principal(request)
+        if principal.member is not None:
+            raise OwnerOnly("only the owner may do this")
+        check_csrf(request, principal.session)
+        request[OWNER_SESSION] = principal.session
+        request[PRINCIPAL] = principal
         return await handler(request)
 
     guarded.requires_owner = True  # type: ignore[attr-defined]
+    guarded.guard = "owner_session"  # type: ignore[attr-defined]
+    return guarded
+
+
+CameraOf = Callable[[web.Request], Awaitable[str]]
+
+
+async def camera_in_url(request: web.Request) -> str:
+    return request.match_info["camera_id"]
+
+
+def require_viewer(handler: Handler, *, right: str | None, camera_of: CameraOf = camera_in_url) -> Handler:
+    """Guard a route that the owner and household members may use (PROTOCOL §1.2): like
+    `require_owner`, but a member is admitted when they have `right` on the route's camera
+    (`camera_of` finds it, raising 404 for an id that names nothing), else 403 `not_permitted`.
+    `right=None`: any session, the handler filters what it shows by `request[PRINCIPAL]`."""
+    assert right in (None, *members_q.RIGHTS)
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        check_owner_local(request)
+        principal = await _principal(request)
+        check_csrf(request, principal.session)
+        if right is not None and principal.member is not None:
+            camera = await camera_of(request)
+            if not principal.member.may(camera, right):
+                raise NotPermitted(f"you may not watch this camera's {right}")
+        request[OWNER_SESSION] = principal.session
+        request[PRINCIPAL] = principal
+        return await handler(request)
+
+    guarded.guard = "session" if right is None else f"viewer:{right}"  # type: ignore[attr-defined]
     return guarded
 
 
@@ -275,8 +358,9 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, value: str, 
     )
 
 
-async def _session_response(request: web.Request) -> web.Response:
-    """A new session for this browser: the JSON body (with its CSRF token) and the cookie."""
+async def _session_response(request: web.Request, member_id: str | None = None) -> web.Response:
+    """A new session for this browser (the owner's, or with `member_id` a member's): the JSON body
+    (with its CSRF token) and the cookie."""
     services = request.app[SERVICES]
     session_id = secrets.token_urlsafe(32)
     now = time.time()
@@ -288,6 +372,7 @@ async def _session_response(request: web.Request) -> web.Response:
         last_seen=now,
         remote=_client(request),
         user_agent=request.headers.get("User-Agent", "")[:200],
+        member_id=member_id,
     )
     await services.store.run(q.delete_expired_sessions, now)
     await services.store.run(q.create_session, session)
@@ -334,7 +419,14 @@ async def get_session(request: web.Request) -> web.Response:
         "secure": request.secure,
     }
     if session is not None:
-        body.update(_session_json(session))
+        member = None
+        if session.member_id is not None:
+            member = await services.store.run(members_q.member, session.member_id)
+        if session.member_id is None or member is not None:
+            body.update(_session_json(session))
+            body["role"] = "owner" if member is None else "member"
+            if member is not None:
+                body["member"] = {"id": member.id, "name": member.name, "rights": member.rights}
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 
@@ -352,29 +444,69 @@ async def login(request: web.Request) -> web.Response:
     if wait > 0:
         await _audit_failed_login(services, "rate_limited", client)
         raise RateLimited(f"too many wrong passwords; try again in {math.ceil(wait)} s", wait)
-    encoded = await services.store.run(q.password_hash)
-    if encoded is None:
-        raise HubError("no password is set yet: finish onboarding first", code="not_onboarded", status=409)
+    name = body.get("member")
+    member: members_q.Member | None = None
+    if name is None:
+        encoded = await services.store.run(q.password_hash)
+        if encoded is None:
+            raise HubError(
+                "no password is set yet: finish onboarding first", code="not_onboarded", status=409
+            )
+    else:
+        # A household member (PROTOCOL §1.2): a wrong name costs the same as a wrong password, and
+        # the same scrypt time, so the answer does not tell which names exist.
+        if isinstance(name, str) and 1 <= len(name) <= 64:
+            member = await services.store.run(members_q.member_by_name, name)
+        encoded = member.password_hash if member is not None else None
+        encoded = encoded or _DUMMY_HASH
     ok = isinstance(password, str) and len(password) <= PASSWORD_MAX
     ok = ok and await asyncio.to_thread(check_password, password, encoded)
+    ok = ok and (name is None or member is not None)
     if not ok:
         limiter.failed(key, time.monotonic())
         await _audit_failed_login(services, "bad_password", client)
         raise HubError("wrong password", code="bad_password", status=401)
     limiter.succeeded(key)
+    if member is not None:
+        response = await _session_response(request, member.id)
+        await _audit(
+            services, "member.login", {"member": member.id, "remote": client}, actor=f"member:{member.id}"
+        )
+        return response
     response = await _session_response(request)
     await _audit(services, "owner.login", {"remote": client})
     return response
 
 
-async def session_alive(services: Services, id_sha256: str) -> bool:
-    """Whether the session with this id hash still exists and is unexpired (owner views ask)."""
-    return await services.store.run(q.live_session, id_sha256, time.time()) is not None
+# A hash no password matches (a random one), checked when the member name is unknown.
+_DUMMY_HASH = (
+    "scrypt$15$8$1$"
+    + base64.b64encode(secrets.token_bytes(16)).decode()
+    + "$"
+    + (base64.b64encode(secrets.token_bytes(32)).decode())
+)
+
+
+async def session_alive(services: Services, id_sha256: str, camera: str | None = None) -> bool:
+    """Whether the session with this id hash still exists and is unexpired (live views ask every
+    VIEW_RECHECK_S); a member's, with `camera`, also whether the member may still watch it live
+    (removed or narrowed, PROTOCOL §1.2)."""
+
+    def alive(conn: Any) -> bool:
+        session = q.live_session(conn, id_sha256, time.time())
+        if session is None:
+            return False
+        if session.member_id is None:
+            return True
+        member = members_q.member(conn, session.member_id)
+        return member is not None and (camera is None or member.may(camera, "live"))
+
+    return bool(await services.store.run(alive))
 
 
 async def logout(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
-    await services.store.run(q.delete_session, request[OWNER_SESSION].id_sha256)
+    await services.store.run(q.delete_session, request[PRINCIPAL].session.id_sha256)
     response = web.Response(status=204)
     response.del_cookie(
         _cookie_name(request), path="/", secure=request.secure, httponly=True, samesite="Strict"
@@ -500,4 +632,4 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/session", get_session)  # public: tells the page what to show
     app.router.add_post("/api/v1/session/login", login)  # public, rate limited
     app.router.add_post("/api/v1/session/password", set_password)  # owner-key JWS
-    app.router.add_post("/api/v1/session/logout", require_owner(logout))
+    app.router.add_post("/api/v1/session/logout", require_viewer(logout, right=None))  # owner or member

@@ -4,8 +4,9 @@
     GET /api/v1/owner/cameras/{camera_id}/mjpeg          owner session   multipart/x-mixed-replace stream
     GET /api/v1/owner/cameras/{camera_id}/privacy-preview.jpg   owner    the still as it would leave (§4.1)
 
-Both are the owner's own live picture on the LAN (PROTOCOL §4 exempts it from the egress gate; it is
-declared OWNER_SESSION + media in `hub/api/guards.py`). Unknown camera → 404 `not_found`; a camera
+Both are the owner's own live picture on the LAN (PROTOCOL §4 exempts it from the egress gate); a
+household member with `live` on the camera may use them too (§1.2), so they are declared VIEWER_LIVE
++ media in `hub/api/guards.py`; the privacy preview stays OWNER_SESSION. Unknown camera → 404 `not_found`; a camera
 that sends no picture → 503 `camera_offline`. Responses are `no-store`: a still must not outlive the
 session in a shared device's cache. Decoding is in `hub/ingest/snapshot.py`.
 """
@@ -18,7 +19,7 @@ import time
 
 from aiohttp import web
 
-from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, require_owner, session_alive
+from hub.api.session import OWNER_SESSION, VIEW_RECHECK_S, require_owner, require_viewer, session_alive
 from hub.api.views import SNAPSHOT_WINDOW_S, view_log
 from hub.consent import gate
 from hub.egress import privacy
@@ -128,7 +129,7 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
                 # Wait for the next picture in slices, asking between them whether the owner session
                 # still exists: logout or a password change ends the stream within 1 s (issue 12).
                 if time.monotonic() >= next_check:
-                    if not await session_alive(services, session_hash):
+                    if not await session_alive(services, session_hash, camera):
                         return response
                     next_check = time.monotonic() + VIEW_RECHECK_S
                 try:
@@ -147,8 +148,11 @@ async def mjpeg(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application, relays: RelayHub) -> None:
     app[SNAPSHOTS] = Snapshots(relays)
-    app.router.add_get("/api/v1/owner/cameras/{camera_id}/snapshot.jpg", require_owner(snapshot))
-    app.router.add_get("/api/v1/owner/cameras/{camera_id}/mjpeg", require_owner(mjpeg))
+    # The owner, or a household member with `live` on the camera (PROTOCOL §1.2).
+    app.router.add_get(
+        "/api/v1/owner/cameras/{camera_id}/snapshot.jpg", require_viewer(snapshot, right="live")
+    )
+    app.router.add_get("/api/v1/owner/cameras/{camera_id}/mjpeg", require_viewer(mjpeg, right="live"))
     app.router.add_get(
         "/api/v1/owner/cameras/{camera_id}/privacy-preview.jpg", require_owner(privacy_preview)
     )

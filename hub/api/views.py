@@ -20,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hub.api.session import PRINCIPAL
 from hub.services import SERVICES
 
 log = logging.getLogger(__name__)
@@ -54,15 +55,19 @@ class ViewLog:
         fold: tuple[str, str] | None = None,
         window_s: float | None = None,
     ) -> None:
-        """Audit one view by the request's owner session; with `fold`, only the first of a run."""
+        """Audit one view by the request's session (owner or member); with `fold`, only the first of a run."""
         if fold is not None and not self._first(fold, window_s, time.monotonic()):
             return
         services = request.app[SERVICES]
-        entry = {**data, "who": "owner"}
+        principal = request.get(PRINCIPAL)
+        member = principal.member if principal is not None else None
+        actor = "owner" if member is None else f"member:{member.id}"
+        # A household member by id and by the name they had then (PROTOCOL §1.2, §5).
+        entry = {**data, "who": actor} if member is None else {**data, "who": actor, "name": member.name}
         if services.consent is None:
             log.info("%s %s", type_, entry)
             return
-        await services.consent.record(type_, "owner", entry)
+        await services.consent.record(type_, actor, entry)
 
 
 VIEW_LOG = web.AppKey("view_log", ViewLog)

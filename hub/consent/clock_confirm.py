@@ -1,8 +1,9 @@
-"""The owner confirms the hub's clock (PROTOCOL.md §6): `POST /api/v1/owner/clock`, `application/jose`.
+"""The owner confirms the hub's clock (PROTOCOL.md §6): `POST /api/v1/owner/clock`.
 
-Payload `{"v":1, "hub":"<hub_id>", "decision":"confirm-time", "issued_at":"<the owner device's now>",
-"jti":"<random>"}` in the decision JWS header (`typ` `camhub-decision+jws`), signed by an enrolled,
-unrevoked owner key. Accepted (201 `{"confirmed": true, "hub_time", "boot_id"}`) when `issued_at`
+Signed like a decision: a JWS (`application/jose`) or a passkey assertion (§3.1, `application/json`),
+so an owner whose only keys are passkeys is not stuck until the box finds network time. Payload
+`{"v":1, "hub":"<hub_id>", "decision":"confirm-time", "issued_at":"<the owner device's now>",
+"jti":"<random>"}`. Accepted (201 `{"confirmed": true, "hub_time", "boot_id"}`) when `issued_at`
 agrees with the hub's clock within `[consent] clock_skew_seconds`: the owner's phone keeps network
 time, so agreement means the hub's clock is right. Otherwise 409 `clock_mismatch` with the hub's time
 in the detail (fix the clock, e.g. enable NTP, and confirm again). The hub never sets its clock from
@@ -17,7 +18,15 @@ from typing import Any
 
 from camhub_protocol import rfc3339
 from camhub_protocol.errors import ConsentError
-from hub.consent.decisions import DECISION_TYP, invalid, refuse, verify_owner_jws
+from hub.consent import passkeys
+from hub.consent.decisions import (
+    DECISION_TYP,
+    decision_id,
+    invalid,
+    refuse,
+    verify_owner_jws,
+    verify_passkey_sync,
+)
 from hub.consent.service import ConsentService
 from hub.store import consent as q
 
@@ -26,9 +35,15 @@ MEMBERS = frozenset({"v", "hub", "decision", "issued_at", "jti"})
 
 async def confirm_clock(svc: ConsentService, compact: bytes) -> dict[str, Any]:
     kid: str | None = None
+    signed: passkeys.SignedDecision | None = None
+    regressed: tuple[int, int] | None = None  # (stored, seen): a passkey's counter went backwards
     try:
-        parsed, payload = await verify_owner_jws(svc, compact, DECISION_TYP)
-        kid = parsed.kid
+        if passkeys.is_passkey_body(compact):
+            signed, payload = await svc.store.run(verify_passkey_sync, svc.config.hub.rp_id, compact)
+            kid = signed.kid
+        else:
+            parsed, payload = await verify_owner_jws(svc, compact, DECISION_TYP)
+            kid = parsed.kid
         if set(payload) != MEMBERS or payload.get("v") != 1 or payload.get("decision") != "confirm-time":
             raise invalid(
                 f"a time confirmation has exactly {', '.join(sorted(MEMBERS))}, decision confirm-time"
@@ -46,21 +61,43 @@ async def confirm_clock(svc: ConsentService, compact: bytes) -> dict[str, Any]:
         skew = svc.config.consent.clock_skew_seconds
 
         def record(conn: sqlite3.Connection) -> None:
+            nonlocal regressed
             if not q.use_jti(conn, jti, now):
                 raise refuse("jti_replayed", "this jti was already used")
+            if signed is not None:
+                # §3.1's counter rule, after the jti exactly as for a decision: a clone is flagged.
+                passkey = q.passkey(conn, signed.kid)
+                if passkey is None:
+                    raise refuse("owner_key_revoked", "this owner key was revoked")
+                if passkeys.counter_regressed(passkey.sign_count, signed.sign_count):
+                    regressed = (passkey.sign_count, signed.sign_count)
+                    raise refuse(
+                        "passkey_counter_regressed",
+                        f"signature counter {signed.sign_count} is not above {passkey.sign_count}: a cloned authenticator?",
+                    )
+                q.set_passkey_sign_count(conn, signed.kid, signed.sign_count)
             if abs(owner_time - now) > skew:
                 raise ConsentError(
                     "clock_mismatch",
                     f"the hub's clock says {rfc3339.format(now)}, {owner_time - now:+.0f} s from yours",
                     409,
                 )
-            q.insert_clock_confirmation(
-                conn, parsed.kid, owner_time, now, svc.clock.boot_id, compact.decode()
-            )
+            q.insert_clock_confirmation(conn, kid, owner_time, now, svc.clock.boot_id, compact.decode())
 
         await svc.store.run(record)
     except ConsentError as exc:
         data = {"code": exc.code, "detail": exc.detail}
+        if regressed is not None and signed is not None:
+            await svc.record(
+                "key.counter_regressed",
+                f"owner:{signed.kid}",
+                {
+                    "kid": signed.kid,
+                    "stored": regressed[0],
+                    "seen": regressed[1],
+                    "decision_id": decision_id(signed.canonical),
+                },
+            )
         if kid is not None and exc.code != "jti_replayed":
             await svc.record("clock.rejected", f"owner:{kid}", data)
         else:

@@ -280,7 +280,7 @@ class ResetResult:
 
 def reset(conn: sqlite3.Connection, now: float, actor: str) -> ResetResult:
     """`camhub owner reset` (on the box): revoke every owner key and grant, end every owner session,
-    forget the password and devices waiting to be enrolled, issue a fresh pairing code and write the
+    remove every household member, forget the password and devices waiting to be enrolled, issue a fresh pairing code and write the
     `owner.reset` audit entry — one transaction, so the box is never half reset. Footage, the audit
     log, agencies and their requests are kept. Safe while the daemon runs: it reads all of this
     from the database at every check (sessions, the gate, live watchdogs within 0.5 s) and picks up
@@ -289,6 +289,7 @@ def reset(conn: sqlite3.Connection, now: float, actor: str) -> ResetResult:
     from hub.consent import pairing
     from hub.consent.audit import canonical_entry, rfc3339_now
     from hub.store import audit as audit_q
+    from hub.store import members as members_q
     from hub.store import web as web_q
 
     with transaction(conn):
@@ -299,8 +300,16 @@ def reset(conn: sqlite3.Connection, now: float, actor: str) -> ResetResult:
         for grant_id in grants:
             q.revoke_grant(conn, grant_id, now, "owner-reset")
         sessions = web_q.end_all_owner_access(conn)
+        # Household members (PROTOCOL §1.2) go too: a thief with the owner's session could have
+        # invited themselves, and would otherwise keep watching after the reset.
+        members = members_q.remove_all(conn, now)
         code = pairing.issue(conn, now)
-        data = {"keys_revoked": keys, "grants_revoked": grants, "sessions_ended": sessions}
+        data = {
+            "keys_revoked": keys,
+            "grants_revoked": grants,
+            "sessions_ended": sessions,
+            "members_removed": members,
+        }
         time_text = rfc3339_now()
 
         def make(seq: int) -> tuple[bytes, bytes]:

@@ -71,3 +71,23 @@ def unsupported(sdp: str, role: str) -> str:
     """The detail of a 400: what the hub `role`s ("receives"/"sends") and what the offer has."""
     offered = ", ".join(video_codecs(sdp)) or "no video"
     return f"the hub {role} {SUPPORTED}; the offer has: {offered}"
+
+
+def receives_opus(sdp: str) -> bool:
+    """True if the offer has an audio m-line the viewer receives on (`recvonly`/`sendrecv`, the
+    default when none is given; RFC 3264 §5.1) with Opus in it: only then can the hub send sound
+    (PROTOCOL §2.4). A rejected m-line (port 0) does not count."""
+    sections = ("\n" + sdp.replace("\r\n", "\n")).split("\nm=")[1:]
+    for section in sections:
+        lines = [ln.strip() for ln in section.split("\n")]
+        fields = lines[0].split()
+        if not fields or fields[0] != "audio" or (len(fields) > 1 and fields[1] == "0"):
+            continue
+        directions = {
+            ln[2:] for ln in lines if ln in ("a=sendrecv", "a=recvonly", "a=sendonly", "a=inactive")
+        }
+        if directions & {"sendonly", "inactive"}:
+            continue
+        if any((m := _RTPMAP.match(ln)) and m.group(2).lower() == "opus" for ln in lines):
+            return True
+    return False

@@ -18,6 +18,13 @@ at the relay's cached keyframe. Nothing checks that the packets match the negoti
 the session forces H.264 with `setCodecPreferences`, in the order that negotiates H.264 with Chromium:
 `addTransceiver(track, "sendonly")` → `setCodecPreferences` → `setRemoteDescription(offer)`.
 
+Sound (PROTOCOL §2.4): a session built with `audio=True` (the owner's view of a camera whose sound is
+recorded; an agency's only under `scope.audio: true`, decided in `hub/api/live.py`) and whose offer
+receives Opus gets a `RelayAudioTrack`: the relay's audio packets decoded here (PyAV, a worker thread)
+and encoded as Opus by aiortc — the camera's AAC cannot go into WebRTC as it is. It asks the same
+`may_send` as the video before every packet and is stopped with it. Any other session has no audio
+track at all, and its offer's audio m-line is answered `a=inactive`, so aiortc starts no audio sender.
+
 Who may watch is decided elsewhere (`hub/api/live.py`: owner session, or agency signature + the
 consent gate). This module enforces *for how long*, for agency sessions (PROTOCOL §2.4, §4):
 
@@ -53,6 +60,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from hub.egress import dtls, offers, privacy
 from hub.egress.ice import rtc_configuration
+from hub.ingest.audio import AudioParams
 from hub.ingest.relay import PacketRelay, RelayClosed, RelaySubscription
 from hub.ingest.source import MediaPacket, has_parameter_sets
 
@@ -201,6 +209,84 @@ class RelayTrack(MediaStreamTrack):
         super().stop()
 
 
+class RelayAudioTrack(MediaStreamTrack):
+    """The camera's sound for one session: the relay's audio packets (AAC or Opus, as recorded;
+    G.711 arrives as AAC, hub/ingest/audio.py) decoded here into `av.AudioFrame`s (s16, mono, the
+    camera's rate), which aiortc resamples to 48 kHz and encodes as Opus (RFC 7587). Decoding runs in
+    a worker thread. Exists only on a session allowed to send sound (PROTOCOL §2.4): `may_send` is the
+    video track's check, asked before every packet, so sound stops with the picture."""
+
+    kind = "audio"
+
+    def __init__(self, subscription: RelaySubscription, may_send: Callable[[], bool]) -> None:
+        super().__init__()
+        self._sub = subscription
+        self._may_send = may_send
+        self._decoder: Any = None
+        self._resampler: Any = None
+        self._source: tuple[str, int, bytes] | None = None  # (codec, rate, extradata) decoded now
+        self._pts = 0  # samples sent, at the camera's rate
+        self._rate = 0
+        self.packets_sent = 0  # camera packets decoded and handed to aiortc
+        self.peak = 0  # the loudest sample sent (s16): a test tells sound from silence by it
+
+    async def recv(self) -> av.AudioFrame:  # type: ignore[override]
+        while True:
+            if self.readyState != "live":
+                raise MediaStreamError
+            try:
+                pkt = await self._sub.get()
+            except RelayClosed:
+                self.stop()
+                raise MediaStreamError from None
+            if self.readyState != "live" or not self._may_send():
+                self.stop()
+                raise MediaStreamError
+            audio = pkt.params.audio if pkt.params is not None else None
+            if audio is None:
+                continue
+            frames = await asyncio.to_thread(self._decode, pkt.data, audio)
+            if frames is None:
+                continue
+            self.packets_sent += 1
+            return frames
+
+    def _decode(self, data: bytes, audio: AudioParams) -> av.AudioFrame | None:
+        """One camera packet → one s16 mono frame (None while the decoder fills, or on damage)."""
+        source = (audio.codec, audio.sample_rate, audio.extradata)
+        if source != self._source:
+            # First packet, or the camera reconnected with other audio: a decoder for what it sends.
+            decoder = av.CodecContext.create(audio.codec, "r")
+            decoder.sample_rate = audio.sample_rate
+            decoder.layout = "stereo" if audio.channels == 2 else "mono"
+            if audio.extradata:
+                decoder.extradata = audio.extradata  # AAC AudioSpecificConfig / OpusHead
+            self._decoder, self._source, self._rate = decoder, source, audio.sample_rate
+            self._resampler = av.AudioResampler(format="s16", layout="mono", rate=audio.sample_rate)
+        try:
+            decoded = self._decoder.decode(av.Packet(data))
+        except av.error.FFmpegError as exc:  # a damaged packet: skip it
+            log.debug("live audio decode: %s", exc)
+            return None
+        chunks = [c for f in decoded for c in self._resampler.resample(f)]
+        if not chunks:
+            return None
+        samples = b"".join(bytes(c.planes[0])[: c.samples * 2] for c in chunks)
+        frame = av.AudioFrame(format="s16", layout="mono", samples=len(samples) // 2)
+        frame.planes[0].update(samples + bytes(frame.planes[0].buffer_size - len(samples)))
+        frame.sample_rate = self._rate
+        frame.pts = self._pts
+        frame.time_base = Fraction(1, self._rate)
+        self._pts += frame.samples
+        if samples:
+            self.peak = max(self.peak, max(abs(v) for v in memoryview(samples).cast("h")))
+        return frame
+
+    def stop(self) -> None:
+        self._sub.close()
+        super().stop()
+
+
 @dataclass(frozen=True)
 class Audience:
     """Who a session sends to: the owner, or one agency (its keyid) for one request."""
@@ -226,6 +312,7 @@ class LiveSession:
         on_close: Callable[[LiveSession], Awaitable[None]] | None = None,
         configuration: RTCConfiguration | None = None,
         masks: Callable[[], privacy.Masks] | None = None,
+        audio: bool = False,
     ) -> None:
         if audience.kind is SessionKind.AGENCY and (not_after is None or recheck is None):
             # An agency stream without an end and a gate re-check would outlive a revoke.
@@ -249,6 +336,11 @@ class LiveSession:
         self._tasks: set[asyncio.Task[None]] = set()
         self._answered = False  # on_close runs only for sessions that were set up (and so audited)
         self.track = RelayTrack(relay.subscribe(), may_send=self._may_send)  # RelayClosed if it is
+        # The camera's sound (PROTOCOL §2.4): only when the caller says this audience may have it;
+        # otherwise no audio track exists and the answer's audio m-line is inactive.
+        self.audio_allowed = audio
+        self.audio_track: RelayAudioTrack | None = None
+        self._relay = relay
         # Privacy masks (PROTOCOL §4.1): a masked camera's picture is decoded, painted and re-encoded
         # by aiortc; otherwise the camera's packets are relayed as they are.
         self.masked = masks is not None and bool(masks())
@@ -308,7 +400,24 @@ class LiveSession:
                 if c.mimeType.lower() in ("video/h264", "video/rtx")
             ]
             transceiver.setCodecPreferences(h264)
+            if self.audio_allowed and offers.receives_opus(offer_sdp):
+                self.audio_track = RelayAudioTrack(
+                    self._relay.subscribe(audio=True, video=False), self._may_send
+                )
+                sound = self.pc.addTransceiver(self.audio_track, direction="sendonly")
+                sound.setCodecPreferences(
+                    [
+                        c
+                        for c in RTCRtpSender.getCapabilities("audio").codecs
+                        if c.mimeType.lower() == "audio/opus"
+                    ]
+                )
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            for other in self.pc.getTransceivers():
+                if other.kind == "audio" and other.sender.track is None:
+                    # No sound for this audience (or none recorded): the answer says a=inactive and
+                    # aiortc starts no sender on it, so not one audio packet leaves.
+                    other.direction = "inactive"
             dtls.answer_as_server(self.pc)
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
@@ -381,6 +490,8 @@ class LiveSession:
         self.ended_at = time.time()
         self.track.stop()  # media stops here: the sender's next recv() ends
         self.sender_track.stop()
+        if self.audio_track is not None:
+            self.audio_track.stop()
         try:
             await asyncio.wait_for(self.pc.close(), PC_CLOSE_TIMEOUT_S)
         except TimeoutError:
@@ -442,6 +553,7 @@ class LiveSessions:
         recheck_interval_s: float | None = None,
         configuration: RTCConfiguration | None = None,
         masks: Callable[[], privacy.Masks] | None = None,
+        audio: bool = False,
     ) -> tuple[LiveSession, str]:
         """Create a session, answer the offer, register it. Returns (session, SDP answer).
 
@@ -478,6 +590,7 @@ class LiveSessions:
                 on_close=unregister,
                 configuration=configuration,
                 masks=masks,
+                audio=audio,
             )
         except RelayClosed:
             raise LiveError("camera_unavailable", "the camera is not streaming", status=503) from None

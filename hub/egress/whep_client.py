@@ -15,6 +15,7 @@ agency's "save the livestream" needs, with no re-encoding anywhere.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -56,10 +57,22 @@ class WhepViewer:
     """One receive-only WebRTC session; decoded frames land in `frames` (bounded, oldest dropped)."""
 
     def __init__(
-        self, max_frames: int = 64, *, encoded: bool = False, configuration: RTCConfiguration | None = None
+        self,
+        max_frames: int = 64,
+        *,
+        encoded: bool = False,
+        configuration: RTCConfiguration | None = None,
+        audio: bool = False,
     ) -> None:
         self.pc = RTCPeerConnection(configuration or rtc_configuration())
         transceiver = self.pc.addTransceiver("video", direction="recvonly")
+        # With `audio`, the offer also asks for sound (Opus); what arrives is decoded by aiortc into
+        # `audio_frames` (bounded, oldest dropped) and counted in `audio_frame_count`.
+        self.audio_transceiver = self.pc.addTransceiver("audio", direction="recvonly") if audio else None
+        self.audio_frames: collections.deque[av.AudioFrame] = collections.deque(maxlen=max_frames * 4)
+        self.audio_frame_count = 0
+        self.last_audio_at: float | None = None  # wall clock of the newest decoded audio frame
+        self._audio_reader: asyncio.Task[None] | None = None
         self.encoded = encoded
         if encoded:
             passthrough.receive_encoded(transceiver.receiver)
@@ -79,6 +92,25 @@ class WhepViewer:
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video" and self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._read(track), name="whep-viewer")
+        elif track.kind == "audio" and self._audio_reader is None:
+            self._audio_reader = asyncio.get_running_loop().create_task(
+                self._read_audio(track), name="whep-viewer-audio"
+            )
+
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                frame = await track.recv()
+                self.audio_frame_count += 1
+                self.last_audio_at = time.time()
+                self.audio_frames.append(frame)  # type: ignore[arg-type]
+
+    async def audio_packets_received(self) -> int:
+        """RTP packets that reached this viewer's audio receiver (0 without an audio m-line)."""
+        if self.audio_transceiver is None:
+            return 0
+        stats = await self.audio_transceiver.receiver.getStats()
+        return sum(getattr(s, "packetsReceived", 0) for s in stats.values() if s.type == "inbound-rtp")
 
     async def _read(self, track: MediaStreamTrack) -> None:
         try:
@@ -204,10 +236,11 @@ class WhepViewer:
             return
         self._stopped = True
         await self.pc.close()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        for reader in (self._reader, self._audio_reader):
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
         self.ended.set()
         self._progress.set()
 

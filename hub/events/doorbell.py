@@ -14,7 +14,6 @@ object whose `type` (or `event`/`kind`) is one of those.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -23,6 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
+
+from hub.supervisor import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +136,7 @@ class DoorbellListener:
     async def stop(self) -> None:
         """Cancel the stream task and wait for it. Idempotent."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
         self.connected.clear()
 
     async def _run(self) -> None:

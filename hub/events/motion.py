@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import av
 import cv2
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from hub.redact import redact
 
@@ -96,6 +97,17 @@ class MotionConfig:
             raise ValueError(f"motion.still_absorb_s must be in 0.5..600, got {self.still_absorb_s}")
 
 
+def _median(values: np.ndarray) -> float:
+    """np.median of a 1-D scratch array, partitioned in place (np.median copies it first)."""
+    n = values.size
+    k = n // 2
+    if n % 2:
+        values.partition(k)
+        return float(values[k])
+    values.partition((k - 1, k))
+    return (float(values[k - 1]) + float(values[k])) / 2
+
+
 def polygon_mask(polys: Sequence[Polygon], width: int, height: int) -> np.ndarray:
     """A uint8 mask (255 inside any polygon) at `width`x`height` from normalised polygons."""
     mask = np.zeros((height, width), np.uint8)
@@ -122,7 +134,10 @@ class MotionDetector:
         self._privacy: np.ndarray | None = None  # bool, True where blanked
         self._zone: np.ndarray | None = None  # uint8 255 where counted
         self._zone_sample: np.ndarray | None = None
-        self._redaction: tuple[tuple[int, int], np.ndarray] | None = None
+        self._sample_index: np.ndarray | None = None
+        self._keep: np.ndarray | None = None  # uint8 255 outside the privacy masks; None: no masks
+        self._expected: np.ndarray | None = None  # scratch: the background after gain and offset
+        self._redaction: tuple[tuple[int, ...], np.ndarray] | None = None  # (shape, 255 where kept)
         self._zone_px = 0
         self._open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         self._dilate_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
@@ -138,9 +153,14 @@ class MotionDetector:
         if not self.config.masks:
             return image
         h, w = image.shape[:2]
-        if self._redaction is None or self._redaction[0] != (w, h):
-            self._redaction = ((w, h), polygon_mask(self.config.masks, w, h) > 0)
-        image[self._redaction[1]] = 0
+        if self._redaction is None or self._redaction[0] != image.shape:
+            keep = cv2.bitwise_not(polygon_mask(self.config.masks, w, h))
+            if image.ndim == 3:
+                keep = cv2.merge([keep] * image.shape[2])
+            self._redaction = (image.shape, keep)
+        # One SIMD AND with a 0/255 mask: boolean fancy indexing (image[mask] = 0) cost ~2 ms per
+        # 640x360 frame, more than decoding it (issue 17).
+        cv2.bitwise_and(image, self._redaction[1], dst=image)
         return image
 
     def _prepare(self, width: int, height: int) -> None:
@@ -156,6 +176,10 @@ class MotionDetector:
         sample = np.zeros((ah, aw), bool)
         sample[::2, ::2] = True
         self._zone_sample = sample & (zone > 0)
+        # Flat indices: `take` gathers the sample faster than a boolean mask does.
+        self._sample_index = np.flatnonzero(self._zone_sample)
+        self._keep = None if not self._privacy.any() else cv2.bitwise_not(polygon_mask(cfg.masks, aw, ah))
+        self._expected = np.empty((ah, aw), np.float32)
         self._zone_px = int(np.count_nonzero(zone))
         self.reset()
 
@@ -170,9 +194,11 @@ class MotionDetector:
             # First frame, or the camera changed resolution: masks at the new aspect ratio.
             self._prepare(w, h)
             self._source_size = (w, h)
-        assert self._size is not None and self._zone is not None and self._zone_sample is not None
+        assert self._size is not None and self._zone is not None and self._sample_index is not None
+        assert self._expected is not None
         small = cv2.resize(gray, self._size, interpolation=cv2.INTER_AREA)
-        small[self._privacy] = 0
+        if self._keep is not None:  # blank the privacy masks (an AND: fancy indexing costs more)
+            cv2.bitwise_and(small, self._keep, dst=small)
         small = cv2.GaussianBlur(small, (5, 5), 0)
         current = small.astype(np.float32)
         if self._background is None:
@@ -186,8 +212,8 @@ class MotionDetector:
         # A global brightness change (lights, auto exposure, flicker) scales and shifts every pixel
         # alike: fit gain and offset with medians over the zone (a visitor is a minority of it, so
         # the medians ignore them) and keep only what the global change does not explain.
-        zone_cur, zone_bg = current[self._zone_sample], bg[self._zone_sample]
-        gain = float(np.median(zone_cur / np.maximum(zone_bg, 8.0)))
+        zone_cur, zone_bg = current.take(self._sample_index), bg.take(self._sample_index)
+        gain = _median(zone_cur / np.maximum(zone_bg, 8.0))
         if abs(gain - 1.0) > RELEARN_GAIN_CHANGE:
             # Lights switched or the camera changed exposure: clipped highlights and colour shifts
             # make the old background useless. Learn the new picture; a visitor is seen next frame.
@@ -195,13 +221,16 @@ class MotionDetector:
             self._previous = current
             self._still = np.zeros(current.shape, np.uint16)
             return 0.0
-        offset = float(np.median(zone_cur - zone_bg * gain))
-        diff = cv2.absdiff(current, bg * gain + offset)
+        offset = _median(zone_cur - zone_bg * gain)
+        expected = np.multiply(bg, gain, out=self._expected)
+        expected += offset
+        diff = cv2.absdiff(current, expected)
         foreground = diff > self.config.pixel_threshold
         self._absorb_still(current, foreground)
-        moving = foreground.astype(np.uint8) * 255
-        # Saturated pixels cannot be compared after a gain change.
-        moving[small >= 250] = 0
+        moving = foreground.view(np.uint8) * np.uint8(255)
+        # Saturated pixels (>= 250) cannot be compared after a gain change.
+        unsaturated = cv2.threshold(small, 249, 255, cv2.THRESH_BINARY_INV)[1]
+        cv2.bitwise_and(moving, unsaturated, dst=moving)
         moving = cv2.bitwise_and(moving, self._zone)
         moving = cv2.morphologyEx(moving, cv2.MORPH_OPEN, self._open_kernel)
         moving = cv2.dilate(moving, self._dilate_kernel)
@@ -217,9 +246,10 @@ class MotionDetector:
         module docstring); `foreground` is cleared there so this frame already counts them as still."""
         assert self._previous is not None and self._still is not None and self._background is not None
         unchanged = cv2.absdiff(current, self._previous) <= self.config.pixel_threshold
-        still = foreground & unchanged
-        self._still[~still] = 0
-        self._still[still] += 1
+        still = np.logical_and(foreground, unchanged, out=unchanged)
+        # Count frames a pixel stayed still, zero where it did not (in place, no fancy indexing).
+        self._still += 1
+        self._still *= still
         absorb = self._still >= self._absorb_after
         if absorb.any():
             self._background[absorb] = current[absorb]
@@ -257,6 +287,14 @@ class MotionHysteresis:
         self._run_best: tuple[float, float, np.ndarray | None] = (0.0, 0.0, None)
         self._last_motion = 0.0
         self.current: MotionEvent | None = None
+
+    def keeps(self, score: float) -> bool:
+        """Whether `update` with this score would keep its frame for the thumbnail: the runner
+        converts a frame to BGR only then (issue 17)."""
+        if score < self.config.min_area:
+            return False
+        best = self.current.score if self.current is not None else self._run_best[0] if self._run else 0.0
+        return score > best
 
     def update(self, t: float, score: float, frame: np.ndarray | None = None) -> Transition | None:
         """Feed one analysed frame at time `t` (seconds); returns a transition when one happens.
@@ -312,10 +350,71 @@ class MotionHysteresis:
 
 @dataclass(frozen=True)
 class AnalysedFrame:
-    """The latest frame the runner looked at, for press thumbnails."""
+    """The latest frame the runner looked at, for press thumbnails.
+
+    The picture is converted to BGR (privacy masks blacked out) only when `image()` is called, in
+    the caller's thread: nearly every analysed frame is replaced before anyone asks for it, and the
+    conversion cost more CPU than decoding (issue 17).
+    """
 
     time: float
-    image: np.ndarray
+    render: Callable[[], np.ndarray] = field(repr=False)
+
+    def image(self) -> np.ndarray:
+        """The frame as BGR with the privacy masks blacked out (a swscale conversion: call it off
+        the event loop)."""
+        return self.render()
+
+
+# Decoded formats whose first plane is the luma (Y) plane, 8 bits per sample.
+_LUMA_FIRST = frozenset(
+    {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"}
+)
+_FULL_RANGE = frozenset({"yuvj420p", "yuvj422p", "yuvj444p", "gray"})
+_COLOR_RANGE_JPEG = 2  # AVCOL_RANGE_JPEG: full range 0..255
+# BT.601 limited range (Y 16..235) stretched to 0..255: the grey level a yuv->bgr24 conversion
+# followed by cvtColor(BGR2GRAY) gave before, so pixel_threshold keeps its meaning.
+_LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
+
+
+def frame_gray(frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
+    """The frame's grey levels (0..255) at its own size, read from the decoder's luma plane.
+
+    A view of the Y plane plus a 256-entry lookup replaces a full yuv->bgr24 conversion and a
+    BGR->grey pass per analysed frame; the detector only looks at luma.
+    """
+    name = frame.format.name
+    if name not in _LUMA_FIRST:
+        return (reformatter or VideoReformatter()).reformat(frame, format="gray", threads=1).to_ndarray()
+    plane = frame.planes[0]
+    luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width]
+    if name in _FULL_RANGE or frame.color_range == _COLOR_RANGE_JPEG:
+        return luma
+    return cv2.LUT(luma, _LIMITED_TO_FULL)
+
+
+def frame_bgr(
+    frame: av.VideoFrame, max_width: int, reformatter: VideoReformatter | None = None
+) -> np.ndarray:
+    """The frame as BGR, downscaled by swscale to at most `max_width` (a main stream without a
+    sub-stream).
+
+    One swscale context on one thread: PyAV's default makes a context per frame with a slice thread
+    per CPU, and starting and joining those threads cost more than the conversion (issue 17). Pass
+    the runner's `reformatter` to reuse its context; it is not thread-safe.
+    """
+    width, height = frame.width, frame.height
+    if width > max_width:
+        width, height = max_width, max(2, round(frame.height * max_width / frame.width / 2) * 2)
+    reformatter = reformatter or VideoReformatter()
+    return reformatter.reformat(frame, width, height, "bgr24", threads=1).to_ndarray()
+
+
+def _thumbnail_renderer(
+    frame: av.VideoFrame, max_width: int, config: MotionConfig
+) -> Callable[[], np.ndarray]:
+    # A detector and a swscale context of their own: the render may run in another thread.
+    return lambda: MotionDetector(config).redact(frame_bgr(frame, max_width))
 
 
 class MotionRunner:
@@ -378,6 +477,10 @@ class MotionRunner:
         self._loop = asyncio.get_running_loop()
         self._done = asyncio.Event()
         self._stop.clear()
+        # Each camera has its own analysis thread; OpenCV's worker pool on top only adds hand-offs
+        # and spinning for 320x180 images (measured: ~1/4 of the analysis CPU with 1 camera on 2
+        # cores, issue 17). Process-wide; nothing else in camhub wants OpenCV's threads.
+        cv2.setNumThreads(1)
         self._thread = threading.Thread(
             target=self._main, name=f"camhub-motion-{self.camera_id}", daemon=True
         )
@@ -452,6 +555,7 @@ class MotionRunner:
                 stream.thread_type = "AUTO"
             else:
                 stream.codec_context.thread_count = 1
+            reformatter = VideoReformatter()  # one swscale context for this stream (frame_bgr)
             period = 1.0 / self.config.analysis_fps
             next_at: float | None = None
             for packet in container.demux(stream):
@@ -469,15 +573,12 @@ class MotionRunner:
                     if next_at is not None and t < next_at - period * 0.1:
                         continue
                     next_at = t + period if next_at is None or t - next_at > period else next_at + period
-                    image = detector.redact(self._to_bgr(frame))
-                    score = detector.score(image)
+                    # The detector blanks the masks itself at analysis size; the picture is
+                    # converted to BGR only when a thumbnail may be taken from it (issue 17).
+                    score = detector.score(frame_gray(frame, reformatter))
                     self.frames_analysed += 1
-                    self.latest = AnalysedFrame(t, image)
+                    self.latest = AnalysedFrame(t, _thumbnail_renderer(frame, self._max_width, self.config))
+                    image = None
+                    if hysteresis.keeps(score):  # a new best frame of the event: its thumbnail
+                        image = detector.redact(frame_bgr(frame, self._max_width, reformatter))
                     self._emit(hysteresis.update(t, score, image))
-
-    def _to_bgr(self, frame: av.VideoFrame) -> np.ndarray:
-        if frame.width > self._max_width:
-            # Main stream without a sub-stream: let swscale downscale and convert in one pass.
-            height = max(2, round(frame.height * self._max_width / frame.width / 2) * 2)
-            return frame.to_ndarray(width=self._max_width, height=height, format="bgr24")
-        return frame.to_ndarray(format="bgr24")

@@ -215,7 +215,9 @@ class EventRecorder:
         thumbnail = None
         latest = self.runner.latest if self.runner is not None else None
         if latest is not None and abs(end_at - latest.time) <= self._press_max_age:
-            thumbnail = await self._save_thumbnail(motion.id, motion.start_at, latest.image)
+            thumbnail = await self._save_thumbnail(
+                motion.id, motion.start_at, await asyncio.to_thread(latest.image)
+            )
         await self._store.run(q.end_event, motion.id, max(end_at, motion.start_at), 1.0, thumbnail)
         log.info("events %s: camera motion ended (%s)", self.camera_id, motion.id)
         ended = await self._store.run(q.get_event, motion.id)
@@ -227,7 +229,9 @@ class EventRecorder:
         thumbnail = None
         latest = self.runner.latest if self.runner is not None else None
         if latest is not None and abs(received_at - latest.time) <= self._press_max_age:
-            thumbnail = await self._save_thumbnail(event_id, received_at, latest.image)
+            thumbnail = await self._save_thumbnail(
+                event_id, received_at, await asyncio.to_thread(latest.image)
+            )
         event = q.Event(
             id=event_id,
             camera_id=self.camera_id,

@@ -129,9 +129,17 @@ class CameraRuntime:
         )
 
     def _learn_transport(self, source: PacketSource) -> None:
+        """Under "auto", keep UDP once the camera refused TCP with 461 — also when the UDP attempt
+        that followed failed: starting the next reconnect with TCP again only repeats the refusal and
+        the server's teardown race behind it (hub/ingest/rtsp.py, Transport)."""
         used = getattr(source, "transport_used", None)
-        if self.transport == "auto" and used == "udp":
-            log.info("camera %s: it takes RTP over UDP only; using UDP from now on", self.camera.id)
+        refused = getattr(source, "transport_refused", None)
+        if self.transport == "auto" and (used == "udp" or refused == "tcp"):
+            log.info(
+                "camera %s: it refused RTP over TCP (461); using UDP from now on%s",
+                self.camera.id,
+                "" if used == "udp" else " (the UDP attempt failed; the next reconnect tries it again)",
+            )
             self.transport = "udp"
 
     async def run(self) -> None:

@@ -46,10 +46,13 @@ class RelayClosed(Exception):
 class RelaySubscription:
     """One viewer's bounded queue of packets, starting at a keyframe."""
 
-    def __init__(self, relay: PacketRelay, maxsize: int, audio: bool = False) -> None:
+    def __init__(self, relay: PacketRelay, maxsize: int, audio: bool = False, video: bool = True) -> None:
         self.relay = relay
         self.maxsize = maxsize
         self.audio = audio  # also the camera's audio packets (when it records audio); video only if not
+        # False: the camera's audio packets only (a live session's sound track), from now on, no
+        # keyframe to wait for; a full queue drops its oldest packet.
+        self.video = video
         self._queue: collections.deque[MediaPacket] = collections.deque()
         self._wakeup = asyncio.Event()
         self._need_keyframe = True
@@ -67,6 +70,15 @@ class RelaySubscription:
 
     def _offer(self, packet: MediaPacket) -> None:
         if self._closed or (packet.audio and not self.audio):
+            return
+        if not self.video:
+            if not packet.audio:
+                return
+            if len(self._queue) >= self.maxsize:
+                self._queue.popleft()
+                self.skips += 1
+            self._queue.append(packet)
+            self._wakeup.set()
             return
         if self._need_keyframe:
             if not packet.is_keyframe:
@@ -244,15 +256,21 @@ class PacketRelay:
         for sub in self._subscribers:
             sub._need_keyframe = True
 
-    def subscribe(self, queue_packets: int | None = None, *, audio: bool = False) -> RelaySubscription:
+    def subscribe(
+        self, queue_packets: int | None = None, *, audio: bool = False, video: bool = True
+    ) -> RelaySubscription:
         """A new viewer starting at the cached keyframe (or the next one if none is cached); with
-        `audio`, it also gets the camera's audio packets (if the camera records audio)."""
+        `audio`, it also gets the camera's audio packets (if the camera records audio). With
+        `video=False` (and `audio`) it gets the audio only, from the next packet on: sound is not
+        replayed from the cache (a burst of past sound would only delay the live one)."""
         if self._closed:
             raise RelayClosed(self.camera_id)
+        if not video and not audio:
+            raise ValueError("a subscription needs audio or video")
         size = max(queue_packets or self.queue_packets, 2)
         # The cached GOP must fit, or the viewer would skip its own first keyframe at once.
-        sub = RelaySubscription(self, max(size, len(self._gop) + 2), audio)
-        for packet in self._gop:
+        sub = RelaySubscription(self, max(size, len(self._gop) + 2), audio, video)
+        for packet in self._gop if video else ():
             sub._offer(packet)
         self._subscribers.add(sub)
         if len(self._subscribers) == 1:

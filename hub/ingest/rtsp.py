@@ -21,7 +21,18 @@ the time actually waited. Audio still arriving while the video is silent is a st
 Transport (RFC 2326 §12.39): `transport="tcp"` (interleaved on the RTSP connection, the default:
 nothing to open in a firewall, no loss), `"udp"` (RTP on its own ports; for servers that refuse TCP
 with 461, as VLC's does), or `"auto"`: TCP, and UDP when the server answers the TCP SETUP with 461.
-`transport_used` says which one worked, so a camera's next reconnect starts with it.
+`transport_used` says which one worked, and `transport_refused` which one got the 461, so a camera's
+next reconnect starts with UDP even when this open failed after the refusal.
+
+The UDP attempt comes a few milliseconds after the refused one hung up, and a server that builds one
+shared pipeline per stream (gst-rtsp-server, inside many cameras) is then still tearing down what the
+refused attempt's DESCRIBE set up: it answers that DESCRIBE with 503 Service Unavailable. Measured
+here (tests/interop, UDP-only GStreamer camera): 503 in roughly 1 of 3 opens when idle, retried after
+20 ms it succeeded; under CPU load the teardown takes longer. Each such 503 cost a whole reconnect
+with growing backoff, and starting every reconnect with TCP again re-armed the same race, so a few
+in a row took the hub past the 20 s the interop test allows (the issue-16 flake). So a 5xx right
+after the fallback is asked again (`FALLBACK_BUSY_RETRIES`, pauses from `FALLBACK_BUSY_PAUSE_S`,
+within the open timeout), and the camera loop keeps UDP from the 461 on (`hub/ingest/camera.py`).
 
 Audio (`audio=True`): the camera's first audio stream is demuxed beside the video and converted by
 `hub/ingest/audio.py` (stream copy, G.711 transcoded to AAC); off by default, and then no audio is
@@ -104,6 +115,10 @@ _BATCH_TURN = threading.Lock()
 WATCHDOG_INTERVAL_S = 0.25
 STALL_MARGIN_S = 0.5
 TRANSPORTS = ("tcp", "udp", "auto")
+# "auto" after a 461: a server answering 5xx to the UDP attempt is asked again this many times, after
+# pauses starting at FALLBACK_BUSY_PAUSE_S and doubling, within the open timeout (see Transport).
+FALLBACK_BUSY_RETRIES = 4
+FALLBACK_BUSY_PAUSE_S = 0.1
 _RTSP_461 = re.compile(r"(?i)returned 461\b|\b461 unsupported")
 
 
@@ -166,6 +181,8 @@ class AvSource(PacketSource):
         # Tried when the first options get 461 (see Transport): RtspSource's "auto".
         self._fallback_options = fallback_options
         self.options_used: dict[str, str] | None = None
+        # The transport the camera refused with 461 in this open ("tcp" under "auto"), else None.
+        self.transport_refused: str | None = None
         self._audio = audio
         self._open_timeout_s = open_timeout_s
         self._read_timeout_s = read_timeout_s
@@ -339,7 +356,11 @@ class AvSource(PacketSource):
             attempts = [self._options]
             if self._fallback_options is not None:
                 attempts.append(self._fallback_options)
-            for n, options in enumerate(attempts):
+            deadline = time.monotonic() + self._open_timeout_s
+            n = 0
+            busy_retries = 0
+            while True:
+                options = attempts[n]
                 container = None
                 try:
                     # Open timeout only: see Stalls in the module docstring for why reads have none here.
@@ -354,10 +375,29 @@ class AvSource(PacketSource):
                         container = None
                     error = _open_error(self.camera_id, exc)
                     if isinstance(error, TransportRefused) and n + 1 < len(attempts):
+                        self.transport_refused = options.get("rtsp_transport")
                         log.info(
                             "%s: %s; trying %s", self.camera_id, error, attempts[n + 1].get("rtsp_transport")
                         )
+                        n += 1
                         continue
+                    pause = FALLBACK_BUSY_PAUSE_S * 2**busy_retries
+                    if (
+                        n > 0
+                        and isinstance(exc, av.error.HTTPServerError)
+                        and busy_retries < FALLBACK_BUSY_RETRIES
+                        and time.monotonic() + pause < deadline
+                        and not self._closing.is_set()
+                    ):
+                        # See Transport: the server is still tearing down what the refused attempt
+                        # set up (gst-rtsp-server answers 503 meanwhile); ask again in a moment.
+                        busy_retries += 1
+                        log.info(
+                            "%s: %s right after the %s refusal; asking again in %.2f s",
+                            self.camera_id, error, attempts[0].get("rtsp_transport"), pause,
+                        )  # fmt: skip
+                        if not self._closing.wait(pause):
+                            continue
                     self._settle(self._opened, exc=error)
                     return
             assert container is not None

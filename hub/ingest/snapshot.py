@@ -32,6 +32,7 @@ import cv2
 
 from hub.ingest.relay import PacketRelay, RelayClosed, RelayHub, RelaySubscription
 from hub.ingest.source import MediaPacket
+from hub.supervisor import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +177,7 @@ class SnapshotSource:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
 
 class Snapshots:

@@ -19,7 +19,6 @@ parser cannot read, or whose RelatesTo is not one of our recent probes, is dropp
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import struct
@@ -35,6 +34,8 @@ from wsdiscovery.actions.probe import constructProbe
 from wsdiscovery.message import createSOAPMessage, parseSOAPMessage
 from wsdiscovery.namespaces import NS_ACTION_PROBE_MATCH
 from wsdiscovery.qname import QName
+
+from hub.supervisor import stop_task
 
 log = logging.getLogger(__name__)
 # WSDiscovery's parser logs a WARNING with the whole datagram for a message without an Action: any
@@ -146,10 +147,7 @@ class OnvifDiscovery(asyncio.DatagramProtocol):
     async def stop(self) -> None:
         """Stop probing and close the socket. Idempotent."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
         if self._transport is not None:
             self._transport.close()
             self._transport = None

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hub.onvif.device import CALL_ERRORS, CALL_TIMEOUT_S, OnvifError, connect, onvif_error
+from hub.supervisor import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +157,7 @@ class OnvifEventListener:
     async def stop(self) -> None:
         """Cancel the loop (it unsubscribes on the way out) and wait for it. Idempotent."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task)
         self.subscribed.clear()
 
     async def _run(self) -> None:

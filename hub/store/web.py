@@ -21,6 +21,7 @@ class Session:
     last_seen: float
     remote: str
     user_agent: str
+    member_id: str | None = None  # None: the owner; else a household member (PROTOCOL §1.2)
 
 
 def password_hash(conn: sqlite3.Connection) -> str | None:
@@ -77,8 +78,9 @@ def end_all_owner_access(conn: sqlite3.Connection) -> int:
 
 def create_session(conn: sqlite3.Connection, session: Session) -> None:
     conn.execute(
-        "INSERT INTO web_sessions (id_sha256, csrf, created_at, expires_at, last_seen, remote, user_agent)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO web_sessions"
+        " (id_sha256, csrf, created_at, expires_at, last_seen, remote, user_agent, member_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (
             session.id_sha256,
             session.csrf,
@@ -87,6 +89,7 @@ def create_session(conn: sqlite3.Connection, session: Session) -> None:
             session.last_seen,
             session.remote,
             session.user_agent,
+            session.member_id,
         ),
     )
 
@@ -94,7 +97,7 @@ def create_session(conn: sqlite3.Connection, session: Session) -> None:
 def live_session(conn: sqlite3.Connection, id_sha256: str, now: float) -> Session | None:
     """The unexpired session with this id hash, its `last_seen` bumped; None otherwise."""
     row = conn.execute(
-        "SELECT id_sha256, csrf, created_at, expires_at, last_seen, remote, user_agent"
+        "SELECT id_sha256, csrf, created_at, expires_at, last_seen, remote, user_agent, member_id"
         " FROM web_sessions WHERE id_sha256 = ? AND expires_at > ?",
         (id_sha256, now),
     ).fetchone()

@@ -15,9 +15,13 @@ const views = {
   notifications: () => import("./views/notifications.js"),
   audit: () => import("./views/audit.js"),
   views: () => import("./views/views.js"),
+  household: () => import("./views/household.js"),
 };
+// What a household member may open (PROTOCOL §1.2): their cameras' live views and recordings. The
+// hub refuses everything else to a member anyway (403 owner_only); this only keeps the menu honest.
+const MEMBER_VIEWS = new Set(["live", "timeline"]);
 
-const TITLES = { live: "Live", timeline: "Timeline", events: "Events", inbox: "Requests", agencies: "Agencies", devices: "Devices", settings: "Settings", notifications: "Notifications", audit: "Audit log", views: "Who watched what" };
+const TITLES = { live: "Live", timeline: "Timeline", events: "Events", inbox: "Requests", agencies: "Agencies", devices: "Devices", settings: "Settings", notifications: "Notifications", audit: "Audit log", views: "Who watched what", household: "Household" };
 // How often the page asks whether requests are waiting (a cheap route): the tab title, the menu
 // badge and the screen-reader announcement follow within this time.
 const WAITING_POLL_MS = 10_000;
@@ -77,9 +81,18 @@ async function show(loader, ctx, name) {
   main.focus({ preventScroll: true });
 }
 
+const isMember = () => session?.role === "member";
+
 function currentRoute() {
   const name = (location.hash.replace(/^#\/?/, "").split("?")[0] || "live").split("/")[0];
+  if (isMember() && !MEMBER_VIEWS.has(name)) return "live";
   return views[name] ? name : "live";
+}
+
+// An invite link (PROTOCOL §1.2) is /#/join/<code>: the code never reaches the hub in a URL.
+function inviteCode() {
+  const m = location.hash.match(/^#\/join\/([A-Za-z0-9_-]{16,64})$/);
+  return m ? m[1] : null;
 }
 
 function markNav(route) {
@@ -178,6 +191,11 @@ export async function boot() {
     showUrgent();
     document.getElementById("where").textContent = "";
     setTitle();
+    const code = inviteCode();
+    if (code) {
+      await show(() => import("./views/join.js"), { session, code, onAuthenticated }, "join");
+      return;
+    }
     const loader = !session.owner_enrolled || !session.password_set ? () => import("./views/onboard.js") : () => import("./views/login.js");
     await show(loader, { session, onAuthenticated }, !session.owner_enrolled || !session.password_set ? "onboard" : "login");
     return;
@@ -185,11 +203,16 @@ export async function boot() {
   api.setCsrf(session.csrf);
   nav.hidden = false;
   menu.hidden = false;
-  refreshBadge();
-  // New agency requests show up in the title, the menu badge and to screen readers without
-  // reloading (the inbox itself is not re-rendered under the owner's hands while they answer).
+  // A household member's menu has only what they may open; an owner's has everything.
+  for (const a of nav.querySelectorAll("a")) a.hidden = isMember() && !MEMBER_VIEWS.has(a.getAttribute("href").slice(2));
   clearInterval(badgeTimer);
-  badgeTimer = setInterval(refreshBadge, WAITING_POLL_MS);
+  if (inviteCode()) location.hash = "#/live"; // an invite opened while logged in: nothing to join
+  if (!isMember()) {
+    refreshBadge();
+    // New agency requests show up in the title, the menu badge and to screen readers without
+    // reloading (the inbox itself is not re-rendered under the owner's hands while they answer).
+    badgeTimer = setInterval(refreshBadge, WAITING_POLL_MS);
+  }
   if (!location.hash) location.hash = "#/live";
   await route();
 }
@@ -227,7 +250,7 @@ document.addEventListener("keydown", (ev) => {
   }
 });
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && session?.authenticated) refreshBadge();
+  if (!document.hidden && session?.authenticated && !isMember()) refreshBadge();
 });
 window.addEventListener("hashchange", route);
 boot().catch((err) => replace(main, notice(`The hub did not answer: ${err.message}`, "error")));

@@ -133,3 +133,89 @@ def test_kernel_probe_answers_without_privileges() -> None:
     assert clock.kernel_clock_synced() in (True, False)
     assert clock.ClockGuard(trust_system_clock=True, probe=lambda: False).synced()
     assert not clock.ClockGuard(trust_system_clock=False, probe=lambda: False).synced()
+
+
+async def test_a_passkey_only_owner_confirms_the_clock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PROTOCOL §6 and §3.1: an owner whose only key is a passkey (paired with one) confirms the time
+    with an assertion; the §3.1 checks and the counter rule hold there as for a decision."""
+    from tests.consent.softauthn import SoftPasskey, challenge_of, decision, payload
+
+    monkeypatch.setattr(clock, "kernel_clock_synced", lambda: False)
+    data = tmp_path / "data"
+    cfg = config_mod.parse(
+        {
+            "hub": {"data_dir": str(data), "port": 0, "passkey_rp_id": "localhost"},
+            "consent": {"trust_system_clock": False},
+            "discovery": {"enabled": False},
+        }
+    )
+    pk = SoftPasskey("localhost", "http://localhost:8080")
+    async with running_hub(cfg) as s, aiohttp.ClientSession() as http:
+        url, hub_id = s.base_url, s.hub_key.hub_id
+        code = await s.store.run(pairing.issue)
+        r = await http.post(
+            url + "/api/v1/owner/enroll",
+            json={"pairing_code": code, "passkey": pk.create(hub_id), "name": "phone"},
+        )
+        assert r.status == 201, await r.text()
+        as_json = {"Content-Type": "application/json"}
+
+        async def confirm(body: bytes) -> tuple[int, dict[str, Any]]:
+            r = await http.post(url + "/api/v1/owner/clock", data=body, headers=as_json)
+            return r.status, await r.json()
+
+        confirm_time = {"decision": "confirm-time"}
+        good = payload(hub_id, confirm_time)
+        # An assertion made for other bytes, one without user verification, another relying party.
+        other = payload(hub_id, confirm_time)
+        status, body = await confirm(decision(pk, good, pk.assert_(challenge_of(other))))
+        assert (status, body["error"]) == (403, "passkey_wrong_challenge")
+        status, body = await confirm(decision(pk, good, uv=False))
+        assert (status, body["error"]) == (403, "passkey_user_not_verified")
+        status, body = await confirm(decision(pk, good, rp_id="evil.example"))
+        assert (status, body["error"]) == (403, "passkey_bad_rp_id")
+        # Another hub's confirmation, and a device clock 10 minutes off.
+        status, body = await confirm(decision(pk, payload("not-this-hub", confirm_time)))
+        assert (status, body["error"]) == (403, "wrong_hub")
+        off = payload(hub_id, confirm_time, issued_at=rfc3339.format(int(time.time()) - 600))
+        status, body = await confirm(decision(pk, off))
+        assert (status, body["error"]) == (409, "clock_mismatch")
+        assert s.consent is not None and not s.consent.clock.synced()
+
+        accepted = decision(pk, good)
+        status, body = await confirm(accepted)
+        assert status == 201 and body["confirmed"] is True, body
+        assert s.consent.clock.synced()
+        status, body = await confirm(accepted)  # replayed as is
+        assert (status, body["error"]) == (403, "jti_replayed")
+        # A clone of the credential (the counter it shows was seen already) is refused and flagged.
+        clone = SoftPasskey(
+            "localhost", pk.origin, credential_id=pk.credential_id, key=pk.key, counter=pk.counter - 1
+        )
+        status, body = await confirm(decision(clone, payload(hub_id, confirm_time)))
+        assert (status, body["error"]) == (403, "passkey_counter_regressed")
+
+        entries = await _entries(s)
+        confirmed = [e for e in entries if e["type"] == "clock.confirmed"]
+        assert [e["actor"] for e in confirmed] == [f"owner:{pk.kid}"]
+        flagged = [e["data"] for e in entries if e["type"] == "key.counter_regressed"]
+        assert [(d["kid"], d["stored"], d["seen"]) for d in flagged] == [(pk.kid, pk.counter, pk.counter)]
+        assert all(isinstance(d["decision_id"], str) and d["decision_id"] for d in flagged)
+        # Now the passkey decides (the clock is confirmed for this boot).
+        add_agency = {
+            "decision": "add-agency",
+            "subject": {"name": "PD", "sig_jwk": okp_public_jwk(Ed25519PrivateKey.generate().public_key()),
+                        "recipient": _recipient()},
+        }  # fmt: skip
+        r = await http.post(
+            url + "/api/v1/decisions", data=decision(pk, payload(hub_id, add_agency)), headers=as_json
+        )
+        assert r.status == 201, await r.text()
+
+
+def _recipient() -> str:
+    from pyrage import x25519
+
+    return str(x25519.Identity.generate().to_public())

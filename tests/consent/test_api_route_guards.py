@@ -62,6 +62,10 @@ MEDIA_TYPES = re.compile(
 # What a route answers without credentials, by guard: (status, error code or None for "any").
 REFUSAL: dict[guards.Guard, tuple[set[int], str | None]] = {
     guards.Guard.OWNER_SESSION: ({401}, "no_session"),
+    guards.Guard.SESSION: ({401}, "no_session"),
+    guards.Guard.VIEWER_LIVE: ({401}, "no_session"),
+    guards.Guard.VIEWER_RECORDINGS: ({401}, "no_session"),
+    guards.Guard.INVITE_CODE: (set(range(400, 500)), None),
     guards.Guard.AGENCY_SIGNATURE: ({401}, None),
     guards.Guard.AGENCY_GATE: ({401}, None),
     guards.Guard.CAMERA_TOKEN: ({401}, None),
@@ -111,6 +115,7 @@ class Full:
     agency_viewer: WhepViewer
     owner_kid: str
     push_subscription_id: str = ""
+    member_id: str = ""
 
     @property
     def url(self) -> str:
@@ -139,6 +144,7 @@ class Full:
             "/api/v1/owner/live/{session_id}": {"session_id": owner_session},
             "/api/v1/owner/devices/{kid}/revoke-preview": {"kid": self.owner_kid},
             "/api/v1/owner/push/subscriptions/{sub_id}": {"sub_id": self.push_subscription_id},
+            "/api/v1/owner/members/{member_id}": {"member_id": self.member_id},
             "/api/v1/cameras/{camera_id}/whip": {"camera_id": WHIP_CAMERA},
             "/api/v1/cameras/{camera_id}/whip/{session_id}": {
                 "camera_id": WHIP_CAMERA,
@@ -286,6 +292,13 @@ async def _fill(
     ) as r:
         assert r.status == 201, await r.text()
         full.push_subscription_id = (await r.json())["id"]
+    # A household member (PROTOCOL §1.2) for …/members/{member_id}.
+    invite = {"name": "Sam", "rights": {CAMERA: {"live": True, "recordings": False}}}
+    async with owner_http.post(
+        url + "/api/v1/owner/members", json=invite, headers={"X-CSRF-Token": csrf}
+    ) as r:
+        assert r.status == 201, await r.text()
+        full.member_id = (await r.json())["id"]
     return full
 
 

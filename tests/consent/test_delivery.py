@@ -172,6 +172,32 @@ def decrypted_tar(env: dict[str, Any]) -> dict[str, bytes]:
         return {m.name: tar.extractfile(m).read() for m in tar}  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("clip_bytes", [0, 1, 511, 512, 10240, 1024 * 1024 + 7])
+def test_tar_is_byte_for_byte_what_tarfile_writes(env: dict[str, Any], clip_bytes: int) -> None:
+    # The delivery's tar is generated on demand (one pass, no producer thread); it must stay the
+    # exact bytes tarfile's streaming writer gives for the same members (PROTOCOL §2.3 format).
+    env["clip"].write_bytes(bytes(range(256)) * (clip_bytes // 256) + b"x" * (clip_bytes % 256))
+    d = build(env)
+    plain = io.BytesIO()
+    import pyrage
+
+    with d.path.open("rb") as f:
+        pyrage.decrypt_io(f, plain, [env["identity"]])
+    plain.seek(0)
+    with tarfile.open(fileobj=plain) as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar]  # type: ignore[union-attr]
+    expected = io.BytesIO()
+    with tarfile.open(fileobj=expected, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for m, data in members:
+            info = tarfile.TarInfo(m.name)
+            info.size, info.mtime, info.mode, info.uname, info.gname = len(data), m.mtime, 0o644, "", ""
+            tar.addfile(info, io.BytesIO(data))
+    assert [m.name for m, _ in members] == [delivery.clip_name("front-door"), *delivery.FIXED_NAMES]
+    assert members[0][1] == env["clip"].read_bytes()
+    assert plain.getvalue() == expected.getvalue()
+    assert d.manifest["files"][0]["sha256"] == hashlib.sha256(env["clip"].read_bytes()).hexdigest()
+
+
 def repack(path: Path, members: dict[str, bytes]) -> Path:
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in members.items():
@@ -228,9 +254,10 @@ def test_bad_inputs(env: dict[str, Any], override: dict[str, Any], code: str) ->
     assert not (env["tmp"] / "delivery.age").exists()
 
 
-def test_source_changing_between_passes_aborts(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    real = delivery._hash_file
-    monkeypatch.setattr(delivery, "_hash_file", lambda p: ("00" * 32, real(p)[1]))
+def test_source_shrinking_while_packed_aborts(env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The clip is one byte shorter than its header said when it was opened: the tar would be short.
+    real = delivery._clip_size
+    monkeypatch.setattr(delivery, "_clip_size", lambda f: real(f) + 1)
     with pytest.raises(DeliveryError) as exc:
         build(env)
     assert exc.value.code == "delivery_source_changed"

@@ -222,15 +222,15 @@ def test_passkey_lineage_pairing_code_and_revoke(hub: HubEnv, tmp_path: Path) ->
 
 
 def test_ed25519_keys_keep_working_beside_a_passkey(hub: HubEnv) -> None:
-    """Existing keys keep working beside passkeys: a JWS still signs, a passkey body on the clock
-    route (JWS only) is refused as malformed."""
+    """Existing keys keep working beside passkeys: a JWS still signs, and the passkey signs the
+    clock route too (§6; the refusals there are tests/consent/test_api_clock.py's)."""
     pk = SoftPasskey("localhost", ORIGIN)
     assert enrol(hub, pk).status == 201
     rid, sha = request(hub)
     assert hub.decide(hub.approval(rid, sha, hub.t0 + 10, hub.t0 + 40)).status == 201
     body = decision(pk, payload(hub.hub_id, {"decision": "confirm-time"}))
-    r = http("POST", hub.url + "/api/v1/owner/clock", body, {"Content-Type": "application/jose"})
-    assert r.status == 400, r.body
+    r = http("POST", hub.url + "/api/v1/owner/clock", body, {"Content-Type": "application/json"})
+    assert r.status == 201 and json.loads(r.body)["confirmed"] is True, r.body
 
 
 async def test_audit_verify_names_a_passkey_decision_the_owner_never_signed(tmp_path: Path) -> None:

@@ -214,9 +214,9 @@ async def test_revoke_cuts_through_the_listener_without_the_poll(
 
 
 async def test_a_livestream_sends_no_sound_even_when_asked_for(live_hub: LiveHub, tmp_path: Path) -> None:
-    """PROTOCOL §2.4: sound only under `scope.audio`, and this hub sends none at all yet. A viewer that
-    offers to receive audio, under a grant that allows it, gets video and an audio section the hub
-    does not send on."""
+    """PROTOCOL §2.4: sound only from a camera whose sound is recorded (the simulator's is not). A
+    viewer that offers to receive audio, under a grant that allows it, gets video and an audio section
+    the hub does not send on (tests/egress/test_live_audio.py: a camera with sound)."""
     agency = await add_agency(live_hub, tmp_path / "agency", "PD")
     _, url = await live_grant(live_hub, agency, seconds=10, audio=True)
     viewer = WhepViewer()

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import math
 
+import av
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.events.motion import MotionConfig, MotionDetector, MotionHysteresis, Transition, polygon_mask
+from hub.events.motion import (
+    MotionConfig,
+    MotionDetector,
+    MotionHysteresis,
+    Transition,
+    frame_gray,
+    polygon_mask,
+)
 from tests.events.scenes import H, W, background, render, walk
 
 RIGHT_HALF = ((0.45, 0.0), (1.0, 0.0), (1.0, 1.0), (0.45, 1.0))
@@ -146,6 +155,43 @@ def test_transitions_always_alternate_and_events_are_well_formed(steps: list[tup
     if end is not None:
         kinds.append(end.kind)
     assert kinds == ["start", "end"] * (len(kinds) // 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.0, 2.0), st.floats(0.0, 1.0)), max_size=120))
+def test_frames_offered_only_when_kept_give_the_same_thumbnails(steps: list[tuple[float, float]]) -> None:
+    # The runner converts a frame to BGR only when `keeps` says the hysteresis would store it; the
+    # events and their best frames must be those of feeding every frame.
+    cfg = MotionConfig(start_frames=2, end_quiet_s=1.0, min_area=0.3)
+    every, lazy = MotionHysteresis(cfg), MotionHysteresis(cfg)
+    t = 0.0
+    for i, (dt, score) in enumerate(steps):
+        t += dt
+        frame = np.full((2, 2, 3), i % 256, np.uint8)
+        kept = lazy.keeps(score)
+        a, b = every.update(t, score, frame), lazy.update(t, score, frame if kept else None)
+        for tr in (a, b):
+            if tr is not None and tr.kind == "start":
+                assert tr.event.best_frame is not None
+        if a is not None or b is not None:
+            assert a is not None and b is not None and a.kind == b.kind
+            assert a.event.score == b.event.score and a.event.best_time == b.event.best_time
+            assert a.event.best_frame is not None and b.event.best_frame is not None
+            assert np.array_equal(a.event.best_frame, b.event.best_frame)
+
+
+def test_luma_plane_grey_matches_bgr_conversion() -> None:
+    # The runner reads grey from the decoder's Y plane (limited range stretched to 0..255) instead
+    # of converting to BGR and back; pixel_threshold must keep its meaning.
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 256, (72, 128, 3), dtype=np.uint8)
+    bgr = cv2.GaussianBlur(bgr, (9, 9), 0)  # chroma is subsampled: smooth colour like a camera's
+    for fmt in ("yuv420p", "yuvj420p"):
+        frame = av.VideoFrame.from_ndarray(bgr, format="bgr24").reformat(format=fmt)
+        via_bgr = cv2.cvtColor(frame.to_ndarray(format="bgr24"), cv2.COLOR_BGR2GRAY)
+        diff = np.abs(frame_gray(frame).astype(int) - via_bgr.astype(int))
+        assert diff.max() <= 3, fmt
+        assert diff.mean() < 2.0, fmt  # swscale rounds its BGR; 2 grey levels vs a threshold of 25
 
 
 def test_resolution_change_rebuilds_masks() -> None:

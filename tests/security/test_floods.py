@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from camhub_protocol import jws
 from camhub_protocol.keys import okp_public_jwk
-from hub.api.guards import ROUTES
+from hub.api.guards import ROUTES, SESSION_GUARDS
 from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
 from tests.faults.hubproc import SimProcess, db, hub_env, until
 
@@ -206,12 +206,12 @@ def test_every_route_without_a_session_is_limited_per_client(limited: DaemonProc
     for _ in range(5):
         assert stranger.call("GET", "/api/v1/hub")[0] == 200
     # The bucket is empty: every route a stranger can call is refused before its handler runs,
-    # with Retry-After; owner-session routes are not limited (a 401 costs nothing).
+    # with Retry-After; session routes (owner or member) are not limited (a 401 costs nothing).
     checked = 0
     for (method, path), declared in sorted(ROUTES.items()):
         concrete = re.sub(r"\{[^}]+\}", "1", path)
         status, headers, body = stranger.call(method, concrete, b"{}", {"Content-Type": "application/json"})
-        if declared.guard.value == "owner_session":
+        if declared.guard in SESSION_GUARDS:  # owner or household member session (PROTOCOL §1.2)
             assert status != 429, (method, path)
             continue
         assert status == 429, (method, path, status, body[:200])

@@ -27,7 +27,18 @@ from tests.web.conftest import (
 )
 from tests.web.test_consent_inbox import _agency, _utc
 
-PAGES = ["live", "timeline", "events", "inbox", "agencies", "devices", "settings", "notifications", "audit"]
+PAGES = [
+    "live",
+    "timeline",
+    "events",
+    "inbox",
+    "agencies",
+    "devices",
+    "settings",
+    "notifications",
+    "audit",
+    "household",
+]
 
 
 def _check_page(page: Any, url: str, route: str, where: str) -> None:

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from hub import config as config_mod
 from tests.conftest import free_port
-from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD
+from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, PASSWORD, login
 
 CA_RE = re.compile(r"owner UI https url=\S+ ca_sha256=([0-9A-F:]+)")
 
@@ -99,5 +99,38 @@ def test_owner_ui_over_https_in_chromium(make_hub: Any, playwright: Any) -> None
         page.goto(base + "/#/settings")
         page.get_by_text("This page is served over HTTPS by the hub's own certificate authority").wait_for()
         assert page.get_by_text("not using HTTPS").count() == 0
+    finally:
+        browser.close()
+
+
+def test_plain_http_by_name_warns_that_this_device_cannot_sign(make_hub: Any, playwright: Any) -> None:
+    """Settings' "needs HTTPS" warning: a LAN name over plain HTTP is no secure context (no WebCrypto),
+    so the page must say this device cannot sign and point at the HTTPS site, and not offer signing.
+
+    Plain HTTP listens on loopback only, so a reverse proxy or a hosts-file name is how an owner
+    gets here; Chromium's resolver maps `hub.test` to 127.0.0.1 (nothing leaves the box) and the
+    name is allowed the way an owner allows a proxy's name (`[hub] allowed_hosts`)."""
+    https_port = free_port()
+    hub = make_hub(hub_keys=f'https_port = {https_port}\nallowed_hosts = ["hub.test"]')
+    port = hub.url.rsplit(":", 1)[1].rstrip("/")
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP hub.test 127.0.0.1"]
+    )
+    try:
+        page = browser.new_page()
+        base = f"http://hub.test:{port}"
+        page.goto(base + "/")
+        assert page.evaluate("window.isSecureContext") is False
+        login(page, base)
+        page.goto(base + "/#/settings")
+        warning = page.get_by_text("This page is not using HTTPS, so this device cannot sign approvals here")
+        warning.wait_for(timeout=15_000)
+        assert f"https://hub.test:{https_port}/" in warning.inner_text()
+        assert page.get_by_text("which browsers treat as secure").count() == 0
+        # Nothing to sign with here: signing buttons are disabled.
+        page.goto(base + "/#/agencies")
+        add = page.get_by_role("button", name="Add agency (sign)")
+        add.wait_for(timeout=15_000)
+        assert add.is_disabled()
     finally:
         browser.close()

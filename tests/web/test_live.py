@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
 import time
 import urllib.request
@@ -269,3 +270,61 @@ def test_revoke_in_the_browser_cuts_an_agency_livestream(
     card = page.locator(f"article[data-request-id='{asked['id']}']")
     text = card.locator("details.history").inner_text()
     assert "Livestream of Front door (sim):" in text and "revoked" in text, text
+
+
+SOUND_JS = """async (sel) => {
+  // What the owner hears: the <video>'s own stream through WebAudio, ~1.5 s of it.
+  const v = document.querySelector(sel);
+  const tracks = v.srcObject ? v.srcObject.getAudioTracks() : [];
+  if (!tracks.length) return {tracks: 0};
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 8192;
+  ctx.createMediaStreamSource(new MediaStream(tracks)).connect(analyser);
+  const wave = new Float32Array(analyser.fftSize);
+  const spectrum = new Float32Array(analyser.frequencyBinCount);
+  let peak = 0, hz = 0;
+  for (let k = 0; k < 15; k++) {
+    await new Promise((r) => setTimeout(r, 100));
+    analyser.getFloatTimeDomainData(wave);
+    for (const x of wave) peak = Math.max(peak, Math.abs(x));
+  }
+  analyser.getFloatFrequencyData(spectrum);
+  let best = 1;
+  for (let i = 1; i < spectrum.length; i++) if (spectrum[i] > spectrum[best]) best = i;
+  hz = best * ctx.sampleRate / analyser.fftSize;
+  await ctx.close();
+  return {tracks: tracks.length, controls: v.controls, peak, hz};
+}"""
+
+
+def test_the_owner_live_view_carries_the_cameras_sound(make_hub: Any, context: Any) -> None:
+    """PROTOCOL §2.4: the owner's view carries the sound of a camera whose sound is recorded. The
+    camera is GStreamer's rtsp-server sending AAC of a 440 Hz sine; the tile starts muted (browsers
+    autoplay only muted media) and shows the browser's controls to unmute it. What the <video> holds
+    is read through WebAudio: the tone, loud."""
+    gst = Path(__file__).resolve().parents[1] / "interop" / "gst_camera.py"
+    camera = subprocess.Popen(
+        ["/usr/bin/python3", str(gst), "--port", "0", "--audio", "aac"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert camera.stdout is not None
+        line = camera.stdout.readline()
+        assert line.startswith("ready "), line
+        extra = f'\n[[cameras]]\nid = "gst"\nname = "Porch (gst)"\nurl = "{line.split()[1]}"\naudio = true\n'
+        hub = make_hub(password=True, extra=extra, hub_keys='ice_addresses = ["127.0.0.1"]')
+        page = _open_live_page(context, hub.url)
+        login(page, hub.url)
+        page.goto(hub.url + "/#/live")
+        sel = "video[data-camera='gst']"
+        page.wait_for_function(
+            f'() => {{ const v = document.querySelector("{sel}"); return v && v.currentTime > 1; }}',
+            timeout=30_000,
+        )
+        result = page.evaluate(SOUND_JS, sel)
+    finally:
+        camera.terminate()
+        camera.wait(timeout=10)
+    assert result["tracks"] == 1 and result["controls"] is True, result
+    assert result["peak"] > 0.05 and abs(result["hz"] - 440) < 44, result

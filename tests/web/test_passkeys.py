@@ -42,6 +42,18 @@ def _accepted(hub: Any, kind: str) -> dict[str, Any]:
     return entries[-1]
 
 
+def _pair_with_passkey(page: Any, url: str, pairing_code: str | None) -> None:
+    """Onboarding with the pairing code and a passkey instead of a key in this browser."""
+    page.goto(url + "/")
+    page.get_by_label("Pairing code").fill(pairing_code or "")
+    page.get_by_label("Name for this device").fill("phone")
+    page.get_by_label("Password for this hub").fill("correct horse battery")
+    page.get_by_label("Password again").fill("correct horse battery")
+    page.get_by_label("Use a passkey instead").check()
+    page.get_by_role("button", name="Pair this browser").click()
+    page.wait_for_function("() => !document.getElementById('nav').hidden", timeout=30_000)
+
+
 def test_enrol_approve_revoke_decline_and_revoke_a_device_with_a_passkey(
     make_hub: Any, context: Any, tmp_path: Path
 ) -> None:
@@ -159,14 +171,7 @@ def test_pair_with_a_passkey_and_the_pairing_code_then_approve(
     cdp = context.new_cdp_session(page)
     cdp.send("WebAuthn.enable")
     cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
-    page.goto(hub.url + "/")
-    page.get_by_label("Pairing code").fill(hub.daemon.pairing_code)
-    page.get_by_label("Name for this device").fill("phone")
-    page.get_by_label("Password for this hub").fill("correct horse battery")
-    page.get_by_label("Password again").fill("correct horse battery")
-    page.get_by_label("Use a passkey instead").check()
-    page.get_by_role("button", name="Pair this browser").click()
-    page.wait_for_function("() => !document.getElementById('nav').hidden", timeout=30_000)
+    _pair_with_passkey(page, hub.url, hub.daemon.pairing_code)
     enrolled = [e for e in hub.web.audit() if e["type"] == "key.enrolled"]
     assert (
         len(enrolled) == 1
@@ -216,3 +221,27 @@ def test_pair_with_a_passkey_and_the_pairing_code_then_approve(
     assert [e["data"]["kid"] for e in hub.web.audit() if e["type"] == "owner.password_set"] == [kid, kid]
     context.clear_cookies()
     login(page, hub.url, "a brand new passphrase")
+
+
+def test_a_passkey_only_owner_confirms_an_unsynced_clock(make_hub: Any, context: Any) -> None:
+    """PROTOCOL §6: on a box that has no network time yet, an owner paired with a passkey alone (no
+    key in this browser) confirms the hub's clock from Settings with it; before, that route took a
+    JWS only and such an owner could sign nothing until the box found network time."""
+    web = make_hub(password=False, trust_clock=False, hub_keys='passkey_rp_id = "localhost"')
+    url = web.url.replace("127.0.0.1", "localhost")
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
+    _pair_with_passkey(page, url, web.daemon.pairing_code)
+    kid = next(e["data"]["kid"] for e in web.audit() if e["type"] == "key.enrolled")
+
+    page.goto(url + "/#/settings")
+    page.get_by_role("heading", name="The hub's clock is not confirmed").wait_for()
+    page.get_by_role("button", name="Confirm the hub's clock (sign)").click()
+    # Confirmed: the page reloads without the section.
+    page.get_by_role("heading", name="The hub's clock is not confirmed").wait_for(
+        state="detached", timeout=30_000
+    )
+    confirmed = [e for e in web.audit() if e["type"] == "clock.confirmed"]
+    assert [e["actor"] for e in confirmed] == [f"owner:{kid}"]

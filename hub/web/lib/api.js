@@ -58,9 +58,9 @@ export const del = (path) => request("DELETE", path);
 export const postDecision = (compact, path = "/api/v1/decisions") =>
   request("POST", path, { body: compact, contentType: "application/jose" });
 
-// A passkey decision (PROTOCOL.md §3.1) is JSON on the same route.
-export const postPasskeyDecision = (body) =>
-  request("POST", "/api/v1/decisions", { body: JSON.stringify(body), contentType: "application/json" });
+// A passkey decision (PROTOCOL.md §3.1) is JSON on the same route (also the §6 time confirmation's).
+export const postPasskeyDecision = (body, path = "/api/v1/decisions") =>
+  request("POST", path, { body: JSON.stringify(body), contentType: "application/json" });
 
 // WHEP (draft-ietf-wish-whep): POST the SDP offer, get the answer and the session's Location.
 export async function postSdp(path, sdp) {

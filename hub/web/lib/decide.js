@@ -21,10 +21,13 @@ export async function decide(hubId, fields, path = "/api/v1/decisions") {
   return postDecision(compact, path);
 }
 
-// PROTOCOL.md §6: this device's clock (network time) vouches for the hub's, signed, once per boot.
-// A JWS only (time confirmations have no passkey format).
+// PROTOCOL.md §6: this device's clock (network time) vouches for the hub's, signed, once per boot,
+// by whichever signs decisions here (a passkey-only owner must be able to confirm it too).
 export const confirmClock = async (hubId) => {
   const payload = { v: 1, hub: hubId, decision: "confirm-time", issued_at: rfc3339(new Date()), jti: randomJti() };
+  if (signer.kind === "passkey") {
+    return postPasskeyDecision(await signWithPasskey(payload, signer.keys, signer.rpId), "/api/v1/owner/clock");
+  }
   return postDecision(await signJws(payload, "camhub-decision+jws"), "/api/v1/owner/clock");
 };
 

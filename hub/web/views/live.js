@@ -55,6 +55,9 @@ class LiveTile {
     this.message = h("div", { class: "live-message", hidden: true, role: "status" }, this.messageText, this.retryButton);
     this.badge = h("span", { class: "badge snapshot-mode", hidden: true, title: "WebRTC is unavailable: showing a still about every second" }, "snapshot mode");
     this.button = h("button", { type: "button", class: "secondary", onclick: () => (this.wanted ? this.stop() : this.start()) }, "Start");
+    // Sound (PROTOCOL §2.4): only for a camera whose sound is recorded. The picture starts muted
+    // (browsers autoplay only muted media); the browser's own controls unmute it.
+    if (camera.audio) this.video.controls = true;
     this.el = h("article", { class: "card live-tile", dataset: { camera: camera.id } },
       h("h2", {}, h("span", {}, camera.name), this.badge, this.state),
       h("div", { class: "live-frame" }, this.video, this.snapshot, this.message),
@@ -148,8 +151,12 @@ class LiveTile {
     const pc = new RTCPeerConnection({ iceServers: [] }); // LAN only: no STUN/TURN servers, no outside traffic
     this.pc = pc;
     pc.addTransceiver("video", { direction: "recvonly" });
+    if (this.camera.audio) pc.addTransceiver("audio", { direction: "recvonly" });
+    const stream = new MediaStream();
     pc.addEventListener("track", (ev) => {
-      this.video.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+      // Picture and sound in one stream on the one <video> (the hub's tracks may name no stream).
+      stream.addTrack(ev.track);
+      if (this.video.srcObject !== stream) this.video.srcObject = stream;
     });
     pc.addEventListener("connectionstatechange", () => {
       if (pc !== this.pc) return;
@@ -250,7 +257,8 @@ class LiveTile {
 }
 
 export async function render(root) {
-  const { cameras } = await api.get("/api/v1/owner/cameras");
+  // A household member's list carries their rights: only the cameras they may watch live here.
+  const cameras = (await api.get("/api/v1/owner/cameras")).cameras.filter((c) => !c.rights || c.rights.live);
   if (!cameras.length) {
     replace(root, h("h1", {}, "Live"), notice("No cameras are configured yet. See Settings."));
     return;

@@ -9,6 +9,9 @@ import { knownPasskeys, passkeysAvailable } from "../lib/passkey.js";
 export async function render(root, ctx) {
   const status = h("div", { "aria-live": "polite" });
   const form = h("form", { class: "stack" },
+    // Household members log in with the name the owner invited them under (PROTOCOL §1.2).
+    h("label", { for: "member-name" }, "Your name (household members only; the owner leaves this empty)"),
+    h("input", { id: "member-name", name: "member", type: "text", autocomplete: "username", maxlength: "64" }),
     h("label", { for: "password" }, "Password"),
     h("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true }),
     h("button", { type: "submit" }, "Log in"),
@@ -17,7 +20,8 @@ export async function render(root, ctx) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
-      await api.post("/api/v1/session/login", { password: form.elements.password.value });
+      const member = form.elements.member.value.trim();
+      await api.post("/api/v1/session/login", member ? { member, password: form.elements.password.value } : { password: form.elements.password.value });
       await ctx.onAuthenticated();
     } catch (err) {
       const text = err.code === "rate_limited" ? `Too many tries. ${err.detail}` : sentence(err);

@@ -328,15 +328,18 @@ function holdsSection(holds, names, extra = {}) {
 
 export async function render(root, ctx, message = null) {
   const [s, cams, devs, held, privacy] = await Promise.all([api.get("/api/v1/owner/settings"), api.get("/api/v1/owner/cameras"), api.get("/api/v1/owner/devices"), api.get("/api/v1/owner/holds"), api.get("/api/v1/owner/settings/privacy")]);
-  const { key, enrolled } = await signingKey(devs.keys.map((k) => k.kid));
+  // With the passkeys' objects and the rpId, so a passkey-only owner can sign here too (the clock, holds).
+  const { kind } = await signingKey(devs.keys, ctx.session.passkey_rp_id);
+  const canSign = kind !== "none";
   const reload = (msg) => render(root, ctx, msg);
   const addForm = addCameraForm(reload);
   const flash = message ? notice(message, "ok") : null;
   const names = Object.fromEntries(cams.cameras.map((c) => [c.id, c.name]));
   replace(root,
     h("h1", {}, "Settings"),
+    h("p", {}, "People of your home who may watch some cameras: ", h("a", { href: "#/household" }, "Household"), "."),
     flash,
-    clockSection(s, ctx.session.hub_id, !!key && enrolled, () => render(root, ctx)),
+    clockSection(s, ctx.session.hub_id, canSign, () => render(root, ctx)),
     h("section", { class: "card", "aria-labelledby": "h-cameras" },
       h("div", { class: "heading-row" }, h("h2", { id: "h-cameras" }, "Cameras"), privacySection(privacy, names, reload)),
       cardTable({ id: "cameras" }, ["Camera", "State", "Recording", "Keep footage", "Video", "Managed in"], cams.cameras.map((c) => cameraRow(c, s.storage, reload))),
@@ -368,8 +371,8 @@ export async function render(root, ctx, message = null) {
         h("dt", {}, "Clock"), h("dd", { id: "clock-state" }, s.consent.trust_system_clock ? "trusted (battery-backed clock)" : s.clock_synced ? "synchronised or confirmed for this boot" : "NOT confirmed: consent decisions are refused"),
         h("dt", {}, "Relay"), h("dd", { id: "relay-state" }, relayState(s.relay)))),
     holdsSection(held.holds, names, {
-      form: holdForm(ctx.session.hub_id, cams.cameras, !!key && enrolled, reload),
-      release: (x) => releaseButton(ctx.session.hub_id, x, !!key && enrolled, reload),
+      form: holdForm(ctx.session.hub_id, cams.cameras, canSign, reload),
+      release: (x) => releaseButton(ctx.session.hub_id, x, canSign, reload),
     }),
     h("section", { class: "card", "aria-labelledby": "h-https" },
       h("h2", { id: "h-https" }, "HTTPS on your network"),

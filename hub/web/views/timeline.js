@@ -15,7 +15,8 @@ const fmtClockShort = (date) => date.toLocaleTimeString(undefined, { hour: "nume
 export async function render(root) {
   const params = hashParams();
   const camData = await api.get("/api/v1/owner/cameras");
-  const cameras = allCameras(camData);
+  // A household member's cameras carry their rights: only those with recordings are theirs here.
+  const cameras = allCameras(camData).filter((c) => !c.rights || c.rights.recordings);
   if (!cameras.length) {
     replace(root, h("h1", {}, "Timeline"), notice("No cameras yet. Add one in Settings."));
     return;

@@ -10,8 +10,10 @@ import { fmtDuration, fmtRange, fmtWhen } from "../lib/time.js";
 const TYPES = ["view.live.start", "view.live.end", "view.playback", "view.snapshot", "view.export"];
 const PAGE = 200;
 
-function person(who) {
+// A household member (PROTOCOL §1.2) is `member:<id>` with the name they had then in `data.name`.
+function person(who, name) {
   if (who === "owner") return "You (owner)";
+  if (who && who.startsWith("member:")) return name ? `${name} (household)` : "A household member";
   if (who && who.startsWith("box:")) return `${who.slice(4)} on the hub itself`;
   return who || "—";
 }
@@ -56,7 +58,7 @@ export async function render(root) {
         attrs: { dataset: { seq: String(x.seq), type: x.e.type } },
         cells: [
           fmtWhen(new Date(x.e.time)),
-          person(x.e.data?.who),
+          person(x.e.data?.who, x.e.data?.name),
           names[x.e.data?.camera] || x.e.data?.camera || "—",
           what(x.e),
           h("a", { href: `#/audit?seq=${x.seq}` }, `#${x.seq}`),
@@ -75,7 +77,7 @@ export async function render(root) {
         const who = e.data?.who;
         if (who && !people.has(who)) {
           people.add(who);
-          whoSel.appendChild(h("option", { value: who }, person(who)));
+          whoSel.appendChild(h("option", { value: who }, person(who, e.data?.name)));
         }
       } catch {
         // an entry that is not JSON is shown on the audit page, which flags it
