@@ -262,7 +262,10 @@ def render(mutants: list[Mutant], stale: list[dict[str, str]]) -> str:
         scored = checked - c["free text"] - c["equivalent"]
         goal = ""
         if Path(module).name in GOAL_MODULES:
-            goal = " ✓" if scored and killed / scored >= GOAL else " ✗ (goal 90 %)"
+            if not scored:
+                goal = " (not checked)"
+            else:
+                goal = " ✓" if killed / scored >= GOAL else " ✗ (goal 90 %)"
         out.append(
             f"| `{module}` | {len(ms)} | {c['not checked']} | {c['killed']} | {c['timeout']} | {c['free text']} "
             f"| {c['equivalent']} | {c['accepted']} | {c['unexplained']} | {c['no tests']} "
