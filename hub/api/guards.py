@@ -119,6 +119,7 @@ ROUTES: dict[tuple[str, str], RouteGuard] = {
     ("PATCH", "/api/v1/owner/members/{member_id}"): RouteGuard(Guard.OWNER_SESSION),
     ("DELETE", "/api/v1/owner/members/{member_id}"): RouteGuard(Guard.OWNER_SESSION),
     ("POST", "/api/v1/members/join"): RouteGuard(Guard.INVITE_CODE),
+    ("POST", "/api/v1/members/invite"): RouteGuard(Guard.INVITE_CODE),
 }
 
 

@@ -1,10 +1,13 @@
 """Household members (PROTOCOL §1.2, issue 19): the owner invites people to watch chosen cameras.
 
     owner (session + CSRF)          GET/POST /api/v1/owner/members, PATCH/DELETE …/{member_id}
-    the invited person (no session) POST /api/v1/members/join {code, password} → a member session
+    the invited person (no session) POST /api/v1/members/join {code, password | passkey} → a member session
+                                    POST /api/v1/members/invite {code} → {id, name} (for the passkey challenge)
 
-A member is a login and a set of per-camera rights, nothing more: no route here stores a key, so a
-member can never sign a decision (§3 verifies against `owner_keys` only), and every owner route
+A member is a login and a set of per-camera rights, nothing more: no route here stores an owner key,
+so a member can never sign a decision (§3 verifies against `owner_keys` only). A member's passkey is
+a login only: it lives in `member_passkeys` and is registered against its own challenge
+(`passkeys.member_challenge`), so neither an owner's enrolment answer nor a decision crosses over; and every owner route
 refuses a member's session (`session.require_owner`, 403 `owner_only`). Removing a member deletes
 their sessions in the same transaction; their live views notice within VIEW_RECHECK_S
 (`session.session_alive`), as do views of a camera whose `live` right was taken away.
@@ -22,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from camhub_protocol.limits import Backoff, client_key
+from hub.consent import passkeys
 from hub.api.session import (
     CsrfError,
     _audit,
@@ -123,9 +127,8 @@ async def remove_member(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def join(request: web.Request) -> web.Response:
-    """Accept an invite: set the password, spend the code, log in (PROTOCOL §1.2)."""
-    services = request.app[SERVICES]
+def _check_join_client(request: web.Request) -> tuple[Backoff, str]:
+    """LAN only, same origin, and not waiting out wrong codes (PROTOCOL §1.2)."""
     limiter = request.app[JOIN_LIMITER]
     check_owner_local(request)
     if not _same_origin(request):
@@ -134,19 +137,78 @@ async def join(request: web.Request) -> web.Response:
     wait = limiter.retry_after(key, time.monotonic())
     if wait > 0:
         raise RateLimited(f"too many wrong invite codes; try again in {math.ceil(wait)} s", wait)
+    return limiter, key
+
+
+def _bad_code(limiter: Backoff, key: str) -> BadInviteCode:
+    limiter.failed(key, time.monotonic())
+    return BadInviteCode("this invite code is wrong, used or expired; ask for a new invite")
+
+
+async def _pending(request: web.Request, code: Any) -> q.Member | None:
+    if not isinstance(code, str) or not 16 <= len(code) <= 64:
+        return None
+    return await request.app[SERVICES].store.run(q.pending_invite, _code_hash(code), time.time())
+
+
+async def invite_info(request: web.Request) -> web.Response:
+    """Who an unspent invite is for, without spending it: the passkey challenge needs the id."""
+    limiter, key = _check_join_client(request)
+    body = await json_object(request)
+    member = await _pending(request, body.get("code"))
+    if member is None:
+        raise _bad_code(limiter, key)
+    return web.json_response({"id": member.id, "name": member.name})
+
+
+async def join(request: web.Request) -> web.Response:
+    """Accept an invite: set the password or register the passkey, spend the code, log in (PROTOCOL §1.2)."""
+    services = request.app[SERVICES]
+    limiter, key = _check_join_client(request)
     body = await json_object(request)
     code = body.get("code")
+    if ("password" in body) == ("passkey" in body):
+        raise HubError("send exactly one of password and passkey", code="bad_join")
+    if "passkey" in body:
+        return await _join_with_passkey(request, limiter, key, code, body["passkey"])
     password = _valid_password(body.get("password"))
     member = None
     if isinstance(code, str) and 16 <= len(code) <= 64:
         encoded = await asyncio.to_thread(hash_password, password)
         member = await services.store.run(q.join, _code_hash(code), encoded, time.time())
     if member is None:
-        limiter.failed(key, time.monotonic())
-        raise BadInviteCode("this invite code is wrong, used or expired; ask for a new invite")
+        raise _bad_code(limiter, key)
     limiter.succeeded(key)
     await _audit(
         services, "member.joined", {"member": member.id, "name": member.name}, actor=f"member:{member.id}"
+    )
+    return await _session_response(request, member.id)
+
+
+async def _join_with_passkey(
+    request: web.Request, limiter: Backoff, key: str, code: Any, value: Any
+) -> web.Response:
+    services = request.app[SERVICES]
+    invited = await _pending(request, code)
+    if invited is None:
+        raise _bad_code(limiter, key)
+    rp = passkeys.RelyingParty(services.config.hub.rp_id)
+    challenge = passkeys.member_challenge(services.hub_key.hub_id, invited.id)
+    try:
+        new = passkeys.register(rp, services.hub_key.hub_id, value, challenge=challenge)
+    except ValueError as exc:  # the code is not spent: the member may try again
+        raise HubError(f"passkey: {exc}"[:300], code="passkey_registration_invalid") from exc
+    stored = q.MemberPasskey(invited.id, new.kid, new.credential_id, new.cose_key, rp.rp_id, new.sign_count)
+    assert isinstance(code, str)
+    member = await services.store.run(q.join_with_passkey, _code_hash(code), invited.id, stored, time.time())
+    if member is None:  # spent or removed meanwhile (or a credential another member registered)
+        raise _bad_code(limiter, key)
+    limiter.succeeded(key)
+    await _audit(
+        services,
+        "member.joined",
+        {"member": member.id, "name": member.name, "via": "passkey", "credential_id": new.credential_id},
+        actor=f"member:{member.id}",
     )
     return await _session_response(request, member.id)
 
@@ -159,3 +221,4 @@ def setup(app: web.Application) -> None:
     app.router.add_patch("/api/v1/owner/members/{member_id}", owner(edit_member))
     app.router.add_delete("/api/v1/owner/members/{member_id}", owner(remove_member))
     app.router.add_post("/api/v1/members/join", join)  # public: the invite code is the credential
+    app.router.add_post("/api/v1/members/invite", invite_info)  # public: the invite code, as for join

@@ -43,8 +43,10 @@ The guards
   any session (the camera list, logout). Who it is: `request[PRINCIPAL]`.
 - Both set `guarded.guard` so `hub/api/guards.py`'s table can be checked against the handlers.
 
-Household members (PROTOCOL §1.2, `hub/api/members.py`) log in here too, with their name: the
-session row then records the member's id, and nothing else about a session differs.
+Household members (PROTOCOL §1.2, `hub/api/members.py`) log in here too, with their name and a
+password or their passkey (a `member-login` payload in the §3.1 format, checked against the member's
+own passkey in `member_passkeys`): the session row then records the member's id, and nothing else
+about a session differs.
 """
 
 from __future__ import annotations
@@ -446,6 +448,8 @@ async def login(request: web.Request) -> web.Response:
         raise RateLimited(f"too many wrong passwords; try again in {math.ceil(wait)} s", wait)
     name = body.get("member")
     member: members_q.Member | None = None
+    if name is not None and "passkey" in body:
+        return await _member_passkey_login(request, body, limiter, key)
     if name is None:
         encoded = await services.store.run(q.password_hash)
         if encoded is None:
@@ -470,11 +474,95 @@ async def login(request: web.Request) -> web.Response:
     if member is not None:
         response = await _session_response(request, member.id)
         await _audit(
-            services, "member.login", {"member": member.id, "remote": client}, actor=f"member:{member.id}"
+            services,
+            "member.login",
+            {"member": member.id, "remote": client, "via": "password"},
+            actor=f"member:{member.id}",
         )
         return response
     response = await _session_response(request)
     await _audit(services, "owner.login", {"remote": client})
+    return response
+
+
+MEMBER_LOGIN = "member-login"
+MEMBER_LOGIN_FIELDS = frozenset({"v", "hub", "decision", "member", "issued_at", "jti"})
+
+
+def _verify_member_passkey_login(
+    conn: Any, name: Any, proof: Any, hub_id: str, now: float, rp_id: str
+) -> members_q.Member | None:
+    """A household member's passkey login (PROTOCOL §1.2): the §3.1 body around a `member-login`
+    payload, checked against that member's own passkey (never an owner key). The member, or None for
+    anything wrong: the caller answers every failure alike, so a name that exists, or has a passkey,
+    reads the same as one that does not. As for decisions, the counter is looked at after the jti is
+    spent, so a replay stays a replay."""
+    from hub.consent import passkeys
+
+    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not isinstance(proof, dict):
+        return None
+    member = members_q.member_by_name(conn, name)
+    stored = None if member is None else members_q.member_passkey(conn, member.id)
+    if member is None or stored is None:
+        return None
+    try:
+        signed = passkeys.parse(json.dumps(proof).encode())
+        if signed.kid != stored.kid:
+            return None
+        key = consent_q.Passkey(stored.kid, stored.credential_id, stored.public_key, stored.rp_id, stored.sign_count)
+        passkeys.verify(passkeys.RelyingParty(rp_id), key, signed)
+        payload = passkeys.payload_of(signed)
+    except (ConsentError, ValueError, RecursionError):
+        return None
+    if (
+        set(payload) != MEMBER_LOGIN_FIELDS
+        or payload["v"] != 1
+        or isinstance(payload["v"], bool)
+        or payload["hub"] != hub_id
+        or payload["decision"] != MEMBER_LOGIN
+        or payload["member"] != member.id
+    ):
+        return None
+    issued = _rfc3339(payload["issued_at"])
+    if issued is None or abs(now - issued) > PROOF_MAX_AGE_S:
+        return None
+    jti = payload["jti"]
+    if not isinstance(jti, str) or not 16 <= len(jti) <= 128 or not consent_q.use_jti(conn, jti, now):
+        return None
+    if passkeys.counter_regressed(stored.sign_count, signed.sign_count):
+        log.warning("member %s: passkey signature counter went backwards (a copy?)", member.id)
+        return None
+    members_q.set_member_passkey_sign_count(conn, member.id, signed.sign_count)
+    return member
+
+
+async def _member_passkey_login(
+    request: web.Request, body: dict[str, Any], limiter: Backoff, key: str
+) -> web.Response:
+    services = request.app[SERVICES]
+    client = _client(request)
+    member = None
+    if "password" not in body:  # one of the two, never both (PROTOCOL §1.2)
+        member = await services.store.run(
+            _verify_member_passkey_login,
+            body.get("member"),
+            body.get("passkey"),
+            services.hub_key.hub_id,
+            time.time(),
+            services.config.hub.rp_id,
+        )
+    if member is None:
+        limiter.failed(key, time.monotonic())
+        await _audit_failed_login(services, "bad_password", client)
+        raise HubError("wrong password", code="bad_password", status=401)
+    limiter.succeeded(key)
+    response = await _session_response(request, member.id)
+    await _audit(
+        services,
+        "member.login",
+        {"member": member.id, "remote": client, "via": "passkey"},
+        actor=f"member:{member.id}",
+    )
     return response
 
 

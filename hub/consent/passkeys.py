@@ -40,6 +40,9 @@ from hub.store import consent as q
 FORMAT = "webauthn"
 MEMBERS = frozenset({"v", "format", "kid", "payload", "authenticator_data", "client_data_json", "signature"})
 ENROLL_CHALLENGE_LABEL = b"camhub-passkey-enroll-v1"
+# A household member's passkey (PROTOCOL §1.2) is registered against its own label and the member's
+# id, so an owner's enrolment answer is never a member's, nor one member's another's (and back).
+MEMBER_CHALLENGE_LABEL = b"camhub-member-passkey-v1"
 # ES256 and EdDSA only (issue 18): the algorithms a passkey is made with on today's phones, both with
 # fixed curves. RSA and the rest are refused at enrolment.
 ALGS = (COSEAlgorithmIdentifier.ECDSA_SHA_256, COSEAlgorithmIdentifier.EDDSA)
@@ -82,6 +85,13 @@ def enroll_challenge(hub_id: str) -> bytes:
     """The registration challenge (§3.1): fixed per hub; the pairing code or the signing owner key
     authorises an enrolment, not this."""
     return hashlib.sha256(ENROLL_CHALLENGE_LABEL + b"\x00" + hub_id.encode("ascii")).digest()
+
+
+def member_challenge(hub_id: str, member_id: str) -> bytes:
+    """A member's registration challenge (§1.2): SHA-256(label ‖ 0x00 ‖ hub_id ‖ 0x00 ‖ member_id)."""
+    return hashlib.sha256(
+        MEMBER_CHALLENGE_LABEL + b"\x00" + hub_id.encode("ascii") + b"\x00" + member_id.encode("ascii")
+    ).digest()
 
 
 def _b64(value: Any, what: str, error: type[Exception] = ValueError) -> bytes:
@@ -132,8 +142,9 @@ class NewPasskey:
     sign_count: int
 
 
-def register(rp: RelyingParty, hub_id: str, value: Any) -> NewPasskey:
-    """Check a `navigator.credentials.create()` response (§3.1 "Enrolment"); ValueError says why."""
+def register(rp: RelyingParty, hub_id: str, value: Any, *, challenge: bytes | None = None) -> NewPasskey:
+    """Check a `navigator.credentials.create()` response (§3.1 "Enrolment"); ValueError says why.
+    `challenge` defaults to the owner's enrolment challenge; a member's join passes `member_challenge`."""
     if not isinstance(value, dict) or set(value) != {
         "credential_id",
         "client_data_json",
@@ -161,7 +172,7 @@ def register(rp: RelyingParty, hub_id: str, value: Any) -> NewPasskey:
                     "attestationObject": b64url(attestation),
                 },
             },
-            expected_challenge=enroll_challenge(hub_id),
+            expected_challenge=enroll_challenge(hub_id) if challenge is None else challenge,
             expected_rp_id=rp.rp_id,
             expected_origin=client_data["origin"],
             require_user_presence=True,

@@ -1,4 +1,5 @@
-"""Queries for household members (migration 0018, PROTOCOL §1.2): invites, rights, passwords.
+"""Queries for household members (migrations 0018, 0019; PROTOCOL §1.2): invites, rights, passwords,
+and the members' passkeys (a login only: kept in `member_passkeys`, never in `owner_keys`).
 
 Plain synchronous functions over a `sqlite3.Connection`; run them with `await store.run(fn, ...)`.
 Invite codes are kept only as their SHA-256, like session ids. No function here touches
@@ -84,6 +85,73 @@ def join(conn: sqlite3.Connection, code_sha256: str, password_hash: str, now: fl
     return None if row is None else _member(row)
 
 
+def pending_invite(conn: sqlite3.Connection, code_sha256: str, now: float) -> Member | None:
+    """The member an unexpired, unspent invite code names, without spending it (the join page needs
+    the id for the passkey challenge, PROTOCOL §1.2), or None."""
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM members WHERE invite_sha256 = ? AND invite_expires_at > ?"
+        " AND removed_at IS NULL",
+        (code_sha256, now),
+    ).fetchone()
+    return None if row is None else _member(row)
+
+
+@dataclass(frozen=True)
+class MemberPasskey:
+    member_id: str
+    kid: str
+    credential_id: str
+    public_key: bytes  # COSE_Key
+    rp_id: str
+    sign_count: int
+
+
+def join_with_passkey(
+    conn: sqlite3.Connection, code_sha256: str, member_id: str, passkey: MemberPasskey, now: float
+) -> Member | None:
+    """Spend the invite code of `member_id` and store its passkey, in one transaction; None if the
+    code no longer names that member (spent meanwhile, expired, removed) or the credential is taken."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute(
+            "UPDATE members SET joined_at = ?, invite_sha256 = NULL"
+            " WHERE id = ? AND invite_sha256 = ? AND invite_expires_at > ? AND removed_at IS NULL"
+            f" RETURNING {_COLUMNS}",
+            (now, member_id, code_sha256, now),
+        ).fetchone()
+        if row is None:
+            conn.execute("ROLLBACK")
+            return None
+        conn.execute(
+            "INSERT INTO member_passkeys"
+            " (member_id, kid, credential_id, public_key, rp_id, sign_count, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (member_id, passkey.kid, passkey.credential_id, passkey.public_key, passkey.rp_id,
+             passkey.sign_count, now),
+        )  # fmt: skip
+        conn.execute("COMMIT")
+    except sqlite3.IntegrityError:
+        conn.execute("ROLLBACK")
+        return None
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return _member(row)
+
+
+def member_passkey(conn: sqlite3.Connection, member_id: str) -> MemberPasskey | None:
+    row = conn.execute(
+        "SELECT member_id, kid, credential_id, public_key, rp_id, sign_count FROM member_passkeys"
+        " WHERE member_id = ?",
+        (member_id,),
+    ).fetchone()
+    return None if row is None else MemberPasskey(*row)
+
+
+def set_member_passkey_sign_count(conn: sqlite3.Connection, member_id: str, sign_count: int) -> None:
+    conn.execute("UPDATE member_passkeys SET sign_count = ? WHERE member_id = ?", (sign_count, member_id))
+
+
 def member(conn: sqlite3.Connection, member_id: str) -> Member | None:
     """A member still in the household, or None."""
     row = conn.execute(
@@ -96,7 +164,7 @@ def member_by_name(conn: sqlite3.Connection, name: str) -> Member | None:
     """A joined member still in the household, by name ignoring case (their login), or None."""
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM members WHERE lower(name) = lower(?) AND removed_at IS NULL"
-        " AND password_hash IS NOT NULL",
+        " AND joined_at IS NOT NULL",
         (name,),
     ).fetchone()
     return None if row is None else _member(row)
@@ -129,6 +197,7 @@ def remove(conn: sqlite3.Connection, member_id: str, now: float) -> tuple[Member
             (now, member_id),
         )
         ended = conn.execute("DELETE FROM web_sessions WHERE member_id = ?", (member_id,)).rowcount
+        conn.execute("DELETE FROM member_passkeys WHERE member_id = ?", (member_id,))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -145,4 +214,5 @@ def remove_all(conn: sqlite3.Connection, now: float) -> list[str]:
         " WHERE removed_at IS NULL RETURNING id",
         (now,),
     ).fetchall()
+    conn.execute("DELETE FROM member_passkeys")
     return sorted(r[0] for r in rows)

@@ -25,6 +25,7 @@ from camhub_protocol import rfc3339
 
 FLAG_UP, FLAG_UV, FLAG_AT = 0x01, 0x04, 0x40
 ENROLL_LABEL = b"camhub-passkey-enroll-v1"
+MEMBER_LABEL = b"camhub-member-passkey-v1"
 
 
 def b64url(data: bytes) -> str:
@@ -81,9 +82,13 @@ class SoftPasskey:
             return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
         return self.key.sign(data)
 
-    def create(self, hub_id: str, *, uv: bool = True, origin: str | None = None) -> dict[str, str]:
-        """`navigator.credentials.create()` with the hub's fixed enrolment challenge."""
-        challenge = hashlib.sha256(ENROLL_LABEL + b"\x00" + hub_id.encode()).digest()
+    def create(
+        self, hub_id: str, *, uv: bool = True, origin: str | None = None, challenge: bytes | None = None
+    ) -> dict[str, str]:
+        """`navigator.credentials.create()` with the hub's fixed enrolment challenge (or `challenge`,
+        e.g. a household member's, `member_challenge`)."""
+        if challenge is None:
+            challenge = hashlib.sha256(ENROLL_LABEL + b"\x00" + hub_id.encode()).digest()
         client = json.dumps(
             {
                 "type": "webauthn.create",
@@ -126,6 +131,13 @@ class SoftPasskey:
             + self.counter.to_bytes(4, "big")
         )
         return auth, client, self._sign(auth + hashlib.sha256(client).digest())
+
+
+def member_challenge(hub_id: str, member_id: str) -> bytes:
+    """A household member's registration challenge (PROTOCOL §1.2), written from the spec text."""
+    return hashlib.sha256(
+        MEMBER_LABEL + b"\x00" + hub_id.encode() + b"\x00" + member_id.encode()
+    ).digest()
 
 
 def payload(hub_id: str, fields: dict[str, Any], **overrides: Any) -> bytes:
