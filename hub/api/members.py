@@ -25,7 +25,6 @@ from typing import Any
 from aiohttp import web
 
 from camhub_protocol.limits import Backoff, client_key
-from hub.consent import passkeys
 from hub.api.session import (
     CsrfError,
     _audit,
@@ -38,6 +37,7 @@ from hub.api.session import (
     json_object,
     require_owner,
 )
+from hub.consent import passkeys
 from hub.errors import HubError, NotFound, RateLimited
 from hub.services import SERVICES
 from hub.store import members as q

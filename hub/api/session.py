@@ -509,7 +509,9 @@ def _verify_member_passkey_login(
         signed = passkeys.parse(json.dumps(proof).encode())
         if signed.kid != stored.kid:
             return None
-        key = consent_q.Passkey(stored.kid, stored.credential_id, stored.public_key, stored.rp_id, stored.sign_count)
+        key = consent_q.Passkey(
+            stored.kid, stored.credential_id, stored.public_key, stored.rp_id, stored.sign_count
+        )
         passkeys.verify(passkeys.RelyingParty(rp_id), key, signed)
         payload = passkeys.payload_of(signed)
     except (ConsentError, ValueError, RecursionError):

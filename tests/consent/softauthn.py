@@ -135,9 +135,7 @@ class SoftPasskey:
 
 def member_challenge(hub_id: str, member_id: str) -> bytes:
     """A household member's registration challenge (PROTOCOL §1.2), written from the spec text."""
-    return hashlib.sha256(
-        MEMBER_LABEL + b"\x00" + hub_id.encode() + b"\x00" + member_id.encode()
-    ).digest()
+    return hashlib.sha256(MEMBER_LABEL + b"\x00" + hub_id.encode() + b"\x00" + member_id.encode()).digest()
 
 
 def payload(hub_id: str, fields: dict[str, Any], **overrides: Any) -> bytes:

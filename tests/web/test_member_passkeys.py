@@ -84,9 +84,13 @@ def test_join_and_log_in_with_a_passkey_and_every_wrong_login_is_a_wrong_passwor
         ann_pk.create(hub_id),
         ann_pk.create(hub_id, challenge=member_challenge(hub_id, bo_invite["id"])),
         ann_pk.create(hub_id, challenge=member_challenge(hub_id, ann_invite["id"]), uv=False),
-        ann_pk.create(hub_id, challenge=member_challenge(hub_id, ann_invite["id"]), origin="https://evil.example"),
+        ann_pk.create(
+            hub_id, challenge=member_challenge(hub_id, ann_invite["id"]), origin="https://evil.example"
+        ),
     ):
-        status, body = joiner.call("POST", "/api/v1/members/join", {"code": ann_invite["code"], "passkey": wrong})
+        status, body = joiner.call(
+            "POST", "/api/v1/members/join", {"code": ann_invite["code"], "passkey": wrong}
+        )
         assert (status, body["error"]) == (400, "passkey_registration_invalid"), body
     # ... and a member's registration does not enrol an owner key either.
     mine = ann_pk.create(hub_id, challenge=member_challenge(hub_id, ann_invite["id"]))
@@ -106,7 +110,12 @@ def test_join_and_log_in_with_a_passkey_and_every_wrong_login_is_a_wrong_passwor
         "bad_invite_code"
     )
     bo_reg = bo_pk.create(hub_id, challenge=member_challenge(hub_id, bo_invite["id"]))
-    assert Member(hub.url).call("POST", "/api/v1/members/join", {"code": bo_invite["code"], "passkey": bo_reg})[0] == 200
+    assert (
+        Member(hub.url).call("POST", "/api/v1/members/join", {"code": bo_invite["code"], "passkey": bo_reg})[
+            0
+        ]
+        == 200
+    )
     assert _member_passkeys(hub) == 2 and _owner_keys(hub) == keys_before
 
     # Log in with it: a fresh assertion over a member-login payload.
@@ -130,7 +139,11 @@ def test_join_and_log_in_with_a_passkey_and_every_wrong_login_is_a_wrong_passwor
         "replay": ("Ann", replay, {}),
         "no UV": ("Ann", login_body(hub_id, ann_pk, ann_invite["id"], a_uv=False), {}),
         "wrong challenge": ("Ann", login_body(hub_id, ann_pk, ann_invite["id"], sign_for=other_payload), {}),
-        "other origin": ("Ann", login_body(hub_id, ann_pk, ann_invite["id"], a_origin="https://evil.example"), {}),
+        "other origin": (
+            "Ann",
+            login_body(hub_id, ann_pk, ann_invite["id"], a_origin="https://evil.example"),
+            {},
+        ),
         "other rp": ("Ann", login_body(hub_id, ann_pk, ann_invite["id"], a_rp_id="evil.example"), {}),
         "another member's name": ("Bo", login_body(hub_id, ann_pk, ann_invite["id"]), {}),
         "another member's id": ("Ann", login_body(hub_id, ann_pk, bo_invite["id"]), {}),
@@ -152,7 +165,9 @@ def test_join_and_log_in_with_a_passkey_and_every_wrong_login_is_a_wrong_passwor
     assert passkey_login(hub.url, "bo", login_body(hub_id, bo_pk, bo_invite["id"]))[0] == 200
 
     # A decision signed by a member's passkey finds no owner key.
-    decision_payload = payload(hub_id, {"decision": "enroll-key", "subject": {"passkey": bo_reg, "name": "x"}})
+    decision_payload = payload(
+        hub_id, {"decision": "enroll-key", "subject": {"passkey": bo_reg, "name": "x"}}
+    )
     auth, client, sig = ann_pk.assert_(challenge_of(decision_payload))
     signed = json.dumps({"v": 1, "format": "webauthn", "kid": ann_pk.kid, "payload": b64url(decision_payload),
                          "authenticator_data": b64url(auth), "client_data_json": b64url(client),
