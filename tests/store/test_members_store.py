@@ -51,3 +51,42 @@ def test_invite_once_remove_with_sessions_and_reset_removes_everyone(tmp_path: P
         assert entry["data"]["members_removed"] == ["m-c", "m-d"]
     finally:
         conn.close()
+
+
+def test_a_member_passkey_is_never_an_owner_key_and_goes_with_removal_and_reset(tmp_path: Path) -> None:
+    """Migration 0019: the member's passkey is spent with the code, lives apart from the owner keys,
+    and removing the member, or `camhub owner reset`, deletes it."""
+    from hub.store import consent as consent_q
+
+    conn = store.connect(tmp_path / "camhub.sqlite")
+    try:
+        store.migrate(conn)
+        now = time.time()
+        codes = {name: hashlib.sha256(name.encode()).hexdigest() for name in ("a", "b", "c")}
+        for n, (name, code) in enumerate(codes.items()):
+            assert q.invite(conn, f"m-{name}", name, {}, code, now + 60, now + n)
+            assert q.pending_invite(conn, code, now) is not None
+
+        def key(member_id: str) -> q.MemberPasskey:
+            return q.MemberPasskey(
+                member_id, f"kid-{member_id}", f"cred-{member_id}", b"cose", "localhost", 0
+            )
+
+        # The code must name that member: another member's code does not join this one.
+        assert q.join_with_passkey(conn, codes["b"], "m-a", key("m-a"), now) is None
+        for name, code in codes.items():
+            assert q.join_with_passkey(conn, code, f"m-{name}", key(f"m-{name}"), now) is not None
+            assert q.pending_invite(conn, code, now) is None  # spent
+            assert q.member_by_name(conn, name) is not None  # a passkey member logs in by name
+        assert q.join_with_passkey(conn, codes["a"], "m-a", key("m-a"), now) is None  # spent
+        # Not an owner key to any owner key lookup.
+        assert consent_q.owner_key(conn, "kid-m-a") is None and consent_q.passkey(conn, "kid-m-a") is None
+        assert consent_q.passkeys(conn) == {} and consent_q.active_owner_keys(conn) == []
+
+        assert q.remove(conn, "m-a", now) is not None
+        assert q.member_passkey(conn, "m-a") is None and q.member_passkey(conn, "m-b") is not None
+        owners.reset(conn, now, "box:test")
+        assert q.member_passkey(conn, "m-b") is None and q.member_passkey(conn, "m-c") is None
+        assert conn.execute("SELECT COUNT(*) FROM member_passkeys").fetchone()[0] == 0
+    finally:
+        conn.close()

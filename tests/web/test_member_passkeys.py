@@ -130,6 +130,10 @@ def test_join_and_log_in_with_a_passkey_and_every_wrong_login_is_a_wrong_passwor
     # backoff: the owner's good login in between forgets them, so no 429 hides a wrong answer.)
     replay = login_body(hub_id, ann_pk, ann_invite["id"])
     assert passkey_login(hub.url, "Ann", replay)[0] == 200
+    # Bo's authenticator keeps no counter (0 every time, as synced passkeys do): only the jti stops
+    # his assertion from being replayed.
+    bo_once = login_body(hub_id, bo_pk, bo_invite["id"], a_bump=False)
+    assert passkey_login(hub.url, "Bo", bo_once)[0] == 200
     other_payload = payload(hub_id, {"decision": "member-login", "member": ann_invite["id"]})
     # A clone: an authenticator whose counter is behind the one the hub saw last.
     ahead, ann_pk.counter = ann_pk.counter, 0
@@ -137,6 +141,7 @@ def test_join_and_log_in_with_a_passkey_and_every_wrong_login_is_a_wrong_passwor
     ann_pk.counter = ahead
     cases = {
         "replay": ("Ann", replay, {}),
+        "replay, no counter": ("Bo", bo_once, {}),
         "no UV": ("Ann", login_body(hub_id, ann_pk, ann_invite["id"], a_uv=False), {}),
         "wrong challenge": ("Ann", login_body(hub_id, ann_pk, ann_invite["id"], sign_for=other_payload), {}),
         "other origin": (
@@ -147,6 +152,7 @@ def test_join_and_log_in_with_a_passkey_and_every_wrong_login_is_a_wrong_passwor
         "other rp": ("Ann", login_body(hub_id, ann_pk, ann_invite["id"], a_rp_id="evil.example"), {}),
         "another member's name": ("Bo", login_body(hub_id, ann_pk, ann_invite["id"]), {}),
         "another member's id": ("Ann", login_body(hub_id, ann_pk, bo_invite["id"]), {}),
+        "another kid": ("Ann", {**login_body(hub_id, ann_pk, ann_invite["id"]), "kid": bo_pk.kid}, {}),
         "Bo's passkey for Ann": ("Ann", login_body(hub_id, bo_pk, ann_invite["id"]), {}),
         "another hub": ("Ann", login_body(hub_id[::-1], ann_pk, ann_invite["id"]), {}),
         "stale": ("Ann", login_body(hub_id, ann_pk, ann_invite["id"], issued_at="2020-01-01T00:00:00Z"), {}),
@@ -162,7 +168,7 @@ def test_join_and_log_in_with_a_passkey_and_every_wrong_login_is_a_wrong_passwor
     failed = [e for e in hub.audit() if e["type"] == "owner.login_failed"]
     assert failed, "failed passkey logins are audited"
     # Bo's own passkey still logs Bo in (his counter was untouched by the tries above).
-    assert passkey_login(hub.url, "bo", login_body(hub_id, bo_pk, bo_invite["id"]))[0] == 200
+    assert passkey_login(hub.url, "bo", login_body(hub_id, bo_pk, bo_invite["id"], a_bump=False))[0] == 200
 
     # A decision signed by a member's passkey finds no owner key.
     decision_payload = payload(
