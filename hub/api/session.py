@@ -428,7 +428,15 @@ async def get_session(request: web.Request) -> web.Response:
             body.update(_session_json(session))
             body["role"] = "owner" if member is None else "member"
             if member is not None:
-                body["member"] = {"id": member.id, "name": member.name, "rights": member.rights}
+                passkey = await services.store.run(members_q.member_passkey, member.id)
+                body["member"] = {
+                    "id": member.id,
+                    "name": member.name,
+                    "rights": member.rights,
+                    "passkey": None
+                    if passkey is None
+                    else {"kid": passkey.kid, "credential_id": passkey.credential_id},
+                }
     return web.json_response(body, headers={"Cache-Control": "no-store"})
 
 

@@ -103,3 +103,57 @@ def test_member_sees_only_their_camera_and_their_playback_is_in_the_view_log(
     owner.get_by_role("dialog").get_by_role("button", name="Remove Robin").click()
     owner.get_by_text("Removed Robin.").wait_for()
     assert owner.locator("#members").count() == 0
+
+
+def test_member_joins_with_a_passkey_logs_out_and_logs_back_in_with_it(
+    make_hub: Any, context: Any, browser: Any
+) -> None:
+    """Chromium's CDP virtual authenticator (as in tests/web/test_passkeys.py; the hub opened as
+    http://localhost with `passkey_rp_id = "localhost"`): Robin joins with a passkey instead of a
+    password, logs out, logs back in with it by name, and sees only the camera the owner gave."""
+    from tests.web.test_passkeys import VIRTUAL_AUTHENTICATOR
+    from tests.web.test_settings_api import Owner
+
+    hub = make_hub(hub_keys='passkey_rp_id = "localhost"')
+    url = hub.url.replace("127.0.0.1", "localhost")  # a secure context whose host is the rpId
+    owner = Owner(hub.url)
+    owner.login()
+    rights = {"front-door": {"live": True, "recordings": True}}
+    status, invite = owner.call("POST", "/api/v1/owner/members", {"name": "Robin", "rights": rights})
+    assert status == 201, invite
+
+    robin = context.new_page()
+    cdp = context.new_cdp_session(robin)
+    cdp.send("WebAuthn.enable")
+    authenticator = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": VIRTUAL_AUTHENTICATOR})
+    robin.goto(url + invite["link"])
+    wait_ready(robin, "join")
+    assert_accessible(robin, "join, with a passkey offered")
+    robin.get_by_role("button", name="Use a passkey instead").click()
+    logged_in(robin)
+    wait_ready(robin, "live")
+    creds = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator["authenticatorId"]})
+    assert len(creds["credentials"]) == 1 and creds["credentials"][0]["rpId"] == "localhost"
+    joined = [e for e in hub.audit() if e["type"] == "member.joined"]
+    assert joined[-1]["data"]["via"] == "passkey" and joined[-1]["data"]["member"] == invite["id"]
+
+    nav = robin.get_by_role("navigation", name="Main")
+    nav.get_by_role("button", name="Log out").click()
+    robin.get_by_label("Your name").fill("robin")
+    assert_accessible(robin, "login, with a passkey offered")
+    robin.get_by_role("button", name="Log in with a passkey").click()
+    logged_in(robin)
+    wait_ready(robin, "live")
+    visible = [a.inner_text().strip() for a in nav.get_by_role("link").all() if a.is_visible()]
+    assert visible == ["Live", "Timeline"], visible
+    assert robin.locator("#main").get_by_text("Front door").count() >= 1
+    assert robin.locator("#main").get_by_text("Garage").count() == 0
+    cameras = robin.request.get(url + "/api/v1/owner/cameras").json()["cameras"]
+    assert [c["id"] for c in cameras] == ["front-door"], cameras
+    logins = [e for e in hub.audit() if e["type"] == "member.login"]
+    assert (
+        logins and logins[-1]["actor"] == f"member:{invite['id']}" and logins[-1]["data"]["via"] == "passkey"
+    )
+    # The passkey made no owner key.
+    owner_keys = [e for e in hub.audit() if e["type"] == "key.enrolled"]
+    assert all(e["data"].get("credential_id") != creds["credentials"][0]["credentialId"] for e in owner_keys)

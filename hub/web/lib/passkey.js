@@ -95,3 +95,80 @@ export function rememberPasskey(kid, credentialId) {
   list.push({ kid, passkey: { credential_id: credentialId } });
   localStorage.setItem(KNOWN, JSON.stringify(list));
 }
+
+// Household members (PROTOCOL §1.2): a passkey is their login only, never an owner key. It is made
+// against the member's own challenge (its label and the member's id), so the hub never takes it for
+// an owner's enrolment nor the other way round.
+const MEMBER_LABEL = "camhub-member-passkey-v1";
+
+export async function createMemberPasskey(hubId, rpId, memberId, name) {
+  if (!passkeysAvailable()) throw new Error("This browser cannot use passkeys (no WebAuthn, or not a secure context).");
+  const challenge = await sha256(utf8(`${MEMBER_LABEL}\u0000${hubId}\u0000${memberId}`));
+  const cred = await navigator.credentials.create({
+    publicKey: {
+      rp: { id: rpId, name: "camhub" },
+      user: { id: utf8(memberId), name: `${name} (camhub household)`, displayName: name },
+      challenge,
+      pubKeyCredParams: [{ type: "public-key", alg: -7 }, { type: "public-key", alg: -8 }],
+      authenticatorSelection: { residentKey: "preferred", userVerification: "required" },
+      attestation: "none",
+      timeout: 120000,
+    },
+  });
+  if (!cred) throw new Error("No passkey was made.");
+  return {
+    credential_id: b64url(cred.rawId),
+    client_data_json: b64url(cred.response.clientDataJSON),
+    attestation_object: b64url(cred.response.attestationObject),
+  };
+}
+
+// The member passkeys this browser made ({name, id, kid, credential_id}): the login page needs the
+// member's id (the payload names it) and the kid, and the hub does not say them to a stranger.
+const KNOWN_MEMBERS = "camhub.member_passkeys";
+
+export function knownMemberPasskeys() {
+  try {
+    const list = JSON.parse(localStorage.getItem(KNOWN_MEMBERS) || "[]");
+    return Array.isArray(list) ? list.filter((m) => ["name", "id", "kid", "credential_id"].every((k) => typeof m?.[k] === "string")) : [];
+  } catch {
+    return [];
+  }
+}
+
+export function rememberMemberPasskey(member) {
+  const list = knownMemberPasskeys().filter((m) => m.id !== member.id);
+  list.push({ name: member.name, id: member.id, kid: member.passkey.kid, credential_id: member.passkey.credential_id });
+  localStorage.setItem(KNOWN_MEMBERS, JSON.stringify(list));
+}
+
+export function memberPasskeyFor(name) {
+  const wanted = name.trim().toLowerCase();
+  return knownMemberPasskeys().find((m) => m.name.toLowerCase() === wanted) || null;
+}
+
+// The §3.1 body of a member-login assertion for `known` (from memberPasskeyFor).
+export async function signMemberLogin(hubId, rpId, known) {
+  const payload = {
+    v: 1, hub: hubId, decision: "member-login", member: known.id,
+    issued_at: new Date().toISOString().replace(/\.\d{3}Z$/, "Z"),
+    jti: b64url(crypto.getRandomValues(new Uint8Array(16))),
+  };
+  const bytes = utf8(canonicalJson(payload));
+  const cred = await navigator.credentials.get({
+    publicKey: {
+      challenge: await sha256(bytes),
+      rpId,
+      allowCredentials: [{ type: "public-key", id: unb64url(known.credential_id) }],
+      userVerification: "required",
+      timeout: 120000,
+    },
+  });
+  if (!cred) throw new Error("The passkey did not sign.");
+  return {
+    v: 1, format: "webauthn", kid: known.kid, payload: b64url(bytes),
+    authenticator_data: b64url(cred.response.authenticatorData),
+    client_data_json: b64url(cred.response.clientDataJSON),
+    signature: b64url(cred.response.signature),
+  };
+}

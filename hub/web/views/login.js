@@ -1,10 +1,11 @@
-// Password login (hub/api/session.py): rate limited on the hub; the cookie is HttpOnly.
+// Password login (hub/api/session.py): rate limited on the hub; the cookie is HttpOnly. A household
+// member who joined with a passkey in this browser logs in with it instead (PROTOCOL §1.2).
 
 import * as api from "../lib/api.js";
 import { h, notice, replace } from "../lib/dom.js";
 import { sentence } from "../lib/words.js";
 import { ownerKey } from "../lib/keys.js";
-import { knownPasskeys, passkeysAvailable } from "../lib/passkey.js";
+import { knownPasskeys, memberPasskeyFor, passkeysAvailable, signMemberLogin } from "../lib/passkey.js";
 
 export async function render(root, ctx) {
   const status = h("div", { "aria-live": "polite" });
@@ -29,6 +30,27 @@ export async function render(root, ctx) {
       form.elements.password.select();
     }
   });
+  // "Log in with a passkey" appears once a member name is typed (the owner's login is the password).
+  const passkeyButton = h("button", { type: "button", id: "login-passkey", hidden: true, onclick: async () => {
+    const member = form.elements.member.value.trim();
+    const known = memberPasskeyFor(member);
+    if (!known) {
+      replace(status, notice(`This browser has no passkey for “${member}”. Log in with your password, or from the device you joined with.`, "error"));
+      return;
+    }
+    try {
+      const passkey = await signMemberLogin(ctx.session.hub_id, ctx.session.passkey_rp_id, known);
+      await api.post("/api/v1/session/login", { member, passkey });
+      await ctx.onAuthenticated();
+    } catch (err) {
+      const text = err.code === "rate_limited" ? `Too many tries. ${err.detail}`
+        : err.code === "bad_password" ? "The hub did not accept this passkey for that name." : sentence(err);
+      replace(status, notice(text, "error"));
+    }
+  } }, "Log in with a passkey");
+  const showPasskey = () => { passkeyButton.hidden = !passkeysAvailable() || !form.elements.member.value.trim(); };
+  form.elements.member.addEventListener("input", showPasskey);
+  form.insertBefore(passkeyButton, status);
   const key = await ownerKey();
   const withPasskey = !key?.enrolled && knownPasskeys().length > 0 && passkeysAvailable();
   const reset = key?.enrolled || withPasskey
