@@ -30,7 +30,8 @@ export async function render(root, ctx) {
       form.elements.password.select();
     }
   });
-  // "Log in with a passkey" appears once a member name is typed (the owner's login is the password).
+  // "Log in with a passkey" appears once a member name is typed that joined with a passkey in this
+  // browser (it remembers the member's id and kid; the hub does not tell them to a stranger).
   const passkeyButton = h("button", { type: "button", id: "login-passkey", hidden: true, onclick: async () => {
     const member = form.elements.member.value.trim();
     const known = memberPasskeyFor(member);
@@ -48,7 +49,7 @@ export async function render(root, ctx) {
       replace(status, notice(text, "error"));
     }
   } }, "Log in with a passkey");
-  const showPasskey = () => { passkeyButton.hidden = !passkeysAvailable() || !form.elements.member.value.trim(); };
+  const showPasskey = () => { passkeyButton.hidden = !passkeysAvailable() || !memberPasskeyFor(form.elements.member.value); };
   form.elements.member.addEventListener("input", showPasskey);
   form.insertBefore(passkeyButton, status);
   const key = await ownerKey();
