@@ -9,6 +9,7 @@ import base64
 import contextlib
 import json
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -35,6 +36,18 @@ class Mosquitto:
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
+    password_file: Path
+
+    def add_user(self, name: str, password: str) -> None:
+        """Let one more user in: mosquitto re-reads its password file on SIGHUP."""
+        subprocess.run(["mosquitto_passwd", "-b", str(self.password_file), name, password], check=True)
+        reloads = self.log.read_text(errors="replace").count("Reloading config")
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while self.log.read_text(errors="replace").count("Reloading config") <= reloads:
+            if time.monotonic() > deadline:
+                raise AssertionError("mosquitto did not reload its password file within 10 s")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -46,15 +59,19 @@ class Mosquitto:
                 self.proc.wait(5)
 
 
-def start_mosquitto(directory: Path, port: int | None = None, tls_port: int | None = None) -> Mosquitto:
+def start_mosquitto(
+    directory: Path, port: int | None = None, tls_port: int | None = None, user: tuple[str, str] | None = None
+) -> Mosquitto:
     """mosquitto on 127.0.0.1 requiring MQTT_USER/MQTT_PASSWORD (shared/SERVER_NOTES.md: `user root`,
     or it drops privileges and cannot read the password file in a 0700 temp dir). With `tls_port`, a
     second listener speaks TLS with a certificate for 127.0.0.1 from a CA made in `directory`
-    (`directory/tls/web-ca.crt`)."""
+    (`directory/tls/web-ca.crt`). `user`: the one user let in at start instead of MQTT_USER (add
+    more with `Mosquitto.add_user`)."""
     assert shutil.which("mosquitto"), "Debian package mosquitto is missing (make sysdeps)"
     directory.mkdir(parents=True, exist_ok=True)
     pwfile = directory / "passwd"
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), MQTT_USER, MQTT_PASSWORD], check=True)
+    name, password = user or (MQTT_USER, MQTT_PASSWORD)
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), name, password], check=True)
     port = port or free_port()
     conf = directory / "mosquitto.conf"
     conf.write_text(
@@ -69,7 +86,7 @@ def start_mosquitto(directory: Path, port: int | None = None, tls_port: int | No
     log = directory / "mosquitto.log"
     with log.open("ab") as f:
         proc = subprocess.Popen(["mosquitto", "-c", str(conf), "-v"], stdout=f, stderr=subprocess.STDOUT)
-    broker = Mosquitto(port, proc, log)
+    broker = Mosquitto(port, proc, log, pwfile)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -85,8 +102,10 @@ def start_mosquitto(directory: Path, port: int | None = None, tls_port: int | No
 
 
 @contextlib.contextmanager
-def mosquitto(directory: Path, port: int | None = None, tls_port: int | None = None) -> Iterator[Mosquitto]:
-    broker = start_mosquitto(directory, port, tls_port)
+def mosquitto(
+    directory: Path, port: int | None = None, tls_port: int | None = None, user: tuple[str, str] | None = None
+) -> Iterator[Mosquitto]:
+    broker = start_mosquitto(directory, port, tls_port, user)
     try:
         yield broker
     finally:

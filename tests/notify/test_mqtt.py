@@ -21,15 +21,16 @@ from tests.notify.servers import MQTT_PASSWORD, MQTT_USER, mosquitto
 class Listener:
     """An independent MQTT client (Home Assistant's side) collecting every message in a thread."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, user: tuple[str, str] = (MQTT_USER, MQTT_PASSWORD)) -> None:
         self.port = port
+        self.user = user
         self.messages: list[tuple[str, bytes, bool]] = []
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     async def _run(self) -> None:
-        async with aiomqtt.Client("127.0.0.1", self.port, username=MQTT_USER, password=MQTT_PASSWORD) as c:
+        async with aiomqtt.Client("127.0.0.1", self.port, username=self.user[0], password=self.user[1]) as c:
             await c.subscribe("homeassistant/#")
             await c.subscribe("camhub/#")
             self._ready.set()
@@ -142,7 +143,12 @@ def test_a_broker_that_is_down_costs_only_counted_drops(tmp_path: Path) -> None:
         st: dict[str, Any] = status(owner)
         assert st["status"]["mqtt"]["connected"] is False
         wait_for("drops counted", lambda: status(owner)["status"]["mqtt"]["dropped"] >= 3)
-        with mosquitto(tmp_path / "mqtt", port) as broker, Listener(broker.port) as ha:
+        # Home Assistant must be subscribed before the hub gets in, or the queue the hub sends on
+        # reconnect (not retained) can pass before anyone listens: the broker comes back letting
+        # only Home Assistant's user in, and the hub's once it is subscribed.
+        ha_user = ("homeassistant", "ha-secret-1")
+        with mosquitto(tmp_path / "mqtt", port, user=ha_user) as broker, Listener(broker.port, ha_user) as ha:
+            broker.add_user(MQTT_USER, MQTT_PASSWORD)
             base = f"camhub/{env.hub_id}"
             wait_for("reconnected", lambda: status(owner)["status"]["mqtt"]["connected"], timeout=30)
             # What waited in the queue goes out on reconnect; the retained state is current.
