@@ -28,14 +28,26 @@ async function sha256(bytes) {
 
 // navigator.credentials.create() for the hub's relying party; returns the §3.1 "passkey" object.
 export async function createPasskey(hubId, rpId, name) {
-  if (!passkeysAvailable()) throw new Error("This browser cannot use passkeys (no WebAuthn, or not a secure context).");
+  needPasskeys();
   const challenge = await sha256(utf8(`${ENROLL_LABEL}\u0000${hubId}`));
+  // A fresh user handle per passkey: with one fixed handle a second passkey on the same
+  // authenticator would silently replace the first.
+  const user = { id: crypto.getRandomValues(new Uint8Array(16)), name: `camhub owner (${name})`, displayName: name };
+  return registration(rpId, challenge, user);
+}
+
+// Before any hashing: outside a secure context there is no crypto.subtle either, and this says why.
+function needPasskeys() {
+  if (!passkeysAvailable()) throw new Error("This browser cannot use passkeys (no WebAuthn, or not a secure context).");
+}
+
+// navigator.credentials.create() as §3.1 "Enrolment" asks (UV required, ES256 or EdDSA, no
+// attestation), answered in the registration format the hub takes.
+async function registration(rpId, challenge, user) {
   const cred = await navigator.credentials.create({
     publicKey: {
       rp: { id: rpId, name: "camhub" },
-      // A fresh user handle per passkey: with one fixed handle a second passkey on the same
-      // authenticator would silently replace the first.
-      user: { id: crypto.getRandomValues(new Uint8Array(16)), name: `camhub owner (${name})`, displayName: name },
+      user,
       challenge,
       pubKeyCredParams: [{ type: "public-key", alg: -7 }, { type: "public-key", alg: -8 }],
       authenticatorSelection: { residentKey: "preferred", userVerification: "required" },
@@ -102,25 +114,9 @@ export function rememberPasskey(kid, credentialId) {
 const MEMBER_LABEL = "camhub-member-passkey-v1";
 
 export async function createMemberPasskey(hubId, rpId, memberId, name) {
-  if (!passkeysAvailable()) throw new Error("This browser cannot use passkeys (no WebAuthn, or not a secure context).");
+  needPasskeys();
   const challenge = await sha256(utf8(`${MEMBER_LABEL}\u0000${hubId}\u0000${memberId}`));
-  const cred = await navigator.credentials.create({
-    publicKey: {
-      rp: { id: rpId, name: "camhub" },
-      user: { id: utf8(memberId), name: `${name} (camhub household)`, displayName: name },
-      challenge,
-      pubKeyCredParams: [{ type: "public-key", alg: -7 }, { type: "public-key", alg: -8 }],
-      authenticatorSelection: { residentKey: "preferred", userVerification: "required" },
-      attestation: "none",
-      timeout: 120000,
-    },
-  });
-  if (!cred) throw new Error("No passkey was made.");
-  return {
-    credential_id: b64url(cred.rawId),
-    client_data_json: b64url(cred.response.clientDataJSON),
-    attestation_object: b64url(cred.response.attestationObject),
-  };
+  return registration(rpId, challenge, { id: utf8(memberId), name: `${name} (camhub household)`, displayName: name });
 }
 
 // The member passkeys this browser made ({name, id, kid, credential_id}): the login page needs the
