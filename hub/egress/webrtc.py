@@ -158,16 +158,7 @@ class RelayTrack(MediaStreamTrack):
         self._decoder.thread_count = 1
 
     async def _next_packet(self) -> av.Packet:
-        if self.readyState != "live":
-            raise MediaStreamError
-        try:
-            pkt = await self._sub.get()
-        except RelayClosed:
-            self.stop()
-            raise MediaStreamError from None
-        if self.readyState != "live" or (self._may_send is not None and not self._may_send()):
-            self.stop()
-            raise MediaStreamError
+        pkt = await _next_allowed(self, self._sub, self._may_send)
         data = pkt.data
         params = pkt.params
         if params is not None and params.codec == "hevc" and self._decoder is None:
@@ -209,6 +200,24 @@ class RelayTrack(MediaStreamTrack):
         super().stop()
 
 
+async def _next_allowed(
+    track: MediaStreamTrack, sub: RelaySubscription, may_send: Callable[[], bool] | None
+) -> MediaPacket:
+    """The next camera packet for `track`; MediaStreamError (and the track stopped) once the track,
+    the relay or the gate (`may_send`, asked before every packet of picture and sound alike) ends it."""
+    if track.readyState != "live":
+        raise MediaStreamError
+    try:
+        pkt = await sub.get()
+    except RelayClosed:
+        track.stop()
+        raise MediaStreamError from None
+    if track.readyState != "live" or (may_send is not None and not may_send()):
+        track.stop()
+        raise MediaStreamError
+    return pkt
+
+
 class RelayAudioTrack(MediaStreamTrack):
     """The camera's sound for one session: the relay's audio packets (AAC or Opus, as recorded;
     G.711 arrives as AAC, hub/ingest/audio.py) decoded here into `av.AudioFrame`s (s16, mono, the
@@ -232,16 +241,7 @@ class RelayAudioTrack(MediaStreamTrack):
 
     async def recv(self) -> av.AudioFrame:  # type: ignore[override]
         while True:
-            if self.readyState != "live":
-                raise MediaStreamError
-            try:
-                pkt = await self._sub.get()
-            except RelayClosed:
-                self.stop()
-                raise MediaStreamError from None
-            if self.readyState != "live" or not self._may_send():
-                self.stop()
-                raise MediaStreamError
+            pkt = await _next_allowed(self, self._sub, self._may_send)
             audio = pkt.params.audio if pkt.params is not None else None
             if audio is None:
                 continue
