@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -42,7 +43,7 @@ class ChannelStats:
         return {"queued": self.queued, "sent": self.sent, "failed": self.failed, "dropped": self.dropped}
 
 
-class Channel(Generic[T]):
+class Channel(ABC, Generic[T]):
     """Subclasses implement `send(item)`; the Notifier runs `run()` as a supervised task."""
 
     name = "channel"
@@ -72,8 +73,9 @@ class Channel(Generic[T]):
         self.stats.queued = self._queue.qsize()
         return True
 
+    @abstractmethod
     async def send(self, item: T) -> None:
-        raise NotImplementedError
+        """Deliver one item: `RetryLater` retries it with backoff, `GiveUp` drops it, `Superseded` skips it."""
 
     async def run(self) -> None:
         while True:
