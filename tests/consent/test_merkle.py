@@ -284,3 +284,25 @@ def test_stand_alone_tree_roots_match_the_reference() -> None:
         assert tree.root(size) == ref_mth(SMALL[:size]) == merkle.MerkleTree(leaves).root(size)
     assert audit_verify.leaf_hash(b"x") == merkle.leaf_hash(b"x")
     assert audit_verify.node_hash(b"a", b"b") == merkle.node_hash(b"a", b"b")
+
+
+def test_the_frontier_is_the_perfect_nodes_the_size_decomposes_into() -> None:
+    """RFC 9162 §2.1.1: D[0:n] splits into perfect subtrees, one per set bit of n, largest first.
+    The audit log keeps only these in memory (`Frontier`); each must be the right subtree's hash at
+    the right (level, index), and the nodes `extend` completes are the perfect nodes of the tree."""
+    for size in range(len(SMALL) + 1):
+        frontier = merkle.Frontier()
+        completed = frontier.extend(merkle.leaf_hash(e) for e in SMALL[:size])
+        expected, start = [], 0
+        for level in reversed(range(size.bit_length())):
+            if size >> level & 1:
+                expected.append((level, start >> level, ref_mth(SMALL[start : start + (1 << level)])))
+                start += 1 << level
+        assert frontier.nodes() == expected, size
+        assert frontier.size == size and frontier.root() == ref_mth(SMALL[:size]), size
+        perfect = {
+            (level, index, ref_mth(SMALL[index << level : (index + 1) << level]))
+            for level in range(1, size.bit_length())
+            for index in range(size >> level)
+        }
+        assert sorted(completed) == sorted(perfect), size

@@ -376,3 +376,72 @@ def test_a_passkey_proof_sets_the_password_once(hub: HubEnv) -> None:
     refused(set_password(good), 403, "bad_proof")  # the jti is spent
     other_hub = payload("another-hub", {"purpose": "set-password"})
     refused(set_password(decision(pk, other_hub)), 403, "bad_proof")
+
+
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA"])
+def test_audit_verify_rechecks_each_passkey_decision_rule_offline(alg: str) -> None:
+    """§3.1: `camhub audit verify` re-verifies a passkey decision from the log alone: the passkey's
+    earlier `key.enrolled` entry, its thumbprint as the kid, the hub, challenge, type, rpIdHash, UP,
+    UV and the signature. Each rule broken alone is refused, and the reason names the rule (and the
+    kid that has no key), since that reason is all the person running the verifier gets."""
+    import hashlib
+
+    from tests.consent.softauthn import b64url
+
+    pk = SoftPasskey("camhub.local", "https://camhub.local", alg=alg)
+    other = SoftPasskey("camhub.local", "https://camhub.local", alg=alg)
+    hub_id = "hub-test"
+    signed = payload(
+        hub_id, {"decision": "decline", "request_id": "r1", "request_sha256": "00", "recipient": "a"}
+    )
+
+    def jwk(key: SoftPasskey) -> dict[str, str]:
+        if key.alg == "ES256":
+            return _jwk(key)
+        raw = key.key.public_key().public_bytes_raw()
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
+
+    enrolled = {pk.kid: {"kid": pk.kid, "rp_id": "camhub.local", "public_jwk": jwk(pk)}}
+
+    def body(
+        data: bytes = signed, assertion: tuple[bytes, bytes, bytes] | None = None, **kw: str
+    ) -> dict[str, str]:
+        return dict(json.loads(decision(pk, data, assertion, **kw)))
+
+    def flags(value: int) -> tuple[bytes, bytes, bytes]:
+        auth, client, _ = pk.assert_(challenge_of(signed))
+        auth = auth[:32] + bytes([value]) + auth[33:]
+        return auth, client, pk._sign(auth + hashlib.sha256(client).digest())
+
+    def why(decision_body: object, keys: dict[str, object] = enrolled, hub: str = hub_id) -> str:
+        with pytest.raises(ValueError) as caught:
+            audit_verify.check_passkey_decision(decision_body, keys, hub)
+        return str(caught.value)
+
+    audit_verify.check_passkey_decision(body(), enrolled, hub_id)  # the honest one verifies
+    audit_verify.check_passkey_decision(body(assertion=flags(0x05)), enrolled, hub_id)  # UP|UV only
+
+    assert "not a passkey decision" in why([body()])
+    assert "not a passkey decision" in why(body() | {"format": "jws"})
+    unknown = why(body(), {})
+    assert f"kid {pk.kid!r} has no earlier key.enrolled entry" in unknown, unknown
+    stranger = why(body(), {pk.kid: enrolled[pk.kid] | {"public_jwk": jwk(other)}})
+    assert "not the key the kid names" in stranger
+    assert "not for this hub" in why(body(), hub="another-hub")
+    assert "not for this hub" in why(body(payload("another-hub", {"decision": "decline"})))
+    assert "webauthn.get" in why(body(type_="webauthn.create"))
+    elsewhere = payload(hub_id, {"decision": "decline", "request_id": "r2"})
+    assert "another payload" in why(body(elsewhere, pk.assert_(challenge_of(signed))))
+    assert "relying party" in why(body(rp_id="evil.example"))
+    assert "relying party" in why(body(), {pk.kid: enrolled[pk.kid] | {"rp_id": "evil.example"}})
+    assert "relying party" in why(
+        body(), {pk.kid: {k: v for k, v in enrolled[pk.kid].items() if k != "rp_id"}}
+    )
+    auth, client, sig = pk.assert_(challenge_of(signed))
+    assert "relying party" in why(body(assertion=(auth[:36], client, sig)))  # no flags byte, no counter
+    assert "(UP and UV flags)" in why(body(uv=False))  # present, not verified
+    assert "(UP and UV flags)" in why(body(assertion=flags(0x04)))  # verified, not present
+    assert "(UP and UV flags)" in why(body(assertion=flags(0x00)))
+    forged = bytes(len(sig)) if alg == "EdDSA" else sig[:-2] + bytes([sig[-2] ^ 1, sig[-1]])
+    assert "signature does not verify" in why(body(assertion=(auth, client, forged)))
+    assert "signature does not verify" in why(body(assertion=other.assert_(challenge_of(signed))))
