@@ -577,6 +577,28 @@ def test_a_request_past_respond_by_or_of_a_removed_agency_is_closed(hub: HubEnv,
     _rejected(hub, hub.sign(fields), 403, "request_closed")
 
 
+def test_a_request_is_closed_for_decisions_from_the_instant_of_its_respond_by(hub: HubEnv) -> None:
+    """§2.2: `pending` until `respond_by`, then `closed`; the hub decides with the same boundary, so
+    at respond_by itself (to the microsecond of the stored value) the owner's decision is refused,
+    and a moment before it is accepted."""
+    from hub.store import consent as q
+
+    rid, sha = _request(hub)
+    consent = hub.hub.services.consent if hub.hub.services else None
+    assert consent is not None
+    record = hub.hub.call(lambda services: services.consent.store.run(q.request, rid))
+    assert record is not None
+    respond_by = record.respond_by
+    try:
+        consent.now = lambda: respond_by
+        _rejected(hub, hub.sign(_decline(hub, rid, sha)), 403, "request_closed")
+        consent.now = lambda: respond_by - 0.001
+        r = hub.post_decision(hub.sign(_decline(hub, rid, sha)))
+        assert r.status == 201, r.body
+    finally:
+        consent.now = time.time
+
+
 @pytest.mark.parametrize(
     ("case", "changes", "status", "code"),
     [
