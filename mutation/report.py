@@ -21,7 +21,9 @@ the markers below, the score of every mutated module and every mutant that was n
   killed.
 - **unexplained**: neither — a test is missing, or an entry must be written. The report says so.
 
-Timeouts count as killed (the mutant made a test hang or run out its time: it was noticed). The score
+Timeouts count as killed (the mutant made a test hang or run out its time: it was noticed), except
+a timeout whose change is free text: on the shared machine such a mutant can run every test past the
+limit without hanging, so it counts as free text, never as killed. The score
 is killed / (mutants − free text − equivalent) — accepted survivors count against it; the raw
 killed / mutants is shown beside it.
 """
@@ -194,13 +196,15 @@ def collect() -> list[Mutant]:
             function, cls = orig_function_and_class_names_from_key(name)
             qual = f"{cls}.{function}" if cls else function
             m = Mutant(name, path, qual, status, "", "", "")
-            if status not in ("killed", "timeout", "not checked"):
+            if status not in ("killed", "not checked"):
                 m.diff = get_diff_for_mutant(name, path=path)
                 m.before, m.after = _changed_lines(m.diff)
                 functions = read_functions_from_index(name, path)
                 if functions is not None:
                     orig, mut = (cst.Module([f]).code for f in functions)
-                    if status == "survived" and (_free_text(orig, mut) or _log_only(orig, mut)):
+                    # A timeout that only changed words ran every test slowly on a loaded machine:
+                    # it hung nothing, so it is not counted as killed (docs/MUTATION.md, Timeouts).
+                    if status in ("survived", "timeout") and (_free_text(orig, mut) or _log_only(orig, mut)):
                         m.verdict = "free text"
                 why = _default_status(m.before, m.after)
                 if status == "survived" and not m.verdict and why:
@@ -247,7 +251,8 @@ def render(mutants: list[Mutant], stale: list[dict[str, str]]) -> str:
         f"Results of `make mutate` as of {dt.datetime.fromtimestamp(newest, dt.UTC):%Y-%m-%d %H:%M} UTC "
         f"(mutmut {metadata.version('mutmut')}"
         + (f"; the last `mutmut run` took {int(seconds) // 60} min {int(seconds) % 60} s" if seconds else "")
-        + "). Score = killed / (mutants checked − free text − equivalent); timeouts count as killed."
+        + "). Score = killed / (mutants checked − free text − equivalent); timeouts count as killed"
+        + " (a timed-out free-text mutant counts as free text)."
         + " A mutant not checked (the run was stopped or covered a sample) counts nowhere but its column.",
         "",
         "| module | mutants | not checked | killed | timeout | free text | equivalent | accepted | unexplained "
