@@ -396,12 +396,55 @@ def test_the_signature_and_its_key(hub: HubEnv) -> None:
 def test_jti_is_spent_even_by_a_refused_decision(hub: HubEnv) -> None:
     rid, sha = _request(hub)
     refused = _payload(hub, {**_decline(hub, rid, sha), "request_sha256": "0" * 64})
-    _rejected(hub, _raw_jws(refused, hub.owner), 403, "request_digest_mismatch")
+    entry = _rejected(hub, _raw_jws(refused, hub.owner), 403, "request_digest_mismatch")
+    # §5: verified with an active owner key and a new jti, the refusal is the owner's own act, so it
+    # is logged on its own under the owner, not counted like a call that proves nothing.
+    assert entry["actor"] == f"owner:{hub.owner_kid}", entry
+    assert "route" not in entry["data"] and "count" not in entry["data"], entry
     again = _payload(hub, _decline(hub, rid, sha), jti=refused["jti"])
     _rejected(hub, _raw_jws(again, hub.owner), 403, "jti_replayed")
     # A jti of exactly 256 characters is fine.
     ok = _payload(hub, _decline(hub, rid, sha), jti="j" * 255 + str(time.time_ns() % 10))
     assert hub.post_decision(_raw_jws(ok, hub.owner)).status == 201
+
+
+def test_a_key_revoked_after_its_decision_verified_is_refused_by_the_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§3 (issue 12): the signing key's state is read again inside the transaction that applies the
+    decision. Another process (`camhub owner reset`) revoking the key after the signature verified,
+    here right after the jti is spent, makes it 403 `owner_key_revoked`: the decision decides
+    nothing, and the refusal is the owner's own (its jti was new)."""
+    import sqlite3
+
+    from hub.store import consent as q
+
+    (tmp_path / "hub").mkdir()
+    env = start_hub_env(tmp_path / "hub", footage=False, in_process=True)
+    try:
+        b = Ed25519PrivateKey.generate()
+        b_kid = jwk_thumbprint(okp_public_jwk(b.public_key()))
+        subject = {"public_jwk": okp_public_jwk(b.public_key()), "name": "racer"}
+        assert env.decide({"decision": "enroll-key", "subject": subject}).status == 201
+        rid, sha = _request(env)
+        spend = q.use_jti
+
+        def spend_then_revoke(conn: sqlite3.Connection, jti: str, now: float) -> bool:
+            spent = spend(conn, jti, now)
+            other = sqlite3.connect(env.data_dir / "camhub.sqlite", timeout=10)
+            with other:
+                other.execute("UPDATE owner_keys SET revoked_at = ? WHERE kid = ?", (now, b_kid))
+            other.close()
+            return spent
+
+        monkeypatch.setattr(q, "use_jti", spend_then_revoke)
+        entry = _rejected(env, env.sign(_decline(env, rid, sha), key=b), 403, "owner_key_revoked")
+        monkeypatch.undo()
+        assert entry["actor"] == f"owner:{b_kid}", entry
+        assert env.poll(rid).json()["status"] == "pending"
+        assert env.decide(_decline(env, rid, sha)).status == 201  # still open: nothing was decided
+    finally:
+        env.stop()
 
 
 def test_issued_at_windows(hub: HubEnv) -> None:
