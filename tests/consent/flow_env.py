@@ -356,6 +356,16 @@ class HubEnv:
             conn.close()
         return [json.loads(r[0]) for r in rows]
 
+    def decision_row(self, decision_id: str) -> dict[str, Any] | None:
+        """The stored row of an accepted decision (the signed text verbatim, THREAT_MODEL's assets)."""
+        conn = sqlite3.connect(f"file:{self.data_dir / 'camhub.sqlite'}?mode=ro", uri=True, timeout=10)
+        conn.row_factory = sqlite3.Row
+        try:
+            row = conn.execute("SELECT * FROM decisions WHERE id = ?", (decision_id,)).fetchone()
+        finally:
+            conn.close()
+        return None if row is None else dict(row)
+
     def last_seq(self) -> int:
         entries = self.audit_entries()
         return entries[-1]["seq"] if entries else -1

@@ -90,6 +90,10 @@ def test_enrol_then_approve_with_a_passkey_and_every_forgery_is_refused(hub: Hub
     assert accepted["actor"] == f"owner:{pk.kid}"
     assert accepted["data"]["webauthn"] == json.loads(body)
     assert "jws" not in accepted["data"]
+    # And in the decisions table: the passkey decision's JSON, marked as such (not a JWS).
+    row = hub.decision_row(r.json()["decision_id"])
+    assert row is not None and row["format"] == "webauthn" and row["kid"] == pk.kid, row
+    assert json.loads(row["jws"]) == json.loads(body) and row["request_id"] == rid, row
     # Replayed as is: refused by its jti.
     refused(post(hub, body), 403, "jti_replayed")
 

@@ -581,6 +581,17 @@ def test_decision_answer_and_audit_entry(hub: HubEnv) -> None:
         "request_id": rid,
         "jws": compact,
     }
+    # Stored as evidence (THREAT_MODEL, consent state): the JWS verbatim, its kind, key, request and
+    # issued_at as signed, and when the hub accepted it (what the owner's Revoke list shows).
+    signed = json.loads(jws.parse(compact, typ=DECISION_TYP).payload)
+    row = hub.decision_row(expected_id)
+    assert row is not None
+    accepted_at = row.pop("accepted_at")
+    assert row == {
+        "id": expected_id, "kind": "decline", "kid": hub.owner_kid, "request_id": rid, "jws": compact,
+        "issued_at": rfc3339.parse(signed["issued_at"]), "format": "jws",
+    }  # fmt: skip
+    assert isinstance(accepted_at, float) and abs(accepted_at - rfc3339.parse(entry["time"])) < 2.0
     # A JWS with surrounding whitespace is the same JWS.
     rid, sha = _request(hub)
     r = http("POST", hub.url + "/api/v1/decisions", b"\n" + hub.sign(_decline(hub, rid, sha)).encode() + b"\n ",
