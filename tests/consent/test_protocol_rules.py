@@ -390,6 +390,11 @@ def test_the_signature_and_its_key(hub: HubEnv) -> None:
     assert (entry["data"]["decision"], entry["data"]["request_id"], entry["data"]["jti"]) == (
         "decline", rid, payload["jti"],
     )  # fmt: skip
+    # What a refused decision claims is cut to 256 characters each: anyone may send it (§5), and
+    # the log is not theirs to fill.
+    long = _payload(hub, {**_decline(hub, "r" * 300, sha)}, v=3, jti="j" * 300)
+    entry = _rejected(hub, _raw_jws(long, hub.owner), 400, "invalid_decision")
+    assert (entry["data"]["request_id"], entry["data"]["jti"]) == ("r" * 256, "j" * 256), entry
     assert hub.post_decision(_raw_jws(payload, hub.owner)).status == 201
 
 
