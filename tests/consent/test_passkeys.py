@@ -6,6 +6,7 @@ The browser half (Chromium's virtual authenticator) is tests/web/test_passkeys.p
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -148,6 +149,9 @@ def test_a_cloned_authenticator_is_flagged_by_its_counter(hub: HubEnv) -> None:
     assert [(e["data"]["kid"], e["data"]["stored"], e["data"]["seen"]) for e in flagged] == [
         (pk.kid, pk.counter, pk.counter)
     ]
+    # §3.1: the entry is {"kid", "stored", "seen", "decision_id"}, the last naming the refused decision.
+    assert set(flagged[0]["data"]) == {"kid", "stored", "seen", "decision_id"}, flagged
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", flagged[0]["data"]["decision_id"]), flagged
     # The genuine authenticator carries on.
     r = post(hub, decision(pk, payload(hub.hub_id, hub.approval(rid2, sha2, hub.t0 + 10, hub.t0 + 40))))
     assert r.status == 201, r.body
