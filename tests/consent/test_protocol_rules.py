@@ -452,6 +452,32 @@ def test_a_key_revoked_after_its_decision_verified_is_refused_by_the_transaction
         env.stop()
 
 
+def test_a_trusted_agency_past_its_rate_limit_is_counted_not_logged_one_by_one(tmp_path: Path) -> None:
+    """§5: a trusted agency's refused call is an audit entry of its own (actor `agency:<keyid>`),
+    except a 429: rate-limited calls are counted like a flood, per route and code (`"route"`,
+    `"count"`), under the agency's actor."""
+    (tmp_path / "hub").mkdir()
+    env = start_hub_env(
+        tmp_path / "hub", footage=False, in_process=True, consent="agency_requests_per_hour = 1\n"
+    )
+    try:
+        actor = f"agency:{env.agency.keyid}"
+        since = env.last_seq()
+        bad = env.signed("POST", PATH, json.dumps(_doc(env, kind="film")).encode())
+        entry = assert_refused(env, bad, 400, "invalid_field", since)
+        assert entry["actor"] == actor and "route" not in entry["data"] and "count" not in entry["data"], (
+            entry
+        )
+        env.submit(env.t0 + 10, env.t0 + 20)  # the hour's one request (a refused body took none)
+        since = env.last_seq()
+        r = env.signed("POST", PATH, env.request_body(env.t0 + 10, env.t0 + 20))
+        entry = assert_refused(env, r, 429, "rate_limited", since)
+        assert entry["actor"] == actor, entry
+        assert (entry["data"]["route"], entry["data"]["count"]) == ("POST /api/agency/v1/requests", 1), entry
+    finally:
+        env.stop()
+
+
 def test_issued_at_windows(hub: HubEnv) -> None:
     now = int(time.time())
     rid, sha = _request(hub)
