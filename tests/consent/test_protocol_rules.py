@@ -283,6 +283,11 @@ def test_rejections_are_audited_with_what_was_claimed(hub: HubEnv, tmp_path: Pat
     r = _post(hub, _doc(hub), mutate=long_keyid)
     entry = assert_refused(hub, r, 401, "unknown_key", since)
     assert entry["data"]["claimed_keyid"] == "k" * 128
+    # The route is the router's pattern, never the raw path (which a flood could vary without end).
+    since = hub.last_seq()
+    r = hub.signed("GET", f"{PATH}/{'Q' * 22}", agency=stranger)
+    entry = assert_refused(hub, r, 401, "unknown_key", since)
+    assert entry["data"]["route"] == "GET /api/agency/v1/requests/{id}", entry
     # A long path is cut in the entry (the log is not a place to store what an attacker sends).
     since = hub.last_seq()
     r = hub.signed("GET", PATH + "/" + "x" * 1000)
@@ -476,6 +481,29 @@ def test_a_trusted_agency_past_its_rate_limit_is_counted_not_logged_one_by_one(t
         assert (entry["data"]["route"], entry["data"]["count"]) == ("POST /api/agency/v1/requests", 1), entry
     finally:
         env.stop()
+
+
+def test_a_queued_request_the_hub_refused_answers_polls_as_refused(hub: HubEnv, tmp_path: Path) -> None:
+    """§7.2: a queued request the hub refused after the agency's signature verified is answered to
+    that agency's polls as `200 {"id", "status": "refused", "respond_by", "error", "detail"}`, and to
+    anyone else's as the §2.2 404. (The refusal is stored as the uplink stores it; the relay path
+    itself is tests/relay/test_relay_e2e.py's, a subprocess mutmut cannot see.)"""
+    from hub.store import consent as q
+
+    rid = "r" * 32  # relay_wire.request_id: 32 hex-like characters
+    respond_by = time.time() + DAY
+    refusal = q.RelayRefusal(rid, hub.agency.keyid, "wrong_hub", "hub is not this hub's hub_id", respond_by)
+    hub.hub.call(lambda s: s.consent.store.run(q.insert_relay_refusal, refusal, time.time()))
+    r = hub.poll(rid)
+    assert r.status == 200, r.body
+    assert r.json() == {
+        "id": rid, "status": "refused", "respond_by": rfc3339.format(respond_by),
+        "error": "wrong_hub", "detail": "hub is not this hub's hub_id",
+    }  # fmt: skip
+    other = new_agency(tmp_path / "other")
+    hub.add_agency(other, "Other PD")
+    since = hub.last_seq()
+    assert_refused(hub, hub.signed("GET", f"{PATH}/{rid}", agency=other), 404, "not_found", since)
 
 
 def test_issued_at_windows(hub: HubEnv) -> None:
