@@ -245,6 +245,18 @@ def test_an_accepted_request_answer_and_audit_entry(hub: HubEnv) -> None:
     assert entry["data"]["live_max_seconds"] == 90 and entry["data"]["request_id"] == live["id"]
 
 
+def test_a_request_id_is_22_base64url_characters_starting_with_a_letter_or_digit() -> None:
+    """§2.1: 128 random bits, base64url, never a leading `-` or `_`. One id in 32 would start with
+    one of those by chance, so thousands are drawn (a miss by chance: (62/64)**4000, about 1e-55)."""
+    import re
+
+    from hub.consent import requests
+
+    ids = [requests.new_id() for _ in range(4000)]
+    assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{21}", i) for i in ids), ids
+    assert len(set(ids)) == len(ids)
+
+
 def test_rejections_are_audited_with_what_was_claimed(hub: HubEnv, tmp_path: Path) -> None:
     stranger = new_agency(tmp_path / "stranger")
     since = hub.last_seq()
