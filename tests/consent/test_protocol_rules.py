@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from camhub_protocol import jws, rfc3339
+from camhub_protocol.errors import ConsentError
 from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from tests.consent.flow_env import (
     CAMERA,
@@ -255,6 +256,60 @@ def test_a_request_id_is_22_base64url_characters_starting_with_a_letter_or_digit
     ids = [requests.new_id() for _ in range(4000)]
     assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{21}", i) for i in ids), ids
     assert len(set(ids)) == len(ids)
+
+
+def test_a_request_sealed_to_the_hub_is_taken_and_its_digest_is_of_the_json_inside(hub: HubEnv) -> None:
+    """§7.6: an agency request may be sealed to the hub (`application/age`, what a relay carries;
+    accepted on the LAN too). The signature covers the sealed bytes; the digest the owner signs
+    over is of the JSON inside."""
+    from camhub_protocol import sealed_bodies
+
+    inner = json.dumps(_doc(hub, case_id="sealed-1")).encode()
+    recipient = http("GET", hub.url + "/api/v1/hub").json()["recipient"]
+    sealed = sealed_bodies.seal(inner, recipient)
+    since = hub.last_seq()
+    r = hub.signed("POST", PATH, sealed, content_type=sealed_bodies.CONTENT_TYPE)
+    assert r.status == 202, r.body
+    (entry,) = [e for e in hub.audit_entries(since) if e["type"] == "request.received"]
+    assert entry["data"]["request_sha256"] == hashlib.sha256(inner).hexdigest(), entry
+    assert entry["data"]["case_id"] == "sealed-1" and entry["data"]["request_id"] == r.json()["id"]
+
+
+def test_a_queued_request_is_refused_from_the_instant_of_its_respond_by(hub: HubEnv) -> None:
+    """§7.2: a request the hub takes from a relay's queue comes with its respond_by (the signature's
+    created + respond_by_days); at that instant or later it is refused `respond_by_passed`, before
+    it, taken. Driven through `requests.submit` as the uplink calls it once the signature verified
+    (the relay itself runs in a subprocess in tests/relay, which mutmut cannot see)."""
+    from camhub_protocol import httpsig
+    from hub.consent import requests
+    from hub.services import Services
+
+    consent = hub.hub.services.consent if hub.hub.services else None
+    assert consent is not None
+    now = time.time()
+    body = json.dumps(_doc(hub)).encode()
+    msg = requests.SignedMessage(
+        "POST", hub.authority, PATH, None, [("Content-Type", "application/json")], body, "http", "relay",
+        f"relay POST {PATH}",
+    )  # fmt: skip
+    verified = httpsig.Verified(hub.agency.keyid, int(now), int(now) + 300, "n", (), "")
+
+    def take(respond_by: float, rid: str) -> str:
+        async def run(s: Services) -> str:
+            try:
+                await requests.submit(s.consent, msg, verified, request_id=rid, respond_by=respond_by)
+            except ConsentError as exc:
+                return exc.code
+            return "taken"
+
+        return hub.hub.call(run)
+
+    consent.now = lambda: now
+    try:
+        assert take(now, "q" * 32) == "respond_by_passed"
+        assert take(now + 0.001, "p" * 32) == "taken"
+    finally:
+        consent.now = time.time
 
 
 def test_rejections_are_audited_with_what_was_claimed(hub: HubEnv, tmp_path: Path) -> None:
