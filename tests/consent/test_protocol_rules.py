@@ -275,11 +275,13 @@ def test_a_request_sealed_to_the_hub_is_taken_and_its_digest_is_of_the_json_insi
     assert entry["data"]["case_id"] == "sealed-1" and entry["data"]["request_id"] == r.json()["id"]
 
 
-def test_a_queued_request_is_refused_from_the_instant_of_its_respond_by(hub: HubEnv) -> None:
+def test_a_queued_request_is_judged_by_its_respond_by_and_as_an_area_request(hub: HubEnv) -> None:
     """§7.2: a request the hub takes from a relay's queue comes with its respond_by (the signature's
-    created + respond_by_days); at that instant or later it is refused `respond_by_passed`, before
-    it, taken. Driven through `requests.submit` as the uplink calls it once the signature verified
-    (the relay itself runs in a subprocess in tests/relay, which mutmut cannot see)."""
+    created + respond_by_days); at that instant or later it is refused 400 `respond_by_passed`,
+    before it, taken, by the §2.1 rules (an `end` in the future is refused). §7.4: an area request
+    asks for every camera of the hub. Driven through `requests.submit` as the uplink calls it once
+    the signature verified (the relay itself runs in a subprocess in tests/relay, which mutmut
+    cannot see)."""
     from camhub_protocol import httpsig
     from hub.consent import requests
     from hub.services import Services
@@ -287,27 +289,45 @@ def test_a_queued_request_is_refused_from_the_instant_of_its_respond_by(hub: Hub
     consent = hub.hub.services.consent if hub.hub.services else None
     assert consent is not None
     now = time.time()
-    body = json.dumps(_doc(hub)).encode()
-    msg = requests.SignedMessage(
-        "POST", hub.authority, PATH, None, [("Content-Type", "application/json")], body, "http", "relay",
-        f"relay POST {PATH}",
-    )  # fmt: skip
     verified = httpsig.Verified(hub.agency.keyid, int(now), int(now) + 300, "n", (), "")
+    cell = "cell-1"
 
-    def take(respond_by: float, rid: str) -> str:
-        async def run(s: Services) -> str:
+    def take(
+        doc: dict[str, Any], respond_by: float, rid: str, area: tuple[str, tuple[str, ...]] | None = None
+    ) -> tuple[str, int, str]:
+        msg = requests.SignedMessage(
+            "POST", hub.authority, PATH, None, [("Content-Type", "application/json")],
+            json.dumps(doc).encode(), "http", "relay", f"relay POST {PATH}",
+        )  # fmt: skip
+
+        async def run(s: Services) -> tuple[str, int, str]:
             try:
-                await requests.submit(s.consent, msg, verified, request_id=rid, respond_by=respond_by)
+                await requests.submit(
+                    s.consent, msg, verified, request_id=rid, respond_by=respond_by, area=area
+                )
             except ConsentError as exc:
-                return exc.code
-            return "taken"
+                assert isinstance(exc.detail, str) and exc.detail, exc.detail
+                return exc.code, exc.status, exc.detail
+            return "taken", 202, ""
 
         return hub.hub.call(run)
 
     consent.now = lambda: now
     try:
-        assert take(now, "q" * 32) == "respond_by_passed"
-        assert take(now + 0.001, "p" * 32) == "taken"
+        assert take(_doc(hub), now, "q" * 32)[:2] == ("respond_by_passed", 400)
+        assert take(_doc(hub), now + 0.001, "p" * 32)[0] == "taken"
+        future = _doc(hub, end=rfc3339.format(int(now) + 60))
+        assert take(future, now + DAY, "f" * 32)[:2] == ("invalid_field", 400)
+        area_doc = {k: v for k, v in _doc(hub).items() if k not in ("hub", "cameras", "live_max_seconds")}
+        since = hub.last_seq()
+        assert take({**area_doc, "area": cell}, now + DAY, "a" * 32, (cell, (CAMERA, "garage")))[0] == "taken"
+        (entry,) = [e for e in hub.audit_entries(since) if e["type"] == "request.received"]
+        assert (entry["data"]["request_id"], entry["data"]["cameras"]) == ("a" * 32, [CAMERA, "garage"]), (
+            entry
+        )
+        assert take({**area_doc, "area": "cell-2"}, now + DAY, "b" * 32, (cell, (CAMERA,)))[0] == "wrong_area"
+        area_future = {**area_doc, "area": cell, "end": rfc3339.format(int(now) + 60)}
+        assert take(area_future, now + DAY, "c" * 32, (cell, (CAMERA,)))[:2] == ("invalid_field", 400)
     finally:
         consent.now = time.time
 
@@ -546,6 +566,10 @@ def test_a_trusted_agency_past_its_rate_limit_is_counted_not_logged_one_by_one(t
         entry = assert_refused(env, r, 429, "rate_limited", since)
         assert entry["actor"] == actor, entry
         assert (entry["data"]["route"], entry["data"]["count"]) == ("POST /api/agency/v1/requests", 1), entry
+        # The quota is each agency's own: another agency still files its hour's request.
+        other = new_agency(tmp_path / "other")
+        env.add_agency(other, "Other PD")
+        env.submit(env.t0 + 10, env.t0 + 20, agency=other)
     finally:
         env.stop()
 
