@@ -325,6 +325,7 @@ def test_a_queued_request_is_judged_by_its_respond_by_and_as_an_area_request(hub
         assert (entry["data"]["request_id"], entry["data"]["cameras"]) == ("a" * 32, [CAMERA, "garage"]), (
             entry
         )
+        assert entry["data"]["respond_by"] == rfc3339.format(now + DAY), entry  # the queue's, not 7 days
         assert take({**area_doc, "area": "cell-2"}, now + DAY, "b" * 32, (cell, (CAMERA,)))[0] == "wrong_area"
         area_future = {**area_doc, "area": cell, "end": rfc3339.format(int(now) + 60)}
         assert take(area_future, now + DAY, "c" * 32, (cell, (CAMERA,)))[:2] == ("invalid_field", 400)
@@ -565,6 +566,7 @@ def test_a_trusted_agency_past_its_rate_limit_is_counted_not_logged_one_by_one(t
         r = env.signed("POST", PATH, env.request_body(env.t0 + 10, env.t0 + 20))
         entry = assert_refused(env, r, 429, "rate_limited", since)
         assert entry["actor"] == actor, entry
+        assert 0 < int(r.headers["Retry-After"]) <= 3600, r.headers  # §2.1: 429 with Retry-After
         assert (entry["data"]["route"], entry["data"]["count"]) == ("POST /api/agency/v1/requests", 1), entry
         # The quota is each agency's own: another agency still files its hour's request.
         other = new_agency(tmp_path / "other")
