@@ -7,8 +7,10 @@ signal unwinds exactly what was started, newest first, and the database closes l
 
 from __future__ import annotations
 
+import _sqlite3
 import asyncio
 import contextlib
+import ctypes
 import ipaddress
 import logging
 import os
@@ -332,7 +334,38 @@ def resource_stats() -> dict[str, int]:
         "threads": threading.active_count(),
         "fds": fds,
         "rss_kb": rss_kb,
+        **native_memory_kb(),
     }
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                     "fordblks", "keepcost")
+    ]  # fmt: skip
+
+
+def native_memory_kb() -> dict[str, int]:
+    """Where resident memory outside Python objects sits (issue 17's soak grew in native memory):
+    `heap_kb`, bytes glibc malloc has handed out (FFmpeg's buffers, SQLite, OpenSSL: everything that is
+    not Python's own arenas), `heap_free_kb`, freed bytes malloc keeps in its arenas (fragmentation),
+    and `sqlite_kb`, SQLite's own count of what it holds (page caches, statements). -1 where this libc
+    or SQLite build does not say."""
+    out = {"heap_kb": -1, "heap_free_kb": -1, "sqlite_kb": -1}
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallinfo2.restype = _MallInfo2
+        info = libc.mallinfo2()
+        out["heap_kb"] = (info.uordblks + info.hblkhd) // 1024
+        out["heap_free_kb"] = info.fordblks // 1024
+    with contextlib.suppress(OSError, AttributeError):
+        # dlsym through the sqlite3 module's own handle finds the SQLite it was linked against (shared
+        # or static), already loaded, so this is the same allocator the store's connections use.
+        lib = ctypes.CDLL(_sqlite3.__file__)
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        out["sqlite_kb"] = lib.sqlite3_memory_used() // 1024
+    return out
 
 
 def log_resource_stats() -> None:
