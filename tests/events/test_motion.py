@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.events.motion import (
+    _LIMITED_TO_FULL,
     MotionConfig,
     MotionDetector,
     MotionHysteresis,
@@ -247,3 +248,18 @@ def test_object_in_the_first_frame_that_leaves_ends_within_the_post_roll() -> No
     # The event (its last motion) ends within the post-roll of the object leaving; and the end is
     # reported end_quiet_s later, also within the post-roll... of that end.
     assert event.end - left_at <= post_roll_s - config.end_quiet_s, (event.end, left_at)
+
+
+def test_limited_range_luma_scores_like_the_stretched_grey() -> None:
+    # The runner hands the detector the decoder's video-range Y plane (16..235) and lets it stretch
+    # the downscaled picture (issue 17) instead of stretching every frame at full size first.
+    to_limited = np.round(16 + np.arange(256) * 219 / 255).astype(np.uint8)
+    config = MotionConfig()
+    full, limited = MotionDetector(config), MotionDetector(config)
+    full_scores, limited_scores = [], []
+    for _t, frame, _visible in walk():
+        luma = cv2.LUT(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), to_limited)
+        full_scores.append(full.score(cv2.LUT(luma, _LIMITED_TO_FULL)))
+        limited_scores.append(limited.score(luma, limited_range=True))
+    assert max(full_scores) >= config.min_area
+    assert np.allclose(full_scores, limited_scores, atol=0.002), (full_scores, limited_scores)
