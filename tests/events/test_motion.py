@@ -263,3 +263,22 @@ def test_limited_range_luma_scores_like_the_stretched_grey() -> None:
         limited_scores.append(limited.score(luma, limited_range=True))
     assert max(full_scores) >= config.min_area
     assert np.allclose(full_scores, limited_scores, atol=0.002), (full_scores, limited_scores)
+
+
+def test_idle_fast_path_gives_what_the_general_path_gives() -> None:
+    # A frame the background explains entirely takes a short path (issue 17); it must leave the
+    # detector exactly where the general path would: same scores, same background, same counters.
+    # The walk pauses (still pixels count towards absorption) and has quiet frames between.
+    config = MotionConfig(still_absorb_s=1.0)
+    fast, general = MotionDetector(config), MotionDetector(config)
+    general.idle_fast_path = False
+    frames = [f for _t, f, _v in walk(pause=12, quiet_before=5, quiet_after=10)]
+    frames += [f for _t, f, _v in walk(pause=3, quiet_before=5, quiet_after=10, seed=8)]
+    idle = 0
+    for frame in frames:
+        assert fast.score(frame) == general.score(frame)
+        assert fast._background is not None and general._background is not None
+        assert np.array_equal(fast._background, general._background)
+        assert np.array_equal(fast._still, general._still)
+        idle += int(cv2.countNonZero(fast._explained) == fast._explained.size)
+    assert idle > 10  # the short path was taken
