@@ -47,7 +47,8 @@ log = logging.getLogger(__name__)
 RELEARN_GAIN_CHANGE = 0.3
 # At most this many zone pixels feed the global gain/offset medians. The median of n samples is
 # off by ~1.25 sigma/sqrt(n): under 3% of the spread for 2048, and the fitted offset moves by a
-# fraction of a grey level; sorting the 11,360 samples of a 320x180 picture cost ~0.1 ms a frame.
+# fraction of a grey level; gathering and sorting the 11,360 samples (one pixel in four) of a
+# 320x180 picture cost ~0.1 ms a frame.
 MEDIAN_SAMPLES = 2048
 
 Point = tuple[float, float]
@@ -190,11 +191,15 @@ class MotionDetector:
         zone = polygon_mask(cfg.zones, aw, ah) if cfg.zones else np.full((ah, aw), 255, np.uint8)
         cv2.bitwise_and(zone, cv2.bitwise_not(privacy), dst=zone)
         self._zone = zone
-        # The global gain/offset medians need a sample of the zone, not all of it: every other
-        # pixel of every other row, thinned to at most MEDIAN_SAMPLES, spread over the whole zone.
-        grid = np.zeros((ah, aw), np.uint8)
-        grid[::2, ::2] = 1
-        index = np.flatnonzero(grid & zone)  # flat indices: `take` gathers faster than a mask
+        # The global gain/offset medians need a sample of the zone, not all of it: whole rows
+        # spread over its height, about MEDIAN_SAMPLES pixels. Rows, not a grid: gathering them
+        # reads a few contiguous runs of the background instead of one cache line per sample (in
+        # the runner, 170 -> 125 us a frame for the fit, issue 17).
+        rows = np.zeros((ah, aw), np.uint8)
+        rows[:: max(1, math.ceil(int(np.count_nonzero(zone)) / MEDIAN_SAMPLES)), :] = 1
+        index = np.flatnonzero(rows & zone)  # flat indices: `take` gathers faster than a mask
+        if index.size == 0:  # thin zones that fall between the rows: all of them
+            index = np.flatnonzero(zone)
         self._sample_index = index[:: max(1, math.ceil(index.size / MEDIAN_SAMPLES))]
         self._privacy = privacy if privacy.any() else None
         self._black_full = np.zeros((ah, aw), np.uint8)
