@@ -368,7 +368,7 @@ class MotionHysteresis:
 
     def keeps(self, score: float) -> bool:
         """Whether `update` with this score would keep its frame for the thumbnail: the runner
-        converts a frame to BGR only then (issue 17)."""
+        holds on to that decoded frame and converts it to BGR only when the event ends (issue 17)."""
         if score < self.config.min_area:
             return False
         best = self.current.score if self.current is not None else self._run_best[0] if self._run else 0.0
@@ -562,6 +562,8 @@ class MotionRunner:
         self.frames_decoded = 0
         self.reconnects = 0
         self.last_error: str | None = None
+        # (time, decoded frame) of the current run's or event's best score: its thumbnail.
+        self._best: tuple[float, av.VideoFrame] | None = None
 
     async def start(self) -> None:
         if self._thread is not None:
@@ -616,7 +618,7 @@ class MotionRunner:
                         self._transport, self._may_fall_back = "udp", False
                         log.info("motion %s: the camera refuses RTP over TCP; using UDP", self.camera_id)
                 # A lost stream ends the current event: its end is the last motion seen.
-                self._emit(hysteresis.flush())
+                self._emit(self._with_thumbnail(hysteresis.flush(), detector, None))
                 detector.reset()
                 if not self._reconnect or self._stop.is_set():
                     break
@@ -666,12 +668,26 @@ class MotionRunner:
                         continue
                     next_at = t + period if next_at is None or t - next_at > period else next_at + period
                     # The detector blanks the masks itself at analysis size; the picture is
-                    # converted to BGR only when a thumbnail may be taken from it (issue 17).
+                    # converted to BGR only for an ending event's thumbnail (issue 17).
                     luma, limited = frame_luma(frame, reformatter)
                     score = detector.score(luma, limited_range=limited)
                     self.frames_analysed += 1
                     self.latest = AnalysedFrame(t, _thumbnail_renderer(frame, self._max_width, self.config))
-                    image = None
                     if hysteresis.keeps(score):  # a new best frame of the event: its thumbnail
-                        image = detector.redact(frame_bgr(frame, self._max_width, reformatter))
-                    self._emit(hysteresis.update(t, score, image))
+                        self._best = (t, frame)
+                    transition = hysteresis.update(t, score)
+                    self._emit(self._with_thumbnail(transition, detector, reformatter))
+
+    def _with_thumbnail(
+        self, transition: Transition | None, detector: MotionDetector, reformatter: VideoReformatter | None
+    ) -> Transition | None:
+        """Give an ending event its thumbnail (only the end's is stored): the best frame, converted
+        to BGR and redacted now, once per event. Converting every new best as it came cost ~1 ms of
+        CPU each, several times per visitor (issue 17)."""
+        if transition is None or transition.kind != "end":
+            return transition
+        best, self._best = self._best, None
+        event = transition.event
+        if best is not None and best[0] == event.best_time:
+            event.best_frame = detector.redact(frame_bgr(best[1], self._max_width, reformatter))
+        return transition
