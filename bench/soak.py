@@ -45,7 +45,7 @@ READY_RE = re.compile(r"camhub ready url=(\S+) hub_id=(\S+)")
 PAIRING_RE = re.compile(r"pairing code: ([0-9A-Z]{4}-[0-9A-Z]{4})")
 STATS_RE = re.compile(r"camhub stats tasks=(\d+) threads=(\d+) fds=(\d+) rss_kb=(-?\d+)(.*)")
 # What the daemon says of its native memory after rss_kb (hub/daemon.py native_memory_kb).
-NATIVE_KEYS = ("heap_kb", "heap_free_kb", "sqlite_kb")
+NATIVE_KEYS = ("heap_kb", "heap_free_kb", "sqlite_kb", "sqlite_cache_kb")
 
 # Growth allowed after warm-up: (absolute, relative to the baseline); the larger one applies.
 TOLERANCE = {"rss_kb": (40_000, 0.25), "fds": (16, 0.0), "threads": (4, 0.0), "tasks": (16, 0.0)}
@@ -66,6 +66,7 @@ class Sample:
     heap_kb: int = -1
     heap_free_kb: int = -1
     sqlite_kb: int = -1
+    sqlite_cache_kb: int = -1
 
 
 @dataclass
@@ -92,13 +93,13 @@ class SoakResult:
     def table(self) -> str:
         head = f"{'t_s':>6} {'rss_kb':>8} {'fds':>5} {'threads':>7} {'tasks':>6} {'segments':>8} "
         head += f"{'deleted':>7} {'events':>6} {'requests':>8} {'fetched':>7} {'heap_kb':>8} {'free_kb':>7} "
-        head += f"{'sqlite_kb':>9}"
+        head += f"{'sqlite_kb':>9} {'cache_kb':>8}"
         rows = [head]
         for s in self.samples:
             rows.append(
                 f"{s.t:6.0f} {s.rss_kb:8d} {s.fds:5d} {s.threads:7d} {s.tasks:6d} {s.segments:8d} "
                 f"{s.deleted:7d} {s.events:6d} {s.requests:8d} {s.fetched:7d} {s.heap_kb:8d} "
-                f"{s.heap_free_kb:7d} {s.sqlite_kb:9d}"
+                f"{s.heap_free_kb:7d} {s.sqlite_kb:9d} {s.sqlite_cache_kb:8d}"
             )
         return "\n".join(rows)
 
@@ -373,7 +374,7 @@ def run(
                 sample = Sample(
                     now - started, st["rss_kb"], st["fds"], st["threads"], st["tasks"],
                     segments, deleted, events, agency.requests, agency.fetched,
-                    st["heap_kb"], st["heap_free_kb"], st["sqlite_kb"],
+                    st["heap_kb"], st["heap_free_kb"], st["sqlite_kb"], st["sqlite_cache_kb"],
                 )  # fmt: skip
                 result.samples.append(sample)
                 print(

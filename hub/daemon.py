@@ -350,9 +350,9 @@ def native_memory_kb() -> dict[str, int]:
     """Where resident memory outside Python objects sits (issue 17's soak grew in native memory):
     `heap_kb`, bytes glibc malloc has handed out (FFmpeg's buffers, SQLite, OpenSSL: everything that is
     not Python's own arenas), `heap_free_kb`, freed bytes malloc keeps in its arenas (fragmentation),
-    and `sqlite_kb`, SQLite's own count of what it holds (page caches, statements). -1 where this libc
-    or SQLite build does not say."""
-    out = {"heap_kb": -1, "heap_free_kb": -1, "sqlite_kb": -1}
+    `sqlite_kb`, SQLite's own count of what it holds (page caches, statements, schema), and
+    `sqlite_cache_kb`, the page caches' part of it. -1 where this libc or SQLite build does not say."""
+    out = {"heap_kb": -1, "heap_free_kb": -1, "sqlite_kb": -1, "sqlite_cache_kb": -1}
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None)
         libc.mallinfo2.restype = _MallInfo2
@@ -365,6 +365,11 @@ def native_memory_kb() -> dict[str, int]:
         lib = ctypes.CDLL(_sqlite3.__file__)
         lib.sqlite3_memory_used.restype = ctypes.c_int64
         out["sqlite_kb"] = lib.sqlite3_memory_used() // 1024
+        # SQLITE_STATUS_PAGECACHE_OVERFLOW: without a static page-cache buffer (the default) every
+        # cached page is in this count, so it is the page caches' share of sqlite_kb.
+        current, high = ctypes.c_int64(), ctypes.c_int64()
+        if lib.sqlite3_status64(2, ctypes.byref(current), ctypes.byref(high), 0) == 0:
+            out["sqlite_cache_kb"] = current.value // 1024
     return out
 
 
