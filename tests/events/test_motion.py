@@ -282,3 +282,20 @@ def test_idle_fast_path_gives_what_the_general_path_gives() -> None:
         assert np.array_equal(fast._still, general._still)
         idle += int(cv2.countNonZero(fast._explained) == fast._explained.size)
     assert idle > 10  # the short path was taken
+
+
+def test_a_long_still_absorb_counts_past_255_frames() -> None:
+    # still_absorb_s * analysis_fps >= 255 takes the uint16 counter (the default, 15, a uint8 one):
+    # an object that arrives and stays is learnt after exactly that many analysed frames. A slow
+    # background (alpha 0.01) so that it does not fade in on its own first (~220 frames at 0.05).
+    config = MotionConfig(still_absorb_s=60.0, background_alpha=0.01)  # 300 frames at 5 fps
+    absorb_after = 300
+    detector = MotionDetector(config)
+    rng = np.random.default_rng(5)
+    bg = background(5)
+    for _ in range(5):
+        detector.score(render(bg, rng))
+    scores = [detector.score(render(bg, rng, (300, 100, 90, 200))) for _ in range(absorb_after + 5)]
+    assert detector._still is not None and detector._still.dtype == np.uint16
+    assert min(scores[:absorb_after]) >= config.min_area
+    assert max(scores[absorb_after:]) < config.min_area
