@@ -128,12 +128,13 @@ def polygon_mask(polys: Sequence[Polygon], width: int, height: int) -> np.ndarra
 class MotionDetector:
     """Scores each frame by the moving fraction of the zones. Not thread-safe; one per camera.
 
-    Cost (issue 17): the runner analyses 5 frames a second per camera, and the work per frame was
-    ~2/3 of the decoder's. Every image lives in a buffer allocated once per resolution and written
-    with `dst=`; grey levels stay uint8 where the arithmetic is exact (the picture, the previous
-    frame, the masks) and only the background model is float; the gain/offset medians use a fixed
-    number of samples; a limited-range picture is stretched after the downscale, on 1/4 of the
-    pixels.
+    Cost (issue 17): the runner analyses 5 frames a second per camera, and that cost about 3/4 of
+    the CPU of decoding every frame. Every image lives in a buffer allocated once per resolution
+    and written with `dst=`; grey levels stay uint8 where the arithmetic is exact (the picture, the
+    previous frame, the masks) and only the background model is float; the gain/offset medians use
+    at most MEDIAN_SAMPLES samples; a limited-range picture is stretched in the blur's pass, after
+    the downscale; a frame with no foreground at all takes a short path. In the runner a frame
+    costs several times what it does in a tight loop, so passes and calls count more than pixels.
     """
 
     idle_fast_path = True
@@ -619,6 +620,7 @@ class MotionRunner:
                         log.info("motion %s: the camera refuses RTP over TCP; using UDP", self.camera_id)
                 # A lost stream ends the current event: its end is the last motion seen.
                 self._emit(self._with_thumbnail(hysteresis.flush(), detector, None))
+                self._best = None  # a run that had not become an event: its frame is not needed
                 detector.reset()
                 if not self._reconnect or self._stop.is_set():
                     break
