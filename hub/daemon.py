@@ -119,6 +119,7 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
 
         supervisor = Supervisor()
         stack.push_async_callback(supervisor.stop, STOP_TIMEOUT_SECONDS)
+        supervisor.spawn("memory-trim", _trim_loop)
         services = Services(
             config=config, store=store, hub_key=hub_key, supervisor=supervisor, at_rest=at_rest
         )
@@ -336,6 +337,30 @@ def resource_stats() -> dict[str, int]:
         "rss_kb": rss_kb,
         **native_memory_kb(),
     }
+
+
+# How often freed native memory goes back to the kernel (see trim_native_memory).
+TRIM_INTERVAL_S = 60.0
+
+
+def trim_native_memory() -> bool:
+    """glibc `malloc_trim(0)`: give back to the kernel the free pages malloc keeps in its arenas
+    (every thread's, not only the main heap's top). A burst (a delivery build, a retention pass, a
+    camera reconnecting) leaves freed memory in the arena of the thread that did it, and glibc keeps
+    it for reuse; the 2-hour soak's RSS rose in such steps while memory in use stayed flat (issue 17).
+    One call on a running daemon gave back 5.3 MB of 12.9 MB free. True if memory was released;
+    False also where the C library has no malloc_trim (musl)."""
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+async def _trim_loop() -> None:
+    while True:
+        await asyncio.sleep(TRIM_INTERVAL_S)
+        # On a worker thread: it takes each arena's lock in turn, and an arena may be busy.
+        await asyncio.to_thread(trim_native_memory)
 
 
 class _MallInfo2(ctypes.Structure):
