@@ -43,7 +43,9 @@ from hub.consent import owner_client
 
 READY_RE = re.compile(r"camhub ready url=(\S+) hub_id=(\S+)")
 PAIRING_RE = re.compile(r"pairing code: ([0-9A-Z]{4}-[0-9A-Z]{4})")
-STATS_RE = re.compile(r"camhub stats tasks=(\d+) threads=(\d+) fds=(\d+) rss_kb=(-?\d+)")
+STATS_RE = re.compile(r"camhub stats tasks=(\d+) threads=(\d+) fds=(\d+) rss_kb=(-?\d+)(.*)")
+# What the daemon says of its native memory after rss_kb (hub/daemon.py native_memory_kb).
+NATIVE_KEYS = ("heap_kb", "heap_free_kb", "sqlite_kb", "sqlite_cache_kb")
 
 # Growth allowed after warm-up: (absolute, relative to the baseline); the larger one applies.
 TOLERANCE = {"rss_kb": (40_000, 0.25), "fds": (16, 0.0), "threads": (4, 0.0), "tasks": (16, 0.0)}
@@ -61,6 +63,10 @@ class Sample:
     events: int
     requests: int
     fetched: int
+    heap_kb: int = -1
+    heap_free_kb: int = -1
+    sqlite_kb: int = -1
+    sqlite_cache_kb: int = -1
 
 
 @dataclass
@@ -70,13 +76,14 @@ class SoakResult:
     log_path: Path | None = None
     warmup_s: float = 0.0
 
-    def rss_slope_mb_per_h(self) -> float | None:
-        """Least-squares slope of RSS over the samples after the warm-up, MB (10^6 bytes) per hour;
-        None with fewer than 3 such samples."""
-        after = [s for s in self.samples if s.t >= self.warmup_s]
+    def rss_slope_mb_per_h(self, key: str = "rss_kb") -> float | None:
+        """Least-squares slope of RSS (or another `*_kb` column) over the samples after the warm-up, MB
+        (10^6 bytes) per hour; None with fewer than 3 such samples."""
+        after = [s for s in self.samples if s.t >= self.warmup_s and getattr(s, key) >= 0]
         if len(after) < 3:
             return None
-        slope_kb_per_s = statistics.linear_regression([s.t for s in after], [s.rss_kb for s in after]).slope
+        ys = [getattr(s, key) for s in after]
+        slope_kb_per_s = statistics.linear_regression([s.t for s in after], ys).slope
         return slope_kb_per_s * 1024 * 3600 / 1e6
 
     @property
@@ -85,12 +92,14 @@ class SoakResult:
 
     def table(self) -> str:
         head = f"{'t_s':>6} {'rss_kb':>8} {'fds':>5} {'threads':>7} {'tasks':>6} {'segments':>8} "
-        head += f"{'deleted':>7} {'events':>6} {'requests':>8} {'fetched':>7}"
+        head += f"{'deleted':>7} {'events':>6} {'requests':>8} {'fetched':>7} {'heap_kb':>8} {'free_kb':>7} "
+        head += f"{'sqlite_kb':>9} {'cache_kb':>8}"
         rows = [head]
         for s in self.samples:
             rows.append(
                 f"{s.t:6.0f} {s.rss_kb:8d} {s.fds:5d} {s.threads:7d} {s.tasks:6d} {s.segments:8d} "
-                f"{s.deleted:7d} {s.events:6d} {s.requests:8d} {s.fetched:7d}"
+                f"{s.deleted:7d} {s.events:6d} {s.requests:8d} {s.fetched:7d} {s.heap_kb:8d} "
+                f"{s.heap_free_kb:7d} {s.sqlite_kb:9d} {s.sqlite_cache_kb:8d}"
             )
         return "\n".join(rows)
 
@@ -197,8 +206,10 @@ class _Hub:
         while time.monotonic() < deadline:
             found = STATS_RE.findall(self.log_path.read_text())
             if len(found) > before:
-                tasks, threads, fds, rss = map(int, found[-1])
-                return {"tasks": tasks, "threads": threads, "fds": fds, "rss_kb": rss}
+                tasks, threads, fds, rss = map(int, found[-1][:4])
+                extra = dict(re.findall(r"(\w+)=(-?\d+)", found[-1][4]))
+                native = {k: int(extra.get(k, -1)) for k in NATIVE_KEYS}
+                return {"tasks": tasks, "threads": threads, "fds": fds, "rss_kb": rss, **native}
             time.sleep(0.05)
         raise RuntimeError("the daemon did not answer SIGUSR1 within 10 s")
 
@@ -363,6 +374,7 @@ def run(
                 sample = Sample(
                     now - started, st["rss_kb"], st["fds"], st["threads"], st["tasks"],
                     segments, deleted, events, agency.requests, agency.fetched,
+                    st["heap_kb"], st["heap_free_kb"], st["sqlite_kb"], st["sqlite_cache_kb"],
                 )  # fmt: skip
                 result.samples.append(sample)
                 print(
@@ -434,6 +446,13 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"rss slope after the {result.warmup_s:.0f} s warm-up: {slope:+.2f} MB/h "
             f"(linear fit over {len(after)} samples; {after[0].rss_kb / 1024:.1f} -> {after[-1].rss_kb / 1024:.1f} MiB)"
+        )
+        # Which part grows: malloc'd bytes in use (FFmpeg, SQLite, OpenSSL...), malloc's free bytes
+        # (fragmentation), and SQLite's own share of the first.
+        parts = {k: result.rss_slope_mb_per_h(k) for k in NATIVE_KEYS}
+        print(
+            "slopes of the parts: "
+            + ", ".join(f"{k} {v:+.2f} MB/h" for k, v in parts.items() if v is not None)
         )
     if result.ok:
         print("soak ok: nothing grew past the tolerance, no errors in the log")

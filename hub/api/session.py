@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -497,33 +498,67 @@ MEMBER_LOGIN = "member-login"
 MEMBER_LOGIN_FIELDS = frozenset({"v", "hub", "decision", "member", "issued_at", "jti"})
 
 
+@dataclass(frozen=True)
+class _CounterRegressed:
+    """A member's passkey signed with a counter it had already used: a copy may exist (§1.2)."""
+
+    member: str
+    kid: str
+    stored: int
+    seen: int
+
+
+def _dummy_passkey(rp_id: str) -> consent_q.Passkey:
+    """A passkey nobody holds (a fresh P-256 key, COSE-encoded), checked when the name is unknown or
+    has no passkey, so that the answer costs the same signature check as for a real member."""
+    global _DUMMY_COSE
+    if _DUMMY_COSE is None:
+        import cbor2
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+        _DUMMY_COSE = cbor2.dumps(
+            {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
+        )
+    return consent_q.Passkey("", "AA", _DUMMY_COSE, rp_id, 0)
+
+
+_DUMMY_COSE: bytes | None = None
+
+
 def _verify_member_passkey_login(
     conn: Any, name: Any, proof: Any, hub_id: str, now: float, rp_id: str
-) -> members_q.Member | None:
+) -> tuple[members_q.Member | None, _CounterRegressed | None]:
     """A household member's passkey login (PROTOCOL §1.2): the §3.1 body around a `member-login`
     payload, checked against that member's own passkey (never an owner key). The member, or None for
     anything wrong: the caller answers every failure alike, so a name that exists, or has a passkey,
     reads the same as one that does not. As for decisions, the counter is looked at after the jti is
-    spent, so a replay stays a replay."""
+    spent, so a replay stays a replay; a regressed counter is also returned, for the audit log."""
     from hub.consent import passkeys
 
     if not isinstance(name, str) or not 1 <= len(name) <= 64 or not isinstance(proof, dict):
-        return None
+        return None, None
     member = members_q.member_by_name(conn, name)
     stored = None if member is None else members_q.member_passkey(conn, member.id)
     if member is None or stored is None:
-        return None
+        with contextlib.suppress(ConsentError, ValueError, RecursionError):
+            passkeys.verify(
+                passkeys.RelyingParty(rp_id),
+                _dummy_passkey(rp_id),
+                passkeys.parse(json.dumps(proof).encode()),
+            )
+        return None, None
     try:
         signed = passkeys.parse(json.dumps(proof).encode())
         if signed.kid != stored.kid:
-            return None
+            return None, None
         key = consent_q.Passkey(
             stored.kid, stored.credential_id, stored.public_key, stored.rp_id, stored.sign_count
         )
         passkeys.verify(passkeys.RelyingParty(rp_id), key, signed)
         payload = passkeys.payload_of(signed)
     except (ConsentError, ValueError, RecursionError):
-        return None
+        return None, None
     if (
         set(payload) != MEMBER_LOGIN_FIELDS
         or payload["v"] != 1
@@ -532,18 +567,18 @@ def _verify_member_passkey_login(
         or payload["decision"] != MEMBER_LOGIN
         or payload["member"] != member.id
     ):
-        return None
+        return None, None
     issued = _rfc3339(payload["issued_at"])
     if issued is None or abs(now - issued) > PROOF_MAX_AGE_S:
-        return None
+        return None, None
     jti = payload["jti"]
     if not isinstance(jti, str) or not 16 <= len(jti) <= 128 or not consent_q.use_jti(conn, jti, now):
-        return None
+        return None, None
     if passkeys.counter_regressed(stored.sign_count, signed.sign_count):
         log.warning("member %s: passkey signature counter went backwards (a copy?)", member.id)
-        return None
+        return None, _CounterRegressed(member.id, stored.kid, stored.sign_count, signed.sign_count)
     members_q.set_member_passkey_sign_count(conn, member.id, signed.sign_count)
-    return member
+    return member, None
 
 
 async def _member_passkey_login(
@@ -551,15 +586,27 @@ async def _member_passkey_login(
 ) -> web.Response:
     services = request.app[SERVICES]
     client = _client(request)
-    member = None
+    member, regressed = None, None
     if "password" not in body:  # one of the two, never both (PROTOCOL §1.2)
-        member = await services.store.run(
+        member, regressed = await services.store.run(
             _verify_member_passkey_login,
             body.get("member"),
             body.get("passkey"),
             services.hub_key.hub_id,
             time.time(),
             services.config.hub.rp_id,
+        )
+    if regressed is not None:
+        await _audit(
+            services,
+            "key.counter_regressed",
+            {
+                "kid": regressed.kid,
+                "stored": regressed.stored,
+                "seen": regressed.seen,
+                "member": regressed.member,
+            },
+            actor=f"member:{regressed.member}",
         )
     if member is None:
         limiter.failed(key, time.monotonic())

@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 
 # A global brightness change larger than this (30%) makes the detector relearn its background.
 RELEARN_GAIN_CHANGE = 0.3
+# At most this many zone pixels feed the global gain/offset medians. The median of n samples is
+# off by ~1.25 sigma/sqrt(n): under 3% of the spread for 2048, and the fitted offset moves by a
+# fraction of a grey level; gathering and sorting the 11,360 samples (one pixel in four) of a
+# 320x180 picture cost ~0.1 ms a frame.
+MEDIAN_SAMPLES = 2048
 
 Point = tuple[float, float]
 Polygon = Sequence[Point]
@@ -121,31 +126,46 @@ def polygon_mask(polys: Sequence[Polygon], width: int, height: int) -> np.ndarra
 
 
 class MotionDetector:
-    """Scores each frame by the moving fraction of the zones. Not thread-safe; one per camera."""
+    """Scores each frame by the moving fraction of the zones. Not thread-safe; one per camera.
+
+    Cost (issue 17): the runner analyses 5 frames a second per camera, and that cost about 3/4 of
+    the CPU of decoding every frame. Every image lives in a buffer allocated once per resolution
+    and written with `dst=`; grey levels stay uint8 where the arithmetic is exact (the picture, the
+    previous frame, the masks) and only the background model is float; the gain/offset medians use
+    at most MEDIAN_SAMPLES samples; a limited-range picture is stretched in the blur's pass, after
+    the downscale; a frame with no foreground at all takes a short path. In the runner a frame
+    costs several times what it does in a tight loop, so passes and calls count more than pixels.
+    """
+
+    idle_fast_path = True
+    """Take the short path for a frame the background explains entirely (same result; tests turn
+    it off to check that)."""
 
     def __init__(self, config: MotionConfig) -> None:
         self.config = config
         self._size: tuple[int, int] | None = None
         self._source_size: tuple[int, int] | None = None
-        self._background: np.ndarray | None = None
-        self._previous: np.ndarray | None = None  # the last analysed frame (float32, small)
+        self._background: np.ndarray | None = None  # float32 running average
+        self._has_previous = False  # whether `_previous` holds the last analysed frame
         self._still: np.ndarray | None = None  # per pixel: analysed frames foreground and unchanged
         self._absorb_after = max(1, math.ceil(config.still_absorb_s * config.analysis_fps))
-        self._privacy: np.ndarray | None = None  # bool, True where blanked
         self._zone: np.ndarray | None = None  # uint8 255 where counted
-        self._zone_sample: np.ndarray | None = None
         self._sample_index: np.ndarray | None = None
-        self._keep: np.ndarray | None = None  # uint8 255 outside the privacy masks; None: no masks
-        self._expected: np.ndarray | None = None  # scratch: the background after gain and offset
+        self._privacy: np.ndarray | None = None  # uint8 255 inside the privacy masks; None: no masks
         self._redaction: tuple[tuple[int, ...], np.ndarray] | None = None  # (shape, 255 where kept)
         self._zone_px = 0
+        # Scratch images at analysis size, allocated in `_prepare`.
+        self._small = self._current = self._previous = np.empty((0, 0), np.uint8)
+        self._moving = self._mask = self._explained = np.empty((0, 0), np.uint8)
+        self._black_full = self._black_limited = np.empty((0, 0), np.uint8)
+        self._diff = np.empty((0, 0), np.float32)
         self._open_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
         self._dilate_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
 
     def reset(self) -> None:
         """Forget the background (after a reconnect the picture may have changed)."""
         self._background = None
-        self._previous = None
+        self._has_previous = False
         self._still = None
 
     def redact(self, image: np.ndarray) -> np.ndarray:
@@ -168,23 +188,48 @@ class MotionDetector:
         aw = cfg.analysis_width
         ah = max(1, round(height * aw / width))
         self._size = (aw, ah)
-        self._privacy = polygon_mask(cfg.masks, aw, ah) > 0
+        privacy = polygon_mask(cfg.masks, aw, ah)
         zone = polygon_mask(cfg.zones, aw, ah) if cfg.zones else np.full((ah, aw), 255, np.uint8)
-        zone[self._privacy] = 0
+        cv2.bitwise_and(zone, cv2.bitwise_not(privacy), dst=zone)
         self._zone = zone
-        # One pixel in four of the zone is plenty for the global gain/offset medians.
-        sample = np.zeros((ah, aw), bool)
-        sample[::2, ::2] = True
-        self._zone_sample = sample & (zone > 0)
-        # Flat indices: `take` gathers the sample faster than a boolean mask does.
-        self._sample_index = np.flatnonzero(self._zone_sample)
-        self._keep = None if not self._privacy.any() else cv2.bitwise_not(polygon_mask(cfg.masks, aw, ah))
-        self._expected = np.empty((ah, aw), np.float32)
+        # The global gain/offset medians need a sample of the zone, not all of it: whole rows
+        # spread over its height, about MEDIAN_SAMPLES pixels. Rows, not a grid: gathering them
+        # reads a few contiguous runs of the background instead of one cache line per sample (in
+        # the runner, 170 -> 125 us a frame for the fit, issue 17).
+        rows = np.zeros((ah, aw), np.uint8)
+        rows[:: max(1, math.ceil(int(np.count_nonzero(zone)) / MEDIAN_SAMPLES)), :] = 1
+        index = np.flatnonzero(rows & zone)  # flat indices: `take` gathers faster than a mask
+        if index.size == 0:  # thin zones that fall between the rows: all of them
+            index = np.flatnonzero(zone)
+        self._sample_index = index[:: max(1, math.ceil(index.size / MEDIAN_SAMPLES))]
+        self._privacy = privacy if privacy.any() else None
+        self._black_full = np.zeros((ah, aw), np.uint8)
+        self._black_limited = np.full((ah, aw), 16, np.uint8)
         self._zone_px = int(np.count_nonzero(zone))
+        for name in ("_small", "_current", "_previous", "_moving", "_mask", "_explained"):
+            setattr(self, name, np.empty((ah, aw), np.uint8))
+        self._diff = np.empty((ah, aw), np.float32)
         self.reset()
 
-    def score(self, frame: np.ndarray) -> float:
-        """Moving fraction (0..1) of the zone area in `frame` (BGR or grey), then learn the frame."""
+    def _relearn(self, current: np.ndarray) -> None:
+        """Take `current` as the background and the previous frame; nothing is still yet."""
+        self._background = current.astype(np.float32)
+        # A uint8 counter is enough below 255 frames (the default is 15) and costs fewer passes.
+        self._still = np.zeros(current.shape, np.uint8 if self._absorb_after < 255 else np.uint16)
+        self._keep_as_previous()
+
+    def _keep_as_previous(self) -> None:
+        # Swap instead of copying: the next frame is written into the old previous one's buffer.
+        self._previous, self._current = self._current, self._previous
+        self._has_previous = True
+
+    def score(self, frame: np.ndarray, *, limited_range: bool = False) -> float:
+        """Moving fraction (0..1) of the zone area in `frame` (BGR or grey), then learn the frame.
+
+        `limited_range`: `frame` is video-range luma (16..235, e.g. a decoder's Y plane); it is
+        stretched to 0..255 (see `frame_gray`) after the downscale, so `pixel_threshold` keeps its
+        meaning at a quarter of the cost of stretching the whole frame.
+        """
         if frame.ndim == 3:
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         else:
@@ -195,67 +240,101 @@ class MotionDetector:
             self._prepare(w, h)
             self._source_size = (w, h)
         assert self._size is not None and self._zone is not None and self._sample_index is not None
-        assert self._expected is not None
-        small = cv2.resize(gray, self._size, interpolation=cv2.INTER_AREA)
-        if self._keep is not None:  # blank the privacy masks (an AND: fancy indexing costs more)
-            cv2.bitwise_and(small, self._keep, dst=small)
-        small = cv2.GaussianBlur(small, (5, 5), 0)
-        current = small.astype(np.float32)
-        if self._background is None:
-            self._background = current
-            self._previous = current
-            self._still = np.zeros(current.shape, np.uint16)
+        cfg = self.config
+        small = self._downscale(gray)
+        if limited_range:
+            if self._privacy is not None:  # blank the privacy masks to black (16 in video range)
+                cv2.copyTo(self._black_limited, self._privacy, dst=small)
+            # Blur and stretch 16..235 to 0..255 in one separable pass: 255/219 * (blur - 16),
+            # rounded and clipped like frame_gray's table, one pass fewer than LUT then blur.
+            current = cv2.sepFilter2D(
+                small, cv2.CV_8U, _BLUR_STRETCH, _BLUR, dst=self._current, delta=-16 * _STRETCH
+            )
+        else:
+            if self._privacy is not None:  # blank the privacy masks (fancy indexing costs more)
+                cv2.copyTo(self._black_full, self._privacy, dst=small)
+            current = cv2.GaussianBlur(small, (5, 5), 0, dst=self._current)
+        bg = self._background
+        if bg is None or not self._has_previous:
+            self._relearn(current)
             return 0.0
         if self._zone_px == 0:
             return 0.0
-        bg = self._background
         # A global brightness change (lights, auto exposure, flicker) scales and shifts every pixel
         # alike: fit gain and offset with medians over the zone (a visitor is a minority of it, so
         # the medians ignore them) and keep only what the global change does not explain.
         zone_cur, zone_bg = current.take(self._sample_index), bg.take(self._sample_index)
-        gain = _median(zone_cur / np.maximum(zone_bg, 8.0))
+        gain = _median(zone_cur / np.maximum(zone_bg, np.float32(8.0)))
         if abs(gain - 1.0) > RELEARN_GAIN_CHANGE:
             # Lights switched or the camera changed exposure: clipped highlights and colour shifts
             # make the old background useless. Learn the new picture; a visitor is seen next frame.
-            self._background = current
-            self._previous = current
-            self._still = np.zeros(current.shape, np.uint16)
+            self._relearn(current)
             return 0.0
-        offset = _median(zone_cur - zone_bg * gain)
-        expected = np.multiply(bg, gain, out=self._expected)
-        expected += offset
-        diff = cv2.absdiff(current, expected)
-        foreground = diff > self.config.pixel_threshold
-        self._absorb_still(current, foreground)
-        moving = foreground.view(np.uint8) * np.uint8(255)
-        # Saturated pixels (>= 250) cannot be compared after a gain change.
-        unsaturated = cv2.threshold(small, 249, 255, cv2.THRESH_BINARY_INV)[1]
-        cv2.bitwise_and(moving, unsaturated, dst=moving)
-        moving = cv2.bitwise_and(moving, self._zone)
+        offset = _median(zone_cur - zone_bg * np.float32(gain))
+        # Foreground: |current - (gain * background + offset)| > threshold. `explained` is its
+        # complement, 255 where the fitted background explains the pixel (masks are 0/255).
+        diff = cv2.addWeighted(current, 1.0, bg, -gain, -offset, dst=self._diff, dtype=cv2.CV_32F)
+        np.abs(diff, out=diff)  # cv2.inRange(diff, -t, t) is exact too but 2x slower (27 us)
+        explained = cv2.compare(diff, float(cfg.pixel_threshold), cv2.CMP_LE, dst=self._explained)
+        if self.idle_fast_path and cv2.countNonZero(explained) == explained.size:
+            # The background explains every pixel (a quiet scene, most of a doorbell's day). What
+            # the general path below would do then, in 2 calls instead of ~15: no pixel is still
+            # foreground, so every counter is 0; nothing moves, so all learn at full alpha.
+            self._still.fill(0)
+            cv2.accumulateWeighted(current, bg, cfg.background_alpha)
+            self._keep_as_previous()
+            return 0.0
+        self._absorb_still(current, explained)
+        # Moving: in the zone, not saturated (>= 250 cannot be compared after a gain change) and
+        # not explained; a saturating subtract of 0/255 masks is "and not".
+        moving = cv2.compare(current, 249, cv2.CMP_LE, dst=self._moving)
+        cv2.bitwise_and(moving, self._zone, dst=moving)
+        cv2.subtract(moving, explained, dst=moving)
         moving = cv2.morphologyEx(moving, cv2.MORPH_OPEN, self._open_kernel)
-        moving = cv2.dilate(moving, self._dilate_kernel)
-        moving = cv2.bitwise_and(moving, self._zone)
-        alpha = self.config.background_alpha
-        still = cv2.bitwise_not(moving)
-        cv2.accumulateWeighted(current, self._background, alpha, mask=still)
-        cv2.accumulateWeighted(current, self._background, alpha / 8, mask=moving)
+        moving = cv2.dilate(moving, self._dilate_kernel, dst=self._moving)
+        cv2.bitwise_and(moving, self._zone, dst=moving)
+        alpha = cfg.background_alpha
+        still = cv2.bitwise_not(moving, dst=self._mask)
+        cv2.accumulateWeighted(current, bg, alpha, mask=still)
+        cv2.accumulateWeighted(current, bg, alpha / 8, mask=moving)
+        self._keep_as_previous()
         return cv2.countNonZero(moving) / self._zone_px
 
-    def _absorb_still(self, current: np.ndarray, foreground: np.ndarray) -> None:
+    def _downscale(self, gray: np.ndarray) -> np.ndarray:
+        """`gray` box-averaged to the analysis size, into `_small`.
+
+        Halving steps first: OpenCV's INTER_AREA has a fast path for an exact 2x that the general
+        one lacks (640x360 to 160x90 in one step: ~170 us; in two halvings: ~23 us; 1920x1080 to
+        320x180: ~1 ms against ~0.3 ms). A mean of 2x2 means is the 4x4 mean, give or take the
+        rounding of the middle step (1 grey level at most).
+        """
+        assert self._size is not None
+        aw, ah = self._size
+        src = gray
+        while src.shape[1] >= 4 * aw and src.shape[0] >= 4 * ah:
+            src = cv2.resize(src, (src.shape[1] // 2, src.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        return cv2.resize(src, self._size, dst=self._small, interpolation=cv2.INTER_AREA)
+
+    def _absorb_still(self, current: np.ndarray, explained: np.ndarray) -> None:
         """Learn at once the foreground pixels that have not changed for `still_absorb_s` (see the
-        module docstring); `foreground` is cleared there so this frame already counts them as still."""
-        assert self._previous is not None and self._still is not None and self._background is not None
-        unchanged = cv2.absdiff(current, self._previous) <= self.config.pixel_threshold
-        still = np.logical_and(foreground, unchanged, out=unchanged)
-        # Count frames a pixel stayed still, zero where it did not (in place, no fancy indexing).
-        self._still += 1
-        self._still *= still
-        absorb = self._still >= self._absorb_after
-        if absorb.any():
-            self._background[absorb] = current[absorb]
-            self._still[absorb] = 0
-            foreground[absorb] = False
-        self._previous = current
+        module docstring); they are marked `explained` (0/255, the complement of the foreground)
+        so this frame already counts them as still."""
+        assert self._still is not None and self._background is not None
+        # Grey levels are whole numbers here, so the uint8 difference is exact.
+        unchanged = cv2.absdiff(current, self._previous, dst=self._mask)
+        cv2.compare(unchanged, self.config.pixel_threshold, cv2.CMP_LE, dst=unchanged)
+        still = cv2.subtract(unchanged, explained, dst=unchanged)  # foreground and unchanged
+        # Count the frames a pixel stayed still, 0 where it did not (adds saturate, never wrap).
+        if self._still.dtype == np.uint8:
+            cv2.add(self._still, 1, dst=self._still)
+            cv2.bitwise_and(self._still, still, dst=self._still)
+        else:  # more than 254 frames: a masked add into a new array leaves 0 outside the mask
+            self._still = cv2.add(self._still, 1, mask=still)
+        absorb = cv2.compare(self._still, self._absorb_after, cv2.CMP_GE, dst=still)
+        if cv2.countNonZero(absorb):
+            cv2.accumulateWeighted(current, self._background, 1.0, mask=absorb)  # background := current
+            self._still[absorb > 0] = 0  # rare: an object arrived or left and stayed for seconds
+            cv2.bitwise_or(explained, absorb, dst=explained)
 
 
 @dataclass
@@ -290,7 +369,7 @@ class MotionHysteresis:
 
     def keeps(self, score: float) -> bool:
         """Whether `update` with this score would keep its frame for the thumbnail: the runner
-        converts a frame to BGR only then (issue 17)."""
+        holds on to that decoded frame and converts it to BGR only when the event ends (issue 17)."""
         if score < self.config.min_area:
             return False
         best = self.current.score if self.current is not None else self._run_best[0] if self._run else 0.0
@@ -374,23 +453,37 @@ _FULL_RANGE = frozenset({"yuvj420p", "yuvj422p", "yuvj444p", "gray"})
 _COLOR_RANGE_JPEG = 2  # AVCOL_RANGE_JPEG: full range 0..255
 # BT.601 limited range (Y 16..235) stretched to 0..255: the grey level a yuv->bgr24 conversion
 # followed by cvtColor(BGR2GRAY) gave before, so pixel_threshold keeps its meaning.
-_LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * 255.0 / 219.0), 0, 255).astype(np.uint8)
+_STRETCH = 255.0 / 219.0
+_LIMITED_TO_FULL = np.clip(np.round((np.arange(256) - 16) * _STRETCH), 0, 255).astype(np.uint8)
+# The detector's 5x5 Gaussian (what cv2.GaussianBlur uses for ksize 5, sigma 0) as separable
+# taps, and the same with the limited->full stretch folded in (MotionDetector.score).
+_BLUR = cv2.getGaussianKernel(5, 0)
+_BLUR_STRETCH = _BLUR * _STRETCH
+
+
+def frame_luma(frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> tuple[np.ndarray, bool]:
+    """The frame's luma at its own size and whether it is limited (video) range, 16..235.
+
+    A view of the decoder's Y plane, no copy: the detector only looks at luma, and stretches a
+    limited-range picture itself after downscaling it (`MotionDetector.score`).
+    """
+    name = frame.format.name
+    if name not in _LUMA_FIRST:
+        gray = (reformatter or VideoReformatter()).reformat(frame, format="gray", threads=1)
+        return gray.to_ndarray(), False
+    plane = frame.planes[0]
+    luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width]
+    return luma, not (name in _FULL_RANGE or frame.color_range == _COLOR_RANGE_JPEG)
 
 
 def frame_gray(frame: av.VideoFrame, reformatter: VideoReformatter | None = None) -> np.ndarray:
     """The frame's grey levels (0..255) at its own size, read from the decoder's luma plane.
 
     A view of the Y plane plus a 256-entry lookup replaces a full yuv->bgr24 conversion and a
-    BGR->grey pass per analysed frame; the detector only looks at luma.
+    BGR->grey pass; the runner does not call it (it passes `frame_luma` to the detector).
     """
-    name = frame.format.name
-    if name not in _LUMA_FIRST:
-        return (reformatter or VideoReformatter()).reformat(frame, format="gray", threads=1).to_ndarray()
-    plane = frame.planes[0]
-    luma = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: frame.height, : frame.width]
-    if name in _FULL_RANGE or frame.color_range == _COLOR_RANGE_JPEG:
-        return luma
-    return cv2.LUT(luma, _LIMITED_TO_FULL)
+    luma, limited = frame_luma(frame, reformatter)
+    return cv2.LUT(luma, _LIMITED_TO_FULL) if limited else luma
 
 
 def frame_bgr(
@@ -470,6 +563,8 @@ class MotionRunner:
         self.frames_decoded = 0
         self.reconnects = 0
         self.last_error: str | None = None
+        # (time, decoded frame) of the current run's or event's best score: its thumbnail.
+        self._best: tuple[float, av.VideoFrame] | None = None
 
     async def start(self) -> None:
         if self._thread is not None:
@@ -524,7 +619,8 @@ class MotionRunner:
                         self._transport, self._may_fall_back = "udp", False
                         log.info("motion %s: the camera refuses RTP over TCP; using UDP", self.camera_id)
                 # A lost stream ends the current event: its end is the last motion seen.
-                self._emit(hysteresis.flush())
+                self._emit(self._with_thumbnail(hysteresis.flush(), detector, None))
+                self._best = None  # a run that had not become an event: its frame is not needed
                 detector.reset()
                 if not self._reconnect or self._stop.is_set():
                     break
@@ -574,11 +670,26 @@ class MotionRunner:
                         continue
                     next_at = t + period if next_at is None or t - next_at > period else next_at + period
                     # The detector blanks the masks itself at analysis size; the picture is
-                    # converted to BGR only when a thumbnail may be taken from it (issue 17).
-                    score = detector.score(frame_gray(frame, reformatter))
+                    # converted to BGR only for an ending event's thumbnail (issue 17).
+                    luma, limited = frame_luma(frame, reformatter)
+                    score = detector.score(luma, limited_range=limited)
                     self.frames_analysed += 1
                     self.latest = AnalysedFrame(t, _thumbnail_renderer(frame, self._max_width, self.config))
-                    image = None
                     if hysteresis.keeps(score):  # a new best frame of the event: its thumbnail
-                        image = detector.redact(frame_bgr(frame, self._max_width, reformatter))
-                    self._emit(hysteresis.update(t, score, image))
+                        self._best = (t, frame)
+                    transition = hysteresis.update(t, score)
+                    self._emit(self._with_thumbnail(transition, detector, reformatter))
+
+    def _with_thumbnail(
+        self, transition: Transition | None, detector: MotionDetector, reformatter: VideoReformatter | None
+    ) -> Transition | None:
+        """Give an ending event its thumbnail (only the end's is stored): the best frame, converted
+        to BGR and redacted now, once per event. Converting every new best as it came cost ~1 ms of
+        CPU each, several times per visitor (issue 17)."""
+        if transition is None or transition.kind != "end":
+            return transition
+        best, self._best = self._best, None
+        event = transition.event
+        if best is not None and best[0] == event.best_time:
+            event.best_frame = detector.redact(frame_bgr(best[1], self._max_width, reformatter))
+        return transition

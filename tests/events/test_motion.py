@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hub.events.motion import (
+    _LIMITED_TO_FULL,
     MotionConfig,
     MotionDetector,
     MotionHysteresis,
@@ -247,3 +248,54 @@ def test_object_in_the_first_frame_that_leaves_ends_within_the_post_roll() -> No
     # The event (its last motion) ends within the post-roll of the object leaving; and the end is
     # reported end_quiet_s later, also within the post-roll... of that end.
     assert event.end - left_at <= post_roll_s - config.end_quiet_s, (event.end, left_at)
+
+
+def test_limited_range_luma_scores_like_the_stretched_grey() -> None:
+    # The runner hands the detector the decoder's video-range Y plane (16..235) and lets it stretch
+    # the downscaled picture (issue 17) instead of stretching every frame at full size first.
+    to_limited = np.round(16 + np.arange(256) * 219 / 255).astype(np.uint8)
+    config = MotionConfig()
+    full, limited = MotionDetector(config), MotionDetector(config)
+    full_scores, limited_scores = [], []
+    for _t, frame, _visible in walk():
+        luma = cv2.LUT(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), to_limited)
+        full_scores.append(full.score(cv2.LUT(luma, _LIMITED_TO_FULL)))
+        limited_scores.append(limited.score(luma, limited_range=True))
+    assert max(full_scores) >= config.min_area
+    assert np.allclose(full_scores, limited_scores, atol=0.002), (full_scores, limited_scores)
+
+
+def test_idle_fast_path_gives_what_the_general_path_gives() -> None:
+    # A frame the background explains entirely takes a short path (issue 17); it must leave the
+    # detector exactly where the general path would: same scores, same background, same counters.
+    # The walk pauses (still pixels count towards absorption) and has quiet frames between.
+    config = MotionConfig(still_absorb_s=1.0)
+    fast, general = MotionDetector(config), MotionDetector(config)
+    general.idle_fast_path = False
+    frames = [f for _t, f, _v in walk(pause=12, quiet_before=5, quiet_after=10)]
+    frames += [f for _t, f, _v in walk(pause=3, quiet_before=5, quiet_after=10, seed=8)]
+    idle = 0
+    for frame in frames:
+        assert fast.score(frame) == general.score(frame)
+        assert fast._background is not None and general._background is not None
+        assert np.array_equal(fast._background, general._background)
+        assert np.array_equal(fast._still, general._still)
+        idle += int(cv2.countNonZero(fast._explained) == fast._explained.size)
+    assert idle > 10  # the short path was taken
+
+
+def test_a_long_still_absorb_counts_past_255_frames() -> None:
+    # still_absorb_s * analysis_fps >= 255 takes the uint16 counter (the default, 15, a uint8 one):
+    # an object that arrives and stays is learnt after exactly that many analysed frames. A slow
+    # background (alpha 0.01) so that it does not fade in on its own first (~220 frames at 0.05).
+    config = MotionConfig(still_absorb_s=60.0, background_alpha=0.01)  # 300 frames at 5 fps
+    absorb_after = 300
+    detector = MotionDetector(config)
+    rng = np.random.default_rng(5)
+    bg = background(5)
+    for _ in range(5):
+        detector.score(render(bg, rng))
+    scores = [detector.score(render(bg, rng, (300, 100, 90, 200))) for _ in range(absorb_after + 5)]
+    assert detector._still is not None and detector._still.dtype == np.uint16
+    assert min(scores[:absorb_after]) >= config.min_area
+    assert max(scores[absorb_after:]) < config.min_area

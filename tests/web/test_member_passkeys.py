@@ -138,6 +138,7 @@ def test_join_and_log_in_with_a_passkey_and_every_wrong_login_is_a_wrong_passwor
     # A clone: an authenticator whose counter is behind the one the hub saw last.
     ahead, ann_pk.counter = ann_pk.counter, 0
     cloned = login_body(hub_id, ann_pk, ann_invite["id"], a_bump=False)
+    cloned_count = ann_pk.counter
     ann_pk.counter = ahead
     cases = {
         "replay": ("Ann", replay, {}),
@@ -167,6 +168,14 @@ def test_join_and_log_in_with_a_passkey_and_every_wrong_login_is_a_wrong_passwor
         owner.login()
     failed = [e for e in hub.audit() if e["type"] == "owner.login_failed"]
     assert failed, "failed passkey logins are audited"
+    # The clone, and only the clone, tells the owner a copy of Ann's passkey may exist (§1.2).
+    regressed = [e for e in hub.audit() if e["type"] == "key.counter_regressed"]
+    assert [(e["actor"], e["data"]) for e in regressed] == [
+        (
+            f"member:{ann_invite['id']}",
+            {"kid": ann_pk.kid, "stored": ahead, "seen": cloned_count, "member": ann_invite["id"]},
+        )
+    ], regressed
     # Bo's own passkey still logs Bo in (his counter was untouched by the tries above).
     assert passkey_login(hub.url, "bo", login_body(hub_id, bo_pk, bo_invite["id"], a_bump=False))[0] == 200
 
@@ -203,3 +212,57 @@ def _post_decision(url: str, body: bytes) -> tuple[int, Any]:
             return res.status, json.loads(res.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def test_an_unknown_name_costs_the_same_signature_check_as_a_member(tmp_path: Any, monkeypatch: Any) -> None:
+    """The passkey login checks a signature for a name that is unknown, or has no passkey, as it does
+    for a member's (against a key nobody holds), so the time of the answer does not say which names
+    exist. Counted, not timed (shared machine): every case reaches the signature check once."""
+    import hashlib
+    import time
+
+    from hub import store
+    from hub.api import session
+    from hub.consent import passkeys
+    from hub.store import members as members_q
+
+    checked: list[bytes] = []
+    real = passkeys.verify_authentication_response
+
+    def spy(**kw: Any) -> Any:
+        checked.append(kw["credential_public_key"])
+        return real(**kw)
+
+    monkeypatch.setattr(passkeys, "verify_authentication_response", spy)
+    conn = store.connect(tmp_path / "camhub.sqlite")
+    try:
+        store.migrate(conn)
+        now = time.time()
+        ann, cy = SoftPasskey("localhost", ORIGIN), SoftPasskey("localhost", ORIGIN)
+        for member_id, name in (("m-ann", "Ann"), ("m-bo", "Bo")):
+            code = hashlib.sha256(name.encode()).hexdigest()
+            assert members_q.invite(conn, member_id, name, {}, code, now + 60, now)
+        key = members_q.MemberPasskey(
+            "m-ann", ann.kid, b64url(ann.credential_id), ann.cose_key(), "localhost", 0
+        )
+        assert members_q.join_with_passkey(conn, hashlib.sha256(b"Ann").hexdigest(), "m-ann", key, now)
+        assert members_q.join(conn, hashlib.sha256(b"Bo").hexdigest(), "hash", now) is not None  # a password
+        cases = {
+            "Ann": (ann, "m-ann", True),  # her own passkey: the only login
+            "Bo": (cy, "m-bo", False),  # a member without a passkey
+            "Nobody": (cy, "m-nobody", False),  # no such name
+        }
+        for name, (pk, member_id, logs_in) in cases.items():
+            before = len(checked)
+            proof = login_body("hub-1", pk, member_id)
+            member, regressed = session._verify_member_passkey_login(
+                conn, name, proof, "hub-1", now, "localhost"
+            )
+            assert (member is not None, regressed) == (logs_in, None), name
+            assert len(checked) == before + 1, (
+                f"{name}: the signature was checked {len(checked) - before} times"
+            )
+        # The two refusals were checked against the same key nobody holds, never a member's.
+        assert checked[1] == checked[2] != ann.cose_key() and checked[0] == ann.cose_key()
+    finally:
+        conn.close()
