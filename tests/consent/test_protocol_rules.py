@@ -568,6 +568,30 @@ def test_a_trusted_agency_past_its_rate_limit_is_counted_not_logged_one_by_one(t
         assert entry["actor"] == actor, entry
         assert 0 < int(r.headers["Retry-After"]) <= 3600, r.headers  # §2.1: 429 with Retry-After
         assert (entry["data"]["route"], entry["data"]["count"]) == ("POST /api/agency/v1/requests", 1), entry
+        # From a relay's queue the same refusal is counted under the route it came by (§7.2).
+        from camhub_protocol import httpsig
+        from hub.consent import requests
+        from hub.services import Services
+
+        queued = requests.SignedMessage(
+            "POST", env.authority, PATH, None, [("Content-Type", "application/json")],
+            env.request_body(env.t0 + 10, env.t0 + 20), "http", "relay", f"relay POST {PATH}",
+        )  # fmt: skip
+        verified = httpsig.Verified(env.agency.keyid, int(time.time()), int(time.time()) + 300, "n", (), "")
+
+        async def take(s: Services) -> str:
+            try:
+                await requests.submit(
+                    s.consent, queued, verified, request_id="z" * 32, respond_by=time.time() + DAY
+                )
+            except ConsentError as exc:
+                return exc.code
+            return "taken"
+
+        since = env.last_seq()
+        assert env.hub.call(take) == "rate_limited"
+        (entry,) = [e for e in env.audit_entries(since) if e["type"] == "request.rejected"]
+        assert (entry["actor"], entry["data"]["route"]) == (actor, f"relay POST {PATH}"), entry
         # The quota is each agency's own: another agency still files its hour's request.
         other = new_agency(tmp_path / "other")
         env.add_agency(other, "Other PD")
