@@ -128,6 +128,26 @@ async def test_unsynced_clock_refuses_until_the_owner_confirms(
         assert s.consent is not None and s.consent.clock.synced()
 
 
+async def test_an_agency_call_on_an_unsynced_clock_is_audited_as_unauthenticated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """§6: the clock is checked before the signature is read, so the audit entry of a refused agency
+    call names no one: `clock.unsynced`, actor `unauthenticated`, `refused` its method and path (not
+    the query); no `request.rejected` entry of its own."""
+    monkeypatch.setattr(clock, "kernel_clock_synced", lambda: False)
+    async with running_hub(_config(tmp_path / "data")) as s, aiohttp.ClientSession() as http:
+        r = await http.post(
+            s.base_url + "/api/agency/v1/requests?x=1",
+            data=b"{}",
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status == 503 and (await r.json())["error"] == "clock_unsynced"
+        entries = await _entries(s)
+        unsynced = [(e["actor"], e["data"]) for e in entries if e["type"] == "clock.unsynced"]
+        assert unsynced == [("unauthenticated", {"refused": "POST /api/agency/v1/requests"})]
+        assert not [e for e in entries if e["type"] == "request.rejected"], entries
+
+
 def test_kernel_probe_answers_without_privileges() -> None:
     # Whatever this machine's state, the read-only adjtimex call must answer, not raise.
     assert clock.kernel_clock_synced() in (True, False)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from camhub_protocol import jws, rfc3339
+from camhub_protocol import httpsig, jws, rfc3339
 from camhub_protocol.errors import ConsentError
 from camhub_protocol.keys import jwk_thumbprint, okp_public_jwk
 from tests.consent.flow_env import (
@@ -74,6 +74,99 @@ def _accepted(hub: HubEnv, doc: dict[str, Any]) -> dict[str, Any]:
     r = _post(hub, doc)
     assert r.status == 202, (doc, r.body)
     return r.json()
+
+
+# --- §2 the signature, checked against the request as the hub received it -------------------
+
+
+def test_a_body_of_exactly_64_kib_is_not_too_large(hub: HubEnv) -> None:
+    """§2: bodies *over* 64 KiB get 413; one of exactly 65536 bytes is read, verified and taken."""
+    doc = json.dumps(_doc(hub)).encode()
+    body = doc + b" " * (64 * 1024 - len(doc))  # trailing white space is still one JSON document
+    assert len(body) == 64 * 1024
+    r = hub.signed("POST", PATH, body)
+    assert r.status == 202, r.body
+    since = hub.last_seq()
+    assert_refused(hub, hub.signed("POST", PATH, body + b" "), 413, "body_too_large", since)
+
+
+def test_a_query_is_covered_and_checked_against_the_query_received(hub: HubEnv) -> None:
+    """§2: where the URL has a query, `"@query"` must be covered, and what is verified is the query the
+    hub received: the poll signed over its query answers; the same query left uncovered, or changed
+    after signing, is 401."""
+    rid = _accepted(hub, _doc(hub))["id"]
+    path = f"{PATH}/{rid}"
+    r = hub.signed("GET", path + "?v=1")
+    assert r.status == 200 and r.json()["id"] == rid, r.body
+    since = hub.last_seq()
+    r = hub.signed("GET", path + "?v=1", components=["@method", "@authority", "@path"])
+    assert_refused(hub, r, 401, "component_not_covered", since)
+    headers = _sign_get(hub, path, query="v=1")
+    since = hub.last_seq()
+    assert_refused(hub, http("GET", hub.url + path + "?v=2", None, headers), 401, "bad_signature", since)
+
+
+def test_a_covered_scheme_and_target_uri_are_those_of_the_url_reached(hub: HubEnv) -> None:
+    """§2: the signature may cover more than the required components; a covered `"@scheme"` or
+    `"@target-uri"` is verified against the URL the hub was reached at (plain http on loopback here),
+    so the same signature made for https:// is 401."""
+    rid = _accepted(hub, _doc(hub))["id"]
+    path = f"{PATH}/{rid}"
+    for extra in (["@scheme"], ["@target-uri"]):
+        comps = ["@method", "@authority", "@path", *extra]
+        r = http("GET", hub.url + path, None, _sign_get(hub, path, components=comps, scheme="http"))
+        assert r.status == 200 and r.json()["id"] == rid, (extra, r.body)
+        since = hub.last_seq()
+        r = http("GET", hub.url + path, None, _sign_get(hub, path, components=comps, scheme="https"))
+        assert_refused(hub, r, 401, "bad_signature", since)
+
+
+def _sign_get(hub: HubEnv, path: str, *, query: str | None = None, **kwargs: Any) -> dict[str, str]:
+    kwargs.setdefault("scheme", "http")
+    return dict(
+        httpsig.sign_request(
+            method="GET", authority=hub.authority, path=path, query=query, headers=[], body=b"",
+            private_key=hub.agency.key, keyid=hub.agency.keyid, created=int(time.time()), **kwargs,
+        )
+    )  # fmt: skip
+
+
+def test_a_queued_request_is_verified_while_created_is_at_most_the_queue_age_old(hub: HubEnv) -> None:
+    """§7.2: a request a relay held may reach the hub after its `expires`; the uplink verifies it
+    with `queued_max_age_s` (respond_by_days), so it is taken while `created` is at most that old and
+    refused `signature_expired` beyond. Driven through `requests.authenticate` as the uplink calls it
+    (the relay itself runs in a subprocess in tests/relay, which mutmut cannot see)."""
+    from hub.consent import requests
+    from hub.services import Services
+
+    now = int(time.time())
+
+    def verify(created: int, max_age: int | None) -> str:
+        body = json.dumps(_doc(hub)).encode()
+        headers: list[tuple[str, str]] = [("Content-Type", "application/json")]
+        headers += httpsig.sign_request(
+            method="POST", authority=hub.authority, path=PATH, query=None, headers=headers, body=body,
+            private_key=hub.agency.key, keyid=hub.agency.keyid, created=created, scheme="http",
+        )  # fmt: skip
+        msg = requests.SignedMessage(
+            "POST", hub.authority, PATH, None, headers, body, "http", "relay", f"relay POST {PATH}"
+        )
+
+        async def run(s: Services) -> str:
+            assert s.consent is not None
+            try:
+                verified = await requests.authenticate(s.consent, msg, queued_max_age_s=max_age)
+            except ConsentError as exc:
+                return exc.code
+            assert (verified.keyid, verified.created) == (hub.agency.keyid, created)
+            return "verified"
+
+        return hub.hub.call(run)
+
+    # expires (created + 300 s) passed an hour ago: good from a queue a day deep, not from a live call.
+    assert verify(now - 3600, DAY) == "verified"
+    assert verify(now - 3600, None) == "signature_expired"
+    assert verify(now - 3600, 1800) == "signature_expired"
 
 
 # --- §2.1 the request body -------------------------------------------------------------------
@@ -282,7 +375,6 @@ def test_a_queued_request_is_judged_by_its_respond_by_and_as_an_area_request(hub
     asks for every camera of the hub. Driven through `requests.submit` as the uplink calls it once
     the signature verified (the relay itself runs in a subprocess in tests/relay, which mutmut
     cannot see)."""
-    from camhub_protocol import httpsig
     from hub.consent import requests
     from hub.services import Services
 
@@ -569,7 +661,6 @@ def test_a_trusted_agency_past_its_rate_limit_is_counted_not_logged_one_by_one(t
         assert 0 < int(r.headers["Retry-After"]) <= 3600, r.headers  # §2.1: 429 with Retry-After
         assert (entry["data"]["route"], entry["data"]["count"]) == ("POST /api/agency/v1/requests", 1), entry
         # From a relay's queue the same refusal is counted under the route it came by (§7.2).
-        from camhub_protocol import httpsig
         from hub.consent import requests
         from hub.services import Services
 
