@@ -23,7 +23,9 @@ the markers below, the score of every mutated module and every mutant that was n
 
 Timeouts count as killed (the mutant made a test hang or run out its time: it was noticed), except
 a timeout whose change is free text: on the shared machine such a mutant can run every test past the
-limit without hanging, so it counts as free text, never as killed. The score
+limit without hanging, so it counts as free text, never as killed; likewise a timeout whose only change
+is an error's explicit status turned into its class default (the same status) counts as equivalent. The
+score
 is killed / (mutants − free text − equivalent) — accepted survivors count against it; the raw
 killed / mutants is shown beside it.
 """
@@ -207,7 +209,8 @@ def collect() -> list[Mutant]:
                     if status in ("survived", "timeout") and (_free_text(orig, mut) or _log_only(orig, mut)):
                         m.verdict = "free text"
                 why = _default_status(m.before, m.after)
-                if status == "survived" and not m.verdict and why:
+                # The same status by rule: a timeout of it was slowness, not a hang (see free text).
+                if status in ("survived", "timeout") and not m.verdict and why:
                     m.verdict, m.why = "equivalent", why
             mutants.append(m)
     return mutants
@@ -252,7 +255,8 @@ def render(mutants: list[Mutant], stale: list[dict[str, str]]) -> str:
         f"(mutmut {metadata.version('mutmut')}"
         + (f"; the last `mutmut run` took {int(seconds) // 60} min {int(seconds) % 60} s" if seconds else "")
         + "). Score = killed / (mutants checked − free text − equivalent); timeouts count as killed"
-        + " (a timed-out free-text mutant counts as free text)."
+        + " (a timed-out free-text mutant counts as free text, a timed-out default-status one as"
+        + " equivalent)."
         + " A mutant not checked (the run was stopped or covered a sample) counts nowhere but its column.",
         "",
         "| module | mutants | not checked | killed | timeout | free text | equivalent | accepted | unexplained "
