@@ -288,6 +288,15 @@ def test_boundaries_that_are_accepted(hub: HubEnv) -> None:
         assert _accepted(hub, doc)["status"] == "pending"
 
 
+def test_an_empty_case_id_is_taken_and_kept_empty(hub: HubEnv) -> None:
+    """§2.1: `case_id` is the agency's free text, at most 200 characters, "" included; the owner sees
+    it as sent (the `request.received` entry), never a placeholder."""
+    since = hub.last_seq()
+    rid = _accepted(hub, _doc(hub, case_id=""))["id"]
+    (entry,) = [e for e in hub.audit_entries(since) if e["type"] == "request.received"]
+    assert (entry["data"]["request_id"], entry["data"]["case_id"]) == (rid, "")
+
+
 def test_wrong_hub_and_wrong_content_type(hub: HubEnv) -> None:
     since = hub.last_seq()
     entry = assert_refused(hub, _post(hub, _doc(hub, hub=hub.hub_id + "x")), 400, "wrong_hub", since)
