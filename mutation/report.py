@@ -73,6 +73,11 @@ DETAIL_ARGS: dict[str, tuple[int, ...]] = {
     "_bad": (0,),
     "VerifyError": (0,),
 }
+# Where a callee of the same name takes other arguments: requests._text(obj, name, limit) looks `name` up.
+DETAIL_ARGS_BY_MODULE: dict[str, dict[str, tuple[int, ...]]] = {"hub/consent/requests.py": {"_text": ()}}
+# Callees that format their detail arguments into one string (requests._field_error: f"{name}: {problem}"):
+# an argument turned into None changes only the words ("cameras: None"), never the body's shape.
+FORMATTED_DETAIL = frozenset({"_field_error"})
 
 
 @dataclass
@@ -93,33 +98,39 @@ def _callee(call: ast.Call) -> str:
     return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
 
 
-def _detail_strings(tree: ast.AST) -> set[int]:
-    """ids of string nodes that are (part of) a detail argument."""
+def _detail_strings(tree: ast.AST, module: str = "") -> tuple[set[int], set[int]]:
+    """ids of string nodes that are (part of) a detail argument, and of those that are a whole
+    argument of a FORMATTED_DETAIL callee."""
     found: set[int] = set()
+    formatted: set[int] = set()
+    detail_args = {**DETAIL_ARGS, **DETAIL_ARGS_BY_MODULE.get(module, {})}
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
-        args = [node.args[i] for i in DETAIL_ARGS.get(_callee(node), ()) if i < len(node.args)]
+        args = [node.args[i] for i in detail_args.get(_callee(node), ()) if i < len(node.args)]
         args += [k.value for k in node.keywords if k.arg == "detail"]
         for arg in args:
             found |= {id(n) for n in ast.walk(arg) if isinstance(n, ast.Constant | ast.JoinedStr)}
-    return found
+            if _callee(node) in FORMATTED_DETAIL and isinstance(arg, ast.Constant):
+                formatted.add(id(arg))
+    return found, formatted
 
 
-def _free_text(orig_src: str, mut_src: str) -> bool:
+def _free_text(orig_src: str, mut_src: str, module: str = "") -> bool:
     """The two function sources differ only in the contents of detail strings."""
     try:
         a, b = ast.parse(orig_src), ast.parse(mut_src)
     except SyntaxError:
         return False
-    details = _detail_strings(a)
+    details, formatted = _detail_strings(a, module)
     changed = False
     for x, y in zip(ast.walk(a), ast.walk(b), strict=False):
         if type(x) is not type(y):
             return False
         if isinstance(x, ast.Constant) and isinstance(y, ast.Constant):
             if x.value != y.value:
-                if not (isinstance(x.value, str) and isinstance(y.value, str) and id(x) in details):
+                words = isinstance(x.value, str) and isinstance(y.value, str) and id(x) in details
+                if not (words or (isinstance(x.value, str) and y.value is None and id(x) in formatted)):
                     return False
                 changed = True
         elif [f for f in x._fields if f not in ("ctx",)] != [f for f in y._fields if f not in ("ctx",)]:
@@ -206,7 +217,9 @@ def collect() -> list[Mutant]:
                     orig, mut = (cst.Module([f]).code for f in functions)
                     # A timeout that only changed words ran every test slowly on a loaded machine:
                     # it hung nothing, so it is not counted as killed (docs/MUTATION.md, Timeouts).
-                    if status in ("survived", "timeout") and (_free_text(orig, mut) or _log_only(orig, mut)):
+                    if status in ("survived", "timeout") and (
+                        _free_text(orig, mut, path) or _log_only(orig, mut)
+                    ):
                         m.verdict = "free text"
                 why = _default_status(m.before, m.after)
                 # The same status by rule: a timeout of it was slowness, not a hang (see free text).
