@@ -288,6 +288,40 @@ def test_boundaries_that_are_accepted(hub: HubEnv) -> None:
         assert _accepted(hub, doc)["status"] == "pending"
 
 
+def test_a_clip_may_end_at_the_hub_clock_but_not_after(hub: HubEnv) -> None:
+    """§2.1: a clip's `end` may not be later than the hub's clock: equal to it is taken, a second
+    after is 400 `invalid_field`."""
+    consent = hub.hub.services.consent if hub.hub.services else None
+    assert consent is not None
+    now = float(int(time.time()))
+    consent.now = lambda: now
+    try:
+        assert _accepted(hub, _doc(hub, start=rfc3339.format(now - 60), end=rfc3339.format(now)))
+        since = hub.last_seq()
+        late = _doc(hub, start=rfc3339.format(now - 60), end=rfc3339.format(now + 1))
+        assert_refused(hub, _post(hub, late), 400, "invalid_field", since)
+    finally:
+        consent.now = time.time
+
+
+def test_a_live_request_answer_and_audit_entry(hub: HubEnv) -> None:
+    """§2.1: a livestream request is taken like a clip; its `request.received` entry has its kind,
+    cameras, case_id and `live_max_seconds`, and no times."""
+    since = hub.last_seq()
+    answer = _accepted(hub, _live(hub, 90, case_id="2026-8", cameras=[CAMERA, "garage"]))
+    (entry,) = [e for e in hub.audit_entries(since) if e["type"] == "request.received"]
+    assert {k: v for k, v in entry["data"].items() if k != "request_sha256"} == {
+        "request_id": answer["id"],
+        "kind": "live",
+        "cameras": [CAMERA, "garage"],
+        "start": None,
+        "end": None,
+        "live_max_seconds": 90,
+        "case_id": "2026-8",
+        "respond_by": answer["respond_by"],
+    }
+
+
 def test_an_empty_case_id_is_taken_and_kept_empty(hub: HubEnv) -> None:
     """§2.1: `case_id` is the agency's free text, at most 200 characters, "" included; the owner sees
     it as sent (the `request.received` entry), never a placeholder."""
