@@ -169,6 +169,38 @@ def test_a_queued_request_is_verified_while_created_is_at_most_the_queue_age_old
     assert verify(now - 3600, 1800) == "signature_expired"
 
 
+def test_a_queued_request_over_64_kib_is_refused_413_before_its_signature_is_read(hub: HubEnv) -> None:
+    """§2: bodies over 64 KiB get 413 `body_too_large` before any parsing, also one a relay's queue
+    hands the hub (over HTTP the agency route already answers 413 from Content-Length; a queued
+    request reaches `requests.authenticate` directly, as the uplink calls it). Counted like every
+    refusal that proves nothing about its sender (§5), under the relay's route."""
+    from hub.consent import requests
+    from hub.services import Services
+
+    body = b"{" + b" " * (64 * 1024) + b"}"
+    msg = requests.SignedMessage(
+        "POST", hub.authority, PATH, None, [("Content-Type", "application/json")], body, "http", "relay",
+        f"relay POST {PATH}",
+    )  # fmt: skip
+
+    async def run(s: Services) -> tuple[str, int, str]:
+        assert s.consent is not None
+        with pytest.raises(ConsentError) as caught:
+            await requests.authenticate(s.consent, msg, queued_max_age_s=DAY)
+        return caught.value.code, caught.value.status, caught.value.detail
+
+    since = hub.last_seq()
+    code, status, detail = hub.hub.call(run)
+    assert (code, status) == ("body_too_large", 413) and isinstance(detail, str) and detail, detail
+    (entry,) = [e for e in hub.audit_entries(since) if e["type"] == "request.rejected"]
+    assert (entry["actor"], entry["data"]["code"], entry["data"]["status"]) == (
+        "unauthenticated",
+        "body_too_large",
+        413,
+    ), entry
+    assert entry["data"]["route"] == f"relay POST {PATH}", entry
+
+
 # --- §2.1 the request body -------------------------------------------------------------------
 
 
