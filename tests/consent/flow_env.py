@@ -358,10 +358,14 @@ class HubEnv:
 
     def decision_row(self, decision_id: str) -> dict[str, Any] | None:
         """The stored row of an accepted decision (the signed text verbatim, THREAT_MODEL's assets)."""
+        return self.row("decisions", decision_id)
+
+    def row(self, table: str, row_id: str) -> dict[str, Any] | None:
+        """One stored row by id, read-only (`table` is the test's own constant, never input)."""
         conn = sqlite3.connect(f"file:{self.data_dir / 'camhub.sqlite'}?mode=ro", uri=True, timeout=10)
         conn.row_factory = sqlite3.Row
         try:
-            row = conn.execute("SELECT * FROM decisions WHERE id = ?", (decision_id,)).fetchone()
+            row = conn.execute(f"SELECT * FROM {table} WHERE id = ?", (row_id,)).fetchone()
         finally:
             conn.close()
         return None if row is None else dict(row)

@@ -1401,15 +1401,7 @@ def _subject(at: float, /, **changes: Any) -> dict[str, Any]:
 
 
 def _owner_hold(hub: HubEnv, hold_id: str) -> dict[str, Any] | None:
-    import sqlite3
-
-    conn = sqlite3.connect(f"file:{hub.data_dir / 'camhub.sqlite'}?mode=ro", uri=True, timeout=10)
-    conn.row_factory = sqlite3.Row
-    try:
-        row = conn.execute("SELECT * FROM owner_holds WHERE id = ?", (hold_id,)).fetchone()
-    finally:
-        conn.close()
-    return None if row is None else dict(row)
+    return hub.row("owner_holds", hold_id)
 
 
 AT = float(int(time.time()))  # the consent clock, pinned for the hold rules; issued_at is AT too
