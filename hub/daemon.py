@@ -11,6 +11,7 @@ import _sqlite3
 import asyncio
 import contextlib
 import ctypes
+import functools
 import ipaddress
 import logging
 import os
@@ -351,9 +352,27 @@ def trim_native_memory() -> bool:
     One call on a running daemon gave back 5.3 MB of 12.9 MB free. True if memory was released;
     False also where the C library has no malloc_trim (musl)."""
     try:
-        return bool(ctypes.CDLL(None).malloc_trim(0))
+        return bool(_libc().malloc_trim(0))
     except (OSError, AttributeError):
         return False
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library already loaded (dlopen(NULL)); once, with the return types set once."""
+    libc = ctypes.CDLL(None)
+    with contextlib.suppress(AttributeError):  # glibc < 2.33 has no mallinfo2
+        libc.mallinfo2.restype = _MallInfo2
+    return libc
+
+
+@functools.cache
+def _sqlite_lib() -> ctypes.CDLL:
+    """dlsym through the sqlite3 module's own handle finds the SQLite it was linked against (shared or
+    static), already loaded, so this is the same allocator the store's connections use."""
+    lib = ctypes.CDLL(_sqlite3.__file__)
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    return lib
 
 
 async def _trim_loop() -> None:
@@ -379,16 +398,11 @@ def native_memory_kb() -> dict[str, int]:
     `sqlite_cache_kb`, the page caches' part of it. -1 where this libc or SQLite build does not say."""
     out = {"heap_kb": -1, "heap_free_kb": -1, "sqlite_kb": -1, "sqlite_cache_kb": -1}
     with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None)
-        libc.mallinfo2.restype = _MallInfo2
-        info = libc.mallinfo2()
+        info = _libc().mallinfo2()
         out["heap_kb"] = (info.uordblks + info.hblkhd) // 1024
         out["heap_free_kb"] = info.fordblks // 1024
     with contextlib.suppress(OSError, AttributeError):
-        # dlsym through the sqlite3 module's own handle finds the SQLite it was linked against (shared
-        # or static), already loaded, so this is the same allocator the store's connections use.
-        lib = ctypes.CDLL(_sqlite3.__file__)
-        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        lib = _sqlite_lib()
         out["sqlite_kb"] = lib.sqlite3_memory_used() // 1024
         # SQLITE_STATUS_PAGECACHE_OVERFLOW: without a static page-cache buffer (the default) every
         # cached page is in this count, so it is the page caches' share of sqlite_kb.

@@ -509,21 +509,21 @@ class _CounterRegressed:
 
 
 def _dummy_passkey(rp_id: str) -> consent_q.Passkey:
-    """A passkey nobody holds (a fresh P-256 key, COSE-encoded), checked when the name is unknown or
-    has no passkey, so that the answer costs the same signature check as for a real member."""
-    global _DUMMY_COSE
-    if _DUMMY_COSE is None:
-        import cbor2
-        from cryptography.hazmat.primitives.asymmetric import ec
-
-        numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
-        _DUMMY_COSE = cbor2.dumps(
-            {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
-        )
-    return consent_q.Passkey("", "AA", _DUMMY_COSE, rp_id, 0)
+    """A passkey nobody holds, checked when the name is unknown or has no passkey, so that the answer
+    costs the same signature check as for a real member."""
+    return consent_q.Passkey("", "AA", _dummy_cose(), rp_id, 0)
 
 
-_DUMMY_COSE: bytes | None = None
+@functools.cache
+def _dummy_cose() -> bytes:
+    """A fresh P-256 public key, COSE-encoded, made once per process."""
+    import cbor2
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    numbers = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+    return cbor2.dumps(
+        {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
+    )
 
 
 def _verify_member_passkey_login(
