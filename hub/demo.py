@@ -60,6 +60,8 @@ async def run(data_dir: Path, port: int, cameras: int) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # As `camhub run` (daemon.serve): SIGUSR1 logs the `camhub stats` line instead of killing the demo.
+    loop.add_signal_handler(signal.SIGUSR1, daemon.log_resource_stats)
     try:
         async with contextlib.AsyncExitStack() as stack:
             urls: dict[str, tuple[str, str, str]] = {}
@@ -85,6 +87,6 @@ async def run(data_dir: Path, port: int, cameras: int) -> int:
         log.error("cannot start: %s", exc)
         return 1
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
     return 0
