@@ -5,7 +5,8 @@
 Builds one delivery from a dummy clip the size of `--minutes` of video at `--mbps` (default: a
 30-minute 1080p doorbell stream at 4 Mbit/s, ~900 MB) in a child process, and reports
 - throughput as × realtime (clip duration / build time) — target ≥ 50×;
-- peak RSS growth of the building process over its baseline after setup — target < 64 MiB;
+- peak RSS growth of the building process over its baseline after setup, plus the whole peak RSS
+  of its encryption worker process — target < 64 MiB;
 against the reference pipeline `tar -cf - clip | age -r <recipient>` (GNU tar + the stock age CLI)
 on the same file. The two alternate, camhub then reference, 3 times (2 with --smoke) on the same
 clip; reported are the median of each side, the median of the per-round ratios (camhub time /
@@ -84,7 +85,8 @@ def child(clip: Path, out: Path) -> None:
         "segments": [],
     }
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    started, cpu0 = time.perf_counter(), time.process_time()
+    # The age encryption runs in a child process (camhub_protocol/encrypt_worker.py): its CPU counts.
+    started, cpu0, child0 = time.perf_counter(), time.process_time(), children_cpu()
     built = delivery.build_delivery(
         clips={"clip-front-door.mp4": clip},
         manifest_fields=fields,
@@ -93,7 +95,8 @@ def child(clip: Path, out: Path) -> None:
         recipient=recipient,
         out_path=out,
     )
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu0 + children_cpu() - child0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
@@ -106,6 +109,37 @@ def child(clip: Path, out: Path) -> None:
             }
         )
     )
+
+
+def worker_peak_kib(clip: Path) -> int:
+    """Peak RSS of the encryption worker on `clip`, sampled from /proc (VmHWM, its own address space).
+
+    Not getrusage: a forked child's ru_maxrss counts its parent's pages from before the exec.
+    """
+    from pyrage import x25519
+
+    from camhub_protocol import delivery
+
+    recipient = str(x25519.Identity.generate().to_public())
+    worker = Path(delivery.__file__).with_name("encrypt_worker.py")
+    hwm = 0
+    with clip.open("rb") as src:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", str(worker), recipient],
+            stdin=src, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+            except OSError:
+                break
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    hwm = max(hwm, int(line.split()[1]))
+            time.sleep(0.005)
+        proc.wait(timeout=300)
+    return hwm
 
 
 def children_cpu() -> float:
@@ -169,8 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             if ref is not None:
                 ref_runs.append(ref[0])
                 ref_cpu.append(ref[1])
+        worker_kib = worker_peak_kib(clip)
     build = [f["seconds"] for f in runs]
-    growth = [(f["peak_kib"] - f["baseline_kib"]) / 1024 for f in runs]
+    # The build's memory is the hub process's growth plus the whole encryption worker (a process of
+    # its own, so all of its RSS is the build's).
+    growth = [(f["peak_kib"] - f["baseline_kib"] + worker_kib) / 1024 for f in runs]
     seconds = statistics.median(build)
     ref_seconds = statistics.median(ref_runs) if ref_runs else None
     x_realtime = minutes * 60 / seconds
@@ -178,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = max(runs, key=lambda f: f["peak_kib"] - f["baseline_kib"])
     ratios = [b / ref for b, ref in zip(build, ref_runs, strict=True)] if ref_runs else []
     # CPU seconds too: on a shared machine wall time is mostly who else runs; the reference is two
-    # processes (tar, age) that overlap on 2 cores, camhub's build one thread (pyrage holds the GIL).
+    # processes (tar, age) that overlap on 2 cores, as camhub's build does (tar and hashes in the hub,
+    # age encryption in encrypt_worker.py).
     build_cpu = [f["cpu_seconds"] for f in runs]
     cpu_ratios = [b / ref for b, ref in zip(build_cpu, ref_cpu, strict=True) if ref > 0] if ref_cpu else []
     result = {
@@ -194,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "rss_baseline_mib": round(figures["baseline_kib"] / 1024, 1),
         "rss_peak_mib": round(figures["peak_kib"] / 1024, 1),
         "rss_growth_mib": round(rss_growth_mib, 1),
+        "worker_peak_mib": round(worker_kib / 1024, 1),
         "rss_growth_mib_rounds": spread(growth, 1),
         "reference": "tar -cf - clip | age -r R (GNU tar + age CLI), alternated with camhub's build",
         "reference_tar_age_seconds": None if ref_seconds is None else round(ref_seconds, 3),
@@ -226,7 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         ("camhub / reference time", str(result["ratio_camhub_over_reference"])),
         ("camhub / reference CPU", str(result["cpu_ratio_camhub_over_reference"])),
         ("RSS baseline -> peak", f"{result['rss_baseline_mib']} -> {result['rss_peak_mib']} MiB"),
-        ("RSS growth", f"{rss_growth_mib:.1f} MiB (target < {TARGET_RSS_MIB:g})"),
+        (
+            "RSS growth",
+            f"{rss_growth_mib:.1f} MiB with the worker's {result['worker_peak_mib']} (target < {TARGET_RSS_MIB:g})",
+        ),
         ("meets targets", str(result["meets_targets"])),
     ]
     width = max(len(k) for k, _ in rows)

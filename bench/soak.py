@@ -352,12 +352,19 @@ def run(
             if hub.proc.poll() is not None:
                 result.problems.append(f"daemon exited with {hub.proc.returncode}")
                 break
+            if sim.proc.poll() is not None:
+                # The simulator is the soak's load, not what it measures: report it, keep the samples.
+                result.problems.append(f"camhub-sim exited with {sim.proc.returncode} (see sim.log)")
+                break
             if now >= next_event:
                 camera = rng.choice(sorted(sim.cameras))
-                if rng.random() < 0.5:
-                    sim.post(camera, "visitor", {"ring": rng.random() < 0.5})
-                else:
-                    sim.post(camera, "press", {})
+                try:
+                    if rng.random() < 0.5:
+                        sim.post(camera, "visitor", {"ring": rng.random() < 0.5})
+                    else:
+                        sim.post(camera, "press", {})
+                except OSError as exc:
+                    result.problems.append(f"camhub-sim control {camera}: {exc}")
                 next_event = now + rng.uniform(2, 5)
             if now >= next_ask:
                 agency.ask()

@@ -11,16 +11,17 @@
 too); the manifest cannot list itself or its signature.
 
 Bounded memory and one pass: clips are never read whole, and each is read and hashed once.
-`pyrage.encrypt_io` pulls the pax tar from `_TarStream`, which generates it on demand in the
-calling thread (headers from `tarfile.TarInfo.tobuf`, the clip bytes through a 1 MiB buffer,
-hashed as they go; the same bytes `tarfile` "w|" writes), and writes the age stream (rage
-encrypts in 64 KiB STREAM chunks) through a hashing writer to a temp file that is fsynced and
-renamed. The manifest follows the clips in the tar, so it is built from the hashes of the bytes
-actually tarred; a clip that shrinks while packed aborts the build. Peak memory is a few MiB
-whatever the clip size (`bench/delivery_bench.py`). Why one thread: pyrage holds the GIL while it
-encrypts, so a tar producer thread feeding it through a pipe waited for the GIL at every chunk,
-and the build took ~5x `tar | age` (issue 17). All of this is blocking I/O: call it from a worker
-thread (`build_delivery_async` does).
+The pax tar is generated on demand in the calling thread (headers from `tarfile.TarInfo.tobuf`,
+the clip bytes through a 1 MiB buffer, hashed as they go; the same bytes `tarfile` "w|" writes) and
+written into a pipe to `encrypt_worker.py`, a process of its own that runs `pyrage.encrypt_io`
+(rage, 64 KiB STREAM chunks) into a temp file, hashing what it writes; the file is fsynced and
+renamed here. The manifest follows the clips in the tar, so it is built from the hashes of the
+bytes actually tarred; a clip that shrinks while packed aborts the build. Peak memory is a few MiB
+whatever the clip size (`bench/delivery_bench.py`). Why a process: pyrage holds the GIL while it
+encrypts; in one thread the build took turns between tarring and encrypting on one core (~2.3x the
+wall time of `tar | age`, issue 17), and in two threads the producer waited for the GIL at every
+chunk (~5x). All of this is blocking I/O: call it from a worker thread (`build_delivery_async`
+does).
 
 The reader side (`open_delivery`) is what the reference agency client uses: decrypt with an age
 identity, unpack only plain regular files with simple names, verify manifest.jws against the
@@ -31,10 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import json
 import os
 import re
+import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -54,6 +56,7 @@ from camhub_protocol.keys import HubKey, jwk_thumbprint, public_key_from_jwk
 CONTENT_TYPE = "application/vnd.camhub.delivery+age"
 MANIFEST_TYP = "camhub-manifest+jws"
 CHUNK = 1024 * 1024
+_WORKER = Path(__file__).with_name("encrypt_worker.py")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CLIP_NAME = re.compile(r"clip-[A-Za-z0-9][A-Za-z0-9._-]*\.mp4")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -105,59 +108,6 @@ def _utc_now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-class _TarStream(io.RawIOBase):
-    """The delivery's pax tar, produced as it is read: byte for byte what `tarfile.open(mode="w|",
-    format=PAX_FORMAT)` writes for the same members (tests/consent/test_delivery.py checks).
-
-    `parts` yields bytes-like pieces; a piece is copied out before the next one is asked for, so a
-    generator may reuse its buffer.
-    """
-
-    def __init__(self, parts: Iterator[bytes | memoryview]) -> None:
-        self._parts = parts
-        self._piece: memoryview = memoryview(b"")
-        self.offset = 0
-        self.error: BaseException | None = None
-        """What the generator raised: pyrage reports a failed read as its own error, without it."""
-
-    def readable(self) -> bool:
-        return True
-
-    def _next_piece(self) -> bool:
-        """Make `_piece` non-empty; False at the end of the archive."""
-        while not self._piece:
-            try:
-                piece = next(self._parts, None)
-            except BaseException as exc:
-                self.error = exc
-                raise
-            if piece is None:
-                return False
-            self._piece = memoryview(piece).cast("B")
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        # pyrage calls read(8192) ~110,000 times per GB: one copy here, not RawIOBase.read's
-        # bytearray + readinto + bytes (measured: half the time of the default path).
-        if size is None or size < 0:
-            return self.readall()
-        if not size or not self._next_piece():
-            return b""
-        out = self._piece[:size].tobytes()
-        self._piece = self._piece[len(out) :]
-        self.offset += len(out)
-        return out
-
-    def readinto(self, b: Any) -> int:
-        if not self._next_piece():
-            return 0
-        n = min(len(b), len(self._piece))
-        self.offset += n
-        b[:n] = self._piece[:n]
-        self._piece = self._piece[n:]
-        return n
-
-
 def _member(name: str, size: int, mtime: int) -> bytes:
     """The member's header block(s), encoded as `tarfile` does (utf-8, surrogateescape)."""
     return _tarinfo(name, size, mtime).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
@@ -189,23 +139,6 @@ def _clip_parts(
 
 def _clip_size(f: BinaryIO) -> int:
     return os.fstat(f.fileno()).st_size
-
-
-class _HashingWriter(io.RawIOBase):
-    def __init__(self, f: BinaryIO) -> None:
-        self._f = f
-        self.sha = hashlib.sha256()
-        self.count = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, b: Any) -> int:
-        # pyrage's buffer is only lent for the call: write and hash it without another copy.
-        n = self._f.write(b)
-        self.sha.update(b)
-        self.count += n
-        return n
 
 
 def _tarinfo(name: str, size: int, mtime: int) -> tarfile.TarInfo:
@@ -287,7 +220,7 @@ def build_delivery(
     `manifest_fields` holds CALLER_FIELDS; `audit_proof` is `AuditLog.proof_bundle(seq)`.
     """
     try:
-        age_recipient = x25519.Recipient.from_str(recipient)
+        x25519.Recipient.from_str(recipient)  # the worker parses it again; fail here with our code
     except Exception as exc:  # pyrage raises its own RecipientError; any failure means a bad recipient
         raise DeliveryError("delivery_bad_recipient", "not an age X25519 recipient (age1...)") from exc
     for name in clips:
@@ -328,27 +261,71 @@ def build_delivery(
             yield _padding(len(data))
         # End of archive: two zero blocks, then zeros to a whole record (tarfile.TarFile.close).
         yield tarfile.NUL * (2 * tarfile.BLOCKSIZE)
-        yield tarfile.NUL * (-stream.offset % tarfile.RECORDSIZE)  # all but this piece was read
+        yield tarfile.NUL * (-sent.offset % tarfile.RECORDSIZE)  # all but this piece was sent
 
-    stream = _TarStream(tar_parts())
     tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    sent = _Sent()
     try:
         with tmp_path.open("wb") as out:
-            writer = _HashingWriter(out)  # type: ignore[arg-type]
-            try:
-                pyrage.encrypt_io(stream, writer, [age_recipient])
-            except Exception as exc:
-                err = stream.error or exc
-                if isinstance(err, ConsentError):
-                    raise err from None
-                raise DeliveryError("delivery_failed", f"packing failed: {err}", 500) from err
-            out.flush()
+            sha, size = _encrypt(tar_parts(), sent, recipient, out)
             os.fsync(out.fileno())
         os.replace(tmp_path, out_path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
-    return Delivery(out_path, writer.count, writer.sha.hexdigest(), built["manifest"])
+    return Delivery(out_path, size, sha, built["manifest"])
+
+
+class _Sent:
+    """How many tar bytes went to the encryptor: the archive's last piece pads it to a whole record."""
+
+    offset = 0
+
+
+def _encrypt(
+    parts: Iterator[bytes | memoryview], sent: _Sent, recipient: str, out: BinaryIO
+) -> tuple[str, int]:
+    """Pipe the tar into `encrypt_worker` (its own process), which writes the age file to `out`.
+
+    The tar is generated here, in the calling thread (its writes to the pipe release the GIL); the
+    worker encrypts on another core and hashes what it writes. Returns (sha256 hex, bytes) of the
+    age file. A failure on either side kills the worker and leaves `out` to the caller to remove.
+    """
+    worker = subprocess.Popen(
+        [sys.executable, "-I", str(_WORKER), recipient],
+        stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE, bufsize=0, close_fds=True,
+    )  # fmt: skip
+    assert worker.stdin is not None and worker.stderr is not None
+    pipe = worker.stdin.fileno()
+    try:
+        try:
+            for piece in parts:
+                view = memoryview(piece).cast("B")
+                while view:
+                    view = view[os.write(pipe, view) :]
+                sent.offset += len(piece)
+        except BrokenPipeError:
+            pass  # the worker stopped reading: its exit status and message say why (below)
+        except ConsentError:
+            raise  # a clip that changed while packed: its own code
+        except Exception as exc:  # reading a clip failed
+            raise DeliveryError("delivery_failed", f"packing failed: {exc}", 500) from exc
+        worker.stdin.close()
+        # stderr holds at most the worker's last words; read after stdin is closed, so no deadlock.
+        said = worker.stderr.read(64 * 1024).decode("utf-8", "replace").strip()
+        code = worker.wait()
+    except BaseException:
+        worker.kill()
+        worker.wait()
+        raise
+    finally:
+        worker.stdin.close()
+        worker.stderr.close()
+    last = said.splitlines()[-1] if said else ""
+    fields = last.split()
+    if code != 0 or len(fields) != 3 or fields[0] != "ok":
+        raise DeliveryError("delivery_failed", f"packing failed: {last or f'encryptor exit {code}'}", 500)
+    return fields[1], int(fields[2])
 
 
 async def build_delivery_async(**kwargs: Any) -> Delivery:

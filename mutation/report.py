@@ -74,7 +74,18 @@ DETAIL_ARGS: dict[str, tuple[int, ...]] = {
     "VerifyError": (0,),
 }
 # Where a callee of the same name takes other arguments: requests._text(obj, name, limit) looks `name` up.
-DETAIL_ARGS_BY_MODULE: dict[str, dict[str, tuple[int, ...]]] = {"hub/consent/requests.py": {"_text": ()}}
+# In the audit modules a ValueError's message only ever becomes words for a person: audit_verify.py folds it
+# into a VerifyError's message (check_entry, check_passkey_entries) or prints it after "FAILED: cannot
+# read input" -- the exit status (0/1/2, PROTOCOL §5) and the "first bad seq" line never depend on it;
+# checkpoint.py's and merkle.py's ValueErrors are programming errors of the hub (a bad origin, size or
+# leaf length) that no client receives. A message turned into None is still caught by tests.
+_VALUE_ERROR_TEXT: dict[str, tuple[int, ...]] = {"ValueError": (0,)}
+DETAIL_ARGS_BY_MODULE: dict[str, dict[str, tuple[int, ...]]] = {
+    "hub/consent/requests.py": {"_text": ()},
+    "camhub_protocol/audit_verify.py": _VALUE_ERROR_TEXT,
+    "camhub_protocol/checkpoint.py": _VALUE_ERROR_TEXT,
+    "camhub_protocol/merkle.py": _VALUE_ERROR_TEXT,
+}
 # Callees that format their detail arguments into one string (requests._field_error: f"{name}: {problem}"):
 # an argument turned into None changes only the words ("cameras: None"), never the body's shape.
 FORMATTED_DETAIL = frozenset({"_field_error"})

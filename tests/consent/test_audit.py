@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -19,9 +20,10 @@ from camhub_protocol import audit_verify, merkle
 from camhub_protocol import checkpoint as checkpoint_mod
 from camhub_protocol.checkpoint import parse_checkpoint
 from camhub_protocol.errors import AuditError
-from camhub_protocol.keys import HubKey, jwk_thumbprint, okp_public_jwk
+from camhub_protocol.keys import HubKey, jwk_thumbprint, jwk_thumbprint_any, okp_public_jwk
 from hub.consent.audit import AuditLog, canonical_entry
 from hub.store import Store
+from tests.consent.softauthn import SoftPasskey
 
 VERIFY_PY = Path(__file__).resolve().parents[2] / "camhub_protocol" / "audit_verify.py"
 
@@ -809,3 +811,337 @@ def test_signatures_of_other_keys_before_the_hubs_are_skipped() -> None:
     with pytest.raises(audit_verify.VerifyError) as info:
         audit_verify.parse_checkpoint(body + "\n" + witness, key.public_key(), origin)
     assert str(info.value) not in ("", "None")
+
+
+# --- issue 14: what the verifier refuses, says and accepts, one rule at a time ----------------------
+# (each table row was written against a surviving mutant of camhub_protocol/audit_verify.py; the
+# refusal reason is pinned by a fragment because it is all a person running the verifier gets.)
+
+
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _signed_export(tmp_path: Path, key: HubKey, lines: list[bytes], sizes: list[int] | None = None) -> Path:
+    """An export directory whose checkpoints the hub key really signed over exactly these lines (so
+    only the entry rules, not the roots, can find what is wrong)."""
+    out = tmp_path / "signed-export"
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    tree = merkle.MerkleTree([merkle.leaf_hash(line) for line in lines])
+    origin = checkpoint_mod.origin_for(key.hub_id)
+    for size in sizes if sizes is not None else [len(lines)]:
+        note = checkpoint_mod.sign_checkpoint(origin, size, tree.root(size), key.private_key)
+        (out / "checkpoints" / f"{size}.note").write_text(note, encoding="utf-8")
+    return out
+
+
+def _entry(seq: int, type_: str, data: object, actor: str = "owner:k") -> bytes:
+    return rfc8785.dumps(
+        {"actor": actor, "data": data, "seq": seq, "time": "2026-12-04T20:00:00Z", "type": type_}
+    )
+
+
+def test_b64url_decoding_rules() -> None:
+    decode = audit_verify._b64url_decode
+    assert decode("") == b""
+    assert decode("AAAA") == bytes(3)  # a length of exactly 4 is fine (len/4 == 1 is not len%4 == 1)
+    assert decode("AAAX") == b"\x00\x00\x17"  # ends in "X": only "=" is stripped when re-encoding
+    assert decode("QUI") == b"AB" and decode("QQ") == b"A"
+    for bad, why in (
+        ("AAAAA", "not base64url"),  # 5 characters can encode no byte string
+        ("A", "not base64url"),
+        ("*" * 43, "not base64url"),  # outside the alphabet, whatever the length
+        ("AA+A", "not base64url"),  # base64, not base64url
+        ("AAAA=", "not base64url"),
+        ("AB", "not canonical base64url"),  # trailing bits set: another spelling of b"\x00"
+        ("QR", "not canonical base64url"),
+    ):
+        with pytest.raises(ValueError) as info:
+            decode(bad)
+        assert str(info.value) == why, bad
+
+
+def test_load_jwk_from_a_file_is_utf8_whatever_the_locale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The verifier reads its JWK, checkpoints and audit-proof.json as UTF-8 even on a host whose
+    locale is ASCII (simulated: Path.read_text asks io.text_encoding for the default encoding)."""
+    import io
+
+    real = io.text_encoding
+    monkeypatch.setattr(io, "text_encoding", lambda enc, *a: "ascii" if enc is None else real(enc, *a))
+    key = Ed25519PrivateKey.generate()
+    jwk = {**okp_public_jwk(key.public_key()), "name": "Küche"}
+    path = tmp_path / "hub.jwk"
+    path.write_text(json.dumps(jwk, ensure_ascii=False), encoding="utf-8")
+    assert audit_verify._load_jwk(str(path)) == jwk
+    path.write_text("[1]", encoding="utf-8")
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify._load_jwk(str(path))
+    assert "not a JWK object" in str(info.value)
+
+
+async def test_cli_reads_notes_and_bundles_as_utf8_whatever_the_locale(
+    tmp_path: Path,
+    store: Store,
+    hub_key: HubKey,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+
+    out, log = await export_dir(tmp_path, store, hub_key)
+    saved = tmp_path / "seen.note"
+    saved.write_text((out / "checkpoints" / "8.note").read_text(encoding="utf-8"), encoding="utf-8")
+    bundle_path = tmp_path / "audit-proof.json"
+    bundle_path.write_text(json.dumps(await log.proof_bundle(3), ensure_ascii=False), encoding="utf-8")
+    assert "\u2014" in bundle_path.read_text(encoding="utf-8")  # the signature line's em dash, raw
+    real = io.text_encoding
+    monkeypatch.setattr(io, "text_encoding", lambda enc, *a: "ascii" if enc is None else real(enc, *a))
+    jwk = json.dumps(hub_key.public_jwk)
+    assert _main(capsys, str(out), "--hub-key", jwk) == (0, [f"ok: {out}"])
+    assert _main(capsys, str(out), "--hub-key", jwk, "--checkpoint", str(saved)) == (0, [f"ok: {out}"])
+    rc, lines = _main(capsys, str(bundle_path), "--hub-key", jwk)
+    assert (rc, lines[0][:10]) == (0, "ok: entry "), lines
+
+
+def test_each_entry_rule_says_which_rule() -> None:
+    base = b'{"actor":"a","data":{},"seq":3,"time":"t","type":"x.y"}'
+    for line, why in (
+        (base.replace(b'"actor":"a"', b'"actor":"a","actor":"a"'), "duplicate key 'actor'"),
+        (base.replace(b"{}", b'{"k":1,"k":1}'), "duplicate key 'k'"),
+        (base.replace(b"{}", b'{"n":NaN}'), "number outside what audit entries use"),
+        (base.replace(b"{}", b'{"n":Infinity}'), "number outside what audit entries use"),
+        (base.replace(b"{}", b'{"n":1.5}'), "number outside what audit entries use"),
+        (base.replace(b'"seq":3', b'"seq": 3'), "not in RFC 8785 canonical form"),
+    ):
+        with pytest.raises(audit_verify.VerifyError) as info:
+            audit_verify.check_entry(line, 3)
+        assert info.value.seq == 3 and why in str(info.value), (line, str(info.value))
+
+
+async def test_a_non_canonical_entry_the_hub_signed_is_still_named(tmp_path: Path, hub_key: HubKey) -> None:
+    """The entry rules find what the roots cannot: an entry the hub itself wrote wrongly and signed."""
+    lines = [_entry(i, "hub.started", {"i": i}) for i in range(5)]
+    good = _signed_export(tmp_path, hub_key, lines, [2, 5])
+    assert audit_verify.verify_export(good, hub_key.public_jwk) == []
+    lines[3] = lines[3].replace(b'"seq":3', b'"seq": 3')
+    bad = _signed_export(tmp_path, hub_key, lines, [2, 5])
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_export(bad, hub_key.public_jwk)
+    assert (info.value.seq, info.value.last) == (3, None)
+    assert "not in RFC 8785 canonical form" in str(info.value)
+
+
+async def test_messages_name_the_bad_checkpoint_and_entry(
+    tmp_path: Path, store: Store, hub_key: HubKey
+) -> None:
+    out, log = await export_dir(tmp_path, store, hub_key)
+    jwk = hub_key.public_jwk
+    garbage = "camhub/x\n3\n"
+    for extra, name in (
+        ([garbage], "--checkpoint #1"),
+        ([await log.checkpoint(), garbage], "--checkpoint #2"),
+    ):
+        with pytest.raises(audit_verify.VerifyError) as info:
+            audit_verify.verify_export(out, jwk, extra)
+        assert str(info.value) == f"checkpoint {name}: checkpoint has no signatures", info.value
+    # With the signed hash list, the entry is named and the message says what it differs from.
+    lines = _lines(out)
+    lines[5] = lines[5].replace(b"agency:2", b"agency:0")
+    (out / "entries.jsonl").write_bytes(b"".join(line + b"\n" for line in lines))
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_export(out, jwk)
+    assert info.value.seq == 5 and str(info.value) == "entry 5 differs from what checkpoint 8.note signed"
+
+
+def _parse_refusal(note: str, key: Ed25519PrivateKey, origin: str) -> str:
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.parse_checkpoint(note, key.public_key(), origin)
+    assert info.value.seq is None
+    return str(info.value)
+
+
+def test_every_checkpoint_rule_of_the_verifier_says_which() -> None:
+    key = Ed25519PrivateKey.generate()
+    origin = "camhub/abc"
+    root = base64.b64encode(b"\x07" * 32).decode()
+    body = f"{origin}\n5\n{root}\n"
+    good = checkpoint_mod.sign_note(body, origin, key)
+    assert audit_verify.parse_checkpoint(good, key.public_key(), origin) == (5, b"\x07" * 32)
+    hub_line = good.split("\n\n")[1]
+    # The same name signed by another key is ignored (signed-note: the key ID decides), not refused.
+    impostor = checkpoint_mod.sign_note(body, origin, Ed25519PrivateKey.generate()).split("\n\n")[1]
+    assert audit_verify.parse_checkpoint(body + "\n" + impostor + hub_line, key.public_key(), origin) == (
+        5,
+        b"\x07" * 32,
+    )
+    sig = hub_line.split(" ")[2].rstrip("\n")
+    raw_sig = base64.b64decode(sig)
+    flipped = base64.b64encode(raw_sig[:-1] + bytes([raw_sig[-1] ^ 1])).decode()
+    witness = checkpoint_mod.sign_note(body, "witness.example", Ed25519PrivateKey.generate()).split("\n\n")[1]
+    cases = [
+        (good.rstrip("\n"), "checkpoint is not a signed note"),  # no final newline
+        (good.replace("\n5\n", "\n5\t\n"), "checkpoint is not a signed note"),  # a control character
+        (body, "checkpoint has no signatures"),
+        (checkpoint_mod.sign_note("\n", origin, key), "checkpoint body is not origin/size/root"),
+        (body + "\n\u2014 camhub/abc\n", "bad signature line in checkpoint"),
+        (body + "\n" + hub_line + "\n" + witness, "checkpoint is not signed by the hub key"),
+        (body + "\n\u2014 camhub/abc !!!!\n", "checkpoint signature is not base64"),
+        (body + f"\n\u2014 {origin} {flipped}\n", "checkpoint signature does not verify with the hub key"),
+        (body + "\n" + witness, "checkpoint is not signed by the hub key"),
+        (
+            checkpoint_mod.sign_note(f"{origin}\n5 \n{root}\n", origin, key),
+            "checkpoint body is not origin/size/root",
+        ),
+        (
+            checkpoint_mod.sign_note(f"{origin}\n05\n{root}\n", origin, key),
+            "checkpoint body is not origin/size/root",
+        ),
+        (checkpoint_mod.sign_note(f"{origin}\n5\n", origin, key), "checkpoint body is not origin/size/root"),
+        (
+            checkpoint_mod.sign_note(f"camhub/other\n5\n{root}\n", origin, key),
+            "checkpoint body is not origin/size/root",
+        ),
+        (
+            checkpoint_mod.sign_note(f"{origin}\n5\n{root[:-4]}\n", origin, key),
+            "checkpoint root is not 32 bytes",
+        ),
+        (
+            checkpoint_mod.sign_note(f"{origin}\n5\n{root[:-1]}\n", origin, key),
+            "checkpoint root is not base64",
+        ),
+    ]
+    for note, why in cases:
+        assert _parse_refusal(note, key, origin) == why, (note, why)
+
+
+def test_consistency_proof_nodes_must_be_hashes() -> None:
+    """RFC 9162 §2.1.4.2 on 32-byte nodes: a node of another length is refused even when the
+    arithmetic would work out (old size 1: the new root is HASH(0x01 || old || node) for any node)."""
+    old = merkle.leaf_hash(b"a")
+    for node in (bytes(33), bytes(31), b""):
+        new = merkle.node_hash(old, node)
+        assert not audit_verify.verify_consistency(1, 2, old, new, [node])
+        assert not merkle.verify_consistency(1, 2, old, new, [node])
+    node = bytes(32)
+    assert audit_verify.verify_consistency(1, 2, old, merkle.node_hash(old, node), [node])
+    assert merkle.verify_consistency(1, 2, old, merkle.node_hash(old, node), [node])
+
+
+async def test_proof_bundle_refusals_say_which(store: Store, hub_key: HubKey) -> None:
+    log = await filled(store, hub_key, 1, checkpoint_every=1)
+    bundle = await log.proof_bundle(0)
+    jwk = hub_key.public_jwk
+    # A tree of one entry: the empty proof is the proof, with or without the member.
+    assert bundle["inclusion_proof"] == [] and bundle["tree_size"] == 1
+    without = {k: v for k, v in bundle.items() if k != "inclusion_proof"}
+    assert audit_verify.verify_proof_bundle(without, jwk)["seq"] == 0
+    for change, why in (
+        ({"checkpoint": None}, "checkpoint is not a signed note"),
+        (
+            {"inclusion_proof": [base64.b64encode(bytes(32)).decode()]},
+            "entry 0 is not in the checkpointed tree",
+        ),
+        ({"inclusion_proof": 5}, "inclusion proof is not base64"),
+    ):
+        with pytest.raises(audit_verify.VerifyError) as info:
+            audit_verify.verify_proof_bundle({**bundle, **change}, jwk)
+        assert why in str(info.value), (change, info.value)
+    no_checkpoint = {k: v for k, v in bundle.items() if k != "checkpoint"}
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_proof_bundle(no_checkpoint, jwk)
+    assert str(info.value) == "checkpoint is not a signed note" and info.value.seq is None
+    with pytest.raises(audit_verify.VerifyError) as info:
+        audit_verify.verify_proof_bundle([bundle], jwk)  # type: ignore[arg-type]
+    assert str(info.value) == "audit proof is not a JSON object"
+
+
+def _passkey_jwk(pk: SoftPasskey) -> dict[str, str]:
+    if pk.alg == "ES256":
+        nums = pk.key.public_key().public_numbers()
+        return {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": _b64u(nums.x.to_bytes(32, "big")),
+            "y": _b64u(nums.y.to_bytes(32, "big")),
+        }
+    return {"kty": "OKP", "crv": "Ed25519", "x": _b64u(pk.key.public_key().public_bytes_raw())}
+
+
+def _passkey_decision(pk: SoftPasskey, hub_id: str, request_id: str = "r1") -> dict[str, str]:
+    """A §3.1 passkey decision as the log stores it (`data.webauthn`), signed by the soft authenticator."""
+    payload = json.dumps({"hub": hub_id, "decision": "decline", "request_id": request_id}).encode()
+    auth, client, sig = pk.assert_(_b64u(hashlib.sha256(payload).digest()))
+    return {
+        "format": "webauthn",
+        "kid": pk.kid,
+        "payload": _b64u(payload),
+        "authenticator_data": _b64u(auth),
+        "client_data_json": _b64u(client),
+        "signature": _b64u(sig),
+    }
+
+
+def test_passkey_public_key_rules() -> None:
+    """The enrolled public_jwk is exactly a P-256 EC or an Ed25519 OKP key, and its thumbprint is the
+    RFC 7638 one (members sorted, as jwk_thumbprint_any computes it)."""
+    for alg in ("ES256", "EdDSA"):
+        pk = SoftPasskey("camhub.local", "https://camhub.local", alg=alg)
+        jwk = _passkey_jwk(pk)
+        assert audit_verify._passkey_public_key(jwk)[1] == pk.kid == jwk_thumbprint_any(jwk)
+    ec_jwk = _passkey_jwk(SoftPasskey("camhub.local", "https://camhub.local", alg="ES256"))
+    ed_jwk = _passkey_jwk(SoftPasskey("camhub.local", "https://camhub.local", alg="EdDSA"))
+    short = _b64u(bytes(31))
+    for jwk, why in (
+        ([ec_jwk], "public_jwk is not an object"),
+        (None, "public_jwk is not an object"),
+        ({**ec_jwk, "crv": "P-384"}, "public_jwk is neither P-256 nor Ed25519"),  # kty EC alone is not P-256
+        ({**ec_jwk, "kty": "OKP"}, "public_jwk is neither P-256 nor Ed25519"),  # crv P-256 alone neither
+        ({**ed_jwk, "kty": "EC"}, "public_jwk is neither P-256 nor Ed25519"),  # crv Ed25519 alone is not OKP
+        ({**ed_jwk, "crv": "X25519"}, "public_jwk is neither P-256 nor Ed25519"),  # kty OKP alone neither
+        ({**ec_jwk, "x": short}, "P-256 coordinates are 32 bytes"),
+        ({**ec_jwk, "y": short}, "P-256 coordinates are 32 bytes"),
+        ({**ed_jwk, "x": short}, "an Ed25519 key is 32 bytes"),
+    ):
+        with pytest.raises(ValueError) as info:
+            audit_verify._passkey_public_key(jwk)
+        assert str(info.value) == why, (jwk, why)
+
+
+def test_an_unknown_kid_is_quoted_up_to_60_characters() -> None:
+    pk = SoftPasskey("camhub.local", "https://camhub.local")
+    signed = {**_passkey_decision(pk, "hub-x"), "kid": "k" * 100}
+    with pytest.raises(ValueError) as info:
+        audit_verify.check_passkey_decision(signed, {}, "hub-x")
+    assert str(info.value) == f"kid {'k' * 60!r} has no earlier key.enrolled entry with a passkey"
+
+
+def test_check_passkey_entries_walks_the_log_in_order() -> None:
+    """Only `decision.accepted` entries with a `webauthn` member are re-verified, against passkeys of
+    earlier `key.enrolled` entries that carry both `public_jwk` and `rp_id`; entries of other types
+    (even with those members) and entries whose data is not an object are skipped, not the end."""
+    hub_id = "hub-x"
+    pk = SoftPasskey("camhub.local", "https://camhub.local")
+    enrolled = {"kid": pk.kid, "rp_id": "camhub.local", "public_jwk": _passkey_jwk(pk)}
+    impostor = {"kid": pk.kid, "rp_id": "evil.example", "public_jwk": _passkey_jwk(pk)}
+    bad = {**_passkey_decision(pk, hub_id), "payload": _b64u(b'{"hub":"hub-x"}')}
+    entries: list[tuple[int, dict[str, object]]] = [
+        (0, {"type": "key.enrolled", "data": enrolled}),
+        (1, {"type": "hub.started", "data": []}),  # data not an object: skipped
+        (2, {"type": "owner.note", "data": impostor}),  # not key.enrolled: enrols nothing
+        (3, {"type": "key.enrolled", "data": {"kid": pk.kid, "rp_id": "evil.example"}}),  # no public_jwk
+        (4, {"type": "key.enrolled", "data": {"kid": pk.kid, "public_jwk": {}}}),  # no rp_id
+        (5, {"type": "decision.accepted", "data": {"webauthn": _passkey_decision(pk, hub_id)}}),
+        (6, {"type": "decision.accepted", "data": {"jws": "x"}}),  # a JWS decision: not re-checked here
+        (7, {"type": "owner.note", "data": {"webauthn": bad}}),  # not a decision: not re-checked
+        (8, {"type": "decision.accepted", "data": {"webauthn": bad}}),
+        (9, {"type": "decision.accepted", "data": {"webauthn": _passkey_decision(pk, hub_id, "r2")}}),
+    ]
+    problems = audit_verify.check_passkey_entries(entries, hub_id)  # type: ignore[arg-type]
+    assert [(p.seq, p.last, str(p)) for p in problems] == [
+        (8, None, "entry 8: passkey decision does not verify: the assertion was made for another payload")
+    ]
+    assert audit_verify.check_passkey_entries(entries[:8] + entries[9:], hub_id) == []  # type: ignore[arg-type]

@@ -196,3 +196,55 @@ def test_each_signed_note_rule() -> None:
     # A body with a blank line of its own: the signatures start after the last one.
     inner = f"{ORIGIN}\n5\n{ROOT}\n\nnot a signature\n"
     assert checkpoint.open_note(checkpoint.sign_note(inner, ORIGIN, key), ORIGIN, pub) == inner
+
+
+# --- issue 14: each rule of checkpoint_text, sign_note and open_note, alone -------------------------
+
+
+def test_checkpoint_text_rules() -> None:
+    root = b"\x03" * 32
+    assert checkpoint.checkpoint_text("o", 0, root) == f"o\n0\n{base64.b64encode(root).decode()}\n"
+    for origin in ("", "a b", "a\tb", "a+b", "+"):
+        with pytest.raises(ValueError, match=r"^origin must be non-empty without spaces or '\+'$"):
+            checkpoint.checkpoint_text(origin, 1, root)
+    for size, bad_root in ((-1, root), (1, root[:31]), (1, root + b"\x00"), (-1, b"")):
+        with pytest.raises(ValueError, match=r"^bad size or root$"):
+            checkpoint.checkpoint_text("o", size, bad_root)
+    with pytest.raises(ValueError, match=r"^note text must end in a newline$"):
+        checkpoint.sign_note("o\n1", "o", Ed25519PrivateKey.generate())
+
+
+def test_open_note_edges() -> None:
+    key = Ed25519PrivateKey.generate()
+    name = "camhub/abc"
+    # A text of a single newline signs and opens (the signature block starts at offset 0).
+    assert checkpoint.open_note(checkpoint.sign_note("\n", name, key), name, key.public_key()) == "\n"
+    good = checkpoint.sign_checkpoint(name, 5, bytes(32), key)
+    text = good.split("\n\n")[0] + "\n"
+    # A signature of exactly 5 bytes (key ID and one byte) from another key is long enough to ignore.
+    five = f"\u2014 witness.example {base64.b64encode(bytes(5)).decode()}\n"
+    assert checkpoint.open_note(good + five, name, key.public_key()) == text
+    four = f"\u2014 witness.example {base64.b64encode(bytes(4)).decode()}\n"
+    with pytest.raises(AuditError) as info:
+        checkpoint.open_note(good + four, name, key.public_key())
+    assert (info.value.code, info.value.detail) == ("checkpoint_malformed", "signature too short")
+    # A note must end in a newline even when its last line would otherwise be a fine signature line.
+    for note in (good + five.rstrip("\n") + "x", good.rstrip("\n")):
+        with pytest.raises(AuditError) as info:
+            checkpoint.open_note(note, name, key.public_key())
+        assert (info.value.code, info.value.detail) == ("checkpoint_malformed", "no signature block"), note
+
+
+def test_checkpoint_root_and_origin_are_checked_strictly() -> None:
+    key = Ed25519PrivateKey.generate()
+    origin = "camhub/abc"
+    root = base64.b64encode(b"\x05" * 32).decode()
+    starred = checkpoint.sign_note(f"{origin}\n5\n{root[:10]}*{root[10:]}\n", origin, key)
+    with pytest.raises(AuditError) as info:
+        checkpoint.parse_checkpoint(starred, key.public_key(), origin)
+    assert (info.value.code, info.value.detail) == ("checkpoint_malformed", "root is not base64")
+    other = checkpoint.sign_note(f"camhub/zzz\n5\n{root}\n", origin, key)
+    with pytest.raises(AuditError) as info:
+        checkpoint.parse_checkpoint(other, key.public_key(), origin)
+    assert info.value.code == "checkpoint_wrong_origin"
+    assert info.value.detail == "origin 'camhub/zzz' is not 'camhub/abc'"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -274,3 +275,52 @@ def test_audit_proof_inside_verifies_without_hub(env: dict[str, Any]) -> None:
     proof.write_bytes(members["audit-proof.json"])
     rc, text = run_verify(str(proof), "--hub-key", json.dumps(env["hub_key"].public_jwk))
     assert rc == 0 and "egress.delivery" in text, text
+
+
+def test_the_encryptor_runs_in_its_own_process_and_a_full_disk_is_a_clear_error(env: dict[str, Any]) -> None:
+    # The age file is written by encrypt_worker.py, a process of its own (pyrage holds the GIL while
+    # it encrypts). The kernel's /dev/full refuses every write with ENOSPC: the worker's failure
+    # reaches the caller as delivery_failed with the reason, and the worker is gone.
+    recipient = str(env["identity"].to_public())
+    parts = iter([b"x" * 1024 * 1024] * 8)
+    with open("/dev/full", "wb") as full, pytest.raises(DeliveryError) as exc:
+        delivery._encrypt(parts, delivery._Sent(), recipient, full)
+    assert exc.value.code == "delivery_failed" and exc.value.status == 500
+    assert "No space left on device" in exc.value.detail
+
+
+def test_a_clip_that_cannot_be_read_stops_the_encryptor(env: dict[str, Any]) -> None:
+    # Reading a clip fails half way: the build says delivery_failed (not a bare OSError), the worker
+    # is killed rather than left waiting on its pipe, and nothing is left behind.
+    def parts() -> Any:
+        yield b"y" * 65536
+        raise OSError(5, "Input/output error")
+
+    before = _workers()
+    out = env["tmp"] / "partial.age"
+    with out.open("wb") as f, pytest.raises(DeliveryError) as exc:
+        delivery._encrypt(parts(), delivery._Sent(), str(env["identity"].to_public()), f)
+    assert exc.value.code == "delivery_failed" and "Input/output error" in exc.value.detail
+    assert _workers() <= before
+
+
+def _workers() -> set[int]:
+    """Our child processes running encrypt_worker.py (from /proc: ppid is field 4 of stat)."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"encrypt_worker.py" in cmdline:
+            found.add(int(proc.name))
+    return found
+
+
+def test_a_successful_build_reports_the_hash_of_the_file_on_disk(env: dict[str, Any]) -> None:
+    # The worker hashes the ciphertext as it writes it; the digest the hub records and serves must be
+    # the file's own (PROTOCOL §2.3 `sha256` of the delivery).
+    d = build(env)
+    data = d.path.read_bytes()
+    assert d.bytes == len(data) and d.sha256 == hashlib.sha256(data).hexdigest()

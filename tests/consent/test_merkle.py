@@ -306,3 +306,15 @@ def test_the_frontier_is_the_perfect_nodes_the_size_decomposes_into() -> None:
             for index in range(size >> level)
         }
         assert sorted(completed) == sorted(perfect), size
+
+
+def test_append_returns_the_index_and_leaves_must_be_hashes() -> None:
+    tree = merkle.MerkleTree()
+    assert [tree.append(merkle.leaf_hash(bytes([i]))) for i in range(5)] == [0, 1, 2, 3, 4]
+    frontier = merkle.Frontier()
+    for bad in (b"", bytes(31), bytes(33)):
+        with pytest.raises(ValueError, match=r"^leaf hash must be 32 bytes$"):
+            tree.append(bad)
+        with pytest.raises(ValueError, match=r"^leaf hash must be 32 bytes$"):
+            frontier.extend([bad])
+    assert tree.size == 5 and frontier.size == 0
