@@ -14,14 +14,14 @@ Bounded memory and one pass: clips are never read whole, and each is read and ha
 The pax tar is generated on demand in the calling thread (headers from `tarfile.TarInfo.tobuf`,
 the clip bytes through a 1 MiB buffer, hashed as they go; the same bytes `tarfile` "w|" writes) and
 written into a pipe to `encrypt_worker.py`, a process of its own that runs `pyrage.encrypt_io`
-(rage, 64 KiB STREAM chunks) into a temp file, hashing what it writes; the file is fsynced and
-renamed here. The manifest follows the clips in the tar, so it is built from the hashes of the
-bytes actually tarred; a clip that shrinks while packed aborts the build. Peak memory is a few MiB
-whatever the clip size (`bench/delivery_bench.py`). Why a process: pyrage holds the GIL while it
-encrypts; in one thread the build took turns between tarring and encrypting on one core (~2.3x the
-wall time of `tar | age`, issue 17), and in two threads the producer waited for the GIL at every
-chunk (~5x). All of this is blocking I/O: call it from a worker thread (`build_delivery_async`
-does).
+(rage, 64 KiB STREAM chunks); a second thread here reads the ciphertext back from the worker,
+hashes it and writes it to a temp file, which is fsynced and renamed. The manifest follows the clips
+in the tar, so it is built from the hashes of the bytes actually tarred; a clip that shrinks while
+packed aborts the build. Peak memory is a few MiB here and ~14 MiB in the worker, whatever the clip
+size (`bench/delivery_bench.py`). Why a process: pyrage holds the GIL while it encrypts; in one
+thread the build took turns between tarring, encrypting and hashing on one core (~2.5x the wall time
+of `tar | age`, issue 17), and with a producer thread that thread waited for the GIL at every chunk
+(~5x). All of this is blocking I/O: call it from a worker thread (`build_delivery_async` does).
 
 The reader side (`open_delivery`) is what the reference agency client uses: decrypt with an age
 identity, unpack only plain regular files with simple names, verify manifest.jws against the
@@ -31,6 +31,8 @@ hub's JWK, every listed file's hash and size, and the audit proof.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -39,7 +41,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -285,17 +288,27 @@ class _Sent:
 def _encrypt(
     parts: Iterator[bytes | memoryview], sent: _Sent, recipient: str, out: BinaryIO
 ) -> tuple[str, int]:
-    """Pipe the tar into `encrypt_worker` (its own process), which writes the age file to `out`.
+    """Pipe the tar through `encrypt_worker` (its own process) and write the age file to `out`.
 
-    The tar is generated here, in the calling thread (its writes to the pipe release the GIL); the
-    worker encrypts on another core and hashes what it writes. Returns (sha256 hex, bytes) of the
-    age file. A failure on either side kills the worker and leaves `out` to the caller to remove.
+    Three things run at once, as `tar | age > file` would: this thread generates the tar (clip reads
+    and their SHA-256) into the worker's stdin; the worker encrypts; a reader thread here takes the
+    ciphertext from the worker's stdout, hashes it and writes it to `out`. Pipe I/O, hashing and file
+    writes release the GIL, so the two threads here do not wait for each other. Returns (sha256 hex,
+    bytes) of the age file. A failure anywhere kills the worker and leaves `out` to the caller.
     """
     worker = subprocess.Popen(
         [sys.executable, "-I", str(_WORKER), recipient],
-        stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE, bufsize=0, close_fds=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, close_fds=True,
     )  # fmt: skip
-    assert worker.stdin is not None and worker.stderr is not None
+    assert worker.stdin is not None and worker.stdout is not None and worker.stderr is not None
+    for end in (worker.stdin, worker.stdout):
+        # 1 MiB pipes (Linux's default limit for a process; 64 KiB otherwise): the three stages hand
+        # over whole chunks instead of waking each other every 64 KiB.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(end.fileno(), fcntl.F_SETPIPE_SZ, CHUNK)
+    sink = _Sink(worker.stdout.fileno(), out, on_error=worker.kill)
+    reader = threading.Thread(target=sink.run, name="delivery-ciphertext", daemon=True)
+    reader.start()
     pipe = worker.stdin.fileno()
     try:
         try:
@@ -305,27 +318,59 @@ def _encrypt(
                     view = view[os.write(pipe, view) :]
                 sent.offset += len(piece)
         except BrokenPipeError:
-            pass  # the worker stopped reading: its exit status and message say why (below)
+            pass  # the worker stopped reading: its exit status, or the sink's error, says why (below)
         except ConsentError:
             raise  # a clip that changed while packed: its own code
         except Exception as exc:  # reading a clip failed
             raise DeliveryError("delivery_failed", f"packing failed: {exc}", 500) from exc
         worker.stdin.close()
-        # stderr holds at most the worker's last words; read after stdin is closed, so no deadlock.
+        reader.join()
+        # stderr holds at most the worker's last words; read once its output ended, so no deadlock.
         said = worker.stderr.read(64 * 1024).decode("utf-8", "replace").strip()
         code = worker.wait()
     except BaseException:
         worker.kill()
         worker.wait()
+        reader.join()
         raise
     finally:
-        worker.stdin.close()
-        worker.stderr.close()
-    last = said.splitlines()[-1] if said else ""
-    fields = last.split()
-    if code != 0 or len(fields) != 3 or fields[0] != "ok":
-        raise DeliveryError("delivery_failed", f"packing failed: {last or f'encryptor exit {code}'}", 500)
-    return fields[1], int(fields[2])
+        for f in (worker.stdin, worker.stdout, worker.stderr):
+            f.close()
+    if sink.error is not None:
+        raise DeliveryError("delivery_failed", f"packing failed: {sink.error}", 500) from sink.error
+    if code != 0:
+        reason = said.splitlines()[-1] if said else f"encryptor exit {code}"
+        raise DeliveryError("delivery_failed", f"packing failed: {reason}", 500)
+    return sink.sha.hexdigest(), sink.count
+
+
+class _Sink:
+    """The reader thread's side of `_encrypt`: ciphertext from the worker, hashed, into the file."""
+
+    def __init__(self, fd: int, out: BinaryIO, on_error: Callable[[], None]) -> None:
+        self._fd = fd
+        # Written by descriptor, past `out`'s buffer: nothing is left in it for close() to fail on.
+        self._out = out.fileno()
+        self._on_error = on_error
+        self.sha = hashlib.sha256()
+        self.count = 0
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
+        try:
+            while n := os.readv(self._fd, [buf]):
+                chunk = view[:n]
+                self.sha.update(chunk)
+                while chunk:
+                    chunk = chunk[os.write(self._out, chunk) :]
+                self.count += n
+        except OSError as exc:
+            # A full disk: stop the worker (it would block on a full pipe, and the tar producer
+            # behind it); the producer then meets a broken pipe and reports this error.
+            self.error = exc
+            self._on_error()
 
 
 async def build_delivery_async(**kwargs: Any) -> Delivery:
