@@ -60,6 +60,7 @@ CONTENT_TYPE = "application/vnd.camhub.delivery+age"
 MANIFEST_TYP = "camhub-manifest+jws"
 CHUNK = 1024 * 1024
 _WORKER = Path(__file__).with_name("encrypt_worker.py")
+_WRITEBACK = 32 * 1024 * 1024
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CLIP_NAME = re.compile(r"clip-[A-Za-z0-9][A-Za-z0-9._-]*\.mp4")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -354,6 +355,7 @@ class _Sink:
         self._on_error = on_error
         self.sha = hashlib.sha256()
         self.count = 0
+        self._flushed = 0
         self.error: OSError | None = None
 
     def run(self) -> None:
@@ -366,6 +368,12 @@ class _Sink:
                 while chunk:
                     chunk = chunk[os.write(self._out, chunk) :]
                 self.count += n
+                if self.count - self._flushed >= _WRITEBACK:
+                    # Start writing back what is written so far, without waiting for it: the fsync
+                    # at the end then waits for the last few MiB, not the whole file.
+                    with contextlib.suppress(OSError):  # only advice: a filesystem may refuse it
+                        os.posix_fadvise(self._out, self._flushed, 0, os.POSIX_FADV_DONTNEED)
+                    self._flushed = self.count
         except OSError as exc:
             # A full disk: stop the worker (it would block on a full pipe, and the tar producer
             # behind it); the producer then meets a broken pipe and reports this error.
