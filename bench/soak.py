@@ -10,7 +10,9 @@ requests, fetches). After the warm-up (a quarter of the run, at least 15 s) the 
 baseline; the run fails (exit 1) if the median of the last three rows grows past the tolerance, if the
 daemon dies, or if its log has an ERROR or a Traceback. It also prints the RSS slope: a least-squares
 line through the rows after the warm-up, in MB per hour (issue 17: the unit's `MemoryMax=512M` is a
-budget, and a slope says how long it lasts where a first-versus-last difference is mostly noise). Not part of `python -m bench` (which measures
+budget, and a slope says how long it lasts where a first-versus-last difference is mostly noise), and
+for runs of 30 minutes or more the RSS floor (lowest sample) of the 10 minutes after the first 10 and
+of the last 10, issue 17's "growth after the first 10 minutes". Not part of `python -m bench` (which measures
 speed); this measures that nothing grows.
 """
 
@@ -85,6 +87,23 @@ class SoakResult:
         ys = [getattr(s, key) for s in after]
         slope_kb_per_s = statistics.linear_regression([s.t for s in after], ys).slope
         return slope_kb_per_s * 1024 * 3600 / 1e6
+
+    def rss_floor_growth_mib(
+        self, settle_s: float = 600.0, window_s: float = 600.0
+    ) -> tuple[float, float] | None:
+        """(first, last) RSS floor in MiB: the lowest sample of the first `window_s` after `settle_s`,
+        and of the last `window_s` of the run; None if the run is shorter than settle + 2 windows.
+
+        Issue 17's measure ("grows by less than 5 MB after its first 10 minutes"): a floor, because a
+        single sample swings by MBs with what the daemon is doing at that instant (a delivery build, a
+        retention pass), while memory that is kept raises every sample after it.
+        """
+        end = self.samples[-1].t if self.samples else 0.0
+        if end < settle_s + 2 * window_s:
+            return None
+        first = [s.rss_kb for s in self.samples if settle_s <= s.t < settle_s + window_s]
+        last = [s.rss_kb for s in self.samples if s.t > end - window_s]
+        return min(first) / 1024, min(last) / 1024
 
     @property
     def ok(self) -> bool:
@@ -460,6 +479,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "slopes of the parts: "
             + ", ".join(f"{k} {v:+.2f} MB/h" for k, v in parts.items() if v is not None)
+        )
+    floors = result.rss_floor_growth_mib()
+    if floors is not None:
+        print(
+            f"rss floor (lowest sample of a 10-minute window): {floors[0]:.1f} MiB at 10-20 min -> "
+            f"{floors[1]:.1f} MiB in the last 10 min, {floors[1] - floors[0]:+.1f} MiB"
         )
     if result.ok:
         print("soak ok: nothing grew past the tolerance, no errors in the log")
