@@ -121,11 +121,10 @@ def worker_peak_kib(clip: Path) -> int:
     from camhub_protocol import delivery
 
     recipient = str(x25519.Identity.generate().to_public())
-    worker = Path(delivery.__file__).with_name("encrypt_worker.py")
     hwm = 0
     with clip.open("rb") as src:
         proc = subprocess.Popen(
-            [sys.executable, "-I", str(worker), recipient],
+            delivery.encrypt_command(recipient),
             stdin=src, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 300

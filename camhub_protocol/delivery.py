@@ -246,7 +246,7 @@ def build_delivery(
     hashes: dict[str, tuple[str, int]] = {}
     built: dict[str, Any] = {}
 
-    def tar_parts() -> Iterator[bytes | memoryview]:
+    def members() -> Iterator[bytes | memoryview]:
         for name, path in clips.items():
             yield from _clip_parts(name, path, mtime, hashes)
         # The manifest comes after the clips: it lists the hashes of the bytes just tarred.
@@ -263,15 +263,19 @@ def build_delivery(
             yield _member(name, len(data), mtime)
             yield data
             yield _padding(len(data))
-        # End of archive: two zero blocks, then zeros to a whole record (tarfile.TarFile.close).
-        yield tarfile.NUL * (2 * tarfile.BLOCKSIZE)
-        yield tarfile.NUL * (-sent.offset % tarfile.RECORDSIZE)  # all but this piece was sent
+        yield tarfile.NUL * (2 * tarfile.BLOCKSIZE)  # end of archive: two zero blocks
+
+    def tar_parts() -> Iterator[bytes | memoryview]:
+        size = 0
+        for piece in members():
+            size += len(piece)
+            yield piece
+        yield tarfile.NUL * (-size % tarfile.RECORDSIZE)  # then zeros to a whole record (TarFile.close)
 
     tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    sent = _Sent()
     try:
         with tmp_path.open("wb") as out:
-            sha, size = _encrypt(tar_parts(), sent, recipient, out)
+            sha, size = _encrypt(tar_parts(), recipient, out)
             os.fsync(out.fileno())
         os.replace(tmp_path, out_path)
     except BaseException:
@@ -280,15 +284,12 @@ def build_delivery(
     return Delivery(out_path, size, sha, built["manifest"])
 
 
-class _Sent:
-    """How many tar bytes went to the encryptor: the archive's last piece pads it to a whole record."""
+def encrypt_command(recipient: str) -> list[str]:
+    """The encryption worker's command line: this interpreter, isolated, running the file by path."""
+    return [sys.executable, "-I", str(_WORKER), recipient]
 
-    offset = 0
 
-
-def _encrypt(
-    parts: Iterator[bytes | memoryview], sent: _Sent, recipient: str, out: BinaryIO
-) -> tuple[str, int]:
+def _encrypt(parts: Iterator[bytes | memoryview], recipient: str, out: BinaryIO) -> tuple[str, int]:
     """Pipe the tar through `encrypt_worker` (its own process) and write the age file to `out`.
 
     Three things run at once, as `tar | age > file` would: this thread generates the tar (clip reads
@@ -298,7 +299,7 @@ def _encrypt(
     bytes) of the age file. A failure anywhere kills the worker and leaves `out` to the caller.
     """
     worker = subprocess.Popen(
-        [sys.executable, "-I", str(_WORKER), recipient],
+        encrypt_command(recipient),
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, close_fds=True,
     )  # fmt: skip
     assert worker.stdin is not None and worker.stdout is not None and worker.stderr is not None
@@ -317,7 +318,6 @@ def _encrypt(
                 view = memoryview(piece).cast("B")
                 while view:
                     view = view[os.write(pipe, view) :]
-                sent.offset += len(piece)
         except BrokenPipeError:
             pass  # the worker stopped reading: its exit status, or the sink's error, says why (below)
         except ConsentError:

@@ -284,7 +284,7 @@ def test_the_encryptor_runs_in_its_own_process_and_a_full_disk_is_a_clear_error(
     recipient = str(env["identity"].to_public())
     parts = iter([b"x" * 1024 * 1024] * 8)
     with open("/dev/full", "wb") as full, pytest.raises(DeliveryError) as exc:
-        delivery._encrypt(parts, delivery._Sent(), recipient, full)
+        delivery._encrypt(parts, recipient, full)
     assert exc.value.code == "delivery_failed" and exc.value.status == 500
     assert "No space left on device" in exc.value.detail
 
@@ -299,7 +299,7 @@ def test_a_clip_that_cannot_be_read_stops_the_encryptor(env: dict[str, Any]) -> 
     before = _workers()
     out = env["tmp"] / "partial.age"
     with out.open("wb") as f, pytest.raises(DeliveryError) as exc:
-        delivery._encrypt(parts(), delivery._Sent(), str(env["identity"].to_public()), f)
+        delivery._encrypt(parts(), str(env["identity"].to_public()), f)
     assert exc.value.code == "delivery_failed" and "Input/output error" in exc.value.detail
     assert _workers() <= before
 
