@@ -58,23 +58,26 @@ class SoftPasskey:
         raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         return cbor2.dumps({1: 1, 3: -8, -1: 6, -2: raw})
 
-    @property
-    def kid(self) -> str:
+    def public_jwk(self) -> dict[str, str]:
+        """The public key as a JWK (RFC 7517: EC P-256 or OKP Ed25519), as the hub stores a passkey's."""
         if self.alg == "ES256":
             nums = self.key.public_key().public_numbers()
-            members = {
-                "crv": "P-256",
+            return {
                 "kty": "EC",
+                "crv": "P-256",
                 "x": b64url(nums.x.to_bytes(32, "big")),
                 "y": b64url(nums.y.to_bytes(32, "big")),
             }
-        else:
-            raw = self.key.public_key().public_bytes(
-                serialization.Encoding.Raw, serialization.PublicFormat.Raw
-            )
-            members = {"crv": "Ed25519", "kty": "OKP", "x": b64url(raw)}
+        raw = self.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
+
+    @property
+    def kid(self) -> str:
+        """RFC 7638 thumbprint of `public_jwk()`."""
         return b64url(
-            hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
+            hashlib.sha256(
+                json.dumps(self.public_jwk(), separators=(",", ":"), sort_keys=True).encode()
+            ).digest()
         )
 
     def _sign(self, data: bytes) -> bytes:

@@ -1059,18 +1059,6 @@ async def test_proof_bundle_refusals_say_which(store: Store, hub_key: HubKey) ->
     assert str(info.value) == "audit proof is not a JSON object"
 
 
-def _passkey_jwk(pk: SoftPasskey) -> dict[str, str]:
-    if pk.alg == "ES256":
-        nums = pk.key.public_key().public_numbers()
-        return {
-            "kty": "EC",
-            "crv": "P-256",
-            "x": _b64u(nums.x.to_bytes(32, "big")),
-            "y": _b64u(nums.y.to_bytes(32, "big")),
-        }
-    return {"kty": "OKP", "crv": "Ed25519", "x": _b64u(pk.key.public_key().public_bytes_raw())}
-
-
 def _passkey_decision(pk: SoftPasskey, hub_id: str, request_id: str = "r1") -> dict[str, str]:
     """A §3.1 passkey decision as the log stores it (`data.webauthn`), signed by the soft authenticator."""
     payload = json.dumps({"hub": hub_id, "decision": "decline", "request_id": request_id}).encode()
@@ -1090,10 +1078,10 @@ def test_passkey_public_key_rules() -> None:
     RFC 7638 one (members sorted, as jwk_thumbprint_any computes it)."""
     for alg in ("ES256", "EdDSA"):
         pk = SoftPasskey("camhub.local", "https://camhub.local", alg=alg)
-        jwk = _passkey_jwk(pk)
+        jwk = pk.public_jwk()
         assert audit_verify._passkey_public_key(jwk)[1] == pk.kid == jwk_thumbprint_any(jwk)
-    ec_jwk = _passkey_jwk(SoftPasskey("camhub.local", "https://camhub.local", alg="ES256"))
-    ed_jwk = _passkey_jwk(SoftPasskey("camhub.local", "https://camhub.local", alg="EdDSA"))
+    ec_jwk = SoftPasskey("camhub.local", "https://camhub.local", alg="ES256").public_jwk()
+    ed_jwk = SoftPasskey("camhub.local", "https://camhub.local", alg="EdDSA").public_jwk()
     short = _b64u(bytes(31))
     for jwk, why in (
         ([ec_jwk], "public_jwk is not an object"),
@@ -1125,8 +1113,8 @@ def test_check_passkey_entries_walks_the_log_in_order() -> None:
     (even with those members) and entries whose data is not an object are skipped, not the end."""
     hub_id = "hub-x"
     pk = SoftPasskey("camhub.local", "https://camhub.local")
-    enrolled = {"kid": pk.kid, "rp_id": "camhub.local", "public_jwk": _passkey_jwk(pk)}
-    impostor = {"kid": pk.kid, "rp_id": "evil.example", "public_jwk": _passkey_jwk(pk)}
+    enrolled = {"kid": pk.kid, "rp_id": "camhub.local", "public_jwk": pk.public_jwk()}
+    impostor = {"kid": pk.kid, "rp_id": "evil.example", "public_jwk": pk.public_jwk()}
     bad = {**_passkey_decision(pk, hub_id), "payload": _b64u(b'{"hub":"hub-x"}')}
     entries: list[tuple[int, dict[str, object]]] = [
         (0, {"type": "key.enrolled", "data": enrolled}),

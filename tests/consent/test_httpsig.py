@@ -141,26 +141,18 @@ def signed(
     return headers + extra
 
 
-def verify(
-    headers: list[tuple[str, str]],
-    *,
-    method: str = "POST",
-    path: str = "/api/agency/v1/requests",
-    query: str | None = None,
-    body: bytes = BODY,
-    now: int = NOW,
-    nonces: Nonces | None = None,
-) -> httpsig.Verified:
+def request_kwargs(headers: list[tuple[str, str]], kw: dict[str, Any]) -> dict[str, Any]:
+    """A request to the hub's agency route at the test's clock, as both verifiers take it; `kw`
+    overrides the target or the clock, or passes through (`scheme`, `queued_max_age_s`)."""
+    return {
+        "method": "POST", "authority": "hub.local:8443", "path": "/api/agency/v1/requests", "query": None,
+        "headers": headers, "body": BODY, "now": NOW,
+    } | kw  # fmt: skip
+
+
+def verify(headers: list[tuple[str, str]], *, nonces: Nonces | None = None, **kw: Any) -> httpsig.Verified:
     return httpsig.verify_request(
-        method=method,
-        authority="hub.local:8443",
-        path=path,
-        query=query,
-        headers=headers,
-        body=body,
-        now=now,
-        resolve_key=resolver,
-        nonce_check=nonces or Nonces(),
+        **request_kwargs(headers, kw), resolve_key=resolver, nonce_check=nonces or Nonces()
     )
 
 
@@ -506,30 +498,15 @@ class AsyncNonces(Nonces):
 
 
 def verify_async(
-    headers: list[tuple[str, str]],
-    *,
-    method: str = "POST",
-    path: str = "/api/agency/v1/requests",
-    query: str | None = None,
-    body: bytes = BODY,
-    now: int = NOW,
-    nonces: AsyncNonces | None = None,
-    **kw: object,
+    headers: list[tuple[str, str]], *, nonces: AsyncNonces | None = None, **kw: Any
 ) -> httpsig.Verified:
     import asyncio
 
     return asyncio.run(
         httpsig.verify_request_async(
-            method=method,
-            authority="hub.local:8443",
-            path=path,
-            query=query,
-            headers=headers,
-            body=body,
-            now=now,
+            **request_kwargs(headers, kw),
             resolve_key=_async_resolve,
             nonce_check=(nonces or AsyncNonces()).check,
-            **kw,  # type: ignore[arg-type]
         )
     )
 
@@ -759,13 +736,6 @@ def test_async_replay_is_refused_and_the_nonce_store_gets_the_signed_values() ->
     assert calls == [(KEYID, "n" * 24, NOW + 200)] * 2
 
 
-def verify_sync_kw(headers: list[tuple[str, str]], **kw: Any) -> httpsig.Verified:
-    """`verify_request` with the target and, only when given, the scheme (else its default)."""
-    return httpsig.verify_request(
-        authority="hub.local:8443", headers=headers, now=NOW, resolve_key=resolver, nonce_check=Nonces(), **kw
-    )
-
-
 ALL_DERIVED = ["@method", "@authority", "@path", "@query", "@scheme", "@target-uri", "@request-target"]
 
 
@@ -777,11 +747,11 @@ def test_scheme_and_query_reach_the_signature_base(mode: str, scheme: str | None
     target = {"method": "GET", "path": "/api/agency/v1/requests/r1", "query": "a=1&b=2", "body": b""}
     headers = signed(components=ALL_DERIVED, **target, **kw)  # type: ignore[arg-type]
     assert not any(k == "Content-Digest" for k, _ in headers)  # no body, no digest
-    v = (verify_sync_kw if mode == "sync" else verify_async)(headers, **target, **kw)  # type: ignore[arg-type]
+    v = (verify if mode == "sync" else verify_async)(headers, **target, **kw)  # type: ignore[arg-type]
     assert v.components == tuple(ALL_DERIVED)
     other = {"scheme": "http" if scheme == "https" or scheme is None else "https"}
     with pytest.raises(SignatureError) as exc:
-        (verify_sync_kw if mode == "sync" else verify_async)(headers, **target, **other)  # type: ignore[arg-type]
+        (verify if mode == "sync" else verify_async)(headers, **target, **other)  # type: ignore[arg-type]
     assert exc.value.code == "bad_signature"
 
 

@@ -260,7 +260,7 @@ async def test_audit_verify_names_a_passkey_decision_the_owner_never_signed(tmp_
     forged = json.loads(signed) | {"recipient": "accomplice"}
     lied = json.loads(decision(pk, payload(hub_key.hub_id, forged), _assertion_of(honest)))
     key_data = {"kid": pk.kid, "name": "phone", "via": "pairing_code", "rp_id": "camhub.local",
-                "credential_id": "x", "public_jwk": _jwk(pk)}  # fmt: skip
+                "credential_id": "x", "public_jwk": pk.public_jwk()}  # fmt: skip
 
     async def export(name: str, webauthn: dict[str, str]) -> Path:
         store = await Store.open(tmp_path / f"{name}.db")
@@ -290,18 +290,6 @@ def _assertion_of(body: dict[str, str]) -> tuple[bytes, bytes, bytes]:
     from camhub_protocol.keys import b64url_decode
 
     return tuple(b64url_decode(body[m]) for m in ("authenticator_data", "client_data_json", "signature"))  # type: ignore[return-value]
-
-
-def _jwk(pk: SoftPasskey) -> dict[str, str]:
-    from tests.consent.softauthn import b64url
-
-    nums = pk.key.public_key().public_numbers()
-    return {
-        "kty": "EC",
-        "crv": "P-256",
-        "x": b64url(nums.x.to_bytes(32, "big")),
-        "y": b64url(nums.y.to_bytes(32, "big")),
-    }
 
 
 def test_a_passkey_decision_racing_its_keys_revocation_never_leaves_a_child(hub: HubEnv) -> None:
@@ -405,7 +393,7 @@ def test_audit_verify_rechecks_each_passkey_decision_rule_offline(alg: str) -> N
 
     def jwk(key: SoftPasskey) -> dict[str, str]:
         if key.alg == "ES256":
-            return _jwk(key)
+            return key.public_jwk()
         raw = key.key.public_key().public_bytes_raw()
         return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
 
