@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 from firmware_sim import h264, picture
-from firmware_sim.encoder import PROCESS_CACHE, Clip, ClipCache, ClipSpec
+from firmware_sim.encoder import Clip, ClipSpec, cache_for
 from firmware_sim.feed import AccessUnit, Feed
 
 if TYPE_CHECKING:
@@ -118,7 +118,7 @@ class SimCamera:
         }
         self.loop_frames = max(1, round(loop_s * fps / gop)) * gop
         self.visitor_frames = max(1, round(visitor_s * fps / gop)) * gop
-        self.cache = ClipCache(cache_dir) if cache_dir is not None else PROCESS_CACHE
+        self.cache = cache_for(cache_dir)
         self.feeds = {s: Feed(name, s) for s in STREAMS}
         self._clips: dict[str, dict[int, Clip]] = {}
         self._pending_clips: dict[str, dict[int, Clip]] = {}

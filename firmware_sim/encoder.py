@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import struct
+import tempfile
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -182,11 +184,28 @@ class ClipCache:
         clip = encode_clip(spec)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".part")
-            tmp.write_bytes(_dump(clip))
-            tmp.replace(path)
+            # A name of its own: two cameras (or two sim processes) sharing a cache dir may encode the
+            # same clip at once, and a shared ".part" was renamed away under the other's feet (the
+            # first `make demo` on a fresh machine died of it). The rename is atomic; the last wins.
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(_dump(clip))
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return clip
 
 
 # One cache per process, shared by every camera: all sims in a process replay the same clips.
 PROCESS_CACHE = ClipCache()
+_DIR_CACHES: dict[Path, ClipCache] = {}
+
+
+def cache_for(cache_dir: Path | None) -> ClipCache:
+    """The process's cache for `cache_dir` (the in-memory one for None): cameras sharing a directory
+    share one cache, so a clip they all replay is encoded once, not once per camera."""
+    if cache_dir is None:
+        return PROCESS_CACHE
+    return _DIR_CACHES.setdefault(cache_dir.resolve(), ClipCache(cache_dir))

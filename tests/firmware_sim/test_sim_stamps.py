@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import av
 import cv2
 import numpy as np
@@ -121,3 +124,25 @@ async def test_disk_cache_returns_the_same_clip(tmp_path) -> None:
     (tmp_path / spec.cache_name()).write_bytes(b"CHSC garbage")
     rebuilt = await encoder.ClipCache(tmp_path).get(spec)  # a damaged cache file is re-encoded
     assert len(rebuilt.frames) == 15
+
+
+async def test_two_caches_encoding_the_same_clip_into_one_dir_both_succeed(tmp_path, monkeypatch) -> None:
+    # The first `make demo` on a fresh machine: every camera encoded the same loop at once into the
+    # same cache dir, and one rename of a shared ".part" file pulled it from under the others. The
+    # barrier makes the four encodes finish together, as the demo's 720p ones did (this failed 5 of 5
+    # runs before the fix).
+    real, barrier = encoder.encode_clip, threading.Barrier(4, timeout=30)
+
+    def together(spec: ClipSpec) -> encoder.Clip:
+        clip = real(spec)
+        barrier.wait()
+        return clip
+
+    monkeypatch.setattr(encoder, "encode_clip", together)
+    spec = ClipSpec(320, 180, 15, 15, picture.CLIP_IDLE, 15)
+    clips = await asyncio.gather(*(encoder.ClipCache(tmp_path).get(spec) for _ in range(4)))
+    assert all(c.frames == clips[0].frames for c in clips)
+    assert [p.name for p in tmp_path.iterdir()] == [spec.cache_name()]  # no temp file left behind
+    # Cameras of one process share the cache of their directory, so the clip is encoded once.
+    assert encoder.cache_for(tmp_path) is encoder.cache_for(tmp_path / ".")
+    assert encoder.cache_for(None) is encoder.PROCESS_CACHE
