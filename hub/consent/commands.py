@@ -66,11 +66,21 @@ def _load_jwk(value: str) -> dict[str, Any]:
     return {k: jwk[k] for k in ("kty", "crv", "x") if k in jwk}
 
 
+def _box_config(config_path: str) -> Any:
+    """The hub's config, for a command run on the box against its database: a bad config or a path
+    that is not the hub's is one clear line and an exit, not a traceback."""
+    from hub.cli import _load_config
+
+    cfg = _load_config(config_path)
+    if not cfg.db_path.exists():
+        raise SystemExit(f"no hub database at {cfg.db_path}: is --config the hub's configuration?")
+    return cfg
+
+
 def _with_store(config_path: str, fn: Callable[..., Any]) -> Any:
-    from hub import config as config_mod
     from hub.store import Store
 
-    cfg = config_mod.load(Path(config_path))
+    cfg = _box_config(config_path)
 
     async def go() -> Any:
         store = await Store.open(cfg.db_path)
@@ -197,14 +207,11 @@ def cmd_owner_reset(args: argparse.Namespace) -> int:
     import getpass
     import time
 
-    from hub import config as config_mod
     from hub import datadir
     from hub.consent import owners
     from hub.store import Store
 
-    cfg = config_mod.load(Path(args.config))
-    if not cfg.db_path.exists():
-        raise SystemExit(f"no hub database at {cfg.db_path}: is --config the hub's configuration?")
+    cfg = _box_config(args.config)
     datadir.become_data_dir_owner(cfg)
     try:
         who = getpass.getuser()
