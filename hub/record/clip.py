@@ -217,7 +217,7 @@ async def export_clip(
 
 def _segment_source(at_rest: AtRest, recordings_dir: Path, seg: q.Segment, verify: bool) -> str | io.BytesIO:
     """What to demux for `seg`, its sha256 checked against the index when `verify`."""
-    path = recordings_dir / seg.path
+    path = os.path.join(recordings_dir, seg.path)  # str: see Segmenter._root
     try:
         if at_rest.is_sealed(path):
             data = at_rest.read_file(path)  # authenticated record by record
@@ -226,7 +226,7 @@ def _segment_source(at_rest: AtRest, recordings_dir: Path, seg: q.Segment, verif
             return io.BytesIO(data)
         if verify and hash_file(path)[1] != seg.sha256:
             raise SegmentCorrupt(f"{seg.path}: sha256 does not match the index")
-        return str(path)
+        return path
     except FileNotFoundError as exc:
         raise SegmentCorrupt(f"{seg.path}: file missing") from exc
     except SealedError as exc:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -248,15 +249,17 @@ class Recorder:
                 self._error = RecordError(f"{self.camera_id}: writing a segment failed: {exc}")
                 raise self._error from exc
 
-    def _salvage(self, part: Path) -> None:
+    def _salvage(self, part: str) -> None:
         """Keep the complete fragments of a segment whose write failed and drop its unfinished tail
         now, not at the next start: on a full disk every retry would otherwise leave another
         `.part` that retention never sees, and the space would never come back."""
         seg = self._segmenter
         try:
-            recovery.recover_part(part, seg.recordings_dir, seg.store, seg.at_rest)
+            recovery.recover_part(Path(part), seg.recordings_dir, seg.store, seg.at_rest)
         except Exception as exc:
-            log.warning("%s: salvaging %s failed, left for recovery: %s", self.camera_id, part.name, exc)
+            log.warning(
+                "%s: salvaging %s failed, left for recovery: %s", self.camera_id, os.path.basename(part), exc
+            )
 
     def _finish(self, reason: str) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import sqlite3
 import time
@@ -133,17 +134,19 @@ def select_for_deletion(
 
 def delete_files(recordings_dir: Path, segments: Iterable[Segment]) -> None:
     """Unlink segment files (missing ones are fine) and prune emptied day directories. Blocking."""
+    # str paths, not pathlib: see Segmenter._root (every segment name is new; pathlib interns them).
+    root = os.path.normpath(recordings_dir)
     dirs = set()
     for seg in segments:
-        path = recordings_dir / seg.path
+        path = os.path.join(root, seg.path)
         with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        dirs.add(path.parent)
+            os.unlink(path)
+        dirs.add(os.path.dirname(path))
     for d in dirs:
-        if d == recordings_dir:
+        if os.path.normpath(d) == root:
             continue  # the root stays, with the 0700 mode the data dir gave it
         with contextlib.suppress(OSError):
-            d.rmdir()  # only succeeds when empty
+            os.rmdir(d)  # only succeeds when empty
 
 
 def disk_usage(path: Path) -> DiskUsage:

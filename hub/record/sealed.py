@@ -137,7 +137,7 @@ class SealedWriter:
     needs no seeking), and calls `close()` when the container closes, which writes the final record.
     """
 
-    def __init__(self, path: Path, key: StorageKey) -> None:
+    def __init__(self, path: str | Path, key: StorageKey) -> None:
         salt, prefix = os.urandom(32), os.urandom(7)
         self._header = _HEADER.pack(MAGIC, VERSION, key.key_id, salt, prefix)
         self._aead = _file_aead(key, salt)
@@ -158,7 +158,7 @@ class SealedWriter:
 
     def _seal(self, chunk: bytes | memoryview, last: bool) -> None:
         if self._counter >= _MAX_RECORDS:
-            raise SealedError(f"{self.path.name}: too many records for one file")
+            raise SealedError(f"{os.path.basename(self.path)}: too many records for one file")
         ct = self._aead.encrypt(_nonce(self._prefix, self._counter, last), bytes(chunk), self._header)
         self._counter += 1
         self._put(_LENGTH.pack(len(ct)) + ct)
@@ -304,7 +304,7 @@ class AtRest:
         with open(path, "rb") as f:
             return _is_sealed_head(f.read(len(MAGIC)))
 
-    def writer(self, path: Path) -> SealedWriter:
+    def writer(self, path: str | Path) -> SealedWriter:
         """A new sealed file at `path` (only when sealing; callers keep their plain path otherwise)."""
         assert self.key is not None and self.seal
         return SealedWriter(path, self.key)
@@ -325,7 +325,7 @@ class AtRest:
             return str(path)
         return io.BytesIO(self.read_file(path))
 
-    def digest(self, path: Path) -> tuple[int, str]:
+    def digest(self, path: str | Path) -> tuple[int, str]:
         """(size on disk, sha256 hex of the plaintext), read in bounded memory."""
         sha = hashlib.sha256()
         with open(path, "rb") as f:

@@ -132,7 +132,7 @@ def start_from_name(name: str) -> float | None:
         return None
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -140,17 +140,18 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def finalize_file(part: Path, at_rest: AtRest | None = None) -> tuple[Path, int, str]:
+def finalize_file(part: str | Path, at_rest: AtRest | None = None) -> tuple[str, int, str]:
     """fsync `part`, hash it, rename it to its final name and fsync the directory.
 
     Returns (final path, size on disk, sha256 hex of the plaintext — see sealed.py).
     """
+    part = os.fspath(part)
     with open(part, "rb") as f:
         os.fsync(f.fileno())
     size, sha = (at_rest or AtRest()).digest(part)
-    final = part.with_name(part.name.removesuffix(PART_SUFFIX))
+    final = part.removesuffix(PART_SUFFIX)
     os.replace(part, final)
-    fsync_dir(final.parent)
+    fsync_dir(os.path.dirname(final))
     return final, size, sha
 
 
@@ -183,7 +184,7 @@ class _OpenSegment:
 
     def __init__(
         self,
-        path: Path,
+        path: str,
         relpath: str,
         params: CodecParams,
         start_at: float,
@@ -199,7 +200,7 @@ class _OpenSegment:
         self.base_dts = first.dts  # timestamps in the file start at 0
         self.end_pts = first.pts  # max(pts + duration) so far
         self.last_dts = first.dts
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         # Sealed at rest: the muxer writes through a SealedWriter (one record per write), so the
         # `.part` is never plaintext on disk (sealed.py).
         self.sink: SealedWriter | None = (
@@ -210,7 +211,7 @@ class _OpenSegment:
         # in progress (what recovery can salvage is what reached the file).
         try:
             self.container: Any = av.open(
-                self.sink if self.sink is not None else str(path),
+                self.sink if self.sink is not None else path,
                 "w",
                 format="mp4",
                 options={
@@ -286,9 +287,9 @@ class _OpenSegment:
         self.last_audio_dts = rel
         return True
 
-    def rename(self, path: Path, relpath: str, start_at: float) -> None:
+    def rename(self, path: str, relpath: str, start_at: float) -> None:
         """Move the open `.part` to the name of its refined start (the muxer's fd stays valid)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         os.rename(self.path, path)
         self.path, self.relpath, self.named_start = path, relpath, start_at
         if self.sink is not None:
@@ -324,6 +325,10 @@ class Segmenter:
         self._finalizer = finalizer
         self.finalize_error: Exception | None = None
         self.recordings_dir = Path(recordings_dir)
+        # Per-segment paths are built as str: pathlib (3.11) interns every component it parses, and
+        # every segment name is new, so a Path per segment churns CPython's interned-strings table
+        # (the 2-hour soak saw it grow by 3.7 MB in one step).
+        self._root = os.fspath(self.recordings_dir)
         self.store = store
         self.segment_s = segment_s
         self.max_drift_s = max_drift_s
@@ -575,7 +580,7 @@ class Segmenter:
         self._period = 0
         self._bounding_arrival = None
 
-    def abandon(self) -> Path | None:
+    def abandon(self) -> str | None:
         """Drop the current segment without indexing it; returns its `.part` (left for recovery)."""
         self._held = None  # never written: lost with the segment's unfinished tail
         self._audio.clear()
@@ -648,16 +653,15 @@ class Segmenter:
         self._seg = seg
         return seg, data
 
-    def _free_path(self, start: float) -> tuple[Path, str, float]:
+    def _free_path(self, start: float) -> tuple[str, str, float]:
         """`.part` path, final relpath and start (nudged) of a segment starting at `start`, never an
         existing file's."""
-        relpath = segment_relpath(self.camera_id, start)
-        path = self.recordings_dir / (relpath + PART_SUFFIX)
-        while path.exists() or path.with_name(path.name.removesuffix(PART_SUFFIX)).exists():
-            start += 1e-6  # same microsecond as an existing file: nudge the name, never overwrite
+        while True:
             relpath = segment_relpath(self.camera_id, start)
-            path = self.recordings_dir / (relpath + PART_SUFFIX)
-        return path, relpath, start
+            final = os.path.join(self._root, relpath)
+            if not (os.path.exists(final + PART_SUFFIX) or os.path.exists(final)):
+                return final + PART_SUFFIX, relpath, start
+            start += 1e-6  # same microsecond as an existing file: nudge the name, never overwrite
 
     def _start_run(self, pkt: MediaPacket) -> float:
         """Anchor a new run at this keyframe and record the gap since the previous footage."""
@@ -742,7 +746,13 @@ class Segmenter:
             return
         self.stats.segments += 1
         self.stats.bytes += size
-        log.debug("%s: segment %s %.3f s %d bytes", self.camera_id, final.name, end - seg.start_at, size)
+        log.debug(
+            "%s: segment %s %.3f s %d bytes",
+            self.camera_id,
+            os.path.basename(final),
+            end - seg.start_at,
+            size,
+        )
 
 
 def _digest(data: bytes) -> bytes:
