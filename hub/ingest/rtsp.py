@@ -12,11 +12,14 @@ bench/record_bench.py, so it is armed for `open()` only. A camera that keeps the
 without sending video (RTCP only) never trips the socket timeout: a watchdog on the event loop
 notices a read blocked past `read_timeout_s` and ends the stream with `SourceStalled` all the same.
 
-The watchdog checks every `WATCHDOG_INTERVAL_S` (0.25 s) and fires once the camera has sent no
-video for `read_timeout_s` + `STALL_MARGIN_S` (0.5 s) while the reader waits in a read — so a stall is
-caught within `read_timeout_s` + 1 s whatever FFmpeg's own timeout does (measured: FFmpeg's RTSP
+The watchdog fires once the camera has sent no video for `read_timeout_s` + `STALL_MARGIN_S` (0.5 s)
+while the reader waits in a read — so a stall is caught within `read_timeout_s` + 1 s whatever FFmpeg's
+own timeout does (measured: FFmpeg's RTSP
 reader over TCP can take about twice its `timeout` to give up, the issue-16 report), and the log says
-the time actually waited. Audio still arriving while the video is silent is a stall too.
+the time actually waited. Audio still arriving while the video is silent is a stall too. It wakes
+when that silence would be reached if no video came meanwhile (a few seconds apart while video flows),
+and every `WATCHDOG_INTERVAL_S` only once past it while the reader is busy elsewhere: polling every
+0.25 s cost the event loop ~0.5 ms of CPU per second per camera, as much as the rest of its work.
 
 Transport (RFC 2326 §12.39): `transport="tcp"` (interleaved on the RTSP connection, the default:
 nothing to open in a firewall, no loss), `"udp"` (RTP on its own ports; for servers that refuse TCP
@@ -110,10 +113,12 @@ MAX_BATCH_S = 0.25
 # and each switch is a futex wait and wake: 8 cameras x1.65 of ffmpeg's CPU, x1.32 with it
 # (bench/record_bench.py). Single packets (a live viewer, a replay) do not take it.
 _BATCH_TURN = threading.Lock()
-# How often the event loop checks for a camera silent past the read timeout, and by how much the
-# silence must exceed it: together at most 0.75 s, so a stall is caught within read_timeout_s + 1 s.
+# By how much a camera's silence must exceed the read timeout to be a stall, and how often the event
+# loop looks again once it has while the reader is not in a read: a stall is caught within
+# read_timeout_s + 1 s. WATCHDOG_SLACK_S: a wake-up lands just past the moment, not just before it.
 WATCHDOG_INTERVAL_S = 0.25
 STALL_MARGIN_S = 0.5
+WATCHDOG_SLACK_S = 0.01
 TRANSPORTS = ("tcp", "udp", "auto")
 # "auto" after a 461: a server answering 5xx to the UDP attempt is asked again this many times, after
 # pauses starting at FALLBACK_BUSY_PAUSE_S and doubling, within the open timeout (see Transport).
@@ -247,7 +252,7 @@ class AvSource(PacketSource):
             await self.close()
             raise
         self._video_at = time.monotonic()
-        self._watchdog = self._loop.call_later(WATCHDOG_INTERVAL_S, self._watch)
+        self._watchdog = self._loop.call_later(self._read_timeout_s + STALL_MARGIN_S, self._watch)
         return self._params
 
     async def packets(self) -> AsyncIterator[MediaPacket]:
@@ -284,14 +289,15 @@ class AvSource(PacketSource):
             )
 
     def _watch(self) -> None:
-        """Event loop, every WATCHDOG_INTERVAL_S: end the stream once the reader waits in a read and
-        the camera has sent no video for read_timeout_s + STALL_MARGIN_S (see Stalls)."""
+        """Event loop: end the stream once the reader waits in a read and the camera has sent no
+        video for read_timeout_s + STALL_MARGIN_S (see Stalls); else wake again when it could be so."""
         since = self._read_since
+        limit = self._read_timeout_s + STALL_MARGIN_S
         silent = time.monotonic() - self._video_at
         if (
             since is not None
             and not self._stall_posted
-            and silent > self._read_timeout_s + STALL_MARGIN_S
+            and silent > limit
             # A full queue means the consumer is behind, not the camera; the reader is not in a read.
             and self._slots.acquire(blocking=False)
         ):
@@ -300,7 +306,8 @@ class AvSource(PacketSource):
             self._queue.put_nowait(SourceStalled(f"{self.camera_id}: no video for {silent:.1f} s"))
             return
         if not self._closing.is_set() and self._loop is not None:
-            self._watchdog = self._loop.call_later(WATCHDOG_INTERVAL_S, self._watch)
+            delay = limit - silent + WATCHDOG_SLACK_S if silent <= limit else WATCHDOG_INTERVAL_S
+            self._watchdog = self._loop.call_later(delay, self._watch)
 
     # --- demux thread -------------------------------------------------------------------------
 

@@ -88,6 +88,29 @@ async def test_video_stopping_on_a_live_connection_raises_stalled(cam: SimCamera
             await asyncio.sleep(0.1)
 
 
+async def test_the_watchdog_sleeps_while_video_flows(cam: SimCamera, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It wakes when the silence could reach the limit, not on a fixed tick: polling every 0.25 s
+    cost the event loop as much CPU per camera as all its other work (issue 17)."""
+    wakes = 0
+    watch = RtspSource._watch
+
+    def counting(self: RtspSource) -> None:
+        nonlocal wakes
+        wakes += 1
+        watch(self)
+
+    monkeypatch.setattr(RtspSource, "_watch", counting)
+    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=1.0)
+    try:
+        await src.open()
+        pkts = await _take(src, 60)  # 4 s of video at 15 fps
+    finally:
+        await src.close()
+    assert len(pkts) == 60
+    # 4 s against a 1.5 s limit: a wake-up every ~1.5 s at most (a 0.25 s tick would be 16).
+    assert 1 <= wakes <= 4, wakes
+
+
 async def test_a_stall_of_the_consumer_is_not_a_camera_stall(cam: SimCamera) -> None:
     """The watchdog fires on a blocked read only: a consumer that takes its time sees every packet."""
     src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=1.0, queue_size=8)
