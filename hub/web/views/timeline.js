@@ -28,7 +28,7 @@ export async function render(root) {
   const bar = h("div", { class: "daybar", role: "slider", tabindex: "0", "aria-label": "Time of day; click or use the arrow keys to play", "aria-valuemin": "0", "aria-valuemax": "86400", "aria-valuenow": "0", "aria-valuetext": "nothing playing yet" });
   const cursor = h("div", { class: "cursor", hidden: true });
   // A one-hour close-up around the moment being watched: a day bar is too coarse to hit a 4 s segment.
-  const zoom = h("div", { class: "daybar zoom", id: "tl-zoom", "aria-label": "The hour around the selected time; click to play" });
+  const zoom = h("div", { class: "daybar zoom", id: "tl-zoom", role: "group", "aria-label": "The hour around the selected time; click to play" });
   const zoomCursor = h("div", { class: "cursor", hidden: true });
   const zoomLabels = h("div", { class: "hours", "aria-hidden": "true" });
   const hours = h("div", { class: "hours", "aria-hidden": "true" }, ["00", "03", "06", "09", "12", "15", "18", "21", "24"].map((x) => h("span", {}, x)));
