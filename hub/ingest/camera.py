@@ -415,16 +415,13 @@ class Cameras:
         while True:
             now = time.time()
             # A copy: the owner may add or remove a camera while this loop awaits the store.
-            for cam_id, rt in list(self.runtimes.items()):
+            live = [(cam_id, rt.online(now), rt.last_frame_at) for cam_id, rt in list(self.runtimes.items())]
+            if live:
                 try:
-                    await self._store.run(
-                        partial(status_q.upsert, online=rt.online(now), last_frame_at=rt.last_frame_at),
-                        cam_id,
-                    )
+                    await self._store.run(status_q.upsert_live, live)
                 except sqlite3.OperationalError as exc:
                     # Another process holds the write lock past busy_timeout: the next tick writes it.
                     log.warning("camera status not saved: %s", exc)
-                    break
             await asyncio.sleep(STATUS_INTERVAL_S)
 
     def retention_policy(self) -> retention.RetentionPolicy:
