@@ -8,7 +8,10 @@ of what cameras ship with), at the same time:
 - one real daemon, `python -m hub run --config …`, recording N cameras (4 s segments, motion off),
   its data dir fresh;
 - N reference processes ``ffmpeg -rtsp_transport tcp -i URL -c copy -f segment`` writing the same 4 s
-  fragmented-MP4 segments, one per camera as an NVR script would.
+  fragmented-MP4 segments, one per camera as an NVR script would;
+- N ``python -m bench.pyav_floor URL`` processes: the same recording as the least a PyAV recorder
+  does (bench/pyav_floor.py), so the ratio splits into what the library costs over ffmpeg's own loop
+  and what camhub adds on top of it.
 
 After a warm-up (daemon start, RTSP setup and probing are not recording) it reads both sides' CPU time
 (every thread's schedstat) over three consecutive windows and samples RSS; the ratio is the median of
@@ -20,7 +23,7 @@ Scaling: the daemon's CPU per camera (% of one core) and RSS at 1, 4, 8 cameras 
 runs) and 16 (alone), so a Pi owner can read off how many cameras fit; ``--full`` adds 32 cameras and
 longer windows (the machine is shared: the default run stays about a minute, `make bench` budget).
 
-Run: ``.venv/bin/python -m bench.daemon_bench [--smoke | --full] [--cameras 1,4,8] [--scale 16,32]``.
+Run: ``.venv/bin/python -m bench.daemon_bench [--smoke | --full] [--cameras 1,4,8] [--scale 16,32] [--seconds S]``.
 Prints a table and writes ``bench/results/daemon.json``.
 """
 
@@ -97,6 +100,14 @@ async def _start_ffmpeg(url: str, out: Path) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
+async def _start_floor(url: str, out: Path) -> asyncio.subprocess.Process:
+    """bench/pyav_floor.py: the least any PyAV recorder does, for the split of the ratio."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.pyav_floor", url, str(out),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 async def _measure(
     pids: dict[str, list[int]], measure_s: float
 ) -> tuple[list[dict[str, float]], dict[str, float], float]:
@@ -126,20 +137,21 @@ async def run_one(
     workdir = tmp / f"daemon-{n}"
     workdir.mkdir()
     daemon = await _start_daemon(workdir, urls)
-    ffmpegs = (
-        [await _start_ffmpeg(u, tmp / f"ffmpeg-{n}" / f"cam{i}") for i, u in enumerate(urls)]
-        if reference
-        else []
-    )
+    ffmpegs, floors = [], []
     try:
+        if reference:
+            for i, u in enumerate(urls):
+                ffmpegs.append(await _start_ffmpeg(u, tmp / f"ffmpeg-{n}" / f"cam{i}"))
+                floors.append(await _start_floor(u, tmp / f"pyav-{n}" / f"cam{i}"))
         await asyncio.sleep(warmup_s)
         pids = {"daemon": [daemon.pid]}
         if reference:
             pids["ffmpeg"] = [p.pid for p in ffmpegs]
+            pids["pyav_floor"] = [p.pid for p in floors]
         spent, peak, window = await _measure(pids, measure_s)
     finally:
-        for p in ffmpegs:
-            await stop_process(p, signal.SIGINT)  # ffmpeg finishes its segment on SIGINT
+        for p in ffmpegs + floors:
+            await stop_process(p, signal.SIGINT)  # both finish their segment on SIGINT
         await stop_process(daemon)
     cam_s = n * window
     cpu_d = sum(w["daemon"] for w in spent)
@@ -164,9 +176,19 @@ async def run_one(
         }
         out["cpu_ratio"] = round(statistics.median(ratios), 2) if ratios else None
         out["cpu_ratio_windows"] = ratios
+        # daemon/ffmpeg = floor/ffmpeg x daemon/floor: what PyAV costs, and what camhub adds to it.
+        floor_ratios = [w["pyav_floor"] / w["ffmpeg"] for w in spent if w["ffmpeg"] > 0]
+        over_floor = [w["daemon"] / w["pyav_floor"] for w in spent if w["pyav_floor"] > 0]
+        out["pyav_floor"] = {
+            "cpu_percent_per_camera": round(sum(w["pyav_floor"] for w in spent) / cam_s * 100, 2),
+            "segments": len(list((tmp / f"pyav-{n}").rglob("*.mp4"))),
+            "ratio_to_ffmpeg": round(statistics.median(floor_ratios), 2) if floor_ratios else None,
+            "daemon_over_floor": round(statistics.median(over_floor), 2) if over_floor else None,
+        }
         out["rss_ratio"] = round(peak["daemon"] / peak["ffmpeg"], 2) if peak["ffmpeg"] else None
     shutil.rmtree(workdir, ignore_errors=True)
     shutil.rmtree(tmp / f"ffmpeg-{n}", ignore_errors=True)
+    shutil.rmtree(tmp / f"pyav-{n}", ignore_errors=True)
     return out
 
 
@@ -204,14 +226,16 @@ async def drive(compare: list[int], scale: list[int], warmup_s: float, measure_s
 
 def table(result: dict[str, Any]) -> str:
     rows = [
-        "cams | daemon CPU %/cam | ffmpeg CPU %/cam | ratio (windows) | daemon RSS MiB | ffmpeg RSS MiB (sum)",
-        "---: | ---: | ---: | --- | ---: | ---:",
+        "cams | daemon CPU %/cam | ffmpeg CPU %/cam | ratio (windows) | PyAV floor/ffmpeg | daemon/floor"
+        " | daemon RSS MiB | ffmpeg RSS MiB (sum)",
+        "---: | ---: | ---: | --- | ---: | ---: | ---: | ---:",
     ]
     for s in result["side_by_side"]:
-        d, f = s["daemon"], s["ffmpeg"]
+        d, f, fl = s["daemon"], s["ffmpeg"], s["pyav_floor"]
         rows.append(
             f"{s['cameras']} | {d['cpu_percent_per_camera']} | {f['cpu_percent_per_camera']} | "
-            f"x{s['cpu_ratio']} ({', '.join(str(r) for r in s['cpu_ratio_windows'])}) | {d['rss_mib']} | {f['rss_mib']}"
+            f"x{s['cpu_ratio']} ({', '.join(str(r) for r in s['cpu_ratio_windows'])}) | "
+            f"x{fl['ratio_to_ffmpeg']} | x{fl['daemon_over_floor']} | {d['rss_mib']} | {f['rss_mib']}"
         )
     rows += [
         "",
@@ -237,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true", help="scaling up to 32 cameras, longer windows")
     p.add_argument("--cameras", type=_counts, help="side-by-side camera counts (default 1,4,8)")
     p.add_argument("--scale", type=_counts, help="daemon-alone camera counts (default 16; --full 16,32)")
+    p.add_argument("--seconds", type=float, help="measured seconds per camera count (3 windows)")
     args = p.parse_args(argv)
     if shutil.which("ffmpeg") is None:
         print("daemon_bench: ffmpeg not found", file=sys.stderr)
@@ -249,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         compare, scale, warmup_s, measure_s = [1, 4, 8], [16], 4.0, 6.0
     compare = args.cameras if args.cameras is not None else compare
     scale = args.scale if args.scale is not None else scale
+    measure_s = args.seconds if args.seconds is not None else measure_s
     result = asyncio.run(drive(compare, scale, warmup_s, measure_s))
     result["smoke"] = args.smoke
     ratios = [s["cpu_ratio"] for s in result["side_by_side"] if s["cpu_ratio"] is not None]
@@ -258,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     result["summary"] = (
         "camhub run/ffmpeg copy CPU "
         + ", ".join(f"{s['cameras']} cam x{s['cpu_ratio']}" for s in result["side_by_side"])
+        + "; bare PyAV remux/ffmpeg "
+        + ", ".join(f"x{s['pyav_floor']['ratio_to_ffmpeg']}" for s in result["side_by_side"])
         + "; per camera "
         + ", ".join(
             f"{s['cameras']}: {s['cpu_percent_per_camera']}% of a core, {s['rss_mib']} MiB"
