@@ -37,3 +37,19 @@ def test_an_unreadable_or_broken_config_is_its_problem_and_exit_2(tmp_path: Path
         r = camhub("owner", "requests", "--config", str(path))
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert r.stderr.startswith(f"{path}: {words}")
+
+
+def test_approving_a_clip_without_both_ends_is_refused_before_signing(tmp_path: Path) -> None:
+    """The hub would answer 400 invalid_decision; the CLI says what is missing and sends nothing
+    (the URL here answers nothing: a request would fail differently)."""
+    key = tmp_path / "owner.jwk"
+    assert camhub("owner", "keygen", str(key)).returncode == 0
+    base = ["owner", "approve", "--url", "http://127.0.0.1:9", "--key", str(key), "--request-id", "r1",
+            "--request-sha256", "0" * 64, "--recipient", "age1x", "--camera", "cam1"]  # fmt: skip
+    for ends in ([], ["--start", "2026-12-05T00:00:00Z"], ["--end", "2026-12-05T00:01:00Z"]):
+        r = camhub(*base, *ends)
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert r.stderr.strip() == (
+            "camhub owner approve: a clip approval needs --start and --end "
+            "(a livestream approval needs --live-max-seconds)"
+        )

@@ -148,6 +148,12 @@ def cmd_owner_approve(args: argparse.Namespace) -> int:
 
     fields = _request_fields(args, "approve")
     live = args.live_max_seconds is not None
+    if not live and (args.start is None or args.end is None):
+        # The hub refuses a clip scope without both ends (400 invalid_decision); say it before signing.
+        raise SystemExit(
+            "camhub owner approve: a clip approval needs --start and --end "
+            "(a livestream approval needs --live-max-seconds)"
+        )
     fields["scope"] = {
         "kind": "live" if live else "clip",
         "cameras": args.camera,
