@@ -198,7 +198,7 @@ def parse_checkpoint(note: str, key: Ed25519PublicKey, origin: str) -> tuple[int
     if not verified:
         raise VerifyError("checkpoint is not signed by the hub key")
     body = text[:-1].split("\n")
-    if len(body) < 3 or body[0] != origin or not re.fullmatch(r"0|[1-9][0-9]*", body[1]):
+    if len(body) < 3 or "" in body or body[0] != origin or not re.fullmatch(r"0|[1-9][0-9]*", body[1]):
         raise VerifyError("checkpoint body is not origin/size/root")
     try:
         root = base64.b64decode(body[2], validate=True)
