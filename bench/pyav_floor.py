@@ -9,8 +9,9 @@ crash budget, fsync, SHA-256 and the index, the web server and the consent servi
 
     daemon / ffmpeg = (pyav floor / ffmpeg) x (daemon / pyav floor)
 
-splits the daemon's ratio into what the library costs over ffmpeg's own loop (FFmpeg's work is the
-same on both sides: they link the same kind of libavformat) and what camhub adds on top.
+splits the daemon's ratio into what the library costs over ffmpeg's own loop and what camhub adds
+on top. FFmpeg does the same kind of work on both sides, though not the same version: the reference
+is the system's `ffmpeg` (Debian's 5.1 here), PyAV carries its own (8.1 in PyAV 18.1).
 
 Run: ``python -m bench.pyav_floor RTSP_URL OUT_DIR`` (until SIGINT or SIGTERM).
 """
