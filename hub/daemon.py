@@ -136,6 +136,7 @@ async def running_hub(config: Config, notifier: Notifier | None = None) -> Async
             holds=services.consent.holds,
             audit=services.consent.record,
             at_rest=at_rest,
+            footage_lock=services.consent.build_lock,
         )
         stack.push_async_callback(services.cameras.stop)
         await services.cameras.start()

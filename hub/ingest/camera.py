@@ -290,12 +290,16 @@ class Cameras:
         holds: HoldsFn,
         audit: AuditFn,
         at_rest: AtRest | None = None,
+        footage_lock: asyncio.Lock | None = None,
     ) -> None:
+        """`footage_lock`: held by whoever reads held footage (the consent service's build_lock);
+        retention deletes under it (retention.enforce)."""
         self._config = config
         self._at_rest = at_rest or AtRest()  # segments and thumbnails sealed at rest (record/sealed.py)
         self._store = store
         self._supervisor = supervisor
         self._holds = holds
+        self._footage_lock = footage_lock
         self._audit = audit
         self.relays = RelayHub()
         self.whip = WhipIngest(config)
@@ -458,6 +462,7 @@ class Cameras:
             self.retention_policy(),
             lambda: holds_now(self._holds),
             on_batch=audit_batch,
+            lock=self._footage_lock,
         )
         return len(deleted)
 

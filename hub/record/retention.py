@@ -164,12 +164,19 @@ async def enforce(
     disk: Callable[[Path], DiskUsage] = disk_usage,
     batch: int = 500,
     on_batch: Callable[[list[Segment]], Awaitable[None]] | None = None,
+    lock: asyncio.Lock | None = None,
 ) -> list[Segment]:
     """Select and delete what the policy says; returns the deleted segments, oldest first.
 
     Deletes in batches of `batch`; every batch re-checks holds first. `on_batch` (e.g. writing the
     `retention.deleted` audit entry) is awaited after each batch is gone from disk and index; the
     caller may instead audit the returned list once.
+
+    `lock` is held from each batch's hold check until its index rows are gone: the lock the readers
+    of held footage take (deliveries build under the consent service's `build_lock`). Without it a
+    request that arrived after the check had its build read the index while the files went away
+    (the 2-hour soak: one delivery of 412 failed on a missing segment). With it a build sees either
+    the segment and its file, or neither.
     """
     recordings_dir = Path(recordings_dir)
     usage = await asyncio.to_thread(disk, recordings_dir) if policy.min_free_percent is not None else None
@@ -179,11 +186,12 @@ async def enforce(
     )
     deleted: list[Segment] = []
     for i in range(0, len(selected), batch):
-        # Re-read holds: one may have been placed since selection.
-        held = _resolve(holds)
-        chunk = [s for s in selected[i : i + batch] if not is_held(s, held)]
-        await asyncio.to_thread(delete_files, recordings_dir, chunk)
-        await store.run(q.delete_segments, [s.id for s in chunk])
+        async with lock or contextlib.nullcontext():
+            # Re-read holds: one may have been placed since selection.
+            held = _resolve(holds)
+            chunk = [s for s in selected[i : i + batch] if not is_held(s, held)]
+            await asyncio.to_thread(delete_files, recordings_dir, chunk)
+            await store.run(q.delete_segments, [s.id for s in chunk])
         deleted.extend(chunk)
         if on_batch is not None and chunk:
             await on_batch(chunk)

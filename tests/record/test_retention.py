@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
+
+import pytest
 
 from hub.record.retention import DiskUsage, Hold, RetentionPolicy, enforce, select_for_deletion
 from hub.store import Store, transaction
@@ -83,6 +87,42 @@ async def test_hold_placed_after_selection_still_protects(tmp_path: Path, store:
     assert calls >= 2
     assert [s.id for s in deleted] == [segs[1].id]
     assert segs[0].path in _files(tmp_path)
+
+
+async def test_a_reader_under_the_lock_sees_a_segment_with_its_file_or_neither(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The soak's race: a delivery build read the index while the batch's files went away. Under
+    the lock it waits until the batch is gone from disk and index alike."""
+    import hub.record.retention as retention
+
+    segs = await _populate(store, tmp_path, [("a", T0 + 4 * i) for i in range(2)])
+    lock = asyncio.Lock()
+    unlinking = threading.Event()
+    go_on = threading.Event()
+    real = retention.delete_files
+
+    def slow_delete(root: Path, chunk: list[q.Segment]) -> None:
+        unlinking.set()
+        assert go_on.wait(10)
+        real(root, chunk)
+
+    monkeypatch.setattr(retention, "delete_files", slow_delete)
+    task = asyncio.ensure_future(enforce(store, tmp_path, RetentionPolicy(quota_bytes=1000), lock=lock))
+    assert await asyncio.to_thread(unlinking.wait, 10)
+
+    async def read() -> list[tuple[str, bool]]:  # what a build does: index, then files
+        async with lock:
+            rows = await store.run(q.oldest_segments, None, 10)
+            return [(r.path, (tmp_path / r.path).exists()) for r in rows]
+
+    reader = asyncio.ensure_future(read())
+    await asyncio.sleep(0.2)
+    assert not reader.done()  # waits for the batch
+    go_on.set()
+    deleted = await task
+    assert [s.id for s in deleted] == [segs[0].id]
+    assert await reader == [(segs[1].path, True)]
 
 
 async def test_max_age_per_camera(tmp_path: Path, store: Store) -> None:
