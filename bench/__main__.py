@@ -37,13 +37,15 @@ SCENARIOS: list[tuple[str, int]] = [
     ),  # ran 80 s on a loaded machine (load 11); issue 17: the whole daemon vs ffmpeg, 1/4/8 cameras + 16 alone
     ("encrypt_bench", 15),  # ran 8 s
     ("motion_bench", 35),  # ran 29 s
-    ("live_bench", 45),
+    ("live_bench", 35),  # ran 22 s (2026-12-05)
     ("httpsig_bench", 22),  # ran 17 s
     ("consent_flow_bench", 10),  # ran 3 s
-    ("agency_bench", 20),  # ran 6 s; after httpsig and live: it quotes their figures from this run
+    ("agency_bench", 15),  # ran 6 s; after httpsig and live: it quotes their figures from this run
     ("delivery_bench", 35),  # ran 27 s
     ("retention_bench", 22),  # ran 19 s
-    ("relay_bench", 75),  # issue 15: 1,000 simulated hubs, a relay, a 3-node cluster
+    # issue 15: 1,000 simulated hubs, a relay, a 3-node cluster; ran 73 s alone on an Intel Xeon
+    # 2-core box (2026-12-05) and timed out at 75 in the full run: it took 15 s from live and agency.
+    ("relay_bench", 90),
     ("privacy_bench", 35),  # issue 19: clip and live redaction; ran 33 s with the machine loaded 4x
 ]
 BUDGET_S = 600  # issue 7: the whole run within 10 minutes; tests check sum(limits) <= BUDGET_S
