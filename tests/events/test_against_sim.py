@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
+import statistics
+import time
 from pathlib import Path
 
 import cv2
 
 from firmware_sim.camera import SimCamera
 from hub.events import EventRecorder, MotionConfig
+from hub.events.motion import BATCH_S, MotionRunner
 from hub.store import Store
 from hub.store import events as q
 from tests.events.polling import until
@@ -112,3 +116,46 @@ async def test_camera_reboot_reconnects_video_and_event_stream(tmp_path: Path, s
         finally:
             await recorder.stop()
     assert [e.kind for e in await store.run(q.list_events)] == ["press"]
+
+
+async def test_a_live_stream_is_analysed_in_batches_at_the_time_each_frame_arrived() -> None:
+    """Issue 17: a live stream is decoded and analysed about every BATCH_S, not packet by packet, and
+    each analysed frame keeps the time its packet arrived, so analysis stays at analysis_fps (times
+    taken when a batch is processed would bunch a batch's frames together and skip most of them)."""
+    async with SimCamera(
+        "sim-batch", width=640, height=360, sub_width=640, sub_height=360, fps=15, gop=15
+    ) as cam:
+        runner = MotionRunner(
+            cam.name, cam.rtsp_url("sub"), MotionConfig(masks=OVERLAY_MASKS), lambda t: None
+        )
+        await runner.start()
+        try:
+            await until(lambda: runner.frames_analysed >= 5, 30)
+            window_s = 4.0
+            decoded0, analysed0 = runner.frames_decoded, runner.frames_analysed
+            steps = 0  # how often frames_decoded moved, seen every 10 ms
+            last = decoded0
+            times: list[float] = []
+            deadline = time.monotonic() + window_s
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+                if runner.frames_decoded != last:
+                    steps, last = steps + 1, runner.frames_decoded
+                latest = runner.latest
+                if latest is not None and (not times or latest.time != times[-1]):
+                    # Stamped when it arrived: never ahead of now, and behind by at most a batch
+                    # (plus what a loaded machine adds).
+                    assert time.time() - 2 - BATCH_S <= latest.time <= time.time()
+                    times.append(latest.time)
+            decoded = runner.frames_decoded - decoded0
+            analysed = runner.frames_analysed - analysed0
+        finally:
+            await runner.stop()
+    assert decoded >= 40, f"only {decoded} frames decoded in {window_s} s of a 15 fps stream"
+    # Packet by packet, frames_decoded would move ~60 times in 4 s; in batches ~8 (some batches are
+    # seen half done when the decoder releases the GIL).
+    assert steps <= 2.5 * window_s / BATCH_S, f"frames_decoded moved {steps} times for {decoded} frames"
+    assert 4.0 <= analysed / window_s <= 6.0, f"{analysed} frames analysed in {window_s} s, want 5 fps"
+    # The test sees the last analysed frame of each batch: in order, a batch apart.
+    assert times == sorted(times) and len(times) >= 3
+    assert statistics.median(b - a for a, b in itertools.pairwise(times)) <= 2 * BATCH_S
