@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -86,11 +87,7 @@ def run(names: list[str], smoke: bool, results: Path) -> dict[str, object]:
         cmd = [sys.executable, "-m", f"bench.{name}"] + (["--smoke"] if smoke else [])
         print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
         started = time.monotonic()
-        try:
-            proc = subprocess.run(cmd, timeout=SMOKE_LIMIT_S if smoke else limit, check=False, env=env)
-            status = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
-        except subprocess.TimeoutExpired:
-            status = "timeout"
+        status = run_scenario(cmd, SMOKE_LIMIT_S if smoke else limit, env)
         entry: dict[str, object] = {"status": status, "seconds": round(time.monotonic() - started, 1)}
         if result_file.exists():
             entry["result"] = json.loads(result_file.read_text())
@@ -98,6 +95,42 @@ def run(names: list[str], smoke: bool, results: Path) -> dict[str, object]:
             entry["status"] = "no result"
         scenarios[name] = entry
     return out
+
+
+def run_scenario(cmd: list[str], limit_s: float, env: dict[str, str]) -> str:
+    """Run one scenario in a process group of its own: "ok", "exit N" or "timeout".
+
+    Scenarios start servers of their own (nats-server, a relay, ffmpeg, the sim). Killing only the
+    scenario on a timeout left those running and holding ports for the rest of the run (relay_bench's
+    three nats-servers and relay, 2026-12-05), so the whole group goes, after a timeout and after a
+    normal exit alike (a scenario that forgot a child).
+    """
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        returncode = proc.wait(timeout=limit_s)
+        return "ok" if returncode == 0 else f"exit {returncode}"
+    except subprocess.TimeoutExpired:
+        return "timeout"
+    finally:
+        _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the scenario's process group, SIGKILL what is left after 5 s, reap the scenario."""
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break  # nobody left in the group
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            proc.poll()  # reap the scenario itself so it does not count as alive
+            time.sleep(0.05)
+    proc.wait()
 
 
 def verdict(result: object) -> str:

@@ -7,11 +7,15 @@ wrote its JSON with the keys the table and readers use, and that nothing landed 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from bench.__main__ import BUDGET_S, SCENARIOS
+import pytest
+
+from bench.__main__ import BUDGET_S, SCENARIOS, run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,3 +137,30 @@ def test_a_missing_scenario_fails_the_run(tmp_path: Path) -> None:
     latest = json.loads((tmp_path / "latest.json").read_text())
     assert latest["scenarios"] == {"no_such_bench": {"status": "missing"}}
     assert "| no_such_bench | missing |" in (tmp_path / "latest.md").read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie nobody has reaped yet is dead
+
+
+@pytest.mark.parametrize(("ends", "status"), [("time.sleep(300)", "timeout"), ("sys.exit(0)", "ok")])
+def test_a_scenario_leaves_no_process_behind(tmp_path: Path, ends: str, status: str) -> None:
+    """Scenarios start servers (nats-server, a relay, ffmpeg): a timed-out relay_bench left its
+    cluster running. The scenario's whole process group goes, after a timeout or a forgotten child."""
+    pidfile = tmp_path / "child.pid"
+    code = (
+        "import subprocess, sys, time;"
+        "p = subprocess.Popen(['sleep', '300']);"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid));"
+        f"{ends}"
+    )
+    assert run_scenario([sys.executable, "-c", code], 3, dict(os.environ)) == status
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), f"the scenario's child {child} outlived it"
