@@ -694,18 +694,15 @@ class MotionRunner:
                     self._emit(self._with_thumbnail(transition, detector, reformatter))
 
             # A live stream is decoded and analysed in batches (see BATCH_S); a file, which arrives
-            # as fast as it is read, one packet at a time.
-            batched = self._clock == "wall"
+            # as fast as it is read, one packet at a time (a batch of no time).
+            batch_s = BATCH_S if self._clock == "wall" else 0.0
             pending: list[tuple[av.Packet, float]] = []
             for packet in container.demux(stream):
                 if self._stop.is_set():
                     return
                 arrived = time.time()
-                if not batched:
-                    analyse(packet, arrived)
-                    continue
                 pending.append((packet, arrived))
-                if arrived - pending[0][1] < BATCH_S and len(pending) < BATCH_MAX_PACKETS:
+                if arrived - pending[0][1] < batch_s and len(pending) < BATCH_MAX_PACKETS:
                     continue
                 for held, at in pending:
                     if self._stop.is_set():
