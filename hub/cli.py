@@ -8,7 +8,10 @@ import getpass
 import logging
 import sys
 import time
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 from hub import config as config_mod
 from hub import redact
@@ -17,6 +20,7 @@ from hub.config import Config, ConfigError
 EXIT_CONFIG = 2
 
 log = logging.getLogger("hub")
+T = TypeVar("T")
 
 
 def _setup_logging(level: str = "info") -> None:
@@ -41,13 +45,26 @@ def _load_config(path: str) -> Config:
         raise SystemExit(EXIT_CONFIG) from None
 
 
+def _run_daemon(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` for the long-running commands, with every thread named in the kernel
+    (hub/threadname.py): the event loop's as the process, `camhub`; `to_thread` workers `aio_N`."""
+    from hub.threadname import name_os_thread
+
+    name_os_thread("camhub")
+    with asyncio.Runner() as runner:
+        runner.get_loop().set_default_executor(
+            ThreadPoolExecutor(thread_name_prefix="camhub-aio", initializer=name_os_thread)
+        )
+        return runner.run(main)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from hub import daemon
 
     cfg = _load_config(args.config)
     _setup_logging(cfg.hub.log_level)
     try:
-        asyncio.run(daemon.serve(cfg))
+        _run_daemon(daemon.serve(cfg))
     except daemon.StartupError as exc:
         log.error("cannot start: %s", exc)
         return 1
@@ -86,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from hub import demo
 
     _setup_logging("info")
-    return asyncio.run(
+    return _run_daemon(
         demo.run(data_dir=Path(args.data_dir).absolute(), port=args.port, cameras=args.cameras)
     )
 

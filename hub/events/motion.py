@@ -41,6 +41,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from hub.redact import redact
+from hub.threadname import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -615,6 +616,7 @@ class MotionRunner:
             self._loop.call_soon_threadsafe(self._on_transition, transition)
 
     def _main(self) -> None:
+        name_os_thread()
         detector = MotionDetector(self.config)
         hysteresis = MotionHysteresis(self.config)
         failures = 0

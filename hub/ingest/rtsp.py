@@ -94,6 +94,7 @@ from hub.ingest.source import (
     nal_units,
 )
 from hub.redact import redact
+from hub.threadname import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -358,6 +359,7 @@ class AvSource(PacketSource):
 
     def _run(self) -> None:
         assert self._opened is not None and self._exited is not None
+        name_os_thread()
         container = None
         try:
             attempts = [self._options]

@@ -46,6 +46,7 @@ from hub.record import recovery
 from hub.record.sealed import AtRest
 from hub.record.segmenter import Segmenter
 from hub.store import Store
+from hub.threadname import name_os_thread
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,9 @@ class Recorder:
         at_rest: AtRest | None = None,
     ) -> None:
         self.camera_id = camera_id
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"camhub-rec-{camera_id}")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"camhub-rec-{camera_id}", initializer=name_os_thread
+        )
         self._segmenter = Segmenter(
             camera_id,
             Path(recordings_dir),

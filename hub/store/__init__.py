@@ -20,6 +20,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hub.threadname import name_os_thread
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -114,7 +116,9 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn = conn
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camhub-db")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="camhub-db", initializer=name_os_thread
+        )
         self._closed = False
         self._reader: sqlite3.Connection | None = None  # see read_here
 
@@ -122,7 +126,9 @@ class Store:
     async def open(cls, path: Path) -> Store:
         """Open (creating if needed) and migrate the database at `path`."""
         loop = asyncio.get_running_loop()
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camhub-db")
+        executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="camhub-db", initializer=name_os_thread
+        )
 
         def _open() -> sqlite3.Connection:
             try:

@@ -93,6 +93,24 @@ async def test_stop_mid_segment_finalizes_and_on_packet_sees_every_packet(
     assert src2.closed
 
 
+async def test_a_recording_cameras_threads_are_named_in_the_kernel(
+    tmp_path: Path, store: Store, clip_320: Path
+) -> None:
+    """`top -H` tells the camera's reader from its segment finalizer and the database (threadname.py)."""
+    rec = Recorder("porch", tmp_path, store, segment_s=1.0)  # a segment a second: the finalizer runs
+    task = asyncio.create_task(rec.run(FileSource("porch", clip_320, realtime=True, loop_input=True)))
+    try:
+        async with asyncio.timeout(30):
+            while rec.stats.segments < 2:
+                await asyncio.sleep(0.05)
+        tasks = await asyncio.to_thread(lambda: list(Path("/proc/self/task").iterdir()))
+        names = {(t / "comm").read_text().strip() for t in tasks}
+    finally:
+        await rec.stop()
+    await task
+    assert {"rtsp-porch", "rec-porch_0", "db_0"} <= names, sorted(names)
+
+
 @pytest.mark.parametrize("direct", [True, False])
 async def test_write_error_ends_the_run(tmp_path: Path, store: Store, clip_320: Path, direct: bool) -> None:
     blocker = tmp_path / "not-a-dir"
