@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -127,6 +128,40 @@ async def _measure(
     return spent, peak, window
 
 
+# The daemon's threads by what they do, from their kernel names (hub/threadname.py).
+THREAD_GROUPS = (
+    (
+        "reader",
+        "rtsp-",
+        "reading each camera and muxing on the same thread (PyAV/FFmpeg + camhub per packet)",
+    ),
+    ("finalize", "rec-", "closing segments: fsync, SHA-256, rename, index row handed to the DB"),
+    ("db", "db_", "SQLite: segment index, camera status"),
+    ("loop", "camhub", "the event loop: web server, consent service, supervisors, status"),
+    ("aio", "aio_", "to_thread workers"),
+    ("motion", "motion-", "motion detection (off in this bench)"),
+)
+
+
+def thread_group(comm: str) -> str:
+    for group, prefix, _ in THREAD_GROUPS:
+        if comm.startswith(prefix):
+            return group
+    return "other"
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of `pid`'s live threads, summed by `THREAD_GROUPS`."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+                ns = int((task / "schedstat").read_text().split()[0])
+                group = thread_group((task / "comm").read_text().strip())
+                out[group] = out.get(group, 0.0) + ns / 1e9
+    return out
+
+
 def _segments(workdir: Path) -> int:
     return len(list((workdir / "data" / "segments").rglob("*.mp4")))
 
@@ -148,7 +183,9 @@ async def run_one(
         if reference:
             pids["ffmpeg"] = [p.pid for p in ffmpegs]
             pids["pyav_floor"] = [p.pid for p in floors]
+        threads0 = thread_cpu(daemon.pid)
         spent, peak, window = await _measure(pids, measure_s)
+        threads1 = thread_cpu(daemon.pid)
     finally:
         for p in ffmpegs + floors:
             await stop_process(p, signal.SIGINT)  # both finish their segment on SIGINT
@@ -163,6 +200,10 @@ async def run_one(
             "cpu_percent_per_camera": round(cpu_d / cam_s * 100, 2),
             "rss_mib": round(peak["daemon"], 1),
             "segments": _segments(workdir),
+            # Where the daemon's CPU goes: ms of CPU per second of wall time, all cameras together.
+            "threads_ms_per_s": {
+                g: round((threads1[g] - threads0.get(g, 0.0)) / window * 1000, 2) for g in sorted(threads1)
+            },
         },
     }
     if reference:
@@ -220,6 +261,7 @@ async def drive(compare: list[int], scale: list[int], warmup_s: float, measure_s
         f"{CAMERA_KBIT} kbit/s, {SEGMENT_S:g} s segments",
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
         "side_by_side": side_by_side,
+        "alone": alone,
         "scaling": scaling,
     }
 
@@ -246,6 +288,20 @@ def table(result: dict[str, Any]) -> str:
         rows.append(
             f"{s['cameras']} | {s['cpu_percent_per_camera']} | {s['cpu_percent_total']} | {s['rss_mib']} | {s['measured']}"
         )
+    groups = [g for g, _, _ in THREAD_GROUPS] + ["other"]
+    runs = result["side_by_side"] + result.get("alone", [])
+    rows += [
+        "",
+        "where the daemon's CPU goes, ms per second (all cameras; ffmpeg = the whole reference process(es))",
+        "cams | " + " | ".join(groups) + " | ffmpeg",
+        "---: | " + " | ".join("---:" for _ in groups) + " | ---:",
+    ]
+    for r in sorted(runs, key=lambda r: r["cameras"]):
+        t = r["daemon"].get("threads_ms_per_s", {})
+        ff = r.get("ffmpeg")
+        ff_ms = f"{ff['cpu_s_per_cam_s'] * r['cameras'] * 1000:.2f}" if ff else ""
+        rows.append(f"{r['cameras']} | " + " | ".join(f"{t.get(g, 0.0):.2f}" for g in groups) + f" | {ff_ms}")
+    rows += [f"{g}: {what}" for g, _, what in THREAD_GROUPS[:4]]
     return "\n".join(rows)
 
 
