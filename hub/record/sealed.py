@@ -327,11 +327,11 @@ class AtRest:
 
     def digest(self, path: str | Path) -> tuple[int, str]:
         """(size on disk, sha256 hex of the plaintext), read in bounded memory."""
-        sha = hashlib.sha256()
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if _is_sealed_head(f.read(len(MAGIC))):
                 f.seek(0)
+                sha = hashlib.sha256()
                 for record in read_records(f, self.key):
                     sha.update(record)
             else:
