@@ -18,13 +18,14 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
+from collections.abc import Callable
 
 _PR_SET_NAME = 15  # <linux/prctl.h>
 _COMM_BYTES = 15  # TASK_COMM_LEN 16, less the NUL
 PREFIX = "camhub-"
 
 
-def _load_prctl() -> object | None:
+def _load_prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -51,4 +52,4 @@ def name_os_thread(name: str | None = None) -> None:
         return
     if name is None:
         name = threading.current_thread().name
-    _prctl(_PR_SET_NAME, os_name(name).encode("utf-8"), 0, 0, 0)  # type: ignore[operator]
+    _prctl(_PR_SET_NAME, os_name(name).encode("utf-8"), 0, 0, 0)
