@@ -54,6 +54,19 @@ is part of the recorder's crash budget: a packet reaches the muxer at most `MAX_
 read, and the muxer writes a fragment every `segmenter.FRAGMENT_S` (README, "What a crash loses"). A viewer arriving turns it off at the next read. Batches of all
 cameras take turns (`_BATCH_TURN`) rather than interleave at every GIL release.
 
+Naps: batching alone still woke the thread for every frame, in the read, and on this 2-core guest
+each wake-up runs cold: reading cost more than ffmpeg's whole process for the same camera (issue 17).
+So over TCP, while batching, a reader that has caught up (its last read waited on the network,
+`CAUGHT_UP_S`) processes what it holds and sleeps; what the camera sends meanwhile waits in the
+kernel's socket buffer and is read back to back when the nap ends, a handful of frames per wake-up
+instead of one (daemon_bench, one camera: reader 4.5–4.9 → 3.7–3.9 ms of CPU a second). A nap lasts
+`MAX_BATCH_S`, or less where the camera would send more than `NAP_BYTES` meanwhile, so the crash
+budget is the same (a packet waits in the socket instead of in `pending`) and a fast camera never
+fills a default-sized receive window. Not over UDP, where a full socket buffer drops packets. A
+viewer arriving ends the nap at once (`demand`). A closing reader first reads what came during its
+last nap, up to a read that waits on the network (≤ a frame period from a live camera), so a stop
+records what the camera sent before it as batching did; `close()` may wait out one nap.
+
 Packets are normalised to the `hub.ingest.source` contract: Annex B (MP4-style length-prefixed input
 goes through FFmpeg's `h264_mp4toannexb` / `hevc_mp4toannexb` bitstream filter), timestamps filled and
 made monotonic by `TimestampFixer`, codec parameters re-learned when the in-band SPS changes (a
@@ -109,6 +122,11 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 # A packet waits at most this long to be muxed: with a 4 s GOP, batching per GOP held 4 s of footage in
 # memory only, which a kill -9 lost (issue 17). Fragment (0.5 s) + this stays under the 1 s budget.
 MAX_BATCH_S = 0.25
+# Naps (see above): a read that waited longer than this found the socket empty, so the reader has
+# caught up; a nap lets at most this much of the camera's stream pile up in the socket (Linux's
+# default receive window is 64 KiB: tcp_rmem 128 KiB, half of it for data).
+CAUGHT_UP_S = 0.002
+NAP_BYTES = 48 * 1024
 # Held while a batch goes through the sink. Without it, the threads of cameras whose GOPs end
 # together (common: same model, same settings) interleave at every GIL release inside the muxer,
 # and each switch is a futex wait and wake: 8 cameras x1.65 of ffmpeg's CPU, x1.32 with it
@@ -472,8 +490,18 @@ class AvSource(PacketSource):
         it = None
         pending: list[tuple[Any, float]] = []  # (packet, arrival) read but not processed yet
         pending_bytes = 0
+        naps = (self.options_used or {}).get("rtsp_transport") == "tcp"
+        nap_until = 0.0
+        cycle_start, cycle_bytes = time.monotonic(), 0  # the camera's byte rate, between two naps
+        # False from a nap until a read waits on the network again: what the camera sent meanwhile is
+        # still in the socket, and a closing reader reads it first (it was sent before the stop).
+        drained = True
         try:
-            while not self._closing.is_set():
+            while not self._closing.is_set() or not drained:
+                if nap_until:
+                    self._nap(nap_until)
+                    nap_until, drained = 0.0, False
+                    continue
                 try:
                     if it is None:
                         it = (
@@ -481,7 +509,7 @@ class AvSource(PacketSource):
                             if demux.audio
                             else container.demux(stream)
                         )
-                    self._read_since = time.monotonic()
+                    self._read_since = read_at = time.monotonic()
                     raw = next(it)
                 except StopIteration:
                     if self._loop_input and self.packets_read:
@@ -513,28 +541,47 @@ class AvSource(PacketSource):
                     self._read_since = None
                 if raw.size == 0:
                     continue
+                now = time.monotonic()
+                caught_up = now - read_at > CAUGHT_UP_S
+                drained = drained or caught_up
                 is_video = raw.stream_index == stream.index
                 if is_video:
-                    self._video_at = time.monotonic()
+                    self._video_at = now
                 arrival = time.time()
                 self.last_arrival = arrival
                 pending.append((raw, arrival))
                 pending_bytes += raw.size
+                cycle_bytes += raw.size
+                batching = self._batching()
                 if (
-                    self._batching()
+                    batching
                     and not (is_video and raw.is_keyframe)
                     and len(pending) < MAX_BATCH_PACKETS
                     and pending_bytes < MAX_BATCH_BYTES
                     and arrival - pending[0][1] < MAX_BATCH_S
+                    and not (naps and caught_up)
                 ):
                     continue
                 batch, pending, pending_bytes = pending, [], 0
                 if not pump.run(batch):
                     return
+                if naps and caught_up and batching and not self._closing.is_set():
+                    rate = cycle_bytes / max(now - cycle_start, 1e-3)
+                    nap_until = now + min(MAX_BATCH_S, NAP_BYTES / rate)
+                    cycle_start, cycle_bytes = now, 0
             if pump.run(pending):  # closing: what was read still reaches the recorder
                 pump.flush()
         finally:
             self.timestamps_fixed = demux.fixer.fixed
+
+    def _nap(self, until: float) -> None:
+        """Sleep until `until` (see Naps), or until a viewer wants packets or the source closes."""
+        delay = until - time.monotonic()
+        if delay <= 0 or not self._batching():
+            return
+        demand = self._demand
+        # A viewer must not wait out the nap; close() sets no event here and waits it out instead.
+        (demand if demand is not None else self._closing).wait(delay)
 
     def _batching(self) -> bool:
         """True while no consumer needs each packet as soon as it is read (see Batching)."""
