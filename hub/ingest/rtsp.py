@@ -59,10 +59,10 @@ each wake-up runs cold: reading cost more than ffmpeg's whole process for the sa
 So over TCP, while batching, a reader that has caught up (its last read waited on the network,
 `CAUGHT_UP_S`) processes what it holds and sleeps; what the camera sends meanwhile waits in the
 kernel's socket buffer and is read back to back when the nap ends, a handful of frames per wake-up
-instead of one (daemon_bench, one camera: reader 4.5–4.9 → 3.7–3.9 ms of CPU a second). A nap lasts
+instead of one (README, Benchmarks: the reader's CPU at one and four cameras). A nap lasts
 `MAX_BATCH_S`, or less where the camera would send more than `NAP_BYTES` meanwhile, so the crash
 budget is the same (a packet waits in the socket instead of in `pending`) and a fast camera never
-fills a default-sized receive window. Not over UDP, where a full socket buffer drops packets. A
+piles up more than a default receive window holds. Not over UDP, where a full socket buffer drops packets. A
 viewer arriving ends the nap at once (`demand`). A closing reader first reads what came during its
 last nap, up to a read that waits on the network (≤ a frame period from a live camera), so a stop
 records what the camera sent before it as batching did; `close()` may wait out one nap.
@@ -123,10 +123,11 @@ MAX_BATCH_BYTES = 8 * 1024 * 1024
 # memory only, which a kill -9 lost (issue 17). Fragment (0.5 s) + this stays under the 1 s budget.
 MAX_BATCH_S = 0.25
 # Naps (see above): a read that waited longer than this found the socket empty, so the reader has
-# caught up; a nap lets at most this much of the camera's stream pile up in the socket (Linux's
-# default receive window is 64 KiB: tcp_rmem 128 KiB, half of it for data).
+# caught up; a nap lets at most this much of the camera's stream pile up in the socket. Linux starts
+# a connection with a 128 KiB receive buffer (tcp_rmem), half of it window, and grows it: `ss -tmi`
+# showed 2.4 MiB for a 2 Mbit/s sim camera a few seconds in (its cached GOP's burst does that).
 CAUGHT_UP_S = 0.002
-NAP_BYTES = 48 * 1024
+NAP_BYTES = 64 * 1024
 # Held while a batch goes through the sink. Without it, the threads of cameras whose GOPs end
 # together (common: same model, same settings) interleave at every GIL release inside the muxer,
 # and each switch is a futex wait and wake: 8 cameras x1.65 of ffmpeg's CPU, x1.32 with it
