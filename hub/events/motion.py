@@ -699,6 +699,16 @@ class MotionRunner:
             # as fast as it is read, one packet at a time (a batch of no time).
             batch_s = BATCH_S if self._clock == "wall" else 0.0
             pending: list[tuple[av.Packet, float]] = []
+
+            def analyse_pending() -> bool:
+                """Analyse the held batch; False once the runner is stopping."""
+                for held, at in pending:
+                    if self._stop.is_set():
+                        return False
+                    analyse(held, at)
+                pending.clear()
+                return True
+
             for packet in container.demux(stream):
                 if self._stop.is_set():
                     return
@@ -706,13 +716,9 @@ class MotionRunner:
                 pending.append((packet, arrived))
                 if arrived - pending[0][1] < batch_s and len(pending) < BATCH_MAX_PACKETS:
                     continue
-                for held, at in pending:
-                    if self._stop.is_set():
-                        return
-                    analyse(held, at)
-                pending.clear()
-            for held, at in pending:  # end of input: the last partial batch
-                analyse(held, at)
+                if not analyse_pending():
+                    return
+            analyse_pending()  # end of input: the last partial batch
 
     def _with_thumbnail(
         self, transition: Transition | None, detector: MotionDetector, reformatter: VideoReformatter | None

@@ -62,10 +62,10 @@ kernel's socket buffer and is read back to back when the nap ends, a handful of 
 instead of one (README, Benchmarks: the reader's CPU at one and four cameras). A nap lasts
 `MAX_BATCH_S`, or less where the camera would send more than `NAP_BYTES` meanwhile, so the crash
 budget is the same (a packet waits in the socket instead of in `pending`) and a fast camera never
-piles up more than a default receive window holds. Not over UDP, where a full socket buffer drops packets. A
-viewer arriving ends the nap at once (`demand`). A closing reader first reads what came during its
-last nap, up to a read that waits on the network (≤ a frame period from a live camera), so a stop
-records what the camera sent before it as batching did; `close()` may wait out one nap.
+piles up more than a default receive window holds. Not over UDP, where a full socket buffer drops
+packets. A viewer arriving ends the nap at once (`demand`). A closing reader first reads what came
+during its last nap, up to a read that waits on the network (≤ a frame period from a live camera),
+so a stop records what the camera sent before it as batching did; `close()` may wait out one nap.
 
 Packets are normalised to the `hub.ingest.source` contract: Annex B (MP4-style length-prefixed input
 goes through FFmpeg's `h264_mp4toannexb` / `hevc_mp4toannexb` bitstream filter), timestamps filled and
@@ -576,7 +576,8 @@ class AvSource(PacketSource):
             self.timestamps_fixed = demux.fixer.fixed
 
     def _nap(self, until: float) -> None:
-        """Sleep until `until` (see Naps), or until a viewer wants packets or the source closes."""
+        """Sleep until `until` (see Naps), or until a viewer wants packets; with no relay attached
+        (no `demand`), until the source closes."""
         delay = until - time.monotonic()
         if delay <= 0 or not self._batching():
             return
