@@ -63,11 +63,7 @@ instead of one (README, Benchmarks: the reader's CPU at one and four cameras). A
 `MAX_BATCH_S`, or less where the camera would send more than `NAP_BYTES` meanwhile, so the crash
 budget is the same (a packet waits in the socket instead of in `pending`) and a fast camera never
 piles up more than a default receive window holds. Not over UDP, where a full socket buffer drops
-packets. Caught up is also predicted: a frame read back to back after a nap that is younger than a
-frame period, by the offset between media and read time that a read which did wait measured, was the
-newest one there (`_Freshness`); the reader naps at once instead of waking again in a read for the
-next frame, one wake-up per nap rather than two, with a read that waits every `FRESH_SAMPLE_S` to
-measure the offset again. A viewer arriving ends the nap at once (`demand`). A closing reader first reads what came
+packets. A viewer arriving ends the nap at once (`demand`). A closing reader first reads what came
 during its last nap, up to a read that waits on the network (≤ a frame period from a live camera),
 so a stop records what the camera sent before it as batching did; `close()` may wait out one nap.
 
@@ -132,12 +128,6 @@ MAX_BATCH_S = 0.25
 # showed 2.4 MiB for a 2 Mbit/s sim camera a few seconds in (its cached GOP's burst does that).
 CAUGHT_UP_S = 0.002
 NAP_BYTES = 64 * 1024
-# Predicted catch-up (see Naps): how old the last read that waited on the network may be before the
-# next nap needs another (camera and hub clocks drift apart), and how many of those reads' offsets
-# are kept (the smallest is used: one read that ran late on a busy CPU must not make the reader
-# think it caught up while a frame still waits).
-FRESH_SAMPLE_S = 2.0
-FRESH_SAMPLES = 3
 # Held while a batch goes through the sink. Without it, the threads of cameras whose GOPs end
 # together (common: same model, same settings) interleave at every GIL release inside the muxer,
 # and each switch is a futex wait and wake: 8 cameras x1.65 of ffmpeg's CPU, x1.32 with it
@@ -502,7 +492,6 @@ class AvSource(PacketSource):
         pending: list[tuple[Any, float]] = []  # (packet, arrival) read but not processed yet
         pending_bytes = 0
         naps = (self.options_used or {}).get("rtsp_transport") == "tcp"
-        fresh = _Freshness(float(stream.time_base)) if naps else None
         nap_until = 0.0
         cycle_start, cycle_bytes = time.monotonic(), 0  # the camera's byte rate, between two naps
         # False from a nap until a read waits on the network again: what the camera sent meanwhile is
@@ -554,12 +543,9 @@ class AvSource(PacketSource):
                 if raw.size == 0:
                     continue
                 now = time.monotonic()
-                waited = now - read_at > CAUGHT_UP_S
-                is_video = raw.stream_index == stream.index
-                # Seconds the camera's next frame has been readable, if the socket holds no more.
-                ahead = fresh.ahead(now, raw.pts, waited) if fresh is not None and is_video else None
-                caught_up = waited or ahead is not None
+                caught_up = now - read_at > CAUGHT_UP_S
                 drained = drained or caught_up
+                is_video = raw.stream_index == stream.index
                 if is_video:
                     self._video_at = now
                 arrival = time.time()
@@ -582,9 +568,7 @@ class AvSource(PacketSource):
                     return
                 if naps and caught_up and batching and not self._closing.is_set():
                     rate = cycle_bytes / max(now - cycle_start, 1e-3)
-                    # What is already in the socket has waited `ahead`: it too reaches the muxer
-                    # within MAX_BATCH_S of its arrival.
-                    nap_until = now + min(MAX_BATCH_S, NAP_BYTES / rate) - (ahead or 0.0)
+                    nap_until = now + min(MAX_BATCH_S, NAP_BYTES / rate)
                     cycle_start, cycle_bytes = now, 0
             if pump.run(pending):  # closing: what was read still reaches the recorder
                 pump.flush()
@@ -614,46 +598,6 @@ class AvSource(PacketSource):
         """The stream ended or failed: process what was read, then tell the consumer."""
         if pump.run(pending) and pump.flush() and not self._closing.is_set():
             self._post(error)
-
-
-class _Freshness:
-    """Tells, from the camera's own timestamps, that the reader has read all the camera has sent, so
-    it can nap without first waiting in a read for the next frame (see Naps).
-
-    A read that waited on the network returned its frame the moment the frame became readable: its
-    offset (read time minus media time) is what every frame's would be if read at once. A frame read
-    back to back after a nap that is younger than a frame period on that offset was the newest there
-    was. A wrong guess costs little either way: too late, and the next read waits on the network as
-    before; too early, and a frame waits in the socket for the next nap. A backlog is never mistaken
-    for freshness (its frames are older than a period), and the offset is measured again every
-    `FRESH_SAMPLE_S` so the two clocks' drift stays small.
-    """
-
-    def __init__(self, time_base: float) -> None:
-        self.time_base = time_base
-        self.offsets: list[float] = []
-        self.sampled_at = float("-inf")
-        self.period = 0.0
-        self.last_t: float | None = None
-
-    def ahead(self, now: float, pts: int | None, waited: bool) -> float | None:
-        """If this frame is the newest the camera has sent: how long what follows it in the socket
-        can have waited (under a frame period). None if a newer frame may be there."""
-        if pts is None:
-            return None
-        t = pts * self.time_base
-        last, self.last_t = self.last_t, t
-        if last is not None and 0.0 < t - last < 1.0:
-            step = t - last
-            self.period = step if not self.period else self.period + (step - self.period) / 8
-        if waited:
-            self.offsets = [*self.offsets[-(FRESH_SAMPLES - 1) :], now - t]
-            self.sampled_at = now
-            return None
-        if not self.period or now - self.sampled_at > FRESH_SAMPLE_S:
-            return None
-        age = now - t - min(self.offsets)
-        return max(age, 0.0) if age < self.period else None
 
 
 class _Pump:

@@ -14,7 +14,7 @@ import pytest
 
 from firmware_sim import h264
 from firmware_sim.camera import SimCamera
-from hub.ingest.rtsp import FRESH_SAMPLE_S, MAX_BATCH_S, RtspSource, _Freshness
+from hub.ingest.rtsp import MAX_BATCH_S, RtspSource
 from hub.ingest.source import MediaPacket, SourceEnded, SourceOpenError, SourceStalled
 
 
@@ -134,9 +134,7 @@ async def test_a_recording_reader_naps_and_still_hands_on_every_frame_in_time(
     if viewer:
         assert wakes_per_s >= 13, wakes_per_s  # a read per frame at 15 fps
     else:
-        # One per nap of ~0.2 s, and a read that waits every 2 s: measured 5.4-6.2 (also beside a
-        # busy core); 8.2 when every nap followed a read that waited, and 15.8 without naps.
-        assert wakes_per_s <= 7.2, wakes_per_s
+        assert wakes_per_s <= 11, wakes_per_s  # ~2 per nap of 0.25 s: measured 8.0, and 15.8 without naps
 
 
 async def test_the_watchdog_sleeps_while_video_flows(cam: SimCamera, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -251,29 +249,3 @@ async def test_a_stall_is_caught_within_read_timeout_plus_1_s_and_says_how_long(
     # the fault: a frame (1/15 s) of slack below, read_timeout_s + 1 s above.
     assert read_timeout_s - 0.1 <= silent <= read_timeout_s + 1.0, str(err.value)
     assert any(f"no video for {silent:.1f} s" in r.getMessage() for r in caplog.records), caplog.text
-
-
-def test_catching_up_is_predicted_only_for_the_newest_frame() -> None:
-    """_Freshness (issue 17): after a nap the reader stops at the frame that is younger than a frame
-    period by the offset a read that waited measured; a backlog never looks fresh; no prediction
-    without a recent measurement, and a measurement that ran late does not move the offset."""
-    tb = 1 / 90000
-    step = 6000  # 15 fps at 90 kHz
-    fresh = _Freshness(tb)
-    assert fresh.ahead(100.0, 0, waited=False) is None  # nothing measured yet
-    assert fresh.ahead(100.0 + 1 / 15, step, waited=True) is None  # a read that waited: offset 100.0
-    assert fresh.period == pytest.approx(1 / 15)
-    # After a nap, frames 2..5 are read back to back 20 ms after frame 5 became readable: 2..4 are
-    # older than a period, 5 is the newest there is.
-    now = 100.0 + 5 / 15 + 0.02
-    ages = [fresh.ahead(now, n * step, waited=False) for n in range(2, 6)]
-    assert ages[:3] == [None, None, None]
-    assert ages[3] == pytest.approx(0.02)
-    # A measurement 50 ms late (a busy CPU) does not make older frames look fresh: the least offset.
-    assert fresh.ahead(now + 0.05 + 1 / 15, 6 * step, waited=True) is None
-    later = 100.0 + 7 / 15
-    assert fresh.ahead(later + 0.07, 7 * step, waited=False) is None  # 70 ms: older than a period
-    assert fresh.ahead(later + 0.03, 7 * step, waited=False) == pytest.approx(0.03)
-    # Without a read that waited for FRESH_SAMPLE_S, no prediction: the clocks may have drifted.
-    stale = later + FRESH_SAMPLE_S + 1
-    assert fresh.ahead(stale, round((stale - 100.0) / tb), waited=False) is None
