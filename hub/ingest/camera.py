@@ -59,6 +59,11 @@ PROBE_TIMEOUT_S = 1.0
 # A connection that streamed this long was healthy: the next failure starts the backoff over.
 HEALTHY_AFTER_S = 30.0
 STATUS_INTERVAL_S = 2.0
+# A status row is written when its camera comes or goes, and its last-frame time this often while it
+# streams. Writing every camera every tick was a transaction on the card every 2 s that nothing read
+# (the cameras page reads the runtimes live, `Cameras.live_status`), and the largest share of the
+# idle event loop's and database thread's CPU (issue 17).
+STATUS_SAVE_S = 60.0
 RETENTION_INTERVAL_S = 30.0
 
 # Audits a batch of deletions: (type, actor, data) -> awaitable.
@@ -415,17 +420,33 @@ class Cameras:
         with contextlib.suppress(Exception):
             await self._store.run(status_q.mark_all_offline)
 
+    def live_status(self) -> dict[str, tuple[bool, float | None]]:
+        """camera id -> (online now, last frame's wall-clock time) for every running camera: fresher
+        than the status rows, which are written only as they change (STATUS_SAVE_S)."""
+        now = time.time()
+        return {cam_id: (rt.online(now), rt.last_frame_at) for cam_id, rt in self.runtimes.items()}
+
     async def _status_loop(self) -> None:
+        saved: dict[str, tuple[bool, float]] = {}  # camera id -> (online, when) as last written
         while True:
             now = time.time()
             # A copy: the owner may add or remove a camera while this loop awaits the store.
-            live = [(cam_id, rt.online(now), rt.last_frame_at) for cam_id, rt in list(self.runtimes.items())]
+            live = []
+            for cam_id, rt in list(self.runtimes.items()):
+                online = rt.online(now)
+                last = saved.get(cam_id)
+                if last is None or last[0] != online or now - last[1] >= STATUS_SAVE_S:
+                    live.append((cam_id, online, rt.last_frame_at))
             if live:
                 try:
                     await self._store.run(status_q.upsert_live, live)
                 except sqlite3.OperationalError as exc:
                     # Another process holds the write lock past busy_timeout: the next tick writes it.
                     log.warning("camera status not saved: %s", exc)
+                else:
+                    saved.update((cam_id, (online, now)) for cam_id, online, _ in live)
+            for gone in saved.keys() - self.runtimes.keys():
+                del saved[gone]  # removed: written offline by remove(); if added again, written anew
             await asyncio.sleep(STATUS_INTERVAL_S)
 
     def retention_policy(self) -> retention.RetentionPolicy:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from firmware_sim.fleet import SimFleet
 from hub import config, daemon
+from hub.ingest import camera
+from hub.store import cameras as cameras_q
 from hub.store import segments
 from tests.events.polling import until
 
@@ -226,3 +228,39 @@ async def test_retention_audits_each_batch_as_it_goes(tmp_path: Path) -> None:
         await store.close()
     assert [e["segments"] for e in entries] == [500, 500, 203]  # retention.enforce's batches
     assert not day.exists() and cfg.segments_dir.is_dir()  # emptied day pruned, the root kept
+
+
+async def test_a_status_row_is_written_when_its_camera_comes_or_goes(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Not on every tick (issue 17: a transaction every 2 s on the card, for nothing anyone read):
+    once when the camera streams, once when it goes, once when it is back; the cameras page reads
+    whether it streams, and its last frame, live."""
+    monkeypatch.setattr(camera, "STATUS_INTERVAL_S", 0.1)
+    writes: list[list[tuple[str, bool]]] = []
+    upsert_live = cameras_q.upsert_live
+
+    def counting(conn, live):  # type: ignore[no-untyped-def]
+        upsert_live(conn, live)
+        writes.append([(cam_id, online) for cam_id, online, _ in live])
+
+    monkeypatch.setattr(cameras_q, "upsert_live", counting)
+    async with SimFleet(1, width=320, height=240, fps=15, gop=15, loop_s=2.0) as fleet:
+        async with daemon.running_hub(_config(tmp_path, fleet)) as services:
+            assert services.cameras is not None
+            runtime = services.cameras.runtimes["sim-1"]
+            await until(lambda: [("sim-1", True)] in writes, 30)
+            await asyncio.sleep(2.0)  # 20 ticks of a camera that streams
+            assert writes[-1] == [("sim-1", True)] and len(writes) <= 2, writes
+            online, last_frame_at = services.cameras.live_status()["sim-1"]
+            assert online and last_frame_at is not None and time.time() - last_frame_at < 1.0
+            row = (await services.store.run(cameras_q.all_status))["sim-1"]
+            assert row.online and row.last_frame_at is not None and row.last_frame_at < last_frame_at - 1.5
+
+            before = len(writes)
+            await fleet["sim-1"].fault("reboot", seconds=3)
+            await until(lambda: runtime.reconnects >= 1, 30)
+            await until(
+                lambda: [w for w in writes[before:] if w][-2:] == [[("sim-1", False)], [("sim-1", True)]], 30
+            )
+            row = (await services.store.run(cameras_q.all_status))["sim-1"]
+            assert row.online and row.reconnect_count >= 1
+    assert len(writes) <= 5, writes  # offline at the start maybe, online, offline, online (+ a retry)
