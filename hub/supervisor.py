@@ -103,3 +103,24 @@ async def stop_task(task: asyncio.Task[Any] | None) -> None:
         current = asyncio.current_task()
         if current is not None and current.cancelling():
             raise
+
+
+async def sleep_to_tick(interval: float) -> None:
+    """Sleep until the next multiple of `interval` on the event loop's clock.
+
+    For periodic loops: those whose intervals divide one another then wake in the same turn of the
+    event loop (their timers are due at the very same instant) instead of each on its own. The
+    camera status (2 s) and the notifier's camera watch (1 s) drifted a few ms apart and woke the
+    loop 1.5 times a second, at ~0.1 ms of CPU each on a small box (issue 17); now once.
+    """
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    tick = (now // interval + 1) * interval
+    if tick - now < interval * 0.01:
+        tick += interval  # woken a hair before this tick (timers may run early by the clock's resolution)
+    woken = loop.create_future()
+    timer = loop.call_at(tick, lambda: woken.done() or woken.set_result(None))
+    try:
+        await woken
+    finally:
+        timer.cancel()

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from hub.supervisor import Supervisor, stop_task
+from hub.supervisor import Supervisor, sleep_to_tick, stop_task
 
 
 async def test_crashed_task_is_restarted_and_others_keep_running() -> None:
@@ -85,3 +85,39 @@ async def test_stop_task_ends_the_task_and_keeps_the_callers_own_cancellation() 
         await owner
     await asyncio.wait([slow], timeout=5)
     assert slow.done()
+
+
+async def test_periodic_loops_on_ticks_wake_in_the_same_turn_of_the_loop() -> None:
+    """sleep_to_tick (issue 17): loops of 0.1 s and 0.2 s started 13 ms apart wake at the shared
+    ticks in one turn of the event loop, not each on its own (a turn counted by a callback that
+    reschedules itself, so the loop never sleeps and timers due apart land in different turns)."""
+    loop = asyncio.get_running_loop()
+    turns = 0
+
+    def spin() -> None:
+        nonlocal turns
+        turns += 1
+        if not done:
+            loop.call_soon(spin)
+
+    done = False
+    woke: dict[float, list[tuple[str, int, float]]] = {}
+
+    async def periodic(name: str, interval: float, times: int) -> None:
+        for _ in range(times):
+            await sleep_to_tick(interval)
+            now = loop.time()
+            woke.setdefault(round(now / 0.1), []).append((name, turns, now))
+
+    loop.call_soon(spin)
+    fast = asyncio.create_task(periodic("fast", 0.1, 8))
+    await asyncio.sleep(0.013)
+    slow = asyncio.create_task(periodic("slow", 0.2, 3))
+    await asyncio.gather(fast, slow)
+    done = True
+    shared = [w for w in woke.values() if len(w) == 2]
+    assert len(shared) == 3, woke  # each of slow's wake-ups fell on one of fast's ticks
+    assert all(a[1] == b[1] for a, b in shared), shared  # ... in the same turn of the loop
+    for wakes in woke.values():
+        for _, _, now in wakes:
+            assert (now + 0.05) % 0.1 - 0.05 < 0.03, wakes  # at a tick (late by scheduling only)

@@ -48,7 +48,7 @@ from hub.store import Store
 from hub.store import cameras as status_q
 from hub.store import events as events_q
 from hub.store import segments as segments_q
-from hub.supervisor import Supervisor
+from hub.supervisor import Supervisor, sleep_to_tick
 
 log = logging.getLogger(__name__)
 
@@ -447,7 +447,7 @@ class Cameras:
                     saved.update((cam_id, (online, now)) for cam_id, online, _ in live)
             for gone in saved.keys() - self.runtimes.keys():
                 del saved[gone]  # removed: written offline by remove(); if added again, written anew
-            await asyncio.sleep(STATUS_INTERVAL_S)
+            await sleep_to_tick(STATUS_INTERVAL_S)  # with the notifier's camera watch, one wake-up
 
     def retention_policy(self) -> retention.RetentionPolicy:
         cfg = self._config

@@ -31,7 +31,7 @@ from hub.settings import SettingsError
 from hub.store import Store
 from hub.store import events as events_q
 from hub.store import notify as q
-from hub.supervisor import Supervisor
+from hub.supervisor import Supervisor, sleep_to_tick
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class Notifier:
                     w.told_offline = True
                     log.info("notify: camera %s offline for %.0f s", cam, now - w.since)
                     self._push(messages.camera_event("offline", cam))
-            await asyncio.sleep(WATCH_INTERVAL_S)
+            await sleep_to_tick(WATCH_INTERVAL_S)
 
     async def _pending_loop(self) -> None:
         while True:
