@@ -16,7 +16,10 @@ of what cameras ship with), at the same time:
 After a warm-up (daemon start, RTSP setup and probing are not recording) it reads both sides' CPU time
 (every thread's schedstat) over three consecutive windows and samples RSS; the ratio is the median of
 the windows' ratios (both sides share the two cores with each other and with the simulator: read the
-ratio, not the absolute figures). Side by side at 1, 4 and 8 cameras (target: daemon/ffmpeg CPU
+ratio, not the absolute figures). Each window is a whole segment long (`--seconds` 12 = 3 x 4 s): the
+daemon's work comes in lumps (a reader wakes every 0.25-0.3 s, the cameras' segments close together every
+4 s), and with the 2 s windows used before, one window in three held the segments' close and the
+median picked the others (windows 0.8, 1.4, 0.8: x0.8). Side by side at 1, 4 and 8 cameras (target: daemon/ffmpeg CPU
 <= 1.2, issue 17).
 
 Scaling: the daemon's CPU per camera (% of one core) and RSS at 1, 4, 8 cameras (the side-by-side
@@ -317,7 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--full", action="store_true", help="scaling up to 32 cameras, longer windows")
     p.add_argument("--cameras", type=_counts, help="side-by-side camera counts (default 1,4,8)")
     p.add_argument("--scale", type=_counts, help="daemon-alone camera counts (default 16; --full 16,32)")
-    p.add_argument("--seconds", type=float, help="measured seconds per camera count (3 windows)")
+    p.add_argument(
+        "--seconds", type=float, help="measured seconds per camera count (3 windows; best whole segments)"
+    )
     args = p.parse_args(argv)
     if shutil.which("ffmpeg") is None:
         print("daemon_bench: ffmpeg not found", file=sys.stderr)
@@ -325,9 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         compare, scale, warmup_s, measure_s = [1], [], 4.0, 3.0
     elif args.full:
-        compare, scale, warmup_s, measure_s = [1, 4, 8], [16, 32], 6.0, 3 * SEGMENT_S
+        compare, scale, warmup_s, measure_s = [1, 4, 8], [16, 32], 6.0, WINDOWS * 2 * SEGMENT_S
     else:
-        compare, scale, warmup_s, measure_s = [1, 4, 8], [16], 4.0, 6.0
+        compare, scale, warmup_s, measure_s = [1, 4, 8], [16], 4.0, WINDOWS * SEGMENT_S
     compare = args.cameras if args.cameras is not None else compare
     scale = args.scale if args.scale is not None else scale
     measure_s = args.seconds if args.seconds is not None else measure_s
