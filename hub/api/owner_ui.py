@@ -181,11 +181,10 @@ async def cameras(request: web.Request) -> web.Response:
         # The rows keep errors and reconnects; whether a camera streams now is read live (a row is
         # written only when that changes, hub/ingest/camera.py STATUS_SAVE_S).
         now = time.time()
-        for cam_id, (online, last_frame_at) in services.cameras.live_status().items():
+        for cam_id, live in services.cameras.status().items():
             row = status.setdefault(cam_id, {"last_error": None, "reconnect_count": 0})
-            row.update(online=online, updated_at=now)
-            if last_frame_at is not None or "last_frame_at" not in row:
-                row["last_frame_at"] = last_frame_at
+            last = live.last_frame_at or row.get("last_frame_at")
+            row.update(online=live.online, last_frame_at=last, updated_at=now)
     owner_settings = request.app.get(OWNER_SETTINGS)
     added = owner_settings.cameras if owner_settings is not None else {}
     configured = []

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 from hub.config import CameraConfig, Config
 from hub.events import motion as motion_mod
@@ -61,7 +62,7 @@ HEALTHY_AFTER_S = 30.0
 STATUS_INTERVAL_S = 2.0
 # A status row is written when its camera comes or goes, and its last-frame time this often while it
 # streams. Writing every camera every tick was a transaction on the card every 2 s that nothing read
-# (the cameras page reads the runtimes live, `Cameras.live_status`), and the largest share of the
+# (the cameras page reads the runtimes live, `Cameras.status`), and the largest share of the
 # idle event loop's and database thread's CPU (issue 17).
 STATUS_SAVE_S = 60.0
 RETENTION_INTERVAL_S = 30.0
@@ -283,6 +284,14 @@ def motion_settings(camera: CameraConfig) -> motion_mod.MotionConfig:
     return motion_mod.MotionConfig(zones=m.zones, masks=m.masks, min_area=m.min_area)
 
 
+class CameraState(NamedTuple):
+    """A running camera as the hub sees it now (`Cameras.status`)."""
+
+    name: str
+    online: bool
+    last_frame_at: float | None
+
+
 class Cameras:
     """Every configured camera, plus the loops that serve them all (status, retention)."""
 
@@ -401,10 +410,14 @@ class Cameras:
             except Exception:
                 log.exception("camera %s: event listener failed", event.camera_id)
 
-    def status(self) -> dict[str, tuple[str, bool]]:
-        """camera id -> (display name, online now) for every running camera."""
+    def status(self) -> dict[str, CameraState]:
+        """camera id -> its state now, for every running camera: fresher than the status rows, which
+        are written only as they change (STATUS_SAVE_S)."""
         now = time.time()
-        return {cam_id: (rt.camera.name or cam_id, rt.online(now)) for cam_id, rt in self.runtimes.items()}
+        return {
+            cam_id: CameraState(rt.camera.name or cam_id, rt.online(now), rt.last_frame_at)
+            for cam_id, rt in self.runtimes.items()
+        }
 
     async def stop(self) -> None:
         """Stop events, finalize every recording (in parallel, each bounded), end the camera loops."""
@@ -419,12 +432,6 @@ class Cameras:
         self.relays.close()
         with contextlib.suppress(Exception):
             await self._store.run(status_q.mark_all_offline)
-
-    def live_status(self) -> dict[str, tuple[bool, float | None]]:
-        """camera id -> (online now, last frame's wall-clock time) for every running camera: fresher
-        than the status rows, which are written only as they change (STATUS_SAVE_S)."""
-        now = time.time()
-        return {cam_id: (rt.online(now), rt.last_frame_at) for cam_id, rt in self.runtimes.items()}
 
     async def _status_loop(self) -> None:
         saved: dict[str, tuple[bool, float]] = {}  # camera id -> (online, when) as last written

@@ -56,13 +56,13 @@ class Notifier:
         store: Store,
         supervisor: Supervisor,
         hub_id: str,
-        cameras: Callable[[], dict[str, tuple[str, bool]]],
+        cameras: Callable[[], dict[str, tuple[str, bool, float | None]]],
     ) -> None:
         self.config = config
         self._store = store
         self._supervisor = supervisor
         self._hub_id = hub_id
-        # camera id -> (display name, online now): from the effective config and the camera runtimes.
+        # camera id -> (display name, online now, last frame): Cameras.status (media stays out of here).
         self._cameras = cameras
         self.settings = NotifySettings()
         self.subscriptions: list[q.PushSubscription] = []
@@ -82,7 +82,7 @@ class Notifier:
         store: Store,
         supervisor: Supervisor,
         hub_id: str,
-        cameras: Callable[[], dict[str, tuple[str, bool]]],
+        cameras: Callable[[], dict[str, tuple[str, bool, float | None]]],
     ) -> Notifier:
         n = cls(config, store, supervisor, hub_id, cameras)
         try:
@@ -190,7 +190,7 @@ class Notifier:
     def _hub_state(self) -> HubState:
         cams = self._cameras()
         return HubState(
-            cameras={c: name for c, (name, _) in cams.items()},
+            cameras={c: name for c, (name, _, _) in cams.items()},
             online={c: w.online for c, w in self._watch.items()},
             motion={c: self._motion.get(c, False) for c in cams},
             pending=self._pending,
@@ -209,7 +209,7 @@ class Notifier:
                     self._watch[new] = _CameraWatch(since=now)
                 if self.mqtt is not None:
                     await self.mqtt.announce()
-            for cam, (_, online) in cams.items():
+            for cam, (_, online, _) in cams.items():
                 w = self._watch[cam]
                 if online != w.online:
                     w.online, w.since = online, now

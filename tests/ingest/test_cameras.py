@@ -250,7 +250,7 @@ async def test_a_status_row_is_written_when_its_camera_comes_or_goes(tmp_path: P
             await until(lambda: [("sim-1", True)] in writes, 30)
             await asyncio.sleep(2.0)  # 20 ticks of a camera that streams
             assert writes[-1] == [("sim-1", True)] and len(writes) <= 2, writes
-            online, last_frame_at = services.cameras.live_status()["sim-1"]
+            _, online, last_frame_at = services.cameras.status()["sim-1"]
             assert online and last_frame_at is not None and time.time() - last_frame_at < 1.0
             row = (await services.store.run(cameras_q.all_status))["sim-1"]
             assert row.online and row.last_frame_at is not None and row.last_frame_at < last_frame_at - 1.5
