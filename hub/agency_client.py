@@ -57,6 +57,16 @@ class AgencyError(Exception):
         self.body = body
 
 
+def _http_error(exc: urllib.error.HTTPError) -> AgencyError:
+    """The server's answer as an AgencyError: status, and the JSON error body when there is one."""
+    raw = exc.read()
+    try:
+        parsed: Any = json.loads(raw)
+    except ValueError:
+        parsed = raw.decode("utf-8", "replace")
+    return AgencyError(f"HTTP {exc.code}: {parsed}", exc.code, parsed)
+
+
 class Agency:
     """An agency identity (signing key + age identity) talking to one hub."""
 
@@ -118,12 +128,7 @@ class Agency:
         try:
             return urllib.request.urlopen(req, timeout=60, context=self._ssl)
         except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            try:
-                parsed: Any = json.loads(raw)
-            except ValueError:
-                parsed = raw.decode("utf-8", "replace")
-            raise AgencyError(f"HTTP {exc.code}: {parsed}", exc.code, parsed) from None
+            raise _http_error(exc) from None
 
     def _json(self, method: str, target: str, body: bytes = b"", content_type: str | None = None) -> Any:
         with self._open(method, target, body, content_type) as resp:
@@ -131,8 +136,15 @@ class Agency:
 
     def hub(self, base: str | None = None) -> dict[str, Any]:
         """`GET /api/v1/hub` (unsigned, §1) of this hub, or of the hub at `base`."""
-        with urllib.request.urlopen(f"{base or self.url}/api/v1/hub", timeout=30, context=self._ssl) as resp:
-            return json.loads(resp.read())
+        # An error is an AgencyError like any other call's: a relay mid-election answers this 503
+        # (§7.2) and callers retry on the status, not on urllib's exception type.
+        try:
+            with urllib.request.urlopen(
+                f"{base or self.url}/api/v1/hub", timeout=30, context=self._ssl
+            ) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise _http_error(exc) from None
 
     def request(self, fields: dict[str, Any], hub_id: str | None = None) -> dict[str, Any]:
         """§2.1 (an area request, §7.4, when the URL is `{relay}/areas/{cell}`); returns the answer plus

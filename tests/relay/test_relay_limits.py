@@ -164,18 +164,30 @@ def test_a_flood_at_the_relay_does_not_slow_the_hubs_recording(tmp_path: Path) -
 def test_a_nats_that_stops_answering_is_a_clear_503_never_a_504(tmp_path: Path) -> None:
     """A NATS node that hangs (SIGSTOP: it keeps the connection but answers nothing) makes the relay
     answer 503 `relay_unavailable` with Retry-After — aiohttp would turn the TimeoutError into a bare
-    504 (it did, under a node kill in the bench)."""
+    504 (it did, under a node kill in the bench). The reference client reports it as an AgencyError
+    with that status, as every other call's error, so a caller can retry on it (the cluster test's
+    client does; a bare urllib HTTPError from `hub()` once slipped past it)."""
     import signal
 
+    from hub.agency_client import keygen
     from tests.consent.flow_env import http
 
     nats = single_node(tmp_path / "nats")
     relay = start_relay(tmp_path, [nats.url])
+    keygen(tmp_path / "agency")
+    agency = Agency(tmp_path / "agency", f"{relay.url}/hubs/{'A' * 43}")
     with stopping(nats, relay):
         assert nats.proc is not None
         nats.proc.send_signal(signal.SIGSTOP)
         try:
             r = http("GET", f"{relay.url}/hubs/{'A' * 43}/api/v1/hub")
+            try:
+                agency.hub()
+                raised: AgencyError | None = None
+            except AgencyError as exc:
+                raised = exc
         finally:
             nats.proc.send_signal(signal.SIGCONT)
         assert r.status == 503 and r.json()["error"] == "relay_unavailable" and "Retry-After" in r.headers
+        assert raised is not None and raised.status == 503, raised
+        assert raised.body == {"error": "relay_unavailable", "detail": r.json()["detail"]}, raised.body
