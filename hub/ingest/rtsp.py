@@ -120,14 +120,19 @@ MAX_HELD_BYTES = 32 * 1024 * 1024
 MAX_BATCH_PACKETS = 120
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 # A packet waits at most this long to be muxed: with a 4 s GOP, batching per GOP held 4 s of footage in
-# memory only, which a kill -9 lost (issue 17). Fragment (0.5 s) + this stays under the 1 s budget.
-MAX_BATCH_S = 0.25
+# memory only, which a kill -9 lost (issue 17). This + the muxer's fragment (segmenter.FRAGMENT_S,
+# 0.2 s) + the parser's frame stays under the 1 s budget. Within that sum the reader gets the larger
+# share: what a cycle of the reader costs (a batch processed with cold caches) outweighs the writes of
+# more, shorter fragments. 0.25 s with 0.5 s fragments cost ~20% more reader CPU (README, Benchmarks).
+MAX_BATCH_S = 0.4
 # Naps (see above): a read that waited longer than this found the socket empty, so the reader has
-# caught up; a nap lets at most this much of the camera's stream pile up in the socket. Linux starts
-# a connection with a 128 KiB receive buffer (tcp_rmem), half of it window, and grows it: `ss -tmi`
-# showed 2.4 MiB for a 2 Mbit/s sim camera a few seconds in (its cached GOP's burst does that).
+# caught up; a nap lets at most this much of the camera's stream pile up in the socket (0.4 s of a
+# 2.6 Mbit/s camera; a faster one naps shorter). Linux starts a connection with a 128 KiB receive
+# buffer (tcp_rmem), half of it window, and grows it as the reader keeps up: `ss -tmi` showed 2.4 MiB
+# for a 2 Mbit/s sim camera a few seconds in. Until then a full window holds the camera's sends back
+# in its own socket, late but not lost.
 CAUGHT_UP_S = 0.002
-NAP_BYTES = 64 * 1024
+NAP_BYTES = 128 * 1024
 # Held while a batch goes through the sink. Without it, the threads of cameras whose GOPs end
 # together (common: same model, same settings) interleave at every GIL release inside the muxer,
 # and each switch is a futex wait and wake: 8 cameras x1.65 of ffmpeg's CPU, x1.32 with it

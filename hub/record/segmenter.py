@@ -85,7 +85,7 @@ log = logging.getLogger(__name__)
 FMP4_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 # Longest fragment, in media time: the muxer writes a fragment once its first sample is this old, so a
 # kill -9 loses at most this (plus the reader's batching, rtsp.MAX_BATCH_S) whatever the camera's GOP.
-FRAGMENT_S = 0.5
+FRAGMENT_S = 0.2
 # Rename an open first segment when its refined start moved by more than this (name precision is 1 µs).
 RENAME_AFTER_S = 0.001
 PART_SUFFIX = ".part"

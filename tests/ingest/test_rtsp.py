@@ -134,7 +134,8 @@ async def test_a_recording_reader_naps_and_still_hands_on_every_frame_in_time(
     if viewer:
         assert wakes_per_s >= 13, wakes_per_s  # a read per frame at 15 fps
     else:
-        assert wakes_per_s <= 11, wakes_per_s  # ~2 per nap of 0.25 s: measured 8.0, and 15.8 without naps
+        # ~2 per nap of 0.4 s: measured 5.2-5.5; 8.2 with naps of 0.25 s, and 15.8 without naps.
+        assert wakes_per_s <= 7.5, wakes_per_s
 
 
 async def test_the_watchdog_sleeps_while_video_flows(cam: SimCamera, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
@@ -136,3 +137,12 @@ def file_packets(path: Path) -> list[FilePacket]:
             for p in c.demux(st)
             if p.size
         ]
+
+
+def fragments_per_gop(fps: int, gop: int) -> int:
+    """How many fragments the segmenter writes per GOP: one at each keyframe, then one whenever the
+    open one holds FRAGMENT_S of media (whole frames)."""
+    from hub.record.segmenter import FRAGMENT_S
+
+    frames = max(1, math.ceil(round(FRAGMENT_S * fps, 6)))
+    return math.ceil(gop / frames)

@@ -118,19 +118,20 @@ async def test_partial_cut_mid_fragment_is_truncated(tmp_path: Path, store: Stor
     day.mkdir(parents=True)
     # A finished fragmented segment from the recorder's own writer, then damaged.
     from hub.record.segmenter import Segmenter
-    from tests.record.media import read_packets
+    from tests.record.media import fragments_per_gop, read_packets
     from tests.record.test_segmenter import _arrive, _write_all
 
-    # Three 1 s GOPs; a fragment at each keyframe and every FRAGMENT_S (0.5 s): 8 + 7 frames per GOP.
+    # Three 1 s GOPs (15 fps); a fragment at each keyframe and every FRAGMENT_S.
+    two_gops = 2 * fragments_per_gop(15, 15)
     _, pkts = await read_packets(clip_320, 45)
     await _write_all(Segmenter("src", tmp_path / "src", store, segment_s=10), _arrive(pkts))
     (src,) = await store.run(q.segments_between, "src", 0, 1e12)
     await store.run(q.delete_segments, [src.id])  # only its file is used, as raw material
     good = tmp_path / "src" / src.path
-    end4 = _fragment_ends(good)[3]
+    end = _fragment_ends(good)[two_gops - 1]
     part = day / "20261123T091500.000000Z.mp4.part"
     data = good.read_bytes()
-    part.write_bytes(data[: end4 + 100])  # four whole fragments (2 s) and the start of the fifth
+    part.write_bytes(data[: end + 100])  # two GOPs of whole fragments (2 s) and the start of the next
     header_only = day / "20261123T091600.000000Z.mp4.part"
     header_only.write_bytes(data[: _fragment_ends(good)[0] - 50])  # not even one whole fragment
 

@@ -31,7 +31,7 @@ from hub.record.sealed import (
 from hub.record.segmenter import Segmenter
 from hub.store import Store
 from hub.store import segments as q
-from tests.record.media import ffprobe, file_packets, read_packets
+from tests.record.media import ffprobe, file_packets, fragments_per_gop, read_packets
 from tests.record.test_segmenter import _arrive, _write_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -195,20 +195,22 @@ async def test_sealed_segments_record_recover_and_export(
 
 
 async def test_sealed_partial_keeps_complete_fragments(tmp_path: Path, store: Store, clip_320: Path) -> None:
-    """A sealed `.part` cut inside its fifth fragment's record is resealed with four fragments."""
+    """A sealed `.part` cut inside the first record after two whole GOPs is resealed with those."""
     rest = AtRest(StorageKey.generate(), seal=True)
-    # Three 1 s GOPs = six fragments (one at each keyframe and every FRAGMENT_S) = six records.
+    # Three 1 s GOPs (15 fps): fragments at each keyframe and every FRAGMENT_S, one record each.
+    per_gop = fragments_per_gop(15, 15)
     _, pkts = await read_packets(clip_320, 45)
     await _write_all(Segmenter("src", tmp_path / "src", store, segment_s=10, at_rest=rest), _arrive(pkts))
     (src,) = await store.run(q.segments_between, "src", 0, 1e12)
     await store.run(q.delete_segments, [src.id])
     header, records = _records(tmp_path / "src" / src.path)
-    # ftyp, moov, six fragments, mfra trailer, last: what the muxer wrote after each packet.
+    # ftyp, moov, the fragments, mfra trailer, last: what the muxer wrote after each packet.
     day = tmp_path / "media" / "cam" / "2026-11-23"
     day.mkdir(parents=True)
     part = day / "20261123T091500.000000Z.mp4.part"
-    assert len(records) == 10, len(records)
-    part.write_bytes(header + b"".join(records[:6]) + records[6][:-7])  # killed mid-write
+    assert len(records) == 2 + 3 * per_gop + 2, len(records)
+    whole = 2 + 2 * per_gop  # ftyp, moov and two GOPs' fragments
+    part.write_bytes(header + b"".join(records[:whole]) + records[whole][:-7])  # killed mid-write
     unknown_key = day / "20261123T091600.000000Z.mp4.part"
     with sealed.SealedWriter(unknown_key, StorageKey.generate()) as w:
         w.write(b"someone else's footage")
