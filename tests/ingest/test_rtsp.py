@@ -98,7 +98,7 @@ def _slices() -> int:
 
 @pytest.mark.parametrize("viewer", [False, True])
 async def test_a_recording_reader_naps_and_still_hands_on_every_frame_in_time(
-    cam: SimCamera, viewer: bool
+    cam: SimCamera, viewer: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Over TCP with nobody watching, a reader that has caught up sleeps and then reads what arrived
     meanwhile back to back: a few wake-ups a second instead of one per frame (issue 17). Every frame
@@ -106,6 +106,15 @@ async def test_a_recording_reader_naps_and_still_hands_on_every_frame_in_time(
     viewer (demand set) the reader wakes for every frame as it comes."""
     got: list[tuple[MediaPacket, float, int]] = []  # packet, when handed on, reader's CPU slices
     done = threading.Event()
+    naps: list[float] = []  # how long the reader set out to sleep, each time it did
+    nap = RtspSource._nap
+
+    def recording_nap(self: RtspSource, until: float) -> None:
+        if not demand.is_set():  # with a viewer the nap ends before it starts
+            naps.append(until - time.monotonic())
+        nap(self, until)
+
+    monkeypatch.setattr(RtspSource, "_nap", recording_nap)
 
     def sink(pkt: MediaPacket) -> None:  # on the reader thread, as the recorder's
         got.append((pkt, time.time(), _slices()))
@@ -127,9 +136,15 @@ async def test_a_recording_reader_naps_and_still_hands_on_every_frame_in_time(
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
     live = got[30:]  # past the camera's cached GOP, which arrives in one go
     late = [handed - h264.find_stamp(p.data).capture_us / 1e6 for p, handed, _ in live]  # type: ignore[union-attr]
-    # The sim's own capture-to-wire path takes ~0.14 s (measured with a viewer); a nap adds at most
-    # MAX_BATCH_S, the same bound as batching without naps (the crash budget, README).
-    assert max(late) < MAX_BATCH_S + 0.25, max(late)
+    # The crash budget (README): the reader never sets out to sleep longer than MAX_BATCH_S. That
+    # is its decision, checked exactly; what a frame then waits also holds the
+    # sim's capture-to-wire path (~0.07-0.14 s, in this process, under the same GIL), FFmpeg's parser
+    # (a frame is handed over when the next begins) and the scheduler: 0.47-0.54 s seen alone, 0.67
+    # once in a full CI run. The wall-clock bound is loose enough for that and still fails a reader
+    # that naps to the next keyframe (this camera's GOP is 1 s).
+    assert viewer or naps, "no nap"
+    assert max(naps, default=0.0) <= MAX_BATCH_S, max(naps)
+    assert max(late) < MAX_BATCH_S + 0.4, max(late)
     wakes_per_s = (live[-1][2] - live[0][2]) / (live[-1][1] - live[0][1])
     if viewer:
         assert wakes_per_s >= 13, wakes_per_s  # a read per frame at 15 fps
