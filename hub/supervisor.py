@@ -110,8 +110,9 @@ async def sleep_to_tick(interval: float) -> None:
 
     For periodic loops: those whose intervals divide one another then wake in the same turn of the
     event loop (their timers are due at the very same instant) instead of each on its own. The
-    camera status (2 s) and the notifier's camera watch (1 s) drifted a few ms apart and woke the
-    loop 1.5 times a second, at ~0.1 ms of CPU each on a small box (issue 17); now once.
+    camera status and the notifier's camera watch (2 s and then 1 s) drifted a few ms apart and woke
+    the loop 1.5 times a second, at ~0.1 ms of CPU each on a small box (issue 17); now they share
+    one wake-up every 2 s.
     """
     loop = asyncio.get_running_loop()
     now = loop.time()
