@@ -17,7 +17,7 @@ After a warm-up (daemon start, RTSP setup and probing are not recording) it read
 (every thread's schedstat) over three consecutive windows and samples RSS; the ratio is the median of
 the windows' ratios (both sides share the two cores with each other and with the simulator: read the
 ratio, not the absolute figures). Each window is a whole segment long (`--seconds` 12 = 3 x 4 s):
-the daemon's work comes in lumps (a reader wakes every 0.25-0.3 s, the cameras' segments close
+the daemon's work comes in lumps (a reader wakes every 0.4 s, the cameras' segments close
 together every 4 s), and with the 2 s windows used before, one window in three held the segments'
 close and the median picked the others (windows 0.8, 1.4, 0.8: x0.8). Side by side at 1, 4 and 8
 cameras (target: daemon/ffmpeg CPU <= 1.2, issue 17).
