@@ -358,6 +358,30 @@ def trim_native_memory() -> bool:
         return False
 
 
+# glibc's mallopt(3) parameter M_ARENA_MAX (malloc.h): the most arenas malloc may create.
+_M_ARENA_MAX = -8
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc malloc at `arenas` arenas, before the daemon starts its threads.
+
+    glibc gives a thread that finds the arenas busy an arena of its own, up to 8 per core, and an
+    arena keeps what is freed in it; `malloc_trim` returns only whole free pages, so the fragments
+    stay resident. The daemon has a reader thread per camera, finalizers, the store's thread and
+    `to_thread` workers: 12 threads in the 4-camera soak, whose RSS kept rising by malloc's free
+    bytes while its bytes in use were flat (issue 17). Two arenas were measured with the soak (README,
+    "Memory over hours"). MALLOC_ARENA_MAX in the environment, which glibc reads itself, wins: an
+    operator's setting is kept. True if the cap was set; False where the C library has no mallopt
+    (musl) or the environment set it."""
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        return bool(_libc().mallopt(_M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
+
+
 @functools.cache
 def _libc() -> ctypes.CDLL:
     """The C library already loaded (dlopen(NULL)); once, with the return types set once."""
