@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, free_ports
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 RELAY = [sys.executable, "-m", "relay.cli"]
@@ -61,9 +61,14 @@ class NatsNode:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([NATS_SERVER, *self.args], stdout=log, stderr=subprocess.STDOUT)
+        self.proc = proc = subprocess.Popen([NATS_SERVER, *self.args], stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_for(lambda: _port_open(self.port), 15, f"nats-server {self.name} listening")
+        wait_for(
+            lambda: proc.poll() is not None or _port_open(self.port), 15, f"nats-server {self.name} listening"
+        )
+        if proc.poll() is not None:
+            tail = self.log_path.read_text(errors="replace")[-2000:]
+            raise AssertionError(f"nats-server {self.name} exited with {proc.returncode}:\n{tail}")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -93,8 +98,8 @@ def single_node(tmp: Path) -> NatsNode:
 def cluster(tmp: Path, size: int = 3) -> list[NatsNode]:
     need_nats()
     tmp.mkdir(parents=True, exist_ok=True)
-    client_ports = [free_port() for _ in range(size)]
-    route_ports = [free_port() for _ in range(size)]
+    ports = free_ports(2 * size)
+    client_ports, route_ports = ports[:size], ports[size:]
     routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in route_ports)
     nodes = []
     for i in range(size):
