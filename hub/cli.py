@@ -48,12 +48,12 @@ def _load_config(path: str) -> Config:
 def _run_daemon(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run` for the long-running commands, with every thread named in the kernel
     (hub/threadname.py): the event loop's as the process, `camhub`; `to_thread` workers `aio_N`; and
-    malloc's arenas capped before any of them allocates (daemon.limit_malloc_arenas)."""
-    from hub.daemon import limit_malloc_arenas
+    malloc set up before any of them allocates (daemon.tune_malloc)."""
+    from hub.daemon import tune_malloc
     from hub.threadname import name_os_thread
 
     name_os_thread("camhub")
-    limit_malloc_arenas()
+    tune_malloc()
     with asyncio.Runner() as runner:
         runner.get_loop().set_default_executor(
             ThreadPoolExecutor(thread_name_prefix="camhub-aio", initializer=name_os_thread)

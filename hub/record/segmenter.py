@@ -76,7 +76,7 @@ from typing import Any
 import av
 
 from hub.ingest.source import CodecParams, MediaPacket, has_parameter_sets, nal_type, nal_units
-from hub.record.sealed import AtRest, SealedWriter
+from hub.record.sealed import AtRest, SealedWriter, sha256_file
 from hub.store import Store
 from hub.store import segments as q
 
@@ -156,9 +156,9 @@ def finalize_file(part: str | Path, at_rest: AtRest | None = None) -> tuple[str,
 
 
 def hash_file(path: Path) -> tuple[int, str]:
-    """(size, sha256 hex) of a file, read through one reused buffer (see AtRest.digest)."""
+    """(size, sha256 hex) of a file, read through one reused buffer (see sealed.sha256_file)."""
     with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256")
+        digest = sha256_file(f)
         return f.tell(), digest.hexdigest()
 
 
