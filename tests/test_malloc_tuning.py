@@ -4,8 +4,9 @@ tune_malloc): at most two arenas, and a fixed mmap threshold.
 Each probe runs in a fresh interpreter: an arena cap only applies to arenas not yet made, and the
 threshold is raised by what was freed before. ARENAS: four threads allocate at once (past pymalloc's
 512-byte limit, so through malloc), then glibc's `malloc_stats()` prints one `Arena N:` block per arena
-on stderr. THRESHOLD: a 512 KiB block is freed (which raises glibc's own thresholds past it), then a
-256 KiB block is allocated; mallinfo2's count of mapped blocks says whether it got a mapping.
+on stderr. THRESHOLD: in a thread of its own, a 512 KiB block is freed (which raises glibc's own
+thresholds past it), then a 256 KiB block is allocated; mallinfo2's count of mapped blocks says
+whether it got a mapping.
 """
 
 from __future__ import annotations
@@ -58,22 +59,30 @@ ctypes.CDLL(None).malloc_stats()
 
 
 THRESHOLD = """
-import ctypes, sys
+import ctypes, sys, threading
 from hub import cli, daemon
 
 libc = daemon._libc()
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
+mapped = []
 
 
-async def main():
-    libc.malloc_trim(0)  # a small top to start from, as the daemon's trim loop leaves it
+def probe():
+    # The first thread to allocate gets a fresh arena: no free chunk left over from start-up (imports
+    # compiling bytecode leave big ones in the main heap) can serve the block instead of a mapping.
     libc.free(libc.malloc(512 * 1024))
     before = libc.mallinfo2().hblks
     block = libc.malloc(256 * 1024)
-    mapped = libc.mallinfo2().hblks - before
+    mapped.append(libc.mallinfo2().hblks - before)
     libc.free(block)
-    return mapped
+
+
+async def main():
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return mapped[0]
 
 
 if sys.argv[1] == "daemon":
