@@ -397,9 +397,9 @@ def fix_malloc_thresholds(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: 
     glibc starts there but raises both each time it unmaps such a block (to its size, and twice
     that, up to 32 MiB): after the first big free, keyframes (~170 KiB at 2 Mbit/s 1080p), hash
     buffers and 1 MiB file reads are carved out of the arenas, between small blocks that live on,
-    and the arena's top may keep megabytes. With two arenas that was still ~+3.5 MiB of RSS in 40
-    minutes of the 4-camera soak, in the arena the threads share, with malloc's bytes in use flat
-    (README, "Memory over hours"). Setting a threshold stops glibc raising it. MALLOC_MMAP_THRESHOLD_
+    and the arena's top may keep megabytes. With two arenas the 2-hour 4-camera soak still rose
+    +3.8 MiB after its first 10 minutes, in the arena the threads share, as malloc's free bytes
+    (+3.56 MB/h) with its bytes in use flat (README, "Memory over hours"). Setting a threshold stops glibc raising it. MALLOC_MMAP_THRESHOLD_
     and MALLOC_TRIM_THRESHOLD_ in the environment win, each for itself. True if both were set here."""
     mmap_set = _mallopt("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, mmap_threshold)
     trim_set = _mallopt("MALLOC_TRIM_THRESHOLD_", _M_TRIM_THRESHOLD, trim_threshold)
