@@ -742,8 +742,9 @@ class _Demux:
             codec, cc.width, cc.height, self.time_base, extradata, audio.params if audio else None
         )
         self._param_sets: tuple[bytes, ...] | None = None
-        # A keyframe read but not yet handed on: (data, pts, dts, duration, arrival); see `packets`.
-        self._held: tuple[bytes, int | None, int | None, int, float] | None = None
+        # A keyframe read but not yet handed on: (data, pts, dts, duration, arrival, demuxed packet
+        # or None once joined); see `packets`.
+        self._held: tuple[bytes, int | None, int | None, int, float, Any] | None = None
 
     def is_audio(self, raw: Any) -> bool:
         return self.audio is not None and raw.stream_index == self.audio.stream.index
@@ -788,14 +789,15 @@ class _Demux:
                     # The rest of the held picture: one access unit, with the later timestamps if
                     # the held part had none.
                     self._held = (held[0] + data, pts if held[1] is None else held[1],
-                                  dts if held[2] is None else held[2], held[3] or (p.duration or 0), arrival)  # fmt: skip
+                                  dts if held[2] is None else held[2], held[3] or (p.duration or 0), arrival,
+                                  None)  # fmt: skip
                     continue
                 self._held = None
                 out.append(self._packet(*held, True))
             if key:
-                self._held = (data, pts, dts, p.duration or 0, arrival)
+                self._held = (data, pts, dts, p.duration or 0, arrival, p)
                 continue
-            out.append(self._packet(data, pts, dts, p.duration or 0, arrival, False))
+            out.append(self._packet(data, pts, dts, p.duration or 0, arrival, p, False))
         return out
 
     def flush(self) -> list[MediaPacket]:
@@ -804,14 +806,21 @@ class _Demux:
         return [] if held is None else [self._packet(*held, True)]
 
     def _packet(
-        self, data: bytes, pts: int | None, dts: int | None, duration: int, arrival: float, key: bool
+        self,
+        data: bytes,
+        pts: int | None,
+        dts: int | None,
+        duration: int,
+        arrival: float,
+        raw: Any,
+        key: bool,
     ) -> MediaPacket:
         pts, dts, discontinuity = self.fixer.fix(pts, dts, duration)
         if key:
             self._track_param_sets(data)
         return MediaPacket(
             data, pts, dts, self.time_base, key, arrival, duration, discontinuity, self.params,
-            bounds_next=self.bounds_next,
+            bounds_next=self.bounds_next, av_packet=raw,
         )  # fmt: skip
 
     def _track_param_sets(self, data: bytes) -> None:

@@ -257,7 +257,9 @@ class _OpenSegment:
             raise
 
     def mux(self, pkt: MediaPacket, duration: int, data: bytes) -> None:
-        out = av.Packet(data)
+        out = pkt.av_packet
+        if out is None or data is not pkt.data or out.size != len(data):
+            out = av.Packet(data)  # bytes of our own (parameter sets put in front), or no demuxer packet
         out.pts = pkt.pts - self.base_dts
         out.dts = pkt.dts - self.base_dts
         out.duration = duration
@@ -428,7 +430,8 @@ class Segmenter:
                 self._anchor = None
                 return
             seg, data = started
-        self._flush_audio(seg, pkt.pts * pkt.time_base)
+        if self._audio:  # a Fraction product per frame otherwise, for nothing: most cameras send no audio
+            self._flush_audio(seg, pkt.pts * pkt.time_base)
         seg.mux(pkt, pkt.duration or self._period, data)
         if pkt.is_keyframe:
             self._recent_keys.append(_digest(pkt.data))

@@ -71,6 +71,23 @@ async def test_stream_copy_keeps_packet_bytes(tmp_path: Path, store: Store, clip
     assert [_nal_payloads(p.data) for p in recorded] == [_nal_payloads(p.data) for p in source]
 
 
+async def test_muxing_the_demuxers_own_packets_writes_the_same_file(
+    tmp_path: Path, store: Store, clip_320: Path
+) -> None:
+    """A PyAV source hands over its demuxer's packet beside the bytes, and the muxer sends that one
+    rather than a copy (issue 17: one allocation and copy less per frame): the file must not change."""
+    _, pkts = await read_packets(clip_320, 3 * FPS)
+    assert all(p.av_packet is not None and bytes(p.av_packet) == p.data for p in pkts)
+    copies = Segmenter("copies", tmp_path, store, segment_s=10.0)
+    await _write_all(copies, _arrive([dataclasses.replace(p, av_packet=None) for p in pkts]))
+    own = Segmenter("own", tmp_path, store, segment_s=10.0)
+    await _write_all(own, _arrive(pkts))
+    (a,) = await store.run(q.segments_between, "copies", 0, 1e12)
+    (b,) = await store.run(q.segments_between, "own", 0, 1e12)
+    assert (tmp_path / a.path).read_bytes() == (tmp_path / b.path).read_bytes()
+    assert a.sha256 == b.sha256
+
+
 def _nal_payloads(avcc: bytes) -> list[bytes]:
     out, i = [], 0
     while i + 4 <= len(avcc):
