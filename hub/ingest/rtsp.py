@@ -103,6 +103,7 @@ from hub.ingest.source import (
     SourceOpenError,
     SourceStalled,
     TimestampFixer,
+    drop_av_packet,
     nal_type,
     nal_units,
 )
@@ -687,6 +688,8 @@ class _Pump:
             except Exception as exc:  # the consumer failed: end the stream with its error
                 src._post(exc)
                 return False
+            # Muxed by now (or kept as bytes): what waits for a viewer must not hold the frame twice.
+            drop_av_packet(pkt)
         out.append(pkt)
         return True
 

@@ -111,3 +111,27 @@ async def test_demand_gates_the_loop_but_not_the_sink(clip_320: Path) -> None:
     # Contiguous: exactly the packets the sink got from that keyframe on.
     start = sunk.index(dts[0])
     assert dts == sunk[start : start + len(dts)]
+
+
+async def test_the_sink_gets_the_demuxers_packet_and_the_loop_only_the_bytes(clip_320: Path) -> None:
+    """The recorder (the sink) may mux the demuxer's own packet instead of a copy (issue 17); what
+    then waits for the loop or a viewer must not keep that second copy of the frame alive."""
+    sunk: list[tuple[bool, bool]] = []
+    src = FileSource("cam", clip_320, realtime=False)
+    assert src.set_sink(
+        lambda p: sunk.append(
+            (p.av_packet is not None, p.av_packet is not None and bytes(p.av_packet) == p.data)
+        ),
+        queue_packets=True,
+    )
+    await src.open()
+    got: list[MediaPacket] = []
+    try:
+        async for pkt in src.packets():
+            got.append(pkt)
+            if len(got) == 20:
+                break
+    finally:
+        await src.close()
+    assert len(sunk) >= 20 and all(has and same for has, same in sunk)
+    assert all(p.av_packet is None for p in got)
