@@ -7,6 +7,7 @@ Builds one delivery from a dummy clip the size of `--minutes` of video at `--mbp
 - throughput as × realtime (clip duration / build time) — target ≥ 50×;
 - peak RSS growth of the building process over its baseline after setup, plus the whole peak RSS
   of its encryption worker process — target < 64 MiB;
+- its wall time over the reference's (median of the rounds' ratios) — target <= 2x (issue 17);
 against the reference pipeline `tar -cf - clip | age -r <recipient>` (GNU tar + the stock age CLI)
 on the same file. The two alternate, camhub then reference, 3 times (2 with --smoke) on the same
 clip; reported are the median of each side, the median of the per-round ratios (camhub time /
@@ -35,6 +36,9 @@ from bench import results_dir, spread
 RESULTS = results_dir()
 TARGET_X_REALTIME = 50.0
 TARGET_RSS_MIB = 64.0
+# Issue 17: the build within 2x the wall time of `tar | age` on the same clip (median of the
+# alternated rounds' ratios). `make sysdeps` installs age; without it the ratio is unknown: not met.
+TARGET_TIME_RATIO = 2.0
 ROUNDS = 3
 
 
@@ -240,9 +244,19 @@ def main(argv: list[str] | None = None) -> int:
         "build_cpu_seconds_rounds": spread(build_cpu, 3),
         "reference_tar_age_cpu_seconds_rounds": spread(ref_cpu, 3) if ref_cpu else None,
         "cpu_ratio_camhub_over_reference": spread(cpu_ratios) if cpu_ratios else None,
-        "targets": {"x_realtime": TARGET_X_REALTIME, "rss_growth_mib": TARGET_RSS_MIB},
-        "meets_targets": x_realtime >= TARGET_X_REALTIME and rss_growth_mib < TARGET_RSS_MIB,
-        "target": f">= {TARGET_X_REALTIME:g}x realtime, RSS growth < {TARGET_RSS_MIB:g} MiB",
+        "targets": {
+            "x_realtime": TARGET_X_REALTIME,
+            "rss_growth_mib": TARGET_RSS_MIB,
+            "time_ratio_to_tar_age": TARGET_TIME_RATIO,
+        },
+        "meets_targets": x_realtime >= TARGET_X_REALTIME
+        and rss_growth_mib < TARGET_RSS_MIB
+        and bool(ratios)
+        and statistics.median(ratios) <= TARGET_TIME_RATIO,
+        "target": (
+            f">= {TARGET_X_REALTIME:g}x realtime, RSS growth < {TARGET_RSS_MIB:g} MiB, "
+            f"<= {TARGET_TIME_RATIO:g}x the time of tar | age"
+        ),
         "smoke": args.smoke,
     }
     result["meets_target"] = result["meets_targets"]
