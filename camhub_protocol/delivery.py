@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import re
 import subprocess
@@ -346,7 +348,17 @@ def _encrypt(parts: Iterator[bytes | memoryview], recipient: str, out: BinaryIO)
 
 
 class _Sink:
-    """The reader thread's side of `_encrypt`: ciphertext from the worker, hashed, into the file."""
+    """The reader thread's side of `_encrypt`: ciphertext from the worker, hashed, into the file.
+
+    The file is written with O_DIRECT where the filesystem allows it: whole 1 MiB blocks from a
+    page-aligned buffer go to the disk without a copy into the page cache, and the fsync at the end
+    has nothing left to write back. Measured alone on this project's box (858 MiB): 0.05 s of CPU
+    and 0.5 s of wall time, against 0.18-1.6 s of CPU for buffered writes plus a 0.4 s fsync; the
+    delivery as a whole, see bench/delivery_bench.py. The tail (under a block) is written after
+    O_DIRECT is turned off again. Where the filesystem refuses it (tmpfs) the file is written as
+    before: buffered, its writeback started every `_WRITEBACK` bytes so that the fsync at the end
+    waits for the tail only.
+    """
 
     def __init__(self, fd: int, out: BinaryIO, on_error: Callable[[], None]) -> None:
         self._fd = fd
@@ -356,29 +368,57 @@ class _Sink:
         self.sha = hashlib.sha256()
         self.count = 0
         self._flushed = 0
+        self._direct = _set_direct(self._out, True)
         self.error: OSError | None = None
 
     def run(self) -> None:
-        buf = bytearray(CHUNK)
+        buf = mmap.mmap(-1, CHUNK)  # page-aligned, as O_DIRECT needs
         view = memoryview(buf)
+        filled = 0
         try:
-            while n := os.readv(self._fd, [buf]):
-                chunk = view[:n]
-                self.sha.update(chunk)
-                while chunk:
-                    chunk = chunk[os.write(self._out, chunk) :]
+            while n := os.readv(self._fd, [view[filled:]]):
+                self.sha.update(view[filled : filled + n])
+                filled += n
                 self.count += n
-                if self.count - self._flushed >= _WRITEBACK:
-                    # Start writing back what is written so far, without waiting for it: the fsync
-                    # at the end then waits for the last few MiB, not the whole file.
-                    with contextlib.suppress(OSError):  # only advice: a filesystem may refuse it
-                        os.posix_fadvise(self._out, self._flushed, 0, os.POSIX_FADV_DONTNEED)
-                    self._flushed = self.count
+                if filled == CHUNK or not self._direct:
+                    self._write(view[:filled])
+                    filled = 0
+            if self._direct:
+                self._direct = not _set_direct(self._out, False)
+            self._write(view[:filled])
         except OSError as exc:
             # A full disk: stop the worker (it would block on a full pipe, and the tar producer
             # behind it); the producer then meets a broken pipe and reports this error.
             self.error = exc
             self._on_error()
+
+    def _write(self, chunk: memoryview) -> None:
+        while chunk:
+            try:
+                chunk = chunk[os.write(self._out, chunk) :]
+            except OSError as exc:
+                # A short write left the rest unaligned for O_DIRECT (EINVAL): go on buffered.
+                if exc.errno != errno.EINVAL or not self._direct:
+                    raise
+                self._direct = not _set_direct(self._out, False)
+                if self._direct:
+                    raise
+        if not self._direct and self.count - self._flushed >= _WRITEBACK:
+            # Start writing back what is written so far, without waiting for it: the fsync at the end
+            # then waits for the last few MiB, not the whole file.
+            with contextlib.suppress(OSError):  # only advice: a filesystem may refuse it
+                os.posix_fadvise(self._out, self._flushed, 0, os.POSIX_FADV_DONTNEED)
+            self._flushed = self.count
+
+
+def _set_direct(fd: int, on: bool) -> bool:
+    """Turn O_DIRECT on or off for `fd`; False where the filesystem does not allow it."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_DIRECT if on else flags & ~os.O_DIRECT)
+    except OSError:
+        return False
+    return True
 
 
 async def build_delivery_async(**kwargs: Any) -> Delivery:
