@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         and statistics.median(ratios) <= TARGET_TIME_RATIO,
         "target": (
             f">= {TARGET_X_REALTIME:g}x realtime, RSS growth < {TARGET_RSS_MIB:g} MiB, "
-            f"<= {TARGET_TIME_RATIO:g}x the time of tar | age"
+            f"<= {TARGET_TIME_RATIO:g}x the time of tar/age"
         ),
         "smoke": args.smoke,
     }
