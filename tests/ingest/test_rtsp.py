@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import re
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,8 @@ from firmware_sim import h264
 from firmware_sim.camera import SimCamera
 from hub.ingest.rtsp import MAX_BATCH_S, RtspSource
 from hub.ingest.source import MediaPacket, SourceEnded, SourceOpenError, SourceStalled
+from hub.record.segmenter import Segmenter
+from hub.store import Store, segments
 
 
 @pytest.fixture
@@ -265,3 +269,49 @@ async def test_a_stall_is_caught_within_read_timeout_plus_1_s_and_says_how_long(
     # the fault: a frame (1/15 s) of slack below, read_timeout_s + 1 s above.
     assert read_timeout_s - 0.1 <= silent <= read_timeout_s + 1.0, str(err.value)
     assert any(f"no video for {silent:.1f} s" in r.getMessage() for r in caplog.records), caplog.text
+
+
+async def test_muxing_the_rtsp_demuxers_own_packets_writes_the_same_segment(
+    cam: SimCamera, tmp_path: Path
+) -> None:
+    """The recorder muxes the demuxer's packet instead of a copy of its bytes (issue 17). Packets from
+    FFmpeg's RTSP demuxer carry side data (RTCP sender reports, producer reference times) that a copy
+    does not: the segment must come out byte for byte the same either way."""
+    kept: list[MediaPacket] = []
+    done = threading.Event()
+
+    def sink(pkt: MediaPacket) -> None:
+        kept.append(dataclasses.replace(pkt))  # a copy keeps `av_packet` past the source's drop
+        if len(kept) >= 40:
+            done.set()
+
+    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=3.0)
+    src.set_sink(sink)
+    try:
+        await src.open()
+        assert await asyncio.to_thread(done.wait, 30)
+    finally:
+        await src.close()
+    pkts = kept[:40]
+    assert all(p.av_packet is not None for p in pkts)
+    assert any(list(p.av_packet.iter_sidedata()) for p in pkts)  # what a copy of the bytes lacks
+    store = await Store.open(tmp_path / "hub.db")
+    try:
+        for camera, packets in (
+            ("copies", [dataclasses.replace(p, av_packet=None) for p in pkts]),
+            ("own", pkts),
+        ):
+            segmenter = Segmenter(camera, tmp_path, store, segment_s=60.0)
+
+            def write(segmenter: Segmenter = segmenter, packets: list[MediaPacket] = packets) -> None:
+                for p in packets:
+                    assert p.params is not None
+                    segmenter.write(p, p.params)
+                segmenter.finish()
+
+            await asyncio.to_thread(write)
+        (a,) = await store.run(segments.segments_between, "copies", 0, 1e12)
+        (b,) = await store.run(segments.segments_between, "own", 0, 1e12)
+    finally:
+        await store.close()
+    assert (tmp_path / a.path).read_bytes() == (tmp_path / b.path).read_bytes()
