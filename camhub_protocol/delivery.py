@@ -54,7 +54,7 @@ import pyrage
 import rfc8785
 from pyrage import x25519
 
-from camhub_protocol import audit_verify, jws
+from camhub_protocol import audit_verify, durable, jws
 from camhub_protocol.errors import ConsentError, DeliveryError
 from camhub_protocol.keys import HubKey, jwk_thumbprint, public_key_from_jwk
 
@@ -279,7 +279,7 @@ def build_delivery(
         with tmp_path.open("wb") as out:
             sha, size = _encrypt(tar_parts(), recipient, out)
             os.fsync(out.fileno())
-        os.replace(tmp_path, out_path)
+        durable.replace(tmp_path, out_path)  # the DB row that follows points at this name
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

@@ -17,6 +17,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from camhub_protocol import durable
+
 
 def b64url(data: bytes) -> str:
     """Base64url without padding (RFC 4648 §5), as every JOSE field uses it."""
@@ -137,4 +139,4 @@ def write_secret(path: Path, data: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    durable.replace(tmp, path)  # a lost rename would bring back no key, and a new one at next start

@@ -75,6 +75,7 @@ from typing import Any
 
 import av
 
+from camhub_protocol.durable import fsync_dir
 from hub.ingest.source import CodecParams, MediaPacket, has_parameter_sets, nal_type, nal_units
 from hub.record.sealed import AtRest, SealedWriter, sha256_file
 from hub.store import Store
@@ -130,14 +131,6 @@ def start_from_name(name: str) -> float | None:
         return datetime.strptime(stem, _NAME_FORMAT).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
-
-
-def fsync_dir(path: str | Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def finalize_file(part: str | Path, at_rest: AtRest | None = None) -> tuple[str, int, str]:

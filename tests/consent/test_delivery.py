@@ -344,3 +344,25 @@ def test_a_delivery_of_several_mib_is_written_whole_with_or_without_o_direct(
     opened = delivery.open_delivery(d.path, str(env["identity"]), env["hub_key"].public_jwk, env["tmp"] / "o")
     assert (env["tmp"] / "o" / delivery.clip_name("front-door")).read_bytes() == env["clip"].read_bytes()
     assert opened.manifest["files"][0]["bytes"] == 5 * 1024 * 1024 + 123
+
+
+def test_the_delivery_is_renamed_into_place_and_its_directory_fsynced(
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hub records the delivery's path in its database right after the build: the new name must
+    # survive a power cut, so the directory holding it is fsynced after the rename (and before return).
+    from camhub_protocol import durable
+
+    synced: list[tuple[Path, bool]] = []
+    real = durable.fsync_dir
+    out = env["tmp"] / "deliveries" / "d1.age"
+    out.parent.mkdir()
+
+    def fsync_dir(path: str | Path) -> None:
+        synced.append((Path(path), out.exists()))
+        real(path)
+
+    monkeypatch.setattr(durable, "fsync_dir", fsync_dir)
+    d = build(env, out=out)
+    assert d.path == out and (out.parent, True) in synced
+    assert [p.name for p in out.parent.iterdir()] == ["d1.age"]  # no temp file left beside it
