@@ -57,9 +57,10 @@ cameras take turns (`_BATCH_TURN`) rather than interleave at every GIL release.
 Naps: batching alone still woke the thread for every frame, in the read, and on this 2-core guest
 each wake-up runs cold: reading cost more than ffmpeg's whole process for the same camera (issue 17).
 So over TCP, while batching, a reader that has caught up (its last read waited on the network,
-`CAUGHT_UP_S`) processes what it holds and sleeps; what the camera sends meanwhile waits in the
-kernel's socket buffer and is read back to back when the nap ends, a handful of frames per wake-up
-instead of one (README, Benchmarks: the reader's CPU at one and four cameras). A nap lasts
+`CAUGHT_UP_S`, and the camera's timestamps agree, `FRESH_JUMP_S`) processes what it holds and
+sleeps; what the camera sends meanwhile waits in the kernel's socket buffer and is read back to back
+when the nap ends, a handful of frames per wake-up instead of one (README, Benchmarks: the reader's
+CPU at one and four cameras). A nap lasts
 `MAX_BATCH_S`, or less where the camera would send more than `NAP_BYTES` meanwhile, so the crash
 budget is the same (a packet waits in the socket instead of in `pending`) and a fast camera never
 piles up more than a default receive window holds. Not over UDP, where a full socket buffer drops
@@ -134,6 +135,14 @@ MAX_BATCH_S = 0.4
 # in its own socket, late but not lost.
 CAUGHT_UP_S = 0.002
 NAP_BYTES = 128 * 1024
+# A read's wait alone misjudges a loaded machine: a read of frames already in the socket can take
+# longer than CAUGHT_UP_S when this thread waits for the GIL after it, and a reader that then naps
+# after every frame reads one frame per nap and falls further behind for good (seconds, in a full CI
+# run). So the camera's clock must agree: the newest frame came at least half of its distance from the
+# one before (by their timestamps) after it. Frames already in the socket come back to back, far
+# faster than that. The first frame after a nap has no such pair; timestamps stepping back more than
+# FRESH_JUMP_S (a camera's clock reset) start over. Misjudging this way costs a read, never a nap.
+FRESH_JUMP_S = 2.0
 # Held while a batch goes through the sink. Without it, the threads of cameras whose GOPs end
 # together (common: same model, same settings) interleave at every GIL release inside the muxer,
 # and each switch is a futex wait and wake: 8 cameras x1.65 of ffmpeg's CPU, x1.32 with it
@@ -503,11 +512,16 @@ class AvSource(PacketSource):
         # False from a nap until a read waits on the network again: what the camera sent meanwhile is
         # still in the socket, and a closing reader reads it first (it was sent before the stop).
         drained = True
+        tb = float(stream.time_base)
+        # The newest video frame by the camera's clock (s) and when it was read; whether it was fresh.
+        last_media: float | None = None
+        last_read, fresh = 0.0, False
         try:
             while not self._closing.is_set() or not drained:
                 if nap_until:
                     self._nap(nap_until)
                     nap_until, drained = 0.0, False
+                    last_media, fresh = None, False
                     continue
                 try:
                     if it is None:
@@ -549,11 +563,18 @@ class AvSource(PacketSource):
                 if raw.size == 0:
                     continue
                 now = time.monotonic()
-                caught_up = now - read_at > CAUGHT_UP_S
-                drained = drained or caught_up
                 is_video = raw.stream_index == stream.index
                 if is_video:
                     self._video_at = now
+                    if naps and raw.pts is not None:
+                        media = raw.pts * tb
+                        if last_media is None or media < last_media - FRESH_JUMP_S:
+                            last_media, last_read, fresh = media, now, False
+                        elif media > last_media:  # with B-frames, only a newer frame tells
+                            fresh = now - last_read > (media - last_media) / 2
+                            last_media, last_read = media, now
+                caught_up = now - read_at > CAUGHT_UP_S and fresh
+                drained = drained or caught_up
                 arrival = time.time()
                 self.last_arrival = arrival
                 pending.append((raw, arrival))

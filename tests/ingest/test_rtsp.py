@@ -157,6 +157,56 @@ async def test_a_recording_reader_naps_and_still_hands_on_every_frame_in_time(
         assert wakes_per_s <= 7.5, wakes_per_s
 
 
+async def test_a_reader_whose_reads_are_slowed_by_the_gil_still_keeps_up(
+    cam: SimCamera, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread spinning in Python holds the GIL, so every read, even of frames already in the
+    socket, waits up to a switch interval (5 ms) for it afterwards, longer than CAUGHT_UP_S: a reader
+    judging by the read's wait alone napped after every frame, read one frame per nap and fell
+    behind for good (31.8 s here; seconds in a full CI run, where the hub's other threads do this).
+    The camera's timestamps tell it is behind, and it reads on until it is not."""
+    got: list[tuple[MediaPacket, float]] = []
+    done, stop = threading.Event(), threading.Event()
+    naps: list[float] = []
+    nap = RtspSource._nap
+
+    def recording_nap(self: RtspSource, until: float) -> None:
+        naps.append(until - time.monotonic())
+        nap(self, until)
+
+    monkeypatch.setattr(RtspSource, "_nap", recording_nap)
+
+    def sink(pkt: MediaPacket) -> None:
+        got.append((pkt, time.time()))
+        if len(got) >= 120:
+            done.set()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=3.0)
+    src.set_sink(sink)
+    src.set_demand(threading.Event())  # nobody watching: the reader naps
+    spinner = threading.Thread(target=spin, name="gil-spinner")
+    try:
+        await src.open()
+        spinner.start()
+        assert await asyncio.to_thread(done.wait, 60)
+    finally:
+        stop.set()
+        await src.close()
+        if spinner.is_alive():
+            spinner.join()
+    seqs = [h264.find_stamp(p.data).seq for p, _ in got]  # type: ignore[union-attr]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert naps, "no nap"  # it still naps once it has caught up
+    # Past what piled up while the source opened (~1.9 s, with the spinner slowing the camera too),
+    # which it reads back to back first.
+    late = [handed - h264.find_stamp(p.data).capture_us / 1e6 for p, handed in got[45:]]  # type: ignore[union-attr]
+    assert max(late) < MAX_BATCH_S + 0.4, max(late)
+
+
 async def test_the_watchdog_sleeps_while_video_flows(cam: SimCamera, monkeypatch: pytest.MonkeyPatch) -> None:
     """It wakes when the silence could reach the limit, not on a fixed tick: polling every 0.25 s
     cost the event loop as much CPU per camera as all its other work (issue 17)."""
