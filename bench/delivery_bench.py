@@ -89,7 +89,7 @@ def child(clip: Path, out: Path) -> None:
         "segments": [],
     }
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # The age encryption runs in a child process (camhub_protocol/encrypt_worker.py): its CPU counts.
+    # The age encryption runs in a child process (delivery.encrypt_command): its CPU counts.
     started, cpu0, child0 = time.perf_counter(), time.process_time(), children_cpu()
     built = delivery.build_delivery(
         clips={"clip-front-door.mp4": clip},
@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = [b / ref for b, ref in zip(build, ref_runs, strict=True)] if ref_runs else []
     # CPU seconds too: on a shared machine wall time is mostly who else runs; the reference is two
     # processes (tar, age) that overlap on 2 cores, as camhub's build does (tar and hashes in the hub,
-    # age encryption in encrypt_worker.py).
+    # age encryption in its worker process).
     build_cpu = [f["cpu_seconds"] for f in runs]
     cpu_ratios = [b / ref for b, ref in zip(build_cpu, ref_cpu, strict=True) if ref > 0] if ref_cpu else []
     result = {

@@ -13,8 +13,9 @@ too); the manifest cannot list itself or its signature.
 Bounded memory and one pass: clips are never read whole, and each is read and hashed once.
 The pax tar is generated on demand in the calling thread (headers from `tarfile.TarInfo.tobuf`,
 the clip bytes through a 1 MiB buffer, hashed as they go; the same bytes `tarfile` "w|" writes) and
-written into a pipe to `encrypt_worker.py`, a process of its own that runs `pyrage.encrypt_io`
-(rage, 64 KiB STREAM chunks); a second thread here reads the ciphertext back from the worker,
+written into a pipe to the encryption worker, a process of its own: the stock `age` CLI, or where
+the system has none `encrypt_worker.py` running `pyrage.encrypt_io` (rage); both write 64 KiB STREAM
+chunks (`encrypt_command`). A second thread here reads the ciphertext back from the worker,
 hashes it and writes it to a temp file, which is fsynced and renamed. The manifest follows the clips
 in the tar, so it is built from the hashes of the bytes actually tarred; a clip that shrinks while
 packed aborts the build. Peak memory is a few MiB here and ~14 MiB in the worker, whatever the clip
@@ -39,6 +40,7 @@ import json
 import mmap
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -287,8 +289,24 @@ def build_delivery(
 
 
 def encrypt_command(recipient: str) -> list[str]:
-    """The encryption worker's command line: this interpreter, isolated, running the file by path."""
+    """The encryption worker's command line.
+
+    The stock `age` CLI where the system has it (Debian's `age`, the format's reference
+    implementation; the installer adds it): it encrypts a pipe with about a third less CPU than
+    pyrage, which reads through a Python file object 8 KiB at a time (858 MiB: 0.76 s of CPU
+    against 1.09 s, median of 6 alternated runs). Looked up in the system's directories only
+    (`os.defpath`), never the caller's PATH. Otherwise this interpreter, isolated, running
+    encrypt_worker.py by path. Both write age v1 to one X25519 recipient, which was parsed before
+    (`age1...`), so it cannot be taken for an option.
+    """
+    age = _stock_age()
+    if age is not None:
+        return [age, "--recipient", recipient]
     return [sys.executable, "-I", str(_WORKER), recipient]
+
+
+def _stock_age() -> str | None:
+    return shutil.which("age", path=os.defpath)
 
 
 def _encrypt(parts: Iterator[bytes | memoryview], recipient: str, out: BinaryIO) -> tuple[str, int]:

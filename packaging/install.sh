@@ -46,8 +46,10 @@ BIN_LINK=/usr/local/bin/camhub
 # What the daemon needs at run time, and nothing the tests need (those are the Makefile's
 # SYSTEM_PACKAGES). The wheels bring their own FFmpeg, OpenCV, OpenSSL and OpenBLAS and link only
 # glibc, libstdc++, libgcc and zlib, which every Debian has. python3-venv: ensurepip for the venv;
-# ca-certificates: a relay reached over tls://; iproute2: `ip`, to find the LAN address.
-RUNTIME_PACKAGES=(python3 python3-venv ca-certificates iproute2)
+# ca-certificates: a relay reached over tls://; iproute2: `ip`, to find the LAN address; age: the
+# stock CLI encrypts deliveries with a third less CPU than pyrage (camhub_protocol/delivery.py,
+# encrypt_command; without it the hub falls back to pyrage).
+RUNTIME_PACKAGES=(python3 python3-venv ca-certificates iproute2 age)
 
 say() { printf '==> %s\n' "$*"; }
 note() { printf '    %s\n' "$*"; }

@@ -277,9 +277,24 @@ def test_audit_proof_inside_verifies_without_hub(env: dict[str, Any]) -> None:
     assert rc == 0 and "egress.delivery" in text, text
 
 
-def test_the_encryptor_runs_in_its_own_process_and_a_full_disk_is_a_clear_error(env: dict[str, Any]) -> None:
-    # The age file is written by encrypt_worker.py, a process of its own (pyrage holds the GIL while
-    # it encrypts). The kernel's /dev/full refuses every write with ENOSPC: the worker's failure
+@pytest.fixture(params=["stock age", "pyrage"])
+def worker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The encryption worker: the stock `age` CLI where the system has it (what CI installs), else
+    encrypt_worker.py on pyrage; each test using this runs with both."""
+    if request.param == "stock age":
+        if delivery._stock_age() is None:
+            pytest.skip("needs the age CLI in the system's directories (make sysdeps)")
+    else:
+        monkeypatch.setattr(delivery, "_stock_age", lambda: None)
+    assert delivery.encrypt_command("age1x")[0].endswith("age") == (request.param == "stock age")
+    return str(request.param)
+
+
+def test_the_encryptor_runs_in_its_own_process_and_a_full_disk_is_a_clear_error(
+    env: dict[str, Any], worker: str
+) -> None:
+    # The age file is written by the worker, a process of its own (pyrage holds the GIL while it
+    # encrypts, and the stock CLI is a program of its own anyway). The kernel's /dev/full refuses every write with ENOSPC: the worker's failure
     # reaches the caller as delivery_failed with the reason, and the worker is gone.
     recipient = str(env["identity"].to_public())
     parts = iter([b"x" * 1024 * 1024] * 8)
@@ -289,23 +304,24 @@ def test_the_encryptor_runs_in_its_own_process_and_a_full_disk_is_a_clear_error(
     assert "No space left on device" in exc.value.detail
 
 
-def test_a_clip_that_cannot_be_read_stops_the_encryptor(env: dict[str, Any]) -> None:
+def test_a_clip_that_cannot_be_read_stops_the_encryptor(env: dict[str, Any], worker: str) -> None:
     # Reading a clip fails half way: the build says delivery_failed (not a bare OSError), the worker
     # is killed rather than left waiting on its pipe, and nothing is left behind.
     def parts() -> Any:
         yield b"y" * 65536
         raise OSError(5, "Input/output error")
 
-    before = _workers()
+    recipient = str(env["identity"].to_public())
+    before = _workers(recipient)
     out = env["tmp"] / "partial.age"
     with out.open("wb") as f, pytest.raises(DeliveryError) as exc:
-        delivery._encrypt(parts(), str(env["identity"].to_public()), f)
+        delivery._encrypt(parts(), recipient, f)
     assert exc.value.code == "delivery_failed" and "Input/output error" in exc.value.detail
-    assert _workers() <= before
+    assert _workers(recipient) <= before
 
 
-def _workers() -> set[int]:
-    """Our child processes running encrypt_worker.py (from /proc: ppid is field 4 of stat)."""
+def _workers(recipient: str) -> set[int]:
+    """Our child processes encrypting to `recipient` (from /proc: ppid is field 4 of stat)."""
     found = set()
     for proc in Path("/proc").iterdir():
         try:
@@ -313,7 +329,7 @@ def _workers() -> set[int]:
             cmdline = (proc / "cmdline").read_bytes()
         except (OSError, ValueError):
             continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"encrypt_worker.py" in cmdline:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and recipient.encode() in cmdline:
             found.add(int(proc.name))
     return found
 
@@ -328,7 +344,7 @@ def test_a_successful_build_reports_the_hash_of_the_file_on_disk(env: dict[str, 
 
 @pytest.mark.parametrize("direct", [True, False])
 def test_a_delivery_of_several_mib_is_written_whole_with_or_without_o_direct(
-    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, direct: bool
+    env: dict[str, Any], monkeypatch: pytest.MonkeyPatch, direct: bool, worker: str
 ) -> None:
     # The ciphertext goes to disk in whole 1 MiB blocks with O_DIRECT and its tail (under a block)
     # after O_DIRECT is off; where a filesystem refuses O_DIRECT (tmpfs, some FUSE), buffered with
