@@ -18,8 +18,8 @@ the system has none `encrypt_worker.py` running `pyrage.encrypt_io` (rage); both
 chunks (`encrypt_command`). A second thread here reads the ciphertext back from the worker,
 hashes it and writes it to a temp file, which is fsynced and renamed. The manifest follows the clips
 in the tar, so it is built from the hashes of the bytes actually tarred; a clip that shrinks while
-packed aborts the build. Peak memory is a few MiB here and ~14 MiB in the worker, whatever the clip
-size (`bench/delivery_bench.py`). Why a process: pyrage holds the GIL while it encrypts; in one
+packed aborts the build. Peak memory is a few MiB here and ~5 MiB in the worker (~14 with pyrage),
+whatever the clip size (`bench/delivery_bench.py`). Why a process: pyrage holds the GIL while it encrypts; in one
 thread the build took turns between tarring, encrypting and hashing on one core (~2.5x the wall time
 of `tar | age`, issue 17), and with a producer thread that thread waited for the GIL at every chunk
 (~5x). All of this is blocking I/O: call it from a worker thread (`build_delivery_async` does).
@@ -310,7 +310,8 @@ def _stock_age() -> str | None:
 
 
 def _encrypt(parts: Iterator[bytes | memoryview], recipient: str, out: BinaryIO) -> tuple[str, int]:
-    """Pipe the tar through `encrypt_worker` (its own process) and write the age file to `out`.
+    """Pipe the tar through the encryption worker (its own process, `encrypt_command`) and write the
+    age file to `out`.
 
     Three things run at once, as `tar | age > file` would: this thread generates the tar (clip reads
     and their SHA-256) into the worker's stdin; the worker encrypts; a reader thread here takes the

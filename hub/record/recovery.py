@@ -37,8 +37,9 @@ from typing import BinaryIO, Literal
 import av
 import av.error
 
+from camhub_protocol.durable import fsync_dir
 from hub.record.sealed import AtRest, SealedError
-from hub.record.segmenter import PART_SUFFIX, finalize_file, fsync_dir, start_from_name
+from hub.record.segmenter import PART_SUFFIX, finalize_file, start_from_name
 from hub.store import Store
 from hub.store import segments as q
 

@@ -75,7 +75,7 @@ from typing import Any
 
 import av
 
-from camhub_protocol.durable import fsync_dir
+from camhub_protocol import durable
 from hub.ingest.source import CodecParams, MediaPacket, has_parameter_sets, nal_type, nal_units
 from hub.record.sealed import AtRest, SealedWriter, sha256_file
 from hub.store import Store
@@ -143,8 +143,7 @@ def finalize_file(part: str | Path, at_rest: AtRest | None = None) -> tuple[str,
         os.fsync(f.fileno())
     size, sha = (at_rest or AtRest()).digest(part)
     final = part.removesuffix(PART_SUFFIX)
-    os.replace(part, final)
-    fsync_dir(os.path.dirname(final))
+    durable.replace(part, final)
     return final, size, sha
 
 
