@@ -96,7 +96,7 @@ async def measure(cameras: list[int], rounds: int, seconds: float) -> list[dict[
                 "cameras": n,
                 "cpu_ms_per_s": runs,
                 "ratio_to_ffmpeg": ratios,
-                "median_ratio": {k: statistics.median(v) for k, v in ratios.items()},
+                "median_ratio": {k: round(statistics.median(v), 2) for k, v in ratios.items()},
             }
         )
     return out
