@@ -29,15 +29,20 @@ SEGMENT_S = 4.0
 FMP4 = "frag_keyframe+empty_moov+default_base_moof"
 
 
+class StopFlag:
+    """Set by SIGINT or SIGTERM; a recording loop checks it between packets and closes its segment."""
+
+    def __init__(self) -> None:
+        self.set = False
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, *_: Any) -> None:
+        self.set = True
+
+
 def record(url: str, out_dir: Path) -> int:
-    stop = False
-
-    def _stop(*_: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop = StopFlag()
     out_dir.mkdir(parents=True, exist_ok=True)
     src = av.open(url, options={"rtsp_transport": "tcp", "max_delay": "500000"})
     video = src.streams.video[0]
@@ -48,7 +53,7 @@ def record(url: str, out_dir: Path) -> int:
     n = 0
     try:
         for pkt in src.demux(video):
-            if stop:
+            if stop.set:
                 break
             if pkt.dts is None or pkt.pts is None or pkt.size == 0:
                 continue  # the demuxer's flush packet, and the first packet of a connection

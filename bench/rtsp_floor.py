@@ -24,7 +24,6 @@ import argparse
 import base64
 import hashlib
 import re
-import signal
 import socket
 import struct
 import sys
@@ -36,8 +35,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import av
 
-SEGMENT_S = 4.0
-FMP4 = "frag_keyframe+empty_moov+default_base_moof"
+from bench.pyav_floor import FMP4, SEGMENT_S, StopFlag
+
 CLOCK = 90_000
 START = b"\x00\x00\x00\x01"
 KEEPALIVE_S = 20.0
@@ -130,14 +129,7 @@ class Rtsp:
 
 
 def record(url: str, out_dir: Path, width: int = 1920, height: int = 1080, nap: float = 0.0) -> int:
-    stop = False
-
-    def _stop(*_: Any) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, _stop)
+    stop = StopFlag()
     out_dir.mkdir(parents=True, exist_ok=True)
     rtsp = Rtsp(url)
     status, hdrs, sdp = rtsp.request("DESCRIBE", rtsp.url, {"Accept": "application/sdp"})
@@ -200,7 +192,7 @@ def record(url: str, out_dir: Path, width: int = 1920, height: int = 1080, nap: 
         out.mux(pkt)
 
     try:
-        while not stop:
+        while not stop.set:
             try:
                 chunk = rtsp.sock.recv(262144)
             except InterruptedError:
