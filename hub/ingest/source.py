@@ -275,3 +275,132 @@ class TimestampFixer:
             pts = dts
         self._last_dts = dts
         return pts, dts, discontinuity
+
+
+class _Bits:
+    """An MSB-first bit reader over a NAL unit's RBSP (emulation prevention bytes removed)."""
+
+    def __init__(self, nal: bytes) -> None:
+        # H.264 §7.4.1 / H.265 §7.4.2: 0x000003 escapes a payload that would contain a start code.
+        self.value = int.from_bytes(nal.replace(b"\x00\x00\x03", b"\x00\x00"), "big")
+        self.left = 8 * len(nal.replace(b"\x00\x00\x03", b"\x00\x00"))
+
+    def u(self, n: int) -> int:
+        if n > self.left:
+            raise ValueError("SPS ends early")
+        self.left -= n
+        return (self.value >> self.left) & ((1 << n) - 1)
+
+    def ue(self) -> int:
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > 31:
+                raise ValueError("bad Exp-Golomb code in SPS")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        k = self.ue()
+        return (k + 1) // 2 if k & 1 else -(k // 2)
+
+
+# H.264 §7.3.2.1.1: profiles whose SPS carries chroma format, bit depths and scaling matrices.
+_H264_HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
+
+
+def sps_size(nal: bytes, codec: str) -> tuple[int, int]:
+    """The picture size (width, height, after cropping) an SPS NAL unit (with its header, without a
+    start code) declares. Raises ValueError on a truncated or malformed SPS.
+
+    Why parse it: a source that reads RTP itself (hub/ingest/rtsp_client.py) learns the size from the
+    SDP's parameter sets without opening a decoder; FFmpeg's demuxer did the same inside libavformat."""
+    return _hevc_sps_size(nal) if codec == "hevc" else _h264_sps_size(nal)
+
+
+def _h264_sps_size(nal: bytes) -> tuple[int, int]:
+    b = _Bits(nal[1:])
+    profile = b.u(8)
+    b.u(16)  # constraint flags, level_idc
+    b.ue()  # seq_parameter_set_id
+    chroma = 1
+    separate_planes = 0
+    if profile in _H264_HIGH_PROFILES:
+        chroma = b.ue()
+        if chroma == 3:
+            separate_planes = b.u(1)
+        b.ue(), b.ue()  # bit depths
+        b.u(1)  # qpprime_y_zero_transform_bypass_flag
+        if b.u(1):  # seq_scaling_matrix_present_flag
+            for i in range(12 if chroma == 3 else 8):
+                if b.u(1):
+                    last = nxt = 8
+                    for _ in range(16 if i < 6 else 64):
+                        if nxt:
+                            nxt = (last + b.se() + 256) % 256
+                        last = nxt or last
+    b.ue()  # log2_max_frame_num_minus4
+    poc_type = b.ue()
+    if poc_type == 0:
+        b.ue()
+    elif poc_type == 1:
+        b.u(1), b.se(), b.se()
+        for _ in range(b.ue()):
+            b.se()
+    b.ue(), b.u(1)  # max_num_ref_frames, gaps_in_frame_num_value_allowed_flag
+    width = (b.ue() + 1) * 16
+    map_units = b.ue() + 1
+    frame_mbs_only = b.u(1)
+    height = (2 - frame_mbs_only) * map_units * 16
+    if not frame_mbs_only:
+        b.u(1)  # mb_adaptive_frame_field_flag
+    b.u(1)  # direct_8x8_inference_flag
+    if b.u(1):  # frame_cropping_flag (§7.4.2.1.1: crop units depend on the chroma format)
+        left, right, top, bottom = b.ue(), b.ue(), b.ue(), b.ue()
+        if chroma == 0 or separate_planes:
+            unit_x, unit_y = 1, 2 - frame_mbs_only
+        else:
+            unit_x = 1 if chroma == 3 else 2
+            unit_y = (2 if chroma == 1 else 1) * (2 - frame_mbs_only)
+        width -= unit_x * (left + right)
+        height -= unit_y * (top + bottom)
+    return _plausible(width, height)
+
+
+def _hevc_sps_size(nal: bytes) -> tuple[int, int]:
+    b = _Bits(nal[2:])
+    b.u(4)  # sps_video_parameter_set_id
+    sub_layers = b.u(3)  # sps_max_sub_layers_minus1
+    b.u(1)
+    # profile_tier_level (H.265 §7.3.3): 88 bits of general profile, 8 of level, then per sub-layer.
+    b.u(88), b.u(8)
+    present = [(b.u(1), b.u(1)) for _ in range(sub_layers)]
+    if sub_layers:
+        b.u(2 * (8 - sub_layers))
+    for profile_present, level_present in present:
+        if profile_present:
+            b.u(88)
+        if level_present:
+            b.u(8)
+    b.ue()  # sps_seq_parameter_set_id
+    chroma = b.ue()
+    if chroma == 3:
+        b.u(1)
+    width, height = b.ue(), b.ue()
+    if b.u(1):  # conformance_window_flag (§7.4.3.2.1)
+        left, right, top, bottom = b.ue(), b.ue(), b.ue(), b.ue()
+        unit_x = 2 if chroma in (1, 2) else 1
+        unit_y = 2 if chroma == 1 else 1
+        width -= unit_x * (left + right)
+        height -= unit_y * (top + bottom)
+    return _plausible(width, height)
+
+
+# H.264 level 6.2 / H.265 level 6.2 top out at 8192x4320; anything past this is a corrupt SPS, which
+# must not size a muxer's stream.
+MAX_PICTURE_SIDE = 16384
+
+
+def _plausible(width: int, height: int) -> tuple[int, int]:
+    if not (0 < width <= MAX_PICTURE_SIDE and 0 < height <= MAX_PICTURE_SIDE):
+        raise ValueError(f"SPS declares an implausible picture size {width}x{height}")
+    return width, height
