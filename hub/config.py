@@ -125,6 +125,10 @@ class CameraConfig:
     # How RTP reaches the hub (RFC 2326 §12.39): "tcp" interleaved on the RTSP connection, "udp"
     # (cameras whose server refuses TCP with 461, as VLC's does), or "auto": TCP, then UDP on 461.
     rtsp_transport: str = "auto"
+    # Who reads RTP over TCP: "camhub" (hub/ingest/rtsp_client.py, H.264/H.265 video; a third of the
+    # CPU, issue 17) or "ffmpeg". camhub's reader hands a stream it cannot read to FFmpeg by itself
+    # (audio on, rtsps://, B-frames, interleaved packetization); "ffmpeg" is for a camera that misbehaves.
+    rtsp_reader: str = "camhub"
     # Record the camera's audio too (stream copy; G.711 is transcoded to AAC, see hub/ingest/audio.py).
     # Off unless the owner turns it on: recording conversations is regulated (two-party consent
     # states, GDPR), and the owner is the one who knows what the microphone hears.
@@ -845,7 +849,7 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
     seen: set[str] = set()
     allowed = {
         "id", "name", "url", "whip_token", "sub_url", "events_url", "username", "password",
-        "record", "retention_days", "motion", "rtsp_transport", "audio", "onvif", "read_timeout_s",
+        "record", "retention_days", "motion", "rtsp_transport", "rtsp_reader", "audio", "onvif", "read_timeout_s",
         "privacy",
     }  # fmt: skip
     for index, t in enumerate(value):
@@ -956,6 +960,14 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
                         None if s in RTSP_TRANSPORTS else f"must be one of {', '.join(RTSP_TRANSPORTS)}"
                     ),
                 ),
+                rtsp_reader=v.get(
+                    t,
+                    p,
+                    "rtsp_reader",
+                    str,
+                    "camhub",
+                    lambda s: None if s in RTSP_READERS else f"must be one of {', '.join(RTSP_READERS)}",
+                ),
                 audio=v.get(t, p, "audio", bool, False),
                 onvif=v.get(t, p, "onvif", str, None, onvif_url_problem),
                 read_timeout_s=float(v.get(t, p, "read_timeout_s", (int, float), 5.0, _range(1, 60))),
@@ -967,6 +979,7 @@ def _parse_cameras(v: _Validator, value: Any) -> tuple[CameraConfig, ...]:
 
 
 RTSP_TRANSPORTS = ("auto", "tcp", "udp")
+RTSP_READERS = ("camhub", "ffmpeg")
 
 
 def onvif_url_problem(value: str) -> str | None:

@@ -39,6 +39,7 @@ from hub.events import motion as motion_mod
 from hub.events.service import EventRecorder
 from hub.ingest.relay import PacketRelay, RelayHub
 from hub.ingest.rtsp import RtspSource
+from hub.ingest.rtsp_client import ReaderUnsupported
 from hub.ingest.source import PacketSource, SourceError
 from hub.ingest.whip import WhipIngest
 from hub.record import recovery, retention
@@ -120,6 +121,8 @@ class CameraRuntime:
         self.on_record_error: Callable[[], None] | None = None
         # "auto" learns which RTP transport the camera takes (TCP, or UDP after a 461) and keeps it.
         self.transport = camera.rtsp_transport
+        # Who reads RTP over TCP; "camhub" hands a camera to FFmpeg for good once its stream needs it.
+        self.reader = camera.rtsp_reader
 
     def _source(self) -> PacketSource:
         if self.camera.whip:
@@ -130,6 +133,7 @@ class CameraRuntime:
             self.camera.id,
             url,
             transport=self.transport,
+            reader=self.reader,
             read_timeout_s=self.camera.read_timeout_s,
             audio=self.camera.audio,
         )
@@ -168,6 +172,10 @@ class CameraRuntime:
                     error = await _relay_only(source, self.relay)
             except (SourceError, RecordError) as exc:
                 error = redact(f"{exc.code}: {exc}")
+                if isinstance(exc, ReaderUnsupported) and self.reader != "ffmpeg":
+                    log.warning("camera %s: reading it with FFmpeg from now on: %s", self.camera.id, error)
+                    self.reader = "ffmpeg"
+                    backoff.attempt = 0  # not the camera's fault: the shortest backoff
                 if isinstance(exc, RecordError) and self.on_record_error is not None:
                     self.on_record_error()
             finally:

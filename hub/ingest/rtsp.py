@@ -94,6 +94,7 @@ import av.error
 
 from hub.ingest.audio import RECORDABLE as AUDIO_RECORDABLE
 from hub.ingest.audio import AudioTrack
+from hub.ingest.rtsp_client import RtspTcpReader, SourceUnauthorized, TransportRefused
 from hub.ingest.source import (
     CodecParams,
     MediaPacket,
@@ -155,6 +156,8 @@ WATCHDOG_INTERVAL_S = 0.25
 STALL_MARGIN_S = 0.5
 WATCHDOG_SLACK_S = 0.01
 TRANSPORTS = ("tcp", "udp", "auto")
+# Who reads RTP over TCP: camhub itself (hub/ingest/rtsp_client.py) or FFmpeg (see RtspSource).
+READERS = ("camhub", "ffmpeg")
 # "auto" after a 461: a server answering 5xx to the UDP attempt is asked again this many times, after
 # pauses starting at FALLBACK_BUSY_PAUSE_S and doubling, within the open timeout (see Transport).
 FALLBACK_BUSY_RETRIES = 4
@@ -162,21 +165,11 @@ FALLBACK_BUSY_PAUSE_S = 0.1
 _RTSP_461 = re.compile(r"(?i)returned 461\b|\b461 unsupported")
 
 
-class SourceUnauthorized(SourceOpenError):
-    """The camera refused the credentials (RTSP 401/403)."""
-
-    code = "unauthorized"
-
-
-class TransportRefused(SourceOpenError):
-    """The camera refused the RTP transport asked for (RTSP 461 Unsupported Transport)."""
-
-    code = "transport"
-
-
 def _open_error(camera_id: str, exc: BaseException) -> SourceOpenError:
     """A typed, credential-free error for a failed open (FFmpeg quotes the URL it was given)."""
     text = redact(str(exc))
+    if isinstance(exc, SourceOpenError):  # typed already (camhub's own reader)
+        return type(exc)(f"{camera_id}: {text}")
     if isinstance(exc, av.error.FFmpegError):
         # "461" only as FFmpeg states a status ("Server returned 461 …"): a bare substring also
         # matched a port (rtsp://…:46183) and turned a wrong password into a transport refusal.
@@ -406,16 +399,10 @@ class AvSource(PacketSource):
                 options = attempts[n]
                 container = None
                 try:
-                    # Open timeout only: see Stalls in the module docstring for why reads have none here.
-                    container = av.open(self.url, options=options, timeout=(self._open_timeout_s, None))
-                    stream = container.streams.video[0]
+                    container, stream = self._open_input(options, deadline)
                     self.options_used = options
                     break
-                except (av.error.FFmpegError, IndexError, OSError) as exc:
-                    if container is not None:  # opened, but no video stream in it
-                        with contextlib.suppress(Exception):
-                            container.close()
-                        container = None
+                except (av.error.FFmpegError, IndexError, OSError, SourceError) as exc:
                     error = _open_error(self.camera_id, exc)
                     if isinstance(error, TransportRefused) and n + 1 < len(attempts):
                         self.transport_refused = options.get("rtsp_transport")
@@ -473,6 +460,18 @@ class AvSource(PacketSource):
                 assert self._loop is not None
                 self._loop.call_soon_threadsafe(self._queue.put_nowait, _END)
             self._settle(self._exited)
+
+    def _open_input(self, options: dict[str, str], deadline: float) -> tuple[Any, Any]:
+        """Connect: the input to demux and its video stream. The container is closed by the caller
+        (also when this raises after opening it)."""
+        # Open timeout only: see Stalls in the module docstring for why reads have none here.
+        container = av.open(self.url, options=options, timeout=(self._open_timeout_s, None))
+        try:
+            return container, container.streams.video[0]
+        except IndexError:  # opened, but no video stream in it
+            with contextlib.suppress(Exception):
+                container.close()
+            raise
 
     def _audio_track(self, container: Any) -> AudioTrack | None:
         streams = list(container.streams.audio)
@@ -558,6 +557,9 @@ class AvSource(PacketSource):
                     return self._end(
                         pump, pending, SourceEnded(f"{self.camera_id}: connection lost: {redact(str(exc))}")
                     )
+                except SourceError as exc:  # camhub's reader met what only FFmpeg's reads
+                    log.warning("%s: %s", self.camera_id, exc)
+                    return self._end(pump, pending, type(exc)(f"{self.camera_id}: {exc}"))
                 finally:
                     self._read_since = None
                 if raw.size == 0:
@@ -890,8 +892,12 @@ def _param_set_nals(data: bytes, codec: str) -> tuple[bytes, ...]:
 
 
 class RtspSource(AvSource):
-    """An RTSP camera, read with FFmpeg: RTP interleaved over TCP (RFC 2326 §10.12) or over UDP
-    (§12.39), or "auto" (TCP, then UDP on 461; see Transport in the module docstring)."""
+    """An RTSP camera: RTP interleaved over TCP (RFC 2326 §10.12) or over UDP (§12.39), or "auto"
+    (TCP, then UDP on 461; see Transport in the module docstring).
+
+    `reader="camhub"` reads TCP with camhub's own reader (hub/ingest/rtsp_client.py: one system call
+    per burst instead of three per RTP packet) when it can: an rtsp:// URL, audio off. Everything
+    else, and `reader="ffmpeg"`, is read by FFmpeg. `reader_used` says which one opened."""
 
     _parser_holds_frame = True
 
@@ -902,10 +908,15 @@ class RtspSource(AvSource):
         *,
         read_timeout_s: float = 5.0,
         transport: str = "tcp",
+        reader: str = "camhub",
         **kwargs: Any,
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        if reader not in READERS:
+            raise ValueError(f"reader must be one of {READERS}, got {reader!r}")
+        self._reader = reader
+        self.reader_used: str | None = None
         extra = kwargs.pop("options", {})
 
         def options(rtp: str) -> dict[str, str]:
@@ -928,6 +939,32 @@ class RtspSource(AvSource):
             read_timeout_s=read_timeout_s,
             **kwargs,
         )
+
+    def _open_input(self, options: dict[str, str], deadline: float) -> tuple[Any, Any]:
+        own = (
+            self._reader == "camhub"
+            and options.get("rtsp_transport") == "tcp"
+            and not self._audio
+            and self.url.startswith("rtsp://")
+        )
+        if not own:
+            self._parser_holds_frame = True
+            self.reader_used = "ffmpeg"
+            return super()._open_input(options, deadline)
+        reader = RtspTcpReader(
+            self.url,
+            open_timeout_s=max(0.1, deadline - time.monotonic()),
+            read_timeout_s=self._read_timeout_s,
+        )
+        try:
+            stream = reader.open()
+        except BaseException:
+            reader.close()
+            raise
+        # Each access unit is handed on at its last RTP packet: its arrival bounds its own capture.
+        self._parser_holds_frame = False
+        self.reader_used = "camhub"
+        return reader, stream
 
     @property
     def transport_used(self) -> str | None:

@@ -28,6 +28,12 @@ async def cam() -> AsyncIterator[SimCamera]:
         yield c
 
 
+@pytest.fixture(params=["camhub", "ffmpeg"])
+def reader(request: pytest.FixtureRequest) -> str:
+    """Every test runs with both readers of RTP over TCP (hub/ingest/rtsp_client.py and FFmpeg's)."""
+    return str(request.param)
+
+
 async def _take(src: RtspSource, n: int) -> list[MediaPacket]:
     out = []
     async for pkt in src.packets():
@@ -37,8 +43,8 @@ async def _take(src: RtspSource, n: int) -> list[MediaPacket]:
     return out
 
 
-async def test_packets_follow_the_contract(cam: SimCamera) -> None:
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=3.0)
+async def test_packets_follow_the_contract(cam: SimCamera, reader: str) -> None:
+    src = RtspSource("cam1", cam.rtsp_url(), reader=reader, read_timeout_s=3.0)
     try:
         params = await src.open()
         assert (params.codec, params.width, params.height) == ("h264", 320, 240)
@@ -46,6 +52,9 @@ async def test_packets_follow_the_contract(cam: SimCamera) -> None:
         pkts = await _take(src, 45)
     finally:
         await src.close()
+    assert src.reader_used == reader
+    # camhub's reader hands a frame on at its last RTP packet; FFmpeg's parser a frame later.
+    assert all(p.bounds_next == (reader == "ffmpeg") for p in pkts)
     assert pkts[0].is_keyframe and pkts[0].pts == pkts[0].dts == 0  # FFmpeg gave it no timestamps
     assert all(b.dts > a.dts for a, b in itertools.pairwise(pkts))
     assert not any(p.discontinuity for p in pkts)
@@ -54,8 +63,8 @@ async def test_packets_follow_the_contract(cam: SimCamera) -> None:
     assert sum(p.is_keyframe for p in pkts) == 3
 
 
-async def test_stall_raises_stalled(cam: SimCamera) -> None:
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=1.5)
+async def test_stall_raises_stalled(cam: SimCamera, reader: str) -> None:
+    src = RtspSource("cam1", cam.rtsp_url(), reader=reader, read_timeout_s=1.5)
     try:
         await src.open()
         await _take(src, 5)
@@ -67,10 +76,10 @@ async def test_stall_raises_stalled(cam: SimCamera) -> None:
         await src.close()
 
 
-async def test_video_stopping_on_a_live_connection_raises_stalled(cam: SimCamera) -> None:
+async def test_video_stopping_on_a_live_connection_raises_stalled(cam: SimCamera, reader: str) -> None:
     """An encoder hang: the socket stays busy with RTCP sender reports, so FFmpeg's socket timeout
     never fires and its read cannot be interrupted; the event-loop watchdog ends the stream."""
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=1.5)
+    src = RtspSource("cam1", cam.rtsp_url(), reader=reader, read_timeout_s=1.5)
     try:
         await src.open()
         await _take(src, 5)
@@ -102,7 +111,7 @@ def _slices() -> int:
 
 @pytest.mark.parametrize("viewer", [False, True])
 async def test_a_recording_reader_naps_and_still_hands_on_every_frame_in_time(
-    cam: SimCamera, viewer: bool, monkeypatch: pytest.MonkeyPatch
+    cam: SimCamera, reader: str, viewer: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Over TCP with nobody watching, a reader that has caught up sleeps and then reads what arrived
     meanwhile back to back: a few wake-ups a second instead of one per frame (issue 17). Every frame
@@ -125,7 +134,7 @@ async def test_a_recording_reader_naps_and_still_hands_on_every_frame_in_time(
         if len(got) >= 90:
             done.set()
 
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=3.0)
+    src = RtspSource("cam1", cam.rtsp_url(), reader=reader, read_timeout_s=3.0)
     src.set_sink(sink)
     demand = threading.Event()
     if viewer:
@@ -158,7 +167,7 @@ async def test_a_recording_reader_naps_and_still_hands_on_every_frame_in_time(
 
 
 async def test_a_reader_whose_reads_are_slowed_by_the_gil_still_keeps_up(
-    cam: SimCamera, monkeypatch: pytest.MonkeyPatch
+    cam: SimCamera, reader: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A thread spinning in Python holds the GIL, so every read, even of frames already in the
     socket, waits up to a switch interval (5 ms) for it afterwards, longer than CAUGHT_UP_S: a reader
@@ -185,7 +194,7 @@ async def test_a_reader_whose_reads_are_slowed_by_the_gil_still_keeps_up(
         while not stop.is_set():
             pass
 
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=3.0)
+    src = RtspSource("cam1", cam.rtsp_url(), reader=reader, read_timeout_s=3.0)
     src.set_sink(sink)
     src.set_demand(threading.Event())  # nobody watching: the reader naps
     spinner = threading.Thread(target=spin, name="gil-spinner")
@@ -207,7 +216,9 @@ async def test_a_reader_whose_reads_are_slowed_by_the_gil_still_keeps_up(
     assert max(late) < MAX_BATCH_S + 0.4, max(late)
 
 
-async def test_the_watchdog_sleeps_while_video_flows(cam: SimCamera, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_watchdog_sleeps_while_video_flows(
+    cam: SimCamera, reader: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """It wakes when the silence could reach the limit, not on a fixed tick: polling every 0.25 s
     cost the event loop as much CPU per camera as all its other work (issue 17)."""
     wakes = 0
@@ -219,7 +230,7 @@ async def test_the_watchdog_sleeps_while_video_flows(cam: SimCamera, monkeypatch
         watch(self)
 
     monkeypatch.setattr(RtspSource, "_watch", counting)
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=1.0)
+    src = RtspSource("cam1", cam.rtsp_url(), reader=reader, read_timeout_s=1.0)
     try:
         await src.open()
         pkts = await _take(src, 60)  # 4 s of video at 15 fps
@@ -230,9 +241,9 @@ async def test_the_watchdog_sleeps_while_video_flows(cam: SimCamera, monkeypatch
     assert 1 <= wakes <= 4, wakes
 
 
-async def test_a_stall_of_the_consumer_is_not_a_camera_stall(cam: SimCamera) -> None:
+async def test_a_stall_of_the_consumer_is_not_a_camera_stall(cam: SimCamera, reader: str) -> None:
     """The watchdog fires on a blocked read only: a consumer that takes its time sees every packet."""
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=1.0, queue_size=8)
+    src = RtspSource("cam1", cam.rtsp_url(), reader=reader, read_timeout_s=1.0, queue_size=8)
     try:
         await src.open()
         await _take(src, 2)
@@ -244,8 +255,8 @@ async def test_a_stall_of_the_consumer_is_not_a_camera_stall(cam: SimCamera) -> 
         await src.close()
 
 
-async def test_drop_raises_ended(cam: SimCamera) -> None:
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=3.0)
+async def test_drop_raises_ended(cam: SimCamera, reader: str) -> None:
+    src = RtspSource("cam1", cam.rtsp_url(), reader=reader, read_timeout_s=3.0)
     try:
         await src.open()
         await _take(src, 5)
@@ -256,8 +267,8 @@ async def test_drop_raises_ended(cam: SimCamera) -> None:
         await src.close()
 
 
-async def test_corrupt_frames_keep_flowing(cam: SimCamera) -> None:
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=3.0)
+async def test_corrupt_frames_keep_flowing(cam: SimCamera, reader: str) -> None:
+    src = RtspSource("cam1", cam.rtsp_url(), reader=reader, read_timeout_s=3.0)
     try:
         await src.open()
         await _take(src, 3)
@@ -268,8 +279,8 @@ async def test_corrupt_frames_keep_flowing(cam: SimCamera) -> None:
     assert all(b.dts > a.dts for a, b in itertools.pairwise(pkts))
 
 
-async def test_close_while_reading_ends_the_iteration(cam: SimCamera) -> None:
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=3.0)
+async def test_close_while_reading_ends_the_iteration(cam: SimCamera, reader: str) -> None:
+    src = RtspSource("cam1", cam.rtsp_url(), reader=reader, read_timeout_s=3.0)
     await src.open()
     got: list[MediaPacket] = []
     first = asyncio.Event()
@@ -287,11 +298,13 @@ async def test_close_while_reading_ends_the_iteration(cam: SimCamera) -> None:
     assert got
 
 
-async def test_nothing_listening_is_an_open_error() -> None:
+async def test_nothing_listening_is_an_open_error(reader: str) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    src = RtspSource("cam1", f"rtsp://127.0.0.1:{port}/x", read_timeout_s=1.0, open_timeout_s=2.0)
+    src = RtspSource(
+        "cam1", f"rtsp://127.0.0.1:{port}/x", reader=reader, read_timeout_s=1.0, open_timeout_s=2.0
+    )
     with pytest.raises(SourceOpenError):
         await src.open()
     await src.close()
@@ -299,12 +312,12 @@ async def test_nothing_listening_is_an_open_error() -> None:
 
 @pytest.mark.parametrize("fault", ["stall", "mute"])
 async def test_a_stall_is_caught_within_read_timeout_plus_1_s_and_says_how_long(
-    cam: SimCamera, fault: str, caplog: pytest.LogCaptureFixture
+    cam: SimCamera, reader: str, fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Issue 16: a frozen camera was caught after ~2x read_timeout_s and the log said "no data for
     # 5.0 s" after 10 s. Now the error and the log give the silence actually measured.
     read_timeout_s = 1.5
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=read_timeout_s)
+    src = RtspSource("cam1", cam.rtsp_url(), reader=reader, read_timeout_s=read_timeout_s)
     try:
         await src.open()
         await _take(src, 5)
@@ -335,7 +348,7 @@ async def test_muxing_the_rtsp_demuxers_own_packets_writes_the_same_segment(
         if len(kept) >= 40:
             done.set()
 
-    src = RtspSource("cam1", cam.rtsp_url(), read_timeout_s=3.0)
+    src = RtspSource("cam1", cam.rtsp_url(), reader="ffmpeg", read_timeout_s=3.0)
     src.set_sink(sink)
     try:
         await src.open()

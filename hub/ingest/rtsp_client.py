@@ -1,0 +1,718 @@
+"""camhub's own RTSP reader for RTP interleaved over TCP (RFC 2326 §10.12): the common case, read
+with one system call per burst instead of libavformat's three per RTP packet.
+
+Why it exists (issue 17): FFmpeg's RTSP demuxer reads the interleaved TCP stream unbuffered, a
+`poll` and a `recv` for the `$`, another pair for the 3-byte header and one for the payload of every
+RTP packet: ~1,100 system calls a second for one 2 Mbit/s camera, napping or not, which kept the whole
+daemon above 1.2x of `ffmpeg -c copy` on small machines. Reading the socket into one buffer and
+splitting it here costs a `recv` per burst: bench/reader_floor.py measured a reader like this at
+0.56-0.65x of ffmpeg's CPU at 8 cameras, against ~1.0x for the PyAV reader (README, "Reading RTSP
+without libavformat").
+
+Scope: what nearly every camera sends over TCP, and nothing more: H.264 (RFC 6184, packetization
+modes 0 and 1: single NAL units, STAP-A, FU-A) and H.265 (RFC 7798 without DONL: single NAL units,
+AP, FU), `rtsp://` with Basic or Digest (RFC 2617, qop=auth) credentials. Everything else goes to
+FFmpeg, which `RtspSource` (hub/ingest/rtsp.py) chooses before opening: UDP, `rtsps://`, audio. What
+can only be learned while streaming (interleaved packetization, B-frames, whose decode order RTP does
+not carry) raises `ReaderUnsupported`, and the camera's loop reads it with FFmpeg from then on.
+
+The session: OPTIONS, DESCRIBE (following up to `MAX_REDIRECTS` 3xx), SETUP of the first H.264/H.265
+video track, PLAY. The connection is kept alive as FFmpeg keeps it: GET_PARAMETER when the server
+lists it in OPTIONS, else OPTIONS, every half of the Session timeout (RFC 2326 §12.37), capped at
+`KEEPALIVE_MAX_S`. Responses to those, and any request the server sends, are skipped in the stream.
+
+Access units: RTP packets of one timestamp are one access unit; it is complete at the marker bit
+(RFC 6184 §5.1) or, if a camera omits it, when a packet with a new timestamp begins. So a frame is
+handed on as soon as its last packet is read, not a frame later as FFmpeg's parser does
+(`MediaPacket.bounds_next` is False). A lost RTP packet (a gap in the sequence numbers, which over TCP
+only a camera's own send queue makes) marks its access unit corrupt and drops a fragmented NAL unit it
+broke; the recorder keeps corrupt frames (later ones reference them).
+
+Timestamps: the RTP clock (90 kHz), unwrapped to 64 bits and counted from the first packet, as pts
+and dts both: cameras send no B-frames, and one that does (a timestamp stepping back within a GOP) is
+handed to FFmpeg (`ReaderUnsupported`). Jumps and clock resets are `TimestampFixer`'s.
+
+Stalls: the socket's timeout bounds every read, and no video for `read_timeout_s` while RTCP or other
+data keep the connection busy raises `TimeoutError` as a silent socket does: both become
+`SourceStalled` in hub/ingest/rtsp.py. No thread here ever blocks past that, so `close()` needs no
+watchdog's help.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import re
+import socket
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import av
+
+from hub.ingest.source import SourceOpenError, nal_type, sps_size
+from hub.redact import redact
+
+log = logging.getLogger(__name__)
+
+START = b"\x00\x00\x00\x01"
+USER_AGENT = "camhub"
+# One recv() reads up to this much; it also bounds one RTSP message skipped in the stream (an
+# interleaved frame is at most 4 + 65535 bytes). A 2 Mbit/s camera sends ~100 KB in a 0.4 s nap.
+BUFFER_BYTES = 512 * 1024
+MAX_REDIRECTS = 3
+KEEPALIVE_MAX_S = 30.0
+DEFAULT_SESSION_TIMEOUT_S = 60.0
+# A header block larger than this is not an RTSP response from a camera.
+MAX_HEADER_BYTES = 16 * 1024
+_SESSION = re.compile(r"^\s*([^;\s]+)(?:.*?;\s*timeout\s*=\s*(\d+))?", re.I)
+_INTERLEAVED = re.compile(r"interleaved\s*=\s*(\d+)(?:-(\d+))?", re.I)
+# What an interleaved frame ('$') or an RTSP message (a status line or a request method) begins with.
+_MESSAGE_FIRST_BYTES = frozenset(b"$ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_AUTH_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]+))')
+
+
+class SourceUnauthorized(SourceOpenError):
+    """The camera refused the credentials (RTSP 401/403)."""
+
+    code = "unauthorized"
+
+
+class TransportRefused(SourceOpenError):
+    """The camera refused the RTP transport asked for (RTSP 461 Unsupported Transport)."""
+
+    code = "transport"
+
+
+class ReaderUnsupported(SourceOpenError):
+    """The stream needs something only FFmpeg's reader does (see the module docstring); raised by
+    `open()` or while streaming, and the camera's loop reads it with FFmpeg from then on."""
+
+    code = "reader"
+
+
+@dataclass(frozen=True)
+class VideoTrack:
+    """The first H.264/H.265 video track of a camera's SDP (RFC 4566)."""
+
+    codec: str  # "h264" or "hevc"
+    payload_type: int
+    clock_rate: int
+    control: str  # the track's URL for SETUP
+    param_sets: tuple[bytes, ...]  # NAL units (no start codes) from sprop-*, in VPS/SPS/PPS order
+
+
+def parse_sdp(sdp: str, base: str) -> tuple[VideoTrack, str]:
+    """The first recordable video track and the aggregate control URL for PLAY.
+
+    Raises SourceOpenError when the SDP has no H.264 or H.265 video (what the recorder can keep)."""
+    session_control = ""
+    sections: list[list[str]] = [[]]
+    for line in sdp.replace("\r\n", "\n").split("\n"):
+        line = line.strip()
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    for line in sections[0]:
+        if line.startswith("a=control:"):
+            session_control = line[len("a=control:") :].strip()
+    aggregate = _resolve(base, session_control) if session_control not in ("", "*") else base
+    seen = []
+    for media in sections[1:]:
+        m = media[0].split()
+        if len(m) < 4 or m[0] != "m=video":
+            seen += [ln.split(" ", 1)[-1].split("/")[0] for ln in media if ln.startswith("a=rtpmap:")]
+            continue
+        rtpmaps: dict[int, tuple[str, int]] = {}
+        fmtps: dict[int, dict[str, str]] = {}
+        control = ""
+        for line in media[1:]:
+            if line.startswith("a=rtpmap:"):
+                pt, _, enc = line[len("a=rtpmap:") :].partition(" ")
+                name, _, rate = enc.strip().partition("/")
+                if pt.isdigit():
+                    rtpmaps[int(pt)] = (name.upper(), int(rate.split("/")[0] or 90000))
+            elif line.startswith("a=fmtp:"):
+                pt, _, params = line[len("a=fmtp:") :].partition(" ")
+                if pt.isdigit():
+                    fmtps[int(pt)] = {
+                        k.strip().lower(): v.strip()
+                        for k, _, v in (p.partition("=") for p in params.split(";"))
+                        if k.strip()
+                    }
+            elif line.startswith("a=control:"):
+                control = line[len("a=control:") :].strip()
+        for fmt in m[3:]:
+            if not fmt.isdigit():
+                continue
+            pt = int(fmt)
+            name, rate = rtpmaps.get(pt, ("", 90000))
+            seen.append(name or f"payload {pt}")
+            fmtp = fmtps.get(pt, {})
+            if name == "H264":
+                if fmtp.get("packetization-mode", "0") not in ("0", "1"):
+                    break  # interleaved mode (2): FFmpeg's
+                sets = _sprop(fmtp.get("sprop-parameter-sets", ""))
+                codec = "h264"
+            elif name in ("H265", "HEVC"):
+                if int(fmtp.get("sprop-max-don-diff", "0") or 0) > 0:
+                    break  # DONL fields in every packet: FFmpeg's
+                sets = tuple(
+                    nal
+                    for key in ("sprop-vps", "sprop-sps", "sprop-pps")
+                    for nal in _sprop(fmtp.get(key, ""))
+                )
+                codec = "hevc"
+            else:
+                continue
+            track_url = _resolve(base, control) if control not in ("", "*") else aggregate
+            return VideoTrack(codec, pt, rate, track_url, sets), aggregate
+    raise SourceOpenError(
+        "the camera offers no H.264 or H.265 video camhub's reader takes"
+        + (f" (it offers {', '.join(seen)})" if seen else "")
+    )
+
+
+def _sprop(value: str) -> tuple[bytes, ...]:
+    out = []
+    for item in value.split(","):
+        item = item.strip()
+        if item:
+            try:
+                out.append(base64.b64decode(item + "=" * (-len(item) % 4)))
+            except ValueError:
+                log.warning("ignoring an undecodable parameter set in the SDP")
+    return tuple(nal for nal in out if nal)
+
+
+def _resolve(base: str, control: str) -> str:
+    """A control attribute made absolute (RFC 2326 §C.1.1): as FFmpeg joins them."""
+    if "://" in control:
+        return control
+    if control.startswith("/"):
+        u = urlsplit(base)
+        return urlunsplit((u.scheme, u.netloc, control, "", ""))
+    return base if not control else base.rstrip("/") + "/" + control
+
+
+class RtspTcpReader:
+    """One RTSP session reading one video track over TCP; `demux()` yields its access units.
+
+    Used on one thread (the source's demux thread); `close()` may come from it only. Quacks like the
+    part of a PyAV input container hub/ingest/rtsp.py uses (`demux`, `close`), with `stream`
+    standing in for the container's video stream."""
+
+    def __init__(self, url: str, *, open_timeout_s: float, read_timeout_s: float) -> None:
+        u = urlsplit(url)
+        if u.scheme != "rtsp" or not u.hostname:
+            raise SourceOpenError(f"not an rtsp:// URL: {redact(url)}")
+        self._user = unquote(u.username or "")
+        self._password = unquote(u.password or "")
+        self._has_credentials = u.username is not None
+        self.url = self._strip_credentials(url)
+        self._read_timeout_s = read_timeout_s
+        self._sock: socket.socket | None = None
+        self._buf = bytearray(BUFFER_BYTES)
+        self._view = memoryview(self._buf)
+        self._start = self._end = 0
+        self._cseq = 0
+        self._session = ""
+        self._keepalive_method = "OPTIONS"
+        self._keepalive_s = DEFAULT_SESSION_TIMEOUT_S / 2
+        self._challenge: dict[str, str] | None = None
+        self._basic = False
+        self._nc = 0
+        self._deadline = time.monotonic() + open_timeout_s
+        self.track: VideoTrack | None = None
+        self.stream: ReaderStream | None = None
+        self._ready: deque[Any] = deque()  # access units complete and not yet handed on
+        self._closed = False
+
+    @staticmethod
+    def _strip_credentials(url: str) -> str:
+        u = urlsplit(url)
+        netloc = u.hostname or ""
+        if ":" in netloc:
+            netloc = f"[{netloc}]"
+        if u.port:
+            netloc += f":{u.port}"
+        return urlunsplit((u.scheme, netloc, u.path, u.query, ""))
+
+    # --- the session ---------------------------------------------------------------------------
+
+    def open(self) -> ReaderStream:
+        """OPTIONS, DESCRIBE, SETUP, PLAY; learn the stream's codec and size. Raises SourceOpenError
+        (SourceUnauthorized, TransportRefused, ReaderUnsupported) or OSError."""
+        url = self.url
+        for _ in range(MAX_REDIRECTS + 1):
+            self._connect(url)
+            status, hdrs, _ = self._request("OPTIONS", url)
+            if status == 200 and "GET_PARAMETER" in hdrs.get("public", "").upper():
+                self._keepalive_method = "GET_PARAMETER"
+            status, hdrs, body = self._request("DESCRIBE", url, {"Accept": "application/sdp"})
+            if status in (301, 302, 303, 305, 307) and hdrs.get("location"):
+                url = self._strip_credentials(hdrs["location"])
+                self._disconnect()
+                continue
+            break
+        if status in (401, 403):
+            raise SourceUnauthorized(f"the camera refused the credentials ({status})")
+        if status != 200:
+            raise SourceOpenError(f"DESCRIBE answered {status}")
+        base = hdrs.get("content-base") or hdrs.get("content-location") or url
+        track, aggregate = parse_sdp(body.decode("utf-8", "replace"), self._strip_credentials(base))
+        self.track = track
+        status, hdrs, _ = self._request(
+            "SETUP", track.control, {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"}
+        )
+        if status == 461:
+            raise TransportRefused(f"the camera refused RTP over TCP ({status} Unsupported Transport)")
+        if status in (401, 403):
+            raise SourceUnauthorized(f"the camera refused the credentials ({status})")
+        if status != 200:
+            raise SourceOpenError(f"SETUP answered {status}")
+        session = _SESSION.match(hdrs.get("session", ""))
+        if not session:
+            raise SourceOpenError("SETUP answered without a Session")
+        self._session = session.group(1)
+        if session.group(2):
+            self._keepalive_s = min(KEEPALIVE_MAX_S, max(1.0, int(session.group(2)) / 2))
+        channel = _INTERLEAVED.search(hdrs.get("transport", ""))
+        self._channel = int(channel.group(1)) if channel else 0
+        status, _, _ = self._request("PLAY", aggregate, {"Range": "npt=0.000-"})
+        if status != 200:
+            raise SourceOpenError(f"PLAY answered {status}")
+        self._aggregate = aggregate
+        self.stream = self._learn_stream(track)
+        return self.stream
+
+    def attach(self, sock: socket.socket, track: VideoTrack, channel: int = 0) -> None:
+        """Read `track` from `sock`, a session already playing (what `open()` ends with) on interleaved
+        `channel`; `demux()` then yields its access units. For the parser's tests and fuzzing, which
+        feed it bytes no camera sends."""
+        self._sock, self.track, self._channel, self._aggregate = sock, track, channel, self.url
+        self._frames_it = self._frames()
+
+    def _learn_stream(self, track: VideoTrack) -> ReaderStream:
+        """The codec parameters: from the SDP's parameter sets, or the first in-band SPS if it has none
+        (read within the open timeout; the frames read meanwhile are handed on first)."""
+        sps_type = 33 if track.codec == "hevc" else 7
+        sets = track.param_sets
+        sps = next((n for n in sets if nal_type(n[0], track.codec) == sps_type), None)
+        frames = self._frames()
+        while sps is None:
+            if time.monotonic() > self._deadline:
+                raise SourceOpenError("the camera sent no SPS (picture size) within the open timeout")
+            pkt = next(frames)
+            self._ready.append(pkt)
+            data = bytes(pkt)
+            i = data.find(b"\x00\x00\x01")
+            while i != -1 and sps is None:
+                j = data.find(b"\x00\x00\x01", i + 3)
+                nal = data[i + 3 : j if j != -1 else len(data)].rstrip(b"\x00")
+                if nal and nal_type(nal[0], track.codec) == sps_type:
+                    sps = nal
+                i = j
+        try:
+            width, height = sps_size(sps, track.codec)
+        except ValueError as exc:
+            raise ReaderUnsupported(f"cannot read the picture size from the camera's SPS: {exc}") from exc
+        extradata = b"".join(START + n for n in sets)
+        self._frames_it = frames
+        return ReaderStream(track.codec, width, height, Fraction(1, track.clock_rate), extradata)
+
+    def _connect(self, url: str) -> None:
+        u = urlsplit(url)
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("open timed out")
+        self._sock = socket.create_connection((u.hostname, u.port or 554), timeout=remaining)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._start = self._end = 0
+
+    def _disconnect(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def _request(
+        self, method: str, uri: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Send a request and wait for its response (interleaved data before it is dropped: only
+        keep-alives are sent once PLAY began, and their responses are skipped by `_frames`)."""
+        assert self._sock is not None
+        for attempt in range(2):
+            self._sock.settimeout(max(0.01, self._deadline - time.monotonic()))
+            self._send(method, uri, headers)
+            status, hdrs, body = self._response()
+            if status == 401 and attempt == 0 and self._has_credentials:
+                if self._learn_challenge(hdrs.get("www-authenticate", "")):
+                    continue
+            return status, hdrs, body
+        return status, hdrs, body
+
+    def _send(self, method: str, uri: str, headers: dict[str, str] | None = None) -> None:
+        assert self._sock is not None
+        self._cseq += 1
+        lines = [f"{method} {uri} RTSP/1.0", f"CSeq: {self._cseq}", f"User-Agent: {USER_AGENT}"]
+        if self._session:
+            lines.append(f"Session: {self._session}")
+        auth = self._authorization(method, uri)
+        if auth:
+            lines.append(f"Authorization: {auth}")
+        lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+        self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+
+    def _learn_challenge(self, www: str) -> bool:
+        """Take the server's challenge (RFC 2617 §3.2.1); False when there is nothing to answer."""
+        scheme, _, rest = www.strip().partition(" ")
+        if scheme.lower() == "basic":
+            self._basic = True
+            return True
+        if scheme.lower() != "digest":
+            return False
+        params = {k.lower(): a or b for k, a, b in _AUTH_PARAM.findall(rest)}
+        if "nonce" not in params or params.get("algorithm", "MD5").upper() != "MD5":
+            return False
+        self._challenge = params
+        return True
+
+    def _authorization(self, method: str, uri: str) -> str | None:
+        if self._basic:
+            return "Basic " + base64.b64encode(f"{self._user}:{self._password}".encode()).decode()
+        c = self._challenge
+        if c is None:
+            return None
+        realm, nonce = c.get("realm", ""), c["nonce"]
+        ha1 = hashlib.md5(f"{self._user}:{realm}:{self._password}".encode()).hexdigest()
+        ha2 = hashlib.md5(f"{method}:{uri}".encode()).hexdigest()
+        fields = [f'username="{self._user}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"']
+        qops = [q.strip() for q in c.get("qop", "").split(",") if q.strip()]
+        if "auth" in qops:
+            self._nc += 1
+            nc, cnonce = f"{self._nc:08x}", os.urandom(8).hex()
+            response = hashlib.md5(f"{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}".encode()).hexdigest()
+            fields += ["qop=auth", f"nc={nc}", f'cnonce="{cnonce}"']
+        else:
+            response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
+        fields.append(f'response="{response}"')
+        if "opaque" in c:
+            fields.append(f'opaque="{c["opaque"]}"')
+        return "Digest " + ", ".join(fields)
+
+    def _fill(self) -> int:
+        """Read what the socket has (at least one byte) after the data held; returns the count."""
+        assert self._sock is not None
+        buf = self._buf
+        if self._start and self._end + 65536 > len(buf):
+            held = self._end - self._start
+            buf[:held] = buf[self._start : self._end]
+            self._start, self._end = 0, held
+        if self._end == len(buf):
+            raise ConnectionError("an RTSP message larger than the read buffer")
+        n = self._sock.recv_into(self._view[self._end :])
+        if not n:
+            raise ConnectionError("the camera closed the connection")
+        self._end += n
+        return n
+
+    def _response(self) -> tuple[int, dict[str, str], bytes]:
+        """The next RTSP response, skipping interleaved frames before it."""
+        while True:
+            msg = self._take_message()
+            if msg is None:
+                self._fill()
+                continue
+            if msg[0] is not None:
+                return msg  # type: ignore[return-value]
+
+    def _take_message(self) -> tuple[int | None, dict[str, str], bytes] | None:
+        """Consume one whole item at the buffer's start: an interleaved frame (returned as status
+        None) or an RTSP message; None when it is not all in the buffer yet. A request from the
+        server is returned with status None too (and left unanswered: a camera sends none we need)."""
+        buf, start, end = self._buf, self._start, self._end
+        if start >= end:
+            return None
+        if buf[start] not in _MESSAGE_FIRST_BYTES:
+            # Not a frame and not a message: resynchronise at the next '$', as FFmpeg does.
+            resync = buf.find(b"$", start + 1, end)
+            self._start = end if resync < 0 else resync
+            return None, {}, b""
+        if buf[start] == 0x24:
+            if end - start < 4:
+                return None
+            size = (buf[start + 2] << 8) | buf[start + 3]
+            if end - start < 4 + size:
+                return None
+            self._start = start + 4 + size
+            return None, {}, b""
+        head_end = buf.find(b"\r\n\r\n", start, end)
+        if head_end < 0:
+            if end - start > MAX_HEADER_BYTES:
+                raise ConnectionError("garbage in the RTSP stream")
+            return None
+        lines = bytes(buf[start:head_end]).decode("latin-1").split("\r\n")
+        hdrs: dict[str, str] = {}
+        for line in lines[1:]:
+            key, _, value = line.partition(":")
+            hdrs[key.strip().lower()] = value.strip()
+        try:
+            length = int(hdrs.get("content-length", "0"))
+        except ValueError as exc:
+            raise ConnectionError("a bad Content-Length in the RTSP stream") from exc
+        if head_end + 4 + length > end:
+            if head_end + 4 + length - start > len(buf):
+                raise ConnectionError("an RTSP message larger than the read buffer")
+            return None
+        body = bytes(buf[head_end + 4 : head_end + 4 + length])
+        self._start = head_end + 4 + length
+        first = lines[0].split()
+        if len(first) >= 2 and first[0].startswith("RTSP/") and first[1].isdigit():
+            return int(first[1]), hdrs, body
+        if len(first) == 3 and first[2].startswith("RTSP/"):
+            return None, hdrs, body  # a request from the server
+        raise ConnectionError("garbage in the RTSP stream")
+
+    # --- streaming -----------------------------------------------------------------------------
+
+    def demux(self, *_streams: Any) -> Iterator[Any]:
+        """The access units as PyAV packets (pts, dts, time_base, is_keyframe, is_corrupt set), in
+        the order read; ends when the camera hangs up (TEARDOWN, or EOF between messages)."""
+        while True:
+            ready = self._ready
+            while ready:
+                yield ready.popleft()
+            try:
+                yield next(self._frames_it)
+            except StopIteration:
+                return
+
+    def _frames(self) -> Iterator[Any]:
+        """Read, split and depacketise; yields each access unit as it completes."""
+        track = self.track
+        assert track is not None and self._sock is not None
+        hevc = track.codec == "hevc"
+        channel, pt = self._channel, track.payload_type
+        time_base = Fraction(1, track.clock_rate)
+        buf, view = self._buf, self._view
+        parts: list[bytes] = []
+        key = corrupt = False
+        fu_open = False  # inside a fragmented NAL unit whose start was seen
+        au_ts: int | None = None
+        first_ts: int | None = None
+        last_ts = unwrap = 0
+        last_pts = -1
+        expect_seq: int | None = None
+        video_at = time.monotonic()
+        keepalive_at = video_at + self._keepalive_s
+        self._sock.settimeout(self._read_timeout_s)
+        ready = deque()
+
+        def emit() -> None:
+            nonlocal parts, key, corrupt, last_pts
+            if parts:
+                assert au_ts is not None
+                if au_ts < last_pts and au_ts > last_pts - track.clock_rate * 2:
+                    raise ReaderUnsupported(
+                        "the camera sends B-frames (timestamps step back); they need FFmpeg's reader"
+                    )
+                pkt = av.Packet(b"".join(parts))
+                pkt.pts = pkt.dts = au_ts
+                pkt.time_base = time_base
+                pkt.is_keyframe = key
+                if corrupt:
+                    pkt.is_corrupt = True
+                last_pts = au_ts
+                ready.append(pkt)
+            parts, key, corrupt = [], False, False
+
+        while True:
+            while ready:
+                yield ready.popleft()
+            self._fill()
+            now = time.monotonic()
+            start, end = self._start, self._end
+            while start + 4 <= end:
+                if buf[start] != 0x24:
+                    self._start = start
+                    msg = self._take_message()
+                    if msg is None:
+                        break
+                    start = self._start
+                    continue
+                ch, size = buf[start + 1], (buf[start + 2] << 8) | buf[start + 3]
+                p = start + 4
+                if p + size > end:
+                    break
+                start = stop = p + size
+                if ch != channel or size < 12:
+                    continue  # RTCP, or another track's data
+                b0, b1 = buf[p], buf[p + 1]
+                if b0 >> 6 != 2 or b1 & 0x7F != pt:
+                    continue
+                seq = (buf[p + 2] << 8) | buf[p + 3]
+                ts = int.from_bytes(view[p + 4 : p + 8], "big")
+                h = p + 12 + 4 * (b0 & 0x0F)
+                if b0 & 0x10:  # header extension (RFC 3550 §5.3.1)
+                    if h + 4 > stop:
+                        continue
+                    h += 4 + 4 * ((buf[h + 2] << 8) | buf[h + 3])
+                if b0 & 0x20:  # padding
+                    stop -= buf[stop - 1]
+                if h >= stop:
+                    continue
+                video_at = now
+                if expect_seq is not None and seq != expect_seq:
+                    corrupt = True
+                    fu_open = False
+                expect_seq = (seq + 1) & 0xFFFF
+                if first_ts is None:
+                    first_ts = last_ts = ts
+                if ts != last_ts:
+                    if (ts - last_ts) & 0xFFFFFFFF < 0x80000000:  # forwards, modulo 2^32
+                        if ts < last_ts:
+                            unwrap += 1 << 32
+                    elif ts > last_ts:  # backwards across a wrap
+                        unwrap -= 1 << 32
+                    last_ts = ts
+                t = ts + unwrap - first_ts
+                if au_ts is not None and t != au_ts:
+                    emit()  # the previous access unit had no marker bit
+                au_ts = t
+                if hevc:
+                    typ = (buf[h] >> 1) & 0x3F
+                    if typ == 49:  # FU (RFC 7798 §4.4.3)
+                        if h + 3 > stop:
+                            continue
+                        fu = buf[h + 2]
+                        inner = fu & 0x3F
+                        if fu & 0x80:
+                            parts.append(START + bytes(((buf[h] & 0x81) | (inner << 1), buf[h + 1])))
+                            key = key or 16 <= inner <= 23
+                            fu_open = True
+                        elif not fu_open:
+                            continue  # its start was lost
+                        parts.append(view[h + 3 : stop].tobytes())
+                        if fu & 0x40:
+                            fu_open = False
+                    elif typ == 48:  # AP (§4.4.2)
+                        q = h + 2
+                        while q + 2 < stop:
+                            ln = (buf[q] << 8) | buf[q + 1]
+                            if q + 2 + ln > stop or ln < 2:
+                                corrupt = True
+                                break
+                            key = key or 16 <= (buf[q + 2] >> 1) & 0x3F <= 23
+                            parts.append(START + view[q + 2 : q + 2 + ln].tobytes())
+                            q += 2 + ln
+                    elif typ == 50:
+                        raise ReaderUnsupported(
+                            "the camera sends H.265 PACI packets; they need FFmpeg's reader"
+                        )
+                    else:
+                        key = key or 16 <= typ <= 23
+                        parts.append(START + view[h:stop].tobytes())
+                else:
+                    typ = buf[h] & 0x1F
+                    if typ == 28:  # FU-A (RFC 6184 §5.8)
+                        if h + 2 > stop:
+                            continue
+                        fu = buf[h + 1]
+                        if fu & 0x80:
+                            parts.append(START + bytes(((buf[h] & 0xE0) | (fu & 0x1F),)))
+                            key = key or fu & 0x1F == 5
+                            fu_open = True
+                        elif not fu_open:
+                            continue
+                        parts.append(view[h + 2 : stop].tobytes())
+                        if fu & 0x40:
+                            fu_open = False
+                    elif typ == 24:  # STAP-A (§5.7.1)
+                        q = h + 1
+                        while q + 2 < stop:
+                            ln = (buf[q] << 8) | buf[q + 1]
+                            if q + 2 + ln > stop or ln < 1:
+                                corrupt = True
+                                break
+                            key = key or buf[q + 2] & 0x1F == 5
+                            parts.append(START + view[q + 2 : q + 2 + ln].tobytes())
+                            q += 2 + ln
+                    elif 1 <= typ <= 23:
+                        key = key or typ == 5
+                        parts.append(START + view[h:stop].tobytes())
+                    else:  # STAP-B, MTAP, FU-B: interleaved mode
+                        raise ReaderUnsupported(
+                            f"the camera sends H.264 NAL unit type {typ} (interleaved mode); it needs FFmpeg's reader"
+                        )
+                if b1 & 0x80:  # marker: the access unit is complete
+                    emit()
+                    au_ts = None
+            self._start = start
+            if now - video_at > self._read_timeout_s:
+                raise TimeoutError(f"no video for {now - video_at:.1f} s while the connection stays busy")
+            if now >= keepalive_at:
+                self._send(self._keepalive_method, self._aggregate)
+                keepalive_at = now + self._keepalive_s
+
+    def close(self) -> None:
+        """Say TEARDOWN if the session is up (best effort: a camera counts sessions) and hang up."""
+        if self._closed:
+            return
+        self._closed = True
+        sock = self._sock
+        if sock is None:
+            return
+        if self._session:
+            try:
+                sock.settimeout(0.2)
+                self._send("TEARDOWN", getattr(self, "_aggregate", self.url))
+            except OSError:
+                pass
+        self._disconnect()
+
+
+@dataclass(frozen=True)
+class _CodecContext:
+    name: str
+    width: int
+    height: int
+    extradata: bytes
+
+
+class ReaderStream:
+    """What hub/ingest/rtsp.py reads of a PyAV video stream, for a stream camhub reads itself."""
+
+    index = 0
+
+    def __init__(self, codec: str, width: int, height: int, time_base: Fraction, extradata: bytes) -> None:
+        self.codec_context = _CodecContext(codec, width, height, extradata)
+        self.time_base = time_base
+        self.average_rate = None  # learned from the timestamps (TimestampFixer)
+        self.guessed_rate = None
+
+
+def depacketize(data: bytes, track: VideoTrack) -> list[Any]:
+    """The access units an interleaved stream (`data`, as a camera sends it after PLAY on channel 0)
+    holds, read through a real socket pair as from a camera. For tests and fuzzing: raises only
+    ReaderUnsupported, or ConnectionError for a stream that cannot be framed."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(len(data), 4096) + 4096)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, max(len(data), 4096) + 4096)
+        theirs.sendall(data)
+        theirs.shutdown(socket.SHUT_WR)
+        reader = RtspTcpReader("rtsp://127.0.0.1/fuzz", open_timeout_s=1.0, read_timeout_s=5.0)
+        reader.attach(ours, track)
+        out: list[Any] = []
+        try:
+            out.extend(reader.demux())
+        except ConnectionError as exc:
+            if str(exc) != "the camera closed the connection":
+                raise
+        return out

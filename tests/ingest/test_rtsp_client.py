@@ -1,0 +1,372 @@
+"""camhub's own RTSP/TCP reader (hub/ingest/rtsp_client.py) against what cameras send.
+
+The simulator and gst-rtsp-server (tests/ingest/test_rtsp.py, tests/interop/) cover the session with
+real stacks; what neither can be made to send is scripted here, byte for byte, by a one-connection
+RTSP server on 127.0.0.1: Digest with qop=auth, channels other than 0-1, H.265 aggregation packets,
+RTP padding and header extensions, a lost packet inside a fragmented NAL unit, a timestamp wrapping
+past 2^32, keep-alive responses with bodies and server requests between interleaved frames, RTCP
+alone, B-frames, refusals. Every test reads through the real socket path the hub uses."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from hub.ingest.rtsp_client import (
+    ReaderUnsupported,
+    RtspTcpReader,
+    SourceUnauthorized,
+    TransportRefused,
+    parse_sdp,
+)
+from hub.ingest.source import SourceOpenError, nal_type, nal_units, sps_size
+
+START = b"\x00\x00\x00\x01"
+
+
+def _param_sets(codec: str, width: int, height: int) -> list[bytes]:
+    """Real parameter sets from a real encoder (PyAV), in the order the SDP lists them."""
+    enc = av.CodecContext.create("libx265" if codec == "hevc" else "libx264", "w")
+    enc.width, enc.height, enc.pix_fmt, enc.time_base = width, height, "yuv420p", Fraction(1, 15)
+    if codec == "hevc":
+        enc.options = {"x265-params": "log-level=none"}
+    enc.open()
+    frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24").reformat(
+        format="yuv420p"
+    )
+    data = b"".join(bytes(p) for p in enc.encode(frame) + enc.encode(None))
+    wanted = {32, 33, 34} if codec == "hevc" else {7, 8}
+    return [n for n in nal_units(data) if nal_type(n[0], codec) in wanted]
+
+
+def rtp(
+    seq: int, ts: int, payload: bytes, *, marker: bool = False, pt: int = 96, pad: int = 0, ext: bytes = b""
+) -> bytes:
+    b0 = 0x80 | (0x20 if pad else 0) | (0x10 if ext else 0)
+    head = struct.pack(">BBHII", b0, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, 0x1234)
+    if ext:
+        head += struct.pack(">HH", 0xBEDE, len(ext) // 4) + ext
+    tail = b"\x00" * (pad - 1) + bytes((pad,)) if pad else b""
+    return head + payload + tail
+
+
+def frame(channel: int, packet: bytes) -> bytes:
+    return struct.pack(">BBH", 0x24, channel, len(packet)) + packet
+
+
+class ScriptedCamera(threading.Thread):
+    """Answers one connection's requests with `answer(method, headers) -> (status, headers, body)`,
+    then, after PLAY, sends `stream` (bytes, or a float to pause) and keeps the connection open."""
+
+    def __init__(
+        self,
+        answer: Callable[[str, dict[str, str]], tuple[int, dict[str, str], bytes]],
+        stream: list[bytes | float],
+    ) -> None:
+        super().__init__(name="scripted-camera", daemon=True)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"rtsp://127.0.0.1:{self.listener.getsockname()[1]}/cam"
+        self.answer = answer
+        self.stream = stream
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        self.done = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._serve()
+        except OSError:
+            pass  # the reader hung up first (a test that ended early)
+
+    def _serve(self) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            buf = b""
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                lines = head.decode().split("\r\n")
+                method = lines[0].split()[0]
+                hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+                hdrs["uri"] = lines[0].split()[1]
+                self.requests.append((method, hdrs))
+                status, extra, body = self.answer(method, hdrs)
+                reply = f"RTSP/1.0 {status} X\r\nCSeq: {hdrs.get('cseq', '0')}\r\n"
+                reply += "".join(f"{k}: {v}\r\n" for k, v in extra.items())
+                reply += f"Content-Length: {len(body)}\r\n\r\n"
+                conn.sendall(reply.encode() + body)
+                if method == "PLAY" and status == 200:
+                    for item in self.stream:
+                        if isinstance(item, float):
+                            time.sleep(item)
+                        else:
+                            conn.sendall(item)
+                    self.done.set()
+                    # Keep-alives still get answered; EOF when the reader hangs up.
+                    while conn.recv(65536):
+                        pass
+                    return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def h264_sdp(sets: list[bytes], extra: str = "") -> bytes:
+    sprop = ",".join(base64.b64encode(n).decode() for n in sets)
+    return (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\na=control:*\r\n"
+        "m=audio 0 RTP/AVP 0\r\na=control:trackID=1\r\n"
+        "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+        f"a=fmtp:96 packetization-mode=1;sprop-parameter-sets={sprop}{extra}\r\na=control:trackID=0\r\n"
+    ).encode()
+
+
+def plain(sdp: bytes, **setup: str) -> Callable[[str, dict[str, str]], tuple[int, dict[str, str], bytes]]:
+    def answer(method: str, hdrs: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if method == "OPTIONS":
+            return 200, {"Public": "OPTIONS, DESCRIBE, SETUP, PLAY, GET_PARAMETER, TEARDOWN"}, b""
+        if method == "DESCRIBE":
+            return 200, {"Content-Base": "rtsp://127.0.0.1/cam/", "Content-Type": "application/sdp"}, sdp
+        if method == "SETUP":
+            return (
+                200,
+                {"Session": "abc;timeout=10", "Transport": "RTP/AVP/TCP;interleaved=0-1", **setup},
+                b"",
+            )
+        return 200, {"Session": "abc"}, b""
+
+    return answer
+
+
+def take(reader: RtspTcpReader, n: int) -> list[av.Packet]:
+    out = []
+    it = reader.demux()
+    for pkt in it:
+        out.append(pkt)
+        if len(out) == n:
+            break
+    return out
+
+
+@pytest.fixture
+def opened() -> Iterator[Callable[[ScriptedCamera], RtspTcpReader]]:
+    readers: list[RtspTcpReader] = []
+    cams: list[ScriptedCamera] = []
+
+    def open_(cam: ScriptedCamera, url: str | None = None, read_timeout_s: float = 3.0) -> RtspTcpReader:
+        cams.append(cam)
+        reader = RtspTcpReader(url or cam.url, open_timeout_s=5.0, read_timeout_s=read_timeout_s)
+        readers.append(reader)
+        reader.open()
+        return reader
+
+    yield open_  # type: ignore[misc]
+    for r in readers:
+        r.close()
+    for c in cams:
+        c.close()
+
+
+def test_h264_units_come_whole_from_stap_fu_padding_extensions_and_a_missing_marker(opened) -> None:  # type: ignore[no-untyped-def]
+    sps, pps = _param_sets("h264", 640, 360)
+    idr = bytes((0x65,)) + bytes(range(256)) * 20  # 5121 bytes: three FU-A fragments
+    p1 = bytes((0x41, 0x9A)) + b"\x11" * 300
+    p2 = bytes((0x41, 0x9B)) + b"\x22" * 50
+    stap = bytes((0x18,)) + b"".join(struct.pack(">H", len(n)) + n for n in (sps, pps))
+    fu = [idr[1:2000], idr[2000:4000], idr[4000:]]
+    fus = [bytes((0x7C, (0x80 if i == 0 else 0x40 if i == 2 else 0) | 5)) + part for i, part in enumerate(fu)]
+    ts0 = 2**32 - 3000  # the second frame's timestamp wraps past 2^32
+    stream = [
+        frame(2, rtp(1, ts0, stap)),
+        frame(3, b"\x80\xc8\x00\x06" + b"\x00" * 24),  # an RTCP sender report on the RTCP channel
+        frame(2, rtp(2, ts0, fus[0], ext=b"\x10\xaa\x00\x00")),
+        b"RTSP/1.0 200 OK\r\nCSeq: 9\r\nContent-Length: 5\r\n\r\nhello",  # a keep-alive's answer
+        frame(2, rtp(3, ts0, fus[1], pad=4)),
+        frame(2, rtp(4, ts0, fus[2], marker=True)),
+        b"SET_PARAMETER rtsp://h/cam RTSP/1.0\r\nCSeq: 1\r\nContent-Length: 3\r\n\r\nx=1",  # the server asks
+        frame(2, rtp(5, ts0 + 6000, p1)),  # no marker bit: the next timestamp ends it
+        frame(2, rtp(6, ts0 + 12000, p2, marker=True)),
+    ]
+    cam = ScriptedCamera(plain(h264_sdp([sps, pps]), Transport="RTP/AVP/TCP;unicast;interleaved=2-3"), stream)
+    reader = opened(cam)
+    assert reader.stream is not None
+    cc = reader.stream.codec_context
+    assert (cc.name, cc.width, cc.height) == ("h264", 640, 360)
+    assert cc.extradata == START + sps + START + pps
+    pkts = take(reader, 3)
+    assert bytes(pkts[0]) == START + sps + START + pps + START + idr
+    assert bytes(pkts[1]) == START + p1 and bytes(pkts[2]) == START + p2
+    assert [p.pts for p in pkts] == [p.dts for p in pkts] == [0, 6000, 12000]  # unwrapped
+    assert [p.is_keyframe for p in pkts] == [True, False, False]
+    assert not any(p.is_corrupt for p in pkts)
+    assert all(p.time_base == Fraction(1, 90000) for p in pkts)
+    setup = next(h for m, h in cam.requests if m == "SETUP")
+    assert setup["uri"] == "rtsp://127.0.0.1/cam/trackID=0"  # the video track, not the audio
+    assert "interleaved=0-1" in setup["transport"]
+    play = next(h for m, h in cam.requests if m == "PLAY")
+    assert play["session"] == "abc" and play["uri"] == "rtsp://127.0.0.1/cam/"
+
+
+def test_a_lost_fragment_marks_its_unit_corrupt_and_drops_the_broken_nal(opened) -> None:  # type: ignore[no-untyped-def]
+    sps, pps = _param_sets("h264", 320, 240)
+    slice_a = bytes((0x41,)) + b"\xaa" * 3000
+    slice_b = bytes((0x41,)) + b"\xbb" * 100
+    fu = [bytes((0x5C, 0x81)) + slice_a[1:1000], bytes((0x5C, 0x01)) + slice_a[1000:2000]]
+    fu_end = bytes((0x5C, 0x41)) + slice_a[2000:]
+    stream = [
+        frame(0, rtp(10, 0, fu[0])),
+        # seq 11 (the middle fragment) is lost
+        frame(0, rtp(12, 0, fu_end)),  # the rest of a NAL unit whose middle is gone: dropped
+        frame(0, rtp(13, 0, slice_b, marker=True)),
+        frame(0, rtp(14, 6000, slice_b, marker=True)),
+    ]
+    reader = opened(ScriptedCamera(plain(h264_sdp([sps, pps])), stream))
+    first, second = take(reader, 2)
+    assert first.is_corrupt and bytes(first) == START + slice_a[:1000] + START + slice_b
+    assert not second.is_corrupt and bytes(second) == START + slice_b
+
+
+def test_h265_aggregation_and_fragmentation_packets(opened) -> None:  # type: ignore[no-untyped-def]
+    vps, sps, pps = _param_sets("hevc", 1280, 720)
+    idr = bytes((0x26, 0x01)) + b"\x5a" * 2500  # IDR_W_RADL (19)
+    trail = bytes((0x02, 0x01)) + b"\x33" * 200  # TRAIL_R (1)
+    ap = bytes((0x60, 0x01)) + b"".join(struct.pack(">H", len(n)) + n for n in (vps, sps, pps))
+    fu_head = bytes((0x62, 0x01))  # type 49
+    frags = [fu_head + bytes((0x80 | 19,)) + idr[2:1200], fu_head + bytes((0x40 | 19,)) + idr[1200:]]
+    sdp = (
+        "v=0\r\ns=cam\r\nt=0 0\r\nm=video 0 RTP/AVP 97\r\na=rtpmap:97 H265/90000\r\n"
+        f"a=fmtp:97 sprop-vps={base64.b64encode(vps).decode()}; sprop-sps={base64.b64encode(sps).decode()}; "
+        f"sprop-pps={base64.b64encode(pps).decode()}\r\na=control:rtsp://127.0.0.1/cam/video\r\n"
+    ).encode()
+    stream = [
+        frame(0, rtp(1, 500, ap, pt=97)),
+        frame(0, rtp(2, 500, frags[0], pt=97)),
+        frame(0, rtp(3, 500, frags[1], pt=97, marker=True)),
+        frame(0, rtp(4, 3500, trail, pt=97, marker=True)),
+    ]
+    reader = opened(ScriptedCamera(plain(sdp), stream))
+    assert reader.stream is not None
+    cc = reader.stream.codec_context
+    assert (cc.name, cc.width, cc.height) == ("hevc", 1280, 720)
+    key, delta = take(reader, 2)
+    assert bytes(key) == START + vps + START + sps + START + pps + START + idr
+    assert key.is_keyframe and not delta.is_keyframe
+    assert bytes(delta) == START + trail and (key.pts, delta.pts) == (0, 3000)
+
+
+def test_digest_with_qop_auth_is_answered_as_rfc_2617_says(opened) -> None:  # type: ignore[no-untyped-def]
+    sps, pps = _param_sets("h264", 320, 240)
+    inner = plain(h264_sdp([sps, pps]))
+    checked: list[str] = []
+
+    def answer(method: str, hdrs: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        auth = hdrs.get("authorization", "")
+        if not auth.startswith("Digest "):
+            challenge = 'Digest realm="cam", nonce="n0nce", qop="auth,auth-int", opaque="op"'
+            return 401, {"WWW-Authenticate": challenge}, b""
+        f = dict(re.findall(r'(\w+)="?([^",]*)"?', auth[7:]))
+        ha1 = hashlib.md5(b"admin:cam:p@ss w").hexdigest()
+        ha2 = hashlib.md5(f"{method}:{f['uri']}".encode()).hexdigest()
+        want = hashlib.md5(f"{ha1}:n0nce:{f['nc']}:{f['cnonce']}:auth:{ha2}".encode()).hexdigest()
+        if f["response"] != want or f["qop"] != "auth" or f["opaque"] != "op" or f["username"] != "admin":
+            return 401, {}, b""
+        checked.append(f"{method} {f['nc']}")
+        return inner(method, hdrs)
+
+    cam = ScriptedCamera(answer, [frame(0, rtp(1, 0, bytes((0x65, 1, 2, 3)), marker=True))])
+    reader = opened(cam, url=cam.url.replace("rtsp://", "rtsp://admin:p%40ss%20w@"))
+    assert take(reader, 1)[0].is_keyframe
+    # Every request after the challenge carries a fresh count; no credentials in any request line.
+    assert checked == ["OPTIONS 00000001", "DESCRIBE 00000002", "SETUP 00000003", "PLAY 00000004"]
+    assert all("admin" not in h["uri"] for _, h in cam.requests)
+
+
+def test_refusals_are_typed(opened) -> None:  # type: ignore[no-untyped-def]
+    sps, pps = _param_sets("h264", 320, 240)
+    inner = plain(h264_sdp([sps, pps]))
+
+    def refuse_all(method: str, hdrs: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        return (
+            (200, {}, b"") if method == "OPTIONS" else (401, {"WWW-Authenticate": 'Basic realm="cam"'}, b"")
+        )
+
+    cam = ScriptedCamera(refuse_all, [])
+    with pytest.raises(SourceUnauthorized):
+        opened(cam, url=cam.url.replace("rtsp://", "rtsp://admin:wrong@"))
+
+    def no_tcp(method: str, hdrs: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        return (461, {}, b"") if method == "SETUP" else inner(method, hdrs)
+
+    with pytest.raises(TransportRefused):
+        opened(ScriptedCamera(no_tcp, []))
+
+    audio_only = b"v=0\r\ns=cam\r\nt=0 0\r\nm=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+    with pytest.raises(SourceOpenError, match="offers PCMA"):
+        opened(ScriptedCamera(plain(audio_only), []))
+
+
+def test_b_frames_are_handed_to_ffmpeg(opened) -> None:  # type: ignore[no-untyped-def]
+    sps, pps = _param_sets("h264", 320, 240)
+    p = bytes((0x41, 0x9A, 1))
+    stream = [
+        frame(0, rtp(1, 0, bytes((0x65, 1, 2)), marker=True)),
+        frame(0, rtp(2, 18000, p, marker=True)),  # P, shown after the B-frame that follows it
+        frame(0, rtp(3, 6000, p, marker=True)),
+        frame(0, rtp(4, 12000, p, marker=True)),
+    ]
+    reader = opened(ScriptedCamera(plain(h264_sdp([sps, pps])), stream))
+    with pytest.raises(ReaderUnsupported, match="B-frames"):
+        take(reader, 4)
+
+
+def test_rtcp_alone_is_a_stall_within_the_read_timeout(opened) -> None:  # type: ignore[no-untyped-def]
+    sps, pps = _param_sets("h264", 320, 240)
+    rtcp = frame(1, b"\x80\xc8\x00\x06" + b"\x00" * 24)
+    stream: list[bytes | float] = [frame(0, rtp(1, 0, bytes((0x65, 1)), marker=True))]
+    stream += [x for _ in range(40) for x in (0.1, rtcp)]  # 4 s of RTCP every 0.1 s, no video
+    reader = opened(ScriptedCamera(plain(h264_sdp([sps, pps])), stream), read_timeout_s=1.0)
+    it = reader.demux()
+    next(it)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError, match="no video"):
+        next(it)
+    assert 0.9 <= time.monotonic() - t0 <= 2.0
+
+
+def test_sdp_tracks_and_control_urls() -> None:
+    sps, pps = _param_sets("h264", 320, 240)
+    track, aggregate = parse_sdp(h264_sdp([sps, pps]).decode(), "rtsp://cam/live/")
+    assert (track.codec, track.payload_type, track.clock_rate) == ("h264", 96, 90000)
+    assert track.control == "rtsp://cam/live/trackID=0" and aggregate == "rtsp://cam/live/"
+    assert track.param_sets == (sps, pps)
+    sdp = "v=0\r\na=control:rtsp://cam/agg\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+    track, aggregate = parse_sdp(sdp, "rtsp://cam/x")
+    assert track.control == aggregate == "rtsp://cam/agg" and track.param_sets == ()
+    interleaved = sdp + "a=fmtp:96 packetization-mode=2\r\n"
+    with pytest.raises(SourceOpenError, match="offers H264"):
+        parse_sdp(interleaved, "rtsp://cam/x")
+
+
+@pytest.mark.parametrize("codec", ["h264", "hevc"])
+@pytest.mark.parametrize("size", [(320, 240), (1920, 1080), (642, 362), (176, 144)])
+def test_sps_size_matches_the_encoder(codec: str, size: tuple[int, int]) -> None:
+    sets = _param_sets(codec, *size)
+    sps = next(n for n in sets if nal_type(n[0], codec) == (33 if codec == "hevc" else 7))
+    assert sps_size(sps, codec) == size
+    with pytest.raises(ValueError):
+        sps_size(sps[:6], codec)
