@@ -99,7 +99,7 @@ bench-smoke: venv sysdeps
 # Coverage-guided fuzzing of the network parsers with atheris (fuzz/harness.py); not in CI.
 # Each target runs FUZZ_SECONDS; a crash stops with the input saved as fuzz/crash-*.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := structured_fields httpsig request_body jws decision_payload annexb doorbell
+FUZZ_TARGETS := structured_fields httpsig request_body jws decision_payload annexb doorbell rtp_stream sdp
 fuzz: venv
 	$(BIN)/pip install --quiet -e '.[fuzz]'
 	@for t in $(FUZZ_TARGETS); do \

@@ -10,7 +10,8 @@ it to the hypothesis test as an `@example` when fixing it.
 `make fuzz` passes a scratch corpus (fuzz/.corpus/TARGET, not committed) and the seeds in
 fuzz/seeds/TARGET (one valid message each, so the fuzzer starts past the first syntax checks).
 
-Targets: structured_fields, httpsig, request_body, jws, decision_payload, annexb, doorbell.
+Targets: structured_fields, httpsig, request_body, jws, decision_payload, annexb, doorbell,
+rtp_stream, sdp.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ with atheris.instrument_imports():
     from hub.consent import decisions
     from hub.consent import requests as consent_requests
     from hub.events.doorbell import SseParser, is_press
-    from hub.ingest import source
+    from hub.ingest import rtsp_client, source
     from hub.ingest.rtsp import _param_set_nals
+    from hub.ingest.source import SourceOpenError
 
 HUB_ID = "fuzz-hub"
 NOW = 1_800_000_000
@@ -109,6 +111,28 @@ def doorbell_target(data: bytes) -> None:
             is_press(msg)
 
 
+def rtp_stream_target(data: bytes) -> None:
+    """What a camera sends after PLAY, through camhub's own RTSP/TCP reader."""
+    codec = "hevc" if data[:1] == b"h" else "h264"
+    track = rtsp_client.VideoTrack(codec, 96, 90000, "rtsp://127.0.0.1/x", ())
+    try:
+        rtsp_client.depacketize(data[1:65536], track)
+    except (rtsp_client.ReaderUnsupported, ConnectionError):
+        pass
+
+
+def sdp_target(data: bytes) -> None:
+    try:
+        track, _ = rtsp_client.parse_sdp(_text(data), "rtsp://cam/live")
+    except SourceOpenError:
+        return
+    for nal in track.param_sets:
+        try:
+            source.sps_size(nal, track.codec)
+        except ValueError:
+            pass
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "structured_fields": structured_fields_target,
     "httpsig": httpsig_target,
@@ -117,6 +141,8 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "decision_payload": decision_payload_target,
     "annexb": annexb_target,
     "doorbell": doorbell_target,
+    "rtp_stream": rtp_stream_target,
+    "sdp": sdp_target,
 }
 
 

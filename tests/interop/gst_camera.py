@@ -25,6 +25,9 @@ VIDEO = {
     # key-int-max = GOP: a keyframe every second at 10 fps, so segments can be cut within a second.
     "h264": "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate=300 "
     "! video/x-h264,profile=constrained-baseline ! rtph264pay name=pay0 pt=96 config-interval=-1",
+    # B-frames (main profile): decode order differs from presentation order, which RTP does not carry.
+    "h264b": "x264enc speed-preset=ultrafast key-int-max=10 bframes=2 b-adapt=false bitrate=300 "
+    "! video/x-h264,profile=main ! rtph264pay name=pay0 pt=96 config-interval=-1",
     "h265": "x265enc tune=zerolatency speed-preset=ultrafast key-int-max=10 bitrate=300 "
     "! rtph265pay name=pay0 pt=96 config-interval=-1",
 }

@@ -75,6 +75,7 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         "id": "gst",
         "url": url,
         "rtsp_transport": args.transport,
+        "rtsp_reader": args.reader,
         "audio": bool(args.audio) and not args.no_audio_setting,
         "read_timeout_s": args.read_timeout_s,
         "motion": {"enabled": False},
@@ -109,6 +110,8 @@ async def main(args: argparse.Namespace) -> dict[str, object]:
         camera.terminate()
         camera.wait()
     result["transport"] = runtime.transport
+    result["reader"] = runtime.reader  # the reader of RTP over TCP the camera's loop ended with
+    result["reader_used"] = getattr(runtime._current, "reader_used", None)  # who read the last connection
     result["segments"] = [
         {"path": s.path, "start": s.start_at, "end": s.end_at, "codec": s.codec, "audio_codec": s.audio_codec}
         for s in await store.run(segments_q.segments_between, cam.id, 0, 1e12)
@@ -135,6 +138,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--password-sent", help="what the hub is configured with (a wrong one, to test refusal)")
     p.add_argument("--udp-only", action="store_true")
     p.add_argument("--transport", default="auto")
+    p.add_argument("--reader", default="camhub", help="the camera's rtsp_reader setting")
     p.add_argument("--read-timeout-s", type=float, default=2.0)
     p.add_argument("--open-timeout-s", type=float, default=20.0)
     p.add_argument("--kill-after", type=float)

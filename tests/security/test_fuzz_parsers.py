@@ -24,6 +24,7 @@ Atheris harnesses for the same parsers live in `fuzz/` (`make fuzz`, not in CI).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -47,8 +48,10 @@ from hub.consent import requests as consent_requests
 from hub.consent.owners import enroll_first
 from hub.consent.service import ConsentService
 from hub.events.doorbell import SseParser, is_press
+from hub.ingest import rtsp_client
 from hub.ingest import source as ingest_source
 from hub.ingest.rtsp import _param_set_nals
+from hub.ingest.source import SourceOpenError
 from hub.ingest.whip import WhipOfferError, WhipSession
 from hub.store import Store
 from hub.supervisor import Supervisor
@@ -428,6 +431,91 @@ def test_annexb_nal_scanning(data: bytes, codec: str) -> None:
     ingest_source.has_parameter_sets(data, codec)
     for nal in _param_set_nals(data, codec):
         assert nal in data
+
+
+def _rtp(seq: int, ts: int, payload: bytes, marker: bool, pt: int) -> bytes:
+    packet = bytes((0x80, (0x80 if marker else 0) | pt)) + seq.to_bytes(2, "big") + ts.to_bytes(4, "big")
+    packet += b"\0\0\0\1" + payload
+    return b"$\0" + len(packet).to_bytes(2, "big") + packet
+
+
+# RTP packets of H.264/H.265 NAL units, aggregates and fragments (and noise) as a camera interleaves
+# them after PLAY: what camhub's own reader (hub/ingest/rtsp_client.py) splits and depacketises.
+rtp_streams = st.lists(
+    st.builds(
+        _rtp,
+        st.integers(0, 0xFFFF),
+        st.integers(0, 2**32 - 1) | st.sampled_from([0, 3000, 6000, 2**32 - 1]),
+        st.sampled_from([b"\x65", b"\x41", b"\x7c\x85", b"\x7c\x45", b"\x7c\x05", b"\x18\x00\x02\x67\x42",
+                         b"\x26\x01", b"\x62\x01\x93", b"\x62\x01\x53", b"\x60\x01\x00\x03\x40\x01\x0c",
+                         b"\x1d", b"\x64\x01"]).map(lambda h: h) | st.binary(max_size=3),
+        st.booleans(),
+        st.sampled_from([96, 97]),
+    ).map(lambda f: f) | st.binary(max_size=12) | st.sampled_from([b"RTSP/1.0 200 OK\r\n\r\n", b"$\x01\x00\x00"]),
+    max_size=40,
+).map(b"".join)  # fmt: skip
+
+
+@FUZZ
+@given(data=rtp_streams | st.binary(max_size=400), codec=st.sampled_from(["h264", "hevc"]))
+@example(data=b"$\x00\x00\x0c\x90\x60\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01", codec="h264")  # ext, none
+@example(data=b"$\x00\x00\x0d\xa0\x60\x00\x01\x00\x00\x00\x00\x00\x00\x00\x01\xff", codec="hevc")
+@example(data=b"RTSP/1.0 200 OK\r\nContent-Length: 99999999\r\n\r\n", codec="h264")
+def test_rtp_interleaved_stream(data: bytes, codec: str) -> None:
+    track = rtsp_client.VideoTrack(codec, 96, 90000, "rtsp://127.0.0.1/x", ())
+    try:
+        units = rtsp_client.depacketize(data, track)
+    except (rtsp_client.ReaderUnsupported, ConnectionError):
+        return
+    for unit in units:
+        assert bytes(unit).startswith(b"\x00\x00\x00\x01") and unit.pts == unit.dts
+
+
+@FUZZ
+@given(
+    text=st.text(max_size=300)
+    | st.lists(
+        st.sampled_from(
+            [
+                "m=video 0 RTP/AVP 96",
+                "m=audio 0 RTP/AVP 0",
+                "a=rtpmap:96 H264/90000",
+                "a=rtpmap:96 H265/90000",
+                "a=rtpmap:96 H264",
+                "a=fmtp:96 packetization-mode=1;sprop-parameter-sets=Z0IAHpWoKA9puAgICBA=,aM48gA==",
+                "a=fmtp:96 sprop-vps=QAE;sprop-sps=!!;sprop-max-don-diff=x",
+                "a=control:*",
+                "a=control:rtsp://h/a",
+                "a=control:/abs",
+                "a=rtpmap:x y",
+                "a=fmtp:",
+                "m=video",
+            ]
+        ),
+        max_size=12,
+    ).map("\r\n".join)
+)
+def test_sdp_noise(text: str) -> None:
+    try:
+        track, aggregate = rtsp_client.parse_sdp(text, "rtsp://cam/live")
+    except (SourceOpenError, ValueError):
+        return
+    assert track.codec in ("h264", "hevc") and aggregate.startswith("rtsp://")
+    for nal in track.param_sets:
+        if nal and ingest_source.nal_type(nal[0], track.codec) in (7, 33):
+            with contextlib.suppress(ValueError):
+                ingest_source.sps_size(nal, track.codec)
+
+
+@FUZZ
+@given(data=st.binary(max_size=60), codec=st.sampled_from(["h264", "hevc"]))
+@example(data=b"\x67\x64\x00\x1f\xff\xff\xff\xff\xff", codec="h264")
+def test_sps_noise(data: bytes, codec: str) -> None:
+    try:
+        width, height = ingest_source.sps_size(data, codec)
+    except ValueError:  # a truncated or malformed SPS: the reader says so (ReaderUnsupported)
+        return
+    assert width > 0 and height > 0
 
 
 @FUZZ
