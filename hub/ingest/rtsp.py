@@ -1,5 +1,11 @@
 """Pull sources read with PyAV/FFmpeg: RTSP cameras, and recorded files replayed at live pace.
 
+Readers: RTP over TCP from an `rtsp://` camera with audio off is read by camhub's own reader
+(hub/ingest/rtsp_client.py: one `recv` per burst where libavformat makes three system calls per RTP
+packet, issue 17), plugged in below as the "container" `_pump` demuxes; everything else by FFmpeg.
+What follows about FFmpeg's RTSP demuxer (its timeouts, its parser holding a frame) is about that
+reader; camhub's bounds every read by the socket timeout and hands a frame on at its last packet.
+
 FFmpeg calls block (connect, `av_read_frame`), so each source demuxes in its own named thread
 (`camhub-rtsp-<camera>`) and hands packets to the event loop through a bounded queue — the shape of
 aiortc's `contrib/media.py` player. The loop never waits on FFmpeg.
