@@ -73,6 +73,8 @@ DEFAULT_SESSION_TIMEOUT_S = 60.0
 MAX_HEADER_BYTES = 16 * 1024
 _SESSION = re.compile(r"^\s*([^;\s]+)(?:.*?;\s*timeout\s*=\s*(\d+))?", re.I)
 _INTERLEAVED = re.compile(r"interleaved\s*=\s*(\d+)(?:-(\d+))?", re.I)
+# H.265 IRAP pictures (BLA, IDR, CRA: NAL unit types 16-23, ITU-T H.265 §7.4.2.2): a decoder starts there.
+_HEVC_IRAP = frozenset(range(16, 24))
 # What an interleaved frame ('$') or an RTSP message (a status line or a request method) begins with.
 _MESSAGE_FIRST_BYTES = frozenset(b"$ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _AUTH_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]+))')
@@ -498,6 +500,14 @@ class RtspTcpReader:
         track = self.track
         assert track is not None and self._sock is not None
         hevc = track.codec == "hevc"
+        # The two payload formats differ only in these: the NAL header's length and type field, the
+        # fragment and aggregate types, which types a keyframe has, which types need FFmpeg.
+        if hevc:
+            hl, type_mask, fu_type, ap_type = 2, 0x3F, 49, 48
+            key_types, single_types, unsupported = _HEVC_IRAP, range(0, 48), frozenset({50})
+        else:
+            hl, type_mask, fu_type, ap_type = 1, 0x1F, 28, 24
+            key_types, single_types, unsupported = frozenset({5}), range(1, 24), frozenset({25, 26, 27, 29})
         channel, pt = self._channel, track.payload_type
         time_base = Fraction(1, track.clock_rate)
         buf, view = self._buf, self._view
@@ -585,71 +595,45 @@ class RtspTcpReader:
                 if au_ts is not None and t != au_ts:
                     emit()  # the previous access unit had no marker bit
                 au_ts = t
-                if hevc:
-                    typ = (buf[h] >> 1) & 0x3F
-                    if typ == 49:  # FU (RFC 7798 §4.4.3)
-                        if h + 3 > stop:
-                            continue
-                        fu = buf[h + 2]
-                        inner = fu & 0x3F
-                        if fu & 0x80:
-                            parts.append(START + bytes(((buf[h] & 0x81) | (inner << 1), buf[h + 1])))
-                            key = key or 16 <= inner <= 23
-                            fu_open = True
-                        elif not fu_open:
-                            continue  # its start was lost
-                        parts.append(view[h + 3 : stop].tobytes())
-                        if fu & 0x40:
-                            fu_open = False
-                    elif typ == 48:  # AP (§4.4.2)
-                        q = h + 2
-                        while q + 2 < stop:
-                            ln = (buf[q] << 8) | buf[q + 1]
-                            if q + 2 + ln > stop or ln < 2:
-                                corrupt = True
-                                break
-                            key = key or 16 <= (buf[q + 2] >> 1) & 0x3F <= 23
-                            parts.append(START + view[q + 2 : q + 2 + ln].tobytes())
-                            q += 2 + ln
-                    elif typ == 50:
-                        raise ReaderUnsupported(
-                            "the camera sends H.265 PACI packets; they need FFmpeg's reader"
-                        )
-                    else:
-                        key = key or 16 <= typ <= 23
-                        parts.append(START + view[h:stop].tobytes())
-                else:
-                    typ = buf[h] & 0x1F
-                    if typ == 28:  # FU-A (RFC 6184 §5.8)
-                        if h + 2 > stop:
-                            continue
-                        fu = buf[h + 1]
-                        if fu & 0x80:
-                            parts.append(START + bytes(((buf[h] & 0xE0) | (fu & 0x1F),)))
-                            key = key or fu & 0x1F == 5
-                            fu_open = True
-                        elif not fu_open:
-                            continue
-                        parts.append(view[h + 2 : stop].tobytes())
-                        if fu & 0x40:
-                            fu_open = False
-                    elif typ == 24:  # STAP-A (§5.7.1)
-                        q = h + 1
-                        while q + 2 < stop:
-                            ln = (buf[q] << 8) | buf[q + 1]
-                            if q + 2 + ln > stop or ln < 1:
-                                corrupt = True
-                                break
-                            key = key or buf[q + 2] & 0x1F == 5
-                            parts.append(START + view[q + 2 : q + 2 + ln].tobytes())
-                            q += 2 + ln
-                    elif 1 <= typ <= 23:
-                        key = key or typ == 5
-                        parts.append(START + view[h:stop].tobytes())
-                    else:  # STAP-B, MTAP, FU-B: interleaved mode
-                        raise ReaderUnsupported(
-                            f"the camera sends H.264 NAL unit type {typ} (interleaved mode); it needs FFmpeg's reader"
-                        )
+                typ = (buf[h] >> 1) & 0x3F if hevc else buf[h] & 0x1F
+                if typ == fu_type:  # FU-A (RFC 6184 §5.8), FU (RFC 7798 §4.4.3)
+                    if h + hl >= stop:
+                        continue
+                    fu = buf[h + hl]
+                    inner = fu & type_mask
+                    if fu & 0x80:
+                        if hevc:  # the NAL unit header: F and layer bits from the payload header
+                            head = bytes(((buf[h] & 0x81) | (inner << 1), buf[h + 1]))
+                        else:  # F and NRI from the FU indicator
+                            head = bytes(((buf[h] & 0xE0) | inner,))
+                        parts.append(START + head)
+                        key = key or inner in key_types
+                        fu_open = True
+                    elif not fu_open:
+                        continue  # its start was lost
+                    parts.append(view[h + hl + 1 : stop].tobytes())
+                    if fu & 0x40:
+                        fu_open = False
+                elif typ == ap_type:  # STAP-A (RFC 6184 §5.7.1), AP (RFC 7798 §4.4.2)
+                    q = h + hl
+                    while q + 2 < stop:
+                        ln = (buf[q] << 8) | buf[q + 1]
+                        if q + 2 + ln > stop or ln < hl:
+                            corrupt = True
+                            break
+                        inner = (buf[q + 2] >> 1) & 0x3F if hevc else buf[q + 2] & 0x1F
+                        key = key or inner in key_types
+                        parts.append(START + view[q + 2 : q + 2 + ln].tobytes())
+                        q += 2 + ln
+                elif typ in unsupported:
+                    raise ReaderUnsupported(
+                        f"the camera sends {track.codec.upper()} packets of type {typ} "
+                        "(interleaved packetization or PACI); they need FFmpeg's reader"
+                    )
+                elif typ in single_types:
+                    key = key or typ in key_types
+                    parts.append(START + view[h:stop].tobytes())
+                # else: a type the payload formats leave unspecified; skipped, as FFmpeg does
                 if b1 & 0x80:  # marker: the access unit is complete
                     emit()
                     au_ts = None
