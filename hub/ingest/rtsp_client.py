@@ -554,6 +554,11 @@ class RtspTcpReader:
                     msg = self._take_message()
                     if msg is None:
                         break
+                    if msg[0] == 401:
+                        # A keep-alive refused with a new nonce (stale=TRUE, RFC 2617 §3.2.1): answer
+                        # the next one with it, as FFmpeg does, or a camera that counts only accepted
+                        # requests as liveness ends the session at its timeout.
+                        self._learn_challenge(msg[1].get("www-authenticate", ""))
                     start = self._start
                     continue
                 ch, size = buf[start + 1], (buf[start + 2] << 8) | buf[start + 3]

@@ -81,6 +81,7 @@ class ScriptedCamera(threading.Thread):
         self.stream = stream
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.done = threading.Event()
+        self._sending = threading.Lock()  # replies and the stream share the connection
         self.start()
 
     def run(self) -> None:
@@ -109,18 +110,25 @@ class ScriptedCamera(threading.Thread):
                 reply = f"RTSP/1.0 {status} X\r\nCSeq: {hdrs.get('cseq', '0')}\r\n"
                 reply += "".join(f"{k}: {v}\r\n" for k, v in extra.items())
                 reply += f"Content-Length: {len(body)}\r\n\r\n"
-                conn.sendall(reply.encode() + body)
+                with self._sending:
+                    conn.sendall(reply.encode() + body)
                 if method == "PLAY" and status == 200:
-                    for item in self.stream:
-                        if isinstance(item, float):
-                            time.sleep(item)
-                        else:
-                            conn.sendall(item)
-                    self.done.set()
-                    # Keep-alives still get answered; EOF when the reader hangs up.
-                    while conn.recv(65536):
-                        pass
-                    return
+                    # The stream goes out beside the requests that keep coming (keep-alives).
+                    threading.Thread(
+                        target=self._play, args=(conn,), name="scripted-stream", daemon=True
+                    ).start()
+
+    def _play(self, conn: socket.socket) -> None:
+        try:
+            for item in self.stream:
+                if isinstance(item, float):
+                    time.sleep(item)
+                else:
+                    with self._sending:
+                        conn.sendall(item)
+        except OSError:
+            pass  # the reader hung up
+        self.done.set()
 
     def close(self) -> None:
         self.listener.close()
@@ -294,6 +302,34 @@ def test_digest_with_qop_auth_is_answered_as_rfc_2617_says(opened) -> None:  # t
     # Every request after the challenge carries a fresh count; no credentials in any request line.
     assert checked == ["OPTIONS 00000001", "DESCRIBE 00000002", "SETUP 00000003", "PLAY 00000004"]
     assert all("admin" not in h["uri"] for _, h in cam.requests)
+
+
+def test_keep_alives_follow_the_session_timeout_and_a_stale_nonce(opened) -> None:  # type: ignore[no-untyped-def]
+    sps, pps = _param_sets("h264", 320, 240)
+    inner = plain(h264_sdp([sps, pps]), Session="abc;timeout=2")
+    nonces: list[tuple[str, str]] = []
+
+    def answer(method: str, hdrs: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        found = re.findall(r'nonce="([^"]*)"', hdrs.get("authorization", ""))
+        if not found:
+            return 401, {"WWW-Authenticate": 'Digest realm="cam", nonce="n1"'}, b""
+        nonce = found[0]
+        nonces.append((method, nonce))
+        if method == "GET_PARAMETER" and nonce == "n1":
+            return 401, {"WWW-Authenticate": 'Digest realm="cam", nonce="n2", stale=TRUE'}, b""
+        return inner(method, hdrs)
+
+    key = frame(0, rtp(1, 0, bytes((0x65, 1, 2)), marker=True))
+    stream: list[bytes | float] = [key]
+    stream += [
+        x for i in range(1, 40) for x in (0.1, frame(0, rtp(1 + i, 9000 * i, b"\x41\x9a", marker=True)))
+    ]
+    cam = ScriptedCamera(answer, stream)
+    reader = opened(cam, url=cam.url.replace("rtsp://", "rtsp://admin:pw@"))
+    assert len(take(reader, 35)) == 35  # ~3.5 s: a keep-alive every half of the 2 s timeout
+    keepalives = [n for m, n in nonces if m == "GET_PARAMETER"]  # OPTIONS listed GET_PARAMETER
+    assert keepalives[:1] == ["n1"] and keepalives[1:] and set(keepalives[1:]) == {"n2"}, nonces
+    assert 2 <= len(keepalives) <= 5, nonces
 
 
 def test_refusals_are_typed(opened) -> None:  # type: ignore[no-untyped-def]
