@@ -69,6 +69,9 @@ BUFFER_BYTES = 512 * 1024
 MAX_REDIRECTS = 3
 KEEPALIVE_MAX_S = 30.0
 DEFAULT_SESSION_TIMEOUT_S = 60.0
+# NAL units without a picture (parameter sets, SEI) carried to the next picture; past this the camera
+# sends no pictures at all and they are dropped.
+MAX_CARRIED_NALS = 64
 # A header block larger than this is not an RTSP response from a camera.
 MAX_HEADER_BYTES = 16 * 1024
 _SESSION = re.compile(r"^\s*([^;\s]+)(?:.*?;\s*timeout\s*=\s*(\d+))?", re.I)
@@ -505,14 +508,16 @@ class RtspTcpReader:
         if hevc:
             hl, type_mask, fu_type, ap_type = 2, 0x3F, 49, 48
             key_types, single_types, unsupported = _HEVC_IRAP, range(0, 48), frozenset({50})
+            vcl_types = range(0, 32)  # coded slices (H.265 §7.4.2.2)
         else:
             hl, type_mask, fu_type, ap_type = 1, 0x1F, 28, 24
             key_types, single_types, unsupported = frozenset({5}), range(1, 24), frozenset({25, 26, 27, 29})
+            vcl_types = range(1, 6)  # coded slices (H.264 §7.4.1.2.3)
         channel, pt = self._channel, track.payload_type
         time_base = Fraction(1, track.clock_rate)
         buf, view = self._buf, self._view
         parts: list[bytes] = []
-        key = corrupt = False
+        key = corrupt = vcl = False  # vcl: the unit holds a slice of a picture
         fu_open = False  # inside a fragmented NAL unit whose start was seen
         au_ts: int | None = None
         first_ts: int | None = None
@@ -525,7 +530,14 @@ class RtspTcpReader:
         ready = deque()
 
         def emit() -> None:
-            nonlocal parts, key, corrupt, last_pts
+            nonlocal parts, key, corrupt, vcl, last_pts
+            if not vcl:
+                # Parameter sets or SEI sent as a unit of their own (a marker bit, or a timestamp of
+                # their own, before the picture's): they go in front of the next picture, as FFmpeg's
+                # parser puts them, not into the recording as a sample without a picture.
+                if len(parts) > MAX_CARRIED_NALS:
+                    parts.clear()  # no picture in sight
+                return
             if parts:
                 assert au_ts is not None
                 if au_ts < last_pts and au_ts > last_pts - track.clock_rate * 2:
@@ -540,7 +552,7 @@ class RtspTcpReader:
                     pkt.is_corrupt = True
                 last_pts = au_ts
                 ready.append(pkt)
-            parts, key, corrupt = [], False, False
+            parts, key, corrupt, vcl = [], False, False, False
 
         while True:
             while ready:
@@ -613,6 +625,7 @@ class RtspTcpReader:
                             head = bytes(((buf[h] & 0xE0) | inner,))
                         parts.append(START + head)
                         key = key or inner in key_types
+                        vcl = vcl or inner in vcl_types
                         fu_open = True
                     elif not fu_open:
                         continue  # its start was lost
@@ -628,6 +641,7 @@ class RtspTcpReader:
                             break
                         inner = (buf[q + 2] >> 1) & 0x3F if hevc else buf[q + 2] & 0x1F
                         key = key or inner in key_types
+                        vcl = vcl or inner in vcl_types
                         parts.append(START + view[q + 2 : q + 2 + ln].tobytes())
                         q += 2 + ln
                 elif typ in unsupported:
@@ -637,6 +651,7 @@ class RtspTcpReader:
                     )
                 elif typ in single_types:
                     key = key or typ in key_types
+                    vcl = vcl or typ in vcl_types
                     parts.append(START + view[h:stop].tobytes())
                 # else: a type the payload formats leave unspecified; skipped, as FFmpeg does
                 if b1 & 0x80:  # marker: the access unit is complete

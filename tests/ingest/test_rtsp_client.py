@@ -230,6 +230,26 @@ def test_h264_units_come_whole_from_stap_fu_padding_extensions_and_a_missing_mar
     assert play["session"] == "abc" and play["uri"] == "rtsp://127.0.0.1/cam/"
 
 
+def test_parameter_sets_sent_as_units_of_their_own_go_in_front_of_the_next_picture(opened) -> None:  # type: ignore[no-untyped-def]
+    sps, pps = _param_sets("h264", 320, 240)
+    sei = bytes((0x06, 0x05, 0x01, 0x00, 0x80))
+    idr = bytes((0x65, 0x88, 0x84))
+    stream = [
+        frame(0, rtp(1, 100, sps, marker=True)),  # a marker bit and a timestamp of their own
+        frame(0, rtp(2, 200, pps, marker=True)),
+        frame(0, rtp(3, 300, sei)),
+        frame(0, rtp(4, 3000, idr, marker=True)),
+        frame(0, rtp(5, 9000, bytes((0x41, 0x9A)), marker=True)),
+    ]
+    reader = opened(ScriptedCamera(plain(h264_sdp([sps, pps])), stream))
+    key, delta = take(reader, 2)
+    assert bytes(key) == START + sps + START + pps + START + sei + START + idr
+    assert key.is_keyframe and (key.pts, delta.pts) == (
+        2900,
+        8900,
+    )  # the picture's time, from the first packet
+
+
 def test_a_lost_fragment_marks_its_unit_corrupt_and_drops_the_broken_nal(opened) -> None:  # type: ignore[no-untyped-def]
     sps, pps = _param_sets("h264", 320, 240)
     slice_a = bytes((0x41,)) + b"\xaa" * 3000
