@@ -14,7 +14,10 @@ modes 0 and 1: single NAL units, STAP-A, FU-A) and H.265 (RFC 7798 without DONL:
 AP, FU), `rtsp://` with Basic or Digest (RFC 2617, qop=auth) credentials. Everything else goes to
 FFmpeg, which `RtspSource` (hub/ingest/rtsp.py) chooses before opening: UDP, `rtsps://`, audio. What
 can only be learned while streaming (interleaved packetization, B-frames, whose decode order RTP does
-not carry) raises `ReaderUnsupported`, and the camera's loop reads it with FFmpeg from then on.
+not carry) raises `ReaderUnsupported`, and the camera's loop reads it with FFmpeg from then on. So
+does a camera whose server this reader cannot talk to: a 4xx to DESCRIBE, SETUP or PLAY, an SDP
+without a video track it reads, no SPS, or a stream it cannot frame. A new reader must never cost a
+camera its recording: FFmpeg then gets the camera until the hub restarts.
 
 The session: OPTIONS, DESCRIBE (following up to `MAX_REDIRECTS` 3xx), SETUP of the first H.264/H.265
 video track, PLAY. The connection is kept alive as FFmpeg keeps it: GET_PARAMETER when the server
@@ -113,6 +116,15 @@ class VideoTrack:
     param_sets: tuple[bytes, ...]  # NAL units (no start codes) from sprop-*, in VPS/SPS/PPS order
 
 
+def _refused(method: str, status: int) -> SourceOpenError:
+    """A request the camera answered with an error. A 4xx may be how this camera's server takes
+    camhub's requests and not FFmpeg's (headers, URLs): FFmpeg's reader gets the camera. A 5xx is the
+    camera being busy or broken, which a reconnect with the same reader may outlive."""
+    if 500 <= status < 600:
+        return SourceOpenError(f"{method} answered {status}")
+    return ReaderUnsupported(f"{method} answered {status} to camhub's reader")
+
+
 def parse_sdp(sdp: str, base: str) -> tuple[VideoTrack, str]:
     """The first recordable video track and the aggregate control URL for PLAY.
 
@@ -142,7 +154,7 @@ def parse_sdp(sdp: str, base: str) -> tuple[VideoTrack, str]:
                 pt, _, enc = line[len("a=rtpmap:") :].partition(" ")
                 name, _, rate = enc.strip().partition("/")
                 if pt.isdigit():
-                    rtpmaps[int(pt)] = (name.upper(), int(rate.split("/")[0] or 90000))
+                    rtpmaps[int(pt)] = (name.upper(), _number(rate.split("/")[0], 90000))
             elif line.startswith("a=fmtp:"):
                 pt, _, params = line[len("a=fmtp:") :].partition(" ")
                 if pt.isdigit():
@@ -166,7 +178,7 @@ def parse_sdp(sdp: str, base: str) -> tuple[VideoTrack, str]:
                 sets = _sprop(fmtp.get("sprop-parameter-sets", ""))
                 codec = "h264"
             elif name in ("H265", "HEVC"):
-                if int(fmtp.get("sprop-max-don-diff", "0") or 0) > 0:
+                if _number(fmtp.get("sprop-max-don-diff", "0"), 1) > 0:
                     break  # DONL fields in every packet: FFmpeg's
                 sets = tuple(
                     nal
@@ -178,10 +190,16 @@ def parse_sdp(sdp: str, base: str) -> tuple[VideoTrack, str]:
                 continue
             track_url = _resolve(base, control) if control not in ("", "*") else aggregate
             return VideoTrack(codec, pt, rate, track_url, sets), aggregate
-    raise SourceOpenError(
+    raise ReaderUnsupported(
         "the camera offers no H.264 or H.265 video camhub's reader takes"
         + (f" (it offers {', '.join(seen)})" if seen else "")
     )
+
+
+def _number(text: str, default: int) -> int:
+    """A decimal attribute value of an SDP (0 or more), or `default` for anything else."""
+    text = text.strip()
+    return int(text) if text.isdigit() and 0 < len(text) < 10 else default
 
 
 def _sprop(value: str) -> tuple[bytes, ...]:
@@ -241,12 +259,16 @@ class RtspTcpReader:
 
     @staticmethod
     def _strip_credentials(url: str) -> str:
-        u = urlsplit(url)
+        try:
+            u = urlsplit(url)
+            port = u.port
+        except ValueError as exc:  # a Content-Base or Location the camera got wrong
+            raise ReaderUnsupported(f"the camera named a URL that is not one: {exc}") from exc
         netloc = u.hostname or ""
         if ":" in netloc:
             netloc = f"[{netloc}]"
-        if u.port:
-            netloc += f":{u.port}"
+        if port:
+            netloc += f":{port}"
         return urlunsplit((u.scheme, netloc, u.path, u.query, ""))
 
     # --- the session ---------------------------------------------------------------------------
@@ -269,7 +291,7 @@ class RtspTcpReader:
         if status in (401, 403):
             raise SourceUnauthorized(f"the camera refused the credentials ({status})")
         if status != 200:
-            raise SourceOpenError(f"DESCRIBE answered {status}")
+            raise _refused("DESCRIBE", status)
         base = hdrs.get("content-base") or hdrs.get("content-location") or url
         track, aggregate = parse_sdp(body.decode("utf-8", "replace"), self._strip_credentials(base))
         self.track = track
@@ -281,10 +303,10 @@ class RtspTcpReader:
         if status in (401, 403):
             raise SourceUnauthorized(f"the camera refused the credentials ({status})")
         if status != 200:
-            raise SourceOpenError(f"SETUP answered {status}")
+            raise _refused("SETUP", status)
         session = _SESSION.match(hdrs.get("session", ""))
         if not session:
-            raise SourceOpenError("SETUP answered without a Session")
+            raise ReaderUnsupported("SETUP answered without a Session")
         self._session = session.group(1)
         if session.group(2):
             self._keepalive_s = min(KEEPALIVE_MAX_S, max(1.0, int(session.group(2)) / 2))
@@ -292,7 +314,7 @@ class RtspTcpReader:
         self._channel = int(channel.group(1)) if channel else 0
         status, _, _ = self._request("PLAY", aggregate, {"Range": "npt=0.000-"})
         if status != 200:
-            raise SourceOpenError(f"PLAY answered {status}")
+            raise _refused("PLAY", status)
         self._aggregate = aggregate
         self.stream = self._learn_stream(track)
         return self.stream
@@ -313,7 +335,7 @@ class RtspTcpReader:
         frames = self._frames()
         while sps is None:
             if time.monotonic() > self._deadline:
-                raise SourceOpenError("the camera sent no SPS (picture size) within the open timeout")
+                raise ReaderUnsupported("the camera sent no SPS (picture size) within the open timeout")
             pkt = next(frames)
             self._ready.append(pkt)
             data = bytes(pkt)
@@ -420,7 +442,7 @@ class RtspTcpReader:
             buf[:held] = buf[self._start : self._end]
             self._start, self._end = 0, held
         if self._end == len(buf):
-            raise ConnectionError("an RTSP message larger than the read buffer")
+            raise ReaderUnsupported("an RTSP message larger than the read buffer")
         n = self._sock.recv_into(self._view[self._end :])
         if not n:
             raise ConnectionError("the camera closed the connection")
@@ -460,7 +482,7 @@ class RtspTcpReader:
         head_end = buf.find(b"\r\n\r\n", start, end)
         if head_end < 0:
             if end - start > MAX_HEADER_BYTES:
-                raise ConnectionError("garbage in the RTSP stream")
+                raise ReaderUnsupported("garbage in the RTSP stream")
             return None
         lines = bytes(buf[start:head_end]).decode("latin-1").split("\r\n")
         hdrs: dict[str, str] = {}
@@ -470,10 +492,10 @@ class RtspTcpReader:
         try:
             length = int(hdrs.get("content-length", "0"))
         except ValueError as exc:
-            raise ConnectionError("a bad Content-Length in the RTSP stream") from exc
+            raise ReaderUnsupported("a bad Content-Length in the RTSP stream") from exc
         if head_end + 4 + length > end:
             if head_end + 4 + length - start > len(buf):
-                raise ConnectionError("an RTSP message larger than the read buffer")
+                raise ReaderUnsupported("an RTSP message larger than the read buffer")
             return None
         body = bytes(buf[head_end + 4 : head_end + 4 + length])
         self._start = head_end + 4 + length
@@ -482,7 +504,7 @@ class RtspTcpReader:
             return int(first[1]), hdrs, body
         if len(first) == 3 and first[2].startswith("RTSP/"):
             return None, hdrs, body  # a request from the server
-        raise ConnectionError("garbage in the RTSP stream")
+        raise ReaderUnsupported("garbage in the RTSP stream")
 
     # --- streaming -----------------------------------------------------------------------------
 
@@ -704,7 +726,7 @@ class ReaderStream:
 def depacketize(data: bytes, track: VideoTrack) -> list[Any]:
     """The access units an interleaved stream (`data`, as a camera sends it after PLAY on channel 0)
     holds, read through a real socket pair as from a camera. For tests and fuzzing: raises only
-    ReaderUnsupported, or ConnectionError for a stream that cannot be framed."""
+    ReaderUnsupported (a stream it cannot frame or depacketise); the end of `data` ends it."""
     ours, theirs = socket.socketpair()
     with ours, theirs:
         theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(len(data), 4096) + 4096)

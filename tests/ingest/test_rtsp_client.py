@@ -372,8 +372,29 @@ def test_refusals_are_typed(opened) -> None:  # type: ignore[no-untyped-def]
         opened(ScriptedCamera(no_tcp, []))
 
     audio_only = b"v=0\r\ns=cam\r\nt=0 0\r\nm=audio 0 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
-    with pytest.raises(SourceOpenError, match="offers PCMA"):
+    with pytest.raises(ReaderUnsupported, match="offers PCMA"):
         opened(ScriptedCamera(plain(audio_only), []))
+
+    # A 4xx may be how this server takes camhub's requests: FFmpeg's reader gets the camera.
+    def bad_setup(method: str, hdrs: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        return (400, {}, b"") if method == "SETUP" else inner(method, hdrs)
+
+    with pytest.raises(ReaderUnsupported, match="SETUP answered 400"):
+        opened(ScriptedCamera(bad_setup, []))
+
+    # A 5xx is the camera busy: the same reader tries again at the next reconnect.
+    def busy(method: str, hdrs: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        return (503, {}, b"") if method == "DESCRIBE" else inner(method, hdrs)
+
+    with pytest.raises(SourceOpenError, match="DESCRIBE answered 503") as err:
+        opened(ScriptedCamera(busy, []))
+    assert not isinstance(err.value, ReaderUnsupported)
+
+    # A stream it cannot frame is handed on too.
+    garbage = [frame(0, rtp(1, 0, bytes((0x65, 1)), marker=True)), b"RTSP/1.0 200 OK\r\n" + b"x" * 20000]
+    reader = opened(ScriptedCamera(inner, garbage))
+    with pytest.raises(ReaderUnsupported, match="garbage"):
+        take(reader, 2)
 
 
 def test_b_frames_are_handed_to_ffmpeg(opened) -> None:  # type: ignore[no-untyped-def]

@@ -465,7 +465,7 @@ def test_rtp_interleaved_stream(data: bytes, codec: str) -> None:
     track = rtsp_client.VideoTrack(codec, 96, 90000, "rtsp://127.0.0.1/x", ())
     try:
         units = rtsp_client.depacketize(data, track)
-    except (rtsp_client.ReaderUnsupported, ConnectionError):
+    except rtsp_client.ReaderUnsupported:
         return
     for unit in units:
         assert bytes(unit).startswith(b"\x00\x00\x00\x01") and unit.pts == unit.dts
@@ -498,7 +498,7 @@ def test_rtp_interleaved_stream(data: bytes, codec: str) -> None:
 def test_sdp_noise(text: str) -> None:
     try:
         track, aggregate = rtsp_client.parse_sdp(text, "rtsp://cam/live")
-    except (SourceOpenError, ValueError):
+    except SourceOpenError:  # no video track camhub's reader takes (ReaderUnsupported)
         return
     assert track.codec in ("h264", "hevc") and aggregate.startswith("rtsp://")
     for nal in track.param_sets:
