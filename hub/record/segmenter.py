@@ -504,7 +504,12 @@ class Segmenter:
             # Half a frame of slack: both ends are estimates, and the next frame after the previous
             # end is estimated about one period later than it.
             self._replay_floor = self._held_floor - half_frame
-            self._replay_slack = 2 * half_frame
+            # A source that hands each frame on as it arrives (not `bounds_next`: camhub's RTSP
+            # reader) bounds the newest frame of a burst only by its own arrival, which can be up to
+            # a frame after its capture: a run cut off inside the camera's replay (rapid flaps) is
+            # then estimated a frame late. A keyframe byte-identical to one just written is the
+            # replay that much further on too (tests/faults/test_flapping.py, 1 run in 3 without).
+            self._replay_slack = (2 if first.bounds_next else 4) * half_frame
             begin = next(
                 (i for i, (p, _) in enumerate(held) if p.is_keyframe and not self._is_replay(p)), len(held)
             )

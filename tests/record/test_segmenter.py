@@ -232,6 +232,50 @@ async def test_reconnect_replaying_the_cached_gop_is_not_written_twice(
     assert (gap.reason, gap.start_at, gap.end_at) == ("ended", first.end_at, second.start_at)
 
 
+async def test_a_run_cut_off_inside_the_replay_writes_nothing_twice(
+    tmp_path: Path, store: Store, clip_320: Path
+) -> None:
+    """Rapid flaps: a session ends inside the camera's replayed GOP, before any live frame came. Its
+    burst bounds the capture of its newest frame only by that frame's arrival, so a source that
+    hands frames on as they arrive (camhub's RTSP reader, not `bounds_next`) estimates the replayed
+    keyframe up to a frame late; byte-identical to the keyframe the previous run ended with, it is
+    still the replay (found by tests/faults/test_flapping.py, 1 run in 3)."""
+    _, pkts = await read_packets(clip_320, 2 * FPS)  # keyframes at 0 and 15
+    assert not any(p.bounds_next for p in pkts)  # as camhub's reader hands them on
+    latency = 0.001
+
+    def live(i: float) -> float:
+        return T0 + i / FPS + latency
+
+    # The first run ends just after keyframe 15 (its footage ends at frame 16's capture).
+    run1 = [dataclasses.replace(p, arrival=live(i)) for i, p in enumerate(pkts[:16])]
+    # The next session gets the cache, 15..18, in one burst a little after frame 19 was captured (a
+    # slow reconnect; 19 was not in the cache yet), and drops before anything live comes.
+    shift = 5_555 * int(1 / pkts[0].time_base)
+    burst_at = live(19) + 0.55 / FPS
+    run2 = [
+        dataclasses.replace(p, pts=p.pts + shift, dts=p.dts + shift, arrival=burst_at) for p in pkts[15:19]
+    ]
+    seg = Segmenter("cam", tmp_path, store, segment_s=10.0)
+
+    def work() -> None:
+        for run in (run1, run2):
+            for p in run:
+                assert p.params is not None
+                seg.write(p, p.params)
+            seg.finish("ended")
+
+    await asyncio.to_thread(work)
+    source = [_nal_payloads(p.data) for p in file_packets(clip_320)[: 2 * FPS]]
+    written = [
+        source.index(_nal_payloads(p.data))
+        for r in await store.run(q.segments_between, "cam", 0, 1e12)
+        for p in file_packets(tmp_path / r.path)
+    ]
+    assert written == list(range(16))  # frames 15..18 only once
+    assert seg.stats.replayed_packets == 4
+
+
 def _annexb_nals(data: bytes) -> list[bytes]:
     parts = data.split(b"\x00\x00\x01")
     return [p.rstrip(b"\x00") for p in parts[1:] if p]
