@@ -548,7 +548,6 @@ class RtspTcpReader:
         expect_seq: int | None = None
         video_at = time.monotonic()
         keepalive_at = video_at + self._keepalive_s
-        self._sock.settimeout(self._read_timeout_s)
         ready = deque()
 
         def emit() -> None:
@@ -579,6 +578,11 @@ class RtspTcpReader:
         while True:
             while ready:
                 yield ready.popleft()
+            # The read waits at most until the camera has sent no video for read_timeout_s, also
+            # while RTCP or other data keep arriving (each would restart a fixed socket timeout).
+            # Past that it still takes what is in the socket first: a reader that was held up (its
+            # consumer full) has the camera's video waiting there, which is no stall.
+            self._sock.settimeout(max(self._read_timeout_s - (time.monotonic() - video_at), 0.001))
             self._fill()
             now = time.monotonic()
             start, end = self._start, self._end
