@@ -32,6 +32,11 @@ def test_defaults() -> None:
     assert cfg.hub.owner_remote is False and cfg.hub.allowed_hosts == ()
     assert (cfg.hub.rate_limit_per_s, cfg.hub.rate_limit_burst, cfg.hub.max_live_sessions) == (20.0, 200, 16)
     assert (cfg.consent.agency_requests_per_hour, cfg.consent.rejection_audit_window_s) == (30, 60.0)
+    # A camera is read by camhub's own RTSP reader unless the owner says "ffmpeg" (issue 17).
+    cam = config.parse({"cameras": [{"id": "c", "url": "rtsp://h/"}]}).cameras[0]
+    assert (cam.rtsp_transport, cam.rtsp_reader) == ("auto", "camhub")
+    cam = config.parse({"cameras": [{"id": "c", "url": "rtsp://h/", "rtsp_reader": "ffmpeg"}]}).cameras[0]
+    assert cam.rtsp_reader == "ffmpeg"
 
 
 def test_limit_keys_are_validated() -> None:
@@ -87,6 +92,10 @@ def test_passkey_rp_id_is_a_domain_and_defaults_to_the_mdns_name() -> None:
             "cameras.c.motion.zones[0][1]: must be [x, y] with 0 <= x, y <= 1",
         ),
         ({"cameras": {"id": "c"}}, "cameras: must be an array of tables"),
+        (
+            {"cameras": [{"id": "c", "url": "rtsp://h/", "rtsp_reader": "live555"}]},
+            "cameras.c.rtsp_reader: must be one of camhub, ffmpeg",
+        ),
         ({"surprise": {}}, "surprise: unknown key"),
     ],
 )

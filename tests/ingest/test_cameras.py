@@ -21,7 +21,8 @@ from hub.store import segments
 from tests.events.polling import until
 
 
-def _config(tmp_path: Path, fleet: SimFleet) -> config.Config:
+def _config(tmp_path: Path, fleet: SimFleet, readers: dict[str, str] | None = None) -> config.Config:
+    readers = readers or {}
     return config.parse(
         {
             "hub": {"data_dir": str(tmp_path / "data"), "port": 0},
@@ -30,6 +31,7 @@ def _config(tmp_path: Path, fleet: SimFleet) -> config.Config:
             "discovery": {"enabled": False},
             "cameras": [
                 {"id": cam.name, "url": cam.rtsp_url("main"), "motion": {"enabled": False}}
+                | ({"rtsp_reader": readers[cam.name]} if cam.name in readers else {})
                 for cam in fleet.cameras
             ],
         }
@@ -50,11 +52,17 @@ async def _wait_segments(
 
 async def test_reboot_of_one_camera_is_a_gap_and_the_other_is_untouched(tmp_path: Path) -> None:
     async with SimFleet(2, width=640, height=360, fps=15, gop=15, loop_s=2.0) as fleet:
-        cfg = _config(tmp_path, fleet)
+        # One camera read by camhub's own RTSP reader (the default), one by FFmpeg's (issue 17).
+        cfg = _config(tmp_path, fleet, readers={"sim-2": "ffmpeg"})
         async with daemon.running_hub(cfg) as services:
             assert services.cameras is not None
             await _wait_segments(services, "sim-1", 2)
             await _wait_segments(services, "sim-2", 2)
+            used = {
+                cid: getattr(rt._current, "reader_used", None)
+                for cid, rt in services.cameras.runtimes.items()
+            }
+            assert used == {"sim-1": "camhub", "sim-2": "ffmpeg"}
 
             rebooted_at = time.time()
             await fleet["sim-1"].fault("reboot", seconds=3)
