@@ -114,6 +114,7 @@ from hub.ingest.source import (
     drop_av_packet,
     nal_type,
     nal_units,
+    sps_size,
 )
 from hub.redact import redact
 from hub.threadname import name_os_thread
@@ -773,7 +774,9 @@ class _Demux:
         self.params = CodecParams(
             codec, cc.width, cc.height, self.time_base, extradata, audio.params if audio else None
         )
-        self._param_sets: tuple[bytes, ...] | None = None
+        # The sets in force: the SDP's (extradata) until a keyframe carries its own. A camera whose
+        # SDP is stale (it changed the stream and not the SDP) is caught at its first keyframe.
+        self._param_sets: tuple[bytes, ...] | None = _param_set_nals(extradata, codec) or None
         # A keyframe read but not yet handed on: (data, pts, dts, duration, arrival, demuxed packet
         # or None once joined); see `packets`.
         self._held: tuple[bytes, int | None, int | None, int, float, Any] | None = None
@@ -864,16 +867,23 @@ class _Demux:
             return
         if sets == self._param_sets:
             return
-        # New SPS/PPS in-band: usually a resolution change. Decode this keyframe only to read the size.
+        # New SPS/PPS in-band: usually a resolution change. The size is the SPS's; a decode of this
+        # keyframe only if the SPS cannot be read.
         self._param_sets = sets
         width, height = self.params.width, self.params.height
+        sps_type = 33 if self.codec == "hevc" else 7
         try:
-            ctx = av.CodecContext.create(self.codec, "r")
-            frames = ctx.decode(av.Packet(data)) + ctx.decode(None)
-            if frames:
-                width, height = frames[0].width, frames[0].height
-        except av.error.FFmpegError as exc:
-            log.warning("%s: could not read the new stream size: %s", self.camera_id, exc)
+            width, height = sps_size(
+                next(n for n in sets if nal_type(n[0], self.codec) == sps_type), self.codec
+            )
+        except (StopIteration, ValueError):
+            try:
+                ctx = av.CodecContext.create(self.codec, "r")
+                frames = ctx.decode(av.Packet(data)) + ctx.decode(None)
+                if frames:
+                    width, height = frames[0].width, frames[0].height
+            except av.error.FFmpegError as exc:
+                log.warning("%s: could not read the new stream size: %s", self.camera_id, exc)
         extradata = b"".join(b"\x00\x00\x00\x01" + nal for nal in sets)
         log.info(
             "%s: parameter sets changed: %dx%d -> %dx%d",

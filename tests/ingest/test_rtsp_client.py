@@ -23,6 +23,7 @@ import av
 import numpy as np
 import pytest
 
+from hub.ingest.rtsp import RtspSource
 from hub.ingest.rtsp_client import (
     ReaderUnsupported,
     RtspTcpReader,
@@ -448,3 +449,53 @@ def test_sps_size_matches_the_encoder(codec: str, size: tuple[int, int]) -> None
     assert sps_size(sps, codec) == size
     with pytest.raises(ValueError):
         sps_size(sps[:6], codec)
+
+
+def _encoded(width: int, height: int, frames: int) -> list[bytes]:
+    """Annex B access units from a real encoder (a GOP of `frames`, in-band SPS/PPS at the IDR)."""
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt, enc.time_base = width, height, "yuv420p", Fraction(1, 15)
+    enc.options = {"tune": "zerolatency", "preset": "ultrafast"}
+    enc.open()
+    out = []
+    for i in range(frames):
+        picture = np.full((height, width, 3), (i * 8) % 256, np.uint8)
+        f = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(format="yuv420p")
+        f.pts = i
+        out += [bytes(p) for p in enc.encode(f)]
+    out += [bytes(p) for p in enc.encode(None)]
+    return out
+
+
+async def test_a_stale_sdp_gives_way_to_the_first_keyframes_parameter_sets() -> None:
+    """The SDP says 640x360, the stream is 320x240 (a camera that changed its stream and not its SDP):
+    the packets carry the stream's own size and parameter sets from its first keyframe on. (FFmpeg's
+    reader, given this same stream, probed for 9 s and opened it as 0x0; not asserted here.)"""
+    reader = "camhub"
+    stale = _param_sets("h264", 640, 360)
+    stream: list[bytes | float] = []
+    seq = 0
+    for i, unit in enumerate(_encoded(320, 240, 30)):
+        nals = nal_units(unit)
+        for j, nal in enumerate(nals):
+            seq += 1
+            stream.append(frame(0, rtp(seq, i * 6000, nal, marker=j == len(nals) - 1)))
+        stream.append(1 / 15)
+    cam = ScriptedCamera(plain(h264_sdp(stale)), stream)
+    src = RtspSource("cam1", cam.url, reader=reader, read_timeout_s=3.0)
+    try:
+        await src.open()
+        pkts = []
+        async for pkt in src.packets():
+            pkts.append(pkt)
+            if len(pkts) == 10:
+                break
+    finally:
+        await src.close()
+        cam.close()
+    assert src.reader_used == reader
+    assert pkts[0].is_keyframe
+    assert pkts[0].params is not None and (pkts[0].params.width, pkts[0].params.height) == (320, 240)
+    in_band = [n for n in nal_units(pkts[0].data) if nal_type(n[0], "h264") in (7, 8)]
+    assert pkts[0].params.extradata == b"".join(START + n for n in in_band)
+    assert all(p.params is pkts[0].params for p in pkts)
