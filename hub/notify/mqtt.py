@@ -82,6 +82,9 @@ class MqttChannel(Channel[MqttMessage]):
         self._client: aiomqtt.Client | None = None
         self.connected = asyncio.Event()
         self.connects = 0
+        # Retained offers are taken from just before a connection's announce snapshots the state
+        # (and sent once `connected` is set, after it): see `connection_loop`.
+        self._accepting = False
 
     # --- topics -----------------------------------------------------------------------------------
 
@@ -210,10 +213,15 @@ class MqttChannel(Channel[MqttMessage]):
             try:
                 async with client:
                     await client.publish(self.status_topic, b"online", qos=1, retain=True)
+                    # A change from here on is queued with this connection's epoch and sent after
+                    # the announce; before, it was dropped until `connected`, and a camera that came
+                    # online while the announce ran was never told (its watch offers on a change
+                    # only): found when camhub's reader made cameras come online ~1 s sooner.
+                    self.connects += 1
+                    self._accepting = True
                     await self._announce(client)
                     await client.subscribe(f"{self.config.discovery_prefix}/status")
                     self._client = client
-                    self.connects += 1
                     self.connected.set()
                     delay = 1.0
                     log.info("mqtt: connected to %s:%d", self.config.host, self.config.port)
@@ -226,6 +234,7 @@ class MqttChannel(Channel[MqttMessage]):
                 )
             finally:
                 self._client = None
+                self._accepting = False
                 self.connected.clear()
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.config.reconnect_max_s)
@@ -250,7 +259,7 @@ class MqttChannel(Channel[MqttMessage]):
 
     def offer(self, item: MqttMessage) -> bool:
         if item.retain:
-            if not self.connected.is_set():
+            if not self._accepting:
                 return True  # superseded: the current state is published on (re)connect
             item = dataclasses.replace(item, epoch=self.connects)
         return super().offer(item)
