@@ -112,6 +112,7 @@ from hub.ingest.source import (
     SourceStalled,
     TimestampFixer,
     drop_av_packet,
+    find_sps,
     nal_type,
     nal_units,
     sps_size,
@@ -871,12 +872,12 @@ class _Demux:
         # keyframe only if the SPS cannot be read.
         self._param_sets = sets
         width, height = self.params.width, self.params.height
-        sps_type = 33 if self.codec == "hevc" else 7
+        sps = find_sps(sets, self.codec)
         try:
-            width, height = sps_size(
-                next(n for n in sets if nal_type(n[0], self.codec) == sps_type), self.codec
-            )
-        except (StopIteration, ValueError):
+            if sps is None:
+                raise ValueError("no SPS among the new parameter sets")
+            width, height = sps_size(sps, self.codec)
+        except ValueError:
             try:
                 ctx = av.CodecContext.create(self.codec, "r")
                 frames = ctx.decode(av.Packet(data)) + ctx.decode(None)

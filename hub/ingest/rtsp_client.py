@@ -59,7 +59,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import av
 
-from hub.ingest.source import SourceOpenError, nal_type, sps_size
+from hub.ingest.source import SourceOpenError, find_sps, nal_units, sps_size
 from hub.redact import redact
 
 log = logging.getLogger(__name__)
@@ -329,23 +329,15 @@ class RtspTcpReader:
     def _learn_stream(self, track: VideoTrack) -> ReaderStream:
         """The codec parameters: from the SDP's parameter sets, or the first in-band SPS if it has none
         (read within the open timeout; the frames read meanwhile are handed on first)."""
-        sps_type = 33 if track.codec == "hevc" else 7
         sets = track.param_sets
-        sps = next((n for n in sets if nal_type(n[0], track.codec) == sps_type), None)
+        sps = find_sps(sets, track.codec)
         frames = self._frames()
         while sps is None:
             if time.monotonic() > self._deadline:
                 raise ReaderUnsupported("the camera sent no SPS (picture size) within the open timeout")
             pkt = next(frames)
             self._ready.append(pkt)
-            data = bytes(pkt)
-            i = data.find(b"\x00\x00\x01")
-            while i != -1 and sps is None:
-                j = data.find(b"\x00\x00\x01", i + 3)
-                nal = data[i + 3 : j if j != -1 else len(data)].rstrip(b"\x00")
-                if nal and nal_type(nal[0], track.codec) == sps_type:
-                    sps = nal
-                i = j
+            sps = find_sps(nal_units(bytes(pkt)), track.codec)
         try:
             width, height = sps_size(sps, track.codec)
         except ValueError as exc:

@@ -45,7 +45,7 @@ from __future__ import annotations
 import abc
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -275,6 +275,12 @@ class TimestampFixer:
             pts = dts
         self._last_dts = dts
         return pts, dts, discontinuity
+
+
+def find_sps(nals: Iterable[bytes], codec: str) -> bytes | None:
+    """The first sequence parameter set among NAL units (without start codes), or None."""
+    wanted = 33 if codec == "hevc" else 7  # H.265 SPS_NUT, H.264 SPS
+    return next((n for n in nals if n and nal_type(n[0], codec) == wanted), None)
 
 
 class _Bits:
