@@ -12,6 +12,8 @@ from typing import Any
 
 import aiomqtt
 
+from hub.config import MqttConfig
+from hub.notify.mqtt import HubState, MqttChannel
 from tests.conftest import free_port, start_daemon, write_config
 from tests.consent.flow_env import CAMERA
 from tests.notify.env import start, status, wait_for
@@ -203,3 +205,54 @@ def test_a_hub_that_starts_with_an_unsynced_clock_says_so(tmp_path: Path) -> Non
             assert json.loads(events[0]) == {"event_type": "clock_unsynced"}
         finally:
             daemon.stop()
+
+
+async def _retained(port: int, topic: str) -> bytes:
+    """What a subscriber arriving now (Home Assistant after a restart) is told for `topic`."""
+    async with aiomqtt.Client("127.0.0.1", port, username=MQTT_USER, password=MQTT_PASSWORD) as c:
+        await c.subscribe(topic, qos=1)
+        async with asyncio.timeout(5):
+            async for m in c.messages:
+                return m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+    raise AssertionError(f"nothing retained on {topic}")
+
+
+async def _camera_online_during_the_announce(port: int) -> tuple[bytes, int]:
+    online = {"door": False}
+    taken: list[HubState] = []
+
+    def state() -> HubState:
+        snapshot = HubState(cameras={"door": "Door"}, online=dict(online), motion={"door": False})
+        taken.append(snapshot)
+        if len(taken) == 1:
+            # The camera's reader opens right after the connect snapshots the state: its watch offers
+            # the change now, while the announce has yet to publish the stale `offline`.
+            online["door"] = True
+            assert channel.offer(channel.availability("door", True))
+        return snapshot
+
+    config = MqttConfig(
+        url=f"mqtt://127.0.0.1:{port}", username=MQTT_USER, password=MQTT_PASSWORD, reconnect_max_s=1
+    )
+    channel = MqttChannel(config, "hubwindow", "Home", state, queue_size=16, max_attempts=3)
+    tasks = [asyncio.create_task(channel.connection_loop()), asyncio.create_task(channel.run())]
+    try:
+        async with asyncio.timeout(15):
+            await channel.connected.wait()
+            await channel.idle.wait()
+        told = await _retained(port, channel.camera_topic("door", "availability"))
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return told, channel.stats.sent
+
+
+def test_a_camera_that_comes_online_while_the_hub_announces_is_told_online(tmp_path: Path) -> None:
+    """The connect's announce publishes a snapshot; a camera that comes online after the snapshot and
+    before the connection counts as up must still end up `online` on the broker. The state callback
+    makes that happen inside the window every time, where the end-to-end test hit it 2 runs in 15."""
+    with mosquitto(tmp_path / "mqtt") as broker:
+        told, sent = asyncio.run(_camera_online_during_the_announce(broker.port))
+    assert told == b"online"
+    assert sent == 1  # the change itself went out after the announce, not only a later republish
