@@ -594,6 +594,10 @@ class LiveSessions:
             )
         except RelayClosed:
             raise LiveError("camera_unavailable", "the camera is not streaming", status=503) from None
+        if relay.params is not None and relay.params.codec == "hevc":
+            # Taken now, with no await since the check above: a second offer arriving before this
+            # view's first picture must hear 503, not get a 201 and then no video.
+            session.track._start_transcoding()
         self._sessions[session.id] = session
         try:
             answer = await session.accept(offer_sdp)

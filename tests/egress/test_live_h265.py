@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.egress.webrtc import Audience, LiveError, LiveSessions, SessionKind
+from hub.egress.webrtc import Audience, LiveError, LiveSessions, SessionKind, transcode_busy
 from hub.egress.whep_client import WhepViewer
 from hub.ingest.relay import PacketRelay, RelayHub
 from hub.ingest.rtsp import FileSource
@@ -86,4 +86,31 @@ async def test_an_h265_camera_is_watched_as_h264_one_view_at_a_time(hevc_relay: 
         await viewer.wait_frames(5, timeout=30)
     finally:
         await viewer.close()
+        await sessions.close_all()
+
+
+async def test_two_h265_views_asked_at_once_get_one_picture_and_one_refusal(hevc_relay: PacketRelay) -> None:
+    """Both offers arrive before either session has sent a packet: the slot is taken when a view is
+    opened, not at its first picture, so the second viewer hears 503 instead of a 201 and no video."""
+    sessions = LiveSessions()
+    # An offer that fails after the slot was taken gives it back.
+    with pytest.raises(LiveError):
+        await sessions.open(
+            camera_id=hevc_relay.camera_id, relay=hevc_relay, offer_sdp="v=0\r\n", audience=OWNER
+        )
+    assert not transcode_busy()
+    results = await asyncio.gather(
+        _watch(sessions, hevc_relay), _watch(sessions, hevc_relay), return_exceptions=True
+    )
+    watching = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, BaseException)]
+    try:
+        assert len(watching) == 1 and len(refused) == 1, results
+        assert isinstance(refused[0], LiveError)
+        assert (refused[0].code, refused[0].status) == ("transcode_busy", 503)
+        viewer, _ = watching[0]
+        await viewer.wait_frames(5, timeout=30)
+    finally:
+        for viewer, _ in watching:
+            await viewer.close()
         await sessions.close_all()
