@@ -77,6 +77,7 @@ class SoakResult:
     problems: list[str] = field(default_factory=list)
     log_path: Path | None = None
     warmup_s: float = 0.0
+    traced: list[str] = field(default_factory=list)
 
     def rss_slope_mb_per_h(self, key: str = "rss_kb") -> float | None:
         """Least-squares slope of RSS (or another `*_kb` column) over the samples after the warm-up, MB
@@ -177,7 +178,8 @@ class _Sim:
 
 
 class _Hub:
-    def __init__(self, workdir: Path, sim: _Sim) -> None:
+    def __init__(self, workdir: Path, sim: _Sim, tracemalloc: bool = False) -> None:
+        self.tracemalloc = tracemalloc
         self.data = workdir / "data"
         cameras = "".join(
             f'\n[[cameras]]\nid = "{name}"\nurl = "{info["rtsp_main"]}"\nevents_url = "{info["events"]}"\n'
@@ -198,7 +200,8 @@ class _Hub:
         log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "run", "--config", str(self.config)],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **({"PYTHONTRACEMALLOC": "1"} if self.tracemalloc else {})},
         )  # fmt: skip
         log.close()
         self.url = self.hub_id = self.pairing_code = ""
@@ -348,7 +351,12 @@ def _median_last(samples: list[Sample], key: str, n: int = 3) -> float:
 
 
 def run(
-    seconds: float, interval: float = 10.0, cameras: int = 4, workdir: Path | None = None, seed: int = 1
+    seconds: float,
+    interval: float = 10.0,
+    cameras: int = 4,
+    workdir: Path | None = None,
+    seed: int = 1,
+    tracemalloc: bool = False,
 ) -> SoakResult:
     """Run the soak; the returned result holds every sample and every problem found."""
     own_dir = workdir is None
@@ -359,7 +367,7 @@ def run(
     sim = _Sim(workdir, cameras)
     hub: _Hub | None = None
     try:
-        hub = _Hub(workdir, sim)
+        hub = _Hub(workdir, sim, tracemalloc)
         result.log_path = hub.log_path
         agency = _Agency(workdir, hub, sorted(sim.cameras), rng)
         started = time.monotonic()
@@ -420,6 +428,15 @@ def run(
             ]
             if bad:
                 result.problems.append("log has errors:\n" + "\n".join(bad[:20]))
+            if tracemalloc:
+                # The daemon's last comparison with its first snapshot (hub/daemon.py log_traced_growth).
+                lines = [
+                    ln[ln.index("camhub tracemalloc") :]
+                    for ln in text.splitlines()
+                    if "camhub tracemalloc" in ln
+                ]
+                last = max((i for i, ln in enumerate(lines) if "traced_kb=" in ln), default=0)
+                result.traced = lines[last:]
         sim.stop()
     if own_dir and result.ok:
         import shutil
@@ -460,12 +477,20 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="keep the data dir and logs here (default: a temp dir, removed on success)",
     )
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="run the daemon under tracemalloc and print the source lines whose Python memory grew most "
+        "since the first sample (slower: it measures where memory goes, not how much)",
+    )
     args = p.parse_args(argv)
     # A soak is long and gets killed: SIGTERM as an exit, so run()'s cleanup stops the daemon and the
     # simulator instead of leaving them running (and skewing every measurement after it).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    result = run(args.seconds, args.interval, args.cameras, args.workdir)
+    result = run(args.seconds, args.interval, args.cameras, args.workdir, tracemalloc=args.tracemalloc)
     print(result.table())
+    if result.traced:
+        print("\n".join(result.traced))
     slope = result.rss_slope_mb_per_h()
     after = [s for s in result.samples if s.t >= result.warmup_s]
     if slope is not None:

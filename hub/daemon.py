@@ -19,6 +19,7 @@ import resource
 import signal
 import sqlite3
 import threading
+import tracemalloc
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -474,3 +475,34 @@ def log_resource_stats() -> None:
     """SIGUSR1: log one `camhub stats ...` line (the soak and fault tests read the task count from it;
     only a local process allowed to signal the daemon can ask)."""
     log.info("camhub stats %s", " ".join(f"{k}={v}" for k, v in resource_stats().items()))
+    if tracemalloc.is_tracing():
+        log_traced_growth()
+
+
+# The first snapshot a SIGUSR1 took under tracemalloc; later ones are compared with it.
+_first_snapshot: tracemalloc.Snapshot | None = None
+_TRACE_FILTERS = (
+    tracemalloc.Filter(False, tracemalloc.__file__),
+    tracemalloc.Filter(False, "<frozen importlib._bootstrap*>"),
+)
+
+
+def log_traced_growth(top: int = 8) -> None:
+    """Under `python -X tracemalloc` (or PYTHONTRACEMALLOC=1; `python -m bench.soak --tracemalloc`): which
+    source lines hold more Python memory than at the first SIGUSR1. A soak's RSS slope says that
+    something grows; this says what, from inside the daemon that grows, without a debugger."""
+    global _first_snapshot
+    snap = tracemalloc.take_snapshot().filter_traces(_TRACE_FILTERS)
+    traced_kb = tracemalloc.get_traced_memory()[0] // 1024
+    if _first_snapshot is None:
+        _first_snapshot = snap
+        log.info("camhub tracemalloc traced_kb=%d baseline", traced_kb)
+        return
+    stats = snap.compare_to(_first_snapshot, "lineno")
+    log.info("camhub tracemalloc traced_kb=%d", traced_kb)
+    for st in stats[:top]:
+        frame = st.traceback[0]
+        log.info(
+            "camhub tracemalloc %+d KiB %+d blocks %s:%d",
+            st.size_diff // 1024, st.count_diff, frame.filename, frame.lineno,
+        )  # fmt: skip

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import logging
 import os
 import signal
 import socket
 import stat
 import time
+import tracemalloc
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from camhub_protocol.keys import jwk_thumbprint
+from hub import daemon
 from hub.consent import pairing
 from hub.store import connect
 from tests.conftest import DaemonProcess, free_port, start_daemon, write_config
@@ -151,3 +156,32 @@ def test_unknown_route_gets_json_404(daemon: DaemonProcess) -> None:
         urllib.request.urlopen(req, timeout=10)
     assert info.value.code == 404
     assert json.load(info.value)["error"] == "not_found"
+
+
+def test_sigusr1_under_tracemalloc_names_the_line_that_grew(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m bench.soak --tracemalloc`: each SIGUSR1 compares with the first one and names the
+    source lines holding more Python memory, biggest first."""
+    monkeypatch.setattr(daemon, "_first_snapshot", None)
+
+    async def two_signals() -> tuple[int, list[bytes]]:
+        daemon.log_resource_stats()  # as the daemon's SIGUSR1 handler runs it: inside the loop
+        line = inspect.currentframe().f_lineno + 1  # type: ignore[union-attr]
+        hoard = [bytes(1000) + bytes([i % 256]) for i in range(2000)]
+        daemon.log_resource_stats()
+        return line, hoard
+
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.INFO, logger="hub.daemon"):
+            line, hoard = asyncio.run(two_signals())
+    finally:
+        tracemalloc.stop()
+    messages = [r.getMessage() for r in caplog.records if "camhub tracemalloc" in r.getMessage()]
+    assert messages[0].endswith("baseline")
+    assert messages[1].startswith("camhub tracemalloc traced_kb=")
+    _, _, size, _, blocks, _, where = messages[2].split()
+    assert where == f"{__file__}:{line}", messages
+    assert int(size) >= 1900 and int(blocks) >= 2000, messages[2]
+    assert len(hoard) == 2000
