@@ -59,7 +59,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import av
 
-from hub.ingest.source import SourceOpenError, find_sps, nal_units, sps_size
+from hub.ingest.source import SourceEnded, SourceOpenError, find_sps, nal_units, sps_size
 from hub.redact import redact
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,11 @@ DEFAULT_SESSION_TIMEOUT_S = 60.0
 # NAL units without a picture (parameter sets, SEI) carried to the next picture; past this the camera
 # sends no pictures at all and they are dropped.
 MAX_CARRIED_NALS = 64
+# One access unit's payload; past it the camera is cut off and reconnected. A 4K intra picture at a
+# camera's highest quality is a few MiB; without a bound, a camera (or anyone between it and the hub)
+# that never ends a unit (no marker, no new timestamp, no FU end) grows one buffer until the daemon's
+# MemoryMax kills recording for every camera.
+MAX_UNIT_BYTES = 16 * 1024 * 1024
 # A header block larger than this is not an RTSP response from a camera.
 MAX_HEADER_BYTES = 16 * 1024
 _SESSION = re.compile(r"^\s*([^;\s]+)(?:.*?;\s*timeout\s*=\s*(\d+))?", re.I)
@@ -531,6 +536,7 @@ class RtspTcpReader:
         time_base = Fraction(1, track.clock_rate)
         buf, view = self._buf, self._view
         parts: list[bytes] = []
+        unit_bytes = 0  # what `parts` holds
         key = corrupt = vcl = False  # vcl: the unit holds a slice of a picture
         fu_open = False  # inside a fragmented NAL unit whose start was seen
         au_ts: int | None = None
@@ -543,13 +549,14 @@ class RtspTcpReader:
         ready = deque()
 
         def emit() -> None:
-            nonlocal parts, key, corrupt, vcl, last_pts
+            nonlocal parts, unit_bytes, key, corrupt, vcl, last_pts
             if not vcl:
                 # Parameter sets or SEI sent as a unit of their own (a marker bit, or a timestamp of
                 # their own, before the picture's): they go in front of the next picture, as FFmpeg's
                 # parser puts them, not into the recording as a sample without a picture.
                 if len(parts) > MAX_CARRIED_NALS:
                     parts.clear()  # no picture in sight
+                    unit_bytes = 0
                 return
             if parts:
                 assert au_ts is not None
@@ -565,7 +572,7 @@ class RtspTcpReader:
                     pkt.is_corrupt = True
                 last_pts = au_ts
                 ready.append(pkt)
-            parts, key, corrupt, vcl = [], False, False, False
+            parts, unit_bytes, key, corrupt, vcl = [], 0, False, False, False
 
         while True:
             while ready:
@@ -672,6 +679,11 @@ class RtspTcpReader:
                     vcl = vcl or typ in vcl_types
                     parts.append(START + view[h:stop].tobytes())
                 # else: a type the payload formats leave unspecified; skipped, as FFmpeg does
+                unit_bytes += stop - h
+                if unit_bytes > MAX_UNIT_BYTES:
+                    raise SourceEnded(
+                        f"the camera sent over {MAX_UNIT_BYTES >> 20} MiB without ending a picture"
+                    )
                 if b1 & 0x80:  # marker: the access unit is complete
                     emit()
                     au_ts = None

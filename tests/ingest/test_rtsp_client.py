@@ -25,13 +25,14 @@ import pytest
 
 from hub.ingest.rtsp import RtspSource
 from hub.ingest.rtsp_client import (
+    MAX_UNIT_BYTES,
     ReaderUnsupported,
     RtspTcpReader,
     SourceUnauthorized,
     TransportRefused,
     parse_sdp,
 )
-from hub.ingest.source import SourceOpenError, nal_type, nal_units, sps_size
+from hub.ingest.source import SourceEnded, SourceOpenError, nal_type, nal_units, sps_size
 
 START = b"\x00\x00\x00\x01"
 
@@ -410,6 +411,24 @@ def test_b_frames_are_handed_to_ffmpeg(opened) -> None:  # type: ignore[no-untyp
     reader = opened(ScriptedCamera(plain(h264_sdp([sps, pps])), stream))
     with pytest.raises(ReaderUnsupported, match="B-frames"):
         take(reader, 4)
+
+
+def test_a_picture_that_never_ends_is_cut_off_at_the_unit_bound(opened) -> None:  # type: ignore[no-untyped-def]
+    """A camera that starts a fragmented NAL unit and never ends it (no end bit, no marker, no new
+    timestamp): the reader ends the connection at MAX_UNIT_BYTES instead of growing one buffer."""
+    sps, pps = _param_sets("h264", 320, 240)
+    chunk = b"\x33" * 60000
+    count = MAX_UNIT_BYTES // len(chunk) + 2
+    stream: list[bytes | float] = [
+        frame(0, rtp(1, 0, bytes((0x65, 1)), marker=True)),
+        frame(0, rtp(2, 6000, bytes((0x5C, 0x81)) + chunk)),
+    ]
+    stream += [frame(0, rtp(3 + i, 6000, bytes((0x5C, 0x01)) + chunk)) for i in range(count)]
+    reader = opened(ScriptedCamera(plain(h264_sdp([sps, pps])), stream))
+    it = reader.demux()
+    assert next(it).is_keyframe
+    with pytest.raises(SourceEnded, match="without ending a picture"):
+        next(it)
 
 
 def test_rtcp_alone_is_a_stall_within_the_read_timeout(opened) -> None:  # type: ignore[no-untyped-def]
