@@ -111,12 +111,20 @@ def doorbell_target(data: bytes) -> None:
             is_press(msg)
 
 
+# Audio beside the video (channel 2, RTCP on 1 and 3), chosen by the input's first byte.
+_FUZZ_AUDIO = {
+    b"a": rtsp_client.AudioRtp("aac", 97, 16000, 1, "rtsp://127.0.0.1/x/a", b"\x14\x08", 13, 3, 3),
+    b"g": rtsp_client.AudioRtp("pcm_alaw", 8, 8000, 1, "rtsp://127.0.0.1/x/a"),
+    b"o": rtsp_client.AudioRtp("opus", 111, 48000, 2, "rtsp://127.0.0.1/x/a"),
+}
+
+
 def rtp_stream_target(data: bytes) -> None:
     """What a camera sends after PLAY, through camhub's own RTSP/TCP reader."""
     codec = "hevc" if data[:1] == b"h" else "h264"
     track = rtsp_client.VideoTrack(codec, 96, 90000, "rtsp://127.0.0.1/x", ())
     try:
-        rtsp_client.depacketize(data[1:65536], track)
+        rtsp_client.depacketize(data[1:65536], track, _FUZZ_AUDIO.get(data[:1]))
     except rtsp_client.ReaderUnsupported:
         pass
 

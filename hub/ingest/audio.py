@@ -102,7 +102,9 @@ class AudioTrack:
             self._next_pts = int(raw.pts * raw.time_base / self.params.time_base)
         out: list[tuple[bytes, int | None, int]] = []
         try:
-            for frame in self._decoder.decode(raw):
+            # camhub's reader yields its audio wrapped (hub/ingest/rtsp_client.py ReaderAudioPacket).
+            packet = raw if isinstance(raw, av.Packet) else raw.packet()
+            for frame in self._decoder.decode(packet):
                 frame.pts = None
                 for chunk in self._resampler.resample(frame):
                     chunk.pts = None

@@ -1,6 +1,6 @@
 """Pull sources read with PyAV/FFmpeg: RTSP cameras, and recorded files replayed at live pace.
 
-Readers: RTP over TCP from an `rtsp://` camera with audio off is read by camhub's own reader
+Readers: RTP over TCP from an `rtsp://` camera (with its AAC, G.711 or Opus) is read by camhub's own reader
 (hub/ingest/rtsp_client.py: one `recv` per burst where libavformat makes three system calls per RTP
 packet, issue 17), plugged in below as the "container" `_pump` demuxes; everything else by FFmpeg.
 What follows about FFmpeg's RTSP demuxer (its timeouts, its parser holding a frame) is about that
@@ -913,7 +913,7 @@ class RtspSource(AvSource):
     (TCP, then UDP on 461; see Transport in the module docstring).
 
     `reader="camhub"` reads TCP with camhub's own reader (hub/ingest/rtsp_client.py: one system call
-    per burst instead of three per RTP packet) when it can: an rtsp:// URL, audio off. Everything
+    per burst instead of three per RTP packet) when it can: an rtsp:// URL over TCP. Everything
     else, and `reader="ffmpeg"`, is read by FFmpeg. `reader_used` says which one opened."""
 
     _parser_holds_frame = True
@@ -961,7 +961,6 @@ class RtspSource(AvSource):
         own = (
             self._reader == "camhub"
             and options.get("rtsp_transport") == "tcp"
-            and not self._audio
             and self.url.startswith("rtsp://")
         )
         if not own:
@@ -972,6 +971,7 @@ class RtspSource(AvSource):
             self.url,
             open_timeout_s=max(0.1, deadline - time.monotonic()),
             read_timeout_s=self._read_timeout_s,
+            audio=self._audio,
         )
         try:
             stream = reader.open()

@@ -11,18 +11,21 @@ without libavformat").
 
 Scope: what nearly every camera sends over TCP, and nothing more: H.264 (RFC 6184, packetization
 modes 0 and 1: single NAL units, STAP-A, FU-A) and H.265 (RFC 7798 without DONL: single NAL units,
-AP, FU), `rtsp://` with Basic or Digest (RFC 2617, qop=auth) credentials. Everything else goes to
-FFmpeg, which `RtspSource` (hub/ingest/rtsp.py) chooses before opening: UDP, `rtsps://`, audio. What
-can only be learned while streaming (interleaved packetization, B-frames, whose decode order RTP does
+AP, FU), `rtsp://` with Basic or Digest (RFC 2617, qop=auth) credentials, and, when the camera's
+audio is on, the audio the recorder keeps: AAC (RFC 3640 AAC-hbr/lbr), G.711 (RFC 3551) and Opus
+(RFC 7587), set up on the next interleaved channels (see `_Sound` for how it is placed on the video's
+clock). Everything else goes to FFmpeg, which `RtspSource` (hub/ingest/rtsp.py) chooses before
+opening: UDP, `rtsps://`; so does AAC as LATM or another RFC 3640 mode (`ReaderUnsupported` at
+DESCRIBE). What can only be learned while streaming (interleaved packetization, B-frames, whose decode order RTP does
 not carry) raises `ReaderUnsupported`, and the camera's loop reads it with FFmpeg from then on. So
 does a camera whose server this reader cannot talk to: a 4xx to DESCRIBE, SETUP or PLAY, an SDP
 without a video track it reads, no SPS, or a stream it cannot frame. A new reader must never cost a
 camera its recording: FFmpeg then gets the camera until the hub restarts.
 
 The session: OPTIONS, DESCRIBE (following up to `MAX_REDIRECTS` 3xx), SETUP of the first H.264/H.265
-video track, PLAY. The connection is kept alive as FFmpeg keeps it: GET_PARAMETER when the server
-lists it in OPTIONS, else OPTIONS, every half of the Session timeout (RFC 2326 §12.37), capped at
-`KEEPALIVE_MAX_S`. Responses to those, and any request the server sends, are skipped in the stream.
+video track (and of the first audio track, with audio on), PLAY. The connection is kept alive as
+FFmpeg keeps it: GET_PARAMETER when the server lists it in OPTIONS, else OPTIONS, every half of the
+Session timeout (RFC 2326 §12.37), capped at `KEEPALIVE_MAX_S`. Responses to those, and any request the server sends, are skipped in the stream.
 
 Access units: RTP packets of one timestamp are one access unit; it is complete at the marker bit
 (RFC 6184 §5.1) or, if a camera omits it, when a packet with a new timestamp begins. So a frame is
@@ -130,10 +133,33 @@ def _refused(method: str, status: int) -> SourceOpenError:
     return ReaderUnsupported(f"{method} answered {status} to camhub's reader")
 
 
-def parse_sdp(sdp: str, base: str) -> tuple[VideoTrack, str]:
-    """The first recordable video track and the aggregate control URL for PLAY.
+@dataclass(frozen=True)
+class AudioRtp:
+    """The first audio track of a camera's SDP that this reader depacketises (RFC 3640 AAC, RFC 3551
+    G.711, RFC 7587 Opus): FFmpeg's codec name, as hub/ingest/audio.py expects it."""
 
-    Raises SourceOpenError when the SDP has no H.264 or H.265 video (what the recorder can keep)."""
+    codec: str  # "aac", "pcm_mulaw", "pcm_alaw" or "opus"
+    payload_type: int
+    clock_rate: int
+    channels: int
+    control: str
+    config: bytes = b""  # AAC: the AudioSpecificConfig (fmtp `config`)
+    size_length: int = 0  # AAC: the AU-header's bits for AU-size, AU-Index, AU-Index-delta
+    index_length: int = 0
+    index_delta_length: int = 0
+
+
+@dataclass(frozen=True)
+class _Media:
+    kind: str  # "video", "audio", ...
+    formats: tuple[int, ...]
+    rtpmaps: dict[int, tuple[str, int, int]]  # payload type -> (NAME, clock rate, channels)
+    fmtps: dict[int, dict[str, str]]
+    control: str
+
+
+def _sections(sdp: str, base: str) -> tuple[list[_Media], str]:
+    """The SDP's media sections and the aggregate control URL for PLAY."""
     session_control = ""
     sections: list[list[str]] = [[]]
     for line in sdp.replace("\r\n", "\n").split("\n"):
@@ -145,21 +171,21 @@ def parse_sdp(sdp: str, base: str) -> tuple[VideoTrack, str]:
         if line.startswith("a=control:"):
             session_control = line[len("a=control:") :].strip()
     aggregate = _resolve(base, session_control) if session_control not in ("", "*") else base
-    seen = []
+    out = []
     for media in sections[1:]:
         m = media[0].split()
-        if len(m) < 4 or m[0] != "m=video":
-            seen += [ln.split(" ", 1)[-1].split("/")[0] for ln in media if ln.startswith("a=rtpmap:")]
+        if len(m) < 4:
             continue
-        rtpmaps: dict[int, tuple[str, int]] = {}
+        rtpmaps: dict[int, tuple[str, int, int]] = {}
         fmtps: dict[int, dict[str, str]] = {}
         control = ""
         for line in media[1:]:
             if line.startswith("a=rtpmap:"):
                 pt, _, enc = line[len("a=rtpmap:") :].partition(" ")
-                name, _, rate = enc.strip().partition("/")
+                name, _, clock = enc.strip().partition("/")
+                rate, _, channels = clock.partition("/")
                 if pt.isdigit():
-                    rtpmaps[int(pt)] = (name.upper(), _number(rate.split("/")[0], 90000))
+                    rtpmaps[int(pt)] = (name.upper(), _number(rate, 90000), _number(channels, 1))
             elif line.startswith("a=fmtp:"):
                 pt, _, params = line[len("a=fmtp:") :].partition(" ")
                 if pt.isdigit():
@@ -170,13 +196,26 @@ def parse_sdp(sdp: str, base: str) -> tuple[VideoTrack, str]:
                     }
             elif line.startswith("a=control:"):
                 control = line[len("a=control:") :].strip()
-        for fmt in m[3:]:
-            if not fmt.isdigit():
-                continue
-            pt = int(fmt)
-            name, rate = rtpmaps.get(pt, ("", 90000))
+        formats = tuple(int(f) for f in m[3:] if f.isdigit() and len(f) < 4)
+        track_url = _resolve(base, control) if control not in ("", "*") else aggregate
+        out.append(_Media(m[0][2:], formats, rtpmaps, fmtps, track_url))
+    return out, aggregate
+
+
+def parse_sdp(sdp: str, base: str) -> tuple[VideoTrack, str]:
+    """The first recordable video track and the aggregate control URL for PLAY.
+
+    Raises SourceOpenError when the SDP has no H.264 or H.265 video (what the recorder can keep)."""
+    sections, aggregate = _sections(sdp, base)
+    seen = []
+    for media in sections:
+        if media.kind != "video":
+            seen += [name for name, _, _ in media.rtpmaps.values()]
+            continue
+        for pt in media.formats:
+            name, rate, _ = media.rtpmaps.get(pt, ("", 90000, 1))
             seen.append(name or f"payload {pt}")
-            fmtp = fmtps.get(pt, {})
+            fmtp = media.fmtps.get(pt, {})
             if name == "H264":
                 if fmtp.get("packetization-mode", "0") not in ("0", "1"):
                     break  # interleaved mode (2): FFmpeg's
@@ -193,12 +232,50 @@ def parse_sdp(sdp: str, base: str) -> tuple[VideoTrack, str]:
                 codec = "hevc"
             else:
                 continue
-            track_url = _resolve(base, control) if control not in ("", "*") else aggregate
-            return VideoTrack(codec, pt, rate, track_url, sets), aggregate
+            return VideoTrack(codec, pt, rate, media.control, sets), aggregate
     raise ReaderUnsupported(
         "the camera offers no H.264 or H.265 video camhub's reader takes"
         + (f" (it offers {', '.join(seen)})" if seen else "")
     )
+
+
+# Payload types RFC 3551 assigns, for an SDP that names them without an rtpmap.
+_STATIC_AUDIO = {0: ("PCMU", 8000, 1), 8: ("PCMA", 8000, 1)}
+# AAC forms FFmpeg's reader takes that this one does not: the camera's audio needs FFmpeg.
+_FFMPEG_AUDIO = frozenset({"MP4A-LATM", "MPEG4-GENERIC"})
+
+
+def parse_sdp_audio(sdp: str, base: str) -> AudioRtp | None:
+    """The first audio track this reader depacketises; None when the SDP has no audio the hub records
+    (no audio at all, or a codec hub/ingest/audio.py does not record either: video only, as with
+    FFmpeg). Raises ReaderUnsupported for AAC in a form only FFmpeg's reader takes (LATM, RFC 3640
+    modes other than AAC-hbr/lbr)."""
+    sections, _ = _sections(sdp, base)
+    for media in sections:
+        if media.kind != "audio":
+            continue
+        for pt in media.formats:
+            name, rate, channels = media.rtpmaps.get(pt) or _STATIC_AUDIO.get(pt, ("", 0, 1))
+            fmtp = media.fmtps.get(pt, {})
+            if name in ("PCMU", "PCMA") and rate == 8000:
+                codec = "pcm_mulaw" if name == "PCMU" else "pcm_alaw"
+                return AudioRtp(codec, pt, rate, channels, media.control)
+            if name == "OPUS":
+                return AudioRtp("opus", pt, rate, channels, media.control)
+            if name == "MPEG4-GENERIC" and fmtp.get("mode", "").lower() in ("aac-hbr", "aac-lbr"):
+                try:
+                    config = bytes.fromhex(fmtp.get("config", ""))
+                except ValueError:
+                    config = b""
+                size = _number(fmtp.get("sizelength", ""), 0)
+                index = _number(fmtp.get("indexlength", "0"), 0)
+                delta = _number(fmtp.get("indexdeltalength", "0"), 0)
+                if config and 0 < size <= 16 and index <= 8 and delta <= 8:
+                    return AudioRtp("aac", pt, rate, channels, media.control, config, size, index, delta)
+            if name in _FFMPEG_AUDIO:
+                raise ReaderUnsupported(f"the camera sends AAC as {name} {fmtp.get('mode', '')}".rstrip())
+        return None  # only the first audio section counts, as FFmpeg's first audio stream does
+    return None
 
 
 def _number(text: str, default: int) -> int:
@@ -230,13 +307,16 @@ def _resolve(base: str, control: str) -> str:
 
 
 class RtspTcpReader:
-    """One RTSP session reading one video track over TCP; `demux()` yields its access units.
+    """One RTSP session reading one video track (and with `audio`, one audio track) over TCP;
+    `demux()` yields its access units, audio as `ReaderAudioPacket`s.
 
     Used on one thread (the source's demux thread); `close()` may come from it only. Quacks like the
     part of a PyAV input container hub/ingest/rtsp.py uses (`demux`, `close`), with `stream`
     standing in for the container's video stream."""
 
-    def __init__(self, url: str, *, open_timeout_s: float, read_timeout_s: float) -> None:
+    def __init__(
+        self, url: str, *, open_timeout_s: float, read_timeout_s: float, audio: bool = False
+    ) -> None:
         u = urlsplit(url)
         if u.scheme != "rtsp" or not u.hostname:
             raise SourceOpenError(f"not an rtsp:// URL: {redact(url)}")
@@ -259,6 +339,10 @@ class RtspTcpReader:
         self._deadline = time.monotonic() + open_timeout_s
         self.track: VideoTrack | None = None
         self.stream: ReaderStream | None = None
+        self._want_audio = audio
+        self._sound: _Sound | None = None
+        # What hub/ingest/rtsp.py reads of a container's streams (`streams.audio`), once open.
+        self.streams = _Streams([], [])
         self._ready: deque[Any] = deque()  # access units complete and not yet handed on
         self._closed = False
 
@@ -298,13 +382,15 @@ class RtspTcpReader:
         if status != 200:
             raise _refused("DESCRIBE", status)
         base = hdrs.get("content-base") or hdrs.get("content-location") or url
-        track, aggregate = parse_sdp(body.decode("utf-8", "replace"), self._strip_credentials(base))
+        sdp, base = body.decode("utf-8", "replace"), self._strip_credentials(base)
+        track, aggregate = parse_sdp(sdp, base)
         self.track = track
         status, hdrs, _ = self._request(
             "SETUP", track.control, {"Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"}
         )
         if status == 461:
-            raise TransportRefused(f"the camera refused RTP over TCP ({status} Unsupported Transport)")
+            # Worded as for FFmpeg's reader (hub/ingest/rtsp.py _open_error): one line to grep for.
+            raise TransportRefused("the camera refused this RTP transport (461): SETUP of RTP over TCP")
         if status in (401, 403):
             raise SourceUnauthorized(f"the camera refused the credentials ({status})")
         if status != 200:
@@ -317,18 +403,44 @@ class RtspTcpReader:
             self._keepalive_s = min(KEEPALIVE_MAX_S, max(1.0, int(session.group(2)) / 2))
         channel = _INTERLEAVED.search(hdrs.get("transport", ""))
         self._channel = int(channel.group(1)) if channel else 0
-        status, _, _ = self._request("PLAY", aggregate, {"Range": "npt=0.000-"})
+        sound = parse_sdp_audio(sdp, base) if self._want_audio else None
+        if sound is not None:
+            self._setup_audio(sound)
+        status, hdrs, _ = self._request("PLAY", aggregate, {"Range": "npt=0.000-"})
         if status != 200:
             raise _refused("PLAY", status)
+        if self._sound is not None:
+            self._sound.play_info(hdrs.get("rtp-info", ""), track.control)
         self._aggregate = aggregate
         self.stream = self._learn_stream(track)
+        self.streams = _Streams([self.stream], [] if self._sound is None else [self._sound.stream])
         return self.stream
 
-    def attach(self, sock: socket.socket, track: VideoTrack, channel: int = 0) -> None:
+    def _setup_audio(self, track: AudioRtp) -> None:
+        """SETUP the audio track on the next interleaved channels, in the video's session."""
+        first = self._channel + 2
+        status, hdrs, _ = self._request(
+            "SETUP", track.control, {"Transport": f"RTP/AVP/TCP;unicast;interleaved={first}-{first + 1}"}
+        )
+        if status in (401, 403):
+            raise SourceUnauthorized(f"the camera refused the credentials ({status})")
+        if status != 200:
+            raise _refused("SETUP", status)
+        channel = _INTERLEAVED.search(hdrs.get("transport", ""))
+        self._sound = _Sound(
+            track, int(channel.group(1)) if channel else first, self._channel + 1, self.track.clock_rate
+        )
+        log.debug("audio: %s %d Hz on channel %d", track.codec, track.clock_rate, self._sound.channel)
+
+    def attach(
+        self, sock: socket.socket, track: VideoTrack, channel: int = 0, audio: AudioRtp | None = None
+    ) -> None:
         """Read `track` from `sock`, a session already playing (what `open()` ends with) on interleaved
-        `channel`; `demux()` then yields its access units. For the parser's tests and fuzzing, which
-        feed it bytes no camera sends."""
+        `channel` (and `audio` on the two after its RTCP); `demux()` then yields its access units. For
+        the parser's tests and fuzzing, which feed it bytes no camera sends."""
         self._sock, self.track, self._channel, self._aggregate = sock, track, channel, self.url
+        if audio is not None:
+            self._sound = _Sound(audio, channel + 2, channel + 1, track.clock_rate)
         self._frames_it = self._frames()
 
     def _learn_stream(self, track: VideoTrack) -> ReaderStream:
@@ -533,6 +645,7 @@ class RtspTcpReader:
             key_types, single_types, unsupported = frozenset({5}), range(1, 24), frozenset({25, 26, 27, 29})
             vcl_types = range(1, 6)  # coded slices (H.264 §7.4.1.2.3)
         channel, pt = self._channel, track.payload_type
+        sound = self._sound
         time_base = Fraction(1, track.clock_rate)
         buf, view = self._buf, self._view
         parts: list[bytes] = []
@@ -604,7 +717,15 @@ class RtspTcpReader:
                     break
                 start = stop = p + size
                 if ch != channel or size < 12:
-                    continue  # RTCP, or another track's data
+                    if sound is not None:  # else RTCP, or another track's data
+                        if ch == sound.channel and size >= 12:
+                            if first_ts is None:
+                                sound.dropped += 1  # nothing to place it by yet
+                            else:
+                                ready.extend(sound.packets(buf, view, p, stop, first_ts, last_ts + unwrap))
+                        elif ch == sound.rtcp or ch == sound.video_rtcp:
+                            sound.report(ch, buf, p, stop)
+                    continue
                 b0, b1 = buf[p], buf[p + 1]
                 if b0 >> 6 != 2 or b1 & 0x7F != pt:
                     continue
@@ -731,10 +852,262 @@ class ReaderStream:
         self.guessed_rate = None
 
 
-def depacketize(data: bytes, track: VideoTrack) -> list[Any]:
-    """The access units an interleaved stream (`data`, as a camera sends it after PLAY on channel 0)
-    holds, read through a real socket pair as from a camera. For tests and fuzzing: raises only
-    ReaderUnsupported (a stream it cannot frame or depacketise); the end of `data` ends it."""
+AAC_FRAME = 1024  # samples per AAC-LC access unit (ISO/IEC 14496-3)
+# Opus frame durations in 48 kHz samples by TOC configuration (RFC 6716 §3.1).
+_OPUS_FRAME = [480, 960, 1920, 2880] * 3 + [480, 960] * 2 + [120, 240, 480, 960] * 4
+
+
+@dataclass
+class _Streams:
+    video: list[Any]
+    audio: list[Any]
+
+
+@dataclass(frozen=True)
+class _AudioCodecContext:
+    name: str
+    sample_rate: int
+    channels: int
+    extradata: bytes
+
+
+class ReaderAudioStream:
+    """What hub/ingest/audio.py reads of a PyAV audio stream, for audio camhub reads itself."""
+
+    index = -1  # never a packet's stream_index: see AUDIO
+
+    def __init__(self, track: AudioRtp) -> None:
+        self.codec_context = _AudioCodecContext(track.codec, track.clock_rate, track.channels, track.config)
+        self.time_base = Fraction(1, track.clock_rate)
+
+
+class ReaderAudioPacket:
+    """One audio packet as this reader yields it. A PyAV packet cannot say which stream it is of
+    (`stream_index` cannot be set, and `opaque` was seen to lose its value when packets share one),
+    so audio comes wrapped, with what hub/ingest/rtsp.py and audio.py read of a demuxed packet."""
+
+    __slots__ = ("data", "dts", "duration", "pts", "time_base")
+    stream_index = ReaderAudioStream.index
+    is_keyframe = False
+    is_corrupt = False
+
+    def __init__(self, data: bytes, pts: int, duration: int, time_base: Fraction) -> None:
+        self.data = data
+        self.pts = self.dts = pts
+        self.duration = duration
+        self.time_base = time_base
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+    def packet(self) -> av.Packet:
+        """As a PyAV packet, for a decoder (G.711 is transcoded)."""
+        pkt = av.Packet(self.data)
+        pkt.pts = pkt.dts = self.pts
+        pkt.time_base = self.time_base
+        pkt.duration = self.duration
+        return pkt
+
+
+def _signed32(delta: int) -> int:
+    delta &= 0xFFFFFFFF
+    return delta - (1 << 32) if delta >= 1 << 31 else delta
+
+
+class _Sound:
+    """One audio track: its RTP depacketised into the packets FFmpeg's reader yields (an AAC access
+    unit, an Opus packet, a run of G.711 samples), with timestamps on the video's clock.
+
+    The two RTP clocks start at unrelated values. The camera's RTCP sender reports pair each with one
+    NTP wall clock (RFC 3550 §6.4.1); once both tracks have sent one, audio is placed by them, exactly,
+    as FFmpeg's reader places it. Before that (a camera's first report can take seconds), an audio
+    packet is placed at the time of the video packet the camera sent just before it: both travel
+    in order on one connection, so they are off by the camera's encoding delays (tens of ms); the
+    reports then correct it, once. Audio before the first video packet is dropped (the recorder
+    would drop it too: nothing to put it in)."""
+
+    def __init__(self, track: AudioRtp, channel: int, video_rtcp: int, video_rate: int) -> None:
+        self.track = track
+        self.stream = ReaderAudioStream(track)
+        self.channel = channel
+        self.rtcp = channel + 1
+        self.video_rtcp = video_rtcp
+        self._video_rate = video_rate
+        self._rate = track.clock_rate
+        self._time_base = Fraction(1, track.clock_rate)
+        self._ts: int | None = None  # the last RTP timestamp, unwrapped
+        self.offset: int | None = None  # added to an unwrapped timestamp: pts on the video's clock
+        self.by_reports = False
+        self.placed_by = ""  # "reports", "rtp-info" or "arrival": what `offset` came from
+        # The RTP timestamps of one instant, the start of PLAY (RTSP RTP-Info, RFC 2326 §12.33).
+        self.play_times: tuple[int, int] | None = None  # (video, audio)
+        self.video_report: tuple[float, int] | None = None  # (NTP seconds, RTP timestamp)
+        self.audio_report: tuple[float, int] | None = None
+        self._fragment = bytearray()  # an AAC access unit split over packets (RFC 3640 §3.2.3)
+        self._fragment_size = 0
+        self.dropped = 0
+
+    def play_info(self, rtp_info: str, video_url: str) -> None:
+        """Take the RTP-Info of PLAY: the rtptime of each track at the start of the range."""
+        times: dict[str, int] = {}
+        for entry in rtp_info.split(","):
+            fields = dict(f.strip().partition("=")[::2] for f in entry.split(";") if "=" in f)
+            url, rtptime = fields.get("url", ""), fields.get("rtptime", "")
+            if url and rtptime.isdigit() and len(rtptime) <= 10:
+                times[url.rstrip("/")] = int(rtptime) & 0xFFFFFFFF
+
+        def time_of(control: str) -> int | None:
+            # The server may name a track by its full URL or by what follows the base.
+            control = control.rstrip("/")
+            for url, rtptime in times.items():
+                if control == url or control.endswith("/" + url.lstrip("/")) or url.endswith(control):
+                    return rtptime
+            return None
+
+        video, audio = time_of(video_url), time_of(self.track.control)
+        if video is not None and audio is not None and video_url != self.track.control:
+            self.play_times = (video, audio)
+
+    def report(self, channel: int, buf: bytearray, p: int, stop: int) -> None:
+        """Take the sender report (PT 200) of an RTCP compound packet, if it has one."""
+        while p + 20 <= stop:
+            length = (((buf[p + 2] << 8) | buf[p + 3]) + 1) * 4
+            if buf[p + 1] == 200:
+                ntp = int.from_bytes(buf[p + 8 : p + 16], "big") / (1 << 32)
+                rtp = int.from_bytes(buf[p + 16 : p + 20], "big")
+                if channel == self.video_rtcp:
+                    self.video_report = (ntp, rtp)
+                else:
+                    self.audio_report = (ntp, rtp)
+                return
+            p += length
+
+    def packets(
+        self, buf: bytearray, view: memoryview, p: int, stop: int, video_first: int, video_last: int
+    ) -> list[Any]:
+        """The audio packets of one RTP packet; `video_first`/`video_last`: the video's first and
+        latest RTP timestamps (unwrapped), whose difference is the video's pts."""
+        b0, b1 = buf[p], buf[p + 1]
+        if b0 >> 6 != 2 or b1 & 0x7F != self.track.payload_type:
+            return []
+        ts = int.from_bytes(view[p + 4 : p + 8], "big")
+        h = p + 12 + 4 * (b0 & 0x0F)
+        if b0 & 0x10:
+            if h + 4 > stop:
+                return []
+            h += 4 + 4 * ((buf[h + 2] << 8) | buf[h + 3])
+        if b0 & 0x20:
+            stop -= buf[stop - 1]
+        if h >= stop:
+            return []
+        self._ts = ts if self._ts is None else self._ts + _signed32(ts - self._ts)
+        if not self.by_reports:
+            placed = self._placed_by_reports(video_first, video_last)
+            if placed is not None:
+                if self.offset is not None and abs(placed - self.offset) > self._rate // 100:
+                    log.info(
+                        "audio: placed by the camera's sender reports, %+.0f ms from its place by %s",
+                        (placed - self.offset) * 1000 / self._rate,
+                        self.placed_by,
+                    )
+                self.offset, self.by_reports, self.placed_by = placed, True, "reports"
+            elif self.offset is None and self.play_times is not None:
+                at_v = self._unwrapped(self.play_times[0], video_last) - video_first
+                at_a = self._unwrapped(self.play_times[1], self._ts)
+                self.offset = round(at_v * self._rate / self._video_rate) - at_a
+                self.placed_by = "rtp-info"
+            elif self.offset is None:
+                at = (video_last - video_first) / self._video_rate
+                self.offset = round(at * self._rate) - self._ts
+                self.placed_by = "arrival"
+        pts = self._ts + self.offset
+        codec = self.track.codec
+        if codec == "aac":
+            return self._aac(view, h, stop, pts, bool(b1 & 0x80))
+        data = view[h:stop].tobytes()
+        if codec == "opus":
+            duration = _opus_samples(data) * self._rate // 48000
+        else:  # G.711: one byte a sample and channel
+            duration = len(data) // max(1, self.track.channels)
+        return [self._packet(data, pts, duration)]
+
+    @staticmethod
+    def _unwrapped(rtp: int, near: int) -> int:
+        """A 32-bit RTP timestamp as the unwrapped one nearest `near`."""
+        return near + _signed32(rtp - near)
+
+    def _placed_by_reports(self, video_first: int, video_last: int) -> int | None:
+        if self.video_report is None or self.audio_report is None or self._ts is None:
+            return None
+        ntp_v, rtp_v = self.video_report
+        ntp_a, rtp_a = self.audio_report
+        at_v = (self._unwrapped(rtp_v, video_last) - video_first) / self._video_rate
+        return round((at_v + ntp_a - ntp_v) * self._rate) - self._unwrapped(rtp_a, self._ts)
+
+    def _aac(self, view: memoryview, h: int, stop: int, pts: int, marker: bool) -> list[Any]:
+        """RFC 3640 §3.2: AU-headers-length (bits), the AU headers, then the access units."""
+        t = self.track
+        if h + 2 > stop:
+            return []
+        header_bits = (view[h] << 8) | view[h + 1]
+        header_bytes = (header_bits + 7) // 8
+        data_at = h + 2 + header_bytes
+        if data_at > stop:
+            return []
+        bits = int.from_bytes(view[h + 2 : data_at], "big")
+        total = header_bytes * 8
+        sizes, pos, index_bits = [], 0, t.index_length
+        while pos + t.size_length + index_bits <= header_bits:
+            sizes.append((bits >> (total - pos - t.size_length)) & ((1 << t.size_length) - 1))
+            pos += t.size_length + index_bits
+            index_bits = t.index_delta_length
+        out = []
+        if len(sizes) == 1 and data_at + sizes[0] > stop:
+            # One access unit larger than a packet: its fragments share a timestamp; the marker
+            # bit ends it.
+            if self._fragment_size != sizes[0]:
+                self._fragment.clear()
+                self._fragment_size = sizes[0]
+            self._fragment += view[data_at:stop]
+            if marker or len(self._fragment) >= sizes[0]:
+                if len(self._fragment) == sizes[0]:
+                    out.append(self._packet(bytes(self._fragment), pts, AAC_FRAME))
+                self._fragment.clear()
+                self._fragment_size = 0
+            return out
+        self._fragment.clear()
+        self._fragment_size = 0
+        q = data_at
+        for i, size in enumerate(sizes):
+            if q + size > stop or size == 0:
+                break
+            out.append(self._packet(view[q : q + size].tobytes(), pts + i * AAC_FRAME, AAC_FRAME))
+            q += size
+        return out
+
+    def _packet(self, data: bytes, pts: int, duration: int) -> ReaderAudioPacket:
+        return ReaderAudioPacket(data, pts, duration, self._time_base)
+
+
+def _opus_samples(packet: bytes) -> int:
+    """An Opus packet's duration in 48 kHz samples, from its TOC byte (RFC 6716 §3.1); 0 if empty."""
+    if not packet:
+        return 0
+    toc = packet[0]
+    code = toc & 3
+    frames = 1 if code == 0 else 2 if code in (1, 2) else (packet[1] & 0x3F if len(packet) > 1 else 0)
+    return _OPUS_FRAME[toc >> 3] * frames
+
+
+def depacketize(data: bytes, track: VideoTrack, audio: AudioRtp | None = None) -> list[Any]:
+    """The access units an interleaved stream (`data`, as a camera sends it after PLAY on channel 0,
+    and `audio` on channel 2) holds, read through a real socket pair as from a camera. For tests and
+    fuzzing: raises only ReaderUnsupported (a stream it cannot frame or depacketise); the end of
+    `data` ends it."""
     ours, theirs = socket.socketpair()
     with ours, theirs:
         theirs.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, max(len(data), 4096) + 4096)
@@ -742,7 +1115,7 @@ def depacketize(data: bytes, track: VideoTrack) -> list[Any]:
         theirs.sendall(data)
         theirs.shutdown(socket.SHUT_WR)
         reader = RtspTcpReader("rtsp://127.0.0.1/fuzz", open_timeout_s=1.0, read_timeout_s=5.0)
-        reader.attach(ours, track)
+        reader.attach(ours, track, audio=audio)
         out: list[Any] = []
         try:
             out.extend(reader.demux())

@@ -18,19 +18,23 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
+from typing import Any
 
 import av
 import numpy as np
 import pytest
 
+from hub.ingest import rtsp_client
 from hub.ingest.rtsp import RtspSource
 from hub.ingest.rtsp_client import (
     MAX_UNIT_BYTES,
+    ReaderAudioPacket,
     ReaderUnsupported,
     RtspTcpReader,
     SourceUnauthorized,
     TransportRefused,
     parse_sdp,
+    parse_sdp_audio,
 )
 from hub.ingest.source import SourceEnded, SourceOpenError, nal_type, nal_units, sps_size
 
@@ -458,6 +462,160 @@ def test_sdp_tracks_and_control_urls() -> None:
     interleaved = sdp + "a=fmtp:96 packetization-mode=2\r\n"
     with pytest.raises(SourceOpenError, match="offers H264"):
         parse_sdp(interleaved, "rtsp://cam/x")
+
+
+AAC_SDP = (
+    "m=audio 0 RTP/AVP 97\r\na=rtpmap:97 MPEG4-GENERIC/16000/1\r\n"
+    "a=fmtp:97 streamtype=5;profile-level-id=15;mode=AAC-hbr;config=1408;sizelength=13;indexlength=3;"
+    "indexdeltalength=3\r\na=control:trackID=1\r\n"
+)
+
+
+def with_audio(
+    sdp: bytes, play: dict[str, str] | None = None
+) -> Callable[[str, dict[str, str]], tuple[int, dict[str, str], bytes]]:
+    """A camera that answers each SETUP on the channels asked for, and PLAY with `play`'s headers."""
+    base = plain(sdp)
+
+    def answer(method: str, hdrs: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        if method == "SETUP":
+            asked = re.search(r"interleaved=\d+-\d+", hdrs.get("transport", ""))
+            assert asked, hdrs
+            return (
+                200,
+                {"Session": "abc;timeout=10", "Transport": f"RTP/AVP/TCP;unicast;{asked.group(0)}"},
+                b"",
+            )
+        if method == "PLAY":
+            return 200, {"Session": "abc", **(play or {})}, b""
+        return base(method, hdrs)
+
+    return answer
+
+
+def sender_report(ntp: float, rtp_ts: int) -> bytes:
+    """An RTCP sender report (RFC 3550 §6.4.1) followed by an empty receiver report, as a compound."""
+    sr = struct.pack(">BBHIIIIII", 0x80, 200, 6, 0x1234, int(ntp), int(ntp % 1 * 2**32), rtp_ts, 10, 1000)
+    return sr + struct.pack(">BBHI", 0x80, 201, 1, 0x1234)
+
+
+def aac_payload(*units: bytes, size: int | None = None) -> bytes:
+    """RFC 3640 AAC-hbr: 16 bits of AU-headers-length, a 13+3-bit header per unit, the units."""
+    headers = b"".join(struct.pack(">H", (size or len(u)) << 3) for u in units)
+    return struct.pack(">H", 16 * len(units)) + headers + b"".join(units)
+
+
+def split(packets: list[Any]) -> tuple[list[Any], list[Any]]:
+    audio = [p for p in packets if isinstance(p, ReaderAudioPacket)]
+    return [p for p in packets if not isinstance(p, ReaderAudioPacket)], audio
+
+
+def test_aac_is_placed_on_the_video_clock_by_rtp_info_then_by_sender_reports(opened) -> None:  # type: ignore[no-untyped-def]
+    sps, pps = _param_sets("h264", 320, 240)
+    sdp = h264_sdp([sps, pps]).replace(b"m=audio 0 RTP/AVP 0\r\na=control:trackID=1\r\n", AAC_SDP.encode())
+    # PLAY: video RTP time 1000 and audio RTP time 5000 are the same instant.
+    info = "url=rtsp://127.0.0.1/cam/trackID=0;seq=1;rtptime=1000,url=trackID=1;seq=1;rtptime=5000"
+    au1, au2, big = b"\x21" * 200, b"\x22" * 180, b"\x23" * 600
+    p = bytes((0x41, 0x9A))
+    stream = [
+        frame(2, rtp(1, 5000, aac_payload(au1), pt=97)),  # before any video: nothing to place it by
+        frame(0, rtp(1, 1000, bytes((0x65, 0x88)), marker=True)),  # video pts 0
+        frame(2, rtp(2, 5000 + 1600, aac_payload(au1, au2), pt=97)),  # two units: 0.1 s and 0.164 s
+        frame(0, rtp(2, 1000 + 9000, p, marker=True)),
+        # One 600-byte unit in two packets of one timestamp; the marker bit ends it.
+        frame(2, rtp(3, 5000 + 3200, aac_payload(big[:300], size=600), pt=97)),
+        frame(2, rtp(4, 5000 + 3200, aac_payload(big[300:], size=600), pt=97, marker=True)),
+        # The camera's reports: audio RTP 5000 was 50 ms after video RTP 1000 (RTP-Info said 0).
+        frame(1, sender_report(100.0, 1000)),
+        frame(3, sender_report(100.05, 5000)),
+        frame(2, rtp(5, 5000 + 4800, aac_payload(au2), pt=97)),
+        frame(0, rtp(3, 1000 + 18000, p, marker=True)),
+    ]
+    reader = RtspTcpReader(
+        ScriptedCamera(with_audio(sdp, {"RTP-Info": info}), stream).url,
+        open_timeout_s=5.0,
+        read_timeout_s=3.0,
+        audio=True,
+    )
+    try:
+        reader.open()
+        assert [s.codec_context.name for s in reader.streams.audio] == ["aac"]
+        cc = reader.streams.audio[0].codec_context
+        assert (cc.sample_rate, cc.channels, cc.extradata) == (16000, 1, bytes.fromhex("1408"))
+        video, audio = split(take(reader, 7))
+    finally:
+        reader.close()
+    assert [v.pts for v in video] == [0, 9000, 18000]
+    assert [(bytes(a), a.pts, a.duration) for a in audio] == [
+        (au1, 1600, 1024),
+        (au2, 1600 + 1024, 1024),
+        (big, 3200, 1024),
+        (au2, 4800 + 800, 1024),  # by the reports from then on: 50 ms later
+    ]
+    assert all(a.time_base == Fraction(1, 16000) for a in audio)
+
+
+def test_g711_without_rtp_info_is_placed_by_arrival(opened) -> None:  # type: ignore[no-untyped-def]
+    sps, pps = _param_sets("h264", 320, 240)
+    stream = [
+        frame(0, rtp(1, 7000, bytes((0x65, 0x88)), marker=True)),
+        frame(0, rtp(2, 7000 + 9000, bytes((0x41, 0x9A)), marker=True)),  # video at 0.1 s
+        frame(2, rtp(1, 123456, b"\xff" * 160, pt=0)),  # sent right after it: placed at 0.1 s
+        frame(2, rtp(2, 123456 + 160, b"\xfe" * 160, pt=0)),
+        frame(0, rtp(3, 7000 + 18000, bytes((0x41, 0x9A)), marker=True)),
+    ]
+    cam = ScriptedCamera(with_audio(h264_sdp([sps, pps])), stream)
+    reader = RtspTcpReader(cam.url, open_timeout_s=5.0, read_timeout_s=3.0, audio=True)
+    try:
+        reader.open()
+        assert reader.streams.audio[0].codec_context.name == "pcm_mulaw"  # payload type 0, no rtpmap
+        video, audio = split(take(reader, 5))
+    finally:
+        reader.close()
+    setups = [h for m, h in cam.requests if m == "SETUP"]
+    assert [h["uri"] for h in setups] == ["rtsp://127.0.0.1/cam/trackID=0", "rtsp://127.0.0.1/cam/trackID=1"]
+    assert "interleaved=2-3" in setups[1]["transport"] and setups[1]["session"] == "abc"
+    assert [v.pts for v in video] == [0, 9000, 18000]
+    assert [(a.pts, a.duration, a.size) for a in audio] == [(800, 160, 160), (960, 160, 160)]
+
+
+def test_audio_the_reader_leaves_to_ffmpeg_or_to_nobody() -> None:
+    base = "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
+    assert parse_sdp_audio(base, "rtsp://cam/") is None
+    latm = base + "m=audio 0 RTP/AVP 98\r\na=rtpmap:98 MP4A-LATM/16000/1\r\n"
+    with pytest.raises(ReaderUnsupported, match="MP4A-LATM"):
+        parse_sdp_audio(latm, "rtsp://cam/")
+    g726 = base + "m=audio 0 RTP/AVP 99\r\na=rtpmap:99 G726-32/8000\r\n"
+    assert parse_sdp_audio(g726, "rtsp://cam/") is None  # not recorded by either reader: video only
+    opus = base + "m=audio 0 RTP/AVP 100\r\na=rtpmap:100 opus/48000/2\r\na=control:a\r\n"
+    track = parse_sdp_audio(opus, "rtsp://cam/s/")
+    assert track is not None and (track.codec, track.clock_rate, track.channels, track.control) == (
+        "opus",
+        48000,
+        2,
+        "rtsp://cam/s/a",
+    )
+    aac = parse_sdp_audio(base + AAC_SDP, "rtsp://cam/")
+    assert aac is not None and (aac.codec, aac.size_length, aac.index_length, aac.config) == (
+        "aac",
+        13,
+        3,
+        b"\x14\x08",
+    )
+
+
+@pytest.mark.parametrize(
+    "packet,samples",
+    [
+        (bytes((31 << 3,)) + b"x", 960),  # CELT fullband 20 ms, one frame
+        (bytes((31 << 3 | 3, 3)) + b"x", 2880),  # three 20 ms frames (code 3)
+        (bytes((3 << 3 | 1,)) + b"x", 5760),  # SILK 60 ms, two frames (code 1)
+        (bytes((13 << 3,)), 960),  # hybrid 20 ms
+        (b"", 0),
+    ],
+)
+def test_opus_packet_durations_come_from_the_toc(packet: bytes, samples: int) -> None:
+    assert rtsp_client._opus_samples(packet) == samples
 
 
 @pytest.mark.parametrize("codec", ["h264", "hevc"])

@@ -471,6 +471,54 @@ def test_rtp_interleaved_stream(data: bytes, codec: str) -> None:
         assert bytes(unit).startswith(b"\x00\x00\x00\x01") and unit.pts == unit.dts
 
 
+def _on(channel: int, packet: bytes) -> bytes:
+    return b"$" + bytes((channel,)) + len(packet).to_bytes(2, "big") + packet
+
+
+# The same with audio on channel 2 (AAC AU headers, G.711, Opus) and RTCP sender reports on 1 and 3.
+av_streams = st.lists(
+    st.builds(
+        lambda ch, seq, ts, payload, marker, pt: _on(ch, _rtp(seq, ts, payload, marker, pt)[4:]),
+        st.sampled_from([0, 2, 2, 3]),
+        st.integers(0, 0xFFFF),
+        st.integers(0, 2**32 - 1) | st.sampled_from([0, 1024, 3000, 2**32 - 1]),
+        st.sampled_from([b"\x65", b"\x41", b"\x7c\x85", b"\x00\x10\x00\x08", b"\x00\x10\xff\xf8",
+                         b"\x00\x20\x00\x08\x00\x10", b"\xff\xff", b"\xfb\xff", b"\x03\x3f"]) | st.binary(max_size=6),
+        st.booleans(),
+        st.sampled_from([0, 96, 97, 111]),
+    )
+    | st.builds(
+        lambda ch, body: _on(ch, b"\x80\xc8\x00\x06" + body),
+        st.sampled_from([1, 3]),
+        st.binary(min_size=0, max_size=30),
+    )
+    | st.binary(max_size=12),
+    max_size=40,
+).map(b"".join)  # fmt: skip
+AUDIO_TRACKS = [
+    rtsp_client.AudioRtp("aac", 97, 16000, 1, "rtsp://127.0.0.1/x/a", b"\x14\x08", 13, 3, 3),
+    rtsp_client.AudioRtp("aac", 97, 16000, 1, "rtsp://127.0.0.1/x/a", b"\x14\x08", 6, 2, 2),
+    rtsp_client.AudioRtp("pcm_mulaw", 0, 8000, 1, "rtsp://127.0.0.1/x/a"),
+    rtsp_client.AudioRtp("opus", 111, 48000, 2, "rtsp://127.0.0.1/x/a"),
+]
+
+
+@FUZZ
+@given(data=av_streams | st.binary(max_size=400), audio=st.sampled_from(AUDIO_TRACKS))
+def test_rtp_interleaved_stream_with_audio(data: bytes, audio: rtsp_client.AudioRtp) -> None:
+    track = rtsp_client.VideoTrack("h264", 96, 90000, "rtsp://127.0.0.1/x", ())
+    try:
+        packets = rtsp_client.depacketize(data, track, audio)
+    except rtsp_client.ReaderUnsupported:
+        return
+    for pkt in packets:
+        if isinstance(pkt, rtsp_client.ReaderAudioPacket):
+            assert pkt.size > 0 and isinstance(pkt.pts, int) and pkt.duration >= 0
+            assert pkt.time_base == Fraction(1, audio.clock_rate)
+        else:
+            assert bytes(pkt).startswith(b"\x00\x00\x00\x01") and pkt.pts == pkt.dts
+
+
 @FUZZ
 @given(
     text=st.text(max_size=300)
@@ -479,6 +527,12 @@ def test_rtp_interleaved_stream(data: bytes, codec: str) -> None:
             [
                 "m=video 0 RTP/AVP 96",
                 "m=audio 0 RTP/AVP 0",
+                "m=audio 0 RTP/AVP 97",
+                "a=rtpmap:97 MPEG4-GENERIC/16000/1",
+                "a=fmtp:97 mode=AAC-hbr;config=1408;sizelength=13;indexlength=3;indexdeltalength=3",
+                "a=fmtp:97 mode=AAC-hbr;config=zz;sizelength=99",
+                "a=rtpmap:97 MP4A-LATM/16000",
+                "a=rtpmap:97 opus/48000/2",
                 "a=rtpmap:96 H264/90000",
                 "a=rtpmap:96 H265/90000",
                 "a=rtpmap:96 H264",
@@ -496,6 +550,13 @@ def test_rtp_interleaved_stream(data: bytes, codec: str) -> None:
     ).map("\r\n".join)
 )
 def test_sdp_noise(text: str) -> None:
+    try:
+        audio = rtsp_client.parse_sdp_audio(text, "rtsp://cam/live")
+    except rtsp_client.ReaderUnsupported:
+        audio = None
+    if audio is not None:
+        assert audio.codec in ("aac", "pcm_mulaw", "pcm_alaw", "opus") and audio.clock_rate > 0
+        assert audio.control.startswith("rtsp://")
     try:
         track, aggregate = rtsp_client.parse_sdp(text, "rtsp://cam/live")
     except SourceOpenError:  # no video track camhub's reader takes (ReaderUnsupported)
