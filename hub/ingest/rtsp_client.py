@@ -25,7 +25,8 @@ camera its recording: FFmpeg then gets the camera until the hub restarts.
 The session: OPTIONS, DESCRIBE (following up to `MAX_REDIRECTS` 3xx), SETUP of the first H.264/H.265
 video track (and of the first audio track, with audio on), PLAY. The connection is kept alive as
 FFmpeg keeps it: GET_PARAMETER when the server lists it in OPTIONS, else OPTIONS, every half of the
-Session timeout (RFC 2326 §12.37), capped at `KEEPALIVE_MAX_S`. Responses to those, and any request the server sends, are skipped in the stream.
+Session timeout (RFC 2326 §12.37), capped at `KEEPALIVE_MAX_S`, and RTCP receiver reports go out
+every `RECEIVER_REPORT_S` on each track's RTCP channel, as FFmpeg sends them (`_Received`). Responses to those, and any request the server sends, are skipped in the stream.
 
 Access units: RTP packets of one timestamp are one access unit; it is complete at the marker bit
 (RFC 6184 §5.1) or, if a camera omits it, when a packet with a new timestamp begins. So a frame is
@@ -83,6 +84,10 @@ MAX_CARRIED_NALS = 64
 # that never ends a unit (no marker, no new timestamp, no FU end) grows one buffer until the daemon's
 # MemoryMax kills recording for every camera.
 MAX_UNIT_BYTES = 16 * 1024 * 1024
+# RTCP receiver reports, one per track this often (RFC 3550 §6.4.2): FFmpeg's reader sends them, and
+# a camera may end a session that sends none however many keep-alives it gets (a Dahua IPC did, after
+# a minute: alexeyvasilyev/rtsp-client-android#2).
+RECEIVER_REPORT_S = 5.0
 # A header block larger than this is not an RTSP response from a camera.
 MAX_HEADER_BYTES = 16 * 1024
 _SESSION = re.compile(r"^\s*([^;\s]+)(?:.*?;\s*timeout\s*=\s*(\d+))?", re.I)
@@ -341,6 +346,8 @@ class RtspTcpReader:
         self.stream: ReaderStream | None = None
         self._want_audio = audio
         self._sound: _Sound | None = None
+        self._video_rx = _Received()
+        self._ssrc = int.from_bytes(os.urandom(4), "big")  # ours, in receiver reports
         # What hub/ingest/rtsp.py reads of a container's streams (`streams.audio`), once open.
         self.streams = _Streams([], [])
         self._ready: deque[Any] = deque()  # access units complete and not yet handed on
@@ -427,9 +434,7 @@ class RtspTcpReader:
         if status != 200:
             raise _refused("SETUP", status)
         channel = _INTERLEAVED.search(hdrs.get("transport", ""))
-        self._sound = _Sound(
-            track, int(channel.group(1)) if channel else first, self._channel + 1, self.track.clock_rate
-        )
+        self._sound = _Sound(track, int(channel.group(1)) if channel else first, self.track.clock_rate)
         log.debug("audio: %s %d Hz on channel %d", track.codec, track.clock_rate, self._sound.channel)
 
     def attach(
@@ -440,7 +445,7 @@ class RtspTcpReader:
         the parser's tests and fuzzing, which feed it bytes no camera sends."""
         self._sock, self.track, self._channel, self._aggregate = sock, track, channel, self.url
         if audio is not None:
-            self._sound = _Sound(audio, channel + 2, channel + 1, track.clock_rate)
+            self._sound = _Sound(audio, channel + 2, track.clock_rate)
         self._frames_it = self._frames()
 
     def _learn_stream(self, track: VideoTrack) -> ReaderStream:
@@ -659,6 +664,9 @@ class RtspTcpReader:
         expect_seq: int | None = None
         video_at = time.monotonic()
         keepalive_at = video_at + self._keepalive_s
+        report_at = video_at + RECEIVER_REPORT_S
+        rx = self._video_rx
+        rtcp_channel = channel + 1
         ready = deque()
 
         def emit() -> None:
@@ -717,14 +725,20 @@ class RtspTcpReader:
                     break
                 start = stop = p + size
                 if ch != channel or size < 12:
-                    if sound is not None:  # else RTCP, or another track's data
+                    if ch == rtcp_channel:
+                        sr = _sender_report(buf, p, stop)
+                        if sr is not None:
+                            rx.sender_report(sr[2], now)
+                            if sound is not None:
+                                sound.video_report = sr[:2]
+                    elif sound is not None:  # else another track's data
                         if ch == sound.channel and size >= 12:
                             if first_ts is None:
                                 sound.dropped += 1  # nothing to place it by yet
                             else:
                                 ready.extend(sound.packets(buf, view, p, stop, first_ts, last_ts + unwrap))
-                        elif ch == sound.rtcp or ch == sound.video_rtcp:
-                            sound.report(ch, buf, p, stop)
+                        elif ch == sound.rtcp:
+                            sound.report(buf, p, stop, now)
                     continue
                 b0, b1 = buf[p], buf[p + 1]
                 if b0 >> 6 != 2 or b1 & 0x7F != pt:
@@ -741,6 +755,12 @@ class RtspTcpReader:
                 if h >= stop:
                     continue
                 video_at = now
+                if rx.ssrc < 0:
+                    rx.start(seq, int.from_bytes(view[p + 8 : p + 12], "big"))
+                elif seq < rx.last_seq:
+                    rx.cycles += 0x10000  # over TCP a smaller number is a wrap, not a reorder
+                rx.last_seq = seq
+                rx.received += 1
                 if expect_seq is not None and seq != expect_seq:
                     corrupt = True
                     fu_open = False
@@ -814,6 +834,23 @@ class RtspTcpReader:
             if now >= keepalive_at:
                 self._send(self._keepalive_method, self._aggregate)
                 keepalive_at = now + self._keepalive_s
+            if now >= report_at:
+                self._send_reports(now, rtcp_channel)
+                report_at = now + RECEIVER_REPORT_S
+
+    def _send_reports(self, now: float, rtcp_channel: int) -> None:
+        """One receiver report per track that has sent RTP, each on its RTCP channel."""
+        out = b""
+        for channel, rx in ((rtcp_channel, self._video_rx), *self._audio_rx()):
+            if rx.ssrc >= 0:
+                packet = rx.report(self._ssrc, now)
+                out += b"$" + bytes((channel,)) + len(packet).to_bytes(2, "big") + packet
+        if out:
+            assert self._sock is not None
+            self._sock.sendall(out)
+
+    def _audio_rx(self) -> list[tuple[int, _Received]]:
+        return [] if self._sound is None else [(self._sound.rtcp, self._sound.rx)]
 
     def close(self) -> None:
         """Say TEARDOWN if the session is up (best effort: a camera counts sessions) and hang up."""
@@ -913,6 +950,58 @@ class ReaderAudioPacket:
         return pkt
 
 
+def _sender_report(buf: bytearray, p: int, stop: int) -> tuple[float, int, int] | None:
+    """The sender report (PT 200) of an RTCP compound packet: (NTP time in seconds, RTP timestamp,
+    the NTP time's middle 32 bits, which a receiver report echoes); None if it has none."""
+    while p + 20 <= stop:
+        if buf[p + 1] == 200:
+            ntp = int.from_bytes(buf[p + 8 : p + 16], "big")
+            return ntp / (1 << 32), int.from_bytes(buf[p + 16 : p + 20], "big"), (ntp >> 16) & 0xFFFFFFFF
+        p += (((buf[p + 2] << 8) | buf[p + 3]) + 1) * 4
+    return None
+
+
+# SDES with CNAME "camhub" (RFC 3550 §6.5): a compound RTCP packet must carry one; after our SSRC.
+_CNAME = b"\x01\x06camhub\x00\x00\x00\x00"
+
+
+class _Received:
+    """What one RTP stream's receiver report says (RFC 3550 §6.4.2 and A.3): the sender's SSRC, the
+    highest sequence number (with wraps), what was lost in all and since the last report, and the
+    last sender report's time and how long ago it came. Jitter is sent as 0 (not measured)."""
+
+    def __init__(self) -> None:
+        self.ssrc = -1
+        self.base_seq = self.last_seq = self.cycles = self.received = 0
+        self._expected_prior = self._received_prior = 0
+        self._lsr = 0
+        self._sr_at: float | None = None
+
+    def start(self, seq: int, ssrc: int) -> None:
+        self.ssrc, self.base_seq, self.last_seq = ssrc, seq, seq
+
+    def sender_report(self, middle: int, now: float) -> None:
+        self._lsr, self._sr_at = middle, now
+
+    def report(self, own_ssrc: int, now: float) -> bytes:
+        extended = self.cycles + self.last_seq
+        expected = extended - self.base_seq + 1
+        lost = max(-0x800000, min(0x7FFFFF, expected - self.received))
+        interval = expected - self._expected_prior
+        lost_interval = interval - (self.received - self._received_prior)
+        fraction = (lost_interval << 8) // interval if interval > 0 and lost_interval > 0 else 0
+        self._expected_prior, self._received_prior = expected, self.received
+        dlsr = 0 if self._sr_at is None else min(0xFFFFFFFF, int((now - self._sr_at) * 65536))
+        rr = bytes((0x81, 201)) + (7).to_bytes(2, "big") + own_ssrc.to_bytes(4, "big")
+        rr += (
+            self.ssrc.to_bytes(4, "big") + bytes((min(fraction, 255),)) + (lost & 0xFFFFFF).to_bytes(3, "big")
+        )
+        rr += (extended & 0xFFFFFFFF).to_bytes(4, "big") + bytes(4)
+        rr += self._lsr.to_bytes(4, "big") + dlsr.to_bytes(4, "big")
+        sdes = bytes((0x81, 202)) + (4).to_bytes(2, "big") + own_ssrc.to_bytes(4, "big") + _CNAME
+        return rr + sdes
+
+
 def _signed32(delta: int) -> int:
     delta &= 0xFFFFFFFF
     return delta - (1 << 32) if delta >= 1 << 31 else delta
@@ -930,12 +1019,11 @@ class _Sound:
     reports then correct it, once. Audio before the first video packet is dropped (the recorder
     would drop it too: nothing to put it in)."""
 
-    def __init__(self, track: AudioRtp, channel: int, video_rtcp: int, video_rate: int) -> None:
+    def __init__(self, track: AudioRtp, channel: int, video_rate: int) -> None:
         self.track = track
         self.stream = ReaderAudioStream(track)
         self.channel = channel
         self.rtcp = channel + 1
-        self.video_rtcp = video_rtcp
         self._video_rate = video_rate
         self._rate = track.clock_rate
         self._time_base = Fraction(1, track.clock_rate)
@@ -950,6 +1038,7 @@ class _Sound:
         self._fragment = bytearray()  # an AAC access unit split over packets (RFC 3640 §3.2.3)
         self._fragment_size = 0
         self.dropped = 0
+        self.rx = _Received()
 
     def play_info(self, rtp_info: str, video_url: str) -> None:
         """Take the RTP-Info of PLAY: the rtptime of each track at the start of the range."""
@@ -972,19 +1061,12 @@ class _Sound:
         if video is not None and audio is not None and video_url != self.track.control:
             self.play_times = (video, audio)
 
-    def report(self, channel: int, buf: bytearray, p: int, stop: int) -> None:
-        """Take the sender report (PT 200) of an RTCP compound packet, if it has one."""
-        while p + 20 <= stop:
-            length = (((buf[p + 2] << 8) | buf[p + 3]) + 1) * 4
-            if buf[p + 1] == 200:
-                ntp = int.from_bytes(buf[p + 8 : p + 16], "big") / (1 << 32)
-                rtp = int.from_bytes(buf[p + 16 : p + 20], "big")
-                if channel == self.video_rtcp:
-                    self.video_report = (ntp, rtp)
-                else:
-                    self.audio_report = (ntp, rtp)
-                return
-            p += length
+    def report(self, buf: bytearray, p: int, stop: int, now: float) -> None:
+        """The audio's RTCP: take its sender report, if the compound packet has one."""
+        sr = _sender_report(buf, p, stop)
+        if sr is not None:
+            self.audio_report = sr[:2]
+            self.rx.sender_report(sr[2], now)
 
     def packets(
         self, buf: bytearray, view: memoryview, p: int, stop: int, video_first: int, video_last: int
@@ -994,6 +1076,13 @@ class _Sound:
         b0, b1 = buf[p], buf[p + 1]
         if b0 >> 6 != 2 or b1 & 0x7F != self.track.payload_type:
             return []
+        seq, rx = (buf[p + 2] << 8) | buf[p + 3], self.rx
+        if rx.ssrc < 0:
+            rx.start(seq, int.from_bytes(view[p + 8 : p + 12], "big"))
+        elif seq < rx.last_seq:
+            rx.cycles += 0x10000
+        rx.last_seq = seq
+        rx.received += 1
         ts = int.from_bytes(view[p + 4 : p + 8], "big")
         h = p + 12 + 4 * (b0 & 0x0F)
         if b0 & 0x10:

@@ -86,6 +86,7 @@ class ScriptedCamera(threading.Thread):
         self.answer = answer
         self.stream = stream
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.interleaved: list[tuple[int, bytes]] = []  # what the reader sent on RTCP channels
         self.done = threading.Event()
         self._sending = threading.Lock()  # replies and the stream share the connection
         self.start()
@@ -101,7 +102,16 @@ class ScriptedCamera(threading.Thread):
         with conn:
             buf = b""
             while True:
-                while b"\r\n\r\n" not in buf:
+                while buf.startswith(b"$") or b"\r\n\r\n" not in buf:
+                    if (
+                        buf.startswith(b"$")
+                        and len(buf) >= 4
+                        and len(buf) >= 4 + int.from_bytes(buf[2:4], "big")
+                    ):
+                        end = 4 + int.from_bytes(buf[2:4], "big")
+                        self.interleaved.append((buf[1], buf[4:end]))
+                        buf = buf[end:]
+                        continue
                     chunk = conn.recv(65536)
                     if not chunk:
                         return
@@ -577,6 +587,35 @@ def test_g711_without_rtp_info_is_placed_by_arrival(opened) -> None:  # type: ig
     assert "interleaved=2-3" in setups[1]["transport"] and setups[1]["session"] == "abc"
     assert [v.pts for v in video] == [0, 9000, 18000]
     assert [(a.pts, a.duration, a.size) for a in audio] == [(800, 160, 160), (960, 160, 160)]
+
+
+def test_receiver_reports_say_what_arrived_and_echo_the_sender_report(opened, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(rtsp_client, "RECEIVER_REPORT_S", 0.3)
+    sps, pps = _param_sets("h264", 320, 240)
+    ntp = 3_900_000_000.25
+    stream: list[bytes | float] = [frame(1, sender_report(ntp, 0))]
+    for seq in range(65530, 65546):  # the sequence number wraps; 65540 (4 after the wrap) is lost
+        if seq != 65540:
+            stream += [frame(0, rtp(seq, (seq - 65530) * 6000, bytes((0x41, 0x9A)), marker=True)), 0.05]
+    cam = ScriptedCamera(plain(h264_sdp([sps, pps])), stream)
+    reader = opened(cam)
+    take(reader, 15)
+    deadline = time.monotonic() + 3
+    while not cam.interleaved and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cam.interleaved, "no receiver report reached the camera"
+    channel, packet = cam.interleaved[-1]
+    assert channel == 1 and packet[:2] == bytes((0x81, 201)) and len(packet) == 32 + 20
+    source, lost, highest, _jitter, lsr, dlsr = struct.unpack(">IIIIII", packet[8:32])
+    assert source == 0x1234
+    # The last report came after the loss (reports every 0.3 s over 0.75 s of packets): one lost in
+    # all, the highest number counted past the wrap; the report whose interval held the loss gave
+    # it a fraction.
+    assert lost & 0xFFFFFF == 1, hex(lost)
+    assert 0x10000 + 5 <= highest <= 0x10000 + 9, highest
+    assert any(rr[12] > 0 for _, rr in cam.interleaved), [rr[12] for _, rr in cam.interleaved]
+    assert lsr == (int(ntp * 2**32) >> 16) & 0xFFFFFFFF and 0 < dlsr < 65536 * 3
+    assert packet[32:34] == bytes((0x81, 202)) and b"camhub" in packet[32:]  # SDES CNAME
 
 
 def test_audio_the_reader_leaves_to_ffmpeg_or_to_nobody() -> None:
