@@ -88,6 +88,8 @@ MAX_UNIT_BYTES = 16 * 1024 * 1024
 # a camera may end a session that sends none however many keep-alives it gets (a Dahua IPC did, after
 # a minute: alexeyvasilyev/rtsp-client-android#2).
 RECEIVER_REPORT_S = 5.0
+# Audio placed by sender reports moves again when a later pair of reports puts it this far away.
+DRIFT_S = 0.02
 # A header block larger than this is not an RTSP response from a camera.
 MAX_HEADER_BYTES = 16 * 1024
 _SESSION = re.compile(r"^\s*([^;\s]+)(?:.*?;\s*timeout\s*=\s*(\d+))?", re.I)
@@ -1016,8 +1018,9 @@ class _Sound:
     as FFmpeg's reader places it. Before that (a camera's first report can take seconds), an audio
     packet is placed at the time of the video packet the camera sent just before it: both travel
     in order on one connection, so they are off by the camera's encoding delays (tens of ms); the
-    reports then correct it, once. Audio before the first video packet is dropped (the recorder
-    would drop it too: nothing to put it in)."""
+    reports then correct it. Later reports move it again if the two clocks drift more than DRIFT_S
+    apart. Audio before the first video packet is dropped (the recorder would drop it too: nothing
+    to put it in)."""
 
     def __init__(self, track: AudioRtp, channel: int, video_rate: int) -> None:
         self.track = track
@@ -1035,6 +1038,7 @@ class _Sound:
         self.play_times: tuple[int, int] | None = None  # (video, audio)
         self.video_report: tuple[float, int] | None = None  # (NTP seconds, RTP timestamp)
         self.audio_report: tuple[float, int] | None = None
+        self._placed_with: tuple[Any, Any] = (None, None)  # the reports `offset` came from
         self._fragment = bytearray()  # an AAC access unit split over packets (RFC 3640 §3.2.3)
         self._fragment_size = 0
         self.dropped = 0
@@ -1094,25 +1098,32 @@ class _Sound:
         if h >= stop:
             return []
         self._ts = ts if self._ts is None else self._ts + _signed32(ts - self._ts)
-        if not self.by_reports:
+        reports = (self.video_report, self.audio_report)
+        if reports != self._placed_with:
+            # New sender reports: place by them. Once placed by reports, a later pair moves the
+            # audio only past DRIFT_S: the camera's audio clock (its sound card's crystal) and video
+            # clock may run apart by tens of ppm, ~0.1 s an hour, which FFmpeg's reader follows too.
             placed = self._placed_by_reports(video_first, video_last)
             if placed is not None:
-                if self.offset is not None and abs(placed - self.offset) > self._rate // 100:
-                    log.info(
-                        "audio: placed by the camera's sender reports, %+.0f ms from its place by %s",
-                        (placed - self.offset) * 1000 / self._rate,
-                        self.placed_by,
-                    )
-                self.offset, self.by_reports, self.placed_by = placed, True, "reports"
-            elif self.offset is None and self.play_times is not None:
-                at_v = self._unwrapped(self.play_times[0], video_last) - video_first
-                at_a = self._unwrapped(self.play_times[1], self._ts)
-                self.offset = round(at_v * self._rate / self._video_rate) - at_a
-                self.placed_by = "rtp-info"
-            elif self.offset is None:
-                at = (video_last - video_first) / self._video_rate
-                self.offset = round(at * self._rate) - self._ts
-                self.placed_by = "arrival"
+                self._placed_with = reports
+                moved = 0 if self.offset is None else placed - self.offset
+                if not self.by_reports or abs(moved) > self._rate * DRIFT_S:
+                    if abs(moved) > self._rate // 100:
+                        log.info(
+                            "audio: placed by the camera's sender reports, %+.0f ms from its place by %s",
+                            moved * 1000 / self._rate,
+                            self.placed_by,
+                        )
+                    self.offset, self.by_reports, self.placed_by = placed, True, "reports"
+        if self.offset is None and self.play_times is not None:
+            at_v = self._unwrapped(self.play_times[0], video_last) - video_first
+            at_a = self._unwrapped(self.play_times[1], self._ts)
+            self.offset = round(at_v * self._rate / self._video_rate) - at_a
+            self.placed_by = "rtp-info"
+        elif self.offset is None:
+            at = (video_last - video_first) / self._video_rate
+            self.offset = round(at * self._rate) - self._ts
+            self.placed_by = "arrival"
         pts = self._ts + self.offset
         codec = self.track.codec
         if codec == "aac":

@@ -618,6 +618,32 @@ def test_receiver_reports_say_what_arrived_and_echo_the_sender_report(opened, mo
     assert packet[32:34] == bytes((0x81, 202)) and b"camhub" in packet[32:]  # SDES CNAME
 
 
+def test_audio_follows_the_sender_reports_when_the_clocks_drift_apart(opened) -> None:  # type: ignore[no-untyped-def]
+    """The audio clock ran 30 ms fast over 10 s (its reports say so): the audio moves back to the
+    video's clock. 5 ms more over the next 10 s is under DRIFT_S: it stays, no gap, no overlap."""
+    sps, pps = _param_sets("h264", 320, 240)
+    g711 = b"\xff" * 160
+    stream = [
+        frame(0, rtp(1, 0, bytes((0x65, 0x88)), marker=True)),
+        frame(1, sender_report(100.0, 0)),  # video RTP 0 is NTP 100
+        frame(3, sender_report(100.0, 8000)),  # audio RTP 8000 too
+        frame(2, rtp(1, 8000 + 800, g711, pt=0)),  # 0.1 s: pts 800
+        frame(3, sender_report(110.0, 8000 + 80000 + 240)),  # 10 s later by NTP, 10.03 s by its clock
+        frame(2, rtp(2, 88240 + 800, g711, pt=0)),  # 10.1 s: pts 80800
+        frame(3, sender_report(120.0, 88240 + 80000 + 40)),  # 5 ms more: under DRIFT_S
+        frame(2, rtp(3, 168280 + 800, g711, pt=0)),  # kept where the last move put it: 160840
+        frame(0, rtp(2, 9000, bytes((0x41, 0x9A)), marker=True)),
+    ]
+    cam = ScriptedCamera(with_audio(h264_sdp([sps, pps])), stream)
+    reader = RtspTcpReader(cam.url, open_timeout_s=5.0, read_timeout_s=3.0, audio=True)
+    try:
+        reader.open()
+        _, audio = split(take(reader, 5))
+    finally:
+        reader.close()
+    assert [a.pts for a in audio] == [800, 80800, 160840]
+
+
 def test_audio_the_reader_leaves_to_ffmpeg_or_to_nobody() -> None:
     base = "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n"
     assert parse_sdp_audio(base, "rtsp://cam/") is None
