@@ -178,7 +178,7 @@ class _Sim:
 
 
 class _Hub:
-    def __init__(self, workdir: Path, sim: _Sim, tracemalloc: bool = False) -> None:
+    def __init__(self, workdir: Path, sim: _Sim, tracemalloc: int = 0) -> None:
         self.tracemalloc = tracemalloc
         self.data = workdir / "data"
         cameras = "".join(
@@ -201,7 +201,7 @@ class _Hub:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hub", "run", "--config", str(self.config)],
             stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **({"PYTHONTRACEMALLOC": "1"} if self.tracemalloc else {})},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **({"PYTHONTRACEMALLOC": str(self.tracemalloc)} if self.tracemalloc else {})},
         )  # fmt: skip
         log.close()
         self.url = self.hub_id = self.pairing_code = ""
@@ -356,7 +356,7 @@ def run(
     cameras: int = 4,
     workdir: Path | None = None,
     seed: int = 1,
-    tracemalloc: bool = False,
+    tracemalloc: int = 0,
 ) -> SoakResult:
     """Run the soak; the returned result holds every sample and every problem found."""
     own_dir = workdir is None
@@ -479,9 +479,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--tracemalloc",
-        action="store_true",
+        nargs="?",
+        type=int,
+        const=1,
+        default=0,
+        metavar="FRAMES",
         help="run the daemon under tracemalloc and print the source lines whose Python memory grew most "
-        "since the first sample (slower: it measures where memory goes, not how much)",
+        "since the first sample; with FRAMES > 1, the call paths (slower: it measures where memory "
+        "goes, not how much)",
     )
     args = p.parse_args(argv)
     # A soak is long and gets killed: SIGTERM as an exit, so run()'s cleanup stops the daemon and the

@@ -498,11 +498,12 @@ def log_traced_growth(top: int = 8) -> None:
         _first_snapshot = snap
         log.info("camhub tracemalloc traced_kb=%d baseline", traced_kb)
         return
-    stats = snap.compare_to(_first_snapshot, "lineno")
+    # With more than one frame traced (PYTHONTRACEMALLOC=N), group by the whole call path: which
+    # caller holds it, not only which line allocated it.
+    deep = tracemalloc.get_traceback_limit() > 1
+    stats = snap.compare_to(_first_snapshot, "traceback" if deep else "lineno")
     log.info("camhub tracemalloc traced_kb=%d", traced_kb)
     for st in stats[:top]:
-        frame = st.traceback[0]
-        log.info(
-            "camhub tracemalloc %+d KiB %+d blocks %s:%d",
-            st.size_diff // 1024, st.count_diff, frame.filename, frame.lineno,
-        )  # fmt: skip
+        # A Traceback runs from the oldest frame to the allocating one: print the allocating first.
+        where = " < ".join(f"{f.filename}:{f.lineno}" for f in reversed(st.traceback))
+        log.info("camhub tracemalloc %+d KiB %+d blocks %s", st.size_diff // 1024, st.count_diff, where)

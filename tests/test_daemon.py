@@ -158,8 +158,9 @@ def test_unknown_route_gets_json_404(daemon: DaemonProcess) -> None:
     assert json.load(info.value)["error"] == "not_found"
 
 
+@pytest.mark.parametrize("frames", [1, 4])
 def test_sigusr1_under_tracemalloc_names_the_line_that_grew(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, frames: int
 ) -> None:
     """`python -m bench.soak --tracemalloc`: each SIGUSR1 compares with the first one and names the
     source lines holding more Python memory, biggest first."""
@@ -172,7 +173,7 @@ def test_sigusr1_under_tracemalloc_names_the_line_that_grew(
         daemon.log_resource_stats()
         return line, hoard
 
-    tracemalloc.start()
+    tracemalloc.start(frames)
     try:
         with caplog.at_level(logging.INFO, logger="hub.daemon"):
             line, hoard = asyncio.run(two_signals())
@@ -181,7 +182,10 @@ def test_sigusr1_under_tracemalloc_names_the_line_that_grew(
     messages = [r.getMessage() for r in caplog.records if "camhub tracemalloc" in r.getMessage()]
     assert messages[0].endswith("baseline")
     assert messages[1].startswith("camhub tracemalloc traced_kb=")
-    _, _, size, _, blocks, _, where = messages[2].split()
-    assert where == f"{__file__}:{line}", messages
+    _, _, size, _, blocks, _ = messages[2].split()[:6]
+    path = messages[2].split(" blocks ", 1)[1].split(" < ")
+    # The allocating line first; with more frames, the callers after it (asyncio's, here).
+    assert path[0] == f"{__file__}:{line}" and len(path) == min(frames, len(path)), messages
+    assert (len(path) > 1) == (frames > 1), path
     assert int(size) >= 1900 and int(blocks) >= 2000, messages[2]
     assert len(hoard) == 2000
