@@ -150,7 +150,9 @@ class RelayTrack(MediaStreamTrack):
         frame.pts, frame.time_base = packet.pts, RTP_CLOCK
         return frame
 
-    def _start_transcoding(self) -> None:
+    def take_transcode_slot(self) -> None:
+        """Claim the hub's H.265 conversion for this track (LiveSessions.open, at the offer) and
+        make its decoder; LiveError 503 when another track holds it."""
         if self not in _transcoding and transcode_busy():
             raise LiveError("transcode_busy", "another H.265 live view is being converted", status=503)
         _transcoding.add(self)
@@ -163,7 +165,7 @@ class RelayTrack(MediaStreamTrack):
         params = pkt.params
         if params is not None and params.codec == "hevc" and self._decoder is None:
             try:
-                self._start_transcoding()
+                self.take_transcode_slot()
             except LiveError:
                 log.warning("H.265 live view refused: another one is being converted")
                 self.stop()
@@ -597,7 +599,7 @@ class LiveSessions:
         if relay.params is not None and relay.params.codec == "hevc":
             # Taken now, with no await since the check above: a second offer arriving before this
             # view's first picture must hear 503, not get a 201 and then no video.
-            session.track._start_transcoding()
+            session.track.take_transcode_slot()
         self._sessions[session.id] = session
         try:
             answer = await session.accept(offer_sdp)

@@ -757,12 +757,7 @@ class RtspTcpReader:
                 if h >= stop:
                     continue
                 video_at = now
-                if rx.ssrc < 0:
-                    rx.start(seq, int.from_bytes(view[p + 8 : p + 12], "big"))
-                elif seq < rx.last_seq:
-                    rx.cycles += 0x10000  # over TCP a smaller number is a wrap, not a reorder
-                rx.last_seq = seq
-                rx.received += 1
+                rx.note(seq, buf, p)
                 if expect_seq is not None and seq != expect_seq:
                     corrupt = True
                     fu_open = False
@@ -979,8 +974,14 @@ class _Received:
         self._lsr = 0
         self._sr_at: float | None = None
 
-    def start(self, seq: int, ssrc: int) -> None:
-        self.ssrc, self.base_seq, self.last_seq = ssrc, seq, seq
+    def note(self, seq: int, buf: bytearray, p: int) -> None:
+        """One RTP packet of this stream, its header at `p` in `buf`, in the order the camera sent."""
+        if self.ssrc < 0:
+            self.ssrc, self.base_seq = int.from_bytes(buf[p + 8 : p + 12], "big"), seq
+        elif seq < self.last_seq:
+            self.cycles += 0x10000  # over TCP a smaller number is a wrap, not a reorder
+        self.last_seq = seq
+        self.received += 1
 
     def sender_report(self, middle: int, now: float) -> None:
         self._lsr, self._sr_at = middle, now
@@ -1080,13 +1081,7 @@ class _Sound:
         b0, b1 = buf[p], buf[p + 1]
         if b0 >> 6 != 2 or b1 & 0x7F != self.track.payload_type:
             return []
-        seq, rx = (buf[p + 2] << 8) | buf[p + 3], self.rx
-        if rx.ssrc < 0:
-            rx.start(seq, int.from_bytes(view[p + 8 : p + 12], "big"))
-        elif seq < rx.last_seq:
-            rx.cycles += 0x10000
-        rx.last_seq = seq
-        rx.received += 1
+        self.rx.note((buf[p + 2] << 8) | buf[p + 3], buf, p)
         ts = int.from_bytes(view[p + 4 : p + 8], "big")
         h = p + 12 + 4 * (b0 & 0x0F)
         if b0 & 0x10:
