@@ -53,6 +53,7 @@ import logging
 import os
 import re
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -98,6 +99,9 @@ _INTERLEAVED = re.compile(r"interleaved\s*=\s*(\d+)(?:-(\d+))?", re.I)
 _HEVC_IRAP = frozenset(range(16, 24))
 # What an interleaved frame ('$') or an RTSP message (a status line or a request method) begins with.
 _MESSAGE_FIRST_BYTES = frozenset(b"$ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# An interleaved frame's header and the RTP fixed header's first 8 bytes in one call: "$", channel,
+# length; V/P/X/CC, M/PT, sequence number, timestamp (RFC 2326 §10.12, RFC 3550 §5.1).
+_FRAME_HEAD = struct.Struct(">BBHBBHI")
 _AUTH_PARAM = re.compile(r'(\w+)\s*=\s*(?:"([^"]*)"|([^,\s]+))')
 
 
@@ -655,8 +659,11 @@ class RtspTcpReader:
         sound = self._sound
         time_base = Fraction(1, track.clock_rate)
         buf, view = self._buf, self._view
-        parts: list[bytes] = []
-        unit_bytes = 0  # what `parts` holds
+        # The access unit being put together, in Annex B, and how many NAL units it holds. One buffer
+        # grown in place, not a bytes object per RTP payload joined at the end: that was an allocation
+        # and a copy of each ~1.4 kB payload, most of this loop's malloc time under perf (issue 17).
+        unit = bytearray()
+        nals = 0
         key = corrupt = vcl = False  # vcl: the unit holds a slice of a picture
         fu_open = False  # inside a fragmented NAL unit whose start was seen
         au_ts: int | None = None
@@ -672,22 +679,21 @@ class RtspTcpReader:
         ready = deque()
 
         def emit() -> None:
-            nonlocal parts, unit_bytes, key, corrupt, vcl, last_pts
+            nonlocal unit, nals, key, corrupt, vcl, last_pts
             if not vcl:
                 # Parameter sets or SEI sent as a unit of their own (a marker bit, or a timestamp of
                 # their own, before the picture's): they go in front of the next picture, as FFmpeg's
                 # parser puts them, not into the recording as a sample without a picture.
-                if len(parts) > MAX_CARRIED_NALS:
-                    parts.clear()  # no picture in sight
-                    unit_bytes = 0
+                if nals > MAX_CARRIED_NALS:
+                    unit, nals = bytearray(), 0  # no picture in sight
                 return
-            if parts:
+            if nals:
                 assert au_ts is not None
                 if au_ts < last_pts and au_ts > last_pts - track.clock_rate * 2:
                     raise ReaderUnsupported(
                         "the camera sends B-frames (timestamps step back); they need FFmpeg's reader"
                     )
-                pkt = av.Packet(b"".join(parts))
+                pkt = av.Packet(unit)
                 pkt.pts = pkt.dts = au_ts
                 pkt.time_base = time_base
                 pkt.is_keyframe = key
@@ -695,7 +701,7 @@ class RtspTcpReader:
                     pkt.is_corrupt = True
                 last_pts = au_ts
                 ready.append(pkt)
-            parts, unit_bytes, key, corrupt, vcl = [], 0, False, False, False
+            unit, nals, key, corrupt, vcl = bytearray(), 0, False, False, False
 
         while True:
             while ready:
@@ -721,7 +727,9 @@ class RtspTcpReader:
                         self._learn_challenge(msg[1].get("www-authenticate", ""))
                     start = self._start
                     continue
-                ch, size = buf[start + 1], (buf[start + 2] << 8) | buf[start + 3]
+                if start + 12 > end:
+                    break  # (a frame this short is no RTP packet: it waits for the bytes after it)
+                _, ch, size, b0, b1, seq, ts = _FRAME_HEAD.unpack_from(buf, start)
                 p = start + 4
                 if p + size > end:
                     break
@@ -742,11 +750,8 @@ class RtspTcpReader:
                         elif ch == sound.rtcp:
                             sound.report(buf, p, stop, now)
                     continue
-                b0, b1 = buf[p], buf[p + 1]
                 if b0 >> 6 != 2 or b1 & 0x7F != pt:
                     continue
-                seq = (buf[p + 2] << 8) | buf[p + 3]
-                ts = int.from_bytes(view[p + 4 : p + 8], "big")
                 h = p + 12 + 4 * (b0 & 0x0F)
                 if b0 & 0x10:  # header extension (RFC 3550 §5.3.1)
                     if h + 4 > stop:
@@ -786,13 +791,15 @@ class RtspTcpReader:
                             head = bytes(((buf[h] & 0x81) | (inner << 1), buf[h + 1]))
                         else:  # F and NRI from the FU indicator
                             head = bytes(((buf[h] & 0xE0) | inner,))
-                        parts.append(START + head)
+                        unit += START
+                        unit += head
+                        nals += 1
                         key = key or inner in key_types
                         vcl = vcl or inner in vcl_types
                         fu_open = True
                     elif not fu_open:
                         continue  # its start was lost
-                    parts.append(view[h + hl + 1 : stop].tobytes())
+                    unit += view[h + hl + 1 : stop]
                     if fu & 0x40:
                         fu_open = False
                 elif typ == ap_type:  # STAP-A (RFC 6184 §5.7.1), AP (RFC 7798 §4.4.2)
@@ -805,7 +812,9 @@ class RtspTcpReader:
                         inner = (buf[q + 2] >> 1) & 0x3F if hevc else buf[q + 2] & 0x1F
                         key = key or inner in key_types
                         vcl = vcl or inner in vcl_types
-                        parts.append(START + view[q + 2 : q + 2 + ln].tobytes())
+                        unit += START
+                        unit += view[q + 2 : q + 2 + ln]
+                        nals += 1
                         q += 2 + ln
                 elif typ in unsupported:
                     raise ReaderUnsupported(
@@ -815,10 +824,11 @@ class RtspTcpReader:
                 elif typ in single_types:
                     key = key or typ in key_types
                     vcl = vcl or typ in vcl_types
-                    parts.append(START + view[h:stop].tobytes())
+                    unit += START
+                    unit += view[h:stop]
+                    nals += 1
                 # else: a type the payload formats leave unspecified; skipped, as FFmpeg does
-                unit_bytes += stop - h
-                if unit_bytes > MAX_UNIT_BYTES:
+                if len(unit) > MAX_UNIT_BYTES:
                     raise SourceEnded(
                         f"the camera sent over {MAX_UNIT_BYTES >> 20} MiB without ending a picture"
                     )
