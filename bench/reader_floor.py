@@ -9,7 +9,7 @@ segments:
 - ``pyav_floor``: ``container.demux()`` + ``mux()`` (bench/pyav_floor.py);
 - ``rtsp_floor``: the RTSP session and H.264 depacketisation in Python over one socket read per
   burst, PyAV only muxing (bench/rtsp_floor.py);
-- ``rtsp_floor_nap``: the same, sleeping 0.4 s after each burst as the hub's reader naps.
+- ``rtsp_floor_nap``: the same, sleeping `MAX_BATCH_S` after each burst as the hub's reader naps (0.4 s until 2026-12-06).
 
 It reads each side's CPU over a window after a warm-up and prints each kind's ratio to ffmpeg's in
 the same round (the ratio, not the absolute figures: the machine is shared).
@@ -35,9 +35,10 @@ from typing import Any
 from bench import results_dir
 from bench.daemon_bench import _start_ffmpeg
 from bench.record_bench import CAMERA_KBIT, cpu_seconds, start_sim, stop_process
+from hub.ingest.rtsp import MAX_BATCH_S
 
 KINDS = ("ffmpeg", "pyav_floor", "rtsp_floor", "rtsp_floor_nap")
-NAP_S = 0.4  # the hub reader's longest nap (hub/ingest/rtsp.py MAX_BATCH_S)
+NAP_S = MAX_BATCH_S  # the hub reader's longest nap
 WARM_UP_S = 6.0
 
 

@@ -132,18 +132,19 @@ MAX_BATCH_PACKETS = 120
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 # A packet waits at most this long to be muxed: with a 4 s GOP, batching per GOP held 4 s of footage in
 # memory only, which a kill -9 lost (issue 17). This + the muxer's fragment (segmenter.FRAGMENT_S,
-# 0.2 s) + the parser's frame stays under the 1 s budget. Within that sum the reader gets the larger
-# share: what a cycle of the reader costs (a batch processed with cold caches) outweighs the writes of
-# more, shorter fragments. 0.25 s with 0.5 s fragments cost ~20% more reader CPU (README, Benchmarks).
-MAX_BATCH_S = 0.4
+# 0.05 s) + the parser's frame stays under the 1 s budget. Within that sum the reader gets nearly all:
+# what a cycle of the reader costs (a wake-up, a batch processed with cold caches) far outweighs the
+# writes of more, shorter fragments. 0.25 s with 0.5 s fragments cost ~20% more reader CPU than 0.4 s
+# with 0.2 s, and 0.4 s with 0.2 s ~11% more than 0.6 s with a fragment a frame (README, Benchmarks).
+MAX_BATCH_S = 0.6
 # Naps (see above): a read that waited longer than this found the socket empty, so the reader has
-# caught up; a nap lets at most this much of the camera's stream pile up in the socket (0.4 s of a
+# caught up; a nap lets at most this much of the camera's stream pile up in the socket (0.6 s of a
 # 2.6 Mbit/s camera; a faster one naps shorter). Linux starts a connection with a 128 KiB receive
 # buffer (tcp_rmem), half of it window, and grows it as the reader keeps up: `ss -tmi` showed 2.4 MiB
 # for a 2 Mbit/s sim camera a few seconds in. Until then a full window holds the camera's sends back
 # in its own socket, late but not lost.
 CAUGHT_UP_S = 0.002
-NAP_BYTES = 128 * 1024
+NAP_BYTES = 192 * 1024
 # A read's wait alone misjudges a loaded machine: a read of frames already in the socket can take
 # longer than CAUGHT_UP_S when this thread waits for the GIL after it, and a reader that then naps
 # after every frame reads one frame per nap and falls further behind for good (seconds, in a full CI

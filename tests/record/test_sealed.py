@@ -63,11 +63,21 @@ _JPEG_STARTS = (b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xfe", b"\xff\xd8\xff\xe1", b
 
 
 def _plain_media_signs(data: bytes) -> list[bytes]:
-    """Things a plaintext fMP4 / H.264 / JPEG file would show."""
+    """Things a plaintext fMP4 / H.264 / JPEG file would show. A sealed file is searched record by
+    record, in each ciphertext: a record's 4-byte length (00 00 01 xx for 256-511 bytes) after a
+    ciphertext ending in 00 reads as an Annex B start code; with a fragment a frame (issue 17,
+    segmenter.FRAGMENT_S) the whole-file search failed 2 of 13 runs of these tests."""
+    pieces = [data]
+    if data.startswith(sealed.MAGIC):
+        pieces, off = [data[:HEADER_SIZE]], HEADER_SIZE
+        while off < len(data):
+            n = int.from_bytes(data[off : off + 4], "big")
+            pieces.append(data[off + 4 : off + 4 + n])
+            off += 4 + n
     return [
         s
         for s in (b"ftyp", b"moov", b"moof", b"mdat", b"avc1", b"\x00\x00\x00\x01", *_JPEG_STARTS)
-        if s in data
+        if any(s in piece for piece in pieces)
     ]
 
 
