@@ -72,7 +72,8 @@ log = logging.getLogger(__name__)
 START = b"\x00\x00\x00\x01"
 USER_AGENT = "camhub"
 # One recv() reads up to this much; it also bounds one RTSP message skipped in the stream (an
-# interleaved frame is at most 4 + 65535 bytes). A 2 Mbit/s camera sends ~100 KB in a 0.4 s nap.
+# interleaved frame is at most 4 + 65535 bytes). A 2 Mbit/s camera sends ~150 KB in a 0.6 s nap (a nap
+# lets at most rtsp.NAP_BYTES, 192 KiB, pile up).
 BUFFER_BYTES = 512 * 1024
 MAX_REDIRECTS = 3
 KEEPALIVE_MAX_S = 30.0
