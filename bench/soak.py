@@ -49,6 +49,8 @@ STATS_RE = re.compile(r"camhub stats tasks=(\d+) threads=(\d+) fds=(\d+) rss_kb=
 # What the daemon says of its native memory after rss_kb (hub/daemon.py native_memory_kb).
 NATIVE_KEYS = ("heap_kb", "heap_free_kb", "sqlite_kb", "sqlite_cache_kb")
 
+# An approved request still not fulfilled after this long will not be: its range is gone (_Agency.poll).
+UNFULFILLED_AFTER_S = 60.0
 # Growth allowed after warm-up: (absolute, relative to the baseline); the larger one applies.
 TOLERANCE = {"rss_kb": (40_000, 0.25), "fds": (16, 0.0), "threads": (4, 0.0), "tasks": (16, 0.0)}
 
@@ -78,6 +80,7 @@ class SoakResult:
     log_path: Path | None = None
     warmup_s: float = 0.0
     traced: list[str] = field(default_factory=list)
+    unfulfilled: int = 0  # approved requests with no footage left to deliver (see _Agency.poll)
 
     def rss_slope_mb_per_h(self, key: str = "rss_kb") -> float | None:
         """Least-squares slope of RSS (or another `*_kb` column) over the samples after the warm-up, MB
@@ -286,10 +289,11 @@ class _Agency:
         self.cameras = cameras
         self.rng = rng
         self.open: dict[
-            str, tuple[str, float, float, str, bool]
-        ] = {}  # id -> sha, start, end, camera, approve
+            str, tuple[str, float, float, str, bool, float]
+        ] = {}  # id -> sha, start, end, camera, approve, asked at (monotonic)
         self.requests = 0
         self.fetched = 0
+        self.unfulfilled = 0
 
     def ask(self) -> None:
         camera = self.rng.choice(self.cameras)
@@ -311,7 +315,7 @@ class _Agency:
         )
         self.requests += 1
         approve = self.requests % 2 == 0
-        self.open[answer["id"]] = (answer["request_sha256"], start, end, camera, approve)
+        self.open[answer["id"]] = (answer["request_sha256"], start, end, camera, approve, time.monotonic())
         if approve:
             owner_client.decide(
                 self.hub.url,
@@ -344,6 +348,13 @@ class _Agency:
                 out.rmdir()
             elif not self.open[request_id][4]:
                 del self.open[request_id]  # never approved: polled once, pending, forgotten
+            elif time.monotonic() - self.open[request_id][5] > UNFULFILLED_AFTER_S:
+                # Approved, but retention (the soak's storage cap is tight on purpose) had deleted
+                # the range first: the hub builds nothing ("no footage ... in the approved range").
+                # Polled forever, these piled up (41 in two hours) until the polls alone ran into
+                # the hub's rate limit and the soak died on a 429 seconds before its end.
+                del self.open[request_id]
+                self.unfulfilled += 1
 
 
 def _median_last(samples: list[Sample], key: str, n: int = 3) -> float:
@@ -394,7 +405,10 @@ def run(
                     result.problems.append(f"camhub-sim control {camera}: {exc}")
                 next_event = now + rng.uniform(2, 5)
             if now >= next_ask:
-                agency.ask()
+                try:
+                    agency.ask()
+                except (AgencyError, owner_client.HubHTTPError) as exc:
+                    result.problems.append(f"agency or owner: {exc}")
                 next_ask = now + rng.uniform(6, 10)
             if now >= next_poll:
                 try:
@@ -416,6 +430,7 @@ def run(
                 )
                 next_sample = now + interval
             time.sleep(0.1)
+        result.unfulfilled = agency.unfulfilled
         _judge(result, warmup, hub)
     finally:
         if hub is not None:
@@ -509,6 +524,12 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "slopes of the parts: "
             + ", ".join(f"{k} {v:+.2f} MB/h" for k, v in parts.items() if v is not None)
+        )
+    if result.samples:
+        last = result.samples[-1]
+        print(
+            f"agency: {last.requests} requests, {last.fetched} deliveries fetched, {result.unfulfilled} "
+            "approved after retention had deleted their range (nothing to deliver)"
         )
     floors = result.rss_floor_growth_mib()
     if floors is not None:

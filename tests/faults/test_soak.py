@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench import soak
 
 SOAK_SECONDS = 60
@@ -39,3 +41,33 @@ def test_the_rss_floor_ignores_a_spike_and_sees_memory_that_stays() -> None:
     first, last = run(stepped).rss_floor_growth_mib()  # type: ignore[misc]
     assert round(last - first, 3) == 4.0
     assert run([150_000] * 20).rss_floor_growth_mib() is None  # under 30 minutes: no measure
+
+
+def test_the_agency_stops_polling_an_approval_that_has_nothing_left_to_deliver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Approved after retention had deleted its range, a request is never fulfilled. Polled forever,
+    # 41 of them in a 2-hour soak made enough status calls to hit the hub's rate limit, and the soak
+    # died on a 429 before its summary (2026-12-06).
+    class Client:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def status(self, request_id: str) -> dict[str, str]:
+            self.calls += 1
+            return {"status": "approved"}
+
+    agency = object.__new__(soak._Agency)
+    agency.client, agency.fetched, agency.unfulfilled = Client(), 0, 0
+    clock = [1000.0]
+    monkeypatch.setattr(soak.time, "monotonic", lambda: clock[0])
+    agency.open = {
+        "gone": ("sha", 0.0, 6.0, "cam", True, clock[0]),
+        "declined": ("sha", 0.0, 6.0, "cam", False, clock[0]),
+    }
+    agency.poll(Path("unused"))
+    assert list(agency.open) == ["gone"]  # the unapproved one is polled once; the approval waits
+    clock[0] += soak.UNFULFILLED_AFTER_S + 1
+    agency.poll(Path("unused"))
+    assert agency.open == {} and agency.unfulfilled == 1
+    assert agency.client.calls == 3
