@@ -45,15 +45,19 @@ def _seal(tmp_path: Path, chunks: list[bytes], key: StorageKey) -> Path:
     return path
 
 
-def _records(path: Path) -> tuple[bytes, list[bytes]]:
-    """(header, [length-prefixed record, ...]) as stored."""
-    data = path.read_bytes()
+def _split(data: bytes) -> tuple[bytes, list[bytes]]:
+    """(header, [length-prefixed record, ...]) of a sealed file's bytes."""
     header, off, out = data[:HEADER_SIZE], HEADER_SIZE, []
     while off < len(data):
         n = int.from_bytes(data[off : off + 4], "big")
         out.append(data[off : off + 4 + n])
         off += 4 + n
     return header, out
+
+
+def _records(path: Path) -> tuple[bytes, list[bytes]]:
+    """(header, [length-prefixed record, ...]) as stored."""
+    return _split(path.read_bytes())
 
 
 # At least 4 bytes each: ciphertext is random, and a 3-byte sign (the bare JPEG SOI ff d8 ff) turns
@@ -69,11 +73,8 @@ def _plain_media_signs(data: bytes) -> list[bytes]:
     segmenter.FRAGMENT_S) the whole-file search failed 2 of 13 runs of these tests."""
     pieces = [data]
     if data.startswith(sealed.MAGIC):
-        pieces, off = [data[:HEADER_SIZE]], HEADER_SIZE
-        while off < len(data):
-            n = int.from_bytes(data[off : off + 4], "big")
-            pieces.append(data[off + 4 : off + 4 + n])
-            off += 4 + n
+        header, records = _split(data)
+        pieces = [header, *(record[4:] for record in records)]
     return [
         s
         for s in (b"ftyp", b"moov", b"moof", b"mdat", b"avc1", b"\x00\x00\x00\x01", *_JPEG_STARTS)
