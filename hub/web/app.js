@@ -31,6 +31,7 @@ const nav = document.getElementById("nav");
 const top = document.getElementById("top");
 const menu = document.getElementById("menu");
 let cleanup = null;
+let shown = 0; // counts show() calls: only the latest one may draw into #main
 let session = null;
 let badgeTimer = null;
 let waitingCount = 0;
@@ -59,6 +60,7 @@ function pinHub(s) {
 }
 
 async function show(loader, ctx, name) {
+  const ticket = ++shown;
   if (cleanup) {
     try {
       cleanup();
@@ -67,16 +69,26 @@ async function show(loader, ctx, name) {
     }
     cleanup = null;
   }
-  replace(main, h("p", { class: "muted" }, "Loading…"));
+  // Each page draws into its own element. A page still loading when the owner moves on (Live waits
+  // for the camera list) then finishes into an element no longer on screen instead of over the next
+  // page, and what it started (timers, live streams) is stopped as soon as it hands back its cleanup.
+  const root = h("div", { class: "view" }, h("p", { class: "muted" }, "Loading…"));
+  replace(main, root);
   delete main.dataset.ready;
+  const stale = () => ticket !== shown;
   try {
     const mod = await loader();
-    const result = await mod.render(main, ctx);
+    if (stale()) return;
+    const result = await mod.render(root, ctx);
+    if (stale()) {
+      if (typeof result === "function") result();
+      return;
+    }
     if (typeof result === "function") cleanup = result;
     main.dataset.ready = name; // the page has drawn what it loaded (tests wait for this)
   } catch (err) {
-    if (err instanceof api.ApiError && err.status === 401) return;
-    replace(main, notice(`Could not load this page: ${sentence(err)}`, "error"));
+    if (stale() || (err instanceof api.ApiError && err.status === 401)) return;
+    replace(root, notice(`Could not load this page: ${sentence(err)}`, "error"));
   }
   main.focus({ preventScroll: true });
 }
