@@ -17,7 +17,8 @@ def test_recorded_segment_plays_and_continues_across_segments(make_hub: Any, con
     login(page, hub.url)
     page.goto(f"{hub.url}/#/timeline?camera=front-door&t={int(start) + 1}")
     page.wait_for_selector(".daybar .span")
-    assert page.locator("#main > .view > .card .daybar:not(.zoom) .span").count() == 2  # two runs around the gap
+    # Two runs around the gap.
+    assert page.locator("#main > .view > .card .daybar:not(.zoom) .span").count() == 2
     assert page.locator("#main > .view > .card .daybar:not(.zoom) .gapmark").count() == 1
     assert page.locator("#tl-zoom .span").count() == 2  # the close-up hour shows them too
     # The requested moment starts playing in <video>, from the right segment.
