@@ -7,7 +7,8 @@ frame is decoded (H.264 needs it) and 5 fps are analysed. In the same run, as th
 else. Each camera gets a scripted visitor at the start of every window so the detector sees real
 motion. CPU is user+system time of all threads (this process: `time.process_time`; ffmpeg: every
 thread's /proc/PID/task/TID/schedstat, ns), over the same windows: both sides run at once and are
-read over WINDOWS consecutive windows of WINDOW_S (2 of 1.5 s with ``--smoke``), as record_bench
+read over consecutive windows (WINDOWS: 4 of 5 s at 1 camera, 3 of 3 s at 4; 2 of 1.5 s with
+``--smoke``), as record_bench
 does, so a burst of other work on the shared machine lands on both alike; each side's figure is the
 median window, and the ratio hub/ffmpeg is the median of the per-window ratios, with min/max. A
 micro-benchmark of the detector alone (no decoding) on 640x360 frames is reported too.
@@ -38,11 +39,11 @@ from hub.events.motion import MotionConfig, MotionDetector, MotionRunner, Transi
 
 RESULTS = results_dir() / "motion.json"
 TARGET_CORE_FRACTION = 0.10
-# Consecutive measuring windows of WINDOW_S each; figures are their medians. At 1 camera a side
-# uses ~1-2% of a core: 3 windows of 3 s (before 2026-12-06) held ~35 ms of ffmpeg CPU each, and
-# the 1-camera ratio of unchanged code ranged x1.03-2.09 between runs.
-WINDOWS = 5
-WINDOW_S = 6.0
+# Per camera count: (number, seconds) of consecutive measuring windows; figures are their medians.
+# At 1 camera a side uses 1-2% of a core: 3 windows of 3 s (before 2026-12-06) held ~35 ms of ffmpeg
+# CPU each, and the 1-camera ratio of unchanged code ranged x1.03-2.09 between runs. 4 cameras use
+# 4x the CPU in the same time; the whole of `make bench` has 10 minutes (bench/__main__.py).
+WINDOWS = {1: (4, 5.0), 4: (3, 3.0)}
 # The sim's frame stamp (top) and clock overlay (bottom) change every frame; owners mask overlays.
 OVERLAY_MASKS = (
     ((0.0, 0.0), (1.0, 0.0), (1.0, 0.08), (0.0, 0.08)),
@@ -199,8 +200,10 @@ def detector_only(frames: int) -> dict[str, object]:
 
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
     counts = [1] if args.smoke else [1, 4]
-    warmup, window, windows = (1.0, 3.0, 2) if args.smoke else (2.0, WINDOW_S * WINDOWS, WINDOWS)
-    runs = [await measure(n, warmup, window, windows) for n in counts]
+    runs = []
+    for n in counts:
+        windows, each_s = (2, 1.5) if args.smoke else WINDOWS[n]
+        runs.append(await measure(n, 1.0 if args.smoke else 2.0, windows * each_s, windows))
     return {
         "bench": "motion",
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version()},
