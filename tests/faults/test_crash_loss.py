@@ -7,7 +7,8 @@ inside the first segment after a reconnect, restarted, and finally stopped. Afte
 index (the rows written before the kill plus the ones recovery made) must end no more than
 `MAX_LOSS_S` before the kill and never after it. At the end every recorded frame's wall-clock time
 (segment start + pts) is compared with the capture time the sim stamped into its SEI: all within
-`MAX_STAMP_ERROR_S`, none written twice.
+`MAX_STAMP_ERROR_S`, none written twice. A camera with sound (gst-rtsp-server, AAC at 48 kHz) killed
+inside its first segment loses no more, and its recovered segment keeps both tracks.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ from __future__ import annotations
 import random
 import signal
 import sqlite3
+import struct
+import subprocess
 import time
 from pathlib import Path
 
+import av
 import pytest
 
 from tests.conftest import DaemonProcess, free_port, write_config
 from tests.faults.hubproc import SimProcess, camera_status, check_store, db, recorded_frames, start_hub, until
 
+ROOT = Path(__file__).resolve().parents[2]
 CAMERA = "sim-1"
 FPS = 15
 MAX_LOSS_S = 1.0  # issue 17: the recorded timeline ends no more than 1 s before the kill
@@ -128,6 +133,70 @@ def test_kill9_loses_at_most_a_second_and_every_frame_is_stamped_at_capture(
         f"gop={gop_s}s losses_s={[round(x, 3) for x in losses]} frames={len(frames)} "
         f"stamp_error_s min={min(errors):.3f} max={max(errors):.3f} worst={worst:.3f}"
     )
+
+
+def test_kill9_of_a_camera_with_sound_loses_at_most_a_second_of_either_track(tmp_path: Path) -> None:
+    """A camera nobody here wrote, with sound: gst-rtsp-server, H.264 with a 1 s GOP and AAC at
+    48 kHz, a packet every 21 ms, the track that ends the muxer's fragments most often (it applies
+    segmenter.FRAGMENT_S to each track). Killed inside its first segment: the index ends within
+    MAX_LOSS_S of the kill, and the recovered segment has both tracks up to about the same time."""
+    camera = subprocess.Popen(
+        ["/usr/bin/python3", str(ROOT / "tests/interop/gst_camera.py"), "--port", "0", "--video", "h264",
+         "--audio", "aac48"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    data = tmp_path / "data"
+    hub: DaemonProcess | None = None
+    try:
+        assert camera.stdout is not None
+        line = camera.stdout.readline()
+        assert line.startswith("ready "), line
+        toml = f'\n[[cameras]]\nid = "{CAMERA}"\nurl = "{line.split()[1]}"\naudio = true\n'
+        config = write_config(
+            tmp_path / "camhub.toml", data, free_port(), toml + "[cameras.motion]\nenabled = false\n"
+        )
+        hub = start_hub(config, tmp_path / "daemon-0.log", max_backoff_s=0.2)
+        hub.wait_ready(60)
+        killed_at = _kill_inside_a_new_first_segment(hub, data / "segments", set(), random.Random(48))
+        hub, restarted_at = _restart(config, tmp_path, 1)
+        loss = _check_loss(data, killed_at, restarted_at)
+        assert hub.stop() == 0
+    finally:
+        if hub is not None and hub.proc.poll() is None:
+            hub.stop()
+        camera.kill()
+        camera.wait()
+    rows = [r for r in check_store(data) if r["recovered"]]
+    assert len(rows) == 1, [dict(r) for r in rows]
+    path = data / "segments" / rows[0]["path"]
+    ends: dict[str, float] = {}
+    with av.open(str(path)) as c:
+        assert c.streams.audio and c.streams.audio[0].codec_context.name == "aac", c.streams
+        for p in c.demux():
+            if p.size and p.pts is not None:
+                end = float((p.pts + (p.duration or 0)) * p.time_base)
+                ends[p.stream.type] = max(ends.get(p.stream.type, 0.0), end)
+    assert set(ends) == {"video", "audio"}, ends
+    # Each track's fragments end within a fragment of the other's (plus a video frame at 10 fps).
+    assert abs(ends["audio"] - ends["video"]) <= 0.2, ends
+    fragments = _count_boxes(path.read_bytes(), b"moof")
+    print(
+        f"aac48 loss_s={loss:.3f} tracks_end_s={ends} fragments={fragments} per_s={fragments / ends['video']:.1f}"
+    )
+
+
+def _count_boxes(mp4: bytes, kind: bytes) -> int:
+    """Top-level ISO BMFF boxes of `kind` (a recovered fMP4 is whole boxes: recovery cuts at one)."""
+    n = pos = 0
+    while pos + 8 <= len(mp4):
+        size, box = struct.unpack_from(">I4s", mp4, pos)
+        if size == 1:
+            (size,) = struct.unpack_from(">Q", mp4, pos + 8)
+        if size < 8:
+            break
+        n += box == kind
+        pos += size
+    return n
 
 
 def _check_loss(data: Path, killed_at: float, restarted_at: float) -> float:
