@@ -59,14 +59,18 @@ function pinHub(s) {
   }
 }
 
+function runCleanup(fn) {
+  try {
+    fn();
+  } catch (e) {
+    console.error(e);
+  }
+}
+
 async function show(loader, ctx, name) {
   const ticket = ++shown;
   if (cleanup) {
-    try {
-      cleanup();
-    } catch (e) {
-      console.error(e);
-    }
+    runCleanup(cleanup);
     cleanup = null;
   }
   // Each page draws into its own element. A page still loading when the owner moves on (Live waits
@@ -81,7 +85,7 @@ async function show(loader, ctx, name) {
     if (stale()) return;
     const result = await mod.render(root, ctx);
     if (stale()) {
-      if (typeof result === "function") result();
+      if (typeof result === "function") runCleanup(result);
       return;
     }
     if (typeof result === "function") cleanup = result;
