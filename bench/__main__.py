@@ -37,7 +37,7 @@ SCENARIOS: list[tuple[str, int]] = [
         85,
     ),  # ran 80 s on a loaded machine (load 11); issue 17: the whole daemon vs ffmpeg, 1/4/8 cameras + 16 alone
     ("encrypt_bench", 12),  # ran 7-8 s
-    ("motion_bench", 50),  # ran 31 s with 2x9 s of windows; 29 s of them since 2026-12-06
+    ("motion_bench", 50),  # ran 41 s (2026-12-06, longer windows at 1 camera; 31 s before)
     ("live_bench", 35),  # ran 22 s (2026-12-05)
     ("httpsig_bench", 22),  # ran 17 s
     ("consent_flow_bench", 6),  # ran 3-4 s

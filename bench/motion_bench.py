@@ -8,9 +8,8 @@ else. Each camera gets a scripted visitor at the start of every window so the de
 motion. CPU is user+system time of all threads (this process: `time.process_time`; ffmpeg: every
 thread's /proc/PID/task/TID/schedstat, ns), over the same windows: both sides run at once and are
 read over consecutive windows (WINDOWS: 4 of 5 s at 1 camera, 3 of 3 s at 4; 2 of 1.5 s with
-``--smoke``), as record_bench
-does, so a burst of other work on the shared machine lands on both alike; each side's figure is the
-median window, and the ratio hub/ffmpeg is the median of the per-window ratios, with min/max. A
+``--smoke``), as record_bench does, so a burst of other work on the shared machine lands on both
+alike; each side's figure is the median window, and the ratio hub/ffmpeg is the median of the per-window ratios, with min/max. A
 micro-benchmark of the detector alone (no decoding) on 640x360 frames is reported too.
 
 Target: <= 10% of one core per camera. Run: ``.venv/bin/python -m bench.motion_bench [--smoke]``.
